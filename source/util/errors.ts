@@ -1,0 +1,50 @@
+// Errors as values: a stable code for scripts and tests, and a sentence that tells the administrator
+// what happened and what to do about it.
+
+export class LifeboatError extends Error {
+  readonly code: string
+  readonly data: Record<string, unknown> | undefined
+
+  constructor(code: string, message: string, options: { cause?: unknown; data?: Record<string, unknown> } = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause })
+    this.name = 'LifeboatError'
+    this.code = code
+    this.data = options.data
+  }
+
+  toJSON(): SerializedError {
+    return serializeError(this)
+  }
+}
+
+export interface SerializedError {
+  code: string
+  message: string
+  name?: string
+  data?: Record<string, unknown>
+  cause?: SerializedError
+}
+
+export function isLifeboatError(error: unknown, code?: string): error is LifeboatError {
+  return error instanceof LifeboatError && (code === undefined || error.code === code)
+}
+
+/** The code of any error: ours, a Node system error (ENOENT…), an XAPI error (its XAPI code), else UNKNOWN. */
+export function errorCode(error: unknown): string {
+  if (error !== null && typeof error === 'object' && 'code' in error) {
+    const code = (error as { code: unknown }).code
+    if (typeof code === 'string' && code !== '') return code
+  }
+  return 'UNKNOWN'
+}
+
+/** A plain JSON form of any thrown value, for task logs and the daemon protocol (no stacks: they are noise to an administrator). */
+export function serializeError(error: unknown): SerializedError {
+  if (error instanceof Error) {
+    const out: SerializedError = { code: errorCode(error), message: error.message, name: error.name }
+    if (error instanceof LifeboatError && error.data !== undefined) out.data = error.data
+    if (error.cause !== undefined) out.cause = serializeError(error.cause)
+    return out
+  }
+  return { code: 'UNKNOWN', message: String(error) }
+}

@@ -1,0 +1,42 @@
+// The programs the tests need that npm cannot install: each with the Debian package that provides it.
+// `npm test` installs the missing ones when it runs as root, and otherwise stops with the install line.
+import { spawnSync } from 'node:child_process'
+
+export const SYSTEM_DEPS = [
+  { command: 'qemu-img', pkg: 'qemu-utils', why: 'independent reader of the VHD files Lifeboat writes' },
+  { command: 'vhdiinfo', pkg: 'libvhdi-utils', why: 'independent reader of differencing VHD chains' },
+  { command: 'vhdimount', pkg: 'libvhdi-utils', why: 'mounts VHD chains to compare their content' },
+  { command: 'fusermount3', pkg: 'fuse3', why: 'unmounts what vhdimount mounted' },
+  { command: 'zstd', pkg: 'zstd', why: 'zstd compression of XVA streams (Node 20 has no zstd)' },
+  { command: 'tar', pkg: 'tar', why: 'independent reader of the XVA files Lifeboat writes' },
+  { command: 'tmux', pkg: 'tmux', why: 'end-to-end tests of the terminal UI in a real terminal' },
+]
+
+export function hasCommand(command) {
+  return spawnSync('sh', ['-c', `command -v ${command}`], { stdio: 'ignore' }).status === 0
+}
+
+export function missingPackages() {
+  return [...new Set(SYSTEM_DEPS.filter(d => !hasCommand(d.command)).map(d => d.pkg))]
+}
+
+export function installLine(pkgs) {
+  return `apt-get update && apt-get install -y --no-install-recommends ${pkgs.join(' ')}`
+}
+
+/** Installs what is missing when root; returns an error sentence when it cannot. */
+export function ensureSystemDeps({ log = console.error } = {}) {
+  const missing = missingPackages()
+  if (missing.length === 0) return undefined
+  if (process.getuid?.() !== 0) {
+    return `the tests need Debian packages that are not installed: ${missing.join(', ')}.\nInstall them as root with:\n  ${installLine(missing)}`
+  }
+  log(`installing missing Debian packages: ${missing.join(' ')}`)
+  const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' }
+  for (const args of [['update', '-q'], ['install', '-y', '-q', '--no-install-recommends', ...missing]]) {
+    const r = spawnSync('apt-get', args, { stdio: ['ignore', 'ignore', 'inherit'], env })
+    if (r.status !== 0) return `apt-get ${args[0]} failed (exit ${r.status}); run by hand:\n  ${installLine(missing)}`
+  }
+  const still = missingPackages()
+  return still.length === 0 ? undefined : `still missing after install: ${still.join(', ')}`
+}
