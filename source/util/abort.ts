@@ -1,0 +1,61 @@
+// Cancellation and timeouts share one mechanism: an AbortSignal whose reason is a coded LifeboatError
+// (CANCELLED when an administrator cancels, TIMEOUT when a bound expires).
+import { LifeboatError } from './errors.ts'
+
+export function cancelledError(message = 'cancelled by the administrator'): LifeboatError {
+  return new LifeboatError('CANCELLED', message)
+}
+
+export function timeoutError(what: string, ms: number): LifeboatError {
+  return new LifeboatError('TIMEOUT', `${what} did not finish within ${formatMs(ms)}; raise the timeout in the job settings if this is expected.`)
+}
+
+/** The error to throw for an aborted signal: its reason when coded, CANCELLED otherwise. */
+export function abortReason(signal: AbortSignal): Error {
+  const reason: unknown = signal.reason
+  return reason instanceof LifeboatError ? reason : cancelledError()
+}
+
+export function throwIfAborted(signal: AbortSignal | undefined): void {
+  if (signal?.aborted === true) throw abortReason(signal)
+}
+
+/** A signal aborted by the parent or, with TIMEOUT, after `ms`; `dispose` clears the timer. */
+export function withTimeout(parent: AbortSignal | undefined, ms: number | undefined, what: string): { signal: AbortSignal; dispose: () => void } {
+  const controller = new AbortController()
+  const onAbort = () => controller.abort(parent === undefined ? undefined : abortReason(parent))
+  if (parent?.aborted === true) onAbort()
+  parent?.addEventListener('abort', onAbort, { once: true })
+  const timer = ms === undefined || ms <= 0 ? undefined : setTimeout(() => controller.abort(timeoutError(what, ms)), ms)
+  timer?.unref()
+  return {
+    signal: controller.signal,
+    dispose: () => {
+      if (timer !== undefined) clearTimeout(timer)
+      parent?.removeEventListener('abort', onAbort)
+    },
+  }
+}
+
+/** Resolves after `ms`, or rejects as soon as the signal aborts. */
+export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve, reject) => {
+    if (signal?.aborted === true) return reject(abortReason(signal))
+    const timer = setTimeout(() => {
+      signal?.removeEventListener('abort', onAbort)
+      resolve()
+    }, ms)
+    const onAbort = () => {
+      clearTimeout(timer)
+      reject(abortReason(signal!))
+    }
+    signal?.addEventListener('abort', onAbort, { once: true })
+  })
+}
+
+export function formatMs(ms: number): string {
+  if (ms < 1000) return `${ms} ms`
+  if (ms < 120_000) return `${Math.round(ms / 100) / 10} s`
+  if (ms < 7_200_000) return `${Math.round(ms / 6000) / 10} min`
+  return `${Math.round(ms / 360_000) / 10} h`
+}

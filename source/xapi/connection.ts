@@ -1,0 +1,182 @@
+// A connection to one pool over the real `xen-api` client: the event-fed object cache, calls whose
+// errors carry XAPI codes, cancellable async calls, and the pool's shared concurrency limits.
+import { createClient, type Xapi, type XapiRecord } from 'xen-api'
+import { CancelToken } from 'promise-toolbox'
+import { LifeboatError } from '../util/errors.ts'
+import { abortReason, withTimeout } from '../util/abort.ts'
+import { wrapXapiError } from './errors.ts'
+import { poolLimits, type PoolLimits } from './slots.ts'
+
+export interface PoolCredentials {
+  url: string
+  username: string
+  password: string
+}
+
+export interface ConnectOptions {
+  signal?: AbortSignal
+  /** Bound on login + first fetch of all objects. */
+  timeoutMs?: number
+  /** An export or import that sends no byte for this long fails (XAPI stalls). */
+  stallTimeoutMs?: number
+}
+
+export type { XapiRecord }
+
+export class PoolConnection {
+  private constructor(
+    readonly xapi: Xapi,
+    readonly url: string,
+  ) {}
+
+  static async connect(credentials: PoolCredentials, options: ConnectOptions = {}): Promise<PoolConnection> {
+    const xapi = createClient({
+      url: credentials.url,
+      auth: { user: credentials.username, password: credentials.password },
+      // Pools use self-signed certificates almost everywhere; the administrator chose the URL.
+      allowUnauthorized: true,
+      watchEvents: true,
+      httpInactivityTimeout: options.stallTimeoutMs ?? 5 * 60_000,
+      debounce: 50,
+    })
+    // xen-api logs through EventEmitter 'error' in some paths; never let it crash the process.
+    xapi.on('error', () => {})
+    const bound = withTimeout(options.signal, options.timeoutMs ?? 60_000, `connecting to ${credentials.url}`)
+    try {
+      await raceAbort(
+        (async () => {
+          await xapi.connect()
+          await xapi.objectsFetched
+        })(),
+        bound.signal,
+      )
+    } catch (error) {
+      void xapi.disconnect().catch(() => {})
+      throw wrapXapiError(error, `connecting to ${credentials.url}`)
+    } finally {
+      bound.dispose()
+    }
+    return new PoolConnection(xapi, credentials.url)
+  }
+
+  get pool(): XapiRecord {
+    const pool = this.xapi.pool
+    if (pool === undefined) throw new LifeboatError('POOL_NOT_READY', 'the pool record is not loaded yet; retry in a moment.')
+    return pool
+  }
+
+  get poolUuid(): string {
+    return this.pool.uuid
+  }
+
+  get poolName(): string {
+    return String(this.pool.name_label ?? '')
+  }
+
+  get limits(): PoolLimits {
+    return poolLimits(this.poolUuid)
+  }
+
+  /** Every cached record of a class (e.g. 'VM', 'SR'). */
+  all(type: string): XapiRecord[] {
+    return Object.values(this.xapi.objects.all).filter(o => o.$type === type)
+  }
+
+  byRef(ref: string): XapiRecord | undefined {
+    return this.xapi.getObjectByRef(ref, undefined) as XapiRecord | undefined
+  }
+
+  byUuid(uuid: string): XapiRecord | undefined {
+    return this.xapi.getObjectByUuid(uuid, undefined) as XapiRecord | undefined
+  }
+
+  /** A record by uuid, or a coded error naming what is missing. */
+  get(type: string, uuid: string): XapiRecord {
+    const record = this.byUuid(uuid)
+    if (record === undefined || record.$type !== type) {
+      throw new LifeboatError('XAPI_UUID_INVALID', `no ${type} with uuid ${uuid} on pool ${this.poolName || this.url}; it may have been deleted or belong to another pool.`)
+    }
+    return record
+  }
+
+  async call(method: string, ...args: unknown[]): Promise<unknown> {
+    try {
+      return await this.xapi.call(method, ...args)
+    } catch (error) {
+      throw wrapXapiError(error, method)
+    }
+  }
+
+  /** An Async.* call whose XAPI task is cancelled when the signal aborts. */
+  async callAsync(signal: AbortSignal | undefined, method: string, ...args: unknown[]): Promise<unknown> {
+    const token = CancelToken.from(signal ?? new AbortController().signal)
+    try {
+      return await raceAbort(this.xapi.callAsync(token, method, ...args), signal)
+    } catch (error) {
+      if (signal?.aborted === true) throw abortReason(signal)
+      throw wrapXapiError(error, method)
+    }
+  }
+
+  /** Resolves once `predicate` holds on the cache (checked now and after every event batch). */
+  waitFor<T>(predicate: () => T | undefined, options: { signal?: AbortSignal; timeoutMs?: number; what: string }): Promise<T> {
+    const bound = withTimeout(options.signal, options.timeoutMs, options.what)
+    const objects = this.xapi.objects
+    return new Promise<T>((resolve, reject) => {
+      const check = () => {
+        let value: T | undefined
+        try {
+          value = predicate()
+        } catch (error) {
+          return finish(() => reject(error))
+        }
+        if (value !== undefined) finish(() => resolve(value as T))
+      }
+      const onAbort = () => finish(() => reject(abortReason(bound.signal)))
+      const finish = (settle: () => void) => {
+        objects.removeListener('add', check)
+        objects.removeListener('update', check)
+        objects.removeListener('remove', check)
+        bound.signal.removeEventListener('abort', onAbort)
+        bound.dispose()
+        settle()
+      }
+      objects.on('add', check)
+      objects.on('update', check)
+      objects.on('remove', check)
+      bound.signal.addEventListener('abort', onAbort, { once: true })
+      if (bound.signal.aborted) onAbort()
+      else check()
+    })
+  }
+
+  async disconnect(): Promise<void> {
+    await this.xapi.disconnect().catch(() => {})
+  }
+}
+
+/** Rejects with the signal's reason as soon as it aborts, whatever the promise does. */
+export function raceAbort<T>(promise: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (signal === undefined) return promise
+  if (signal.aborted) {
+    promise.catch(() => {})
+    return Promise.reject(abortReason(signal))
+  }
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => {
+      promise.catch(() => {})
+      reject(abortReason(signal))
+    }
+    signal.addEventListener('abort', onAbort, { once: true })
+    promise.then(
+      value => {
+        signal.removeEventListener('abort', onAbort)
+        resolve(value)
+      },
+      error => {
+        signal.removeEventListener('abort', onAbort)
+        reject(error)
+      },
+    )
+  })
+}

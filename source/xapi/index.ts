@@ -1,0 +1,7 @@
+// The pool side of Lifeboat: connections over the real xen-api client, VM and disk operations, and
+// the HTTP streams to and from XAPI, each within the pool's shared concurrency limits.
+export { PoolConnection, raceAbort, type PoolCredentials, type ConnectOptions, type XapiRecord } from './connection.ts'
+export { wrapXapiError, xapiError } from './errors.ts'
+export { Slots, PoolLimits, poolLimits, allPoolLimits, DEFAULT_POOL_LIMITS, type SlotHolder, type SlotLease, type SlotProgress, type PoolLimitSettings } from './slots.ts'
+export * from './vm.ts'
+export * from './transfer.ts'

@@ -1,0 +1,140 @@
+// Disk and VM streams to and from a pool over XAPI's HTTP handlers, each within the pool's export slots.
+// The slot is held until the stream ends or is destroyed, and its lease reports bytes for the lanes view.
+import { Readable, Transform, type TransformCallback } from 'node:stream'
+import { CancelToken } from 'promise-toolbox'
+import { LifeboatError } from '../util/errors.ts'
+import { abortReason } from '../util/abort.ts'
+import type { PoolConnection } from './connection.ts'
+import { wrapXapiError, xapiError } from './errors.ts'
+import type { SlotHolder, SlotLease, Slots } from './slots.ts'
+
+export interface ExportStream {
+  stream: Readable
+  /** Settles with the XAPI task: rejects when XAPI reports a failure (the body may just look short). */
+  task: Promise<unknown>
+}
+
+interface ExportOptions {
+  holder: SlotHolder
+  signal?: AbortSignal
+  /** Expected size for progress (virtual size for a VHD, an estimate for an XVA). */
+  expectedSize?: number
+}
+
+/** A VDI as a VHD stream: full, or the blocks changed since `baseRef` (a snapshot of the same disk). */
+export function exportVdiVhd(conn: PoolConnection, vdiRef: string, options: ExportOptions & { baseRef?: string }): Promise<ExportStream> {
+  const query: Record<string, string> = { format: 'vhd', vdi: vdiRef }
+  if (options.baseRef !== undefined) query.base = options.baseRef
+  return exportResource(conn, conn.limits.vdiExports, '/export_raw_vdi/', query, options)
+}
+
+/** A halted VM or a snapshot as an XVA stream, compressed by the host when asked. */
+export function exportVmXva(conn: PoolConnection, vmRef: string, options: ExportOptions & { compression?: 'gzip' | 'zstd' }): Promise<ExportStream> {
+  const compression = options.compression === undefined ? 'false' : options.compression
+  return exportResource(conn, conn.limits.vmExports, '/export/', { ref: vmRef, use_compression: compression }, options)
+}
+
+async function exportResource(conn: PoolConnection, slots: Slots, path: string, query: Record<string, string>, options: ExportOptions): Promise<ExportStream> {
+  const lease = await slots.acquire(options.holder, options.signal)
+  try {
+    const token = CancelToken.from(options.signal ?? new AbortController().signal)
+    const response = await conn.xapi.getResource(token, path, { query }).catch(error => {
+      throw options.signal?.aborted === true ? abortReason(options.signal) : wrapXapiError(error, `GET ${path}`)
+    })
+    const task = (response.task ?? Promise.resolve(undefined)).catch(error => {
+      throw wrapXapiError(error, `export task of ${path}`)
+    })
+    task.catch(() => {})
+    const stream = response.body.pipe(new ExportGuard(lease, options.expectedSize))
+    response.body.on('error', error => stream.destroy(wrapXapiError(error, `GET ${path}`) as Error))
+    const release = () => lease.release()
+    stream.once('close', () => {
+      release()
+      if (!response.body.destroyed) response.body.destroy()
+    })
+    return { stream, task }
+  } catch (error) {
+    lease.release()
+    throw error
+  }
+}
+
+const EMBEDDED_ERROR = Buffer.from('HTTP/1.1 500')
+
+/**
+ * Counts bytes for the slot's progress, and turns XAPI's "200 with an HTTP 500 in the body" bug
+ * (xen-api#4603) into the coded error it means.
+ */
+class ExportGuard extends Transform {
+  #done = 0
+  #started = Date.now()
+  #lastReport = 0
+  #head: Buffer | undefined = Buffer.alloc(0)
+
+  constructor(
+    private readonly lease: SlotLease,
+    private readonly expected: number | undefined,
+  ) {
+    super()
+  }
+
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
+    if (this.#head !== undefined) {
+      this.#head = Buffer.concat([this.#head, chunk])
+      if (this.#head.length < EMBEDDED_ERROR.length) return callback()
+      const head = this.#head
+      this.#head = undefined
+      if (head.subarray(0, EMBEDDED_ERROR.length).equals(EMBEDDED_ERROR)) return callback(embeddedError(head))
+      chunk = head
+    }
+    this.#done += chunk.length
+    const now = Date.now()
+    if (now - this.#lastReport > 250) {
+      this.#lastReport = now
+      this.lease.report({ done: this.#done, total: this.expected, bytesPerSecond: (this.#done * 1000) / Math.max(1, now - this.#started) })
+    }
+    callback(null, chunk)
+  }
+
+  override _flush(callback: TransformCallback): void {
+    if (this.#head !== undefined && this.#head.length > 0) {
+      const head = this.#head
+      this.#head = undefined
+      this.#done += head.length
+      this.push(head)
+    }
+    callback()
+  }
+}
+
+function embeddedError(head: Buffer): Error {
+  const text = head.toString('latin1', 0, Math.min(head.length, 4096))
+  const match = /(SR_BACKEND_FAILURE_\d+)/.exec(text)
+  return match === null
+    ? new LifeboatError('XAPI_EXPORT_FAILED', 'the host answered the export with an internal error; check the SR and the host logs.')
+    : xapiError(match[1]!, [text.slice(text.indexOf(match[1]!), text.indexOf(match[1]!) + 300).replace(/\s+/g, ' ')], 'export')
+}
+
+/** Uploads a VHD onto an existing VDI (a delta onto a clone of its base, or a whole disk). */
+export async function importVdiVhd(conn: PoolConnection, vdiRef: string, body: Readable, length: number, signal?: AbortSignal): Promise<void> {
+  await putResource(conn, body, length, '/import_raw_vdi/', { format: 'vhd', vdi: vdiRef }, signal)
+}
+
+/** Imports an XVA onto an SR; resolves with the new VM's ref. */
+export async function importVmXva(conn: PoolConnection, body: Readable, length: number | undefined, srRef: string, signal?: AbortSignal): Promise<string> {
+  const result = await putResource(conn, body, length, '/import/', { sr_id: srRef }, signal)
+  const ref = Array.isArray(result) ? result[0] : result
+  if (typeof ref !== 'string') throw new LifeboatError('XAPI_IMPORT_NO_VM', 'the pool accepted the XVA but reported no VM; check the pool for a half-imported VM.')
+  return ref
+}
+
+async function putResource(conn: PoolConnection, body: Readable, length: number | undefined, path: string, query: Record<string, string>, signal?: AbortSignal): Promise<unknown> {
+  const token = CancelToken.from(signal ?? new AbortController().signal)
+  if (length !== undefined) Object.assign(body, { length })
+  try {
+    return await conn.xapi.putResource(token, body, path, { query })
+  } catch (error) {
+    if (signal?.aborted === true) throw abortReason(signal)
+    throw wrapXapiError(error, `PUT ${path}`)
+  }
+}

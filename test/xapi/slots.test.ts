@@ -1,0 +1,79 @@
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { Slots, poolLimits } from '../../source/xapi/slots.ts'
+import { isLifeboatError } from '../../source/util/errors.ts'
+import { cancelledError, sleep, withTimeout } from '../../source/util/abort.ts'
+
+const holder = (vm: string) => ({ runId: 'r', vm, phase: 'export' })
+
+test('never more holders than the limit; waiters are served in order', async () => {
+  const slots = new Slots('export', 2)
+  let active = 0
+  let peak = 0
+  const order: string[] = []
+  await Promise.all(
+    ['a', 'b', 'c', 'd', 'e'].map(vm =>
+      slots.with(holder(vm), undefined, async () => {
+        order.push(vm)
+        peak = Math.max(peak, ++active)
+        await sleep(5)
+        active--
+      }),
+    ),
+  )
+  assert.equal(peak, 2)
+  assert.deepEqual(order, ['a', 'b', 'c', 'd', 'e'])
+  assert.equal(slots.holders.length, 0)
+})
+
+test('holders are visible with their progress', async () => {
+  const slots = new Slots('snapshot', 1)
+  const lease = await slots.acquire(holder('vm1'))
+  lease.report({ done: 10, total: 100 })
+  assert.equal(slots.holders[0]!.holder.vm, 'vm1')
+  assert.deepEqual(slots.holders[0]!.progress, { done: 10, total: 100 })
+  const waiting = slots.acquire(holder('vm2'))
+  assert.deepEqual(slots.waiting.map(h => h.vm), ['vm2'])
+  lease.release()
+  lease.release() // idempotent: must not free a second slot
+  const second = await waiting
+  assert.equal(slots.holders.length, 1)
+  second.release()
+})
+
+test('a wait aborted by cancel leaves the queue and rejects with CANCELLED', async () => {
+  const slots = new Slots('snapshot', 1)
+  const lease = await slots.acquire(holder('vm1'))
+  const controller = new AbortController()
+  const waiting = slots.acquire(holder('vm2'), controller.signal)
+  controller.abort(cancelledError())
+  await assert.rejects(waiting, (e: unknown) => isLifeboatError(e, 'CANCELLED'))
+  assert.equal(slots.waiting.length, 0)
+  lease.release()
+  assert.equal(slots.holders.length, 0)
+})
+
+test('raising the limit admits waiters at once', async () => {
+  const slots = new Slots('export', 1)
+  const a = await slots.acquire(holder('a'))
+  const b = slots.acquire(holder('b'))
+  slots.setLimit(2)
+  const leaseB = await b
+  assert.equal(slots.holders.length, 2)
+  a.release()
+  leaseB.release()
+})
+
+test('pool limits are shared by every caller for the same pool', () => {
+  assert.equal(poolLimits('pool-x'), poolLimits('pool-x'))
+  assert.notEqual(poolLimits('pool-x'), poolLimits('pool-y'))
+  assert.equal(poolLimits('pool-x').snapshots.limit, 2)
+  assert.equal(poolLimits('pool-x').vdiExports.limit, 12)
+  assert.equal(poolLimits('pool-x').vmExports.limit, 2)
+})
+
+test('withTimeout aborts with a TIMEOUT error that names what was late', async () => {
+  const bound = withTimeout(undefined, 20, 'the snapshot')
+  await assert.rejects(sleep(1000, bound.signal), (e: unknown) => isLifeboatError(e, 'TIMEOUT') && /the snapshot/.test((e as Error).message))
+  bound.dispose()
+})
