@@ -1,0 +1,118 @@
+// Rebuilds a run's task tree from its events (a client joining late, a restarted daemon) and applies
+// XO's status rules: skipped failures, parents failed or skipped by their children, interrupted runs.
+import type { TaskData, TaskEvent } from './task.ts'
+
+export type TaskStatus = 'success' | 'failure' | 'skipped' | 'interrupted' | 'pending' | 'cancelled'
+
+export interface TaskLogEntry {
+  message: string
+  data?: unknown
+  timestamp: number
+}
+
+/** A task in XO's log shape: `message` is the task name, `data` its other start properties. */
+export interface TaskNode {
+  id: string
+  parentId?: string
+  message: string
+  data?: TaskData
+  start: number
+  end?: number
+  duration?: number
+  status: TaskStatus
+  result?: unknown
+  properties?: Record<string, unknown>
+  infos?: TaskLogEntry[]
+  warnings?: TaskLogEntry[]
+  tasks?: TaskNode[]
+}
+
+/** Failure messages XO reports as "skipped" rather than "failure" (nothing was wrong, nothing to do). */
+export const SKIP_MESSAGES: ReadonlySet<string> = new Set(['no disks found', 'no VMs match this pattern', 'unhealthy VDI chain'])
+
+export function isSkipResult(result: unknown): boolean {
+  return typeof result === 'object' && result !== null && SKIP_MESSAGES.has((result as { message?: unknown }).message as string)
+}
+
+/**
+ * Folds events into trees, one per root task (normally one: the run). Events of unknown tasks are
+ * ignored so that a truncated or interleaved event log still yields what it can.
+ */
+export function foldEvents(events: Iterable<TaskEvent>): TaskNode[] {
+  const nodes = new Map<string, TaskNode>()
+  const roots: TaskNode[] = []
+  for (const event of events) {
+    if (event.type === 'start') {
+      const { name, ...data } = event.properties
+      const node: TaskNode = { id: event.id, message: String(name), start: event.timestamp, status: 'pending' }
+      if (Object.keys(data).length > 0) node.data = data
+      if (event.parentId !== undefined) node.parentId = event.parentId
+      nodes.set(event.id, node)
+      const parent = event.parentId === undefined ? undefined : nodes.get(event.parentId)
+      if (parent === undefined) roots.push(node)
+      else (parent.tasks ??= []).push(node)
+      continue
+    }
+    const node = nodes.get(event.id)
+    if (node === undefined) continue
+    switch (event.type) {
+      case 'info':
+        ;(node.infos ??= []).push(logEntry(event))
+        break
+      case 'warning':
+        ;(node.warnings ??= []).push(logEntry(event))
+        break
+      case 'property':
+        ;(node.properties ??= {})[event.name] = event.value
+        break
+      case 'end':
+        node.end = event.timestamp
+        node.duration = event.timestamp - node.start
+        node.status = event.status === 'failure' && isSkipResult(event.result) ? 'skipped' : event.status
+        if (event.result !== undefined) node.result = event.result
+        break
+    }
+  }
+  for (const root of roots) settleStatus(root)
+  return roots
+}
+
+/** The tree of one run (the first root), or undefined when the events hold no task. */
+export function foldRun(events: Iterable<TaskEvent>): TaskNode | undefined {
+  return foldEvents(events)[0]
+}
+
+function logEntry(event: { message: string; data?: unknown; timestamp: number }): TaskLogEntry {
+  return { message: event.message, ...(event.data !== undefined && { data: event.data }), timestamp: event.timestamp }
+}
+
+// Severity when a finished parent takes its status from its children: a failed child fails the parent,
+// a cancelled one cancels it, a skipped one makes it skipped (XO: "a parent is skipped if any child is").
+const SEVERITY: Record<TaskStatus, number> = { success: 0, pending: 0, skipped: 1, cancelled: 2, interrupted: 3, failure: 4 }
+
+function settleStatus(node: TaskNode): void {
+  if (node.tasks === undefined) return
+  for (const child of node.tasks) settleStatus(child)
+  node.tasks.sort((a, b) => (a.end ?? Infinity) - (b.end ?? Infinity) || a.start - b.start)
+  if (node.status === 'pending' || node.status === 'interrupted') return
+  for (const child of node.tasks) {
+    if (SEVERITY[child.status] > SEVERITY[node.status]) node.status = child.status
+  }
+}
+
+/**
+ * Marks every unfinished task of a tree interrupted (the daemon stopped while the run was going): the
+ * run cannot be resumed, and leaving it "pending" would show a run that is not happening.
+ */
+export function markInterrupted(node: TaskNode, reason: string): TaskNode {
+  const walk = (task: TaskNode): TaskNode => {
+    const tasks = task.tasks?.map(walk)
+    const out: TaskNode = { ...task, ...(tasks && { tasks }) }
+    if (task.status === 'pending') {
+      out.status = 'interrupted'
+      out.result = { code: 'INTERRUPTED', message: reason }
+    }
+    return out
+  }
+  return walk(node)
+}

@@ -1,0 +1,78 @@
+// Run logs on disk: one JSON file per runId, written atomically, so a crash never leaves half a log;
+// on start-up the daemon turns the runs it left unfinished into "interrupted" ones.
+import { mkdir, readdir, readFile, rename, unlink, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { randomBytes } from 'node:crypto'
+import { LifeboatError } from '../util/errors.ts'
+import { markInterrupted, type TaskNode } from './fold.ts'
+
+const RUN_ID = /^[A-Za-z0-9_-]{1,100}$/
+
+export class RunLogStore {
+  readonly dir: string
+
+  constructor(dir: string) {
+    this.dir = dir
+  }
+
+  async save(run: TaskNode): Promise<void> {
+    const path = this.#path(run.id)
+    await mkdir(this.dir, { recursive: true })
+    const temporary = join(this.dir, `.${run.id}.${randomBytes(4).toString('hex')}.tmp`)
+    try {
+      await writeFile(temporary, JSON.stringify(run))
+      await rename(temporary, path)
+    } catch (error) {
+      await unlink(temporary).catch(() => {})
+      throw error
+    }
+  }
+
+  /** The run's log, or undefined when there is none. */
+  async load(runId: string): Promise<TaskNode | undefined> {
+    let text: string
+    try {
+      text = await readFile(this.#path(runId), 'utf8')
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined
+      throw error
+    }
+    try {
+      return JSON.parse(text) as TaskNode
+    } catch (error) {
+      throw new LifeboatError('RUN_LOG_CORRUPT', `The log of run ${runId} (${this.#path(runId)}) is not valid JSON; delete the file to get rid of it.`, { cause: error })
+    }
+  }
+
+  /** The runIds stored, oldest first (task ids sort by creation time). */
+  async list(): Promise<string[]> {
+    let names: string[]
+    try {
+      names = await readdir(this.dir)
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return []
+      throw error
+    }
+    return names
+      .filter(name => name.endsWith('.json') && !name.startsWith('.'))
+      .map(name => name.slice(0, -'.json'.length))
+      .sort()
+  }
+
+  /** Marks the stored runs still pending as interrupted; returns their runIds. Unreadable logs are left alone. */
+  async markInterruptedRuns(reason: string): Promise<string[]> {
+    const interrupted: string[] = []
+    for (const runId of await this.list()) {
+      const run = await this.load(runId).catch(() => undefined)
+      if (run === undefined || run.status !== 'pending') continue
+      await this.save(markInterrupted(run, reason))
+      interrupted.push(runId)
+    }
+    return interrupted
+  }
+
+  #path(runId: string): string {
+    if (!RUN_ID.test(runId)) throw new LifeboatError('RUN_ID_INVALID', `"${runId}" is not a run id; run ids are letters, digits, "-" and "_".`)
+    return join(this.dir, `${runId}.json`)
+  }
+}

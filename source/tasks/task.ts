@@ -1,0 +1,175 @@
+// A run's task tree as it happens: tasks emit XO-shaped events (start, info, warning, property, end)
+// to subscribers; the tree itself is rebuilt from those events by foldEvents (fold.ts).
+import { randomBytes } from 'node:crypto'
+import { LifeboatError, serializeError, type SerializedError } from '../util/errors.ts'
+
+export type TaskData = Record<string, unknown>
+export type EndStatus = 'success' | 'failure' | 'cancelled'
+
+interface EventBase {
+  id: string
+  parentId?: string
+  timestamp: number
+}
+export type TaskEvent =
+  | (EventBase & { type: 'start'; properties: { name: string } & TaskData })
+  | (EventBase & { type: 'info' | 'warning'; message: string; data?: unknown })
+  | (EventBase & { type: 'property'; name: string; value: unknown })
+  | (EventBase & { type: 'end'; status: EndStatus; result?: unknown })
+
+/** An event as a task describes it, before the log stamps it with ids and time. */
+type TaskEventBody = TaskEvent extends infer E ? (E extends EventBase ? Omit<E, keyof EventBase> : never) : never
+
+export type TaskListener = (event: TaskEvent) => void
+
+/** A task error as logged: our coded form, plus the sub-errors of an AggregateError (all targets failed…). */
+export type TaskError = SerializedError & { errors?: TaskError[] }
+
+export function serializeTaskError(error: unknown): TaskError {
+  const serialized: TaskError = serializeError(error)
+  if (error instanceof AggregateError) serialized.errors = error.errors.map(serializeTaskError)
+  return serialized
+}
+
+/** XO's task id: sortable by creation time, unique within a process and across restarts. */
+export function newTaskId(now = Date.now()): string {
+  return `${now.toString(36).padStart(9, '0')}-${randomBytes(6).toString('hex')}`
+}
+
+export interface TaskLogOptions {
+  now?: () => number
+}
+
+/** One run's log: its root task, the events emitted so far (for late subscribers) and the subscribers. */
+export class TaskLog {
+  readonly events: TaskEvent[] = []
+  readonly #listeners = new Set<TaskListener>()
+  readonly now: () => number
+
+  constructor(options: TaskLogOptions = {}) {
+    this.now = options.now ?? Date.now
+  }
+
+  /** Starts a run: the root task, whose id is the runId. */
+  static start(properties: { name: string; data?: TaskData }, options: TaskLogOptions & { onEvent?: TaskListener } = {}): Task {
+    const log = new TaskLog(options)
+    if (options.onEvent !== undefined) log.subscribe(options.onEvent)
+    return log.startTask(properties.name, properties.data)
+  }
+
+  subscribe(listener: TaskListener): () => void {
+    this.#listeners.add(listener)
+    return () => this.#listeners.delete(listener)
+  }
+
+  startTask(name: string, data: TaskData = {}, parent?: Task): Task {
+    const timestamp = this.now()
+    const task = new Task(this, newTaskId(timestamp), name, parent)
+    this.emit({ type: 'start', id: task.id, ...(parent && { parentId: parent.id }), timestamp, properties: { ...data, name } })
+    return task
+  }
+
+  emit(event: TaskEvent): void {
+    this.events.push(event)
+    // A subscriber that throws (a closed socket…) must not break the backup it is watching.
+    for (const listener of this.#listeners) {
+      try {
+        listener(event)
+      } catch {
+        this.#listeners.delete(listener)
+      }
+    }
+  }
+}
+
+export class Task {
+  readonly log: TaskLog
+  readonly id: string
+  readonly name: string
+  readonly parent: Task | undefined
+  #ended = false
+
+  constructor(log: TaskLog, id: string, name: string, parent?: Task) {
+    this.log = log
+    this.id = id
+    this.name = name
+    this.parent = parent
+  }
+
+  /** The root task's id, which identifies the run. */
+  get runId(): string {
+    return this.parent === undefined ? this.id : this.parent.runId
+  }
+
+  get ended(): boolean {
+    return this.#ended
+  }
+
+  child(name: string, data?: TaskData): Task {
+    this.#assertRunning('start a subtask')
+    return this.log.startTask(name, data, this)
+  }
+
+  info(message: string, data?: unknown): void {
+    this.#emit({ type: 'info', message, ...(data !== undefined && { data }) })
+  }
+
+  warning(message: string, data?: unknown): void {
+    this.#emit({ type: 'warning', message, ...(data !== undefined && { data }) })
+  }
+
+  /** Sets a live property (progress 0–100, size, speed…). */
+  set(name: string, value: unknown): void {
+    this.#emit({ type: 'property', name, value })
+  }
+
+  end(result?: unknown): void {
+    this.#finish('success', result)
+  }
+
+  fail(error: unknown): void {
+    this.#finish('failure', serializeTaskError(error))
+  }
+
+  cancel(reason: unknown = 'cancelled'): void {
+    this.#finish('cancelled', reason instanceof Error ? serializeTaskError(reason) : { code: 'CANCELLED', message: String(reason) })
+  }
+
+  /**
+   * Runs fn inside this task and ends it with fn's outcome: its result, a cancellation (an abort of the
+   * given signal, or a CANCELLED error) or a failure. The error is rethrown so callers can react.
+   */
+  async run<T>(fn: (task: Task) => Promise<T>, options: { signal?: AbortSignal } = {}): Promise<T> {
+    try {
+      const result = await fn(this)
+      this.end(result)
+      return result
+    } catch (error) {
+      if (options.signal?.aborted === true || isCancellation(error)) this.cancel(error)
+      else this.fail(error)
+      throw error
+    }
+  }
+
+  #finish(status: EndStatus, result: unknown): void {
+    this.#emit({ type: 'end', status, ...(result !== undefined && { result }) })
+    this.#ended = true
+  }
+
+  #emit(event: Exclude<TaskEventBody, { type: 'start' }>): void {
+    this.#assertRunning(event.type === 'end' ? 'end it' : `log a ${event.type}`)
+    this.log.emit({ ...event, id: this.id, ...(this.parent && { parentId: this.parent.id }), timestamp: this.log.now() } as TaskEvent)
+  }
+
+  #assertRunning(action: string): void {
+    if (this.#ended) {
+      throw new LifeboatError('TASK_ENDED', `The task "${this.name}" (${this.id}) has already ended; cannot ${action}. This is a bug in Lifeboat.`)
+    }
+  }
+}
+
+function isCancellation(error: unknown): boolean {
+  if (error === null || typeof error !== 'object') return false
+  const { name, code } = error as { name?: unknown; code?: unknown }
+  return name === 'AbortError' || code === 'CANCELLED' || code === 'ABORT_ERR'
+}
