@@ -2,7 +2,7 @@
 // live target has taken the current one, so the slowest target sets the pace and memory stays at one item.
 // A target that stops (fails or gives up) is dropped and the others go on; a source error reaches all.
 
-interface ForkState<T> {
+interface ForkState {
   /** Index of the item this fork asks for next. */
   wanted: number
   alive: boolean
@@ -14,7 +14,7 @@ interface ForkState<T> {
  */
 export function forkAsyncIterable<T>(source: AsyncIterable<T>, count: number): AsyncIterable<T>[] {
   const iterator = source[Symbol.asyncIterator]()
-  const forks: ForkState<T>[] = Array.from({ length: count }, () => ({ wanted: 0, alive: true }))
+  const forks: ForkState[] = Array.from({ length: count }, () => ({ wanted: 0, alive: true }))
   // The item being served and its index; items are fetched one at a time.
   let current: { index: number; result: Promise<IteratorResult<T>> } | undefined
   let waiters: Array<() => void> = []
