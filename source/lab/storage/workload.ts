@@ -1,0 +1,140 @@
+// Guest activity for the lab: deterministic, recognisable disk content for fixtures, and a background writer
+// that dirties a running VM's disk at a chosen rate, so deltas and CBT have something real to carry.
+import { LifeboatError } from '../../util/errors.ts'
+import type { DiskStore } from './disk-store.ts'
+import { LAB_BLOCK_SIZE } from './layer.ts'
+
+const SECTOR = 512
+/** Pattern unit: each one is either all zero or filled, so fixtures have holes to skip. */
+const PATTERN_CHUNK = 64 * 1024
+const WRITE_SIZE = 64 * 1024
+const TICK_MS = 200
+
+/** 32-bit integer hash (lowbias32): spreads seeds and positions so patterns never line up by accident. */
+function mix(value: number): number {
+  let x = value >>> 0
+  x ^= x >>> 16
+  x = Math.imul(x, 0x7feb352d)
+  x ^= x >>> 15
+  x = Math.imul(x, 0x846ca68b)
+  x ^= x >>> 16
+  return x >>> 0
+}
+
+/** A seeded pseudo-random sequence (xorshift32). */
+export function randomSequence(seed: number): () => number {
+  let state = mix(seed) || 1
+  return () => {
+    state ^= state << 13
+    state ^= state >>> 17
+    state ^= state << 5
+    return (state >>>= 0)
+  }
+}
+
+/** Is the 64 KiB pattern chunk at `index` a hole for `seed`? One in eight is. */
+const isHole = (seed: number, index: number): boolean => mix(seed ^ mix(index)) % 8 === 0
+
+/**
+ * The content fillPattern writes at `offset`, as a pure function so tests and fixtures can check a disk: every
+ * 512-byte sector starts with "LIFEBOAT seed=… sector=…" (readable in a hex dump) then pseudo-random bytes;
+ * one 64 KiB chunk in eight is zeros.
+ */
+export function patternBytes(seed: number, offset: number, length: number): Buffer {
+  const out = Buffer.alloc(length)
+  for (let sector = Math.floor(offset / SECTOR); sector * SECTOR < offset + length; sector++) {
+    const start = sector * SECTOR
+    if (isHole(seed, Math.floor(start / PATTERN_CHUNK))) continue
+    const content = Buffer.alloc(SECTOR)
+    const label = `LIFEBOAT seed=${seed} sector=${sector}\n`
+    content.write(label, 'latin1')
+    const next = randomSequence(mix(seed) ^ mix(sector))
+    for (let i = Math.ceil(label.length / 4) * 4; i < SECTOR; i += 4) content.writeUInt32LE(next(), i)
+    const from = Math.max(start, offset)
+    const to = Math.min(start + SECTOR, offset + length)
+    content.copy(out, from - offset, from - start, to - start)
+  }
+  return out
+}
+
+/**
+ * Writes patternBytes(seed, offset, length) into the disk. Holes are left unallocated where the disk has no data
+ * yet, so a fixture is as sparse as a real one.
+ */
+export async function fillPattern(store: DiskStore, leaf: string, options: { offset: number; length: number; seed: number }): Promise<void> {
+  const end = options.offset + options.length
+  for (let position = options.offset; position < end;) {
+    const next = Math.min(end, (Math.floor(position / PATTERN_CHUNK) + 1) * PATTERN_CHUNK)
+    const data = patternBytes(options.seed, position, next - position)
+    if (!isHole(options.seed, Math.floor(position / PATTERN_CHUNK)) || isAllocated(store, leaf, position)) {
+      await store.write(leaf, position, data)
+    }
+    position = next
+  }
+}
+
+function isAllocated(store: DiskStore, leaf: string, offset: number): boolean {
+  return store.allocatedBlocks(leaf).includes(Math.floor(offset / LAB_BLOCK_SIZE))
+}
+
+export interface WorkloadOptions {
+  /** 2 MiB blocks dirtied per minute (each by one 64 KiB write) */
+  dirtyBlocksPerMin: number
+  /** 0..1: the share of writes that land in a hot eighth of the disk (real guests rewrite the same places) */
+  locality: number
+  seed: number
+  /** called with the error that stopped the workload (disk destroyed, SR full); without it, stop() rethrows it */
+  onError?: (error: unknown) => void
+}
+
+/**
+ * Starts writing into the disk that `leaf` is the leaf of, following it across snapshots. Returns stop(), which
+ * waits for the write in flight.
+ */
+export function startWorkload(store: DiskStore, leaf: string, options: WorkloadOptions): () => Promise<void> {
+  if (!(options.dirtyBlocksPerMin >= 0) || !(options.locality >= 0 && options.locality <= 1)) {
+    throw new LifeboatError('LAB_BAD_WORKLOAD', 'A workload needs dirtyBlocksPerMin ≥ 0 and a locality between 0 and 1.')
+  }
+  const next = randomSequence(options.seed)
+  let owed = 0
+  let last = performance.now()
+  let running: Promise<void> = Promise.resolve()
+  let failure: unknown
+  let stopped = false
+
+  const writeOnce = async (): Promise<void> => {
+    const current = store.currentLeaf(leaf)
+    const size = store.layer(current).size
+    const blocks = Math.ceil(size / LAB_BLOCK_SIZE)
+    const hot = Math.max(1, Math.ceil(blocks / 8))
+    const block = next() / 2 ** 32 < options.locality ? next() % hot : next() % blocks
+    const room = Math.min(LAB_BLOCK_SIZE, size - block * LAB_BLOCK_SIZE)
+    const length = Math.min(WRITE_SIZE, room)
+    const offset = block * LAB_BLOCK_SIZE + (Math.floor((next() % Math.max(1, room - length + 1)) / SECTOR) * SECTOR)
+    await store.write(current, offset, patternBytes(next(), offset, length))
+  }
+
+  const tick = (): void => {
+    const now = performance.now()
+    owed += ((now - last) / 60_000) * options.dirtyBlocksPerMin
+    last = now
+    running = running.then(async () => {
+      while (owed >= 1 && !stopped && failure === undefined) {
+        owed--
+        await writeOnce()
+      }
+    }).catch(error => {
+      failure = error
+      clearInterval(timer)
+      options.onError?.(error)
+    })
+  }
+  const timer = setInterval(tick, TICK_MS)
+
+  return async () => {
+    stopped = true
+    clearInterval(timer)
+    await running
+    if (failure !== undefined && options.onError === undefined) throw failure
+  }
+}
