@@ -1,0 +1,221 @@
+// One VHD file with random access (fixed, dynamic or differencing): checked on open, read block by block,
+// and, opened writable, changed in place by a merge (blocks written, block table grown, footers replaced).
+import { LifeboatError } from '../../util/errors.ts'
+import { localFileSystem, readAt, type FileSystemAccess, type RandomAccessFile } from './fileSystem.ts'
+import {
+  BAT_UNUSED, DISK_TYPE_FIXED, VHD_BLOCK_SIZE, VHD_FOOTER_SIZE, VHD_HEADER_SIZE, VHD_SECTOR_SIZE, ZERO_UUID, batSize, bitmapSize,
+  checkBlockTable, decodeFooter, decodeHeader, encodeFooter, encodeHeader, fullBitmap, type VhdFooter, type VhdHeader,
+} from './structures.ts'
+
+export interface VhdFileOptions {
+  fs?: FileSystemAccess
+  writable?: boolean
+  /** Skip the closing-footer check: a merge in progress overwrites it (resume only). */
+  force?: boolean
+}
+
+export class VhdFile {
+  readonly path: string
+  readonly blockCount: number
+  private footerValue: VhdFooter
+  private headerValue: VhdHeader
+  private readonly file: RandomAccessFile
+  /** Undefined for a fixed disk. */
+  private bat: Buffer | undefined
+  private endOfData: number
+
+  private constructor(path: string, file: RandomAccessFile, footer: VhdFooter, header: VhdHeader, bat: Buffer | undefined, endOfData: number) {
+    this.path = path
+    this.file = file
+    this.footerValue = footer
+    this.headerValue = header
+    this.bat = bat
+    this.endOfData = endOfData
+    this.blockCount = Math.ceil(footer.currentSize / header.blockSize)
+  }
+
+  get footer(): VhdFooter {
+    return this.footerValue
+  }
+
+  get header(): VhdHeader {
+    return this.headerValue
+  }
+
+  static async open(path: string, options: VhdFileOptions = {}): Promise<VhdFile> {
+    const fs = options.fs ?? localFileSystem
+    const file = await fs.open(path, options.writable === true ? 'r+' : 'r')
+    try {
+      return await VhdFile.load(path, file, options.force === true)
+    } catch (error) {
+      await file.close().catch(() => {})
+      if (error instanceof LifeboatError) {
+        throw new LifeboatError(error.code, `${path}: ${error.message}`, { cause: error, data: { path } })
+      }
+      throw error
+    }
+  }
+
+  private static async load(path: string, file: RandomAccessFile, force: boolean): Promise<VhdFile> {
+    const size = await file.size()
+    if (size < VHD_FOOTER_SIZE) throw new LifeboatError('VHD_TRUNCATED', `The file has ${size} bytes, too few for a VHD footer.`)
+    const headBytes = await readAt(file, 0, VHD_FOOTER_SIZE)
+    const tailBytes = await readAt(file, size - VHD_FOOTER_SIZE, VHD_FOOTER_SIZE)
+    let footer: VhdFooter
+    try {
+      footer = decodeFooter(headBytes)
+    } catch (headError) {
+      // A fixed disk has its only footer at the end; anything else must start with one.
+      const tail = (() => {
+        try {
+          return decodeFooter(tailBytes)
+        } catch {
+          return undefined
+        }
+      })()
+      if (tail?.diskType !== DISK_TYPE_FIXED) throw headError
+      if (tail.currentSize > size - VHD_FOOTER_SIZE) throw new LifeboatError('VHD_TRUNCATED', `The fixed VHD claims ${tail.currentSize} bytes but holds ${size - VHD_FOOTER_SIZE}.`)
+      const header: VhdHeader = {
+        dataOffset: 0, tableOffset: 0, headerVersion: 0, maxTableEntries: Math.ceil(tail.currentSize / VHD_BLOCK_SIZE), blockSize: VHD_BLOCK_SIZE,
+        checksum: 0, parentUuid: ZERO_UUID, parentTimestamp: 0, parentUnicodeName: '', parentLocators: [],
+      }
+      return new VhdFile(path, file, tail, header, undefined, tail.currentSize)
+    }
+    if (footer.diskType === DISK_TYPE_FIXED) throw new LifeboatError('VHD_BAD_DISK_TYPE', 'A fixed VHD footer was found at the start of the file, where only dynamic and differencing disks have one.')
+    if (!force) {
+      if (tailBytes.toString('latin1', 0, 8) !== 'conectix') {
+        throw new LifeboatError('VHD_TRUNCATED', 'The VHD has no closing footer: the file is truncated or was not completely written.')
+      }
+      decodeFooter(tailBytes)
+      if (!tailBytes.equals(headBytes)) throw new LifeboatError('VHD_FOOTER_MISMATCH', 'The two copies of the VHD footer differ; the file was changed by an interrupted write.')
+    }
+    const limit = force ? size : size - VHD_FOOTER_SIZE
+    const headerBytes = await readAt(file, footer.dataOffset, VHD_HEADER_SIZE)
+    if (footer.dataOffset + VHD_HEADER_SIZE > limit) throw new LifeboatError('VHD_TRUNCATED', 'The VHD ends before its header.')
+    const header = decodeHeader(headerBytes, footer)
+    const tableEnd = header.tableOffset + batSize(header.maxTableEntries)
+    if (tableEnd > limit) throw new LifeboatError('VHD_BAD_TABLE', `The VHD block table (${header.tableOffset}…${tableEnd}) lies outside the file (${size} bytes).`)
+    const bat = await readAt(file, header.tableOffset, batSize(header.maxTableEntries))
+    const allocated = checkBlockTable(bat, header, limit)
+    const blockBytes = bitmapSize(header.blockSize) + header.blockSize
+    let endOfData = tableEnd
+    for (const index of allocated) endOfData = Math.max(endOfData, bat.readUInt32BE(index * 4) * VHD_SECTOR_SIZE + blockBytes)
+    for (const locator of header.parentLocators) {
+      if (locator.platformCode === 0 || locator.dataOffset >= limit) continue
+      const space = Math.max(locator.dataLength, locator.dataSpace < VHD_SECTOR_SIZE ? locator.dataSpace * VHD_SECTOR_SIZE : locator.dataSpace)
+      endOfData = Math.max(endOfData, Math.min(limit, Math.ceil((locator.dataOffset + space) / VHD_SECTOR_SIZE) * VHD_SECTOR_SIZE))
+    }
+    return new VhdFile(path, file, footer, header, bat, endOfData)
+  }
+
+  isAllocated(index: number): boolean {
+    if (this.bat === undefined) return index >= 0 && index < this.blockCount
+    return index >= 0 && index < this.headerValue.maxTableEntries && this.bat.readUInt32BE(index * 4) !== BAT_UNUSED
+  }
+
+  /** Allocated block indexes, ascending. */
+  allocatedBlocks(): number[] {
+    const out: number[] = []
+    const entries = this.bat === undefined ? this.blockCount : this.headerValue.maxTableEntries
+    for (let i = 0; i < entries; i++) if (this.isAllocated(i)) out.push(i)
+    return out
+  }
+
+  /** A block with its sector bitmap; an unallocated block reads as an empty bitmap and zeros. */
+  async readBlock(index: number): Promise<{ bitmap: Buffer; data: Buffer }> {
+    const { blockSize } = this.headerValue
+    if (!this.isAllocated(index)) return { bitmap: Buffer.alloc(bitmapSize(blockSize)), data: Buffer.alloc(blockSize) }
+    if (this.bat === undefined) {
+      const data = Buffer.alloc(blockSize)
+      const length = Math.min(blockSize, this.footerValue.currentSize - index * blockSize)
+      const read = await this.file.read(length === blockSize ? data : data.subarray(0, length), index * blockSize)
+      if (read < length) throw new LifeboatError('VHD_TRUNCATED', `${this.path}: the fixed VHD ends inside block ${index}.`)
+      return { bitmap: fullBitmap(blockSize), data }
+    }
+    const bitmapBytes = bitmapSize(blockSize)
+    const buffer = Buffer.allocUnsafe(bitmapBytes + blockSize)
+    const read = await this.file.read(buffer, this.blockPosition(index))
+    if (read < buffer.length) throw new LifeboatError('VHD_TRUNCATED', `${this.path}: the VHD ends inside block ${index}.`)
+    return { bitmap: buffer.subarray(0, bitmapBytes), data: buffer.subarray(bitmapBytes) }
+  }
+
+  private blockPosition(index: number): number {
+    return this.bat!.readUInt32BE(index * 4) * VHD_SECTOR_SIZE
+  }
+
+  private dynamicTable(): Buffer {
+    if (this.bat === undefined) throw new LifeboatError('VHD_BAD_DISK_TYPE', `${this.path} is a fixed VHD; it cannot be merged into.`)
+    return this.bat
+  }
+
+  /** Writes a whole block in place, or appends it and records it in the block table right after. */
+  async writeBlock(index: number, bitmap: Buffer, data: Buffer): Promise<void> {
+    const bat = this.dynamicTable()
+    if (index >= this.headerValue.maxTableEntries) throw new LifeboatError('VHD_BAD_TABLE', `${this.path}: block ${index} is beyond the block table; grow it first.`)
+    if (this.isAllocated(index)) {
+      const position = this.blockPosition(index)
+      await this.file.write(bitmap, position)
+      await this.file.write(data, position + bitmap.length)
+      return
+    }
+    const position = this.endOfData
+    await this.file.write(bitmap, position)
+    await this.file.write(data, position + bitmap.length)
+    this.endOfData = position + bitmap.length + data.length
+    bat.writeUInt32BE(position / VHD_SECTOR_SIZE, index * 4)
+    await this.writeTableEntry(index)
+  }
+
+  private async writeTableEntry(index: number): Promise<void> {
+    const sectorStart = Math.floor((index * 4) / VHD_SECTOR_SIZE) * VHD_SECTOR_SIZE
+    await this.file.write(this.dynamicTable().subarray(sectorStart, sectorStart + VHD_SECTOR_SIZE), this.headerValue.tableOffset + sectorStart)
+  }
+
+  /**
+   * Grows the block table to `entries`. When the larger table would cover the first data blocks, those
+   * blocks are first copied to the end and re-pointed one by one, so an interruption never loses data.
+   */
+  async growTable(entries: number): Promise<void> {
+    const bat = this.dynamicTable()
+    const header = this.headerValue
+    if (entries <= header.maxTableEntries) return
+    const newTableEnd = header.tableOffset + batSize(entries)
+    const blockBytes = bitmapSize(header.blockSize) + header.blockSize
+    for (const locator of header.parentLocators) {
+      if (locator.platformCode !== 0 && locator.dataOffset >= header.tableOffset && locator.dataOffset < newTableEnd) {
+        throw new LifeboatError('VHD_UNSUPPORTED_LAYOUT', `${this.path}: a parent locator sits right after the block table, which therefore cannot grow.`)
+      }
+    }
+    this.endOfData = Math.max(this.endOfData, newTableEnd)
+    for (let index = 0; index < header.maxTableEntries; index++) {
+      if (!this.isAllocated(index) || this.blockPosition(index) >= newTableEnd) continue
+      const buffer = await readAt(this.file, this.blockPosition(index), blockBytes)
+      if (buffer.length < blockBytes) throw new LifeboatError('VHD_TRUNCATED', `${this.path}: the VHD ends inside block ${index}.`)
+      const position = this.endOfData
+      await this.file.write(buffer, position)
+      this.endOfData = position + blockBytes
+      bat.writeUInt32BE(position / VHD_SECTOR_SIZE, index * 4)
+      await this.writeTableEntry(index)
+    }
+    const grown = Buffer.alloc(batSize(entries), 0xff)
+    bat.copy(grown, 0, 0, header.maxTableEntries * 4)
+    this.bat = grown
+    await this.file.write(grown, header.tableOffset)
+    this.headerValue = { ...header, maxTableEntries: entries }
+    await this.file.write(encodeHeader(this.headerValue), this.footerValue.dataOffset)
+  }
+
+  /** Replaces the footer (both copies) and rewrites the header; the file then ends right after the closing footer. */
+  async writeFooter(changes: Partial<Omit<VhdFooter, 'checksum'>>): Promise<void> {
+    const bytes = encodeFooter({ ...this.footerValue, ...changes })
+    this.footerValue = decodeFooter(bytes)
+    await this.file.write(encodeHeader(this.headerValue), this.footerValue.dataOffset)
+    await this.file.write(bytes, 0)
+    await this.file.write(bytes, this.endOfData)
+    await this.file.truncate(this.endOfData + VHD_FOOTER_SIZE)
+  }
+
+  close(): Promise<void> {
+    return this.file.close()
+  }
+}

@@ -1,0 +1,173 @@
+// Merging delta VHDs into their ancestor in place (XO's algorithm): one pass of whole blocks, a state file
+// beside the ancestor so that a merge killed at any point resumes and ends with the same bytes.
+import { basename, dirname, join, relative, resolve } from 'node:path'
+import { z } from 'zod'
+import { LifeboatError, errorCode } from '../../util/errors.ts'
+import { readSyntheticBlock } from './chain.ts'
+import { VhdFile } from './file.ts'
+import { localFileSystem, type FileSystemAccess } from './fileSystem.ts'
+import { DISK_TYPE_DIFFERENCING, DISK_TYPE_FIXED } from './structures.ts'
+
+const STATE_INTERVAL_MS = 10_000
+
+const mergeStateSchema = z.object({
+  child: z.object({ uuid: z.string() }),
+  parent: z.object({ uuid: z.string() }),
+  chain: z.array(z.string()).min(2),
+  currentBlock: z.number().nullable().transform(n => (n === null || !Number.isFinite(n) || n < 0 ? 0 : Math.floor(n))),
+  mergedDataSize: z.number(),
+  step: z.enum(['mergeBlocks', 'cleanup']),
+  diskSize: z.number(),
+})
+type MergeState = z.output<typeof mergeStateSchema>
+
+export interface MergeOptions {
+  fs?: FileSystemAccess
+  onProgress?: (done: number, total: number) => void
+  signal?: AbortSignal
+  /** How often progress is saved to the state file (XO: every 10 s). */
+  stateInterval?: number
+}
+
+function statePathOf(ancestor: string): string {
+  return join(dirname(ancestor), `.${basename(ancestor)}.merge.json`)
+}
+
+async function readState(fs: FileSystemAccess, path: string): Promise<MergeState | undefined> {
+  if (!(await fs.exists(path))) return undefined
+  let json: unknown
+  try {
+    json = JSON.parse((await fs.readFile(path)).toString('utf8'))
+  } catch {
+    json = undefined
+  }
+  const result = mergeStateSchema.safeParse(json)
+  if (!result.success) throw new LifeboatError('VHD_BAD_MERGE_STATE', `The merge state ${path} is unreadable; remove it and check the VHD chain before merging again.`)
+  return result.data
+}
+
+function writeState(fs: FileSystemAccess, path: string, state: MergeState): Promise<void> {
+  return fs.writeFile(path, JSON.stringify(state))
+}
+
+async function unlinkIfAny(fs: FileSystemAccess, path: string): Promise<void> {
+  try {
+    await fs.unlink(path)
+  } catch (error) {
+    if (errorCode(error) !== 'ENOENT') throw error
+  }
+}
+
+export async function mergeVhdChain(chain: string[], options: MergeOptions = {}): Promise<{ mergedBytes: number; path: string }> {
+  const fs = options.fs ?? localFileSystem
+  if (chain.length < 2) throw new LifeboatError('VHD_BAD_CHAIN', 'A merge needs an ancestor and at least one child.')
+  const dir = dirname(chain[0]!)
+  const statePath = statePathOf(chain[0]!)
+  let state = await readState(fs, statePath)
+  if (state !== undefined) {
+    const saved = state.chain.map(p => resolve(dir, p))
+    if (saved.length !== chain.length || saved.some((p, i) => p !== resolve(chain[i]!))) {
+      throw new LifeboatError('VHD_MERGE_STATE_MISMATCH', `An interrupted merge of ${saved.join(', ')} is pending beside ${chain[0]}; finish it first (resumeVhdMergeIfAny).`)
+    }
+  }
+  if (state?.step !== 'cleanup') state = await mergeBlocks(fs, chain, statePath, state, options)
+  const target = chain[chain.length - 1]!
+  for (const intermediate of chain.slice(1, -1)) await unlinkIfAny(fs, intermediate)
+  // Renaming over the newest child replaces it atomically; after a crash the ancestor is already gone.
+  if (await fs.exists(chain[0]!)) await fs.rename(chain[0]!, target)
+  await unlinkIfAny(fs, statePath)
+  return { mergedBytes: state.mergedDataSize, path: target }
+}
+
+async function mergeBlocks(fs: FileSystemAccess, chain: string[], statePath: string, saved: MergeState | undefined, options: MergeOptions): Promise<MergeState> {
+  const resuming = saved !== undefined
+  const files: VhdFile[] = []
+  try {
+    // The ancestor's closing footer is overwritten by appended blocks, hence `force` when resuming.
+    const parent = await VhdFile.open(chain[0]!, { fs, writable: true, force: resuming })
+    files.push(parent)
+    for (const path of chain.slice(1)) files.push(await VhdFile.open(path, { fs }))
+    const children = files.slice(1)
+    const newest = children[children.length - 1]!
+    checkMergeable(parent, children, saved)
+    const state: MergeState = saved ?? {
+      child: { uuid: newest.footer.uuid },
+      parent: { uuid: parent.footer.uuid },
+      chain: chain.map(p => relative(dirname(statePath), p)),
+      currentBlock: 0,
+      mergedDataSize: 0,
+      step: 'mergeBlocks',
+      diskSize: newest.footer.currentSize,
+    }
+    if (!resuming) await writeState(fs, statePath, state)
+    await parent.growTable(newest.blockCount)
+    const newestFirst = [...children].reverse()
+    const sources = [...newestFirst, parent]
+    const toMerge: number[] = []
+    for (let index = 0; index < newest.blockCount; index++) if (children.some(c => c.isAllocated(index))) toMerge.push(index)
+    const { blockSize } = parent.header
+    const total = toMerge.length * blockSize
+    let lastSave = Date.now()
+    for (const index of toMerge) {
+      if (index < state.currentBlock) continue
+      options.signal?.throwIfAborted()
+      const block = (await readSyntheticBlock(sources, index))!
+      await parent.writeBlock(index, block.bitmap, block.data)
+      state.currentBlock = index + 1
+      state.mergedDataSize += blockSize
+      if (Date.now() - lastSave >= (options.stateInterval ?? STATE_INTERVAL_MS)) {
+        await writeState(fs, statePath, state)
+        lastSave = Date.now()
+      }
+      options.onProgress?.(state.mergedDataSize, total)
+    }
+    const { uuid, timestamp, currentSize, originalSize, geometry } = newest.footer
+    await parent.writeFooter({ uuid, timestamp, currentSize, originalSize, geometry })
+    state.step = 'cleanup'
+    await writeState(fs, statePath, state)
+    return state
+  } finally {
+    await Promise.all(files.map(f => f.close().catch(() => {})))
+  }
+}
+
+function checkMergeable(parent: VhdFile, children: VhdFile[], saved: MergeState | undefined): void {
+  if (parent.footer.diskType === DISK_TYPE_FIXED) throw new LifeboatError('VHD_BAD_DISK_TYPE', `${parent.path} is a fixed VHD; deltas can only be merged into dynamic or differencing VHDs.`)
+  const newest = children[children.length - 1]!
+  // Once the ancestor's footer is rewritten it carries the newest child's uuid.
+  const ancestorUuids = saved === undefined ? [parent.footer.uuid] : [saved.parent.uuid, saved.child.uuid]
+  if (!ancestorUuids.includes(parent.footer.uuid) || (saved !== undefined && newest.footer.uuid !== saved.child.uuid)) {
+    throw new LifeboatError('VHD_MERGE_STATE_MISMATCH', `The files of the interrupted merge into ${parent.path} changed since it started; check the chain by hand.`)
+  }
+  let expectedParent = saved?.parent.uuid ?? parent.footer.uuid
+  let previous = parent
+  for (const child of children) {
+    if (child.footer.diskType !== DISK_TYPE_DIFFERENCING) throw new LifeboatError('VHD_BAD_DISK_TYPE', `${child.path} is not a differencing VHD; only deltas can be merged into a parent.`)
+    if (child.header.parentUuid !== expectedParent) {
+      throw new LifeboatError('VHD_PARENT_MISMATCH', `${child.path} expects parent ${child.header.parentUuid} but ${previous.path} is ${expectedParent}; the chain is not in order.`)
+    }
+    if (child.header.blockSize !== parent.header.blockSize) throw new LifeboatError('VHD_BAD_BLOCK_SIZE', `${child.path} and ${parent.path} have different block sizes.`)
+    expectedParent = child.footer.uuid
+    previous = child
+  }
+}
+
+/** Finishes the merges found interrupted in `dir`; returns the final path of each. */
+export async function resumeVhdMergeIfAny(dir: string, options: { fs?: FileSystemAccess } = {}): Promise<string[]> {
+  const fs = options.fs ?? localFileSystem
+  if (fs.list === undefined) throw new LifeboatError('NOT_SUPPORTED', 'This storage cannot list folders, so interrupted merges cannot be found on it.')
+  const done: string[] = []
+  for (const name of (await fs.list(dir)).sort()) {
+    if (!/^\..+\.merge\.json$/.test(name)) continue
+    const statePath = join(dir, name)
+    const state = await readState(fs, statePath)
+    if (state === undefined) continue
+    const chain = state.chain.map(p => resolve(dir, p))
+    if (state.step === 'mergeBlocks' && !(await fs.exists(chain[0]!))) {
+      await unlinkIfAny(fs, statePath) // orphan state: its ancestor is gone (XO does the same)
+      continue
+    }
+    done.push((await mergeVhdChain(chain, { fs })).path)
+  }
+  return done
+}
