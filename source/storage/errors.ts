@@ -1,0 +1,24 @@
+// Turns a backend's low-level errors into the codes the engine acts on: a full remote and a remote
+// that is gone are target failures with an administrator's sentence; the rest keep their own code.
+import { LifeboatError } from '../util/errors.ts'
+
+const FULL = new Set(['ENOSPC', 'EDQUOT'])
+const GONE = new Set(['EIO', 'ENOTCONN', 'ESTALE', 'EHOSTDOWN', 'EHOSTUNREACH', 'ENETUNREACH', 'ENODEV', 'ENXIO', 'ETIMEDOUT', 'ECONNREFUSED', 'ECONNRESET'])
+
+export function remoteFull(label: string, cause: unknown): LifeboatError {
+  return new LifeboatError('REMOTE_FULL', `The remote ${label} is full; free space on it (or lower the retention) and run the job again.`, { cause })
+}
+
+export function remoteUnavailable(label: string, cause: unknown, detail = 'it cannot be reached'): LifeboatError {
+  return new LifeboatError('REMOTE_UNAVAILABLE', `The remote ${label} is unavailable: ${detail}. Check that it is mounted and reachable, then run the job again.`, { cause })
+}
+
+/** Maps a backend error; `rootIsGone` is asked only for ENOENT, to tell a missing file from a vanished remote. */
+export async function toRemoteError(error: unknown, label: string, rootIsGone: () => Promise<boolean>): Promise<unknown> {
+  const code = (error as NodeJS.ErrnoException | undefined)?.code
+  if (code === undefined) return error
+  if (FULL.has(code)) return remoteFull(label, error)
+  if (GONE.has(code)) return remoteUnavailable(label, error)
+  if (code === 'ENOENT' && (await rootIsGone())) return remoteUnavailable(label, error, 'its folder no longer exists')
+  return error
+}

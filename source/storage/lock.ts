@@ -1,0 +1,70 @@
+// Directory locks like proper-lockfile (what XO uses on file, NFS and SMB remotes): `<path>.lock` is a
+// folder whose creation is atomic; its holder refreshes its mtime, and one left unrefreshed is stale.
+import { mkdir, rename, rm, rmdir, stat, utimes } from 'node:fs/promises'
+import { randomBytes } from 'node:crypto'
+import { LifeboatError } from '../util/errors.ts'
+import type { LockOptions, RemoteLock } from './handler.ts'
+
+const DEFAULT_STALE_MS = 60_000
+
+export async function takeDirectoryLock(target: string, label: string, options: LockOptions = {}): Promise<RemoteLock> {
+  const staleMs = options.staleMs ?? DEFAULT_STALE_MS
+  const refreshMs = options.refreshMs ?? Math.max(10, Math.floor(staleMs / 4))
+  const lockDir = `${target}.lock`
+  const locked = (since: number) =>
+    new LifeboatError(
+      'REMOTE_LOCKED',
+      `${label} is locked by another backup, merge or clean (lock ${lockDir}, refreshed ${new Date(since).toISOString()}). Wait for it to finish; a lock not refreshed for ${Math.round(staleMs / 1000)} s is taken over.`,
+    )
+  try {
+    await mkdir(lockDir)
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error
+    const held = await stat(lockDir).catch(() => undefined)
+    if (held !== undefined && Date.now() - held.mtimeMs < staleMs) throw locked(held.mtimeMs)
+    // Stale: move it aside under a unique name (one contender wins the rename), then take it.
+    const aside = `${lockDir}.stale-${randomBytes(4).toString('hex')}`
+    try {
+      await rename(lockDir, aside)
+      await rm(aside, { recursive: true, force: true })
+      await mkdir(lockDir)
+    } catch {
+      throw locked(held?.mtimeMs ?? Date.now())
+    }
+  }
+
+  let lastMtime = (await stat(lockDir)).mtimeMs
+  let compromised = false
+  let released = false
+  let refreshing = Promise.resolve()
+  const timer = setInterval(() => {
+    refreshing = (async () => {
+      try {
+        // Someone else touched or replaced our lock: it is no longer ours.
+        if ((await stat(lockDir)).mtimeMs !== lastMtime) throw new Error('lock replaced')
+        const now = new Date()
+        await utimes(lockDir, now, now)
+        lastMtime = (await stat(lockDir)).mtimeMs
+      } catch {
+        compromised = true
+        clearInterval(timer)
+      }
+    })()
+  }, refreshMs)
+  timer.unref()
+
+  return {
+    path: lockDir,
+    get compromised() {
+      return compromised
+    },
+    async release() {
+      clearInterval(timer)
+      await refreshing
+      if (released || compromised) return
+      released = true
+      const current = await stat(lockDir).catch(() => undefined)
+      if (current !== undefined && current.mtimeMs === lastMtime) await rmdir(lockDir).catch(() => {})
+    },
+  }
+}
