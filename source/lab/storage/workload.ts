@@ -42,14 +42,17 @@ const isHole = (seed: number, index: number): boolean => mix(seed ^ mix(index)) 
  */
 export function patternBytes(seed: number, offset: number, length: number): Buffer {
   const out = Buffer.alloc(length)
-  for (let sector = Math.floor(offset / SECTOR); sector * SECTOR < offset + length; sector++) {
-    const start = sector * SECTOR
+  const sector = Buffer.alloc(SECTOR)
+  for (let index = Math.floor(offset / SECTOR); index * SECTOR < offset + length; index++) {
+    const start = index * SECTOR
     if (isHole(seed, Math.floor(start / PATTERN_CHUNK))) continue
-    const content = Buffer.alloc(SECTOR)
-    const label = `LIFEBOAT seed=${seed} sector=${sector}\n`
-    content.write(label, 'latin1')
-    const next = randomSequence(mix(seed) ^ mix(sector))
-    for (let i = Math.ceil(label.length / 4) * 4; i < SECTOR; i += 4) content.writeUInt32LE(next(), i)
+    const whole = start >= offset && start + SECTOR <= offset + length
+    const content = whole ? out.subarray(start - offset, start - offset + SECTOR) : sector
+    const labelLength = content.write(`LIFEBOAT seed=${seed} sector=${index}\n`, 'latin1')
+    const next = randomSequence(mix(seed) ^ mix(index))
+    for (let i = Math.ceil(labelLength / 4) * 4; i < SECTOR; i += 4) content.writeUInt32LE(next(), i)
+    if (whole) continue
+    content.fill(0, labelLength, Math.ceil(labelLength / 4) * 4)
     const from = Math.max(start, offset)
     const to = Math.min(start + SECTOR, offset + length)
     content.copy(out, from - offset, from - start, to - start)
