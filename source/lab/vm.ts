@@ -1,0 +1,246 @@
+// VM lifecycle as XAPI does it (xapi.md §2.2): snapshot, checkpoint, clone, copy, destroy, start, shutdowns and
+// create, with the power-state matrix, blocked operations and the exact errors backup tools react to.
+import type { LabRecord } from './database.ts'
+import { ApiError } from './errors.ts'
+import { NULL_REF } from './schema.ts'
+import { delay, xapiDate, type CallContext, type Toolstack } from './toolstack.ts'
+import { copyOnWrite, createVdi, destroyVdi, leafOf, pick, refreshSr } from './vdi.ts'
+
+/** Marks a VM whose guest runs the PV tools (lab convention; copied with the VM like the guest's disks would be). */
+export const GUEST_TOOLS_KEY = 'lab:guest-tools'
+
+type PowerState = 'Halted' | 'Running' | 'Paused' | 'Suspended'
+
+export function assertPowerState(xapi: Toolstack, vm: string, allowed: PowerState[]): void {
+  const actual = xapi.db.row('VM', vm).power_state as string
+  if (!allowed.includes(actual as PowerState)) {
+    throw new ApiError('VM_BAD_POWER_STATE', [vm, allowed.map(state => state.toLowerCase()).join(', '), actual.toLowerCase()])
+  }
+}
+
+export function assertNotBlocked(xapi: Toolstack, vm: string, operation: string): void {
+  const reason = (xapi.db.row('VM', vm).blocked_operations as Record<string, string>)[operation]
+  if (reason !== undefined) throw new ApiError('OPERATION_BLOCKED', [vm, reason])
+}
+
+/** Marks `operation` in the VM's current_operations for its duration; exclusive operations refuse to overlap. */
+export async function withVmOperation<T>(xapi: Toolstack, vm: string, operation: string, context: { task: string | undefined }, body: () => Promise<T>,
+  exclusive = true): Promise<T> {
+  const { db } = xapi
+  const current = db.row('VM', vm).current_operations as Record<string, string>
+  const [otherTask, otherOperation] = Object.entries(current)[0] ?? []
+  if (exclusive && otherTask !== undefined) throw new ApiError('OTHER_OPERATION_IN_PROGRESS', ['VM', vm, otherOperation, otherTask])
+  const key = context.task ?? `OpaqueRef:${crypto.randomUUID()}`
+  db.update('VM', vm, { current_operations: { ...current, [key]: operation } })
+  try {
+    return await body()
+  } finally {
+    if (db.has('VM', vm)) {
+      const operations = { ...(db.row('VM', vm).current_operations as Record<string, string>) }
+      delete operations[key]
+      db.update('VM', vm, { current_operations: operations })
+    }
+  }
+}
+
+const VM_COPIED_FIELDS = ['name_description', 'user_version', 'is_a_template', 'memory_static_max', 'memory_static_min', 'memory_dynamic_max',
+  'memory_dynamic_min', 'memory_target', 'VCPUs_params', 'VCPUs_max', 'VCPUs_at_startup', 'actions_after_softreboot', 'actions_after_shutdown',
+  'actions_after_reboot', 'actions_after_crash', 'PV_bootloader', 'PV_kernel', 'PV_ramdisk', 'PV_args', 'PV_bootloader_args', 'PV_legacy_args',
+  'HVM_boot_policy', 'HVM_boot_params', 'HVM_shadow_multiplier', 'platform', 'PCI_bus', 'other_config', 'recommendations', 'xenstore_data',
+  'ha_always_run', 'ha_restart_priority', 'tags', 'bios_strings', 'suspend_SR', 'start_delay', 'shutdown_delay', 'order', 'has_vendor_device',
+  'domain_type', 'NVRAM', 'hardware_platform_version', 'generation_id', 'reference_label', 'affinity', 'appliance']
+
+type DiskCopy = (vdi: string) => Promise<string>
+
+/** The common core of snapshot, checkpoint, clone and copy: a new VM record with its devices, disks copied by `copyDisk`. */
+async function duplicateVm(xapi: Toolstack, vm: string, name: string, fields: LabRecord, copyDisk: DiskCopy, skipVdis: string[] = []): Promise<string> {
+  const { db } = xapi
+  const source = db.row('VM', vm)
+  const metrics = db.create('VM_metrics', { memory_actual: source.memory_static_max })
+  const guestMetrics = fields.guest_metrics === true && !xapi.isNull(source.guest_metrics) && db.has('VM_guest_metrics', source.guest_metrics as string)
+    ? db.create('VM_guest_metrics', db.row('VM_guest_metrics', source.guest_metrics as string))
+    : NULL_REF
+  const copy = db.create('VM', { ...pick(source, VM_COPIED_FIELDS), ...fields, name_label: name, metrics, guest_metrics: guestMetrics,
+    blocked_operations: {}, allowed_operations: [], current_operations: {} })
+  for (const vbd of db.refsWhere('VBD', 'VM', vm)) {
+    const record = db.row('VBD', vbd)
+    const disk = record.type === 'Disk' && !xapi.isNull(record.VDI)
+    if (disk && skipVdis.includes(record.VDI as string)) continue
+    const vdi = disk ? await copyDisk(record.VDI as string) : record.VDI
+    db.create('VBD', { ...pick(record, ['device', 'userdevice', 'bootable', 'mode', 'type', 'unpluggable', 'empty', 'qos_algorithm_type',
+      'qos_algorithm_params']), VM: copy, VDI: vdi, other_config: disk ? { ...(record.other_config as object), owner: '' } : record.other_config })
+  }
+  for (const vif of db.refsWhere('VIF', 'VM', vm)) {
+    const record = db.row('VIF', vif)
+    db.create('VIF', { ...pick(record, ['device', 'network', 'MAC', 'MTU', 'other_config', 'MAC_autogenerated', 'locking_mode']), VM: copy })
+  }
+  return copy
+}
+
+async function snapshotVm(xapi: Toolstack, context: CallContext, vm: string, name: string, ignoreVdis: string[], checkpoint: boolean): Promise<string> {
+  const { db } = xapi
+  return withVmOperation(xapi, vm, checkpoint ? 'checkpoint' : 'snapshot', context, async () => {
+    const source = db.row('VM', vm)
+    const fields: LabRecord = { is_a_snapshot: true, snapshot_of: vm, snapshot_time: xapiDate(), is_a_template: true, power_state: 'Halted',
+      parent: source.parent, guest_metrics: true,
+      snapshot_info: { 'power-state-at-snapshot': source.power_state, 'disk-snapshot-type': checkpoint ? 'checkpoint' : 'crash_consistent' } }
+    if (checkpoint) {
+      fields.power_state = 'Suspended'
+      fields.suspend_VDI = await createSuspendVdi(xapi, vm)
+    }
+    const snapshot = await duplicateVm(xapi, vm, name, fields, vdi => copyOnWrite(xapi, vdi, 'snapshot'), ignoreVdis)
+    db.update('VM', vm, { parent: snapshot })
+    return snapshot
+  }, false)
+}
+
+async function createSuspendVdi(xapi: Toolstack, vm: string): Promise<string> {
+  const { db } = xapi
+  const record = db.row('VM', vm)
+  const pool = db.row('pool', xapi.poolRef)
+  const sr = !xapi.isNull(record.suspend_SR) ? record.suspend_SR : pool.suspend_image_SR
+  if (xapi.isNull(sr) || !db.has('SR', sr as string)) throw new ApiError('VM_NO_SUSPEND_SR', [vm])
+  const vdi = await createVdi(xapi, { SR: sr, virtual_size: record.memory_static_max, type: 'suspend', name_label: `Suspend image`,
+    name_description: `Suspend image of ${String(record.name_label)}` })
+  // A few bytes of "memory" so the image is not empty.
+  await xapi.store.write(leafOf(xapi, vdi), 0, Buffer.from(`lab suspend image of ${String(record.uuid)}\n`))
+  refreshSr(xapi, sr as string)
+  return vdi
+}
+
+/** A full, independent copy of a disk in another (or the same) SR: every allocated block read and written. */
+async function copyDiskTo(xapi: Toolstack, vdi: string, sr: string): Promise<string> {
+  const { db, store } = xapi
+  const source = db.row('VDI', vdi)
+  const target = await createVdi(xapi, { ...pick(source, ['name_label', 'name_description', 'type', 'sharable', 'other_config', 'xenstore_data',
+    'tags']), SR: sr, virtual_size: source.virtual_size })
+  const leaf = leafOf(xapi, target)
+  for (const index of store.allocatedBlocks(source.location as string)) {
+    await store.write(leaf, index * (2 * 1024 * 1024), await store.readBlock(source.location as string, index))
+  }
+  refreshSr(xapi, sr)
+  return target
+}
+
+export function defineVmMethods(xapi: Toolstack): void {
+  const { db } = xapi
+  const vmRef = (value: unknown) => xapi.ref('VM', value)
+  const asyncable = { asyncable: true }
+
+  xapi.define('VM.snapshot', [2, 3], (context, vm, name, ignoreVdis) => {
+    assertNotBlocked(xapi, vmRef(vm), 'snapshot')
+    return snapshotVm(xapi, context, vm as string, String(name), Array.isArray(ignoreVdis) ? ignoreVdis : [], false)
+  }, asyncable)
+  xapi.define('VM.checkpoint', 2, (context, vm, name) => {
+    assertPowerState(xapi, vmRef(vm), ['Paused', 'Suspended', 'Running'])
+    assertNotBlocked(xapi, vm as string, 'checkpoint')
+    return snapshotVm(xapi, context, vm as string, String(name), [], true)
+  }, asyncable)
+  xapi.define('VM.snapshot_with_quiesce', 2, () => {
+    throw new ApiError('MESSAGE_REMOVED', [])
+  }, asyncable)
+  const cloneOrCopy = (operation: 'clone' | 'copy') => (context: CallContext, vm: unknown, name: unknown, sr?: unknown) => {
+    const ref = vmRef(vm)
+    const record = db.row('VM', ref)
+    assertPowerState(xapi, ref, record.is_a_snapshot === true ? ['Halted', 'Suspended'] : ['Halted'])
+    assertNotBlocked(xapi, ref, operation)
+    const targetSr = operation === 'copy' && !xapi.isNull(sr) ? xapi.ref('SR', sr) : undefined
+    return withVmOperation(xapi, ref, operation, context, () => duplicateVm(xapi, ref, String(name),
+      { power_state: record.power_state, snapshot_info: {}, suspend_VDI: NULL_REF },
+      vdi => targetSr === undefined ? copyOnWrite(xapi, vdi, 'clone') : copyDiskTo(xapi, vdi, targetSr)), false)
+  }
+  xapi.define('VM.clone', 2, cloneOrCopy('clone'), asyncable)
+  xapi.define('VM.copy', 3, cloneOrCopy('copy'), asyncable)
+
+  xapi.define('VM.destroy', 1, (_context, vm) => {
+    const ref = vmRef(vm)
+    const record = db.row('VM', ref)
+    if ((record.other_config as Record<string, string>).default_template === 'true') throw new ApiError('VM_CANNOT_DELETE_DEFAULT_TEMPLATE', [ref])
+    assertPowerState(xapi, ref, ['Halted', 'Suspended'])
+    assertNotBlocked(xapi, ref, 'destroy')
+    const [otherTask, otherOperation] = Object.entries(record.current_operations as Record<string, string>)[0] ?? []
+    if (otherTask !== undefined) throw new ApiError('OTHER_OPERATION_IN_PROGRESS', ['VM', ref, otherOperation, otherTask])
+    for (const vbd of db.refsWhere('VBD', 'VM', ref)) db.delete('VBD', vbd)
+    for (const vif of db.refsWhere('VIF', 'VM', ref)) db.delete('VIF', vif)
+    for (const [cls, field] of [['VM_metrics', 'metrics'], ['VM_guest_metrics', 'guest_metrics']] as const) {
+      if (db.has(cls, record[field] as string)) db.delete(cls, record[field] as string)
+    }
+    for (const child of db.refsWhere('VM', 'parent', ref)) db.update('VM', child, { parent: record.parent })
+    for (const snapshot of db.refsWhere('VM', 'snapshot_of', ref)) db.update('VM', snapshot, { snapshot_of: NULL_REF })
+    db.delete('VM', ref)
+  }, asyncable)
+
+  xapi.define('VM.start', 3, async (context, vm) => {
+    const ref = vmRef(vm)
+    const record = db.row('VM', ref)
+    if (record.is_a_snapshot === true) throw new ApiError('VM_IS_SNAPSHOT', [ref, 'start'])
+    if (record.is_a_template === true) throw new ApiError('VM_IS_TEMPLATE', [ref, 'start'])
+    assertNotBlocked(xapi, ref, 'start')
+    assertPowerState(xapi, ref, ['Halted'])
+    await withVmOperation(xapi, ref, 'start', context, () => delay(xapi.knobs.bootMs))
+    bootVm(xapi, ref)
+  }, asyncable)
+  xapi.define('VM.clean_shutdown', 1, async (context, vm) => {
+    const ref = vmRef(vm)
+    assertNotBlocked(xapi, ref, 'clean_shutdown')
+    assertPowerState(xapi, ref, ['Running'])
+    await withVmOperation(xapi, ref, 'clean_shutdown', context, () => delay(xapi.knobs.bootMs))
+    haltVm(xapi, ref)
+  }, asyncable)
+  xapi.define('VM.hard_shutdown', 1, async (_context, vm) => {
+    const ref = vmRef(vm)
+    assertNotBlocked(xapi, ref, 'hard_shutdown')
+    assertPowerState(xapi, ref, ['Running', 'Paused', 'Suspended'])
+    const suspendVdi = db.row('VM', ref).suspend_VDI as string
+    if (db.has('VDI', suspendVdi)) {
+      db.update('VM', ref, { suspend_VDI: NULL_REF })
+      await destroyVdi(xapi, suspendVdi)
+    }
+    haltVm(xapi, ref)
+  }, asyncable)
+
+  xapi.define('VM.create', 1, (_context, fields) => {
+    const record = fields as LabRecord
+    const metrics = db.create('VM_metrics', { memory_actual: 0 })
+    return db.create('VM', { ...pick(record, [...VM_COPIED_FIELDS, 'name_label', 'blocked_operations', 'is_a_template']), metrics, power_state: 'Halted' })
+  }, asyncable)
+  xapi.define('VM.set_memory_limits', 5, (_context, vm, staticMin, staticMax, dynamicMin, dynamicMax) => {
+    db.update('VM', vmRef(vm), { memory_static_min: Number(staticMin), memory_static_max: Number(staticMax),
+      memory_dynamic_min: Number(dynamicMin), memory_dynamic_max: Number(dynamicMax) })
+  }, asyncable)
+  xapi.define('VM.update_allowed_operations', 1, (_context, vm) => void vmRef(vm), asyncable)
+  xapi.define('VM.get_allowed_VBD_devices', 1, (_context, vm) => freeDevices(xapi, 'VBD', vmRef(vm), 'userdevice'))
+  xapi.define('VM.get_allowed_VIF_devices', 1, (_context, vm) => freeDevices(xapi, 'VIF', vmRef(vm), 'device'))
+}
+
+function freeDevices(xapi: Toolstack, cls: 'VBD' | 'VIF', vm: string, field: string): string[] {
+  const used = new Set(xapi.db.refsWhere(cls, 'VM', vm).map(ref => xapi.db.row(cls, ref)[field]))
+  return Array.from({ length: cls === 'VBD' ? 16 : 7 }, (_, index) => String(index)).filter(device => !used.has(device))
+}
+
+/** A started VM: Running with fresh guest metrics in the same commit; the PV drivers report later if the guest has tools. */
+export function bootVm(xapi: Toolstack, vm: string): void {
+  const { db } = xapi
+  const record = db.row('VM', vm)
+  if (db.has('VM_guest_metrics', record.guest_metrics as string)) db.delete('VM_guest_metrics', record.guest_metrics as string)
+  const guestMetrics = db.create('VM_guest_metrics', { last_updated: xapiDate() })
+  db.update('VM', vm, { power_state: 'Running', resident_on: xapi.masterRef, domid: 1 + Math.floor(Math.random() * 1000), guest_metrics: guestMetrics })
+  if (db.has('VM_metrics', record.metrics as string)) db.update('VM_metrics', record.metrics as string, { start_time: xapiDate(), memory_actual: record.memory_dynamic_max })
+  for (const cls of ['VBD', 'VIF']) for (const device of db.refsWhere(cls, 'VM', vm)) db.update(cls, device, { currently_attached: true })
+  if ((record.other_config as Record<string, string>)[GUEST_TOOLS_KEY] === 'true') {
+    setTimeout(() => {
+      if (!db.has('VM_guest_metrics', guestMetrics)) return
+      db.update('VM_guest_metrics', guestMetrics, { PV_drivers_detected: true, PV_drivers_up_to_date: true, last_updated: xapiDate(),
+        PV_drivers_version: { major: '8', minor: '2', micro: '0', build: '1' }, os_version: { name: 'Debian GNU/Linux 12', distro: 'debian', major: '12' },
+        networks: { '0/ip': `10.0.0.${1 + Math.floor(Math.random() * 250)}`, '0/ipv4/0': '10.0.0.1' } })
+    }, xapi.knobs.toolsMs).unref()
+  }
+}
+
+export function haltVm(xapi: Toolstack, vm: string): void {
+  const { db } = xapi
+  const record = db.row('VM', vm)
+  if (db.has('VM_guest_metrics', record.guest_metrics as string)) db.delete('VM_guest_metrics', record.guest_metrics as string)
+  db.update('VM', vm, { power_state: 'Halted', resident_on: NULL_REF, domid: -1, guest_metrics: NULL_REF })
+  for (const cls of ['VBD', 'VIF']) for (const device of db.refsWhere(cls, 'VM', vm)) db.update(cls, device, { currently_attached: false })
+}
