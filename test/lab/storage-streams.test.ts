@@ -141,7 +141,7 @@ describe('lab disk transfers', () => {
     assert.deepEqual(target.allocatedBlocks(disk), source.allocatedBlocks(second.copy))
     assert.ok(bytesWritten < SIZE / 2, `zero runs were skipped (${bytesWritten} bytes written)`)
     const small = await target.createLayer({ sr: SR, size: MiB })
-    await assert.rejects(importRaw(target, small, [Buffer.alloc(MiB + 1)]), (e: unknown) => isLifeboatError(e, 'VDI_IO_ERROR'))
+    await assert.rejects(importRaw(target, small, streamOf(Buffer.alloc(MiB + 1))), (e: unknown) => isLifeboatError(e, 'VDI_IO_ERROR'))
     await source.close()
     await target.close()
   })

@@ -81,7 +81,7 @@ function isAllocated(store: DiskStore, leaf: string, offset: number): boolean {
 }
 
 export interface WorkloadOptions {
-  /** 2 MiB blocks dirtied per minute (each by one 64 KiB write) */
+  /** 2 MiB blocks dirtied per minute (each by one write of up to 64 KiB) */
   dirtyBlocksPerMin: number
   /** 0..1: the share of writes that land in a hot eighth of the disk (real guests rewrite the same places) */
   locality: number
@@ -90,16 +90,34 @@ export interface WorkloadOptions {
   onError?: (error: unknown) => void
 }
 
+export interface GuestWrite { offset: number; length: number; dataSeed: number }
+
+/** The workload's writes in order: a pure function of the seed, so a run can be replayed and checked. */
+export function planGuestWrites(options: { locality: number; seed: number }): (diskSize: number) => GuestWrite {
+  const next = randomSequence(options.seed)
+  return diskSize => {
+    const blocks = Math.ceil(diskSize / LAB_BLOCK_SIZE)
+    const hot = Math.max(1, Math.ceil(blocks / 8))
+    const block = next() / 2 ** 32 < options.locality ? next() % hot : next() % blocks
+    const room = Math.min(LAB_BLOCK_SIZE, diskSize - block * LAB_BLOCK_SIZE)
+    const length = Math.min(WRITE_SIZE, room)
+    const offset = block * LAB_BLOCK_SIZE + Math.floor((next() % Math.max(1, room - length + 1)) / SECTOR) * SECTOR
+    return { offset, length, dataSeed: next() }
+  }
+}
+
 /**
- * Starts writing into the disk that `leaf` is the leaf of, following it across snapshots. Returns stop(), which
- * waits for the write in flight.
+ * Starts writing into the disk that `leaf` is the leaf of, following it across snapshots (a disk's size is read
+ * at each write, so a resize is followed too). Returns stop(), which waits for the write in flight and tells how
+ * many writes were made.
  */
-export function startWorkload(store: DiskStore, leaf: string, options: WorkloadOptions): () => Promise<void> {
+export function startWorkload(store: DiskStore, leaf: string, options: WorkloadOptions): () => Promise<{ writes: number }> {
   if (!(options.dirtyBlocksPerMin >= 0) || !(options.locality >= 0 && options.locality <= 1)) {
     throw new LifeboatError('LAB_BAD_WORKLOAD', 'A workload needs dirtyBlocksPerMin ≥ 0 and a locality between 0 and 1.')
   }
-  const next = randomSequence(options.seed)
+  const plan = planGuestWrites(options)
   let owed = 0
+  let writes = 0
   let last = performance.now()
   let running: Promise<void> = Promise.resolve()
   let failure: unknown
@@ -107,14 +125,9 @@ export function startWorkload(store: DiskStore, leaf: string, options: WorkloadO
 
   const writeOnce = async (): Promise<void> => {
     const current = store.currentLeaf(leaf)
-    const size = store.layer(current).size
-    const blocks = Math.ceil(size / LAB_BLOCK_SIZE)
-    const hot = Math.max(1, Math.ceil(blocks / 8))
-    const block = next() / 2 ** 32 < options.locality ? next() % hot : next() % blocks
-    const room = Math.min(LAB_BLOCK_SIZE, size - block * LAB_BLOCK_SIZE)
-    const length = Math.min(WRITE_SIZE, room)
-    const offset = block * LAB_BLOCK_SIZE + (Math.floor((next() % Math.max(1, room - length + 1)) / SECTOR) * SECTOR)
-    await store.write(current, offset, patternBytes(next(), offset, length))
+    const { offset, length, dataSeed } = plan(store.layer(current).size)
+    await store.write(current, offset, patternBytes(dataSeed, offset, length))
+    writes++
   }
 
   const tick = (): void => {
@@ -139,5 +152,6 @@ export function startWorkload(store: DiskStore, leaf: string, options: WorkloadO
     clearInterval(timer)
     await running
     if (failure !== undefined && options.onError === undefined) throw failure
+    return { writes }
   }
 }
