@@ -191,6 +191,27 @@ describe('DiskStore', () => {
     await store.close()
   })
 
+  it('works with more layers than open files allowed', async () => {
+    const store = await DiskStore.open(`${folder.path}/store-${count++}`, { openFiles: 2 })
+    await store.addSr({ uuid: SR, physicalSize: 1024 * MiB, thick: false })
+    const disk = await store.createLayer({ sr: SR, size: 8 * MiB })
+    const copies: string[] = []
+    let leaf = disk
+    for (let round = 0; round < 6; round++) {
+      await store.write(leaf, round * MiB + 1000, filled(100, round + 1))
+      const taken = await store.snapshot(leaf)
+      copies.push(taken.copy)
+      leaf = taken.leaf
+    }
+    const reads = copies.map(async (copy, round) => {
+      const content = await store.read(copy, 0, 8 * MiB)
+      for (let earlier = 0; earlier <= round; earlier++) assert.deepEqual(content.subarray(earlier * MiB + 1000, earlier * MiB + 1100), filled(100, earlier + 1))
+      assert.ok(content.subarray((round + 1) * MiB, 8 * MiB).equals(Buffer.alloc(8 * MiB - (round + 1) * MiB)))
+    })
+    await Promise.all(reads)
+    await store.close()
+  })
+
   it('fills recognisable patterns with holes left unallocated', async () => {
     const { store } = await freshStore()
     const disk = await store.createLayer({ sr: SR, size: 64 * MiB })

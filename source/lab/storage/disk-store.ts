@@ -6,6 +6,7 @@ import { join } from 'node:path'
 import { z } from 'zod'
 import { LifeboatError } from '../../util/errors.ts'
 import { Bitmap } from './bitmap.ts'
+import { FilePool } from './file-pool.ts'
 import { CBT_BLOCK_SIZE, LAB_BLOCK_SIZE, Layer, blockCount, cbtBlockCount, vhdPhysicalSize } from './layer.ts'
 
 const srSpecSchema = z.object({ uuid: z.string().min(1), physicalSize: z.number().nonnegative(), thick: z.boolean() })
@@ -36,12 +37,15 @@ export class DiskStore {
   private readonly layers = new Map<string, Layer>()
   private readonly usage = new Map<string, number>()
   private flushTimer: NodeJS.Timeout | undefined
+  private readonly files: FilePool
 
-  private constructor(readonly dir: string) {}
+  private constructor(readonly dir: string, openFiles: number | undefined) {
+    this.files = new FilePool(openFiles)
+  }
 
-  /** Opens the store kept in `dir`, with what a previous process persisted there. */
-  static async open(dir: string): Promise<DiskStore> {
-    const store = new DiskStore(dir)
+  /** Opens the store kept in `dir`, with what a previous process persisted there; at most `openFiles` data files stay open. */
+  static async open(dir: string, options: { openFiles?: number } = {}): Promise<DiskStore> {
+    const store = new DiskStore(dir, options.openFiles)
     await mkdir(dir, { recursive: true })
     let specs: unknown = []
     try {
@@ -59,7 +63,7 @@ export class DiskStore {
       await mkdir(folder, { recursive: true })
       for (const name of await readdir(folder)) {
         if (!name.endsWith('.json')) continue
-        const layer = await Layer.load(folder, name)
+        const layer = await Layer.load(folder, store.files, name)
         store.layers.set(layer.uuid, layer)
       }
     }
@@ -198,7 +202,7 @@ export class DiskStore {
       }
     }
     for (let block = first; block <= last; block++) await layer.filling.get(block)
-    await (await layer.file()).write(data, 0, data.length, offset)
+    await layer.withFile(file => file.write(data, 0, data.length, offset))
     layer.dirty.setRange(Math.floor(offset / CBT_BLOCK_SIZE), Math.floor((offset + data.length - 1) / CBT_BLOCK_SIZE))
     layer.changed = true
     this.scheduleFlush()
@@ -232,7 +236,7 @@ export class DiskStore {
     layer.allocation.grow(blockCount(size))
     layer.dirty.grow(cbtBlockCount(size))
     layer.changed = true
-    await layer.resizeFile(size)
+    await layer.withFile(file => file.truncate(size))
     await layer.save()
     this.recomputeUsage(layer.sr)
   }
@@ -313,7 +317,7 @@ export class DiskStore {
   /** Flushes and closes the data files; the store must not be used afterwards. */
   async close(): Promise<void> {
     await this.flush()
-    await Promise.all([...this.layers.values()].map(layer => layer.closeFile()))
+    await this.files.closeAll()
   }
 
   private sr(uuid: string): SrSpec {
@@ -357,7 +361,7 @@ export class DiskStore {
     await owner.filling.get(block)
     // a base smaller than the leaf (resized since) ends early: the rest stays zero
     const readable = Math.min(length, owner.size - position)
-    if (readable > 0) await (await owner.file()).read(out, outOffset, readable, position)
+    if (readable > 0) await owner.withFile(file => file.read(out, outOffset, readable, position))
   }
 
   /** Copy-on-write of a block partly written for the first time in `layer`: its parent's view goes in first. */
@@ -368,14 +372,14 @@ export class DiskStore {
       const data = Buffer.alloc(LAB_BLOCK_SIZE)
       await this.readFromChain(parents, block, data, 0, block * LAB_BLOCK_SIZE, LAB_BLOCK_SIZE)
       const length = Math.min(LAB_BLOCK_SIZE, layer.size - block * LAB_BLOCK_SIZE)
-      await (await layer.file()).write(data, 0, length, block * LAB_BLOCK_SIZE)
+      await layer.withFile(file => file.write(data, 0, length, block * LAB_BLOCK_SIZE))
     })()
     layer.filling.set(block, fill)
     void fill.finally(() => layer.filling.delete(block)).catch(() => undefined)
   }
 
   private async newLayer(sr: string, size: number, parent: string | undefined, inflated: boolean): Promise<Layer> {
-    const layer = await Layer.create(join(this.dir, sr), {
+    const layer = await Layer.create(join(this.dir, sr), this.files, {
       uuid: randomUUID(), sr, size, parent, inflated, vhdUid: randomUUID(), createdAt: Date.now(), cbtEnabled: false,
     })
     this.layers.set(layer.uuid, layer)

@@ -1,11 +1,12 @@
 // One layer of a simulated VHD tree: its sparse data file, its 2 MiB allocation bitmap, its 64 KiB CBT
 // dirty bitmap, and the sidecar that persists them between lab processes.
-import { open, readFile, rename, writeFile, unlink } from 'node:fs/promises'
+import { readFile, rename, writeFile, unlink } from 'node:fs/promises'
 import type { FileHandle } from 'node:fs/promises'
 import { join } from 'node:path'
 import { z } from 'zod'
 import { LifeboatError } from '../../util/errors.ts'
 import { Bitmap } from './bitmap.ts'
+import type { FilePool } from './file-pool.ts'
 
 export const LAB_BLOCK_SIZE = 2 * 1024 * 1024
 export const CBT_BLOCK_SIZE = 64 * 1024
@@ -62,12 +63,11 @@ export class Layer {
   readonly filling = new Map<number, Promise<void>>()
   /** The sidecar no longer matches memory. */
   changed = true
-  private handle: Promise<FileHandle> | undefined
   private removed = false
   // sidecar writes and removal run one at a time, so a late flush never resurrects a removed layer
   private sidecarQueue: Promise<void> = Promise.resolve()
 
-  constructor(private readonly folder: string, sidecar: LayerSidecar) {
+  constructor(private readonly folder: string, private readonly files: FilePool, sidecar: LayerSidecar) {
     this.uuid = sidecar.uuid
     this.sr = sidecar.sr
     this.vhdUid = sidecar.vhdUid
@@ -92,16 +92,14 @@ export class Layer {
     return join(this.folder, `${this.uuid}.json`)
   }
 
-  static async create(folder: string, fields: Omit<LayerSidecar, 'allocation' | 'dirty' | 'dataDestroyed' | 'readOnly'>): Promise<Layer> {
-    const layer = new Layer(folder, { ...fields, readOnly: false, dataDestroyed: false, allocation: '', dirty: '' })
-    const handle = await open(layer.dataPath, 'w+')
-    await handle.truncate(fields.size) // sparse: no block is written until a guest writes it
-    layer.handle = Promise.resolve(handle)
+  static async create(folder: string, files: FilePool, fields: Omit<LayerSidecar, 'allocation' | 'dirty' | 'dataDestroyed' | 'readOnly'>): Promise<Layer> {
+    const layer = new Layer(folder, files, { ...fields, readOnly: false, dataDestroyed: false, allocation: '', dirty: '' })
+    await files.use(layer.dataPath, async () => undefined, { size: fields.size })
     await layer.save()
     return layer
   }
 
-  static async load(folder: string, sidecarFile: string): Promise<Layer> {
+  static async load(folder: string, files: FilePool, sidecarFile: string): Promise<Layer> {
     const path = join(folder, sidecarFile)
     let parsed: unknown
     try {
@@ -113,18 +111,13 @@ export class Layer {
     if (!result.success) {
       throw new LifeboatError('LAB_STORE_CORRUPT', `The lab disk record ${path} is malformed (${result.error.issues[0]?.message}); remove the lab data folder to start afresh.`)
     }
-    const layer = new Layer(folder, result.data)
+    const layer = new Layer(folder, files, result.data)
     layer.changed = false
     return layer
   }
 
-  file(): Promise<FileHandle> {
-    this.handle ??= open(this.dataPath, 'r+')
-    return this.handle
-  }
-
-  async resizeFile(size: number): Promise<void> {
-    await (await this.file()).truncate(size)
+  withFile<T>(task: (file: FileHandle) => Promise<T>): Promise<T> {
+    return this.files.use(this.dataPath, task)
   }
 
   /** Writes the sidecar atomically (tmp + rename) when it is out of date. */
@@ -151,16 +144,10 @@ export class Layer {
     }
   }
 
-  async closeFile(): Promise<void> {
-    const handle = this.handle
-    this.handle = undefined
-    if (handle !== undefined) await (await handle).close()
-  }
-
   /** Frees the data file; the sidecar stays when `keepSidecar` (a CBT-only layer). */
   remove(keepSidecar: boolean): Promise<void> {
     return this.exclusive(async () => {
-      await this.closeFile()
+      await this.files.close(this.dataPath)
       await unlink(this.dataPath).catch(ignoreMissing)
       if (!keepSidecar) {
         this.removed = true
