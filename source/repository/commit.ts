@@ -1,0 +1,77 @@
+// Writing and deleting backups in XO's commit order: data via temporary name + rename, then the
+// metadata JSON (the commit marker: a JSON present means a complete backup), then the cache.
+import type { OutputStreamOptions, RemoteHandler } from '../storage/index.ts'
+import { updateCache } from './cache.ts'
+import { formatFilenameDate, parseBackupDate, uniqueBackupTimestamp } from './dates.ts'
+import { backupId, METADATA_FILE, metadataPath, resolveInVmDir, vmDir } from './layout.ts'
+import { serializeBackupMetadata, type BackupMetadata, type VmBackup } from './metadata.ts'
+
+/** The timestamp and file-name date of a new backup of this VM, unique within its folder. */
+export async function allocateBackupDate(handler: RemoteHandler, vmUuid: string, requested = Date.now()): Promise<{ timestamp: number; date: string }> {
+  const taken = (await handler.list(vmDir(vmUuid), { ignoreMissing: true }))
+    .filter(name => METADATA_FILE.test(name))
+    .map(name => parseBackupDate(name.slice(0, -'.json'.length)))
+    .filter((time): time is number => time !== undefined)
+    .map(formatFilenameDate)
+  const timestamp = uniqueBackupTimestamp(requested, taken)
+  return { timestamp, date: formatFilenameDate(timestamp) }
+}
+
+export interface BackupFile {
+  /** Where metadata names it, relative to the VM folder (`./<date>.xva`, `vdis/<job>/<vdi>/<date>.vhd`). */
+  ref: string
+  source: AsyncIterable<Buffer | Uint8Array>
+  options?: OutputStreamOptions
+}
+
+/** Writes one data file of a backup (atomically); returns its size. The backup exists only once its metadata is written. */
+export function writeBackupFile(handler: RemoteHandler, vmUuid: string, file: BackupFile): Promise<number> {
+  return handler.outputStream(resolveInVmDir(vmUuid, file.ref), file.source, file.options)
+}
+
+/** Writes the metadata JSON (the commit marker), then patches the cache. Returns the backup as listed. */
+export async function writeBackupMetadata(handler: RemoteHandler, metadata: BackupMetadata): Promise<VmBackup> {
+  const vmUuid = metadata.vm.uuid
+  const date = formatFilenameDate(metadata.timestamp)
+  await handler.writeFile(metadataPath(vmUuid, date), serializeBackupMetadata(metadata))
+  const id = backupId(vmUuid, date)
+  const backup: VmBackup = { ...metadata, _filename: id, id }
+  await updateCache(handler, vmUuid, cache => void (cache[id] = backup))
+  return backup
+}
+
+/**
+ * A whole backup in commit order: every data file, then the metadata with `size` set to the bytes written.
+ * A failure before the metadata leaves no backup (only data the cleaner removes as unreferenced).
+ */
+export async function commitBackup(handler: RemoteHandler, metadata: BackupMetadata, files: BackupFile[]): Promise<VmBackup> {
+  let size = 0
+  for (const file of files) size += await writeBackupFile(handler, metadata.vm.uuid, file)
+  return writeBackupMetadata(handler, { ...metadata, size })
+}
+
+/**
+ * Deletes backups, newest first, as XO's retention does: the JSON first (the backup is gone from then
+ * on), then for a full backup its XVA and checksum. Delta VHDs are left for the cleaner, which merges
+ * them into the backups that still need them.
+ */
+export async function deleteBackups(handler: RemoteHandler, backups: VmBackup[]): Promise<void> {
+  for (const backup of [...backups].sort((a, b) => b.timestamp - a.timestamp)) {
+    const vmUuid = backup.vm.uuid
+    await ignoreMissing(handler.unlink(backup._filename))
+    await updateCache(handler, vmUuid, cache => void delete cache[backup.id])
+    if (backup.mode === 'full') {
+      const xva = resolveInVmDir(vmUuid, backup.xva)
+      await ignoreMissing(handler.unlink(xva))
+      await ignoreMissing(handler.unlink(`${xva}.checksum`))
+    }
+  }
+}
+
+async function ignoreMissing(operation: Promise<void>): Promise<void> {
+  try {
+    await operation
+  } catch (error) {
+    if ((error as { code?: string }).code !== 'ENOENT') throw error
+  }
+}

@@ -1,0 +1,9 @@
+// A backup repository on a remote, in Xen Orchestra's format: layout and dates, metadata schemas,
+// listing with cache.json.gz, the commit order, deletion and the retention rule.
+export * from './layout.ts'
+export * from './dates.ts'
+export * from './metadata.ts'
+export { readCache, writeCache, generateCache, updateCache, type VmBackupCache, type RepositoryWarning } from './cache.ts'
+export { listVmBackups, listBackedUpVms, listRestorePoints, toRestorePoint, type RestorePoint } from './listing.ts'
+export { allocateBackupDate, writeBackupFile, writeBackupMetadata, commitBackup, deleteBackups, type BackupFile } from './commit.ts'
+export { getOldEntries, type LongTermRetention, type LongTermRule, type LongTermKind } from './retention.ts'
