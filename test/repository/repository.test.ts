@@ -126,8 +126,8 @@ test("metadata: Lifeboat writes exactly XO's field names (reference §2), and re
 })
 
 test('metadata: XenServer < 7.1 integer booleans and unknown XO fields are read tolerantly', () => {
-  const old = { ...deltaMetadata(1000), vm: { ...vmRecord, is_a_template: 0 }, isVhdDifferencing: { 'OpaqueRef:vdi1': 1 }, includeNonNbdQcow2Fix: true }
-  ;(old.vbds as Record<string, Record<string, unknown>>)['OpaqueRef:vbd1']!.bootable = 1
+  const old: Record<string, unknown> = { ...deltaMetadata(1000), vm: { ...vmRecord, is_a_template: 0 }, isVhdDifferencing: { 'OpaqueRef:vdi1': 1 }, includeNonNbdQcow2Fix: true }
+  old.vbds = { 'OpaqueRef:vbd1': { VDI: 'OpaqueRef:vdi1', bootable: 1, userdevice: '0' } }
   const parsed = parseBackupMetadata(JSON.stringify(old), 'old.json')
   assert.equal(parsed.vm.is_a_template, false)
   assert.ok(parsed.mode === 'delta')

@@ -71,7 +71,8 @@ for (const row of TABLE) {
 }
 
 test('getOldEntries: entries without timestamps (snapshots, replicas) use the count only', () => {
-  assert.deepEqual(getOldEntries(1, [{ id: 1 }, { id: 2 }, { id: 3 }]).map(e => e.id), [1, 2])
+  const replicas: Array<{ timestamp?: number; id: number }> = [{ id: 1 }, { id: 2 }, { id: 3 }]
+  assert.deepEqual(getOldEntries(1, replicas).map(e => e.id), [1, 2])
 })
 
 test('getOldEntries: invalid calls are refused with RETENTION_INVALID', () => {
