@@ -36,6 +36,7 @@ declare module 'xen-api' {
     connect(): Promise<void>
     disconnect(): Promise<void>
     call(method: string, ...args: unknown[]): Promise<unknown>
+    callAsync(method: string, ...args: unknown[]): Promise<unknown>
     callAsync(token: CancelTokenLike, method: string, ...args: unknown[]): Promise<unknown>
     getObject(idOrUuidOrRef: string, defaultValue?: unknown): XapiRecord
     getObjectByRef(ref: string, defaultValue?: unknown): XapiRecord
@@ -44,12 +45,20 @@ declare module 'xen-api' {
     getAllRecords(type: string): Promise<XapiRecord[]>
     barrier(ref?: string): Promise<void>
     watchTask(ref: string): Promise<unknown>
-    getResource(token: CancelTokenLike, pathname: string, options?: { query?: Record<string, string>; task?: boolean | string }): Promise<ResourceResponse>
-    putResource(token: CancelTokenLike, body: Readable & { length?: number }, pathname: string, options?: { query?: Record<string, string>; task?: boolean | string }): Promise<unknown>
+    getResource(pathname: string, options?: ResourceOptions): Promise<ResourceResponse>
+    getResource(token: CancelTokenLike, pathname: string, options?: ResourceOptions): Promise<ResourceResponse>
+    putResource(body: Readable & { length?: number }, pathname: string, options?: ResourceOptions): Promise<unknown>
+    putResource(token: CancelTokenLike, body: Readable & { length?: number }, pathname: string, options?: ResourceOptions): Promise<unknown>
+  }
+
+  export interface ResourceOptions {
+    query?: Record<string, string>
+    task?: boolean | string
   }
 
   export interface XapiOptions {
     url: string
+    transport?: 'auto' | 'json-rpc' | 'xml-rpc'
     auth?: { user: string; password: string }
     allowUnauthorized?: boolean
     watchEvents?: boolean | string[]
