@@ -16,7 +16,7 @@ export function defineCoreMethods(xapi: Toolstack): void {
 
   xapi.define('session.login_with_password', [2, 3, 4], (_context, user, password) => xapi.login(user, password), { session: false })
   xapi.define('session.logout', 1, context => void xapi.sessions.delete(context.session))
-  xapi.define('system.listMethods', 0, () => xapi.listMethods(), { session: false })
+  xapi.define('system.listMethods', [0, 1], () => xapi.listMethods(), { session: false })
 
   xapi.define('event.inject', 2, (_context, cls, ref) => {
     if (typeof cls !== 'string' || SCHEMA[cls] === undefined || typeof ref !== 'string' || !db.has(cls, ref)) {
