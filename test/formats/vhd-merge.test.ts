@@ -19,7 +19,8 @@ const layerArbitrary = fc.record({
   partial: fc.array(fc.boolean(), { minLength: 4, maxLength: 4 }),
   bitmapSeed: fc.integer(),
 })
-const historyArbitrary = fc.record({
+interface History { baseBlocks: number; layers: Array<{ growBy: number; writes: number[]; partial: boolean[]; bitmapSeed: number }> }
+const historyArbitrary: fc.Arbitrary<History> = fc.record({
   baseBlocks: fc.integer({ min: 90, max: 126 }), // deltas that grow past 128 blocks make the parent's table outgrow its sector
   layers: fc.array(layerArbitrary, { minLength: 2, maxLength: 5 }),
 })
@@ -35,7 +36,7 @@ function partialBitmap(seed: number): Buffer {
 }
 
 /** Guest writes → snapshots → a full and deltas on disk (names t0, t1, …), written with createVhdStream. */
-async function writeHistory(dir: string, history: fc.Infer<typeof historyArbitrary>): Promise<{ names: string[]; layers: Layer[] }> {
+async function writeHistory(dir: string, history: History): Promise<{ names: string[]; layers: Layer[] }> {
   const layers: Layer[] = []
   let sizeBlocks = history.baseBlocks
   const names: string[] = []

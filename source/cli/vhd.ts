@@ -1,0 +1,89 @@
+// `lifeboat vhd info|check|raw FILE`: offline inspection of VHD files and chains, no daemon needed.
+import { pipeline } from 'node:stream/promises'
+import { VhdChain, VhdFile, checkVhdChain, dateFromVhdTimestamp, ZERO_UUID, type VhdFooter } from '../formats/vhd/index.ts'
+import { serializeError } from '../util/errors.ts'
+import { EXIT_FAILURE, UsageError, parseCommandArgs, printJson, runCommand } from './command.ts'
+
+const USAGE = `usage: lifeboat vhd info FILE [--json]     footer, header and block table of a VHD file
+       lifeboat vhd check FILE [--json]    validate a VHD file and its whole parent chain
+       lifeboat vhd raw FILE > disk.raw    write the raw content of a VHD chain to stdout`
+
+const DISK_TYPES: Record<VhdFooter['diskType'], string> = { 2: 'fixed', 3: 'dynamic', 4: 'differencing' }
+
+export function main(args: string[]): Promise<never> {
+  return runCommand(USAGE, async () => {
+    const { values, positionals } = parseCommandArgs(args, { json: { type: 'boolean', default: false } })
+    const [command, file, ...extra] = positionals
+    if (file === undefined || extra.length > 0) throw new UsageError(command === undefined ? 'a subcommand is needed' : 'exactly one FILE is needed')
+    switch (command) {
+      case 'info':
+        return info(file, values.json === true)
+      case 'check':
+        return check(file, values.json === true)
+      case 'raw':
+        return raw(file)
+      default:
+        throw new UsageError(`unknown vhd subcommand "${command}"`)
+    }
+  })
+}
+
+async function info(path: string, json: boolean): Promise<void> {
+  const file = await VhdFile.open(path)
+  try {
+    const { footer, header } = file
+    const differencing = footer.diskType === 4
+    const summary = {
+      path,
+      type: DISK_TYPES[footer.diskType],
+      size: footer.currentSize,
+      uuid: footer.uuid,
+      parent: differencing ? { uuid: header.parentUuid, name: header.parentUnicodeName, timestamp: dateFromVhdTimestamp(header.parentTimestamp).toISOString() } : null,
+      blockSize: header.blockSize,
+      blocks: file.blockCount,
+      allocatedBlocks: file.allocatedBlocks().length,
+      tableOffset: footer.diskType === 2 ? null : header.tableOffset,
+      creator: { application: footer.creatorApplication, version: footer.creatorVersion, hostOs: footer.creatorHostOs },
+      timestamp: dateFromVhdTimestamp(footer.timestamp).toISOString(),
+    }
+    if (json) return printJson(summary)
+    const lines = [
+      ['File', path],
+      ['Type', summary.type],
+      ['Size', `${summary.size} bytes (${(summary.size / 2 ** 30).toFixed(2)} GiB)`],
+      ['UUID', summary.uuid],
+      ['Parent', summary.parent === null ? '-' : `${summary.parent.name} (${summary.parent.uuid === ZERO_UUID ? 'no uuid' : summary.parent.uuid})`],
+      ['Block size', `${summary.blockSize} bytes`],
+      ['Blocks', `${summary.allocatedBlocks} allocated of ${summary.blocks}`],
+      ['Creator', `'${summary.creator.application}' version 0x${summary.creator.version.toString(16)}`],
+      ['Timestamp', summary.timestamp],
+    ]
+    process.stdout.write(lines.map(([k, v]) => `${k!.padEnd(11)} ${v}`).join('\n') + '\n')
+  } finally {
+    await file.close()
+  }
+}
+
+async function check(path: string, json: boolean): Promise<number> {
+  try {
+    const { paths } = await checkVhdChain(path)
+    if (json) printJson({ ok: true, paths })
+    else process.stdout.write(`OK: ${paths.length === 1 ? 'a valid VHD' : `a valid chain of ${paths.length} VHDs`}\n${paths.map(p => `  ${p}`).join('\n')}\n`)
+    return 0
+  } catch (error) {
+    const reason = serializeError(error)
+    if (json) printJson({ ok: false, error: { code: reason.code, message: reason.message } })
+    process.stderr.write(`lifeboat: ${reason.code}: ${reason.message}\n`)
+    return EXIT_FAILURE
+  }
+}
+
+async function raw(path: string): Promise<void> {
+  if (process.stdout.isTTY) throw new UsageError('refusing to write a raw disk to a terminal; redirect stdout to a file or a pipe')
+  const chain = await VhdChain.open(path)
+  try {
+    await pipeline(chain.rawStream(), process.stdout, { end: false })
+  } finally {
+    await chain.close()
+  }
+}
