@@ -1,5 +1,6 @@
 // The lab's disk store: layer trees, snapshots, deltas, persistence, space accounting, CBT and garbage collection.
 import assert from 'node:assert/strict'
+import { writeFile } from 'node:fs/promises'
 import { after, before, describe, it } from 'node:test'
 import { CBT_BLOCK_SIZE, DiskStore, LAB_BLOCK_SIZE, fillPattern, patternBytes } from '../../source/lab/storage/index.ts'
 import { isLifeboatError } from '../../source/util/errors.ts'
@@ -122,8 +123,31 @@ describe('DiskStore', () => {
     assert.equal(big.srUsage(THICK).physicalUtilisation, perBlock + empty + 8 * perBlock + empty + empty)
     assert.equal(big.layer(copy).physicalUtilisation, empty)
     assert.equal(big.layer(leaf).physicalUtilisation, 8 * perBlock + empty)
+    const clone = await big.snapshot(copy, { clone: true })
+    assert.equal(big.layer(clone.copy).physicalUtilisation, 8 * perBlock + empty, 'a clone is a disk in use: inflated')
     await store.close()
     await big.close()
+  })
+
+  it('copies the parent view once when concurrent partial writes first touch a block', async () => {
+    const { store } = await freshStore()
+    const disk = await store.createLayer({ sr: SR, size: 4 * MiB })
+    await store.write(disk, 0, filled(2 * MiB, 1))
+    const { leaf } = await store.snapshot(disk)
+    await Promise.all([store.write(leaf, 4096, filled(4096, 2)), store.write(leaf, MiB, filled(4096, 3)), store.read(leaf, 0, 2 * MiB)])
+    const expected = filled(2 * MiB, 1)
+    expected.fill(2, 4096, 8192)
+    expected.fill(3, MiB, MiB + 4096)
+    assert.ok((await store.read(leaf, 0, 2 * MiB)).equals(expected))
+    await store.close()
+  })
+
+  it('refuses a damaged sidecar with a coded error', async () => {
+    const { store, dir } = await freshStore()
+    const disk = await store.createLayer({ sr: SR, size: MiB })
+    await store.close()
+    await writeFile(`${dir}/${SR}/${disk}.json`, '{"uuid": 3}')
+    await assert.rejects(DiskStore.open(dir), (e: unknown) => isLifeboatError(e, 'LAB_STORE_CORRUPT'))
   })
 
   it('garbage-collects bases left without children and keeps a base with one child', async () => {

@@ -201,7 +201,7 @@ export class DiskStore {
         if (!covered) this.startFill(layer, block)
       }
     }
-    // mutated
+    for (let block = first; block <= last; block++) await layer.filling.get(block)
     await layer.withFile(file => file.write(data, 0, data.length, offset))
     layer.dirty.setRange(Math.floor(offset / CBT_BLOCK_SIZE), Math.floor((offset + data.length - 1) / CBT_BLOCK_SIZE))
     layer.changed = true
