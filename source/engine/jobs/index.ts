@@ -1,0 +1,6 @@
+// The backup job model: the job file's zod schema with one message per invalid field, settings with
+// their defaults resolved in XO's order, durations, and the VMs a run selects.
+export { jobSchema, parseJob, resolveSettings, findSchedule, isValidTimezone, type Job, type JobInput, type Schedule, type VmSelection, type JobProblem, type SettingsTarget } from './job.ts'
+export { settingsInputSchema, DEFAULT_SETTINGS, mergeSettings, type Settings, type SettingsInput, type SettingsOverrides } from './settings.ts'
+export { parseDuration, formatDuration } from './duration.ts'
+export { selectVms, exclusionReason, type VmCandidate, type VmSelectionResult, type ExclusionReason } from './smart.ts'

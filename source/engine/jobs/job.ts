@@ -1,0 +1,144 @@
+// The backup job as an administrator writes it (DESIGN.md's job file): zod schemas, one sentence per
+// invalid field, and the settings that apply to one VM on one target under one schedule.
+import { z } from 'zod'
+import cron from 'node-cron'
+import { LifeboatError } from '../../util/errors.ts'
+import { mergeSettings, settingsInputSchema, type Settings } from './settings.ts'
+
+export function isValidTimezone(timezone: string): boolean {
+  try {
+    new Intl.DateTimeFormat('en-US', { timeZone: timezone })
+    return true
+  } catch {
+    return false
+  }
+}
+
+/** A type error's sentence, or "required" when the field is absent. */
+export function expect(message: string) {
+  return (issue: { input?: unknown }) => (issue.input === undefined ? 'this field is required.' : message)
+}
+
+const nonEmpty = (what: string) => z.string({ error: expect(`${what} must be a text.`) }).trim().min(1, { error: `${what} must not be empty.` })
+const uuidList = (what: string) => z.array(nonEmpty(what), { error: expect(`a list of ${what}s is expected.`) })
+
+const smartSelection = z.strictObject({
+  pools: uuidList('a pool uuid').default([]),
+  notPools: uuidList('a pool uuid').default([]),
+  tags: uuidList('a tag').default([]),
+  notTags: uuidList('a tag').default([]),
+  /** Absent: any power state. */
+  powerState: z.enum(['running', 'halted', 'suspended', 'paused'], { error: expect('powerState must be "running", "halted", "suspended" or "paused" (or absent for all).') }).optional(),
+})
+
+// One object with either key (not a union) so that a mistake inside `smart` is reported at its own field.
+const vmSelection = z
+  .strictObject(
+    { uuids: uuidList('a VM uuid').min(1, { error: 'list at least one VM uuid, or use a smart selection.' }).optional(), smart: smartSelection.optional() },
+    { error: expect('vms must be { "uuids": [...] } or { "smart": { pools, notPools, tags, notTags, powerState } }.') },
+  )
+  .refine(vms => (vms.uuids === undefined) !== (vms.smart === undefined), { error: 'vms must have either "uuids" (a fixed list) or "smart" (a selection), not both or neither.' })
+  .transform((vms): { uuids: string[] } | { smart: z.output<typeof smartSelection> } => (vms.uuids !== undefined ? { uuids: vms.uuids } : { smart: vms.smart! }))
+
+const scheduleSchema = z
+  .strictObject({
+    /** Given by the daemon; XO's scheduleId in metadata and in xo:backup:schedule. */
+    id: nonEmpty('a schedule id').optional(),
+    name: nonEmpty('the schedule name'),
+    cron: z.string({ error: expect('cron must be a text like "0 3 * * *".') }).refine(expression => cron.validate(expression), { error: 'this is not a valid cron expression (5 fields, like "0 3 * * *").' }),
+    timezone: z.string({ error: expect('timezone must be an IANA name like "Europe/Paris".') }).refine(isValidTimezone, { error: 'this is not a known IANA timezone (like "Europe/Paris" or "UTC").' }),
+    enabled: z.boolean({ error: 'enabled must be true or false.' }).default(true),
+    retention: z
+      .strictObject({
+        backups: z.number().int().nonnegative({ error: 'backups to keep per remote must be a whole number ≥ 0.' }).default(0),
+        replicas: z.number().int().nonnegative({ error: 'replicas to keep per SR must be a whole number ≥ 0.' }).default(0),
+        snapshots: z.number().int().nonnegative({ error: 'snapshots to keep on the source must be a whole number ≥ 0.' }).default(0),
+      })
+      .default({ backups: 0, replicas: 0, snapshots: 0 }),
+    fullInterval: z.number().int().nonnegative({ error: 'fullInterval must be a whole number ≥ 0.' }).optional(),
+    /** Any setting, for runs of this schedule only (e.g. forceFull on a weekly schedule). */
+    settings: settingsInputSchema.optional(),
+  })
+
+export const jobSchema = z
+  .strictObject({
+    id: nonEmpty('the job id').optional(),
+    name: nonEmpty('the job name'),
+    mode: z.enum(['full', 'delta'], { error: expect('mode must be "full" or "delta".') }),
+    vms: vmSelection,
+    /** Remotes by name. */
+    remotes: uuidList('a remote name').default([]),
+    /** Replication target SRs by uuid. */
+    srs: uuidList('an SR uuid').default([]),
+    settings: settingsInputSchema.default({}),
+    /** Per-VM and per-target settings (XO's settings keyed by VM uuid, remote or SR). */
+    overrides: z
+      .strictObject({
+        vms: z.record(z.string(), settingsInputSchema).default({}),
+        remotes: z.record(z.string(), settingsInputSchema).default({}),
+        srs: z.record(z.string(), settingsInputSchema).default({}),
+      })
+      .default({ vms: {}, remotes: {}, srs: {} }),
+    schedules: z.array(scheduleSchema, { error: 'schedules must be a list.' }).min(1, { error: 'a job needs at least one schedule (it may be disabled, for runs by hand).' }),
+  })
+  .superRefine((job, context) => {
+    const problem = (path: Array<string | number>, message: string) => context.addIssue({ code: 'custom', path, message })
+    const names = new Set<string>()
+    job.schedules.forEach((schedule, index) => {
+      if (names.has(schedule.name)) problem(['schedules', index, 'name'], `another schedule is already named "${schedule.name}".`)
+      names.add(schedule.name)
+    })
+    if (new Set(job.remotes).size !== job.remotes.length) problem(['remotes'], 'a remote is listed twice.')
+    if (job.mode === 'delta' && (job.settings.compression ?? 'none') !== 'none') problem(['settings', 'compression'], 'compression applies to full backups only (delta backups are VHD files).')
+    if (job.settings.distributeBackups === true && job.remotes.length < 2) problem(['settings', 'distributeBackups'], 'distributing backups needs at least 2 remotes.')
+    if (job.settings.distributeReplications === true && job.srs.length < 2) problem(['settings', 'distributeReplications'], 'distributing replications needs at least 2 SRs.')
+  })
+
+export type JobInput = z.input<typeof jobSchema>
+export type Job = z.output<typeof jobSchema>
+export type Schedule = Job['schedules'][number]
+export type VmSelection = Job['vms']
+
+export interface JobProblem {
+  path: string
+  message: string
+}
+
+/** Validates a job file; an invalid one is refused with JOB_INVALID listing one sentence per field. */
+export function parseJob(input: unknown): Job {
+  const parsed = jobSchema.safeParse(input)
+  if (parsed.success) return parsed.data
+  const problems: JobProblem[] = parsed.error.issues.map(issue => ({ path: issue.path.map(String).join('.') || '(job)', message: sentence(issue) }))
+  throw new LifeboatError('JOB_INVALID', `The job is not valid:\n${problems.map(p => `- ${p.path}: ${p.message}`).join('\n')}`, { data: { problems } })
+}
+
+function sentence(issue: z.core.$ZodIssue): string {
+  if (issue.code === 'unrecognized_keys') return `unknown field${issue.keys.length > 1 ? 's' : ''} ${issue.keys.map(k => `"${k}"`).join(', ')}; check the spelling.`
+  return issue.message
+}
+
+export type SettingsTarget = { remote: string } | { sr: string }
+
+/**
+ * The settings of one VM's backup on one target under one schedule, in XO's order: defaults → job →
+ * schedule (its settings, then its retention and fullInterval) → VM → target.
+ */
+export function resolveSettings(job: Job, schedule: Schedule, context: { vmUuid?: string; target?: SettingsTarget } = {}): Settings {
+  const fromSchedule = {
+    ...schedule.settings,
+    exportRetention: schedule.retention.backups,
+    copyRetention: schedule.retention.replicas,
+    snapshotRetention: schedule.retention.snapshots,
+    ...(schedule.fullInterval !== undefined && { fullInterval: schedule.fullInterval }),
+  }
+  const target = context.target === undefined ? undefined : 'remote' in context.target ? job.overrides.remotes[context.target.remote] : job.overrides.srs[context.target.sr]
+  return mergeSettings(job.settings, fromSchedule, context.vmUuid === undefined ? undefined : job.overrides.vms[context.vmUuid], target)
+}
+
+/** The schedule a run uses: by name or id, else the first. */
+export function findSchedule(job: Job, nameOrId?: string): Schedule {
+  if (nameOrId === undefined) return job.schedules[0]!
+  const schedule = job.schedules.find(s => s.name === nameOrId || s.id === nameOrId)
+  if (schedule === undefined) throw new LifeboatError('SCHEDULE_NOT_FOUND', `The job "${job.name}" has no schedule "${nameOrId}"; its schedules are ${job.schedules.map(s => `"${s.name}"`).join(', ')}.`)
+  return schedule
+}

@@ -1,0 +1,90 @@
+// A job's settings: what each one means, its default, and XO's resolution order, later wins:
+// defaults → job → schedule → VM → target (remote or SR).
+import { z } from 'zod'
+import { parseDuration } from './duration.ts'
+
+/** A duration ('4h', '30m') or a number of milliseconds, to milliseconds; 0, null or 'none' mean no limit (0). */
+const duration = z
+  .union([z.number().int().nonnegative(), z.string(), z.null()])
+  .transform((value, context) => {
+    if (value === null || value === 'none') return 0
+    if (typeof value === 'number') return value
+    const ms = parseDuration(value)
+    if (ms === undefined) {
+      context.addIssue({ code: 'custom', message: `"${value}" is not a duration; write it like "4h", "30m", "1h30m" or "none".` })
+      return z.NEVER
+    }
+    return ms
+  })
+
+const count = (what: string) => z.number({ error: `${what} must be a whole number ≥ 0.` }).int({ error: `${what} must be a whole number ≥ 0.` }).nonnegative({ error: `${what} must be a whole number ≥ 0.` })
+const flag = (what: string) => z.boolean({ error: `${what} must be true or false.` })
+
+const longTermRule = z.strictObject({
+  retention: z.number().int().positive({ error: 'A long-term retention must keep at least 1 backup.' }),
+  settings: z.strictObject({ firstHourOfTheDay: z.number().int().min(0).max(23).optional(), firstDayOfWeek: z.number().int().min(0).max(6).optional(), firstDayOfMonth: z.number().int().min(0).max(27).optional(), firstDayOfYear: z.number().int().min(0).max(364).optional() }).optional(),
+})
+
+/** Every setting, optional: the shape of the job's `settings`, a schedule's `settings` and each override. */
+export const settingsInputSchema = z.strictObject({
+  /** VMs backed up at the same time by one run of the job; 0 = all at once. */
+  concurrency: count('concurrency').optional(),
+  /** Bound on a whole run, in ms once parsed (0 = none); cancels it for real when reached. */
+  timeout: duration.optional(),
+  /** Full mode: compression asked of XAPI for the XVA. */
+  compression: z.enum(['none', 'gzip', 'zstd'], { error: 'compression must be "none", "gzip" or "zstd".' }).optional(),
+  /** Delta mode: a full every N backups of a chain (0 = never forced). */
+  fullInterval: count('fullInterval').optional(),
+  /** Make this run (usually one schedule) a full backup. */
+  forceFull: flag('forceFull').optional(),
+  /** Backups kept per remote, replicas per SR, snapshots on the source (set from a schedule's `retention`). */
+  exportRetention: count('exportRetention').optional(),
+  copyRetention: count('copyRetention').optional(),
+  snapshotRetention: count('snapshotRetention').optional(),
+  longTermRetention: z.strictObject({ daily: longTermRule.optional(), weekly: longTermRule.optional(), monthly: longTermRule.optional(), yearly: longTermRule.optional() }).optional(),
+  /** Shut a running VM down for the snapshot only, then start it again. */
+  offlineSnapshot: flag('offlineSnapshot').optional(),
+  /** Snapshot with memory (VM.checkpoint). */
+  checkpointSnapshot: flag('checkpointSnapshot').optional(),
+  /** Apply retention before the transfer instead of after (frees space first, at the cost of one backup less for a while). */
+  deleteFirst: flag('deleteFirst').optional(),
+  /** Each VM goes to one remote (the one with most free space) instead of all of them. */
+  distributeBackups: flag('distributeBackups').optional(),
+  distributeReplications: flag('distributeReplications').optional(),
+  /** Bytes per second for the whole run; 0 = no limit. */
+  maxExportRate: count('maxExportRate').optional(),
+  /** A failed VM is tried again this many times within the run. */
+  nRetriesVmBackupFailures: count('nRetriesVmBackupFailures').optional(),
+})
+export type SettingsInput = z.input<typeof settingsInputSchema>
+export type SettingsOverrides = z.output<typeof settingsInputSchema>
+
+export const DEFAULT_SETTINGS = {
+  concurrency: 2,
+  timeout: 0,
+  compression: 'none' as 'none' | 'gzip' | 'zstd',
+  fullInterval: 0,
+  forceFull: false,
+  exportRetention: 0,
+  copyRetention: 0,
+  snapshotRetention: 0,
+  longTermRetention: undefined as SettingsOverrides['longTermRetention'],
+  offlineSnapshot: false,
+  checkpointSnapshot: false,
+  deleteFirst: false,
+  distributeBackups: false,
+  distributeReplications: false,
+  maxExportRate: 0,
+  nRetriesVmBackupFailures: 0,
+}
+export type Settings = typeof DEFAULT_SETTINGS
+
+/** Layers applied in order over the defaults; a layer's undefined values do not erase earlier ones. */
+export function mergeSettings(...layers: Array<SettingsOverrides | undefined>): Settings {
+  const settings: Record<string, unknown> = { ...DEFAULT_SETTINGS }
+  for (const layer of layers) {
+    if (layer === undefined) continue
+    for (const [key, value] of Object.entries(layer)) if (value !== undefined) settings[key] = value
+  }
+  return settings as Settings
+}
