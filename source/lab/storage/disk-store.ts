@@ -76,7 +76,9 @@ export class DiskStore {
 
   /** Adds an SR, or changes its size and kind when it exists. */
   async addSr(spec: SrSpec): Promise<void> {
-    const checked = srSpecSchema.parse(spec)
+    const parsed = srSpecSchema.safeParse(spec)
+    if (!parsed.success) throw new LifeboatError('LAB_BAD_SR', `An SR needs a uuid, a physical size and whether it is thick (${parsed.error.issues[0]?.message}).`)
+    const checked = parsed.data
     this.srs.set(checked.uuid, checked)
     await mkdir(join(this.dir, checked.uuid), { recursive: true })
     const temporary = join(this.dir, `${SR_FILE}.tmp`)

@@ -28,6 +28,7 @@ export function xvaDisk(store: DiskStore, leaf: string, ref: string): XvaDisk {
   const lastChunk = Math.max(0, Math.ceil(size / XVA_CHUNK_SIZE) - 1)
   const perBlock = LAB_BLOCK_SIZE / XVA_CHUNK_SIZE
   async function* chunks(): AsyncGenerator<{ index: number; data: Buffer }> {
+    if (size === 0) return
     const blocks = new Set(store.allocatedBlocks(leaf))
     blocks.add(0).add(Math.floor(lastChunk / perBlock))
     for (const block of [...blocks].sort((a, b) => a - b)) {
