@@ -1,26 +1,9 @@
 // The one interface every remote implements (restic style: a dozen methods, nothing else), and the
 // adapter that gives the VHD library its file-system access through any remote.
 import type { Readable } from 'node:stream'
+import type { FileSystemAccess, RandomAccessFile } from '../formats/vhd/index.ts'
 
-/** Random access to one file; the same shape as the VHD library's RandomAccessFile. */
-export interface RandomAccessFile {
-  /** Bytes read into buffer, fewer than buffer.length only at the end of the file. */
-  read(buffer: Buffer, position: number): Promise<number>
-  write(buffer: Buffer, position: number): Promise<void>
-  size(): Promise<number>
-  truncate(size: number): Promise<void>
-  close(): Promise<void>
-}
-
-/** What the VHD library needs to open, merge and rename files; the same shape as its FileSystemAccess. */
-export interface FileSystemAccess {
-  open(path: string, mode: 'r' | 'r+'): Promise<RandomAccessFile>
-  readFile(path: string): Promise<Buffer>
-  writeFile(path: string, data: Buffer | string): Promise<void>
-  rename(from: string, to: string): Promise<void>
-  unlink(path: string): Promise<void>
-  exists(path: string): Promise<boolean>
-}
+export type { FileSystemAccess, RandomAccessFile }
 
 /** Free space; empty when the backend cannot tell (S3, Azure), which distributed mode relies on. */
 export type RemoteSpace = { size: number; used: number; available: number } | Record<string, never>
@@ -103,6 +86,7 @@ export function fileSystemAccess(handler: RemoteHandler): FileSystemAccess {
     writeFile: (path, data) => handler.writeFile(path, data),
     rename: (from, to) => handler.rename(from, to),
     unlink: path => handler.unlink(path),
+    list: dir => handler.list(dir),
     async exists(path) {
       try {
         await handler.stat(path)

@@ -7,6 +7,7 @@ import { createHash, randomBytes } from 'node:crypto'
 import { Readable } from 'node:stream'
 import { fileURLToPath } from 'node:url'
 import { fileSystemAccess, openRemote, TEMPORARY_FILE, type RemoteHandler } from '../../source/storage/index.ts'
+import { createVhdStream, mergeVhdChain, VHD_BLOCK_SIZE, VhdChain } from '../../source/formats/vhd/index.ts'
 
 export interface ConformanceRemote {
   handler: RemoteHandler
@@ -197,6 +198,39 @@ export function runConformanceSuite(name: string, createRemote: () => Promise<Co
     const opened = await fs.open('vhd/disk.vhd', 'r')
     assert.equal(await opened.size(), 2048)
     await opened.close()
+  })
+
+  withRemote('the VHD library reads and merges a chain stored on the remote through fileSystemAccess', async h => {
+    const dir = 'xo-vm-backups/vm/vdis/job/vdi'
+    const block = (fill: number) => Buffer.alloc(VHD_BLOCK_SIZE, fill)
+    const parentUuid = '11111111-2222-4333-8444-555555555555'
+    const childUuid = '66666666-7777-4888-9999-aaaaaaaaaaaa'
+    async function* blocks(list: Array<[number, number]>) {
+      for (const [index, fill] of list) yield { index, data: block(fill) }
+    }
+    const parent = createVhdStream({ size: 3 * VHD_BLOCK_SIZE, uuid: parentUuid, blockIndexes: [0, 2], blocks: blocks([[0, 1], [2, 2]]) })
+    await h.outputStream(`${dir}/20260101T000000Z.vhd`, parent.stream, { length: parent.length })
+    const child = createVhdStream({ size: 3 * VHD_BLOCK_SIZE, uuid: childUuid, blockIndexes: [1, 2], blocks: blocks([[1, 3], [2, 4]]), parent: { uuid: parentUuid, unicodeName: '20260101T000000Z.vhd' } })
+    await h.outputStream(`${dir}/20260102T000000Z.vhd`, child.stream, { length: child.length })
+
+    const fs = fileSystemAccess(h)
+    const expected = Buffer.concat([block(1), block(3), block(4)])
+    const chain = await VhdChain.open(`${dir}/20260102T000000Z.vhd`, { fs })
+    try {
+      assert.equal(chain.uuid, childUuid)
+      assert.deepEqual(await chain.read(0, 3 * VHD_BLOCK_SIZE), expected)
+    } finally {
+      await chain.close()
+    }
+    const merged = await mergeVhdChain([`${dir}/20260101T000000Z.vhd`, `${dir}/20260102T000000Z.vhd`], { fs })
+    assert.deepEqual(await h.list(dir), ['20260102T000000Z.vhd'])
+    const after = await VhdChain.open(merged.path, { fs })
+    try {
+      assert.equal(after.uuid, childUuid)
+      assert.deepEqual(await after.read(0, 3 * VHD_BLOCK_SIZE), expected)
+    } finally {
+      await after.close()
+    }
   })
 
   withRemote('getInfo reports consistent sizes, or nothing when the backend cannot tell', async h => {
