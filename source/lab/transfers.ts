@@ -3,7 +3,7 @@
 // attaches the disk to dom0 for its duration and detaches it a little after (the VDI_IN_USE window backups hit).
 import type { IncomingMessage } from 'node:http'
 import type { Socket } from 'node:net'
-import type { Readable } from 'node:stream'
+import { PassThrough, type Readable } from 'node:stream'
 import { ApiError } from './errors.ts'
 import type { FaultAction } from './faults.ts'
 import { NULL_REF } from './schema.ts'
@@ -40,6 +40,11 @@ export async function handleTransfer(xapi: Toolstack, request: IncomingMessage, 
   const task = given !== undefined && xapi.db.has('task', given) ? given : xapi.createTask(`Internal ${path}`, '')
   const handler = { '/export_raw_vdi/': exportRawVdi, '/import_raw_vdi/': importRawVdi, '/export/': exportXva, '/import/': importXva }[path]!
   await xapi.runTask(task, ({ signal }) => handler({ xapi, request, socket, query, task, signal, fault: undefined }))
+  if (!answered.has(socket) && !socket.destroyed) {
+    const failure = xapi.db.has('task', task) ? (xapi.db.row('task', task).error_info as string[]) : []
+    writeHead(socket, 500, 'Internal Server Error', { 'content-type': 'text/plain' })
+    socket.write(`${failure.join(' ')}\n`)
+  }
   if (!socket.destroyed) socket.end()
   // Without a task_id the handler's own task is internal and goes away with the request.
   if (task !== given && xapi.db.has('task', task)) xapi.db.delete('task', task)
@@ -53,7 +58,11 @@ function cookie(request: IncomingMessage, name: string): string | undefined {
   return undefined
 }
 
+// Sockets whose status line is written: a handler that fails before that gets a plain 500.
+const answered = new WeakSet<Socket>()
+
 export function writeHead(socket: Socket, status: number, reason: string, headers: Record<string, string>, version = '1.1'): void {
+  answered.add(socket)
   const lines = [`HTTP/${version} ${status} ${reason}`, 'connection: close', 'cache-control: no-cache, no-store',
     ...Object.entries(headers).map(([name, value]) => `${name}: ${value}`)]
   socket.write(`${lines.join('\r\n')}\r\n\r\n`)
@@ -103,6 +112,24 @@ function socketWrite(socket: Socket, chunk: Buffer): Promise<void> {
     socket.on('drain', done)
     socket.on('close', closed)
   })
+}
+
+const BODY_BUFFER_LIMIT = 32 * 1024 * 1024
+
+/**
+ * The PUT body as it arrives. A client that cuts the connection once it has sent everything (xen-api's 1 PiB upload)
+ * must not lose the bytes already received: the body then just ends, and the reader sees how far it got.
+ */
+export function receivedBody(request: IncomingMessage): Readable {
+  const body = new PassThrough()
+  request.on('data', (chunk: Buffer) => {
+    body.write(chunk)
+    if (body.writableLength > BODY_BUFFER_LIMIT) request.pause()
+  })
+  body.on('drain', () => request.resume())
+  request.on('end', () => body.end())
+  request.on('close', () => body.end())
+  return body
 }
 
 /** Streams a body to the client, applying the transfer's fault (cut short, stall) and reporting progress about every second. */
@@ -202,7 +229,7 @@ async function importRawVdi(transfer: Transfer): Promise<string> {
   const detach = await attachToDom0(xapi, vdi, signal)
   try {
     const leaf = db.row('VDI', vdi).location as string
-    const source = request as AsyncIterable<Buffer>
+    const source = receivedBody(request)
     try {
       await (format === 'vhd' ? importVhd(store, leaf, source) : importRaw(store, leaf, source))
     } catch (error) {

@@ -7,7 +7,7 @@ import { ApiError } from './errors.ts'
 import { NULL_REF, SCHEMA } from './schema.ts'
 import { xvaDisk } from './storage/index.ts'
 import type { Toolstack } from './toolstack.ts'
-import { attachToDom0, embedded500, pump, writeHead, type Transfer } from './transfers.ts'
+import { attachToDom0, embedded500, pump, receivedBody, writeHead, type Transfer } from './transfers.ts'
 import { createVdi, destroyVdi, pick, refreshSr } from './vdi.ts'
 import { assertPowerState, withVmOperation } from './vm.ts'
 
@@ -108,7 +108,7 @@ export async function importXva(transfer: Transfer): Promise<string[]> {
   const leaves = new Map<string, string>()
   let vm: string | undefined
   try {
-    for await (const entry of readXva(request as AsyncIterable<Buffer>)) {
+    for await (const entry of readXva(receivedBody(request))) {
       if (entry.type === 'ova.xml') {
         vm = await createImportedObjects(xapi, entry.ova, sr, task, created, leaves)
       } else if (!entry.data.every(byte => byte === 0)) {
