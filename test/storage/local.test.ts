@@ -1,9 +1,10 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { mkdir, rm, symlink } from 'node:fs/promises'
+import { mkdir, rm } from 'node:fs/promises'
 import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
 import { openRemote } from '../../source/storage/index.ts'
-import { run, tempDir } from '../helpers/tools.ts'
+import { requireTool, run, tempDir } from '../helpers/tools.ts'
 import { runConformanceSuite } from './conformance.ts'
 
 runConformanceSuite('local', async () => {
@@ -13,28 +14,33 @@ runConformanceSuite('local', async () => {
 })
 
 test('local: a remote that fills up fails with REMOTE_FULL and leaves nothing behind', async () => {
-  assert.equal(process.getuid?.(), 0, 'this test mounts a 1 MiB tmpfs and must run as root (npm test runs as root in CI)')
+  requireTool('unshare', 'util-linux')
   const dir = await tempDir('lifeboat-full-')
-  await run('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', dir.path])
-  try {
-    const remote = openRemote(`file://${dir.path}`, { retry: false })
+  // A 1 MiB tmpfs in a private mount namespace (no root needed, gone when the child exits).
+  const storage = fileURLToPath(new URL('../../source/storage/index.ts', import.meta.url))
+  const script = `
+    import { symlink } from 'node:fs/promises'
+    import { openRemote } from ${JSON.stringify(storage)}
+    const remote = openRemote('file://' + process.env.REMOTE_DIR, { retry: false })
     await remote.sync()
-    async function* big() {
-      for (let i = 0; i < 64; i++) yield Buffer.alloc(65536, 1)
-    }
-    await assert.rejects(remote.outputStream('xo-vm-backups/vm/a.xva', big()), (error: Error & { code?: string }) => {
-      assert.equal(error.code, 'REMOTE_FULL')
-      assert.match(error.message, /is full/)
-      return true
-    })
-    assert.deepEqual(await remote.list('xo-vm-backups/vm'), [])
+    const result = {}
+    async function* big() { for (let i = 0; i < 64; i++) yield Buffer.alloc(65536, 1) }
+    try { await remote.outputStream('xo-vm-backups/vm/a.xva', big()) } catch (error) { result.stream = { code: error.code, message: error.message } }
+    result.left = await remote.list('xo-vm-backups/vm')
     // Random access writes map the same way (a VHD merge on a full remote).
-    await symlink('/dev/full', join(dir.path, 'full.vhd'))
+    await symlink('/dev/full', process.env.REMOTE_DIR + '/full.vhd')
     const file = await remote.openFile('full.vhd', 'r+')
-    await assert.rejects(file.write(Buffer.alloc(512), 0), { code: 'REMOTE_FULL' })
+    try { await file.write(Buffer.alloc(512), 0) } catch (error) { result.write = error.code }
     await file.close()
+    console.log(JSON.stringify(result))`
+  try {
+    const { stdout } = await run('unshare', ['-rm', 'sh', '-c', `mount -t tmpfs -o size=1m tmpfs "$0" && REMOTE_DIR="$0" exec "$1" --import tsx --input-type=module -e "$2"`, dir.path, process.execPath, script])
+    const result = JSON.parse(stdout.toString()) as { stream?: { code: string; message: string }; left: string[]; write?: string }
+    assert.equal(result.stream?.code, 'REMOTE_FULL')
+    assert.match(result.stream.message, /is full/)
+    assert.deepEqual(result.left, [])
+    assert.equal(result.write, 'REMOTE_FULL')
   } finally {
-    await run('umount', [dir.path])
     await dir.cleanup()
   }
 })
