@@ -4,7 +4,8 @@ import { mkdir, readdir, readFile, rename, unlink, writeFile } from 'node:fs/pro
 import { join } from 'node:path'
 import { randomBytes } from 'node:crypto'
 import { LifeboatError } from '../util/errors.ts'
-import { markInterrupted, type TaskNode } from './fold.ts'
+import { foldRun, markInterrupted, type TaskNode } from './fold.ts'
+import type { Task } from './task.ts'
 
 const RUN_ID = /^[A-Za-z0-9_-]{1,100}$/
 
@@ -57,6 +58,26 @@ export class RunLogStore {
       .filter(name => name.endsWith('.json') && !name.startsWith('.'))
       .map(name => name.slice(0, -'.json'.length))
       .sort()
+  }
+
+  /**
+   * Keeps a running run's log on disk: saved now (pending, so a crash leaves it to be marked interrupted)
+   * and again when the run ends. Resolves once the final log is written.
+   */
+  record(run: Task): Promise<void> {
+    const save = () => this.save(foldRun(run.log.events)!)
+    return new Promise((resolve, reject) => {
+      const started = save()
+      const unsubscribe = run.log.subscribe(event => {
+        if (event.type !== 'end' || event.id !== run.id) return
+        unsubscribe()
+        started.then(save).then(resolve, reject)
+      })
+      started.catch(error => {
+        unsubscribe()
+        reject(error)
+      })
+    })
   }
 
   /** Marks the stored runs still pending as interrupted; returns their runIds. Unreadable logs are left alone. */

@@ -186,3 +186,23 @@ test('run logs persist atomically per runId; unfinished runs are marked interrup
     await cleanup()
   }
 })
+
+test('record keeps a running run on disk: pending while it runs, final when it ends', async () => {
+  const { path, cleanup } = await tempDir()
+  try {
+    const store = new RunLogStore(path)
+    const run = TaskLog.start({ name: 'backup run', data: { jobId: 'j' } })
+    const recorded = store.record(run)
+    const vm = run.child('backup VM')
+    await new Promise(resolve => setTimeout(resolve, 20))
+    assert.equal((await store.load(run.id))!.status, 'pending')
+    vm.end()
+    run.end()
+    await recorded
+    const saved = (await store.load(run.id))!
+    assert.equal(saved.status, 'success')
+    assert.equal(saved.tasks![0]!.status, 'success')
+  } finally {
+    await cleanup()
+  }
+})
