@@ -9,6 +9,7 @@ import { localFileSystem, type FileSystemAccess } from './fileSystem.ts'
 import { DISK_TYPE_DIFFERENCING, DISK_TYPE_FIXED } from './structures.ts'
 
 const STATE_INTERVAL_MS = 10_000
+const READ_AHEAD = 2
 
 const mergeStateSchema = z.object({
   child: z.object({ uuid: z.string() }),
@@ -108,10 +109,18 @@ async function mergeBlocks(fs: FileSystemAccess, chain: string[], statePath: str
     const { blockSize } = parent.header
     const total = toMerge.length * blockSize
     let lastSave = Date.now()
-    for (const index of toMerge) {
-      if (index < state.currentBlock) continue
+    const remaining = toMerge.filter(index => index >= state.currentBlock)
+    // The next blocks are read while the current one is written; writes stay one at a time, in order.
+    const read = (index: number) => {
+      const promise = readSyntheticBlock(sources, index)
+      promise.catch(() => {})
+      return promise
+    }
+    const pending = remaining.slice(0, READ_AHEAD).map(read)
+    for (const [k, index] of remaining.entries()) {
       options.signal?.throwIfAborted()
-      const block = (await readSyntheticBlock(sources, index))!
+      const block = (await pending.shift()!)!
+      if (k + READ_AHEAD < remaining.length) pending.push(read(remaining[k + READ_AHEAD]!))
       await parent.writeBlock(index, block.bitmap, block.data)
       state.currentBlock = index + 1
       state.mergedDataSize += blockSize
