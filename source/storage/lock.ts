@@ -22,11 +22,14 @@ export async function takeDirectoryLock(target: string, label: string, options: 
     if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error
     const held = await stat(lockDir).catch(() => undefined)
     if (held !== undefined && Date.now() - held.mtimeMs < staleMs) throw locked(held.mtimeMs)
-    // Stale: move it aside under a unique name (one contender wins the rename), then take it.
-    const aside = `${lockDir}.stale-${randomBytes(4).toString('hex')}`
     try {
-      await rename(lockDir, aside)
-      await rm(aside, { recursive: true, force: true })
+      // Stale: move it aside under a unique name (one contender wins the rename), then take it.
+      // Gone meanwhile (its holder released it): just take it.
+      if (held !== undefined) {
+        const aside = `${lockDir}.stale-${randomBytes(4).toString('hex')}`
+        await rename(lockDir, aside)
+        await rm(aside, { recursive: true, force: true })
+      }
       await mkdir(lockDir)
     } catch {
       throw locked(held?.mtimeMs ?? Date.now())

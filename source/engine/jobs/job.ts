@@ -48,13 +48,14 @@ const scheduleSchema = z
     cron: z.string({ error: expect('cron must be a text like "0 3 * * *".') }).refine(expression => cron.validate(expression), { error: 'this is not a valid cron expression (5 fields, like "0 3 * * *").' }),
     timezone: z.string({ error: expect('timezone must be an IANA name like "Europe/Paris".') }).refine(isValidTimezone, { error: 'this is not a known IANA timezone (like "Europe/Paris" or "UTC").' }),
     enabled: z.boolean({ error: 'enabled must be true or false.' }).default(true),
+    /** Absent counts fall back to the job's exportRetention / copyRetention / snapshotRetention settings. */
     retention: z
       .strictObject({
-        backups: z.number().int().nonnegative({ error: 'backups to keep per remote must be a whole number ≥ 0.' }).default(0),
-        replicas: z.number().int().nonnegative({ error: 'replicas to keep per SR must be a whole number ≥ 0.' }).default(0),
-        snapshots: z.number().int().nonnegative({ error: 'snapshots to keep on the source must be a whole number ≥ 0.' }).default(0),
+        backups: z.number().int().nonnegative({ error: 'backups to keep per remote must be a whole number ≥ 0.' }).optional(),
+        replicas: z.number().int().nonnegative({ error: 'replicas to keep per SR must be a whole number ≥ 0.' }).optional(),
+        snapshots: z.number().int().nonnegative({ error: 'snapshots to keep on the source must be a whole number ≥ 0.' }).optional(),
       })
-      .default({ backups: 0, replicas: 0, snapshots: 0 }),
+      .default({}),
     fullInterval: z.number().int().nonnegative({ error: 'fullInterval must be a whole number ≥ 0.' }).optional(),
     /** Any setting, for runs of this schedule only (e.g. forceFull on a weekly schedule). */
     settings: settingsInputSchema.optional(),
@@ -126,9 +127,9 @@ export type SettingsTarget = { remote: string } | { sr: string }
 export function resolveSettings(job: Job, schedule: Schedule, context: { vmUuid?: string; target?: SettingsTarget } = {}): Settings {
   const fromSchedule = {
     ...schedule.settings,
-    exportRetention: schedule.retention.backups,
-    copyRetention: schedule.retention.replicas,
-    snapshotRetention: schedule.retention.snapshots,
+    ...(schedule.retention.backups !== undefined && { exportRetention: schedule.retention.backups }),
+    ...(schedule.retention.replicas !== undefined && { copyRetention: schedule.retention.replicas }),
+    ...(schedule.retention.snapshots !== undefined && { snapshotRetention: schedule.retention.snapshots }),
     ...(schedule.fullInterval !== undefined && { fullInterval: schedule.fullInterval }),
   }
   const target = context.target === undefined ? undefined : 'remote' in context.target ? job.overrides.remotes[context.target.remote] : job.overrides.srs[context.target.sr]
