@@ -275,4 +275,3 @@ export function runConformanceSuite(name: string, createRemote: () => Promise<Co
   })
 }
 
-export { openRemote }
