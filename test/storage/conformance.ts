@@ -6,7 +6,7 @@ import { spawn } from 'node:child_process'
 import { createHash, randomBytes } from 'node:crypto'
 import { Readable } from 'node:stream'
 import { fileURLToPath } from 'node:url'
-import { fileSystemAccess, openRemote, TEMPORARY_FILE, type RemoteHandler } from '../../source/storage/index.ts'
+import { fileSystemAccess, TEMPORARY_FILE, type RemoteHandler } from '../../source/storage/index.ts'
 import { createVhdStream, mergeVhdChain, VHD_BLOCK_SIZE, VhdChain } from '../../source/formats/vhd/index.ts'
 
 export interface ConformanceRemote {
