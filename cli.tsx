@@ -8,6 +8,9 @@ Offline disk tools (no daemon needed):
   lifeboat vhd check FILE [--json]    validate a VHD file and its whole parent chain
   lifeboat vhd raw FILE > disk.raw    write the raw content of a VHD chain to stdout
 
+The lab (an XAPI simulator to try and test Lifeboat without a hypervisor):
+  lifeboat lab serve [--port N] [--data DIR] [--fixture default|tiny] [--json]
+
 Run 'lifeboat <command> --help' for the options of a command.`
 
 const [command, ...rest] = process.argv.slice(2)
@@ -15,6 +18,9 @@ const [command, ...rest] = process.argv.slice(2)
 switch (command) {
   case 'vhd':
     await (await import('./source/cli/vhd.ts')).main(rest)
+    break
+  case 'lab':
+    await (await import('./source/lab/cli.ts')).main(rest)
     break
   case undefined:
   case 'help':

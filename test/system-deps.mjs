@@ -9,6 +9,7 @@ export const SYSTEM_DEPS = [
   { command: 'fusermount3', pkg: 'fuse3', why: 'unmounts what vhdimount mounted' },
   { command: 'zstd', pkg: 'zstd', why: 'zstd compression of XVA streams (Node 20 has no zstd)' },
   { command: 'tar', pkg: 'tar', why: 'independent reader of the XVA files Lifeboat writes' },
+  { command: 'unshare', pkg: 'util-linux', why: 'a tiny private tmpfs to test a remote that fills up, without root' },
   { command: 'tmux', pkg: 'tmux', why: 'end-to-end tests of the terminal UI in a real terminal' },
 ]
 
