@@ -168,6 +168,50 @@ describe('DiskStore', () => {
     await store.close()
   })
 
+  it('coalesces a base into its only child with the same reads, deltas and CBT answers, writes going on', async () => {
+    const { store, dir } = await freshStore()
+    const disk = await store.createLayer({ sr: SR, size: 16 * MiB })
+    store.enableCbt(disk)
+    await fillPattern(store, disk, { offset: 0, length: 16 * MiB, seed: 21 })
+    const first = await store.snapshot(disk)
+    await store.write(first.leaf, 3 * MiB, filled(100, 1))
+    const second = await store.snapshot(first.leaf)
+    await store.write(second.leaf, 9 * MiB, filled(100, 2))
+    assert.deepEqual(store.coalescable(SR), [])
+    await store.dataDestroy(first.copy) // XO's CBT purge: the base of the first snapshot now has one child
+    assert.deepEqual(store.coalescable(SR), [disk])
+    const cbtBefore = store.changedBlocks(first.copy, second.leaf)
+    const deltaBefore = store.deltaBlocks(second.leaf, second.copy)
+    const snapshotBefore = await store.read(second.copy, 0, 16 * MiB)
+
+    // guest writes during a paced coalesce land and stay
+    const coalescing = store.coalesce(disk, { rateMiBs: 200 })
+    const written = [store.write(second.leaf, 5 * MiB + 7, filled(10, 3)), store.write(second.leaf, 14 * MiB, filled(MiB, 4))]
+    assert.deepEqual(await coalescing, { removed: disk, into: first.leaf })
+    await Promise.all(written)
+    assert.equal(store.has(disk), false)
+    assert.deepEqual(store.chain(second.leaf), [second.leaf, first.leaf])
+    assert.deepEqual(store.coalescable(SR), [])
+    assert.ok((await store.read(second.copy, 0, 16 * MiB)).equals(snapshotBefore))
+    const expected = Buffer.from(snapshotBefore)
+    expected.fill(2, 9 * MiB, 9 * MiB + 100)
+    expected.fill(3, 5 * MiB + 7, 5 * MiB + 17)
+    expected.fill(4, 14 * MiB, 15 * MiB)
+    assert.ok((await store.read(second.leaf, 0, 16 * MiB)).equals(expected))
+    assert.deepEqual(store.deltaBlocks(second.leaf, second.copy), [...new Set([...deltaBefore, 2, 7])].sort((a, b) => a - b))
+    const cbtAfter = store.changedBlocks(first.copy, second.leaf)
+    const cbtExpected = Buffer.from(cbtBefore)
+    for (const block of [80, ...Array.from({ length: 16 }, (_, k) => 224 + k)]) cbtExpected[block >> 3]! |= 0x80 >> (block & 7)
+    assert.deepEqual(cbtAfter, cbtExpected, 'the writes before the coalesce are reported as before, plus the new ones')
+    await assert.rejects(store.coalesce(first.leaf), (e: unknown) => isLifeboatError(e, 'LAB_NOT_COALESCABLE'))
+    await store.close()
+
+    const reopened = await DiskStore.open(dir)
+    assert.deepEqual(reopened.changedBlocks(first.copy, second.leaf), cbtAfter)
+    assert.ok((await reopened.read(second.leaf, 0, 16 * MiB)).equals(expected))
+    await reopened.close()
+  })
+
   it('tracks changed 64 KiB blocks between snapshot points, MSB-first, through data_destroy', async () => {
     const { store } = await freshStore()
     const size = 4 * MiB + 3 * CBT_BLOCK_SIZE // 67 CBT blocks → 9 bytes

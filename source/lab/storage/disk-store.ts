@@ -1,19 +1,19 @@
 // The simulated SRs' disks: layer trees as SM builds them from VHDs (xapi.md §6.4), with snapshots that copy
 // nothing, reads that walk leaf → root, space accounting per SR, CBT logs and garbage collection of bases.
 import { randomUUID } from 'node:crypto'
-import { mkdir, readFile, readdir, rename, writeFile } from 'node:fs/promises'
+import { mkdir, readdir } from 'node:fs/promises'
 import { join } from 'node:path'
-import { z } from 'zod'
 import { LifeboatError } from '../../util/errors.ts'
 import { Bitmap } from './bitmap.ts'
 import { FilePool } from './file-pool.ts'
 import { CBT_BLOCK_SIZE, LAB_BLOCK_SIZE, Layer, blockCount, cbtBlockCount, vhdPhysicalSize } from './layer.ts'
+import { SrSpace } from './sr-space.ts'
+import type { SrSpec } from './sr-space.ts'
 
-const srSpecSchema = z.object({ uuid: z.string().min(1), physicalSize: z.number().nonnegative(), thick: z.boolean() })
-export type SrSpec = z.infer<typeof srSpecSchema>
-const SR_FILE = 'srs.json'
 /** Sidecars are written at most this long after the writes they describe (close and flush() write them at once). */
 const FLUSH_DELAY_MS = 1000
+
+export type { SrSpec }
 
 export interface LayerInfo {
   uuid: string
@@ -33,33 +33,20 @@ export interface LayerInfo {
 }
 
 export class DiskStore {
-  private readonly srs = new Map<string, SrSpec>()
   private readonly layers = new Map<string, Layer>()
-  private readonly usage = new Map<string, number>()
   private flushTimer: NodeJS.Timeout | undefined
   private readonly files: FilePool
 
-  private constructor(readonly dir: string, openFiles: number | undefined) {
+  private constructor(readonly dir: string, private readonly space: SrSpace, openFiles: number | undefined) {
     this.files = new FilePool(openFiles)
   }
 
   /** Opens the store kept in `dir`, with what a previous process persisted there; at most `openFiles` data files stay open. */
   static async open(dir: string, options: { openFiles?: number } = {}): Promise<DiskStore> {
-    const store = new DiskStore(dir, options.openFiles)
     await mkdir(dir, { recursive: true })
-    let specs: unknown = []
-    try {
-      specs = JSON.parse(await readFile(join(dir, SR_FILE), 'utf8'))
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'ENOENT') {
-        throw new LifeboatError('LAB_STORE_CORRUPT', `The lab SR list in ${dir} cannot be read; remove the lab data folder to start afresh.`, { cause: error })
-      }
-    }
-    const parsed = z.array(srSpecSchema).safeParse(specs)
-    if (!parsed.success) throw new LifeboatError('LAB_STORE_CORRUPT', `The lab SR list in ${dir} is malformed; remove the lab data folder to start afresh.`)
-    for (const spec of parsed.data) {
-      store.srs.set(spec.uuid, spec)
-      const folder = join(dir, spec.uuid)
+    const store = new DiskStore(dir, await SrSpace.load(dir), options.openFiles)
+    for (const sr of store.space.uuids) {
+      const folder = join(dir, sr)
       await mkdir(folder, { recursive: true })
       for (const name of await readdir(folder)) {
         if (!name.endsWith('.json')) continue
@@ -70,34 +57,28 @@ export class DiskStore {
     for (const layer of store.layers.values()) {
       if (layer.parent !== undefined && !layer.dataDestroyed) store.layers.get(layer.parent)?.children.add(layer.uuid)
     }
-    for (const sr of store.srs.keys()) store.recomputeUsage(sr)
+    for (const sr of store.space.uuids) store.recomputeUsage(sr)
     return store
   }
 
   /** Adds an SR, or changes its size and kind when it exists. */
   async addSr(spec: SrSpec): Promise<void> {
-    const parsed = srSpecSchema.safeParse(spec)
-    if (!parsed.success) throw new LifeboatError('LAB_BAD_SR', `An SR needs a uuid, a physical size and whether it is thick (${parsed.error.issues[0]?.message}).`)
-    const checked = parsed.data
-    this.srs.set(checked.uuid, checked)
-    await mkdir(join(this.dir, checked.uuid), { recursive: true })
-    const temporary = join(this.dir, `${SR_FILE}.tmp`)
-    await writeFile(temporary, JSON.stringify([...this.srs.values()]))
-    await rename(temporary, join(this.dir, SR_FILE))
-    this.recomputeUsage(checked.uuid)
+    const added = await this.space.add(spec)
+    await mkdir(join(this.dir, added.uuid), { recursive: true })
+    this.recomputeUsage(added.uuid)
   }
 
   srUsage(sr: string): { physicalSize: number; physicalUtilisation: number } {
-    return { physicalSize: this.sr(sr).physicalSize, physicalUtilisation: this.usage.get(sr) ?? 0 }
+    return this.space.usage(sr)
   }
 
   async createLayer(options: { sr: string; size: number; parent?: string }): Promise<string> {
-    const spec = this.sr(options.sr)
+    const spec = this.space.get(options.sr)
     if (!Number.isSafeInteger(options.size) || options.size < 0) {
       throw new LifeboatError('LAB_BAD_SIZE', `A disk size must be a whole number of bytes, not ${options.size}.`)
     }
     if (options.parent !== undefined) this.get(options.parent)
-    this.reserve(spec, vhdPhysicalSize(options.size, spec.thick ? blockCount(options.size) : 0))
+    this.space.reserve(spec.uuid, vhdPhysicalSize(options.size, spec.thick ? blockCount(options.size) : 0))
     const layer = await this.newLayer(options.sr, options.size, options.parent, true)
     if (options.parent !== undefined) this.get(options.parent).children.add(layer.uuid)
     return layer.uuid
@@ -107,7 +88,7 @@ export class DiskStore {
     const layer = this.get(uuid)
     return {
       uuid, sr: layer.sr, size: layer.size, parent: layer.parent, children: [...layer.children],
-      ownAllocatedBlocks: layer.allocation.count(), physicalUtilisation: this.charge(layer),
+      ownAllocatedBlocks: layer.allocation.count(), physicalUtilisation: this.space.charge(layer),
       readOnly: layer.readOnly, cbtEnabled: layer.cbtEnabled, dataDestroyed: layer.dataDestroyed,
       vhdUid: layer.vhdUid, createdAt: layer.createdAt,
     }
@@ -140,13 +121,13 @@ export class DiskStore {
    */
   async snapshot(leaf: string, options: { clone?: boolean } = {}): Promise<{ base: string; leaf: string; copy: string }> {
     const base = this.writable(leaf)
-    const spec = this.sr(base.sr)
+    const spec = this.space.get(base.sr)
     const empty = vhdPhysicalSize(base.size, 0)
     const full = vhdPhysicalSize(base.size, blockCount(base.size))
     const extra = spec.thick
       ? (base.inflated ? vhdPhysicalSize(base.size, base.allocation.count()) - full : 0) + full + (options.clone === true ? full : empty)
       : 2 * empty
-    this.reserve(spec, extra)
+    this.space.reserve(spec.uuid, extra)
     const continued = await this.newLayer(base.sr, base.size, base.uuid, true)
     const copy = await this.newLayer(base.sr, base.size, base.uuid, options.clone === true)
     continued.cbtEnabled = copy.cbtEnabled = base.cbtEnabled
@@ -161,13 +142,13 @@ export class DiskStore {
   }
 
   async read(leaf: string, offset: number, length: number): Promise<Buffer> {
-    const chain = this.chainLayers(leaf)
-    this.checkRange(chain[0]!, offset, length)
+    this.checkRange(this.get(leaf), offset, length)
     const out = Buffer.alloc(length)
     for (let position = offset; position < offset + length;) {
       const block = Math.floor(position / LAB_BLOCK_SIZE)
       const end = Math.min(offset + length, (block + 1) * LAB_BLOCK_SIZE)
-      await this.readFromChain(chain, block, out, position - offset, position, end - position)
+      // the chain is taken per block: a coalesce may change it between two blocks
+      await this.readFromChain(this.chainLayers(leaf), block, out, position - offset, position, end - position)
       position = end
     }
     return out
@@ -194,8 +175,7 @@ export class DiskStore {
     const fresh: number[] = []
     for (let block = first; block <= last; block++) if (!layer.allocation.get(block)) fresh.push(block)
     if (fresh.length > 0) {
-      const spec = this.sr(layer.sr)
-      if (!(spec.thick && layer.inflated)) this.reserve(spec, fresh.length * (LAB_BLOCK_SIZE + 512))
+      if (!this.space.chargesFull(layer)) this.space.reserve(layer.sr, fresh.length * (LAB_BLOCK_SIZE + 512))
       // marked before the fills finish so concurrent writes of the same block wait for the fill instead of repeating it
       for (const block of fresh) {
         layer.allocation.set(block)
@@ -230,10 +210,9 @@ export class DiskStore {
     if (!Number.isSafeInteger(size) || size < layer.size) {
       throw new LifeboatError('LAB_RESIZE_SHRINK', `Disk ${leaf} is ${layer.size} bytes and cannot be resized to ${size}: disks only grow.`)
     }
-    const spec = this.sr(layer.sr)
-    const before = this.charge(layer)
-    const after = spec.thick && layer.inflated ? vhdPhysicalSize(size, blockCount(size)) : vhdPhysicalSize(size, layer.allocation.count())
-    this.reserve(spec, after - before)
+    const before = this.space.charge(layer)
+    const after = vhdPhysicalSize(size, this.space.chargesFull(layer) ? blockCount(size) : layer.allocation.count())
+    this.space.reserve(layer.sr, after - before)
     layer.size = size
     layer.allocation.grow(blockCount(size))
     layer.dirty.grow(cbtBlockCount(size))
@@ -279,15 +258,14 @@ export class DiskStore {
     for (const layer of [origin, target]) {
       if (!layer.cbtEnabled) throw new LifeboatError('LAB_NO_CBT', `Changed block tracking is not enabled on disk layer ${layer.uuid}.`)
     }
-    const before = new Set(this.lineage(origin))
+    const before = this.cbtLogs(origin)
     const changes = new Bitmap(cbtBlockCount(target.size))
-    for (const uuid of this.lineage(target)) {
+    for (const [uuid, log] of this.cbtLogs(target)) {
       if (before.has(uuid)) continue
-      const layer = this.layers.get(uuid)
-      if (layer === undefined) {
+      if (log === undefined) {
         throw new LifeboatError('LAB_NO_CBT', `The changed block log between ${from} and ${to} is gone (layer ${uuid} was removed).`)
       }
-      changes.or(layer.dirty)
+      changes.or(log)
     }
     return Buffer.from(changes.bytes)
   }
@@ -299,7 +277,7 @@ export class DiskStore {
     if (layer.children.size > 0) {
       throw new LifeboatError('LAB_LAYER_HAS_CHILDREN', `Disk layer ${uuid} has children; only a snapshot's leaf can lose its data.`)
     }
-    layer.cbtAncestors = this.chain(uuid).slice(1)
+    layer.cbtAncestors = [...this.cbtLogs(layer).keys()].slice(1)
     layer.dataDestroyed = true
     layer.readOnly = true
     layer.allocation.clear()
@@ -307,6 +285,56 @@ export class DiskStore {
     await layer.remove(true)
     await layer.save()
     return this.detachFromParent(layer)
+  }
+
+  /** Bases SM's GC would coalesce: read-only layers with exactly one child (a chain XO calls unhealthy while they exist). */
+  coalescable(sr?: string): string[] {
+    return [...this.layers.values()]
+      .filter(layer => layer.readOnly && !layer.dataDestroyed && layer.children.size === 1 && (sr === undefined || layer.sr === sr))
+      .map(layer => layer.uuid)
+  }
+
+  /**
+   * SM's coalesce of a base into its only child, done the other way round so that leaves keep their uuid: the child
+   * takes the blocks of the base it lacks (copied at `rateMiBs`, uncapped when undefined), the base's CBT log and its
+   * place in the tree; the base is removed. Every remaining layer reads the same, deltas and CBT answers are unchanged.
+   * Guest writes go on meanwhile. Returns the layer removed (the XAPI side drops its hidden base copy).
+   */
+  async coalesce(base: string, options: { rateMiBs?: number; signal?: AbortSignal } = {}): Promise<{ removed: string; into: string }> {
+    const parent = this.get(base)
+    if (!parent.readOnly || parent.dataDestroyed || parent.children.size !== 1) {
+      throw new LifeboatError('LAB_NOT_COALESCABLE', `Disk layer ${base} is not a base with a single child; there is nothing to coalesce.`)
+    }
+    const child = this.get([...parent.children][0]!)
+    const missing = parent.allocation.indexes().filter(block => !child.allocation.get(block))
+    if (!this.space.chargesFull(child)) this.space.reserve(child.sr, missing.length * (LAB_BLOCK_SIZE + 512))
+    const started = performance.now()
+    for (const [done, block] of missing.entries()) {
+      if (options.signal?.aborted === true) {
+        this.recomputeUsage(child.sr)
+        throw new LifeboatError('LAB_COALESCE_ABORTED', `The coalesce of ${base} was stopped; the chain is unchanged and it can be run again.`)
+      }
+      if (child.allocation.get(block)) continue // a guest write took it meanwhile
+      child.allocation.set(block)
+      child.changed = true
+      await this.fill(child, block, [parent])
+      if (options.rateMiBs !== undefined) {
+        const due = started + ((done + 1) * LAB_BLOCK_SIZE) / ((options.rateMiBs * 1024 * 1024) / 1000)
+        if (due > performance.now()) await new Promise(resolve => setTimeout(resolve, due - performance.now()))
+      }
+    }
+    child.absorbed.set(parent.uuid, parent.dirty)
+    for (const [uuid, log] of parent.absorbed) child.absorbed.set(uuid, log)
+    child.parent = parent.parent
+    const grandparent = parent.parent === undefined ? undefined : this.layers.get(parent.parent)
+    grandparent?.children.delete(parent.uuid)
+    grandparent?.children.add(child.uuid)
+    this.layers.delete(parent.uuid)
+    child.changed = true
+    await child.save() // the child points past the base before the base's files go
+    await parent.remove(false)
+    this.recomputeUsage(child.sr)
+    return { removed: parent.uuid, into: child.uuid }
   }
 
   /** Persists every sidecar out of date. */
@@ -320,12 +348,6 @@ export class DiskStore {
   async close(): Promise<void> {
     await this.flush()
     await this.files.closeAll()
-  }
-
-  private sr(uuid: string): SrSpec {
-    const spec = this.srs.get(uuid)
-    if (spec === undefined) throw new LifeboatError('LAB_SR_UNKNOWN', `The lab has no SR ${uuid}.`)
-    return spec
   }
 
   private get(uuid: string): Layer {
@@ -352,15 +374,40 @@ export class DiskStore {
     return chain
   }
 
-  /** The layers whose writes a snapshot point includes: its chain, or the chain it had before data_destroy. */
-  private lineage(layer: Layer): string[] {
-    return layer.dataDestroyed ? [layer.uuid, ...(layer.cbtAncestors ?? [])] : this.chain(layer.uuid)
+  /**
+   * The CBT logs of the writes a snapshot point includes, by layer uuid: its chain and the bases coalesced into it,
+   * or what it had before data_destroy. A log that is gone maps to undefined.
+   */
+  private cbtLogs(layer: Layer): Map<string, Bitmap | undefined> {
+    const logs = new Map<string, Bitmap | undefined>()
+    if (layer.dataDestroyed) {
+      logs.set(layer.uuid, layer.dirty)
+      for (const uuid of layer.cbtAncestors ?? []) logs.set(uuid, this.findCbtLog(uuid))
+      return logs
+    }
+    for (const member of this.chainLayers(layer.uuid)) {
+      logs.set(member.uuid, member.dirty)
+      for (const [uuid, log] of member.absorbed) logs.set(uuid, log)
+    }
+    return logs
+  }
+
+  private findCbtLog(uuid: string): Bitmap | undefined {
+    const layer = this.layers.get(uuid)
+    if (layer !== undefined) return layer.dirty
+    for (const holder of this.layers.values()) {
+      const log = holder.absorbed.get(uuid)
+      if (log !== undefined) return log
+    }
+    return undefined
   }
 
   private async readFromChain(chain: Layer[], block: number, out: Buffer, outOffset: number, position: number, length: number): Promise<void> {
     const owner = chain.find(layer => layer.allocation.get(block))
     if (owner === undefined) return
-    await owner.filling.get(block)
+    // no await when nothing is pending: the file is then in use before a coalesce can remove the owner
+    const filling = owner.filling.get(block)
+    if (filling !== undefined) await filling
     // a base smaller than the leaf (resized since) ends early: the rest stays zero
     const readable = Math.min(length, owner.size - position)
     if (readable > 0) await owner.withFile(file => file.read(out, outOffset, readable, position))
@@ -369,15 +416,20 @@ export class DiskStore {
   /** Copy-on-write of a block partly written for the first time in `layer`: its parent's view goes in first. */
   private startFill(layer: Layer, block: number): void {
     const parents = layer.parent === undefined ? [] : this.chainLayers(layer.parent)
-    if (!parents.some(parent => parent.allocation.get(block))) return
+    if (parents.some(parent => parent.allocation.get(block))) this.fill(layer, block, parents)
+  }
+
+  /** Copies block `block` as `sources` see it into `layer`; readers and writers of the block wait for it. */
+  private fill(layer: Layer, block: number, sources: Layer[]): Promise<void> {
     const fill = (async () => {
       const data = Buffer.alloc(LAB_BLOCK_SIZE)
-      await this.readFromChain(parents, block, data, 0, block * LAB_BLOCK_SIZE, LAB_BLOCK_SIZE)
+      await this.readFromChain(sources, block, data, 0, block * LAB_BLOCK_SIZE, LAB_BLOCK_SIZE)
       const length = Math.min(LAB_BLOCK_SIZE, layer.size - block * LAB_BLOCK_SIZE)
       await layer.withFile(file => file.write(data, 0, length, block * LAB_BLOCK_SIZE))
     })()
     layer.filling.set(block, fill)
     void fill.finally(() => layer.filling.delete(block)).catch(() => undefined)
+    return fill
   }
 
   private async newLayer(sr: string, size: number, parent: string | undefined, inflated: boolean): Promise<Layer> {
@@ -411,27 +463,8 @@ export class DiskStore {
     this.scheduleFlush()
   }
 
-  private charge(layer: Layer): number {
-    if (layer.dataDestroyed) return 0
-    const full = this.sr(layer.sr).thick && layer.inflated
-    return vhdPhysicalSize(layer.size, full ? blockCount(layer.size) : layer.allocation.count())
-  }
-
   private recomputeUsage(sr: string): void {
-    let total = 0
-    for (const layer of this.layers.values()) if (layer.sr === sr) total += this.charge(layer)
-    this.usage.set(sr, total)
-  }
-
-  /** Counts `bytes` more on the SR, or fails as SM does when they do not fit. */
-  private reserve(spec: SrSpec, bytes: number): void {
-    const used = this.usage.get(spec.uuid) ?? 0
-    if (used + bytes > spec.physicalSize) {
-      throw new LifeboatError('SR_BACKEND_FAILURE_44', `SR ${spec.uuid} is full: ${bytes} more bytes do not fit (${used} of ${spec.physicalSize} used).`, {
-        data: { params: ['', 'There is insufficient space', ''] },
-      })
-    }
-    this.usage.set(spec.uuid, used + bytes)
+    this.space.recompute(sr, this.layers.values())
   }
 
   private checkRange(layer: Layer, offset: number, length: number): void {

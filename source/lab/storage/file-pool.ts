@@ -15,7 +15,7 @@ export class FilePool {
   async use<T>(path: string, task: (file: FileHandle) => Promise<T>, create?: { size: number }): Promise<T> {
     let entry = this.files.get(path)
     if (entry === undefined) {
-      const opening: PooledFile = { handle: openFile(path, create), users: 0 }
+      const opening: PooledFile = { handle: openFile(path, create), users: 0, idle: [] }
       opening.handle.catch(() => this.files.get(path) === opening && this.files.delete(path)) // retried at the next use
       entry = opening
     } else {
@@ -28,14 +28,16 @@ export class FilePool {
       return await task(await entry.handle)
     } finally {
       entry.users--
+      if (entry.users === 0) for (const resolve of entry.idle.splice(0)) resolve()
     }
   }
 
-  /** Closes the file of `path` (before it is deleted). */
+  /** Closes the file of `path` (before it is deleted), once the tasks using it are done. */
   async close(path: string): Promise<void> {
     const entry = this.files.get(path)
     if (entry === undefined) return
     this.files.delete(path)
+    if (entry.users > 0) await new Promise<void>(resolve => entry.idle.push(resolve))
     await (await entry.handle.catch(() => undefined))?.close()
   }
 
@@ -51,7 +53,7 @@ export class FilePool {
   }
 }
 
-interface PooledFile { handle: Promise<FileHandle>; users: number }
+interface PooledFile { handle: Promise<FileHandle>; users: number; idle: Array<() => void> }
 
 async function openFile(path: string, create: { size: number } | undefined): Promise<FileHandle> {
   if (create === undefined) return open(path, 'r+')

@@ -36,6 +36,7 @@ const sidecarSchema = z.object({
   dataDestroyed: z.boolean(),
   cbtAncestors: z.array(z.string()).optional(),
   successor: z.string().optional(),
+  absorbed: z.record(z.string(), z.string()).optional(),
   allocation: z.string(),
   dirty: z.string(),
 })
@@ -59,6 +60,8 @@ export class Layer {
   successor: string | undefined
   readonly allocation: Bitmap
   readonly dirty: Bitmap
+  /** CBT logs of the bases coalesced into this layer, by their uuid: snapshot points taken on them still resolve. */
+  readonly absorbed: Map<string, Bitmap>
   /** Copy-on-write fills in progress, by block: readers and writers of the block wait for them. */
   readonly filling = new Map<number, Promise<void>>()
   /** The sidecar no longer matches memory. */
@@ -82,6 +85,7 @@ export class Layer {
     this.successor = sidecar.successor
     this.allocation = Bitmap.fromBase64(blockCount(sidecar.size), sidecar.allocation)
     this.dirty = Bitmap.fromBase64(cbtBlockCount(sidecar.size), sidecar.dirty)
+    this.absorbed = new Map(Object.entries(sidecar.absorbed ?? {}).map(([uuid, log]) => [uuid, Bitmap.fromBase64(cbtBlockCount(sidecar.size), log)]))
   }
 
   get dataPath(): string {
@@ -132,6 +136,7 @@ export class Layer {
       uuid: this.uuid, sr: this.sr, size: this.size, parent: this.parent, readOnly: this.readOnly, inflated: this.inflated,
       vhdUid: this.vhdUid, createdAt: this.createdAt, cbtEnabled: this.cbtEnabled, dataDestroyed: this.dataDestroyed,
       cbtAncestors: this.cbtAncestors, successor: this.successor,
+      absorbed: this.absorbed.size === 0 ? undefined : Object.fromEntries([...this.absorbed].map(([uuid, log]) => [uuid, log.toBase64()])),
       allocation: this.allocation.toBase64(), dirty: this.dirty.toBase64(),
     }
     const temporary = `${this.sidecarPath}.tmp`

@@ -123,8 +123,9 @@ export function startWorkload(store: DiskStore, leaf: string, options: WorkloadO
   let failure: unknown
   let stopped = false
 
+  let current = leaf // kept, not recomputed from `leaf`: a coalesce may remove the layers between them
   const writeOnce = async (): Promise<void> => {
-    const current = store.currentLeaf(leaf)
+    current = store.currentLeaf(current)
     const { offset, length, dataSeed } = plan(store.layer(current).size)
     await store.write(current, offset, patternBytes(dataSeed, offset, length))
     writes++
