@@ -34,7 +34,7 @@ export function defineCoreMethods(xapi: Toolstack): void {
     while (true) {
       const events = db.eventsSince(since, wanted)
       const remaining = deadline - Date.now()
-      if (events.length > 0 || remaining <= 0) return { events, valid_ref_counts: db.validRefCounts(), token: eventToken(db.generation) }
+      if (events.length > 0 || remaining <= 0 || db.closed) return { events, valid_ref_counts: db.validRefCounts(), token: eventToken(db.generation) }
       await db.waitForChange(db.generation, remaining)
       // Let the rest of a multi-object change land in the same reply, as XAPI's commit batching does.
       await new Promise(resolve => setTimeout(resolve, 20))

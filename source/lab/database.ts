@@ -24,6 +24,8 @@ const TOMBSTONE_LIMIT = 10_000
 
 export class Database {
   generation = 0
+  /** Set when the lab stops: long polls return at once instead of waiting out their timeout. */
+  closed = false
   private readonly tables = new Map<string, Map<string, Row>>()
   private readonly classOfRef = new Map<string, string>()
   private tombstones: Tombstone[] = []
@@ -195,12 +197,14 @@ export class Database {
         resolve()
       }
       const timer = setTimeout(done, timeoutMs)
+      timer.unref()
       this.waiters.add(done)
     })
   }
 
-  /** Wakes every event.from waiter (used on shutdown). */
-  wakeAll(): void {
+  /** Ends every event.from wait for good (used on shutdown). */
+  close(): void {
+    this.closed = true
     for (const waiter of [...this.waiters]) waiter()
   }
 

@@ -18,6 +18,9 @@ export function toApiError(error: unknown): ApiError {
   if (error instanceof ApiError) return error
   if (error instanceof Error && 'code' in error && typeof error.code === 'string' && /^[A-Z0-9_]+$/.test(error.code)) {
     const code = error.code
+    // Lab storage errors carry the parameters XAPI would send (e.g. SR_BACKEND_FAILURE_44's SM triple).
+    const params = (error as { data?: { params?: unknown } }).data?.params
+    if (Array.isArray(params)) return new ApiError(code, params)
     if (code.startsWith('SR_BACKEND_FAILURE_')) return new ApiError(code, ['', error.message, ''])
     if (code.startsWith('LAB_')) return new ApiError('INTERNAL_ERROR', [error.message])
     return new ApiError(code, [error.message])

@@ -48,7 +48,7 @@ export class LabServer {
     const server = this.server
     this.server = undefined
     for (const socket of this.sockets) socket.destroy()
-    this.xapi.db.wakeAll()
+    this.xapi.db.close()
     if (server !== undefined) await new Promise<void>(resolve => server.close(() => resolve()))
   }
 

@@ -22,9 +22,9 @@ export async function startTinyLab(): Promise<{ lab: Lab; pool: LabPool; dataDir
   return { lab, pool: lab.pools[0]!, dataDir: dir.path, cleanup: async () => { await lab.stop(); await dir.cleanup() } }
 }
 
-export async function connect(pool: LabPool): Promise<XapiClient> {
+export async function connect(pool: LabPool, options: Record<string, unknown> = {}): Promise<XapiClient> {
   const xapi = createClient({ url: pool.url, auth: { user: pool.username, password: pool.password }, allowUnauthorized: true,
-    watchEvents: true, debounce: 20 }) as unknown as XapiClient
+    watchEvents: true, debounce: 20, ...options }) as unknown as XapiClient
   await xapi.connect()
   await xapi.objectsFetched
   return xapi

@@ -1,0 +1,144 @@
+// Injected faults produce what real XAPI produces (xapi.md §4): codes and parameters, truncated bodies, sessions and
+// tasks lost by a toolstack restart, the VDI_IN_USE window after an export, SR full; each one is in the fault log.
+import assert from 'node:assert/strict'
+import { after, before, describe, test } from 'node:test'
+import { connect, rawCall, readAll, startTinyLab, vmNamed, waitFor, type XapiClient } from './helpers.ts'
+
+const MiB = 1024 * 1024
+
+describe('lab faults', () => {
+  let env: Awaited<ReturnType<typeof startTinyLab>>
+  let xapi: XapiClient
+  before(async () => {
+    env = await startTinyLab()
+    xapi = await connect(env.pool, { eventPollDelay: 100 })
+  })
+  after(async () => {
+    await xapi.disconnect()
+    await env.cleanup()
+  })
+
+  const diskOf = (vm: any) => vm.$VBDs.find((vbd: any) => vbd.type === 'Disk').$VDI
+  const loggedFaults = () => env.lab.control.faultLog().map(entry => entry.fault)
+
+  test('snapshot failure in SM: SR_BACKEND_FAILURE_82 on the task', async () => {
+    env.lab.control.snapshotFailure()
+    const vm = vmNamed(xapi, 'tiny-running')
+    await assert.rejects(xapi.callAsync('VM.snapshot', vm.$ref, 'doomed'),
+      (error: any) => error.code === 'SR_BACKEND_FAILURE_82' && /failed to pause VDI/.test(error.params[1]))
+    assert.ok(loggedFaults().includes('error'))
+  })
+
+  test('an error injected on a method, and the race knob failing snapshots queued on one SR', async () => {
+    env.lab.control.addFault({ match: { method: 'VM.get_allowed_VBD_devices' }, action: { type: 'error', code: 'TOO_MANY_PENDING_TASKS' } })
+    const vm = vmNamed(xapi, 'tiny-running')
+    await assert.rejects(xapi.call('VM.get_allowed_VBD_devices', vm.$ref), (error: any) => error.code === 'TOO_MANY_PENDING_TASKS')
+    assert.ok((await xapi.call('VM.get_allowed_VBD_devices', vm.$ref)).includes('1'), 'the rule fired once')
+    env.lab.control.setKnobs({ raceQueueLimit: 1, snapshotMs: 100 })
+    try {
+      const results = await Promise.allSettled([1, 2, 3].map(index => xapi.callAsync('VDI.snapshot', diskOf(vm).$ref, {}).then(ref => ({ index, ref }))))
+      const failed = results.filter(result => result.status === 'rejected') as PromiseRejectedResult[]
+      assert.ok(failed.length >= 1 && failed.length < 3, `some snapshots fail (${failed.length})`)
+      for (const { reason } of failed) assert.equal(reason.code, 'SR_BACKEND_FAILURE_82')
+    } finally {
+      env.lab.control.setKnobs({ raceQueueLimit: 0, snapshotMs: 50 })
+    }
+  })
+
+  test('export cut short: FIN or RST after N bytes, a truncated body and a VDI_IO_ERROR task', async () => {
+    const disk = diskOf(vmNamed(xapi, 'tiny-running'))
+    for (const mode of ['fin', 'rst'] as const) {
+      env.lab.control.exportCut({ afterBytes: MiB + 100, mode, uuid: disk.uuid })
+      const response = await xapi.getResource('/export_raw_vdi/', { query: { vdi: disk.$ref, format: 'raw' } })
+      const body = await readAll(response.body).catch(() => Buffer.alloc(0))
+      assert.ok(body.length <= MiB + 100 && body.length < disk.virtual_size, `${mode}: body cut at ${body.length}`)
+      await assert.rejects(response.task, (error: any) => error.code === 'VDI_IO_ERROR')
+    }
+    assert.equal(loggedFaults().filter(fault => fault === 'truncate').length, 2)
+  })
+
+  test('a stalled export sends nothing for a while, then completes', async () => {
+    const disk = diskOf(vmNamed(xapi, 'tiny-halted'))
+    env.lab.control.addFault({ match: { endpoint: '/export_raw_vdi/' }, action: { type: 'stall', ms: 400, afterBytes: 0 } })
+    const started = Date.now()
+    const response = await xapi.getResource('/export_raw_vdi/', { query: { vdi: disk.$ref, format: 'raw' } })
+    assert.equal((await readAll(response.body)).length, disk.virtual_size)
+    assert.ok(Date.now() - started >= 380)
+  })
+
+  test('the 200 with an embedded HTTP 500 body (xen-api#4603)', async () => {
+    const disk = diskOf(vmNamed(xapi, 'tiny-halted'))
+    env.lab.control.addFault({ match: { endpoint: '/export_raw_vdi/' }, action: { type: 'embedded500' } })
+    const response = await xapi.getResource('/export_raw_vdi/', { query: { vdi: disk.$ref, format: 'vhd' } })
+    assert.equal(response.statusCode, 200)
+    assert.match((await readAll(response.body)).toString(), /^HTTP\/1\.1 500 .*SR_BACKEND_FAILURE_46/s)
+    await assert.rejects(response.task, (error: any) => error.code === 'SR_BACKEND_FAILURE_46')
+  })
+
+  test('VDI_IN_USE while dom0 still holds the disk after an export, then destroy succeeds', async () => {
+    const vm = vmNamed(xapi, 'tiny-halted')
+    const snapshot = await xapi.callAsync('VDI.snapshot', diskOf(vm).$ref, {})
+    env.lab.control.setKnobs({ detachLagMs: 400 })
+    try {
+      const response = await xapi.getResource('/export_raw_vdi/', { query: { vdi: snapshot, format: 'vhd' } })
+      await readAll(response.body)
+      await response.task
+      await assert.rejects(xapi.call('VDI.destroy', snapshot), (error: any) => error.code === 'VDI_IN_USE' && error.params.join() === `${snapshot},destroy`)
+      await new Promise(resolve => setTimeout(resolve, 500))
+      await xapi.call('VDI.destroy', snapshot)
+    } finally {
+      env.lab.control.setKnobs({ detachLagMs: 0 })
+    }
+    const other = await xapi.callAsync('VDI.snapshot', diskOf(vm).$ref, {})
+    env.lab.control.vdiInUse(await xapi.call('VDI.get_uuid', other), 300)
+    await assert.rejects(xapi.call('VDI.destroy', other), (error: any) => error.code === 'VDI_IN_USE')
+    await new Promise(resolve => setTimeout(resolve, 350))
+    await xapi.call('VDI.destroy', other)
+  })
+
+  test('SR full: SR_BACKEND_FAILURE_44 with SM parameters', async () => {
+    const vm = vmNamed(xapi, 'tiny-halted')
+    const sr = diskOf(vm).$SR
+    await env.lab.control.srFull(sr.uuid)
+    await assert.rejects(xapi.call('VDI.create', { SR: sr.$ref, virtual_size: 64 * MiB, name_label: 'no room' }),
+      (error: any) => error.code === 'SR_BACKEND_FAILURE_44' && error.params.join('|') === '|There is insufficient space|')
+    await assert.rejects(xapi.callAsync('VM.snapshot', vm.$ref, 'no room'), (error: any) => error.code === 'SR_BACKEND_FAILURE_44')
+    assert.ok(loggedFaults().includes('srFull'))
+  })
+
+  test('session invalidation: SESSION_INVALID, and the client logs in again by itself', async () => {
+    const session = xapi.sessionId
+    env.lab.control.invalidateSessions()
+    assert.deepEqual((await rawCall(env.pool.url, 'VM.get_all', [session])).body.error, { code: 1, message: 'SESSION_INVALID', data: [session] })
+    // The client's event loop meets SESSION_INVALID and logs in again (calls racing that re-login fail client-side).
+    await waitFor(() => xapi.sessionId !== undefined && xapi.sessionId !== session, 'a new session')
+    assert.ok((await xapi.call('VM.get_all')).length > 0)
+  })
+})
+
+test('toolstack restart: transfers cut, connections refused, sessions invalid and pending tasks gone', async () => {
+  const env = await startTinyLab()
+  const xapi = await connect(env.pool, { eventPollDelay: 100 })
+  try {
+    const disk = vmNamed(xapi, 'tiny-running').$VBDs.find((vbd: any) => vbd.type === 'Disk').$VDI
+    const session = xapi.sessionId
+    const pending = await xapi.call('task.create', 'pending', 'lost on restart')
+    env.lab.control.setKnobs({ exportPerStreamMiBs: 8 })
+    const response = await xapi.getResource('/export_raw_vdi/', { query: { vdi: disk.$ref, format: 'raw' } })
+    const body = readAll(response.body).catch(() => Buffer.alloc(0))
+    response.task.catch(() => {})
+    await new Promise(resolve => setTimeout(resolve, 300))
+    await env.lab.control.restart(500)
+    assert.ok((await body).length < disk.virtual_size, 'the export ends short')
+    await assert.rejects(fetch(`${env.pool.url}/jsonrpc`, { method: 'POST', body: '{}' }), 'connections are refused while down')
+    await new Promise(resolve => setTimeout(resolve, 600))
+    assert.equal((await rawCall(env.pool.url, 'VM.get_all', [session])).body.error.message, 'SESSION_INVALID')
+    assert.ok((await xapi.call('VM.get_all')).length > 0, 'the client logs in again')
+    await assert.rejects(xapi.call('task.get_status', pending), (error: any) => error.code === 'HANDLE_INVALID')
+    await waitFor(() => xapi.getObject(pending, undefined) === undefined, 'the client noticing the task vanished', 3000)
+    assert.ok(env.lab.control.faultLog().some(entry => entry.fault === 'toolstackRestart'))
+  } finally {
+    await xapi.disconnect().catch(() => {})
+    await env.cleanup()
+  }
+})
