@@ -1,6 +1,6 @@
 // The lab's disk store: layer trees, snapshots, deltas, persistence, space accounting, CBT and garbage collection.
 import assert from 'node:assert/strict'
-import { writeFile } from 'node:fs/promises'
+import { open, writeFile } from 'node:fs/promises'
 import { after, before, describe, it } from 'node:test'
 import { CBT_BLOCK_SIZE, DiskStore, LAB_BLOCK_SIZE, fillPattern, patternBytes } from '../../source/lab/storage/index.ts'
 import { isLifeboatError } from '../../source/util/errors.ts'
@@ -140,6 +140,26 @@ describe('DiskStore', () => {
     expected.fill(3, MiB, MiB + 4096)
     assert.ok((await store.read(leaf, 0, 2 * MiB)).equals(expected))
     await store.close()
+  })
+
+  it('after a process died, never shows data whose allocation was not persisted', async () => {
+    const { store, dir } = await freshStore()
+    const disk = await store.createLayer({ sr: SR, size: 8 * MiB })
+    await store.write(disk, 0, filled(4096, 1))
+    await store.close()
+    // what a kill leaves: data in the file of a block whose bit never reached the sidecar, and the open marker
+    const file = await open(`${dir}/${SR}/${disk}.img`, 'r+')
+    await file.write(filled(MiB, 0xdd), 0, MiB, 4 * MiB)
+    await file.close()
+    await writeFile(`${dir}/open`, '1\n')
+
+    const reopened = await DiskStore.open(dir)
+    assert.deepEqual(await reopened.read(disk, 4 * MiB, 16), Buffer.alloc(16), 'an unallocated block reads as zeros')
+    await reopened.write(disk, 4 * MiB + 100, filled(10, 2))
+    const expected = Buffer.alloc(2 * MiB)
+    expected.fill(2, 100, 110)
+    assert.ok((await reopened.read(disk, 4 * MiB, 2 * MiB)).equals(expected), 'the stale bytes around a new write are gone')
+    await reopened.close()
   })
 
   it('refuses a damaged sidecar with a coded error', async () => {

@@ -1,7 +1,7 @@
 // The simulated SRs' disks: layer trees as SM builds them from VHDs (xapi.md §6.4), with snapshots that copy
 // nothing, reads that walk leaf → root, space accounting per SR, CBT logs and garbage collection of bases.
 import { randomUUID } from 'node:crypto'
-import { mkdir, readdir } from 'node:fs/promises'
+import { access, mkdir, readdir, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { LifeboatError } from '../../util/errors.ts'
 import { Bitmap } from './bitmap.ts'
@@ -11,6 +11,7 @@ import { SrSpace } from './sr-space.ts'
 import type { SrSpec } from './sr-space.ts'
 
 /** Sidecars are written at most this long after the writes they describe (close and flush() write them at once). */
+const OPEN_MARKER = 'open'
 const FLUSH_DELAY_MS = 1000
 
 export type { SrSpec }
@@ -58,6 +59,17 @@ export class DiskStore {
       if (layer.parent !== undefined && !layer.dataDestroyed) store.layers.get(layer.parent)?.children.add(layer.uuid)
     }
     for (const sr of store.space.uuids) store.recomputeUsage(sr)
+    // the marker outlives a process that dies without close(): its last writes may be in files but not in sidecars
+    const marker = join(dir, OPEN_MARKER)
+    if (await access(marker).then(() => true, () => false)) {
+      for (const layer of store.layers.values()) {
+        if (layer.readOnly || layer.staleHoles) continue
+        layer.staleHoles = true
+        layer.changed = true
+        await layer.save()
+      }
+    }
+    await writeFile(marker, `${process.pid}\n`)
     return store
   }
 
@@ -223,8 +235,8 @@ export class DiskStore {
   }
 
   /**
-   * Drops a layer without children, then garbage-collects the bases left without children. A base with a single
-   * child is kept as is, not coalesced: the chain stays longer than SM's, but reads and deltas are the same.
+   * Drops a layer without children, then garbage-collects the bases left without children. A base left with a
+   * single child stays until coalesce() (SM's GC does that later too, which XO sees as an unhealthy chain meanwhile).
    * Returns every layer removed (the XAPI side drops the matching hidden base copies).
    */
   async destroyLayer(uuid: string): Promise<string[]> {
@@ -347,6 +359,7 @@ export class DiskStore {
   /** Flushes and closes the data files; the store must not be used afterwards. */
   async close(): Promise<void> {
     await this.flush()
+    await rm(join(this.dir, OPEN_MARKER), { force: true })
     await this.files.closeAll()
   }
 
@@ -416,7 +429,7 @@ export class DiskStore {
   /** Copy-on-write of a block partly written for the first time in `layer`: its parent's view goes in first. */
   private startFill(layer: Layer, block: number): void {
     const parents = layer.parent === undefined ? [] : this.chainLayers(layer.parent)
-    if (parents.some(parent => parent.allocation.get(block))) this.fill(layer, block, parents)
+    if (layer.staleHoles || parents.some(parent => parent.allocation.get(block))) void this.fill(layer, block, parents)
   }
 
   /** Copies block `block` as `sources` see it into `layer`; readers and writers of the block wait for it. */

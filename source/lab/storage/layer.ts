@@ -36,6 +36,7 @@ const sidecarSchema = z.object({
   dataDestroyed: z.boolean(),
   cbtAncestors: z.array(z.string()).optional(),
   successor: z.string().optional(),
+  staleHoles: z.boolean().optional(),
   absorbed: z.record(z.string(), z.string()).optional(),
   allocation: z.string(),
   dirty: z.string(),
@@ -58,6 +59,11 @@ export class Layer {
   cbtAncestors: string[] | undefined
   /** After a snapshot: the new leaf that continues this disk. */
   successor: string | undefined
+  /**
+   * Set when a process died with this layer writable: its file may hold data of writes whose allocation bit was never
+   * persisted, so a block allocated here later is zeroed first instead of trusting the sparse hole.
+   */
+  staleHoles: boolean
   readonly allocation: Bitmap
   readonly dirty: Bitmap
   /** CBT logs of the bases coalesced into this layer, by their uuid: snapshot points taken on them still resolve. */
@@ -83,6 +89,7 @@ export class Layer {
     this.dataDestroyed = sidecar.dataDestroyed
     this.cbtAncestors = sidecar.cbtAncestors
     this.successor = sidecar.successor
+    this.staleHoles = sidecar.staleHoles ?? false
     this.allocation = Bitmap.fromBase64(blockCount(sidecar.size), sidecar.allocation)
     this.dirty = Bitmap.fromBase64(cbtBlockCount(sidecar.size), sidecar.dirty)
     this.absorbed = new Map(Object.entries(sidecar.absorbed ?? {}).map(([uuid, log]) => [uuid, Bitmap.fromBase64(cbtBlockCount(sidecar.size), log)]))
@@ -135,7 +142,7 @@ export class Layer {
     const sidecar: LayerSidecar = {
       uuid: this.uuid, sr: this.sr, size: this.size, parent: this.parent, readOnly: this.readOnly, inflated: this.inflated,
       vhdUid: this.vhdUid, createdAt: this.createdAt, cbtEnabled: this.cbtEnabled, dataDestroyed: this.dataDestroyed,
-      cbtAncestors: this.cbtAncestors, successor: this.successor,
+      cbtAncestors: this.cbtAncestors, successor: this.successor, staleHoles: this.staleHoles || undefined,
       absorbed: this.absorbed.size === 0 ? undefined : Object.fromEntries([...this.absorbed].map(([uuid, log]) => [uuid, log.toBase64()])),
       allocation: this.allocation.toBase64(), dirty: this.dirty.toBase64(),
     }
