@@ -202,6 +202,11 @@ export class DiskStore {
     this.scheduleFlush()
   }
 
+  /** Whether any layer of the disk's chain holds block `index`. */
+  isAllocated(leaf: string, index: number): boolean {
+    return this.chainLayers(leaf).some(layer => layer.allocation.get(index))
+  }
+
   /** Allocated blocks of the disk: the union along its chain, ascending. */
   allocatedBlocks(leaf: string): number[] {
     return unionOf(this.chainLayers(leaf), this.get(leaf).size)

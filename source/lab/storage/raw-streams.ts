@@ -77,11 +77,6 @@ export async function importXvaChunks(store: DiskStore, leaf: string, chunks: As
  * zeros already): imports stay as sparse as the source. Returns the bytes written.
  */
 export async function writeSkippingZeros(store: DiskStore, leaf: string, offset: number, data: Buffer): Promise<number> {
-  let allocated: Set<number> | undefined
-  const mustWrite = (position: number): boolean => {
-    allocated ??= new Set(store.allocatedBlocks(leaf))
-    return allocated.has(Math.floor(position / LAB_BLOCK_SIZE))
-  }
   let written = 0
   let runStart = -1
   const flushRun = async (end: number): Promise<void> => {
@@ -90,11 +85,11 @@ export async function writeSkippingZeros(store: DiskStore, leaf: string, offset:
     written += end - runStart
     runStart = -1
   }
-  // units follow the disk's 4 KiB grid so that a run never straddles a zero test boundary twice
+  // units follow the disk's 4 KiB grid whatever the chunk boundaries of the upload
   for (let start = 0; start < data.length;) {
     const end = Math.min(data.length, (Math.floor((offset + start) / ZERO_RUN_UNIT) + 1) * ZERO_RUN_UNIT - offset)
     const unit = data.subarray(start, end)
-    const skip = unit.equals(ZEROS.subarray(0, unit.length)) && !mustWrite(offset + start)
+    const skip = unit.equals(ZEROS.subarray(0, unit.length)) && !store.isAllocated(leaf, Math.floor((offset + start) / LAB_BLOCK_SIZE))
     if (skip) await flushRun(start)
     else if (runStart < 0) runStart = start
     start = end

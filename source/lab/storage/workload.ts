@@ -69,15 +69,11 @@ export async function fillPattern(store: DiskStore, leaf: string, options: { off
   for (let position = options.offset; position < end;) {
     const next = Math.min(end, (Math.floor(position / PATTERN_CHUNK) + 1) * PATTERN_CHUNK)
     const data = patternBytes(options.seed, position, next - position)
-    if (!isHole(options.seed, Math.floor(position / PATTERN_CHUNK)) || isAllocated(store, leaf, position)) {
+    if (!isHole(options.seed, Math.floor(position / PATTERN_CHUNK)) || store.isAllocated(leaf, Math.floor(position / LAB_BLOCK_SIZE))) {
       await store.write(leaf, position, data)
     }
     position = next
   }
-}
-
-function isAllocated(store: DiskStore, leaf: string, offset: number): boolean {
-  return store.allocatedBlocks(leaf).includes(Math.floor(offset / LAB_BLOCK_SIZE))
 }
 
 export interface WorkloadOptions {
