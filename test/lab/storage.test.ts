@@ -232,6 +232,23 @@ describe('DiskStore', () => {
     await reopened.close()
   })
 
+  it('keeps the CBT log of a coalesced base for older snapshot points', async () => {
+    const { store } = await freshStore()
+    const disk = await store.createLayer({ sr: SR, size: 4 * MiB })
+    store.enableCbt(disk)
+    const first = await store.snapshot(disk)
+    await store.write(first.leaf, 0, filled(10, 1)) // CBT block 0, between the first and second points
+    const second = await store.snapshot(first.leaf)
+    await store.write(second.leaf, 2 * MiB, filled(10, 2)) // CBT block 32, after the second point
+    await store.dataDestroy(second.copy)
+    await store.coalesce(first.leaf) // its writes now live in the disk's leaf
+    const changes = store.changedBlocks(first.copy, second.leaf)
+    assert.equal(changes[0], 0x80, 'the writes of the coalesced base are still reported')
+    assert.equal(changes[4], 0x80)
+    assert.deepEqual(store.changedBlocks(second.copy, second.leaf), Buffer.from([0, 0, 0, 0, 0x80, 0, 0, 0]))
+    await store.close()
+  })
+
   it('tracks changed 64 KiB blocks between snapshot points, MSB-first, through data_destroy', async () => {
     const { store } = await freshStore()
     const size = 4 * MiB + 3 * CBT_BLOCK_SIZE // 67 CBT blocks → 9 bytes
