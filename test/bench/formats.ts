@@ -66,6 +66,8 @@ async function runOp(op: string, dir: string): Promise<{ bytes: number; copyOf: 
       // The rest is opening, the footer, and deleting/renaming files (the kernel frees the replaced file's pages).
       return { bytes: deltaBytes, copyOf: join(dir, 'merge-copy-source.vhd'), note: `block phase ${(blocksEnded - blocksStarted).toFixed(0)} ms (${(deltaBytes / MiB / ((blocksEnded - blocksStarted) / 1000)).toFixed(0)} MiB/s)` }
     }
+    case 'idle':
+      return { bytes: 0, copyOf: '' }
     case 'copy': {
       const source = join(dir, process.env.BENCH_COPY_SOURCE ?? '')
       await pipeline(createReadStream(source, { highWaterMark: MiB }), createWriteStream(join(dir, 'copy.out')))
@@ -123,7 +125,7 @@ async function orchestrate(): Promise<void> {
       mergeRuns.push(measure('merge', dir))
     }
     rows.push(['merge of a 25% delta (delta bytes)', best(() => mergeRuns.shift()!)])
-    console.log(`best of ${RUNS} runs each`)
+    console.log(`best of ${RUNS} runs each; a process that loads the code and does nothing peaks at ${(measure('idle', dir).maxRssKiB / 1024).toFixed(0)} MiB RSS`)
     console.log(`${'operation'.padEnd(44)} ${'MiB/s'.padStart(8)} ${'copy MiB/s'.padStart(11)} ${'ratio'.padStart(6)} ${'peak RSS'.padStart(10)}`)
     for (const [name, row] of rows) {
       const copy = best(() => measure('copy', dir, { BENCH_COPY_SOURCE: row.copyOf.slice(dir.length + 1) }))

@@ -2,12 +2,15 @@
 // disks, partial sector bitmaps), and a merge killed at any file operation resumes to the same bytes.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { cp, mkdir, readFile, readdir, open as openFile } from 'node:fs/promises'
+import { existsSync } from 'node:fs'
+import { cp, mkdir, readFile, readdir, writeFile, open as openFile } from 'node:fs/promises'
+import { buffer as streamToBuffer } from 'node:stream/consumers'
 import { join } from 'node:path'
 import fc from 'fast-check'
 import { VHD_BLOCK_SIZE, VhdChain, localFileSystem, mergeVhdChain, resumeVhdMergeIfAny, type FileSystemAccess, type RandomAccessFile } from '../../source/formats/vhd/index.ts'
-import { tempDir } from '../helpers/tools.ts'
-import { patternBlock, writeVhd } from './fixtures/vhd/disks.ts'
+import { isLifeboatError } from '../../source/util/errors.ts'
+import { requireTool, run, tempDir } from '../helpers/tools.ts'
+import { patternBlock, qemuRaw, writeVhd } from './fixtures/vhd/disks.ts'
 
 const SECTORS = VHD_BLOCK_SIZE / 512
 
@@ -188,6 +191,58 @@ test('a merge killed after any number of file operations resumes and ends with t
       }),
       { numRuns: 15, seed: Number(process.env.FC_SEED ?? Date.now() % 2 ** 31) },
     )
+  } finally {
+    await dir.cleanup()
+  }
+})
+
+test('a delta merged into a qemu-made full (the disk grows past its table) reads back through qemu-img as the chain did', async () => {
+  requireTool('qemu-img', 'qemu-utils')
+  requireTool('qemu-io', 'qemu-utils')
+  const dir = await tempDir()
+  try {
+    const base = join(dir.path, 'base.vhd')
+    await run('qemu-img', ['create', '-q', '-f', 'vpc', '-o', 'subformat=dynamic,force_size=on', base, '250M'])
+    await run('qemu-io', ['-f', 'vpc', '-c', 'write -P 0xab 0 3M', '-c', 'write -P 0xcd 100M 1M', '-c', 'write -P 0xef 249M 1M', base])
+    const parent = await VhdChain.open(base)
+    const parentUuid = parent.uuid
+    await parent.close()
+    // The child is bigger (300 MiB: 150 entries, beyond the 128 of the parent's one-sector table).
+    const child = join(dir.path, 'child.vhd')
+    const blocks = new Map([[1, patternBlock(1, 9)], [60, patternBlock(60, 9)], [149, patternBlock(149, 9)]])
+    await writeVhd(child, { size: 300 * 1024 * 1024, uuid: uuidOf(42), blocks, parent: { uuid: parentUuid, unicodeName: 'base.vhd' } })
+    const before = await VhdChain.open(child)
+    const expected = await streamToBuffer(before.rawStream())
+    await before.close()
+    let progress = 0
+    const result = await mergeVhdChain([base, child], { onProgress: (done, total) => (progress = done / total) })
+    assert.equal(progress, 1)
+    assert.equal(result.mergedBytes, 3 * VHD_BLOCK_SIZE)
+    const merged = await VhdChain.open(child)
+    assert.equal(merged.uuid, uuidOf(42))
+    assert.equal(merged.size, 300 * 1024 * 1024)
+    await merged.close()
+    assert.ok((await qemuRaw(child, dir.path)).equals(expected), 'qemu-img reads the merged disk differently')
+  } finally {
+    await dir.cleanup()
+  }
+})
+
+test('an aborted merge resumes; a state left for other files is refused; an orphan state is dropped', async () => {
+  const dir = await tempDir()
+  try {
+    const { names, layers } = await writeHistory(dir.path, { baseBlocks: 20, layers: [0, 1, 2].map(g => ({ growBy: 0, writes: [g, g + 5, 9], partial: [false, true, false, false], bitmapSeed: g })) })
+    const chain = names.map(n => join(dir.path, n))
+    const controller = new AbortController()
+    await assert.rejects(mergeVhdChain(chain.slice(0, 2), { signal: controller.signal, onProgress: () => controller.abort() }))
+    assert.ok(names.every(n => existsSync(join(dir.path, n))))
+    await assert.rejects(mergeVhdChain(chain), (e: unknown) => isLifeboatError(e, 'VHD_MERGE_STATE_MISMATCH'))
+    assert.deepEqual(await resumeVhdMergeIfAny(dir.path), [chain[1]])
+    await assertRestorePoint(chain[1]!, layers, 1)
+    await assertRestorePoint(chain[2]!, layers, 2)
+    await writeFile(join(dir.path, '.gone.vhd.merge.json'), JSON.stringify({ child: { uuid: uuidOf(1) }, parent: { uuid: uuidOf(0) }, chain: ['gone.vhd', 't1.vhd'], currentBlock: 3, mergedDataSize: 0, step: 'mergeBlocks', diskSize: 1 }))
+    assert.deepEqual(await resumeVhdMergeIfAny(dir.path), [])
+    assert.deepEqual((await readdir(dir.path)).sort(), ['t1.vhd', 't2.vhd'])
   } finally {
     await dir.cleanup()
   }
