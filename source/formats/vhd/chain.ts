@@ -12,7 +12,7 @@ const MAX_CHAIN_LENGTH = 1000
 const READ_AHEAD = 4
 
 /** A read started ahead of its consumer: its failure is reported when awaited, never as an unhandled rejection. */
-function ahead<T>(promise: Promise<T>): Promise<T> {
+export function ahead<T>(promise: Promise<T>): Promise<T> {
   promise.catch(() => {})
   return promise
 }

@@ -1,6 +1,6 @@
 // One VHD file with random access (fixed, dynamic or differencing): checked on open, read block by block,
 // and, opened writable, changed in place by a merge (blocks written, block table grown, footers replaced).
-import { LifeboatError } from '../../util/errors.ts'
+import { LifeboatError, errorCode } from '../../util/errors.ts'
 import { localFileSystem, readAt, type FileSystemAccess, type RandomAccessFile } from './fileSystem.ts'
 import {
   BAT_UNUSED, DISK_TYPE_FIXED, VHD_BLOCK_SIZE, VHD_FOOTER_SIZE, VHD_HEADER_SIZE, VHD_SECTOR_SIZE, ZERO_UUID, batSize, bitmapSize,
@@ -44,7 +44,13 @@ export class VhdFile {
 
   static async open(path: string, options: VhdFileOptions = {}): Promise<VhdFile> {
     const fs = options.fs ?? localFileSystem
-    const file = await fs.open(path, options.writable === true ? 'r+' : 'r')
+    let file: RandomAccessFile
+    try {
+      file = await fs.open(path, options.writable === true ? 'r+' : 'r')
+    } catch (error) {
+      if (errorCode(error) === 'ENOENT') throw new LifeboatError('VHD_NOT_FOUND', `${path} does not exist.`, { cause: error, data: { path } })
+      throw error
+    }
     try {
       return await VhdFile.load(path, file, options.force === true)
     } catch (error) {

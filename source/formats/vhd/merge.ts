@@ -1,9 +1,9 @@
 // Merging delta VHDs into their ancestor in place (XO's algorithm): one pass of whole blocks, a state file
 // beside the ancestor so that a merge killed at any point resumes and ends with the same bytes.
-import { basename, dirname, join, relative, resolve } from 'node:path'
+import { basename, dirname, join, normalize, relative } from 'node:path'
 import { z } from 'zod'
 import { LifeboatError, errorCode } from '../../util/errors.ts'
-import { readSyntheticBlock } from './chain.ts'
+import { ahead, readSyntheticBlock } from './chain.ts'
 import { VhdFile } from './file.ts'
 import { localFileSystem, type FileSystemAccess } from './fileSystem.ts'
 import { DISK_TYPE_DIFFERENCING, DISK_TYPE_FIXED } from './structures.ts'
@@ -66,8 +66,9 @@ export async function mergeVhdChain(chain: string[], options: MergeOptions = {})
   const statePath = statePathOf(chain[0]!)
   let state = await readState(fs, statePath)
   if (state !== undefined) {
-    const saved = state.chain.map(p => resolve(dir, p))
-    if (saved.length !== chain.length || saved.some((p, i) => p !== resolve(chain[i]!))) {
+    // join, not resolve: paths may be relative to a remote's root, never to this process's folder.
+    const saved = state.chain.map(p => join(dir, p))
+    if (saved.length !== chain.length || saved.some((p, i) => p !== normalize(chain[i]!))) {
       throw new LifeboatError('VHD_MERGE_STATE_MISMATCH', `An interrupted merge of ${saved.join(', ')} is pending beside ${chain[0]}; finish it first (resumeVhdMergeIfAny).`)
     }
   }
@@ -111,11 +112,7 @@ async function mergeBlocks(fs: FileSystemAccess, chain: string[], statePath: str
     let lastSave = Date.now()
     const remaining = toMerge.filter(index => index >= state.currentBlock)
     // The next blocks are read while the current one is written; writes stay one at a time, in order.
-    const read = (index: number) => {
-      const promise = readSyntheticBlock(sources, index)
-      promise.catch(() => {})
-      return promise
-    }
+    const read = (index: number) => ahead(readSyntheticBlock(sources, index))
     const pending = remaining.slice(0, READ_AHEAD).map(read)
     for (const [k, index] of remaining.entries()) {
       options.signal?.throwIfAborted()
@@ -171,7 +168,7 @@ export async function resumeVhdMergeIfAny(dir: string, options: { fs?: FileSyste
     const statePath = join(dir, name)
     const state = await readState(fs, statePath)
     if (state === undefined) continue
-    const chain = state.chain.map(p => resolve(dir, p))
+    const chain = state.chain.map(p => join(dir, p))
     if (state.step === 'mergeBlocks' && !(await fs.exists(chain[0]!))) {
       await unlinkIfAny(fs, statePath) // orphan state: its ancestor is gone (XO does the same)
       continue
