@@ -42,7 +42,7 @@ if (files.length === 0) {
   process.exit(1)
 }
 const concurrency = process.env.LIFEBOAT_TEST_CONCURRENCY ?? '2'
-const run = spawnSync(process.execPath, ['--import', 'tsx', '--test', `--test-concurrency=${concurrency}`, '--test-reporter=spec', ...files], {
+const run = spawnSync(process.execPath, ['--import', 'tsx', '--test', `--test-concurrency=${concurrency}`, ...files], {
   cwd: root,
   stdio: 'inherit',
   env: { ...process.env, LIFEBOAT_REPO: root },
