@@ -81,9 +81,13 @@ describe('DiskStore', () => {
     await store.write(leaf, 9 * MiB, filled(4096, 0x5a))
     store.enableCbt(leaf)
     const bytes = await store.read(leaf, 0, 16 * MiB)
-    const allocation = store.allocatedBlocks(leaf)
-    const usage = store.srUsage(SR)
+    bytes.fill(0x6b, 13 * MiB, 13 * MiB + 4096)
+    const late = store.write(leaf, 13 * MiB, filled(4096, 0x6b)) // still in flight when close() is called
     await store.close()
+    await late
+    const allocation = [...store.allocatedBlocks(leaf)]
+    assert.ok(allocation.includes(6))
+    const usage = store.srUsage(SR)
 
     const reopened = await DiskStore.open(dir)
     assert.ok((await reopened.read(leaf, 0, 16 * MiB)).equals(bytes))
@@ -92,6 +96,11 @@ describe('DiskStore', () => {
     assert.deepEqual(reopened.layer(disk).children.sort(), [leaf, copy].sort())
     assert.deepEqual(reopened.srUsage(SR), usage)
     assert.equal(reopened.layer(leaf).cbtEnabled, true)
+    reopened.enableCbt(copy)
+    const expectedCbt = Buffer.alloc(32)
+    expectedCbt[144 >> 3] = 0x80 // 9 MiB
+    expectedCbt[208 >> 3] = 0x80 // 13 MiB, the write that was in flight
+    assert.deepEqual(reopened.changedBlocks(copy, leaf), expectedCbt)
     await reopened.close()
   })
 

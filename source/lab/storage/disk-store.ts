@@ -36,6 +36,8 @@ export interface LayerInfo {
 export class DiskStore {
   private readonly layers = new Map<string, Layer>()
   private flushTimer: NodeJS.Timeout | undefined
+  /** Writes in progress: close() lets them finish so that their allocation reaches the sidecars. */
+  private readonly writing = new Set<Promise<void>>()
   private readonly files: FilePool
 
   private constructor(readonly dir: string, private readonly space: SrSpace, openFiles: number | undefined) {
@@ -178,7 +180,15 @@ export class DiskStore {
   }
 
   /** Writes guest data: allocates the 2 MiB blocks touched (copying the parent's view of partly written ones) and marks CBT. */
-  async write(leaf: string, offset: number, data: Buffer): Promise<void> {
+  write(leaf: string, offset: number, data: Buffer): Promise<void> {
+    const writing = this.writeNow(leaf, offset, data)
+    this.writing.add(writing)
+    const forget = (): void => void this.writing.delete(writing)
+    writing.then(forget, forget)
+    return writing
+  }
+
+  private async writeNow(leaf: string, offset: number, data: Buffer): Promise<void> {
     const layer = this.writable(leaf)
     this.checkRange(layer, offset, data.length)
     if (data.length === 0) return
@@ -363,6 +373,7 @@ export class DiskStore {
 
   /** Flushes and closes the data files; the store must not be used afterwards. */
   async close(): Promise<void> {
+    await Promise.allSettled(this.writing)
     await this.flush()
     await rm(join(this.dir, OPEN_MARKER), { force: true })
     await this.files.closeAll()
