@@ -12,6 +12,7 @@ export const BAT_UNUSED = 0xffffffff
 export const VHD_VERSION = 0x00010000
 export const ZERO_UUID = '00000000-0000-0000-0000-000000000000'
 const PLATFORM_MACX = 0x4d616358
+const PLATFORM_WI2K = 0x5769326b
 const NO_OFFSET = 2 ** 64 - 1 // 0xFFFFFFFFFFFFFFFF as a number (fixed disks, header.dataOffset)
 
 // Bounds that keep a malformed input from making us allocate without limit: a BAT of at most 16 MiB,
@@ -366,8 +367,8 @@ export function newFooterAndHeader(options: {
     dataOffset: VHD_FOOTER_SIZE,
     timestamp: options.timestamp ?? vhdTimestamp(),
     creatorApplication: options.creator ?? 'xo  ',
-    creatorVersion: VHD_VERSION,
-    creatorHostOs: 0,
+    creatorVersion: 0,
+    creatorHostOs: PLATFORM_WI2K, // what vhd-lib writes ("it looks like everybody is using Wi2k")
     originalSize: options.size,
     currentSize: options.size,
     geometry: geometryFromSize(options.size),
