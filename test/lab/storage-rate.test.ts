@@ -45,6 +45,17 @@ describe('RateLimiter', () => {
     assert.equal(limiter.activeStreams, 0)
   })
 
+  it('gives the share of a stream whose reader stalls to the streams still moving', async () => {
+    const limiter = new RateLimiter({ hostMiBs: 60 })
+    const stalled = limiter.throttle(source(64))
+    stalled.once('data', () => stalled.pause()) // reads one chunk, then its reader stops
+    const rate = await measure(limiter, 1, 36) // the first 200 ms still count the stalled stream
+    console.log(`one stream beside a stalled one: ${rate.toFixed(1)} MiB/s (host cap 60)`)
+    assert.equal(limiter.activeStreams, 1, 'the stalled stream is still open')
+    assert.ok(rate > 40 && rate <= 60 * 1.3, 'the moving stream gets about the whole host cap, not half')
+    stalled.destroy()
+  })
+
   it('is uncapped by default, passes chunks without copying, and counts active streams', async () => {
     const limiter = new RateLimiter()
     const chunk = Buffer.alloc(CHUNK, 7)

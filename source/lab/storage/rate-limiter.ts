@@ -6,6 +6,8 @@ import type { Readable, TransformCallback } from 'node:stream'
 const MiB = 1024 * 1024
 /** How far ahead of its rate a stream may run after a pause (the bucket's depth). */
 const BURST_MS = 50
+/** A stream that asked for no bytes for this long (its reader is slow) leaves its share of the host cap to the others. */
+const DEMAND_WINDOW_MS = 200
 
 export interface RateLimits {
   /** one stream's rate; undefined = uncapped */
@@ -16,7 +18,8 @@ export interface RateLimits {
 
 export class RateLimiter {
   private limits: RateLimits
-  private active = 0
+  /** open streams, with when each last had a chunk to pass */
+  private readonly streams = new Set<{ lastDemand: number }>()
 
   constructor(limits: RateLimits = {}) {
     this.limits = { ...limits }
@@ -28,13 +31,15 @@ export class RateLimiter {
   }
 
   get activeStreams(): number {
-    return this.active
+    return this.streams.size
   }
 
-  /** Bytes per millisecond one stream may use now; Infinity when uncapped. */
-  private streamRate(): number {
+  /** Bytes per millisecond one stream may use now: its cap, or its share of the host cap among the streams moving data. */
+  private streamRate(now: number): number {
     const perStream = this.limits.perStreamMiBs ?? Infinity
-    const share = (this.limits.hostMiBs ?? Infinity) / Math.max(1, this.active)
+    let moving = 0
+    if (this.limits.hostMiBs !== undefined) for (const stream of this.streams) if (now - stream.lastDemand < DEMAND_WINDOW_MS) moving++
+    const share = (this.limits.hostMiBs ?? Infinity) / Math.max(1, moving)
     return (Math.min(perStream, share) * MiB) / 1000
   }
 
@@ -44,23 +49,22 @@ export class RateLimiter {
    */
   throttle(source: Readable): Readable {
     let readyAt = performance.now()
+    const state = { lastDemand: readyAt }
     const pace = new Transform({
       transform: (chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback) => {
-        const rate = this.streamRate()
-        if (rate === Infinity) return callback(null, chunk)
         const now = performance.now()
+        state.lastDemand = now
+        const rate = this.streamRate(now)
+        if (rate === Infinity) return callback(null, chunk)
         readyAt = Math.max(readyAt, now - BURST_MS) + chunk.length / rate
+        state.lastDemand = Math.max(now, readyAt) // a stream waiting for its turn still wants its share
         const wait = readyAt - now
         if (wait <= 0) return callback(null, chunk)
         setTimeout(() => callback(null, chunk), wait)
       },
     })
-    this.active++
-    let counted = true
-    pace.once('close', () => {
-      if (counted) this.active--
-      counted = false
-    })
+    this.streams.add(state)
+    pace.once('close', () => this.streams.delete(state))
     pipeline(source, pace, () => undefined) // errors reach the consumer through `pace` itself
     return pace
   }
