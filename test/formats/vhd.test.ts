@@ -186,3 +186,24 @@ test('footers round-trip and the geometry follows the VHD specification', () => 
   assert.deepEqual(geometryFromSize(64 * MiB), { cylinders: 963, heads: 8, sectorsPerTrack: 17 })
   assert.throws(() => createVhdStream({ size: 4 * MiB, uuid: randomUUID(), blockIndexes: [2, 1], blocks: (async function* () {})() }), (e: unknown) => isLifeboatError(e, 'VHD_BAD_BLOCK_LIST'))
 })
+
+test('padding and foreign data between the table and the blocks are skipped by the stream parser and the file reader', async () => {
+  const dir = await tempDir()
+  try {
+    const size = 8 * MiB
+    const blocks: BlockMap = new Map([[0, patternBlock(0, 4)], [3, patternBlock(3, 4)]])
+    const path = join(dir.path, 'padded.vhd')
+    await writeVhd(path, { size, uuid: randomUUID(), blocks })
+    const bytes = await readFile(path)
+    const tableEnd = 1536 + 512
+    const padding = Buffer.alloc(4096, 0x77)
+    const padded = Buffer.concat([bytes.subarray(0, tableEnd), padding, bytes.subarray(tableEnd)])
+    for (const index of [0, 3]) padded.writeUInt32BE(padded.readUInt32BE(1536 + index * 4) + padding.length / 512, 1536 + index * 4)
+    await writeFile(path, padded)
+    const expected = rawOfLayers(size, [blocks])
+    assert.ok((await streamRaw(path)).equals(expected))
+    assert.ok((await fileRaw(path)).equals(expected))
+  } finally {
+    await dir.cleanup()
+  }
+})
