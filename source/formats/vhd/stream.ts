@@ -3,7 +3,7 @@
 import { Readable } from 'node:stream'
 import { LifeboatError } from '../../util/errors.ts'
 import {
-  DISK_TYPE_FIXED, VHD_BLOCK_SIZE, VHD_FOOTER_SIZE, VHD_HEADER_SIZE, VHD_SECTOR_SIZE, batSize, bitmapSize,
+  DISK_TYPE_FIXED, VHD_BLOCK_SIZE, VHD_DEFAULT_TABLE_OFFSET, VHD_FOOTER_SIZE, VHD_HEADER_SIZE, VHD_SECTOR_SIZE, batSize, bitmapSize,
   checkBlockTable, decodeFooter, decodeHeader, encodeFooter, encodeHeader, fullBitmap, macxLocator, newFooterAndHeader,
   type VhdFooter, type VhdHeader,
 } from './structures.ts'
@@ -127,7 +127,7 @@ export interface VhdStreamOptions {
 }
 
 function layout(size: number, options: { tableOffset?: number; locator?: boolean }) {
-  const tableOffset = options.tableOffset ?? (options.locator === true ? 2048 : VHD_FOOTER_SIZE + VHD_HEADER_SIZE)
+  const tableOffset = options.tableOffset ?? (options.locator === true ? 2048 : VHD_DEFAULT_TABLE_OFFSET)
   if (tableOffset % VHD_SECTOR_SIZE !== 0 || tableOffset < VHD_FOOTER_SIZE + VHD_HEADER_SIZE + (options.locator === true ? VHD_SECTOR_SIZE : 0)) {
     throw new LifeboatError('VHD_BAD_TABLE', `A block table offset of ${tableOffset} leaves no room for the header${options.locator === true ? ' and the parent locator' : ''}.`)
   }

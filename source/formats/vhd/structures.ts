@@ -1,6 +1,5 @@
 // The on-disk VHD structures (footer, dynamic header, block allocation table, sector bitmaps): encoding,
 // decoding and every sanity check, so that the file reader, the stream parser and the writer share one codec.
-import { randomUUID } from 'node:crypto'
 import { LifeboatError } from '../../util/errors.ts'
 
 export const VHD_SECTOR_SIZE = 512
@@ -19,8 +18,8 @@ const NO_OFFSET = 2 ** 64 - 1 // 0xFFFFFFFFFFFFFFFF as a number (fixed disks, he
 // blocks of at most 32 MiB, disks of at most 64 TiB.
 const MIN_BLOCK_SIZE = VHD_SECTOR_SIZE
 const MAX_BLOCK_SIZE = 32 * 1024 * 1024
-export const MAX_TABLE_ENTRIES = 4 * 1024 * 1024
-export const MAX_DISK_SIZE = 64 * 1024 ** 4
+const MAX_TABLE_ENTRIES = 4 * 1024 * 1024
+const MAX_DISK_SIZE = 64 * 1024 ** 4
 
 export type VhdDiskType = 2 | 3 | 4
 export const DISK_TYPE_FIXED = 2
@@ -88,19 +87,15 @@ function writeU64(buffer: Buffer, value: number, offset: number): void {
   buffer.writeBigUInt64BE(value >= NO_OFFSET ? 0xffffffffffffffffn : BigInt(value), offset)
 }
 
-export function uuidFromBytes(bytes: Buffer): string {
+function uuidFromBytes(bytes: Buffer): string {
   const hex = bytes.toString('hex')
   return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20, 32)}`
 }
 
-export function uuidToBytes(uuid: string): Buffer {
+function uuidToBytes(uuid: string): Buffer {
   const hex = uuid.replace(/-/g, '')
   if (!/^[0-9a-fA-F]{32}$/.test(hex)) fail('VHD_BAD_UUID', `"${uuid}" is not a UUID; pass a canonical 8-4-4-4-12 UUID.`)
   return Buffer.from(hex, 'hex')
-}
-
-export function newUuid(): string {
-  return randomUUID()
 }
 
 /** VHD timestamps count seconds from 2000-01-01T00:00:00Z. */
