@@ -1,7 +1,7 @@
 // `lifeboat vhd info|check|raw FILE`: offline inspection of VHD files and chains, no daemon needed.
 import { pipeline } from 'node:stream/promises'
 import { VhdChain, VhdFile, checkVhdChain, dateFromVhdTimestamp, ZERO_UUID, type VhdFooter } from '../formats/vhd/index.ts'
-import { serializeError } from '../util/errors.ts'
+import { errorCode, serializeError } from '../util/errors.ts'
 import { EXIT_FAILURE, UsageError, parseCommandArgs, printJson, runCommand } from './command.ts'
 
 const USAGE = `usage: lifeboat vhd info FILE [--json]     footer, header and block table of a VHD file
@@ -83,6 +83,8 @@ async function raw(path: string): Promise<void> {
   const chain = await VhdChain.open(path)
   try {
     await pipeline(chain.rawStream(), process.stdout, { end: false })
+  } catch (error) {
+    if (errorCode(error) !== 'EPIPE') throw error // the reader went away (`| head`): not a failure of ours
   } finally {
     await chain.close()
   }
