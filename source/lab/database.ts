@@ -220,7 +220,7 @@ export class Database {
 
   private changed(cls: string): void {
     for (const waiter of [...this.waiters]) waiter()
-    if (this.file !== undefined && SCHEMA[cls]!.volatile !== true && this.saveTimer === undefined) {
+    if (this.file !== undefined && !this.closed && SCHEMA[cls]!.volatile !== true && this.saveTimer === undefined) {
       this.saveTimer = setTimeout(() => {
         this.saveTimer = undefined
         this.saving = this.saving.then(() => this.save()).catch(error => console.error('lab: cannot save the database:', error))

@@ -11,7 +11,7 @@ describe('lab faults', () => {
   let xapi: XapiClient
   before(async () => {
     env = await startTinyLab()
-    xapi = await connect(env.pool, { eventPollDelay: 100 })
+    xapi = await connect(env.pool)
   })
   after(async () => {
     await xapi.disconnect()
@@ -118,7 +118,7 @@ describe('lab faults', () => {
 
 test('toolstack restart: transfers cut, connections refused, sessions invalid and pending tasks gone', async () => {
   const env = await startTinyLab()
-  const xapi = await connect(env.pool, { eventPollDelay: 100 })
+  const xapi = await connect(env.pool)
   try {
     const disk = vmNamed(xapi, 'tiny-running').$VBDs.find((vbd: any) => vbd.type === 'Disk').$VDI
     const session = xapi.sessionId

@@ -24,7 +24,7 @@ export async function startTinyLab(): Promise<{ lab: Lab; pool: LabPool; dataDir
 
 export async function connect(pool: LabPool, options: Record<string, unknown> = {}): Promise<XapiClient> {
   const xapi = createClient({ url: pool.url, auth: { user: pool.username, password: pool.password }, allowUnauthorized: true,
-    watchEvents: true, debounce: 20, ...options }) as unknown as XapiClient
+    watchEvents: true, debounce: 20, eventPollDelay: 200, ...options }) as unknown as XapiClient
   await xapi.connect()
   await xapi.objectsFetched
   return xapi
