@@ -1,0 +1,117 @@
+// XAPI's object semantics in the lab (xapi.md §2.2): what snapshot, clone, start, destroy and CBT do to records,
+// hidden base copies, and guest tools reporting, seen through the real client's cache.
+import assert from 'node:assert/strict'
+import { after, before, describe, test } from 'node:test'
+import { connect, readAll, startTinyLab, vmNamed, waitFor, type XapiClient } from './helpers.ts'
+
+const MiB = 1024 * 1024
+
+describe('lab semantics', () => {
+  let env: Awaited<ReturnType<typeof startTinyLab>>
+  let xapi: XapiClient
+  before(async () => {
+    env = await startTinyLab()
+    xapi = await connect(env.pool)
+  })
+  after(async () => {
+    await xapi.disconnect()
+    await env.cleanup()
+  })
+  const diskOf = (vm: any) => vm.$VBDs.find((vbd: any) => vbd.type === 'Disk').$VDI
+
+  test('VM.snapshot copies other_config and disk metadata, marks a template, resets blocked operations', async () => {
+    const vm = vmNamed(xapi, 'tiny-running')
+    await xapi.call('VM.add_to_other_config', vm.$ref, 'xo:backup:job', 'job-1')
+    await xapi.call('VM.add_to_blocked_operations', vm.$ref, 'migrate_send', 'VM migration is blocked during backup')
+    await xapi.call('VDI.add_to_other_config', diskOf(vm).$ref, 'xo:backup:vm', vm.uuid)
+    const ref = await xapi.callAsync('VM.snapshot', vm.$ref, 'xo-backup-temp-snapshot-name')
+    const snapshot = await waitFor(() => xapi.getObject(ref, undefined)?.VBDs?.length > 0 && xapi.getObject(ref), 'the snapshot')
+    assert.equal(snapshot.is_a_snapshot, true)
+    assert.equal(snapshot.is_a_template, true)
+    assert.equal(snapshot.power_state, 'Halted')
+    assert.equal(snapshot.$snapshot_of.$ref, vm.$ref)
+    assert.deepEqual(snapshot.blocked_operations, {})
+    assert.equal(snapshot.other_config['xo:backup:job'], 'job-1')
+    assert.equal(snapshot.ha_restart_priority, vm.ha_restart_priority)
+    assert.equal(snapshot.snapshot_info['power-state-at-snapshot'], 'Running')
+    await waitFor(() => xapi.getObject(vm.$ref).snapshots.includes(ref), 'VM.snapshots updated')
+    const disk = diskOf(snapshot)
+    assert.equal(disk.is_a_snapshot, true)
+    assert.equal(disk.name_label, diskOf(vm).name_label)
+    assert.equal(disk.other_config['xo:backup:vm'], vm.uuid)
+    assert.equal(disk.$snapshot_of.$ref, diskOf(vm).$ref)
+    await waitFor(() => diskOf(xapi.getObject(vm.$ref)).snapshots.includes(disk.$ref), 'VDI.snapshots updated')
+    // The live disk and the snapshot now sit on a hidden base copy (managed=false), named by sm_config['vhd-parent'].
+    const parentUuid = await waitFor(() => diskOf(xapi.getObject(vm.$ref)).sm_config['vhd-parent'], 'vhd-parent')
+    const base = xapi.getObject(await xapi.call('VDI.get_by_uuid', parentUuid))
+    assert.equal(base.managed, false)
+    assert.equal(base.read_only, true)
+    assert.ok(base.$SR.VDIs.includes(base.$ref), 'SR.VDIs lists base copies')
+    await xapi.call('VM.set_is_a_template', ref, false)
+    await xapi.call('VM.destroy', ref)
+    assert.equal(await xapi.call('VDI.get_is_a_snapshot', disk.$ref), true, 'VM.destroy leaves the VDIs')
+    await xapi.call('VDI.destroy', disk.$ref)
+  })
+
+  test('start: Running with guest metrics in the same event, PV drivers reported later for a VM with tools', async () => {
+    const vm = vmNamed(xapi, 'tiny-running')
+    await xapi.callAsync('VM.hard_shutdown', vm.$ref)
+    await waitFor(() => xapi.getObject(vm.$ref).power_state === 'Halted', 'Halted')
+    assert.equal(xapi.getObject(vm.$ref).$guest_metrics, undefined)
+    await xapi.callAsync('VM.start', vm.$ref, false, false)
+    const running = await waitFor(() => xapi.getObject(vm.$ref).power_state === 'Running' && xapi.getObject(vm.$ref), 'Running')
+    assert.equal(running.$guest_metrics.PV_drivers_detected, false)
+    await waitFor(() => xapi.getObject(vm.$ref).$guest_metrics?.PV_drivers_detected === true, 'PV drivers', 3000)
+    assert.equal(xapi.getObject(vm.$ref).$guest_metrics.PV_drivers_version.major, '8')
+    await assert.rejects(xapi.call('VM.start', vm.$ref, false, false), (error: any) => error.code === 'VM_BAD_POWER_STATE')
+    await assert.rejects(xapi.call('VM.destroy', vm.$ref), (error: any) => error.code === 'VM_BAD_POWER_STATE')
+  })
+
+  test('a replica with start blocked cannot start, its clone can; VM.copy to an SR copies the data', async () => {
+    const vm = vmNamed(xapi, 'tiny-halted')
+    await xapi.call('VM.add_to_blocked_operations', vm.$ref, 'start', 'Start operation for this vm is blocked, clone it if you want to use it.')
+    await assert.rejects(xapi.call('VM.start', vm.$ref, false, false), (error: any) => error.code === 'OPERATION_BLOCKED')
+    const clone = await xapi.callAsync('VM.clone', vm.$ref, 'Health Check')
+    await xapi.callAsync('VM.start', clone, false, false)
+    await xapi.callAsync('VM.hard_shutdown', clone)
+    const copy = await xapi.callAsync('VM.copy', vm.$ref, 'copy', diskOf(vm).SR)
+    const copied = await waitFor(() => xapi.getObject(copy, undefined)?.VBDs?.length > 0 && xapi.getObject(copy), 'the copy')
+    assert.equal(diskOf(copied).sm_config['vhd-parent'], undefined, 'a copy is independent')
+    const read = async (vdi: string) => readAll((await xapi.getResource('/export_raw_vdi/', { query: { vdi, format: 'raw' } })).body)
+    assert.ok((await read(diskOf(copied).$ref)).equals(await read(diskOf(vm).$ref)))
+    await xapi.call('VM.remove_from_blocked_operations', vm.$ref, 'start')
+    for (const ref of [clone, copy]) await xapi.call('VM.destroy', ref)
+  })
+
+  test('CBT: changed blocks between snapshots, data_destroy to cbt_metadata, delta from it refused', async () => {
+    const vm = vmNamed(xapi, 'tiny-running')
+    const live = diskOf(vm)
+    await xapi.callAsync('VDI.enable_cbt', live.$ref)
+    const first = await xapi.callAsync('VDI.snapshot', live.$ref, {})
+    await env.lab.control.writeVdi(live.uuid, { offset: 3 * MiB, length: 4096, seed: 9 })
+    const second = await xapi.callAsync('VDI.snapshot', live.$ref, {})
+    const bitmap = Buffer.from(await xapi.callAsync('VDI.list_changed_blocks', first, second), 'base64')
+    assert.equal(bitmap.length, Math.ceil(live.virtual_size / (64 * 1024) / 8))
+    const changed = [...bitmap].flatMap((byte, index) => [0, 1, 2, 3, 4, 5, 6, 7].filter(bit => byte & (0x80 >> bit)).map(bit => index * 8 + bit))
+    assert.deepEqual(changed, [3 * 16], 'the 64 KiB block at 3 MiB, MSB first')
+    await assert.rejects(xapi.call('VDI.data_destroy', live.$ref), (error: any) => error.code === 'VDI_NO_CBT_METADATA')
+    await xapi.callAsync('VDI.data_destroy', first)
+    assert.equal(await xapi.call('VDI.get_type', first), 'cbt_metadata')
+    await assert.rejects(xapi.getResource('/export_raw_vdi/', { query: { vdi: second, format: 'vhd', base: first } }), /unexpected 500/)
+  })
+
+  test('VBD and VIF devices, tags and HA priority', async () => {
+    const vm = vmNamed(xapi, 'tiny-halted')
+    const devices = await xapi.call('VM.get_allowed_VBD_devices', vm.$ref)
+    assert.ok(!devices.includes('0') && devices.includes('1'))
+    await xapi.call('VM.add_tags', vm.$ref, 'Continuous Replication')
+    await xapi.call('VM.add_tags', vm.$ref, 'Continuous Replication')
+    await xapi.call('VM.set_ha_restart_priority', vm.$ref, '')
+    await waitFor(() => xapi.getObject(vm.$ref).tags.filter((tag: string) => tag === 'Continuous Replication').length === 1, 'one tag')
+    const network = xapi.getObject(vm.VIFs[0]).network
+    const vif = await xapi.call('VIF.create', { VM: vm.$ref, network, device: '1', MAC: '', MTU: 1500, other_config: {} })
+    await waitFor(() => xapi.getObject(vm.$ref).VIFs.includes(vif), 'VM.VIFs')
+    await xapi.callAsync('VIF.destroy', vif)
+    await waitFor(() => !xapi.getObject(vm.$ref).VIFs.includes(vif), 'VIF gone')
+  })
+})
