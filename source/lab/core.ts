@@ -54,6 +54,9 @@ export function defineCoreMethods(xapi: Toolstack): void {
   xapi.define('task.set_error_info', 2, (_context, task, value) => void db.update('task', xapi.ref('task', task), { error_info: value }))
 }
 
+// Getters are synchronous in XAPI; everything that changes state also exists as Async.*.
+const asyncable = { asyncable: true }
+
 function defineAccessors(xapi: Toolstack, cls: string): void {
   const { db } = xapi
   const schema = SCHEMA[cls]!
@@ -70,28 +73,28 @@ function defineAccessors(xapi: Toolstack, cls: string): void {
   }
   for (const field of schema.writable) {
     const initial = schema.fields[field]
-    xapi.define(`${cls}.set_${field}`, 2, (_context, ref, value) => void db.update(cls, xapi.ref(cls, ref), { [field]: coerce(initial, value) }))
+    xapi.define(`${cls}.set_${field}`, 2, (_context, ref, value) => void db.update(cls, xapi.ref(cls, ref), { [field]: coerce(initial, value) }), asyncable)
     if (Array.isArray(initial)) {
       xapi.define(`${cls}.add_${field}`, 2, (_context, ref, value) => {
         const current = db.row(cls, xapi.ref(cls, ref))[field] as unknown[]
         if (!current.includes(value)) db.update(cls, ref as string, { [field]: [...current, value] })
-      })
+      }, asyncable)
       xapi.define(`${cls}.remove_${field}`, 2, (_context, ref, value) => {
         const current = db.row(cls, xapi.ref(cls, ref))[field] as unknown[]
         if (current.includes(value)) db.update(cls, ref as string, { [field]: current.filter(item => item !== value) })
-      })
+      }, asyncable)
     } else if (typeof initial === 'object' && initial !== null) {
       xapi.define(`${cls}.add_to_${field}`, 3, (_context, ref, key, value) => {
         const current = db.row(cls, xapi.ref(cls, ref))[field] as Record<string, unknown>
         if (Object.hasOwn(current, String(key))) throw new ApiError('MAP_DUPLICATE_KEY', [cls, field, db.row(cls, ref as string).uuid, key])
         db.update(cls, ref as string, { [field]: { ...current, [String(key)]: String(value) } })
-      })
+      }, asyncable)
       xapi.define(`${cls}.remove_from_${field}`, 2, (_context, ref, key) => {
         const current = cloneValue(db.row(cls, xapi.ref(cls, ref))[field] as Record<string, unknown>)
         if (!Object.hasOwn(current, String(key))) return
         delete current[String(key)]
         db.update(cls, ref as string, { [field]: current })
-      })
+      }, asyncable)
     }
   }
 }

@@ -14,6 +14,7 @@ export type MethodHandler = (context: CallContext, ...args: unknown[]) => unknow
 interface MethodSpec { arity: number[]; session: boolean; asyncable: boolean; handler: MethodHandler }
 
 export const MAX_SESSIONS = 400
+const TASK_LIMIT = 200
 
 /** Performance and timing knobs (milliseconds, MiB/s); changed through `/_sim/knobs`. */
 export interface Knobs {
@@ -125,8 +126,20 @@ export class Toolstack {
   }
 
   createTask(label: string, description: string): string {
+    this.collectFinishedTasks()
     return this.db.create('task', { name_label: label, name_description: description, created: xapiDate(), resident_on: this.masterRef,
       allowed_operations: ['cancel'] })
+  }
+
+  /** XAPI's housekeeping: finished tasks go after 65 minutes, or oldest first beyond 200 of them. */
+  private collectFinishedTasks(): void {
+    const { db } = this
+    const finished = db.find('task', task => task.status !== 'pending' && task.status !== 'cancelling')
+    const cutoff = xapiDate(new Date(Date.now() - 65 * 60_000))
+    const byAge = finished.sort((a, b) => String(db.row('task', a).finished).localeCompare(String(db.row('task', b).finished)))
+    byAge.forEach((task, index) => {
+      if (index < byAge.length - TASK_LIMIT || String(db.row('task', task).finished) < cutoff) db.delete('task', task)
+    })
   }
 
   /** Runs an operation as the given task and records its outcome; a task that vanished meanwhile (restart) is left alone. */
