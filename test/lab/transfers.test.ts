@@ -6,7 +6,6 @@ import { join } from 'node:path'
 import { Readable } from 'node:stream'
 import { after, before, describe, test } from 'node:test'
 import { openVhdStream } from '../../source/formats/vhd/index.ts'
-import { readXva } from '../../source/formats/xva/index.ts'
 import { requireTool, run, tempDir } from '../helpers/tools.ts'
 import { connect, readAll, startTinyLab, vmNamed, waitFor, type XapiClient } from './helpers.ts'
 
