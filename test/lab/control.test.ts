@@ -1,0 +1,101 @@
+// The /_sim control plane over HTTP (writes, faults and their log, knobs, workloads), the session limit, and the
+// default fixture's two pools.
+import assert from 'node:assert/strict'
+import { test } from 'node:test'
+import { startLab } from '../../source/lab/index.ts'
+import { tempDir } from '../helpers/tools.ts'
+import { connect, objectsOf, rawCall, readAll, startTinyLab, vmNamed, waitFor } from './helpers.ts'
+
+const MiB = 1024 * 1024
+
+async function sim(url: string, method: string, path: string, body?: unknown): Promise<{ status: number; body: any }> {
+  const response = await fetch(`${url}/_sim/${path}`, { method, body: body === undefined ? undefined : JSON.stringify(body),
+    headers: { 'content-type': 'application/json' } })
+  return { status: response.status, body: await response.json() }
+}
+
+test('control plane over HTTP: state, guest writes, faults and their log, knobs, workloads', async () => {
+  const env = await startTinyLab()
+  const xapi = await connect(env.pool)
+  try {
+    const { url } = env.pool
+    const state = (await sim(url, 'GET', 'state')).body
+    assert.equal(state.pool, 'lab')
+    const running = state.vms.find((vm: any) => vm.name_label === 'tiny-running')
+    const disk = running.vdis[0]
+    const vdiRef = await xapi.call('VDI.get_by_uuid', disk)
+
+    assert.deepEqual((await sim(url, 'POST', `vdi/${disk}/write`, { offset: MiB, data: Buffer.from('written by the guest').toString('base64') })).body,
+      { bytesWritten: 20 })
+    const raw = await readAll((await xapi.getResource('/export_raw_vdi/', { query: { vdi: vdiRef, format: 'raw' } })).body)
+    assert.equal(raw.subarray(MiB, MiB + 20).toString(), 'written by the guest')
+
+    const rule = (await sim(url, 'POST', 'faults', { match: { method: 'VM.get_tags' }, action: { type: 'error', code: 'HOST_OFFLINE', params: ['x'] } })).body
+    assert.ok(rule.id)
+    await assert.rejects(xapi.call('VM.get_tags', running.ref), (error: any) => error.code === 'HOST_OFFLINE')
+    const log = (await sim(url, 'GET', 'faults/log')).body
+    assert.equal(log.at(-1).fault, 'error')
+    assert.equal(log.at(-1).detail.method, 'VM.get_tags')
+
+    assert.equal((await sim(url, 'POST', 'knobs', { snapshotMs: 10 })).body.snapshotMs, 10)
+    assert.equal((await sim(url, 'POST', 'knobs', { nope: 1 })).body.code, 'LAB_UNKNOWN_KNOB')
+    assert.equal((await sim(url, 'GET', 'nowhere')).status, 404)
+
+    // A workload dirties the running VM's disk over time: the next delta holds blocks.
+    const base = await xapi.callAsync('VDI.snapshot', vdiRef, {})
+    assert.deepEqual((await sim(url, 'POST', `vm/${running.uuid}/workload`, { dirtyBlocksPerMin: 6000, locality: 0.5, seed: 3 })).body, { disks: 1 })
+    await new Promise(resolve => setTimeout(resolve, 400))
+    await sim(url, 'DELETE', `vm/${running.uuid}/workload`)
+    const next = await xapi.callAsync('VDI.snapshot', vdiRef, {})
+    const delta = await readAll((await xapi.getResource('/export_raw_vdi/', { query: { vdi: next, format: 'vhd', base } })).body)
+    assert.ok(delta.length > 2 * MiB, `the workload changed blocks (${delta.length} bytes of delta)`)
+
+    await sim(url, 'POST', 'reset')
+    assert.deepEqual((await sim(url, 'GET', 'faults')).body, [])
+    const methods: string[] = await xapi.call('system.listMethods')
+    assert.ok(!methods.some(name => name.startsWith('_sim') || name.includes('/')))
+  } finally {
+    await xapi.disconnect()
+    await env.cleanup()
+  }
+})
+
+test('beyond 400 sessions the oldest are invalidated', async () => {
+  const env = await startTinyLab()
+  try {
+    const login = async () => (await rawCall(env.pool.url, 'session.login_with_password', [env.pool.username, env.pool.password])).body.result
+    const first = await login()
+    const second = await login()
+    for (let count = 2; count < 401; count++) await login()
+    assert.equal((await rawCall(env.pool.url, 'VM.get_all', [first])).body.error.message, 'SESSION_INVALID')
+    assert.ok(Array.isArray((await rawCall(env.pool.url, 'VM.get_all', [second])).body.result))
+  } finally {
+    await env.cleanup()
+  }
+})
+
+test('default fixture: a production pool and a DR pool on two ports, tagged VMs, ext/nfs/lvm SRs', async () => {
+  const dir = await tempDir()
+  const lab = await startLab({ dataDir: dir.path })
+  try {
+    assert.deepEqual(lab.pools.map(pool => pool.name), ['production', 'DR'])
+    assert.notEqual(lab.pools[0]!.url, lab.pools[1]!.url)
+    const production = await connect(lab.pools[0]!)
+    const vms = objectsOf(production, 'VM').filter(vm => !vm.is_control_domain)
+    assert.ok(vms.length >= 8)
+    assert.ok(vms.some(vm => vm.power_state === 'Running') && vms.some(vm => vm.power_state === 'Halted'))
+    assert.ok(vms.some(vm => vm.tags.includes('db')))
+    assert.deepEqual([...new Set(objectsOf(production, 'SR').map(sr => sr.type))].sort(), ['ext', 'lvm', 'nfs'])
+    assert.ok(objectsOf(production, 'host').length >= 2)
+    const db = vmNamed(production, 'db-01')
+    assert.equal(db.VBDs.filter((ref: string) => production.getObject(ref).type === 'Disk').length, 2)
+    await waitFor(() => vmNamed(production, 'web-01').$guest_metrics?.PV_drivers_detected === true, 'guest tools', 3000)
+    await production.disconnect()
+    const dr = await connect(lab.pools[1]!)
+    assert.notEqual(dr.getObject(Object.keys(await dr.call('pool.get_all_records'))[0]).uuid, lab.pools[0]!.poolUuid)
+    await dr.disconnect()
+  } finally {
+    await lab.stop()
+    await dir.cleanup()
+  }
+})
