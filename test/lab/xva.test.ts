@@ -1,0 +1,67 @@
+// Whole-VM transfers through the real client: an import shows its VM early (current_operations import), a cut archive
+// fails as XAPI's import does and leaves nothing behind, and an export locks its VM.
+import assert from 'node:assert/strict'
+import { Readable } from 'node:stream'
+import { after, before, describe, test } from 'node:test'
+import { connect, readAll, startTinyLab, vmNamed, waitFor, type XapiClient } from './helpers.ts'
+
+const MiB = 1024 * 1024
+
+describe('lab VM transfers', () => {
+  let env: Awaited<ReturnType<typeof startTinyLab>>
+  let xapi: XapiClient
+  before(async () => {
+    env = await startTinyLab()
+    xapi = await connect(env.pool)
+  })
+  after(async () => {
+    await xapi.disconnect()
+    await env.cleanup()
+  })
+  const diskOf = (vm: any) => vm.$VBDs.find((vbd: any) => vbd.type === 'Disk').$VDI
+
+  test('XVA import: the VM appears early with current_operations import; a cut archive fails with IMPORT_ERROR_PREMATURE_EOF', async () => {
+    const vm = vmNamed(xapi, 'tiny-halted')
+    const response = await xapi.getResource('/export/', { query: { ref: vm.$ref, use_compression: 'false' } })
+    const xva = await readAll(response.body)
+    await response.task
+    const sr = diskOf(vm).$SR.$ref
+    let release!: () => void
+    const held = new Promise<void>(resolve => (release = resolve))
+    const slow = Readable.from((async function* () {
+      yield xva.subarray(0, 256 * 1024)
+      await held
+      yield xva.subarray(256 * 1024)
+    })()) as Readable & { length?: number }
+    slow.length = xva.length
+    const upload = xapi.putResource(slow, '/import/', { query: { sr_id: sr } })
+    const early = await waitFor(() => Object.values(xapi.objects.all).find((object: any) => object.$type === 'VM' &&
+      Object.values(object.current_operations).includes('import')), 'the VM being imported')
+    release()
+    const [imported] = await upload
+    assert.equal(imported, early.$ref)
+    await waitFor(() => Object.keys(xapi.getObject(imported).current_operations).length === 0, 'the import done')
+    assert.equal(xapi.getObject(imported).name_label, vm.name_label)
+    await xapi.call('VM.destroy', imported)
+
+    const before = (await xapi.call('VM.get_all')).length
+    await assert.rejects(xapi.putResource(xva.subarray(0, xva.length - 3 * MiB), '/import/', { query: { sr_id: sr } }),
+      (error: any) => error.code === 'IMPORT_ERROR_PREMATURE_EOF')
+    assert.equal((await xapi.call('VM.get_all')).length, before, 'a failed import leaves nothing behind')
+  })
+
+  test('a VM export locks the VM: destroy answers OTHER_OPERATION_IN_PROGRESS meanwhile', async () => {
+    const vm = vmNamed(xapi, 'tiny-halted')
+    env.lab.control.setKnobs({ exportPerStreamMiBs: 24 })
+    try {
+      const response = await xapi.getResource('/export/', { query: { ref: vm.$ref } })
+      await waitFor(() => Object.values(xapi.getObject(vm.$ref).current_operations).includes('export'), 'the export lock')
+      await assert.rejects(xapi.call('VM.destroy', vm.$ref), (error: any) => error.code === 'OTHER_OPERATION_IN_PROGRESS' && error.params[2] === 'export')
+      await readAll(response.body)
+      await response.task
+      await waitFor(() => Object.keys(xapi.getObject(vm.$ref).current_operations).length === 0, 'the lock released')
+    } finally {
+      env.lab.control.setKnobs({ exportPerStreamMiBs: null as never })
+    }
+  })
+})
