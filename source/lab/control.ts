@@ -8,6 +8,7 @@ import type { LabServer } from './server.ts'
 import { readBody } from './server.ts'
 import { DEFAULT_KNOBS, type Knobs, type Toolstack } from './toolstack.ts'
 import { refreshSr } from './vdi.ts'
+import { haltVm } from './vm.ts'
 
 export interface WriteRequest { offset: number; length?: number; seed?: number; data?: string /* base64 */ }
 export interface WorkloadRequest { dirtyBlocksPerMin: number; locality?: number; seed?: number }
@@ -94,9 +95,19 @@ export class Control {
     this.xapi.sessions.clear()
   }
 
-  async restart(downMs: number): Promise<void> {
-    this.xapi.faults.log(this.xapi, 'toolstackRestart', { downMs, sessions: this.xapi.sessions.size, tasks: this.xapi.db.count('task') })
+  /** Toolstack restart; with `reboot`, a host reboot: running VMs come back Halted and dom0 lets go of every disk. */
+  async restart(downMs: number, options: { reboot?: boolean } = {}): Promise<void> {
+    const { db } = this.xapi
+    this.xapi.faults.log(this.xapi, options.reboot === true ? 'hostReboot' : 'toolstackRestart',
+      { downMs, sessions: this.xapi.sessions.size, tasks: db.count('task') })
     await this.server?.restart(downMs)
+    if (options.reboot !== true) return
+    await this.stopAll()
+    for (const vm of db.find('VM', record => record.is_control_domain !== true && record.power_state !== 'Halted' && record.power_state !== 'Suspended')) {
+      haltVm(this.xapi, vm)
+    }
+    const dom0s = new Set(db.find('VM', record => record.is_control_domain === true))
+    for (const vbd of db.find('VBD', record => dom0s.has(record.VM as string))) db.delete('VBD', vbd)
   }
 
   /** Fills the SR (its free space set to zero): writes, snapshots, clones and imports then fail with SR_BACKEND_FAILURE_44. */
@@ -158,8 +169,9 @@ export class Control {
         case 'POST faults/export-cut': return reply(200, this.exportCut(body as Parameters<Control['exportCut']>[0]))
         case 'POST sessions/invalidate': return reply(200, this.invalidateSessions())
         case 'POST restart': {
-          reply(200, { downMs: Number((body as { downMs?: number }).downMs ?? 2000) })
-          return void response.on('finish', () => void this.restart(Number((body as { downMs?: number }).downMs ?? 2000)))
+          const { downMs = 2000, reboot = false } = body as { downMs?: number; reboot?: boolean }
+          reply(200, { downMs, reboot })
+          return void response.on('finish', () => void this.restart(Number(downMs), { reboot: reboot === true }))
         }
         case 'POST reset': return reply(200, await this.reset())
         default: return reply(404, { code: 'LAB_UNKNOWN_ROUTE', message: `No control route ${route}` })

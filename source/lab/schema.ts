@@ -166,10 +166,6 @@ export const SCHEMA: Record<string, ClassSchema> = {
   },
 }
 
-export function isRefField(value: unknown): boolean {
-  return typeof value === 'string' && value.startsWith('OpaqueRef:')
-}
-
 /** A deep copy of a field default, so records never share arrays or maps. */
 export function cloneValue<T>(value: T): T {
   return structuredClone(value)

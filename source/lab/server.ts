@@ -14,8 +14,6 @@ export class LabServer {
   private server: Server | undefined
   private readonly sockets = new Set<Socket>()
   port = 0
-  /** Until this time the port refuses connections (toolstack restart in progress). */
-  private downUntil = 0
 
   constructor(readonly xapi: Toolstack, private readonly control: Control) {}
 
@@ -57,7 +55,6 @@ export class LabServer {
    * are gone when it comes back; the database (and the pool ref) survive.
    */
   async restart(downMs: number): Promise<void> {
-    this.downUntil = Date.now() + downMs
     const server = this.server
     this.server = undefined
     for (const socket of this.sockets) socket.resetAndDestroy()
@@ -66,10 +63,6 @@ export class LabServer {
     setTimeout(() => {
       void this.listen(this.port).catch(error => console.error(`lab: ${this.xapi.name} could not listen again:`, error))
     }, downMs)
-  }
-
-  get isDown(): boolean {
-    return Date.now() < this.downUntil
   }
 
   private async route(request: IncomingMessage, response: ServerResponse): Promise<void> {

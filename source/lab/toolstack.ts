@@ -13,7 +13,7 @@ interface TaskContext { task: string; signal: AbortSignal }
 export type MethodHandler = (context: CallContext, ...args: unknown[]) => unknown
 interface MethodSpec { arity: number[]; session: boolean; asyncable: boolean; handler: MethodHandler }
 
-export const MAX_SESSIONS = 400
+const MAX_SESSIONS = 400
 const TASK_LIMIT = 200
 
 /** Performance and timing knobs (milliseconds, MiB/s); changed through `/_sim/knobs`. */
@@ -67,10 +67,6 @@ export class Toolstack {
     const session = options.session ?? true
     const counts = (typeof arity === 'number' ? [arity] : arity).map(count => count + (session ? 1 : 0))
     this.methods.set(name, { arity: counts, handler, session, asyncable: options.asyncable ?? false })
-  }
-
-  has(name: string): boolean {
-    return this.methods.has(name)
   }
 
   listMethods(): string[] {

@@ -142,3 +142,18 @@ test('toolstack restart: transfers cut, connections refused, sessions invalid an
     await env.cleanup()
   }
 })
+
+test('host reboot: running VMs come back Halted', async () => {
+  const env = await startTinyLab()
+  const xapi = await connect(env.pool)
+  try {
+    const vm = vmNamed(xapi, 'tiny-running')
+    await env.lab.control.restart(200, { reboot: true })
+    await new Promise(resolve => setTimeout(resolve, 300))
+    await waitFor(() => xapi.getObject(vm.$ref).power_state === 'Halted', 'the VM halted by the reboot', 3000)
+    assert.ok(env.lab.control.faultLog().some(entry => entry.fault === 'hostReboot'))
+  } finally {
+    await xapi.disconnect().catch(() => {})
+    await env.cleanup()
+  }
+})
