@@ -1,12 +1,16 @@
 // `lifeboat lab serve`: starts the lab and prints where it listens and how to log in, then runs until SIGINT/SIGTERM.
 import { join } from 'node:path'
 import { homedir } from 'node:os'
-import { parseCommandArgs, UsageError } from '../cli/command.ts'
+import { parseCommandArgs, runCommand, UsageError } from '../cli/command.ts'
 import { startLab } from './index.ts'
 
 export const LAB_USAGE = 'usage: lifeboat lab serve [--port N] [--data DIR] [--fixture default|tiny] [--json]'
 
-export async function main(args: string[]): Promise<void> {
+export function main(args: string[]): Promise<never> {
+  return runCommand(LAB_USAGE, () => serve(args))
+}
+
+async function serve(args: string[]): Promise<void> {
   const { values, positionals } = parseCommandArgs(args, {
     port: { type: 'string' }, data: { type: 'string' }, fixture: { type: 'string' }, json: { type: 'boolean' },
     username: { type: 'string' }, password: { type: 'string' },

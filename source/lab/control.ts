@@ -145,6 +145,13 @@ export class Control {
     void this.stopWorkload(vmUuid).catch(() => {})
   }
 
+  /**
+   * Routes (JSON bodies): GET state · POST vdi/:uuid/write {offset, length?, seed?, data?} · POST vdi/:uuid/in-use {ms}
+   * · POST vm/:uuid/workload {dirtyBlocksPerMin, locality?, seed?} · DELETE vm/:uuid/workload · POST sr/:uuid/full
+   * · POST knobs {…Knobs} · GET|POST|DELETE faults · GET faults/log · POST faults/snapshot-failure {times?}
+   * · POST faults/export-cut {afterBytes, mode, endpoint?, uuid?} · POST sessions/invalidate · POST restart {downMs, reboot?}
+   * · POST reset.
+   */
   async handle(server: LabServer, request: IncomingMessage, response: ServerResponse, url: URL): Promise<void> {
     const parts = url.pathname.split('/').filter(part => part !== '').slice(1)
     const body = request.method === 'GET' || request.method === 'DELETE' ? {} : parseJson(await readBody(request, 1024 * 1024 * 64))

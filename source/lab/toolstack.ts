@@ -157,7 +157,8 @@ export class Toolstack {
   }
 
   finishTask(task: string, patch: LabRecord): void {
-    if (!this.db.has('task', task) || this.db.row('task', task).status !== 'pending' && this.db.row('task', task).status !== 'cancelling') return
+    const status = this.db.has('task', task) ? this.db.row('task', task).status : undefined
+    if (status !== 'pending' && status !== 'cancelling') return
     this.db.update('task', task, { progress: 1, finished: xapiDate(), allowed_operations: [], ...patch })
   }
 

@@ -9,7 +9,7 @@ import type { FaultAction } from './faults.ts'
 import { NULL_REF } from './schema.ts'
 import { exportRaw, exportVhd, importRaw, importVhd } from './storage/index.ts'
 import { delay, type Toolstack } from './toolstack.ts'
-import { refreshSr } from './vdi.ts'
+import { createVdi, refreshSr } from './vdi.ts'
 import { exportXva, importXva } from './xva.ts'
 
 export const TRANSFER_PATHS = new Set(['/export_raw_vdi/', '/import_raw_vdi/', '/export/', '/import/'])
@@ -223,7 +223,9 @@ async function importRawVdi(transfer: Transfer): Promise<string> {
     writeHead(socket, 404, 'Not Found', {}, '1.0')
     throw new ApiError('INTERNAL_ERROR', [`Unknown format ${format}`])
   }
-  const vdi = vdiParam(xapi, query.get('vdi'))
+  const vdi = query.get('vdi') === null && query.get('sr_id') !== null && format === 'raw'
+    ? await createVdi(xapi, { SR: query.get('sr_id'), virtual_size: Number(request.headers['content-length'] ?? 0), name_label: 'Imported VDI' })
+    : vdiParam(xapi, query.get('vdi'))
   // Headers first: the client's probe PUT (announcing 1 PiB, or nothing) waits for them before it sends anything.
   writeHead(socket, 200, 'OK', { 'task-id': transfer.task, 'content-type': 'application/octet-stream' })
   const detach = await attachToDom0(xapi, vdi, signal)

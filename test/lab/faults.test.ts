@@ -2,7 +2,7 @@
 // tasks lost by a toolstack restart, the VDI_IN_USE window after an export, SR full; each one is in the fault log.
 import assert from 'node:assert/strict'
 import { after, before, describe, test } from 'node:test'
-import { connect, rawCall, readAll, startTinyLab, vmNamed, waitFor, type XapiClient } from './helpers.ts'
+import { connect, diskOf, rawCall, readAll, startTinyLab, vmNamed, waitFor, type XapiClient } from './helpers.ts'
 
 const MiB = 1024 * 1024
 
@@ -18,7 +18,6 @@ describe('lab faults', () => {
     await env.cleanup()
   })
 
-  const diskOf = (vm: any) => vm.$VBDs.find((vbd: any) => vbd.type === 'Disk').$VDI
   const loggedFaults = () => env.lab.control.faultLog().map(entry => entry.fault)
 
   test('snapshot failure in SM: SR_BACKEND_FAILURE_82 on the task', async () => {
@@ -120,7 +119,7 @@ test('toolstack restart: transfers cut, connections refused, sessions invalid an
   const env = await startTinyLab()
   const xapi = await connect(env.pool)
   try {
-    const disk = vmNamed(xapi, 'tiny-running').$VBDs.find((vbd: any) => vbd.type === 'Disk').$VDI
+    const disk = diskOf(vmNamed(xapi, 'tiny-running'))
     const session = xapi.sessionId
     const pending = await xapi.call('task.create', 'pending', 'lost on restart')
     env.lab.control.setKnobs({ exportPerStreamMiBs: 8 })

@@ -40,6 +40,11 @@ export function vmNamed(xapi: XapiClient, name: string): any {
   return vm
 }
 
+/** The VM's first disk (the VDI behind its first Disk VBD). */
+export function diskOf(vm: any): any {
+  return vm.$VBDs.find((vbd: any) => vbd.type === 'Disk').$VDI
+}
+
 export async function waitFor<T>(probe: () => T | undefined | false, what: string, timeoutMs = 5000): Promise<T> {
   const deadline = Date.now() + timeoutMs
   while (Date.now() < deadline) {

@@ -2,7 +2,7 @@
 // hidden base copies, and guest tools reporting, seen through the real client's cache.
 import assert from 'node:assert/strict'
 import { after, before, describe, test } from 'node:test'
-import { connect, readAll, startTinyLab, vmNamed, waitFor, type XapiClient } from './helpers.ts'
+import { connect, diskOf, readAll, startTinyLab, vmNamed, waitFor, type XapiClient } from './helpers.ts'
 
 const MiB = 1024 * 1024
 
@@ -17,7 +17,6 @@ describe('lab semantics', () => {
     await xapi.disconnect()
     await env.cleanup()
   })
-  const diskOf = (vm: any) => vm.$VBDs.find((vbd: any) => vbd.type === 'Disk').$VDI
 
   test('VM.snapshot copies other_config and disk metadata, marks a template, resets blocked operations', async () => {
     const vm = vmNamed(xapi, 'tiny-running')

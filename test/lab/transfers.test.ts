@@ -7,7 +7,7 @@ import { Readable } from 'node:stream'
 import { after, before, describe, test } from 'node:test'
 import { openVhdStream } from '../../source/formats/vhd/index.ts'
 import { requireTool, run, tempDir } from '../helpers/tools.ts'
-import { connect, readAll, startTinyLab, vmNamed, waitFor, type XapiClient } from './helpers.ts'
+import { connect, diskOf, readAll, startTinyLab, vmNamed, waitFor, type XapiClient } from './helpers.ts'
 
 const MiB = 1024 * 1024
 
@@ -23,7 +23,6 @@ describe('lab transfers', () => {
     await env.cleanup()
   })
 
-  const diskOf = (vm: any) => vm.$VBDs.find((vbd: any) => vbd.type === 'Disk').$VDI
   const exportBody = async (query: Record<string, string>) => {
     const response = await xapi.getResource('/export_raw_vdi/', { query })
     const body = await readAll(response.body)

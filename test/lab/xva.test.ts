@@ -3,7 +3,7 @@
 import assert from 'node:assert/strict'
 import { Readable } from 'node:stream'
 import { after, before, describe, test } from 'node:test'
-import { connect, readAll, startTinyLab, vmNamed, waitFor, type XapiClient } from './helpers.ts'
+import { connect, diskOf, readAll, startTinyLab, vmNamed, waitFor, type XapiClient } from './helpers.ts'
 
 const MiB = 1024 * 1024
 
@@ -18,7 +18,6 @@ describe('lab VM transfers', () => {
     await xapi.disconnect()
     await env.cleanup()
   })
-  const diskOf = (vm: any) => vm.$VBDs.find((vbd: any) => vbd.type === 'Disk').$VDI
 
   test('XVA import: the VM appears early with current_operations import; a cut archive fails with IMPORT_ERROR_PREMATURE_EOF', async () => {
     const vm = vmNamed(xapi, 'tiny-halted')
@@ -64,4 +63,21 @@ describe('lab VM transfers', () => {
       env.lab.control.setKnobs({ exportPerStreamMiBs: null as never })
     }
   })
+})
+
+test('raw upload with sr_id and no vdi creates an "Imported VDI" holding the data', async () => {
+  const env = await startTinyLab()
+  const xapi = await connect(env.pool)
+  try {
+    const sr = diskOf(vmNamed(xapi, 'tiny-halted')).$SR.$ref
+    const content = Buffer.alloc(4 * MiB, 0x5a)
+    const vdi = await xapi.putResource(content, '/import_raw_vdi/', { query: { sr_id: sr, format: 'raw' } })
+    const record = await waitFor(() => xapi.getObject(vdi, undefined), 'the new VDI')
+    assert.equal(record.name_label, 'Imported VDI')
+    assert.equal(record.virtual_size, 4 * MiB)
+    assert.ok((await readAll((await xapi.getResource('/export_raw_vdi/', { query: { vdi, format: 'raw' } })).body)).equals(content))
+  } finally {
+    await xapi.disconnect()
+    await env.cleanup()
+  }
 })
