@@ -67,6 +67,7 @@ export class Control {
       ;(this.xapi.knobs as unknown as Record<string, unknown>)[key] = value === null ? undefined : value
     }
     this.xapi.rates.setLimits({ perStreamMiBs: this.xapi.knobs.exportPerStreamMiBs, hostMiBs: this.xapi.knobs.exportHostMiBs })
+    if ('gcStuck' in knobs) for (const sr of this.xapi.db.all('SR')) refreshSr(this.xapi, sr)
     return this.xapi.knobs
   }
 

@@ -27,11 +27,13 @@ export interface Knobs {
   toolsMs: number
   /** More snapshots than this queued on one SR make the excess fail with SR_BACKEND_FAILURE_82 (0 = off). */
   raceQueueLimit: number
+  /** SM's garbage collector stuck: base copies with a single child stay visible (an unhealthy chain). */
+  gcStuck: boolean
 }
 
 export const DEFAULT_KNOBS: Knobs = {
   exportPerStreamMiBs: undefined, exportHostMiBs: undefined, snapshotMs: 50, attachMs: 0, detachLagMs: 0, bootMs: 50, toolsMs: 500,
-  raceQueueLimit: 0,
+  raceQueueLimit: 0, gcStuck: false,
 }
 
 export function xapiDate(date = new Date()): string {

@@ -18,31 +18,37 @@ export function roundToBlock(size: number): number {
   return Math.ceil(size / LAB_BLOCK_SIZE) * LAB_BLOCK_SIZE
 }
 
-/** Recomputes the SR's and its VDIs' space figures, and drops base copies whose layer the store has coalesced away. */
+/**
+ * The parent SM shows in `vhd-parent`. SM's garbage collector coalesces a base copy that has a single child into
+ * that child; the store keeps such layers (reads and deltas are the same), so the XAPI view skips them, unless the
+ * `gcStuck` knob keeps them visible: the "unhealthy VDI chain" backup tools wait on.
+ */
+function visibleParent(xapi: Toolstack, layerUuid: string): string | undefined {
+  let parent = xapi.store.layer(layerUuid).parent
+  while (!xapi.knobs.gcStuck && parent !== undefined && xapi.store.layer(parent).children.length === 1) parent = xapi.store.layer(parent).parent
+  return parent
+}
+
+/** Recomputes the SR's and its VDIs' space figures and parents, and keeps one hidden base copy per visible inner layer. */
 export function refreshSr(xapi: Toolstack, sr: string): void {
   const { db, store } = xapi
   const uuid = db.row('SR', sr).uuid as string
   let virtualAllocation = 0
-  for (const vdi of db.refsWhere('VDI', 'SR', sr)) {
+  const visibleBases = new Set<string>()
+  const managed = db.refsWhere('VDI', 'SR', sr).filter(vdi => db.row('VDI', vdi).managed !== false)
+  for (const vdi of managed) {
     const record = db.row('VDI', vdi)
-    let layer
-    try {
-      layer = store.layer(record.location as string)
-    } catch {
-      if (record.managed === false) db.delete('VDI', vdi)
-      continue
-    }
-    if (record.managed !== false) virtualAllocation += record.virtual_size as number
-    const parent = layer.parent === undefined ? {} : { 'vhd-parent': layer.parent }
-    const smConfig = { ...(record.sm_config as Record<string, string>) }
-    delete smConfig['vhd-parent']
-    const patch: LabRecord = {}
-    if (record.physical_utilisation !== layer.physicalUtilisation) patch.physical_utilisation = layer.physicalUtilisation
-    if (record.virtual_size !== layer.size) patch.virtual_size = layer.size
-    if ((record.sm_config as Record<string, string>)['vhd-parent'] !== layer.parent) patch.sm_config = { ...smConfig, ...parent }
-    if (Object.keys(patch).length > 0) db.update('VDI', vdi, patch)
-    // A base copy appears for every inner layer of the tree, as SM's scan shows it.
-    if (layer.parent !== undefined) ensureBaseCopy(xapi, sr, layer.parent)
+    virtualAllocation += record.virtual_size as number
+    for (let parent = syncVdi(xapi, vdi); parent !== undefined; parent = visibleParent(xapi, parent)) visibleBases.add(parent)
+  }
+  for (const base of db.refsWhere('VDI', 'SR', sr).filter(vdi => db.row('VDI', vdi).managed === false)) {
+    const location = db.row('VDI', base).location as string
+    if (!visibleBases.delete(location)) db.delete('VDI', base)
+    else syncVdi(xapi, base)
+  }
+  for (const layerUuid of visibleBases) {
+    const base = db.create('VDI', { uuid: layerUuid, location: layerUuid, SR: sr, name_label: 'base copy', managed: false, read_only: true })
+    syncVdi(xapi, base)
   }
   const usage = store.srUsage(uuid)
   const record = db.row('SR', sr)
@@ -51,13 +57,21 @@ export function refreshSr(xapi: Toolstack, sr: string): void {
   }
 }
 
-function ensureBaseCopy(xapi: Toolstack, sr: string, layerUuid: string): void {
-  const { db, store } = xapi
-  if (db.find('VDI', record => record.location === layerUuid).length > 0) return
-  const layer = store.layer(layerUuid)
-  db.create('VDI', { uuid: layerUuid, location: layerUuid, SR: sr, name_label: 'base copy', managed: false, read_only: true,
-    virtual_size: layer.size, physical_utilisation: layer.physicalUtilisation, sm_config: layer.parent === undefined ? {} : { 'vhd-parent': layer.parent } })
-  if (layer.parent !== undefined) ensureBaseCopy(xapi, sr, layer.parent)
+/** Brings a VDI record's size, utilisation and vhd-parent in line with its layer; returns the visible parent. */
+function syncVdi(xapi: Toolstack, vdi: string): string | undefined {
+  const record = xapi.db.row('VDI', vdi)
+  const layer = xapi.store.layer(record.location as string)
+  const parent = visibleParent(xapi, layer.uuid)
+  const smConfig = { ...(record.sm_config as Record<string, string>) }
+  const patch: LabRecord = {}
+  if (record.physical_utilisation !== layer.physicalUtilisation) patch.physical_utilisation = layer.physicalUtilisation
+  if (record.virtual_size !== layer.size) patch.virtual_size = layer.size
+  if (smConfig['vhd-parent'] !== parent) {
+    delete smConfig['vhd-parent']
+    patch.sm_config = parent === undefined ? smConfig : { ...smConfig, 'vhd-parent': parent }
+  }
+  if (Object.keys(patch).length > 0) xapi.db.update('VDI', vdi, patch)
+  return parent
 }
 
 export async function createVdi(xapi: Toolstack, fields: LabRecord): Promise<string> {

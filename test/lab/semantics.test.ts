@@ -6,6 +6,10 @@ import { connect, diskOf, readAll, startTinyLab, vmNamed, waitFor, type XapiClie
 
 const MiB = 1024 * 1024
 
+function objectsOfSr(sr: any): any[] {
+  return sr.VDIs.map((ref: string) => sr.$xapi.getObject(ref))
+}
+
 describe('lab semantics', () => {
   let env: Awaited<ReturnType<typeof startTinyLab>>
   let xapi: XapiClient
@@ -50,6 +54,25 @@ describe('lab semantics', () => {
     await xapi.call('VM.destroy', ref)
     assert.equal(await xapi.call('VDI.get_is_a_snapshot', disk.$ref), true, 'VM.destroy leaves the VDIs')
     await xapi.call('VDI.destroy', disk.$ref)
+    // SM coalesces the base copy left with a single child: the chain is healthy again.
+    await waitFor(() => xapi.getObject(base.$ref, undefined) === undefined, 'the base copy coalesced')
+    assert.equal(diskOf(xapi.getObject(vm.$ref)).sm_config['vhd-parent'], undefined)
+  })
+
+  test('gcStuck keeps a base copy with a single child visible (an unhealthy chain)', async () => {
+    const vm = vmNamed(xapi, 'tiny-halted')
+    const snapshot = await xapi.callAsync('VDI.snapshot', diskOf(vm).$ref, {})
+    env.lab.control.setKnobs({ gcStuck: true })
+    try {
+      await xapi.call('VDI.destroy', snapshot)
+      const parent = await waitFor(() => diskOf(xapi.getObject(vm.$ref)).sm_config['vhd-parent'], 'the parent')
+      const base = xapi.getObject(await xapi.call('VDI.get_by_uuid', parent))
+      assert.equal(base.managed, false)
+      await waitFor(() => objectsOfSr(base.$SR).filter((vdi: any) => vdi?.sm_config['vhd-parent'] === parent).length === 1, 'one child: SM would coalesce it')
+    } finally {
+      env.lab.control.setKnobs({ gcStuck: false })
+    }
+    await waitFor(() => diskOf(xapi.getObject(vm.$ref)).sm_config['vhd-parent'] === undefined, 'the chain coalesced once GC runs')
   })
 
   test('start: Running with guest metrics in the same event, PV drivers reported later for a VM with tools', async () => {
