@@ -26,6 +26,8 @@ export class Database {
   generation = 0
   /** Set when the lab stops: long polls return at once instead of waiting out their timeout. */
   closed = false
+  /** Runs before each save, so what the records point at (disk layers) is on disk first. */
+  beforeSave: () => Promise<void> = async () => {}
   private readonly tables = new Map<string, Map<string, Row>>()
   private readonly classOfRef = new Map<string, string>()
   private tombstones: Tombstone[] = []
@@ -230,6 +232,7 @@ export class Database {
 
   private async save(): Promise<void> {
     if (this.file === undefined) return
+    await this.beforeSave()
     const tables: Record<string, Record<string, LabRecord>> = {}
     for (const [cls, table] of this.tables) {
       if (SCHEMA[cls]!.volatile === true) continue

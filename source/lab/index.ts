@@ -34,6 +34,7 @@ export async function startLab(options: LabOptions): Promise<Lab> {
       await mkdir(dir, { recursive: true })
       const db = await Database.open(join(dir, 'db.json'))
       const store = await DiskStore.open(join(dir, 'disks'))
+      db.beforeSave = () => store.flush()
       const xapi = new Toolstack(spec.name, db, store, new RateLimiter(), new FaultBook(), credentials)
       defineAllMethods(xapi)
       if (db.isEmpty) await seedPool(xapi, spec, index)
