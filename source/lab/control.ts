@@ -2,7 +2,8 @@
 // log, toolstack restarts, session invalidation, SR full and VDI_IN_USE windows, state dumps. JSON in, JSON out.
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { LifeboatError } from '../util/errors.ts'
-import type { FaultAction } from './faults.ts'
+import { z } from 'zod'
+import { faultRuleSchema, type FaultRuleRequest } from './faults.ts'
 import { patternBytes, startWorkload } from './storage/index.ts'
 import type { LabServer } from './server.ts'
 import { readBody } from './server.ts'
@@ -10,8 +11,23 @@ import { DEFAULT_KNOBS, type Knobs, type Toolstack } from './toolstack.ts'
 import { refreshSr } from './vdi.ts'
 import { haltVm } from './vm.ts'
 
-export interface WriteRequest { offset: number; length?: number; seed?: number; data?: string /* base64 */ }
-export interface WorkloadRequest { dirtyBlocksPerMin: number; locality?: number; seed?: number }
+const writeSchema = z.object({ offset: z.number().int().nonnegative(), length: z.number().int().positive().max(256 * 1024 * 1024).optional(),
+  seed: z.number().int().optional(), data: z.base64().optional() })
+const workloadSchema = z.object({ dirtyBlocksPerMin: z.number().nonnegative(), locality: z.number().min(0).max(1).optional(), seed: z.number().int().optional() })
+const knobsSchema = z.object({
+  exportPerStreamMiBs: z.number().positive().nullable(), exportHostMiBs: z.number().positive().nullable(), snapshotMs: z.number().nonnegative(),
+  attachMs: z.number().nonnegative(), detachLagMs: z.number().nonnegative(), bootMs: z.number().nonnegative(), toolsMs: z.number().nonnegative(),
+  raceQueueLimit: z.number().int().nonnegative(), gcStuck: z.boolean(),
+}).partial().strict()
+const exportCutSchema = z.object({ afterBytes: z.number().int().nonnegative(), mode: z.enum(['fin', 'rst']), endpoint: z.string().optional(),
+  uuid: z.string().optional() })
+const restartSchema = z.object({ downMs: z.number().nonnegative().max(3600_000).default(2000), reboot: z.boolean().default(false) })
+const msSchema = z.object({ ms: z.number().nonnegative().max(3600_000).default(4000) })
+const timesSchema = z.object({ times: z.number().int().nonnegative().default(1) })
+
+export type WriteRequest = z.infer<typeof writeSchema>
+export type WorkloadRequest = z.infer<typeof workloadSchema>
+export type KnobChanges = z.infer<typeof knobsSchema>
 
 /** Control operations of one pool, used by the HTTP control plane and directly by tests and the CLI. */
 export class Control {
@@ -61,18 +77,22 @@ export class Control {
     await stop?.()
   }
 
-  setKnobs(knobs: Partial<Knobs>): Knobs {
-    for (const [key, value] of Object.entries(knobs)) {
-      if (!(key in DEFAULT_KNOBS)) throw new LifeboatError('LAB_UNKNOWN_KNOB', `The lab has no knob named ${key}; known knobs: ${Object.keys(DEFAULT_KNOBS).join(', ')}.`)
+  /** Changes knobs; `null` lifts a rate cap. */
+  setKnobs(changes: KnobChanges | Partial<Knobs>): Knobs {
+    const parsed = knobsSchema.safeParse(changes)
+    if (!parsed.success) {
+      throw new LifeboatError('LAB_BAD_KNOB', `The knobs are not valid (${z.prettifyError(parsed.error)}); known knobs: ${Object.keys(DEFAULT_KNOBS).join(', ')}.`)
+    }
+    for (const [key, value] of Object.entries(parsed.data)) {
       ;(this.xapi.knobs as unknown as Record<string, unknown>)[key] = value === null ? undefined : value
     }
     this.xapi.rates.setLimits({ perStreamMiBs: this.xapi.knobs.exportPerStreamMiBs, hostMiBs: this.xapi.knobs.exportHostMiBs })
-    if ('gcStuck' in knobs) for (const sr of this.xapi.db.all('SR')) refreshSr(this.xapi, sr)
+    if ('gcStuck' in parsed.data) for (const sr of this.xapi.db.all('SR')) refreshSr(this.xapi, sr)
     return this.xapi.knobs
   }
 
-  addFault(rule: { match: { method?: string; endpoint?: string; uuid?: string }; action: FaultAction; times?: number }) {
-    return this.xapi.faults.add(rule)
+  addFault(rule: FaultRuleRequest) {
+    return this.xapi.faults.add(faultRuleSchema.parse(rule))
   }
 
   /** Shorthands for the faults of xapi.md §4. */
@@ -81,7 +101,7 @@ export class Control {
       action: { type: 'error', code: 'SR_BACKEND_FAILURE_82', params: ['', 'Failed to snapshot VDI [opterr=failed to pause VDI]', ''] } })
   }
 
-  exportCut(options: { afterBytes: number; mode: 'fin' | 'rst'; endpoint?: string; uuid?: string }) {
+  exportCut(options: z.infer<typeof exportCutSchema>) {
     return this.addFault({ match: { endpoint: options.endpoint ?? '/export_raw_vdi/', uuid: options.uuid },
       action: { type: 'truncate', afterBytes: options.afterBytes, mode: options.mode } })
   }
@@ -163,28 +183,29 @@ export class Control {
     try {
       switch (route) {
         case 'GET state': return reply(200, this.state())
-        case 'POST vdi/:id/write': return reply(200, await this.writeVdi(id, body as WriteRequest))
-        case 'POST vdi/:id/in-use': return reply(200, this.vdiInUse(id, Number((body as { ms?: number }).ms ?? 4000)))
-        case 'POST vm/:id/workload': return reply(200, this.startWorkload(id, body as WorkloadRequest))
+        case 'POST vdi/:id/write': return reply(200, await this.writeVdi(id, writeSchema.parse(body)))
+        case 'POST vdi/:id/in-use': return reply(200, this.vdiInUse(id, msSchema.parse(body).ms))
+        case 'POST vm/:id/workload': return reply(200, this.startWorkload(id, workloadSchema.parse(body)))
         case 'DELETE vm/:id/workload': return reply(200, await this.stopWorkload(id))
         case 'POST sr/:id/full': return reply(200, await this.srFull(id))
-        case 'POST knobs': return reply(200, this.setKnobs(body as Partial<Knobs>))
+        case 'POST knobs': return reply(200, this.setKnobs(body as KnobChanges))
         case 'GET faults': return reply(200, this.xapi.faults.list())
-        case 'POST faults': return reply(200, this.addFault(body as Parameters<Control['addFault']>[0]))
+        case 'POST faults': return reply(200, this.addFault(body as FaultRuleRequest))
         case 'DELETE faults': return reply(200, this.xapi.faults.clear())
         case 'GET faults/log': return reply(200, this.faultLog())
-        case 'POST faults/snapshot-failure': return reply(200, this.snapshotFailure(Number((body as { times?: number }).times ?? 1)))
-        case 'POST faults/export-cut': return reply(200, this.exportCut(body as Parameters<Control['exportCut']>[0]))
+        case 'POST faults/snapshot-failure': return reply(200, this.snapshotFailure(timesSchema.parse(body).times))
+        case 'POST faults/export-cut': return reply(200, this.exportCut(exportCutSchema.parse(body)))
         case 'POST sessions/invalidate': return reply(200, this.invalidateSessions())
         case 'POST restart': {
-          const { downMs = 2000, reboot = false } = body as { downMs?: number; reboot?: boolean }
+          const { downMs, reboot } = restartSchema.parse(body)
           reply(200, { downMs, reboot })
-          return void response.on('finish', () => void this.restart(Number(downMs), { reboot: reboot === true }))
+          return void response.on('finish', () => void this.restart(downMs, { reboot }))
         }
         case 'POST reset': return reply(200, await this.reset())
         default: return reply(404, { code: 'LAB_UNKNOWN_ROUTE', message: `No control route ${route}` })
       }
     } catch (error) {
+      if (error instanceof z.ZodError) return reply(400, { code: 'LAB_BAD_REQUEST', message: z.prettifyError(error) })
       const code = (error as { code?: unknown }).code
       reply(400, { code: typeof code === 'string' ? code : 'LAB_CONTROL_FAILED', message: (error as Error).message, params: (error as { params?: unknown }).params })
     }

@@ -1,29 +1,36 @@
 // Injected failures (xapi.md §4, §6.7): rules matched against API calls and HTTP transfers, and the log of every fault
 // that fired, so a test can assert how a client reacted to exactly what happened.
 import { randomUUID } from 'node:crypto'
+import { z } from 'zod'
 import { ApiError } from './errors.ts'
 import { delay, type Toolstack } from './toolstack.ts'
 
-export type FaultAction =
-  | { type: 'error'; code: string; params?: string[] }
-  | { type: 'delay'; ms: number }
-  | { type: 'hang' }
-  | { type: 'sessionInvalidate' }
-  /** Transfers: the body ends after `afterBytes` with a FIN (clean close) or a RST. */
-  | { type: 'truncate'; afterBytes: number; mode: 'fin' | 'rst' }
-  /** Transfers: no byte for `ms` after `afterBytes`. */
-  | { type: 'stall'; ms: number; afterBytes?: number }
-  /** Transfers: XAPI bug xen-api#4603, a 200 whose body is an HTTP 500 page with SR_BACKEND_FAILURE_46. */
-  | { type: 'embedded500' }
+const byteCount = z.number().int().nonnegative()
+const milliseconds = z.number().nonnegative().max(24 * 3600_000)
 
-export interface FaultRule {
-  id: string
+export const faultActionSchema = z.discriminatedUnion('type', [
+  z.object({ type: z.literal('error'), code: z.string().regex(/^[A-Z0-9_]+$/), params: z.array(z.string()).optional() }),
+  z.object({ type: z.literal('delay'), ms: milliseconds }),
+  z.object({ type: z.literal('hang') }),
+  z.object({ type: z.literal('sessionInvalidate') }),
+  /** Transfers: the body ends after `afterBytes` with a FIN (clean close) or a RST. */
+  z.object({ type: z.literal('truncate'), afterBytes: byteCount, mode: z.enum(['fin', 'rst']) }),
+  /** Transfers: no byte for `ms` after `afterBytes`. */
+  z.object({ type: z.literal('stall'), ms: milliseconds, afterBytes: byteCount.optional() }),
+  /** Transfers: XAPI bug xen-api#4603, a 200 whose body is an HTTP 500 page with SR_BACKEND_FAILURE_46. */
+  z.object({ type: z.literal('embedded500') }),
+])
+export type FaultAction = z.infer<typeof faultActionSchema>
+
+export const faultRuleSchema = z.object({
   /** `method` matches with or without the `Async.` prefix; `endpoint` is a transfer path like `/export_raw_vdi/`; `uuid` the VDI or VM. */
-  match: { method?: string; endpoint?: string; uuid?: string }
+  match: z.object({ method: z.string().optional(), endpoint: z.string().optional(), uuid: z.string().optional() }),
   /** How many times the rule fires before it is spent (0 = forever). */
-  times: number
-  action: FaultAction
-}
+  times: z.number().int().nonnegative().optional(),
+  action: faultActionSchema,
+})
+export type FaultRuleRequest = z.infer<typeof faultRuleSchema>
+export type FaultRule = FaultRuleRequest & { id: string; times: number }
 
 export interface FaultLogEntry { at: string; pool: string; fault: string; detail: Record<string, unknown> }
 
@@ -31,8 +38,8 @@ export class FaultBook {
   private rules: FaultRule[] = []
   readonly entries: FaultLogEntry[] = []
 
-  add(rule: Omit<FaultRule, 'id' | 'times'> & { times?: number }): FaultRule {
-    const full: FaultRule = { id: randomUUID(), times: 1, ...rule }
+  add(rule: FaultRuleRequest): FaultRule {
+    const full: FaultRule = { ...rule, id: randomUUID(), times: rule.times ?? 1 }
     this.rules.push(full)
     return full
   }

@@ -38,7 +38,9 @@ test('control plane over HTTP: state, guest writes, faults and their log, knobs,
     assert.equal(log.at(-1).detail.method, 'VM.get_tags')
 
     assert.equal((await sim(url, 'POST', 'knobs', { snapshotMs: 10 })).body.snapshotMs, 10)
-    assert.equal((await sim(url, 'POST', 'knobs', { nope: 1 })).body.code, 'LAB_UNKNOWN_KNOB')
+    assert.equal((await sim(url, 'POST', 'knobs', { nope: 1 })).body.code, 'LAB_BAD_KNOB')
+    assert.equal((await sim(url, 'POST', `vdi/${disk}/write`, { offset: -1 })).body.code, 'LAB_BAD_REQUEST')
+    assert.equal((await sim(url, 'POST', 'faults', { match: {}, action: { type: 'explode' } })).body.code, 'LAB_BAD_REQUEST')
     assert.equal((await sim(url, 'GET', 'nowhere')).status, 404)
 
     // A workload dirties the running VM's disk over time: the next delta holds blocks.
