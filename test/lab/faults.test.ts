@@ -56,6 +56,22 @@ describe('lab faults', () => {
     assert.equal(loggedFaults().filter(fault => fault === 'truncate').length, 2)
   })
 
+  test('task.cancel on an export cuts the stream and the task ends cancelled', async () => {
+    const disk = diskOf(vmNamed(xapi, 'tiny-running'))
+    env.lab.control.setKnobs({ exportPerStreamMiBs: 8 })
+    try {
+      const task = await xapi.call('task.create', 'export to cancel', '')
+      const response = await xapi.getResource('/export_raw_vdi/', { query: { vdi: disk.$ref, format: 'raw' }, task })
+      const body = readAll(response.body).catch(() => Buffer.alloc(0))
+      await new Promise(resolve => setTimeout(resolve, 200))
+      await xapi.call('task.cancel', task)
+      assert.ok((await body).length < disk.virtual_size)
+      await waitFor(() => xapi.getObject(task, undefined)?.status === 'cancelled', 'the cancelled task')
+    } finally {
+      env.lab.control.setKnobs({ exportPerStreamMiBs: null })
+    }
+  })
+
   test('a stalled export sends nothing for a while, then completes', async () => {
     const disk = diskOf(vmNamed(xapi, 'tiny-halted'))
     env.lab.control.addFault({ match: { endpoint: '/export_raw_vdi/' }, action: { type: 'stall', ms: 400, afterBytes: 0 } })

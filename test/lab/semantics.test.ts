@@ -75,6 +75,14 @@ describe('lab semantics', () => {
     await waitFor(() => diskOf(xapi.getObject(vm.$ref)).sm_config['vhd-parent'] === undefined, 'the chain coalesced once GC runs')
   })
 
+  test('VM.snapshot with ignore_vdis leaves those disks out', async () => {
+    const vm = vmNamed(xapi, 'tiny-halted')
+    const ref = await xapi.callAsync('VM.snapshot', vm.$ref, 'without disks', [diskOf(vm).$ref])
+    const snapshot = await waitFor(() => xapi.getObject(ref, undefined)?.VBDs?.length > 0 && xapi.getObject(ref), 'the snapshot')
+    assert.deepEqual(snapshot.$VBDs.map((vbd: any) => vbd.type), ['CD'])
+    await xapi.call('VM.destroy', ref)
+  })
+
   test('start: Running with guest metrics in the same event, PV drivers reported later for a VM with tools', async () => {
     const vm = vmNamed(xapi, 'tiny-running')
     await xapi.callAsync('VM.hard_shutdown', vm.$ref)
