@@ -4,7 +4,7 @@ import { homedir } from 'node:os'
 import { parseCommandArgs, runCommand, UsageError } from '../cli/command.ts'
 import { startLab } from './index.ts'
 
-export const LAB_USAGE = 'usage: lifeboat lab serve [--port N] [--data DIR] [--fixture default|tiny] [--json]'
+const LAB_USAGE = 'usage: lifeboat lab serve [--port N] [--data DIR] [--fixture default|tiny] [--json]'
 
 export function main(args: string[]): Promise<never> {
   return runCommand(LAB_USAGE, () => serve(args))

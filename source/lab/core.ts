@@ -6,7 +6,7 @@ import { xapiDate, type Toolstack } from './toolstack.ts'
 
 const TOKEN_PATTERN = /^(\d+),(\d+)$/
 
-export function eventToken(generation: number): string {
+function eventToken(generation: number): string {
   return `${String(generation).padStart(20, '0')},${'0'.padStart(20, '0')}`
 }
 

@@ -2,7 +2,7 @@
 // (xen-api builds its record prototype from the first record of a class), which fields are writable, and the reverse links.
 
 export const NULL_REF = 'OpaqueRef:NULL'
-export const NO_DATE = '19700101T00:00:00Z'
+const NO_DATE = '19700101T00:00:00Z'
 
 export interface ClassSchema {
   /** Every field with its default; the type of the default is the field's type (array = set, object = map). */

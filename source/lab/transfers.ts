@@ -69,7 +69,7 @@ export function writeHead(socket: Socket, status: number, reason: string, header
 }
 
 /** A VDI given as ref or uuid, as XAPI's handlers accept both. */
-export function vdiParam(xapi: Toolstack, value: string | null): string {
+function vdiParam(xapi: Toolstack, value: string | null): string {
   if (value !== null && xapi.db.has('VDI', value)) return value
   try {
     return xapi.db.byUuid('VDI', value ?? '')

@@ -6,15 +6,11 @@ import { NULL_REF } from './schema.ts'
 import { xapiDate, type Toolstack } from './toolstack.ts'
 import { LAB_BLOCK_SIZE } from './storage/index.ts'
 
-export function srUuid(xapi: Toolstack, vdi: string): string {
-  return xapi.db.row('SR', xapi.db.row('VDI', vdi).SR as string).uuid as string
-}
-
 export function leafOf(xapi: Toolstack, vdi: string): string {
   return xapi.db.row('VDI', vdi).location as string
 }
 
-export function roundToBlock(size: number): number {
+function roundToBlock(size: number): number {
   return Math.ceil(size / LAB_BLOCK_SIZE) * LAB_BLOCK_SIZE
 }
 
@@ -114,7 +110,7 @@ export async function destroyVdi(xapi: Toolstack, vdi: string, operation: 'destr
   refreshSr(xapi, record.SR as string)
 }
 
-export function assertNotInUse(xapi: Toolstack, vdi: string, operation: string): void {
+function assertNotInUse(xapi: Toolstack, vdi: string, operation: string): void {
   const { db } = xapi
   const attached = db.refsWhere('VBD', 'VDI', vdi).some(vbd => db.row('VBD', vbd).currently_attached === true)
   if (attached || Object.keys(db.row('VDI', vdi).current_operations as object).length > 0) throw new ApiError('VDI_IN_USE', [vdi, operation])

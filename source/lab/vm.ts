@@ -18,7 +18,7 @@ export function assertPowerState(xapi: Toolstack, vm: string, allowed: PowerStat
   }
 }
 
-export function assertNotBlocked(xapi: Toolstack, vm: string, operation: string): void {
+function assertNotBlocked(xapi: Toolstack, vm: string, operation: string): void {
   const reason = (xapi.db.row('VM', vm).blocked_operations as Record<string, string>)[operation]
   if (reason !== undefined) throw new ApiError('OPERATION_BLOCKED', [vm, reason])
 }
