@@ -1,30 +1,55 @@
 // `lifeboat lab serve`: starts the lab and prints where it listens and how to log in, then runs until SIGINT/SIGTERM.
+// Self-contained (the lab depends on formats/, lab/storage/ and util/ only); exit codes follow the CLI's: 0, 1, 2 for usage.
 import { join } from 'node:path'
-import { homedir } from 'node:os'
-import { parseCommandArgs, runCommand, UsageError } from '../cli/command.ts'
-import { startLab } from './index.ts'
+import { parseArgs } from 'node:util'
+import { errorCode } from '../util/errors.ts'
+import { defaultDataDir } from '../util/paths.ts'
+import { startLab, type FixtureName } from './index.ts'
 
 const LAB_USAGE = 'usage: lifeboat lab serve [--port N] [--data DIR] [--fixture default|tiny] [--json]'
 
-export function main(args: string[]): Promise<never> {
-  return runCommand(LAB_USAGE, () => serve(args))
+class LabUsageError extends Error {}
+
+export async function main(args: string[]): Promise<void> {
+  try {
+    await serve(args)
+  } catch (error) {
+    if (error instanceof LabUsageError) {
+      process.stderr.write(`lifeboat: ${error.message}\n${LAB_USAGE}\n`)
+      process.exitCode = 2
+    } else {
+      process.stderr.write(`lifeboat: ${errorCode(error)}: ${error instanceof Error ? error.message : String(error)}\n`)
+      process.exitCode = 1
+    }
+  }
+}
+
+function parse(args: string[]): { port: number; data: string | undefined; fixture: FixtureName | undefined; json: boolean; username?: string; password?: string } {
+  let parsed
+  try {
+    parsed = parseArgs({ args, allowPositionals: true, strict: true, options: {
+      port: { type: 'string' }, data: { type: 'string' }, fixture: { type: 'string' }, json: { type: 'boolean' },
+      username: { type: 'string' }, password: { type: 'string' },
+    } })
+  } catch (error) {
+    throw new LabUsageError((error as Error).message)
+  }
+  const { values, positionals } = parsed
+  if (positionals[0] !== 'serve' || positionals.length > 1) throw new LabUsageError('the lab has one command: serve')
+  const port = values.port === undefined ? 0 : Number(values.port)
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new LabUsageError(`--port must be a TCP port number, not ${values.port}`)
+  if (values.fixture !== undefined && values.fixture !== 'default' && values.fixture !== 'tiny') {
+    throw new LabUsageError(`--fixture must be default or tiny, not ${values.fixture}`)
+  }
+  return { port, data: values.data, fixture: values.fixture, json: values.json === true, username: values.username, password: values.password }
 }
 
 async function serve(args: string[]): Promise<void> {
-  const { values, positionals } = parseCommandArgs(args, {
-    port: { type: 'string' }, data: { type: 'string' }, fixture: { type: 'string' }, json: { type: 'boolean' },
-    username: { type: 'string' }, password: { type: 'string' },
-  })
-  if (positionals[0] !== 'serve' || positionals.length > 1) throw new UsageError(LAB_USAGE)
-  const port = values.port === undefined ? 0 : Number(values.port)
-  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError(`--port must be a TCP port number, not ${values.port}`)
-  if (values.fixture !== undefined && values.fixture !== 'default' && values.fixture !== 'tiny') {
-    throw new UsageError(`--fixture must be default or tiny, not ${values.fixture}`)
-  }
-  const lab = await startLab({ dataDir: values.data ?? join(homedir(), '.lifeboat', 'lab'), port, fixture: values.fixture,
-    username: values.username, password: values.password })
+  const options = parse(args)
+  const lab = await startLab({ dataDir: options.data ?? join(defaultDataDir(), 'lab'), port: options.port, fixture: options.fixture,
+    username: options.username, password: options.password })
   const [first] = lab.pools
-  if (values.json === true) {
+  if (options.json) {
     const pools = lab.pools.map(({ name, url, username, password, poolUuid }) => ({ name, url, username, password, poolUuid }))
     process.stdout.write(JSON.stringify({ url: first!.url, username: first!.username, password: first!.password, pools }) + '\n')
   } else {
@@ -32,9 +57,8 @@ async function serve(args: string[]): Promise<void> {
     process.stdout.write('Control plane: <url>/_sim/state. Stop with Ctrl-C.\n')
   }
   await new Promise<void>(resolve => {
-    const stop = () => resolve()
-    process.once('SIGINT', stop)
-    process.once('SIGTERM', stop)
+    process.once('SIGINT', () => resolve())
+    process.once('SIGTERM', () => resolve())
   })
   await lab.stop()
 }
