@@ -17,7 +17,8 @@ const workloadSchema = z.object({ dirtyBlocksPerMin: z.number().nonnegative(), l
 const knobsSchema = z.object({
   exportPerStreamMiBs: z.number().positive().nullable(), exportHostMiBs: z.number().positive().nullable(), snapshotMs: z.number().nonnegative(),
   attachMs: z.number().nonnegative(), detachLagMs: z.number().nonnegative(), bootMs: z.number().nonnegative(), toolsMs: z.number().nonnegative(),
-  raceQueueLimit: z.number().int().nonnegative(), gcStuck: z.boolean(),
+  raceQueueLimit: z.number().int().nonnegative(), gcStuck: z.boolean(), maxPendingTasks: z.number().int().nonnegative(),
+  maxChainLength: z.number().int().positive(),
 }).partial().strict()
 const exportCutSchema = z.object({ afterBytes: z.number().int().nonnegative(), mode: z.enum(['fin', 'rst']), endpoint: z.string().optional(),
   uuid: z.string().optional() })

@@ -29,11 +29,15 @@ export interface Knobs {
   raceQueueLimit: number
   /** SM's garbage collector stuck: base copies with a single child stay visible (an unhealthy chain). */
   gcStuck: boolean
+  /** Async calls fail with TOO_MANY_PENDING_TASKS while this many tasks are pending (0 = off). */
+  maxPendingTasks: number
+  /** Snapshots and clones of a disk whose visible chain is this deep fail with SR_BACKEND_FAILURE_109. */
+  maxChainLength: number
 }
 
 export const DEFAULT_KNOBS: Knobs = {
   exportPerStreamMiBs: undefined, exportHostMiBs: undefined, snapshotMs: 50, attachMs: 0, detachLagMs: 0, bootMs: 50, toolsMs: 500,
-  raceQueueLimit: 0, gcStuck: false,
+  raceQueueLimit: 0, gcStuck: false, maxPendingTasks: 0, maxChainLength: 30,
 }
 
 export function xapiDate(date = new Date()): string {
@@ -92,6 +96,11 @@ export class Toolstack {
     if (!isAsync) {
       await this.faults.beforeCall(this, method, args)
       return spec.handler({ session, task: undefined, signal: undefined }, ...args)
+    }
+    const limit = this.knobs.maxPendingTasks
+    if (limit > 0 && this.db.find('task', task => task.status === 'pending').length >= limit) {
+      this.faults.log(this, 'tooManyPendingTasks', { method, limit })
+      throw new ApiError('TOO_MANY_PENDING_TASKS', [])
     }
     // Async failures, injected ones included, land on the task as XAPI reports them.
     const task = this.createTask(method, '')

@@ -89,6 +89,9 @@ export async function copyOnWrite(xapi: Toolstack, vdi: string, kind: 'snapshot'
   const source = db.row('VDI', vdi)
   if (source.type === 'cbt_metadata') throw new ApiError('VDI_INCOMPATIBLE_TYPE', [vdi, 'cbt_metadata'])
   const sr = source.SR as string
+  let depth = 1
+  for (let parent = visibleParent(xapi, source.location as string); parent !== undefined; parent = visibleParent(xapi, parent)) depth++
+  if (depth >= xapi.knobs.maxChainLength) throw new ApiError('SR_BACKEND_FAILURE_109', ['', 'The snapshot chain is too long', ''])
   const { leaf, copy } = await xapi.srLocked(sr, source.uuid as string, () => store.snapshot(source.location as string, { clone: kind === 'clone' }))
   db.update('VDI', vdi, { location: leaf })
   const snapshot = kind === 'snapshot'

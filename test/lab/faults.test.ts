@@ -44,6 +44,29 @@ describe('lab faults', () => {
     }
   })
 
+  test('TOO_MANY_PENDING_TASKS when too many tasks are pending; SR_BACKEND_FAILURE_109 when a chain is too long', async () => {
+    const vm = vmNamed(xapi, 'tiny-halted')
+    const pending = await xapi.call('task.create', 'pending', '')
+    env.lab.control.setKnobs({ maxPendingTasks: 1 })
+    try {
+      await assert.rejects(xapi.callAsync('VM.clone', vm.$ref, 'x'), (error: any) => error.code === 'TOO_MANY_PENDING_TASKS')
+    } finally {
+      env.lab.control.setKnobs({ maxPendingTasks: 0 })
+      await xapi.call('task.destroy', pending)
+    }
+    env.lab.control.setKnobs({ maxChainLength: 3 })
+    try {
+      const first = await xapi.callAsync('VDI.snapshot', diskOf(vm).$ref, {})
+      const second = await xapi.callAsync('VDI.snapshot', diskOf(vm).$ref, {})
+      await assert.rejects(xapi.callAsync('VDI.snapshot', diskOf(vm).$ref, {}),
+        (error: any) => error.code === 'SR_BACKEND_FAILURE_109' && error.params[1] === 'The snapshot chain is too long')
+      for (const snapshot of [first, second]) await xapi.call('VDI.destroy', snapshot)
+      await xapi.call('VDI.destroy', await xapi.callAsync('VDI.snapshot', diskOf(vm).$ref, {}))
+    } finally {
+      env.lab.control.setKnobs({ maxChainLength: 30 })
+    }
+  })
+
   test('export cut short: FIN or RST after N bytes, a truncated body and a VDI_IO_ERROR task', async () => {
     const disk = diskOf(vmNamed(xapi, 'tiny-running'))
     for (const mode of ['fin', 'rst'] as const) {
