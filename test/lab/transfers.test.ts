@@ -6,6 +6,7 @@ import { join } from 'node:path'
 import { Readable } from 'node:stream'
 import { after, before, describe, test } from 'node:test'
 import { openVhdStream } from '../../source/formats/vhd/index.ts'
+import { readXva } from '../../source/formats/xva/index.ts'
 import { requireTool, run, tempDir } from '../helpers/tools.ts'
 import { connect, diskOf, readAll, startTinyLab, vmNamed, waitFor, type XapiClient } from './helpers.ts'
 
@@ -107,6 +108,26 @@ describe('lab transfers', () => {
     await waitFor(() => xapi.getObject(task, undefined)?.status === 'failure', 'the failed task')
     assert.deepEqual(xapi.getObject(task).error_info, ['INTERNAL_ERROR', 'Unknown format qcow3'])
   })
+
+  for (const compression of ['zstd', 'gzip', 'false']) {
+    test(`XVA export (use_compression=${compression}) → import → equal disks`, async () => {
+      const vm = vmNamed(xapi, 'tiny-halted')
+      const response = await xapi.getResource('/export/', { query: { ref: vm.$ref, use_compression: compression } })
+      const xva = await readAll(response.body)
+      await response.task
+      const names: string[] = []
+      for await (const entry of readXva([xva])) names.push(entry.type === 'ova.xml' ? 'ova.xml' : entry.ref)
+      assert.equal(names[0], 'ova.xml')
+      const sr = diskOf(vm).$SR
+      const [imported] = await xapi.putResource(xva, '/import/', { query: { sr_id: sr.$ref } })
+      const copy = await waitFor(() => xapi.getObject(imported, undefined)?.$VBDs?.length > 0 && xapi.getObject(imported), 'the imported VM')
+      assert.equal(copy.name_label, vm.name_label)
+      assert.deepEqual(copy.current_operations, {})
+      const original = await exportBody({ vdi: diskOf(vm).$ref, format: 'raw' })
+      assert.ok((await exportBody({ vdi: diskOf(copy).$ref, format: 'raw' })).body.equals(original.body))
+      await xapi.call('VM.destroy', imported)
+    })
+  }
 
   test('an XVA export of a running VM is refused; checkpoint gives a Suspended copy with a suspend VDI', async () => {
     const vm = vmNamed(xapi, 'tiny-running')

@@ -37,7 +37,7 @@ export function xvaDisk(store: DiskStore, leaf: string, ref: string): XvaDisk {
         const index = block * perBlock + part
         if (index > lastChunk) break
         const start = part * XVA_CHUNK_SIZE
-        yield { index, data: data.subarray(start, Math.min(start + XVA_CHUNK_SIZE, size - index * XVA_CHUNK_SIZE)) }
+        yield { index, data: data.subarray(start, Math.min(start + XVA_CHUNK_SIZE, size - block * LAB_BLOCK_SIZE)) }
       }
     }
   }
