@@ -4,9 +4,9 @@ import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { errorCode } from '../util/errors.ts'
 import { defaultDataDir } from '../util/paths.ts'
-import { startLab, type FixtureName } from './index.ts'
+import { FIXTURE_NAMES, startLab, type FixtureName } from './index.ts'
 
-const LAB_USAGE = 'usage: lifeboat lab serve [--port N] [--data DIR] [--fixture default|tiny] [--json]'
+const LAB_USAGE = 'usage: lifeboat lab serve [--port N] [--data DIR] [--fixture default|tiny|pair] [--json]'
 
 class LabUsageError extends Error {}
 
@@ -38,10 +38,11 @@ function parse(args: string[]): { port: number; data: string | undefined; fixtur
   if (positionals[0] !== 'serve' || positionals.length > 1) throw new LabUsageError('the lab has one command: serve')
   const port = values.port === undefined ? 0 : Number(values.port)
   if (!Number.isInteger(port) || port < 0 || port > 65535) throw new LabUsageError(`--port must be a TCP port number, not ${values.port}`)
-  if (values.fixture !== undefined && values.fixture !== 'default' && values.fixture !== 'tiny') {
-    throw new LabUsageError(`--fixture must be default or tiny, not ${values.fixture}`)
+  const fixture = values.fixture as FixtureName | undefined
+  if (fixture !== undefined && !FIXTURE_NAMES.includes(fixture)) {
+    throw new LabUsageError(`--fixture must be one of ${FIXTURE_NAMES.join(', ')}, not ${values.fixture}`)
   }
-  return { port, data: values.data, fixture: values.fixture, json: values.json === true, username: values.username, password: values.password }
+  return { port, data: values.data, fixture, json: values.json === true, username: values.username, password: values.password }
 }
 
 async function serve(args: string[]): Promise<void> {

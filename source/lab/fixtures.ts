@@ -1,5 +1,6 @@
 // The lab's starting worlds: `default` (a production pool and a DR pool, a dozen tagged VMs with real disk content)
-// and `tiny` (one host, one SR, two small VMs) for fast tests. Content is a few MiB of patterns per disk, written sparsely.
+// `tiny` (one host, one SR, two small VMs) for fast tests, and `pair` (tiny plus an empty "dr" pool) for replication tests.
+// Content is a few MiB of patterns per disk, written sparsely.
 import { defineCoreMethods } from './core.ts'
 import { NULL_REF } from './schema.ts'
 import { fillPattern } from './storage/index.ts'
@@ -7,7 +8,8 @@ import type { Toolstack } from './toolstack.ts'
 import { createVdi, defineDiskMethods, leafOf, refreshSr } from './vdi.ts'
 import { bootVm, defineVmMethods, GUEST_TOOLS_KEY } from './vm.ts'
 
-export type FixtureName = 'default' | 'tiny'
+export type FixtureName = 'default' | 'tiny' | 'pair'
+export const FIXTURE_NAMES: FixtureName[] = ['default', 'tiny', 'pair']
 
 const MiB = 1024 * 1024
 const GiB = 1024 * MiB
@@ -16,15 +18,25 @@ interface VmSpec { name: string; tags: string[]; running: boolean; tools: boolea
 interface SrSpec { name: string; type: 'ext' | 'nfs' | 'lvm'; size: number; shared: boolean }
 export interface PoolSpec { name: string; hosts: string[]; srs: SrSpec[]; networks: string[]; vms: VmSpec[] }
 
+const TINY_POOL: PoolSpec = {
+  name: 'lab', hosts: ['lab-host'], networks: ['Pool-wide network associated with eth0'],
+  srs: [{ name: 'Local storage', type: 'ext', size: 4 * GiB, shared: false }],
+  vms: [
+    { name: 'tiny-running', tags: ['prod'], running: true, tools: true, disks: [32 * MiB] },
+    { name: 'tiny-halted', tags: ['dev'], running: false, tools: false, disks: [16 * MiB] },
+  ],
+}
+
+/** The replication target of `pair`: somewhere to copy to, nothing of its own. */
+const EMPTY_DR_POOL: PoolSpec = {
+  name: 'dr', hosts: ['dr-host'], networks: ['Pool-wide network associated with eth0'],
+  srs: [{ name: 'DR storage', type: 'ext', size: 4 * GiB, shared: false }],
+  vms: [],
+}
+
 export const FIXTURES: Record<FixtureName, PoolSpec[]> = {
-  tiny: [{
-    name: 'lab', hosts: ['lab-host'], networks: ['Pool-wide network associated with eth0'],
-    srs: [{ name: 'Local storage', type: 'ext', size: 4 * GiB, shared: false }],
-    vms: [
-      { name: 'tiny-running', tags: ['prod'], running: true, tools: true, disks: [32 * MiB] },
-      { name: 'tiny-halted', tags: ['dev'], running: false, tools: false, disks: [16 * MiB] },
-    ],
-  }],
+  tiny: [TINY_POOL],
+  pair: [TINY_POOL, EMPTY_DR_POOL],
   default: [
     {
       name: 'production', hosts: ['prod-host-1', 'prod-host-2', 'prod-host-3'],

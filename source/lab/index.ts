@@ -13,13 +13,13 @@ import { Toolstack } from './toolstack.ts'
 export { Control } from './control.ts'
 export type { FaultAction, FaultLogEntry, FaultRule } from './faults.ts'
 export type { Knobs } from './toolstack.ts'
-export type { FixtureName } from './fixtures.ts'
+export { FIXTURE_NAMES, type FixtureName } from './fixtures.ts'
 
 export interface LabOptions { dataDir: string; port?: number; fixture?: FixtureName; username?: string; password?: string }
 export interface LabPool { name: string; url: string; username: string; password: string; poolUuid: string; control: Control }
 export interface Lab {
   pools: LabPool[]
-  /** The first pool's control plane (the only one with the tiny fixture). */
+  /** The first pool's control plane (the only one with the tiny fixture; `lab` with pair, `production` with default). */
   control: Control
   stop(): Promise<void>
 }

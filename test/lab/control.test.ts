@@ -1,5 +1,5 @@
 // The /_sim control plane over HTTP (writes, faults and their log, knobs, workloads), the session limit, and the
-// default fixture's two pools.
+// default and pair fixtures' two pools.
 import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { startLab } from '../../source/lab/index.ts'
@@ -95,6 +95,32 @@ test('default fixture: a production pool and a DR pool on two ports, tagged VMs,
     await production.disconnect()
     const dr = await connect(lab.pools[1]!)
     assert.notEqual(dr.getObject(Object.keys(await dr.call('pool.get_all_records'))[0]).uuid, lab.pools[0]!.poolUuid)
+    await dr.disconnect()
+  } finally {
+    await lab.stop()
+    await dir.cleanup()
+  }
+})
+
+test('pair fixture: the tiny "lab" pool and an empty "dr" pool (one host, one 4 GiB SR, one network) on two ports', async () => {
+  const dir = await tempDir()
+  const lab = await startLab({ dataDir: dir.path, fixture: 'pair' })
+  try {
+    assert.deepEqual(lab.pools.map(pool => pool.name), ['lab', 'dr'])
+    const source = await connect(lab.pools[0]!)
+    assert.deepEqual(objectsOf(source, 'VM').filter(vm => !vm.is_control_domain && !vm.is_a_snapshot).map(vm => vm.name_label).sort(),
+      ['tiny-halted', 'tiny-running'])
+    await source.disconnect()
+    const dr = await connect(lab.pools[1]!)
+    assert.equal(dr.getObject(Object.keys(await dr.call('pool.get_all_records'))[0]).uuid, lab.pools[1]!.poolUuid)
+    assert.notEqual(lab.pools[1]!.poolUuid, lab.pools[0]!.poolUuid)
+    assert.deepEqual(objectsOf(dr, 'VM').filter(vm => !vm.is_control_domain), [])
+    assert.equal(objectsOf(dr, 'host').length, 1)
+    assert.equal(objectsOf(dr, 'network').length, 1)
+    const [sr, ...others] = objectsOf(dr, 'SR')
+    assert.equal(others.length, 0)
+    assert.equal(sr.physical_size, 4 * 1024 ** 3)
+    assert.equal(sr.physical_utilisation, 0)
     await dr.disconnect()
   } finally {
     await lab.stop()
