@@ -1,7 +1,10 @@
 // Directory locks like proper-lockfile (what XO uses on file, NFS and SMB remotes): `<path>.lock` is a
 // folder whose creation is atomic; its holder refreshes its mtime, and one left unrefreshed is stale.
-import { mkdir, rename, rm, rmdir, stat, utimes } from 'node:fs/promises'
+// The folder names its holder (host and pid), so a lock left by a dead process of this host is taken
+// over at once: a daemon restarted after a crash does not wait for its own old locks to go stale.
+import { mkdir, readFile, rename, rm, stat, utimes, writeFile } from 'node:fs/promises'
 import { randomBytes } from 'node:crypto'
+import { hostname } from 'node:os'
 import { LifeboatError } from '../util/errors.ts'
 import type { LockOptions, RemoteLock } from './handler.ts'
 
@@ -21,7 +24,7 @@ export async function takeDirectoryLock(target: string, label: string, options: 
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error
     const held = await stat(lockDir).catch(() => undefined)
-    if (held !== undefined && Date.now() - held.mtimeMs < staleMs) throw locked(held.mtimeMs)
+    if (held !== undefined && Date.now() - held.mtimeMs < staleMs && !(await heldByDeadProcess(lockDir))) throw locked(held.mtimeMs)
     try {
       // Stale: move it aside under a unique name (one contender wins the rename), then take it.
       // Gone meanwhile (its holder released it): just take it.
@@ -35,6 +38,7 @@ export async function takeDirectoryLock(target: string, label: string, options: 
       throw locked(held?.mtimeMs ?? Date.now())
     }
   }
+  await writeFile(`${lockDir}/${OWNER_FILE}`, JSON.stringify({ host: hostname(), pid: process.pid }))
 
   let lastMtime = (await stat(lockDir)).mtimeMs
   let compromised = false
@@ -67,7 +71,25 @@ export async function takeDirectoryLock(target: string, label: string, options: 
       if (released || compromised) return
       released = true
       const current = await stat(lockDir).catch(() => undefined)
-      if (current !== undefined && current.mtimeMs === lastMtime) await rmdir(lockDir).catch(() => {})
+      if (current !== undefined && current.mtimeMs === lastMtime) await rm(lockDir, { recursive: true, force: true }).catch(() => {})
     },
+  }
+}
+
+const OWNER_FILE = 'owner.json'
+
+async function heldByDeadProcess(lockDir: string): Promise<boolean> {
+  let owner: { host?: unknown; pid?: unknown }
+  try {
+    owner = JSON.parse(await readFile(`${lockDir}/${OWNER_FILE}`, 'utf8'))
+  } catch {
+    return false
+  }
+  if (owner.host !== hostname() || typeof owner.pid !== 'number' || owner.pid === process.pid) return false
+  try {
+    process.kill(owner.pid, 0)
+    return false
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'ESRCH'
   }
 }
