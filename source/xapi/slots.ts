@@ -19,11 +19,20 @@ export interface SlotProgress {
   bytesPerSecond?: number
 }
 
+/** One writer fed by an export (a remote): how far it got, and whether it is still in the race. */
+export interface TargetProgress {
+  done: number
+  state: 'writing' | 'done' | 'failed'
+}
+
 export interface SlotLease {
   readonly holder: SlotHolder
   readonly since: number
   progress: SlotProgress | undefined
+  /** The writers this export feeds, by target name: the lanes view shows back-pressure with them. */
+  readonly targets: Record<string, TargetProgress>
   report(progress: SlotProgress): void
+  reportTarget(name: string, progress: TargetProgress): void
   release(): void
 }
 
@@ -96,8 +105,13 @@ export class Slots extends EventEmitter {
       holder,
       since: Date.now(),
       progress: undefined,
+      targets: {},
       report: progress => {
         lease.progress = progress
+        this.emit('progress', lease)
+      },
+      reportTarget: (name, progress) => {
+        lease.targets[name] = progress
         this.emit('progress', lease)
       },
       release: () => {

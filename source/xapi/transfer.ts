@@ -12,6 +12,8 @@ export interface ExportStream {
   stream: Readable
   /** Settles with the XAPI task: rejects when XAPI reports a failure (the body may just look short). */
   task: Promise<unknown>
+  /** The export slot this stream holds until it closes (writers report their progress on it). */
+  lease: SlotLease
 }
 
 interface ExportOptions {
@@ -52,7 +54,7 @@ async function exportResource(conn: PoolConnection, slots: Slots, path: string, 
       release()
       if (!response.body.destroyed) response.body.destroy()
     })
-    return { stream, task }
+    return { stream, task, lease }
   } catch (error) {
     lease.release()
     throw error
