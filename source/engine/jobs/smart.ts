@@ -1,6 +1,6 @@
 // Which VMs a run backs up, decided when it starts: the listed VMs, or a smart selection over the
 // pools' VM records; never templates, snapshots, control domains, xo:no-bak VMs or the job's own replicas.
-import type { VmSelection } from './job.ts'
+import type { VmSelection } from '../../protocol/job.ts'
 
 /** What selection needs of a VM record (XAPI field names), plus the uuid of its pool. */
 export interface VmCandidate {

@@ -2,7 +2,7 @@
 // invalid field, and the settings that apply to one VM on one target under one schedule.
 import { z } from 'zod'
 import cron from 'node-cron'
-import { LifeboatError } from '../../util/errors.ts'
+import { LifeboatError } from '../util/errors.ts'
 import { mergeSettings, settingsInputSchema, type Settings } from './settings.ts'
 
 export function isValidTimezone(timezone: string): boolean {

@@ -1,0 +1,20 @@
+// Notifications the daemon pushes to subscribed clients (JSON-RPC messages without an id).
+// A client that falls behind gets `resync` instead of the dropped ones and refetches with *.list.
+import type { TaskEvent } from '../tasks/task.ts'
+import type { LanesSnapshot } from './methods.ts'
+
+export type { TaskEvent }
+
+export type StateKind = 'jobs' | 'remotes' | 'pools' | 'runs'
+
+export interface Notifications {
+  'task.event': { runId: string; event: TaskEvent }
+  lanes: { snapshot: LanesSnapshot }
+  'state.changed': { kind: StateKind }
+  resync: { reason: string }
+}
+
+export type NotificationName = keyof Notifications
+
+/** Lane snapshots are sent at most this often (ms between two). */
+export const LANES_INTERVAL_MS = 250

@@ -1,0 +1,222 @@
+// Every daemon method: its params as a zod schema (checked by the daemon, typed for the clients) and
+// the shape of its result. Names and fields are the contract with the TUI and the CLI: add, never rename.
+import { z } from 'zod'
+import type { TaskNode } from '../tasks/fold.ts'
+import type { RestorePoint } from '../repository/listing.ts'
+import type { Job, JobInput } from './job.ts'
+
+export type { TaskNode, RestorePoint }
+
+const text = (what: string) => z.string({ error: `${what} must be a text.` }).min(1, { error: `${what} must not be empty.` }).max(2000, { error: `${what} is too long.` })
+const none = z.strictObject({}).optional()
+
+export const RUN_STATUSES = ['pending', 'success', 'failure', 'skipped', 'interrupted', 'cancelled'] as const
+export type RunStatus = (typeof RUN_STATUSES)[number]
+
+export const SUBSCRIPTION_TOPICS = ['tasks', 'lanes', 'state'] as const
+export type SubscriptionTopic = (typeof SUBSCRIPTION_TOPICS)[number]
+
+export interface CodedError {
+  code: string
+  message: string
+}
+
+export interface DaemonInfo {
+  version: string
+  pid: number
+  dataDir: string
+  socket: string
+  startedAt: number
+  readonly: false
+}
+
+export interface Pool {
+  /** The pool uuid ('' until the first connection tells it). */
+  id: string
+  name: string
+  url: string
+  username: string
+  status: 'connected' | 'connecting' | 'error'
+  error?: CodedError
+  hosts: number
+}
+
+export interface VmDisk {
+  uuid: string
+  name: string
+  size: number
+  srId: string
+}
+
+export interface Vm {
+  uuid: string
+  name: string
+  poolId: string
+  poolName: string
+  powerState: 'Running' | 'Halted' | 'Suspended' | 'Paused'
+  tags: string[]
+  disks: VmDisk[]
+  hasTools: boolean
+}
+
+export interface Sr {
+  uuid: string
+  name: string
+  poolId: string
+  poolName: string
+  type: string
+  size: number
+  used: number
+  free: number
+  shared: boolean
+}
+
+export interface Remote {
+  name: string
+  /** Secrets (passwords, keys) replaced by '***'. */
+  url: string
+  type: 'file' | 'nfs' | 'smb' | 's3' | 'azure'
+  status: 'ok' | 'error'
+  error?: CodedError
+  space?: { size: number; used: number; free: number }
+}
+
+export interface RemoteTestResult {
+  ok: true
+  writeMiBps: number
+  readMiBps: number
+  bytes: number
+}
+
+export interface RunSummary {
+  runId: string
+  kind: 'backup' | 'restore'
+  jobId?: string
+  jobName?: string
+  scheduleName?: string
+  start: number
+  end?: number
+  status: RunStatus
+  vms?: number
+  size?: number
+}
+
+export interface JobInfo {
+  /** The job with its id and its schedules' ids. */
+  job: Job
+  enabled: boolean
+  /** The runId of the run in progress. */
+  running?: string
+  lastRun?: RunSummary
+  /** When a schedule fires next (ms epoch); absent when disabled or no schedule is enabled. */
+  nextRun?: number
+}
+
+export interface LaneHolder {
+  runId: string
+  jobId?: string
+  jobName?: string
+  vm: string
+  vmName?: string
+  disk?: string
+  phase: string
+  since: number
+  done?: number
+  total?: number
+  bytesPerSecond?: number
+  targets?: Record<string, { done: number; state: 'writing' | 'done' | 'failed' }>
+}
+
+export interface LaneWaiter {
+  runId: string
+  vm: string
+  vmName?: string
+  disk?: string
+  phase: string
+}
+
+export interface Lane {
+  limit: number
+  holders: LaneHolder[]
+  waiting: LaneWaiter[]
+}
+
+export interface LanesSnapshot {
+  at: number
+  pools: Array<{ poolId: string; poolName: string; snapshots: Lane; vdiExports: Lane; vmExports: Lane }>
+  totalBytesPerSecond: number
+}
+
+/** Params schemas, one per method. */
+export const methodParams = {
+  'daemon.info': none,
+  'pool.add': z.strictObject({ url: text('url'), username: text('username'), password: z.string({ error: 'password must be a text.' }).max(2000) }),
+  'pool.list': none,
+  'pool.remove': z.strictObject({ id: text('id') }),
+  'vm.list': z.strictObject({ pool: text('pool').optional() }).optional(),
+  'sr.list': z.strictObject({ pool: text('pool').optional() }).optional(),
+  'remote.add': z.strictObject({ name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, { error: 'a remote name is 1-64 letters, digits, ".", "_" or "-", starting with a letter or digit.' }), url: text('url') }),
+  'remote.list': none,
+  'remote.test': z.strictObject({ name: text('name'), bytes: z.number().int().min(1).max(1024 * 1024 * 1024).optional() }),
+  'remote.remove': z.strictObject({ name: text('name') }),
+  // The job itself is validated by parseJob (one sentence per field), not here.
+  'job.create': z.strictObject({ job: z.unknown() }),
+  'job.update': z.strictObject({ id: text('id'), job: z.unknown() }),
+  'job.get': z.strictObject({ id: text('id') }),
+  'job.list': none,
+  'job.delete': z.strictObject({ id: text('id') }),
+  'job.setEnabled': z.strictObject({ id: text('id'), enabled: z.boolean({ error: 'enabled must be true or false.' }) }),
+  'job.run': z.strictObject({ id: text('id'), schedule: text('schedule').optional() }),
+  'run.list': z.strictObject({ jobId: text('jobId').optional(), limit: z.number().int().min(1).max(100_000).optional(), status: z.enum(RUN_STATUSES).optional() }).optional(),
+  'run.get': z.strictObject({ runId: text('runId') }),
+  'run.cancel': z.strictObject({ runId: text('runId') }),
+  'backup.list': z.strictObject({ remote: text('remote'), vm: text('vm').optional() }),
+  'restore.start': z.strictObject({ remote: text('remote'), backupId: text('backupId'), sr: text('sr'), name: text('name').optional(), start: z.boolean().optional() }),
+  'lanes.get': none,
+  subscribe: z.strictObject({ topics: z.array(z.enum(SUBSCRIPTION_TOPICS)).max(10), runId: text('runId').optional() }),
+  unsubscribe: z.strictObject({ topics: z.array(z.enum(SUBSCRIPTION_TOPICS)).max(10) }),
+} as const
+
+export type MethodName = keyof typeof methodParams
+
+type Empty = Record<string, never>
+
+/** What each method returns. */
+export interface MethodResults {
+  'daemon.info': DaemonInfo
+  'pool.add': Pool
+  'pool.list': Pool[]
+  'pool.remove': Empty
+  'vm.list': Vm[]
+  'sr.list': Sr[]
+  'remote.add': Remote
+  'remote.list': Remote[]
+  'remote.test': RemoteTestResult
+  'remote.remove': Empty
+  'job.create': JobInfo
+  'job.update': JobInfo
+  'job.get': JobInfo
+  'job.list': JobInfo[]
+  'job.delete': Empty
+  'job.setEnabled': JobInfo
+  'job.run': { runId: string }
+  'run.list': RunSummary[]
+  'run.get': { summary: RunSummary; tree: TaskNode }
+  'run.cancel': Empty
+  'backup.list': RestorePoint[]
+  'restore.start': { runId: string }
+  'lanes.get': LanesSnapshot
+  subscribe: { subscribed: SubscriptionTopic[] }
+  unsubscribe: Empty
+}
+
+/** Params as a client writes them (job bodies typed as JobInput). */
+export type MethodParams = {
+  [M in MethodName]: M extends 'job.create' ? { job: JobInput } : M extends 'job.update' ? { id: string; job: JobInput } : z.input<(typeof methodParams)[M]>
+}
+
+export type Methods = { [M in MethodName]: { params: MethodParams[M]; result: MethodResults[M] } }
+
+export function isMethodName(name: string): name is MethodName {
+  return Object.hasOwn(methodParams, name)
+}
