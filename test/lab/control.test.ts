@@ -4,7 +4,7 @@ import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { startLab } from '../../source/lab/index.ts'
 import { tempDir } from '../helpers/tools.ts'
-import { connect, objectsOf, rawCall, readAll, startTinyLab, vmNamed, waitFor } from './helpers.ts'
+import { connect, objectsOf, rawCall, readAll, startTinyLab, vmNamed, waitFor, withTinyLab } from './helpers.ts'
 
 const MiB = 1024 * 1024
 
@@ -14,53 +14,46 @@ async function sim(url: string, method: string, path: string, body?: unknown): P
   return { status: response.status, body: await response.json() }
 }
 
-test('control plane over HTTP: state, guest writes, faults and their log, knobs, workloads', async () => {
-  const env = await startTinyLab()
-  const xapi = await connect(env.pool)
-  try {
-    const { url } = env.pool
-    const state = (await sim(url, 'GET', 'state')).body
-    assert.equal(state.pool, 'lab')
-    const running = state.vms.find((vm: any) => vm.name_label === 'tiny-running')
-    const disk = running.vdis[0]
-    const vdiRef = await xapi.call('VDI.get_by_uuid', disk)
+test('control plane over HTTP: state, guest writes, faults and their log, knobs, workloads', () => withTinyLab(async ({ env, xapi }) => {
+  const { url } = env.pool
+  const state = (await sim(url, 'GET', 'state')).body
+  assert.equal(state.pool, 'lab')
+  const running = state.vms.find((vm: any) => vm.name_label === 'tiny-running')
+  const disk = running.vdis[0]
+  const vdiRef = await xapi.call('VDI.get_by_uuid', disk)
 
-    assert.deepEqual((await sim(url, 'POST', `vdi/${disk}/write`, { offset: MiB, data: Buffer.from('written by the guest').toString('base64') })).body,
-      { bytesWritten: 20 })
-    const raw = await readAll((await xapi.getResource('/export_raw_vdi/', { query: { vdi: vdiRef, format: 'raw' } })).body)
-    assert.equal(raw.subarray(MiB, MiB + 20).toString(), 'written by the guest')
+  assert.deepEqual((await sim(url, 'POST', `vdi/${disk}/write`, { offset: MiB, data: Buffer.from('written by the guest').toString('base64') })).body,
+    { bytesWritten: 20 })
+  const raw = await readAll((await xapi.getResource('/export_raw_vdi/', { query: { vdi: vdiRef, format: 'raw' } })).body)
+  assert.equal(raw.subarray(MiB, MiB + 20).toString(), 'written by the guest')
 
-    const rule = (await sim(url, 'POST', 'faults', { match: { method: 'VM.get_tags' }, action: { type: 'error', code: 'HOST_OFFLINE', params: ['x'] } })).body
-    assert.ok(rule.id)
-    await assert.rejects(xapi.call('VM.get_tags', running.ref), (error: any) => error.code === 'HOST_OFFLINE')
-    const log = (await sim(url, 'GET', 'faults/log')).body
-    assert.equal(log.at(-1).fault, 'error')
-    assert.equal(log.at(-1).detail.method, 'VM.get_tags')
+  const rule = (await sim(url, 'POST', 'faults', { match: { method: 'VM.get_tags' }, action: { type: 'error', code: 'HOST_OFFLINE', params: ['x'] } })).body
+  assert.ok(rule.id)
+  await assert.rejects(xapi.call('VM.get_tags', running.ref), (error: any) => error.code === 'HOST_OFFLINE')
+  const log = (await sim(url, 'GET', 'faults/log')).body
+  assert.equal(log.at(-1).fault, 'error')
+  assert.equal(log.at(-1).detail.method, 'VM.get_tags')
 
-    assert.equal((await sim(url, 'POST', 'knobs', { snapshotMs: 10 })).body.snapshotMs, 10)
-    assert.equal((await sim(url, 'POST', 'knobs', { nope: 1 })).body.code, 'LAB_BAD_KNOB')
-    assert.equal((await sim(url, 'POST', `vdi/${disk}/write`, { offset: -1 })).body.code, 'LAB_BAD_REQUEST')
-    assert.equal((await sim(url, 'POST', 'faults', { match: {}, action: { type: 'explode' } })).body.code, 'LAB_BAD_REQUEST')
-    assert.equal((await sim(url, 'GET', 'nowhere')).status, 404)
+  assert.equal((await sim(url, 'POST', 'knobs', { snapshotMs: 10 })).body.snapshotMs, 10)
+  assert.equal((await sim(url, 'POST', 'knobs', { nope: 1 })).body.code, 'LAB_BAD_KNOB')
+  assert.equal((await sim(url, 'POST', `vdi/${disk}/write`, { offset: -1 })).body.code, 'LAB_BAD_REQUEST')
+  assert.equal((await sim(url, 'POST', 'faults', { match: {}, action: { type: 'explode' } })).body.code, 'LAB_BAD_REQUEST')
+  assert.equal((await sim(url, 'GET', 'nowhere')).status, 404)
 
-    // A workload dirties the running VM's disk over time: the next delta holds blocks.
-    const base = await xapi.callAsync('VDI.snapshot', vdiRef, {})
-    assert.deepEqual((await sim(url, 'POST', `vm/${running.uuid}/workload`, { dirtyBlocksPerMin: 6000, locality: 0.5, seed: 3 })).body, { disks: 1 })
-    await new Promise(resolve => setTimeout(resolve, 400))
-    await sim(url, 'DELETE', `vm/${running.uuid}/workload`)
-    const next = await xapi.callAsync('VDI.snapshot', vdiRef, {})
-    const delta = await readAll((await xapi.getResource('/export_raw_vdi/', { query: { vdi: next, format: 'vhd', base } })).body)
-    assert.ok(delta.length > 2 * MiB, `the workload changed blocks (${delta.length} bytes of delta)`)
+  // A workload dirties the running VM's disk over time: the next delta holds blocks.
+  const base = await xapi.callAsync('VDI.snapshot', vdiRef, {})
+  assert.deepEqual((await sim(url, 'POST', `vm/${running.uuid}/workload`, { dirtyBlocksPerMin: 6000, locality: 0.5, seed: 3 })).body, { disks: 1 })
+  await new Promise(resolve => setTimeout(resolve, 400))
+  await sim(url, 'DELETE', `vm/${running.uuid}/workload`)
+  const next = await xapi.callAsync('VDI.snapshot', vdiRef, {})
+  const delta = await readAll((await xapi.getResource('/export_raw_vdi/', { query: { vdi: next, format: 'vhd', base } })).body)
+  assert.ok(delta.length > 2 * MiB, `the workload changed blocks (${delta.length} bytes of delta)`)
 
-    await sim(url, 'POST', 'reset')
-    assert.deepEqual((await sim(url, 'GET', 'faults')).body, [])
-    const methods: string[] = await xapi.call('system.listMethods')
-    assert.ok(!methods.some(name => name.startsWith('_sim') || name.includes('/')))
-  } finally {
-    await xapi.disconnect()
-    await env.cleanup()
-  }
-})
+  await sim(url, 'POST', 'reset')
+  assert.deepEqual((await sim(url, 'GET', 'faults')).body, [])
+  const methods: string[] = await xapi.call('system.listMethods')
+  assert.ok(!methods.some(name => name.startsWith('_sim') || name.includes('/')))
+}))
 
 test('beyond 400 sessions the oldest are invalidated', async () => {
   const env = await startTinyLab()

@@ -1,77 +1,68 @@
 // Injected faults produce what real XAPI produces (xapi.md §4): codes and parameters, truncated bodies, sessions and
 // tasks lost by a toolstack restart, the VDI_IN_USE window after an export, SR full; each one is in the fault log.
 import assert from 'node:assert/strict'
-import { after, before, describe, test } from 'node:test'
-import { connect, diskOf, rawCall, readAll, startTinyLab, vmNamed, waitFor, type XapiClient } from './helpers.ts'
+import { describe, test } from 'node:test'
+import { diskOf, rawCall, readAll, useTinyLab, vmNamed, waitFor, withTinyLab } from './helpers.ts'
 
 const MiB = 1024 * 1024
 
 describe('lab faults', () => {
-  let env: Awaited<ReturnType<typeof startTinyLab>>
-  let xapi: XapiClient
-  before(async () => {
-    env = await startTinyLab()
-    xapi = await connect(env.pool)
-  })
-  after(async () => {
-    await xapi.disconnect()
-    await env.cleanup()
-  })
+  const tiny = useTinyLab()
 
-  const loggedFaults = () => env.lab.control.faultLog().map(entry => entry.fault)
+  const loggedFaults = () => tiny.env.lab.control.faultLog().map(entry => entry.fault)
 
   test('snapshot failure in SM: SR_BACKEND_FAILURE_82 on the task', async () => {
-    env.lab.control.snapshotFailure()
-    const vm = vmNamed(xapi, 'tiny-running')
-    await assert.rejects(xapi.callAsync('VM.snapshot', vm.$ref, 'doomed'),
+    tiny.env.lab.control.snapshotFailure()
+    const vm = vmNamed(tiny.xapi, 'tiny-running')
+    await assert.rejects(tiny.xapi.callAsync('VM.snapshot', vm.$ref, 'doomed'),
       (error: any) => error.code === 'SR_BACKEND_FAILURE_82' && /failed to pause VDI/.test(error.params[1]))
     assert.ok(loggedFaults().includes('error'))
   })
 
   test('an error injected on a method, and the race knob failing snapshots queued on one SR', async () => {
-    env.lab.control.addFault({ match: { method: 'VM.get_allowed_VBD_devices' }, action: { type: 'error', code: 'TOO_MANY_PENDING_TASKS' } })
-    const vm = vmNamed(xapi, 'tiny-running')
-    await assert.rejects(xapi.call('VM.get_allowed_VBD_devices', vm.$ref), (error: any) => error.code === 'TOO_MANY_PENDING_TASKS')
-    assert.ok((await xapi.call('VM.get_allowed_VBD_devices', vm.$ref)).includes('1'), 'the rule fired once')
-    env.lab.control.setKnobs({ raceQueueLimit: 1, snapshotMs: 100 })
+    tiny.env.lab.control.addFault({ match: { method: 'VM.get_allowed_VBD_devices' }, action: { type: 'error', code: 'TOO_MANY_PENDING_TASKS' } })
+    const vm = vmNamed(tiny.xapi, 'tiny-running')
+    await assert.rejects(tiny.xapi.call('VM.get_allowed_VBD_devices', vm.$ref), (error: any) => error.code === 'TOO_MANY_PENDING_TASKS')
+    assert.ok((await tiny.xapi.call('VM.get_allowed_VBD_devices', vm.$ref)).includes('1'), 'the rule fired once')
+    tiny.env.lab.control.setKnobs({ raceQueueLimit: 1, snapshotMs: 100 })
     try {
-      const results = await Promise.allSettled([1, 2, 3].map(index => xapi.callAsync('VDI.snapshot', diskOf(vm).$ref, {}).then(ref => ({ index, ref }))))
+      const results = await Promise.allSettled([1, 2, 3].map(index => tiny.xapi.callAsync('VDI.snapshot', diskOf(vm).$ref, {}).then(ref => ({ index, ref }))))
       const failed = results.filter(result => result.status === 'rejected') as PromiseRejectedResult[]
       assert.ok(failed.length >= 1 && failed.length < 3, `some snapshots fail (${failed.length})`)
       for (const { reason } of failed) assert.equal(reason.code, 'SR_BACKEND_FAILURE_82')
     } finally {
-      env.lab.control.setKnobs({ raceQueueLimit: 0, snapshotMs: 50 })
+      tiny.env.lab.control.setKnobs({ raceQueueLimit: 0, snapshotMs: 50 })
     }
   })
 
   test('TOO_MANY_PENDING_TASKS when too many tasks are pending; SR_BACKEND_FAILURE_109 when a chain is too long', async () => {
-    const vm = vmNamed(xapi, 'tiny-halted')
-    const pending = await xapi.call('task.create', 'pending', '')
-    env.lab.control.setKnobs({ maxPendingTasks: 1 })
+    const vm = vmNamed(tiny.xapi, 'tiny-halted')
+    const pending = await tiny.xapi.call('task.create', 'pending', '')
+    tiny.env.lab.control.setKnobs({ maxPendingTasks: 1 })
     try {
-      await assert.rejects(xapi.callAsync('VM.clone', vm.$ref, 'x'), (error: any) => error.code === 'TOO_MANY_PENDING_TASKS')
+      await assert.rejects(tiny.xapi.callAsync('VM.clone', vm.$ref, 'x'), (error: any) => error.code === 'TOO_MANY_PENDING_TASKS')
     } finally {
-      env.lab.control.setKnobs({ maxPendingTasks: 0 })
-      await xapi.call('task.destroy', pending)
+      tiny.env.lab.control.setKnobs({ maxPendingTasks: 0 })
+      await tiny.xapi.call('task.destroy', pending)
     }
-    env.lab.control.setKnobs({ maxChainLength: 3 })
+    tiny.env.lab.control.setKnobs({ maxChainLength: 3 })
     try {
-      const first = await xapi.callAsync('VDI.snapshot', diskOf(vm).$ref, {})
-      const second = await xapi.callAsync('VDI.snapshot', diskOf(vm).$ref, {})
-      await assert.rejects(xapi.callAsync('VDI.snapshot', diskOf(vm).$ref, {}),
+      const first = await tiny.xapi.callAsync('VDI.snapshot', diskOf(vm).$ref, {})
+      const second = await tiny.xapi.callAsync('VDI.snapshot', diskOf(vm).$ref, {})
+      await assert.rejects(tiny.xapi.callAsync('VDI.snapshot', diskOf(vm).$ref, {}),
         (error: any) => error.code === 'SR_BACKEND_FAILURE_109' && error.params[1] === 'The snapshot chain is too long')
-      for (const snapshot of [first, second]) await xapi.call('VDI.destroy', snapshot)
-      await xapi.call('VDI.destroy', await xapi.callAsync('VDI.snapshot', diskOf(vm).$ref, {}))
+      for (const snapshot of [first, second]) await tiny.xapi.call('VDI.destroy', snapshot)
+      await tiny.xapi.call('VDI.destroy', await tiny.xapi.callAsync('VDI.snapshot', diskOf(vm).$ref, {}))
     } finally {
-      env.lab.control.setKnobs({ maxChainLength: 30 })
+      tiny.env.lab.control.setKnobs({ maxChainLength: 30 })
     }
   })
 
   test('export cut short: FIN or RST after N bytes, a truncated body and a VDI_IO_ERROR task', async () => {
-    const disk = diskOf(vmNamed(xapi, 'tiny-running'))
+    const disk = diskOf(vmNamed(tiny.xapi, 'tiny-running'))
     for (const mode of ['fin', 'rst'] as const) {
-      env.lab.control.exportCut({ afterBytes: MiB + 100, mode, uuid: disk.uuid })
-      const response = await xapi.getResource('/export_raw_vdi/', { query: { vdi: disk.$ref, format: 'raw' } })
+      tiny.env.lab.control.exportCut({ afterBytes: MiB + 100, mode, uuid: disk.uuid })
+      const response = await tiny.xapi.getResource('/export_raw_vdi/', { query: { vdi: disk.$ref, format: 'raw' } })
       const body = await readAll(response.body).catch(() => Buffer.alloc(0))
       assert.ok(body.length <= MiB + 100 && body.length < disk.virtual_size, `${mode}: body cut at ${body.length}`)
       await assert.rejects(response.task, (error: any) => error.code === 'VDI_IO_ERROR')
@@ -80,118 +71,104 @@ describe('lab faults', () => {
   })
 
   test('task.cancel on an export cuts the stream and the task ends cancelled', async () => {
-    const disk = diskOf(vmNamed(xapi, 'tiny-running'))
-    env.lab.control.setKnobs({ exportPerStreamMiBs: 8 })
+    const disk = diskOf(vmNamed(tiny.xapi, 'tiny-running'))
+    tiny.env.lab.control.setKnobs({ exportPerStreamMiBs: 8 })
     try {
-      const task = await xapi.call('task.create', 'export to cancel', '')
-      const response = await xapi.getResource('/export_raw_vdi/', { query: { vdi: disk.$ref, format: 'raw' }, task })
+      const task = await tiny.xapi.call('task.create', 'export to cancel', '')
+      const response = await tiny.xapi.getResource('/export_raw_vdi/', { query: { vdi: disk.$ref, format: 'raw' }, task })
       const body = readAll(response.body).catch(() => Buffer.alloc(0))
       await new Promise(resolve => setTimeout(resolve, 200))
-      await xapi.call('task.cancel', task)
+      await tiny.xapi.call('task.cancel', task)
       assert.ok((await body).length < disk.virtual_size)
-      await waitFor(() => xapi.getObject(task, undefined)?.status === 'cancelled', 'the cancelled task')
+      await waitFor(() => tiny.xapi.getObject(task, undefined)?.status === 'cancelled', 'the cancelled task')
     } finally {
-      env.lab.control.setKnobs({ exportPerStreamMiBs: null })
+      tiny.env.lab.control.setKnobs({ exportPerStreamMiBs: null })
     }
   })
 
   test('a stalled export sends nothing for a while, then completes', async () => {
-    const disk = diskOf(vmNamed(xapi, 'tiny-halted'))
-    env.lab.control.addFault({ match: { endpoint: '/export_raw_vdi/' }, action: { type: 'stall', ms: 400, afterBytes: 0 } })
+    const disk = diskOf(vmNamed(tiny.xapi, 'tiny-halted'))
+    tiny.env.lab.control.addFault({ match: { endpoint: '/export_raw_vdi/' }, action: { type: 'stall', ms: 400, afterBytes: 0 } })
     const started = Date.now()
-    const response = await xapi.getResource('/export_raw_vdi/', { query: { vdi: disk.$ref, format: 'raw' } })
+    const response = await tiny.xapi.getResource('/export_raw_vdi/', { query: { vdi: disk.$ref, format: 'raw' } })
     assert.equal((await readAll(response.body)).length, disk.virtual_size)
     assert.ok(Date.now() - started >= 380)
   })
 
   test('the 200 with an embedded HTTP 500 body (xen-api#4603)', async () => {
-    const disk = diskOf(vmNamed(xapi, 'tiny-halted'))
-    env.lab.control.addFault({ match: { endpoint: '/export_raw_vdi/' }, action: { type: 'embedded500' } })
-    const response = await xapi.getResource('/export_raw_vdi/', { query: { vdi: disk.$ref, format: 'vhd' } })
+    const disk = diskOf(vmNamed(tiny.xapi, 'tiny-halted'))
+    tiny.env.lab.control.addFault({ match: { endpoint: '/export_raw_vdi/' }, action: { type: 'embedded500' } })
+    const response = await tiny.xapi.getResource('/export_raw_vdi/', { query: { vdi: disk.$ref, format: 'vhd' } })
     assert.equal(response.statusCode, 200)
     assert.match((await readAll(response.body)).toString(), /^HTTP\/1\.1 500 .*SR_BACKEND_FAILURE_46/s)
     await assert.rejects(response.task, (error: any) => error.code === 'SR_BACKEND_FAILURE_46')
   })
 
   test('VDI_IN_USE while dom0 still holds the disk after an export, then destroy succeeds', async () => {
-    const vm = vmNamed(xapi, 'tiny-halted')
-    const snapshot = await xapi.callAsync('VDI.snapshot', diskOf(vm).$ref, {})
-    env.lab.control.setKnobs({ detachLagMs: 400 })
+    const vm = vmNamed(tiny.xapi, 'tiny-halted')
+    const snapshot = await tiny.xapi.callAsync('VDI.snapshot', diskOf(vm).$ref, {})
+    tiny.env.lab.control.setKnobs({ detachLagMs: 400 })
     try {
-      const response = await xapi.getResource('/export_raw_vdi/', { query: { vdi: snapshot, format: 'vhd' } })
+      const response = await tiny.xapi.getResource('/export_raw_vdi/', { query: { vdi: snapshot, format: 'vhd' } })
       await readAll(response.body)
       await response.task
-      await assert.rejects(xapi.call('VDI.destroy', snapshot), (error: any) => error.code === 'VDI_IN_USE' && error.params.join() === `${snapshot},destroy`)
+      await assert.rejects(tiny.xapi.call('VDI.destroy', snapshot), (error: any) => error.code === 'VDI_IN_USE' && error.params.join() === `${snapshot},destroy`)
       await new Promise(resolve => setTimeout(resolve, 500))
-      await xapi.call('VDI.destroy', snapshot)
+      await tiny.xapi.call('VDI.destroy', snapshot)
     } finally {
-      env.lab.control.setKnobs({ detachLagMs: 0 })
+      tiny.env.lab.control.setKnobs({ detachLagMs: 0 })
     }
-    const other = await xapi.callAsync('VDI.snapshot', diskOf(vm).$ref, {})
-    env.lab.control.vdiInUse(await xapi.call('VDI.get_uuid', other), 300)
-    await assert.rejects(xapi.call('VDI.destroy', other), (error: any) => error.code === 'VDI_IN_USE')
+    const other = await tiny.xapi.callAsync('VDI.snapshot', diskOf(vm).$ref, {})
+    tiny.env.lab.control.vdiInUse(await tiny.xapi.call('VDI.get_uuid', other), 300)
+    await assert.rejects(tiny.xapi.call('VDI.destroy', other), (error: any) => error.code === 'VDI_IN_USE')
     await new Promise(resolve => setTimeout(resolve, 350))
-    await xapi.call('VDI.destroy', other)
+    await tiny.xapi.call('VDI.destroy', other)
   })
 
   test('SR full: SR_BACKEND_FAILURE_44 with SM parameters', async () => {
-    const vm = vmNamed(xapi, 'tiny-halted')
+    const vm = vmNamed(tiny.xapi, 'tiny-halted')
     const sr = diskOf(vm).$SR
-    await env.lab.control.srFull(sr.uuid)
-    await assert.rejects(xapi.call('VDI.create', { SR: sr.$ref, virtual_size: 64 * MiB, name_label: 'no room' }),
+    await tiny.env.lab.control.srFull(sr.uuid)
+    await assert.rejects(tiny.xapi.call('VDI.create', { SR: sr.$ref, virtual_size: 64 * MiB, name_label: 'no room' }),
       (error: any) => error.code === 'SR_BACKEND_FAILURE_44' && error.params.join('|') === '|There is insufficient space|')
-    await assert.rejects(xapi.callAsync('VM.snapshot', vm.$ref, 'no room'), (error: any) => error.code === 'SR_BACKEND_FAILURE_44')
+    await assert.rejects(tiny.xapi.callAsync('VM.snapshot', vm.$ref, 'no room'), (error: any) => error.code === 'SR_BACKEND_FAILURE_44')
     assert.ok(loggedFaults().includes('srFull'))
   })
 
   test('session invalidation: SESSION_INVALID, and the client logs in again by itself', async () => {
-    const session = xapi.sessionId
-    env.lab.control.invalidateSessions()
-    assert.deepEqual((await rawCall(env.pool.url, 'VM.get_all', [session])).body.error, { code: 1, message: 'SESSION_INVALID', data: [session] })
+    const session = tiny.xapi.sessionId
+    tiny.env.lab.control.invalidateSessions()
+    assert.deepEqual((await rawCall(tiny.env.pool.url, 'VM.get_all', [session])).body.error, { code: 1, message: 'SESSION_INVALID', data: [session] })
     // The client's event loop meets SESSION_INVALID and logs in again (calls racing that re-login fail client-side).
-    await waitFor(() => xapi.sessionId !== undefined && xapi.sessionId !== session, 'a new session')
-    assert.ok((await xapi.call('VM.get_all')).length > 0)
+    await waitFor(() => tiny.xapi.sessionId !== undefined && tiny.xapi.sessionId !== session, 'a new session')
+    assert.ok((await tiny.xapi.call('VM.get_all')).length > 0)
   })
 })
 
-test('toolstack restart: transfers cut, connections refused, sessions invalid and pending tasks gone', async () => {
-  const env = await startTinyLab()
-  const xapi = await connect(env.pool)
-  try {
-    const disk = diskOf(vmNamed(xapi, 'tiny-running'))
-    const session = xapi.sessionId
-    const pending = await xapi.call('task.create', 'pending', 'lost on restart')
-    env.lab.control.setKnobs({ exportPerStreamMiBs: 8 })
-    const response = await xapi.getResource('/export_raw_vdi/', { query: { vdi: disk.$ref, format: 'raw' } })
-    const body = readAll(response.body).catch(() => Buffer.alloc(0))
-    response.task.catch(() => {})
-    await new Promise(resolve => setTimeout(resolve, 300))
-    await env.lab.control.restart(500)
-    assert.ok((await body).length < disk.virtual_size, 'the export ends short')
-    await assert.rejects(fetch(`${env.pool.url}/jsonrpc`, { method: 'POST', body: '{}' }), 'connections are refused while down')
-    await new Promise(resolve => setTimeout(resolve, 600))
-    assert.equal((await rawCall(env.pool.url, 'VM.get_all', [session])).body.error.message, 'SESSION_INVALID')
-    assert.ok((await xapi.call('VM.get_all')).length > 0, 'the client logs in again')
-    await assert.rejects(xapi.call('task.get_status', pending), (error: any) => error.code === 'HANDLE_INVALID')
-    await waitFor(() => xapi.getObject(pending, undefined) === undefined, 'the client noticing the task vanished', 3000)
-    assert.ok(env.lab.control.faultLog().some(entry => entry.fault === 'toolstackRestart'))
-  } finally {
-    await xapi.disconnect().catch(() => {})
-    await env.cleanup()
-  }
-})
+test('toolstack restart: transfers cut, connections refused, sessions invalid and pending tasks gone', () => withTinyLab(async ({ env, xapi }) => {
+  const disk = diskOf(vmNamed(xapi, 'tiny-running'))
+  const session = xapi.sessionId
+  const pending = await xapi.call('task.create', 'pending', 'lost on restart')
+  env.lab.control.setKnobs({ exportPerStreamMiBs: 8 })
+  const response = await xapi.getResource('/export_raw_vdi/', { query: { vdi: disk.$ref, format: 'raw' } })
+  const body = readAll(response.body).catch(() => Buffer.alloc(0))
+  response.task.catch(() => {})
+  await new Promise(resolve => setTimeout(resolve, 300))
+  await env.lab.control.restart(500)
+  assert.ok((await body).length < disk.virtual_size, 'the export ends short')
+  await assert.rejects(fetch(`${env.pool.url}/jsonrpc`, { method: 'POST', body: '{}' }), 'connections are refused while down')
+  await new Promise(resolve => setTimeout(resolve, 600))
+  assert.equal((await rawCall(env.pool.url, 'VM.get_all', [session])).body.error.message, 'SESSION_INVALID')
+  assert.ok((await xapi.call('VM.get_all')).length > 0, 'the client logs in again')
+  await assert.rejects(xapi.call('task.get_status', pending), (error: any) => error.code === 'HANDLE_INVALID')
+  await waitFor(() => xapi.getObject(pending, undefined) === undefined, 'the client noticing the task vanished', 3000)
+  assert.ok(env.lab.control.faultLog().some(entry => entry.fault === 'toolstackRestart'))
+}))
 
-test('host reboot: running VMs come back Halted', async () => {
-  const env = await startTinyLab()
-  const xapi = await connect(env.pool)
-  try {
-    const vm = vmNamed(xapi, 'tiny-running')
-    await env.lab.control.restart(200, { reboot: true })
-    await new Promise(resolve => setTimeout(resolve, 300))
-    await waitFor(() => xapi.getObject(vm.$ref).power_state === 'Halted', 'the VM halted by the reboot', 3000)
-    assert.ok(env.lab.control.faultLog().some(entry => entry.fault === 'hostReboot'))
-  } finally {
-    await xapi.disconnect().catch(() => {})
-    await env.cleanup()
-  }
-})
+test('host reboot: running VMs come back Halted', () => withTinyLab(async ({ env, xapi }) => {
+  const vm = vmNamed(xapi, 'tiny-running')
+  await env.lab.control.restart(200, { reboot: true })
+  await new Promise(resolve => setTimeout(resolve, 300))
+  await waitFor(() => xapi.getObject(vm.$ref).power_state === 'Halted', 'the VM halted by the reboot', 3000)
+  assert.ok(env.lab.control.faultLog().some(entry => entry.fault === 'hostReboot'))
+}))

@@ -1,4 +1,5 @@
 // Shared by the lab tests: a tiny lab in a temporary folder, the real xen-api client connected to it, and small waits.
+import { after, before } from 'node:test'
 import { createClient } from 'xen-api'
 import { startLab, type Lab, type LabPool } from '../../source/lab/index.ts'
 import { tempDir } from '../helpers/tools.ts'
@@ -20,6 +21,42 @@ export async function startTinyLab(): Promise<{ lab: Lab; pool: LabPool; dataDir
   const dir = await tempDir('lifeboat-lab-')
   const lab = await startLab({ dataDir: dir.path, fixture: 'tiny' })
   return { lab, pool: lab.pools[0]!, dataDir: dir.path, cleanup: async () => { await lab.stop(); await dir.cleanup() } }
+}
+
+export type TinyLab = Awaited<ReturnType<typeof startTinyLab>>
+
+/** One tiny lab and a connected client shared by the tests of the current suite (node:test before/after hooks);
+ *  `env` and `xapi` are valid inside tests only. */
+export function useTinyLab(): { readonly env: TinyLab; readonly xapi: XapiClient } {
+  let current: { env: TinyLab; xapi: XapiClient } | undefined
+  before(async () => {
+    const env = await startTinyLab()
+    current = { env, xapi: await connect(env.pool) }
+  })
+  after(async () => {
+    await current?.xapi.disconnect().catch(() => {})
+    await current?.env.cleanup()
+  })
+  const started = () => {
+    if (current === undefined) throw new Error('useTinyLab: the lab exists inside tests only (it starts in a before hook)')
+    return current
+  }
+  return { get env() { return started().env }, get xapi() { return started().xapi } }
+}
+
+/** A fresh tiny lab for one test that breaks it (restarts, reboots), torn down whatever the test does. */
+export async function withTinyLab(body: (lab: { env: TinyLab; xapi: XapiClient }) => Promise<void>): Promise<void> {
+  const env = await startTinyLab()
+  try {
+    const xapi = await connect(env.pool)
+    try {
+      await body({ env, xapi })
+    } finally {
+      await xapi.disconnect().catch(() => {})
+    }
+  } finally {
+    await env.cleanup()
+  }
 }
 
 export async function connect(pool: LabPool, options: Record<string, unknown> = {}): Promise<XapiClient> {

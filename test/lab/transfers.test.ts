@@ -4,35 +4,26 @@ import assert from 'node:assert/strict'
 import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { Readable } from 'node:stream'
-import { after, before, describe, test } from 'node:test'
+import { describe, test } from 'node:test'
 import { openVhdStream } from '../../source/formats/vhd/index.ts'
 import { readXva } from '../../source/formats/xva/index.ts'
 import { requireTool, run, tempDir } from '../helpers/tools.ts'
-import { connect, diskOf, readAll, startTinyLab, vmNamed, waitFor, type XapiClient } from './helpers.ts'
+import { diskOf, readAll, useTinyLab, vmNamed, waitFor } from './helpers.ts'
 
 const MiB = 1024 * 1024
 
 describe('lab transfers', () => {
-  let env: Awaited<ReturnType<typeof startTinyLab>>
-  let xapi: XapiClient
-  before(async () => {
-    env = await startTinyLab()
-    xapi = await connect(env.pool)
-  })
-  after(async () => {
-    await xapi.disconnect()
-    await env.cleanup()
-  })
+  const tiny = useTinyLab()
 
   const exportBody = async (query: Record<string, string>) => {
-    const response = await xapi.getResource('/export_raw_vdi/', { query })
+    const response = await tiny.xapi.getResource('/export_raw_vdi/', { query })
     const body = await readAll(response.body)
     assert.equal(await response.task, '')
     return { body, headers: response.headers }
   }
   const snapshotDisk = async (vm: any, name: string) => {
-    const snapshot = await xapi.callAsync('VM.snapshot', vm.$ref, name)
-    return waitFor(() => xapi.getObject(snapshot, undefined)?.$VBDs?.find((vbd: any) => vbd.type === 'Disk')?.$VDI, 'the snapshot disk')
+    const snapshot = await tiny.xapi.callAsync('VM.snapshot', vm.$ref, name)
+    return waitFor(() => tiny.xapi.getObject(snapshot, undefined)?.$VBDs?.find((vbd: any) => vbd.type === 'Disk')?.$VDI, 'the snapshot disk')
   }
   /** The raw image a VHD stream describes, rebuilt from its blocks. */
   const rawFromVhd = async (vhd: Buffer) => {
@@ -44,7 +35,7 @@ describe('lab transfers', () => {
 
   test('snapshot → full VHD export, parsed by our VHD code and qemu-img, equals the raw export', async () => {
     requireTool('qemu-img', 'qemu-utils')
-    const vm = vmNamed(xapi, 'tiny-running')
+    const vm = vmNamed(tiny.xapi, 'tiny-running')
     const disk = await snapshotDisk(vm, 'full')
     assert.equal(disk.is_a_snapshot, true)
     assert.equal(disk.$snapshot_of.$ref, diskOf(vm).$ref)
@@ -71,73 +62,73 @@ describe('lab transfers', () => {
   })
 
   test('guest writes → snapshot → delta with base → imported onto a clone of the base → equal raw', async () => {
-    const vm = vmNamed(xapi, 'tiny-running')
+    const vm = vmNamed(tiny.xapi, 'tiny-running')
     const base = await snapshotDisk(vm, 'base')
     const live = diskOf(vm)
-    await env.lab.control.writeVdi(live.uuid, { offset: 5 * MiB + 1000, length: 8192, seed: 42 })
-    await env.lab.control.writeVdi(live.uuid, { offset: 20 * MiB, data: Buffer.from('hello from the guest').toString('base64') })
+    await tiny.env.lab.control.writeVdi(live.uuid, { offset: 5 * MiB + 1000, length: 8192, seed: 42 })
+    await tiny.env.lab.control.writeVdi(live.uuid, { offset: 20 * MiB, data: Buffer.from('hello from the guest').toString('base64') })
     const next = await snapshotDisk(vm, 'next')
     const delta = await exportBody({ vdi: next.$ref, format: 'vhd', base: base.$ref })
     const { reader } = await rawFromVhd(delta.body)
     assert.equal(reader.footer.diskType, 4)
     assert.deepEqual(reader.blockIndexes, [2, 10], 'exactly the 2 MiB blocks written since the base')
 
-    const clone = await xapi.callAsync('VDI.clone', base.$ref, {})
-    const imported = await xapi.putResource(delta.body, '/import_raw_vdi/', { query: { vdi: clone, format: 'vhd' } })
+    const clone = await tiny.xapi.callAsync('VDI.clone', base.$ref, {})
+    const imported = await tiny.xapi.putResource(delta.body, '/import_raw_vdi/', { query: { vdi: clone, format: 'vhd' } })
     assert.equal(imported, clone)
     const expected = await exportBody({ vdi: next.$ref, format: 'raw' })
     assert.ok((await exportBody({ vdi: clone, format: 'raw' })).body.equals(expected.body))
 
     // A stream of unknown length takes the client's 1 PiB path: a probe PUT without task_id (a no-op that must not
     // deadlock), then the data, then the client cuts the connection; the task's VDI_IO_ERROR is ignored by the client.
-    const second = await xapi.callAsync('VDI.clone', base.$ref, {})
+    const second = await tiny.xapi.callAsync('VDI.clone', base.$ref, {})
     const before = (await exportBody({ vdi: second, format: 'raw' })).body
-    await xapi.putResource(Readable.from([Buffer.alloc(0)]), '/import_raw_vdi/', { query: { vdi: second, format: 'vhd' } })
+    await tiny.xapi.putResource(Readable.from([Buffer.alloc(0)]), '/import_raw_vdi/', { query: { vdi: second, format: 'vhd' } })
     assert.ok((await exportBody({ vdi: second, format: 'raw' })).body.equals(before), 'an empty upload changes nothing')
-    await xapi.putResource(Readable.from([delta.body]), '/import_raw_vdi/', { query: { vdi: second, format: 'vhd' } })
+    await tiny.xapi.putResource(Readable.from([delta.body]), '/import_raw_vdi/', { query: { vdi: second, format: 'vhd' } })
   })
 
   test('raw import of part of a disk, and unknown formats answered 404 with a failed task', async () => {
-    const vm = vmNamed(xapi, 'tiny-halted')
+    const vm = vmNamed(tiny.xapi, 'tiny-halted')
     const disk = diskOf(vm)
     const content = Buffer.alloc(disk.virtual_size, 7)
-    await xapi.putResource(content, '/import_raw_vdi/', { query: { vdi: disk.$ref, format: 'raw' } })
+    await tiny.xapi.putResource(content, '/import_raw_vdi/', { query: { vdi: disk.$ref, format: 'raw' } })
     assert.ok((await exportBody({ vdi: disk.$ref, format: 'raw' })).body.equals(content))
-    const task = await xapi.call('task.create', 'export', '')
-    await assert.rejects(xapi.getResource('/export_raw_vdi/', { query: { vdi: disk.$ref, format: 'qcow3' }, task }), /unexpected 404/)
-    await waitFor(() => xapi.getObject(task, undefined)?.status === 'failure', 'the failed task')
-    assert.deepEqual(xapi.getObject(task).error_info, ['INTERNAL_ERROR', 'Unknown format qcow3'])
+    const task = await tiny.xapi.call('task.create', 'export', '')
+    await assert.rejects(tiny.xapi.getResource('/export_raw_vdi/', { query: { vdi: disk.$ref, format: 'qcow3' }, task }), /unexpected 404/)
+    await waitFor(() => tiny.xapi.getObject(task, undefined)?.status === 'failure', 'the failed task')
+    assert.deepEqual(tiny.xapi.getObject(task).error_info, ['INTERNAL_ERROR', 'Unknown format qcow3'])
   })
 
   for (const compression of ['zstd', 'gzip', 'false']) {
     test(`XVA export (use_compression=${compression}) → import → equal disks`, async () => {
-      const vm = vmNamed(xapi, 'tiny-halted')
-      const response = await xapi.getResource('/export/', { query: { ref: vm.$ref, use_compression: compression } })
+      const vm = vmNamed(tiny.xapi, 'tiny-halted')
+      const response = await tiny.xapi.getResource('/export/', { query: { ref: vm.$ref, use_compression: compression } })
       const xva = await readAll(response.body)
       await response.task
       const names: string[] = []
       for await (const entry of readXva([xva])) names.push(entry.type === 'ova.xml' ? 'ova.xml' : entry.ref)
       assert.equal(names[0], 'ova.xml')
       const sr = diskOf(vm).$SR
-      const [imported] = await xapi.putResource(xva, '/import/', { query: { sr_id: sr.$ref } })
-      const copy = await waitFor(() => xapi.getObject(imported, undefined)?.$VBDs?.length > 0 && xapi.getObject(imported), 'the imported VM')
+      const [imported] = await tiny.xapi.putResource(xva, '/import/', { query: { sr_id: sr.$ref } })
+      const copy = await waitFor(() => tiny.xapi.getObject(imported, undefined)?.$VBDs?.length > 0 && tiny.xapi.getObject(imported), 'the imported VM')
       assert.equal(copy.name_label, vm.name_label)
       assert.deepEqual(copy.current_operations, {})
       const original = await exportBody({ vdi: diskOf(vm).$ref, format: 'raw' })
       assert.ok((await exportBody({ vdi: diskOf(copy).$ref, format: 'raw' })).body.equals(original.body))
-      await xapi.call('VM.destroy', imported)
+      await tiny.xapi.call('VM.destroy', imported)
     })
   }
 
   test('an XVA export of a running VM is refused; checkpoint gives a Suspended copy with a suspend VDI', async () => {
-    const vm = vmNamed(xapi, 'tiny-running')
-    await assert.rejects(xapi.getResource('/export/', { query: { ref: vm.$ref } }), /unexpected 500/)
-    const checkpoint = await xapi.callAsync('VM.checkpoint', vm.$ref, 'with memory')
-    const record = await waitFor(() => xapi.getObject(checkpoint, undefined)?.$suspend_VDI && xapi.getObject(checkpoint), 'the checkpoint')
+    const vm = vmNamed(tiny.xapi, 'tiny-running')
+    await assert.rejects(tiny.xapi.getResource('/export/', { query: { ref: vm.$ref } }), /unexpected 500/)
+    const checkpoint = await tiny.xapi.callAsync('VM.checkpoint', vm.$ref, 'with memory')
+    const record = await waitFor(() => tiny.xapi.getObject(checkpoint, undefined)?.$suspend_VDI && tiny.xapi.getObject(checkpoint), 'the checkpoint')
     assert.equal(record.power_state, 'Suspended')
     assert.equal(record.is_a_snapshot, true)
     assert.equal(record.$suspend_VDI.type, 'suspend')
     assert.equal(record.$snapshot_of.$ref, vm.$ref)
-    assert.ok(xapi.getObject(vm.$ref).snapshots.includes(checkpoint))
+    assert.ok(tiny.xapi.getObject(vm.$ref).snapshots.includes(checkpoint))
   })
 })

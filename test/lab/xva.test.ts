@@ -2,26 +2,17 @@
 // fails as XAPI's import does and leaves nothing behind, and an export locks its VM.
 import assert from 'node:assert/strict'
 import { Readable } from 'node:stream'
-import { after, before, describe, test } from 'node:test'
-import { connect, diskOf, readAll, startTinyLab, vmNamed, waitFor, type XapiClient } from './helpers.ts'
+import { describe, test } from 'node:test'
+import { diskOf, readAll, useTinyLab, vmNamed, waitFor, withTinyLab } from './helpers.ts'
 
 const MiB = 1024 * 1024
 
 describe('lab VM transfers', () => {
-  let env: Awaited<ReturnType<typeof startTinyLab>>
-  let xapi: XapiClient
-  before(async () => {
-    env = await startTinyLab()
-    xapi = await connect(env.pool)
-  })
-  after(async () => {
-    await xapi.disconnect()
-    await env.cleanup()
-  })
+  const tiny = useTinyLab()
 
   test('XVA import: the VM appears early with current_operations import; a cut archive fails with IMPORT_ERROR_PREMATURE_EOF', async () => {
-    const vm = vmNamed(xapi, 'tiny-halted')
-    const response = await xapi.getResource('/export/', { query: { ref: vm.$ref, use_compression: 'false' } })
+    const vm = vmNamed(tiny.xapi, 'tiny-halted')
+    const response = await tiny.xapi.getResource('/export/', { query: { ref: vm.$ref, use_compression: 'false' } })
     const xva = await readAll(response.body)
     await response.task
     const sr = diskOf(vm).$SR.$ref
@@ -33,51 +24,44 @@ describe('lab VM transfers', () => {
       yield xva.subarray(256 * 1024)
     })()) as Readable & { length?: number }
     slow.length = xva.length
-    const upload = xapi.putResource(slow, '/import/', { query: { sr_id: sr } })
-    const early = await waitFor(() => Object.values(xapi.objects.all).find((object: any) => object.$type === 'VM' &&
+    const upload = tiny.xapi.putResource(slow, '/import/', { query: { sr_id: sr } })
+    const early = await waitFor(() => Object.values(tiny.xapi.objects.all).find((object: any) => object.$type === 'VM' &&
       Object.values(object.current_operations).includes('import')), 'the VM being imported')
     release()
     const [imported] = await upload
     assert.equal(imported, early.$ref)
-    await waitFor(() => Object.keys(xapi.getObject(imported).current_operations).length === 0, 'the import done')
-    assert.equal(xapi.getObject(imported).name_label, vm.name_label)
-    await xapi.call('VM.destroy', imported)
+    await waitFor(() => Object.keys(tiny.xapi.getObject(imported).current_operations).length === 0, 'the import done')
+    assert.equal(tiny.xapi.getObject(imported).name_label, vm.name_label)
+    await tiny.xapi.call('VM.destroy', imported)
 
-    const before = (await xapi.call('VM.get_all')).length
-    await assert.rejects(xapi.putResource(xva.subarray(0, xva.length - 3 * MiB), '/import/', { query: { sr_id: sr } }),
+    const before = (await tiny.xapi.call('VM.get_all')).length
+    await assert.rejects(tiny.xapi.putResource(xva.subarray(0, xva.length - 3 * MiB), '/import/', { query: { sr_id: sr } }),
       (error: any) => error.code === 'IMPORT_ERROR_PREMATURE_EOF')
-    assert.equal((await xapi.call('VM.get_all')).length, before, 'a failed import leaves nothing behind')
+    assert.equal((await tiny.xapi.call('VM.get_all')).length, before, 'a failed import leaves nothing behind')
   })
 
   test('a VM export locks the VM: destroy answers OTHER_OPERATION_IN_PROGRESS meanwhile', async () => {
-    const vm = vmNamed(xapi, 'tiny-halted')
-    env.lab.control.setKnobs({ exportPerStreamMiBs: 24 })
+    const vm = vmNamed(tiny.xapi, 'tiny-halted')
+    tiny.env.lab.control.setKnobs({ exportPerStreamMiBs: 24 })
     try {
-      const response = await xapi.getResource('/export/', { query: { ref: vm.$ref } })
-      await waitFor(() => Object.values(xapi.getObject(vm.$ref).current_operations).includes('export'), 'the export lock')
-      await assert.rejects(xapi.call('VM.destroy', vm.$ref), (error: any) => error.code === 'OTHER_OPERATION_IN_PROGRESS' && error.params[2] === 'export')
+      const response = await tiny.xapi.getResource('/export/', { query: { ref: vm.$ref } })
+      await waitFor(() => Object.values(tiny.xapi.getObject(vm.$ref).current_operations).includes('export'), 'the export lock')
+      await assert.rejects(tiny.xapi.call('VM.destroy', vm.$ref), (error: any) => error.code === 'OTHER_OPERATION_IN_PROGRESS' && error.params[2] === 'export')
       await readAll(response.body)
       await response.task
-      await waitFor(() => Object.keys(xapi.getObject(vm.$ref).current_operations).length === 0, 'the lock released')
+      await waitFor(() => Object.keys(tiny.xapi.getObject(vm.$ref).current_operations).length === 0, 'the lock released')
     } finally {
-      env.lab.control.setKnobs({ exportPerStreamMiBs: null as never })
+      tiny.env.lab.control.setKnobs({ exportPerStreamMiBs: null as never })
     }
   })
 })
 
-test('raw upload with sr_id and no vdi creates an "Imported VDI" holding the data', async () => {
-  const env = await startTinyLab()
-  const xapi = await connect(env.pool)
-  try {
-    const sr = diskOf(vmNamed(xapi, 'tiny-halted')).$SR.$ref
-    const content = Buffer.alloc(4 * MiB, 0x5a)
-    const vdi = await xapi.putResource(content, '/import_raw_vdi/', { query: { sr_id: sr, format: 'raw' } })
-    const record = await waitFor(() => xapi.getObject(vdi, undefined), 'the new VDI')
-    assert.equal(record.name_label, 'Imported VDI')
-    assert.equal(record.virtual_size, 4 * MiB)
-    assert.ok((await readAll((await xapi.getResource('/export_raw_vdi/', { query: { vdi, format: 'raw' } })).body)).equals(content))
-  } finally {
-    await xapi.disconnect()
-    await env.cleanup()
-  }
-})
+test('raw upload with sr_id and no vdi creates an "Imported VDI" holding the data', () => withTinyLab(async ({ xapi }) => {
+  const sr = diskOf(vmNamed(xapi, 'tiny-halted')).$SR.$ref
+  const content = Buffer.alloc(4 * MiB, 0x5a)
+  const vdi = await xapi.putResource(content, '/import_raw_vdi/', { query: { sr_id: sr, format: 'raw' } })
+  const record = await waitFor(() => xapi.getObject(vdi, undefined), 'the new VDI')
+  assert.equal(record.name_label, 'Imported VDI')
+  assert.equal(record.virtual_size, 4 * MiB)
+  assert.ok((await readAll((await xapi.getResource('/export_raw_vdi/', { query: { vdi, format: 'raw' } })).body)).equals(content))
+}))
