@@ -22,14 +22,8 @@ type TaskEventBody = TaskEvent extends infer E ? (E extends EventBase ? Omit<E, 
 
 export type TaskListener = (event: TaskEvent) => void
 
-/** A task error as logged: our coded form, plus the sub-errors of an AggregateError (all targets failed…). */
-export type TaskError = SerializedError & { errors?: TaskError[] }
-
-export function serializeTaskError(error: unknown): TaskError {
-  const serialized: TaskError = serializeError(error)
-  if (error instanceof AggregateError) serialized.errors = error.errors.map(serializeTaskError)
-  return serialized
-}
+/** A task error as logged: our coded form, with the sub-errors of an AggregateError. */
+export type TaskError = SerializedError
 
 /** XO's task id: sortable by creation time, unique within a process and across restarts. */
 export function newTaskId(now = Date.now()): string {
@@ -128,11 +122,11 @@ export class Task {
   }
 
   fail(error: unknown): void {
-    this.#finish('failure', serializeTaskError(error))
+    this.#finish('failure', serializeError(error))
   }
 
   cancel(reason: unknown = 'cancelled'): void {
-    this.#finish('cancelled', reason instanceof Error ? serializeTaskError(reason) : { code: 'CANCELLED', message: String(reason) })
+    this.#finish('cancelled', reason instanceof Error ? serializeError(reason) : { code: 'CANCELLED', message: String(reason) })
   }
 
   /**

@@ -23,6 +23,8 @@ export interface SerializedError {
   name?: string
   data?: Record<string, unknown>
   cause?: SerializedError
+  /** The sub-errors of an AggregateError (every target of a run failed…), each in full. */
+  errors?: SerializedError[]
 }
 
 export function isLifeboatError(error: unknown, code?: string): error is LifeboatError {
@@ -44,6 +46,7 @@ export function serializeError(error: unknown): SerializedError {
     const out: SerializedError = { code: errorCode(error), message: error.message, name: error.name }
     if (error instanceof LifeboatError && error.data !== undefined) out.data = error.data
     if (error.cause !== undefined) out.cause = serializeError(error.cause)
+    if (error instanceof AggregateError) out.errors = error.errors.map(serializeError)
     return out
   }
   return { code: 'UNKNOWN', message: String(error) }
