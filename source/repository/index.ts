@@ -1,5 +1,5 @@
 // A backup repository on a remote, in Xen Orchestra's format: layout and dates, metadata schemas,
-// listing with cache.json.gz, the commit order, deletion and the retention rule.
+// listing with cache.json.gz, the commit order, deletion, retention, and the cleaner that merges and repairs.
 export * from './layout.ts'
 export * from './dates.ts'
 export * from './metadata.ts'
@@ -7,3 +7,5 @@ export { readCache, writeCache, generateCache, updateCache, type VmBackupCache, 
 export { listVmBackups, listBackedUpVms, listRestorePoints, toRestorePoint, type RestorePoint } from './listing.ts'
 export { allocateBackupDate, writeBackupFile, writeBackupMetadata, commitBackup, deleteBackups, type BackupFile } from './commit.ts'
 export { getOldEntries, type LongTermRetention, type LongTermRule, type LongTermKind } from './retention.ts'
+export { applyRetention, type RetentionOptions } from './apply-retention.ts'
+export { cleanVm, type CleanVmOptions, type CleanVmResult } from './clean-vm.ts'

@@ -1,0 +1,326 @@
+// The cleaner (XO's clean-vm) for one VM folder: finishes interrupted merges, merges what retention left
+// unreferenced into the backups that need it, and removes what a crash left broken, incomplete or stray.
+import { posix } from 'node:path'
+import { fileSystemAccess, TEMPORARY_FILE, type FileSystemAccess, type RemoteHandler } from '../storage/index.ts'
+import type { Task } from '../tasks/index.ts'
+import { errorCode, isLifeboatError } from '../util/errors.ts'
+import { writeCache, type VmBackupCache } from './cache.ts'
+import { METADATA_FILE, resolveInVmDir, vmDir } from './layout.ts'
+import { mergeChain, resumeInterruptedMerges } from './merge-backups.ts'
+import { parseBackupMetadata, serializeBackupMetadata, type BackupMetadata, type DeltaBackupMetadata } from './metadata.ts'
+import { listChainFolders, readChainFolder, unkeptAncestors, type ChainDisk, type ChainFolder } from './vhd-chains.ts'
+
+export interface CleanVmOptions {
+  /** Merge unreferenced VHDs into the oldest kept backup that needs them (retention of delta chains). */
+  merge?: boolean
+  /** Remove what is broken or unreferenced (orphan VHDs, temp files, incomplete backups, XVAs without JSON, broken chains). */
+  remove?: boolean
+  signal?: AbortSignal
+  /** Logs infos and warnings; each merge runs in a child task 'merge' (properties progress, size). */
+  task?: Task
+  warn?: (message: string, data?: unknown) => void
+  /**
+   * Temporary files last changed before this time (ms) are crash leftovers and removed. Default: when the
+   * clean starts, since the caller holds the VM's lock and nobody else writes in the folder.
+   */
+  temporaryFilesBefore?: number
+}
+
+export interface CleanVmResult {
+  /** VHDs merged into an ancestor. */
+  merged: number
+  mergedBytes: number
+  /** Remote paths removed. */
+  removed: string[]
+  warnings: string[]
+}
+
+interface Backup {
+  path: string
+  metadata: BackupMetadata
+}
+
+/** What one clean knows and does: the options, the outcome so far, and how it logs and removes. */
+class Clean {
+  readonly result: CleanVmResult = { merged: 0, mergedBytes: 0, removed: [], warnings: [] }
+  readonly fs: FileSystemAccess
+  readonly handler: RemoteHandler
+  readonly options: CleanVmOptions
+
+  constructor(handler: RemoteHandler, options: CleanVmOptions) {
+    this.handler = handler
+    this.options = options
+    this.fs = fileSystemAccess(handler)
+  }
+
+  get removing(): boolean {
+    return this.options.remove !== false
+  }
+
+  warn(message: string, data: Record<string, unknown>): void {
+    this.result.warnings.push(`${message}: ${String(data.path ?? data.folder ?? '')}`.replace(/: $/, ''))
+    this.options.warn?.(message, data)
+    this.options.task?.warning(message, data)
+  }
+
+  info(message: string, data: Record<string, unknown>): void {
+    this.options.task?.info(message, data)
+  }
+
+  /** Removes a file when removing is on; a file already gone is fine. */
+  async remove(path: string): Promise<void> {
+    if (!this.removing) return
+    try {
+      await this.handler.unlink(path)
+    } catch (error) {
+      if (errorCode(error) !== 'ENOENT') throw error
+      return
+    }
+    this.result.removed.push(path)
+  }
+
+  checkpoint(): void {
+    this.options.signal?.throwIfAborted()
+  }
+}
+
+/** Repairs and merges one VM folder (caller holds its lock). Interrupted merges are resumed FIRST (before orphan detection). */
+export async function cleanVm(handler: RemoteHandler, vmUuid: string, options: CleanVmOptions = {}): Promise<CleanVmResult> {
+  const clean = new Clean(handler, options)
+  const temporaryFilesBefore = options.temporaryFilesBefore ?? Date.now()
+  const dir = vmDir(vmUuid)
+  const rootNames = await handler.list(dir, { ignoreMissing: true })
+  if (rootNames.length === 0) return clean.result
+
+  const folderPaths = await listChainFolders(handler, vmUuid)
+  const blocked = new Set<string>()
+  for (const folder of folderPaths) {
+    clean.checkpoint()
+    try {
+      const resumed = await resumeInterruptedMerges(handler, clean.fs, folder, options.task)
+      if (resumed !== undefined) {
+        clean.result.merged += resumed.merged
+        clean.info('interrupted merge finished', { folder })
+      }
+    } catch (error) {
+      options.signal?.throwIfAborted()
+      // Its disks are half-merged: removing or merging anything there could lose a kept backup.
+      blocked.add(folder)
+      clean.warn('an interrupted merge could not be finished; this disk folder is left as it is', { folder, error: (error as Error).message })
+    }
+  }
+
+  const backups = await readBackups(clean, dir, rootNames)
+  const folders: ChainFolder[] = []
+  for (const path of folderPaths) {
+    clean.checkpoint()
+    if (blocked.has(path)) continue
+    const folder = await readChainFolder(handler, clean.fs, path)
+    if (folder.unsupported.length > 0 || folder.forks.length > 0) {
+      blocked.add(path)
+      const why = folder.unsupported.length > 0 ? `it holds VhdDirectory backups (${folder.unsupported.join(', ')}), which Lifeboat does not handle` : `a disk has several children (${folder.forks.join(', ')})`
+      clean.warn(`this disk folder is left as it is: ${why}`, { folder: path })
+      continue
+    }
+    folders.push(folder)
+  }
+  const disks = new Map<string, ChainDisk>()
+  for (const folder of folders) for (const disk of folder.disks.values()) disks.set(disk.path, disk)
+
+  const complete = await removeIncompleteBackups(clean, vmUuid, backups, disks, blocked)
+  const kept = new Set<string>()
+  for (const backup of complete) if (backup.metadata.mode === 'delta') for (const path of vhdPaths(vmUuid, backup.metadata)) kept.add(path)
+
+  const merges: ChainDisk[][] = []
+  for (const folder of folders) {
+    clean.checkpoint()
+    const claimed = new Set<string>()
+    for (const disk of folder.disks.values()) {
+      if (!kept.has(disk.path)) continue
+      const ancestors = unkeptAncestors(folder, disk, kept)
+      if (ancestors.length === 0) continue
+      merges.push([...ancestors, disk])
+      for (const ancestor of ancestors) claimed.add(ancestor.path)
+    }
+    for (const disk of folder.disks.values()) {
+      if (kept.has(disk.path) || claimed.has(disk.path)) continue
+      if (disk.broken !== undefined) clean.warn('broken VHD', { path: disk.path, reason: disk.broken })
+      else clean.info('unused VHD', { path: disk.path })
+      await clean.remove(disk.path)
+    }
+  }
+
+  // The disk each kept VHD became: after a merge it carries its oldest ancestor's type and a new size.
+  const mergedInto = new Map<string, { differencing: boolean; size: number }>()
+  if (options.merge !== false) {
+    for (const chain of merges) {
+      clean.checkpoint()
+      const target = chain[chain.length - 1]!
+      try {
+        const outcome = await mergeChain(clean.fs, chain.map(disk => disk.path), { ...(options.task && { task: options.task }), ...(options.signal && { signal: options.signal }) })
+        clean.result.merged += outcome.merged
+        clean.result.mergedBytes += outcome.mergedBytes
+        mergedInto.set(target.path, { differencing: chain[0]!.differencing, size: (await handler.stat(target.path)).size })
+      } catch (error) {
+        options.signal?.throwIfAborted()
+        clean.warn('merge failed; it is resumed by the next clean', { path: target.path, error: (error as Error).message })
+      }
+    }
+  }
+
+  await updateMergedMetadata(clean, vmUuid, complete, disks, mergedInto)
+  await removeStrayFiles(clean, vmUuid, rootNames, complete, folderPaths, temporaryFilesBefore)
+  if (clean.removing) await removeEmptyFolders(handler, folders.map(folder => folder.path))
+
+  const remaining = clean.removing ? complete : backups
+  const cache: VmBackupCache = {}
+  for (const { path, metadata } of remaining) cache[`/${path}`] = { ...metadata, _filename: `/${path}`, id: `/${path}` }
+  await writeCache(handler, vmUuid, cache)
+  return clean.result
+}
+
+/** Every backup JSON of the folder; one that does not parse is unusable and removed. */
+async function readBackups(clean: Clean, dir: string, rootNames: string[]): Promise<Backup[]> {
+  const backups: Backup[] = []
+  for (const name of rootNames) {
+    if (!METADATA_FILE.test(name)) continue
+    const path = `${dir}/${name}`
+    try {
+      backups.push({ path, metadata: parseBackupMetadata(await clean.handler.readFile(path), path) })
+    } catch (error) {
+      if (!isLifeboatError(error, 'REPOSITORY_BAD_METADATA')) throw error
+      clean.warn('unreadable backup metadata', { path, error: error.message })
+      await clean.remove(path)
+    }
+  }
+  return backups
+}
+
+function vhdPaths(vmUuid: string, metadata: DeltaBackupMetadata): string[] {
+  return Object.values(metadata.vhds).map(ref => resolveInVmDir(vmUuid, ref))
+}
+
+/** Why a backup cannot be restored (data missing or broken), else undefined; disks in blocked folders are not judged. */
+async function incompleteReason(clean: Clean, vmUuid: string, metadata: BackupMetadata, disks: Map<string, ChainDisk>, blocked: Set<string>): Promise<string | undefined> {
+  if (metadata.mode === 'full') {
+    try {
+      const { size } = await clean.handler.stat(resolveInVmDir(vmUuid, metadata.xva))
+      if (metadata.size !== undefined && size !== metadata.size) clean.warn('the XVA size differs from the metadata', { path: metadata.xva, size, expected: metadata.size })
+      return undefined
+    } catch (error) {
+      if (errorCode(error) === 'ENOENT') return `its XVA ${metadata.xva} is missing`
+      if (isLifeboatError(error, 'REPOSITORY_BAD_REFERENCE')) return error.message
+      throw error
+    }
+  }
+  for (const ref of Object.values(metadata.vhds)) {
+    let path: string
+    try {
+      path = resolveInVmDir(vmUuid, ref)
+    } catch (error) {
+      if (isLifeboatError(error, 'REPOSITORY_BAD_REFERENCE')) return error.message
+      throw error
+    }
+    if (blocked.has(posix.dirname(path))) continue
+    const disk = disks.get(path)
+    if (disk === undefined) return `its disk ${ref} is missing`
+    if (disk.broken !== undefined) return `its disk ${ref} is unusable: ${disk.broken}`
+  }
+  return undefined
+}
+
+/** The backups that can be restored; the JSON of the others is removed (the backup is incomplete). */
+async function removeIncompleteBackups(clean: Clean, vmUuid: string, backups: Backup[], disks: Map<string, ChainDisk>, blocked: Set<string>): Promise<Backup[]> {
+  const complete: Backup[] = []
+  for (const backup of backups) {
+    const reason = await incompleteReason(clean, vmUuid, backup.metadata, disks, blocked)
+    if (reason === undefined) {
+      complete.push(backup)
+      continue
+    }
+    clean.warn('incomplete backup', { path: backup.path, reason })
+    await clean.remove(backup.path)
+    if (backup.metadata.mode === 'full' && clean.removing) {
+      try {
+        await clean.remove(`${resolveInVmDir(vmUuid, backup.metadata.xva)}.checksum`)
+      } catch (error) {
+        if (!isLifeboatError(error, 'REPOSITORY_BAD_REFERENCE')) throw error
+      }
+    }
+  }
+  return complete
+}
+
+/**
+ * After merges the kept backups' disks are no longer differencing and their size changed: XO rewrites
+ * `size` and `isVhdDifferencing`. Metadata a crash left stale (merge done, JSON not yet rewritten) is caught too.
+ */
+async function updateMergedMetadata(clean: Clean, vmUuid: string, backups: Backup[], disks: Map<string, ChainDisk>, mergedInto: Map<string, { differencing: boolean; size: number }>): Promise<void> {
+  backups: for (const backup of backups) {
+    const { metadata } = backup
+    if (metadata.mode !== 'delta') continue
+    let merged = false
+    let stale = false
+    let size = 0
+    const isVhdDifferencing: Record<string, boolean> = {}
+    for (const [ref, vhd] of Object.entries(metadata.vhds)) {
+      const path = resolveInVmDir(vmUuid, vhd)
+      const disk = mergedInto.get(path) ?? disks.get(path)
+      if (disk === undefined) continue backups // in a folder left untouched: nothing to say about it
+      merged ||= mergedInto.has(path)
+      const recorded = metadata.isVhdDifferencing?.[ref]
+      stale ||= recorded !== undefined && recorded !== disk.differencing
+      isVhdDifferencing[ref] = disk.differencing
+      size += disk.size
+    }
+    if (!merged && !stale) continue
+    const updated: DeltaBackupMetadata = { ...metadata, size, isVhdDifferencing }
+    try {
+      await clean.handler.writeFile(backup.path, serializeBackupMetadata(updated))
+    } catch (error) {
+      if (!isLifeboatError(error, 'REPOSITORY_BAD_METADATA')) throw error
+      clean.warn("the merged backup's metadata could not be updated", { path: backup.path, error: error.message })
+      continue
+    }
+    backup.metadata = updated
+    clean.info('backup metadata updated after a merge', { path: backup.path, size })
+  }
+}
+
+/** Temporary files a crash left, and XVAs (with their checksums) that no backup names. */
+async function removeStrayFiles(clean: Clean, vmUuid: string, rootNames: string[], complete: Backup[], folders: string[], before: number): Promise<void> {
+  const dir = vmDir(vmUuid)
+  const xvas = new Set(complete.flatMap(({ metadata }) => (metadata.mode === 'full' ? [resolveInVmDir(vmUuid, metadata.xva)] : [])))
+  for (const name of rootNames) {
+    const path = `${dir}/${name}`
+    const xva = name.endsWith('.xva.checksum') ? path.slice(0, -'.checksum'.length) : name.endsWith('.xva') ? path : undefined
+    if (xva !== undefined && !name.startsWith('.') && !xvas.has(xva)) {
+      clean.warn('XVA without backup metadata', { path })
+      await clean.remove(path)
+    }
+  }
+  for (const folder of [dir, ...folders]) {
+    for (const name of await clean.handler.list(folder, { ignoreMissing: true })) {
+      if (!TEMPORARY_FILE.test(name)) continue
+      const path = `${folder}/${name}`
+      const stat = await clean.handler.stat(path).catch(error => (errorCode(error) === 'ENOENT' ? undefined : Promise.reject(error)))
+      if (stat === undefined || stat.mtimeMs >= before) continue
+      clean.warn('temporary file left by an interrupted write', { path })
+      await clean.remove(path)
+    }
+  }
+}
+
+/** Chain folders (and their job folders) emptied by the clean. */
+async function removeEmptyFolders(handler: RemoteHandler, folders: string[]): Promise<void> {
+  for (const folder of folders) {
+    for (const path of [folder, posix.dirname(folder)]) {
+      try {
+        await handler.rmdir(path)
+      } catch (error) {
+        if (!['ENOTEMPTY', 'EEXIST', 'ENOENT'].includes(errorCode(error))) throw error
+        break
+      }
+    }
+  }
+}
