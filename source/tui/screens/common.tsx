@@ -1,0 +1,61 @@
+// Pieces the list screens share: the filtered, windowed list and the one-line labels of jobs and runs.
+import type { Key } from 'ink'
+import { useFilter, type Filter } from '../components/input.tsx'
+import { useListCursor, type Cell, type ListCursor } from '../components/list.tsx'
+import type { Job, JobInfo, RunStatus, RunSummary } from '../contract.ts'
+import { formatDate } from '../format.ts'
+import { STATUS_STYLE } from '../theme.ts'
+
+export interface FilteredList<T> {
+  filter: Filter
+  rows: T[]
+  list: ListCursor
+  /** Rows left for the table once the filter line is drawn. */
+  tableHeight: number
+  selected: T | undefined
+  onKey: (input: string, key: Key) => boolean
+}
+
+export function useFilteredList<T>(all: readonly T[] | undefined, text: (row: T) => string, height: number): FilteredList<T> {
+  const filter = useFilter()
+  const rows = (all ?? []).filter(row => filter.matches(text(row)))
+  const tableHeight = height - (filter.editing || filter.text !== '' ? 1 : 0)
+  const list = useListCursor(rows.length, tableHeight - 1)
+  const onKey = (input: string, key: Key) => filter.onKey(input, key) || (!filter.editing && list.onKey(input, key))
+  return { filter, rows, list, tableHeight, selected: rows[list.cursor], onKey }
+}
+
+export function statusCell(status: RunStatus | 'disabled' | undefined, width: 'glyph' | 'word' = 'word'): Cell {
+  if (status === undefined) return { text: '-' }
+  const style = STATUS_STYLE[status]
+  return { text: width === 'glyph' ? style.glyph : `${style.glyph} ${status === 'pending' ? 'running' : status}`, tone: style.tone }
+}
+
+export function vmsLabel(job: Job): string {
+  if ('uuids' in job.vms) return `${job.vms.uuids.length} VM${job.vms.uuids.length === 1 ? '' : 's'}`
+  const smart = job.vms.smart
+  const parts = [
+    smart.pools.length > 0 ? `${smart.pools.length} pool${smart.pools.length === 1 ? '' : 's'}` : 'all pools',
+    ...smart.tags.map(t => `#${t}`),
+    ...smart.notTags.map(t => `!#${t}`),
+    ...(smart.powerState === undefined ? [] : [smart.powerState]),
+  ]
+  return `smart: ${parts.join(' ')}`
+}
+
+export function targetsLabel(job: Job): string {
+  return [...(job.remotes ?? []), ...(job.srs ?? []).map(sr => `sr:${sr.slice(0, 8)}`)].join(', ') || '-'
+}
+
+export function jobSearchText(info: JobInfo): string {
+  return [info.job.name, info.job.mode, vmsLabel(info.job), targetsLabel(info.job), info.lastRun?.status ?? '', info.enabled ? '' : 'disabled'].join(' ')
+}
+
+export function runSearchText(run: RunSummary): string {
+  return [run.runId, run.kind, run.jobName ?? '', run.scheduleName ?? '', run.status, formatDate(run.start)].join(' ')
+}
+
+/** Compact date for tables: 11-22 03:00. */
+export function shortDate(ms: number | undefined): string {
+  return ms === undefined ? '-' : formatDate(ms).slice(5)
+}

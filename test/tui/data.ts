@@ -1,0 +1,150 @@
+// Sample daemon data for frame tests: a realistic handful, or a thousand rows to check windowing.
+import type { JobInfo, LanesSnapshot, Pool, Remote, RestorePoint, RunSummary, Sr, TaskNode, Vm } from '../../source/tui/contract.ts'
+
+export const NOW = Date.UTC(2026, 10, 22, 10, 0, 0)
+const MiB = 1024 * 1024
+const GiB = 1024 * MiB
+
+export const pools: Pool[] = [
+  { id: 'pool-main', name: 'main', url: 'https://xcp-main', username: 'root', status: 'connected', hosts: 3 },
+  { id: 'pool-dr', name: 'dr-site', url: 'https://xcp-dr', username: 'root', status: 'connected', hosts: 1 },
+]
+
+export function vms(count = 4): Vm[] {
+  const names = ['web-01', 'db-01', 'mail', 'build']
+  return Array.from({ length: count }, (_, i) => ({
+    uuid: `vm-${String(i).padStart(4, '0')}`,
+    name: i < names.length ? names[i]! : `vm-${i}`,
+    poolId: i % 3 === 2 ? 'pool-dr' : 'pool-main',
+    poolName: i % 3 === 2 ? 'dr-site' : 'main',
+    powerState: i % 4 === 3 ? 'Halted' : 'Running',
+    tags: i % 2 === 0 ? ['prod'] : ['test'],
+    disks: [{ uuid: `vdi-${i}`, name: 'xvda', size: 20 * GiB, srId: 'sr-main' }],
+    hasTools: true,
+  }))
+}
+
+export const srs: Sr[] = [
+  { uuid: 'sr-main', name: 'Local storage', poolId: 'pool-main', poolName: 'main', type: 'ext', size: 500 * GiB, used: 200 * GiB, free: 300 * GiB, shared: false },
+  { uuid: 'sr-dr', name: 'DR storage', poolId: 'pool-dr', poolName: 'dr-site', type: 'nfs', size: 1000 * GiB, used: 100 * GiB, free: 900 * GiB, shared: true },
+]
+
+export const remotes: Remote[] = [
+  { name: 'site-a', url: 'file:///srv/backups', type: 'file', status: 'ok', space: { size: 2000 * GiB, used: 500 * GiB, free: 1500 * GiB } },
+  { name: 'offsite', url: 's3://backup.example/lifeboat', type: 's3', status: 'error', error: { code: 'REMOTE_UNREACHABLE', message: 'The S3 endpoint does not answer.' } },
+]
+
+export function jobs(count = 2): JobInfo[] {
+  return Array.from({ length: count }, (_, i) => ({
+    job: {
+      id: `job-${i}`,
+      name: i === 0 ? 'nightly' : `job-${i}`,
+      mode: i % 2 === 0 ? ('delta' as const) : ('full' as const),
+      vms: i % 2 === 0 ? { smart: { pools: ['pool-main'], notPools: [], tags: ['prod'], notTags: [] } } : { uuids: ['vm-0001'] },
+      remotes: ['site-a'],
+      srs: [],
+      settings: { concurrency: 2 },
+      schedules: [{ id: `sched-${i}`, name: 'daily', cron: '0 3 * * *', timezone: 'Europe/Paris', enabled: true, retention: { backups: 7 } }],
+    },
+    enabled: i !== 1,
+    ...(i === 0 ? { lastRun: { runId: 'run-0', kind: 'backup' as const, jobId: 'job-0', jobName: 'nightly', start: NOW - 3600_000, end: NOW - 3000_000, status: 'success' as const } } : {}),
+    nextRun: NOW + 3600_000,
+  }))
+}
+
+export function runs(count = 3): RunSummary[] {
+  const statuses = ['success', 'failure', 'pending', 'skipped', 'cancelled', 'interrupted'] as const
+  return Array.from({ length: count }, (_, i) => ({
+    runId: `run-${String(i).padStart(5, '0')}`,
+    kind: 'backup' as const,
+    jobId: 'job-0',
+    jobName: 'nightly',
+    scheduleName: 'daily',
+    start: NOW - i * 86400_000,
+    ...(statuses[i % statuses.length] === 'pending' ? {} : { end: NOW - i * 86400_000 + 600_000 }),
+    status: statuses[i % statuses.length]!,
+    vms: 2,
+    size: 3 * GiB,
+  }))
+}
+
+export function runTree(runId = 'run-00000', status: TaskNode['status'] = 'failure'): TaskNode {
+  return {
+    id: runId,
+    message: 'backup',
+    data: { jobName: 'nightly' },
+    start: NOW,
+    end: NOW + 600_000,
+    duration: 600_000,
+    status,
+    tasks: [
+      {
+        id: 't-web',
+        parentId: runId,
+        message: 'VM web-01',
+        data: { vmName: 'web-01' },
+        start: NOW,
+        end: NOW + 300_000,
+        duration: 300_000,
+        status: 'success',
+        tasks: [
+          { id: 't-snap', parentId: 't-web', message: 'snapshot', start: NOW, end: NOW + 2000, duration: 2000, status: 'success' },
+          { id: 't-export', parentId: 't-web', message: 'export to site-a', start: NOW + 2000, end: NOW + 300_000, duration: 298_000, status: 'success', result: { size: 2 * GiB }, warnings: [{ message: 'the reference snapshot is gone: full backup', timestamp: NOW + 3000 }] },
+        ],
+      },
+      {
+        id: 't-db',
+        parentId: runId,
+        message: 'VM db-01',
+        data: { vmName: 'db-01' },
+        start: NOW,
+        end: NOW + 600_000,
+        duration: 600_000,
+        status: 'failure',
+        result: { code: 'REMOTE_FULL', message: 'The remote site-a is full: 0 bytes left.' },
+        tasks: [{ id: 't-db-export', parentId: 't-db', message: 'export to site-a', start: NOW, end: NOW + 600_000, duration: 600_000, status: 'failure', result: { code: 'REMOTE_FULL', message: 'The remote site-a is full: 0 bytes left.' } }],
+      },
+    ],
+  }
+}
+
+export function restorePoints(): RestorePoint[] {
+  return [
+    { id: 'xo-vm-backups/vm-0000/20261121T030000Z.json', vmUuid: 'vm-0000', vmName: 'web-01', date: '20261121T030000Z', timestamp: NOW - 86400_000, mode: 'delta', size: 2 * GiB, jobId: 'job-0', scheduleId: 'sched-0' },
+    { id: 'xo-vm-backups/vm-0000/20261122T030000Z.json', vmUuid: 'vm-0000', vmName: 'web-01', date: '20261122T030000Z', timestamp: NOW, mode: 'delta', size: 100 * MiB, jobId: 'job-0', scheduleId: 'sched-0' },
+    { id: 'xo-vm-backups/vm-0001/20261122T030000Z.json', vmUuid: 'vm-0001', vmName: 'db-01', date: '20261122T030000Z', timestamp: NOW, mode: 'full', size: 8 * GiB, jobId: 'job-1', scheduleId: 'sched-1' },
+  ]
+}
+
+/** `exports` VDI exports in flight on the main pool (12 is the default limit), 3 more waiting. */
+export function lanes(exports = 12, progress = 0.5): LanesSnapshot {
+  const holders = Array.from({ length: exports }, (_, i) => ({
+    runId: 'run-00002',
+    jobId: 'job-0',
+    jobName: 'nightly',
+    vm: `vm-${String(i).padStart(4, '0')}`,
+    vmName: `vm-${i}`,
+    disk: 'xvda',
+    phase: 'export',
+    since: NOW - 60_000,
+    done: Math.round(progress * 20 * GiB),
+    total: 20 * GiB,
+    bytesPerSecond: 30 * MiB,
+    targets: { 'site-a': { done: Math.round(progress * 20 * GiB), state: 'writing' }, offsite: { done: Math.round(progress * 10 * GiB), state: 'writing' } },
+  }))
+  return {
+    at: NOW,
+    pools: [
+      {
+        poolId: 'pool-main',
+        poolName: 'main',
+        snapshots: { limit: 2, holders: [{ runId: 'run-00002', jobName: 'nightly', vm: 'vm-9000', vmName: 'mail', phase: 'snapshot', since: NOW - 5000 }], waiting: [] },
+        vdiExports: { limit: 12, holders, waiting: Array.from({ length: 3 }, (_, i) => ({ runId: 'run-00002', vm: `vm-w${i}`, vmName: `waiting-${i}`, disk: 'xvda', phase: 'export' })) },
+        vmExports: { limit: 2, holders: [], waiting: [] },
+      },
+    ],
+    totalBytesPerSecond: exports * 30 * MiB,
+  }
+}
+
+export const GB = GiB
