@@ -6,7 +6,7 @@ import { rename, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { randomUUID } from 'node:crypto'
 import { buffer as streamToBuffer } from 'node:stream/consumers'
-import { VhdChain, checkVhdChain, VHD_BLOCK_SIZE } from '../../source/formats/vhd/index.ts'
+import { VhdChain, VhdFile, checkVhdChain, VHD_BLOCK_SIZE } from '../../source/formats/vhd/index.ts'
 import { isLifeboatError } from '../../source/util/errors.ts'
 import { requireTool, run, tempDir } from '../helpers/tools.ts'
 import { libvhdiRaw, patternBlock, qemuRaw, rawOfLayers, writeVhd, type BlockMap } from './fixtures/vhd/disks.ts'
@@ -47,6 +47,12 @@ test('a full and two deltas read the same through vhdimount (libvhdi) as through
     assert.deepEqual(chain.paths, [...paths].reverse())
     assert.equal(chain.uuid, uuids[2])
     assert.deepEqual(chain.allocatedBlocks(), [0, 1, 2, 3, 5, 6, 7])
+    // XO's conventions for a delta (xo-backups.md §2): relative parent name, no parent locator entries, 2 MiB blocks.
+    const delta = await VhdFile.open(paths[2]!)
+    assert.deepEqual([delta.footer.creatorApplication, delta.footer.diskType, delta.header.blockSize], ['xo  ', 4, VHD_BLOCK_SIZE])
+    assert.deepEqual([delta.header.parentUuid, delta.header.parentUnicodeName], [uuids[1], '20260302T020000Z.vhd'])
+    assert.ok(delta.header.parentLocators.every(locator => locator.platformCode === 0 && locator.dataOffset === 0))
+    await delta.close()
     assert.ok((await streamToBuffer(chain.rawStream())).equals(expected))
     assert.ok((await chain.read(3 * VHD_BLOCK_SIZE - 100, 300)).equals(expected.subarray(3 * VHD_BLOCK_SIZE - 100, 3 * VHD_BLOCK_SIZE + 200)))
     // The chain synthesized as one dynamic VHD holds the same disk (qemu-img reads dynamic disks).

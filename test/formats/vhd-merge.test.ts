@@ -8,6 +8,7 @@ import { buffer as streamToBuffer } from 'node:stream/consumers'
 import { join } from 'node:path'
 import fc from 'fast-check'
 import { VHD_BLOCK_SIZE, VhdChain, localFileSystem, mergeVhdChain, resumeVhdMergeIfAny, type FileSystemAccess, type RandomAccessFile } from '../../source/formats/vhd/index.ts'
+import { timeoutError } from '../../source/util/abort.ts'
 import { isLifeboatError } from '../../source/util/errors.ts'
 import { requireTool, run, tempDir } from '../helpers/tools.ts'
 import { patternBlock, qemuRaw, writeVhd } from './fixtures/vhd/disks.ts'
@@ -234,7 +235,12 @@ test('an aborted merge resumes; a state left for other files is refused; an orph
     const { names, layers } = await writeHistory(dir.path, { baseBlocks: 20, layers: [0, 1, 2].map(g => ({ growBy: 0, writes: [g, g + 5, 9], partial: [false, true, false, false], bitmapSeed: g })) })
     const chain = names.map(n => join(dir.path, n))
     const controller = new AbortController()
-    await assert.rejects(mergeVhdChain(chain.slice(0, 2), { signal: controller.signal, onProgress: () => controller.abort() }))
+    await assert.rejects(mergeVhdChain(chain.slice(0, 2), { signal: controller.signal, onProgress: () => controller.abort() }),
+      (e: unknown) => isLifeboatError(e, 'CANCELLED'), 'a bare abort is a coded cancellation')
+    const timedOut = new AbortController()
+    timedOut.abort(timeoutError('the merge', 1000))
+    await assert.rejects(mergeVhdChain(chain.slice(0, 2), { signal: timedOut.signal }), (e: unknown) => isLifeboatError(e, 'TIMEOUT'),
+      'the signal\'s coded reason is kept')
     assert.ok(names.every(n => existsSync(join(dir.path, n))))
     await assert.rejects(mergeVhdChain(chain), (e: unknown) => isLifeboatError(e, 'VHD_MERGE_STATE_MISMATCH'))
     assert.deepEqual(await resumeVhdMergeIfAny(dir.path), [chain[1]])

@@ -67,9 +67,11 @@ test('an XAPI-style VHD (table at 2048, MacX locator, creator caml) is readable 
     assert.equal(file.header.tableOffset, 2048)
     assert.equal(file.header.parentUuid, parentUuid)
     assert.equal(file.header.parentUnicodeName, 'base.vhd')
-    assert.equal(file.header.parentLocators[0]!.platformCode, 0x4d616358)
+    assert.deepEqual(file.header.parentLocators[0], { platformCode: 0x4d616358, dataSpace: 1, dataLength: 'file://base.vhd'.length, dataOffset: 1536 })
     assert.equal(file.footer.diskType, 4)
     await file.close()
+    const bytes = await readFile(path)
+    assert.ok(bytes.subarray(1536, 2048).equals(Buffer.alloc(512)), 'XAPI leaves the locator sector zero')
     assert.ok((await streamRaw(path)).equals(rawOfLayers(size, [blocks])))
   } finally {
     await dir.cleanup()

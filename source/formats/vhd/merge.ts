@@ -2,6 +2,7 @@
 // beside the ancestor so that a merge killed at any point resumes and ends with the same bytes.
 import { basename, dirname, join, normalize, relative } from 'node:path'
 import { z } from 'zod'
+import { throwIfAborted } from '../../util/abort.ts'
 import { LifeboatError, errorCode } from '../../util/errors.ts'
 import { ahead, readSyntheticBlock } from './chain.ts'
 import { VhdFile } from './file.ts'
@@ -25,6 +26,7 @@ type MergeState = z.output<typeof mergeStateSchema>
 export interface MergeOptions {
   fs?: FileSystemAccess
   onProgress?: (done: number, total: number) => void
+  /** Stops the merge between blocks with the signal's coded reason (CANCELLED, TIMEOUT); the state file lets it resume. */
   signal?: AbortSignal
   /** How often progress is saved to the state file (XO: every 10 s). */
   stateInterval?: number
@@ -62,6 +64,7 @@ async function unlinkIfAny(fs: FileSystemAccess, path: string): Promise<void> {
 export async function mergeVhdChain(chain: string[], options: MergeOptions = {}): Promise<{ mergedBytes: number; path: string }> {
   const fs = options.fs ?? localFileSystem
   if (chain.length < 2) throw new LifeboatError('VHD_BAD_CHAIN', 'A merge needs an ancestor and at least one child.')
+  throwIfAborted(options.signal)
   const dir = dirname(chain[0]!)
   const statePath = statePathOf(chain[0]!)
   let state = await readState(fs, statePath)
@@ -115,7 +118,7 @@ async function mergeBlocks(fs: FileSystemAccess, chain: string[], statePath: str
     const read = (index: number) => ahead(readSyntheticBlock(sources, index))
     const pending = remaining.slice(0, READ_AHEAD).map(read)
     for (const [k, index] of remaining.entries()) {
-      options.signal?.throwIfAborted()
+      throwIfAborted(options.signal)
       const block = (await pending.shift()!)!
       if (k + READ_AHEAD < remaining.length) pending.push(read(remaining[k + READ_AHEAD]!))
       await parent.writeBlock(index, block.bitmap, block.data)

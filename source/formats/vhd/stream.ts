@@ -120,6 +120,7 @@ export interface VhdStreamOptions {
   uuid: string
   blockIndexes: number[]
   blocks: AsyncIterable<{ index: number; data: Buffer }>
+  /** `locator`: XAPI's layout (a MacX entry whose sector at 1536 stays zero); XO writes no locator entries, so backups leave it unset. */
   parent?: { uuid: string; unicodeName: string; timestamp?: number; locator?: boolean }
   creator?: string
   timestamp?: number
@@ -150,16 +151,15 @@ export function createVhdStream(options: VhdStreamOptions): { length: number; st
       throw new LifeboatError('VHD_BAD_BLOCK_LIST', `Block ${index} is out of range (0…${entries - 1}) or out of ascending order; the VHD cannot be written.`)
     }
   }
-  const macx = useLocator ? macxLocator(options.parent!.unicodeName, VHD_FOOTER_SIZE + VHD_HEADER_SIZE) : undefined
   const { footer, header } = newFooterAndHeader({
     size: options.size, uuid: options.uuid, tableOffset, creator: options.creator, timestamp: options.timestamp,
-    parent: options.parent === undefined ? undefined : { ...options.parent, locator: macx?.locator },
+    parent: options.parent === undefined ? undefined
+      : { ...options.parent, locator: useLocator ? macxLocator(options.parent.unicodeName, VHD_FOOTER_SIZE + VHD_HEADER_SIZE) : undefined },
   })
   const footerBytes = encodeFooter(footer)
   const bat = Buffer.alloc(batSize(entries), 0xff)
   expected.forEach((index, k) => bat.writeUInt32BE((firstBlock + k * blockBytes) / VHD_SECTOR_SIZE, index * 4))
   const gap = Buffer.alloc(tableOffset - VHD_FOOTER_SIZE - VHD_HEADER_SIZE)
-  macx?.data.copy(gap)
   const bitmap = fullBitmap(VHD_BLOCK_SIZE)
 
   async function* generate(): AsyncGenerator<Buffer> {

@@ -279,13 +279,12 @@ function utf16beEncode(text: string): Buffer {
   return Buffer.from(text, 'utf16le').swap16()
 }
 
-/** An XAPI-style MacX parent locator: a `file://` URL of the parent, one sector at `offset`. */
-export function macxLocator(parentName: string, offset: number): { locator: VhdParentLocator; data: Buffer } {
-  const url = Buffer.from(`file://./${parentName}`, 'utf8')
-  const space = Math.ceil(url.length / VHD_SECTOR_SIZE) * VHD_SECTOR_SIZE
-  const data = Buffer.alloc(space)
-  url.copy(data)
-  return { locator: { platformCode: PLATFORM_MACX, dataSpace: space / VHD_SECTOR_SIZE, dataLength: url.length, dataOffset: offset }, data }
+/**
+ * XAPI's MacX parent locator entry (xapi.md §3.1): it declares a `file://` URL of the parent in the one sector at
+ * `offset`, but the stream leaves that sector zero, so the entry carries no data of its own.
+ */
+export function macxLocator(parentName: string, offset: number): VhdParentLocator {
+  return { platformCode: PLATFORM_MACX, dataSpace: 1, dataLength: Buffer.byteLength(`file://${parentName}`, 'utf8'), dataOffset: offset }
 }
 
 /** Bytes of a block's sector bitmap, padded to whole sectors. */
