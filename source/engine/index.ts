@@ -1,0 +1,6 @@
+// The backup engine, UI-free and socket-free: runs of backup jobs against pools onto remotes, restores,
+// and the clean-up after a crash. The daemon owns the connections and passes them in.
+export { startBackupRun, startRun, type EngineContext, type StartedRun, type RunOptions } from './run/backup-run.ts'
+export { cleanupAfterCrash } from './run/crash-cleanup.ts'
+export { startRestoreRun, type RestoreRequest } from './run/restore-run.ts'
+export { restoreBackup, type RestoreOptions, type RestoredVm } from './restore/index.ts'

@@ -1,0 +1,116 @@
+// A backup run: the job's VMs chosen when it starts, backed up with the job's concurrency (the pools'
+// own slots bound them further, across runs), under one task tree whose root id is the runId. A
+// cancel or the job's timeout aborts every step for real; the returned tree is always settled.
+import pLimit from 'p-limit'
+import { LifeboatError } from '../../util/errors.ts'
+import { cancelledError, timeoutError } from '../../util/abort.ts'
+import { foldRun, TaskLog, type TaskListener, type TaskNode, type Task } from '../../tasks/index.ts'
+import type { RemoteHandler } from '../../storage/index.ts'
+import type { PoolConnection, XapiRecord } from '../../xapi/index.ts'
+import { findSchedule, resolveSettings, selectVms, type Job, type VmCandidate } from '../jobs/index.ts'
+import { backupVm } from './vm-backup.ts'
+
+export interface EngineContext {
+  /** Connected pools, by pool uuid. */
+  pools: ReadonlyMap<string, PoolConnection>
+  /** Opened remotes, by the name jobs use. */
+  remotes: ReadonlyMap<string, RemoteHandler>
+}
+
+export interface StartedRun {
+  runId: string
+  log: TaskLog
+  /** The final tree; never rejects. */
+  done: Promise<TaskNode>
+  cancel(reason?: string): void
+}
+
+export interface RunOptions {
+  onEvent?: TaskListener
+  signal?: AbortSignal
+  now?: () => number
+}
+
+/**
+ * Starts a run and returns at once with its id. The job must carry ids (the daemon gives them);
+ * a job without one uses its name, so that tests and one-off runs still chain their backups.
+ */
+export function startBackupRun(job: Job, context: EngineContext, options: RunOptions & { schedule?: string } = {}): StartedRun {
+  const schedule = findSchedule(job, options.schedule)
+  const jobWithId = { ...job, id: job.id ?? job.name }
+  const scheduleWithId = { ...schedule, id: schedule.id ?? schedule.name }
+  return startRun(
+    { name: 'backup run', data: { jobId: jobWithId.id, jobName: job.name, mode: job.mode, scheduleId: scheduleWithId.id, scheduleName: schedule.name } },
+    resolveSettings(job, schedule).timeout,
+    options,
+    (task, signal) => runBackup(task, signal, jobWithId, scheduleWithId, context),
+  )
+}
+
+/** The run machinery shared by backups and restores: task tree, cancel, timeout, settled result. */
+export function startRun(root: { name: string; data: Record<string, unknown> }, timeoutMs: number, options: RunOptions, body: (task: Task, signal: AbortSignal) => Promise<unknown>): StartedRun {
+  const controller = new AbortController()
+  const onParentAbort = () => controller.abort(options.signal!.reason)
+  options.signal?.addEventListener('abort', onParentAbort, { once: true })
+  const timer = timeoutMs > 0 ? setTimeout(() => controller.abort(timeoutError('the run', timeoutMs)), timeoutMs) : undefined
+  const task = TaskLog.start(root, { onEvent: options.onEvent, now: options.now })
+  const done = (async () => {
+    try {
+      await task.run(() => body(task, controller.signal))
+    } catch {
+      // The task tree holds the outcome.
+    } finally {
+      clearTimeout(timer)
+      options.signal?.removeEventListener('abort', onParentAbort)
+    }
+    return foldRun(task.log.events)!
+  })()
+  return { runId: task.id, log: task.log, done, cancel: reason => controller.abort(cancelledError(reason)) }
+}
+
+async function runBackup(task: Task, signal: AbortSignal, job: Job & { id: string }, schedule: ReturnType<typeof findSchedule> & { id: string }, context: EngineContext): Promise<void> {
+  const candidates: Array<VmCandidate & { conn: PoolConnection }> = []
+  for (const conn of context.pools.values()) for (const vm of conn.all('VM')) candidates.push({ ...candidate(vm, conn.poolUuid), conn })
+  const selection = selectVms(job.vms, candidates, job.id)
+  task.info('vms', { vms: selection.selected })
+  for (const excluded of selection.excluded) if ('uuids' in job.vms) task.warning(`VM ${excluded.uuid} is not backed up: ${excluded.reason}`)
+  for (const uuid of selection.missing) {
+    task.child('backup VM', { type: 'VM', id: uuid }).fail(new LifeboatError('VM_NOT_FOUND', `The VM ${uuid} is in no connected pool; it may have been deleted, or its pool is not connected.`))
+  }
+  if (selection.selected.length === 0 && selection.missing.length === 0) throw new LifeboatError('NO_VMS', 'no VMs match this pattern')
+
+  const remotes = new Map<string, RemoteHandler>()
+  for (const name of job.remotes) {
+    const handler = context.remotes.get(name)
+    if (handler === undefined) task.child('get remote adapter', { remote: name }).fail(new LifeboatError('REMOTE_NOT_FOUND', `The remote "${name}" is not configured or not available; add it or fix it, then run the job again.`))
+    else remotes.set(name, handler)
+  }
+
+  const concurrency = resolveSettings(job, schedule).concurrency
+  const limit = pLimit(concurrency === 0 ? Math.max(1, selection.selected.length) : concurrency)
+  const byUuid = new Map(candidates.map(c => [c.uuid, c.conn]))
+  await Promise.all(
+    selection.selected.map(uuid =>
+      limit(async () => {
+        if (signal.aborted) return task.child('backup VM', { type: 'VM', id: uuid }).cancel(signal.reason)
+        await backupVm({ conn: byUuid.get(uuid)!, job, schedule, runId: task.id, remotes, signal }, uuid, task).catch(() => {})
+      }),
+    ),
+  )
+  if (signal.aborted) throw signal.reason
+}
+
+function candidate(vm: XapiRecord, poolUuid: string): VmCandidate {
+  return {
+    uuid: vm.uuid,
+    poolUuid,
+    name_label: vm.name_label as string,
+    tags: (vm.tags as string[]) ?? [],
+    power_state: String(vm.power_state),
+    other_config: (vm.other_config as Record<string, string>) ?? {},
+    blocked_operations: (vm.blocked_operations as Record<string, string>) ?? {},
+    is_a_template: vm.is_a_template === true,
+    is_a_snapshot: vm.is_a_snapshot === true,
+    is_control_domain: vm.is_control_domain === true,
+  }
+}

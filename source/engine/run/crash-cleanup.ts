@@ -1,0 +1,46 @@
+// What a process that died in the middle of runs leaves behind, removed at the next start: snapshots
+// still carrying the temporary name (never marked, so never a base), and on the remotes the temporary
+// files, half-done merges and incomplete backups the cleaner knows how to repair.
+import { errorCode } from '../../util/errors.ts'
+import { cleanVm, listBackedUpVms, vmDir } from '../../repository/index.ts'
+import { destroyVmAndDisks, TEMPORARY_SNAPSHOT_NAME } from '../../xapi/index.ts'
+import type { EngineContext } from './backup-run.ts'
+
+/** Returns one line per thing it did or could not do, for the daemon's log. */
+export async function cleanupAfterCrash(context: EngineContext, options: { signal?: AbortSignal } = {}): Promise<string[]> {
+  const lines: string[] = []
+  for (const conn of context.pools.values()) {
+    for (const vm of conn.all('VM')) {
+      if (vm.is_a_snapshot !== true || vm.name_label !== TEMPORARY_SNAPSHOT_NAME) continue
+      try {
+        await destroyVmAndDisks(conn, vm.$ref, { signal: options.signal })
+        lines.push(`pool ${conn.poolName}: removed the unfinished snapshot ${vm.uuid}`)
+      } catch (error) {
+        lines.push(`pool ${conn.poolName}: could not remove the unfinished snapshot ${vm.uuid} (${errorCode(error)})`)
+      }
+    }
+  }
+  for (const [name, handler] of context.remotes) {
+    let vms: string[]
+    try {
+      vms = await listBackedUpVms(handler)
+    } catch (error) {
+      lines.push(`remote ${name}: not readable (${errorCode(error)}), not cleaned`)
+      continue
+    }
+    for (const vmUuid of vms) {
+      try {
+        const lock = await handler.lock(vmDir(vmUuid))
+        try {
+          const result = await cleanVm(handler, vmUuid, { signal: options.signal })
+          if (result.merged > 0 || result.removed.length > 0) lines.push(`remote ${name}, VM ${vmUuid}: ${result.merged} merge(s) finished, ${result.removed.length} leftover(s) removed`)
+        } finally {
+          await lock.release()
+        }
+      } catch (error) {
+        lines.push(`remote ${name}, VM ${vmUuid}: not cleaned (${errorCode(error)})`)
+      }
+    }
+  }
+  return lines
+}
