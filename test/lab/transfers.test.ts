@@ -85,7 +85,14 @@ describe('lab transfers', () => {
     const before = (await exportBody({ vdi: second, format: 'raw' })).body
     await tiny.xapi.putResource(Readable.from([Buffer.alloc(0)]), '/import_raw_vdi/', { query: { vdi: second, format: 'vhd' } })
     assert.ok((await exportBody({ vdi: second, format: 'raw' })).body.equals(before), 'an empty upload changes nothing')
-    await tiny.xapi.putResource(Readable.from([delta.body]), '/import_raw_vdi/', { query: { vdi: second, format: 'vhd' } })
+    // The stream ends after the lab's early 200 has arrived, as a real source does: xen-api 4.7.6 cuts the socket at once
+    // if the body was already end()ed (req.finished) by then, losing what Node had not flushed yet, with XAPI as with the lab.
+    async function* slowSource() {
+      for (let offset = 0; offset < delta.body.length; offset += MiB) yield delta.body.subarray(offset, offset + MiB)
+      await new Promise(resolve => setTimeout(resolve, 100))
+    }
+    await tiny.xapi.putResource(Readable.from(slowSource()), '/import_raw_vdi/', { query: { vdi: second, format: 'vhd' } })
+    assert.ok((await exportBody({ vdi: second, format: 'raw' })).body.equals(expected.body), 'the 1 PiB path lands the same bytes')
   })
 
   test('raw import of part of a disk, and unknown formats answered 404 with a failed task', async () => {
