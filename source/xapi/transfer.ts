@@ -5,6 +5,7 @@ import { CancelToken } from 'promise-toolbox'
 import { LifeboatError } from '../util/errors.ts'
 import { abortReason } from '../util/abort.ts'
 import type { PoolConnection } from './connection.ts'
+import { getExport } from './http-get.ts'
 import { wrapXapiError, xapiError } from './errors.ts'
 import type { SlotHolder, SlotLease, Slots } from './slots.ts'
 
@@ -39,19 +40,18 @@ export function exportVmXva(conn: PoolConnection, vmRef: string, options: Export
 async function exportResource(conn: PoolConnection, slots: Slots, path: string, query: Record<string, string>, options: ExportOptions): Promise<ExportStream> {
   const lease = await slots.acquire(options.holder, options.signal)
   try {
-    const token = CancelToken.from(options.signal ?? new AbortController().signal)
-    const response = await conn.xapi.getResource(token, path, { query }).catch(error => {
-      throw options.signal?.aborted === true ? abortReason(options.signal) : wrapXapiError(error, `GET ${path}`)
-    })
-    const task = (response.task ?? Promise.resolve(undefined)).catch(error => {
+    const response = await getExport(conn, path, query, options.signal)
+    const task = response.task.catch(error => {
       throw wrapXapiError(error, `export task of ${path}`)
     })
     task.catch(() => {})
     const stream = response.body.pipe(new ExportGuard(lease, options.expectedSize))
     response.body.on('error', error => stream.destroy(wrapXapiError(error, `GET ${path}`) as Error))
-    const release = () => lease.release()
+    // A connection closed before the end of a close-delimited body looks like a clean end: XAPI's
+    // task result (and the VHD/XVA parsers' own length checks) tell the difference.
+    response.body.on('aborted', () => stream.destroy(new LifeboatError('XAPI_EXPORT_CUT', `the export ${path} was cut short by the host; run the backup again, and check the host if it keeps happening.`)))
     stream.once('close', () => {
-      release()
+      lease.release()
       if (!response.body.destroyed) response.body.destroy()
     })
     return { stream, task, lease }

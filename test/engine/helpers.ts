@@ -1,0 +1,95 @@
+// Shared by the engine's integration tests: a lab (tiny or pair) in a temporary folder, pool connections
+// through source/xapi, local remotes in temporary folders, runs awaited to their final tree, and the
+// digests that prove a restore gives back the snapshot's bytes.
+import { createHash } from 'node:crypto'
+import { CancelToken } from 'promise-toolbox'
+import { startLab, type Lab, type FixtureName } from '../../source/lab/index.ts'
+import { LocalHandler } from '../../source/storage/index.ts'
+import { PoolConnection, vmDisks, type XapiRecord } from '../../source/xapi/index.ts'
+import { parseJob, type JobInput } from '../../source/engine/jobs/index.ts'
+import { startBackupRun, type EngineContext } from '../../source/engine/index.ts'
+import type { TaskNode } from '../../source/tasks/index.ts'
+import { tempDir } from '../helpers/tools.ts'
+
+export interface EngineLab {
+  lab: Lab
+  conns: PoolConnection[]
+  remotes: Map<string, LocalHandler>
+  remoteDirs: Map<string, string>
+  context: EngineContext
+  cleanup(): Promise<void>
+}
+
+export async function startEngineLab(options: { fixture?: FixtureName; remotes?: string[] } = {}): Promise<EngineLab> {
+  const dirs: Array<Awaited<ReturnType<typeof tempDir>>> = []
+  const labDir = await tempDir('lifeboat-engine-lab-')
+  dirs.push(labDir)
+  const lab = await startLab({ dataDir: labDir.path, fixture: options.fixture ?? 'tiny' })
+  const conns = await Promise.all(lab.pools.map(pool => PoolConnection.connect({ url: pool.url, username: pool.username, password: pool.password }, { stallTimeoutMs: 20_000 })))
+  const remotes = new Map<string, LocalHandler>()
+  const remoteDirs = new Map<string, string>()
+  for (const name of options.remotes ?? ['a']) {
+    const dir = await tempDir(`lifeboat-remote-${name}-`)
+    dirs.push(dir)
+    const handler = new LocalHandler(dir.path)
+    await handler.sync()
+    remotes.set(name, handler)
+    remoteDirs.set(name, dir.path)
+  }
+  const context: EngineContext = { pools: new Map(conns.map(c => [c.poolUuid, c])), remotes }
+  return {
+    lab, conns, remotes, remoteDirs, context,
+    async cleanup() {
+      for (const conn of conns) await conn.disconnect()
+      await lab.stop()
+      for (const dir of dirs) await dir.cleanup()
+    },
+  }
+}
+
+export function job(input: Partial<JobInput> & Pick<JobInput, 'mode' | 'vms'>): ReturnType<typeof parseJob> {
+  return parseJob({
+    id: 'job-1',
+    name: 'test job',
+    remotes: ['a'],
+    schedules: [{ id: 'schedule-1', name: 'daily', cron: '0 3 * * *', timezone: 'UTC', retention: { backups: 3, snapshots: 1 } }],
+    ...input,
+  })
+}
+
+export async function runToEnd(env: EngineLab, jobValue: ReturnType<typeof parseJob>, options: { schedule?: string; onStart?: (cancel: (reason?: string) => void) => void } = {}): Promise<TaskNode> {
+  const run = startBackupRun(jobValue, env.context, { schedule: options.schedule })
+  options.onStart?.(run.cancel)
+  return run.done
+}
+
+export function vmByName(conn: PoolConnection, name: string): XapiRecord {
+  const vm = conn.all('VM').find(v => v.name_label === name && v.is_a_snapshot !== true && v.is_a_template !== true)
+  if (vm === undefined) throw new Error(`no VM named ${name}`)
+  return vm
+}
+
+/** sha256 of a VDI's content as XAPI's raw export gives it. */
+export async function diskDigest(conn: PoolConnection, vdiRef: string): Promise<string> {
+  const response = await conn.xapi.getResource(CancelToken.from(new AbortController().signal), '/export_raw_vdi/', { query: { vdi: vdiRef, format: 'raw' } })
+  const hash = createHash('sha256')
+  for await (const chunk of response.body) hash.update(chunk as Buffer)
+  await response.task?.catch(() => {})
+  return hash.digest('hex')
+}
+
+/** Digests of every disk of a VM (or snapshot), in userdevice order. */
+export async function vmDigests(conn: PoolConnection, vm: XapiRecord): Promise<string[]> {
+  const digests: string[] = []
+  for (const { vdi } of vmDisks(conn, vm)) digests.push(await diskDigest(conn, vdi.$ref))
+  return digests
+}
+
+/** Every task of a tree, depth first. */
+export function tasksOf(node: TaskNode): TaskNode[] {
+  return [node, ...(node.tasks ?? []).flatMap(tasksOf)]
+}
+
+export function describeFailure(node: TaskNode): string {
+  return JSON.stringify(tasksOf(node).filter(t => t.status !== 'success').map(t => ({ message: t.message, status: t.status, result: t.result, warnings: t.warnings })), null, 1)
+}
