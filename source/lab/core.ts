@@ -26,7 +26,7 @@ export function defineCoreMethods(xapi: Toolstack): void {
     return eventToken(db.generation)
   })
   xapi.define('event.from', 3, async (_context, classes, token, timeout) => {
-    const match = typeof token === 'string' ? TOKEN_PATTERN.exec(token) : token === '' ? ['', '0'] : null
+    const match = token === '' ? ['', '0'] : typeof token === 'string' ? TOKEN_PATTERN.exec(token) : null
     if (match === null) throw new ApiError('EVENT_FROM_TOKEN_PARSE_FAILURE', [String(token)])
     const since = Number(match[1])
     const wanted = Array.isArray(classes) && !classes.includes('*') ? new Set(classes.map(cls => String(cls).split('/')[0]!.toLowerCase())) : undefined

@@ -120,3 +120,22 @@ test('pair fixture: the tiny "lab" pool and an empty "dr" pool (one host, one 4 
     await dir.cleanup()
   }
 })
+
+test('SR space: guest writes from a workload are charged to the SR, seen in its record after SR.scan', () => withTinyLab(async ({ env, xapi }) => {
+  const vm = vmNamed(xapi, 'tiny-running')
+  const sr = xapi.getObject(xapi.getObject(xapi.getObject(vm.VBDs.find((ref: string) => xapi.getObject(ref).type === 'Disk')).VDI).SR)
+  // A snapshot first, so that every block the workload dirties is a new allocation in the fresh leaf.
+  await xapi.callAsync('VM.snapshot', vm.$ref, 'before the workload')
+  await xapi.call('SR.scan', sr.$ref)
+  const before = await xapi.call('SR.get_physical_utilisation', sr.$ref)
+  env.lab.control.startWorkload(vm.uuid, { dirtyBlocksPerMin: 6000, locality: 0, seed: 5 })
+  await new Promise(resolve => setTimeout(resolve, 400))
+  await env.lab.control.stopWorkload(vm.uuid)
+  await xapi.call('SR.scan', sr.$ref)
+  const after = await xapi.call('SR.get_physical_utilisation', sr.$ref)
+  const grown = Number(after) - Number(before)
+  // A file SR is charged the VHD's size: each new block costs its 2 MiB and its 512-byte sector bitmap.
+  assert.ok(grown > 0 && grown % (2 * MiB + 512) === 0, `the SR grew by whole blocks (${grown} bytes)`)
+  await waitFor(() => Number(xapi.getObject(sr.$ref).physical_utilisation) === Number(after), 'the new utilisation in the client cache')
+  assert.equal(Number(xapi.getObject(sr.$ref).physical_size), 4 * 1024 ** 3)
+}))

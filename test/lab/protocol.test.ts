@@ -104,6 +104,29 @@ describe('lab protocol', () => {
     assert.ok(Date.now() - started >= 250, 'event.from blocks until its timeout when nothing changes')
   })
 
+  test('event.from token semantics: increasing tokens, only the classes asked, del without snapshot, short-lived objects unseen', async () => {
+    const { url, username, password } = tiny.env.pool
+    const session = (await rawCall(url, 'session.login_with_password', [username, password])).body.result
+    const from = async (classes: string[], token: string) => (await rawCall(url, 'event.from', [session, classes, token, 0.2])).body.result
+    const doomed = (await rawCall(url, 'VM.create', [session, { name_label: 'doomed' }])).body.result
+    const everything = await from(['VM'], '')
+    assert.ok(everything.events.some((event: any) => event.ref === doomed && event.operation === 'add'), 'the empty token means from the start')
+    const start = everything.token
+    await rawCall(url, 'VM.destroy', [session, doomed])
+    const ephemeral = (await rawCall(url, 'VM.create', [session, { name_label: 'ephemeral' }])).body.result
+    await rawCall(url, 'VM.destroy', [session, ephemeral])
+    await rawCall(url, 'network.set_name_description', [session, Object.keys((await rawCall(url, 'network.get_all_records', [session])).body.result)[0], 'touched'])
+    const reply = await from(['VM'], start)
+    assert.ok(reply.token > start, 'tokens grow (string order)')
+    assert.deepEqual(reply.events.map((event: any) => [event.class, event.operation, event.ref]), [['vm', 'del', doomed]],
+      'only VMs; the deleted VM once, and nothing of a VM created and destroyed between the two polls')
+    assert.equal(reply.events[0].snapshot, undefined)
+    const all = await from(['*'], start)
+    const classes = new Set(all.events.map((event: any) => event.class))
+    assert.ok(classes.has('network') && classes.has('vm'), `'*' asks for every class (${[...classes].join(', ')})`)
+    assert.deepEqual((await from(['VM'], reply.token)).events, [], 'a reply\'s token does not replay what it delivered')
+  })
+
   test('tasks: create, progress, cancel, destroy', async () => {
     const task = await tiny.xapi.call('task.create', '[XO] test', 'a task')
     await tiny.xapi.call('task.set_progress', task, 0.5)
