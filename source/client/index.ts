@@ -4,14 +4,12 @@ import { connect, type Socket } from 'node:net'
 import { EventEmitter } from 'node:events'
 import { resolve } from 'node:path'
 import { LifeboatError } from '../util/errors.ts'
+import { defaultDataDir } from '../util/paths.ts'
 import { LineSplitter, RPC_ERRORS, encodeMessage, type RpcErrorObject } from '../protocol/jsonrpc.ts'
 import type { MethodName, MethodParams, MethodResults, SubscriptionTopic } from '../protocol/methods.ts'
 import type { NotificationName, Notifications } from '../protocol/events.ts'
 
-/** The data directory: --data, else $LIFEBOAT_DATA, else ./data. */
-export function defaultDataDir(): string {
-  return resolve(process.env.LIFEBOAT_DATA ?? 'data')
-}
+export { defaultDataDir }
 
 /** The socket: --socket, else $LIFEBOAT_SOCKET, else <data directory>/lifeboat.sock. */
 export function defaultSocketPath(dataDir?: string): string {

@@ -8,7 +8,8 @@ export type { TaskEvent }
 export type StateKind = 'jobs' | 'remotes' | 'pools' | 'runs'
 
 export interface Notifications {
-  'task.event': { runId: string; event: TaskEvent }
+  /** `seq`: the event's index in the run's log (run.get's `eventCount` tells which ones its tree already holds). */
+  'task.event': { runId: string; event: TaskEvent; seq: number }
   lanes: { snapshot: LanesSnapshot }
   'state.changed': { kind: StateKind }
   resync: { reason: string }

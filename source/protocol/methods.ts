@@ -201,7 +201,8 @@ export interface MethodResults {
   'job.setEnabled': JobInfo
   'job.run': { runId: string }
   'run.list': RunSummary[]
-  'run.get': { summary: RunSummary; tree: TaskNode }
+  /** eventCount (live runs): the tree folds events 0..eventCount-1; task.event notifications with seq ≥ eventCount are newer. */
+  'run.get': { summary: RunSummary; tree: TaskNode; eventCount?: number }
   'run.cancel': Empty
   'backup.list': RestorePoint[]
   'restore.start': { runId: string }

@@ -1,0 +1,99 @@
+// How the CLI shows things to a person: aligned tables, task trees, sizes, dates and durations.
+// (`--json` bypasses all of this: one JSON document.)
+import type { TaskNode } from '../protocol/methods.ts'
+import type { TaskEvent } from '../protocol/events.ts'
+
+export function formatBytes(bytes: number | undefined): string {
+  if (bytes === undefined) return '-'
+  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB']
+  let value = bytes
+  let unit = 0
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024
+    unit++
+  }
+  return `${unit === 0 ? value : value.toFixed(value < 10 ? 1 : 0)} ${units[unit]}`
+}
+
+export function formatDate(ms: number | undefined): string {
+  if (ms === undefined) return '-'
+  const d = new Date(ms)
+  const pad = (n: number) => String(n).padStart(2, '0')
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`
+}
+
+export function formatElapsed(ms: number | undefined): string {
+  if (ms === undefined) return '-'
+  const seconds = Math.round(ms / 1000)
+  if (seconds < 60) return `${seconds}s`
+  const minutes = Math.floor(seconds / 60)
+  if (minutes < 60) return `${minutes}m${String(seconds % 60).padStart(2, '0')}s`
+  return `${Math.floor(minutes / 60)}h${String(minutes % 60).padStart(2, '0')}m`
+}
+
+/** Columns padded to their widest cell; a header row, then one row per item. */
+export function table(headers: string[], rows: string[][]): string {
+  if (rows.length === 0) return ''
+  const widths = headers.map((header, i) => Math.max(header.length, ...rows.map(row => (row[i] ?? '').length)))
+  const line = (cells: string[]) => cells.map((cell, i) => (i === cells.length - 1 ? cell : cell.padEnd(widths[i]!))).join('  ').trimEnd()
+  return [line(headers), ...rows.map(line)].join('\n') + '\n'
+}
+
+/** What a task is, in a few words: its name and the most telling data (VM, remote, disk…). */
+export function taskLabel(node: TaskNode): string {
+  const data = node.data ?? {}
+  const detail = ['name_label', 'vmName', 'jobName', 'remote', 'id', 'disk', 'srUuid']
+    .map(key => data[key])
+    .filter(value => typeof value === 'string' && value !== '')
+    .slice(0, 2)
+  return detail.length > 0 ? `${node.message} (${detail.join(', ')})` : node.message
+}
+
+function resultText(node: TaskNode): string {
+  const result = node.result as { message?: unknown; size?: unknown; code?: unknown } | undefined
+  const parts: string[] = []
+  if (typeof result?.size === 'number') parts.push(formatBytes(result.size))
+  if (node.duration !== undefined) parts.push(formatElapsed(node.duration))
+  if (node.status !== 'success' && typeof result?.message === 'string') parts.push(`${typeof result.code === 'string' ? result.code + ': ' : ''}${result.message}`)
+  return parts.join(', ')
+}
+
+/** The task tree as indented lines with status, sizes, durations, warnings and errors. */
+export function tree(root: TaskNode): string {
+  const lines: string[] = []
+  const walk = (node: TaskNode, prefix: string, childPrefix: string) => {
+    const extra = resultText(node)
+    lines.push(`${prefix}${taskLabel(node)}  [${node.status}]${extra === '' ? '' : '  ' + extra}`)
+    for (const warning of node.warnings ?? []) lines.push(`${childPrefix}  ! ${warning.message}`)
+    const children = node.tasks ?? []
+    children.forEach((child, i) => {
+      const last = i === children.length - 1
+      walk(child, childPrefix + (last ? '└─ ' : '├─ '), childPrefix + (last ? '   ' : '│  '))
+    })
+  }
+  walk(root, '', '')
+  return lines.join('\n') + '\n'
+}
+
+/** One line for a live event (logs --follow), naming the task through the names seen at its start. */
+export function eventLine(event: TaskEvent, names: Map<string, string>): string {
+  const time = formatDate(event.timestamp).slice(11)
+  switch (event.type) {
+    case 'start': {
+      const { name, ...data } = event.properties
+      const text = taskLabel({ id: event.id, message: String(name), data, start: event.timestamp, status: 'pending' })
+      names.set(event.id, text)
+      return `${time} start    ${text}`
+    }
+    case 'end': {
+      const result = event.result as { message?: unknown; size?: unknown } | undefined
+      const detail = typeof result?.size === 'number' ? ` ${formatBytes(result.size)}` : event.status !== 'success' && typeof result?.message === 'string' ? ` ${result.message}` : ''
+      return `${time} ${event.status.padEnd(8)} ${names.get(event.id) ?? event.id}${detail}`
+    }
+    case 'info':
+    case 'warning':
+      return `${time} ${event.type.padEnd(8)} ${names.get(event.id) ?? event.id}: ${event.message}`
+    case 'property':
+      return `${time} property ${names.get(event.id) ?? event.id}: ${event.name} = ${JSON.stringify(event.value)}`
+  }
+}

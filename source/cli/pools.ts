@@ -1,0 +1,72 @@
+// `lifeboat pool add|list|remove`, `vm list` and `sr list`: the pools the daemon is connected to and what they hold.
+import { readFile } from 'node:fs/promises'
+import { UsageError } from './command.ts'
+import { formatBytes, table } from './output.ts'
+import { stringOption, type CommandContext, type Subcommand } from './index.ts'
+
+async function password(context: CommandContext): Promise<string> {
+  const variable = stringOption(context, 'password-env')
+  const file = stringOption(context, 'password-file')
+  if ((variable === undefined) === (file === undefined)) throw new UsageError('give the password with exactly one of --password-env VAR or --password-file FILE (never on the command line)')
+  if (variable !== undefined) {
+    const value = process.env[variable]
+    if (value === undefined) throw new UsageError(`the environment variable ${variable} is not set`)
+    return value
+  }
+  // One trailing newline is what editors and `echo` add; it is not part of the password.
+  return (await readFile(file!, 'utf8')).replace(/\r?\n$/, '')
+}
+
+export const POOL_COMMANDS: Record<string, Record<string, Subcommand>> = {
+  pool: {
+    add: {
+      usage: 'lifeboat pool add URL --user U (--password-env VAR | --password-file F) [--json] [--socket PATH]',
+      options: { user: { type: 'string' }, 'password-env': { type: 'string' }, 'password-file': { type: 'string' } },
+      arity: [1, 1],
+      async body(context) {
+        const username = stringOption(context, 'user')
+        if (username === undefined) throw new UsageError('--user is required')
+        const secret = await password(context)
+        const pool = await (await context.client()).call('pool.add', { url: context.positionals[0]!, username, password: secret })
+        context.print(pool, () => `pool "${pool.name}" (${pool.id}) added: ${pool.status}, ${pool.hosts} host(s)\n`)
+      },
+    },
+    list: {
+      usage: 'lifeboat pool list [--json] [--socket PATH]',
+      async body(context) {
+        const pools = await (await context.client()).call('pool.list')
+        context.print(pools, () => table(['ID', 'NAME', 'URL', 'USER', 'STATUS', 'HOSTS'], pools.map(p => [p.id, p.name, p.url, p.username, p.error === undefined ? p.status : `${p.status}: ${p.error.code}`, String(p.hosts)])) || 'no pools; add one with lifeboat pool add\n')
+      },
+    },
+    remove: {
+      usage: 'lifeboat pool remove ID [--json] [--socket PATH]',
+      arity: [1, 1],
+      async body(context) {
+        const result = await (await context.client()).call('pool.remove', { id: context.positionals[0]! })
+        context.print(result, () => `pool ${context.positionals[0]} removed\n`)
+      },
+    },
+  },
+  vm: {
+    list: {
+      usage: 'lifeboat vm list [--pool P] [--json] [--socket PATH]',
+      options: { pool: { type: 'string' } },
+      async body(context) {
+        const pool = stringOption(context, 'pool')
+        const vms = await (await context.client()).call('vm.list', pool === undefined ? {} : { pool })
+        context.print(vms, () => table(['UUID', 'NAME', 'POOL', 'POWER', 'DISKS', 'SIZE', 'TAGS'], vms.map(vm => [vm.uuid, vm.name, vm.poolName, vm.powerState, String(vm.disks.length), formatBytes(vm.disks.reduce((sum, d) => sum + d.size, 0)), vm.tags.join(',')])) || 'no VMs\n')
+      },
+    },
+  },
+  sr: {
+    list: {
+      usage: 'lifeboat sr list [--pool P] [--json] [--socket PATH]',
+      options: { pool: { type: 'string' } },
+      async body(context) {
+        const pool = stringOption(context, 'pool')
+        const srs = await (await context.client()).call('sr.list', pool === undefined ? {} : { pool })
+        context.print(srs, () => table(['UUID', 'NAME', 'POOL', 'TYPE', 'SIZE', 'FREE', 'SHARED'], srs.map(sr => [sr.uuid, sr.name, sr.poolName, sr.type, formatBytes(sr.size), formatBytes(sr.free), sr.shared ? 'yes' : 'no'])) || 'no SRs\n')
+      },
+    },
+  },
+}

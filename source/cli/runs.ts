@@ -1,0 +1,148 @@
+// `lifeboat run list|show|cancel` and `logs [RUNID] [--follow]`: what ran, how it went, live or after the fact;
+// and the waiting that `job run --wait` and `restore --wait` share.
+import type { DaemonClient } from '../client/index.ts'
+import { LifeboatError } from '../util/errors.ts'
+import { RUN_STATUSES, type RunStatus, type RunSummary, type TaskNode } from '../protocol/methods.ts'
+import type { TaskEvent } from '../protocol/events.ts'
+import { EXIT_FAILURE, EXIT_OK, UsageError } from './command.ts'
+import { eventLine, formatBytes, formatDate, formatElapsed, table, taskLabel, tree } from './output.ts'
+import { integerOption, stringOption, type CommandContext, type Subcommand } from './index.ts'
+
+/**
+ * Follows a run to its end: the tree so far, then each newer event (passed to `onEvent`), told apart
+ * from those the tree holds by their sequence number. Resolves with the final tree.
+ */
+export async function followRun(client: DaemonClient, runId: string, onEvent?: (event: TaskEvent) => void, onTree?: (tree: TaskNode) => void): Promise<TaskNode> {
+  let folded: number | undefined
+  const early: Array<{ event: TaskEvent; seq: number }> = []
+  let finished: (() => void) | undefined
+  const ended = new Promise<void>(resolve => (finished = resolve))
+  const deliver = (event: TaskEvent, seq: number) => {
+    if (seq < folded!) return
+    onEvent?.(event)
+    if (event.type === 'end' && event.id === runId) finished!()
+  }
+  const stopEvents = client.onNotification('task.event', ({ runId: id, event, seq }) => {
+    if (id !== runId) return
+    if (folded === undefined) early.push({ event, seq })
+    else deliver(event, seq)
+  })
+  // After dropped notifications, only the run's state can be trusted: check it again.
+  const stopResync = client.onNotification('resync', () => {
+    void client.call('run.get', { runId }).then(({ tree }) => tree.status !== 'pending' && finished!(), () => {})
+  })
+  const onClose = () => finished!()
+  client.once('close', onClose)
+  try {
+    await client.subscribe(['tasks'], runId)
+    const first = await client.call('run.get', { runId })
+    folded = first.eventCount ?? Infinity
+    onTree?.(first.tree)
+    for (const { event, seq } of early.splice(0)) deliver(event, seq)
+    if (first.tree.status === 'pending') await ended
+    if (!client.connected) throw new LifeboatError('DAEMON_DISCONNECTED', `The daemon went away while following run ${runId}; see 'systemctl status lifeboat', then 'lifeboat run show ${runId}'.`)
+    return (await client.call('run.get', { runId })).tree
+  } finally {
+    stopEvents()
+    stopResync()
+    client.off('close', onClose)
+  }
+}
+
+function rememberNames(node: TaskNode, names: Map<string, string>): void {
+  names.set(node.id, taskLabel(node))
+  for (const child of node.tasks ?? []) rememberNames(child, names)
+}
+
+/** `--wait`: follows the run, prints its tree (or JSON), exit 1 unless it succeeded. */
+export async function waitAndReport(context: CommandContext, runId: string): Promise<number> {
+  const client = await context.client()
+  const names = new Map<string, string>()
+  const final = await followRun(
+    client,
+    runId,
+    context.json ? undefined : event => {
+      if (event.type !== 'property') process.stderr.write(eventLine(event, names) + '\n')
+    },
+    node => rememberNames(node, names),
+  )
+  context.print({ runId, status: final.status, tree: final }, () => tree(final))
+  return final.status === 'success' ? EXIT_OK : EXIT_FAILURE
+}
+
+function summaryRows(runs: RunSummary[]): string {
+  return table(
+    ['RUN', 'KIND', 'JOB', 'SCHEDULE', 'START', 'DURATION', 'STATUS', 'VMS', 'SIZE'],
+    runs.map(run => [run.runId, run.kind, run.jobName ?? '-', run.scheduleName ?? '-', formatDate(run.start), formatElapsed(run.end === undefined ? undefined : run.end - run.start), run.status, run.vms === undefined ? '-' : String(run.vms), formatBytes(run.size)]),
+  )
+}
+
+async function latestRun(client: DaemonClient): Promise<string> {
+  const [latest] = await client.call('run.list', { limit: 1 })
+  if (latest === undefined) throw new LifeboatError('RUN_NOT_FOUND', 'No run has happened yet; start one with lifeboat job run J.')
+  return latest.runId
+}
+
+export const RUN_COMMANDS: Record<string, Record<string, Subcommand>> = {
+  run: {
+    list: {
+      usage: `lifeboat run list [--job J] [--status ${RUN_STATUSES.join('|')}] [--limit N] [--json] [--socket PATH]`,
+      options: { job: { type: 'string' }, status: { type: 'string' }, limit: { type: 'string' } },
+      async body(context) {
+        const client = await context.client()
+        const status = stringOption(context, 'status')
+        if (status !== undefined && !(RUN_STATUSES as readonly string[]).includes(status)) throw new UsageError(`--status is one of ${RUN_STATUSES.join(', ')}`)
+        const job = stringOption(context, 'job')
+        const jobId = job === undefined ? undefined : (await client.call('job.get', { id: job })).job.id
+        const limit = integerOption(context, 'limit') ?? 50
+        const runs = await client.call('run.list', { ...(jobId !== undefined && { jobId }), ...(status !== undefined && { status: status as RunStatus }), ...(limit > 0 && { limit }) })
+        context.print(runs, () => summaryRows(runs) || 'no runs\n')
+      },
+    },
+    show: {
+      usage: 'lifeboat run show RUNID [--json] [--socket PATH]',
+      arity: [1, 1],
+      async body(context) {
+        const run = await (await context.client()).call('run.get', { runId: context.positionals[0]! })
+        context.print(run, () => summaryRows([run.summary]) + '\n' + tree(run.tree))
+      },
+    },
+    cancel: {
+      usage: 'lifeboat run cancel RUNID [--json] [--socket PATH]',
+      arity: [1, 1],
+      async body(context) {
+        const result = await (await context.client()).call('run.cancel', { runId: context.positionals[0]! })
+        context.print(result, () => `run ${context.positionals[0]} is being cancelled\n`)
+      },
+    },
+  },
+  logs: {
+    '': {
+      usage: 'lifeboat logs [RUNID] [--follow] [--json] [--socket PATH]   (default: the latest run)',
+      options: { follow: { type: 'boolean', short: 'f' } },
+      arity: [0, 1],
+      async body(context) {
+        const client = await context.client()
+        const runId = context.positionals[0] ?? (await latestRun(client))
+        if (context.values.follow !== true) {
+          const { tree: node } = await client.call('run.get', { runId })
+          context.print(node, () => tree(node))
+          return
+        }
+        const names = new Map<string, string>()
+        const final = await followRun(
+          client,
+          runId,
+          context.json ? undefined : event => {
+            if (event.type !== 'property') process.stdout.write(eventLine(event, names) + '\n')
+          },
+          context.json ? undefined : node => {
+            process.stdout.write(tree(node))
+            rememberNames(node, names)
+          },
+        )
+        context.print(final, () => `\nrun ${runId}: ${final.status}\n`)
+      },
+    },
+  },
+}

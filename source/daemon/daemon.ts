@@ -1,0 +1,216 @@
+// The daemon put together: state, pools, remotes, runs, scheduler, lanes and the socket; start-up
+// (interrupted runs, crash clean-up) and a clean stop that cancels the runs in progress.
+import { join, resolve } from 'node:path'
+import { readFileSync } from 'node:fs'
+import { randomUUID } from 'node:crypto'
+import { RunLogStore, type TaskEvent } from '../tasks/index.ts'
+import { LifeboatError } from '../util/errors.ts'
+import { cleanupAfterCrash, startBackupRun, type EngineContext } from '../engine/index.ts'
+import { parseJob, type Job } from '../protocol/job.ts'
+import type { JobInfo, DaemonInfo } from '../protocol/methods.ts'
+import type { StateKind } from '../protocol/events.ts'
+import { DaemonState, type StoredJob } from './state.ts'
+import { Pools } from './pools.ts'
+import { Remotes } from './remotes.ts'
+import { Runs } from './runs.ts'
+import { Scheduler, systemClock, type Clock, type ScheduleEntry } from './scheduler.ts'
+import { LanesWatcher, lanesSnapshot } from './lanes.ts'
+import { RpcServer } from './server.ts'
+import { buildHandlers } from './handlers.ts'
+
+export interface DaemonOptions {
+  dataDir: string
+  socketPath?: string
+  clock?: Clock
+  /** Where the daemon's own log lines go (journald reads stderr). */
+  log?: (line: string) => void
+}
+
+const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version
+
+export class Daemon {
+  readonly dataDir: string
+  readonly socketPath: string
+  readonly startedAt = Date.now()
+  readonly log: (line: string) => void
+  readonly pools: Pools
+  readonly remotes = new Remotes()
+  readonly runs: Runs
+  readonly scheduler: Scheduler
+  readonly server: RpcServer
+  readonly lanes: LanesWatcher
+  /** Runs wait for the crash clean-up: it removes temporary snapshots, which a new run would also have. */
+  cleanedUp: Promise<void> = Promise.resolve()
+  #stopping: Promise<void> | undefined
+
+  private constructor(
+    readonly state: DaemonState,
+    options: DaemonOptions,
+  ) {
+    this.dataDir = resolve(options.dataDir)
+    this.socketPath = resolve(options.socketPath ?? join(this.dataDir, 'lifeboat.sock'))
+    this.log = options.log ?? (line => process.stderr.write(`${new Date().toISOString()} ${line}\n`))
+    this.pools = new Pools({
+      log: this.log,
+      onChange: () => {
+        this.lanes.refresh()
+        this.stateChanged('pools')
+      },
+    })
+    this.runs = new Runs({
+      state,
+      store: new RunLogStore(join(this.dataDir, 'runs')),
+      log: this.log,
+      onTaskEvent: (runId, event, seq) => this.#publishTaskEvent(runId, event, seq),
+      onRunsChanged: () => {
+        this.stateChanged('runs')
+        this.stateChanged('jobs')
+      },
+    })
+    this.scheduler = new Scheduler((entry, at) => void this.#scheduledRun(entry, at), options.clock ?? systemClock)
+    this.server = new RpcServer({ socketPath: this.socketPath, handlers: buildHandlers(this) })
+    this.lanes = new LanesWatcher(() => {
+      const snapshot = lanesSnapshot(this.laneNames)
+      this.server.broadcast('lanes', { snapshot }, client => client.topics.has('lanes'))
+    })
+  }
+
+  static async start(options: DaemonOptions): Promise<Daemon> {
+    const state = await DaemonState.open(resolve(options.dataDir))
+    const daemon = new Daemon(state, options)
+    await daemon.#startUp()
+    return daemon
+  }
+
+  get context(): EngineContext {
+    return { pools: this.pools.connections, remotes: this.remotes.handlers }
+  }
+
+  get info(): DaemonInfo {
+    return { version: VERSION, pid: process.pid, dataDir: this.dataDir, socket: this.socketPath, startedAt: this.startedAt, readonly: false }
+  }
+
+  readonly laneNames = {
+    poolName: (poolId: string) => this.pools.list().find(pool => pool.id === poolId)?.name ?? poolId,
+    jobName: (jobId: string) => this.state.data.jobs.find(stored => stored.job.id === jobId)?.job.name,
+  }
+
+  stateChanged(kind: StateKind): void {
+    this.server.broadcast('state.changed', { kind }, client => client.topics.has('state'))
+  }
+
+  // ---- jobs
+
+  findJob(idOrName: string): StoredJob {
+    const jobs = this.state.data.jobs
+    const stored = jobs.find(s => s.job.id === idOrName) ?? jobs.find(s => s.job.name === idOrName)
+    if (stored === undefined) throw new LifeboatError('JOB_NOT_FOUND', `No job has the id or name "${idOrName}"; 'lifeboat job list' shows them.`)
+    return stored
+  }
+
+  jobInfo(stored: StoredJob): JobInfo {
+    const id = stored.job.id!
+    const running = this.runs.runningRunOf(id)
+    const lastRun = this.runs.list({ jobId: id, limit: 1 })[0]
+    const nextRun = stored.enabled ? this.scheduler.nextRun(id) : undefined
+    return { job: stored.job, enabled: stored.enabled, ...(running !== undefined && { running }), ...(lastRun !== undefined && { lastRun }), ...(nextRun !== undefined && { nextRun }) }
+  }
+
+  /** Validates a job and gives it (and its schedules) ids; an update keeps the ids of schedules it keeps. */
+  prepareJob(input: unknown, previous?: Job): Job {
+    const job = parseJob(input)
+    const other = this.state.data.jobs.find(s => s.job.name === job.name && s.job.id !== previous?.id)
+    if (other !== undefined) throw new LifeboatError('JOB_NAME_TAKEN', `Another job is already named "${job.name}"; choose another name.`)
+    return {
+      ...job,
+      id: previous?.id ?? randomUUID(),
+      schedules: job.schedules.map(schedule => ({ ...schedule, id: schedule.id ?? previous?.schedules.find(s => s.name === schedule.name)?.id ?? randomUUID() })),
+    }
+  }
+
+  refreshSchedules(): void {
+    const entries: ScheduleEntry[] = []
+    for (const stored of this.state.data.jobs) {
+      if (!stored.enabled) continue
+      for (const schedule of stored.job.schedules) {
+        if (schedule.enabled) entries.push({ jobId: stored.job.id!, scheduleId: schedule.id!, cron: schedule.cron, timezone: schedule.timezone })
+      }
+    }
+    this.scheduler.setSchedules(entries)
+  }
+
+  async runJob(stored: StoredJob, schedule?: string): Promise<string> {
+    await this.cleanedUp
+    const job = stored.job
+    const chosen = schedule === undefined ? job.schedules[0]! : job.schedules.find(s => s.name === schedule || s.id === schedule)
+    if (chosen === undefined) throw new LifeboatError('SCHEDULE_NOT_FOUND', `The job "${job.name}" has no schedule "${schedule}"; its schedules are ${job.schedules.map(s => `"${s.name}"`).join(', ')}.`)
+    const runId = await this.runs.start('backup', { jobId: job.id!, jobName: job.name, scheduleName: chosen.name }, onEvent => startBackupRun(job, this.context, { schedule: chosen.id ?? chosen.name, onEvent }))
+    this.log(`job "${job.name}": run ${runId} started (schedule "${chosen.name}")`)
+    return runId
+  }
+
+  async #scheduledRun(entry: ScheduleEntry, at: number): Promise<void> {
+    const stored = this.state.data.jobs.find(s => s.job.id === entry.jobId)
+    if (stored === undefined) return
+    const running = this.runs.runningRunOf(entry.jobId)
+    if (running !== undefined) {
+      this.log(`job "${stored.job.name}": the run due at ${new Date(at).toISOString()} is skipped: run ${running} is still going`)
+      return
+    }
+    try {
+      await this.runJob(stored, entry.scheduleId)
+    } catch (error) {
+      this.log(`job "${stored.job.name}": the scheduled run could not start: ${(error as Error).message}`)
+    }
+  }
+
+  #publishTaskEvent(runId: string, event: TaskEvent, seq: number): void {
+    this.server.broadcast('task.event', { runId, event, seq }, client => client.topics.has('tasks') && (client.runId === undefined || client.runId === runId))
+  }
+
+  // ---- life cycle
+
+  async #startUp(): Promise<void> {
+    const interrupted = await this.runs.markInterrupted('the daemon stopped while this run was in progress (crash, kill or power loss); its leftovers are cleaned up at start-up')
+    for (const runId of interrupted) this.log(`run ${runId}: marked interrupted`)
+    for (const remote of this.state.data.remotes) {
+      const url = this.state.remoteUrl(remote.name)
+      if (url === undefined) {
+        this.log(`remote "${remote.name}": its URL is missing from secrets.json; add the remote again`)
+        continue
+      }
+      await this.remotes.open(remote.name, url).catch(error => this.log(`remote "${remote.name}": ${(error as Error).message}`))
+    }
+    for (const pool of this.state.data.pools) this.pools.manage(pool, this.state.poolPassword(pool.id) ?? '')
+    this.refreshSchedules()
+    await this.server.listen()
+    this.cleanedUp = this.#cleanUp()
+    this.log(`lifeboat ${VERSION} daemon listening on ${this.socketPath} (data ${this.dataDir})`)
+  }
+
+  async #cleanUp(): Promise<void> {
+    // Give the stored pools a moment to connect, so their leftover snapshots are seen.
+    const deadline = Date.now() + 30_000
+    while (this.pools.list().some(pool => pool.status === 'connecting') && Date.now() < deadline) await new Promise(resolve => setTimeout(resolve, 200))
+    try {
+      for (const line of await cleanupAfterCrash(this.context)) this.log(`clean-up: ${line}`)
+    } catch (error) {
+      this.log(`clean-up failed: ${(error as Error).message}`)
+    }
+  }
+
+  /** Cancels the runs (their logs say why), closes the socket and the connections. */
+  stop(reason = 'the daemon is stopping'): Promise<void> {
+    this.#stopping ??= (async () => {
+      this.scheduler.stop()
+      this.lanes.stop()
+      await this.cleanedUp
+      if (this.runs.activeCount > 0) this.log(`cancelling ${this.runs.activeCount} run(s): ${reason}`)
+      await this.runs.cancelAll(reason, 60_000)
+      await this.server.close()
+      await this.pools.closeAll()
+      await this.remotes.closeAll()
+    })()
+    return this.#stopping
+  }
+}

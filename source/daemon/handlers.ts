@@ -1,0 +1,137 @@
+// One handler per protocol method; params arrive already validated by the method's zod schema.
+import { z } from 'zod'
+import { LifeboatError } from '../util/errors.ts'
+import { listRestorePoints } from '../repository/index.ts'
+import { redactRemoteUrl } from '../storage/index.ts'
+import { startRestoreRun } from '../engine/index.ts'
+import type { methodParams, MethodName, MethodResults } from '../protocol/methods.ts'
+import type { Daemon } from './daemon.ts'
+import type { ClientConnection, MethodHandler } from './server.ts'
+import { listSrs, listVms, selectPools } from './inventory.ts'
+import { lanesSnapshot } from './lanes.ts'
+
+type Params<M extends MethodName> = NonNullable<z.output<(typeof methodParams)[M]>>
+type Handler<M extends MethodName> = (params: Params<M>, client: ClientConnection) => Promise<MethodResults[M]> | MethodResults[M]
+
+export function buildHandlers(daemon: Daemon): Record<MethodName, MethodHandler> {
+  const { state, pools, remotes, runs } = daemon
+  const handlers: { [M in MethodName]: Handler<M> } = {
+    'daemon.info': () => daemon.info,
+
+    'pool.add': async ({ url, username, password }) => {
+      const connection = await pools.probe({ url, username, password })
+      const stored = { id: connection.poolUuid, name: connection.poolName, url, username }
+      await state.updateSecrets(data => void (data.pools[stored.id] = { password }))
+      await state.update(data => {
+        data.pools = data.pools.filter(pool => pool.id !== stored.id)
+        data.pools.push(stored)
+      })
+      pools.manage(stored, password, connection)
+      daemon.log(`pool "${stored.name}" (${stored.id}) added`)
+      return pools.list().find(pool => pool.id === stored.id)!
+    },
+    'pool.list': () => pools.list(),
+    'pool.remove': async ({ id }) => {
+      const pool = pools.list().find(p => p.id === id || p.name === id)
+      if (pool === undefined) throw new LifeboatError('POOL_NOT_FOUND', `No pool is "${id}"; 'lifeboat pool list' shows them.`)
+      await pools.remove(pool.id)
+      await state.update(data => void (data.pools = data.pools.filter(p => p.id !== pool.id)))
+      await state.updateSecrets(data => void delete data.pools[pool.id])
+      return {}
+    },
+
+    'vm.list': params => listVms(selectPools(pools.connections, params?.pool)),
+    'sr.list': params => listSrs(selectPools(pools.connections, params?.pool)),
+
+    'remote.add': async ({ name, url }) => {
+      if (remotes.has(name)) throw new LifeboatError('REMOTE_EXISTS', `A remote is already named "${name}"; remove it first or choose another name.`)
+      await remotes.open(name, url)
+      await state.updateSecrets(data => void (data.remotes[name] = { url }))
+      await state.update(data => void data.remotes.push({ name, url: redactRemoteUrl(url) }))
+      daemon.stateChanged('remotes')
+      return remotes.describe(name)
+    },
+    'remote.list': () => remotes.list(),
+    'remote.test': ({ name, bytes }) => remotes.test(name, bytes),
+    'remote.remove': async ({ name }) => {
+      const users = state.data.jobs.filter(stored => stored.job.remotes.includes(name)).map(stored => `"${stored.job.name}"`)
+      if (users.length > 0) throw new LifeboatError('REMOTE_IN_USE', `The remote "${name}" is used by the job(s) ${users.join(', ')}; change or delete them first.`)
+      await remotes.remove(name)
+      await state.update(data => void (data.remotes = data.remotes.filter(r => r.name !== name)))
+      await state.updateSecrets(data => void delete data.remotes[name])
+      daemon.stateChanged('remotes')
+      return {}
+    },
+
+    'job.create': async ({ job: input }) => {
+      const job = daemon.prepareJob(input)
+      const stored = { job, enabled: true }
+      await state.update(data => void data.jobs.push(stored))
+      daemon.refreshSchedules()
+      daemon.stateChanged('jobs')
+      return daemon.jobInfo(stored)
+    },
+    'job.update': async ({ id, job: input }) => {
+      const stored = daemon.findJob(id)
+      const job = daemon.prepareJob(input, stored.job)
+      await state.update(() => void (stored.job = job))
+      daemon.refreshSchedules()
+      daemon.stateChanged('jobs')
+      return daemon.jobInfo(stored)
+    },
+    'job.get': ({ id }) => daemon.jobInfo(daemon.findJob(id)),
+    'job.list': () => state.data.jobs.map(stored => daemon.jobInfo(stored)),
+    'job.delete': async ({ id }) => {
+      const stored = daemon.findJob(id)
+      const running = runs.runningRunOf(stored.job.id!)
+      if (running !== undefined) throw new LifeboatError('JOB_RUNNING', `The job "${stored.job.name}" is running (run ${running}); cancel it first with 'lifeboat run cancel ${running}'.`)
+      await state.update(data => void (data.jobs = data.jobs.filter(s => s !== stored)))
+      daemon.refreshSchedules()
+      daemon.stateChanged('jobs')
+      return {}
+    },
+    'job.setEnabled': async ({ id, enabled }) => {
+      const stored = daemon.findJob(id)
+      await state.update(() => void (stored.enabled = enabled))
+      daemon.refreshSchedules()
+      daemon.stateChanged('jobs')
+      return daemon.jobInfo(stored)
+    },
+    'job.run': async ({ id, schedule }) => ({ runId: await daemon.runJob(daemon.findJob(id), schedule) }),
+
+    'run.list': params => runs.list(params ?? {}),
+    'run.get': async ({ runId }) => {
+      const live = runs.liveTree(runId)
+      const tree = live?.tree ?? (await runs.tree(runId))
+      const summary = runs.summary(runId) ?? { runId, kind: tree.message === 'restore' ? 'restore' : 'backup', start: tree.start, status: tree.status }
+      return { summary, tree, ...(live !== undefined && { eventCount: live.eventCount }) }
+    },
+    'run.cancel': ({ runId }) => {
+      runs.cancel(runId)
+      return {}
+    },
+
+    'backup.list': ({ remote, vm }) => listRestorePoints(remotes.get(remote), vm === undefined ? {} : { vmUuid: vm }),
+    'restore.start': async ({ remote, backupId, sr, name, start }) => {
+      remotes.get(remote)
+      await daemon.cleanedUp
+      const runId = await runs.start('restore', {}, onEvent =>
+        startRestoreRun(daemon.context, { remote, backupId, srUuid: sr, ...(name !== undefined && { name }), ...(start !== undefined && { start }) }, { onEvent }),
+      )
+      daemon.log(`restore ${runId} started (${backupId} from "${remote}" to SR ${sr})`)
+      return { runId }
+    },
+
+    'lanes.get': () => lanesSnapshot(daemon.laneNames),
+    subscribe: ({ topics, runId }, client) => {
+      for (const topic of topics) client.topics.add(topic)
+      client.runId = runId
+      return { subscribed: [...client.topics] }
+    },
+    unsubscribe: ({ topics }, client) => {
+      for (const topic of topics) client.topics.delete(topic)
+      return {}
+    },
+  }
+  return handlers as unknown as Record<MethodName, MethodHandler>
+}

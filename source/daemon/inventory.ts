@@ -1,0 +1,65 @@
+// What the connected pools hold, as clients list it: VMs (no templates, snapshots or control domains)
+// with their disks, and SRs with their space; read from each connection's event-fed cache.
+import type { PoolConnection, XapiRecord } from '../xapi/index.ts'
+import { LifeboatError } from '../util/errors.ts'
+import type { Sr, Vm } from '../protocol/methods.ts'
+
+const NULL_REF = 'OpaqueRef:NULL'
+const POWER_STATES = new Set(['Running', 'Halted', 'Suspended', 'Paused'])
+
+/** The pools asked for: all, or the one named by uuid or name. */
+export function selectPools(pools: ReadonlyMap<string, PoolConnection>, pool: string | undefined): PoolConnection[] {
+  const all = [...pools.values()]
+  if (pool === undefined) return all
+  const chosen = all.filter(conn => conn.poolUuid === pool || conn.poolName === pool)
+  if (chosen.length === 0) throw new LifeboatError('POOL_NOT_FOUND', `No connected pool is "${pool}"; 'lifeboat pool list' shows the pools and their status.`)
+  return chosen
+}
+
+export function listVms(pools: PoolConnection[]): Vm[] {
+  const vms: Vm[] = []
+  for (const conn of pools) {
+    for (const vm of conn.all('VM')) {
+      if (vm.is_a_template === true || vm.is_a_snapshot === true || vm.is_control_domain === true) continue
+      const powerState = String(vm.power_state)
+      vms.push({
+        uuid: vm.uuid,
+        name: String(vm.name_label ?? ''),
+        poolId: conn.poolUuid,
+        poolName: conn.poolName,
+        powerState: (POWER_STATES.has(powerState) ? powerState : 'Halted') as Vm['powerState'],
+        tags: Array.isArray(vm.tags) ? (vm.tags as string[]) : [],
+        disks: disksOf(conn, vm),
+        hasTools: typeof vm.guest_metrics === 'string' && vm.guest_metrics !== NULL_REF && vm.guest_metrics !== '',
+      })
+    }
+  }
+  return vms.sort((a, b) => a.poolName.localeCompare(b.poolName) || a.name.localeCompare(b.name))
+}
+
+function disksOf(conn: PoolConnection, vm: XapiRecord): Vm['disks'] {
+  const disks: Vm['disks'] = []
+  for (const vbdRef of (vm.VBDs as string[] | undefined) ?? []) {
+    const vbd = conn.byRef(vbdRef)
+    if (vbd === undefined || vbd.type !== 'Disk' || vbd.VDI === NULL_REF) continue
+    const vdi = conn.byRef(String(vbd.VDI))
+    if (vdi === undefined) continue
+    const sr = conn.byRef(String(vdi.SR))
+    disks.push({ uuid: vdi.uuid, name: String(vdi.name_label ?? ''), size: Number(vdi.virtual_size ?? 0), srId: sr?.uuid ?? '' })
+  }
+  return disks
+}
+
+export function listSrs(pools: PoolConnection[]): Sr[] {
+  const srs: Sr[] = []
+  for (const conn of pools) {
+    for (const sr of conn.all('SR')) {
+      // ISO libraries and removable devices cannot receive a restore.
+      if (sr.content_type === 'iso' || sr.type === 'udev' || sr.type === 'iso') continue
+      const size = Number(sr.physical_size ?? 0)
+      const used = Number(sr.physical_utilisation ?? 0)
+      srs.push({ uuid: sr.uuid, name: String(sr.name_label ?? ''), poolId: conn.poolUuid, poolName: conn.poolName, type: String(sr.type ?? ''), size, used, free: Math.max(0, size - used), shared: sr.shared === true })
+    }
+  }
+  return srs.sort((a, b) => a.poolName.localeCompare(b.poolName) || a.name.localeCompare(b.name))
+}

@@ -1,0 +1,50 @@
+// `lifeboat lab [--data DIR]`: the embedded default a new user runs first: the lab's simulated pools, a
+// daemon configured with them and a local remote named "lab", then how to drive it (until the TUI lands).
+import { mkdir } from 'node:fs/promises'
+import { join, resolve } from 'node:path'
+import { defaultDataDir } from '../util/paths.ts'
+import { DaemonClient } from '../client/index.ts'
+import { parseCommandArgs, runCommand } from '../cli/command.ts'
+import { Daemon, untilStopped } from './index.ts'
+
+const USAGE = `usage: lifeboat lab [--data DIR] [--socket PATH]
+  the lab pools (data DIR/lab), a daemon (state in DIR) and the local remote "lab" (DIR/lab-remote)`
+
+export async function main(args: string[]): Promise<void> {
+  await runCommand(USAGE, async () => {
+    const { values, positionals } = parseCommandArgs(args, { data: { type: 'string' }, socket: { type: 'string' }, help: { type: 'boolean', short: 'h' } })
+    if (values.help === true || positionals.length > 0) {
+      process.stdout.write(USAGE + '\n')
+      return positionals.length > 0 ? 2 : 0
+    }
+    const { startLab } = await import('../lab/index.ts')
+    const dataDir = resolve(values.data ?? defaultDataDir())
+    const remoteDir = join(dataDir, 'lab-remote')
+    await mkdir(remoteDir, { recursive: true })
+    const lab = await startLab({ dataDir: join(dataDir, 'lab') })
+    const daemon = await Daemon.start({ dataDir, ...(values.socket !== undefined && { socketPath: values.socket }) })
+    const client = await DaemonClient.connect(daemon.socketPath)
+    try {
+      // Lab ports change at each start: pools are added again (same uuid, new URL).
+      for (const pool of lab.pools) await client.call('pool.add', { url: pool.url, username: pool.username, password: pool.password })
+      const remotes = await client.call('remote.list')
+      if (!remotes.some(remote => remote.name === 'lab')) await client.call('remote.add', { name: 'lab', url: `file://${remoteDir}` })
+    } finally {
+      client.close()
+    }
+    const socket = daemon.socketPath === join(dataDir, 'lifeboat.sock') && values.data === undefined ? '' : ` --socket ${daemon.socketPath}`
+    process.stdout.write(`The lab is running: ${lab.pools.map(p => `${p.name} (${p.url})`).join(', ')}, remote "lab" in ${remoteDir}.
+The TUI is not available yet; drive the daemon with the CLI from another terminal:
+
+  lifeboat vm list${socket}
+  lifeboat job create --name first --mode delta --pool ${lab.pools[0]!.poolUuid} --remote lab --retention 3${socket}
+  lifeboat job run first --wait${socket}
+  lifeboat backup list --remote lab${socket}
+  lifeboat logs --follow${socket}
+
+Ctrl-C stops the daemon and the lab.
+`)
+    await untilStopped(daemon)
+    await lab.stop()
+  })
+}

@@ -1,0 +1,191 @@
+// The runs of this daemon: started through the engine, one at a time per job, their events streamed to
+// subscribers and persisted per runId, indexed for run.list, pruned to the last N per job, cancelled on stop.
+import { unlink } from 'node:fs/promises'
+import { join } from 'node:path'
+import { foldRun, RunLogStore, type TaskEvent, type TaskNode } from '../tasks/index.ts'
+import { LifeboatError } from '../util/errors.ts'
+import type { StartedRun } from '../engine/index.ts'
+import type { RunStatus, RunSummary } from '../protocol/methods.ts'
+import type { DaemonState } from './state.ts'
+
+interface ActiveRun {
+  started: StartedRun
+  jobId?: string
+  /** Writes of the log, chained so the final one lands last. */
+  saving: Promise<void>
+}
+
+export interface RunsOptions {
+  state: DaemonState
+  store: RunLogStore
+  onTaskEvent: (runId: string, event: TaskEvent, seq: number) => void
+  onRunsChanged: () => void
+  log: (line: string) => void
+}
+
+export type RunStarter = (onEvent: (event: TaskEvent) => void) => StartedRun
+
+/** How often a running run's pending tree is rewritten, so a crash loses little of its log. */
+const SAVE_INTERVAL_MS = 5000
+
+export class Runs {
+  readonly #active = new Map<string, ActiveRun>()
+  readonly #byJob = new Map<string, string>()
+
+  constructor(private readonly options: RunsOptions) {}
+
+  runningRunOf(jobId: string): string | undefined {
+    return this.#byJob.get(jobId)
+  }
+
+  get activeCount(): number {
+    return this.#active.size
+  }
+
+  /** Starts a run through `start` (the engine); a job already running is refused with JOB_RUNNING. */
+  async start(kind: RunSummary['kind'], info: { jobId?: string; jobName?: string; scheduleName?: string }, start: RunStarter): Promise<string> {
+    if (info.jobId !== undefined) {
+      const running = this.#byJob.get(info.jobId)
+      if (running !== undefined) {
+        throw new LifeboatError('JOB_RUNNING', `The job "${info.jobName ?? info.jobId}" is already running (run ${running}); wait for it to end or cancel it with 'lifeboat run cancel ${running}'.`, { data: { runId: running } })
+      }
+    }
+    let runId: string | undefined
+    let seq = 0
+    const early: TaskEvent[] = []
+    const started = start(event => {
+      // The root's start event comes before start() returns: its id is the runId.
+      runId ??= event.id
+      if (this.#active.has(runId)) this.options.onTaskEvent(runId, event, seq)
+      else early.push(event)
+      seq++
+    })
+    runId = started.runId
+    const active: ActiveRun = { started, ...(info.jobId !== undefined && { jobId: info.jobId }), saving: Promise.resolve() }
+    this.#active.set(runId, active)
+    if (info.jobId !== undefined) this.#byJob.set(info.jobId, runId)
+    early.forEach((event, index) => this.options.onTaskEvent(runId!, event, index))
+
+    const summary: RunSummary = { runId, kind, ...info, start: started.log.events[0]?.timestamp ?? Date.now(), status: 'pending' }
+    await this.options.state.update(data => void data.runs.push(summary))
+    this.#save(active)
+    this.options.onRunsChanged()
+    const timer = setInterval(() => this.#save(active), SAVE_INTERVAL_MS)
+    timer.unref()
+    void started.done.then(async tree => {
+      clearInterval(timer)
+      await this.#finish(active, tree)
+    })
+    return runId
+  }
+
+  /** The live tree of a running run and how many events it folds. */
+  liveTree(runId: string): { tree: TaskNode; eventCount: number } | undefined {
+    const active = this.#active.get(runId)
+    if (active === undefined) return undefined
+    const events = active.started.log.events
+    return { tree: foldRun(events)!, eventCount: events.length }
+  }
+
+  async tree(runId: string): Promise<TaskNode> {
+    const live = this.liveTree(runId)
+    if (live !== undefined) return live.tree
+    const stored = await this.options.store.load(runId)
+    if (stored === undefined) throw new LifeboatError('RUN_NOT_FOUND', `No run ${runId} is known; 'lifeboat run list' shows the runs kept.`)
+    return stored
+  }
+
+  summary(runId: string): RunSummary | undefined {
+    return this.options.state.data.runs.find(run => run.runId === runId)
+  }
+
+  list(filter: { jobId?: string; limit?: number; status?: RunStatus } = {}): RunSummary[] {
+    const out: RunSummary[] = []
+    const runs = this.options.state.data.runs
+    for (let i = runs.length - 1; i >= 0 && out.length < (filter.limit ?? Infinity); i--) {
+      const run = runs[i]!
+      if (filter.jobId !== undefined && run.jobId !== filter.jobId) continue
+      if (filter.status !== undefined && run.status !== filter.status) continue
+      out.push(run)
+    }
+    return out
+  }
+
+  cancel(runId: string, reason = 'cancelled by the administrator'): void {
+    const active = this.#active.get(runId)
+    if (active === undefined) {
+      if (this.summary(runId) !== undefined) throw new LifeboatError('RUN_NOT_RUNNING', `The run ${runId} is not running any more; nothing to cancel.`)
+      throw new LifeboatError('RUN_NOT_FOUND', `No run ${runId} is known; 'lifeboat run list' shows the runs kept.`)
+    }
+    active.started.cancel(reason)
+  }
+
+  /** Cancels every run and waits (at most `timeoutMs`) for their logs to be final. */
+  async cancelAll(reason: string, timeoutMs: number): Promise<void> {
+    const runs = [...this.#active.values()]
+    for (const run of runs) run.started.cancel(reason)
+    const settled = Promise.all(runs.map(run => run.started.done.then(() => run.saving)))
+    await Promise.race([settled, new Promise(resolve => setTimeout(resolve, timeoutMs).unref())])
+  }
+
+  /** Start-up: runs left pending by a dead daemon become interrupted, in their logs and in the index. */
+  async markInterrupted(reason: string): Promise<string[]> {
+    const interrupted = new Set(await this.options.store.markInterruptedRuns(reason))
+    await this.options.state.update(data => {
+      for (const run of data.runs) {
+        if (interrupted.has(run.runId) || run.status === 'pending') {
+          run.status = 'interrupted'
+          interrupted.add(run.runId)
+        }
+      }
+    })
+    return [...interrupted]
+  }
+
+  #save(active: ActiveRun): void {
+    const tree = foldRun(active.started.log.events)
+    if (tree === undefined) return
+    active.saving = active.saving.then(() => this.options.store.save(tree)).catch(error => this.options.log(`run ${tree.id}: cannot write its log: ${(error as Error).message}`))
+  }
+
+  async #finish(active: ActiveRun, tree: TaskNode): Promise<void> {
+    const runId = active.started.runId
+    this.#save(active)
+    await active.saving
+    this.#active.delete(runId)
+    if (active.jobId !== undefined && this.#byJob.get(active.jobId) === runId) this.#byJob.delete(active.jobId)
+    const outcome = summarize(tree)
+    await this.options.state.update(data => {
+      const run = data.runs.find(r => r.runId === runId)
+      if (run !== undefined) Object.assign(run, outcome)
+    })
+    await this.#prune(active.jobId)
+    this.options.onRunsChanged()
+  }
+
+  /** Keeps the newest `keepRunsPerJob` runs of the job (restores count as one job). */
+  async #prune(jobId: string | undefined): Promise<void> {
+    const keep = this.options.state.data.settings.keepRunsPerJob
+    const same = this.options.state.data.runs.filter(run => run.jobId === jobId && run.status !== 'pending')
+    if (same.length <= keep) return
+    const dropped = new Set(same.slice(0, same.length - keep).map(run => run.runId))
+    await this.options.state.update(data => {
+      data.runs = data.runs.filter(run => !dropped.has(run.runId))
+    })
+    for (const runId of dropped) await unlink(join(this.options.store.dir, `${runId}.json`)).catch(() => {})
+  }
+}
+
+/** The index fields of a finished run: status, end, VMs and bytes written. */
+export function summarize(tree: TaskNode): Pick<RunSummary, 'status' | 'end' | 'vms' | 'size'> {
+  let vms = 0
+  let size = 0
+  const walk = (node: TaskNode) => {
+    if (node.data?.type === 'VM') vms++
+    const result = node.result as { size?: unknown } | undefined
+    if (node.message === 'transfer' && typeof result?.size === 'number') size += result.size
+    for (const child of node.tasks ?? []) walk(child)
+  }
+  walk(tree)
+  return { status: tree.status, ...(tree.end !== undefined && { end: tree.end }), vms, size }
+}
