@@ -1,5 +1,8 @@
 // What the TUI needs of a daemon connection: calls, notifications and whether the daemon is there.
 // The socket client (source/client) satisfies it through connectTui; tests pass a fake.
+import { EventEmitter } from 'node:events'
+import { DaemonClient } from '../client/index.ts'
+import type { SubscriptionTopic } from '../protocol/methods.ts'
 import type { MethodName, NotificationName, TuiMethods, TuiNotifications } from './contract.ts'
 
 export type ConnectionState = { status: 'connecting' } | { status: 'connected' } | { status: 'down'; reason: string }
@@ -18,4 +21,70 @@ export interface TuiClient {
 export function errorText(error: unknown): string {
   if (error !== null && typeof error === 'object' && 'message' in error) return String((error as { message: unknown }).message)
   return String(error)
+}
+
+/**
+ * A TuiClient over the daemon's socket that never gives up: it starts 'connecting', shows 'down' while
+ * no daemon answers (retrying), and comes back 'connected' by itself when the daemon (re)starts.
+ */
+export function connectTui(socketPath: string, options: { retryMs?: number } = {}): TuiClient {
+  const events = new EventEmitter()
+  events.setMaxListeners(0)
+  const topics = new Set<SubscriptionTopic>()
+  let daemon: DaemonClient | undefined
+  let closed = false
+  let state: ConnectionState = { status: 'connecting' }
+  const setState = (next: ConnectionState) => {
+    state = next
+    events.emit('connection', next)
+  }
+  const forward = (client: DaemonClient) => {
+    const names: NotificationName[] = ['task.event', 'lanes', 'state.changed', 'resync']
+    for (const name of names) client.onNotification(name, params => events.emit(`notification:${name}`, params))
+    client.on('close', () => !closed && setState({ status: 'down', reason: `The connection to ${socketPath} was lost; reconnecting…` }))
+    client.on('reconnect', () => !closed && setState({ status: 'connected' }))
+  }
+  const attempt = async (): Promise<void> => {
+    while (!closed) {
+      try {
+        daemon = await DaemonClient.connect(socketPath, { reconnect: true })
+        if (closed) return daemon.close()
+        forward(daemon)
+        return setState({ status: 'connected' })
+      } catch (error) {
+        setState({ status: 'down', reason: errorText(error) })
+        await new Promise(resolve => setTimeout(resolve, options.retryMs ?? 1000))
+      }
+    }
+  }
+  void attempt()
+
+  return {
+    get connection() {
+      return state
+    },
+    call(method, params) {
+      if (daemon === undefined) return Promise.reject(new Error(`No daemon answers on ${socketPath} yet.`))
+      // Subscriptions go through the client's own bookkeeping so that a reconnection restores them.
+      if (method === 'subscribe') {
+        const { topics: wanted, runId } = params as { topics: SubscriptionTopic[]; runId?: string }
+        for (const topic of wanted) topics.add(topic)
+        return daemon.subscribe([...topics], runId).then(subscribed => ({ subscribed })) as never
+      }
+      return (daemon.call as (m: string, p: unknown) => Promise<never>)(method, params)
+    },
+    on(notification, handler) {
+      const key = `notification:${notification}`
+      events.on(key, handler)
+      return () => events.off(key, handler)
+    },
+    onConnection(handler) {
+      events.on('connection', handler)
+      return () => events.off('connection', handler)
+    },
+    close() {
+      closed = true
+      daemon?.close()
+    },
+  }
 }

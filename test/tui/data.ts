@@ -1,4 +1,5 @@
 // Sample daemon data for frame tests: a realistic handful, or a thousand rows to check windowing.
+import { parseJob } from '../../source/protocol/job.ts'
 import type { JobInfo, LanesSnapshot, Pool, Remote, RestorePoint, RunSummary, Sr, TaskNode, Vm } from '../../source/tui/contract.ts'
 
 export const NOW = Date.UTC(2026, 10, 22, 10, 0, 0)
@@ -36,7 +37,7 @@ export const remotes: Remote[] = [
 
 export function jobs(count = 2): JobInfo[] {
   return Array.from({ length: count }, (_, i) => ({
-    job: {
+    job: parseJob({
       id: `job-${i}`,
       name: i === 0 ? 'nightly' : `job-${i}`,
       mode: i % 2 === 0 ? ('delta' as const) : ('full' as const),
@@ -45,7 +46,7 @@ export function jobs(count = 2): JobInfo[] {
       srs: [],
       settings: { concurrency: 2 },
       schedules: [{ id: `sched-${i}`, name: 'daily', cron: '0 3 * * *', timezone: 'Europe/Paris', enabled: true, retention: { backups: 7 } }],
-    },
+    }),
     enabled: i !== 1,
     ...(i === 0 ? { lastRun: { runId: 'run-0', kind: 'backup' as const, jobId: 'job-0', jobName: 'nightly', start: NOW - 3600_000, end: NOW - 3000_000, status: 'success' as const } } : {}),
     nextRun: NOW + 3600_000,
@@ -110,9 +111,9 @@ export function runTree(runId = 'run-00000', status: TaskNode['status'] = 'failu
 
 export function restorePoints(): RestorePoint[] {
   return [
-    { id: 'xo-vm-backups/vm-0000/20261121T030000Z.json', vmUuid: 'vm-0000', vmName: 'web-01', date: '20261121T030000Z', timestamp: NOW - 86400_000, mode: 'delta', size: 2 * GiB, jobId: 'job-0', scheduleId: 'sched-0' },
-    { id: 'xo-vm-backups/vm-0000/20261122T030000Z.json', vmUuid: 'vm-0000', vmName: 'web-01', date: '20261122T030000Z', timestamp: NOW, mode: 'delta', size: 100 * MiB, jobId: 'job-0', scheduleId: 'sched-0' },
-    { id: 'xo-vm-backups/vm-0001/20261122T030000Z.json', vmUuid: 'vm-0001', vmName: 'db-01', date: '20261122T030000Z', timestamp: NOW, mode: 'full', size: 8 * GiB, jobId: 'job-1', scheduleId: 'sched-1' },
+    { id: 'xo-vm-backups/vm-0000/20261121T030000Z.json', vmUuid: 'vm-0000', vmName: 'web-01', date: '20261121T030000Z', timestamp: NOW - 86400_000, mode: 'delta', size: 2 * GiB, jobId: 'job-0', scheduleId: 'sched-0', filename: 'f' },
+    { id: 'xo-vm-backups/vm-0000/20261122T030000Z.json', vmUuid: 'vm-0000', vmName: 'web-01', date: '20261122T030000Z', timestamp: NOW, mode: 'delta', size: 100 * MiB, jobId: 'job-0', scheduleId: 'sched-0', filename: 'f' },
+    { id: 'xo-vm-backups/vm-0001/20261122T030000Z.json', vmUuid: 'vm-0001', vmName: 'db-01', date: '20261122T030000Z', timestamp: NOW, mode: 'full', size: 8 * GiB, jobId: 'job-1', scheduleId: 'sched-1', filename: 'f' },
   ]
 }
 
@@ -130,7 +131,7 @@ export function lanes(exports = 12, progress = 0.5): LanesSnapshot {
     done: Math.round(progress * 20 * GiB),
     total: 20 * GiB,
     bytesPerSecond: 30 * MiB,
-    targets: { 'site-a': { done: Math.round(progress * 20 * GiB), state: 'writing' }, offsite: { done: Math.round(progress * 10 * GiB), state: 'writing' } },
+    targets: { 'site-a': { done: Math.round(progress * 20 * GiB), state: 'writing' as const }, offsite: { done: Math.round(progress * 10 * GiB), state: 'writing' as const } },
   }))
   return {
     at: NOW,

@@ -1,6 +1,14 @@
 // Which component draws which route, and the route's name in the breadcrumbs.
 import type { Route } from '../shell.tsx'
 import { JobsScreen } from './jobs.tsx'
+import { JobScreen } from './job.tsx'
+import { WizardScreen } from './wizard.tsx'
+import { LanesScreen } from './lanes.tsx'
+import { RunsScreen } from './runs.tsx'
+import { RunScreen } from './run.tsx'
+import { RestoreScreen } from './restore.tsx'
+import { RemotesScreen } from './remotes.tsx'
+import { PoolsScreen, SrsScreen, VmsScreen } from './inventory.tsx'
 
 export function routeLabel(route: Route): string {
   switch (route.screen) {
@@ -32,7 +40,25 @@ export function Screen({ route }: { route: Route }) {
   switch (route.screen) {
     case 'jobs':
       return <JobsScreen />
-    default:
-      return null
+    case 'job':
+      return <JobScreen id={route.id} />
+    case 'wizard':
+      return <WizardScreen {...(route.id !== undefined && { id: route.id })} />
+    case 'lanes':
+      return <LanesScreen />
+    case 'runs':
+      return <RunsScreen {...(route.jobId !== undefined && { jobId: route.jobId })} />
+    case 'run':
+      return <RunScreen runId={route.runId} follow={route.follow === true} />
+    case 'restore':
+      return <RestoreScreen />
+    case 'remotes':
+      return <RemotesScreen />
+    case 'pools':
+      return <PoolsScreen />
+    case 'vms':
+      return <VmsScreen />
+    case 'srs':
+      return <SrsScreen />
   }
 }

@@ -2,7 +2,7 @@
 import { useRpc, useScreenKeys, useShell } from '../shell.tsx'
 import { Table, type Column } from '../components/list.tsx'
 import { FilterLine } from '../components/input.tsx'
-import type { JobInfo } from '../contract.ts'
+import { jobIdOf, type JobInfo } from '../contract.ts'
 import { jobSearchText, shortDate, statusCell, targetsLabel, useFilteredList, vmsLabel } from './common.tsx'
 import { Box, Text } from 'ink'
 import { tone } from '../theme.ts'
@@ -30,19 +30,19 @@ export function JobsScreen() {
   }
   const actions: Record<string, () => void> = {
     n: () => shell.canChange('a new job') && shell.navigate({ screen: 'wizard', label: 'new job' }),
-    e: withJob(info => shell.canChange('editing') && shell.navigate({ screen: 'wizard', id: info.job.id, label: `edit ${info.job.name}` })),
-    r: withJob(info => void shell.mutate(`run ${info.job.name}`, () => shell.client.call('job.run', { id: info.job.id }))),
+    e: withJob(info => shell.canChange('editing') && shell.navigate({ screen: 'wizard', id: jobIdOf(info.job), label: `edit ${info.job.name}` })),
+    r: withJob(info => void shell.mutate(`run ${info.job.name}`, () => shell.client.call('job.run', { id: jobIdOf(info.job) }))),
     c: withJob(info => {
       const runId = info.running
       if (runId === undefined) return shell.notify(`${info.job.name} is not running.`, 'error')
       shell.confirm({ message: `Cancel the running run of ${info.job.name}?`, onYes: () => void shell.mutate('cancel', () => shell.client.call('run.cancel', { runId })) })
     }),
-    ' ': withJob(info => void shell.mutate(info.enabled ? `disable ${info.job.name}` : `enable ${info.job.name}`, () => shell.client.call('job.setEnabled', { id: info.job.id, enabled: !info.enabled }))),
+    ' ': withJob(info => void shell.mutate(info.enabled ? `disable ${info.job.name}` : `enable ${info.job.name}`, () => shell.client.call('job.setEnabled', { id: jobIdOf(info.job), enabled: !info.enabled }))),
     d: withJob(info =>
       shell.canChange('deleting') &&
-        shell.confirm({ message: `Delete the job ${info.job.name}? Its backups stay on the remotes.`, typed: info.job.name, onYes: () => void shell.mutate(`delete ${info.job.name}`, () => shell.client.call('job.delete', { id: info.job.id })) }),
+        shell.confirm({ message: `Delete the job ${info.job.name}? Its backups stay on the remotes.`, typed: info.job.name, onYes: () => void shell.mutate(`delete ${info.job.name}`, () => shell.client.call('job.delete', { id: jobIdOf(info.job) })) }),
     ),
-    l: withJob(info => shell.navigate({ screen: 'runs', jobId: info.job.id })),
+    l: withJob(info => shell.navigate({ screen: 'runs', jobId: jobIdOf(info.job) })),
   }
 
   useScreenKeys({
@@ -60,7 +60,7 @@ export function JobsScreen() {
     capturing: view.filter.editing,
     onKey: (input, key) => {
       if (view.onKey(input, key)) return true
-      if (key.return) return (withJob(info => shell.navigate({ screen: 'job', id: info.job.id, label: info.job.name }))(), true)
+      if (key.return) return (withJob(info => shell.navigate({ screen: 'job', id: jobIdOf(info.job), label: info.job.name }))(), true)
       const action = actions[input]
       if (action === undefined) return false
       action()
@@ -77,7 +77,7 @@ export function JobsScreen() {
       <Table
         columns={COLUMNS}
         rows={view.rows}
-        rowKey={info => info.job.id}
+        rowKey={info => jobIdOf(info.job)}
         list={view.list}
         height={view.tableHeight}
         width={shell.columns}

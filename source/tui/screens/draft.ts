@@ -1,0 +1,163 @@
+// The new-job wizard's working copy: text as typed, turned into a job (checked with the protocol's own
+// schema, so mistakes show before anything is sent) and back from an existing job for editing.
+import { parseJob } from '../../protocol/job.ts'
+import type { Job, JobInput, SmartSelection, Vm } from '../contract.ts'
+import type { FormValues } from '../components/form.tsx'
+
+export const POWER_CHOICES = ['any', 'running', 'halted', 'suspended', 'paused'] as const
+
+export interface Draft {
+  basics: FormValues
+  selection: 'pick' | 'smart'
+  picked: ReadonlySet<string>
+  smart: FormValues
+  smartPools: ReadonlySet<string>
+  remotes: ReadonlySet<string>
+  srs: ReadonlySet<string>
+  schedule: FormValues
+  settings: FormValues
+  /** What the wizard does not edit, kept as it was: the other schedules, overrides, other settings. */
+  kept: { id?: string; scheduleId?: string; otherSchedules: Job['schedules']; overrides?: Job['overrides']; settings: Record<string, unknown> }
+}
+
+const EDITED_SETTINGS = ['concurrency', 'compression', 'timeout', 'offlineSnapshot', 'checkpointSnapshot', 'deleteFirst', 'distributeBackups']
+
+const text = (value: unknown) => (value === undefined || value === null ? '' : String(value))
+
+export function newDraft(): Draft {
+  return {
+    basics: { name: '', mode: 'delta' },
+    selection: 'smart',
+    picked: new Set(),
+    smart: { tags: '', notTags: '', power: 'any' },
+    smartPools: new Set(),
+    remotes: new Set(),
+    srs: new Set(),
+    schedule: { name: 'daily', cron: '0 3 * * *', timezone: Intl.DateTimeFormat().resolvedOptions().timeZone || 'UTC', backups: '7', replicas: '', snapshots: '', fullInterval: '', enabled: true },
+    settings: { concurrency: '2', compression: 'none', timeout: '', offlineSnapshot: false, checkpointSnapshot: false, deleteFirst: false, distributeBackups: false },
+    kept: { otherSchedules: [], settings: {} },
+  }
+}
+
+export function draftFromJob(job: Job): Draft {
+  const [first, ...others] = job.schedules
+  const settings = job.settings as Record<string, unknown>
+  const smart: SmartSelection | undefined = 'smart' in job.vms ? job.vms.smart : undefined
+  return {
+    basics: { name: job.name, mode: job.mode },
+    selection: smart === undefined ? 'pick' : 'smart',
+    picked: new Set('uuids' in job.vms ? job.vms.uuids : []),
+    smart: { tags: smart?.tags.join(', ') ?? '', notTags: smart?.notTags.join(', ') ?? '', power: smart?.powerState ?? 'any' },
+    smartPools: new Set(smart?.pools ?? []),
+    remotes: new Set(job.remotes),
+    srs: new Set(job.srs),
+    schedule: {
+      name: first?.name ?? 'daily',
+      cron: first?.cron ?? '0 3 * * *',
+      timezone: first?.timezone ?? 'UTC',
+      backups: text(first?.retention.backups),
+      replicas: text(first?.retention.replicas),
+      snapshots: text(first?.retention.snapshots),
+      fullInterval: text(first?.fullInterval),
+      enabled: first?.enabled ?? true,
+    },
+    settings: {
+      concurrency: text(settings.concurrency ?? 2),
+      compression: text(settings.compression ?? 'none'),
+      timeout: typeof settings.timeout === 'number' && settings.timeout > 0 ? `${Math.round(settings.timeout / 60000)}m` : text(settings.timeout === 0 ? '' : settings.timeout),
+      offlineSnapshot: settings.offlineSnapshot === true,
+      checkpointSnapshot: settings.checkpointSnapshot === true,
+      deleteFirst: settings.deleteFirst === true,
+      distributeBackups: settings.distributeBackups === true,
+    },
+    kept: {
+      ...(job.id !== undefined && { id: job.id }),
+      ...(first?.id !== undefined && { scheduleId: first.id }),
+      otherSchedules: others,
+      overrides: job.overrides,
+      settings: Object.fromEntries(Object.entries(settings).filter(([k]) => !EDITED_SETTINGS.includes(k))),
+    },
+  }
+}
+
+const list = (value: unknown) =>
+  String(value ?? '')
+    .split(',')
+    .map(s => s.trim())
+    .filter(s => s !== '')
+
+/** A number field: empty is absent, anything else must be a whole number (the schema says which). */
+function count(value: unknown): number | undefined {
+  const raw = String(value ?? '').trim()
+  return raw === '' ? undefined : Number(raw)
+}
+
+export function smartOf(draft: Draft): SmartSelection {
+  const power = String(draft.smart.power)
+  return { pools: [...draft.smartPools], notPools: [], tags: list(draft.smart.tags), notTags: list(draft.smart.notTags), ...(power !== 'any' && { powerState: power as NonNullable<SmartSelection['powerState']> }) }
+}
+
+/** The VMs a smart selection matches now (the daemon decides again when each run starts). */
+export function matchSmart(smart: SmartSelection, vms: readonly Vm[]): Vm[] {
+  return vms.filter(
+    vm =>
+      (smart.pools.length === 0 || smart.pools.includes(vm.poolId)) &&
+      !smart.notPools.includes(vm.poolId) &&
+      (smart.tags.length === 0 || smart.tags.some(tag => vm.tags.includes(tag))) &&
+      !smart.notTags.some(tag => vm.tags.includes(tag)) &&
+      (smart.powerState === undefined || vm.powerState.toLowerCase() === smart.powerState),
+  )
+}
+
+export function jobOf(draft: Draft): JobInput {
+  const mode = String(draft.basics.mode) as 'full' | 'delta'
+  const s = draft.settings
+  const timeout = String(s.timeout ?? '').trim()
+  const schedule = draft.schedule
+  const retention = Object.fromEntries(
+    (['backups', 'replicas', 'snapshots'] as const).flatMap(k => (count(schedule[k]) === undefined ? [] : [[k, count(schedule[k])]])),
+  )
+  const fullInterval = count(schedule.fullInterval)
+  return {
+    ...(draft.kept.id !== undefined && { id: draft.kept.id }),
+    name: String(draft.basics.name).trim(),
+    mode,
+    vms: draft.selection === 'pick' ? { uuids: [...draft.picked] } : { smart: smartOf(draft) },
+    remotes: [...draft.remotes],
+    srs: [...draft.srs],
+    settings: {
+      ...draft.kept.settings,
+      ...(count(s.concurrency) !== undefined && { concurrency: count(s.concurrency) }),
+      ...(mode === 'full' && { compression: String(s.compression) as 'none' | 'gzip' | 'zstd' }),
+      ...(timeout !== '' && { timeout }),
+      ...(s.offlineSnapshot === true && { offlineSnapshot: true }),
+      ...(s.checkpointSnapshot === true && { checkpointSnapshot: true }),
+      ...(s.deleteFirst === true && { deleteFirst: true }),
+      ...(s.distributeBackups === true && { distributeBackups: true }),
+    },
+    ...(draft.kept.overrides !== undefined && { overrides: draft.kept.overrides }),
+    schedules: [
+      {
+        ...(draft.kept.scheduleId !== undefined && { id: draft.kept.scheduleId }),
+        name: String(schedule.name).trim(),
+        cron: String(schedule.cron).trim(),
+        timezone: String(schedule.timezone).trim(),
+        enabled: schedule.enabled === true,
+        retention,
+        ...(fullInterval !== undefined && { fullInterval }),
+      },
+      ...draft.kept.otherSchedules,
+    ],
+  } as JobInput
+}
+
+/** The problems the job schema finds, one sentence each, or none. */
+export function problemsOf(draft: Draft): string[] {
+  try {
+    parseJob(jobOf(draft))
+    return []
+  } catch (error) {
+    const problems = (error as { data?: { problems?: Array<{ path: string; message: string }> } }).data?.problems
+    return problems?.map(p => `${p.path}: ${p.message}`) ?? [(error as Error).message]
+  }
+}

@@ -1,0 +1,167 @@
+// Pools, VMs and SRs: what Lifeboat is connected to. Pools can be added (URL, user, password) and
+// removed; VMs and SRs are listed with their state, tags and free space.
+import { useState } from 'react'
+import { Box, Text } from 'ink'
+import { useRpc, useScreenKeys, useShell } from '../shell.tsx'
+import { Table, type Column } from '../components/list.tsx'
+import { FilterLine } from '../components/input.tsx'
+import { FormView, useForm, type Field } from '../components/form.tsx'
+import type { Vm } from '../contract.ts'
+import { formatBytes } from '../format.ts'
+import type { Tone } from '../theme.ts'
+import { useFilteredList } from './common.tsx'
+
+const POOL_FIELDS: Field[] = [
+  { name: 'url', label: 'URL', kind: 'text', hint: 'https://pool-master' },
+  { name: 'username', label: 'User', kind: 'text' },
+  { name: 'password', label: 'Password', kind: 'text', secret: true },
+]
+
+export function PoolsScreen() {
+  const shell = useShell()
+  const pools = useRpc('pool.list', {}, ['pools'])
+  const view = useFilteredList(pools.data, p => `${p.name} ${p.url} ${p.status}`, shell.bodyHeight - 1)
+  const [adding, setAdding] = useState(false)
+  const form = useForm(POOL_FIELDS, { url: '', username: 'root', password: '' })
+
+  useScreenKeys({
+    keys: adding
+      ? [
+          { key: 'enter', label: 'connect' },
+          { key: 'esc', label: 'cancel' },
+        ]
+      : [
+          { key: 'a', label: 'add' },
+          { key: 'd', label: 'remove' },
+          { key: 'enter', label: 'VMs' },
+          { key: 's', label: 'SRs' },
+          { key: '/', label: 'filter' },
+        ],
+    capturing: adding ? form.capturing : view.filter.editing,
+    onKey: (input, key) => {
+      if (adding) {
+        if (key.escape) setAdding(false)
+        else if (key.return) {
+          setAdding(false)
+          const { url, username, password } = form.values
+          void shell.mutate(`add pool ${String(url)}`, () => shell.client.call('pool.add', { url: String(url), username: String(username), password: String(password) }))
+          form.set('password', '')
+        } else form.onKey(input, key)
+        return true
+      }
+      if (view.onKey(input, key)) return true
+      const pool = view.selected
+      if (input === 'a') {
+        if (shell.canChange('adding a pool')) setAdding(true)
+      } else if (input === 'd' && pool !== undefined) {
+        if (shell.canChange('removing a pool')) shell.confirm({ message: `Disconnect Lifeboat from the pool ${pool.name}? Jobs on its VMs will skip them.`, onYes: () => void shell.mutate(`remove ${pool.name}`, () => shell.client.call('pool.remove', { id: pool.id })) })
+      } else if (key.return) shell.navigate({ screen: 'vms' })
+      else if (input === 's') shell.navigate({ screen: 'srs' })
+      else return false
+      return true
+    },
+  })
+
+  if (adding) {
+    return (
+      <Box flexDirection="column">
+        <Text bold>Connect a pool (its master)</Text>
+        <FormView fields={POOL_FIELDS} form={form} width={shell.columns} labelWidth={9} />
+      </Box>
+    )
+  }
+  return (
+    <Box flexDirection="column">
+      <Text wrap="truncate">{pools.error ?? `${view.rows.length} pool${view.rows.length === 1 ? '' : 's'}`}</Text>
+      <FilterLine filter={view.filter} />
+      <Table
+        columns={[
+          { title: 'State', width: 12 },
+          { title: 'Pool', width: 16 },
+          { title: 'Hosts', width: 5, align: 'right' },
+          { title: 'URL / problem', width: 0 },
+        ]}
+        rows={view.rows}
+        rowKey={p => p.id || p.url}
+        list={view.list}
+        height={view.tableHeight}
+        width={shell.columns}
+        empty="No pools: press a to connect one."
+        cells={p => [
+          p.status === 'connected' ? { text: '✔ connected', tone: 'green' } : p.status === 'connecting' ? { text: '⟳ connecting', tone: 'cyan' } : { text: '✖ error', tone: 'red' },
+          { text: p.name },
+          { text: String(p.hosts) },
+          p.error === undefined ? { text: `${p.username}@${p.url}` } : { text: p.error.message, tone: 'red' },
+        ]}
+      />
+    </Box>
+  )
+}
+
+const POWER: Record<Vm['powerState'], { text: string; tone: Tone }> = {
+  Running: { text: '▶ running', tone: 'green' },
+  Halted: { text: '■ halted', tone: 'gray' },
+  Suspended: { text: '⏸ suspended', tone: 'yellow' },
+  Paused: { text: '⏸ paused', tone: 'yellow' },
+}
+
+const VM_COLUMNS: Column[] = [
+  { title: 'Power', width: 11 },
+  { title: 'VM', width: 0 },
+  { title: 'Pool', width: 10 },
+  { title: 'Disks', width: 9, align: 'right' },
+  { title: 'Tags', width: 0 },
+]
+
+export function VmsScreen() {
+  const shell = useShell()
+  const vms = useRpc('vm.list', {}, ['pools'])
+  const view = useFilteredList(vms.data, vm => `${vm.name} ${vm.uuid} ${vm.poolName} ${vm.powerState} ${vm.tags.join(' ')}`, shell.bodyHeight - 1)
+  useScreenKeys({ keys: [{ key: '/', label: 'filter (name, tag, pool, power)' }], capturing: view.filter.editing, onKey: view.onKey })
+  return (
+    <Box flexDirection="column">
+      <Text wrap="truncate">{vms.error ?? `${view.rows.length} VM${view.rows.length === 1 ? '' : 's'}`}</Text>
+      <FilterLine filter={view.filter} />
+      <Table
+        columns={VM_COLUMNS}
+        rows={view.rows}
+        rowKey={vm => vm.uuid}
+        list={view.list}
+        height={view.tableHeight}
+        width={shell.columns}
+        empty="No VMs: connect a pool first (:pools)."
+        cells={vm => [POWER[vm.powerState], { text: vm.name }, { text: vm.poolName }, { text: formatBytes(vm.disks.reduce((sum, d) => sum + d.size, 0)) }, { text: vm.tags.join(' ') }]}
+      />
+    </Box>
+  )
+}
+
+export function SrsScreen() {
+  const shell = useShell()
+  const srs = useRpc('sr.list', {}, ['pools'])
+  const view = useFilteredList(srs.data, sr => `${sr.name} ${sr.uuid} ${sr.poolName} ${sr.type}`, shell.bodyHeight - 1)
+  useScreenKeys({ keys: [{ key: '/', label: 'filter' }], capturing: view.filter.editing, onKey: view.onKey })
+  return (
+    <Box flexDirection="column">
+      <Text wrap="truncate">{srs.error ?? `${view.rows.length} SR${view.rows.length === 1 ? '' : 's'}`}</Text>
+      <FilterLine filter={view.filter} />
+      <Table
+        columns={[
+          { title: 'SR', width: 0 },
+          { title: 'Pool', width: 10 },
+          { title: 'Type', width: 6 },
+          { title: 'Free', width: 9, align: 'right' },
+          { title: 'Size', width: 9, align: 'right' },
+          { title: 'Shared', width: 6 },
+        ]}
+        rows={view.rows}
+        rowKey={sr => sr.uuid}
+        list={view.list}
+        height={view.tableHeight}
+        width={shell.columns}
+        empty="No SRs: connect a pool first (:pools)."
+        cells={sr => [{ text: sr.name }, { text: sr.poolName }, { text: sr.type }, { text: formatBytes(sr.free), tone: sr.size > 0 && sr.free / sr.size < 0.1 ? 'red' : undefined }, { text: formatBytes(sr.size) }, { text: sr.shared ? 'yes' : 'no' }]}
+      />
+    </Box>
+  )
+}

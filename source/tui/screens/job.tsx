@@ -1,0 +1,80 @@
+// One job: its selection, targets, settings and schedules, and its recent runs (Enter opens one).
+import { Box, Text } from 'ink'
+import { useRpc, useScreenKeys, useShell } from '../shell.tsx'
+import { Table } from '../components/list.tsx'
+import { jobIdOf } from '../contract.ts'
+import { formatBytes, formatDate, formatDuration } from '../format.ts'
+import { tone } from '../theme.ts'
+import { runSearchText, shortDate, statusCell, targetsLabel, useFilteredList, vmsLabel } from './common.tsx'
+
+export function JobScreen({ id }: { id: string }) {
+  const shell = useShell()
+  const info = useRpc('job.get', { id }, ['jobs', 'runs'])
+  const runs = useRpc('run.list', { jobId: id, limit: 50 }, ['runs'])
+  const job = info.data?.job
+  const settings = Object.entries(job?.settings ?? {}).filter(([, v]) => v !== undefined)
+  const headerLines = 5 + (job?.schedules.length ?? 0)
+  const view = useFilteredList(runs.data, runSearchText, Math.max(3, shell.bodyHeight - headerLines))
+
+  useScreenKeys({
+    keys: [
+      { key: 'enter', label: 'open run' },
+      { key: 'r', label: 'run now' },
+      { key: 'e', label: 'edit' },
+      { key: 'c', label: 'cancel run' },
+      { key: 'space', label: 'enable/disable', more: true },
+    ],
+    capturing: view.filter.editing,
+    onKey: (input, key) => {
+      if (view.onKey(input, key)) return true
+      if (info.data === undefined || job === undefined) return false
+      const jobId = jobIdOf(job)
+      const running = info.data.running
+      if (key.return && view.selected !== undefined) shell.navigate({ screen: 'run', runId: view.selected.runId })
+      else if (input === 'r') void shell.mutate(`run ${job.name}`, () => shell.client.call('job.run', { id: jobId }))
+      else if (input === 'e') shell.canChange('editing') && shell.navigate({ screen: 'wizard', id: jobId, label: `edit ${job.name}` })
+      else if (input === ' ') void shell.mutate(info.data.enabled ? 'disable' : 'enable', () => shell.client.call('job.setEnabled', { id: jobId, enabled: !info.data!.enabled }))
+      else if (input === 'c') {
+        if (running === undefined) shell.notify(`${job.name} is not running.`, 'error')
+        else if (shell.canChange('cancel')) shell.confirm({ message: `Cancel the running run of ${job.name}?`, onYes: () => void shell.mutate('cancel', () => shell.client.call('run.cancel', { runId: running })) })
+      } else return false
+      return true
+    },
+  })
+
+  if (job === undefined || info.data === undefined) return <Text color={tone(info.error === undefined ? undefined : 'red')}>{info.error ?? 'Loading the job…'}</Text>
+  const now = Date.now()
+  return (
+    <Box flexDirection="column">
+      <Text wrap="truncate">
+        <Text bold>{job.name}</Text> · {job.mode} · {info.data.enabled ? `next run ${formatDate(info.data.nextRun)}` : '⏸ disabled'}
+        {info.data.running === undefined ? '' : ' · ⟳ running'}
+      </Text>
+      <Text wrap="truncate">VMs: {vmsLabel(job)}</Text>
+      <Text wrap="truncate">Targets: {targetsLabel(job)}</Text>
+      <Text wrap="truncate">Settings: {settings.length === 0 ? 'defaults' : settings.map(([k, v]) => `${k}=${typeof v === 'object' ? JSON.stringify(v) : String(v)}`).join(' ')}</Text>
+      {job.schedules.map(s => (
+        <Text key={s.name} wrap="truncate">
+          {s.enabled ? '⏰' : '⏸'} {s.name}: {s.cron} {s.timezone} · keep {s.retention.backups ?? '-'} backups, {s.retention.replicas ?? '-'} replicas, {s.retention.snapshots ?? '-'} snapshots
+          {s.fullInterval === undefined ? '' : ` · full every ${s.fullInterval}`}
+        </Text>
+      ))}
+      <Table
+        columns={[
+          { title: 'Recent runs', width: 13 },
+          { title: 'Started', width: 11 },
+          { title: 'Duration', width: 8, align: 'right' },
+          { title: 'Size', width: 9, align: 'right' },
+          { title: 'Run', width: 0 },
+        ]}
+        rows={view.rows}
+        rowKey={r => r.runId}
+        list={view.list}
+        height={view.tableHeight}
+        width={shell.columns}
+        empty="No runs yet: press r to run it now."
+        cells={r => [statusCell(r.status), { text: shortDate(r.start) }, { text: formatDuration((r.end ?? now) - r.start) }, { text: formatBytes(r.size) }, { text: r.runId }]}
+      />
+    </Box>
+  )
+}

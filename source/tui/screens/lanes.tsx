@@ -1,0 +1,106 @@
+// Lanes: what runs now on each pool, slot by slot (snapshots, VDI exports, VM exports), the waiting
+// queue behind each full lane and the writers per target, so back-pressure and limits show at a glance.
+import { memo, useEffect, useState } from 'react'
+import { Box, Text } from 'ink'
+import { useRpc, useScreenKeys, useShell } from '../shell.tsx'
+import { useListCursor } from '../components/list.tsx'
+import type { Lane, LaneHolder, LanesSnapshot } from '../contract.ts'
+import { fit, formatDuration, formatEta, formatSpeed, percent, progressBar } from '../format.ts'
+import { tone, type Tone } from '../theme.ts'
+
+export interface LaneLine {
+  key: string
+  text: string
+  tone?: Tone
+  bold?: boolean
+}
+
+const LANES: Array<{ key: 'snapshots' | 'vdiExports' | 'vmExports'; title: string }> = [
+  { key: 'snapshots', title: 'Snapshots' },
+  { key: 'vdiExports', title: 'VDI exports' },
+  { key: 'vmExports', title: 'VM exports' },
+]
+
+function slots(lane: Lane): string {
+  const cells = Math.min(lane.limit, 24)
+  const used = Math.min(lane.holders.length, cells)
+  return `[${'■'.repeat(used)}${'·'.repeat(cells - used)}] ${lane.holders.length}/${lane.limit}`
+}
+
+function holderLine(holder: LaneHolder, now: number, width: number): string {
+  const name = fit(`${holder.vmName ?? holder.vm}${holder.disk === undefined ? '' : ` ${holder.disk}`}`, 16)
+  if (holder.total === undefined) return `   ${name} ${fit(holder.phase, 10)} ${formatDuration(now - holder.since)}  ${holder.jobName ?? ''}`
+  const targets = Object.entries(holder.targets ?? {})
+    .map(([target, t]) => `${target} ${t.state === 'failed' ? '✖' : t.state === 'done' ? '✔' : percent(t.done, holder.total).trim()}`)
+    .join(' ')
+  const figures = `${percent(holder.done, holder.total)} ${formatSpeed(holder.bytesPerSecond).padStart(11)} ${formatEta(holder.done, holder.total, holder.bytesPerSecond).padStart(6)}`
+  const line = `   ${name} ${progressBar(holder.done, holder.total, 12)} ${figures}  ${targets || holder.jobName || ''}`
+  return fit(line, width)
+}
+
+/** The screen as lines: pure, so that it is cheap to test and to measure. */
+export function laneLines(snapshot: LanesSnapshot, now: number, width: number): LaneLine[] {
+  const lines: LaneLine[] = []
+  for (const pool of snapshot.pools) {
+    lines.push({ key: pool.poolId, text: `Pool ${pool.poolName}`, bold: true })
+    for (const { key, title } of LANES) {
+      const lane = pool[key]
+      const full = lane.holders.length >= lane.limit && lane.limit > 0
+      const waiting = lane.waiting.length > 0 ? `  ${lane.waiting.length} waiting` : ''
+      lines.push({ key: `${pool.poolId}:${key}`, text: ` ${fit(title, 12)} ${slots(lane)}${full ? ' full' : ''}${waiting}`, ...(full || waiting !== '' ? { tone: 'yellow' as const } : {}) })
+      lane.holders.forEach((holder, i) => lines.push({ key: `${pool.poolId}:${key}:${i}`, text: holderLine(holder, now, width) }))
+      if (lane.waiting.length > 0) {
+        const queue = lane.waiting.map(w => `${w.vmName ?? w.vm}${w.disk === undefined ? '' : ` ${w.disk}`}`).join(', ')
+        lines.push({ key: `${pool.poolId}:${key}:waiting`, text: fit(`   ⏸ waiting: ${queue}`, width), tone: 'gray' })
+      }
+    }
+  }
+  return lines
+}
+
+const Line = memo(function Line({ line, width }: { line: LaneLine; width: number }) {
+  return (
+    <Text wrap="truncate" color={tone(line.tone)} bold={line.bold === true}>
+      {fit(line.text, width)}
+    </Text>
+  )
+})
+
+export function LanesScreen() {
+  const shell = useShell()
+  const initial = useRpc('lanes.get', {})
+  const [live, setLive] = useState<LanesSnapshot | undefined>()
+  useEffect(() => {
+    void shell.client.call('subscribe', { topics: ['lanes'] }).catch(() => {})
+    const off = shell.client.on('lanes', ({ snapshot }) => setLive(snapshot))
+    return () => {
+      off()
+      void shell.client.call('unsubscribe', { topics: ['lanes'] }).catch(() => {})
+    }
+  }, [shell.client, shell.generation])
+
+  const snapshot = live !== undefined && (initial.data === undefined || live.at >= initial.data.at) ? live : initial.data
+  const lines = snapshot === undefined ? [] : laneLines(snapshot, snapshot.at, shell.columns)
+  const height = shell.bodyHeight - 1
+  const list = useListCursor(lines.length, height)
+  useScreenKeys({ keys: [{ key: '↑/↓', label: 'scroll' }, { key: 'l', label: 'runs' }], onKey: (input, key) => list.onKey(input, key) || (input === 'l' && (shell.navigate({ screen: 'runs' }), true)) })
+
+  if (snapshot === undefined) return <Text color={tone(initial.error === undefined ? undefined : 'red')}>{initial.error ?? 'Loading the lanes…'}</Text>
+  const busy = snapshot.pools.some(p => p.snapshots.holders.length + p.vdiExports.holders.length + p.vmExports.holders.length > 0)
+  return (
+    <Box flexDirection="column">
+      <Text wrap="truncate" bold>
+        Total {formatSpeed(snapshot.totalBytesPerSecond)}
+        {busy ? '' : ' · idle: nothing runs now'}
+        {lines.length > height ? ` · ${list.cursor + 1}/${lines.length}` : ''}
+      </Text>
+      {lines.length === 0 ? <Text dimColor>No pool connected: add one on the Pools screen (:pools).</Text> : null}
+      {lines.slice(list.offset, list.offset + height).map((line, i) => (
+        <Box key={line.key}>
+          <Text inverse={list.offset + i === list.cursor}>{' '}</Text>
+          <Line line={line} width={shell.columns - 1} />
+        </Box>
+      ))}
+    </Box>
+  )
+}

@@ -1,0 +1,156 @@
+// Restore: remote → VM → restore point → SR (any connected pool) → name and start → confirm; then the
+// restore's own run opens, followed live. esc steps back.
+import { useState } from 'react'
+import { Box, Text } from 'ink'
+import { useRpc, useScreenKeys, useShell } from '../shell.tsx'
+import { Table } from '../components/list.tsx'
+import { FilterLine } from '../components/input.tsx'
+import { FormView, useForm, type Field } from '../components/form.tsx'
+import type { Remote, RestorePoint, Sr } from '../contract.ts'
+import { formatBytes, formatDate } from '../format.ts'
+import { useFilteredList } from './common.tsx'
+
+type Step = 'remote' | 'vm' | 'point' | 'sr' | 'options' | 'confirm'
+const STEPS: Step[] = ['remote', 'vm', 'point', 'sr', 'options', 'confirm']
+const STEP_TITLES: Record<Step, string> = { remote: 'Remote', vm: 'VM', point: 'Restore point', sr: 'Target SR', options: 'Options', confirm: 'Confirm' }
+
+interface VmGroup {
+  vmUuid: string
+  vmName: string
+  points: RestorePoint[]
+}
+
+const OPTION_FIELDS: Field[] = [
+  { name: 'name', label: 'New VM name', kind: 'text' },
+  { name: 'start', label: 'Start after restore', kind: 'toggle' },
+]
+
+export function RestoreScreen() {
+  const shell = useShell()
+  const [step, setStep] = useState<Step>('remote')
+  const [remote, setRemote] = useState<Remote>()
+  const [vm, setVm] = useState<VmGroup>()
+  const [point, setPoint] = useState<RestorePoint>()
+  const [sr, setSr] = useState<Sr>()
+  const height = shell.bodyHeight - 2
+
+  const remotes = useRpc('remote.list', {}, ['remotes'])
+  const backups = useRpc('backup.list', remote === undefined ? undefined : { remote: remote.name })
+  const srs = useRpc('sr.list', step === 'sr' ? {} : undefined)
+  const groups = groupByVm(backups.data ?? [])
+
+  const remoteList = useFilteredList(remotes.data, r => `${r.name} ${r.url}`, height)
+  const vmList = useFilteredList(groups, g => `${g.vmName} ${g.vmUuid}`, height)
+  const pointList = useFilteredList(vm?.points, p => `${formatDate(p.timestamp)} ${p.mode}`, height)
+  const srList = useFilteredList(srs.data, s => `${s.name} ${s.poolName} ${s.type}`, height)
+  const options = useForm(OPTION_FIELDS, { name: '', start: false })
+
+  const back = () => setStep(STEPS[Math.max(0, STEPS.indexOf(step) - 1)]!)
+  const lists = { remote: remoteList, vm: vmList, point: pointList, sr: srList }
+  const current = step === 'options' || step === 'confirm' ? undefined : lists[step]
+
+  const start = async () => {
+    if (remote === undefined || point === undefined || sr === undefined) return
+    const name = String(options.values.name).trim()
+    const started = await shell.mutate(`restore ${point.vmName}`, () =>
+      shell.client.call('restore.start', { remote: remote.name, backupId: point.id, sr: sr.uuid, ...(name !== '' && { name }), start: options.values.start === true }),
+    )
+    if (started !== undefined) shell.navigate({ screen: 'run', runId: started.runId, follow: true })
+  }
+
+  useScreenKeys({
+    keys: [
+      { key: 'enter', label: step === 'confirm' ? 'restore' : 'choose' },
+      { key: 'esc', label: 'step back' },
+      ...(current === undefined ? [] : [{ key: '/', label: 'filter' }]),
+    ],
+    capturing: step === 'options' ? options.capturing : (current?.filter.editing ?? false),
+    onKey: (input, key) => {
+      if (current !== undefined && current.filter.editing) return current.onKey(input, key)
+      if (key.escape && !(current !== undefined && current.filter.text !== '')) {
+        if (step === 'remote') return false
+        back()
+        return true
+      }
+      if (step === 'options') {
+        if (key.return) setStep('confirm')
+        else options.onKey(input, key)
+        return true
+      }
+      if (step === 'confirm') {
+        if (key.return || input === 'y') {
+          if (shell.canChange('restoring')) void start()
+          return true
+        }
+        return false
+      }
+      if (current!.onKey(input, key)) return true
+      if (!key.return) return false
+      if (step === 'remote' && remoteList.selected !== undefined) {
+        setRemote(remoteList.selected)
+        setStep('vm')
+      } else if (step === 'vm' && vmList.selected !== undefined) {
+        setVm(vmList.selected)
+        setStep('point')
+      } else if (step === 'point' && pointList.selected !== undefined) {
+        setPoint(pointList.selected)
+        options.set('name', `${pointList.selected.vmName} (restored ${formatDate(pointList.selected.timestamp)})`)
+        setStep('sr')
+      } else if (step === 'sr' && srList.selected !== undefined) {
+        setSr(srList.selected)
+        setStep('options')
+      }
+      return true
+    },
+  })
+
+  const trail = STEPS.map(s => (s === step ? `[${STEP_TITLES[s]}]` : STEP_TITLES[s])).join(' → ')
+  const chosen = [remote?.name, vm?.vmName, point === undefined ? undefined : formatDate(point.timestamp), sr === undefined ? undefined : `${sr.name} (${sr.poolName})`].filter(Boolean).join(' ▸ ')
+  return (
+    <Box flexDirection="column">
+      <Text wrap="truncate" bold>
+        {trail}
+      </Text>
+      <Text wrap="truncate" dimColor>
+        {chosen || 'Pick the remote that holds the backup.'}
+      </Text>
+      {current === undefined ? null : <FilterLine filter={current.filter} />}
+      {step === 'remote' ? (
+        <Table columns={[{ title: 'Remote', width: 16 }, { title: 'Free', width: 9, align: 'right' }, { title: 'URL', width: 0 }]} rows={remoteList.rows} rowKey={r => r.name} list={remoteList.list} height={remoteList.tableHeight} width={shell.columns} empty={remotes.error ?? 'No remotes.'} cells={r => [{ text: r.name }, { text: formatBytes(r.space?.free) }, { text: r.url }]} />
+      ) : null}
+      {step === 'vm' ? (
+        <Table columns={[{ title: 'VM', width: 0 }, { title: 'Backups', width: 7, align: 'right' }, { title: 'Latest', width: 16 }]} rows={vmList.rows} rowKey={g => g.vmUuid} list={vmList.list} height={vmList.tableHeight} width={shell.columns} empty={backups.error ?? (backups.loading ? 'Listing the backups…' : 'No backups on this remote.')} cells={g => [{ text: g.vmName }, { text: String(g.points.length) }, { text: formatDate(g.points[0]?.timestamp) }]} />
+      ) : null}
+      {step === 'point' ? (
+        <Table columns={[{ title: 'Date', width: 16 }, { title: 'Mode', width: 5 }, { title: 'Size', width: 9, align: 'right' }, { title: 'Job', width: 0 }]} rows={pointList.rows} rowKey={p => p.id} list={pointList.list} height={pointList.tableHeight} width={shell.columns} cells={p => [{ text: formatDate(p.timestamp) }, { text: p.mode }, { text: formatBytes(p.size) }, { text: p.jobId }]} />
+      ) : null}
+      {step === 'sr' ? (
+        <Table columns={[{ title: 'SR', width: 0 }, { title: 'Pool', width: 12 }, { title: 'Free', width: 9, align: 'right' }, { title: 'Type', width: 6 }]} rows={srList.rows} rowKey={s => s.uuid} list={srList.list} height={srList.tableHeight} width={shell.columns} empty={srs.error ?? 'Loading the SRs…'} cells={s => [{ text: s.name }, { text: s.poolName }, { text: formatBytes(s.free), tone: point?.size !== undefined && s.free < point.size ? 'red' : undefined }, { text: s.type }]} />
+      ) : null}
+      {step === 'options' ? <FormView fields={OPTION_FIELDS} form={options} width={shell.columns} labelWidth={20} /> : null}
+      {step === 'confirm' && point !== undefined && sr !== undefined ? (
+        <Box flexDirection="column">
+          <Text>Restore {point.vmName} as it was on {formatDate(point.timestamp)} ({point.mode}, {formatBytes(point.size)})</Text>
+          <Text>  from the remote {remote?.name}</Text>
+          <Text>  to the SR {sr.name} on the pool {sr.poolName}</Text>
+          <Text>  as "{String(options.values.name)}"{options.values.start === true ? ', started afterwards' : ', left halted'}</Text>
+          <Text> </Text>
+          <Text bold>Press enter to restore, esc to change something.</Text>
+        </Box>
+      ) : null}
+    </Box>
+  )
+}
+
+/** Restore points grouped by VM, newest first within each VM, VMs by name. */
+function groupByVm(points: readonly RestorePoint[]): VmGroup[] {
+  const byVm = new Map<string, VmGroup>()
+  for (const point of points) {
+    const group = byVm.get(point.vmUuid) ?? { vmUuid: point.vmUuid, vmName: point.vmName, points: [] }
+    group.points.push(point)
+    byVm.set(point.vmUuid, group)
+  }
+  const groups = [...byVm.values()]
+  for (const group of groups) group.points.sort((a, b) => b.timestamp - a.timestamp)
+  return groups.sort((a, b) => a.vmName.localeCompare(b.vmName))
+}

@@ -1,0 +1,110 @@
+// One run's task tree, live while it runs: ←/→ fold and unfold, `/` filters, `f` follows the newest task.
+import { useEffect, useState } from 'react'
+import { Box, Text } from 'ink'
+import { useRpc, useScreenKeys, useShell, useThrottled } from '../shell.tsx'
+import { useFilter, FilterLine } from '../components/input.tsx'
+import { useListCursor } from '../components/list.tsx'
+import { fit, formatDate, formatDuration } from '../format.ts'
+import { STATUS_STYLE, tone } from '../theme.ts'
+import { flattenTree } from './tree.ts'
+
+export function RunScreen({ runId, follow: followAtStart = false }: { runId: string; follow?: boolean }) {
+  const shell = useShell()
+  const run = useRpc('run.get', { runId }, ['runs'])
+  const [closed, setClosed] = useState<ReadonlySet<string>>(new Set())
+  const [opened, setOpened] = useState<ReadonlySet<string>>(new Set())
+  const [follow, setFollow] = useState(followAtStart)
+  const filter = useFilter()
+  const pending = run.data?.summary.status === 'pending'
+  const refetch = useThrottled(run.reload, 500)
+
+  useEffect(() => {
+    if (!pending) return
+    void shell.client.call('subscribe', { topics: ['tasks'], runId }).catch(() => {})
+    const off = shell.client.on('task.event', event => {
+      if (event.runId === runId) refetch()
+    })
+    return () => {
+      off()
+      void shell.client.call('unsubscribe', { topics: ['tasks'] }).catch(() => {})
+    }
+  }, [shell.client, runId, pending, refetch, shell.generation])
+
+  const now = Date.now()
+  const all = run.data === undefined ? [] : flattenTree(run.data.tree, closed, opened, now)
+  const lines = all.filter(line => line.kind !== 'task' || filter.matches(`${line.text} ${line.status ?? ''}`))
+  const height = shell.bodyHeight - 2 - (filter.editing || filter.text !== '' ? 1 : 0)
+  const list = useListCursor(lines.length, height)
+  useEffect(() => {
+    if (follow && lines.length > 0) list.setCursor(lines.length - 1)
+  })
+  const line = lines[list.cursor]
+
+  const fold = (open: boolean) => {
+    if (line?.node === undefined || !line.hasChildren) return
+    const id = line.node.id
+    const without = (set: ReadonlySet<string>) => new Set([...set].filter(x => x !== id))
+    setClosed(set => (open ? without(set) : new Set([...set, id])))
+    setOpened(set => (open ? new Set([...set, id]) : without(set)))
+  }
+
+  useScreenKeys({
+    keys: [
+      { key: '←/→', label: 'fold/unfold' },
+      { key: 'f', label: follow ? 'stop following' : 'follow' },
+      { key: 'c', label: 'cancel run' },
+      { key: '/', label: 'filter' },
+      { key: 'e', label: 'unfold all', more: true },
+    ],
+    capturing: filter.editing,
+    onKey: (input, key) => {
+      if (filter.onKey(input, key)) return true
+      if (list.onKey(input, key)) {
+        setFollow(false)
+        return true
+      }
+      if (key.leftArrow || input === 'h') fold(false)
+      else if (key.rightArrow || input === 'l' || key.return) fold(true)
+      else if (input === 'f') setFollow(f => !f)
+      else if (input === 'e') {
+        setClosed(new Set())
+        setOpened(new Set(all.flatMap(l => (l.node === undefined ? [] : [l.node.id]))))
+      } else if (input === 'c') {
+        if (!pending) shell.notify('This run is over; only a running run can be cancelled.', 'error')
+        else if (shell.canChange('cancel')) shell.confirm({ message: `Cancel run ${runId}?`, onYes: () => void shell.mutate('cancel', () => shell.client.call('run.cancel', { runId })) })
+      } else return false
+      return true
+    },
+  })
+
+  if (run.data === undefined) return <Text color={tone(run.error === undefined ? undefined : 'red')}>{run.error ?? 'Loading the task tree…'}</Text>
+  const { summary } = run.data
+  const style = STATUS_STYLE[summary.status]
+  const visible = lines.slice(list.offset, list.offset + height)
+  return (
+    <Box flexDirection="column">
+      <Text wrap="truncate">
+        <Text color={tone(style.tone)}>
+          {style.glyph} {summary.status === 'pending' ? 'running' : summary.status}
+        </Text>{' '}
+        {summary.kind} {summary.jobName ?? ''} · started {formatDate(summary.start)} · {formatDuration((summary.end ?? now) - summary.start)}
+        {follow ? ' · following' : ''}
+      </Text>
+      <Text dimColor wrap="truncate">
+        {summary.runId}
+      </Text>
+      <FilterLine filter={filter} />
+      {visible.map((l, i) => {
+        const selected = list.offset + i === list.cursor
+        const marker = l.kind !== 'task' ? ' ' : l.hasChildren ? (l.open ? '▾' : '▸') : ' '
+        const glyph = l.status === undefined ? '' : `${STATUS_STYLE[l.status].glyph} `
+        const color = l.status !== undefined ? STATUS_STYLE[l.status].tone : l.kind === 'error' ? 'red' : l.kind === 'warning' ? 'yellow' : undefined
+        return (
+          <Text key={l.key} inverse={selected} wrap="truncate" color={tone(color)}>
+            {fit(`${'  '.repeat(l.depth)}${marker} ${glyph}${l.text}`, shell.columns)}
+          </Text>
+        )
+      })}
+    </Box>
+  )
+}

@@ -1,0 +1,64 @@
+// A task tree as lines on a screen: the expanded tasks in order, each with the figures an administrator
+// checks (duration, size, speed) and, when open, its warnings and error as lines of their own.
+import type { RunStatus, TaskNode } from '../contract.ts'
+import { formatBytes, formatDuration, formatSpeed } from '../format.ts'
+
+export interface TreeLine {
+  key: string
+  depth: number
+  kind: 'task' | 'warning' | 'error' | 'info'
+  text: string
+  status?: RunStatus
+  node?: TaskNode
+  hasChildren: boolean
+  open: boolean
+}
+
+/** The size a task moved: its result's size, else its `size` property. */
+function sizeOf(node: TaskNode): number | undefined {
+  const fromResult = typeof node.result === 'object' && node.result !== null ? (node.result as { size?: unknown }).size : undefined
+  const size = fromResult ?? node.properties?.size
+  return typeof size === 'number' ? size : undefined
+}
+
+export function taskFigures(node: TaskNode, now: number): string {
+  const duration = node.duration ?? now - node.start
+  const size = sizeOf(node)
+  const parts = [formatDuration(duration)]
+  if (size !== undefined) parts.push(formatBytes(size), formatSpeed(duration > 0 ? (size / duration) * 1000 : undefined))
+  const progress = node.properties?.progress
+  if (node.status === 'pending' && typeof progress === 'number') parts.push(`${Math.floor(progress)}%`)
+  return parts.join('  ')
+}
+
+function errorOf(node: TaskNode): string | undefined {
+  if (node.status !== 'failure' && node.status !== 'skipped' && node.status !== 'interrupted') return undefined
+  const result = node.result as { code?: unknown; message?: unknown } | undefined
+  if (result === undefined || typeof result !== 'object') return undefined
+  return `${typeof result.code === 'string' ? `${result.code}: ` : ''}${String(result.message ?? '')}`
+}
+
+function label(node: TaskNode): string {
+  const data = node.data ?? {}
+  const name = [data.vmName, data.name_label, data.remote, data.sr].find(v => typeof v === 'string' && !node.message.includes(v))
+  return name === undefined ? node.message : `${node.message} ${String(name)}`
+}
+
+/**
+ * Flattens the tree; `closed` holds the ids folded by the administrator. Unless folded, a task is
+ * open when it has not succeeded (what went wrong shows first) or when `openAll` is set.
+ */
+export function flattenTree(root: TaskNode, closed: ReadonlySet<string>, opened: ReadonlySet<string>, now: number): TreeLine[] {
+  const lines: TreeLine[] = []
+  const visit = (node: TaskNode, depth: number) => {
+    const details = [...(node.warnings ?? []).map(w => ({ kind: 'warning' as const, text: `⚠ ${w.message}` })), ...(errorOf(node) === undefined ? [] : [{ kind: 'error' as const, text: `✖ ${errorOf(node)}` }])]
+    const hasChildren = (node.tasks?.length ?? 0) > 0 || details.length > 0
+    const open = hasChildren && !closed.has(node.id) && (depth === 0 || opened.has(node.id) || node.status !== 'success')
+    lines.push({ key: node.id, depth, kind: 'task', text: `${label(node)}  ${taskFigures(node, now)}`, status: node.status, node, hasChildren, open })
+    if (!open) return
+    details.forEach((detail, i) => lines.push({ key: `${node.id}:${i}`, depth: depth + 1, kind: detail.kind, text: detail.text, hasChildren: false, open: false }))
+    for (const child of node.tasks ?? []) visit(child, depth + 1)
+  }
+  visit(root, 0)
+  return lines
+}
