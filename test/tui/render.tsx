@@ -67,10 +67,10 @@ export interface Terminal {
   stdout: FakeStdout
 }
 
-export async function renderApp(client: FakeClient, options: { columns?: number; rows?: number; readonly?: boolean } = {}): Promise<Terminal> {
+export async function renderApp(client: FakeClient, options: { columns?: number; rows?: number; readonly?: boolean; onQuit?: () => void } = {}): Promise<Terminal> {
   const stdout = new FakeStdout(options.columns ?? 80, options.rows ?? 24)
   const stdin = new FakeStdin()
-  const instance = inkRender(<App client={client} readonly={options.readonly ?? false} columns={stdout.columns} rows={stdout.rows} socket="/run/lifeboat/test.sock" />, {
+  const instance = inkRender(<App client={client} readonly={options.readonly ?? false} columns={stdout.columns} rows={stdout.rows} socket="/run/lifeboat/test.sock" {...(options.onQuit !== undefined && { onQuit: options.onQuit })} />, {
     stdout: stdout as unknown as NodeJS.WriteStream,
     stdin: stdin as unknown as NodeJS.ReadStream,
     debug: true,
@@ -80,6 +80,7 @@ export async function renderApp(client: FakeClient, options: { columns?: number;
   const terminal: Terminal = {
     frame: () => stdout.lastFrame(),
     press: async (...keys) => {
+      if (keys.length === 0) await tick(50)
       for (const key of keys) {
         stdin.write(key)
         await tick()

@@ -1,0 +1,103 @@
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { renderApp, KEYS } from './render.tsx'
+import { fullDaemon } from './setup.ts'
+
+async function go(t: Awaited<ReturnType<typeof renderApp>>, screen: string) {
+  await t.press(':')
+  await t.type(screen)
+  await t.press(KEYS.enter)
+}
+
+test('palette: each command opens its screen, an unknown one says which exist', async () => {
+  const t = await renderApp(fullDaemon())
+  await t.waitFor('nightly')
+  for (const [command, crumb] of [['lanes', 'Lanes'], ['logs', 'Runs'], ['remotes', 'Remotes'], ['pools', 'Pools'], ['vms', 'VMs'], ['srs', 'SRs'], ['restore', 'Restore'], ['jo', 'Jobs']] as const) {
+    await go(t, command)
+    await t.waitFor(`Lifeboat ▸ ${crumb}`)
+  }
+  await go(t, 'nowhere')
+  await t.waitFor('No screen "nowhere"')
+  t.unmount()
+})
+
+test('help overlay lists the keys of the current screen and closes on any key; esc goes back', async () => {
+  const t = await renderApp(fullDaemon())
+  await t.waitFor('nightly')
+  await t.press('?')
+  let frame = await t.waitFor('Keys here')
+  assert.match(frame, /space +enable\/disable/)
+  assert.match(frame, /d +delete/)
+  await t.press('x')
+  await t.waitFor('Schedule')
+  await t.press(KEYS.enter)
+  frame = await t.waitFor('Jobs ▸ nightly')
+  assert.match(frame, /Recent runs/)
+  await t.press(KEYS.esc)
+  frame = await t.waitFor('Next run')
+  assert.doesNotMatch(frame, /▸ nightly/)
+  t.unmount()
+})
+
+test('read-only: every change is refused with the reason, nothing reaches the daemon', async () => {
+  const client = fullDaemon()
+  const t = await renderApp(client, { readonly: true })
+  await t.waitFor('nightly')
+  await t.press('r')
+  await t.waitFor('Read-only')
+  await t.press(' ', 'd', 'n', 'e')
+  assert.equal(client.calls.filter(c => /^job\.(run|setEnabled|delete|create|update)$/.test(c.method)).length, 0)
+  assert.doesNotMatch(t.frame(), /Type "nightly"|Which VMs/)
+  t.unmount()
+})
+
+test('daemon down: a screen says how to start it; when it is back the data is fetched again', async () => {
+  const client = fullDaemon()
+  const t = await renderApp(client)
+  await t.waitFor('nightly')
+  client.setConnection({ status: 'down', reason: 'connect ENOENT /run/lifeboat/test.sock' })
+  let frame = await t.waitFor('not running')
+  assert.match(frame, /lifeboat daemon/)
+  assert.match(frame, /systemctl start lifeboat/)
+  assert.match(frame, /reconnects by itself/)
+  const before = client.callsOf('job.list').length
+  client.setConnection({ status: 'connected' })
+  frame = await t.waitFor('nightly')
+  assert.ok(client.callsOf('job.list').length > before, 'jobs fetched again after the reconnection')
+  assert.ok(client.callsOf('subscribe').length >= 2, 'state subscription restored')
+  t.unmount()
+})
+
+test('resync notification: everything is fetched again', async () => {
+  const client = fullDaemon()
+  const t = await renderApp(client)
+  await t.waitFor('nightly')
+  const before = client.callsOf('job.list').length
+  client.notify('resync', { reason: 'queue full' })
+  await t.press()
+  assert.ok(client.callsOf('job.list').length > before)
+  t.unmount()
+})
+
+test('state.changed refreshes the list that changed', async () => {
+  const client = fullDaemon()
+  const t = await renderApp(client)
+  await t.waitFor('nightly')
+  const before = client.callsOf('job.list').length
+  client.notify('state.changed', { kind: 'remotes' })
+  await t.press()
+  assert.equal(client.callsOf('job.list').length, before)
+  client.notify('state.changed', { kind: 'jobs' })
+  await t.press()
+  assert.equal(client.callsOf('job.list').length, before + 1)
+  t.unmount()
+})
+
+test('q quits', async () => {
+  let quit = false
+  const t = await renderApp(fullDaemon(), { onQuit: () => (quit = true) })
+  await t.waitFor('nightly')
+  await t.press('q')
+  assert.equal(quit, true)
+  t.unmount()
+})
