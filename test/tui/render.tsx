@@ -56,6 +56,16 @@ export const KEYS = {
 
 export const tick = (ms = 20) => new Promise(resolve => setTimeout(resolve, ms))
 
+/** Waits until the app has drawn nothing new for a moment (React and Ink settled), at most 500 ms. */
+async function settle(stdout: FakeStdout): Promise<void> {
+  const deadline = Date.now() + 500
+  let seen = -1
+  while (seen !== stdout.frames.length && Date.now() < deadline) {
+    seen = stdout.frames.length
+    await tick(15)
+  }
+}
+
 export interface Terminal {
   frame: () => string
   /** Types keys one by one, letting Ink and React settle after each. */
@@ -80,18 +90,17 @@ export async function renderApp(client: FakeClient, options: { columns?: number;
   const terminal: Terminal = {
     frame: () => stdout.lastFrame(),
     press: async (...keys) => {
-      if (keys.length === 0) await tick(50)
+      if (keys.length === 0) await settle(stdout)
       for (const key of keys) {
         stdin.write(key)
-        await tick()
+        await settle(stdout)
       }
     },
     type: async text => {
       for (const char of text) {
         stdin.write(char)
-        await tick(5)
+        await settle(stdout)
       }
-      await tick()
     },
     waitFor: async text => {
       const deadline = Date.now() + 2000

@@ -28,13 +28,13 @@ function slots(lane: Lane): string {
 }
 
 function holderLine(holder: LaneHolder, now: number, width: number): string {
-  const name = fit(`${holder.vmName ?? holder.vm}${holder.disk === undefined ? '' : ` ${holder.disk}`}`, 16)
-  if (holder.total === undefined) return `   ${name} ${fit(holder.phase, 10)} ${formatDuration(now - holder.since)}  ${holder.jobName ?? ''}`
+  const name = fit(`${holder.vmName ?? holder.vm}${holder.disk === undefined ? '' : ` ${holder.disk}`}`, 14)
+  if (holder.total === undefined) return `  ${name} ${fit(holder.phase, 10)} ${formatDuration(now - holder.since)}  ${holder.jobName ?? ''}`
   const targets = Object.entries(holder.targets ?? {})
     .map(([target, t]) => `${target} ${t.state === 'failed' ? '✖' : t.state === 'done' ? '✔' : percent(t.done, holder.total).trim()}`)
     .join(' ')
-  const figures = `${percent(holder.done, holder.total)} ${formatSpeed(holder.bytesPerSecond).padStart(11)} ${formatEta(holder.done, holder.total, holder.bytesPerSecond).padStart(6)}`
-  const line = `   ${name} ${progressBar(holder.done, holder.total, 12)} ${figures}  ${targets || holder.jobName || ''}`
+  const figures = `${percent(holder.done, holder.total)} ${formatSpeed(holder.bytesPerSecond).padStart(10)} ${formatEta(holder.done, holder.total, holder.bytesPerSecond).padStart(6)}`
+  const line = `  ${name} ${progressBar(holder.done, holder.total, 10)} ${figures}  ${targets || holder.jobName || ''}`
   return fit(line, width)
 }
 
