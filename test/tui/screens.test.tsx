@@ -66,7 +66,7 @@ test('logs: f follows the running run; its task events refetch the tree', async 
   await t.press()
   assert.ok(client.callsOf('subscribe').some(p => JSON.stringify(p) === JSON.stringify({ topics: ['tasks'], runId: 'run-00002' })))
   const before = client.callsOf('run.get').length
-  client.notify('task.event', { runId: 'run-00002', event: { type: 'property', id: 't-web', name: 'progress', value: 40, timestamp: data.NOW } })
+  client.notify('task.event', { runId: 'run-00002', seq: 1, event: { type: 'property', id: 't-web', name: 'progress', value: 40, timestamp: data.NOW } })
   await t.press()
   await new Promise(resolve => setTimeout(resolve, 600))
   assert.ok(client.callsOf('run.get').length > before)
