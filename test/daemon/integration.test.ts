@@ -147,7 +147,10 @@ test('logs --follow streams a run live to its end', async () => {
     const { runId } = await cliJson(daemon.socket, ['job', 'run', 'nightly', '--schedule', 'full'])
     const follow = await cli(daemon.socket, ['logs', runId, '--follow'])
     assert.equal(follow.code, 0, follow.stderr)
-    assert.match(follow.stdout, /start\s+transfer/)
+    // The tree so far, then live lines up to the run's end.
+    assert.match(follow.stdout, /^backup run \(nightly\)  \[pending\]/)
+    assert.match(follow.stdout, /\d\d:\d\d:\d\d success\s+transfer/)
+    assert.match(follow.stdout, /\d\d:\d\d:\d\d success\s+backup run/)
     assert.match(follow.stdout, new RegExp(`run ${runId}: success`))
     runIds.push(runId)
   } finally {
