@@ -79,7 +79,8 @@ function Wizard({ initial }: { initial: Draft }) {
   const listHeight = shell.bodyHeight - 4
   const vmList = useListCursor((vms.data ?? []).length, listHeight)
   const targetList = useListCursor(targets.length, listHeight)
-  const poolList = useListCursor(poolRows.length, poolRows.length)
+  const poolHeight = Math.min(poolRows.length, 4)
+  const poolList = useListCursor(poolRows.length, poolHeight)
   const problems = step === 'review' ? problemsOf(current) : []
 
   const move = (by: number) => {
@@ -120,7 +121,7 @@ function Wizard({ initial }: { initial: Draft }) {
         if (pool !== undefined) setDraft(d => ({ ...d, smartPools: toggle(d.smartPools, pool.id) }))
         return true
       }
-      if ((key.downArrow || key.tab) && poolList.cursor >= poolRows.length - 1) return (setSmartFocus('fields'), true)
+      if (key.tab || (key.downArrow && poolList.cursor >= poolRows.length - 1)) return (setSmartFocus('fields'), true)
       return poolList.onKey(input, key)
     }
     if ((key.upArrow || (key.tab && key.shift)) && smart.focus === 0) return (setSmartFocus('pools'), true)
@@ -185,10 +186,10 @@ function Wizard({ initial }: { initial: Draft }) {
         <Box flexDirection="column">
           <Text wrap="truncate">Smart selection, evaluated at each run · p: pick VMs instead</Text>
           <Text wrap="truncate" bold={smartFocus === 'pools'}>
-            Pools (none = all):
+            Pools (none = all){poolRows.length > poolHeight ? ` · ${poolList.cursor + 1}/${poolRows.length}, ${draft.smartPools.size} chosen` : ''}:
           </Text>
-          {poolRows.map((pool, i) => (
-            <Text key={pool.id} wrap="truncate" inverse={smartFocus === 'pools' && i === poolList.cursor}>
+          {poolRows.slice(poolList.offset, poolList.offset + poolHeight).map((pool, i) => (
+            <Text key={pool.id} wrap="truncate" inverse={smartFocus === 'pools' && poolList.offset + i === poolList.cursor}>
               {'  '}
               {draft.smartPools.has(pool.id) ? '[x]' : '[ ]'} {pool.name}
             </Text>
@@ -197,7 +198,7 @@ function Wizard({ initial }: { initial: Draft }) {
           <Text wrap="truncate" color={tone(matched.length === 0 ? 'yellow' : 'green')}>
             Matches {matched.length} VM{matched.length === 1 ? '' : 's'} now{matched.length === 0 ? '' : ':'}
           </Text>
-          {matched.slice(0, Math.max(1, listHeight - poolRows.length - SMART.length - 3)).map(vm => (
+          {matched.slice(0, Math.max(0, shell.bodyHeight - 4 - poolHeight - SMART.length)).map(vm => (
             <Text key={vm.uuid} wrap="truncate" dimColor>
               {'  '}
               {vm.name} · {vm.poolName} · {vm.powerState} · {vm.tags.join(' ')}
