@@ -150,10 +150,11 @@ export class Runs {
 
   async #finish(active: ActiveRun, tree: TaskNode): Promise<void> {
     const runId = active.started.runId
+    // The job is free as soon as its run has ended (a client that saw the end may start the next one at once).
+    if (active.jobId !== undefined && this.#byJob.get(active.jobId) === runId) this.#byJob.delete(active.jobId)
     this.#save(active)
     await active.saving
     this.#active.delete(runId)
-    if (active.jobId !== undefined && this.#byJob.get(active.jobId) === runId) this.#byJob.delete(active.jobId)
     const outcome = summarize(tree)
     await this.options.state.update(data => {
       const run = data.runs.find(r => r.runId === runId)
