@@ -43,7 +43,13 @@ type Overlay = { kind: 'help' } | { kind: 'palette'; text: string } | { kind: 'c
 export function App({ client, readonly, columns, rows, socket, onQuit }: AppProps) {
   const { exit } = useApp()
   const [stack, setStack] = useState<Route[]>([{ screen: 'jobs' }])
-  const [overlay, setOverlay] = useState<Overlay | undefined>()
+  const [overlay, setOverlayState] = useState<Overlay | undefined>()
+  // Keys are routed by what the administrator last saw asked, even before React has redrawn it.
+  const overlayRef = useRef<Overlay | undefined>(undefined)
+  const setOverlay = useCallback((next: Overlay | undefined | ((current: Overlay | undefined) => Overlay | undefined)) => {
+    overlayRef.current = typeof next === 'function' ? next(overlayRef.current) : next
+    setOverlayState(overlayRef.current)
+  }, [])
   const [notice, setNotice] = useState<Notice | undefined>()
   const [connection, setConnection] = useState<ConnectionState>(client.connection)
   const [generation, setGeneration] = useState(0)
@@ -114,13 +120,14 @@ export function App({ client, readonly, columns, rows, socket, onQuit }: AppProp
       },
       showKeys: setFooter,
     }
-  }, [client, readonly, generation, columns, bodyHeight])
+  }, [client, readonly, generation, columns, bodyHeight, setOverlay])
 
   // Ink re-subscribes a changed handler only after React's passive effects run, which may be after the
   // next key: the stable handler below always reaches this render's routing.
   const route = useRef<(input: string, key: Key) => void>(() => {})
   useInput(useCallback((input: string, key: Key) => route.current(input, key), []))
   route.current = (input: string, key: Key) => {
+    const overlay = overlayRef.current
     if (overlay !== undefined) return overlayKey(overlay, input, key)
     const screen = screenKeys.current
     if (connection.status === 'connected' && screen.capturing === true) {

@@ -45,15 +45,35 @@ export function formatDate(ms: number | undefined): string {
   return `${d.getFullYear()}-${pad2(d.getMonth() + 1)}-${pad2(d.getDate())} ${pad2(d.getHours())}:${pad2(d.getMinutes())}`
 }
 
+const PLAIN = /^[\x20-\x7e]*$/
+
+/** Terminal columns of a text; printable ASCII (most cells) skips the Unicode measurement. */
+export function textWidth(text: string): number {
+  return PLAIN.test(text) ? text.length : stringWidth(text)
+}
+
 /** Cuts or pads text to exactly `width` terminal columns (wide glyphs count double). */
 export function fit(text: string, width: number, align: 'left' | 'right' = 'left'): string {
   if (width <= 0) return ''
   let out = text
-  if (stringWidth(out) > width) {
-    while (out.length > 0 && stringWidth(out) > width - 1) out = out.slice(0, -1)
+  let used = textWidth(out)
+  if (used > width) {
+    if (PLAIN.test(out)) out = out.slice(0, width - 1)
+    else {
+      let kept = ''
+      let keptWidth = 0
+      for (const char of out) {
+        const charWidth = textWidth(char)
+        if (keptWidth + charWidth > width - 1) break
+        kept += char
+        keptWidth += charWidth
+      }
+      out = kept
+    }
     out += '…'
+    used = textWidth(out)
   }
-  const padding = ' '.repeat(Math.max(0, width - stringWidth(out)))
+  const padding = ' '.repeat(Math.max(0, width - used))
   return align === 'left' ? out + padding : padding + out
 }
 

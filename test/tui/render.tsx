@@ -56,8 +56,10 @@ export const KEYS = {
 
 export const tick = (ms = 20) => new Promise(resolve => setTimeout(resolve, ms))
 
-/** Waits until the app has drawn nothing new for a moment (React and Ink settled), at most 500 ms. */
-async function settle(stdout: FakeStdout): Promise<void> {
+/** Waits for the key's effect: a first new frame (up to 100 ms), then nothing new for a moment (at most 500 ms). */
+async function settle(stdout: FakeStdout, before: number): Promise<void> {
+  const firstFrame = Date.now() + 100
+  while (stdout.frames.length === before && Date.now() < firstFrame) await tick(5)
   const deadline = Date.now() + 500
   let seen = -1
   while (seen !== stdout.frames.length && Date.now() < deadline) {
@@ -75,6 +77,8 @@ export interface Terminal {
   waitFor: (text: string | RegExp) => Promise<string>
   unmount: () => void
   stdout: FakeStdout
+  /** Sends input without waiting (benchmarks time what follows). */
+  write: (data: string) => void
 }
 
 export async function renderApp(client: FakeClient, options: { columns?: number; rows?: number; readonly?: boolean; onQuit?: () => void } = {}): Promise<Terminal> {
@@ -90,16 +94,18 @@ export async function renderApp(client: FakeClient, options: { columns?: number;
   const terminal: Terminal = {
     frame: () => stdout.lastFrame(),
     press: async (...keys) => {
-      if (keys.length === 0) await settle(stdout)
+      if (keys.length === 0) await settle(stdout, -1)
       for (const key of keys) {
+        const before = stdout.frames.length
         stdin.write(key)
-        await settle(stdout)
+        await settle(stdout, before)
       }
     },
     type: async text => {
       for (const char of text) {
+        const before = stdout.frames.length
         stdin.write(char)
-        await settle(stdout)
+        await settle(stdout, before)
       }
     },
     waitFor: async text => {
@@ -113,6 +119,7 @@ export async function renderApp(client: FakeClient, options: { columns?: number;
     },
     unmount: () => instance.unmount(),
     stdout,
+    write: data => stdin.write(data),
   }
   await tick()
   return terminal

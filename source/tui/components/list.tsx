@@ -59,7 +59,7 @@ const Row = memo(function Row({ cells, columns, selected }: { cells: Cell[]; col
       {selected ? '›' : ' '}
       {cells.map((cell, i) => (
         <Text key={i} color={tone(cell.tone)}>
-          {fit(cell.text, columns[i]?.width ?? 0, columns[i]?.align) + (i < cells.length - 1 ? ' ' : '')}
+          {i < cells.length - 1 ? `${fit(cell.text, columns[i]?.width ?? 0, columns[i]?.align)} ` : fit(cell.text, columns[i]?.width ?? 0, columns[i]?.align).trimEnd()}
         </Text>
       ))}
     </Text>

@@ -61,7 +61,7 @@ export function laneLines(snapshot: LanesSnapshot, now: number, width: number): 
 const Line = memo(function Line({ line, width }: { line: LaneLine; width: number }) {
   return (
     <Text wrap="truncate" color={tone(line.tone)} bold={line.bold === true}>
-      {fit(line.text, width)}
+      {fit(line.text, width).trimEnd()}
     </Text>
   )
 })
