@@ -22,6 +22,18 @@ export interface PoolsOptions {
 
 const MAX_BACKOFF_MS = 60_000
 
+/**
+ * xen-api's disconnect leaves its event loop's long poll in flight; when that poll fails the loop sleeps
+ * 60 s (a timer that keeps the process alive) before noticing it is disconnected. With no delay it goes
+ * straight to waiting for a reconnection that never comes, which holds nothing. (To move into
+ * PoolConnection.disconnect.)
+ */
+async function disconnect(connection: PoolConnection | undefined): Promise<void> {
+  if (connection === undefined) return
+  ;(connection.xapi as unknown as { _eventPollDelay: number })._eventPollDelay = 0
+  await connection.disconnect()
+}
+
 export class Pools {
   readonly #entries = new Map<string, PoolEntry>()
 
@@ -59,7 +71,7 @@ export class Pools {
   manage(stored: StoredPool, password: string, connection?: PoolConnection): void {
     const previous = this.#entries.get(stored.id)
     previous?.stop.abort()
-    void previous?.connection?.disconnect()
+    void disconnect(previous?.connection)
     const entry: PoolEntry = { stored, status: 'connecting', stop: new AbortController() }
     this.#entries.set(stored.id, entry)
     if (connection !== undefined) this.#connected(entry, connection)
@@ -72,7 +84,7 @@ export class Pools {
     if (entry === undefined) throw new LifeboatError('POOL_NOT_FOUND', `No pool ${id} is configured; 'lifeboat pool list' shows them.`)
     this.#entries.delete(id)
     entry.stop.abort()
-    await entry.connection?.disconnect()
+    await disconnect(entry.connection)
     this.options.onChange()
   }
 
@@ -80,7 +92,7 @@ export class Pools {
     const entries = [...this.#entries.values()]
     this.#entries.clear()
     for (const entry of entries) entry.stop.abort()
-    await Promise.all(entries.map(entry => entry.connection?.disconnect()))
+    await Promise.all(entries.map(entry => disconnect(entry.connection)))
   }
 
   async #connectLoop(entry: PoolEntry, credentials: PoolCredentials): Promise<void> {
@@ -88,7 +100,7 @@ export class Pools {
       try {
         const connection = await PoolConnection.connect(credentials, { signal: entry.stop.signal, timeoutMs: this.options.connectTimeoutMs ?? 30_000 })
         if (entry.stop.signal.aborted) {
-          await connection.disconnect()
+          await disconnect(connection)
           return
         }
         this.#connected(entry, connection)
