@@ -89,12 +89,12 @@ export const RUN_COMMANDS: Record<string, Record<string, Subcommand>> = {
       usage: `lifeboat run list [--job J] [--status ${RUN_STATUSES.join('|')}] [--limit N] [--json] [--socket PATH]`,
       options: { job: { type: 'string' }, status: { type: 'string' }, limit: { type: 'string' } },
       async body(context) {
-        const client = await context.client()
         const status = stringOption(context, 'status')
         if (status !== undefined && !(RUN_STATUSES as readonly string[]).includes(status)) throw new UsageError(`--status is one of ${RUN_STATUSES.join(', ')}`)
+        const limit = integerOption(context, 'limit') ?? 50
+        const client = await context.client()
         const job = stringOption(context, 'job')
         const jobId = job === undefined ? undefined : (await client.call('job.get', { id: job })).job.id
-        const limit = integerOption(context, 'limit') ?? 50
         const runs = await client.call('run.list', { ...(jobId !== undefined && { jobId }), ...(status !== undefined && { status: status as RunStatus }), ...(limit > 0 && { limit }) })
         context.print(runs, () => summaryRows(runs) || 'no runs\n')
       },
