@@ -2,6 +2,7 @@
 // + commitBackup), a model of every restore point's raw disk, and a remote that crashes at its Nth change.
 import { createHash } from 'node:crypto'
 import { join } from 'node:path'
+import { Readable } from 'node:stream'
 import { buffer } from 'node:stream/consumers'
 import { VHD_BLOCK_SIZE, VhdChain, createVhdStream } from '../../source/formats/vhd/index.ts'
 import { commitBackup, formatFilenameDate, vhdRef, vmDir, xvaRef, type BackupMetadata, type VmBackup } from '../../source/repository/index.ts'
@@ -123,7 +124,7 @@ export async function writeFullBackup(handler: RemoteHandler, generation: number
     version: '2.0.0', jobId: JOB, scheduleId: SCHEDULE, mode: 'full', timestamp, vm: vmRecord,
     vmSnapshot: { ...vmRecord, uuid: 'snap', is_a_snapshot: true }, xva: xvaRef(date),
   }
-  return commitBackup(handler, metadata, [{ ref: metadata.xva, source: [Buffer.alloc(4096, 7)] }])
+  return commitBackup(handler, metadata, [{ ref: metadata.xva, source: Readable.from([Buffer.alloc(4096, 7)]) }])
 }
 
 /** The remote path of disk `d`'s VHD at one generation. */
