@@ -53,7 +53,7 @@ export class Daemon {
     this.pools = new Pools({
       log: this.log,
       onChange: () => {
-        this.lanes.refresh()
+        this.lanes.refresh(this.pools.connections.keys())
         this.stateChanged('pools')
       },
     })

@@ -1,6 +1,6 @@
 // The lanes view: for each pool, who holds which snapshot and export slot, how far each export got and
 // at what speed; sent to subscribers at most 4 times a second while anything changes.
-import { allPoolLimits, type Slots } from '../xapi/index.ts'
+import { allPoolLimits, poolLimits, type Slots } from '../xapi/index.ts'
 import { LANES_INTERVAL_MS } from '../protocol/events.ts'
 import type { Lane, LanesSnapshot } from '../protocol/methods.ts'
 
@@ -46,8 +46,9 @@ export class LanesWatcher {
 
   constructor(private readonly send: () => void) {}
 
-  /** Call when pools change: starts watching the slots of new ones. */
-  refresh(): void {
+  /** Call when pools change: starts watching the slots of new ones (creating them, so none is missed). */
+  refresh(poolIds: Iterable<string>): void {
+    for (const id of poolIds) poolLimits(id)
     for (const limits of allPoolLimits()) {
       for (const slots of [limits.snapshots, limits.vdiExports, limits.vmExports]) {
         if (this.#watched.has(slots)) continue

@@ -4,7 +4,10 @@ import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { mkdir, writeFile, stat } from 'node:fs/promises'
 import { join } from 'node:path'
+import { once } from 'node:events'
 import { startLab, type Lab } from '../../source/lab/index.ts'
+import { DaemonClient } from '../../source/client/index.ts'
+import { TEMPORARY_SNAPSHOT_NAME } from '../../source/xapi/index.ts'
 import { tempDir } from '../helpers/tools.ts'
 import { cli, cliJson, startDaemon, waitUntil, type DaemonProcess } from './helpers.ts'
 
@@ -16,7 +19,7 @@ let vmUuid: string
 let srUuid: string
 const runIds: string[] = []
 
-const slowExports = () => lab.control.setKnobs({ exportPerStreamMiBs: 1 })
+const slowExports = () => lab.control.setKnobs({ exportPerStreamMiBs: 2 })
 const fastExports = () => lab.control.setKnobs({ exportPerStreamMiBs: undefined })
 
 before(async () => {
@@ -188,6 +191,9 @@ test('run cancel: the run ends cancelled and job run --wait exits 1', async () =
 })
 
 test('kill -9 mid-run: after a restart the run is interrupted and the next run succeeds', async () => {
+  // A client that reconnects by itself (the TUI's) sees the daemon come back.
+  const watcher = await DaemonClient.connect(daemon.socket, { reconnect: true })
+  await watcher.subscribe(['state'])
   slowExports()
   let runId: string
   try {
@@ -198,7 +204,15 @@ test('kill -9 mid-run: after a restart the run is interrupted and the next run s
   } finally {
     fastExports()
   }
+  const reconnected = once(watcher, 'reconnect')
   daemon = await startDaemon(dataDir)
+  await reconnected
+  // The subscription survived the restart: a change is notified to the old client.
+  const changed = new Promise(resolve => watcher.onNotification('state.changed', resolve))
+  await cliJson(daemon.socket, ['remote', 'add', 'after-restart', `file://${join(dir.path, 'remote')}`])
+  assert.deepEqual(await changed, { kind: 'remotes' })
+  await cliJson(daemon.socket, ['remote', 'remove', 'after-restart'])
+  watcher.close()
   const shown = await cliJson(daemon.socket, ['run', 'show', runId])
   assert.equal(shown.summary.status, 'interrupted')
   assert.equal(shown.tree.status, 'interrupted')
@@ -206,6 +220,38 @@ test('kill -9 mid-run: after a restart the run is interrupted and the next run s
   const next = await cliJson(daemon.socket, ['job', 'run', 'nightly', '--wait'])
   assert.equal(next.status, 'success', JSON.stringify(next.tree))
   assert.match(daemon.log(), /marked interrupted/)
+  // The snapshot the dead run was taking is gone (the clean-up at start-up removed it).
+  const vms = (lab.control.state() as { vms: Array<{ name_label: string }> }).vms
+  assert.deepEqual(vms.filter(vm => vm.name_label === TEMPORARY_SNAPSHOT_NAME), [])
+})
+
+test('lane snapshots: the export slot is shown while held, notifications at most 4 per second', async () => {
+  slowExports()
+  const client = await DaemonClient.connect(daemon.socket)
+  try {
+    const times: number[] = []
+    let holders = 0
+    client.onNotification('lanes', ({ snapshot }) => {
+      times.push(Date.now())
+      for (const pool of snapshot.pools) holders += pool.vdiExports.holders.length
+    })
+    await client.subscribe(['lanes'])
+    const { runId } = await cliJson(daemon.socket, ['job', 'run', 'nightly', '--schedule', 'full'])
+    await waitUntil('an export slot held', async () => {
+      const lanes = await client.call('lanes.get')
+      const held = lanes.pools.flatMap(pool => pool.vdiExports.holders).find(holder => holder.runId === runId)
+      return held !== undefined && (held.done ?? 0) > 0 ? held : undefined
+    })
+    await new Promise(resolve => setTimeout(resolve, 2000))
+    await cliJson(daemon.socket, ['run', 'cancel', runId])
+    assert.ok(times.length >= 3, `lane notifications while the export runs (${times.length})`)
+    assert.ok(holders > 0)
+    for (let i = 1; i < times.length; i++) assert.ok(times[i]! - times[i - 1]! >= 200, `at most 4 per second (${times[i]! - times[i - 1]!} ms apart)`)
+    await waitUntil('the run to end', async () => ((await cliJson(daemon.socket, ['run', 'show', runId])).tree.status !== 'pending' ? true : undefined))
+  } finally {
+    client.close()
+    fastExports()
+  }
 })
 
 test('SIGTERM cancels the running run cleanly and exits 0', async () => {
