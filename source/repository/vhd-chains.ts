@@ -32,7 +32,7 @@ export interface ChainFolder {
   forks: string[]
 }
 
-export const VHD_FILE = /^[^.].*\.vhd$/
+const VHD_FILE = /^[^.].*\.vhd$/
 const ALIAS_FILE = /\.alias\.vhd$/
 
 /** The chain folders of a VM (`vdis/<jobId>/<vdiUuid>`), remote paths. */

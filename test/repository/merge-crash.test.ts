@@ -114,10 +114,11 @@ function killedClean(root: string, kill: { stopAt: number } | { delayMs: number 
     const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', CHILD], { cwd: REPO, env, stdio: ['ignore', 'pipe', 'pipe'] })
     let out = ''
     let err = ''
+    let timer: NodeJS.Timeout | undefined
     child.stdout.on('data', (data: Buffer) => {
       out += data.toString()
       if ('stopAt' in kill && out.includes('STOP')) child.kill('SIGKILL')
-      if ('delayMs' in kill && out.includes('READY') && !out.includes('DONE')) setTimeout(() => child.kill('SIGKILL'), kill.delayMs).unref()
+      if ('delayMs' in kill && out.includes('READY') && timer === undefined) timer = setTimeout(() => child.kill('SIGKILL'), kill.delayMs).unref()
     })
     child.stderr.on('data', (data: Buffer) => (err += data.toString()))
     child.on('error', reject)
