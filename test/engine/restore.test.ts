@@ -3,7 +3,7 @@
 // with the snapshots' raw exports. Cancels and broken backups must leave nothing on the pool.
 import assert from 'node:assert/strict'
 import { createHash } from 'node:crypto'
-import { Readable, Transform } from 'node:stream'
+import { Transform } from 'node:stream'
 import { after, before, describe, test } from 'node:test'
 import { restoreBackup } from '../../source/engine/restore/index.ts'
 import { createVhdStream, openVhdStream } from '../../source/formats/vhd/index.ts'
@@ -266,6 +266,57 @@ describe('delta chains', () => {
       assert.deepEqual(await poolContents(source), before)
     } finally {
       await handler.rename(`${dir}/${middle}.away`, `${dir}/${middle}`)
+    }
+  })
+})
+
+/** The remote, slowed down: each read of the data waits, so a cancel lands in the middle of the upload. */
+function slowRemote(inner: LocalHandler, delayMs: number): RemoteHandler {
+  const wait = () => new Promise(resolve => setTimeout(resolve, delayMs))
+  const slowed: Partial<RemoteHandler> = {
+    async createReadStream(path: string, range?: { start?: number; end?: number }) {
+      const stream = await inner.createReadStream(path, range)
+      return stream.pipe(new Transform({ highWaterMark: 64 * 1024, transform: (chunk, _encoding, callback) => void wait().then(() => callback(null, chunk)) }))
+    },
+    async openFile(path: string, mode: 'r' | 'r+') {
+      const file = await inner.openFile(path, mode)
+      return {
+        read: async (buffer: Buffer, position: number) => (await wait(), file.read(buffer, position)),
+        write: (buffer: Buffer, position: number) => file.write(buffer, position),
+        size: () => file.size(),
+        truncate: (size: number) => file.truncate(size),
+        close: () => file.close(),
+      }
+    },
+  }
+  return new Proxy(inner, {
+    get(target, property: keyof RemoteHandler) {
+      const value = slowed[property] ?? target[property]
+      return typeof value === 'function' ? value.bind(property in slowed ? slowed : target) : value
+    },
+  })
+}
+
+describe('cancel', () => {
+  test('aborting mid-upload (full, then delta) throws the abort and leaves nothing on the pool', async () => {
+    const full = await backupFull(liveVm('tiny-halted'))
+    const [delta] = await backupDeltaChain(liveVm('tiny-halted'), 1)
+    for (const point of [full, delta!]) {
+      const before = await poolContents(source)
+      const controller = new AbortController()
+      const task = TaskLog.start({ name: 'restore' }, {
+        onEvent: event => {
+          // Cancel once bytes are on their way: the VM and its disk exist on the pool by then.
+          if (event.type === 'start' && event.properties.name === 'transfer') setTimeout(() => controller.abort(), point === full ? 150 : 10)
+        },
+      })
+      const started = Date.now()
+      await assert.rejects(restoreBackup(slowRemote(handler, point === full ? 20 : 200), point.id, source.conn, source.srUuid, { task, signal: controller.signal }),
+        (error: unknown) => errorCode(error) === 'CANCELLED')
+      assert.ok(Date.now() - started < 20_000, 'the cancel stops the upload rather than waiting for it')
+      const transfers = task.log.events.filter(event => event.type === 'end' && event.status === 'cancelled')
+      assert.equal(transfers.length, 1, 'the transfer task is logged cancelled')
+      assert.deepEqual(await settledContents(source, before), before)
     }
   })
 })

@@ -2,6 +2,7 @@
 // and its outcome; and the stream wiring that guarantees the source is closed however the upload ends.
 import { Transform, type Readable, type TransformCallback } from 'node:stream'
 import type { Task } from '../../tasks/index.ts'
+import { raceAbort } from '../../xapi/index.ts'
 
 const REPORT_EVERY_MS = 250
 
@@ -51,7 +52,8 @@ export async function transfer<T>(
   Object.assign(meter, { length: properties.size })
   const run = async () => {
     try {
-      const result = await upload(meter)
+      // The XAPI client's upload can stay pending after a cancel (it waits for a request that was aborted).
+      const result = await raceAbort(upload(meter), signal)
       task?.set('progress', 100)
       return result
     } finally {
