@@ -4,14 +4,15 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { VhdFile } from '../../source/formats/vhd/index.ts'
-import { applyRetention, cleanVm, listVmBackups, readCache, vmDir } from '../../source/repository/index.ts'
+import { applyRetention, cleanVm, deleteBackups, listVmBackups, readCache, vmDir } from '../../source/repository/index.ts'
 import { LocalHandler } from '../../source/storage/index.ts'
 import { TaskLog, type TaskEvent } from '../../source/tasks/index.ts'
 import { requireTool, tempDir } from '../helpers/tools.ts'
 import { libvhdiRaw, qemuRaw } from '../formats/fixtures/vhd/disks.ts'
 import { createHash } from 'node:crypto'
 import { join } from 'node:path'
-import { readdir } from 'node:fs/promises'
+import { mkdir, readdir } from 'node:fs/promises'
+import fc from 'fast-check'
 import { JOB, DISKS, OTHER_SCHEDULE, SCHEDULE, VM, chainHash, chainRaw, jsonPath, modelHash, newDisks, random, snapshotVdiUuid, vhdPath, writeDeltaBackup } from './clean-fixtures.ts'
 
 const sha = (data: Buffer) => createHash('sha256').update(data).digest('hex')
@@ -120,6 +121,41 @@ test('retention never deletes backups of other jobs or schedules, and keep 0 wit
     assert.equal(await chainHash(dir.path, vhdPath(0, 2)), modelHash(disks[0]!, 2))
     assert.equal((await cleanVm(handler, VM)).merged, 2)
     assert.equal(await chainHash(dir.path, vhdPath(0, 2)), modelHash(disks[0]!, 2))
+  } finally {
+    await dir.cleanup()
+  }
+})
+
+test('property: whatever backups are deleted (oldest, middle, whole chains), the clean leaves exactly the kept backups, each unchanged', async () => {
+  const dir = await tempDir('lifeboat-merge-')
+  let run = 0
+  try {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.array(fc.boolean(), { minLength: 2, maxLength: 7 }), // per generation: starts a new chain (the first always does)
+        fc.array(fc.boolean(), { minLength: 7, maxLength: 7 }), // per generation: deleted
+        fc.integer(),
+        async (fulls, deleted, seed) => {
+          const root = join(dir.path, String(run++))
+          await mkdir(root)
+          const handler = new LocalHandler(root)
+          const disks = newDisks(1, 4)
+          const rand = random(seed)
+          const generations = fulls.length
+          for (let g = 0; g < generations; g++) await writeDeltaBackup(handler, disks, g, rand, { full: fulls[g] })
+          const kept = [...Array(generations).keys()].filter(g => !deleted[g])
+          await deleteBackups(handler, (await listVmBackups(handler, VM)).filter((_, g) => deleted[g]))
+          const result = await cleanVm(handler, VM)
+          assert.deepEqual(result.warnings, [])
+          const expectedFiles = kept.map(g => vhdPath(0, g).split('/').pop()).sort()
+          const folder = join(root, vmDir(VM), 'vdis', JOB, DISKS[0]!)
+          assert.deepEqual(kept.length === 0 ? [] : await readdir(folder), expectedFiles)
+          for (const g of kept) assert.equal(await chainHash(root, vhdPath(0, g)), modelHash(disks[0]!, g), `backup ${g}`)
+          assert.deepEqual((await listVmBackups(handler, VM)).map(b => b._filename), kept.map(g => `/${jsonPath(g)}`))
+        },
+      ),
+      { numRuns: 25, seed: Number(process.env.FC_SEED ?? Date.now() % 2 ** 31) },
+    )
   } finally {
     await dir.cleanup()
   }
