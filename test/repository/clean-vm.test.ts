@@ -185,3 +185,25 @@ test('remove: false reports every problem and removes nothing; VhdDirectory fold
     assert.deepEqual(await readdir(xoFolder), ['20260101T020000Z.alias.vhd', 'data'], 'the XO VhdDirectory folder is never touched')
   })
 })
+
+test('a clean cancelled in the middle of a merge stops there (merge task cancelled) and the next clean finishes it', async () => {
+  await withRemote(async (handler, root) => {
+    const disks = await history(handler, 3)
+    await handler.unlink(jsonPath(0))
+    const controller = new AbortController()
+    const events: TaskEvent[] = []
+    const task = TaskLog.start({ name: 'clean-vm' }, {
+      onEvent: event => {
+        events.push(event)
+        if (event.type === 'property' && event.name === 'progress') controller.abort()
+      },
+    })
+    await assert.rejects(cleanVm(handler, VM, { task, signal: controller.signal }))
+    const merge = events.find(e => e.type === 'start' && e.properties.name === 'merge')!
+    assert.ok(events.some(e => e.id === merge.id && e.type === 'end' && e.status === 'cancelled'))
+    assert.equal(events.filter(e => e.type === 'start' && e.properties.name === 'merge').length, 1, 'the second disk was not started')
+    const result = await cleanVm(handler, VM)
+    assert.equal(result.merged, 2)
+    await assertPointsIntact(root, disks, [1, 2])
+  })
+})
