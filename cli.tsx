@@ -12,7 +12,7 @@ Talking to the daemon (all take --json and --socket PATH):
   lifeboat pool add URL --user U (--password-env VAR | --password-file F) · pool list · pool remove ID
   lifeboat vm list [--pool P] · sr list [--pool P]
   lifeboat remote add NAME URL · remote list · remote test NAME · remote remove NAME
-  lifeboat job create (--file job.json | flags) · job list · job show J · job run J [--schedule S] [--wait] · job delete J
+  lifeboat job create (--file job.json | flags) · job list · job show J · job run J [--schedule S] [--wait] · job enable|disable J · job delete J
   lifeboat run list [--job J] [--status S] [--limit N] · run show RUNID · run cancel RUNID
   lifeboat logs [RUNID] [--follow]
   lifeboat backup list --remote R [--vm UUID]

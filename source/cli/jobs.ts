@@ -115,6 +115,22 @@ export const JOB_COMMANDS: Record<string, Record<string, Subcommand>> = {
         context.print({ runId }, () => `run ${runId} started; follow it with: lifeboat logs ${runId} --follow\n`)
       },
     },
+    enable: {
+      usage: 'lifeboat job enable J [--json] [--socket PATH]   (its schedules fire again)',
+      arity: [1, 1],
+      async body(context) {
+        const info = await (await context.client()).call('job.setEnabled', { id: context.positionals[0]!, enabled: true })
+        context.print(info, () => `job "${info.job.name}" enabled; next run ${formatDate(info.nextRun)}\n`)
+      },
+    },
+    disable: {
+      usage: 'lifeboat job disable J [--json] [--socket PATH]   (no scheduled runs; job run still works)',
+      arity: [1, 1],
+      async body(context) {
+        const info = await (await context.client()).call('job.setEnabled', { id: context.positionals[0]!, enabled: false })
+        context.print(info, () => `job "${info.job.name}" disabled\n`)
+      },
+    },
     delete: {
       usage: 'lifeboat job delete J [--json] [--socket PATH]',
       arity: [1, 1],

@@ -5,6 +5,7 @@ import { readFileSync } from 'node:fs'
 import { randomUUID } from 'node:crypto'
 import { RunLogStore, type TaskEvent } from '../tasks/index.ts'
 import { LifeboatError } from '../util/errors.ts'
+import { sleep } from '../util/abort.ts'
 import { cleanupAfterCrash, startBackupRun, type EngineContext } from '../engine/index.ts'
 import { parseJob, type Job } from '../protocol/job.ts'
 import type { JobInfo, DaemonInfo } from '../protocol/methods.ts'
@@ -42,6 +43,7 @@ export class Daemon {
   /** Runs wait for the crash clean-up: it removes temporary snapshots, which a new run would also have. */
   cleanedUp: Promise<void> = Promise.resolve()
   #stopping: Promise<void> | undefined
+  readonly #stopped = new AbortController()
 
   private constructor(
     readonly state: DaemonState,
@@ -190,12 +192,14 @@ export class Daemon {
 
   async #cleanUp(): Promise<void> {
     // Give the stored pools a moment to connect, so their leftover snapshots are seen.
+    const signal = this.#stopped.signal
     const deadline = Date.now() + 30_000
-    while (this.pools.list().some(pool => pool.status === 'connecting') && Date.now() < deadline) await new Promise(resolve => setTimeout(resolve, 200))
+    while (this.pools.list().some(pool => pool.status === 'connecting') && Date.now() < deadline && !signal.aborted) await sleep(200, signal).catch(() => {})
+    if (signal.aborted) return
     try {
-      for (const line of await cleanupAfterCrash(this.context)) this.log(`clean-up: ${line}`)
+      for (const line of await cleanupAfterCrash(this.context, { signal })) this.log(`clean-up: ${line}`)
     } catch (error) {
-      this.log(`clean-up failed: ${(error as Error).message}`)
+      this.log(`clean-up ${signal.aborted ? 'stopped' : 'failed'}: ${(error as Error).message}`)
     }
   }
 
@@ -204,6 +208,7 @@ export class Daemon {
     this.#stopping ??= (async () => {
       this.scheduler.stop()
       this.lanes.stop()
+      this.#stopped.abort()
       await this.cleanedUp
       if (this.runs.activeCount > 0) this.log(`cancelling ${this.runs.activeCount} run(s): ${reason}`)
       await this.runs.cancelAll(reason, 60_000)
