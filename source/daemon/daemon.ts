@@ -23,6 +23,8 @@ export interface DaemonOptions {
   dataDir: string
   socketPath?: string
   clock?: Clock
+  /** Run logs kept per job (stored in the state; default 100). */
+  keepRunsPerJob?: number
   /** Where the daemon's own log lines go (journald reads stderr). */
   log?: (line: string) => void
 }
@@ -79,6 +81,7 @@ export class Daemon {
 
   static async start(options: DaemonOptions): Promise<Daemon> {
     const state = await DaemonState.open(resolve(options.dataDir))
+    if (options.keepRunsPerJob !== undefined) await state.update(data => void (data.settings.keepRunsPerJob = options.keepRunsPerJob!))
     const daemon = new Daemon(state, options)
     await daemon.#startUp()
     return daemon

@@ -39,7 +39,7 @@ test('scheduled runs on a fake clock: one at a time per job, skips logged, logs 
   const clock = new ManualClock(Date.parse('2026-03-29T00:30:00Z'))
   const lines: string[] = []
   const dataDir = join(dir.path, 'daemon')
-  let daemon = await Daemon.start({ dataDir, clock, log: line => lines.push(line) })
+  let daemon = await Daemon.start({ dataDir, clock, log: line => lines.push(line), keepRunsPerJob: 2 })
   let client = await DaemonClient.connect(daemon.socketPath)
   try {
     const pool = lab.pools[0]!
@@ -47,7 +47,6 @@ test('scheduled runs on a fake clock: one at a time per job, skips logged, logs 
     await mkdir(join(dir.path, 'remote'))
     await client.call('remote.add', { name: 'local', url: `file://${join(dir.path, 'remote')}` })
     const vm = (await client.call('vm.list')).find(v => v.name === 'tiny-running')!
-    await daemon.state.update(data => void (data.settings.keepRunsPerJob = 2))
     // Every 30 minutes, Paris time, across the night the clocks go forward.
     const info = await client.call('job.create', { job: { name: 'half-hourly', mode: 'full', vms: { uuids: [vm.uuid] }, remotes: ['local'], schedules: [{ name: 'often', cron: '*/30 * * * *', timezone: 'Europe/Paris', retention: { backups: 2 } }] } })
     assert.equal(info.nextRun, Date.parse('2026-03-29T01:00:00Z'))
