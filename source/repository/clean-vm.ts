@@ -8,7 +8,7 @@ import { writeCache, type VmBackupCache } from './cache.ts'
 import { METADATA_FILE, resolveInVmDir, vmDir } from './layout.ts'
 import { mergeChain, resumeInterruptedMerges } from './merge-backups.ts'
 import { parseBackupMetadata, serializeBackupMetadata, type BackupMetadata, type DeltaBackupMetadata } from './metadata.ts'
-import { listChainFolders, readChainFolder, unkeptAncestors, type ChainDisk, type ChainFolder } from './vhd-chains.ts'
+import { listChainFolders, readChainFolder, unreferencedAncestors, type ChainDisk, type ChainFolder } from './vhd-chains.ts'
 
 export interface CleanVmOptions {
   /** Merge unreferenced VHDs into the oldest kept backup that needs them (retention of delta chains). */
@@ -88,34 +88,59 @@ class Clean {
 export async function cleanVm(handler: RemoteHandler, vmUuid: string, options: CleanVmOptions = {}): Promise<CleanVmResult> {
   const clean = new Clean(handler, options)
   const temporaryFilesBefore = options.temporaryFilesBefore ?? Date.now()
-  const dir = vmDir(vmUuid)
-  const rootNames = await handler.list(dir, { ignoreMissing: true })
+  const rootNames = await handler.list(vmDir(vmUuid), { ignoreMissing: true })
   if (rootNames.length === 0) return clean.result
 
   const folderPaths = await listChainFolders(handler, vmUuid)
+  const blocked = await resumeMerges(clean, folderPaths)
+  const backups = await readBackups(clean, vmUuid, rootNames)
+  const folders = await readFolders(clean, folderPaths, blocked)
+  const disks = new Map<string, ChainDisk>()
+  for (const folder of folders) for (const disk of folder.disks.values()) disks.set(disk.path, disk)
+
+  const complete = await removeIncompleteBackups(clean, vmUuid, backups, disks, blocked)
+  const referenced = new Set<string>()
+  for (const backup of complete) if (backup.metadata.mode === 'delta') for (const path of vhdPaths(vmUuid, backup.metadata)) referenced.add(path)
+  const merges = await removeUnusedDisks(clean, folders, referenced)
+  const mergedInto = options.merge === false ? new Map() : await runMerges(clean, merges)
+
+  await updateMergedMetadata(clean, vmUuid, complete, disks, mergedInto)
+  await removeStrayFiles(clean, vmUuid, rootNames, complete, folderPaths, temporaryFilesBefore)
+  if (clean.removing) await removeEmptyFolders(handler, folders.map(folder => folder.path))
+
+  const cache: VmBackupCache = {}
+  for (const { path, metadata } of clean.removing ? complete : backups) cache[`/${path}`] = { ...metadata, _filename: `/${path}`, id: `/${path}` }
+  await writeCache(handler, vmUuid, cache)
+  return clean.result
+}
+
+/** Finishes the merges a crash interrupted; returns the folders where that failed, to be left as they are. */
+async function resumeMerges(clean: Clean, folderPaths: string[]): Promise<Set<string>> {
   const blocked = new Set<string>()
   for (const folder of folderPaths) {
     clean.checkpoint()
     try {
-      const resumed = await resumeInterruptedMerges(handler, clean.fs, folder, options.task)
-      if (resumed !== undefined) {
-        clean.result.merged += resumed.merged
-        clean.info('interrupted merge finished', { folder })
-      }
+      const resumed = await resumeInterruptedMerges(clean.handler, clean.fs, folder, clean.options.task)
+      if (resumed === undefined) continue
+      clean.result.merged += resumed.merged
+      clean.info('interrupted merge finished', { folder })
     } catch (error) {
-      options.signal?.throwIfAborted()
+      clean.checkpoint()
       // Its disks are half-merged: removing or merging anything there could lose a kept backup.
       blocked.add(folder)
       clean.warn('an interrupted merge could not be finished; this disk folder is left as it is', { folder, error: (error as Error).message })
     }
   }
+  return blocked
+}
 
-  const backups = await readBackups(clean, dir, rootNames)
+/** The chain folders the clean may change; folders it cannot judge are added to `blocked`. */
+async function readFolders(clean: Clean, folderPaths: string[], blocked: Set<string>): Promise<ChainFolder[]> {
   const folders: ChainFolder[] = []
   for (const path of folderPaths) {
     clean.checkpoint()
     if (blocked.has(path)) continue
-    const folder = await readChainFolder(handler, clean.fs, path)
+    const folder = await readChainFolder(clean.handler, clean.fs, path)
     if (folder.unsupported.length > 0 || folder.forks.length > 0) {
       blocked.add(path)
       const why = folder.unsupported.length > 0 ? `it holds VhdDirectory backups (${folder.unsupported.join(', ')}), which Lifeboat does not handle` : `a disk has several children (${folder.forks.join(', ')})`
@@ -124,63 +149,58 @@ export async function cleanVm(handler: RemoteHandler, vmUuid: string, options: C
     }
     folders.push(folder)
   }
-  const disks = new Map<string, ChainDisk>()
-  for (const folder of folders) for (const disk of folder.disks.values()) disks.set(disk.path, disk)
+  return folders
+}
 
-  const complete = await removeIncompleteBackups(clean, vmUuid, backups, disks, blocked)
-  const kept = new Set<string>()
-  for (const backup of complete) if (backup.metadata.mode === 'delta') for (const path of vhdPaths(vmUuid, backup.metadata)) kept.add(path)
-
+/**
+ * Removes the VHDs no backup needs, and returns the merges to do: each referenced disk with the
+ * unreferenced ancestors above it, oldest first (`[ancestor…, referenced]`).
+ */
+async function removeUnusedDisks(clean: Clean, folders: ChainFolder[], referenced: Set<string>): Promise<ChainDisk[][]> {
   const merges: ChainDisk[][] = []
   for (const folder of folders) {
     clean.checkpoint()
     const claimed = new Set<string>()
     for (const disk of folder.disks.values()) {
-      if (!kept.has(disk.path)) continue
-      const ancestors = unkeptAncestors(folder, disk, kept)
+      if (!referenced.has(disk.path)) continue
+      const ancestors = unreferencedAncestors(folder, disk, referenced)
       if (ancestors.length === 0) continue
       merges.push([...ancestors, disk])
       for (const ancestor of ancestors) claimed.add(ancestor.path)
     }
     for (const disk of folder.disks.values()) {
-      if (kept.has(disk.path) || claimed.has(disk.path)) continue
+      if (referenced.has(disk.path) || claimed.has(disk.path)) continue
       if (disk.broken !== undefined) clean.warn('broken VHD', { path: disk.path, reason: disk.broken })
       else clean.info('unused VHD', { path: disk.path })
       await clean.remove(disk.path)
     }
   }
+  return merges
+}
 
-  // The disk each kept VHD became: after a merge it carries its oldest ancestor's type and a new size.
+/** Runs the merges; returns what each merged disk became (its oldest ancestor's type, a new size). */
+async function runMerges(clean: Clean, merges: ChainDisk[][]): Promise<Map<string, { differencing: boolean; size: number }>> {
+  const { task, signal } = clean.options
   const mergedInto = new Map<string, { differencing: boolean; size: number }>()
-  if (options.merge !== false) {
-    for (const chain of merges) {
+  for (const chain of merges) {
+    clean.checkpoint()
+    const target = chain[chain.length - 1]!
+    try {
+      const outcome = await mergeChain(clean.fs, chain.map(disk => disk.path), { ...(task && { task }), ...(signal && { signal }) })
+      clean.result.merged += outcome.merged
+      clean.result.mergedBytes += outcome.mergedBytes
+      mergedInto.set(target.path, { differencing: chain[0]!.differencing, size: (await clean.handler.stat(target.path)).size })
+    } catch (error) {
       clean.checkpoint()
-      const target = chain[chain.length - 1]!
-      try {
-        const outcome = await mergeChain(clean.fs, chain.map(disk => disk.path), { ...(options.task && { task: options.task }), ...(options.signal && { signal: options.signal }) })
-        clean.result.merged += outcome.merged
-        clean.result.mergedBytes += outcome.mergedBytes
-        mergedInto.set(target.path, { differencing: chain[0]!.differencing, size: (await handler.stat(target.path)).size })
-      } catch (error) {
-        options.signal?.throwIfAborted()
-        clean.warn('merge failed; it is resumed by the next clean', { path: target.path, error: (error as Error).message })
-      }
+      clean.warn('merge failed; it is resumed by the next clean', { path: target.path, error: (error as Error).message })
     }
   }
-
-  await updateMergedMetadata(clean, vmUuid, complete, disks, mergedInto)
-  await removeStrayFiles(clean, vmUuid, rootNames, complete, folderPaths, temporaryFilesBefore)
-  if (clean.removing) await removeEmptyFolders(handler, folders.map(folder => folder.path))
-
-  const remaining = clean.removing ? complete : backups
-  const cache: VmBackupCache = {}
-  for (const { path, metadata } of remaining) cache[`/${path}`] = { ...metadata, _filename: `/${path}`, id: `/${path}` }
-  await writeCache(handler, vmUuid, cache)
-  return clean.result
+  return mergedInto
 }
 
 /** Every backup JSON of the folder; one that does not parse is unusable and removed. */
-async function readBackups(clean: Clean, dir: string, rootNames: string[]): Promise<Backup[]> {
+async function readBackups(clean: Clean, vmUuid: string, rootNames: string[]): Promise<Backup[]> {
+  const dir = vmDir(vmUuid)
   const backups: Backup[] = []
   for (const name of rootNames) {
     if (!METADATA_FILE.test(name)) continue

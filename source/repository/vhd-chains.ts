@@ -115,10 +115,10 @@ function ancestorProblem(disks: Map<string, ChainDisk>, disk: ChainDisk): string
   return undefined
 }
 
-/** The disk's ancestors that `keep` does not hold, oldest first, stopping at the first kept one or the root. */
-export function unkeptAncestors(folder: ChainFolder, disk: ChainDisk, keep: ReadonlySet<string>): ChainDisk[] {
+/** The disk's ancestors no backup references, oldest first, stopping at the first referenced one or the root. */
+export function unreferencedAncestors(folder: ChainFolder, disk: ChainDisk, referenced: ReadonlySet<string>): ChainDisk[] {
   const out: ChainDisk[] = []
-  for (let parent = disk.parent; parent !== undefined && !keep.has(parent); parent = folder.disks.get(parent)!.parent) {
+  for (let parent = disk.parent; parent !== undefined && !referenced.has(parent); parent = folder.disks.get(parent)!.parent) {
     out.unshift(folder.disks.get(parent)!)
   }
   return out
