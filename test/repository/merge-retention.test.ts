@@ -5,7 +5,7 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { VhdFile } from '../../source/formats/vhd/index.ts'
 import { applyRetention, cleanVm, deleteBackups, listVmBackups, readCache, vmDir } from '../../source/repository/index.ts'
-import { LocalHandler } from '../../source/storage/index.ts'
+import { LocalHandler, openRemote } from '../../source/storage/index.ts'
 import { TaskLog, type TaskEvent } from '../../source/tasks/index.ts'
 import { requireTool, tempDir } from '../helpers/tools.ts'
 import { libvhdiRaw, qemuRaw } from '../formats/fixtures/vhd/disks.ts'
@@ -22,7 +22,8 @@ test('retention keeps 2 of 6 backups: the 4 old deltas are merged into the oldes
   requireTool('vhdimount', 'libvhdi-utils')
   const dir = await tempDir('lifeboat-merge-')
   try {
-    const handler = new LocalHandler(dir.path)
+    const handler = openRemote(`file://${dir.path}`) // as the engine opens it: with retries
+    await handler.sync()
     const disks = newDisks(2, 6) // 12 MiB each
     const rand = random(42)
     for (let g = 0; g < 6; g++) await writeDeltaBackup(handler, disks, g, rand)
