@@ -282,3 +282,13 @@ test('job delete', async () => {
   assert.equal(missing.code, 1)
   assert.match(missing.stderr, /JOB_NOT_FOUND/)
 })
+
+test('pool remove: the pool and its password are gone', async () => {
+  await cliJson(daemon.socket, ['pool', 'remove', lab.pools[0]!.poolUuid])
+  assert.deepEqual(await cliJson(daemon.socket, ['pool', 'list']), [])
+  const secrets = await import('node:fs/promises').then(fs => fs.readFile(join(dataDir, 'secrets.json'), 'utf8'))
+  assert.ok(!secrets.includes(lab.pools[0]!.poolUuid))
+  const vms = await cli(daemon.socket, ['vm', 'list', '--pool', lab.pools[0]!.poolUuid])
+  assert.equal(vms.code, 1)
+  assert.match(vms.stderr, /POOL_NOT_FOUND/)
+})
