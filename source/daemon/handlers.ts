@@ -113,7 +113,7 @@ export function buildHandlers(daemon: Daemon): Record<MethodName, MethodHandler>
 
     'backup.list': ({ remote, vm }) => listRestorePoints(remotes.get(remote), vm === undefined ? {} : { vmUuid: vm }),
     'restore.start': async ({ remote, backupId, sr, name, start }) => {
-      remotes.get(remote)
+      remotes.get(remote) // REMOTE_NOT_FOUND now rather than as a failed run
       await daemon.cleanedUp
       const runId = await runs.start('restore', {}, onEvent =>
         startRestoreRun(daemon.context, { remote, backupId, srUuid: sr, ...(name !== undefined && { name }), ...(start !== undefined && { start }) }, { onEvent }),

@@ -24,7 +24,7 @@ export class ClientConnection {
     socket.on('drain', () => {
       if (!this.#dropping) return
       this.#dropping = false
-      this.#write(encodeMessage({ jsonrpc: '2.0', method: 'resync', params: { reason: 'notifications were dropped because this client read too slowly; fetch the lists again.' } }))
+      this.socket.write(encodeMessage({ jsonrpc: '2.0', method: 'resync', params: { reason: 'notifications were dropped because this client read too slowly; fetch the lists again.' } }))
     })
   }
 
@@ -35,7 +35,7 @@ export class ClientConnection {
       this.#dropping = true
       return
     }
-    this.#write(encodeMessage({ jsonrpc: '2.0', method, params }))
+    this.socket.write(encodeMessage({ jsonrpc: '2.0', method, params }))
   }
 
   respond(message: string): void {
@@ -44,11 +44,7 @@ export class ClientConnection {
       this.socket.destroy()
       return
     }
-    this.#write(message)
-  }
-
-  #write(text: string): void {
-    this.socket.write(text)
+    this.socket.write(message)
   }
 }
 
