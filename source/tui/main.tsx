@@ -27,7 +27,7 @@ export async function runTui(options: { socket: string; readonly: boolean }): Pr
   const restore = () => process.stdout.write(LEAVE_ALTERNATE_SCREEN)
   process.once('exit', restore)
   try {
-    const instance = render(<SizedApp client={client} readonly={options.readonly} socket={options.socket} />, { exitOnCtrlC: false, patchConsole: true, maxFps: 15, incrementalRendering: true })
+    const instance = render(<SizedApp client={client} readonly={options.readonly} socket={options.socket} />, { exitOnCtrlC: false, patchConsole: true, maxFps: 15 })
     await instance.waitUntilExit()
     return 0
   } finally {

@@ -94,7 +94,7 @@ export function LanesScreen() {
         {busy ? '' : ' · idle: nothing runs now'}
         {lines.length > height ? ` · ${list.cursor + 1}/${lines.length}` : ''}
       </Text>
-      {lines.length === 0 ? <Text dimColor>No pool connected: add one on the Pools screen (:pools).</Text> : null}
+      {lines.length === 0 ? <Text dimColor>No pool has run anything since the daemon started; the lanes appear with the first backup or restore.</Text> : null}
       {lines.slice(list.offset, list.offset + height).map((line, i) => (
         <Box key={line.key}>
           <Text inverse={list.offset + i === list.cursor}>{' '}</Text>

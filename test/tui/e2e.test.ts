@@ -1,0 +1,183 @@
+// The TUI in a real terminal (tmux) against a real daemon and the lab, driven by keys only: a delta job
+// with a smart selection made in the wizard, run, watched in the lanes, its log tree opened, and its
+// backup restored to the DR pool's SR; the lab must then hold the restored VM.
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
+import { createInterface } from 'node:readline'
+import { existsSync } from 'node:fs'
+import { mkdir } from 'node:fs/promises'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { DaemonClient } from '../../source/client/index.ts'
+import { requireTool, tempDir } from '../helpers/tools.ts'
+
+const root = fileURLToPath(new URL('../..', import.meta.url))
+const lifeboat = join(root, 'bin/lifeboat.js')
+const sleep = (ms: number) => new Promise(resolve => setTimeout(resolve, ms))
+
+interface LabPool {
+  name: string
+  url: string
+  username: string
+  password: string
+  poolUuid: string
+}
+
+function startLab(dataDir: string): Promise<{ child: ChildProcess; pools: LabPool[] }> {
+  const child = spawn(process.execPath, [lifeboat, 'lab', 'serve', '--fixture', 'pair', '--json', '--data', dataDir], { stdio: ['ignore', 'pipe', 'inherit'] })
+  return new Promise((resolve, reject) => {
+    child.once('exit', code => reject(new Error(`the lab exited (${code}) before listening`)))
+    createInterface({ input: child.stdout! }).once('line', line => resolve({ child, pools: (JSON.parse(line) as { pools: LabPool[] }).pools }))
+  })
+}
+
+async function until<T>(what: string, probe: () => Promise<T | undefined> | T | undefined, timeoutMs = 20_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    const value = await probe()
+    if (value !== undefined) return value
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
+    await sleep(100)
+  }
+}
+
+class Tmux {
+  constructor(readonly session: string) {}
+  start(command: string, columns = 80, rows = 24): void {
+    const result = spawnSync('tmux', ['new-session', '-d', '-s', this.session, '-x', String(columns), '-y', String(rows), command], { encoding: 'utf8' })
+    assert.equal(result.status, 0, result.stderr)
+  }
+  screen(): string {
+    return spawnSync('tmux', ['capture-pane', '-p', '-t', this.session], { encoding: 'utf8' }).stdout
+  }
+  /** tmux key names (Enter, Escape, Down, Space…) or literal text with `-l`. */
+  keys(...keys: string[]): void {
+    spawnSync('tmux', ['send-keys', '-t', this.session, ...keys])
+  }
+  type(text: string): void {
+    for (const char of text) spawnSync('tmux', ['send-keys', '-t', this.session, '-l', char])
+  }
+  async waitFor(text: string | RegExp, timeoutMs = 20_000): Promise<string> {
+    let last = ''
+    try {
+      return await until(
+        String(text),
+        () => {
+          last = this.screen()
+          return (typeof text === 'string' ? last.includes(text) : text.test(last)) ? last : undefined
+        },
+        timeoutMs,
+      )
+    } catch {
+      throw new Error(`timed out waiting for ${String(text)}; the terminal shows:\n${last}`)
+    }
+  }
+  /** Sends keys, then waits for what they should bring. */
+  async press(keys: string[], expect: string | RegExp): Promise<string> {
+    this.keys(...keys)
+    return this.waitFor(expect)
+  }
+  kill(): void {
+    spawnSync('tmux', ['kill-session', '-t', this.session])
+  }
+}
+
+test('e2e in tmux: wizard → run → lanes → log tree → restore to the DR pool, by keys only', { timeout: 180_000 }, async () => {
+  requireTool('tmux', 'tmux')
+  const dir = await tempDir('lifeboat-tui-e2e-')
+  const socket = join(dir.path, 'lifeboat.sock')
+  const children: ChildProcess[] = []
+  const tmux = new Tmux(`lifeboat-e2e-${process.pid}`)
+  let client: DaemonClient | undefined
+  try {
+    const lab = await startLab(join(dir.path, 'lab'))
+    children.push(lab.child)
+    const [main, dr] = lab.pools
+    assert.ok(main !== undefined && dr !== undefined, 'the pair fixture has two pools')
+    // Slow exports down so that the lanes can be watched while the backup runs.
+    await fetch(`${main.url}/_sim/knobs`, { method: 'POST', body: JSON.stringify({ exportPerStreamMiBs: 4 }) })
+
+    const daemon = spawn(process.execPath, [lifeboat, 'daemon', '--data', join(dir.path, 'state'), '--socket', socket], { stdio: 'ignore' })
+    children.push(daemon)
+    await until('the daemon socket', () => (existsSync(socket) ? true : undefined))
+    client = await DaemonClient.connect(socket)
+    for (const pool of [main, dr]) await client.call('pool.add', { url: pool.url, username: pool.username, password: pool.password })
+    await mkdir(join(dir.path, 'remote'))
+    await client.call('remote.add', { name: 'lab', url: `file://${join(dir.path, 'remote')}` })
+    await until('both pools connected', async () => ((await client!.call('pool.list')).every(p => p.status === 'connected') ? true : undefined))
+
+    tmux.start(`CI=false ${process.execPath} --import tsx ${join(root, 'test/tui/start-tui.ts')} ${socket}`)
+    await tmux.waitFor('No jobs yet')
+
+    // The wizard: name, then a smart selection (pool "lab", tag prod) with its live preview.
+    await tmux.press(['n'], '[Job]')
+    tmux.type('e2e-delta')
+    await tmux.press(['Enter'], 'Smart selection')
+    const pools = await tmux.waitFor(/\[ \] lab/)
+    const labRow = pools.split('\n').findIndex(line => /\[ \] lab$/.test(line.trim()))
+    const drRow = pools.split('\n').findIndex(line => /\[ \] dr$/.test(line.trim()))
+    if (drRow !== -1 && drRow < labRow) tmux.keys('Down')
+    await tmux.press(['Space'], /\[x\] lab/)
+    await tmux.press(['Tab'], /› Tags/)
+    tmux.type('prod')
+    const preview = await tmux.waitFor('Matches 1 VM now')
+    assert.match(preview, /tiny-running · lab · Running · prod/)
+    await tmux.press(['Enter'], '[Where]')
+    await tmux.press(['Space'], '[x] remote lab')
+    await tmux.press(['Enter'], '[When]')
+    await tmux.press(['Enter'], '[How]')
+    await tmux.press(['Enter'], 'Press enter to save')
+    await tmux.press(['Enter'], 'create e2e-delta: done')
+
+    // Run it and watch the lanes.
+    await tmux.press(['r'], 'run e2e-delta: done')
+    tmux.keys(':')
+    tmux.type('lanes')
+    await tmux.press(['Enter'], 'Lifeboat ▸ Lanes')
+    // The export holds one of the 12 VDI slots and its progress moves.
+    const lanes = await tmux.waitFor(/VDI exports +\[■·+\] 1\/12[\s\S]*tiny-running[^\n]* \d+%/)
+    assert.match(lanes, /Pool lab/)
+    const progress = (screen: string) => /tiny-running[^\n]* (\d+)%/.exec(screen)?.[1]
+    const first = progress(lanes)
+    await until('the export progress to move', () => {
+      const now = progress(tmux.screen())
+      return now !== undefined && now !== first ? now : undefined
+    })
+
+    // The log tree of the run, once it is over.
+    tmux.keys(':')
+    tmux.type('logs')
+    await tmux.press(['Enter'], 'Lifeboat ▸ Runs')
+    await tmux.waitFor(/✔ success +e2e-delta/, 60_000)
+    const tree = await tmux.press(['Enter'], /✔ success backup/)
+    assert.match(tree, /▾ ✔/)
+
+    // Restore the backup to the DR pool's SR.
+    tmux.keys(':')
+    tmux.type('restore')
+    await tmux.press(['Enter'], '[Remote]')
+    await tmux.press(['Enter'], 'tiny-running')
+    await tmux.press(['Enter'], '[Restore point]')
+    await tmux.press(['Enter'], '[Target SR]')
+    await tmux.waitFor('DR storage')
+    tmux.keys('/')
+    tmux.type('DR storage')
+    await tmux.press(['Enter'], '/DR storage')
+    await tmux.press(['Enter'], 'New VM name')
+    await tmux.press(['Enter'], 'Press enter to restore')
+    await tmux.press(['Enter'], /Lifeboat ▸ Restore ▸ Run/)
+    await tmux.waitFor('✔ success restore', 60_000)
+
+    const restored = await until('the restored VM on the DR pool', async () => (await client!.call('vm.list', { pool: dr.poolUuid })).find(vm => vm.name.startsWith('tiny-running')))
+    assert.equal(restored.poolId, dr.poolUuid)
+
+    await tmux.press(['q'], /\$|#|^\s*$/m).catch(() => undefined)
+  } finally {
+    tmux.kill()
+    client?.close()
+    for (const child of children) child.kill('SIGTERM')
+    await Promise.all(children.map(child => new Promise(resolve => (child.exitCode !== null ? resolve(undefined) : child.once('exit', resolve)))))
+    await dir.cleanup()
+  }
+})
