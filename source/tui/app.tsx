@@ -125,7 +125,16 @@ export function App({ client, readonly, columns, rows, socket, onQuit }: AppProp
   // Ink re-subscribes a changed handler only after React's passive effects run, which may be after the
   // next key: the stable handler below always reaches this render's routing.
   const route = useRef<(input: string, key: Key) => void>(() => {})
-  useInput(useCallback((input: string, key: Key) => route.current(input, key), []))
+  useInput(
+    useCallback((input: string, key: Key) => {
+      // Fast typing over SSH or tmux, or a paste, can arrive as one chunk ("s\r"): replay it key by key.
+      if (input.length > 1 && !key.ctrl && !key.meta && /^[\x20-\x7e\r\t\x7f]+$/.test(input)) {
+        for (const char of input) route.current(char === '\r' || char === '\t' || char === '\x7f' ? '' : char, { ...key, return: char === '\r', tab: char === '\t', backspace: char === '\x7f', shift: /[A-Z]/.test(char) })
+        return
+      }
+      route.current(input, key)
+    }, []),
+  )
   route.current = (input: string, key: Key) => {
     const overlay = overlayRef.current
     if (overlay !== undefined) return overlayKey(overlay, input, key)

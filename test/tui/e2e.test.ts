@@ -83,7 +83,7 @@ class Tmux {
   }
 }
 
-test('e2e in tmux: wizard → run → lanes → log tree → restore to the DR pool, by keys only', { timeout: 180_000 }, async () => {
+test('e2e in tmux: wizard → run → lanes → log tree → restore to the DR pool, by keys only', { timeout: 180_000 }, async context => {
   requireTool('tmux', 'tmux')
   const dir = await tempDir('lifeboat-tui-e2e-')
   const socket = join(dir.path, 'lifeboat.sock')
@@ -138,6 +138,7 @@ test('e2e in tmux: wizard → run → lanes → log tree → restore to the DR p
     // The export holds one of the 12 VDI slots and its progress moves.
     const lanes = await tmux.waitFor(/VDI exports +\[■·+\] 1\/12[\s\S]*tiny-running[^\n]* \d+%/)
     assert.match(lanes, /Pool lab/)
+    context.diagnostic(`lanes while the backup runs:\n${lanes}`)
     const progress = (screen: string) => /tiny-running[^\n]* (\d+)%/.exec(screen)?.[1]
     const first = progress(lanes)
     await until('the export progress to move', () => {
@@ -152,6 +153,7 @@ test('e2e in tmux: wizard → run → lanes → log tree → restore to the DR p
     await tmux.waitFor(/✔ success +e2e-delta/, 60_000)
     const tree = await tmux.press(['Enter'], /✔ success backup/)
     assert.match(tree, /▾ ✔/)
+    context.diagnostic(`the run's task tree:\n${tree}`)
 
     // Restore the backup to the DR pool's SR.
     tmux.keys(':')
@@ -167,12 +169,18 @@ test('e2e in tmux: wizard → run → lanes → log tree → restore to the DR p
     await tmux.press(['Enter'], 'New VM name')
     await tmux.press(['Enter'], 'Press enter to restore')
     await tmux.press(['Enter'], /Lifeboat ▸ Restore ▸ Run/)
-    await tmux.waitFor('✔ success restore', 60_000)
+    context.diagnostic(`the restore:\n${await tmux.waitFor('✔ success restore', 60_000)}`)
 
     const restored = await until('the restored VM on the DR pool', async () => (await client!.call('vm.list', { pool: dr.poolUuid })).find(vm => vm.name.startsWith('tiny-running')))
     assert.equal(restored.poolId, dr.poolUuid)
 
-    await tmux.press(['q'], /\$|#|^\s*$/m).catch(() => undefined)
+    // A resize redraws the whole screen at the new size: header on the first row, footer on the last but one.
+    spawnSync('tmux', ['resize-window', '-t', tmux.session, '-x', '100', '-y', '30'])
+    const resized = await until('the redraw at 100×30', () => {
+      const rows = tmux.screen().split('\n')
+      return rows[0]?.startsWith('Lifeboat ▸') === true && /q quit/.test(rows[28] ?? '') ? rows : undefined
+    })
+    assert.match(resized[0]!, /● connected$/)
   } finally {
     tmux.kill()
     client?.close()

@@ -27,14 +27,20 @@ function slots(lane: Lane): string {
   return `[${'■'.repeat(used)}${'·'.repeat(cells - used)}] ${lane.holders.length}/${lane.limit}`
 }
 
+/** "web-01 xvda": the VM, then its disk without the VM's name repeated (lab and XO name disks "<vm> disk 0"). */
+function slotLabel(vm: string, disk: string | undefined): string {
+  if (disk === undefined) return vm
+  return `${vm} ${disk.startsWith(vm) ? disk.slice(vm.length).trim() : disk}`
+}
+
 function holderLine(holder: LaneHolder, now: number, width: number): string {
-  const name = fit(`${holder.vmName ?? holder.vm}${holder.disk === undefined ? '' : ` ${holder.disk}`}`, 14)
+  const name = fit(slotLabel(holder.vmName ?? holder.vm, holder.disk), 20)
   if (holder.total === undefined) return `  ${name} ${fit(holder.phase, 10)} ${formatDuration(now - holder.since)}  ${holder.jobName ?? ''}`
   const targets = Object.entries(holder.targets ?? {})
     .map(([target, t]) => `${target} ${t.state === 'failed' ? '✖' : t.state === 'done' ? '✔' : percent(t.done, holder.total).trim()}`)
     .join(' ')
   const figures = `${percent(holder.done, holder.total)} ${formatSpeed(holder.bytesPerSecond).padStart(10)} ${formatEta(holder.done, holder.total, holder.bytesPerSecond).padStart(6)}`
-  const line = `  ${name} ${progressBar(holder.done, holder.total, 10)} ${figures}  ${targets || holder.jobName || ''}`
+  const line = `  ${name} ${progressBar(holder.done, holder.total, 8)} ${figures}  ${targets || holder.jobName || ''}`
   return fit(line, width)
 }
 
@@ -50,7 +56,7 @@ export function laneLines(snapshot: LanesSnapshot, now: number, width: number): 
       lines.push({ key: `${pool.poolId}:${key}`, text: ` ${fit(title, 12)} ${slots(lane)}${full ? ' full' : ''}${waiting}`, ...(full || waiting !== '' ? { tone: 'yellow' as const } : {}) })
       lane.holders.forEach((holder, i) => lines.push({ key: `${pool.poolId}:${key}:${i}`, text: holderLine(holder, now, width) }))
       if (lane.waiting.length > 0) {
-        const queue = lane.waiting.map(w => `${w.vmName ?? w.vm}${w.disk === undefined ? '' : ` ${w.disk}`}`).join(', ')
+        const queue = lane.waiting.map(w => slotLabel(w.vmName ?? w.vm, w.disk)).join(', ')
         lines.push({ key: `${pool.poolId}:${key}:waiting`, text: fit(`   ⏸ waiting: ${queue}`, width), tone: 'gray' })
       }
     }
@@ -80,7 +86,7 @@ export function LanesScreen() {
   }, [shell.client, shell.generation])
 
   const snapshot = live !== undefined && (initial.data === undefined || live.at >= initial.data.at) ? live : initial.data
-  const lines = snapshot === undefined ? [] : laneLines(snapshot, snapshot.at, shell.columns)
+  const lines = snapshot === undefined ? [] : laneLines(snapshot, snapshot.at, shell.columns - 1)
   const height = shell.bodyHeight - 1
   const list = useListCursor(lines.length, height)
   useScreenKeys({ keys: [{ key: '↑/↓', label: 'scroll' }, { key: 'l', label: 'runs' }], onKey: (input, key) => list.onKey(input, key) || (input === 'l' && (shell.navigate({ screen: 'runs' }), true)) })
