@@ -1,7 +1,15 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { renderApp, KEYS } from './render.tsx'
+import { renderApp, KEYS, tick } from './render.tsx'
 import { fullDaemon } from './setup.ts'
+
+async function eventually(what: string, check: () => boolean): Promise<void> {
+  const deadline = Date.now() + 2000
+  while (!check()) {
+    if (Date.now() > deadline) assert.fail(`${what} did not happen within 2 s`)
+    await tick(10)
+  }
+}
 
 async function go(t: Awaited<ReturnType<typeof renderApp>>, screen: string) {
   await t.press(':')
@@ -63,8 +71,8 @@ test('daemon down: a screen says how to start it; when it is back the data is fe
   const before = client.callsOf('job.list').length
   client.setConnection({ status: 'connected' })
   frame = await t.waitFor('nightly')
-  assert.ok(client.callsOf('job.list').length > before, 'jobs fetched again after the reconnection')
-  assert.ok(client.callsOf('subscribe').length >= 2, 'state subscription restored')
+  await eventually('jobs fetched again after the reconnection', () => client.callsOf('job.list').length > before)
+  await eventually('state subscription restored', () => client.callsOf('subscribe').length >= 2)
   t.unmount()
 })
 
@@ -74,8 +82,7 @@ test('resync notification: everything is fetched again', async () => {
   await t.waitFor('nightly')
   const before = client.callsOf('job.list').length
   client.notify('resync', { reason: 'queue full' })
-  await t.press()
-  assert.ok(client.callsOf('job.list').length > before)
+  await eventually('jobs fetched again after a resync', () => client.callsOf('job.list').length > before)
   t.unmount()
 })
 
@@ -88,8 +95,7 @@ test('state.changed refreshes the list that changed', async () => {
   await t.press()
   assert.equal(client.callsOf('job.list').length, before)
   client.notify('state.changed', { kind: 'jobs' })
-  await t.press()
-  assert.equal(client.callsOf('job.list').length, before + 1)
+  await eventually('jobs fetched again when they changed', () => client.callsOf('job.list').length === before + 1)
   t.unmount()
 })
 
