@@ -122,18 +122,39 @@ export function App({ client, readonly, columns, rows, socket, onQuit }: AppProp
     }
   }, [client, readonly, generation, columns, bodyHeight, setOverlay])
 
-  // Ink re-subscribes a changed handler only after React's passive effects run, which may be after the
-  // next key: the stable handler below always reaches this render's routing.
+  // Keys go through one queue: the first at once, each next one a few ms later, once React has drawn the
+  // previous one's effect (a setImmediate is too early), so that a burst (fast typing over SSH, tmux, a
+  // paste) meets the screen it led to.
   const route = useRef<(input: string, key: Key) => void>(() => {})
-  useInput(
-    useCallback((input: string, key: Key) => {
-      // Fast typing over SSH or tmux, or a paste, can arrive as one chunk ("s\r"): replay it key by key.
-      if (input.length > 1 && !key.ctrl && !key.meta && /^[\x20-\x7e\r\t\x7f]+$/.test(input)) {
-        for (const char of input) route.current(char === '\r' || char === '\t' || char === '\x7f' ? '' : char, { ...key, return: char === '\r', tab: char === '\t', backspace: char === '\x7f', shift: /[A-Z]/.test(char) })
+  const queue = useRef<Array<[string, Key]>>([])
+  const draining = useRef(false)
+  const enqueue = useCallback((input: string, key: Key) => {
+    queue.current.push([input, key])
+    if (draining.current) return
+    draining.current = true
+    const next = () => {
+      const item = queue.current.shift()
+      if (item === undefined) {
+        draining.current = false
         return
       }
-      route.current(input, key)
-    }, []),
+      route.current(...item)
+      setTimeout(next, 5)
+    }
+    next()
+  }, [])
+  useInput(
+    useCallback(
+      (input: string, key: Key) => {
+        // A chunk of printable keys ("s\r") arrives as one input: split it into keys.
+        if (input.length > 1 && !key.ctrl && !key.meta && /^[\x20-\x7e\r\t\x7f]+$/.test(input)) {
+          for (const char of input) enqueue(char === '\r' || char === '\t' || char === '\x7f' ? '' : char, { ...key, return: char === '\r', tab: char === '\t', backspace: char === '\x7f', shift: /[A-Z]/.test(char) })
+          return
+        }
+        enqueue(input, key)
+      },
+      [enqueue],
+    ),
   )
   route.current = (input: string, key: Key) => {
     const overlay = overlayRef.current

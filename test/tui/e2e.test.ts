@@ -124,6 +124,7 @@ test('e2e in tmux: wizard → run → lanes → log tree → restore to the DR p
     const preview = await tmux.waitFor('Matches 1 VM now')
     assert.match(preview, /tiny-running · lab · Running · prod/)
     await tmux.press(['Enter'], '[Where]')
+    await tmux.waitFor('[ ] remote lab')
     await tmux.press(['Space'], '[x] remote lab')
     await tmux.press(['Enter'], '[When]')
     await tmux.press(['Enter'], '[How]')
@@ -153,14 +154,18 @@ test('e2e in tmux: wizard → run → lanes → log tree → restore to the DR p
     await tmux.waitFor(/✔ success +e2e-delta/, 60_000)
     const tree = await tmux.press(['Enter'], /✔ success backup/)
     assert.match(tree, /▾ ✔/)
-    context.diagnostic(`the run's task tree:\n${tree}`)
+    // Unfold the VM: its subtasks (snapshot, export, transfer…) with their figures.
+    const unfolded = await tmux.press(['Down', 'Right'], /▾ ✔ backup VM tiny-running[^\n]*\n {4}. ✔ \S/)
+    context.diagnostic(`the run's task tree:\n${unfolded}`)
 
     // Restore the backup to the DR pool's SR.
     tmux.keys(':')
     tmux.type('restore')
     await tmux.press(['Enter'], '[Remote]')
-    await tmux.press(['Enter'], 'tiny-running')
-    await tmux.press(['Enter'], '[Restore point]')
+    // Each Enter waits for the rows it picks from: the daemon answers after the screen is drawn.
+    await tmux.waitFor('›lab')
+    await tmux.press(['Enter'], /›tiny-running/)
+    await tmux.press(['Enter'], /\[Restore point\][\s\S]*›\d{4}-\d\d-\d\d \d\d:\d\d +delta/)
     await tmux.press(['Enter'], '[Target SR]')
     await tmux.waitFor('DR storage')
     tmux.keys('/')

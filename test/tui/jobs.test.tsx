@@ -32,3 +32,13 @@ test('jobs: r runs the selected job; d asks for the name before deleting', async
   assert.deepEqual(client.callsOf('job.delete'), [{ id: 'job-1' }])
   t.unmount()
 })
+
+test('jobs: a daemon error is shown as its sentence, not a crash', async () => {
+  const client = new FakeClient().answer('job.list', () => {
+    throw Object.assign(new Error('The state file is unreadable: restore it from /var/lib/lifeboat/state.json.bak.'), { code: 'STATE_CORRUPT' })
+  })
+  const t = await renderApp(client)
+  const frame = await t.waitFor('✖ The state file is unreadable')
+  assert.match(frame, /No jobs yet/)
+  t.unmount()
+})

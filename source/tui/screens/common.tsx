@@ -1,5 +1,6 @@
 // Pieces the list screens share: the filtered, windowed list and the one-line labels of jobs and runs.
-import type { Key } from 'ink'
+import { Text, type Key } from 'ink'
+import { tone } from '../theme.ts'
 import { useFilter, type Filter } from '../components/input.tsx'
 import { useListCursor, type Cell, type ListCursor } from '../components/list.tsx'
 import type { Job, JobInfo, RunStatus, RunSummary } from '../contract.ts'
@@ -58,4 +59,13 @@ export function runSearchText(run: RunSummary): string {
 /** Compact date for tables: 11-22 03:00. */
 export function shortDate(ms: number | undefined): string {
   return ms === undefined ? '-' : formatDate(ms).slice(5)
+}
+
+/** The line above a list: how many rows (after filtering), or why the list could not be fetched. */
+export function CountLine({ error, loading, count, noun }: { error: string | undefined; loading?: boolean; count: number; noun: string }) {
+  return (
+    <Text wrap="truncate" color={tone(error === undefined ? undefined : 'red')}>
+      {error === undefined ? `${count} ${noun}${count === 1 ? '' : 's'}${loading === true ? ' …' : ''}` : `✖ ${error}`}
+    </Text>
+  )
 }

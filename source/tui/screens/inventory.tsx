@@ -9,7 +9,7 @@ import { FormView, useForm, type Field } from '../components/form.tsx'
 import type { Vm } from '../contract.ts'
 import { formatBytes } from '../format.ts'
 import type { Tone } from '../theme.ts'
-import { useFilteredList } from './common.tsx'
+import { CountLine, useFilteredList } from './common.tsx'
 
 const POOL_FIELDS: Field[] = [
   { name: 'url', label: 'URL', kind: 'text', hint: 'https://pool-master' },
@@ -72,7 +72,7 @@ export function PoolsScreen() {
   }
   return (
     <Box flexDirection="column">
-      <Text wrap="truncate">{pools.error ?? `${view.rows.length} pool${view.rows.length === 1 ? '' : 's'}`}</Text>
+      <CountLine error={pools.error} count={view.rows.length} noun="pool" />
       <FilterLine filter={view.filter} />
       <Table
         columns={[
@@ -120,7 +120,7 @@ export function VmsScreen() {
   useScreenKeys({ keys: [{ key: '/', label: 'filter (name, tag, pool, power)' }], capturing: view.filter.editing, onKey: view.onKey })
   return (
     <Box flexDirection="column">
-      <Text wrap="truncate">{vms.error ?? `${view.rows.length} VM${view.rows.length === 1 ? '' : 's'}`}</Text>
+      <CountLine error={vms.error} count={view.rows.length} noun="VM" />
       <FilterLine filter={view.filter} />
       <Table
         columns={VM_COLUMNS}
@@ -143,7 +143,7 @@ export function SrsScreen() {
   useScreenKeys({ keys: [{ key: '/', label: 'filter' }], capturing: view.filter.editing, onKey: view.onKey })
   return (
     <Box flexDirection="column">
-      <Text wrap="truncate">{srs.error ?? `${view.rows.length} SR${view.rows.length === 1 ? '' : 's'}`}</Text>
+      <CountLine error={srs.error} count={view.rows.length} noun="SR" />
       <FilterLine filter={view.filter} />
       <Table
         columns={[

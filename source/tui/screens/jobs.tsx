@@ -3,9 +3,8 @@ import { useRpc, useScreenKeys, useShell } from '../shell.tsx'
 import { Table, type Column } from '../components/list.tsx'
 import { FilterLine } from '../components/input.tsx'
 import { jobIdOf, type JobInfo } from '../contract.ts'
-import { jobSearchText, shortDate, statusCell, targetsLabel, useFilteredList, vmsLabel } from './common.tsx'
-import { Box, Text } from 'ink'
-import { tone } from '../theme.ts'
+import { CountLine, jobSearchText, shortDate, statusCell, targetsLabel, useFilteredList, vmsLabel } from './common.tsx'
+import { Box } from 'ink'
 
 const COLUMNS: Column[] = [
   { title: ' ', width: 1 },
@@ -70,9 +69,7 @@ export function JobsScreen() {
 
   return (
     <Box flexDirection="column">
-      <Text wrap="truncate" color={tone(jobs.error === undefined ? undefined : 'red')}>
-        {jobs.error ?? `${view.rows.length} job${view.rows.length === 1 ? '' : 's'}${jobs.loading ? ' …' : ''}`}
-      </Text>
+      <CountLine error={jobs.error} loading={jobs.loading} count={view.rows.length} noun="job" />
       <FilterLine filter={view.filter} />
       <Table
         columns={COLUMNS}

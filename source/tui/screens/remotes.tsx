@@ -7,7 +7,7 @@ import { Table, type Column } from '../components/list.tsx'
 import { FilterLine } from '../components/input.tsx'
 import { FormView, useForm, type Field } from '../components/form.tsx'
 import { formatBytes } from '../format.ts'
-import { useFilteredList } from './common.tsx'
+import { CountLine, useFilteredList } from './common.tsx'
 
 const COLUMNS: Column[] = [
   { title: 'State', width: 7 },
@@ -79,7 +79,7 @@ export function RemotesScreen() {
   }
   return (
     <Box flexDirection="column">
-      <Text wrap="truncate">{remotes.error ?? `${view.rows.length} remote${view.rows.length === 1 ? '' : 's'}`}</Text>
+      <CountLine error={remotes.error} count={view.rows.length} noun="remote" />
       <FilterLine filter={view.filter} />
       <Table
         columns={COLUMNS}

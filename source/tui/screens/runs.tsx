@@ -1,11 +1,10 @@
 // Runs: every backup and restore run, newest first, with its outcome; Enter opens its task tree.
-import { Box, Text } from 'ink'
+import { Box } from 'ink'
 import { useRpc, useScreenKeys, useShell } from '../shell.tsx'
 import { Table, type Column } from '../components/list.tsx'
 import { FilterLine } from '../components/input.tsx'
 import { formatBytes, formatDuration } from '../format.ts'
-import { tone } from '../theme.ts'
-import { runSearchText, shortDate, statusCell, useFilteredList } from './common.tsx'
+import { CountLine, runSearchText, shortDate, statusCell, useFilteredList } from './common.tsx'
 
 const COLUMNS: Column[] = [
   { title: 'Status', width: 13 },
@@ -52,9 +51,7 @@ export function RunsScreen({ jobId }: { jobId?: string }) {
 
   return (
     <Box flexDirection="column">
-      <Text wrap="truncate" color={tone(runs.error === undefined ? undefined : 'red')}>
-        {runs.error ?? `${view.rows.length} run${view.rows.length === 1 ? '' : 's'}${runs.loading ? ' …' : ''}`}
-      </Text>
+      <CountLine error={runs.error} loading={runs.loading} count={view.rows.length} noun="run" />
       <FilterLine filter={view.filter} />
       <Table
         columns={COLUMNS}

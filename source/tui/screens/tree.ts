@@ -45,8 +45,8 @@ function label(node: TaskNode): string {
 }
 
 /**
- * Flattens the tree; `closed` holds the ids folded by the administrator. Unless folded, a task is
- * open when it has not succeeded (what went wrong shows first) or when `openAll` is set.
+ * Flattens the tree. A task is open when the administrator unfolded it (`opened`), else when it did not
+ * succeed (what went wrong shows first) or is the root; folding it (`closed`) wins over both.
  */
 export function flattenTree(root: TaskNode, closed: ReadonlySet<string>, opened: ReadonlySet<string>, now: number): TreeLine[] {
   const lines: TreeLine[] = []
