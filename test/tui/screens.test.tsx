@@ -202,3 +202,15 @@ test('jobs: space enables/disables, c on a job that does not run says so', async
   await t.waitFor('job-1 is not running')
   t.unmount()
 })
+
+test('a burst of keys in one chunk (fast typing over SSH) acts key by key', async () => {
+  const t = await renderApp(fullDaemon())
+  await t.press(':')
+  await t.press('runs\r')
+  await t.waitFor('run-00001')
+  await t.press(KEYS.enter)
+  await t.waitFor('VM web-01')
+  await t.press(KEYS.down + KEYS.right)
+  await t.waitFor('✔ snapshot')
+  t.unmount()
+})
