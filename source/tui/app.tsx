@@ -86,6 +86,10 @@ export function App({ client, readonly, columns, rows, socket, onQuit }: AppProp
   const bodyHeight = Math.max(3, rows - 4)
   const shell = useMemo<Shell>(() => {
     const notify = (text: string, kind: Notice['kind'] = 'info') => setNotice({ text, kind })
+    const canChange = (label: string) => {
+      if (readonly) notify(`Read-only: ${label} is disabled (started with --readonly).`, 'error')
+      return !readonly
+    }
     return {
       client,
       readonly,
@@ -93,19 +97,12 @@ export function App({ client, readonly, columns, rows, socket, onQuit }: AppProp
       columns,
       bodyHeight,
       navigate: route => setStack(s => [...s, route]),
-      jump: route => setStack([route]),
       back: () => setStack(s => (s.length > 1 ? s.slice(0, -1) : s)),
       notify,
       confirm: request => setOverlay({ kind: 'confirm', request, text: '' }),
-      canChange: label => {
-        if (readonly) notify(`Read-only: ${label} is disabled (started with --readonly).`, 'error')
-        return !readonly
-      },
+      canChange,
       mutate: async (label, action) => {
-        if (readonly) {
-          notify(`Read-only: ${label} is disabled (started with --readonly).`, 'error')
-          return undefined
-        }
+        if (!canChange(label)) return undefined
         try {
           const result = await action()
           notify(`${label}: done.`)

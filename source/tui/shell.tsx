@@ -56,8 +56,6 @@ export interface Shell {
   /** Rows the screen body may use. */
   bodyHeight: number
   navigate: (route: Route) => void
-  /** Replaces the whole stack (the palette). */
-  jump: (route: Route) => void
   back: () => void
   notify: (text: string, kind?: Notice['kind']) => void
   confirm: (request: ConfirmRequest) => void
