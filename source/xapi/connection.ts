@@ -17,7 +17,7 @@ export interface ConnectOptions {
   signal?: AbortSignal
   /** Bound on login + first fetch of all objects. */
   timeoutMs?: number
-  /** An export or import that sends no byte for this long fails (XAPI stalls). */
+  /** An export that sends no byte for this long fails (XAPI stalls); default 5 minutes. */
   stallTimeoutMs?: number
 }
 
@@ -27,6 +27,7 @@ export class PoolConnection {
   private constructor(
     readonly xapi: Xapi,
     readonly url: string,
+    readonly stallTimeoutMs: number,
   ) {}
 
   static async connect(credentials: PoolCredentials, options: ConnectOptions = {}): Promise<PoolConnection> {
@@ -36,8 +37,12 @@ export class PoolConnection {
       // Pools use self-signed certificates almost everywhere; the administrator chose the URL.
       allowUnauthorized: true,
       watchEvents: true,
-      httpInactivityTimeout: options.stallTimeoutMs ?? 5 * 60_000,
+      // Above event.from's 60 s long poll (a shorter one cuts every idle poll), and the bound on uploads.
+      httpInactivityTimeout: 5 * 60_000,
       debounce: 50,
+      // After an event-fetch error (a toolstack restart) retry in seconds, not xen-api's default minute: the
+      // object cache is what runs wait on.
+      eventPollDelay: 2000,
     })
     // xen-api logs through EventEmitter 'error' in some paths; never let it crash the process.
     xapi.on('error', () => {})
@@ -56,7 +61,7 @@ export class PoolConnection {
     } finally {
       bound.dispose()
     }
-    return new PoolConnection(xapi, credentials.url)
+    return new PoolConnection(xapi, credentials.url, options.stallTimeoutMs ?? 5 * 60_000)
   }
 
   get pool(): XapiRecord {
@@ -112,6 +117,20 @@ export class PoolConnection {
     const token = CancelToken.from(signal ?? new AbortController().signal)
     try {
       return await raceAbort(this.xapi.callAsync(token, method, ...args), signal)
+    } catch (error) {
+      if (signal?.aborted === true) throw abortReason(signal)
+      throw wrapXapiError(error, method)
+    }
+  }
+
+  /**
+   * An Async.* call that, on abort, cancels its XAPI task but still waits for the task's outcome: for
+   * calls that create something (a snapshot) the caller must destroy if it appears after all.
+   */
+  async callAsyncSettled(signal: AbortSignal | undefined, method: string, ...args: unknown[]): Promise<unknown> {
+    const token = CancelToken.from(signal ?? new AbortController().signal)
+    try {
+      return await this.xapi.callAsync(token, method, ...args)
     } catch (error) {
       if (signal?.aborted === true) throw abortReason(signal)
       throw wrapXapiError(error, method)

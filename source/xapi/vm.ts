@@ -49,8 +49,8 @@ export interface SnapshotResult {
 }
 
 /**
- * Snapshots a VM within one of the pool's snapshot slots. A snapshot that completes after a cancel
- * is destroyed, so a cancelled run leaves nothing behind.
+ * Snapshots a VM within one of the pool's snapshot slots. A cancel cancels XAPI's task, and a snapshot
+ * that completes anyway is destroyed, so a cancelled run leaves nothing behind.
  */
 export async function snapshotVm(conn: PoolConnection, vm: XapiRecord, options: SnapshotOptions): Promise<SnapshotResult> {
   return conn.limits.snapshots.with(options.holder, options.signal, async () => {
@@ -58,10 +58,10 @@ export async function snapshotVm(conn: PoolConnection, vm: XapiRecord, options: 
     let ref: string
     const ignore = options.ignoreVdis ?? []
     if (options.checkpoint === true && vm.power_state !== 'Halted') {
-      ref = (await conn.callAsync(options.signal, 'VM.checkpoint', vm.$ref, TEMPORARY_SNAPSHOT_NAME)) as string
+      ref = (await conn.callAsyncSettled(options.signal, 'VM.checkpoint', vm.$ref, TEMPORARY_SNAPSHOT_NAME)) as string
     } else {
       if (options.checkpoint === true) fallback = 'the VM is halted: a memory snapshot is not possible, a plain snapshot was taken'
-      ref = (await conn.callAsync(options.signal, 'VM.snapshot', vm.$ref, TEMPORARY_SNAPSHOT_NAME, ignore)) as string
+      ref = (await conn.callAsyncSettled(options.signal, 'VM.snapshot', vm.$ref, TEMPORARY_SNAPSHOT_NAME, ignore)) as string
     }
     try {
       throwIfAborted(options.signal)

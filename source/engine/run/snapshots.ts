@@ -105,3 +105,17 @@ export async function removeOldSnapshots(conn: PoolConnection, vm: XapiRecord, o
   }
   return destroyed
 }
+
+/**
+ * Snapshots of this job that a failed or interrupted run left unexported: never a base, only debris.
+ * Matched by job, VM and the missing exported mark, never by name (another job's snapshot in the
+ * making carries the same temporary name).
+ */
+export async function removeUnexportedSnapshots(conn: PoolConnection, vm: XapiRecord, jobId: string, signal?: AbortSignal): Promise<string[]> {
+  const removed: string[] = []
+  for (const snapshot of jobSnapshots(conn, vm, jobId).filter(s => !s.exported)) {
+    await destroyVmAndDisks(conn, snapshot.record.$ref, { signal })
+    removed.push(snapshot.record.uuid as string)
+  }
+  return removed
+}

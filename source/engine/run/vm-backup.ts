@@ -4,7 +4,7 @@
 // VM is started again if it was shut down for the snapshot, and nothing half-written stays visible.
 import type { Readable } from 'node:stream'
 import { LifeboatError, errorCode } from '../../util/errors.ts'
-import { withTimeout } from '../../util/abort.ts'
+import { throwIfAborted, withTimeout } from '../../util/abort.ts'
 import type { RemoteHandler } from '../../storage/index.ts'
 import type { Task } from '../../tasks/index.ts'
 import { openVhdStream } from '../../formats/vhd/index.ts'
@@ -16,7 +16,7 @@ import {
 import { resolveSettings, type Job, type Schedule, type Settings } from '../jobs/index.ts'
 import { RemoteWriter, type DiskExport, type MetadataWithoutFiles, type ProgressReporter } from '../targets/remote-writer.ts'
 import { forkAsyncIterable } from './fanout.ts'
-import { KEY, removeOldSnapshots, selectBase } from './snapshots.ts'
+import { KEY, removeOldSnapshots, removeUnexportedSnapshots, selectBase } from './snapshots.ts'
 
 /** A snapshot that takes longer is given up (XAPI's own snapshot can hang on a sick SR). */
 const SNAPSHOT_TIMEOUT_MS = 15 * 60_000
@@ -81,7 +81,7 @@ class VmBackup {
       for (const transfer of this.#transfers.values()) settle(transfer.task, error)
       for (const exportTask of this.#exportTasks.values()) settle(exportTask, error)
       for (const writer of this.writers) await writer.discard()
-      if (this.snapshotRef !== undefined && !this.exported) await destroyVmAndDisks(this.conn, this.snapshotRef).catch(() => {})
+      if (this.snapshotRef !== undefined && !this.exported) await this.#destroySnapshot(this.snapshotRef)
       throw error
     } finally {
       for (const writer of this.writers) await writer.release().catch(() => {})
@@ -90,6 +90,21 @@ class VmBackup {
     const destroyed = await removeOldSnapshots(this.conn, this.vm, { jobId: this.context.job.id, scheduleId: this.context.schedule.id, keep: this.settings.snapshotRetention, mode: this.mode, signal: this.signal })
     if (destroyed.length > 0) this.task.info('old snapshots removed', { snapshots: destroyed })
     if (this.writers.every(w => !w.alive)) throw allTargetsFailed(this.writers)
+  }
+
+  /** The run's own snapshot after a failure; the pool may be restarting, so a few tries before leaving it to the next run. */
+  async #destroySnapshot(ref: string): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await destroyVmAndDisks(this.conn, ref)
+      } catch (error) {
+        if (attempt >= 3) {
+          this.task.warning('the snapshot of this run could not be removed; the next run of the job removes it', { error: errorCode(error) })
+          return
+        }
+        await new Promise(resolve => setTimeout(resolve, 2000))
+      }
+    }
   }
 
   #createWriters(): void {
@@ -129,6 +144,8 @@ class VmBackup {
   async #backup(liveDisks: XapiRecord[]): Promise<void> {
     const { conn, vm } = this
     await removeOtherConfigKeys(conn, 'VM', vm.$ref, Object.values(KEY).filter(key => key in ((vm.other_config as object) ?? {})))
+    const debris = await removeUnexportedSnapshots(conn, vm, this.context.job.id, this.signal)
+    if (debris.length > 0) this.task.info('unfinished snapshots of earlier runs removed', { snapshots: debris })
     const base = this.mode === 'delta' ? await this.#selectBases(liveDisks) : undefined
 
     let restart = false
@@ -311,8 +328,9 @@ class VmBackup {
         }
       }),
     )
-    if (sourceError === undefined) await source.task.catch(error => (sourceError = error))
     source.stream.destroy()
+    throwIfAborted(this.signal)
+    if (sourceError === undefined) await source.task.catch(error => (sourceError = error))
     if (sourceError !== undefined) throw sourceError
   }
 
