@@ -15,8 +15,9 @@ const MiB = 1024 * 1024
 async function newestJobSnapshot(env: EngineLab, vm: XapiRecord): Promise<XapiRecord> {
   const conn = env.conns[0]!
   const fresh = conn.get('VM', vm.uuid)
-  const snapshots = (fresh.snapshots as string[]).map(ref => conn.byRef(ref)!).filter(s => s?.other_config?.['xo:backup:job'] === 'job-1')
-  snapshots.sort((a, b) => String(a.other_config['xo:backup:datetime']).localeCompare(String(b.other_config['xo:backup:datetime'])))
+  const config = (record: XapiRecord) => (record.other_config ?? {}) as Record<string, string>
+  const snapshots = (fresh.snapshots as string[]).map(ref => conn.byRef(ref)!).filter(s => s !== undefined && config(s)['xo:backup:job'] === 'job-1')
+  snapshots.sort((a, b) => String(config(a)['xo:backup:datetime']).localeCompare(String(config(b)['xo:backup:datetime'])))
   return snapshots.at(-1)!
 }
 
