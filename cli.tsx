@@ -1,7 +1,8 @@
 // Entry point of `lifeboat`: routes argv to the TUI, the daemon, the lab or a CLI subcommand.
 // Each route is imported on demand so that one command never pays for loading the others.
 
-const USAGE = `usage: lifeboat <command> [options]
+const USAGE = `usage: lifeboat [--socket PATH] [--readonly]      the terminal UI (talks to the daemon)
+       lifeboat <command> [options]
 
 The daemon and the lab:
   lifeboat daemon [--data DIR] [--socket PATH]       run the daemon (systemd runs it on an appliance)
@@ -44,8 +45,9 @@ if (command !== undefined && CLIENT_COMMANDS.has(command)) {
       else await (await import('./source/daemon/lab.ts')).main(rest)
       break
     case undefined:
-      process.stderr.write("lifeboat: the TUI is not available yet; use the subcommands ('lifeboat help' lists them).\n")
-      process.exit(2)
+    case '--socket':
+    case '--readonly':
+      process.exit(await (await import('./source/tui/start.ts')).main(process.argv.slice(2)))
       break
     case 'help':
     case '--help':

@@ -1,5 +1,7 @@
 // `lifeboat lab [--data DIR]`: the embedded default a new user runs first: the lab's simulated pools, a
-// daemon configured with them and a local remote named "lab", then how to drive it (until the TUI lands).
+// daemon configured with them and a local remote named "lab", then the TUI on it (or, without a
+// terminal, how to drive it with the CLI). Quitting the TUI stops the daemon and the lab.
+import { createWriteStream } from 'node:fs'
 import { mkdir } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import { defaultDataDir } from '../util/paths.ts'
@@ -7,12 +9,13 @@ import { DaemonClient } from '../client/index.ts'
 import { parseCommandArgs, runCommand } from '../cli/command.ts'
 import { Daemon, untilStopped } from './index.ts'
 
-const USAGE = `usage: lifeboat lab [--data DIR] [--socket PATH]
-  the lab pools (data DIR/lab), a daemon (state in DIR) and the local remote "lab" (DIR/lab-remote)`
+const USAGE = `usage: lifeboat lab [--data DIR] [--socket PATH] [--no-tui]
+  the lab pools (data DIR/lab), a daemon (state in DIR) and the local remote "lab" (DIR/lab-remote),
+  then the TUI on them (quitting it stops everything); without a terminal or with --no-tui, runs until Ctrl-C`
 
 export async function main(args: string[]): Promise<void> {
   await runCommand(USAGE, async () => {
-    const { values, positionals } = parseCommandArgs(args, { data: { type: 'string' }, socket: { type: 'string' }, help: { type: 'boolean', short: 'h' } })
+    const { values, positionals } = parseCommandArgs(args, { data: { type: 'string' }, socket: { type: 'string' }, 'no-tui': { type: 'boolean' }, help: { type: 'boolean', short: 'h' } })
     if (values.help === true || positionals.length > 0) {
       process.stdout.write(USAGE + '\n')
       return positionals.length > 0 ? 2 : 0
@@ -22,7 +25,10 @@ export async function main(args: string[]): Promise<void> {
     const remoteDir = join(dataDir, 'lab-remote')
     await mkdir(remoteDir, { recursive: true })
     const lab = await startLab({ dataDir: join(dataDir, 'lab') })
-    const daemon = await Daemon.start({ dataDir, ...(values.socket !== undefined && { socketPath: values.socket }) })
+    const withTui = process.stdin.isTTY === true && process.stdout.isTTY === true && values['no-tui'] !== true
+    // The TUI owns the terminal: the daemon's log goes to a file meanwhile.
+    const logFile = withTui ? createWriteStream(join(dataDir, 'daemon.log'), { flags: 'a' }) : undefined
+    const daemon = await Daemon.start({ dataDir, ...(values.socket !== undefined && { socketPath: values.socket }), ...(logFile !== undefined && { log: (line: string) => void logFile.write(`${line}\n`) }) })
     const client = await DaemonClient.connect(daemon.socketPath)
     try {
       // Lab ports change at each start: pools are added again (same uuid, new URL).
@@ -32,9 +38,18 @@ export async function main(args: string[]): Promise<void> {
     } finally {
       client.close()
     }
+    if (withTui) {
+      process.env.NODE_ENV ??= 'production'
+      const { runTui } = await import('../tui/main.tsx')
+      const code = await runTui({ socket: daemon.socketPath, readonly: false })
+      await daemon.stop('the lab was closed')
+      await lab.stop()
+      logFile?.end()
+      return code
+    }
     const socket = daemon.socketPath === join(dataDir, 'lifeboat.sock') && values.data === undefined ? '' : ` --socket ${daemon.socketPath}`
     process.stdout.write(`The lab is running: ${lab.pools.map(p => `${p.name} (${p.url})`).join(', ')}, remote "lab" in ${remoteDir}.
-The TUI is not available yet; drive the daemon with the CLI from another terminal:
+No terminal here (or --no-tui): drive the daemon with the CLI from another terminal, or run \`lifeboat${socket}\` for the TUI:
 
   lifeboat vm list${socket}
   lifeboat job create --name first --mode delta --pool ${lab.pools[0]!.poolUuid} --remote lab --retention 3${socket}
