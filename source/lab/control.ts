@@ -190,6 +190,8 @@ export class Control {
         case 'DELETE vm/:id/workload': return reply(200, await this.stopWorkload(id))
         case 'POST sr/:id/full': return reply(200, await this.srFull(id))
         case 'POST knobs': return reply(200, this.setKnobs(body as KnobChanges))
+        case 'GET activity': return reply(200, this.xapi.activity.snapshot())
+        case 'DELETE activity': return reply(200, this.xapi.activity.reset())
         case 'GET faults': return reply(200, this.xapi.faults.list())
         case 'POST faults': return reply(200, this.addFault(body as FaultRuleRequest))
         case 'DELETE faults': return reply(200, this.xapi.faults.clear())

@@ -7,6 +7,7 @@ import { ApiError, toApiError } from './errors.ts'
 import type { FaultBook } from './faults.ts'
 import { NULL_REF } from './schema.ts'
 import type { DiskStore, RateLimiter } from './storage/index.ts'
+import { Activity } from './activity.ts'
 
 export interface CallContext { session: string; task: string | undefined; signal: AbortSignal | undefined }
 interface TaskContext { task: string; signal: AbortSignal }
@@ -47,6 +48,8 @@ export function xapiDate(date = new Date()): string {
 export class Toolstack {
   readonly sessions = new Map<string, { user: string; lastActive: number }>()
   readonly knobs: Knobs = { ...DEFAULT_KNOBS }
+  /** Snapshots and exports in flight, and the most seen at once (GET /_sim/activity). */
+  readonly activity = new Activity()
   private readonly methods = new Map<string, MethodSpec>()
   private readonly taskAborts = new Map<string, AbortController>()
   private readonly srQueues = new Map<string, { tail: Promise<void>; queued: number }>()

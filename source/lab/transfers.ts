@@ -39,7 +39,9 @@ export async function handleTransfer(xapi: Toolstack, request: IncomingMessage, 
   const given = query.get('task_id') ?? undefined
   const task = given !== undefined && xapi.db.has('task', given) ? given : xapi.createTask(`Internal ${path}`, '')
   const handler = { '/export_raw_vdi/': exportRawVdi, '/import_raw_vdi/': importRawVdi, '/export/': exportXva, '/import/': importXva }[path]!
-  await xapi.runTask(task, ({ signal }) => handler({ xapi, request, socket, query, task, signal, fault: undefined }))
+  const kind = path === '/export_raw_vdi/' ? 'vdiExport' : path === '/export/' ? 'vmExport' : undefined
+  const run = () => xapi.runTask(task, ({ signal }) => handler({ xapi, request, socket, query, task, signal, fault: undefined }))
+  await (kind === undefined ? run() : xapi.activity.track(kind, run))
   if (!answered.has(socket) && !socket.destroyed) {
     const failure = xapi.db.has('task', task) ? (xapi.db.row('task', task).error_info as string[]) : []
     writeHead(socket, 500, 'Internal Server Error', { 'content-type': 'text/plain' })

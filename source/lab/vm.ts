@@ -129,12 +129,12 @@ export function defineVmMethods(xapi: Toolstack): void {
 
   xapi.define('VM.snapshot', [2, 3], (context, vm, name, ignoreVdis) => {
     assertNotBlocked(xapi, vmRef(vm), 'snapshot')
-    return snapshotVm(xapi, context, vm as string, String(name), Array.isArray(ignoreVdis) ? ignoreVdis : [], false)
+    return xapi.activity.track('snapshot', () => snapshotVm(xapi, context, vm as string, String(name), Array.isArray(ignoreVdis) ? ignoreVdis : [], false))
   }, asyncable)
   xapi.define('VM.checkpoint', 2, (context, vm, name) => {
     assertPowerState(xapi, vmRef(vm), ['Paused', 'Suspended', 'Running'])
     assertNotBlocked(xapi, vm as string, 'checkpoint')
-    return snapshotVm(xapi, context, vm as string, String(name), [], true)
+    return xapi.activity.track('snapshot', () => snapshotVm(xapi, context, vm as string, String(name), [], true))
   }, asyncable)
   xapi.define('VM.snapshot_with_quiesce', 2, () => {
     throw new ApiError('MESSAGE_REMOVED', [])

@@ -157,17 +157,41 @@ export async function destroyVdi(conn: PoolConnection, ref: string, options: Des
   }
 }
 
+// Blocks taken by this process, per VM: two runs backing up the same VM share one block, set by the
+// first and lifted by the last, so one run finishing never unblocks the VM under the other.
+const heldBlocks = new Map<string, { count: number; previous: Record<string, string | undefined> }>()
+
 /** Sets blocked operations, returning a function that restores the previous state of those keys. */
 export async function blockOperations(conn: PoolConnection, vm: XapiRecord, operations: Record<string, string>): Promise<() => Promise<void>> {
-  const previous = { ...(vm.blocked_operations as Record<string, string>) }
-  for (const [operation, reason] of Object.entries(operations)) {
-    await conn.call('VM.remove_from_blocked_operations', vm.$ref, operation)
-    await conn.call('VM.add_to_blocked_operations', vm.$ref, operation, reason)
+  const key = `${conn.poolUuid}/${vm.uuid}`
+  let held = heldBlocks.get(key)
+  if (held === undefined) {
+    const current = vm.blocked_operations as Record<string, string>
+    held = { count: 0, previous: Object.fromEntries(Object.keys(operations).map(operation => [operation, current[operation]])) }
+    heldBlocks.set(key, held)
+    try {
+      for (const [operation, reason] of Object.entries(operations)) {
+        await conn.call('VM.remove_from_blocked_operations', vm.$ref, operation)
+        await conn.call('VM.add_to_blocked_operations', vm.$ref, operation, reason).catch(error => {
+          if (errorCode(error) !== 'XAPI_MAP_DUPLICATE_KEY') throw error
+        })
+      }
+    } catch (error) {
+      if (held.count === 0) heldBlocks.delete(key)
+      throw error
+    }
   }
+  held.count++
+  const entry = held
+  let released = false
   return async () => {
-    for (const operation of Object.keys(operations)) {
+    if (released) return
+    released = true
+    if (--entry.count > 0) return
+    heldBlocks.delete(key)
+    for (const [operation, previous] of Object.entries(entry.previous)) {
       await conn.call('VM.remove_from_blocked_operations', vm.$ref, operation)
-      if (previous[operation] !== undefined) await conn.call('VM.add_to_blocked_operations', vm.$ref, operation, previous[operation])
+      if (previous !== undefined) await conn.call('VM.add_to_blocked_operations', vm.$ref, operation, previous)
     }
   }
 }
