@@ -10,6 +10,7 @@ import { LifeboatError } from '../util/errors.ts'
 import { remoteUnavailable, toRemoteError } from './errors.ts'
 import { temporaryName, type LockOptions, type OutputStreamOptions, type RandomAccessFile, type RemoteEntryStat, type RemoteHandler, type RemoteLock, type RemoteSpace } from './handler.ts'
 import { takeDirectoryLock } from './lock.ts'
+import { once } from 'node:events'
 
 export class LocalHandler implements RemoteHandler {
   readonly root: string
@@ -68,16 +69,23 @@ export class LocalHandler implements RemoteHandler {
     return this.#guard(() =>
       this.#commit(path, 'w', async temporary => {
         let size = 0
-        await pipeline(
-          async function* () {
-            for await (const chunk of source) {
-              size += chunk.length
-              yield chunk
-            }
-          },
-          createWriteStream(this.#resolve(temporary), { flags: 'wx', flush: true }),
-          ...(options.signal !== undefined ? [{ signal: options.signal }] : []),
-        )
+        const file = createWriteStream(this.#resolve(temporary), { flags: 'wx', flush: true })
+        try {
+          await pipeline(
+            async function* () {
+              for await (const chunk of source) {
+                size += chunk.length
+                yield chunk
+              }
+            },
+            file,
+            ...(options.signal !== undefined ? [{ signal: options.signal }] : []),
+          )
+        } catch (error) {
+          // The file may still be opening: wait until it is closed, or the clean-up would run before it exists.
+          if (!file.closed) await once(file, 'close').catch(() => {})
+          throw error
+        }
         if (options.length !== undefined && size !== options.length) {
           throw new LifeboatError('REMOTE_WRITE_INCOMPLETE', `Writing ${path} on ${this.label} received ${size} bytes instead of ${options.length}: the source stopped early; nothing was committed.`)
         }
