@@ -62,13 +62,25 @@ async function duplicateVm(xapi: Toolstack, vm: string, name: string, fields: La
     : NULL_REF
   const copy = db.create('VM', { ...pick(source, VM_COPIED_FIELDS), ...fields, name_label: name, metrics, guest_metrics: guestMetrics,
     blocked_operations: {}, allowed_operations: [], current_operations: {} })
-  for (const vbd of db.refsWhere('VBD', 'VM', vm)) {
-    const record = db.row('VBD', vbd)
-    const disk = record.type === 'Disk' && !xapi.isNull(record.VDI)
-    if (disk && skipVdis.includes(record.VDI as string)) continue
-    const vdi = disk ? await copyDisk(record.VDI as string) : record.VDI
-    db.create('VBD', { ...pick(record, ['device', 'userdevice', 'bootable', 'mode', 'type', 'unpluggable', 'empty', 'qos_algorithm_type',
-      'qos_algorithm_params']), VM: copy, VDI: vdi, other_config: disk ? { ...(record.other_config as object), owner: '' } : record.other_config })
+  const copiedDisks: string[] = []
+  try {
+    for (const vbd of db.refsWhere('VBD', 'VM', vm)) {
+      const record = db.row('VBD', vbd)
+      const disk = record.type === 'Disk' && !xapi.isNull(record.VDI)
+      if (disk && skipVdis.includes(record.VDI as string)) continue
+      const vdi = disk ? await copyDisk(record.VDI as string) : record.VDI
+      if (disk) copiedDisks.push(vdi as string)
+      db.create('VBD', { ...pick(record, ['device', 'userdevice', 'bootable', 'mode', 'type', 'unpluggable', 'empty', 'qos_algorithm_type',
+        'qos_algorithm_params']), VM: copy, VDI: vdi, other_config: disk ? { ...(record.other_config as object), owner: '' } : record.other_config })
+    }
+  } catch (error) {
+    // XAPI rolls a failed snapshot or copy back: no half-made VM is left (a full SR fails on the second disk too).
+    for (const vbd of db.refsWhere('VBD', 'VM', copy)) db.delete('VBD', vbd)
+    for (const vdi of copiedDisks) await destroyVdi(xapi, vdi).catch(() => {})
+    db.delete('VM', copy)
+    db.delete('VM_metrics', metrics)
+    if (guestMetrics !== NULL_REF) db.delete('VM_guest_metrics', guestMetrics)
+    throw error
   }
   for (const vif of db.refsWhere('VIF', 'VM', vm)) {
     const record = db.row('VIF', vif)

@@ -137,6 +137,16 @@ export class PoolConnection {
     }
   }
 
+  /**
+   * Waits until the object cache has caught up with every change made so far (XAPI round trip through
+   * the event feed): decisions on snapshots must not be taken on a cache one event batch behind.
+   */
+  async sync(signal?: AbortSignal): Promise<void> {
+    await raceAbort(this.xapi.barrier(), signal).catch(error => {
+      throw signal?.aborted === true ? error : wrapXapiError(error, 'barrier')
+    })
+  }
+
   /** Resolves once `predicate` holds on the cache (checked now and after every event batch). */
   waitFor<T>(predicate: () => T | undefined, options: { signal?: AbortSignal; timeoutMs?: number; what: string }): Promise<T> {
     const bound = withTimeout(options.signal, options.timeoutMs, options.what)

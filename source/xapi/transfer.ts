@@ -4,7 +4,7 @@ import { Readable, Transform, type TransformCallback } from 'node:stream'
 import { CancelToken } from 'promise-toolbox'
 import { LifeboatError } from '../util/errors.ts'
 import { abortReason } from '../util/abort.ts'
-import type { PoolConnection } from './connection.ts'
+import { raceAbort, type PoolConnection } from './connection.ts'
 import { getExport } from './http-get.ts'
 import { wrapXapiError, xapiError } from './errors.ts'
 import type { SlotHolder, SlotLease, Slots } from './slots.ts'
@@ -127,13 +127,28 @@ export async function importVmXva(conn: PoolConnection, body: Readable, length: 
   return ref
 }
 
+/**
+ * An upload under a XAPI task of our own, so that a cancel (even one landing before the PUT starts)
+ * cancels that task, and the caller is released at once: xen-api's own promise can wait on a request
+ * that was aborted. A body without `length` must not end before the host answers (xen-api then cuts
+ * the socket with bytes still buffered): callers give the length whenever they know it.
+ */
 async function putResource(conn: PoolConnection, body: Readable, length: number | undefined, path: string, query: Record<string, string>, signal?: AbortSignal): Promise<unknown> {
+  const taskRef = (await conn.call('task.create', `Lifeboat PUT ${path}`, '')) as string
+  const cancelTask = () => void conn.call('task.cancel', taskRef).catch(() => {})
+  signal?.addEventListener('abort', cancelTask, { once: true })
   const token = CancelToken.from(signal ?? new AbortController().signal)
   if (length !== undefined) Object.assign(body, { length })
   try {
-    return await conn.xapi.putResource(token, body, path, { query })
+    if (signal?.aborted === true) throw abortReason(signal)
+    return await raceAbort(conn.xapi.putResource(token, body, path, { query, task: taskRef }), signal)
   } catch (error) {
     if (signal?.aborted === true) throw abortReason(signal)
     throw wrapXapiError(error, `PUT ${path}`)
+  } finally {
+    signal?.removeEventListener('abort', cancelTask)
+    // A cancelled task ends "cancelled" on its own; a finished one is ours to remove.
+    if (signal?.aborted === true) cancelTask()
+    else void conn.call('task.destroy', taskRef).catch(() => {})
   }
 }

@@ -2,6 +2,8 @@
 // local remotes, guest writes between runs, retention that merges, and every restore point restored
 // onto the pool with its disks' bytes equal to the snapshot's raw export at backup time.
 import assert from 'node:assert/strict'
+import { readdir, readFile } from 'node:fs/promises'
+import { basename, join } from 'node:path'
 import { after, before, describe, test } from 'node:test'
 import { restoreBackup } from '../../source/engine/index.ts'
 import { VhdFile } from '../../source/formats/vhd/index.ts'
@@ -48,7 +50,9 @@ for (const mode of ['delta', 'full'] as const) {
       test('several runs with guest writes between them; retention keeps 2; every restore point restores to the snapshot bytes', async () => {
         const conn = env.conns[0]!
         const vm = vmByName(conn, 'tiny-running')
-        const theJob = job({ mode, vms: { uuids: [vm.uuid] }, remotes, schedules: [{ id: 'schedule-1', name: 'daily', cron: '0 3 * * *', timezone: 'UTC', retention: { backups: 2, snapshots: 1 } }] })
+        // Full backups to 3 remotes also ask XAPI for zstd: the stored XVA is compressed, and restores as is.
+        const settings = mode === 'full' && remoteCount === 3 ? { compression: 'zstd' as const } : {}
+        const theJob = job({ mode, vms: { uuids: [vm.uuid] }, remotes, settings, schedules: [{ id: 'schedule-1', name: 'daily', cron: '0 3 * * *', timezone: 'UTC', retention: { backups: 2, snapshots: 1 } }] })
         /** Snapshot digests by the snapshot's uuid, taken right after each run (the snapshot is gone later). */
         const expected = new Map<string, string[]>()
         for (let runNumber = 0; runNumber < 4; runNumber++) {
@@ -83,8 +87,78 @@ for (const mode of ['delta', 'full'] as const) {
           }
           const points = await listRestorePoints(env.remotes.get(remote)!)
           assert.equal(points.length, 2)
+          await checkXoLayout(env.remoteDirs.get(remote)!, vm.uuid, backups, settings)
         }
+        const jobSnapshots = (conn.get('VM', vm.uuid).snapshots as string[]).map(ref => conn.byRef(ref)).filter(snapshot => snapshot?.other_config && (snapshot.other_config as Record<string, string>)['xo:backup:job'] === 'job-1')
+        assert.equal(jobSnapshots.length, 1, 'snapshot retention keeps 1 snapshot on the source')
       })
     })
   }
 }
+
+/** The files and JSON fields Xen Orchestra writes (reference/xo-backups.md §2), checked on what the engine wrote. */
+async function checkXoLayout(root: string, vmUuid: string, backups: VmBackup[], settings: { compression?: string }): Promise<void> {
+  const vmFolder = join(root, 'xo-vm-backups', vmUuid)
+  const names = await readdir(vmFolder)
+  assert.ok(names.includes('cache.json.gz'))
+  for (const backup of backups) {
+    const date = basename(backup._filename, '.json')
+    assert.match(date, /^\d{8}T\d{6}Z$/, 'file names are UTC YYYYMMDDTHHmmssZ')
+    const json = JSON.parse(await readFile(join(vmFolder, `${date}.json`), 'utf8'))
+    for (const field of ['version', 'jobId', 'scheduleId', 'mode', 'timestamp', 'vm', 'vmSnapshot', 'size']) assert.ok(field in json, `metadata field ${field}`)
+    assert.equal(json.version, '2.0.0')
+    assert.equal(json.jobId, 'job-1')
+    assert.equal(json.scheduleId, 'schedule-1')
+    assert.equal(json.vm.uuid, vmUuid)
+    assert.equal(typeof json.timestamp, 'number')
+    if (json.mode === 'full') {
+      assert.equal(json.xva, `./${date}.xva`)
+      const xva = await readFile(join(vmFolder, `${date}.xva`))
+      assert.equal(json.size, xva.length)
+      if (settings.compression === 'zstd') assert.deepEqual([...xva.subarray(0, 4)], [0x28, 0xb5, 0x2f, 0xfd], 'zstd magic: compressed by XAPI')
+      else assert.equal(xva.subarray(0, 7).toString(), 'ova.xml', 'a plain tar starting with ova.xml')
+    } else {
+      for (const field of ['vdis', 'vbds', 'vifs', 'vhds', 'isVhdDifferencing']) assert.ok(field in json, `delta metadata field ${field}`)
+      for (const [ref, vdi] of Object.entries(json.vdis as Record<string, Record<string, unknown>>)) {
+        assert.match(ref, /^OpaqueRef:/, 'vdis keyed by the snapshot VDI ref')
+        assert.equal(typeof vdi.$snapshot_of$uuid, 'string')
+        assert.equal(typeof vdi.$SR$uuid, 'string')
+        assert.equal(json.vhds[ref], `vdis/job-1/${vdi.$snapshot_of$uuid}/${date}.vhd`, 'VHDs under vdis/<job>/<source VDI>/<date>.vhd')
+      }
+      for (const vif of Object.values(json.vifs as Record<string, Record<string, unknown>>)) assert.equal(typeof vif.$network$uuid, 'string')
+    }
+  }
+}
+
+describe('delta chains: fullInterval and two jobs on the same remote', () => {
+  let env: EngineLab
+  before(async () => {
+    env = await startEngineLab({ remotes: ['a'] })
+  })
+  after(async () => env.cleanup())
+
+  test('fullInterval counts the chain on the snapshot: with 3, every third backup is a full', async () => {
+    const conn = env.conns[0]!
+    const vm = vmByName(conn, 'tiny-halted')
+    const theJob = job({ id: 'interval-job', mode: 'delta', vms: { uuids: [vm.uuid] }, schedules: [{ id: 's', name: 'daily', cron: '0 3 * * *', timezone: 'UTC', retention: { backups: 10, snapshots: 1 }, fullInterval: 3 }] })
+    const kinds: boolean[] = []
+    for (let i = 0; i < 5; i++) {
+      const tree = await runToEnd(env, theJob)
+      assert.equal(tree.status, 'success', describeFailure(tree))
+      kinds.push(tree.tasks![0]!.tasks!.find(t => t.message === 'export')!.data!.isFull as boolean)
+    }
+    assert.deepEqual(kinds, [true, false, false, true, false])
+  })
+
+  test('two jobs backing up the same VM to the same remote at once take turns on its folder and both succeed', async () => {
+    const conn = env.conns[0]!
+    const vm = vmByName(conn, 'tiny-running')
+    const jobs = ['first', 'second'].map(id => job({ id, name: id, mode: 'delta', vms: { uuids: [vm.uuid] } }))
+    const trees = await Promise.all(jobs.map(j => runToEnd(env, j)))
+    for (const tree of trees) assert.equal(tree.status, 'success', describeFailure(tree))
+    const waited = trees.flatMap(tree => tree.tasks![0]!.infos ?? []).filter(entry => entry.message.startsWith('waiting for the VM'))
+    assert.equal(waited.length, 1, 'one of the runs waited for the other to release the folder')
+    const backups = await listVmBackups(env.remotes.get('a')!, vm.uuid)
+    assert.deepEqual(backups.map(b => b.jobId).sort(), ['first', 'second'])
+  })
+})

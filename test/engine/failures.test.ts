@@ -10,7 +10,7 @@ import { startBackupRun } from '../../source/engine/index.ts'
 import { listVmBackups } from '../../source/repository/index.ts'
 import { LocalHandler } from '../../source/storage/index.ts'
 import { LifeboatError } from '../../source/util/errors.ts'
-import { PoolConnection, TEMPORARY_SNAPSHOT_NAME, type XapiRecord } from '../../source/xapi/index.ts'
+import { DEFAULT_POOL_LIMITS, PoolConnection, poolLimits, TEMPORARY_SNAPSHOT_NAME, vmDisks, type XapiRecord } from '../../source/xapi/index.ts'
 import { describeFailure, job, runToEnd, startEngineLab, tasksOf, vmByName, type EngineLab } from './helpers.ts'
 import { tempDir } from '../helpers/tools.ts'
 
@@ -159,6 +159,27 @@ describe('failures during a delta backup', () => {
     })
   }
 
+  test('offlineSnapshot: the VM is shut down for the snapshot and started again, also when the run is cancelled during it', async () => {
+    const conn = env.conns[0]!
+    const offline = job({ mode: 'delta', vms: { uuids: [vm.uuid] }, remotes: ['a'], settings: { offlineSnapshot: true } })
+    const tree = await runToEnd(env, offline)
+    assert.equal(tree.status, 'success', describeFailure(tree))
+    const snapshotUuid = tasksOf(tree).find(t => t.message === 'snapshot')!.result as string
+    const snapshot = conn.byUuid(snapshotUuid)!
+    assert.equal((snapshot.snapshot_info as Record<string, string>)['power-state-at-snapshot'], 'Halted', 'the snapshot was taken with the VM shut down')
+    await eventually(() => assert.equal(conn.get('VM', vm.uuid).power_state, 'Running'))
+
+    env.lab.control.setKnobs({ snapshotMs: 4000 })
+    const run = startBackupRun(offline, env.context)
+    await waitForTask(run.log.events, 'snapshot')
+    await eventually(() => assert.equal(conn.get('VM', vm.uuid).power_state, 'Halted'))
+    run.cancel()
+    const cancelled = await run.done
+    env.lab.control.setKnobs({ snapshotMs: 0 })
+    assert.equal(cancelled.status, 'cancelled')
+    await eventually(() => assert.equal(conn.get('VM', vm.uuid).power_state, 'Running', 'started again after the cancel'))
+  })
+
   test('the job timeout stops the run for real and fails it with TIMEOUT', async () => {
     env.lab.control.setKnobs({ exportPerStreamMiBs: 1 })
     await env.lab.control.writeVdi(diskUuid(env, vm), { offset: 16 * MiB, length: 8 * MiB, seed: 13 })
@@ -169,6 +190,48 @@ describe('failures during a delta backup', () => {
     assert.equal((tree.result as { code: string }).code, 'TIMEOUT')
     assert.deepEqual(backupFiles(await filesUnder(env.remoteDirs.get('a')!)), filesBefore)
     env.lab.control.setKnobs({ exportPerStreamMiBs: null })
+  })
+})
+
+describe('a full SR and a cancel while queued', () => {
+  let env: EngineLab
+  before(async () => {
+    env = await startEngineLab({ remotes: ['a'] })
+  })
+  after(async () => {
+    for (const conn of env.conns) poolLimits(conn.poolUuid).configure(DEFAULT_POOL_LIMITS)
+    await env.cleanup()
+  })
+
+  test('cancel while VMs wait for a snapshot slot: every VM is cancelled, the queued one never snapshotted', async () => {
+    const conn = env.conns[0]!
+    poolLimits(conn.poolUuid).configure({ snapshots: 1 })
+    env.lab.control.setKnobs({ snapshotMs: 3000 })
+    const vms = ['tiny-running', 'tiny-halted'].map(name => vmByName(conn, name))
+    const run = startBackupRun(job({ mode: 'delta', vms: { uuids: vms.map(vm => vm.uuid) }, remotes: ['a'], settings: { concurrency: 0 } }), env.context)
+    await eventually(() => assert.equal(poolLimits(conn.poolUuid).snapshots.waiting.length, 1))
+    run.cancel()
+    const tree = await run.done
+    env.lab.control.setKnobs({ snapshotMs: 0 })
+    poolLimits(conn.poolUuid).configure(DEFAULT_POOL_LIMITS)
+    assert.equal(tree.status, 'cancelled')
+    assert.deepEqual(tree.tasks!.map(t => t.status), ['cancelled', 'cancelled'])
+    assert.equal(poolLimits(conn.poolUuid).snapshots.waiting.length, 0)
+    await eventually(() => assert.deepEqual(vms.flatMap(vm => snapshotsOf(env, vm)).map(s => s.uuid), []))
+    assert.deepEqual(backupFiles(await filesUnder(env.remoteDirs.get('a')!)), [])
+  })
+
+  test('an SR that is full fails the snapshot with SR_BACKEND_FAILURE_44 and leaves nothing', async () => {
+    const conn = env.conns[0]!
+    const vm = vmByName(conn, 'tiny-running')
+    const sr = conn.byRef(conn.byRef(vmDisks(conn, conn.get('VM', vm.uuid))[0]!.vdi.$ref)!.SR as string)!
+    await env.lab.control.srFull(sr.uuid as string)
+    const tree = await runToEnd(env, job({ mode: 'delta', vms: { uuids: [vm.uuid] }, remotes: ['a'] }))
+    assert.equal(tree.status, 'failure')
+    const codes = tasksOf(tree).map(t => (t.result as { code?: string } | undefined)?.code)
+    assert.ok(codes.includes('XAPI_SR_BACKEND_FAILURE_44'), describeFailure(tree))
+    await eventually(() => assert.deepEqual(snapshotsOf(env, vm).map(s => [s.name_label, s.other_config]), []))
+    assert.deepEqual(backupFiles(await filesUnder(env.remoteDirs.get('a')!)), [])
   })
 })
 

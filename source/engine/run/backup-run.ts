@@ -1,6 +1,7 @@
 // A backup run: the job's VMs chosen when it starts, backed up with the job's concurrency (the pools'
 // own slots bound them further, across runs), under one task tree whose root id is the runId. A
 // cancel or the job's timeout aborts every step for real; the returned tree is always settled.
+import { setMaxListeners } from 'node:events'
 import pLimit from 'p-limit'
 import { LifeboatError } from '../../util/errors.ts'
 import { cancelledError, timeoutError } from '../../util/abort.ts'
@@ -50,6 +51,8 @@ export function startBackupRun(job: Job, context: EngineContext, options: RunOpt
 /** The run machinery shared by backups and restores: task tree, cancel, timeout, settled result. */
 export function startRun(root: { name: string; data: Record<string, unknown> }, timeoutMs: number, options: RunOptions, body: (task: Task, signal: AbortSignal) => Promise<unknown>): StartedRun {
   const controller = new AbortController()
+  // Every wait of the run (slots, snapshots, locks, streams) listens to this one signal.
+  setMaxListeners(0, controller.signal)
   const onParentAbort = () => controller.abort(options.signal!.reason)
   options.signal?.addEventListener('abort', onParentAbort, { once: true })
   const timer = timeoutMs > 0 ? setTimeout(() => controller.abort(timeoutError('the run', timeoutMs)), timeoutMs) : undefined

@@ -31,9 +31,13 @@ export interface VmBackupContext {
 }
 
 export async function backupVm(context: VmBackupContext, vmUuid: string, runTask: Task): Promise<void> {
-  const vm = context.conn.get('VM', vmUuid)
-  const task = runTask.child('backup VM', { type: 'VM', id: vm.uuid, name_label: vm.name_label })
-  await task.run(() => new VmBackup(context, vm, task).run())
+  const first = context.conn.get('VM', vmUuid)
+  const task = runTask.child('backup VM', { type: 'VM', id: first.uuid, name_label: first.name_label })
+  await task.run(async () => {
+    // Snapshots are judged on their other_config: the cache must show what the last run wrote.
+    await context.conn.sync(context.signal)
+    await new VmBackup(context, context.conn.get('VM', vmUuid), task).run()
+  })
 }
 
 class VmBackup {
@@ -87,7 +91,8 @@ class VmBackup {
       for (const writer of this.writers) await writer.release().catch(() => {})
       await restoreOperations().catch(error => this.task.warning('could not restore the blocked operations of the VM', { error: String(error) }))
     }
-    const destroyed = await removeOldSnapshots(this.conn, this.vm, { jobId: this.context.job.id, scheduleId: this.context.schedule.id, keep: this.settings.snapshotRetention, mode: this.mode, signal: this.signal })
+    await this.conn.sync(this.signal)
+    const destroyed = await removeOldSnapshots(this.conn, this.conn.get('VM', this.vm.uuid), { jobId: this.context.job.id, scheduleId: this.context.schedule.id, keep: this.settings.snapshotRetention, mode: this.mode, signal: this.signal })
     if (destroyed.length > 0) this.task.info('old snapshots removed', { snapshots: destroyed })
     if (this.writers.every(w => !w.alive)) throw allTargetsFailed(this.writers)
   }

@@ -4,6 +4,8 @@
 import { posix } from 'node:path'
 import type { Readable } from 'node:stream'
 import type { Task } from '../../tasks/index.ts'
+import { errorCode } from '../../util/errors.ts'
+import { sleep } from '../../util/abort.ts'
 import { fileSystemAccess, type RemoteHandler, type RemoteLock } from '../../storage/index.ts'
 import type { TargetProgress } from '../../xapi/index.ts'
 import { createVhdStream, VhdFile, vhdTimestamp, type VhdFooter, type VhdHeader } from '../../formats/vhd/index.ts'
@@ -31,6 +33,8 @@ export interface DiskExport {
   /** The base snapshot VDI's uuid when this disk is a delta. */
   baseUuid: string | undefined
 }
+
+const LOCK_RETRY_MS = 1000
 
 export type ProgressReporter = (name: string, progress: TargetProgress) => void
 
@@ -60,9 +64,27 @@ export class RemoteWriter {
   /** Takes the VM folder's lock; for deltas, repairs the folder first (an interrupted merge must finish before a new chain link). */
   async prepare(mode: 'full' | 'delta', task: Task, signal: AbortSignal): Promise<void> {
     await this.handler.mkdir(vmDir(this.vmUuid))
-    this.#lock = await this.handler.lock(vmDir(this.vmUuid))
+    this.#lock = await this.#waitForLock(task, signal)
     if (mode === 'delta') await task.child('clean-vm', { remote: this.name }).run(async () => summarize(await cleanVm(this.handler, this.vmUuid, { signal })), { signal })
     if (this.settings.deleteFirst) await this.#retention(mode, task, 1)
+  }
+
+  /**
+   * The VM folder's lock, waiting while another run, merge or clean holds it (two jobs of the same VM
+   * on the same remote at 02:00 take turns instead of failing); the run's cancel or timeout ends the wait.
+   */
+  async #waitForLock(task: Task, signal: AbortSignal): Promise<RemoteLock> {
+    let told = false
+    for (;;) {
+      try {
+        return await this.handler.lock(vmDir(this.vmUuid))
+      } catch (error) {
+        if (errorCode(error) !== 'REMOTE_LOCKED') throw error
+        if (!told) task.info(`waiting for the VM's folder on remote ${this.name}: another backup, merge or clean holds it`)
+        told = true
+        await sleep(LOCK_RETRY_MS, signal)
+      }
+    }
   }
 
   /**
