@@ -27,6 +27,8 @@ export function errorText(error: unknown): string {
  * A TuiClient over the daemon's socket that never gives up: it starts 'connecting', shows 'down' while
  * no daemon answers (retrying), and comes back 'connected' by itself when the daemon (re)starts.
  */
+const FIRST_CONNECTION_WAIT_MS = 3000
+
 export function connectTui(socketPath: string, options: { retryMs?: number } = {}): TuiClient {
   const events = new EventEmitter()
   events.setMaxListeners(0)
@@ -58,13 +60,26 @@ export function connectTui(socketPath: string, options: { retryMs?: number } = {
     }
   }
   void attempt()
+  const connectedWithin = (ms: number) =>
+    new Promise<void>(resolve => {
+      const done = () => {
+        clearTimeout(timer)
+        events.off('connection', onChange)
+        resolve()
+      }
+      const onChange = (next: ConnectionState) => next.status === 'connected' && done()
+      const timer = setTimeout(done, ms)
+      events.on('connection', onChange)
+    })
 
   return {
     get connection() {
       return state
     },
-    call(method, params) {
-      if (daemon === undefined) return Promise.reject(new Error(`No daemon answers on ${socketPath} yet.`))
+    async call(method, params) {
+      // Screens ask for their data as they mount, often before the first connection is up: wait a little for it.
+      if (daemon === undefined) await connectedWithin(FIRST_CONNECTION_WAIT_MS)
+      if (daemon === undefined) throw new Error(`No daemon answers on ${socketPath} yet.`)
       // Subscriptions go through the client's own bookkeeping so that a reconnection restores them.
       if (method === 'subscribe') {
         const { topics: wanted, runId } = params as { topics: SubscriptionTopic[]; runId?: string }

@@ -5,7 +5,8 @@
 // ratio of 3 remotes to 1; peak RSS of the backing-up process with 1 GiB and 4 GiB allocated; and, with
 // the lab capped at the seed's rates (30 MiB/s per stream, 120 MiB/s per host), the window of the
 // default lab's 12 VMs against its theoretical minimum under those caps.
-// Each backup runs in its own process (the lab in another) so that peak RSS is the engine's alone.
+// Each backup runs in its own process (the lab in another) so that peak RSS is the engine's alone; the
+// default lab's production pool is used for its large SRs (web-01 and web-02, grown to 4 GiB).
 import { spawn } from 'node:child_process'
 import { copyFile, mkdir, mkdtemp, readdir, rm, stat } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
@@ -71,7 +72,7 @@ function runChild(request: ChildRequest): Promise<ChildResult> {
 }
 
 async function startLabProcess(dataDir: string): Promise<{ info: LabInfo; stop: () => void }> {
-  const proc = spawn(process.execPath, ['bin/lifeboat.js', 'lab', 'serve', '--fixture', 'tiny', '--data', dataDir, '--json'], { stdio: ['ignore', 'pipe', 'inherit'] })
+  const proc = spawn(process.execPath, ['bin/lifeboat.js', 'lab', 'serve', '--fixture', 'default', '--data', dataDir, '--json'], { stdio: ['ignore', 'pipe', 'inherit'] })
   const line = await new Promise<string>(resolve => createInterface({ input: proc.stdout }).once('line', resolve))
   return { info: JSON.parse(line) as LabInfo, stop: () => proc.kill('SIGTERM') }
 }
@@ -131,21 +132,21 @@ async function uncapped(gib: number, root: string): Promise<void> {
   const conn = await PoolConnection.connect(lab.info)
   const remote = (name: string) => join(root, name)
   try {
-    console.log(`preparing: ${gib} GiB written into tiny-halted's disk (4 GiB), 1 GiB into tiny-running's (4 GiB)…`)
-    await fill(lab.info, conn, 'tiny-halted', 4 * GiB, gib * GiB, 1)
-    await fill(lab.info, conn, 'tiny-running', 4 * GiB, 1 * GiB, 2)
-    const base = { lab: lab.info, vmName: 'tiny-halted', forceFull: false }
+    console.log(`preparing: ${gib} GiB written into web-01's disk (4 GiB), 1 GiB into web-02's (4 GiB)…`)
+    await fill(lab.info, conn, 'web-01', 4 * GiB, gib * GiB, 1)
+    await fill(lab.info, conn, 'web-02', 4 * GiB, 1 * GiB, 2)
+    const base = { lab: lab.info, vmName: 'web-01', forceFull: false }
 
     const full = await runChild({ ...base, mode: 'delta', remotes: [remote('one')] })
     const copy = await copyRate(await largestFile(remote('one')), root)
-    const source = await exportRate(conn, 'tiny-halted')
-    await fill(lab.info, conn, 'tiny-halted', 4 * GiB, 512 * MiB, 3, 256 * MiB)
+    const source = await exportRate(conn, 'web-01')
+    await fill(lab.info, conn, 'web-01', 4 * GiB, 512 * MiB, 3, 256 * MiB)
     const delta = await runChild({ ...base, mode: 'delta', remotes: [remote('one')] })
     const xva = await runChild({ ...base, mode: 'full', remotes: [remote('xva')] })
     const three = await runChild({ ...base, mode: 'delta', forceFull: true, remotes: [remote('three-a'), remote('three-b'), remote('three-c')] })
-    const small = await runChild({ lab: lab.info, vmName: 'tiny-running', mode: 'delta', forceFull: true, remotes: [remote('rss-1')] })
-    await fill(lab.info, conn, 'tiny-running', 4 * GiB, 3 * GiB, 4, 1 * GiB)
-    const big = await runChild({ lab: lab.info, vmName: 'tiny-running', mode: 'delta', forceFull: true, remotes: [remote('rss-4')] })
+    const small = await runChild({ lab: lab.info, vmName: 'web-02', mode: 'delta', forceFull: true, remotes: [remote('rss-1')] })
+    await fill(lab.info, conn, 'web-02', 4 * GiB, 3 * GiB, 4, 1 * GiB)
+    const big = await runChild({ lab: lab.info, vmName: 'web-02', mode: 'delta', forceFull: true, remotes: [remote('rss-4')] })
 
     console.log(`\nplain copy of the full VHD on this disk: ${copy.toFixed(0)} MiB/s; the lab's VHD export alone (read and discarded): ${source.toFixed(0)} MiB/s`)
     console.log('backup to one local remote          MiB/s   ratio to copy   ratio to the export alone')
