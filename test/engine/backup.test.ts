@@ -150,6 +150,22 @@ describe('delta chains: fullInterval and two jobs on the same remote', () => {
     assert.deepEqual(kinds, [true, false, false, true, false])
   })
 
+  test('long-term retention in the schedule timezone keeps the day\'s first backup; settings not carried out yet are said in the log', async () => {
+    const conn = env.conns[0]!
+    const vm = vmByName(conn, 'tiny-halted')
+    const theJob = job({
+      id: 'ltr-job', mode: 'delta', vms: { uuids: [vm.uuid] }, settings: { longTermRetention: { daily: { retention: 2 } }, maxExportRate: 1_000_000 },
+      schedules: [{ id: 'ltr', name: 'daily', cron: '0 3 * * *', timezone: 'Europe/Paris', retention: { backups: 1, snapshots: 1 } }],
+    })
+    const trees = []
+    for (let i = 0; i < 3; i++) trees.push(await runToEnd(env, theJob))
+    for (const tree of trees) assert.equal(tree.status, 'success', describeFailure(tree))
+    assert.ok(trees[0]!.warnings?.some(w => w.message.includes('maxExportRate')), 'the unsupported setting is named in the run log')
+    const backups = (await listVmBackups(env.remotes.get('a')!, vm.uuid)).filter(b => b.jobId === 'ltr-job')
+    const snapshotsOfRuns = trees.map(tree => tree.tasks![0]!.tasks!.find(t => t.message === 'snapshot')!.result)
+    assert.deepEqual(backups.map(b => b.vmSnapshot.uuid), [snapshotsOfRuns[0], snapshotsOfRuns[2]], 'the newest, plus the oldest of today')
+  })
+
   test('two jobs backing up the same VM to the same remote at once take turns on its folder and both succeed', async () => {
     const conn = env.conns[0]!
     const vm = vmByName(conn, 'tiny-running')

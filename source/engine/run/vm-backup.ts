@@ -122,7 +122,7 @@ class VmBackup {
         this.task.warning(`nothing is written to remote ${name}: the schedule "${schedule.name}" keeps 0 backups there (set retention.backups)`)
         continue
       }
-      this.writers.push(new RemoteWriter(name, handler, settings, this.vm.uuid, job.id, schedule.id))
+      this.writers.push(new RemoteWriter(name, handler, settings, this.vm.uuid, job.id, schedule.id, schedule.timezone))
     }
     if (this.writers.length === 0) {
       throw new LifeboatError('NO_TARGET', `The VM has no target in this run: none of the job's remotes (${job.remotes.join(', ') || 'none'}) is available with a retention above 0. Check the remotes and the schedule's retention.`)

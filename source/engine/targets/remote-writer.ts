@@ -51,7 +51,7 @@ export class RemoteWriter {
   #size = 0
   #date: { timestamp: number; date: string } | undefined
 
-  constructor(name: string, handler: RemoteHandler, settings: Settings, readonly vmUuid: string, readonly jobId: string, readonly scheduleId: string) {
+  constructor(name: string, handler: RemoteHandler, settings: Settings, readonly vmUuid: string, readonly jobId: string, readonly scheduleId: string, readonly timezone: string) {
     this.name = name
     this.handler = handler
     this.settings = settings
@@ -173,7 +173,7 @@ export class RemoteWriter {
   async #retention(mode: 'full' | 'delta', task: Task, extraRoom: number): Promise<void> {
     const keep = Math.max(0, this.settings.exportRetention - extraRoom)
     await task.child('clean-vm', { remote: this.name }).run(async () => {
-      const deleted = await applyRetention(this.handler, this.vmUuid, { jobId: this.jobId, scheduleId: this.scheduleId, keep, longTerm: this.settings.longTermRetention })
+      const deleted = await applyRetention(this.handler, this.vmUuid, { jobId: this.jobId, scheduleId: this.scheduleId, keep, longTerm: this.settings.longTermRetention, timezone: this.timezone })
       const cleaned = mode === 'delta' || deleted.length > 0 ? summarize(await cleanVm(this.handler, this.vmUuid, {})) : { merge: false }
       return { ...cleaned, deleted: deleted.length }
     })
