@@ -96,8 +96,15 @@ function settleStatus(node: TaskNode): void {
   node.tasks.sort((a, b) => (a.end ?? Infinity) - (b.end ?? Infinity) || a.start - b.start)
   if (node.status === 'pending' || node.status === 'interrupted') return
   for (const child of node.tasks) {
+    if (supersededByRetry(child, node.tasks)) continue
     if (SEVERITY[child.status] > SEVERITY[node.status]) node.status = child.status
   }
+}
+
+/** XO's rule: a failed task followed by a successful one of the same name and subject (a VM retried) does not fail its parent. */
+function supersededByRetry(child: TaskNode, siblings: TaskNode[]): boolean {
+  if (child.status !== 'failure' || child.data?.id === undefined) return false
+  return siblings.some(other => other !== child && other.status === 'success' && other.message === child.message && other.data?.id === child.data?.id && other.start >= child.start)
 }
 
 /**

@@ -84,6 +84,15 @@ describe('failures during a delta backup', () => {
     assert.equal(next.status, 'success', describeFailure(next))
   })
 
+  test('nRetriesVmBackupFailures: a VM that fails once is retried within the run, and the run succeeds', async () => {
+    env.lab.control.snapshotFailure(1)
+    const retried = job({ mode: 'delta', vms: { uuids: [vm.uuid] }, remotes: ['a'], settings: { nRetriesVmBackupFailures: 1 } })
+    const tree = await runToEnd(env, retried)
+    assert.equal(tree.status, 'success', describeFailure(tree))
+    assert.deepEqual(tree.tasks!.map(t => t.status), ['failure', 'success'], 'the failed attempt stays in the log')
+    assert.ok(tree.warnings?.some(w => w.message === 'Retry the VM backup due to an error'))
+  })
+
   test('the base snapshot deleted by hand: the next run falls back to a full and says why', async () => {
     const first = await runToEnd(env, theJob())
     assert.equal(first.status, 'success', describeFailure(first))

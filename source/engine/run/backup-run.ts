@@ -3,12 +3,13 @@
 // cancel or the job's timeout aborts every step for real; the returned tree is always settled.
 import { setMaxListeners } from 'node:events'
 import pLimit from 'p-limit'
-import { LifeboatError } from '../../util/errors.ts'
+import { LifeboatError, errorCode } from '../../util/errors.ts'
 import { cancelledError, timeoutError } from '../../util/abort.ts'
 import { foldRun, TaskLog, type TaskListener, type TaskNode, type Task } from '../../tasks/index.ts'
 import type { RemoteHandler } from '../../storage/index.ts'
 import type { PoolConnection, XapiRecord } from '../../xapi/index.ts'
 import { DEFAULT_SETTINGS, findSchedule, resolveSettings, selectVms, type Job, type VmCandidate } from '../jobs/index.ts'
+import { RateLimit } from './rate-limit.ts'
 import { backupVm } from './vm-backup.ts'
 
 export interface EngineContext {
@@ -90,14 +91,24 @@ async function runBackup(task: Task, signal: AbortSignal, job: Job & { id: strin
     else remotes.set(name, handler)
   }
 
-  const concurrency = resolveSettings(job, schedule).concurrency
+  const { concurrency, maxExportRate } = resolveSettings(job, schedule)
+  // One budget for the whole run, shared by every export (XO's job-wide throttle).
+  const rate = maxExportRate > 0 ? new RateLimit(maxExportRate) : undefined
   const limit = pLimit(concurrency === 0 ? Math.max(1, selection.selected.length) : concurrency)
   const byUuid = new Map(candidates.map(c => [c.uuid, c.conn]))
   await Promise.all(
     selection.selected.map(uuid =>
       limit(async () => {
-        if (signal.aborted) return task.child('backup VM', { type: 'VM', id: uuid }).cancel(signal.reason)
-        await backupVm({ conn: byUuid.get(uuid)!, job, schedule, runId: task.id, remotes, signal }, uuid, task).catch(() => {})
+        const retries = resolveSettings(job, schedule, { vmUuid: uuid }).nRetriesVmBackupFailures
+        for (let attempt = 0; ; attempt++) {
+          if (signal.aborted) return task.child('backup VM', { type: 'VM', id: uuid }).cancel(signal.reason)
+          try {
+            return await backupVm({ conn: byUuid.get(uuid)!, job, schedule, runId: task.id, remotes, signal }, uuid, task, rate)
+          } catch (error) {
+            if (signal.aborted || attempt >= retries || NOT_RETRIED.has(errorCode(error))) return
+            task.warning('Retry the VM backup due to an error', { vm: uuid, attempt: attempt + 1, error: errorCode(error) })
+          }
+        }
       }),
     ),
   )
@@ -109,10 +120,11 @@ async function runBackup(task: Task, signal: AbortSignal, job: Job & { id: strin
 const NOT_YET: Array<[keyof ReturnType<typeof resolveSettings>, string]> = [
   ['distributeBackups', 'distributing VMs across remotes is not implemented yet: every remote gets every VM'],
   ['distributeReplications', 'distributing replications is not implemented yet'],
-  ['maxExportRate', 'the export rate cap (maxExportRate) is not implemented yet: exports run at full speed'],
-  ['nRetriesVmBackupFailures', 'retrying failed VMs within a run (nRetriesVmBackupFailures) is not implemented yet'],
   ['copyRetention', 'replication to SRs is not implemented yet: the replica retention has no effect'],
 ]
+
+/** Failures a retry cannot change. */
+const NOT_RETRIED = new Set(['NO_DISKS', 'NO_TARGET', 'XAPI_UUID_INVALID'])
 
 function warnUnsupported(task: Task, job: Job, schedule: ReturnType<typeof findSchedule>): void {
   const settings = resolveSettings(job, schedule)

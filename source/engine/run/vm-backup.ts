@@ -16,6 +16,7 @@ import {
 import { resolveSettings, type Job, type Schedule, type Settings } from '../jobs/index.ts'
 import { RemoteWriter, type DiskExport, type MetadataWithoutFiles, type ProgressReporter } from '../targets/remote-writer.ts'
 import { forkAsyncIterable } from './fanout.ts'
+import type { RateLimit } from './rate-limit.ts'
 import { KEY, removeOldSnapshots, removeUnexportedSnapshots, selectBase } from './snapshots.ts'
 
 /** A snapshot that takes longer is given up (XAPI's own snapshot can hang on a sick SR). */
@@ -30,13 +31,13 @@ export interface VmBackupContext {
   signal: AbortSignal
 }
 
-export async function backupVm(context: VmBackupContext, vmUuid: string, runTask: Task): Promise<void> {
+export async function backupVm(context: VmBackupContext, vmUuid: string, runTask: Task, rate?: RateLimit): Promise<void> {
   const first = context.conn.get('VM', vmUuid)
   const task = runTask.child('backup VM', { type: 'VM', id: first.uuid, name_label: first.name_label })
   await task.run(async () => {
     // Snapshots are judged on their other_config: the cache must show what the last run wrote.
     await context.conn.sync(context.signal)
-    await new VmBackup(context, context.conn.get('VM', vmUuid), task).run()
+    await new VmBackup(context, context.conn.get('VM', vmUuid), task, rate).run()
   })
 }
 
@@ -51,6 +52,7 @@ class VmBackup {
     readonly context: VmBackupContext,
     readonly vm: XapiRecord,
     readonly task: Task,
+    readonly rate: RateLimit | undefined,
   ) {
     const { job, schedule } = context
     this.settings = resolveSettings(job, schedule, { vmUuid: vm.uuid })
@@ -311,9 +313,13 @@ class VmBackup {
     write: (writer: RemoteWriter, fork: AsyncIterable<T>, report: ProgressReporter) => Promise<number>,
   ): Promise<void> {
     let sourceError: unknown
+    const { rate, signal } = this
     const guarded = (async function* () {
       try {
-        yield* items as AsyncIterable<T>
+        for await (const item of items as AsyncIterable<T>) {
+          await rate?.take(byteLength(item), signal)
+          yield item
+        }
       } catch (error) {
         sourceError = error
         throw error
@@ -357,6 +363,11 @@ class VmBackup {
       }
     })
   }
+}
+
+function byteLength(item: unknown): number {
+  if (Buffer.isBuffer(item)) return item.length
+  return (item as { data?: Buffer }).data?.length ?? 0
 }
 
 /** Ends a task left running by an error: cancelled when the run was cancelled, failed otherwise. */
