@@ -75,3 +75,30 @@ export function FormView({ fields, form, width, labelWidth = 18 }: { fields: Fie
     </Box>
   )
 }
+
+export interface AddForm {
+  adding: boolean
+  form: Form
+  /** Opens the form (when the screen may change things). */
+  open: () => void
+  /** While open, every key goes to the form: esc closes it, enter submits it. Returns whether it took the key. */
+  onKey: (input: string, key: Key) => boolean
+  /** The keys shown in the footer while the form is open. */
+  keys: Array<{ key: string; label: string }>
+}
+
+/** The "add" form of a list screen (a pool, a remote): open with `a`, esc cancels, enter submits. */
+export function useAddForm(fields: Field[], initial: FormValues, options: { submitLabel: string; onSubmit: (values: FormValues, form: Form) => void }): AddForm {
+  const [adding, setAdding] = useState(false)
+  const form = useForm(fields, initial)
+  const onKey = (input: string, key: Key): boolean => {
+    if (!adding) return false
+    if (key.escape) setAdding(false)
+    else if (key.return) {
+      setAdding(false)
+      options.onSubmit(form.values, form)
+    } else form.onKey(input, key)
+    return true
+  }
+  return { adding, form, open: () => setAdding(true), onKey, keys: [{ key: 'enter', label: options.submitLabel }, { key: 'esc', label: 'cancel' }] }
+}

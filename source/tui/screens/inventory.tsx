@@ -1,11 +1,10 @@
 // Pools, VMs and SRs: what Lifeboat is connected to. Pools can be added (URL, user, password) and
 // removed; VMs and SRs are listed with their state, tags and free space.
-import { useState } from 'react'
 import { Box, Text } from 'ink'
 import { useRpc, useScreenKeys, useShell } from '../shell.tsx'
 import { Table, type Column } from '../components/list.tsx'
 import { FilterLine } from '../components/input.tsx'
-import { FormView, useForm, type Field } from '../components/form.tsx'
+import { FormView, useAddForm, type Field } from '../components/form.tsx'
 import type { Vm } from '../contract.ts'
 import { formatBytes } from '../format.ts'
 import type { Tone } from '../theme.ts'
@@ -21,15 +20,17 @@ export function PoolsScreen() {
   const shell = useShell()
   const pools = useRpc('pool.list', {}, ['pools'])
   const view = useFilteredList(pools.data, p => `${p.name} ${p.url} ${p.status}`, shell.bodyHeight - 1)
-  const [adding, setAdding] = useState(false)
-  const form = useForm(POOL_FIELDS, { url: '', username: 'root', password: '' })
+  const add = useAddForm(POOL_FIELDS, { url: '', username: 'root', password: '' }, {
+    submitLabel: 'connect',
+    onSubmit: ({ url, username, password }, form) => {
+      void shell.mutate(`add pool ${String(url)}`, () => shell.client.call('pool.add', { url: String(url), username: String(username), password: String(password) }))
+      form.set('password', '')
+    },
+  })
 
   useScreenKeys({
-    keys: adding
-      ? [
-          { key: 'enter', label: 'connect' },
-          { key: 'esc', label: 'cancel' },
-        ]
+    keys: add.adding
+      ? add.keys
       : [
           { key: 'a', label: 'add' },
           { key: 'd', label: 'remove' },
@@ -37,22 +38,13 @@ export function PoolsScreen() {
           { key: 's', label: 'SRs' },
           { key: '/', label: 'filter' },
         ],
-    capturing: adding ? form.capturing : view.filter.editing,
+    capturing: add.adding ? add.form.capturing : view.filter.editing,
     onKey: (input, key) => {
-      if (adding) {
-        if (key.escape) setAdding(false)
-        else if (key.return) {
-          setAdding(false)
-          const { url, username, password } = form.values
-          void shell.mutate(`add pool ${String(url)}`, () => shell.client.call('pool.add', { url: String(url), username: String(username), password: String(password) }))
-          form.set('password', '')
-        } else form.onKey(input, key)
-        return true
-      }
+      if (add.onKey(input, key)) return true
       if (view.onKey(input, key)) return true
       const pool = view.selected
       if (input === 'a') {
-        if (shell.canChange('adding a pool')) setAdding(true)
+        if (shell.canChange('adding a pool')) add.open()
       } else if (input === 'd' && pool !== undefined) {
         if (shell.canChange('removing a pool')) shell.confirm({ message: `Disconnect Lifeboat from the pool ${pool.name}? Jobs on its VMs will skip them.`, onYes: () => void shell.mutate(`remove ${pool.name}`, () => shell.client.call('pool.remove', { id: pool.id })) })
       } else if (key.return) shell.navigate({ screen: 'vms' })
@@ -62,11 +54,11 @@ export function PoolsScreen() {
     },
   })
 
-  if (adding) {
+  if (add.adding) {
     return (
       <Box flexDirection="column">
         <Text bold>Connect a pool (its master)</Text>
-        <FormView fields={POOL_FIELDS} form={form} width={shell.columns} labelWidth={9} />
+        <FormView fields={POOL_FIELDS} form={add.form} width={shell.columns} labelWidth={9} />
       </Box>
     )
   }

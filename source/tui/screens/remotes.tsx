@@ -1,11 +1,10 @@
 // Remotes: where backups go, with state and free space; add (name + URL), test (write, read, delete a
 // probe and measure), remove.
-import { useState } from 'react'
 import { Box, Text } from 'ink'
 import { useRpc, useScreenKeys, useShell } from '../shell.tsx'
 import { Table, type Column } from '../components/list.tsx'
 import { FilterLine } from '../components/input.tsx'
-import { FormView, useForm, type Field } from '../components/form.tsx'
+import { FormView, useAddForm, type Field } from '../components/form.tsx'
 import { formatBytes } from '../format.ts'
 import { CountLine, useFilteredList } from './common.tsx'
 
@@ -27,35 +26,27 @@ export function RemotesScreen() {
   const shell = useShell()
   const remotes = useRpc('remote.list', {}, ['remotes'])
   const view = useFilteredList(remotes.data, r => `${r.name} ${r.url} ${r.type} ${r.status}`, shell.bodyHeight - 1)
-  const [adding, setAdding] = useState(false)
-  const form = useForm(ADD_FIELDS, { name: '', url: '' })
+  const add = useAddForm(ADD_FIELDS, { name: '', url: '' }, {
+    submitLabel: 'add',
+    onSubmit: ({ name, url }) => void shell.mutate(`add remote ${String(name)}`, () => shell.client.call('remote.add', { name: String(name), url: String(url) })),
+  })
 
   useScreenKeys({
-    keys: adding
-      ? [
-          { key: 'enter', label: 'add' },
-          { key: 'esc', label: 'cancel' },
-        ]
+    keys: add.adding
+      ? add.keys
       : [
           { key: 'a', label: 'add' },
           { key: 't', label: 'test' },
           { key: 'd', label: 'remove' },
           { key: '/', label: 'filter' },
         ],
-    capturing: adding ? form.capturing : view.filter.editing,
+    capturing: add.adding ? add.form.capturing : view.filter.editing,
     onKey: (input, key) => {
-      if (adding) {
-        if (key.escape) setAdding(false)
-        else if (key.return) {
-          setAdding(false)
-          void shell.mutate(`add remote ${String(form.values.name)}`, () => shell.client.call('remote.add', { name: String(form.values.name), url: String(form.values.url) }))
-        } else form.onKey(input, key)
-        return true
-      }
+      if (add.onKey(input, key)) return true
       if (view.onKey(input, key)) return true
       const remote = view.selected
       if (input === 'a') {
-        if (shell.canChange('adding a remote')) setAdding(true)
+        if (shell.canChange('adding a remote')) add.open()
       } else if (input === 't' && remote !== undefined) {
         shell.notify(`Testing ${remote.name}…`)
         shell.client.call('remote.test', { name: remote.name }).then(
@@ -69,11 +60,11 @@ export function RemotesScreen() {
     },
   })
 
-  if (adding) {
+  if (add.adding) {
     return (
       <Box flexDirection="column">
         <Text bold>Add a remote</Text>
-        <FormView fields={ADD_FIELDS} form={form} width={shell.columns} labelWidth={8} />
+        <FormView fields={ADD_FIELDS} form={add.form} width={shell.columns} labelWidth={8} />
       </Box>
     )
   }
