@@ -120,7 +120,6 @@ async function runBackup(task: Task, signal: AbortSignal, job: Job & { id: strin
 const NOT_YET: Array<[keyof ReturnType<typeof resolveSettings>, string]> = [
   ['distributeBackups', 'distributing VMs across remotes is not implemented yet: every remote gets every VM'],
   ['distributeReplications', 'distributing replications is not implemented yet'],
-  ['copyRetention', 'replication to SRs is not implemented yet: the replica retention has no effect'],
 ]
 
 /** Failures a retry cannot change. */
