@@ -15,6 +15,8 @@ export interface ExportStream {
   task: Promise<unknown>
   /** The export slot this stream holds until it closes (writers report their progress on it). */
   lease: SlotLease
+  /** The exact size once known (a VHD's block table tells it), for progress and ETA. */
+  setExpectedSize(bytes: number): void
 }
 
 interface ExportOptions {
@@ -45,13 +47,14 @@ async function exportResource(conn: PoolConnection, slots: Slots, path: string, 
       throw wrapXapiError(error, `export task of ${path}`)
     })
     task.catch(() => {})
-    const stream = response.body.pipe(new ExportGuard(lease, options.expectedSize))
+    const guard = new ExportGuard(lease, options.expectedSize)
+    const stream = response.body.pipe(guard)
     response.body.on('error', error => stream.destroy(wrapXapiError(error, `GET ${path}`) as Error))
     stream.once('close', () => {
       lease.release()
       if (!response.body.destroyed) response.body.destroy()
     })
-    return { stream, task, lease }
+    return { stream, task, lease, setExpectedSize: bytes => (guard.expected = bytes) }
   } catch (error) {
     lease.release()
     throw error
@@ -72,7 +75,7 @@ class ExportGuard extends Transform {
 
   constructor(
     private readonly lease: SlotLease,
-    private readonly expected: number | undefined,
+    public expected: number | undefined,
   ) {
     super()
   }

@@ -7,7 +7,7 @@ import { LifeboatError, errorCode } from '../../util/errors.ts'
 import { throwIfAborted, withTimeout } from '../../util/abort.ts'
 import type { RemoteHandler } from '../../storage/index.ts'
 import type { Task } from '../../tasks/index.ts'
-import { openVhdStream } from '../../formats/vhd/index.ts'
+import { openVhdStream, vhdStreamLength } from '../../formats/vhd/index.ts'
 import { formatOtherConfigDate, METADATA_VERSION } from '../../repository/index.ts'
 import {
   blockOperations, destroyVmAndDisks, exportVdiVhd, exportVmXva, NULL_REF, removeOtherConfigKeys, setOtherConfigKey, snapshotVm, vmDisks,
@@ -265,6 +265,7 @@ class VmBackup {
         const holder = { ...this.holder, phase: 'export', disk: String(live.name_label) }
         const source = await exportVdiVhd(this.conn, vdi.$ref, { holder, signal: this.signal, baseRef: baseVdi?.$ref, expectedSize: Number(vdi.virtual_size) })
         const reader = await openVhdStream(source.stream)
+        source.setExpectedSize(vhdStreamLength(reader.footer.currentSize, reader.blockIndexes.length, { tableOffset: reader.header.tableOffset }))
         const disk: DiskExport = {
           liveVdiUuid: live.uuid, snapshotVdiUuid: vdi.uuid, snapshotVdiRef: vdi.$ref,
           footer: reader.footer, header: reader.header, blockIndexes: reader.blockIndexes, baseUuid: baseVdi?.uuid,
