@@ -113,14 +113,8 @@ export class PoolConnection {
   }
 
   /** An Async.* call whose XAPI task is cancelled when the signal aborts. */
-  async callAsync(signal: AbortSignal | undefined, method: string, ...args: unknown[]): Promise<unknown> {
-    const token = CancelToken.from(signal ?? new AbortController().signal)
-    try {
-      return await raceAbort(this.xapi.callAsync(token, method, ...args), signal)
-    } catch (error) {
-      if (signal?.aborted === true) throw abortReason(signal)
-      throw wrapXapiError(error, method)
-    }
+  callAsync(signal: AbortSignal | undefined, method: string, ...args: unknown[]): Promise<unknown> {
+    return raceAbort(this.callAsyncSettled(signal, method, ...args), signal)
   }
 
   /**

@@ -9,19 +9,10 @@ import { restoreBackup } from '../../source/engine/index.ts'
 import { VhdFile } from '../../source/formats/vhd/index.ts'
 import { listRestorePoints, listVmBackups, type VmBackup } from '../../source/repository/index.ts'
 import { fileSystemAccess } from '../../source/storage/index.ts'
-import { destroyVmAndDisks, vmDisks, type XapiRecord } from '../../source/xapi/index.ts'
-import { describeFailure, job, runToEnd, startEngineLab, vmByName, vmDigests, type EngineLab } from './helpers.ts'
+import { destroyVmAndDisks, vmDisks } from '../../source/xapi/index.ts'
+import { describeFailure, job, newestJobSnapshot, runToEnd, startEngineLab, vmByName, vmDigests, type EngineLab } from './helpers.ts'
 
 const MiB = 1024 * 1024
-
-async function newestJobSnapshot(env: EngineLab, vm: XapiRecord): Promise<XapiRecord> {
-  const conn = env.conns[0]!
-  const fresh = conn.get('VM', vm.uuid)
-  const config = (record: XapiRecord) => (record.other_config ?? {}) as Record<string, string>
-  const snapshots = (fresh.snapshots as string[]).map(ref => conn.byRef(ref)!).filter(s => s !== undefined && config(s)['xo:backup:job'] === 'job-1')
-  snapshots.sort((a, b) => String(config(a)['xo:backup:datetime']).localeCompare(String(config(b)['xo:backup:datetime'])))
-  return snapshots.at(-1)!
-}
 
 /** Restores a backup onto the pool's SR, returns the restored disks' digests, and removes the restored VM. */
 async function restoredDigests(env: EngineLab, remote: string, backup: VmBackup): Promise<string[]> {

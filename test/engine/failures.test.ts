@@ -11,7 +11,7 @@ import { listVmBackups } from '../../source/repository/index.ts'
 import { LocalHandler } from '../../source/storage/index.ts'
 import { LifeboatError } from '../../source/util/errors.ts'
 import { DEFAULT_POOL_LIMITS, PoolConnection, poolLimits, TEMPORARY_SNAPSHOT_NAME, vmDisks, type XapiRecord } from '../../source/xapi/index.ts'
-import { describeFailure, job, runToEnd, startEngineLab, tasksOf, vmByName, type EngineLab } from './helpers.ts'
+import { describeFailure, job, liveDiskUuid, runToEnd, startEngineLab, tasksOf, vmByName, type EngineLab } from './helpers.ts'
 import { tempDir } from '../helpers/tools.ts'
 
 const MiB = 1024 * 1024
@@ -61,7 +61,7 @@ describe('failures during a delta backup', () => {
     const good = await runToEnd(env, theJob())
     assert.equal(good.status, 'success', describeFailure(good))
     const before = backupFiles(await filesUnder(env.remoteDirs.get('a')!))
-    await env.lab.control.writeVdi(diskUuid(env, vm), { offset: 2 * MiB, length: 4 * MiB, seed: 7 })
+    await env.lab.control.writeVdi(liveDiskUuid(env, vm), { offset: 2 * MiB, length: 4 * MiB, seed: 7 })
     env.lab.control.exportCut({ afterBytes: 3 * MiB, mode: 'rst' })
     const cut = await runToEnd(env, theJob())
     assert.equal(cut.status, 'failure')
@@ -133,7 +133,7 @@ describe('failures during a delta backup', () => {
     const pool = env.lab.pools[0]!
     const conn = await PoolConnection.connect({ url: pool.url, username: pool.username, password: pool.password }, { stallTimeoutMs: 1500 })
     try {
-      await env.lab.control.writeVdi(diskUuid(env, vm), { offset: 12 * MiB, length: 4 * MiB, seed: 23 })
+      await env.lab.control.writeVdi(liveDiskUuid(env, vm), { offset: 12 * MiB, length: 4 * MiB, seed: 23 })
       env.lab.control.addFault({ match: { endpoint: '/export_raw_vdi/' }, action: { type: 'stall', ms: 30_000, afterBytes: 1 * MiB } })
       const started = Date.now()
       const tree = await startBackupRun(theJob(), { ...env.context, pools: new Map([[conn.poolUuid, conn]]) }).done
@@ -151,7 +151,7 @@ describe('failures during a delta backup', () => {
       const filesBefore = backupFiles(await filesUnder(env.remoteDirs.get('a')!))
       const snapshotsBefore = snapshotsOf(env, vm).map(s => s.uuid).sort()
       env.lab.control.setKnobs(phase === 'snapshot' ? { snapshotMs: 5000 } : { exportPerStreamMiBs: 2 })
-      await env.lab.control.writeVdi(diskUuid(env, vm), { offset: 8 * MiB, length: 6 * MiB, seed: 11 })
+      await env.lab.control.writeVdi(liveDiskUuid(env, vm), { offset: 8 * MiB, length: 6 * MiB, seed: 11 })
       const run = startBackupRun(theJob(), env.context)
       await waitForTask(run.log.events, phase)
       await new Promise(resolve => setTimeout(resolve, 300))
@@ -191,7 +191,7 @@ describe('failures during a delta backup', () => {
 
   test('the job timeout stops the run for real and fails it with TIMEOUT', async () => {
     env.lab.control.setKnobs({ exportPerStreamMiBs: 1 })
-    await env.lab.control.writeVdi(diskUuid(env, vm), { offset: 16 * MiB, length: 8 * MiB, seed: 13 })
+    await env.lab.control.writeVdi(liveDiskUuid(env, vm), { offset: 16 * MiB, length: 8 * MiB, seed: 13 })
     const filesBefore = backupFiles(await filesUnder(env.remoteDirs.get('a')!))
     const slow = job({ mode: 'delta', vms: { uuids: [vm.uuid] }, remotes: ['a'], settings: { timeout: 1500 } })
     const tree = await runToEnd(env, slow)
@@ -274,7 +274,7 @@ describe('a remote that fails mid-run while the others finish', () => {
 
   test('a remote whose folder disappears mid-transfer is dropped, the others get the backup', async () => {
     env.lab.control.setKnobs({ exportPerStreamMiBs: 4 })
-    await env.lab.control.writeVdi(diskUuid(env, vm), { offset: 20 * MiB, length: 6 * MiB, seed: 17 })
+    await env.lab.control.writeVdi(liveDiskUuid(env, vm), { offset: 20 * MiB, length: 6 * MiB, seed: 17 })
     const theJob = job({ mode: 'delta', vms: { uuids: [vm.uuid] }, remotes: ['a', 'b'] })
     const run = startBackupRun(theJob, env.context)
     await waitForTask(run.log.events, 'transfer')
@@ -298,16 +298,6 @@ async function eventually(check: () => void, timeoutMs = 15_000): Promise<void> 
       await new Promise(resolve => setTimeout(resolve, 100))
     }
   }
-}
-
-function diskUuid(env: EngineLab, vm: XapiRecord): string {
-  const conn = env.conns[0]!
-  const live = conn.get('VM', vm.uuid)
-  for (const vbdRef of live.VBDs as string[]) {
-    const vbd = conn.byRef(vbdRef)
-    if (vbd?.type === 'Disk') return conn.byRef(vbd.VDI as string)!.uuid as string
-  }
-  throw new Error('no disk')
 }
 
 async function waitForTask(events: Array<{ type: string; properties?: { name: string } }>, name: string): Promise<void> {

@@ -8,6 +8,7 @@ import { LocalHandler } from '../../source/storage/index.ts'
 import { PoolConnection, vmDisks, type XapiRecord } from '../../source/xapi/index.ts'
 import { parseJob, type JobInput } from '../../source/engine/jobs/index.ts'
 import { startBackupRun, type EngineContext } from '../../source/engine/index.ts'
+import { jobSnapshots } from '../../source/engine/run/snapshots.ts'
 import type { TaskNode } from '../../source/tasks/index.ts'
 import { tempDir } from '../helpers/tools.ts'
 
@@ -67,6 +68,19 @@ export function vmByName(conn: PoolConnection, name: string): XapiRecord {
   const vm = conn.all('VM').find(v => v.name_label === name && v.is_a_snapshot !== true && v.is_a_template !== true)
   if (vm === undefined) throw new Error(`no VM named ${name}`)
   return vm
+}
+
+/** The newest snapshot the job made of the VM, read as the engine reads it (after a cache sync). */
+export async function newestJobSnapshot(env: EngineLab, vm: XapiRecord, jobId = 'job-1'): Promise<XapiRecord> {
+  const conn = env.conns[0]!
+  await conn.sync()
+  return jobSnapshots(conn, conn.get('VM', vm.uuid), jobId).at(-1)!.record
+}
+
+/** The uuid of the VM's first disk (the one guest writes go to in these tests). */
+export function liveDiskUuid(env: EngineLab, vm: XapiRecord): string {
+  const conn = env.conns[0]!
+  return vmDisks(conn, conn.get('VM', vm.uuid))[0]!.vdi.uuid as string
 }
 
 /** sha256 of a VDI's content as XAPI's raw export gives it. */

@@ -11,8 +11,8 @@ import { createInterface } from 'node:readline'
 import { describe, test } from 'node:test'
 import { restoreBackup } from '../../source/engine/index.ts'
 import { listVmBackups } from '../../source/repository/index.ts'
-import { destroyVmAndDisks, vmDisks, type XapiRecord } from '../../source/xapi/index.ts'
-import { describeFailure, job, runToEnd, startEngineLab, vmByName, vmDigests, type EngineLab } from './helpers.ts'
+import { destroyVmAndDisks } from '../../source/xapi/index.ts'
+import { describeFailure, job, liveDiskUuid, newestJobSnapshot, runToEnd, startEngineLab, vmByName, vmDigests } from './helpers.ts'
 
 const MiB = 1024 * 1024
 const JOB = { id: 'job-1', mode: 'delta' as const, schedules: [{ id: 'schedule-1', name: 'daily', cron: '0 3 * * *', timezone: 'UTC', retention: { backups: 2, snapshots: 1 } }] }
@@ -43,14 +43,6 @@ const childScript = `
   process.stdout.write('FINISHED ' + tree.status + '\\n')
 `
 
-async function newestSnapshot(env: EngineLab, vm: XapiRecord): Promise<XapiRecord> {
-  const conn = env.conns[0]!
-  await conn.sync()
-  const config = (record: XapiRecord) => (record.other_config ?? {}) as Record<string, string>
-  const snapshots = (conn.get('VM', vm.uuid).snapshots as string[]).map(ref => conn.byRef(ref)!).filter(s => config(s)['xo:backup:job'] === 'job-1')
-  return snapshots.sort((a, b) => config(a)['xo:backup:datetime']!.localeCompare(config(b)['xo:backup:datetime']!)).at(-1)!
-}
-
 async function filesOf(dir: string): Promise<string[]> {
   const out: string[] = []
   for (const entry of await readdir(dir, { withFileTypes: true, recursive: true })) if (entry.isFile()) out.push(entry.name)
@@ -66,12 +58,12 @@ describe('a process killed during a merge', () => {
         const vm = vmByName(conn, 'tiny-running')
         const theJob = job({ ...JOB, vms: { uuids: [vm.uuid] } })
         const digests = new Map<string, string[]>()
-        const write = (seed: number) => env.lab.control.writeVdi(vmDisks(conn, conn.get('VM', vm.uuid))[0]!.vdi.uuid as string, { offset: seed * 3 * MiB, length: 4 * MiB, seed })
+        const write = (seed: number) => env.lab.control.writeVdi(liveDiskUuid(env, vm), { offset: seed * 3 * MiB, length: 4 * MiB, seed })
         for (let i = 1; i <= 2; i++) {
           if (i > 1) await write(i)
           const tree = await runToEnd(env, theJob)
           assert.equal(tree.status, 'success', describeFailure(tree))
-          const snapshot = await newestSnapshot(env, vm)
+          const snapshot = await newestJobSnapshot(env, vm)
           digests.set(snapshot.uuid, await vmDigests(conn, snapshot))
         }
 
@@ -83,7 +75,7 @@ describe('a process killed during a merge', () => {
         assert.equal(line, 'MERGING', 'the child reached the merge')
         child.kill('SIGKILL')
         await once(child, 'exit')
-        const third = await newestSnapshot(env, vm)
+        const third = await newestJobSnapshot(env, vm)
         digests.set(third.uuid, await vmDigests(conn, third))
         const vmFolder = join(env.remoteDirs.get('a')!, 'xo-vm-backups', vm.uuid)
         assert.ok((await filesOf(vmFolder)).some(name => name.endsWith('.merge.json')), 'an interrupted merge is left')
@@ -91,7 +83,7 @@ describe('a process killed during a merge', () => {
         await write(4)
         const next = await runToEnd(env, theJob)
         assert.equal(next.status, 'success', describeFailure(next))
-        const fourth = await newestSnapshot(env, vm)
+        const fourth = await newestJobSnapshot(env, vm)
         digests.set(fourth.uuid, await vmDigests(conn, fourth))
         assert.deepEqual((await filesOf(vmFolder)).filter(name => name.endsWith('.merge.json')), [], 'the merge was finished')
 

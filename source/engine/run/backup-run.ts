@@ -8,7 +8,7 @@ import { cancelledError, timeoutError } from '../../util/abort.ts'
 import { foldRun, TaskLog, type TaskListener, type TaskNode, type Task } from '../../tasks/index.ts'
 import type { RemoteHandler } from '../../storage/index.ts'
 import type { PoolConnection, XapiRecord } from '../../xapi/index.ts'
-import { DEFAULT_SETTINGS, findSchedule, resolveSettings, selectVms, type Job, type VmCandidate } from '../jobs/index.ts'
+import { DEFAULT_SETTINGS, findSchedule, resolveSettings, selectVms, type Job, type Settings, type VmCandidate } from '../jobs/index.ts'
 import { RateLimit } from './rate-limit.ts'
 import { backupVm } from './vm-backup.ts'
 
@@ -73,7 +73,8 @@ export function startRun(root: { name: string; data: Record<string, unknown> }, 
 }
 
 async function runBackup(task: Task, signal: AbortSignal, job: Job & { id: string }, schedule: ReturnType<typeof findSchedule> & { id: string }, context: EngineContext): Promise<void> {
-  warnUnsupported(task, job, schedule)
+  const settings = resolveSettings(job, schedule)
+  warnUnsupported(task, job, settings)
   const candidates: Array<VmCandidate & { conn: PoolConnection }> = []
   for (const conn of context.pools.values()) for (const vm of conn.all('VM')) candidates.push({ ...candidate(vm, conn.poolUuid), conn })
   const selection = selectVms(job.vms, candidates, job.id)
@@ -91,7 +92,7 @@ async function runBackup(task: Task, signal: AbortSignal, job: Job & { id: strin
     else remotes.set(name, handler)
   }
 
-  const { concurrency, maxExportRate } = resolveSettings(job, schedule)
+  const { concurrency, maxExportRate } = settings
   // One budget for the whole run, shared by every export (XO's job-wide throttle).
   const rate = maxExportRate > 0 ? new RateLimit(maxExportRate) : undefined
   const limit = pLimit(concurrency === 0 ? Math.max(1, selection.selected.length) : concurrency)
@@ -117,7 +118,7 @@ async function runBackup(task: Task, signal: AbortSignal, job: Job & { id: strin
 
 // Accepted in job files for compatibility with Xen Orchestra's jobs, not carried out yet: said in every
 // run's log rather than ignored in silence.
-const NOT_YET: Array<[keyof ReturnType<typeof resolveSettings>, string]> = [
+const NOT_YET: Array<[keyof Settings, string]> = [
   ['distributeBackups', 'distributing VMs across remotes is not implemented yet: every remote gets every VM'],
   ['distributeReplications', 'distributing replications is not implemented yet'],
 ]
@@ -125,8 +126,7 @@ const NOT_YET: Array<[keyof ReturnType<typeof resolveSettings>, string]> = [
 /** Failures a retry cannot change. */
 const NOT_RETRIED = new Set(['NO_DISKS', 'NO_TARGET', 'XAPI_UUID_INVALID'])
 
-function warnUnsupported(task: Task, job: Job, schedule: ReturnType<typeof findSchedule>): void {
-  const settings = resolveSettings(job, schedule)
+function warnUnsupported(task: Task, job: Job, settings: Settings): void {
   for (const [key, message] of NOT_YET) if (settings[key] !== DEFAULT_SETTINGS[key]) task.warning(message)
   if (job.srs.length > 0) task.warning(`replication to SRs is not implemented yet: the job's SRs (${job.srs.join(', ')}) get nothing`)
 }

@@ -233,28 +233,27 @@ class VmBackup {
     return vmDisks(this.conn, snapshot).map(d => d.vdi)
   }
 
-  #startExports(isFull: boolean): Map<RemoteWriter, Task> {
+  /** One export task per live writer, each with its transfer task. */
+  #startExports(isFull: boolean): void {
     for (const writer of this.writers.filter(w => w.alive)) {
       const exportTask = this.task.child('export', { type: 'remote', id: writer.name, name_label: writer.handler.label, isFull })
       this.#exportTasks.set(writer, exportTask)
+      this.#transfers.set(writer, { task: exportTask.child('transfer'), size: 0 })
     }
-    return this.#exportTasks
   }
 
   async #transferFull(snapshot: XapiRecord, timestamp: number): Promise<void> {
     this.#startExports(true)
-    const transfers = this.#transferTasks()
     const compression = this.settings.compression === 'none' ? undefined : this.settings.compression
     const expectedSize = this.#snapshotDisks(snapshot).reduce((sum, vdi) => sum + Number(vdi.virtual_size), 0)
     const source = await exportVmXva(this.conn, snapshot.$ref, { holder: { ...this.holder, phase: 'export' }, signal: this.signal, compression, expectedSize })
-    await this.#feed(source, source.stream, transfers, (writer, fork, report) => writer.writeXva(fork, timestamp, report, this.signal))
-    await this.#commitAll(transfers, { version: METADATA_VERSION, mode: 'full', jobId: this.context.job.id, scheduleId: this.context.schedule.id, vm: plainRecord(this.vm), vmSnapshot: plainRecord(snapshot) })
+    await this.#feed(source, source.stream, (writer, fork, report) => writer.writeXva(fork, timestamp, report, this.signal))
+    await this.#commitAll({ version: METADATA_VERSION, mode: 'full', jobId: this.context.job.id, scheduleId: this.context.schedule.id, vm: plainRecord(this.vm), vmSnapshot: plainRecord(snapshot) })
   }
 
   async #transferDelta(snapshot: XapiRecord, liveDisks: XapiRecord[], base: { bases: Map<string, XapiRecord> }, timestamp: number): Promise<void> {
     const isFull = base.bases.size < liveDisks.length
     this.#startExports(isFull)
-    const transfers = this.#transferTasks()
     const snapshotDisks = this.#snapshotDisks(snapshot)
     const vdis: Record<string, Record<string, unknown>> = {}
     await Promise.all(
@@ -277,7 +276,7 @@ class VmBackup {
           $SR$uuid: sr?.uuid,
           other_config: { ...(vdi.other_config as Record<string, string>), ...(baseVdi !== undefined && { [KEY.baseDeltaVdi]: baseVdi.uuid }) },
         }
-        await this.#feed(source, reader.blocks(), transfers, (writer, fork, report) => writer.writeDisk(disk, fork, timestamp, report, this.signal))
+        await this.#feed(source, reader.blocks(), (writer, fork, report) => writer.writeDisk(disk, fork, timestamp, report, this.signal))
       }),
     )
     const vbds: Record<string, unknown> = {}
@@ -292,15 +291,10 @@ class VmBackup {
       const network = this.conn.byRef(vif.network as string)
       vifs[vifRef] = { ...plainRecord(vif), $network$uuid: network?.uuid, $network$name_label: network?.name_label, $network$VLAN: -1 }
     }
-    await this.#commitAll(transfers, {
+    await this.#commitAll({
       version: METADATA_VERSION, mode: 'delta', jobId: this.context.job.id, scheduleId: this.context.schedule.id,
       vm: plainRecord(this.vm), vmSnapshot: plainRecord(snapshot), vdis, vbds, vifs, vtpms: [],
     })
-  }
-
-  #transferTasks(): Map<RemoteWriter, { task: Task; size: number }> {
-    for (const [writer, exportTask] of this.#exportTasks) if (writer.alive) this.#transfers.set(writer, { task: exportTask.child('transfer'), size: 0 })
-    return this.#transfers
   }
 
   /**
@@ -310,7 +304,6 @@ class VmBackup {
   async #feed<T>(
     source: ExportStream,
     items: AsyncIterable<T> | Readable,
-    transfers: Map<RemoteWriter, { task: Task; size: number }>,
     write: (writer: RemoteWriter, fork: AsyncIterable<T>, report: ProgressReporter) => Promise<number>,
   ): Promise<void> {
     let sourceError: unknown
@@ -333,10 +326,10 @@ class VmBackup {
       writers.map(async (writer, i) => {
         const fork = forks[i]!
         try {
-          transfers.get(writer)!.size += await write(writer, fork, report)
+          this.#transfers.get(writer)!.size += await write(writer, fork, report)
         } catch (error) {
           await fork[Symbol.asyncIterator]().return?.()
-          if (sourceError === undefined) this.#failTransfer(writer, transfers, error)
+          if (sourceError === undefined) this.#failTransfer(writer, error)
         }
       }),
     )
@@ -346,20 +339,20 @@ class VmBackup {
     if (sourceError !== undefined) throw sourceError
   }
 
-  #failTransfer(writer: RemoteWriter, transfers: Map<RemoteWriter, { task: Task; size: number }>, error: unknown): void {
-    const transfer = transfers.get(writer)
+  #failTransfer(writer: RemoteWriter, error: unknown): void {
+    const transfer = this.#transfers.get(writer)
     if (transfer !== undefined && !transfer.task.ended) transfer.task.fail(error)
     this.#drop(writer, error)
   }
 
-  async #commitAll(transfers: Map<RemoteWriter, { task: Task; size: number }>, metadata: MetadataWithoutFiles): Promise<void> {
+  async #commitAll(metadata: MetadataWithoutFiles): Promise<void> {
     await this.#forEachWriter('commit', async writer => {
-      const transfer = transfers.get(writer)!
+      const transfer = this.#transfers.get(writer)!
       try {
         await writer.commit(metadata)
         transfer.task.end({ size: transfer.size })
       } catch (error) {
-        this.#failTransfer(writer, transfers, error)
+        this.#failTransfer(writer, error)
         await writer.discard()
       }
     })
