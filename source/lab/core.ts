@@ -15,7 +15,7 @@ export function defineCoreMethods(xapi: Toolstack): void {
   for (const cls of Object.keys(SCHEMA)) defineAccessors(xapi, cls)
 
   xapi.define('session.login_with_password', [2, 3, 4], (_context, user, password) => xapi.login(user, password), { session: false })
-  xapi.define('session.logout', 1, context => void xapi.sessions.delete(context.session))
+  xapi.define('session.logout', 0, context => void xapi.sessions.delete(context.session))
   xapi.define('system.listMethods', [0, 1], () => xapi.listMethods(), { session: false })
 
   xapi.define('event.inject', 2, (_context, cls, ref) => {
