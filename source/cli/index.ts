@@ -3,6 +3,7 @@
 import type { ParseArgsConfig } from 'node:util'
 import { DaemonClient, defaultSocketPath } from '../client/index.ts'
 import { parseCommandArgs, printJson, runCommand, UsageError } from './command.ts'
+import { printText } from './output.ts'
 import { POOL_COMMANDS } from './pools.ts'
 import { REMOTE_COMMANDS } from './remotes.ts'
 import { JOB_COMMANDS } from './jobs.ts'
@@ -73,7 +74,7 @@ export async function main(command: string, args: string[]): Promise<void> {
         values: values as CommandContext['values'],
         json,
         client: async () => (client ??= await DaemonClient.connect(typeof values.socket === 'string' ? values.socket : defaultSocketPath())),
-        print: (value, human) => (json ? printJson(value) : process.stdout.write(human())),
+        print: (value, human) => (json ? printJson(value) : printText(human())),
       })
     } finally {
       client?.close()

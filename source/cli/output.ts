@@ -1,7 +1,13 @@
 // How the CLI shows things to a person: aligned tables, task trees, sizes, dates and durations.
-// (`--json` bypasses all of this: one JSON document.)
+// (`--json` bypasses all of this: one JSON document, whose escapes keep control characters harmless.)
 import type { TaskNode } from '../protocol/methods.ts'
 import type { TaskEvent } from '../protocol/events.ts'
+import { terminalSafe, terminalSafeLine } from '../util/terminal-text.ts'
+
+/** Every human-readable text the CLI prints leaves through here: names from XAPI, remotes and jobs may hold ESC sequences. */
+export function printText(text: string, stream: NodeJS.WritableStream = process.stdout): void {
+  stream.write(terminalSafe(text))
+}
 
 export function formatBytes(bytes: number | undefined): string {
   if (bytes === undefined) return '-'
@@ -34,6 +40,7 @@ export function formatElapsed(ms: number | undefined): string {
 /** Columns padded to their widest cell; a header row, then one row per item. */
 export function table(headers: string[], rows: string[][]): string {
   if (rows.length === 0) return ''
+  rows = rows.map(row => row.map(terminalSafeLine))
   const widths = headers.map((header, i) => Math.max(header.length, ...rows.map(row => (row[i] ?? '').length)))
   const line = (cells: string[]) => cells.map((cell, i) => (i === cells.length - 1 ? cell : cell.padEnd(widths[i]!))).join('  ').trimEnd()
   return [line(headers), ...rows.map(line)].join('\n') + '\n'
@@ -63,8 +70,8 @@ export function tree(root: TaskNode): string {
   const lines: string[] = []
   const walk = (node: TaskNode, prefix: string, childPrefix: string) => {
     const extra = resultText(node)
-    lines.push(`${prefix}${taskLabel(node)}  [${node.status}]${extra === '' ? '' : '  ' + extra}`)
-    for (const warning of node.warnings ?? []) lines.push(`${childPrefix}  ! ${warning.message}`)
+    lines.push(`${prefix}${terminalSafeLine(taskLabel(node))}  [${node.status}]${extra === '' ? '' : '  ' + terminalSafeLine(extra)}`)
+    for (const warning of node.warnings ?? []) lines.push(`${childPrefix}  ! ${terminalSafeLine(warning.message)}`)
     const children = node.tasks ?? []
     children.forEach((child, i) => {
       const last = i === children.length - 1
@@ -77,6 +84,10 @@ export function tree(root: TaskNode): string {
 
 /** One line for a live event (logs --follow), naming the task through the names seen at its start. */
 export function eventLine(event: TaskEvent, names: Map<string, string>): string {
+  return terminalSafeLine(eventText(event, names))
+}
+
+function eventText(event: TaskEvent, names: Map<string, string>): string {
   const time = formatDate(event.timestamp).slice(11)
   switch (event.type) {
     case 'start': {

@@ -5,7 +5,7 @@ import { LifeboatError } from '../util/errors.ts'
 import { RUN_STATUSES, type RunStatus, type RunSummary, type TaskNode } from '../protocol/methods.ts'
 import type { TaskEvent } from '../protocol/events.ts'
 import { EXIT_FAILURE, EXIT_OK, UsageError } from './command.ts'
-import { eventLine, formatBytes, formatDate, formatElapsed, table, taskLabel, tree } from './output.ts'
+import { eventLine, printText, formatBytes, formatDate, formatElapsed, table, taskLabel, tree } from './output.ts'
 import { integerOption, stringOption, type CommandContext, type Subcommand } from './index.ts'
 
 /**
@@ -62,7 +62,7 @@ export async function waitAndReport(context: CommandContext, runId: string): Pro
     client,
     runId,
     context.json ? undefined : event => {
-      if (event.type !== 'property') process.stderr.write(eventLine(event, names) + '\n')
+      if (event.type !== 'property') printText(eventLine(event, names) + '\n', process.stderr)
     },
     node => rememberNames(node, names),
   )
@@ -134,10 +134,10 @@ export const RUN_COMMANDS: Record<string, Record<string, Subcommand>> = {
           client,
           runId,
           context.json ? undefined : event => {
-            if (event.type !== 'property') process.stdout.write(eventLine(event, names) + '\n')
+            if (event.type !== 'property') printText(eventLine(event, names) + '\n')
           },
           context.json ? undefined : node => {
-            process.stdout.write(tree(node))
+            printText(tree(node))
             rememberNames(node, names)
           },
         )

@@ -50,3 +50,23 @@ test('a run tree shows each task once, nested, with status, size and error', () 
   assert.match(lines[0]!, /^\d\d:\d\d:\d\d start    backup run \(nightly\)$/)
   assert.match(lines.at(-1)!, /failure|success/)
 })
+
+test('strings from XAPI, remotes and jobs reach the terminal without their control characters', () => {
+  const evil = 'web\u001b]0;pwned\u0007\u001b[2J\rname\nnext'
+  const cells = table(['NAME', 'SIZE'], [[evil, '1 KiB']])
+  assert.doesNotMatch(cells, /[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/)
+  assert.equal(cells.trimEnd().split('\n').length, 2, 'a newline in a cell does not add a row')
+  const run = TaskLog.start({ name: 'backup run', data: { jobName: evil } })
+  const vm = run.child('backup VM', { type: 'VM', id: 'vm-1', name_label: evil })
+  vm.warning(evil)
+  vm.fail(Object.assign(new Error(evil), { code: 'SR_FULL' }))
+  run.end()
+  const text = tree(foldRun(run.log.events)!)
+  assert.doesNotMatch(text, /[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/)
+  assert.equal(text.trimEnd().split('\n').length, 3, 'one line per task and per warning')
+  const names = new Map<string, string>()
+  for (const event of run.log.events) {
+    const line = eventLine(event, names)
+    assert.doesNotMatch(line, /[\u0000-\u001f\u007f-\u009f]/, JSON.stringify(line))
+  }
+})

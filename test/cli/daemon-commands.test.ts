@@ -1,0 +1,57 @@
+// The CLI against a real daemon process backing up the tiny lab pool: what a person reads in the terminal.
+import { test, before, after } from 'node:test'
+import assert from 'node:assert/strict'
+import { mkdir, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { startLab, type Lab } from '../../source/lab/index.ts'
+import { PoolConnection } from '../../source/xapi/index.ts'
+import { tempDir } from '../helpers/tools.ts'
+import { cli, cliJson, startDaemon, type DaemonProcess } from '../daemon/helpers.ts'
+
+const CONTROL = /[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/
+const EVIL = '\u001b]0;pwned\u0007\u001b[2J'
+
+let dir: { path: string; cleanup: () => Promise<void> }
+let lab: Lab
+let daemon: DaemonProcess
+let vmUuid: string
+
+before(async () => {
+  dir = await tempDir('lifeboat-cli-')
+  lab = await startLab({ dataDir: join(dir.path, 'lab'), fixture: 'tiny' })
+  daemon = await startDaemon(join(dir.path, 'daemon'))
+  const pool = lab.pools[0]!
+  const passwordFile = join(dir.path, 'password')
+  await writeFile(passwordFile, pool.password, { mode: 0o600 })
+  await cliJson(daemon.socket, ['pool', 'add', pool.url, '--user', pool.username, '--password-file', passwordFile])
+  await mkdir(join(dir.path, 'remote'))
+  await cliJson(daemon.socket, ['remote', 'add', 'local', `file://${join(dir.path, 'remote')}`])
+  const vms = await cliJson(daemon.socket, ['vm', 'list'])
+  vmUuid = vms.find((vm: { name: string }) => vm.name === 'tiny-running').uuid
+})
+
+after(async () => {
+  daemon.child.kill('SIGTERM')
+  await daemon.exited
+  await lab.stop()
+  await dir.cleanup()
+})
+
+test('a VM and a job named with ESC sequences are printed without them (vm list, job list, job run --wait, logs)', async () => {
+  const pool = lab.pools[0]!
+  const xapi = await PoolConnection.connect({ url: pool.url, username: pool.username, password: pool.password })
+  try {
+    await xapi.call('VM.set_name_label', xapi.get('VM', vmUuid).$ref, `tiny-running${EVIL}`)
+  } finally {
+    await xapi.disconnect()
+  }
+  const name = `evil${EVIL}`
+  await cliJson(daemon.socket, ['job', 'create', '--name', name, '--mode', 'full', '--vm', vmUuid, '--remote', 'local', '--retention', '2'])
+  for (const args of [['vm', 'list'], ['job', 'list'], ['job', 'show', name], ['job', 'run', name, '--wait'], ['logs'], ['run', 'list']]) {
+    const result = await cli(daemon.socket, args)
+    assert.equal(result.code, 0, `${args.join(' ')}: ${result.stderr}`)
+    assert.doesNotMatch(result.stdout, CONTROL, `${args.join(' ')} prints no control character`)
+    assert.doesNotMatch(result.stderr, CONTROL, `${args.join(' ')} prints no control character on stderr`)
+    assert.match(result.stdout, /\ufffd\]0;pwned\ufffd/, `${args.join(' ')} shows where they were`)
+  }
+})
