@@ -1,6 +1,7 @@
 // What every subcommand shares: argument parsing, the exit-code rules and how errors are printed.
 import { parseArgs, type ParseArgsConfig } from 'node:util'
-import { LifeboatError, errorCode } from '../util/errors.ts'
+import { LifeboatError, describeError } from '../util/errors.ts'
+import { terminalSafeLine } from '../util/terminal-text.ts'
 
 export const EXIT_OK = 0
 export const EXIT_FAILURE = 1
@@ -28,17 +29,22 @@ export async function runCommand(usage: string, body: () => Promise<number | voi
     code = (await body()) ?? EXIT_OK
   } catch (error) {
     if (error instanceof UsageError) {
-      process.stderr.write(`lifeboat: ${error.message}\n${usage}\n`)
+      process.stderr.write(`lifeboat: ${terminalSafeLine(error.message)}\n${usage}\n`)
       code = EXIT_USAGE
     } else {
-      const message = error instanceof Error ? error.message : String(error)
-      process.stderr.write(`lifeboat: ${errorCode(error)}: ${message}\n`)
+      process.stderr.write(errorLine(error))
       code = EXIT_FAILURE
     }
   }
   // Let stdout drain (a pipe may still hold data) before exiting.
   await new Promise<void>(resolve => (process.stdout.writableLength === 0 ? resolve() : process.stdout.once('drain', () => resolve())))
   process.exit(code)
+}
+
+/** How a failure reads on stderr: `lifeboat: CODE: sentence`, one line (a daemon's message may quote a VM name). */
+export function errorLine(error: unknown): string {
+  const { code, message } = describeError(error)
+  return `lifeboat: ${code}: ${terminalSafeLine(message)}\n`
 }
 
 export function printJson(value: unknown): void {

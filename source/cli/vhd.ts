@@ -1,8 +1,9 @@
 // `lifeboat vhd info|check|raw FILE`: offline inspection of VHD files and chains, no daemon needed.
 import { pipeline } from 'node:stream/promises'
 import { VhdChain, VhdFile, checkVhdChain, dateFromVhdTimestamp, ZERO_UUID, type VhdFooter } from '../formats/vhd/index.ts'
-import { errorCode, serializeError } from '../util/errors.ts'
-import { EXIT_FAILURE, UsageError, parseCommandArgs, printJson, runCommand } from './command.ts'
+import { describeError, errorCode } from '../util/errors.ts'
+import { UsageError, parseCommandArgs, printJson, runCommand } from './command.ts'
+import { printText } from './output.ts'
 
 const USAGE = `usage: lifeboat vhd info FILE [--json]     footer, header and block table of a VHD file
        lifeboat vhd check FILE [--json]    validate a VHD file and its whole parent chain
@@ -15,15 +16,15 @@ export function main(args: string[]): Promise<never> {
     const { values, positionals } = parseCommandArgs(args, { json: { type: 'boolean', default: false } })
     const [command, file, ...extra] = positionals
     if (file === undefined || extra.length > 0) throw new UsageError(command === undefined ? 'a subcommand is needed' : 'exactly one FILE is needed')
-    switch (command) {
-      case 'info':
-        return info(file, values.json === true)
-      case 'check':
-        return check(file, values.json === true)
-      case 'raw':
-        return raw(file)
-      default:
-        throw new UsageError(`unknown vhd subcommand "${command}"`)
+    const json = values.json === true
+    const body = { info: () => info(file, json), check: () => check(file, json), raw: () => raw(file) }[command ?? '']
+    if (body === undefined) throw new UsageError(`unknown vhd subcommand "${command}"`)
+    try {
+      await body()
+    } catch (error) {
+      // With --json, a failure is a document too (scripts read stdout); the line on stderr is for people.
+      if (json) printJson({ ok: false, error: describeError(error) })
+      throw error
     }
   })
 }
@@ -58,24 +59,16 @@ async function info(path: string, json: boolean): Promise<void> {
       ['Creator', `'${summary.creator.application}' version 0x${summary.creator.version.toString(16)}`],
       ['Timestamp', summary.timestamp],
     ]
-    process.stdout.write(lines.map(([k, v]) => `${k!.padEnd(11)} ${v}`).join('\n') + '\n')
+    printText(lines.map(([k, v]) => `${k!.padEnd(11)} ${v}`).join('\n') + '\n')
   } finally {
     await file.close()
   }
 }
 
-async function check(path: string, json: boolean): Promise<number> {
-  try {
-    const { paths } = await checkVhdChain(path)
-    if (json) printJson({ ok: true, paths })
-    else process.stdout.write(`OK: ${paths.length === 1 ? 'a valid VHD' : `a valid chain of ${paths.length} VHDs`}\n${paths.map(p => `  ${p}`).join('\n')}\n`)
-    return 0
-  } catch (error) {
-    const reason = serializeError(error)
-    if (json) printJson({ ok: false, error: { code: reason.code, message: reason.message } })
-    process.stderr.write(`lifeboat: ${reason.code}: ${reason.message}\n`)
-    return EXIT_FAILURE
-  }
+async function check(path: string, json: boolean): Promise<void> {
+  const { paths } = await checkVhdChain(path)
+  if (json) printJson({ ok: true, paths })
+  else printText(`OK: ${paths.length === 1 ? 'a valid VHD' : `a valid chain of ${paths.length} VHDs`}\n${paths.map(p => `  ${p}`).join('\n')}\n`)
 }
 
 async function raw(path: string): Promise<void> {

@@ -51,3 +51,24 @@ export function serializeError(error: unknown): SerializedError {
   }
   return { code: 'UNKNOWN', message: String(error) }
 }
+
+const SYSTEM_ERRORS: Record<string, { code: string; sentence: (path: string) => string }> = {
+  ENOENT: { code: 'FILE_NOT_FOUND', sentence: path => `${path} does not exist; check the path.` },
+  EISDIR: { code: 'NOT_A_REGULAR_FILE', sentence: path => `${path} is a directory, not a file; give the path of a file.` },
+  ENOTDIR: { code: 'FILE_NOT_FOUND', sentence: path => `${path} does not exist (a part of the path is not a directory); check the path.` },
+  EACCES: { code: 'PERMISSION_DENIED', sentence: path => `${path} cannot be opened by this user; check its permissions or run as a user who can read it.` },
+  EPERM: { code: 'PERMISSION_DENIED', sentence: path => `${path} cannot be changed by this user; check its permissions.` },
+}
+
+/**
+ * The code and sentence to show a person: Node's file errors in words (their message already starts with
+ * the errno, which a `CODE: message` line would repeat), anything else as serialized.
+ */
+export function describeError(error: unknown): { code: string; message: string } {
+  const { code, message } = serializeError(error)
+  const path = (error as { path?: unknown } | null)?.path
+  const known = SYSTEM_ERRORS[code]
+  if (known !== undefined && typeof path === 'string') return { code: known.code, message: known.sentence(path) }
+  // An errno's message is "ENOENT: no such file or directory, open 'x'": the code once is enough.
+  return { code, message: message.startsWith(`${code}: `) ? message.slice(code.length + 2) : message }
+}

@@ -48,7 +48,7 @@ export class VhdFile {
     try {
       file = await fs.open(path, options.writable === true ? 'r+' : 'r')
     } catch (error) {
-      if (errorCode(error) === 'ENOENT') throw new LifeboatError('VHD_NOT_FOUND', `${path} does not exist.`, { cause: error, data: { path } })
+      if (errorCode(error) === 'ENOENT') throw new LifeboatError('FILE_NOT_FOUND', `${path} does not exist; check the path.`, { cause: error, data: { path } })
       throw error
     }
     try {

@@ -1,8 +1,9 @@
 // The narrow file access VHD files, chains and merges need, so that a remote handler can stand in for the
 // local disk; `localFileSystem` is the fs/promises implementation.
-import { open, readFile, readdir, rename, unlink, writeFile, access } from 'node:fs/promises'
+import { readFile, readdir, rename, unlink, writeFile, access } from 'node:fs/promises'
 import { basename, dirname, join } from 'node:path'
 import { randomBytes } from 'node:crypto'
+import { openRegularFile } from '../../util/files.ts'
 
 export interface RandomAccessFile {
   /** Bytes read; fewer than buffer.length only at the end of the file. */
@@ -27,7 +28,7 @@ export interface FileSystemAccess {
 
 export const localFileSystem: FileSystemAccess = {
   async open(path, mode) {
-    const handle = await open(path, mode)
+    const handle = await openRegularFile(path, mode)
     return {
       async read(buffer, position) {
         let done = 0
