@@ -1,7 +1,8 @@
 // A run's task tree as it happens: tasks emit XO-shaped events (start, info, warning, property, end)
 // to subscribers; the tree itself is rebuilt from those events by foldEvents (fold.ts).
 import { randomBytes } from 'node:crypto'
-import { LifeboatError, serializeError, type SerializedError } from '../util/errors.ts'
+import { LifeboatError, errorCode, serializeError, type SerializedError } from '../util/errors.ts'
+import { abortReason, unwrapAbort } from '../util/abort.ts'
 
 export type TaskData = Record<string, unknown>
 export type EndStatus = 'success' | 'failure' | 'cancelled'
@@ -121,17 +122,20 @@ export class Task {
     this.#finish('success', result)
   }
 
+  /** Ends the task with an error: cancelled when the error is a cancellation (an abort stands for its coded reason), failed otherwise. */
   fail(error: unknown): void {
-    this.#finish('failure', serializeError(error))
+    const coded = unwrapAbort(error)
+    this.#finish(errorCode(coded) === 'CANCELLED' ? 'cancelled' : 'failure', serializeError(coded))
   }
 
   cancel(reason: unknown = 'cancelled'): void {
-    this.#finish('cancelled', reason instanceof Error ? serializeError(reason) : { code: 'CANCELLED', message: String(reason) })
+    this.#finish('cancelled', reason instanceof Error ? serializeError(unwrapAbort(reason)) : { code: 'CANCELLED', message: String(reason) })
   }
 
   /**
-   * Runs fn inside this task and ends it with fn's outcome: its result, a cancellation (an abort of the
-   * given signal, or a CANCELLED error) or a failure. The error is rethrown so callers can react.
+   * Runs fn inside this task and ends it with fn's outcome: its result, or its error (once the given
+   * signal has aborted, the abort's reason: whatever broke on the way out is the cancel's doing).
+   * The error is rethrown so callers can react.
    */
   async run<T>(fn: (task: Task) => Promise<T>, options: { signal?: AbortSignal } = {}): Promise<T> {
     try {
@@ -139,8 +143,7 @@ export class Task {
       this.end(result)
       return result
     } catch (error) {
-      if (options.signal?.aborted === true || isCancellation(error)) this.cancel(error)
-      else this.fail(error)
+      this.fail(options.signal?.aborted === true ? abortReason(options.signal) : error)
       throw error
     }
   }
@@ -160,10 +163,4 @@ export class Task {
       throw new LifeboatError('TASK_ENDED', `The task "${this.name}" (${this.id}) has already ended; cannot ${action}. This is a bug in Lifeboat.`)
     }
   }
-}
-
-function isCancellation(error: unknown): boolean {
-  if (error === null || typeof error !== 'object') return false
-  const { name, code } = error as { name?: unknown; code?: unknown }
-  return name === 'AbortError' || code === 'CANCELLED' || code === 'ABORT_ERR'
 }

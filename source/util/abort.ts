@@ -16,6 +16,13 @@ export function abortReason(signal: AbortSignal): Error {
   return reason instanceof LifeboatError ? reason : cancelledError()
 }
 
+/** What an abort error (Node's ABORT_ERR, a DOMException) stands for: its coded cause, CANCELLED when it has none; any other error is itself. */
+export function unwrapAbort(error: unknown): unknown {
+  if (error === null || typeof error !== 'object' || (error as Error).name !== 'AbortError') return error
+  const cause = (error as Error).cause
+  return cause instanceof LifeboatError ? cause : cancelledError()
+}
+
 export function throwIfAborted(signal: AbortSignal | undefined): void {
   if (signal?.aborted === true) throw abortReason(signal)
 }

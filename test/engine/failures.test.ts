@@ -3,7 +3,7 @@
 // cancel and timeout at each phase. Each run ends settled with a clear status, leaves nothing partial
 // visible on the remotes or the pool, and the next run succeeds.
 import assert from 'node:assert/strict'
-import { readdir, rm } from 'node:fs/promises'
+import { mkdir, readdir, rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import { after, before, beforeEach, describe, test } from 'node:test'
 import { startBackupRun } from '../../source/engine/index.ts'
@@ -285,6 +285,68 @@ describe('a remote that fails mid-run while the others finish', () => {
     assert.deepEqual(exports.map(t => [t.data?.id, t.status]).sort(), [['a', 'success'], ['b', 'failure']])
     assert.equal((await listVmBackups(env.remotes.get('a')!, vm.uuid)).length, 2)
   })
+
+  test('a remote missing at the start of the run is a failed export: the VM and the run fail, the other remote gets the backup', async () => {
+    const gone = env.remoteDirs.get('b')!
+    await rm(gone, { recursive: true, force: true })
+    try {
+      for (const mode of ['full', 'delta'] as const) {
+        const before = (await listVmBackups(env.remotes.get('a')!, vm.uuid)).map(b => b.id)
+        const tree = await startBackupRun(job({ mode, vms: { uuids: [vm.uuid] }, remotes: ['a', 'b'] }), env.context).done
+        assert.equal(tree.status, 'failure', describeFailure(tree))
+        const vmTask = tree.tasks!.find(t => t.message === 'backup VM')!
+        assert.equal(vmTask.status, 'failure')
+        const exports = vmTask.tasks!.filter(t => t.message === 'export')
+        assert.deepEqual(exports.map(t => [t.data?.id, t.status]).sort(), [['a', 'success'], ['b', 'failure']])
+        assert.equal((exports.find(t => t.data?.id === 'b')!.result as { code: string }).code, 'REMOTE_UNAVAILABLE')
+        assert.equal((await listVmBackups(env.remotes.get('a')!, vm.uuid)).filter(b => !before.includes(b.id)).length, 1, 'a new backup on the remote that is there')
+      }
+    } finally {
+      await mkdir(gone, { recursive: true })
+    }
+  })
+
+  test('a remote the run cannot open is a failed task of the run: the run fails, the other remote gets the backup', async () => {
+    const remotes = new Map([['a', env.remotes.get('a')!]])
+    const tree = await startBackupRun(job({ mode: 'delta', vms: { uuids: [vm.uuid] }, remotes: ['a', 'b'] }), { ...env.context, remotes }).done
+    assert.equal(tree.status, 'failure', describeFailure(tree))
+    assert.deepEqual(tasksOf(tree).filter(t => t.status === 'failure').map(t => t.message), ['backup run', 'get remote adapter'])
+    assert.equal((tree.tasks!.find(t => t.message === 'get remote adapter')!.result as { code: string }).code, 'REMOTE_NOT_FOUND')
+    assert.equal(tree.tasks!.find(t => t.message === 'backup VM')!.status, 'success')
+  })
+})
+
+describe('a cancel is recorded cancelled at every level', () => {
+  let env: EngineLab
+  before(async () => {
+    env = await startEngineLab({ remotes: ['a', 'b'] })
+  })
+  after(async () => env.cleanup())
+
+  for (const mode of ['full', 'delta'] as const) {
+    test(`${mode}: the run, the VM in flight, each export and transfer are cancelled (never a raw ABORT_ERR); the queued VM is cancelled under its name`, async () => {
+      const conn = env.conns[0]!
+      const vms = ['tiny-running', 'tiny-halted'].map(name => vmByName(conn, name))
+      env.lab.control.setKnobs({ exportPerStreamMiBs: 2 })
+      try {
+        const run = startBackupRun(job({ mode, vms: { uuids: vms.map(vm => vm.uuid) }, remotes: ['a', 'b'], settings: { concurrency: 1 } }), env.context)
+        await waitForTask(run.log.events, 'transfer')
+        await new Promise(resolve => setTimeout(resolve, 300))
+        run.cancel()
+        const tree = await run.done
+        assert.equal(tree.status, 'cancelled', describeFailure(tree))
+        assert.deepEqual(tasksOf(tree).filter(t => t.status === 'failure').map(t => t.message), [], describeFailure(tree))
+        const exports = tasksOf(tree).filter(t => t.message === 'export' || t.message === 'transfer')
+        assert.equal(exports.length, 4, 'an export and a transfer per remote')
+        for (const t of exports) assert.deepEqual([t.message, t.status, (t.result as { code?: string }).code], [t.message, 'cancelled', 'CANCELLED'])
+        assert.doesNotMatch(JSON.stringify(tree), /ABORT_ERR|The operation was aborted/)
+        const vmTasks = tree.tasks!.filter(t => t.message === 'backup VM')
+        assert.deepEqual(vmTasks.map(t => [t.data?.name_label, t.status]).sort(), [['tiny-halted', 'cancelled'], ['tiny-running', 'cancelled']])
+      } finally {
+        env.lab.control.setKnobs({ exportPerStreamMiBs: null })
+      }
+    })
+  }
 })
 
 /** Retries an assertion while the pool's event feed catches up (the client's cache lags XAPI by an event batch). */

@@ -10,7 +10,8 @@ import { createVhdStream, openVhdStream } from '../../source/formats/vhd/index.t
 import { startLab, type Lab, type LabPool } from '../../source/lab/index.ts'
 import { allocateBackupDate, commitBackup, METADATA_VERSION, vhdRef, xvaRef, type BackupMetadata } from '../../source/repository/index.ts'
 import { LocalHandler, type RemoteHandler } from '../../source/storage/index.ts'
-import { TaskLog, type TaskEvent } from '../../source/tasks/index.ts'
+import { TaskLog, type TaskEvent, type TaskNode } from '../../source/tasks/index.ts'
+import { startRestoreRun } from '../../source/engine/run/restore-run.ts'
 import { destroyVmAndDisks, exportVdiVhd, exportVmXva, PoolConnection, snapshotVm, vmDisks, type XapiRecord } from '../../source/xapi/index.ts'
 import { errorCode } from '../../source/util/errors.ts'
 import { connect, type XapiClient } from '../lab/helpers.ts'
@@ -316,6 +317,29 @@ describe('cancel', () => {
       assert.ok(Date.now() - started < 20_000, 'the cancel stops the upload rather than waiting for it')
       const transfers = task.log.events.filter(event => event.type === 'end' && event.status === 'cancelled')
       assert.equal(transfers.length, 1, 'the transfer task is logged cancelled')
+      assert.deepEqual(await settledContents(source, before), before)
+    }
+  })
+
+  test('a cancelled restore run is recorded cancelled at every level, with the coded reason', async () => {
+    const points = [{ point: await backupFull(liveVm('tiny-halted')), delayMs: 20 }, { point: (await backupDeltaChain(liveVm('tiny-halted'), 1))[0]!, delayMs: 200 }]
+    for (const { point, delayMs } of points) {
+      const before = await poolContents(source)
+      const context = { pools: new Map([[source.conn.poolUuid, source.conn]]), remotes: new Map([['slow', slowRemote(handler, delayMs)]]) }
+      let cancel = (): void => {}
+      const run = startRestoreRun(context, { remote: 'slow', backupId: point.id, srUuid: source.srUuid }, {
+        onEvent: event => {
+          if (event.type === 'start' && event.properties.name === 'transfer') setTimeout(() => cancel(), 100)
+        },
+      })
+      cancel = () => run.cancel()
+      const tree = await run.done
+      const all = [tree, ...(tree.tasks ?? []).flatMap(function walk(t): TaskNode[] { return [t, ...(t.tasks ?? []).flatMap(walk)] })]
+      assert.equal(tree.status, 'cancelled', JSON.stringify(tree))
+      assert.deepEqual(all.filter(t => t.status !== 'success' && t.status !== 'cancelled').map(t => [t.message, t.status]), [])
+      assert.ok(all.some(t => t.message === 'transfer' && t.status === 'cancelled'), 'the transfer is cancelled')
+      assert.doesNotMatch(JSON.stringify(tree), /ABORT_ERR|The operation was aborted/)
+      assert.equal((tree.result as { code: string }).code, 'CANCELLED')
       assert.deepEqual(await settledContents(source, before), before)
     }
   })

@@ -3,7 +3,9 @@ import assert from 'node:assert/strict'
 import { join } from 'node:path'
 import { readdir, writeFile } from 'node:fs/promises'
 import fc from 'fast-check'
+import { EventEmitter, once } from 'node:events'
 import { TaskLog, foldRun, foldEvents, RunLogStore, newTaskId, type TaskEvent, type TaskNode } from '../../source/tasks/index.ts'
+import { cancelledError, timeoutError } from '../../source/util/abort.ts'
 import { LifeboatError } from '../../source/util/errors.ts'
 import { tempDir } from '../helpers/tools.ts'
 
@@ -108,6 +110,29 @@ test('task.run ends with the result, fails on error, cancels on abort', async ()
   const tree = foldRun(run.log.events)!
   assert.deepEqual(tree.tasks!.map(t => [t.message, t.status]), [['snapshot', 'success'], ['export', 'failure'], ['transfer', 'cancelled']])
   assert.equal(tree.status, 'failure')
+})
+
+test('a task ended by an abort is cancelled with the coded reason (never a raw ABORT_ERR); an abort by a timeout fails with TIMEOUT', async () => {
+  // Node's own AbortError, as streams and once() throw it: code ABORT_ERR, the signal's reason as cause.
+  const abortError = async (reason?: unknown) => {
+    const controller = new AbortController()
+    controller.abort(reason)
+    return once(new EventEmitter(), 'never', { signal: controller.signal }).catch((error: unknown) => error)
+  }
+  const run = TaskLog.start({ name: 'backup run' })
+  run.child('export').fail(await abortError(cancelledError()))
+  run.child('transfer').fail(await abortError())
+  run.child('clean-vm').fail(await abortError(timeoutError('the run', 1000)))
+  const controller = new AbortController()
+  controller.abort(cancelledError('stopped by SIGTERM'))
+  await assert.rejects(run.child('snapshot').run(async () => { throw new Error('socket hang up') }, { signal: controller.signal }))
+  run.end()
+  const tree = foldRun(run.log.events)!
+  assert.deepEqual(tree.tasks!.map(t => [t.message, t.status, (t.result as { code: string }).code]), [
+    ['export', 'cancelled', 'CANCELLED'], ['transfer', 'cancelled', 'CANCELLED'], ['clean-vm', 'failure', 'TIMEOUT'], ['snapshot', 'cancelled', 'CANCELLED'],
+  ])
+  assert.equal((tree.tasks![3]!.result as { message: string }).message, 'stopped by SIGTERM')
+  assert.doesNotMatch(JSON.stringify(tree), /ABORT_ERR|The operation was aborted/)
 })
 
 test('an ended task refuses more events (a bug, not silently ignored)', () => {

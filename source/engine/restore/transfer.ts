@@ -3,6 +3,7 @@
 import { Transform, type Readable, type TransformCallback } from 'node:stream'
 import type { Task } from '../../tasks/index.ts'
 import { raceAbort } from '../../xapi/index.ts'
+import { abortReason } from '../../util/abort.ts'
 
 const REPORT_EVERY_MS = 250
 
@@ -67,8 +68,7 @@ export async function transfer<T>(
     task.end({ size: meter.done })
     return result
   } catch (error) {
-    if (signal?.aborted === true) task.cancel(error)
-    else task.fail(error)
+    task.fail(signal?.aborted === true ? abortReason(signal) : error)
     throw error
   }
 }

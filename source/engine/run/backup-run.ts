@@ -4,13 +4,13 @@
 import { setMaxListeners } from 'node:events'
 import pLimit from 'p-limit'
 import { LifeboatError, errorCode } from '../../util/errors.ts'
-import { cancelledError, timeoutError } from '../../util/abort.ts'
+import { abortReason, cancelledError, timeoutError } from '../../util/abort.ts'
 import { foldRun, TaskLog, type TaskListener, type TaskNode, type Task } from '../../tasks/index.ts'
 import type { RemoteHandler } from '../../storage/index.ts'
 import type { PoolConnection, XapiRecord } from '../../xapi/index.ts'
 import { DEFAULT_SETTINGS, findSchedule, resolveSettings, selectVms, type Job, type Settings, type VmCandidate } from '../jobs/index.ts'
 import { RateLimit } from './rate-limit.ts'
-import { backupVm } from './vm-backup.ts'
+import { backupVm, vmTaskData } from './vm-backup.ts'
 
 export interface EngineContext {
   /** Connected pools, by pool uuid. */
@@ -60,7 +60,7 @@ export function startRun(root: { name: string; data: Record<string, unknown> }, 
   const task = TaskLog.start(root, { onEvent: options.onEvent, now: options.now })
   const done = (async () => {
     try {
-      await task.run(() => body(task, controller.signal))
+      await task.run(() => body(task, controller.signal), { signal: controller.signal })
     } catch {
       // The task tree holds the outcome.
     } finally {
@@ -102,7 +102,7 @@ async function runBackup(task: Task, signal: AbortSignal, job: Job & { id: strin
       limit(async () => {
         const retries = resolveSettings(job, schedule, { vmUuid: uuid }).nRetriesVmBackupFailures
         for (let attempt = 0; ; attempt++) {
-          if (signal.aborted) return task.child('backup VM', { type: 'VM', id: uuid }).cancel(signal.reason)
+          if (signal.aborted) return task.child('backup VM', vmTaskData(byUuid.get(uuid)!.get('VM', uuid))).fail(abortReason(signal))
           try {
             return await backupVm({ conn: byUuid.get(uuid)!, job, schedule, runId: task.id, remotes, signal }, uuid, task, rate)
           } catch (error) {

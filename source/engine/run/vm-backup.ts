@@ -4,9 +4,9 @@
 // VM is started again if it was shut down for the snapshot, and nothing half-written stays visible.
 import type { Readable } from 'node:stream'
 import { LifeboatError, errorCode } from '../../util/errors.ts'
-import { throwIfAborted, withTimeout } from '../../util/abort.ts'
+import { abortReason, throwIfAborted, withTimeout } from '../../util/abort.ts'
 import type { RemoteHandler } from '../../storage/index.ts'
-import type { Task } from '../../tasks/index.ts'
+import type { Task, TaskData } from '../../tasks/index.ts'
 import { openVhdStream, vhdStreamLength } from '../../formats/vhd/index.ts'
 import { formatOtherConfigDate, METADATA_VERSION } from '../../repository/index.ts'
 import {
@@ -32,13 +32,17 @@ export interface VmBackupContext {
 }
 
 export async function backupVm(context: VmBackupContext, vmUuid: string, runTask: Task, rate?: RateLimit): Promise<void> {
-  const first = context.conn.get('VM', vmUuid)
-  const task = runTask.child('backup VM', { type: 'VM', id: first.uuid, name_label: first.name_label })
+  const task = runTask.child('backup VM', vmTaskData(context.conn.get('VM', vmUuid)))
   await task.run(async () => {
     // Snapshots are judged on their other_config: the cache must show what the last run wrote.
     await context.conn.sync(context.signal)
     await new VmBackup(context, context.conn.get('VM', vmUuid), task, rate).run()
-  })
+  }, { signal: context.signal })
+}
+
+/** A `backup VM` task's data (XO's): the VM's name is there from the start, also for a VM cancelled before its turn. */
+export function vmTaskData(vm: XapiRecord): TaskData {
+  return { type: 'VM', id: vm.uuid, name_label: vm.name_label }
 }
 
 class VmBackup {
@@ -84,8 +88,9 @@ class VmBackup {
         await writer.finish(this.mode, exportTask).then(() => exportTask.end(), error => this.#drop(writer, error))
       }
     } catch (error) {
-      for (const transfer of this.#transfers.values()) settle(transfer.task, error)
-      for (const exportTask of this.#exportTasks.values()) settle(exportTask, error)
+      const reason = this.#reason(error)
+      for (const { task } of this.#transfers.values()) if (!task.ended) task.fail(reason)
+      for (const task of this.#exportTasks.values()) if (!task.ended) task.fail(reason)
       for (const writer of this.writers) await writer.discard()
       if (this.snapshotRef !== undefined && !this.exported) await this.#destroySnapshot(this.snapshotRef)
       throw error
@@ -134,12 +139,17 @@ class VmBackup {
   readonly #exportTasks = new Map<RemoteWriter, Task>()
   readonly #transfers = new Map<RemoteWriter, { task: Task; size: number }>()
 
+  /** Why a step failed: once the run is cancelled (or timed out), that, whatever broke on the way out. */
+  #reason(error: unknown): unknown {
+    return this.signal.aborted ? abortReason(this.signal) : error
+  }
+
+  /** A writer that fails is dropped, and its failure is its `export` task's, even before that task would have started (a remote gone before the run). */
   #drop(writer: RemoteWriter, error: unknown): void {
     if (!writer.alive) return
     writer.failed = error
-    const exportTask = this.#exportTasks.get(writer)
-    if (exportTask !== undefined && !exportTask.ended) exportTask.fail(error)
-    else this.task.warning(`remote ${writer.name} is dropped from this backup`, { error: errorCode(error), message: (error as Error).message })
+    const exportTask = this.#exportTasks.get(writer) ?? this.#startExport(writer)
+    if (!exportTask.ended) exportTask.fail(this.#reason(error))
   }
 
   /** Runs one step on every live writer; a writer that fails is dropped; all failing fails the VM. */
@@ -235,11 +245,13 @@ class VmBackup {
 
   /** One export task per live writer, each with its transfer task. */
   #startExports(isFull: boolean): void {
-    for (const writer of this.writers.filter(w => w.alive)) {
-      const exportTask = this.task.child('export', { type: 'remote', id: writer.name, name_label: writer.handler.label, isFull })
-      this.#exportTasks.set(writer, exportTask)
-      this.#transfers.set(writer, { task: exportTask.child('transfer'), size: 0 })
-    }
+    for (const writer of this.writers.filter(w => w.alive)) this.#transfers.set(writer, { task: this.#startExport(writer, isFull).child('transfer'), size: 0 })
+  }
+
+  #startExport(writer: RemoteWriter, isFull?: boolean): Task {
+    const exportTask = this.task.child('export', { type: 'remote', id: writer.name, name_label: writer.handler.label, ...(isFull !== undefined && { isFull }) })
+    this.#exportTasks.set(writer, exportTask)
+    return exportTask
   }
 
   async #transferFull(snapshot: XapiRecord, timestamp: number): Promise<void> {
@@ -341,7 +353,7 @@ class VmBackup {
 
   #failTransfer(writer: RemoteWriter, error: unknown): void {
     const transfer = this.#transfers.get(writer)
-    if (transfer !== undefined && !transfer.task.ended) transfer.task.fail(error)
+    if (transfer !== undefined && !transfer.task.ended) transfer.task.fail(this.#reason(error))
     this.#drop(writer, error)
   }
 
@@ -362,14 +374,6 @@ class VmBackup {
 function byteLength(item: unknown): number {
   if (Buffer.isBuffer(item)) return item.length
   return (item as { data?: Buffer }).data?.length ?? 0
-}
-
-/** Ends a task left running by an error: cancelled when the run was cancelled, failed otherwise. */
-function settle(task: Task, error: unknown): void {
-  if (task.ended) return
-  const code = errorCode(error)
-  if (code === 'CANCELLED' || (error as Error)?.name === 'AbortError') task.cancel(error)
-  else task.fail(error)
 }
 
 function allTargetsFailed(writers: RemoteWriter[], step?: string): Error {
