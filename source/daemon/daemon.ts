@@ -2,6 +2,7 @@
 // (interrupted runs, crash clean-up) and a clean stop that cancels the runs in progress.
 import { join, resolve } from 'node:path'
 import { readFileSync } from 'node:fs'
+import { mkdir } from 'node:fs/promises'
 import { randomUUID } from 'node:crypto'
 import { RunLogStore, type TaskEvent } from '../tasks/index.ts'
 import { LifeboatError } from '../util/errors.ts'
@@ -18,6 +19,7 @@ import { Scheduler, systemClock, type Clock, type ScheduleEntry } from './schedu
 import { LanesWatcher, lanesSnapshot } from './lanes.ts'
 import { RpcServer } from './server.ts'
 import { buildHandlers } from './handlers.ts'
+import { lockDataDir, type DataDirLock } from './lock.ts'
 
 export interface DaemonOptions {
   dataDir: string
@@ -49,6 +51,7 @@ export class Daemon {
 
   private constructor(
     readonly state: DaemonState,
+    private readonly lock: DataDirLock,
     options: DaemonOptions,
   ) {
     this.dataDir = resolve(options.dataDir)
@@ -80,11 +83,20 @@ export class Daemon {
   }
 
   static async start(options: DaemonOptions): Promise<Daemon> {
-    const state = await DaemonState.open(resolve(options.dataDir))
-    if (options.keepRunsPerJob !== undefined) await state.update(data => void (data.settings.keepRunsPerJob = options.keepRunsPerJob!))
-    const daemon = new Daemon(state, options)
-    await daemon.#startUp()
-    return daemon
+    const dataDir = resolve(options.dataDir)
+    await mkdir(dataDir, { recursive: true, mode: 0o700 })
+    // Before anything is read: a second daemon here would mark the first one's runs interrupted and fire its schedules too.
+    const lock = await lockDataDir(dataDir)
+    try {
+      const state = await DaemonState.open(dataDir)
+      if (options.keepRunsPerJob !== undefined) await state.update(data => void (data.settings.keepRunsPerJob = options.keepRunsPerJob!))
+      const daemon = new Daemon(state, lock, options)
+      await daemon.#startUp()
+      return daemon
+    } catch (error) {
+      await lock.release()
+      throw error
+    }
   }
 
   get context(): EngineContext {
@@ -218,6 +230,7 @@ export class Daemon {
       await this.server.close()
       await this.pools.closeAll()
       await this.remotes.closeAll()
+      await this.lock.release()
     })()
     return this.#stopping
   }

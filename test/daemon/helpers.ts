@@ -15,9 +15,8 @@ export interface DaemonProcess {
   exited: Promise<number | string>
 }
 
-export async function startDaemon(dataDir: string): Promise<DaemonProcess> {
-  const socket = join(dataDir, 'lifeboat.sock')
-  const child = spawn(process.execPath, [LIFEBOAT, 'daemon', '--data', dataDir], { stdio: ['ignore', 'ignore', 'pipe'] })
+export async function startDaemon(dataDir: string, socket = join(dataDir, 'lifeboat.sock')): Promise<DaemonProcess> {
+  const child = spawn(process.execPath, [LIFEBOAT, 'daemon', '--data', dataDir, '--socket', socket], { stdio: ['ignore', 'ignore', 'pipe'] })
   let log = ''
   child.stderr!.on('data', (data: Buffer) => (log += data.toString()))
   const exited = new Promise<number | string>(resolve => child.on('exit', (code, signal) => resolve(code ?? signal ?? -1)))
