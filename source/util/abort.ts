@@ -27,18 +27,32 @@ export function throwIfAborted(signal: AbortSignal | undefined): void {
   if (signal?.aborted === true) throw abortReason(signal)
 }
 
+// node's timers overflow past 2^31−1 ms (24.8 days) and then fire after 1 ms.
+const MAX_TIMER_MS = 2 ** 31 - 1
+
+/** A timer that runs `fire` after any `ms` (chained node timers), never when `ms` is Infinity; returns its clear function. */
+export function longTimeout(fire: () => void, ms: number, options: { unref?: boolean } = {}): () => void {
+  let timer: NodeJS.Timeout | undefined
+  const arm = (left: number) => {
+    if (!Number.isFinite(left)) return
+    timer = setTimeout(() => (left > MAX_TIMER_MS ? arm(left - MAX_TIMER_MS) : fire()), Math.min(left, MAX_TIMER_MS))
+    if (options.unref === true) timer.unref()
+  }
+  arm(ms)
+  return () => clearTimeout(timer)
+}
+
 /** A signal aborted by the parent or, with TIMEOUT, after `ms`; `dispose` clears the timer. */
 export function withTimeout(parent: AbortSignal | undefined, ms: number | undefined, what: string): { signal: AbortSignal; dispose: () => void } {
   const controller = new AbortController()
   const onAbort = () => controller.abort(parent === undefined ? undefined : abortReason(parent))
   if (parent?.aborted === true) onAbort()
   parent?.addEventListener('abort', onAbort, { once: true })
-  const timer = ms === undefined || ms <= 0 ? undefined : setTimeout(() => controller.abort(timeoutError(what, ms)), ms)
-  timer?.unref()
+  const clear = ms === undefined || ms <= 0 ? undefined : longTimeout(() => controller.abort(timeoutError(what, ms)), ms, { unref: true })
   return {
     signal: controller.signal,
     dispose: () => {
-      if (timer !== undefined) clearTimeout(timer)
+      clear?.()
       parent?.removeEventListener('abort', onAbort)
     },
   }
@@ -48,12 +62,12 @@ export function withTimeout(parent: AbortSignal | undefined, ms: number | undefi
 export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve, reject) => {
     if (signal?.aborted === true) return reject(abortReason(signal))
-    const timer = setTimeout(() => {
+    const clear = longTimeout(() => {
       signal?.removeEventListener('abort', onAbort)
       resolve()
     }, ms)
     const onAbort = () => {
-      clearTimeout(timer)
+      clear()
       reject(abortReason(signal!))
     }
     signal?.addEventListener('abort', onAbort, { once: true })

@@ -202,6 +202,19 @@ describe('failures during a delta backup', () => {
   })
 })
 
+test('a job timeout longer than node timers allow (25d, 600h) does not stop the run', async () => {
+  const env = await startEngineLab({ remotes: ['a'] })
+  try {
+    const vm = vmByName(env.conns[0]!, 'tiny-running')
+    for (const timeout of ['25d', '600h']) {
+      const tree = await runToEnd(env, job({ mode: 'delta', vms: { uuids: [vm.uuid] }, remotes: ['a'], settings: { timeout } }))
+      assert.equal(tree.status, 'success', `${timeout}: ${describeFailure(tree)}`)
+    }
+  } finally {
+    await env.cleanup()
+  }
+})
+
 describe('a full SR and a cancel while queued', () => {
   let env: EngineLab
   before(async () => {

@@ -4,7 +4,7 @@
 import { setMaxListeners } from 'node:events'
 import pLimit from 'p-limit'
 import { LifeboatError, errorCode } from '../../util/errors.ts'
-import { abortReason, cancelledError, timeoutError } from '../../util/abort.ts'
+import { abortReason, cancelledError, longTimeout, timeoutError } from '../../util/abort.ts'
 import { foldRun, TaskLog, type TaskListener, type TaskNode, type Task } from '../../tasks/index.ts'
 import type { RemoteHandler } from '../../storage/index.ts'
 import type { PoolConnection, XapiRecord } from '../../xapi/index.ts'
@@ -56,7 +56,7 @@ export function startRun(root: { name: string; data: Record<string, unknown> }, 
   setMaxListeners(0, controller.signal)
   const onParentAbort = () => controller.abort(options.signal!.reason)
   options.signal?.addEventListener('abort', onParentAbort, { once: true })
-  const timer = timeoutMs > 0 ? setTimeout(() => controller.abort(timeoutError('the run', timeoutMs)), timeoutMs) : undefined
+  const clearTimer = timeoutMs > 0 ? longTimeout(() => controller.abort(timeoutError('the run', timeoutMs)), timeoutMs) : undefined
   const task = TaskLog.start(root, { onEvent: options.onEvent, now: options.now })
   const done = (async () => {
     try {
@@ -64,7 +64,7 @@ export function startRun(root: { name: string; data: Record<string, unknown> }, 
     } catch {
       // The task tree holds the outcome.
     } finally {
-      clearTimeout(timer)
+      clearTimer?.()
       options.signal?.removeEventListener('abort', onParentAbort)
     }
     return foldRun(task.log.events)!
