@@ -1,5 +1,6 @@
 // `lifeboat job create|list|show|run|delete`: backup jobs, from a JSON file (DESIGN.md's shape) or flags.
 import { readFile } from 'node:fs/promises'
+import { parseJson } from '../util/json.ts'
 import type { JobInput } from '../protocol/job.ts'
 import type { JobInfo } from '../protocol/methods.ts'
 import { UsageError } from './command.ts'
@@ -11,11 +12,11 @@ const CREATE_FLAGS = `--name N --mode full|delta (--vm UUID… | [--pool P…] [
       [--cron "0 3 * * *"] [--timezone Europe/Paris] [--retention N] [--concurrency N] [--disabled-schedule]`
 
 async function jobFromFile(path: string): Promise<unknown> {
-  const text = path === '-' ? await readStdin() : await readFile(path, 'utf8')
+  const text = path === '-' ? await readStdin() : await readFile(path, 'utf8').catch(error => Promise.reject(Object.assign(error as Error, { path }))) // EISDIR names no path
   try {
-    return JSON.parse(text)
+    return parseJson(text)
   } catch (error) {
-    throw new UsageError(`${path} is not valid JSON (${(error as Error).message})`)
+    throw new UsageError(`${path === '-' ? 'the job on stdin' : path} is not valid JSON (${(error as Error).message}); a job file is described in the README`)
   }
 }
 
