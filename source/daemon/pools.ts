@@ -22,18 +22,6 @@ export interface PoolsOptions {
 
 const MAX_BACKOFF_MS = 60_000
 
-/**
- * xen-api's disconnect leaves its event loop's long poll in flight; when that poll fails the loop sleeps
- * 60 s (a timer that keeps the process alive) before noticing it is disconnected. With no delay it goes
- * straight to waiting for a reconnection that never comes, which holds nothing. (To move into
- * PoolConnection.disconnect.)
- */
-async function disconnect(connection: PoolConnection | undefined): Promise<void> {
-  if (connection === undefined) return
-  ;(connection.xapi as unknown as { _eventPollDelay: number })._eventPollDelay = 0
-  await connection.disconnect()
-}
-
 export class Pools {
   readonly #entries = new Map<string, PoolEntry>()
 
@@ -71,7 +59,7 @@ export class Pools {
   manage(stored: StoredPool, password: string, connection?: PoolConnection): void {
     const previous = this.#entries.get(stored.id)
     previous?.stop.abort()
-    void disconnect(previous?.connection)
+    void previous?.connection?.disconnect()
     const entry: PoolEntry = { stored, status: 'connecting', stop: new AbortController() }
     this.#entries.set(stored.id, entry)
     if (connection !== undefined) this.#connected(entry, connection)
@@ -84,7 +72,7 @@ export class Pools {
     if (entry === undefined) throw new LifeboatError('POOL_NOT_FOUND', `No pool ${id} is configured; 'lifeboat pool list' shows them.`)
     this.#entries.delete(id)
     entry.stop.abort()
-    await disconnect(entry.connection)
+    await entry.connection?.disconnect()
     this.options.onChange()
   }
 
@@ -92,7 +80,7 @@ export class Pools {
     const entries = [...this.#entries.values()]
     this.#entries.clear()
     for (const entry of entries) entry.stop.abort()
-    await Promise.all(entries.map(entry => disconnect(entry.connection)))
+    await Promise.all(entries.map(entry => entry.connection?.disconnect()))
   }
 
   async #connectLoop(entry: PoolEntry, credentials: PoolCredentials): Promise<void> {
@@ -100,7 +88,7 @@ export class Pools {
       try {
         const connection = await PoolConnection.connect(credentials, { signal: entry.stop.signal, timeoutMs: this.options.connectTimeoutMs ?? 30_000 })
         if (entry.stop.signal.aborted) {
-          await disconnect(connection)
+          await connection.disconnect()
           return
         }
         this.#connected(entry, connection)
@@ -123,10 +111,12 @@ export class Pools {
     delete entry.error
     // xen-api re-logs in and re-polls events by itself; these events only mirror its state for clients.
     connection.xapi.on('eventFetchingError', (error: unknown) => {
-      if (entry.status === 'error') return
+      // A poll cut by our own disconnect is no loss of contact.
+      if (entry.status === 'error' || entry.stop.signal.aborted) return
       const { code, message } = serializeError(error)
       entry.status = 'error'
       entry.error = { code, message: `lost contact with the pool (${message}); reconnecting.` }
+      this.options.log(`pool ${entry.stored.name || entry.stored.url}: ${code}: ${entry.error.message}`)
       this.options.onChange()
     })
     connection.xapi.on('eventFetchingSuccess', () => {

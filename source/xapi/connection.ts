@@ -23,6 +23,15 @@ export interface ConnectOptions {
 
 export type { XapiRecord }
 
+// xen-api reports event-feed failures with console.warn and a full stack (even for the poll a disconnect
+// cuts): callers learn of them from the client's 'eventFetchingError' event instead, in one line.
+const XEN_API_EVENT_WARNINGS = new Set(['_watchEvents', '_watchEventsLegacy'])
+const consoleWarn = console.warn.bind(console)
+console.warn = (...args: unknown[]) => {
+  if (typeof args[0] === 'string' && XEN_API_EVENT_WARNINGS.has(args[0])) return
+  consoleWarn(...args)
+}
+
 export class PoolConnection {
   private constructor(
     readonly xapi: Xapi,
@@ -174,6 +183,9 @@ export class PoolConnection {
   }
 
   async disconnect(): Promise<void> {
+    // The event loop's long poll stays in flight; when it fails, xen-api would sleep its poll delay (a timer
+    // keeping the process alive) before noticing the disconnect. Without the delay it just stops.
+    ;(this.xapi as unknown as { _eventPollDelay: number })._eventPollDelay = 0
     await this.xapi.disconnect().catch(() => {})
   }
 }
