@@ -186,7 +186,7 @@ async function runMerges(clean: Clean, merges: ChainDisk[][]): Promise<Map<strin
     clean.checkpoint()
     const target = chain[chain.length - 1]!
     try {
-      const outcome = await mergeChain(clean.fs, chain.map(disk => disk.path), { ...(task && { task }), ...(signal && { signal }) })
+      const outcome = await mergeChain(clean.handler, clean.fs, chain.map(disk => disk.path), { ...(task && { task }), ...(signal && { signal }) })
       clean.result.merged += outcome.merged
       clean.result.mergedBytes += outcome.mergedBytes
       mergedInto.set(target.path, { differencing: chain[0]!.differencing, size: (await clean.handler.stat(target.path)).size })

@@ -5,8 +5,18 @@ import { LifeboatError } from '../util/errors.ts'
 const FULL = new Set(['ENOSPC', 'EDQUOT'])
 const GONE = new Set(['EIO', 'ENOTCONN', 'ESTALE', 'EHOSTDOWN', 'EHOSTUNREACH', 'ENETUNREACH', 'ENODEV', 'ENXIO', 'ETIMEDOUT', 'ECONNREFUSED', 'ECONNRESET'])
 
-export function remoteFull(label: string, cause: unknown): LifeboatError {
-  return new LifeboatError('REMOTE_FULL', `The remote ${label} is full; free space on it (or lower the retention) and run the job again.`, { cause })
+/** `need` names what did not fit and the space it needed, when known (a merge knows it before it starts). */
+export function remoteFull(label: string, cause: unknown, need?: { what: string; bytes: number; available?: number }): LifeboatError {
+  if (need === undefined) return new LifeboatError('REMOTE_FULL', `The remote ${label} is full; free space on it (or lower the retention) and run the job again.`, { cause })
+  const free = need.available === undefined ? '' : ` and ${mebibytes(need.available, Math.floor)} are free`
+  return new LifeboatError('REMOTE_FULL', `The remote ${label} is full: ${need.what} needs ${mebibytes(need.bytes, Math.ceil)}${free}; free space on it (or lower the retention) and run the job again.`, {
+    cause, data: { remote: label, needed: need.bytes, ...(need.available !== undefined && { available: need.available }) },
+  })
+}
+
+// Needed space rounded up, free space down: the message never understates the gap.
+function mebibytes(bytes: number, round: (n: number) => number): string {
+  return `${round(bytes / 1024 / 102.4) / 10} MiB`
 }
 
 export function remoteUnavailable(label: string, cause: unknown, detail = 'it cannot be reached'): LifeboatError {

@@ -6,3 +6,4 @@ export { parseRemoteUrl, formatRemoteUrl, redactRemoteUrl, type RemoteUrl, type 
 export { openRemote } from './remotes.ts'
 export { LocalHandler } from './local.ts'
 export { withRetries, type RetryPolicy } from './retry.ts'
+export { remoteFull } from './errors.ts'

@@ -5,28 +5,13 @@ import assert from 'node:assert/strict'
 import { readdir, readFile } from 'node:fs/promises'
 import { basename, join } from 'node:path'
 import { after, before, describe, test } from 'node:test'
-import { restoreBackup } from '../../source/engine/index.ts'
 import { VhdFile } from '../../source/formats/vhd/index.ts'
 import { listRestorePoints, listVmBackups, type VmBackup } from '../../source/repository/index.ts'
 import { fileSystemAccess } from '../../source/storage/index.ts'
-import { destroyVmAndDisks, vmDisks } from '../../source/xapi/index.ts'
-import { describeFailure, job, newestJobSnapshot, runToEnd, startEngineLab, vmByName, vmDigests, type EngineLab } from './helpers.ts'
+import { vmDisks } from '../../source/xapi/index.ts'
+import { describeFailure, job, newestJobSnapshot, restoredDigests, runToEnd, startEngineLab, vmByName, vmDigests, type EngineLab } from './helpers.ts'
 
 const MiB = 1024 * 1024
-
-/** Restores a backup onto the pool's SR, returns the restored disks' digests, and removes the restored VM. */
-async function restoredDigests(env: EngineLab, remote: string, backup: VmBackup): Promise<string[]> {
-  const conn = env.conns[0]!
-  const sr = conn.all('SR').find(s => s.content_type !== 'iso')!
-  const restored = await restoreBackup(env.remotes.get(remote)!, backup.id, conn, sr.uuid)
-  const vm = await conn.waitFor(() => conn.byRef(restored.vmRef), { what: 'the restored VM', timeoutMs: 10_000 })
-  await conn.waitFor(() => vmDisks(conn, vm).length > 0 || undefined, { what: 'the restored disks', timeoutMs: 10_000 })
-  try {
-    return await vmDigests(conn, conn.byRef(restored.vmRef)!)
-  } finally {
-    await destroyVmAndDisks(conn, restored.vmRef)
-  }
-}
 
 for (const mode of ['delta', 'full'] as const) {
   for (const remoteCount of [1, 3]) {

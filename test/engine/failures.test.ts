@@ -11,7 +11,7 @@ import { listVmBackups } from '../../source/repository/index.ts'
 import { LocalHandler } from '../../source/storage/index.ts'
 import { LifeboatError } from '../../source/util/errors.ts'
 import { DEFAULT_POOL_LIMITS, PoolConnection, poolLimits, TEMPORARY_SNAPSHOT_NAME, vmDisks, type XapiRecord } from '../../source/xapi/index.ts'
-import { describeFailure, job, liveDiskUuid, runToEnd, startEngineLab, tasksOf, vmByName, type EngineLab } from './helpers.ts'
+import { describeFailure, job, liveDiskUuid, newestJobSnapshot, restoredDigests, runToEnd, vmDigests, startEngineLab, tasksOf, vmByName, type EngineLab } from './helpers.ts'
 import { tempDir } from '../helpers/tools.ts'
 
 const MiB = 1024 * 1024
@@ -210,6 +210,34 @@ test('a job timeout longer than node timers allow (25d, 600h) does not stop the 
       const tree = await runToEnd(env, job({ mode: 'delta', vms: { uuids: [vm.uuid] }, remotes: ['a'], settings: { timeout } }))
       assert.equal(tree.status, 'success', `${timeout}: ${describeFailure(tree)}`)
     }
+  } finally {
+    await env.cleanup()
+  }
+})
+
+test('a merge the remote has no room for fails the run with REMOTE_FULL naming the space; the backup stays restorable and the next run merges', async () => {
+  const env = await startEngineLab({ remotes: ['a'] })
+  try {
+    const vm = vmByName(env.conns[0]!, 'tiny-running')
+    const handler = env.remotes.get('a')!
+    const keepOne = job({ mode: 'delta', vms: { uuids: [vm.uuid] }, schedules: [{ id: 'schedule-1', name: 'daily', cron: '0 3 * * *', timezone: 'UTC', retention: { backups: 1 } }] })
+    assert.equal((await runToEnd(env, keepOne)).status, 'success')
+    await env.lab.control.writeVdi(liveDiskUuid(env, vm), { offset: 28 * MiB, length: 4 * MiB, seed: 21 })
+    const { getInfo } = handler
+    // The free space the remote reports; the refusal, its message and the repository are real.
+    handler.getInfo = async () => ({ size: 64 * MiB, used: 64 * MiB - 4096, available: 4096 })
+    const tree = await runToEnd(env, keepOne)
+    handler.getInfo = getInfo
+    const merge = tasksOf(tree).find(t => t.message === 'merge')
+    assert.equal(tree.status, 'failure', describeFailure(tree))
+    assert.equal((merge?.result as { code?: string } | undefined)?.code, 'REMOTE_FULL', describeFailure(tree))
+    assert.match((merge!.result as { message: string }).message, /^The remote file:\/\/.* is full: merging 1 old backup of .* needs \d+(\.\d)? MiB and 0 MiB are free/)
+    const [kept] = await listVmBackups(handler, vm.uuid)
+    assert.equal((await listVmBackups(handler, vm.uuid)).length, 1)
+    assert.deepEqual(await restoredDigests(env, 'a', kept!), await vmDigests(env.conns[0]!, await newestJobSnapshot(env, vm)))
+    const next = await runToEnd(env, keepOne)
+    assert.equal(next.status, 'success', describeFailure(next))
+    assert.ok(tasksOf(next).some(t => t.message === 'merge' && t.status === 'success'), 'the merge is done by the next run')
   } finally {
     await env.cleanup()
   }

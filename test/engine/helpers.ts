@@ -5,9 +5,10 @@ import { createHash } from 'node:crypto'
 import { CancelToken } from 'promise-toolbox'
 import { startLab, type Lab, type FixtureName } from '../../source/lab/index.ts'
 import { LocalHandler } from '../../source/storage/index.ts'
-import { PoolConnection, vmDisks, type XapiRecord } from '../../source/xapi/index.ts'
+import { destroyVmAndDisks, PoolConnection, vmDisks, type XapiRecord } from '../../source/xapi/index.ts'
+import type { VmBackup } from '../../source/repository/index.ts'
 import { parseJob, type JobInput } from '../../source/engine/jobs/index.ts'
-import { startBackupRun, type EngineContext } from '../../source/engine/index.ts'
+import { restoreBackup, startBackupRun, type EngineContext } from '../../source/engine/index.ts'
 import { jobSnapshots } from '../../source/engine/run/snapshots.ts'
 import type { TaskNode } from '../../source/tasks/index.ts'
 import { tempDir } from '../helpers/tools.ts'
@@ -106,4 +107,18 @@ export function tasksOf(node: TaskNode): TaskNode[] {
 
 export function describeFailure(node: TaskNode): string {
   return JSON.stringify(tasksOf(node).filter(t => t.status !== 'success').map(t => ({ message: t.message, status: t.status, result: t.result, warnings: t.warnings })), null, 1)
+}
+
+/** Restores a backup onto the pool's SR, returns the restored disks' digests, and removes the restored VM. */
+export async function restoredDigests(env: EngineLab, remote: string, backup: VmBackup): Promise<string[]> {
+  const conn = env.conns[0]!
+  const sr = conn.all('SR').find(s => s.content_type !== 'iso')!
+  const restored = await restoreBackup(env.remotes.get(remote)!, backup.id, conn, sr.uuid)
+  const vm = await conn.waitFor(() => conn.byRef(restored.vmRef), { what: 'the restored VM', timeoutMs: 10_000 })
+  await conn.waitFor(() => vmDisks(conn, vm).length > 0 || undefined, { what: 'the restored disks', timeoutMs: 10_000 })
+  try {
+    return await vmDigests(conn, conn.byRef(restored.vmRef)!)
+  } finally {
+    await destroyVmAndDisks(conn, restored.vmRef)
+  }
 }

@@ -65,7 +65,7 @@ export class RemoteWriter {
   async prepare(mode: 'full' | 'delta', task: Task, signal: AbortSignal): Promise<void> {
     await this.handler.mkdir(vmDir(this.vmUuid))
     this.#lock = await this.#waitForLock(task, signal)
-    if (mode === 'delta') await task.child('clean-vm', { remote: this.name }).run(async () => summarize(await cleanVm(this.handler, this.vmUuid, { signal })), { signal })
+    if (mode === 'delta') await task.child('clean-vm', { remote: this.name }).run(async clean => summarize(await cleanVm(this.handler, this.vmUuid, { signal, task: clean })), { signal })
     if (this.settings.deleteFirst) await this.#retention(mode, task, 1)
   }
 
@@ -172,9 +172,10 @@ export class RemoteWriter {
 
   async #retention(mode: 'full' | 'delta', task: Task, extraRoom: number): Promise<void> {
     const keep = Math.max(0, this.settings.exportRetention - extraRoom)
-    await task.child('clean-vm', { remote: this.name }).run(async () => {
+    // The clean's task takes its warnings and one 'merge' task per merge: a merge that fails fails the run.
+    await task.child('clean-vm', { remote: this.name }).run(async clean => {
       const deleted = await applyRetention(this.handler, this.vmUuid, { jobId: this.jobId, scheduleId: this.scheduleId, keep, longTerm: this.settings.longTermRetention, timezone: this.timezone })
-      const cleaned = mode === 'delta' || deleted.length > 0 ? summarize(await cleanVm(this.handler, this.vmUuid, {})) : { merge: false }
+      const cleaned = mode === 'delta' || deleted.length > 0 ? summarize(await cleanVm(this.handler, this.vmUuid, { task: clean })) : { merge: false }
       return { ...cleaned, deleted: deleted.length }
     })
   }

@@ -165,11 +165,43 @@ export class VhdFile {
       return
     }
     const position = this.endOfData
-    await this.file.write(bitmap, position)
-    await this.file.write(data, position + bitmap.length)
-    this.endOfData = position + bitmap.length + data.length
+    await this.extend(position + bitmap.length + data.length, async () => {
+      await this.file.write(bitmap, position)
+      await this.file.write(data, position + bitmap.length)
+    })
     bat.writeUInt32BE(position / VHD_SECTOR_SIZE, index * 4)
     await this.writeTableEntry(index)
+  }
+
+  /** Bytes the file grows by when its table grows to `entries` and `blocks` are written (what a merge must find free). */
+  growth(entries: number, blocks: number[]): number {
+    const header = this.headerValue
+    const blockBytes = bitmapSize(header.blockSize) + header.blockSize
+    const appended = blocks.filter(index => !this.isAllocated(index)).length
+    if (entries <= header.maxTableEntries) return appended * blockBytes
+    const newTableEnd = header.tableOffset + batSize(entries)
+    const moved = this.allocatedBlocks().filter(index => this.blockPosition(index) < newTableEnd).length
+    return Math.max(0, newTableEnd - this.endOfData) + (appended + moved) * blockBytes
+  }
+
+  /**
+   * Grows the file to `end` with `write` filling what lies past the current data. The closing footer is
+   * moved to `end` first and the old one stays until `write` covers it, so the file reads as a whole VHD at
+   * every step; when `write` fails (a full remote) the file is put back as it was.
+   */
+  private async extend(end: number, write: () => Promise<void>): Promise<void> {
+    const previousEnd = this.endOfData
+    const footer = encodeFooter(this.footerValue)
+    try {
+      await this.file.write(footer, end)
+      await write()
+    } catch (error) {
+      // The old closing footer first (in place: no new space needed), then the grown tail cut off.
+      await this.file.write(footer, previousEnd).catch(() => {})
+      await this.file.truncate(previousEnd + VHD_FOOTER_SIZE).catch(() => {})
+      throw error
+    }
+    this.endOfData = end
   }
 
   private async writeTableEntry(index: number): Promise<void> {
@@ -192,18 +224,18 @@ export class VhdFile {
         throw new LifeboatError('VHD_UNSUPPORTED_LAYOUT', `${this.path}: a parent locator sits right after the block table, which therefore cannot grow.`)
       }
     }
-    this.endOfData = Math.max(this.endOfData, newTableEnd)
+    const grown = Buffer.alloc(batSize(entries), 0xff)
+    // The larger table's room past the data, with the footer moved beyond it; the table is written last.
+    if (newTableEnd > this.endOfData) await this.extend(newTableEnd, () => this.file.write(grown.subarray(this.endOfData - header.tableOffset), this.endOfData))
     for (let index = 0; index < header.maxTableEntries; index++) {
       if (!this.isAllocated(index) || this.blockPosition(index) >= newTableEnd) continue
       const buffer = await readAt(this.file, this.blockPosition(index), blockBytes)
       if (buffer.length < blockBytes) throw new LifeboatError('VHD_TRUNCATED', `${this.path}: the VHD ends inside block ${index}.`)
       const position = this.endOfData
-      await this.file.write(buffer, position)
-      this.endOfData = position + blockBytes
+      await this.extend(position + blockBytes, () => this.file.write(buffer, position))
       bat.writeUInt32BE(position / VHD_SECTOR_SIZE, index * 4)
       await this.writeTableEntry(index)
     }
-    const grown = Buffer.alloc(batSize(entries), 0xff)
     bat.copy(grown, 0, 0, header.maxTableEntries * 4)
     this.bat = grown
     await this.file.write(grown, header.tableOffset)

@@ -30,6 +30,8 @@ export interface MergeOptions {
   signal?: AbortSignal
   /** How often progress is saved to the state file (XO: every 10 s). */
   stateInterval?: number
+  /** Told the bytes the ancestor grows by before anything is written; throwing (not enough free space) stops the merge there. */
+  checkSpace?: (bytes: number) => Promise<void>
 }
 
 function statePathOf(ancestor: string): string {
@@ -77,9 +79,12 @@ export async function mergeVhdChain(chain: string[], options: MergeOptions = {})
   }
   if (state?.step !== 'cleanup') state = await mergeBlocks(fs, chain, statePath, state, options)
   const target = chain[chain.length - 1]!
+  // After a crash past the rename the ancestor is already gone.
+  const renamed = !(await fs.exists(chain[0]!))
+  if (!renamed) await adoptFooter(fs, chain[0]!, target)
   for (const intermediate of chain.slice(1, -1)) await unlinkIfAny(fs, intermediate)
-  // Renaming over the newest child replaces it atomically; after a crash the ancestor is already gone.
-  if (await fs.exists(chain[0]!)) await fs.rename(chain[0]!, target)
+  // Renaming over the newest child replaces it atomically.
+  if (!renamed) await fs.rename(chain[0]!, target)
   await unlinkIfAny(fs, statePath)
   return { mergedBytes: state.mergedDataSize, path: target }
 }
@@ -104,12 +109,13 @@ async function mergeBlocks(fs: FileSystemAccess, chain: string[], statePath: str
       step: 'mergeBlocks',
       diskSize: newest.footer.currentSize,
     }
+    const toMerge: number[] = []
+    for (let index = 0; index < newest.blockCount; index++) if (children.some(c => c.isAllocated(index))) toMerge.push(index)
+    await options.checkSpace?.(parent.growth(newest.blockCount, toMerge.filter(index => index >= state.currentBlock)))
     if (!resuming) await writeState(fs, statePath, state)
     await parent.growTable(newest.blockCount)
     const newestFirst = [...children].reverse()
     const sources = [...newestFirst, parent]
-    const toMerge: number[] = []
-    for (let index = 0; index < newest.blockCount; index++) if (children.some(c => c.isAllocated(index))) toMerge.push(index)
     const { blockSize } = parent.header
     const total = toMerge.length * blockSize
     let lastSave = Date.now()
@@ -130,13 +136,25 @@ async function mergeBlocks(fs: FileSystemAccess, chain: string[], statePath: str
       }
       options.onProgress?.(state.mergedDataSize, total)
     }
-    const { uuid, timestamp, currentSize, originalSize, geometry } = newest.footer
-    await parent.writeFooter({ uuid, timestamp, currentSize, originalSize, geometry })
+    // Saved before the ancestor takes the newest child's footer: until then every chain still reads as before.
     state.step = 'cleanup'
     await writeState(fs, statePath, state)
     return state
   } finally {
     await Promise.all(files.map(f => f.close().catch(() => {})))
+  }
+}
+
+/** The merged ancestor takes the newest child's identity (uuid, size, time), as the file it replaces; done again on resume. */
+async function adoptFooter(fs: FileSystemAccess, ancestor: string, newest: string): Promise<void> {
+  const child = await VhdFile.open(newest, { fs })
+  const { uuid, timestamp, currentSize, originalSize, geometry } = child.footer
+  await child.close()
+  const parent = await VhdFile.open(ancestor, { fs, writable: true, force: true })
+  try {
+    await parent.writeFooter({ uuid, timestamp, currentSize, originalSize, geometry })
+  } finally {
+    await parent.close()
   }
 }
 
@@ -162,7 +180,7 @@ function checkMergeable(parent: VhdFile, children: VhdFile[], saved: MergeState 
 }
 
 /** Finishes the merges found interrupted in `dir`; returns the final path of each. */
-export async function resumeVhdMergeIfAny(dir: string, options: { fs?: FileSystemAccess } = {}): Promise<string[]> {
+export async function resumeVhdMergeIfAny(dir: string, options: Pick<MergeOptions, 'fs' | 'checkSpace'> = {}): Promise<string[]> {
   const fs = options.fs ?? localFileSystem
   if (fs.list === undefined) throw new LifeboatError('NOT_SUPPORTED', 'This storage cannot list folders, so interrupted merges cannot be found on it.')
   const done: string[] = []
@@ -176,7 +194,7 @@ export async function resumeVhdMergeIfAny(dir: string, options: { fs?: FileSyste
       await unlinkIfAny(fs, statePath) // orphan state: its ancestor is gone (XO does the same)
       continue
     }
-    done.push((await mergeVhdChain(chain, { fs })).path)
+    done.push((await mergeVhdChain(chain, { ...options, fs })).path)
   }
   return done
 }
