@@ -4,6 +4,7 @@ import { unlink } from 'node:fs/promises'
 import { join } from 'node:path'
 import { foldRun, RunLogStore, type TaskEvent, type TaskNode } from '../tasks/index.ts'
 import { LifeboatError } from '../util/errors.ts'
+import { terminalSafeLine } from '../util/terminal-text.ts'
 import type { StartedRun } from '../engine/index.ts'
 import type { RunStatus, RunSummary } from '../protocol/methods.ts'
 import type { DaemonState } from './state.ts'
@@ -13,6 +14,8 @@ interface ActiveRun {
   jobId?: string
   /** Writes of the log, chained so the final one lands last. */
   saving: Promise<void>
+  /** Resolves once the run's final log and its index entry are written. */
+  finished: Promise<void>
 }
 
 export interface RunsOptions {
@@ -61,7 +64,7 @@ export class Runs {
       seq++
     })
     runId = started.runId
-    const active: ActiveRun = { started, ...(info.jobId !== undefined && { jobId: info.jobId }), saving: Promise.resolve() }
+    const active: ActiveRun = { started, ...(info.jobId !== undefined && { jobId: info.jobId }), saving: Promise.resolve(), finished: Promise.resolve() }
     this.#active.set(runId, active)
     if (info.jobId !== undefined) this.#byJob.set(info.jobId, runId)
     early.forEach((event, index) => this.options.onTaskEvent(runId!, event, index))
@@ -72,9 +75,9 @@ export class Runs {
     this.options.onRunsChanged()
     const timer = setInterval(() => this.#save(active), SAVE_INTERVAL_MS)
     timer.unref()
-    void started.done.then(async tree => {
+    active.finished = started.done.then(async tree => {
       clearInterval(timer)
-      await this.#finish(active, tree)
+      await this.#finish(active, tree, info.jobName)
     })
     return runId
   }
@@ -120,23 +123,25 @@ export class Runs {
     active.started.cancel(reason)
   }
 
-  /** Cancels every run and waits (at most `timeoutMs`) for their logs to be final. */
+  /** Cancels every run and waits (at most `timeoutMs`) for their logs and the index to say so. */
   async cancelAll(reason: string, timeoutMs: number): Promise<void> {
     const runs = [...this.#active.values()]
     for (const run of runs) run.started.cancel(reason)
-    const settled = Promise.all(runs.map(run => run.started.done.then(() => run.saving)))
+    const settled = Promise.all(runs.map(run => run.finished))
     await Promise.race([settled, new Promise(resolve => setTimeout(resolve, timeoutMs).unref())])
   }
 
-  /** Start-up: runs left pending by a dead daemon become interrupted, in their logs and in the index. */
+  /** Start-up: runs left pending by a dead daemon become interrupted, in their logs and in the index (ending at their last event). */
   async markInterrupted(reason: string): Promise<string[]> {
-    const interrupted = new Set(await this.options.store.markInterruptedRuns(reason))
+    const trees = new Map((await this.options.store.markInterruptedRuns(reason)).map(tree => [tree.id, tree]))
+    const interrupted = new Set(trees.keys())
     await this.options.state.update(data => {
       for (const run of data.runs) {
-        if (interrupted.has(run.runId) || run.status === 'pending') {
-          run.status = 'interrupted'
-          interrupted.add(run.runId)
-        }
+        const tree = trees.get(run.runId)
+        if (tree !== undefined) Object.assign(run, summarize(tree))
+        else if (run.status === 'pending') run.status = 'interrupted'
+        else continue
+        interrupted.add(run.runId)
       }
     })
     return [...interrupted]
@@ -148,7 +153,7 @@ export class Runs {
     active.saving = active.saving.then(() => this.options.store.save(tree)).catch(error => this.options.log(`run ${tree.id}: cannot write its log: ${(error as Error).message}`))
   }
 
-  async #finish(active: ActiveRun, tree: TaskNode): Promise<void> {
+  async #finish(active: ActiveRun, tree: TaskNode, jobName: string | undefined): Promise<void> {
     const runId = active.started.runId
     // The job is free as soon as its run has ended (a client that saw the end may start the next one at once).
     if (active.jobId !== undefined && this.#byJob.get(active.jobId) === runId) this.#byJob.delete(active.jobId)
@@ -162,6 +167,7 @@ export class Runs {
     })
     await this.#prune(active.jobId)
     this.options.onRunsChanged()
+    this.options.log(`run ${runId} (${jobName === undefined ? tree.message : `job "${terminalSafeLine(jobName)}"`}) ended ${outcomeLine(tree)}`)
   }
 
   /** Keeps the newest `keepRunsPerJob` runs of the job (restores count as one job). */
@@ -175,6 +181,12 @@ export class Runs {
     })
     for (const runId of dropped) await unlink(join(this.options.store.dir, `${runId}.json`)).catch(() => {})
   }
+}
+
+/** A run's status for the daemon's log, with the reason when it did not succeed (the root's error, e.g. "cancelled: the daemon was stopped (SIGTERM)"). */
+function outcomeLine(tree: TaskNode): string {
+  const message = (tree.result as { message?: unknown } | undefined)?.message
+  return tree.status === 'success' || typeof message !== 'string' ? tree.status : `${tree.status}: ${terminalSafeLine(message)}`
 }
 
 /** The index fields of a finished run: status, end, VMs and bytes written. */

@@ -21,6 +21,8 @@ export interface TaskNode {
   duration?: number
   status: TaskStatus
   result?: unknown
+  /** On a run (a root): the time of the last event of its tree, where an interrupted run ends. */
+  updatedAt?: number
   properties?: Record<string, unknown>
   infos?: TaskLogEntry[]
   warnings?: TaskLogEntry[]
@@ -40,6 +42,7 @@ export function isSkipResult(result: unknown): boolean {
  */
 export function foldEvents(events: Iterable<TaskEvent>): TaskNode[] {
   const nodes = new Map<string, TaskNode>()
+  const rootOf = new Map<string, TaskNode>()
   const roots: TaskNode[] = []
   for (const event of events) {
     if (event.type === 'start') {
@@ -51,10 +54,15 @@ export function foldEvents(events: Iterable<TaskEvent>): TaskNode[] {
       const parent = event.parentId === undefined ? undefined : nodes.get(event.parentId)
       if (parent === undefined) roots.push(node)
       else (parent.tasks ??= []).push(node)
+      const root = parent === undefined ? node : rootOf.get(parent.id)!
+      rootOf.set(event.id, root)
+      root.updatedAt = Math.max(root.updatedAt ?? 0, event.timestamp)
       continue
     }
     const node = nodes.get(event.id)
     if (node === undefined) continue
+    const root = rootOf.get(event.id)!
+    root.updatedAt = Math.max(root.updatedAt ?? 0, event.timestamp)
     switch (event.type) {
       case 'info':
         ;(node.infos ??= []).push(logEntry(event))
@@ -109,17 +117,27 @@ function supersededByRetry(child: TaskNode, siblings: TaskNode[]): boolean {
 
 /**
  * Marks every unfinished task of a tree interrupted (the daemon stopped while the run was going): the
- * run cannot be resumed, and leaving it "pending" would show a run that is not happening.
+ * run cannot be resumed, and leaving it "pending" would show a run that is not happening. Each ends at
+ * the run's last recorded event, the last moment it is known to have been going.
  */
 export function markInterrupted(node: TaskNode, reason: string): TaskNode {
+  const end = node.updatedAt ?? lastTimestamp(node)
   const walk = (task: TaskNode): TaskNode => {
     const tasks = task.tasks?.map(walk)
     const out: TaskNode = { ...task, ...(tasks && { tasks }) }
     if (task.status === 'pending') {
       out.status = 'interrupted'
       out.result = { code: 'INTERRUPTED', message: reason }
+      out.end = Math.max(end, task.start)
+      out.duration = out.end - task.start
     }
     return out
   }
   return walk(node)
+}
+
+/** The latest time a tree records (for logs saved before `updatedAt` existed). */
+function lastTimestamp(node: TaskNode): number {
+  const own = [node.start, node.end ?? 0, ...(node.infos ?? []).map(e => e.timestamp), ...(node.warnings ?? []).map(e => e.timestamp)]
+  return Math.max(...own, ...(node.tasks ?? []).map(lastTimestamp))
 }

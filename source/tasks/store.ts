@@ -80,14 +80,15 @@ export class RunLogStore {
     })
   }
 
-  /** Marks the stored runs still pending as interrupted; returns their runIds. Unreadable logs are left alone. */
-  async markInterruptedRuns(reason: string): Promise<string[]> {
-    const interrupted: string[] = []
+  /** Marks the stored runs still pending as interrupted; returns their marked trees. Unreadable logs are left alone. */
+  async markInterruptedRuns(reason: string): Promise<TaskNode[]> {
+    const interrupted: TaskNode[] = []
     for (const runId of await this.list()) {
       const run = await this.load(runId).catch(() => undefined)
       if (run === undefined || run.status !== 'pending') continue
-      await this.save(markInterrupted(run, reason))
-      interrupted.push(runId)
+      const marked = markInterrupted(run, reason)
+      await this.save(marked)
+      interrupted.push(marked)
     }
     return interrupted
   }

@@ -2,7 +2,7 @@
 // backing up the tiny lab pool onto a local remote: the whole life of a job, cancel, kill -9, SIGTERM.
 import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
-import { mkdir, writeFile, stat } from 'node:fs/promises'
+import { mkdir, readFile, rm, writeFile, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { once } from 'node:events'
 import { startLab, type Lab } from '../../source/lab/index.ts'
@@ -19,7 +19,8 @@ let vmUuid: string
 let srUuid: string
 const runIds: string[] = []
 
-const slowExports = () => lab.control.setKnobs({ exportPerStreamMiBs: 2 })
+// Slow enough that a run outlasts the CLI processes a test starts against it (a few seconds each on a loaded machine).
+const slowExports = () => lab.control.setKnobs({ exportPerStreamMiBs: 0.5 })
 const fastExports = () => lab.control.setKnobs({ exportPerStreamMiBs: undefined })
 
 before(async () => {
@@ -201,9 +202,11 @@ test('kill -9 mid-run: after a restart the run is interrupted and the next run s
   await watcher.subscribe(['state'])
   slowExports()
   let runId: string
+  let killedAt = 0
   try {
     ;({ runId } = await cliJson(daemon.socket, ['job', 'run', 'nightly', '--schedule', 'full']))
     await waitUntil('the transfer to start', async () => (JSON.stringify((await cliJson(daemon.socket, ['run', 'show', runId])).tree).includes('"transfer"') ? true : undefined))
+    killedAt = Date.now()
     daemon.child.kill('SIGKILL')
     assert.equal(await daemon.exited, 'SIGKILL')
   } finally {
@@ -222,6 +225,10 @@ test('kill -9 mid-run: after a restart the run is interrupted and the next run s
   assert.equal(shown.summary.status, 'interrupted')
   assert.equal(shown.tree.status, 'interrupted')
   assert.match(JSON.stringify(shown.tree.result), /INTERRUPTED/)
+  // It lasted until its last recorded event, not until now.
+  assert.ok(shown.tree.end !== undefined && shown.tree.end <= killedAt, `ends at its last event (${shown.tree.end}, killed at ${killedAt})`)
+  assert.equal(shown.tree.duration, shown.tree.end - shown.tree.start)
+  assert.equal(shown.summary.end, shown.tree.end)
   const next = await cliJson(daemon.socket, ['job', 'run', 'nightly', '--wait'])
   assert.equal(next.status, 'success', JSON.stringify(next.tree))
   assert.match(daemon.log(), /marked interrupted/)
@@ -270,10 +277,42 @@ test('SIGTERM cancels the running run cleanly and exits 0', async () => {
   } finally {
     fastExports()
   }
+  // One word for it everywhere: the daemon's state and log line before any restart, then the tree and run list.
+  const state = JSON.parse(await readFile(join(dataDir, 'state.json'), 'utf8')) as { runs: Array<{ runId: string; status: string; end?: number }> }
+  const indexed = state.runs.find(run => run.runId === runId)!
+  assert.equal(indexed.status, 'cancelled')
+  assert.ok(indexed.end !== undefined)
+  assert.match(daemon.log(), new RegExp(`run ${runId} .*cancelled.*SIGTERM`))
   daemon = await startDaemon(dataDir)
   const shown = await cliJson(daemon.socket, ['run', 'show', runId])
   assert.equal(shown.tree.status, 'cancelled')
+  assert.equal(shown.summary.status, 'cancelled')
   assert.match(JSON.stringify(shown.tree), /SIGTERM/)
+  assert.ok((await cliJson(daemon.socket, ['run', 'list', '--status', 'cancelled'])).some((run: { runId: string }) => run.runId === runId))
+  assert.ok(!(await cliJson(daemon.socket, ['run', 'list', '--status', 'interrupted'])).some((run: { runId: string }) => run.runId === runId))
+  assert.doesNotMatch(daemon.log(), new RegExp(`run ${runId}: marked interrupted`))
+})
+
+test('a remote gone at the start of a run: job run --wait exits 1, the run is failure with the remote\'s failed export', async () => {
+  const goneDir = join(dir.path, 'gone-remote')
+  await mkdir(goneDir)
+  await cliJson(daemon.socket, ['remote', 'add', 'gone', `file://${goneDir}`])
+  const jobFile = join(dir.path, 'two-remotes.json')
+  await writeFile(jobFile, JSON.stringify({ name: 'two-remotes', mode: 'delta', vms: { uuids: [vmUuid] }, remotes: ['local', 'gone'],
+    schedules: [{ name: 'daily', cron: '0 3 * * *', timezone: 'UTC', enabled: false, retention: { backups: 2 } }] }))
+  await cliJson(daemon.socket, ['job', 'create', '--file', jobFile])
+  try {
+    await rm(goneDir, { recursive: true })
+    const result = await cli(daemon.socket, ['job', 'run', 'two-remotes', '--wait', '--json'])
+    assert.equal(result.code, 1, result.stderr)
+    const { status, tree } = JSON.parse(result.stdout)
+    assert.equal(status, 'failure')
+    const exports = tree.tasks.find((t: { message: string }) => t.message === 'backup VM').tasks.filter((t: { message: string }) => t.message === 'export')
+    assert.deepEqual(exports.map((t: { data: { id: string }; status: string }) => [t.data.id, t.status]).sort(), [['gone', 'failure'], ['local', 'success']])
+  } finally {
+    await cliJson(daemon.socket, ['job', 'delete', 'two-remotes'])
+    await cliJson(daemon.socket, ['remote', 'remove', 'gone'])
+  }
 })
 
 test('job delete', async () => {

@@ -4,7 +4,7 @@ import { join } from 'node:path'
 import { readdir, writeFile } from 'node:fs/promises'
 import fc from 'fast-check'
 import { EventEmitter, once } from 'node:events'
-import { TaskLog, foldRun, foldEvents, RunLogStore, newTaskId, type TaskEvent, type TaskNode } from '../../source/tasks/index.ts'
+import { TaskLog, foldRun, foldEvents, markInterrupted, RunLogStore, newTaskId, type TaskEvent, type TaskNode } from '../../source/tasks/index.ts'
 import { cancelledError, timeoutError } from '../../source/util/abort.ts'
 import { LifeboatError } from '../../source/util/errors.ts'
 import { tempDir } from '../helpers/tools.ts'
@@ -135,6 +135,21 @@ test('a task ended by an abort is cancelled with the coded reason (never a raw A
   assert.doesNotMatch(JSON.stringify(tree), /ABORT_ERR|The operation was aborted/)
 })
 
+test('an interrupted run lasts until its last recorded event, not until it is looked at', () => {
+  const run = TaskLog.start({ name: 'backup run' }, { now: clock(1_000) })
+  const transfer = run.child('backup VM').child('transfer')
+  transfer.set('progress', 10)
+  transfer.set('progress', 20)
+  const last = run.log.events.at(-1)!.timestamp
+  const marked = markInterrupted(foldRun(run.log.events)!, 'the daemon died')
+  assert.equal(marked.status, 'interrupted')
+  assert.equal(marked.end, last)
+  assert.equal(marked.duration, last - marked.start)
+  const markedTransfer = marked.tasks![0]!.tasks![0]!
+  assert.equal(markedTransfer.end, last)
+  assert.equal(markedTransfer.duration, last - markedTransfer.start)
+})
+
 test('an ended task refuses more events (a bug, not silently ignored)', () => {
   const run = TaskLog.start({ name: 'backup run' })
   run.end()
@@ -198,7 +213,7 @@ test('run logs persist atomically per runId; unfinished runs are marked interrup
     assert.deepEqual((await readdir(join(path, 'runs'))).filter(n => n.endsWith('.tmp')), [])
     assert.deepEqual(await store.list(), [finished.id, unfinished.id, 'broken'].sort())
 
-    assert.deepEqual(await store.markInterruptedRuns('the daemon restarted'), [unfinished.id])
+    assert.deepEqual((await store.markInterruptedRuns('the daemon restarted')).map(run => run.id), [unfinished.id])
     const marked = (await store.load(unfinished.id))!
     assert.equal(marked.status, 'interrupted')
     assert.deepEqual(marked.result, { code: 'INTERRUPTED', message: 'the daemon restarted' })
