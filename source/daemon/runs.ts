@@ -67,10 +67,11 @@ export class Runs {
     const active: ActiveRun = { started, ...(info.jobId !== undefined && { jobId: info.jobId }), saving: Promise.resolve(), finished: Promise.resolve() }
     this.#active.set(runId, active)
     if (info.jobId !== undefined) this.#byJob.set(info.jobId, runId)
-    early.forEach((event, index) => this.options.onTaskEvent(runId!, event, index))
-
+    // Indexed (pending) before anyone hears of its first event: a client reacting to it finds the run.
     const summary: RunSummary = { runId, kind, ...info, start: started.log.events[0]?.timestamp ?? Date.now(), status: 'pending' }
-    await this.options.state.update(data => void data.runs.push(summary))
+    const indexed = this.options.state.update(data => void data.runs.push(summary))
+    early.forEach((event, index) => this.options.onTaskEvent(runId!, event, index))
+    await indexed
     this.#save(active)
     this.options.onRunsChanged()
     const timer = setInterval(() => this.#save(active), SAVE_INTERVAL_MS)

@@ -1,0 +1,36 @@
+// The daemon's index of runs, with the real engine run machinery, state and run log store: what a client
+// that reacts to a run's events reads about that run.
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { join } from 'node:path'
+import { Runs } from '../../source/daemon/runs.ts'
+import { DaemonState } from '../../source/daemon/state.ts'
+import { startRun } from '../../source/engine/run/backup-run.ts'
+import { RunLogStore } from '../../source/tasks/index.ts'
+import { sleep } from '../../source/util/abort.ts'
+import { tempDir } from '../helpers/tools.ts'
+
+test('a run is pending in the index from its first event on, and ends cancelled there when cancelled', async () => {
+  const dir = await tempDir('lifeboat-runs-')
+  try {
+    const state = await DaemonState.open(dir.path)
+    const seen: Array<string | undefined> = []
+    const runs: Runs = new Runs({
+      state, store: new RunLogStore(join(dir.path, 'runs')), onRunsChanged: () => {}, log: () => {},
+      onTaskEvent: runId => seen.push(runs.summary(runId)?.status),
+    })
+    const runId = await runs.start('backup', { jobId: 'job-1', jobName: 'nightly' }, onEvent =>
+      startRun({ name: 'backup run', data: {} }, 0, { onEvent }, async (task, signal) => {
+        task.info('vms', { vms: [] })
+        await sleep(60_000, signal)
+      }),
+    )
+    assert.deepEqual(seen, ['pending', 'pending'], 'the run start and its first info')
+    assert.deepEqual(runs.list({ status: 'pending' }).map(run => run.runId), [runId])
+    await runs.cancelAll('the daemon was stopped (SIGTERM)', 30_000)
+    assert.equal(runs.summary(runId)?.status, 'cancelled')
+    assert.deepEqual(runs.list({ status: 'cancelled' }).map(run => run.runId), [runId])
+  } finally {
+    await dir.cleanup()
+  }
+})
