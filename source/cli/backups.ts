@@ -1,37 +1,38 @@
 // `lifeboat backup list` (the restore points on a remote) and `lifeboat restore` (one of them, to an SR).
-import { UsageError } from './command.ts'
 import { formatBytes, formatDate, table } from './output.ts'
-import { stringOption, type CommandContext, type Subcommand } from './index.ts'
+import { stringOption, type Subcommand } from './index.ts'
 import { waitAndReport } from './runs.ts'
-
-function required(context: CommandContext, name: string): string {
-  const value = stringOption(context, name)
-  if (value === undefined) throw new UsageError(`--${name} is required`)
-  return value
-}
 
 export const BACKUP_COMMANDS: Record<string, Record<string, Subcommand>> = {
   backup: {
     list: {
-      usage: 'lifeboat backup list --remote R [--vm UUID] [--json] [--socket PATH]',
-      options: { remote: { type: 'string' }, vm: { type: 'string' } },
+      summary: 'Lists the restore points on a remote, newest first.',
+      options: { remote: { value: 'R', required: true, help: 'the remote (by name)' }, vm: { value: 'UUID', help: "only this VM's" } },
       async body(context) {
         const vm = stringOption(context, 'vm')
-        const points = await (await context.client()).call('backup.list', { remote: required(context, 'remote'), ...(vm !== undefined && { vm }) })
+        const points = await (await context.client()).call('backup.list', { remote: stringOption(context, 'remote')!, ...(vm !== undefined && { vm }) })
         context.print(points, () => table(['VM', 'NAME', 'DATE', 'MODE', 'SIZE', 'ID'], points.map(p => [p.vmUuid, p.vmName, formatDate(p.timestamp), p.mode, formatBytes(p.size), p.id])) || 'no backups on this remote\n')
       },
     },
   },
   restore: {
     '': {
-      usage: 'lifeboat restore --remote R --backup ID --sr SR [--name N] [--start] [--wait] [--json] [--socket PATH]   (ID: from backup list)',
-      options: { remote: { type: 'string' }, backup: { type: 'string' }, sr: { type: 'string' }, name: { type: 'string' }, start: { type: 'boolean' }, wait: { type: 'boolean' } },
+      summary: 'Restores a restore point as a new VM.',
+      notes: 'On an SR of any connected pool; the VM gets a name and a tag that say where it came from.',
+      options: {
+        remote: { value: 'R', required: true, help: 'the remote holding the backup (by name)' },
+        backup: { value: 'ID', required: true, help: 'the restore point (its ID from backup list)' },
+        sr: { value: 'SR', required: true, help: 'the SR to restore to (uuid or unique name, from sr list)' },
+        name: { value: 'N', help: "the new VM's name (default: the original's, with the backup's date)" },
+        start: { help: 'start the VM once restored' },
+        wait: { help: 'follow the restore to its end; exit 1 unless it succeeded' },
+      },
       async body(context) {
         const name = stringOption(context, 'name')
         const { runId } = await (await context.client()).call('restore.start', {
-          remote: required(context, 'remote'),
-          backupId: required(context, 'backup'),
-          sr: required(context, 'sr'),
+          remote: stringOption(context, 'remote')!,
+          backupId: stringOption(context, 'backup')!,
+          sr: stringOption(context, 'sr')!,
           ...(name !== undefined && { name }),
           ...(context.values.start === true && { start: true }),
         })

@@ -1,25 +1,40 @@
 // What every subcommand shares: argument parsing, the exit-code rules and how errors are printed.
-import { parseArgs, type ParseArgsConfig } from 'node:util'
-import { LifeboatError, describeError } from '../util/errors.ts'
+import { describeError } from '../util/errors.ts'
+import { UsageError, helpText, parseCommandLine, synopsis, type CommandSpec, type OptionValues } from '../util/args.ts'
 import { terminalSafeLine } from '../util/terminal-text.ts'
 
 export const EXIT_OK = 0
 export const EXIT_FAILURE = 1
 export const EXIT_USAGE = 2
 
-/** A mistake in the command line itself: printed with the usage, exit code 2. */
-export class UsageError extends LifeboatError {
-  constructor(message: string) {
-    super('USAGE', message)
-  }
+export { UsageError }
+
+/**
+ * Runs one command: `--help` prints its help, a mistake in the command line its synopsis (exit 2), a failure
+ * one line (exit 1); `body` gets the parsed values.
+ */
+export function runSpec(spec: CommandSpec, args: string[], body: (values: OptionValues, positionals: string[]) => Promise<number | void>): Promise<never> {
+  return runCommand(`usage: ${synopsis(spec)}`, async () => {
+    const { help, values, positionals } = parseCommandLine(spec, args)
+    if (!help) return body(values, positionals)
+    process.stdout.write(helpText(spec))
+  })
 }
 
-export function parseCommandArgs<T extends NonNullable<ParseArgsConfig['options']>>(args: string[], options: T) {
-  try {
-    return parseArgs({ args, options, allowPositionals: true, strict: true })
-  } catch (error) {
-    throw new UsageError((error as Error).message)
-  }
+/** One line per subcommand of a group: what `lifeboat job --help` prints. */
+export function groupUsage(command: string, specs: CommandSpec[]): string {
+  const words = (spec: CommandSpec) => [spec.name, ...(spec.positionals ?? [])].join(' ')
+  const width = Math.max(...specs.map(spec => words(spec).length))
+  return [...specs.map(spec => `  lifeboat ${words(spec).padEnd(width)}  ${spec.summary}`), `Run 'lifeboat ${command} SUBCOMMAND --help' for its options.`].join('\n')
+}
+
+/** `lifeboat job`, `lifeboat job --help` or `lifeboat job nope`: the group's usage, on stdout for help (exit 0), else on stderr (exit 2). */
+export function runGroupHelp(command: string, name: string | undefined, specs: CommandSpec[]): Promise<never> {
+  const usage = `usage:\n${groupUsage(command, specs)}`
+  return runCommand(usage, async () => {
+    if (name !== '--help' && name !== '-h' && name !== 'help') throw new UsageError(name === undefined || name === '' || name.startsWith('-') ? `'lifeboat ${command}' needs a subcommand first` : `unknown subcommand '${command} ${name}'`)
+    process.stdout.write(usage + '\n')
+  })
 }
 
 /** Runs a subcommand and turns its outcome into an exit code; errors are one line on stderr. */

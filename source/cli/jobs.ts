@@ -8,9 +8,6 @@ import { formatDate, table } from './output.ts'
 import { integerOption, listOption, stringOption, type CommandContext, type Subcommand } from './index.ts'
 import { waitAndReport } from './runs.ts'
 
-const CREATE_FLAGS = `--name N --mode full|delta (--vm UUID… | [--pool P…] [--tag T…] [--not-tag T…]) --remote R… [--sr SR…]
-      [--cron "0 3 * * *"] [--timezone Europe/Paris] [--retention N] [--concurrency N] [--disabled-schedule]`
-
 async function jobFromFile(path: string): Promise<unknown> {
   const text = path === '-' ? await readStdin() : await readFile(path, 'utf8').catch(error => Promise.reject(Object.assign(error as Error, { path }))) // EISDIR names no path
   try {
@@ -75,12 +72,23 @@ function jobRows(jobs: JobInfo[]): string {
 export const JOB_COMMANDS: Record<string, Record<string, Subcommand>> = {
   job: {
     create: {
-      usage: `lifeboat job create (--file job.json | ${CREATE_FLAGS}) [--json] [--socket PATH]`,
+      summary: 'Creates a backup job from a job file or from flags.',
+      notes: "A job file's shape is in the README (job show J --json prints one); the flags cover the common case, one schedule.",
       options: {
-        file: { type: 'string' }, name: { type: 'string' }, mode: { type: 'string' }, vm: { type: 'string', multiple: true },
-        pool: { type: 'string', multiple: true }, tag: { type: 'string', multiple: true }, 'not-tag': { type: 'string', multiple: true },
-        remote: { type: 'string', multiple: true }, sr: { type: 'string', multiple: true }, cron: { type: 'string' }, timezone: { type: 'string' },
-        retention: { type: 'string' }, concurrency: { type: 'string' }, 'disabled-schedule': { type: 'boolean' },
+        file: { value: 'job.json', help: 'the job file (- for stdin); the flags below are for jobs without one' },
+        name: { value: 'N', help: "the job's name" },
+        mode: { value: 'full|delta', help: 'full: an XVA per backup; delta: VHD chains, only changed blocks after the first' },
+        vm: { value: 'UUID', multiple: true, help: 'a VM to back up (the list is fixed)' },
+        pool: { value: 'P', multiple: true, help: "smart selection: this pool's VMs (uuid or name), evaluated at each run" },
+        tag: { value: 'T', multiple: true, help: 'smart selection: VMs with this tag' },
+        'not-tag': { value: 'T', multiple: true, help: 'smart selection: not VMs with this tag' },
+        remote: { value: 'R', multiple: true, help: 'a remote to write to (by name)' },
+        sr: { value: 'SR', multiple: true, help: 'an SR to replicate to (uuid)' },
+        cron: { value: '"0 3 * * *"', help: 'when the schedule fires (default 0 3 * * *: 03:00 every day)' },
+        timezone: { value: 'TZ', help: "the schedule's IANA timezone, e.g. Europe/Paris (default: this machine's)" },
+        retention: { value: 'N', help: 'backups (and replicas) kept by the schedule' },
+        concurrency: { value: 'N', help: 'VMs backed up at once (0: all)' },
+        'disabled-schedule': { help: 'create the schedule switched off (job run still works)' },
       },
       async body(context) {
         const file = stringOption(context, 'file')
@@ -90,15 +98,16 @@ export const JOB_COMMANDS: Record<string, Record<string, Subcommand>> = {
       },
     },
     list: {
-      usage: 'lifeboat job list [--json] [--socket PATH]',
+      summary: 'Lists the jobs with their schedules, last run and next run.',
       async body(context) {
         const jobs = await (await context.client()).call('job.list')
         context.print(jobs, () => jobRows(jobs) || 'no jobs; create one with lifeboat job create\n')
       },
     },
     show: {
-      usage: 'lifeboat job show J [--json] [--socket PATH]   (J: id or name; --json prints the job file)',
-      arity: [1, 1],
+      positionals: ['J'],
+      summary: 'Shows a job (--json: its job file).',
+      notes: 'J: its id or name. The --json output is a job file, ready to edit and create again.',
       async body(context) {
         const info = await (await context.client()).call('job.get', { id: context.positionals[0]! })
         // --json is the job file's shape (DESIGN.md), so it can be edited and created again.
@@ -106,9 +115,13 @@ export const JOB_COMMANDS: Record<string, Record<string, Subcommand>> = {
       },
     },
     run: {
-      usage: 'lifeboat job run J [--schedule S] [--wait] [--json] [--socket PATH]   (exit 1 with --wait when the run does not succeed)',
-      options: { schedule: { type: 'string' }, wait: { type: 'boolean' } },
-      arity: [1, 1],
+      positionals: ['J'],
+      summary: 'Runs a job now.',
+      notes: 'J: its id or name.',
+      options: {
+        schedule: { value: 'S', help: 'the schedule whose settings and retention apply (default: the first)' },
+        wait: { help: 'follow the run to its end, print its tree; exit 1 unless it succeeded' },
+      },
       async body(context) {
         const schedule = stringOption(context, 'schedule')
         const { runId } = await (await context.client()).call('job.run', { id: context.positionals[0]!, ...(schedule !== undefined && { schedule }) })
@@ -117,24 +130,24 @@ export const JOB_COMMANDS: Record<string, Record<string, Subcommand>> = {
       },
     },
     enable: {
-      usage: 'lifeboat job enable J [--json] [--socket PATH]   (its schedules fire again)',
-      arity: [1, 1],
+      positionals: ['J'],
+      summary: "Switches a job on: its schedules fire again.",
       async body(context) {
         const info = await (await context.client()).call('job.setEnabled', { id: context.positionals[0]!, enabled: true })
         context.print(info, () => `job "${info.job.name}" enabled; next run ${formatDate(info.nextRun)}\n`)
       },
     },
     disable: {
-      usage: 'lifeboat job disable J [--json] [--socket PATH]   (no scheduled runs; job run still works)',
-      arity: [1, 1],
+      positionals: ['J'],
+      summary: 'Switches a job off: no scheduled runs (job run still works).',
       async body(context) {
         const info = await (await context.client()).call('job.setEnabled', { id: context.positionals[0]!, enabled: false })
         context.print(info, () => `job "${info.job.name}" disabled\n`)
       },
     },
     delete: {
-      usage: 'lifeboat job delete J [--json] [--socket PATH]',
-      arity: [1, 1],
+      positionals: ['J'],
+      summary: 'Deletes a job; its backups stay on the remotes.',
       async body(context) {
         const result = await (await context.client()).call('job.delete', { id: context.positionals[0]! })
         context.print(result, () => `job ${context.positionals[0]} deleted\n`)

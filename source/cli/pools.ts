@@ -20,27 +20,32 @@ async function password(context: CommandContext): Promise<string> {
 export const POOL_COMMANDS: Record<string, Record<string, Subcommand>> = {
   pool: {
     add: {
-      usage: 'lifeboat pool add URL --user U (--password-env VAR | --password-file F) [--json] [--socket PATH]',
-      options: { user: { type: 'string' }, 'password-env': { type: 'string' }, 'password-file': { type: 'string' } },
-      arity: [1, 1],
+      positionals: ['URL'],
+      summary: 'Connects the daemon to a pool.',
+      notes: 'URL: the pool master (https://host). The password is read from a variable or a file, never the command line, and is never shown again.',
+      options: {
+        user: { value: 'U', required: true, help: 'the XAPI user (root, or a user with the pool-admin role)' },
+        'password-env': { value: 'VAR', help: 'read the password from this environment variable' },
+        'password-file': { value: 'F', help: 'read the password from this file (one trailing newline ignored)' },
+      },
       async body(context) {
-        const username = stringOption(context, 'user')
-        if (username === undefined) throw new UsageError('--user is required')
+        const username = stringOption(context, 'user')!
         const secret = await password(context)
         const pool = await (await context.client()).call('pool.add', { url: context.positionals[0]!, username, password: secret })
         context.print(pool, () => `pool "${pool.name}" (${pool.id}) added: ${pool.status}, ${pool.hosts} host(s)\n`)
       },
     },
     list: {
-      usage: 'lifeboat pool list [--json] [--socket PATH]',
+      summary: 'Lists the pools the daemon connects to, with their status.',
       async body(context) {
         const pools = await (await context.client()).call('pool.list')
         context.print(pools, () => table(['ID', 'NAME', 'URL', 'USER', 'STATUS', 'HOSTS'], pools.map(p => [p.id, p.name, p.url, p.username, p.error === undefined ? p.status : `${p.status}: ${p.error.code}`, String(p.hosts)])) || 'no pools; add one with lifeboat pool add\n')
       },
     },
     remove: {
-      usage: 'lifeboat pool remove ID [--json] [--socket PATH]',
-      arity: [1, 1],
+      positionals: ['ID'],
+      summary: 'Disconnects a pool and forgets it.',
+      notes: 'ID: its uuid, from pool list.',
       async body(context) {
         const result = await (await context.client()).call('pool.remove', { id: context.positionals[0]! })
         context.print(result, () => `pool ${context.positionals[0]} removed\n`)
@@ -49,8 +54,8 @@ export const POOL_COMMANDS: Record<string, Record<string, Subcommand>> = {
   },
   vm: {
     list: {
-      usage: 'lifeboat vm list [--pool P] [--json] [--socket PATH]',
-      options: { pool: { type: 'string' } },
+      summary: "Lists the connected pools' VMs.",
+      options: { pool: { value: 'P', help: "only this pool's (uuid or name)" } },
       async body(context) {
         const pool = stringOption(context, 'pool')
         const vms = await (await context.client()).call('vm.list', pool === undefined ? {} : { pool })
@@ -60,8 +65,8 @@ export const POOL_COMMANDS: Record<string, Record<string, Subcommand>> = {
   },
   sr: {
     list: {
-      usage: 'lifeboat sr list [--pool P] [--json] [--socket PATH]',
-      options: { pool: { type: 'string' } },
+      summary: "Lists the connected pools' SRs (restore and replication targets).",
+      options: { pool: { value: 'P', help: "only this pool's (uuid or name)" } },
       async body(context) {
         const pool = stringOption(context, 'pool')
         const srs = await (await context.client()).call('sr.list', pool === undefined ? {} : { pool })

@@ -5,8 +5,9 @@ import type { Subcommand } from './index.ts'
 export const REMOTE_COMMANDS: Record<string, Record<string, Subcommand>> = {
   remote: {
     add: {
-      usage: 'lifeboat remote add NAME URL [--json] [--socket PATH]   (URL: file:///path, nfs://host:/export, smb://…, s3://…, azure://…)',
-      arity: [2, 2],
+      positionals: ['NAME', 'URL'],
+      summary: 'Adds a backup remote.',
+      notes: 'URL: file:///path, nfs://host:/export, smb://…, s3://…, azure://… (their forms: the README).',
       async body(context) {
         const [name, url] = context.positionals as [string, string]
         const remote = await (await context.client()).call('remote.add', { name, url })
@@ -14,23 +15,24 @@ export const REMOTE_COMMANDS: Record<string, Record<string, Subcommand>> = {
       },
     },
     list: {
-      usage: 'lifeboat remote list [--json] [--socket PATH]',
+      summary: 'Lists the remotes with their status and free space.',
       async body(context) {
         const remotes = await (await context.client()).call('remote.list')
         context.print(remotes, () => table(['NAME', 'TYPE', 'URL', 'STATUS', 'SIZE', 'FREE'], remotes.map(r => [r.name, r.type, r.url, r.error === undefined ? r.status : `${r.status}: ${r.error.code}`, formatBytes(r.space?.size), formatBytes(r.space?.free)])) || 'no remotes; add one with lifeboat remote add\n')
       },
     },
     test: {
-      usage: 'lifeboat remote test NAME [--json] [--socket PATH]   (writes, reads back and deletes a 64 MiB probe file)',
-      arity: [1, 1],
+      positionals: ['NAME'],
+      summary: 'Measures a remote with a 64 MiB probe file.',
+      notes: 'Writes, reads back and deletes the probe, and prints the speeds.',
       async body(context) {
         const result = await (await context.client()).call('remote.test', { name: context.positionals[0]! })
         context.print(result, () => `remote "${context.positionals[0]}" is fine: write ${result.writeMiBps} MiB/s, read ${result.readMiBps} MiB/s (${formatBytes(result.bytes)} probe)\n`)
       },
     },
     remove: {
-      usage: 'lifeboat remote remove NAME [--json] [--socket PATH]   (the backups on it are left alone)',
-      arity: [1, 1],
+      positionals: ['NAME'],
+      summary: 'Forgets a remote; the backups on it are left alone.',
       async body(context) {
         const result = await (await context.client()).call('remote.remove', { name: context.positionals[0]! })
         context.print(result, () => `remote "${context.positionals[0]}" removed (its backups are still there)\n`)

@@ -86,8 +86,12 @@ async function latestRun(client: DaemonClient): Promise<string> {
 export const RUN_COMMANDS: Record<string, Record<string, Subcommand>> = {
   run: {
     list: {
-      usage: `lifeboat run list [--job J] [--status ${RUN_STATUSES.join('|')}] [--limit N] [--json] [--socket PATH]`,
-      options: { job: { type: 'string' }, status: { type: 'string' }, limit: { type: 'string' } },
+      summary: 'Lists the runs, newest first.',
+      options: {
+        job: { value: 'J', help: "only this job's runs (id or name)" },
+        status: { value: RUN_STATUSES.join('|'), help: 'only the runs with this status' },
+        limit: { value: 'N', help: 'at most N runs (default 50, 0: all)' },
+      },
       async body(context) {
         const status = stringOption(context, 'status')
         if (status !== undefined && !(RUN_STATUSES as readonly string[]).includes(status)) throw new UsageError(`--status is one of ${RUN_STATUSES.join(', ')}`)
@@ -100,16 +104,17 @@ export const RUN_COMMANDS: Record<string, Record<string, Subcommand>> = {
       },
     },
     show: {
-      usage: 'lifeboat run show RUNID [--json] [--socket PATH]',
-      arity: [1, 1],
+      positionals: ['RUNID'],
+      summary: "Shows a run's summary and task tree.",
       async body(context) {
         const run = await (await context.client()).call('run.get', { runId: context.positionals[0]! })
         context.print(run, () => summaryRows([run.summary]) + '\n' + tree(run.tree))
       },
     },
     cancel: {
-      usage: 'lifeboat run cancel RUNID [--json] [--socket PATH]',
-      arity: [1, 1],
+      positionals: ['RUNID'],
+      summary: 'Cancels a run.',
+      notes: 'Its XAPI tasks, streams, temporary files and snapshots go; it is logged cancelled.',
       async body(context) {
         const result = await (await context.client()).call('run.cancel', { runId: context.positionals[0]! })
         context.print(result, () => `run ${context.positionals[0]} is being cancelled\n`)
@@ -118,9 +123,9 @@ export const RUN_COMMANDS: Record<string, Record<string, Subcommand>> = {
   },
   logs: {
     '': {
-      usage: 'lifeboat logs [RUNID] [--follow] [--json] [--socket PATH]   (default: the latest run)',
-      options: { follow: { type: 'boolean', short: 'f' } },
-      arity: [0, 1],
+      positionals: ['[RUNID]'],
+      summary: "Prints a run's task tree (default: the latest run).",
+      options: { follow: { short: 'f', help: 'then each event until the run ends, with transfer progress' } },
       async body(context) {
         const client = await context.client()
         const runId = context.positionals[0] ?? (await latestRun(client))

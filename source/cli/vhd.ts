@@ -2,25 +2,28 @@
 import { pipeline } from 'node:stream/promises'
 import { VhdChain, VhdFile, checkVhdChain, dateFromVhdTimestamp, ZERO_UUID, type VhdFooter } from '../formats/vhd/index.ts'
 import { describeError, errorCode } from '../util/errors.ts'
-import { UsageError, parseCommandArgs, printJson, runCommand } from './command.ts'
+import type { CommandSpec } from '../util/args.ts'
+import { UsageError, runGroupHelp, runSpec, printJson } from './command.ts'
 import { printText } from './output.ts'
-
-const USAGE = `usage: lifeboat vhd info FILE [--json]     footer, header and block table of a VHD file
-       lifeboat vhd check FILE [--json]    validate a VHD file and its whole parent chain
-       lifeboat vhd raw FILE > disk.raw    write the raw content of a VHD chain to stdout`
 
 const DISK_TYPES: Record<VhdFooter['diskType'], string> = { 2: 'fixed', 3: 'dynamic', 4: 'differencing' }
 
-export function main(args: string[]): Promise<never> {
-  return runCommand(USAGE, async () => {
-    const { values, positionals } = parseCommandArgs(args, { json: { type: 'boolean', default: false } })
-    const [command, file, ...extra] = positionals
-    if (file === undefined || extra.length > 0) throw new UsageError(command === undefined ? 'a subcommand is needed' : 'exactly one FILE is needed')
+const JSON_OPTION = { json: { help: 'print one JSON document on stdout (also for a failure: {"ok": false, "error": …})' } }
+
+export const VHD_COMMANDS: Record<string, CommandSpec & { body(file: string, json: boolean): Promise<void> }> = {
+  info: { name: 'vhd info', positionals: ['FILE'], summary: 'Prints the footer, header and block table of a VHD file.', options: JSON_OPTION, body: info },
+  check: { name: 'vhd check', positionals: ['FILE'], summary: 'Validates a VHD file and its whole parent chain.', options: JSON_OPTION, body: check },
+  raw: { name: 'vhd raw', positionals: ['FILE'], summary: "Writes a VHD chain's raw disk to stdout (> disk.raw).", body: file => raw(file) },
+}
+
+export async function main(args: string[]): Promise<void> {
+  const [name, ...rest] = args
+  const command = VHD_COMMANDS[name ?? '']
+  if (command === undefined) return runGroupHelp('vhd', name, Object.values(VHD_COMMANDS))
+  await runSpec(command, rest, async (values, [file]) => {
     const json = values.json === true
-    const body = { info: () => info(file, json), check: () => check(file, json), raw: () => raw(file) }[command ?? '']
-    if (body === undefined) throw new UsageError(`unknown vhd subcommand "${command}"`)
     try {
-      await body()
+      await command.body(file!, json)
     } catch (error) {
       // With --json, a failure is a document too (scripts read stdout); the line on stderr is for people.
       if (json) printJson({ ok: false, error: describeError(error) })

@@ -6,20 +6,24 @@ import { mkdir } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import { defaultDataDir } from '../util/paths.ts'
 import { DaemonClient } from '../client/index.ts'
-import { parseCommandArgs, runCommand } from '../cli/command.ts'
+import { runSpec } from '../cli/command.ts'
+import type { CommandSpec } from '../util/args.ts'
 import { Daemon, untilStopped } from './index.ts'
 
-const USAGE = `usage: lifeboat lab [--data DIR] [--socket PATH] [--no-tui]
-  the lab pools (data DIR/lab), a daemon (state in DIR) and the local remote "lab" (DIR/lab-remote),
-  then the TUI on them (quitting it stops everything); without a terminal or with --no-tui, runs until Ctrl-C`
+export const LAB_COMMAND: CommandSpec = {
+  name: 'lab',
+  summary: 'The lab pools, a daemon and the TUI, ready to back up.',
+  notes: 'Starts the lab pools (data in DIR/lab), a daemon (state in DIR) and the local remote "lab" (DIR/lab-remote), then the TUI on them; quitting it stops everything. Without a terminal, or with --no-tui, runs until Ctrl-C.',
+  options: {
+    data: { value: 'DIR', help: 'where the lab, the daemon and the remote keep their data (default $LIFEBOAT_DATA, else data/)' },
+    socket: { value: 'PATH', help: "the daemon's socket (default DIR/lifeboat.sock)" },
+    'no-tui': { help: 'no terminal UI: print how to drive the lab with the CLI, and run until Ctrl-C' },
+  },
+}
 
 export async function main(args: string[]): Promise<void> {
-  await runCommand(USAGE, async () => {
-    const { values, positionals } = parseCommandArgs(args, { data: { type: 'string' }, socket: { type: 'string' }, 'no-tui': { type: 'boolean' }, help: { type: 'boolean', short: 'h' } })
-    if (values.help === true || positionals.length > 0) {
-      process.stdout.write(USAGE + '\n')
-      return positionals.length > 0 ? 2 : 0
-    }
+  await runSpec(LAB_COMMAND, args, async rawValues => {
+    const values = rawValues as { data?: string; socket?: string; 'no-tui'?: boolean }
     const { startLab } = await import('../lab/index.ts')
     const dataDir = resolve(values.data ?? defaultDataDir())
     const remoteDir = join(dataDir, 'lab-remote')

@@ -1,52 +1,56 @@
 // `lifeboat lab serve`: starts the lab and prints where it listens and how to log in, then runs until SIGINT/SIGTERM.
 // Self-contained (the lab depends on formats/, lab/storage/ and util/ only); exit codes follow the CLI's: 0, 1, 2 for usage.
 import { join } from 'node:path'
-import { parseArgs } from 'node:util'
-import { errorCode } from '../util/errors.ts'
+import { describeError } from '../util/errors.ts'
+import { UsageError, helpText, parseCommandLine, synopsis, type CommandSpec } from '../util/args.ts'
+import { terminalSafeLine } from '../util/terminal-text.ts'
 import { defaultDataDir } from '../util/paths.ts'
 import { FIXTURE_NAMES, startLab, type FixtureName } from './index.ts'
 
-const LAB_USAGE = 'usage: lifeboat lab serve [--port N] [--data DIR] [--fixture default|tiny|pair] [--json]'
+export const LAB_SERVE_COMMAND: CommandSpec = {
+  name: 'lab serve',
+  summary: 'The XAPI simulator alone; prints its URLs and credentials.',
+  notes: 'Runs until Ctrl-C (or SIGTERM).',
+  options: {
+    port: { value: 'N', help: 'the first pool\'s TCP port, the next pools on the following ones (default: any free port)' },
+    data: { value: 'DIR', help: 'the lab\'s database and disks (default data/lab)' },
+    fixture: { value: FIXTURE_NAMES.join('|'), help: 'the pools and VMs to create in a new DIR (default: default)' },
+    json: { help: 'print one line {"url", "username", "password", "pools"} instead' },
+    username: { value: 'U', help: 'the user the lab accepts (default root)' },
+    password: { value: 'P', help: 'the password the lab accepts (default lifeboat)' },
+  },
+}
 
-class LabUsageError extends Error {}
-
+/** `args` begin with 'serve'. Self-contained like the lab (no cli/ import): the same exit codes and lines as the CLI's. */
 export async function main(args: string[]): Promise<void> {
   try {
-    await serve(args)
+    const parsed = parseCommandLine(LAB_SERVE_COMMAND, args.slice(1))
+    if (parsed.help) process.stdout.write(helpText(LAB_SERVE_COMMAND))
+    else await serve(options(parsed.values))
   } catch (error) {
-    if (error instanceof LabUsageError) {
-      process.stderr.write(`lifeboat: ${error.message}\n${LAB_USAGE}\n`)
+    if (error instanceof UsageError) {
+      process.stderr.write(`lifeboat: ${error.message}\nusage: ${synopsis(LAB_SERVE_COMMAND)}\n`)
       process.exitCode = 2
     } else {
-      process.stderr.write(`lifeboat: ${errorCode(error)}: ${error instanceof Error ? error.message : String(error)}\n`)
+      const { code, message } = describeError(error)
+      process.stderr.write(`lifeboat: ${code}: ${terminalSafeLine(message)}\n`)
       process.exitCode = 1
     }
   }
 }
 
-function parse(args: string[]): { port: number; data: string | undefined; fixture: FixtureName | undefined; json: boolean; username?: string; password?: string } {
-  let parsed
-  try {
-    parsed = parseArgs({ args, allowPositionals: true, strict: true, options: {
-      port: { type: 'string' }, data: { type: 'string' }, fixture: { type: 'string' }, json: { type: 'boolean' },
-      username: { type: 'string' }, password: { type: 'string' },
-    } })
-  } catch (error) {
-    throw new LabUsageError((error as Error).message)
-  }
-  const { values, positionals } = parsed
-  if (positionals[0] !== 'serve' || positionals.length > 1) throw new LabUsageError('the lab has one command: serve')
-  const port = values.port === undefined ? 0 : Number(values.port)
-  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new LabUsageError(`--port must be a TCP port number, not ${values.port}`)
-  const fixture = values.fixture as FixtureName | undefined
-  if (fixture !== undefined && !FIXTURE_NAMES.includes(fixture)) {
-    throw new LabUsageError(`--fixture must be one of ${FIXTURE_NAMES.join(', ')}, not ${values.fixture}`)
-  }
-  return { port, data: values.data, fixture, json: values.json === true, username: values.username, password: values.password }
+interface ServeOptions { port: number; data: string | undefined; fixture: FixtureName | undefined; json: boolean; username?: string; password?: string }
+
+function options(values: Record<string, unknown>): ServeOptions {
+  const text = (name: string) => values[name] as string | undefined
+  const port = text('port') === undefined ? 0 : Number(text('port'))
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new UsageError(`--port must be a TCP port number, not ${text('port')}`)
+  const fixture = text('fixture') as FixtureName | undefined
+  if (fixture !== undefined && !FIXTURE_NAMES.includes(fixture)) throw new UsageError(`--fixture must be one of ${FIXTURE_NAMES.join(', ')}, not ${fixture}`)
+  return { port, data: text('data'), fixture, json: values.json === true, username: text('username'), password: text('password') }
 }
 
-async function serve(args: string[]): Promise<void> {
-  const options = parse(args)
+async function serve(options: ServeOptions): Promise<void> {
   const lab = await startLab({ dataDir: options.data ?? join(defaultDataDir(), 'lab'), port: options.port, fixture: options.fixture,
     username: options.username, password: options.password })
   const [first] = lab.pools

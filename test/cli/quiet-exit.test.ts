@@ -45,7 +45,7 @@ test('a daemon whose lab pool stops logs one line for it, no stack trace; SIGTER
     serve.child.kill('SIGINT')
     assert.equal(await serve.exited, 0)
     assert.doesNotMatch(serve.stderr(), STACK, serve.stderr())
-    await waitUntil('the daemon to see the pool gone', async () => ((await cliJson(daemon.socket, ['pool', 'list']))[0].status === 'error' ? true : undefined))
+    await waitUntil('the daemon to see the pool gone', async () => ((await cliJson(daemon.socket, ['pool', 'list']))[0].status === 'error' ? true : undefined), 60_000)
     daemon.child.kill('SIGTERM')
     assert.equal(await daemon.exited, 0)
     assert.doesNotMatch(daemon.log(), STACK, daemon.log())

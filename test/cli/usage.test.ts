@@ -4,7 +4,8 @@ import assert from 'node:assert/strict'
 import { join } from 'node:path'
 import { writeFile } from 'node:fs/promises'
 import { tempDir } from '../helpers/tools.ts'
-import { cli } from '../daemon/helpers.ts'
+import { spawnSync } from 'node:child_process'
+import { LIFEBOAT, cli } from '../daemon/helpers.ts'
 
 test('usage mistakes exit 2 with the usage; a missing daemon exits 1 with one line; stdout stays empty', async () => {
   const dir = await tempDir()
@@ -13,7 +14,7 @@ test('usage mistakes exit 2 with the usage; a missing daemon exits 1 with one li
     for (const args of [['job'], ['job', 'nope'], ['job', 'show'], ['pool', 'list', 'extra'], ['run', 'list', '--status', 'weird'], ['remote', 'add', 'x'], ['pool', 'list', '--bogus'], ['job', 'create', '--mode', 'full']]) {
       const result = await cli(socket, args)
       assert.equal(result.code, 2, `${args.join(' ')}: ${result.stderr}`)
-      assert.match(result.stderr, /usage: lifeboat/)
+      assert.match(result.stderr, /usage:\s+lifeboat/)
       assert.equal(result.stdout, '')
     }
     for (const args of [['pool', 'list', '--json'], ['logs'], ['job', 'run', 'x', '--wait']]) {
@@ -56,5 +57,50 @@ test('job create --file quotes no byte of a file that is not a job: JSON errors 
     assert.match(folder.stderr, /^lifeboat: NOT_A_REGULAR_FILE: /)
   } finally {
     await dir.cleanup()
+  }
+})
+
+test('--help works on every command and subcommand, on stdout, from the table the parser uses', async () => {
+  const { COMMANDS, commandSpec } = await import('../../source/cli/index.ts')
+  const { VHD_COMMANDS } = await import('../../source/cli/vhd.ts')
+  const names = [
+    [], ['daemon'], ['lab'], ['lab', 'serve'], ['vhd'], ...Object.keys(VHD_COMMANDS).map(name => ['vhd', name]),
+    ...Object.entries(COMMANDS).flatMap(([command, group]) => [...(group[''] === undefined ? [[command]] : []), ...Object.keys(group).map(name => (name === '' ? [command] : [command, name]))]),
+  ]
+  for (const words of names) {
+    const result = spawnSync(process.execPath, [LIFEBOAT, ...words, '--help'], { encoding: 'utf8' })
+    assert.equal(result.status, 0, `${words.join(' ')} --help: ${result.stderr}`)
+    assert.equal(result.stderr, '')
+    assert.match(result.stdout, new RegExp(`^usage:\\s+lifeboat ${words.join(' ')}`), words.join(' '))
+  }
+  // Each option of a subcommand's table is in its help, and what its help shows is accepted.
+  const run = commandSpec('job', 'run', COMMANDS.job!.run!)
+  const help = spawnSync(process.execPath, [LIFEBOAT, 'job', 'run', '-h'], { encoding: 'utf8' }).stdout
+  for (const [name, option] of Object.entries(run.options!)) assert.match(help, new RegExp(`--${name}${option.value === undefined ? '' : ` ${option.value}`}\\s+${option.help.slice(0, 10)}`))
+  const version = spawnSync(process.execPath, [LIFEBOAT, '--version'], { encoding: 'utf8' })
+  assert.equal(version.status, 0)
+  assert.match(version.stdout, /^lifeboat \d+\.\d+\.\d+\n$/)
+})
+
+test('command-line mistakes are said in our words, on one line, exit 2: never node:util parseArgs text', async () => {
+  const cases: Array<[string[], RegExp]> = [
+    [['pool', 'list', '--bogus'], /^lifeboat: 'lifeboat pool list' has no option --bogus; 'lifeboat pool list --help' lists them$/],
+    [['vhd', 'info', 'x.vhd', '--frob'], /^lifeboat: 'lifeboat vhd info' has no option --frob/],
+    [['lab', 'serve', '--frob'], /^lifeboat: 'lifeboat lab serve' has no option --frob/],
+    [['daemon', '--frob=1'], /^lifeboat: 'lifeboat daemon' has no option --frob/],
+    [['--frob'], /^lifeboat: 'lifeboat' has no option --frob/],
+    [['job', 'create', '--name', 'n', '--mode', 'full', '--retention', '-3'], /^lifeboat: --retention must be a whole number of 0 or more, not '-3'$/],
+    [['job', 'create', '--name'], /^lifeboat: --name needs a value: --name N$/],
+    [['job', 'run', 'j', '--wait=yes'], /^lifeboat: --wait takes no value$/],
+    [['job', 'create', '--name', 'a', '--name', 'b'], /^lifeboat: --name is given twice$/],
+    [['backup', 'list'], /^lifeboat: --remote R is required$/],
+    [['frobnicate'], /^lifeboat: unknown command 'frobnicate'; 'lifeboat --help' lists them$/],
+  ]
+  for (const [args, message] of cases) {
+    const result = spawnSync(process.execPath, [LIFEBOAT, ...args], { encoding: 'utf8' })
+    assert.equal(result.status, 2, `${args.join(' ')}: ${result.stderr}`)
+    assert.match(result.stderr.split('\n')[0]!, message)
+    assert.doesNotMatch(result.stderr, /ambiguous|To specify|ERR_PARSE_ARGS/)
+    assert.equal(result.stdout, '')
   }
 })
