@@ -1,6 +1,6 @@
 // How the CLI shows things to a person: aligned tables, task trees, sizes, dates and durations.
 // (`--json` bypasses all of this: one JSON document, whose escapes keep control characters harmless.)
-import type { TaskNode } from '../protocol/methods.ts'
+import type { LaneHolder, TaskNode } from '../protocol/methods.ts'
 import type { TaskEvent } from '../protocol/events.ts'
 import { terminalSafe, terminalSafeLine } from '../util/terminal-text.ts'
 
@@ -82,29 +82,64 @@ export function tree(root: TaskNode): string {
   return lines.join('\n') + '\n'
 }
 
-/** One line for a live event (logs --follow), naming the task through the names seen at its start. */
-export function eventLine(event: TaskEvent, names: Map<string, string>): string {
+/** What `logs --follow` knows of the run's tasks: how to name each one, and which VM it works for. */
+export class TaskNames {
+  readonly #labels = new Map<string, string>()
+  readonly #vms = new Map<string, string>()
+
+  /** Names a task from its start (its parent seen before it): "[web] transfer" below the VM web. */
+  learn(id: string, parentId: string | undefined, message: string, data: Record<string, unknown>): string {
+    const vm = data.type === 'VM' ? String(data.name_label ?? data.id ?? '') : parentId === undefined ? undefined : this.#vms.get(parentId)
+    if (vm !== undefined) this.#vms.set(id, vm)
+    const own = taskLabel({ id, message, data, start: 0, status: 'pending' })
+    const label = vm === undefined || data.type === 'VM' ? own : `[${vm}] ${own}`
+    this.#labels.set(id, label)
+    return label
+  }
+
+  /** Learns every task of a tree (what `run.get` returned before the live events). */
+  learnTree(node: TaskNode, parentId?: string): void {
+    this.learn(node.id, parentId, node.message, node.data ?? {})
+    for (const child of node.tasks ?? []) this.learnTree(child, node.id)
+  }
+
+  label(id: string): string {
+    return this.#labels.get(id) ?? id
+  }
+}
+
+/** One line for a live event (logs --follow), naming the task (and its VM) through the names seen at its start. */
+export function eventLine(event: TaskEvent, names: TaskNames): string {
   return terminalSafeLine(eventText(event, names))
 }
 
-function eventText(event: TaskEvent, names: Map<string, string>): string {
+/** One line of an export's or import's progress, from a lanes snapshot: bytes, % and speed where known. */
+export function progressLine(holder: LaneHolder, at: number): string {
+  const total = holder.total !== undefined && holder.total > 0 ? holder.total : undefined
+  const parts = [
+    `${formatBytes(holder.done ?? 0)}${total === undefined ? '' : ` of ${formatBytes(total)} (${Math.min(100, Math.floor(((holder.done ?? 0) * 100) / total))}%)`}`,
+    ...(holder.bytesPerSecond !== undefined && holder.bytesPerSecond > 0 ? [`${formatBytes(holder.bytesPerSecond)}/s`] : []),
+  ]
+  return terminalSafeLine(`${formatDate(at).slice(11)} progress [${holder.vmName ?? holder.vm}] ${holder.disk === undefined ? '' : `${holder.disk} `}${holder.phase}: ${parts.join(', ')}`)
+}
+
+function eventText(event: TaskEvent, names: TaskNames): string {
   const time = formatDate(event.timestamp).slice(11)
   switch (event.type) {
     case 'start': {
       const { name, ...data } = event.properties
-      const text = taskLabel({ id: event.id, message: String(name), data, start: event.timestamp, status: 'pending' })
-      names.set(event.id, text)
-      return `${time} start    ${text}`
+      return `${time} start    ${names.learn(event.id, event.parentId, String(name), data)}`
     }
     case 'end': {
       const result = event.result as { message?: unknown; size?: unknown } | undefined
       const detail = typeof result?.size === 'number' ? ` ${formatBytes(result.size)}` : event.status !== 'success' && typeof result?.message === 'string' ? ` ${result.message}` : ''
-      return `${time} ${event.status.padEnd(8)} ${names.get(event.id) ?? event.id}${detail}`
+      return `${time} ${event.status.padEnd(8)} ${names.label(event.id)}${detail}`
     }
     case 'info':
     case 'warning':
-      return `${time} ${event.type.padEnd(8)} ${names.get(event.id) ?? event.id}: ${event.message}`
+      return `${time} ${event.type.padEnd(8)} ${names.label(event.id)}: ${event.message}`
     case 'property':
-      return `${time} property ${names.get(event.id) ?? event.id}: ${event.name} = ${JSON.stringify(event.value)}`
+      if (event.name === 'progress' && typeof event.value === 'number') return `${time} progress ${names.label(event.id)}: ${event.value}%`
+      return `${time} property ${names.label(event.id)}: ${event.name} = ${JSON.stringify(event.value)}`
   }
 }

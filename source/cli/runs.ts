@@ -2,17 +2,17 @@
 // and the waiting that `job run --wait` and `restore --wait` share.
 import type { DaemonClient } from '../client/index.ts'
 import { LifeboatError } from '../util/errors.ts'
-import { RUN_STATUSES, type RunStatus, type RunSummary, type TaskNode } from '../protocol/methods.ts'
+import { RUN_STATUSES, type LanesSnapshot, type RunStatus, type RunSummary, type TaskNode } from '../protocol/methods.ts'
 import type { TaskEvent } from '../protocol/events.ts'
 import { EXIT_FAILURE, EXIT_OK, UsageError } from './command.ts'
-import { eventLine, printText, formatBytes, formatDate, formatElapsed, table, taskLabel, tree } from './output.ts'
+import { eventLine, printText, progressLine, formatBytes, formatDate, formatElapsed, table, tree, TaskNames } from './output.ts'
 import { integerOption, stringOption, type CommandContext, type Subcommand } from './index.ts'
 
 /**
  * Follows a run to its end: the tree so far, then each newer event (passed to `onEvent`), told apart
  * from those the tree holds by their sequence number. Resolves with the final tree.
  */
-export async function followRun(client: DaemonClient, runId: string, onEvent?: (event: TaskEvent) => void, onTree?: (tree: TaskNode) => void): Promise<TaskNode> {
+export async function followRun(client: DaemonClient, runId: string, onEvent?: (event: TaskEvent) => void, onTree?: (tree: TaskNode) => void, onLanes?: (snapshot: LanesSnapshot) => void): Promise<TaskNode> {
   let folded: number | undefined
   const early: Array<{ event: TaskEvent; seq: number }> = []
   let finished: (() => void) | undefined
@@ -31,10 +31,11 @@ export async function followRun(client: DaemonClient, runId: string, onEvent?: (
   const stopResync = client.onNotification('resync', () => {
     void client.call('run.get', { runId }).then(({ tree }) => tree.status !== 'pending' && finished!(), () => {})
   })
+  const stopLanes = onLanes === undefined ? undefined : client.onNotification('lanes', ({ snapshot }) => onLanes(snapshot))
   const onClose = () => finished!()
   client.once('close', onClose)
   try {
-    await client.subscribe(['tasks'], runId)
+    await client.subscribe(onLanes === undefined ? ['tasks'] : ['tasks', 'lanes'], runId)
     const first = await client.call('run.get', { runId })
     folded = first.eventCount ?? Infinity
     onTree?.(first.tree)
@@ -45,27 +46,51 @@ export async function followRun(client: DaemonClient, runId: string, onEvent?: (
   } finally {
     stopEvents()
     stopResync()
+    stopLanes?.()
     client.off('close', onClose)
   }
 }
 
-function rememberNames(node: TaskNode, names: Map<string, string>): void {
-  names.set(node.id, taskLabel(node))
-  for (const child of node.tasks ?? []) rememberNames(child, names)
-}
+// A transfer's progress line at most this often (and once at its end), so that a long export stays readable.
+const PROGRESS_EVERY_MS = 5000
 
-/** `--wait`: follows the run, prints its tree (or JSON), exit 1 unless it succeeded. */
-export async function waitAndReport(context: CommandContext, runId: string): Promise<number> {
-  const client = await context.client()
-  const names = new Map<string, string>()
-  const final = await followRun(
+/**
+ * Follows a run and prints it live on `stream`: each event naming its VM, and the progress of its transfers
+ * (from the lanes). Resolves with the final tree.
+ */
+function followAndPrint(client: DaemonClient, runId: string, stream: NodeJS.WritableStream, onTree?: (tree: TaskNode) => void): Promise<TaskNode> {
+  const names = new TaskNames()
+  const printed = new Map<string, { at: number; finished: boolean }>()
+  return followRun(
     client,
     runId,
-    context.json ? undefined : event => {
-      if (event.type !== 'property') printText(eventLine(event, names) + '\n', process.stderr)
+    event => {
+      if (event.type !== 'property' || event.name === 'progress') printText(eventLine(event, names) + '\n', stream)
     },
-    node => rememberNames(node, names),
+    node => {
+      onTree?.(node)
+      names.learnTree(node)
+    },
+    snapshot => {
+      for (const pool of snapshot.pools) {
+        for (const holder of [...pool.vdiExports.holders, ...pool.vmExports.holders]) {
+          if (holder.runId !== runId || holder.done === undefined) continue
+          const key = `${holder.vm}/${holder.disk ?? ''}/${holder.phase}`
+          const last = printed.get(key)
+          const finished = holder.total !== undefined && holder.done >= holder.total
+          if (last !== undefined && (last.finished || (!finished && snapshot.at - last.at < PROGRESS_EVERY_MS))) continue
+          printed.set(key, { at: snapshot.at, finished })
+          printText(progressLine(holder, snapshot.at) + '\n', stream)
+        }
+      }
+    },
   )
+}
+
+/** `--wait`: follows the run (live lines on stderr), prints its tree (or JSON), exit 1 unless it succeeded. */
+export async function waitAndReport(context: CommandContext, runId: string): Promise<number> {
+  const client = await context.client()
+  const final = context.json ? await followRun(client, runId) : await followAndPrint(client, runId, process.stderr)
   context.print({ runId, status: final.status, tree: final }, () => tree(final))
   return final.status === 'success' ? EXIT_OK : EXIT_FAILURE
 }
@@ -134,18 +159,7 @@ export const RUN_COMMANDS: Record<string, Record<string, Subcommand>> = {
           context.print(node, () => tree(node))
           return
         }
-        const names = new Map<string, string>()
-        const final = await followRun(
-          client,
-          runId,
-          context.json ? undefined : event => {
-            if (event.type !== 'property') printText(eventLine(event, names) + '\n')
-          },
-          context.json ? undefined : node => {
-            printText(tree(node))
-            rememberNames(node, names)
-          },
-        )
+        const final = context.json ? await followRun(client, runId) : await followAndPrint(client, runId, process.stdout, node => printText(tree(node)))
         context.print(final, () => `\nrun ${runId}: ${final.status}\n`)
       },
     },

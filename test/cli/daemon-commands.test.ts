@@ -55,3 +55,20 @@ test('a VM and a job named with ESC sequences are printed without them (vm list,
     assert.match(result.stdout, /\ufffd\]0;pwned\ufffd/, `${args.join(' ')} shows where they were`)
   }
 })
+
+test('logs --follow names the VM on every line of its tasks and shows the transfer progress', async () => {
+  await cliJson(daemon.socket, ['job', 'create', '--name', 'follow', '--mode', 'delta', '--vm', vmUuid, '--remote', 'local', '--retention', '2'])
+  lab.control.setKnobs({ exportPerStreamMiBs: 4 })
+  try {
+    const { runId } = await cliJson(daemon.socket, ['job', 'run', 'follow'])
+    const result = await cli(daemon.socket, ['logs', runId, '--follow'])
+    assert.equal(result.code, 0, result.stderr)
+    const live = result.stdout.split('\n').filter(line => /^\d\d:\d\d:\d\d /.test(line))
+    const vmLines = live.filter(line => !/ (start|success|failure) +backup (run|VM)\b/.test(line))
+    assert.ok(vmLines.length > 3, result.stdout)
+    for (const line of vmLines) assert.match(line, /\[tiny-running/, `the VM is named: ${line}`)
+    assert.match(result.stdout, /progress \[tiny-running\S*\] tiny-running disk 0 export: [\d.]+ [KMG]?i?B of [\d.]+ [KMG]iB \(\d+%\)/)
+  } finally {
+    lab.control.setKnobs({ exportPerStreamMiBs: undefined })
+  }
+})

@@ -1,6 +1,6 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { eventLine, formatBytes, formatElapsed, table, tree } from '../../source/cli/output.ts'
+import { eventLine, formatBytes, formatElapsed, progressLine, table, TaskNames, tree } from '../../source/cli/output.ts'
 import { foldRun, TaskLog } from '../../source/tasks/index.ts'
 
 test('tables align every column on its widest cell', () => {
@@ -45,7 +45,7 @@ test('a run tree shows each task once, nested, with status, size and error', () 
       '',
     ].join('\n'),
   )
-  const names = new Map<string, string>()
+  const names = new TaskNames()
   const lines = run.log.events.map(event => eventLine(event, names))
   assert.match(lines[0]!, /^\d\d:\d\d:\d\d start    backup run \(nightly\)$/)
   assert.match(lines.at(-1)!, /failure|success/)
@@ -64,9 +64,45 @@ test('strings from XAPI, remotes and jobs reach the terminal without their contr
   const text = tree(foldRun(run.log.events)!)
   assert.doesNotMatch(text, /[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/)
   assert.equal(text.trimEnd().split('\n').length, 3, 'one line per task and per warning')
-  const names = new Map<string, string>()
+  const names = new TaskNames()
   for (const event of run.log.events) {
     const line = eventLine(event, names)
     assert.doesNotMatch(line, /[\u0000-\u001f\u007f-\u009f]/, JSON.stringify(line))
   }
+})
+
+test('logs --follow names the VM on every line of its tasks, and shows transfer progress', () => {
+  const run = TaskLog.start({ name: 'backup run', data: { jobName: 'nightly' } })
+  const vm = run.child('backup VM', { type: 'VM', id: 'vm-1', name_label: 'web' })
+  const exportTask = vm.child('export', { type: 'remote', id: 'site-a' })
+  const transfer = exportTask.child('transfer')
+  transfer.set('progress', 40)
+  transfer.warning('slow remote')
+  transfer.end({ size: 1024 })
+  exportTask.end()
+  vm.end()
+  run.end()
+  const names = new TaskNames()
+  const lines = run.log.events.map(event => eventLine(event, names).slice(9))
+  assert.deepEqual(lines, [
+    'start    backup run (nightly)',
+    'start    backup VM (web, vm-1)',
+    'start    [web] export (site-a)',
+    'start    [web] transfer',
+    'progress [web] transfer: 40%',
+    'warning  [web] transfer: slow remote',
+    'success  [web] transfer 1.0 KiB',
+    'success  [web] export (site-a)',
+    'success  backup VM (web, vm-1)',
+    'success  backup run (nightly)',
+  ])
+  // Names known from the tree fetched before the live events.
+  const later = new TaskNames()
+  later.learnTree(foldRun(run.log.events)!)
+  assert.equal(later.label(transfer.id), '[web] transfer')
+
+  const holder = { runId: 'r', vm: 'vm-1', vmName: 'web', disk: 'xvda', phase: 'export', since: 0, done: 3 * 1024 ** 3, total: 4 * 1024 ** 3, bytesPerSecond: 50 * 1024 ** 2 }
+  assert.match(progressLine(holder, Date.now()), /^\d\d:\d\d:\d\d progress \[web\] xvda export: 3\.0 GiB of 4\.0 GiB \(75%\), 50 MiB\/s$/)
+  const { total, ...unknownSize } = holder
+  assert.match(progressLine({ ...unknownSize, bytesPerSecond: 0 }, Date.now()), /progress \[web\] xvda export: 3\.0 GiB$/, 'no invented % or speed')
 })
