@@ -57,8 +57,9 @@ export function taskLabel(node: TaskNode): string {
 }
 
 function resultText(node: TaskNode): string {
-  const result = node.result as { message?: unknown; size?: unknown; code?: unknown } | undefined
+  const result = node.result as { message?: unknown; size?: unknown; code?: unknown; vmName?: unknown; vmUuid?: unknown } | undefined
   const parts: string[] = []
+  if (typeof result?.vmName === 'string' && typeof result.vmUuid === 'string') parts.push(`created VM "${result.vmName}" ${result.vmUuid}`)
   if (typeof result?.size === 'number') parts.push(formatBytes(result.size))
   if (node.duration !== undefined) parts.push(formatElapsed(node.duration))
   if (node.status !== 'success' && typeof result?.message === 'string') parts.push(`${typeof result.code === 'string' ? result.code + ': ' : ''}${result.message}`)

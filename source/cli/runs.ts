@@ -4,7 +4,7 @@ import type { DaemonClient } from '../client/index.ts'
 import { LifeboatError } from '../util/errors.ts'
 import { RUN_STATUSES, type LanesSnapshot, type RunStatus, type RunSummary, type TaskNode } from '../protocol/methods.ts'
 import type { TaskEvent } from '../protocol/events.ts'
-import { EXIT_FAILURE, EXIT_OK, UsageError } from './command.ts'
+import { EXIT_FAILURE, EXIT_OK, UsageError, errorLine } from './command.ts'
 import { eventLine, printText, progressLine, formatBytes, formatDate, formatElapsed, table, tree, TaskNames } from './output.ts'
 import { integerOption, stringOption, type CommandContext, type Subcommand } from './index.ts'
 
@@ -92,7 +92,11 @@ export async function waitAndReport(context: CommandContext, runId: string): Pro
   const client = await context.client()
   const final = context.json ? await followRun(client, runId) : await followAndPrint(client, runId, process.stderr)
   context.print({ runId, status: final.status, tree: final }, () => tree(final))
-  return final.status === 'success' ? EXIT_OK : EXIT_FAILURE
+  if (final.status === 'success') return EXIT_OK
+  // The reason on stderr as every failure is, for the administrator and for scripts alike.
+  const reason = final.result as { code?: unknown; message?: unknown } | undefined
+  if (typeof reason?.message === 'string') process.stderr.write(errorLine(reason))
+  return EXIT_FAILURE
 }
 
 function summaryRows(runs: RunSummary[]): string {

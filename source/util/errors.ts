@@ -65,7 +65,9 @@ const SYSTEM_ERRORS: Record<string, { code: string; sentence: (path: string) => 
  * the errno, which a `CODE: message` line would repeat), anything else as serialized.
  */
 export function describeError(error: unknown): { code: string; message: string } {
-  const { code, message } = serializeError(error)
+  // An error already serialized (a run's result, read back from its log) reads as it was.
+  const serialized = !(error instanceof Error) && typeof (error as { message?: unknown } | null)?.message === 'string'
+  const { code, message } = serialized ? { code: errorCode(error), message: (error as { message: string }).message } : serializeError(error)
   const path = (error as { path?: unknown } | null)?.path
   const known = SYSTEM_ERRORS[code]
   if (known !== undefined && typeof path === 'string') return { code: known.code, message: known.sentence(path) }

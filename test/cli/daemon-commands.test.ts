@@ -72,3 +72,20 @@ test('logs --follow names the VM on every line of its tasks and shows the transf
     lab.control.setKnobs({ exportPerStreamMiBs: undefined })
   }
 })
+
+test('restore --wait names the VM it created with its uuid; a failed restore says why on stderr', async () => {
+  const [point] = await cliJson(daemon.socket, ['backup', 'list', '--remote', 'local'])
+  const [sr] = await cliJson(daemon.socket, ['sr', 'list'])
+  const restored = await cli(daemon.socket, ['restore', '--remote', 'local', '--backup', point.id, '--sr', sr.uuid, '--name', 'restored-web', '--wait'])
+  assert.equal(restored.code, 0, restored.stderr)
+  const vms = await cliJson(daemon.socket, ['vm', 'list'])
+  const vm = vms.find((v: { name: string }) => v.name === 'restored-web')
+  assert.ok(vm, 'the VM exists')
+  assert.match(restored.stdout.split('\n')[0]!, new RegExp(`^restore .*\\[success\\].*created VM "restored-web" ${vm.uuid}`))
+  const json = await cliJson(daemon.socket, ['restore', '--remote', 'local', '--backup', point.id, '--sr', sr.uuid, '--wait'])
+  assert.match(json.tree.result.vmName, /^tiny-running.* \(\d{4}-\d\d-\d\d \d\d:\d\d\)$/, "XO's name: the VM's and the backup's date")
+  assert.match(json.tree.result.vmUuid, /^[0-9a-f-]{36}$/)
+  const failed = await cli(daemon.socket, ['restore', '--remote', 'local', '--backup', point.id, '--sr', '00000000-0000-0000-0000-000000000000', '--wait'])
+  assert.equal(failed.code, 1)
+  assert.match(failed.stderr.trimEnd().split('\n').at(-1)!, /^lifeboat: SR_NOT_FOUND: .*'lifeboat sr list'/)
+})

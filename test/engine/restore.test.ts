@@ -174,12 +174,13 @@ async function settledContents(pool: Pool, expected: Awaited<ReturnType<typeof p
 async function restoreAndCompare(pool: Pool, backup: BuiltBackup, options: { sourceVm: XapiRecord; macs: 'kept' | 'new' }): Promise<void> {
   const events: TaskEvent[] = []
   const task = TaskLog.start({ name: 'restore' }, { onEvent: event => events.push(event) })
-  const { vmRef, vmUuid } = await restoreBackup(handler, backup.id, pool.conn, pool.srUuid, { task, remoteName: 'test-remote' })
+  const { vmRef, vmUuid, vmName } = await restoreBackup(handler, backup.id, pool.conn, pool.srUuid, { task, remoteName: 'test-remote' })
   task.end()
   try {
     // Fresh records (the client's cache may lag the last calls of the restore by an event batch).
     const vm = (await pool.conn.call('VM.get_record', vmRef)) as XapiRecord
     assert.equal(vm.uuid, vmUuid)
+    assert.equal(vm.name_label, vmName, 'the result names the VM it created')
     assert.match(String(vm.name_label), new RegExp(`^${options.sourceVm.name_label} \\(\\d{4}-\\d{2}-\\d{2} \\d{2}:\\d{2}\\)$`))
     assert.match(String(vm.name_description), /^Restored on \d{4}-\d{2}-\d{2} \d{2}:\d{2} from test-remote$/)
     assert.ok((vm.tags as string[]).includes('restored from backup'))

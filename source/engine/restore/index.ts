@@ -28,6 +28,8 @@ export interface RestoreOptions {
 export interface RestoredVm {
   vmRef: string
   vmUuid: string
+  /** The name it was given (the administrator's, or XO's "<name> (<date>)"). */
+  vmName: string
 }
 
 const BACKUP_ID = new RegExp(`^/?(${BACKUP_DIR}/([A-Za-z0-9][A-Za-z0-9._-]{0,127})/\\d{8}T\\d{6}Z?\\.json)$`)
@@ -47,7 +49,7 @@ export async function restoreBackup(handler: RemoteHandler, backupId: string, co
   const vmRef = metadata.mode === 'full' ? await restoreFull(context, metadata.xva) : await restoreDelta(context, metadata)
   const vmUuid = (await conn.call('VM.get_uuid', vmRef)) as string
   if (options.start === true) await conn.callAsync(signal, 'VM.start', vmRef, false, false)
-  return { vmRef, vmUuid }
+  return { vmRef, vmUuid, vmName: context.conventions.name }
 }
 
 function parseBackupId(backupId: string): { path: string; vmDirUuid: string } {

@@ -17,8 +17,9 @@ export function startRestoreRun(context: EngineContext, request: RestoreRequest,
     const handler = context.remotes.get(request.remote)
     if (handler === undefined) throw new LifeboatError('REMOTE_NOT_FOUND', `The remote "${request.remote}" is not configured or not available; add it or fix it first.`)
     const conn = [...context.pools.values()].find(c => c.byUuid(request.srUuid)?.$type === 'SR')
-    if (conn === undefined) throw new LifeboatError('SR_NOT_FOUND', `No connected pool has an SR with uuid ${request.srUuid}; list the SRs with "lifeboat pool list" / the Pools screen and pick one.`)
+    if (conn === undefined) throw new LifeboatError('SR_NOT_FOUND', `No connected pool has an SR with uuid ${request.srUuid}; 'lifeboat sr list' (or the Pools screen's SRs) lists them.`)
     const restored = await restoreBackup(handler, request.backupId, conn, request.srUuid, { name: request.name, start: request.start, remoteName: request.remote, signal, task })
-    return { vmUuid: restored.vmUuid, pool: conn.poolUuid }
+    // Named in the result so that the tree, `restore --wait` and the TUI can say which VM was created.
+    return { vmUuid: restored.vmUuid, vmName: restored.vmName, pool: conn.poolUuid, poolName: conn.poolName }
   })
 }
