@@ -10,8 +10,12 @@ export const BACKUP_COMMANDS: Record<string, Record<string, Subcommand>> = {
       options: { remote: { value: 'R', required: true, help: 'the remote (by name)' }, vm: { value: 'UUID', help: "only this VM's" } },
       async body(context) {
         const vm = stringOption(context, 'vm')
-        const points = await (await context.client()).call('backup.list', { remote: stringOption(context, 'remote')!, ...(vm !== undefined && { vm }) })
-        context.print(points, () => table(['VM', 'NAME', 'DATE', 'MODE', 'SIZE', 'ID'], points.map(p => [p.vmUuid, p.vmName, formatDate(p.timestamp), p.mode, formatBytes(p.size), p.id])) || 'no backups on this remote\n')
+        const client = await context.client()
+        const points = await client.call('backup.list', { remote: stringOption(context, 'remote')!, ...(vm !== undefined && { vm }) })
+        if (context.json) return context.print(points, () => '')
+        // Jobs by name; a deleted job's backups keep its id.
+        const jobNames = new Map((await client.call('job.list')).map(({ job }) => [job.id, job.name]))
+        context.print(points, () => table(['DATE', 'VM', 'JOB', 'MODE', 'SIZE', 'ID'], points.map(p => [formatDate(p.timestamp), p.vmName, jobNames.get(p.jobId) ?? p.jobId, p.mode, formatBytes(p.size), p.id])) || 'no backups on this remote\n')
       },
     },
   },

@@ -53,6 +53,12 @@ function jobFromFlags(context: CommandContext): JobInput {
   }
 }
 
+/** The timezone a job's next run is told in: its enabled schedules' one, when they share it (else the local one). */
+function scheduleZone(job: JobInfo['job']): string | undefined {
+  const zones = new Set(job.schedules.filter(schedule => schedule.enabled).map(schedule => schedule.timezone))
+  return zones.size === 1 ? [...zones][0] : undefined
+}
+
 function jobRows(jobs: JobInfo[]): string {
   return table(
     ['ID', 'NAME', 'MODE', 'REMOTES', 'SCHEDULES', 'ENABLED', 'LAST RUN', 'NEXT RUN'],
@@ -64,7 +70,7 @@ function jobRows(jobs: JobInfo[]): string {
       job.schedules.map(s => `${s.name}: ${s.cron} ${s.timezone}${s.enabled ? '' : ' (off)'}`).join('; '),
       enabled ? 'yes' : 'no',
       running !== undefined ? `running ${running}` : lastRun === undefined ? '-' : `${lastRun.status} ${formatDate(lastRun.start)}`,
-      formatDate(nextRun),
+      formatDate(nextRun, scheduleZone(job)),
     ]),
   )
 }
@@ -134,7 +140,7 @@ export const JOB_COMMANDS: Record<string, Record<string, Subcommand>> = {
       summary: "Switches a job on: its schedules fire again.",
       async body(context) {
         const info = await (await context.client()).call('job.setEnabled', { id: context.positionals[0]!, enabled: true })
-        context.print(info, () => `job "${info.job.name}" enabled; next run ${formatDate(info.nextRun)}\n`)
+        context.print(info, () => `job "${info.job.name}" enabled; next run ${formatDate(info.nextRun, scheduleZone(info.job))}\n`)
       },
     },
     disable: {

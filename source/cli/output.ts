@@ -21,11 +21,14 @@ export function formatBytes(bytes: number | undefined): string {
   return `${unit === 0 ? value : value.toFixed(value < 10 ? 1 : 0)} ${units[unit]}`
 }
 
-export function formatDate(ms: number | undefined): string {
+/** "YYYY-MM-DD HH:mm:ss" in local time, or in `timeZone` followed by its name when that is not the local zone. */
+export function formatDate(ms: number | undefined, timeZone?: string): string {
   if (ms === undefined) return '-'
-  const d = new Date(ms)
-  const pad = (n: number) => String(n).padStart(2, '0')
-  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`
+  const local = Intl.DateTimeFormat().resolvedOptions().timeZone
+  const zone = timeZone !== undefined && timeZone !== local ? timeZone : undefined
+  // sv-SE writes dates the ISO way: 2026-12-02 03:00:00.
+  const text = new Intl.DateTimeFormat('sv-SE', { timeZone: zone, year: 'numeric', month: '2-digit', day: '2-digit', hour: '2-digit', minute: '2-digit', second: '2-digit', hourCycle: 'h23' }).format(ms)
+  return zone === undefined ? text : `${text} ${zone}`
 }
 
 export function formatElapsed(ms: number | undefined): string {

@@ -89,3 +89,28 @@ test('restore --wait names the VM it created with its uuid; a failed restore say
   assert.equal(failed.code, 1)
   assert.match(failed.stderr.trimEnd().split('\n').at(-1)!, /^lifeboat: SR_NOT_FOUND: .*'lifeboat sr list'/)
 })
+
+test('job list shows a schedule’s next run in its own timezone when it is not the local one; backup list names the job, to the second', async () => {
+  await cliJson(daemon.socket, ['job', 'create', '--name', 'paris', '--mode', 'full', '--vm', vmUuid, '--remote', 'local', '--cron', '0 3 * * *', '--timezone', 'Europe/Paris', '--retention', '1'])
+  const row = (stdout: string) => stdout.split('\n').find(line => /\bparis\b/.test(line))!
+  const utc = await cli(daemon.socket, ['job', 'list'], { TZ: 'UTC' })
+  assert.match(row(utc.stdout), /\d{4}-\d\d-\d\d 03:00:00 Europe\/Paris$/)
+  const paris = await cli(daemon.socket, ['job', 'list'], { TZ: 'Europe/Paris' })
+  assert.match(row(paris.stdout), /\d{4}-\d\d-\d\d 03:00:00$/, 'no zone where it is the local one')
+  const shown = await cli(daemon.socket, ['job', 'show', 'paris'], { TZ: 'UTC' })
+  assert.match(shown.stdout, /03:00:00 Europe\/Paris/)
+
+  const jobs = await cliJson(daemon.socket, ['job', 'list'])
+  const points = await cliJson(daemon.socket, ['backup', 'list', '--remote', 'local'])
+  const listed = await cli(daemon.socket, ['backup', 'list', '--remote', 'local'])
+  const lines = listed.stdout.trimEnd().split('\n')
+  assert.match(lines[0]!, /^DATE\s+VM\s+JOB\s+MODE\s+SIZE\s+ID/)
+  assert.equal(lines.length, points.length + 1)
+  for (const point of points) {
+    const line = lines.find(l => l.endsWith(point.id))!
+    const job = jobs.find((j: { job: { id: string } }) => j.job.id === point.jobId)
+    assert.ok(line.includes(job.job.name.replace(/[\u0000-\u001f]/g, '\ufffd')), `the job's name: ${line}`)
+    assert.ok(!line.includes(point.jobId), 'not its uuid')
+    assert.match(line, /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d /)
+  }
+})
