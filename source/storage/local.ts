@@ -12,6 +12,10 @@ import { temporaryName, type LockOptions, type OutputStreamOptions, type RandomA
 import { takeDirectoryLock } from './lock.ts'
 import { once } from 'node:events'
 
+// Backups hold whole VM disks: no access for others; the group may read (a restore host, an XO in the same group).
+const FILE_MODE = 0o640
+const FOLDER_MODE = 0o750
+
 export class LocalHandler implements RemoteHandler {
   readonly root: string
   readonly label: string
@@ -69,7 +73,7 @@ export class LocalHandler implements RemoteHandler {
     return this.#guard(() =>
       this.#commit(path, 'w', async temporary => {
         let size = 0
-        const file = createWriteStream(this.#resolve(temporary), { flags: 'wx', flush: true })
+        const file = createWriteStream(this.#resolve(temporary), { flags: 'wx', flush: true, mode: FILE_MODE })
         try {
           await pipeline(
             async function* () {
@@ -102,7 +106,7 @@ export class LocalHandler implements RemoteHandler {
   writeFile(path: string, data: Buffer | string, options: { flag?: 'w' | 'wx' } = {}): Promise<void> {
     return this.#guard(() =>
       this.#commit(path, options.flag ?? 'w', async temporary => {
-        const file = await open(this.#resolve(temporary), 'wx')
+        const file = await open(this.#resolve(temporary), 'wx', FILE_MODE)
         try {
           await file.writeFile(data)
           await file.sync()
@@ -169,7 +173,7 @@ export class LocalHandler implements RemoteHandler {
   // Never recreate the root: an unmounted share would silently fill the disk under its mount point.
   async #mkdirp(path: string): Promise<void> {
     if (!(await this.#rootExists())) throw remoteUnavailable(this.label, undefined, `its folder ${this.root} no longer exists`)
-    await mkdir(path, { recursive: true })
+    await mkdir(path, { recursive: true, mode: FOLDER_MODE })
   }
 
   #rootExists(): Promise<boolean> {

@@ -18,10 +18,11 @@ export class RunLogStore {
 
   async save(run: TaskNode): Promise<void> {
     const path = this.#path(run.id)
-    await mkdir(this.dir, { recursive: true })
+    // Logs name VMs, pools and errors: for the daemon's user only, like its state.
+    await mkdir(this.dir, { recursive: true, mode: 0o700 })
     const temporary = join(this.dir, `.${run.id}.${randomBytes(4).toString('hex')}.tmp`)
     try {
-      await writeFile(temporary, JSON.stringify(run))
+      await writeFile(temporary, JSON.stringify(run), { mode: 0o600 })
       await rename(temporary, path)
     } catch (error) {
       await unlink(temporary).catch(() => {})

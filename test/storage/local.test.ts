@@ -1,6 +1,6 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { mkdir, rm } from 'node:fs/promises'
+import { mkdir, rm, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { openRemote } from '../../source/storage/index.ts'
@@ -58,6 +58,25 @@ test('local: a remote whose folder disappears fails with REMOTE_UNAVAILABLE, a m
     await assert.rejects(remote.writeFile('xo-vm-backups/a.json', '{}'), { code: 'REMOTE_UNAVAILABLE' })
     await assert.rejects(remote.sync(), { code: 'REMOTE_UNAVAILABLE' })
   } finally {
+    await dir.cleanup()
+  }
+})
+
+test('local: backup files are 0640 and folders 0750 on the remote, whatever the umask lets through', async () => {
+  const dir = await tempDir('lifeboat-modes-')
+  const umask = process.umask(0o022)
+  try {
+    const remote = openRemote(`file://${dir.path}`, { retry: false })
+    await remote.sync()
+    await remote.outputStream('xo-vm-backups/vm/a.xva', (async function* () { yield Buffer.alloc(10) })())
+    await remote.writeFile('xo-vm-backups/vm/a.json', '{}')
+    await remote.mkdir('xo-vm-backups/vm/vdis/job')
+    const mode = async (path: string) => (await stat(join(dir.path, path))).mode & 0o777
+    assert.equal(await mode('xo-vm-backups/vm/a.xva'), 0o640)
+    assert.equal(await mode('xo-vm-backups/vm/a.json'), 0o640)
+    for (const folder of ['xo-vm-backups', 'xo-vm-backups/vm', 'xo-vm-backups/vm/vdis/job']) assert.equal(await mode(folder), 0o750, folder)
+  } finally {
+    process.umask(umask)
     await dir.cleanup()
   }
 })

@@ -1,7 +1,7 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { join } from 'node:path'
-import { readdir, writeFile } from 'node:fs/promises'
+import { readdir, stat, writeFile } from 'node:fs/promises'
 import fc from 'fast-check'
 import { EventEmitter, once } from 'node:events'
 import { TaskLog, foldRun, foldEvents, markInterrupted, RunLogStore, newTaskId, type TaskEvent, type TaskNode } from '../../source/tasks/index.ts'
@@ -223,6 +223,22 @@ test('run logs persist atomically per runId; unfinished runs are marked interrup
     await assert.rejects(store.load('broken'), { code: 'RUN_LOG_CORRUPT' })
     await assert.rejects(store.load('../etc/passwd'), { code: 'RUN_ID_INVALID' })
   } finally {
+    await cleanup()
+  }
+})
+
+test('run logs are 0600 in a 0700 folder whatever the umask lets through', async () => {
+  const { path, cleanup } = await tempDir()
+  const umask = process.umask(0o022)
+  try {
+    const store = new RunLogStore(join(path, 'runs'))
+    const run = TaskLog.start({ name: 'backup run' })
+    run.end()
+    await store.save(foldRun(run.log.events)!)
+    assert.equal((await stat(join(path, 'runs'))).mode & 0o777, 0o700)
+    assert.equal((await stat(join(path, 'runs', `${run.id}.json`))).mode & 0o777, 0o600)
+  } finally {
+    process.umask(umask)
     await cleanup()
   }
 })
