@@ -1,10 +1,12 @@
 // The cleaner (XO's clean-vm) for one VM folder: finishes interrupted merges, merges what retention left
 // unreferenced into the backups that need it, and removes what a crash left broken, incomplete or stray.
+import { createHash } from 'node:crypto'
 import { posix } from 'node:path'
 import { fileSystemAccess, TEMPORARY_FILE, type FileSystemAccess, type RemoteHandler } from '../storage/index.ts'
 import type { Task } from '../tasks/index.ts'
 import { errorCode, isLifeboatError } from '../util/errors.ts'
 import { writeCache, type VmBackupCache } from './cache.ts'
+import { parseXvaChecksum } from './commit.ts'
 import { METADATA_FILE, resolveInVmDir, vmDir } from './layout.ts'
 import { mergeChain, resumeInterruptedMerges } from './merge-backups.ts'
 import { parseBackupMetadata, serializeBackupMetadata, type BackupMetadata, type DeltaBackupMetadata } from './metadata.ts'
@@ -224,8 +226,10 @@ function vhdPaths(vmUuid: string, metadata: DeltaBackupMetadata): string[] {
 async function incompleteReason(clean: Clean, vmUuid: string, metadata: BackupMetadata, disks: Map<string, ChainDisk>, blocked: Set<string>): Promise<string | undefined> {
   if (metadata.mode === 'full') {
     try {
-      const { size } = await clean.handler.stat(resolveInVmDir(vmUuid, metadata.xva))
+      const xva = resolveInVmDir(vmUuid, metadata.xva)
+      const { size } = await clean.handler.stat(xva)
       if (metadata.size !== undefined && size !== metadata.size) clean.warn('the XVA size differs from the metadata', { path: metadata.xva, size, expected: metadata.size })
+      await checkXvaChecksum(clean, xva)
       return undefined
     } catch (error) {
       if (errorCode(error) === 'ENOENT') return `its XVA ${metadata.xva} is missing`
@@ -247,6 +251,23 @@ async function incompleteReason(clean: Clean, vmUuid: string, metadata: BackupMe
     if (disk.broken !== undefined) return `its disk ${ref} is unusable: ${disk.broken}`
   }
   return undefined
+}
+
+/** XO's `<xva>.checksum`, when there is one, against the XVA's md5: a mismatch is reported, never a reason to delete. */
+async function checkXvaChecksum(clean: Clean, xva: string): Promise<void> {
+  let text: string
+  try {
+    text = (await clean.handler.readFile(`${xva}.checksum`)).toString()
+  } catch (error) {
+    if (errorCode(error) === 'ENOENT') return
+    throw error
+  }
+  const expected = parseXvaChecksum(text)
+  if (expected === undefined) return clean.warn('the XVA checksum file is not in XO\'s form ($1$$<md5 hex>); the XVA is not checked', { path: `${xva}.checksum` })
+  const md5 = createHash('md5')
+  for await (const chunk of await clean.handler.createReadStream(xva)) md5.update(chunk as Buffer)
+  const actual = md5.digest('hex')
+  if (actual !== expected) clean.warn('the XVA does not match its checksum (changed or damaged since the backup); it is kept: check it before restoring it', { path: xva, expected, actual })
 }
 
 /** The backups that can be restored; the JSON of the others is removed (the backup is incomplete). */

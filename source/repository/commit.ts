@@ -1,5 +1,6 @@
 // Writing and deleting backups in XO's commit order: data via temporary name + rename, then the
 // metadata JSON (the commit marker: a JSON present means a complete backup), then the cache.
+import { createHash, type Hash } from 'node:crypto'
 import type { OutputStreamOptions, RemoteHandler } from '../storage/index.ts'
 import { updateCache } from './cache.ts'
 import { formatFilenameDate, parseBackupDate, uniqueBackupTimestamp } from './dates.ts'
@@ -24,9 +25,35 @@ export interface BackupFile {
   options?: OutputStreamOptions
 }
 
-/** Writes one data file of a backup (atomically); returns its size. The backup exists only once its metadata is written. */
-export function writeBackupFile(handler: RemoteHandler, vmUuid: string, file: BackupFile): Promise<number> {
-  return handler.outputStream(resolveInVmDir(vmUuid, file.ref), file.source, file.options)
+/**
+ * Writes one data file of a backup (atomically); returns its size. The backup exists only once its metadata
+ * is written. An XVA gets XO's `<xva>.checksum` beside it (XO's cleaner warns about an XVA without one),
+ * its md5 taken on the way through.
+ */
+export async function writeBackupFile(handler: RemoteHandler, vmUuid: string, file: BackupFile): Promise<number> {
+  const path = resolveInVmDir(vmUuid, file.ref)
+  if (!path.endsWith('.xva')) return handler.outputStream(path, file.source, file.options)
+  const md5 = createHash('md5')
+  const size = await handler.outputStream(path, hashed(file.source, md5), file.options)
+  await handler.writeFile(`${path}.checksum`, formatXvaChecksum(md5.digest('hex')))
+  return size
+}
+
+async function* hashed(source: AsyncIterable<Buffer | Uint8Array>, hash: Hash): AsyncGenerator<Buffer | Uint8Array> {
+  for await (const chunk of source) {
+    hash.update(chunk)
+    yield chunk
+  }
+}
+
+/** XO's checksum file: `$1$$` (md5, as in crypt) and the hex digest. */
+export function formatXvaChecksum(md5Hex: string): string {
+  return `$1$$${md5Hex}`
+}
+
+/** The md5 hex of an XO checksum file, or undefined when it is not one. */
+export function parseXvaChecksum(text: string): string | undefined {
+  return /^\$1\$\$([0-9a-f]{32})\s*$/.exec(text)?.[1]
 }
 
 /** Writes the metadata JSON (the commit marker), then patches the cache. Returns the backup as listed. */

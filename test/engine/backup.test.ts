@@ -2,6 +2,7 @@
 // local remotes, guest writes between runs, retention that merges, and every restore point restored
 // onto the pool with its disks' bytes equal to the snapshot's raw export at backup time.
 import assert from 'node:assert/strict'
+import { createHash } from 'node:crypto'
 import { readdir, readFile } from 'node:fs/promises'
 import { basename, join } from 'node:path'
 import { after, before, describe, test } from 'node:test'
@@ -91,6 +92,8 @@ async function checkXoLayout(root: string, vmUuid: string, backups: VmBackup[], 
       assert.equal(json.xva, `./${date}.xva`)
       const xva = await readFile(join(vmFolder, `${date}.xva`))
       assert.equal(json.size, xva.length)
+      const checksum = await readFile(join(vmFolder, `${date}.xva.checksum`), 'utf8')
+      assert.equal(checksum, `$1$$${createHash('md5').update(xva).digest('hex')}`, "XO's <date>.xva.checksum: $1$$ and the XVA's md5")
       if (settings.compression === 'zstd') assert.deepEqual([...xva.subarray(0, 4)], [0x28, 0xb5, 0x2f, 0xfd], 'zstd magic: compressed by XAPI')
       else assert.equal(xva.subarray(0, 7).toString(), 'ova.xml', 'a plain tar starting with ova.xml')
     } else {

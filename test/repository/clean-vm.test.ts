@@ -4,11 +4,11 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { readdir, truncate, utimes, writeFile, mkdir } from 'node:fs/promises'
 import { join, posix } from 'node:path'
-import { cleanVm, formatFilenameDate, listVmBackups, readCache, vhdRef, vmDir, type CleanVmResult } from '../../source/repository/index.ts'
+import { applyRetention, cleanVm, formatFilenameDate, listVmBackups, readCache, vhdRef, vmDir, type CleanVmResult } from '../../source/repository/index.ts'
 import { LocalHandler, type RemoteHandler } from '../../source/storage/index.ts'
 import { TaskLog, type TaskEvent } from '../../source/tasks/index.ts'
-import { tempDir } from '../helpers/tools.ts'
-import { DISKS, JOB, START, VM, chainHash, crashingRemote, jsonPath, modelHash, newDisks, random, vhdPath, writeDeltaBackup, writeFullBackup, type DiskHistory } from './clean-fixtures.ts'
+import { run, tempDir } from '../helpers/tools.ts'
+import { DISKS, JOB, SCHEDULE, START, VM, chainHash, crashingRemote, jsonPath, modelHash, newDisks, random, vhdPath, writeDeltaBackup, writeFullBackup, type DiskHistory } from './clean-fixtures.ts'
 
 async function withRemote(fn: (handler: RemoteHandler, root: string) => Promise<void>): Promise<void> {
   const dir = await tempDir('lifeboat-clean-')
@@ -156,11 +156,40 @@ test('incomplete and stray backups: JSON with a missing VHD or XVA, an XVA witho
     const xva10 = `${vmDir(VM)}/${formatFilenameDate(START + 10 * 3_600_000)}.xva`
     assert.deepEqual(
       result.removed.sort(),
-      [deltaWithoutVhd._filename.slice(1), fullJson, xva10, `${xva10}.checksum`, vmFile('20260101T230000Z.json')].sort(),
+      [deltaWithoutVhd._filename.slice(1), fullJson, `${vmDir(VM)}/${formatFilenameDate(START + 11 * 3_600_000)}.xva.checksum`, xva10, `${xva10}.checksum`, vmFile('20260101T230000Z.json')].sort(),
     )
     assert.ok(warnings.includes('incomplete backup') && warnings.includes('XVA without backup metadata') && warnings.includes('unreadable backup metadata'))
     assert.equal(result.warnings.length, warnings.length)
     assert.deepEqual(await backupFiles(handler), [0, 1].map(jsonPath))
+  })
+})
+
+test("a full backup's XO checksum: the XVA's md5 written beside it, checked by the clean (a mismatch is reported, the backup kept), removed with it by retention", async () => {
+  await withRemote(async (handler, root) => {
+    await writeFullBackup(handler, 10)
+    await writeFullBackup(handler, 11)
+    const xva = (g: number) => `${vmDir(VM)}/${formatFilenameDate(START + g * 3_600_000)}.xva`
+    for (const g of [10, 11]) {
+      const { stdout } = await run('md5sum', [join(root, xva(g))])
+      assert.equal((await handler.readFile(`${xva(g)}.checksum`)).toString(), `$1$$${stdout.toString().split(' ')[0]}`)
+    }
+    const healthy: Array<{ message: string; data: unknown }> = []
+    await cleanVm(handler, VM, { warn: (message, data) => healthy.push({ message, data }) })
+    assert.deepEqual(healthy, [])
+
+    const file = await handler.openFile(xva(11), 'r+')
+    await file.write(Buffer.from('damaged'), 100)
+    await file.close()
+    const warnings: Array<{ message: string; data: unknown }> = []
+    const result = await cleanVm(handler, VM, { warn: (message, data) => warnings.push({ message, data }) })
+    assert.equal(warnings.length, 1)
+    assert.match(warnings[0]!.message, /does not match its checksum .* it is kept/)
+    assert.equal((warnings[0]!.data as { path: string }).path, xva(11))
+    assert.deepEqual(result.removed, [])
+    assert.deepEqual(await backupFiles(handler), [jsonPath(10), jsonPath(11)])
+
+    await applyRetention(handler, VM, { jobId: JOB, scheduleId: SCHEDULE, keep: 1 })
+    assert.deepEqual((await handler.list(vmDir(VM))).filter(name => name.includes('.xva')), [`${formatFilenameDate(START + 11 * 3_600_000)}.xva`, `${formatFilenameDate(START + 11 * 3_600_000)}.xva.checksum`])
   })
 })
 
