@@ -24,7 +24,8 @@ ${lines(client)}
 Offline disk tools (no daemon needed):
 ${lines(Object.values(VHD_COMMANDS))}
 
-Run 'lifeboat COMMAND --help' for the options of a command; 'lifeboat --version' for the version.
+From this folder the command is 'npx lifeboat'. Run 'npx lifeboat COMMAND --help' for the options of a command,
+'npx lifeboat --version' for the version.
 `
 }
 
@@ -60,7 +61,7 @@ if (command !== undefined && CLIENT_COMMANDS.has(command)) {
       if (command === undefined || command.startsWith('-')) {
         process.exit(await (await import('./source/tui/start.ts')).main(process.argv.slice(2)))
       }
-      process.stderr.write(`lifeboat: unknown command '${command}'; 'lifeboat --help' lists them\n`)
+      process.stderr.write(`lifeboat: unknown command '${command}'; 'npx lifeboat --help' lists them\n`)
       process.exit(2)
   }
 }

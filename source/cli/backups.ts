@@ -41,7 +41,7 @@ export const BACKUP_COMMANDS: Record<string, Record<string, Subcommand>> = {
           ...(context.values.start === true && { start: true }),
         })
         if (context.values.wait === true) return waitAndReport(context, runId)
-        context.print({ runId }, () => `restore ${runId} started; follow it with: lifeboat logs ${runId} --follow\n`)
+        context.print({ runId }, () => `restore ${runId} started; follow it with: npx lifeboat logs ${runId} --follow\n`)
       },
     },
   },

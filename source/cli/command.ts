@@ -25,7 +25,7 @@ export function runSpec(spec: CommandSpec, args: string[], body: (values: Option
 export function groupUsage(command: string, specs: CommandSpec[]): string {
   const words = (spec: CommandSpec) => [spec.name, ...(spec.positionals ?? [])].join(' ')
   const width = Math.max(...specs.map(spec => words(spec).length))
-  return [...specs.map(spec => `  lifeboat ${words(spec).padEnd(width)}  ${spec.summary}`), `Run 'lifeboat ${command} SUBCOMMAND --help' for its options.`].join('\n')
+  return [...specs.map(spec => `  lifeboat ${words(spec).padEnd(width)}  ${spec.summary}`), `Run 'npx lifeboat ${command} SUBCOMMAND --help' for its options.`].join('\n')
 }
 
 /** `lifeboat job`, `lifeboat job --help` or `lifeboat job nope`: the group's usage, on stdout for help (exit 0), else on stderr (exit 2). */

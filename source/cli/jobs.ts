@@ -107,7 +107,7 @@ export const JOB_COMMANDS: Record<string, Record<string, Subcommand>> = {
       summary: 'Lists the jobs with their schedules, last run and next run.',
       async body(context) {
         const jobs = await (await context.client()).call('job.list')
-        context.print(jobs, () => jobRows(jobs) || 'no jobs; create one with lifeboat job create\n')
+        context.print(jobs, () => jobRows(jobs) || 'no jobs; create one with npx lifeboat job create\n')
       },
     },
     show: {
@@ -132,7 +132,7 @@ export const JOB_COMMANDS: Record<string, Record<string, Subcommand>> = {
         const schedule = stringOption(context, 'schedule')
         const { runId } = await (await context.client()).call('job.run', { id: context.positionals[0]!, ...(schedule !== undefined && { schedule }) })
         if (context.values.wait === true) return waitAndReport(context, runId)
-        context.print({ runId }, () => `run ${runId} started; follow it with: lifeboat logs ${runId} --follow\n`)
+        context.print({ runId }, () => `run ${runId} started; follow it with: npx lifeboat logs ${runId} --follow\n`)
       },
     },
     enable: {

@@ -39,7 +39,7 @@ export const POOL_COMMANDS: Record<string, Record<string, Subcommand>> = {
       summary: 'Lists the pools the daemon connects to, with their status.',
       async body(context) {
         const pools = await (await context.client()).call('pool.list')
-        context.print(pools, () => table(['ID', 'NAME', 'URL', 'USER', 'STATUS', 'HOSTS'], pools.map(p => [p.id, p.name, p.url, p.username, p.error === undefined ? p.status : `${p.status}: ${p.error.code}`, String(p.hosts)])) || 'no pools; add one with lifeboat pool add\n')
+        context.print(pools, () => table(['ID', 'NAME', 'URL', 'USER', 'STATUS', 'HOSTS'], pools.map(p => [p.id, p.name, p.url, p.username, p.error === undefined ? p.status : `${p.status}: ${p.error.code}`, String(p.hosts)])) || 'no pools; add one with npx lifeboat pool add\n')
       },
     },
     remove: {

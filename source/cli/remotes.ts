@@ -18,7 +18,7 @@ export const REMOTE_COMMANDS: Record<string, Record<string, Subcommand>> = {
       summary: 'Lists the remotes with their status and free space.',
       async body(context) {
         const remotes = await (await context.client()).call('remote.list')
-        context.print(remotes, () => table(['NAME', 'TYPE', 'URL', 'STATUS', 'SIZE', 'FREE'], remotes.map(r => [r.name, r.type, r.url, r.error === undefined ? r.status : `${r.status}: ${r.error.code}`, formatBytes(r.space?.size), formatBytes(r.space?.free)])) || 'no remotes; add one with lifeboat remote add\n')
+        context.print(remotes, () => table(['NAME', 'TYPE', 'URL', 'STATUS', 'SIZE', 'FREE'], remotes.map(r => [r.name, r.type, r.url, r.error === undefined ? r.status : `${r.status}: ${r.error.code}`, formatBytes(r.space?.size), formatBytes(r.space?.free)])) || 'no remotes; add one with npx lifeboat remote add\n')
       },
     },
     test: {

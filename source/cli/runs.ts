@@ -41,7 +41,7 @@ export async function followRun(client: DaemonClient, runId: string, onEvent?: (
     onTree?.(first.tree)
     for (const { event, seq } of early.splice(0)) deliver(event, seq)
     if (first.tree.status === 'pending') await ended
-    if (!client.connected) throw new LifeboatError('DAEMON_DISCONNECTED', `The daemon went away while following run ${runId}; see 'systemctl status lifeboat', then 'lifeboat run show ${runId}'.`)
+    if (!client.connected) throw new LifeboatError('DAEMON_DISCONNECTED', `The daemon went away while following run ${runId}; see 'systemctl status lifeboat', then 'npx lifeboat run show ${runId}'.`)
     return (await client.call('run.get', { runId })).tree
   } finally {
     stopEvents()
@@ -108,7 +108,7 @@ function summaryRows(runs: RunSummary[]): string {
 
 async function latestRun(client: DaemonClient): Promise<string> {
   const [latest] = await client.call('run.list', { limit: 1 })
-  if (latest === undefined) throw new LifeboatError('RUN_NOT_FOUND', 'No run has happened yet; start one with lifeboat job run J.')
+  if (latest === undefined) throw new LifeboatError('RUN_NOT_FOUND', 'No run has happened yet; start one with npx lifeboat job run J.')
   return latest.runId
 }
 

@@ -34,7 +34,7 @@ function rpcCodeName(code: number): string {
 export function daemonNotRunning(socketPath: string, cause?: unknown): LifeboatError {
   return new LifeboatError(
     'DAEMON_NOT_RUNNING',
-    `No Lifeboat daemon answers on ${socketPath}. Start it with 'lifeboat daemon' (or 'systemctl start lifeboat'), or point to its socket with --socket.`,
+    `No Lifeboat daemon answers on ${socketPath}. Start it with 'npx lifeboat daemon' (or 'systemctl start lifeboat'), or point to its socket with --socket.`,
     { cause },
   )
 }
@@ -91,7 +91,7 @@ export class DaemonClient extends EventEmitter {
       if (this.options.callTimeoutMs !== undefined) {
         pending.timer = setTimeout(() => {
           this.#pending.delete(id)
-          reject(new LifeboatError('DAEMON_TIMEOUT', `The daemon did not answer ${method} within ${this.options.callTimeoutMs} ms; check that it is not overloaded ('lifeboat run list').`))
+          reject(new LifeboatError('DAEMON_TIMEOUT', `The daemon did not answer ${method} within ${this.options.callTimeoutMs} ms; check that it is not overloaded ('npx lifeboat run list').`))
         }, this.options.callTimeoutMs)
       }
       this.#pending.set(id, pending)

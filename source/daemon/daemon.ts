@@ -121,7 +121,7 @@ export class Daemon {
   findJob(idOrName: string): StoredJob {
     const jobs = this.state.data.jobs
     const stored = jobs.find(s => s.job.id === idOrName) ?? jobs.find(s => s.job.name === idOrName)
-    if (stored === undefined) throw new LifeboatError('JOB_NOT_FOUND', `No job has the id or name "${idOrName}"; 'lifeboat job list' shows them.`)
+    if (stored === undefined) throw new LifeboatError('JOB_NOT_FOUND', `No job has the id or name "${idOrName}"; 'npx lifeboat job list' shows them.`)
     return stored
   }
 

@@ -33,7 +33,7 @@ export function buildHandlers(daemon: Daemon): Record<MethodName, MethodHandler>
     'pool.list': () => pools.list(),
     'pool.remove': async ({ id }) => {
       const pool = pools.list().find(p => p.id === id || p.name === id)
-      if (pool === undefined) throw new LifeboatError('POOL_NOT_FOUND', `No pool is "${id}"; 'lifeboat pool list' shows them.`)
+      if (pool === undefined) throw new LifeboatError('POOL_NOT_FOUND', `No pool is "${id}"; 'npx lifeboat pool list' shows them.`)
       await pools.remove(pool.id)
       await state.update(data => void (data.pools = data.pools.filter(p => p.id !== pool.id)))
       await state.updateSecrets(data => void delete data.pools[pool.id])
@@ -84,7 +84,7 @@ export function buildHandlers(daemon: Daemon): Record<MethodName, MethodHandler>
     'job.delete': async ({ id }) => {
       const stored = daemon.findJob(id)
       const running = runs.runningRunOf(stored.job.id!)
-      if (running !== undefined) throw new LifeboatError('JOB_RUNNING', `The job "${stored.job.name}" is running (run ${running}); cancel it first with 'lifeboat run cancel ${running}'.`)
+      if (running !== undefined) throw new LifeboatError('JOB_RUNNING', `The job "${stored.job.name}" is running (run ${running}); cancel it first with 'npx lifeboat run cancel ${running}'.`)
       await state.update(data => void (data.jobs = data.jobs.filter(s => s !== stored)))
       daemon.refreshSchedules()
       daemon.stateChanged('jobs')

@@ -12,7 +12,7 @@ export function selectPools(pools: ReadonlyMap<string, PoolConnection>, pool: st
   const all = [...pools.values()]
   if (pool === undefined) return all
   const chosen = all.filter(conn => conn.poolUuid === pool || conn.poolName === pool)
-  if (chosen.length === 0) throw new LifeboatError('POOL_NOT_FOUND', `No connected pool is "${pool}"; 'lifeboat pool list' shows the pools and their status.`)
+  if (chosen.length === 0) throw new LifeboatError('POOL_NOT_FOUND', `No connected pool is "${pool}"; 'npx lifeboat pool list' shows the pools and their status.`)
   return chosen
 }
 

@@ -53,13 +53,13 @@ export async function main(args: string[]): Promise<void> {
     }
     const socket = daemon.socketPath === join(dataDir, 'lifeboat.sock') && values.data === undefined ? '' : ` --socket ${daemon.socketPath}`
     process.stdout.write(`The lab is running: ${lab.pools.map(p => `${p.name} (${p.url})`).join(', ')}, remote "lab" in ${remoteDir}.
-No terminal here (or --no-tui): drive the daemon with the CLI from another terminal, or run \`lifeboat${socket}\` for the TUI:
+No terminal here (or --no-tui): drive the daemon with the CLI from another terminal, or run \`npx lifeboat${socket}\` for the TUI (from this folder):
 
-  lifeboat vm list${socket}
-  lifeboat job create --name first --mode delta --pool ${lab.pools[0]!.poolUuid} --remote lab --retention 3${socket}
-  lifeboat job run first --wait${socket}
-  lifeboat backup list --remote lab${socket}
-  lifeboat logs --follow${socket}
+  npx lifeboat vm list${socket}
+  npx lifeboat job create --name first --mode delta --pool ${lab.pools[0]!.poolUuid} --remote lab --retention 3${socket}
+  npx lifeboat job run first --wait${socket}
+  npx lifeboat backup list --remote lab${socket}
+  npx lifeboat logs --follow${socket}
 
 Ctrl-C stops the daemon and the lab.
 `)

@@ -69,7 +69,7 @@ export class Pools {
 
   async remove(id: string): Promise<void> {
     const entry = this.#entries.get(id)
-    if (entry === undefined) throw new LifeboatError('POOL_NOT_FOUND', `No pool ${id} is configured; 'lifeboat pool list' shows them.`)
+    if (entry === undefined) throw new LifeboatError('POOL_NOT_FOUND', `No pool ${id} is configured; 'npx lifeboat pool list' shows them.`)
     this.#entries.delete(id)
     entry.stop.abort()
     await entry.connection?.disconnect()
@@ -116,7 +116,7 @@ export class Pools {
       const { code, message } = serializeError(error)
       entry.status = 'error'
       entry.error = { code, message: `lost contact with the pool (${message}); reconnecting.` }
-      this.options.log(`pool ${entry.stored.name || entry.stored.url}: ${code}: ${entry.error.message}`)
+      this.options.log(`pool ${entry.stored.name || entry.stored.url}: ${entry.error.message}`)
       this.options.onChange()
     })
     connection.xapi.on('eventFetchingSuccess', () => {

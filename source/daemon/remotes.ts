@@ -30,7 +30,7 @@ export class Remotes {
 
   get(name: string): RemoteHandler {
     const entry = this.#entries.get(name)
-    if (entry === undefined) throw new LifeboatError('REMOTE_NOT_FOUND', `No remote is named "${name}"; 'lifeboat remote list' shows them.`)
+    if (entry === undefined) throw new LifeboatError('REMOTE_NOT_FOUND', `No remote is named "${name}"; 'npx lifeboat remote list' shows them.`)
     return entry.handler
   }
 
@@ -51,7 +51,7 @@ export class Remotes {
 
   async remove(name: string): Promise<void> {
     const entry = this.#entries.get(name)
-    if (entry === undefined) throw new LifeboatError('REMOTE_NOT_FOUND', `No remote is named "${name}"; 'lifeboat remote list' shows them.`)
+    if (entry === undefined) throw new LifeboatError('REMOTE_NOT_FOUND', `No remote is named "${name}"; 'npx lifeboat remote list' shows them.`)
     this.#entries.delete(name)
     await entry.handler.close().catch(() => {})
   }
@@ -79,7 +79,7 @@ export class Remotes {
   /** Writes a probe of `bytes`, reads it back, deletes it; speeds in MiB/s. A failure says which step failed. */
   async test(name: string, bytes = PROBE_BYTES): Promise<RemoteTestResult> {
     const entry = this.#entries.get(name)
-    if (entry === undefined) throw new LifeboatError('REMOTE_NOT_FOUND', `No remote is named "${name}"; 'lifeboat remote list' shows them.`)
+    if (entry === undefined) throw new LifeboatError('REMOTE_NOT_FOUND', `No remote is named "${name}"; 'npx lifeboat remote list' shows them.`)
     const handler = entry.handler
     const path = `.lifeboat-probe-${randomBytes(6).toString('hex')}`
     const chunk = randomBytes(Math.min(PROBE_CHUNK, bytes))

@@ -50,7 +50,7 @@ export class Runs {
     if (info.jobId !== undefined) {
       const running = this.#byJob.get(info.jobId)
       if (running !== undefined) {
-        throw new LifeboatError('JOB_RUNNING', `The job "${info.jobName ?? info.jobId}" is already running (run ${running}); wait for it to end or cancel it with 'lifeboat run cancel ${running}'.`, { data: { runId: running } })
+        throw new LifeboatError('JOB_RUNNING', `The job "${info.jobName ?? info.jobId}" is already running (run ${running}); wait for it to end or cancel it with 'npx lifeboat run cancel ${running}'.`, { data: { runId: running } })
       }
     }
     let runId: string | undefined
@@ -95,7 +95,7 @@ export class Runs {
     const live = this.liveTree(runId)
     if (live !== undefined) return live.tree
     const stored = await this.options.store.load(runId)
-    if (stored === undefined) throw new LifeboatError('RUN_NOT_FOUND', `No run ${runId} is known; 'lifeboat run list' shows the runs kept.`)
+    if (stored === undefined) throw new LifeboatError('RUN_NOT_FOUND', `No run ${runId} is known; 'npx lifeboat run list' shows the runs kept.`)
     return stored
   }
 
@@ -119,7 +119,7 @@ export class Runs {
     const active = this.#active.get(runId)
     if (active === undefined) {
       if (this.summary(runId) !== undefined) throw new LifeboatError('RUN_NOT_RUNNING', `The run ${runId} is not running any more; nothing to cancel.`)
-      throw new LifeboatError('RUN_NOT_FOUND', `No run ${runId} is known; 'lifeboat run list' shows the runs kept.`)
+      throw new LifeboatError('RUN_NOT_FOUND', `No run ${runId} is known; 'npx lifeboat run list' shows the runs kept.`)
     }
     active.started.cancel(reason)
   }

@@ -299,8 +299,8 @@ function DaemonDown({ connection, socket }: { connection: ConnectionState; socke
       <Text> </Text>
       <Text>Start it with one of:</Text>
       <Text>  systemctl start lifeboat</Text>
-      <Text>  lifeboat daemon{' '}</Text>
-      <Text>  lifeboat lab            (a simulated pool to try Lifeboat)</Text>
+      <Text>  npx lifeboat daemon{' '}</Text>
+      <Text>  npx lifeboat lab            (a simulated pool to try Lifeboat)</Text>
       <Text> </Text>
       <Text dimColor>This screen reconnects by itself when the daemon is back. Runs are never affected by the TUI.</Text>
     </Box>

@@ -7,10 +7,10 @@ import { connectTui, type TuiClient } from './client.ts'
 
 export const NO_TTY_MESSAGE = `lifeboat: the terminal UI needs an interactive terminal (stdin and stdout are not a TTY).
 For scripts, cron and pipes use the subcommands, e.g.:
-  lifeboat job list --json      lifeboat job run NAME --wait
-  lifeboat run list             lifeboat logs RUNID --follow
-  lifeboat remote list          lifeboat restore --remote R --backup ID --sr SR
-Run 'lifeboat --help' for the full list.
+  npx lifeboat job list --json      npx lifeboat job run NAME --wait
+  npx lifeboat run list             npx lifeboat logs RUNID --follow
+  npx lifeboat remote list          npx lifeboat restore --remote R --backup ID --sr SR
+Run 'npx lifeboat --help' for the full list.
 `
 
 const ENTER_ALTERNATE_SCREEN = '\u001B[?1049h\u001B[H'

@@ -60,7 +60,7 @@ export function parseCommandLine(spec: CommandSpec, args: string[]): { help: boo
     const equals = arg.indexOf('=')
     const name = arg.startsWith('--') ? arg.slice(2, equals === -1 ? undefined : equals) : shorts.get(arg)
     const option = name === undefined ? undefined : options[name]
-    if (name === undefined || option === undefined) throw new UsageError(`'${commandLine(spec)}' has no option ${equals === -1 ? arg : arg.slice(0, equals)}; '${commandLine(spec)} --help' lists them`)
+    if (name === undefined || option === undefined) throw new UsageError(`'${commandLine(spec)}' has no option ${equals === -1 ? arg : arg.slice(0, equals)}; 'npx ${commandLine(spec)} --help' lists them`)
     let value: string | boolean = true
     if (option.value === undefined) {
       if (equals !== -1) throw new UsageError(`--${name} takes no value`)

@@ -24,6 +24,7 @@ test('lab --no-tui stopped with Ctrl-C exits 0 with no stack trace and no xen-ap
   try {
     const lab = spawnLifeboat(['lab', '--no-tui', '--data', dir.path])
     await waitUntil('the lab to start', async () => (lab.stdout().includes('Ctrl-C stops') ? true : undefined), 60_000)
+    assert.match(lab.stdout(), /^  npx lifeboat job run first --wait --socket /m, "the hints are the README's form")
     lab.child.kill('SIGINT')
     assert.equal(await lab.exited, 0)
     assert.doesNotMatch(lab.stderr(), STACK, lab.stderr())

@@ -84,7 +84,7 @@ test('--help works on every command and subcommand, on stdout, from the table th
 
 test('command-line mistakes are said in our words, on one line, exit 2: never node:util parseArgs text', async () => {
   const cases: Array<[string[], RegExp]> = [
-    [['pool', 'list', '--bogus'], /^lifeboat: 'lifeboat pool list' has no option --bogus; 'lifeboat pool list --help' lists them$/],
+    [['pool', 'list', '--bogus'], /^lifeboat: 'lifeboat pool list' has no option --bogus; 'npx lifeboat pool list --help' lists them$/],
     [['vhd', 'info', 'x.vhd', '--frob'], /^lifeboat: 'lifeboat vhd info' has no option --frob/],
     [['lab', 'serve', '--frob'], /^lifeboat: 'lifeboat lab serve' has no option --frob/],
     [['daemon', '--frob=1'], /^lifeboat: 'lifeboat daemon' has no option --frob/],
@@ -94,7 +94,7 @@ test('command-line mistakes are said in our words, on one line, exit 2: never no
     [['job', 'run', 'j', '--wait=yes'], /^lifeboat: --wait takes no value$/],
     [['job', 'create', '--name', 'a', '--name', 'b'], /^lifeboat: --name is given twice$/],
     [['backup', 'list'], /^lifeboat: --remote R is required$/],
-    [['frobnicate'], /^lifeboat: unknown command 'frobnicate'; 'lifeboat --help' lists them$/],
+    [['frobnicate'], /^lifeboat: unknown command 'frobnicate'; 'npx lifeboat --help' lists them$/],
   ]
   for (const [args, message] of cases) {
     const result = spawnSync(process.execPath, [LIFEBOAT, ...args], { encoding: 'utf8' })

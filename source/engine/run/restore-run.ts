@@ -17,7 +17,7 @@ export function startRestoreRun(context: EngineContext, request: RestoreRequest,
     const handler = context.remotes.get(request.remote)
     if (handler === undefined) throw new LifeboatError('REMOTE_NOT_FOUND', `The remote "${request.remote}" is not configured or not available; add it or fix it first.`)
     const conn = [...context.pools.values()].find(c => c.byUuid(request.srUuid)?.$type === 'SR')
-    if (conn === undefined) throw new LifeboatError('SR_NOT_FOUND', `No connected pool has an SR with uuid ${request.srUuid}; 'lifeboat sr list' (or the Pools screen's SRs) lists them.`)
+    if (conn === undefined) throw new LifeboatError('SR_NOT_FOUND', `No connected pool has an SR with uuid ${request.srUuid}; 'npx lifeboat sr list' (or the Pools screen's SRs) lists them.`)
     const restored = await restoreBackup(handler, request.backupId, conn, request.srUuid, { name: request.name, start: request.start, remoteName: request.remote, signal, task })
     // Named in the result so that the tree, `restore --wait` and the TUI can say which VM was created.
     return { vmUuid: restored.vmUuid, vmName: restored.vmName, pool: conn.poolUuid, poolName: conn.poolName }
