@@ -1,7 +1,7 @@
 // What every subcommand shares: argument parsing, the exit-code rules and how errors are printed.
 import { describeError } from '../util/errors.ts'
 import { UsageError, helpText, parseCommandLine, synopsis, type CommandSpec, type OptionValues } from '../util/args.ts'
-import { terminalSafeLine } from '../util/terminal-text.ts'
+import { terminalSafe, terminalSafeLine } from '../util/terminal-text.ts'
 
 export const EXIT_OK = 0
 export const EXIT_FAILURE = 1
@@ -56,10 +56,10 @@ export async function runCommand(usage: string, body: () => Promise<number | voi
   process.exit(code)
 }
 
-/** How a failure reads on stderr: `lifeboat: CODE: sentence`, one line (a daemon's message may quote a VM name). */
+/** How a failure reads on stderr: `lifeboat: CODE: sentence` (a daemon's message may quote a VM name; JOB_INVALID lists one field a line). */
 export function errorLine(error: unknown): string {
   const { code, message } = describeError(error)
-  return `lifeboat: ${code}: ${terminalSafeLine(message)}\n`
+  return `lifeboat: ${code}: ${terminalSafe(message)}\n`
 }
 
 export function printJson(value: unknown): void {

@@ -87,7 +87,7 @@ test('restore --wait names the VM it created with its uuid; a failed restore say
   assert.match(json.tree.result.vmUuid, /^[0-9a-f-]{36}$/)
   const failed = await cli(daemon.socket, ['restore', '--remote', 'local', '--backup', point.id, '--sr', '00000000-0000-0000-0000-000000000000', '--wait'])
   assert.equal(failed.code, 1)
-  assert.match(failed.stderr.trimEnd().split('\n').at(-1)!, /^lifeboat: SR_NOT_FOUND: .*'lifeboat sr list'/)
+  assert.match(failed.stderr.trimEnd().split('\n').at(-1)!, /^lifeboat: SR_NOT_FOUND: .*'npx lifeboat sr list'/)
 })
 
 test('job list shows a schedule’s next run in its own timezone when it is not the local one; backup list names the job, to the second', async () => {
@@ -113,4 +113,15 @@ test('job list shows a schedule’s next run in its own timezone when it is not 
     assert.ok(!line.includes(point.jobId), 'not its uuid')
     assert.match(line, /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d /)
   }
+})
+
+test('a job refused by the daemon lists one field a line', async () => {
+  const file = join(dir.path, 'bad-job.json')
+  await writeFile(file, JSON.stringify({ name: 'bad', mode: 'weekly', vms: { uuids: [vmUuid] }, remotes: ['local'], schedules: [{ name: 'd', cron: '0 3 * * *', timezone: 'Nowhere/City' }] }))
+  const result = await cli(daemon.socket, ['job', 'create', '--file', file])
+  assert.equal(result.code, 1)
+  const lines = result.stderr.trimEnd().split('\n')
+  assert.match(lines[0]!, /^lifeboat: JOB_INVALID: /)
+  assert.ok(lines.some(line => /^- mode: /.test(line)), result.stderr)
+  assert.ok(lines.some(line => /^- schedules\.0\.timezone: /.test(line)), result.stderr)
 })
