@@ -1,6 +1,6 @@
 // The lanes view: for each pool, who holds which snapshot and export slot, how far each export got and
 // at what speed; sent to subscribers at most 4 times a second while anything changes.
-import { allPoolLimits, poolLimits, type Slots } from '../xapi/index.ts'
+import { allPoolLimits, poolLimits, type Slots, type SlotLease } from '../xapi/index.ts'
 import { LANES_INTERVAL_MS } from '../protocol/events.ts'
 import type { Lane, LanesSnapshot } from '../protocol/methods.ts'
 
@@ -9,19 +9,54 @@ export interface LaneNames {
   jobName(jobId: string): string | undefined
 }
 
+/** How fast the shown rate follows a change of speed: about this long to move most of the way. */
+export const RATE_SMOOTHING_MS = 10_000
+
+export interface RateSample {
+  at: number
+  done: number
+  /** Bytes per second, smoothed. */
+  rate: number
+}
+
+/**
+ * The rate to show after a new reading: an exponential moving average of the speed between readings, so
+ * that ETAs move smoothly (a burst or a pause does not swing them) and a stall shows as a slowing rate.
+ */
+export function smoothRate(previous: RateSample | undefined, at: number, done: number, average: number | undefined): RateSample {
+  if (previous === undefined) return { at, done, rate: average ?? 0 }
+  const elapsed = at - previous.at
+  if (elapsed <= 0 || done < previous.done) return previous
+  const instant = ((done - previous.done) * 1000) / elapsed
+  const weight = 1 - Math.exp(-elapsed / RATE_SMOOTHING_MS)
+  return { at, done, rate: previous.rate + weight * (instant - previous.rate) }
+}
+
+const rates = new WeakMap<SlotLease, RateSample>()
+
+/** The lease's smoothed rate as of `now` (remembered per lease; a lease is one export). */
+function rateOf(lease: SlotLease, now: number): number | undefined {
+  const progress = lease.progress
+  if (progress === undefined) return undefined
+  const sample = smoothRate(rates.get(lease), now, progress.done, progress.bytesPerSecond)
+  rates.set(lease, sample)
+  return sample.rate
+}
+
 export function lanesSnapshot(names: LaneNames, now = Date.now()): LanesSnapshot {
   let totalBytesPerSecond = 0
   const lane = (slots: Slots, exports: boolean): Lane => ({
     limit: slots.limit,
     holders: slots.holders.map(lease => {
       const { holder, progress } = lease
-      if (exports) totalBytesPerSecond += progress?.bytesPerSecond ?? 0
+      const bytesPerSecond = rateOf(lease, now)
+      if (exports) totalBytesPerSecond += bytesPerSecond ?? 0
       const jobName = holder.jobId === undefined ? undefined : names.jobName(holder.jobId)
       return {
         ...holder,
         ...(jobName !== undefined && { jobName }),
         since: lease.since,
-        ...(progress !== undefined && progress),
+        ...(progress !== undefined && { ...progress, ...(bytesPerSecond !== undefined && { bytesPerSecond }) }),
         ...(Object.keys(lease.targets).length > 0 && { targets: { ...lease.targets } }),
       }
     }),
