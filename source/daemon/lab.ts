@@ -45,7 +45,7 @@ export async function main(args: string[]): Promise<void> {
     if (withTui) {
       process.env.NODE_ENV ??= 'production'
       const { runTui } = await import('../tui/main.tsx')
-      const code = await runTui({ socket: daemon.socketPath, readonly: false })
+      const code = await runTui({ socket: daemon.socketPath, readonly: false, lab: true })
       await daemon.stop('the lab was closed')
       await lab.stop()
       logFile?.end()

@@ -1,12 +1,13 @@
 // The Lifeboat TUI: header with breadcrumbs, the current screen, a status line and a footer of keys;
 // one key router for everything; overlays for help, the `:` palette and confirmations.
 import { useCallback, useEffect, useMemo, useRef, useState } from 'react'
-import { Box, Text, useApp, useInput, type Key } from 'ink'
+import { Box, Text, useApp, useInput, useStdin, type Key } from 'ink'
 import type { ConnectionState, TuiClient } from './client.ts'
-import { errorText } from './client.ts'
+import { errorText, safeClient } from './client.ts'
 import { ActiveScreen, ShellContext, type ConfirmRequest, type KeyHelp, type Notice, type Route, type ScreenKeys, type Shell } from './shell.tsx'
-import { editText } from './components/input.tsx'
-import { fit } from './format.ts'
+import { F1, F1_SEQUENCE, GLOBAL_KEYS, globalAction, isTyped, keyNames, type Focus } from './keys.ts'
+import { Caret, editText } from './components/input.tsx'
+import { fit, textWidth, wrapText } from './format.ts'
 import { tone } from './theme.ts'
 import { Screen, routeLabel } from './screens/index.tsx'
 
@@ -17,6 +18,8 @@ export interface AppProps {
   rows: number
   socket: string
   onQuit?: () => void
+  /** `lifeboat lab`: quitting stops the daemon too, so runs in progress are cancelled (and the administrator asked first). */
+  lab?: boolean
 }
 
 export const PALETTE: Record<string, Route> = {
@@ -31,16 +34,10 @@ export const PALETTE: Record<string, Route> = {
   srs: { screen: 'srs' },
 }
 
-const GLOBAL_KEYS: KeyHelp[] = [
-  { key: '?', label: 'help' },
-  { key: ':', label: 'go to (jobs runs lanes restore remotes pools vms srs)' },
-  { key: 'esc', label: 'back' },
-  { key: 'q', label: 'quit (runs go on in the daemon)' },
-]
+type Overlay = { kind: 'help' } | { kind: 'detail'; title: string; text: string } | { kind: 'palette'; text: string } | { kind: 'confirm'; request: ConfirmRequest; text: string }
 
-type Overlay = { kind: 'help' } | { kind: 'palette'; text: string } | { kind: 'confirm'; request: ConfirmRequest; text: string }
-
-export function App({ client, readonly, columns, rows, socket, onQuit }: AppProps) {
+export function App({ client: daemon, readonly, columns, rows, socket, onQuit, lab = false }: AppProps) {
+  const client = useMemo(() => safeClient(daemon), [daemon])
   const { exit } = useApp()
   const [stack, setStack] = useState<Route[]>([{ screen: 'jobs' }])
   const [overlay, setOverlayState] = useState<Overlay | undefined>()
@@ -54,7 +51,7 @@ export function App({ client, readonly, columns, rows, socket, onQuit }: AppProp
   const [connection, setConnection] = useState<ConnectionState>(client.connection)
   const [generation, setGeneration] = useState(0)
   const screenKeys = useRef<ScreenKeys>({ keys: [], onKey: () => false })
-  const [footer, setFooter] = useState<KeyHelp[]>([])
+  const [footer, setFooter] = useState<{ keys: KeyHelp[]; focus: Focus }>({ keys: [], focus: 'list' })
 
   useEffect(() => {
     let wasDown = false
@@ -78,10 +75,29 @@ export function App({ client, readonly, columns, rows, socket, onQuit }: AppProp
     client.call('subscribe', { topics: ['state'] }).catch(() => {})
   }, [client, connection.status, generation])
 
-  const quit = useCallback(() => {
+  const leave = useCallback(() => {
     onQuit?.()
     exit()
   }, [exit, onQuit])
+  // The lab's daemon stops with the TUI: say so, and ask first when runs would be cancelled.
+  const quitAsked = useRef(false)
+  const quit = () => {
+    if (!lab || quitAsked.current || connection.status !== 'connected') return leave()
+    quitAsked.current = true
+    client.call('run.list', { status: 'pending' }).then(
+      runs => {
+        const running = runs.filter(run => run.status === 'pending')
+        if (running.length === 0) return leave()
+        const names = running.map(run => run.jobName ?? run.runId).join(', ')
+        setOverlay({
+          kind: 'confirm',
+          request: { message: `Quitting stops the lab's daemon and cancels ${running.length} run${running.length === 1 ? '' : 's'} in progress (${names}). Quit?`, onYes: leave, onNo: () => (quitAsked.current = false) },
+          text: '',
+        })
+      },
+      () => leave(),
+    )
+  }
 
   const bodyHeight = Math.max(3, rows - 4)
   const shell = useMemo<Shell>(() => {
@@ -100,12 +116,13 @@ export function App({ client, readonly, columns, rows, socket, onQuit }: AppProp
       back: () => setStack(s => (s.length > 1 ? s.slice(0, -1) : s)),
       notify,
       confirm: request => setOverlay({ kind: 'confirm', request, text: '' }),
+      showDetail: (title, text) => setOverlay({ kind: 'detail', title, text }),
       canChange,
-      mutate: async (label, action) => {
+      mutate: async (label, action, said) => {
         if (!canChange(label)) return undefined
         try {
           const result = await action()
-          notify(`${label}: done.`)
+          notify(said === undefined ? `${label}: done.` : said(result))
           return result
         } catch (error) {
           notify(`${label} failed: ${errorText(error)}`, 'error')
@@ -125,6 +142,18 @@ export function App({ client, readonly, columns, rows, socket, onQuit }: AppProp
   const route = useRef<(input: string, key: Key) => void>(() => {})
   const queue = useRef<Array<[string, Key]>>([])
   const draining = useRef(false)
+  // F1 has no name in Ink's key parsing: it is recognised from the raw input, ahead of useInput's handler.
+  const { internal_eventEmitter: rawInput } = useStdin()
+  const f1Pressed = useRef(false)
+  useEffect(() => {
+    const onRaw = (data: string) => {
+      if (F1_SEQUENCE.test(String(data))) f1Pressed.current = true
+    }
+    rawInput?.on('input', onRaw)
+    return () => {
+      rawInput?.off('input', onRaw)
+    }
+  }, [rawInput])
   const enqueue = useCallback((input: string, key: Key) => {
     queue.current.push([input, key])
     if (draining.current) return
@@ -143,6 +172,10 @@ export function App({ client, readonly, columns, rows, socket, onQuit }: AppProp
   useInput(
     useCallback(
       (input: string, key: Key) => {
+        if (f1Pressed.current) {
+          f1Pressed.current = false
+          return enqueue(F1, key)
+        }
         // A chunk of printable keys ("s\r") arrives as one input: split it into keys.
         if (input.length > 1 && !key.ctrl && !key.meta && /^[\x20-\x7e\r\t\x7f]+$/.test(input)) {
           for (const char of input) enqueue(char === '\r' || char === '\t' || char === '\x7f' ? '' : char, { ...key, return: char === '\r', tab: char === '\t', backspace: char === '\x7f', shift: /[A-Z]/.test(char) })
@@ -155,26 +188,31 @@ export function App({ client, readonly, columns, rows, socket, onQuit }: AppProp
   )
   route.current = (input: string, key: Key) => {
     const overlay = overlayRef.current
-    if (overlay !== undefined) return overlayKey(overlay, input, key)
     const screen = screenKeys.current
-    if (connection.status === 'connected' && screen.capturing === true) {
-      screen.onKey(input, key)
-      return
-    }
-    if (input === 'q' || (key.ctrl && input === 'c')) return quit()
-    if (input === '?') return setOverlay({ kind: 'help' })
-    if (input === ':') return setOverlay({ kind: 'palette', text: '' })
+    const typing = overlay === undefined ? connection.status === 'connected' && screen.capturing === true : overlay.kind === 'palette' || (overlay.kind === 'confirm' && overlay.request.typed !== undefined)
+    const focus: Focus = typing ? 'text' : 'list'
+    const action = globalAction(input, key, focus, 'before')
+    // Ctrl-C works from everywhere; a second one while the lab asks whether to quit quits.
+    if (action === 'quit' && key.ctrl) return overlay?.kind === 'confirm' && quitAsked.current ? leave() : quit()
+    if (action === 'help' && overlay?.kind !== 'help') return setOverlay({ kind: 'help' })
+    if (overlay !== undefined) return overlayKey(overlay, input, key)
+    if (action === 'quit') return quit()
+    if (action === 'palette') return setOverlay({ kind: 'palette', text: '' })
     if (connection.status === 'connected' && screen.onKey(input, key)) return
-    if (key.escape) {
+    if (globalAction(input, key, focus, 'after') === 'back') {
       setNotice(undefined)
       setStack(s => (s.length > 1 ? s.slice(0, -1) : s))
     }
   }
 
   function overlayKey(current: Overlay, input: string, key: Key): void {
-    if (current.kind === 'help' || key.escape) return setOverlay(undefined)
+    if (current.kind === 'help' || current.kind === 'detail') return setOverlay(undefined)
+    if (key.escape) {
+      if (current.kind === 'confirm') current.request.onNo?.()
+      return setOverlay(undefined)
+    }
     // Keys can arrive faster than renders: edits go through updaters, never through this render's text.
-    const edit = () => setOverlay(o => (o === undefined || o.kind === 'help' ? o : { ...o, text: editText(o.text, input, key) ?? o.text }))
+    const edit = () => setOverlay(o => (o === undefined || o.kind === 'help' || o.kind === 'detail' ? o : { ...o, text: editText(o.text, input, key) ?? o.text }))
     if (current.kind === 'palette') {
       if (!key.return) return edit()
       const name = current.text.trim()
@@ -191,7 +229,10 @@ export function App({ client, readonly, columns, rows, socket, onQuit }: AppProp
       if (input === 'y' || input === 'Y') {
         setOverlay(undefined)
         request.onYes()
-      } else if (input === 'n' || input === 'N') setOverlay(undefined)
+      } else if (input === 'n' || input === 'N') {
+        setOverlay(undefined)
+        request.onNo?.()
+      }
       return
     }
     if (!key.return) return edit()
@@ -203,7 +244,13 @@ export function App({ client, readonly, columns, rows, socket, onQuit }: AppProp
 
   const crumbs = ['Lifeboat', ...stack.map(routeLabel)].join(' ▸ ')
   const status = connection.status === 'connected' ? (readonly ? 'read-only' : '● connected') : connection.status === 'connecting' ? '… connecting' : '✖ daemon down'
-  const footerKeys = [...footer.filter(k => k.more !== true).slice(0, 5), { key: '?', label: 'help' }, { key: 'q', label: 'quit' }]
+  const quitLabel = lab ? 'quit (stops the lab: its runs are cancelled)' : 'quit (runs go on in the daemon)'
+  const footerKeys = [
+    ...footer.keys.filter(k => k.more !== true && !(footer.focus === 'text' && isTyped(k.key))).slice(0, 5),
+    { key: keyNames('help', footer.focus)[0]!, label: 'help' },
+    { key: keyNames('quit', footer.focus)[0]!, label: lab ? 'quit lab' : 'quit' },
+  ]
+  const helpKeys: KeyHelp[] = [...footer.keys, ...GLOBAL_KEYS.map(g => ({ key: g.bindings.map(b => b.name).join(' '), label: g.action === 'quit' ? quitLabel : g.label }))]
 
   return (
     <ShellContext.Provider value={shell}>
@@ -213,12 +260,14 @@ export function App({ client, readonly, columns, rows, socket, onQuit }: AppProp
         </Text>
         <Box height={bodyHeight} flexDirection="column" overflow="hidden">
           {connection.status !== 'connected' ? <DaemonDown connection={connection} socket={socket} /> : null}
-          {connection.status === 'connected' && overlay?.kind === 'help' ? <Help keys={[...footer, ...GLOBAL_KEYS]} readonly={readonly} height={bodyHeight} /> : null}
+          {overlay?.kind === 'confirm' ? <ConfirmBox request={overlay.request} width={columns} /> : null}
+          {connection.status === 'connected' && overlay?.kind === 'help' ? <Help keys={helpKeys} readonly={readonly} height={bodyHeight} notice={notice} width={columns} /> : null}
+          {connection.status === 'connected' && overlay?.kind === 'detail' ? <Detail title={overlay.title} text={overlay.text} width={columns} height={bodyHeight} /> : null}
           {/* Hidden, not unmounted, under overlays and outages: a half-filled wizard survives them. */}
           {stack.map((entry, depth) => {
             const top = depth === stack.length - 1
             return (
-              <Box key={`${depth}:${entry.screen}`} display={top && connection.status === 'connected' && overlay?.kind !== 'help' ? 'flex' : 'none'} flexDirection="column">
+              <Box key={`${depth}:${entry.screen}`} display={top && connection.status === 'connected' && (overlay === undefined || overlay.kind === 'palette') ? 'flex' : 'none'} flexDirection="column">
                 <ActiveScreen.Provider value={top}>
                   <Screen route={entry} />
                 </ActiveScreen.Provider>
@@ -226,7 +275,7 @@ export function App({ client, readonly, columns, rows, socket, onQuit }: AppProp
             )
           })}
         </Box>
-        <StatusLine overlay={overlay} notice={notice} columns={columns} />
+        <StatusLine overlay={overlay} notice={notice} columns={columns} helpKey={keyNames('help', footer.focus)[0]!} />
         <Text wrap="truncate" dimColor>
           {footerKeys.map(k => `${k.key} ${k.label}`).join('  ')}
         </Text>
@@ -235,13 +284,13 @@ export function App({ client, readonly, columns, rows, socket, onQuit }: AppProp
   )
 }
 
-function StatusLine({ overlay, notice, columns }: { overlay: Overlay | undefined; notice: Notice | undefined; columns: number }) {
+function StatusLine({ overlay, notice, columns, helpKey }: { overlay: Overlay | undefined; notice: Notice | undefined; columns: number; helpKey: string }) {
   if (overlay?.kind === 'palette') {
     const matches = Object.keys(PALETTE).filter(c => overlay.text !== '' && c.startsWith(overlay.text.trim()))
     return (
       <Text wrap="truncate">
         :{overlay.text}
-        <Text inverse> </Text>
+        <Caret />
         <Text dimColor> {matches.join(' ')}</Text>
       </Text>
     )
@@ -250,33 +299,75 @@ function StatusLine({ overlay, notice, columns }: { overlay: Overlay | undefined
     const { request } = overlay
     return (
       <Text wrap="truncate" color={tone('yellow')}>
-        {request.typed === undefined ? `${request.message} [y/n]` : `${request.message} Type "${request.typed}": ${overlay.text}`}
-        {request.typed === undefined ? null : <Text inverse> </Text>}
+        {request.typed === undefined ? 'y: yes · n or esc: no [y/n]' : `Type "${request.typed}" to confirm (esc: no): ${overlay.text}`}
+        {request.typed === undefined ? null : <Caret />}
       </Text>
     )
   }
   if (notice === undefined) return <Text> </Text>
+  const line = (notice.kind === 'error' ? '✖ ' : '✔ ') + notice.text
+  // Too long for the line: the help overlay shows it whole.
+  const more = ` (${helpKey}: read all)`
   return (
     <Text wrap="truncate" color={tone(notice.kind === 'error' ? 'red' : 'green')}>
-      {fit((notice.kind === 'error' ? '✖ ' : '✔ ') + notice.text, columns)}
+      {textWidth(line) <= columns ? line : fit(line, columns - more.length) + more}
     </Text>
   )
 }
 
-function Help({ keys, readonly, height }: { keys: KeyHelp[]; readonly: boolean; height: number }) {
+function Detail({ title, text, width, height }: { title: string; text: string; width: number; height: number }) {
+  const lines = wrapText(text, width)
+  return (
+    <Box flexDirection="column">
+      <Text bold wrap="truncate">
+        {title} — any key closes
+      </Text>
+      {lines.slice(0, height - 1).map((line, i) => (
+        <Text key={i}>{line}</Text>
+      ))}
+    </Box>
+  )
+}
+
+/** The question, whole, above the screen (the status line below says how to answer). */
+function ConfirmBox({ request, width }: { request: ConfirmRequest; width: number }) {
+  return (
+    <Box flexDirection="column">
+      {wrapText(`${request.message}${request.typed === undefined ? ' [y/n]' : ''}`, width).map((line, i) => (
+        <Text key={i} bold color={tone('yellow')}>
+          {line}
+        </Text>
+      ))}
+      <Text dimColor>{'─'.repeat(width)}</Text>
+    </Box>
+  )
+}
+
+function Help({ keys, readonly, height, notice, width }: { keys: KeyHelp[]; readonly: boolean; height: number; notice: Notice | undefined; width: number }) {
   const unique = keys.filter((k, i) => keys.findIndex(o => o.key === k.key) === i)
-  const perColumn = Math.max(1, height - 2)
+  const message = notice === undefined ? [] : wrapText(`Last message: ${notice.text}`, width)
+  const perColumn = Math.max(1, height - 3 - message.length)
   const columns: KeyHelp[][] = []
   for (let i = 0; i < unique.length; i += perColumn) columns.push(unique.slice(i, i + perColumn))
   return (
     <Box flexDirection="column">
-      <Text bold>Keys here{readonly ? ' (read-only: changes are disabled)' : ''} — any key closes</Text>
+      {message.map((line, i) => (
+        <Text key={i} color={tone(notice?.kind === 'error' ? 'red' : undefined)}>
+          {line}
+        </Text>
+      ))}
+      <Text bold wrap="truncate">
+        Keys here{readonly ? ' (read-only: changes are disabled)' : ''} — any key closes
+      </Text>
+      <Text dimColor wrap="truncate">
+        In a text field letters are typed: {keyNames('help', 'text').join(' or ')} for help, esc leaves the field.
+      </Text>
       <Box>
         {columns.map((column, i) => (
           <Box key={i} flexDirection="column" marginRight={2}>
             {column.map(k => (
               <Text key={k.key} wrap="truncate">
-                <Text bold>{k.key.padEnd(9)}</Text>
+                <Text bold>{k.key.padEnd(Math.max(9, k.key.length + 1))}</Text>
                 {k.label}
               </Text>
             ))}

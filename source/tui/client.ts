@@ -4,6 +4,7 @@ import { EventEmitter } from 'node:events'
 import { DaemonClient } from '../client/index.ts'
 import type { SubscriptionTopic } from '../protocol/methods.ts'
 import type { MethodName, NotificationName, TuiMethods, TuiNotifications } from './contract.ts'
+import { terminalSafe } from '../util/terminal-text.ts'
 
 export type ConnectionState = { status: 'connecting' } | { status: 'connected' } | { status: 'down'; reason: string }
 
@@ -19,8 +20,32 @@ export interface TuiClient {
 
 /** The sentence an RPC error carries for the administrator (a Lifeboat error's message, else the JSON-RPC one). */
 export function errorText(error: unknown): string {
-  if (error !== null && typeof error === 'object' && 'message' in error) return String((error as { message: unknown }).message)
-  return String(error)
+  if (error !== null && typeof error === 'object' && 'message' in error) return terminalSafe(String((error as { message: unknown }).message))
+  return terminalSafe(String(error))
+}
+
+/** Every string in a daemon answer made safe for the terminal: VM names, remote listings and job names come from outside. */
+export function safeValue<T>(value: T): T {
+  if (typeof value === 'string') return terminalSafe(value) as T
+  if (Array.isArray(value)) return value.map(safeValue) as T
+  if (value !== null && typeof value === 'object') return Object.fromEntries(Object.entries(value).map(([k, v]) => [terminalSafe(k), safeValue(v)])) as T
+  return value
+}
+
+/** The client as the screens see it: answers, notifications and error messages pass through safeValue. */
+export function safeClient(client: TuiClient): TuiClient {
+  return {
+    get connection() {
+      return client.connection
+    },
+    call: (method, params) =>
+      client.call(method, params).then(safeValue, (error: unknown) => {
+        throw error !== null && typeof error === 'object' && 'message' in error ? Object.assign(Object.create(Object.getPrototypeOf(error) as object) as object, error, { message: errorText(error) }) : new Error(errorText(error))
+      }),
+    on: (notification, handler) => client.on(notification, params => handler(safeValue(params))),
+    onConnection: handler => client.onConnection(state => handler(safeValue(state))),
+    close: () => client.close(),
+  }
 }
 
 /**

@@ -17,7 +17,7 @@ const ENTER_ALTERNATE_SCREEN = '\u001B[?1049h\u001B[H'
 const LEAVE_ALTERNATE_SCREEN = '\u001B[?1049l'
 
 /** Runs the TUI until the administrator quits; the exit code (2: no terminal). */
-export async function runTui(options: { socket: string; readonly: boolean }): Promise<number> {
+export async function runTui(options: { socket: string; readonly: boolean; lab?: boolean }): Promise<number> {
   if (process.stdin.isTTY !== true || process.stdout.isTTY !== true) {
     process.stderr.write(NO_TTY_MESSAGE)
     return 2
@@ -27,7 +27,7 @@ export async function runTui(options: { socket: string; readonly: boolean }): Pr
   const restore = () => process.stdout.write(LEAVE_ALTERNATE_SCREEN)
   process.once('exit', restore)
   try {
-    const instance = render(<SizedApp client={client} readonly={options.readonly} socket={options.socket} />, { exitOnCtrlC: false, patchConsole: true, maxFps: 15 })
+    const instance = render(<SizedApp client={client} readonly={options.readonly} socket={options.socket} lab={options.lab === true} />, { exitOnCtrlC: false, patchConsole: true, maxFps: 15 })
     await instance.waitUntilExit()
     return 0
   } finally {
@@ -38,7 +38,7 @@ export async function runTui(options: { socket: string; readonly: boolean }): Pr
 }
 
 /** The app at the terminal's size, redrawn whole when the window is resized. */
-function SizedApp({ client, readonly, socket }: { client: TuiClient; readonly: boolean; socket: string }) {
+function SizedApp({ client, readonly, socket, lab }: { client: TuiClient; readonly: boolean; socket: string; lab: boolean }) {
   const read = () => ({ columns: process.stdout.columns || 80, rows: process.stdout.rows || 24 })
   const [size, setSize] = useState(read)
   useEffect(() => {
@@ -51,5 +51,5 @@ function SizedApp({ client, readonly, socket }: { client: TuiClient; readonly: b
       process.stdout.off('resize', onResize)
     }
   }, [])
-  return <App client={client} readonly={readonly} columns={size.columns} rows={size.rows} socket={socket} />
+  return <App client={client} readonly={readonly} columns={size.columns} rows={size.rows} socket={socket} lab={lab} />
 }

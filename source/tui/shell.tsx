@@ -5,6 +5,7 @@ import type { Key } from 'ink'
 import type { TuiClient } from './client.ts'
 import { errorText } from './client.ts'
 import type { MethodName, TuiMethods } from './contract.ts'
+import type { Focus } from './keys.ts'
 
 export type Route =
   | { screen: 'jobs' }
@@ -16,8 +17,8 @@ export type Route =
   | { screen: 'restore' }
   | { screen: 'remotes' }
   | { screen: 'pools' }
-  | { screen: 'vms' }
-  | { screen: 'srs' }
+  | { screen: 'vms'; pool?: { id: string; name: string } }
+  | { screen: 'srs'; pool?: { id: string; name: string } }
 
 export interface KeyHelp {
   key: string
@@ -40,6 +41,7 @@ export interface ConfirmRequest {
   /** The text the administrator must type (a job name) instead of answering y/n. */
   typed?: string
   onYes: () => void
+  onNo?: () => void
 }
 
 export interface Notice {
@@ -59,13 +61,15 @@ export interface Shell {
   back: () => void
   notify: (text: string, kind?: Notice['kind']) => void
   confirm: (request: ConfirmRequest) => void
+  /** Shows a text whole (wrapped) over the screen until a key is pressed: for lines too long to read in a row. */
+  showDetail: (title: string, text: string) => void
   /** False (and says why) when changes are disabled: for screens that open a form before changing anything. */
   canChange: (label: string) => boolean
-  /** Runs a change on the daemon, unless read-only; reports the outcome on the status line. */
-  mutate: <T>(label: string, action: () => Promise<T>) => Promise<T | undefined>
+  /** Runs a change on the daemon, unless read-only; reports the outcome on the status line ("label: done.", or `said` of the result). */
+  mutate: <T>(label: string, action: () => Promise<T>, said?: (result: T) => string) => Promise<T | undefined>
   register: (keys: ScreenKeys) => void
-  /** The keys shown in the footer and the help overlay. */
-  showKeys: (keys: KeyHelp[]) => void
+  /** The keys shown in the footer and the help overlay, and whether a text field has the keyboard. */
+  showKeys: (shown: { keys: KeyHelp[]; focus: Focus }) => void
 }
 
 export const ShellContext = createContext<Shell | undefined>(undefined)
@@ -83,10 +87,11 @@ export function useScreenKeys(keys: ScreenKeys): void {
   const shell = useShell()
   const active = useContext(ActiveScreen)
   if (active) shell.register(keys)
-  const signature = keys.keys.map(k => `${k.key}\u0000${k.label}\u0000${k.more === true}`).join('\u0001')
+  const focus: Focus = keys.capturing === true ? 'text' : 'list'
+  const signature = `${focus}\u0001${keys.keys.map(k => `${k.key}\u0000${k.label}\u0000${k.more === true}`).join('\u0001')}`
   const { showKeys } = shell
   useEffect(() => {
-    if (active) showKeys(keys.keys)
+    if (active) showKeys({ keys: keys.keys, focus })
   }, [showKeys, signature, active]) // eslint-disable-line react-hooks/exhaustive-deps
 }
 
@@ -133,6 +138,17 @@ export function useRpc<M extends MethodName>(method: M, params: TuiMethods[M]['p
   return { data: state.data, error: state.error, loading: state.loading, reload }
 }
 
+/** The time now, redrawn every second while `ticking` (a run in progress: its elapsed time moves). */
+export function useNow(ticking: boolean): number {
+  const [, setTick] = useState(0)
+  useEffect(() => {
+    if (!ticking) return
+    const timer = setInterval(() => setTick(t => t + 1), 1000)
+    return () => clearInterval(timer)
+  }, [ticking])
+  return Date.now()
+}
+
 /** Calls `fn` at most once per `ms`, the last call winning (progress events arrive far faster than a screen redraws). */
 export function useThrottled(fn: () => void, ms: number): () => void {
   const latest = useRef(fn)
@@ -147,3 +163,8 @@ export function useThrottled(fn: () => void, ms: number): () => void {
     }, ms)
   }, [ms])
 }
+
+/** What the status line says once a run was asked for: it started, it is not done. */
+export const runStarted = (label: string) => (result: { runId: string }) => `${label}: started (run ${result.runId}); :logs shows it.`
+/** A cancel takes effect at the run's next step, not at once. */
+export const cancelAsked = () => 'Cancel asked: the run stops at its next step and is recorded as cancelled.'

@@ -52,6 +52,7 @@ export const KEYS = {
   shiftTab: '\u001B[Z',
   backspace: '\u007F',
   pageDown: '\u001B[6~',
+  pageUp: '\u001B[5~',
 } as const
 
 export const tick = (ms = 20) => new Promise(resolve => setTimeout(resolve, ms))
@@ -81,10 +82,10 @@ export interface Terminal {
   write: (data: string) => void
 }
 
-export async function renderApp(client: FakeClient, options: { columns?: number; rows?: number; readonly?: boolean; onQuit?: () => void } = {}): Promise<Terminal> {
+export async function renderApp(client: FakeClient, options: { columns?: number; rows?: number; readonly?: boolean; onQuit?: () => void; lab?: boolean } = {}): Promise<Terminal> {
   const stdout = new FakeStdout(options.columns ?? 80, options.rows ?? 24)
   const stdin = new FakeStdin()
-  const instance = inkRender(<App client={client} readonly={options.readonly ?? false} columns={stdout.columns} rows={stdout.rows} socket="/run/lifeboat/test.sock" {...(options.onQuit !== undefined && { onQuit: options.onQuit })} />, {
+  const instance = inkRender(<App client={client} readonly={options.readonly ?? false} columns={stdout.columns} rows={stdout.rows} socket="/run/lifeboat/test.sock" {...(options.onQuit !== undefined && { onQuit: options.onQuit })} lab={options.lab === true} />, {
     stdout: stdout as unknown as NodeJS.WriteStream,
     stdin: stdin as unknown as NodeJS.ReadStream,
     debug: true,

@@ -12,7 +12,7 @@ export function fullDaemon(rows?: number): FakeClient {
     .answer('lanes.get', data.lanes())
     .answer('remote.list', rows === undefined ? data.remotes : Array.from({ length: rows }, (_, i) => ({ ...data.remotes[0]!, name: `remote-${i}` })))
     .answer('pool.list', rows === undefined ? data.pools : Array.from({ length: rows }, (_, i) => ({ ...data.pools[0]!, id: `pool-${i}`, name: `pool-${i}` })))
-    .answer('vm.list', data.vms(rows ?? 6))
-    .answer('sr.list', rows === undefined ? data.srs : Array.from({ length: rows }, (_, i) => ({ ...data.srs[0]!, uuid: `sr-${i}`, name: `sr-${i}` })))
+    .answer('vm.list', params => data.vms(rows ?? 6).filter(vm => params?.pool === undefined || vm.poolId === params.pool))
+    .answer('sr.list', params => (rows === undefined ? data.srs : Array.from({ length: rows }, (_, i) => ({ ...data.srs[0]!, uuid: `sr-${i}`, name: `sr-${i}` }))).filter(sr => params?.pool === undefined || sr.poolId === params.pool))
     .answer('backup.list', data.restorePoints())
 }

@@ -2,8 +2,11 @@
 // turn with ←/→ or space, toggles flip with space. Values stay text until the form is submitted.
 import { useState } from 'react'
 import { Box, Text, type Key } from 'ink'
-import { editText } from './input.tsx'
-import { fit } from '../format.ts'
+import { Caret, editText } from './input.tsx'
+import { fit, wrapText } from '../format.ts'
+import { useShell } from '../shell.tsx'
+import { errorText } from '../client.ts'
+import { tone } from '../theme.ts'
 
 export type Field =
   | { name: string; label: string; kind: 'text'; secret?: boolean; hint?: string }
@@ -19,6 +22,8 @@ export interface Form {
   capturing: boolean
   onKey: (input: string, key: Key) => boolean
   set: (name: string, value: string | boolean) => void
+  /** Back to the values it started with, focus on the first field. */
+  reset: () => void
 }
 
 export function useForm(fields: Field[], initial: FormValues): Form {
@@ -45,7 +50,11 @@ export function useForm(fields: Field[], initial: FormValues): Form {
     }
     return false
   }
-  return { values, focus, capturing: field?.kind === 'text', onKey, set }
+  const reset = () => {
+    setValues(initial)
+    setFocus(0)
+  }
+  return { values, focus, capturing: field?.kind === 'text', onKey, set, reset }
 }
 
 export function FormView({ fields, form, width, labelWidth = 18 }: { fields: Field[]; form: Form; width: number; labelWidth?: number }) {
@@ -67,7 +76,7 @@ export function FormView({ fields, form, width, labelWidth = 18 }: { fields: Fie
         return (
           <Text key={field.name} wrap="truncate">
             <Text bold={focused}>{(focused ? '› ' : '  ') + fit(field.label, labelWidth)}</Text> <Text inverse={focused}>{shown}</Text>
-            {focused && field.kind === 'text' ? <Text inverse> </Text> : null}
+            {focused && field.kind === 'text' ? <Caret /> : null}
             {field.hint === undefined ? null : <Text dimColor> {fit(field.hint, Math.max(0, width - labelWidth - shown.length - 6))}</Text>}
           </Text>
         )
@@ -79,6 +88,8 @@ export function FormView({ fields, form, width, labelWidth = 18 }: { fields: Fie
 export interface AddForm {
   adding: boolean
   form: Form
+  /** Why the last submission was refused, whole; what was typed is kept (secrets excepted). */
+  failure: string | undefined
   /** Opens the form (when the screen may change things). */
   open: () => void
   /** While open, every key goes to the form: esc closes it, enter submits it. Returns whether it took the key. */
@@ -87,18 +98,60 @@ export interface AddForm {
   keys: Array<{ key: string; label: string }>
 }
 
-/** The "add" form of a list screen (a pool, a remote): open with `a`, esc cancels, enter submits. */
-export function useAddForm(fields: Field[], initial: FormValues, options: { submitLabel: string; onSubmit: (values: FormValues, form: Form) => void }): AddForm {
+/**
+ * The "add" form of a list screen (a pool, a remote): open with `a`, esc cancels, enter submits. A refused
+ * form stays open with what was typed, except secret fields, which are cleared (and it says so).
+ */
+export function useAddForm(fields: Field[], initial: FormValues, options: { submitLabel: string; label: (values: FormValues) => string; submit: (values: FormValues) => Promise<unknown> }): AddForm {
+  const shell = useShell()
   const [adding, setAdding] = useState(false)
+  const [failure, setFailure] = useState<string>()
   const form = useForm(fields, initial)
+  const submit = () => {
+    const { values } = form
+    const label = options.label(values)
+    if (!shell.canChange(label)) return
+    options.submit(values).then(
+      () => {
+        shell.notify(`${label}: done.`)
+        setAdding(false)
+        setFailure(undefined)
+        form.reset()
+      },
+      (error: unknown) => {
+        const secrets = fields.filter(f => f.kind === 'text' && f.secret === true && String(values[f.name] ?? '') !== '')
+        for (const field of secrets) form.set(field.name, '')
+        const cleared = secrets.length === 0 ? '' : ` The ${secrets.map(f => f.label.toLowerCase()).join(' and ')} was cleared: type it again.`
+        setFailure(`${label} failed: ${errorText(error)}${cleared}`)
+        shell.notify(`${label} failed: ${errorText(error)}`, 'error')
+      },
+    )
+  }
   const onKey = (input: string, key: Key): boolean => {
     if (!adding) return false
-    if (key.escape) setAdding(false)
-    else if (key.return) {
+    if (key.escape) {
       setAdding(false)
-      options.onSubmit(form.values, form)
-    } else form.onKey(input, key)
+      setFailure(undefined)
+    } else if (key.return) submit()
+    else form.onKey(input, key)
     return true
   }
-  return { adding, form, open: () => setAdding(true), onKey, keys: [{ key: 'enter', label: options.submitLabel }, { key: 'esc', label: 'cancel' }] }
+  return { adding, form, failure, open: () => setAdding(true), onKey, keys: [{ key: 'enter', label: options.submitLabel }, { key: 'esc', label: 'cancel' }] }
+}
+
+/** An add form with its title and, after a refusal, the reason whole. */
+export function AddFormView({ title, fields, add, width, labelWidth }: { title: string; fields: Field[]; add: AddForm; width: number; labelWidth: number }) {
+  return (
+    <Box flexDirection="column">
+      <Text bold>{title}</Text>
+      <FormView fields={fields} form={add.form} width={width} labelWidth={labelWidth} />
+      {add.failure === undefined
+        ? null
+        : wrapText(`✖ ${add.failure}`, width).map((line, i) => (
+            <Text key={i} color={tone('red')}>
+              {line}
+            </Text>
+          ))}
+    </Box>
+  )
 }

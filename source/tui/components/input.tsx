@@ -53,7 +53,12 @@ export function FilterLine({ filter }: { filter: Filter }) {
     <Text wrap="truncate">
       <Text bold>/</Text>
       {filter.text}
-      {filter.editing ? <Text inverse> </Text> : <Text dimColor> (esc clears)</Text>}
+      {filter.editing ? <Caret /> : <Text dimColor> (esc clears)</Text>}
     </Text>
   )
+}
+
+/** Where typing goes: a block glyph, visible without colours (inverse video alone is lost under NO_COLOR). */
+export function Caret() {
+  return <Text>█</Text>
 }

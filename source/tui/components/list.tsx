@@ -8,6 +8,9 @@ import { tone, type Tone } from '../theme.ts'
 export interface ListCursor {
   cursor: number
   offset: number
+  /** Rows shown: the height given, less the line that counts the hidden ones when not all fit. */
+  window: number
+  count: number
   setCursor: (index: number) => void
   onKey: (input: string, key: Key) => boolean
 }
@@ -16,7 +19,7 @@ export function useListCursor(count: number, height: number): ListCursor {
   const [wanted, setCursor] = useState(0)
   const offsetRef = useRef(0)
   const cursor = count === 0 ? 0 : Math.min(Math.max(0, wanted), count - 1)
-  const rows = Math.max(1, height)
+  const rows = Math.max(1, count > height && height > 1 ? height - 1 : height)
   let offset = Math.min(offsetRef.current, Math.max(0, count - rows))
   if (cursor < offset) offset = cursor
   if (cursor >= offset + rows) offset = cursor - rows + 1
@@ -32,7 +35,24 @@ export function useListCursor(count: number, height: number): ListCursor {
     else return false
     return true
   }
-  return { cursor, offset, setCursor: move, onKey }
+  return { cursor, offset, window: rows, count, setCursor: move, onKey }
+}
+
+/** The cursor's mark at the start of a row: a glyph, so that it shows without colours or inverse video. */
+export function cursorMark(selected: boolean): string {
+  return selected ? '›' : ' '
+}
+
+/** "… 12 more (3 above)": how many rows the window hides; nothing when all fit. */
+export function MoreLine({ list }: { list: ListCursor }) {
+  const above = list.offset
+  const below = Math.max(0, list.count - list.offset - list.window)
+  if (above + below === 0) return null
+  return (
+    <Text dimColor wrap="truncate">
+      … {above + below} more{above > 0 && below > 0 ? ` (${above} above, ${below} below)` : above > 0 ? ' above' : ''}
+    </Text>
+  )
 }
 
 export interface Cell {
@@ -56,7 +76,7 @@ export function layoutColumns(columns: Column[], total: number): Column[] {
 const Row = memo(function Row({ cells, columns, selected }: { cells: Cell[]; columns: Column[]; selected: boolean }) {
   return (
     <Text wrap="truncate" inverse={selected}>
-      {selected ? '›' : ' '}
+      {cursorMark(selected)}
       {cells.map((cell, i) => (
         <Text key={i} color={tone(cell.tone)}>
           {i < cells.length - 1 ? `${fit(cell.text, columns[i]?.width ?? 0, columns[i]?.align)} ` : fit(cell.text, columns[i]?.width ?? 0, columns[i]?.align).trimEnd()}
@@ -85,7 +105,7 @@ export interface TableProps<T> {
 
 export function Table<T>({ columns, rows, cells, rowKey, list, height, width, empty }: TableProps<T>) {
   const laidOut = useColumns(columns, width - 1)
-  const visible = rows.slice(list.offset, list.offset + Math.max(1, height - 1))
+  const visible = rows.slice(list.offset, list.offset + list.window)
   return (
     <Box flexDirection="column" height={height} overflow="hidden">
       <Text wrap="truncate" bold>
@@ -95,6 +115,7 @@ export function Table<T>({ columns, rows, cells, rowKey, list, height, width, em
       {visible.map((row, i) => (
         <Row key={rowKey(row)} cells={cells(row)} columns={laidOut} selected={list.offset + i === list.cursor} />
       ))}
+      <MoreLine list={list} />
     </Box>
   )
 }

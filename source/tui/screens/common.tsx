@@ -4,7 +4,7 @@ import { tone } from '../theme.ts'
 import { useFilter, type Filter } from '../components/input.tsx'
 import { useListCursor, type Cell, type ListCursor } from '../components/list.tsx'
 import type { Job, JobInfo, RunStatus, RunSummary } from '../contract.ts'
-import { formatDate } from '../format.ts'
+import { formatDate, formatZoned, localTimezone } from '../format.ts'
 import { STATUS_STYLE } from '../theme.ts'
 
 export interface FilteredList<T> {
@@ -68,4 +68,15 @@ export function CountLine({ error, loading, count, noun }: { error: string | und
       {error === undefined ? `${count} ${noun}${count === 1 ? '' : 's'}${loading === true ? ' …' : ''}` : `✖ ${error}`}
     </Text>
   )
+}
+
+/** The timezone a job's next run is told in: its enabled schedules' one, or the local one when they differ. */
+export function nextRunZone(job: Job): string {
+  const zones = new Set(job.schedules.filter(s => s.enabled).map(s => s.timezone))
+  return zones.size === 1 ? [...zones][0]! : localTimezone()
+}
+
+/** A job's next run in its schedule's timezone, named when it is not the local one. */
+export function nextRunText(info: JobInfo, short = false): string {
+  return formatZoned(info.nextRun, nextRunZone(info.job), short)
 }

@@ -151,13 +151,23 @@ export function jobOf(draft: Draft): JobInput {
   } as JobInput
 }
 
+export interface Problem {
+  /** Where, as the schema says it: `schedules.0.cron`, `name`. */
+  path: string
+  message: string
+}
+
 /** The problems the job schema finds, one sentence each, or none. */
-export function problemsOf(draft: Draft): string[] {
+export function problemsOf(draft: Draft): Problem[] {
   try {
     parseJob(jobOf(draft))
     return []
   } catch (error) {
-    const problems = (error as { data?: { problems?: Array<{ path: string; message: string }> } }).data?.problems
-    return problems?.map(p => `${p.path}: ${p.message}`) ?? [(error as Error).message]
+    return (error as { data?: { problems?: Problem[] } }).data?.problems ?? [{ path: '(job)', message: (error as Error).message }]
   }
+}
+
+/** What the wizard compares to tell a changed draft from the one it opened with. */
+export function draftShape(draft: Draft): unknown {
+  return { ...draft, picked: [...draft.picked], smartPools: [...draft.smartPools], remotes: [...draft.remotes], srs: [...draft.srs] }
 }

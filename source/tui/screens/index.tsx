@@ -30,9 +30,9 @@ export function routeLabel(route: Route): string {
     case 'pools':
       return 'Pools'
     case 'vms':
-      return 'VMs'
+      return route.pool === undefined ? 'VMs' : `VMs of ${route.pool.name}`
     case 'srs':
-      return 'SRs'
+      return route.pool === undefined ? 'SRs' : `SRs of ${route.pool.name}`
   }
 }
 
@@ -57,8 +57,8 @@ export function Screen({ route }: { route: Route }) {
     case 'pools':
       return <PoolsScreen />
     case 'vms':
-      return <VmsScreen />
+      return <VmsScreen {...(route.pool !== undefined && { poolId: route.pool.id })} />
     case 'srs':
-      return <SrsScreen />
+      return <SrsScreen {...(route.pool !== undefined && { poolId: route.pool.id })} />
   }
 }

@@ -1,10 +1,10 @@
 // Pools, VMs and SRs: what Lifeboat is connected to. Pools can be added (URL, user, password) and
 // removed; VMs and SRs are listed with their state, tags and free space.
-import { Box, Text } from 'ink'
+import { Box } from 'ink'
 import { useRpc, useScreenKeys, useShell } from '../shell.tsx'
 import { Table, type Column } from '../components/list.tsx'
 import { FilterLine } from '../components/input.tsx'
-import { FormView, useAddForm, type Field } from '../components/form.tsx'
+import { AddFormView, useAddForm, type Field } from '../components/form.tsx'
 import type { Vm } from '../contract.ts'
 import { formatBytes } from '../format.ts'
 import type { Tone } from '../theme.ts'
@@ -22,10 +22,8 @@ export function PoolsScreen() {
   const view = useFilteredList(pools.data, p => `${p.name} ${p.url} ${p.status}`, shell.bodyHeight - 1)
   const add = useAddForm(POOL_FIELDS, { url: '', username: 'root', password: '' }, {
     submitLabel: 'connect',
-    onSubmit: ({ url, username, password }, form) => {
-      void shell.mutate(`add pool ${String(url)}`, () => shell.client.call('pool.add', { url: String(url), username: String(username), password: String(password) }))
-      form.set('password', '')
-    },
+    label: ({ url }) => `add pool ${String(url)}`,
+    submit: ({ url, username, password }) => shell.client.call('pool.add', { url: String(url), username: String(username), password: String(password) }),
   })
 
   useScreenKeys({
@@ -47,21 +45,15 @@ export function PoolsScreen() {
         if (shell.canChange('adding a pool')) add.open()
       } else if (input === 'd' && pool !== undefined) {
         if (shell.canChange('removing a pool')) shell.confirm({ message: `Disconnect Lifeboat from the pool ${pool.name}? Jobs on its VMs will skip them.`, onYes: () => void shell.mutate(`remove ${pool.name}`, () => shell.client.call('pool.remove', { id: pool.id })) })
-      } else if (key.return) shell.navigate({ screen: 'vms' })
-      else if (input === 's') shell.navigate({ screen: 'srs' })
-      else return false
+      } else if ((key.return || input === 's') && pool !== undefined) {
+        if (pool.id === '') shell.notify(`${pool.name} has not connected yet: its VMs and SRs are not known.`, 'error')
+        else shell.navigate({ screen: key.return ? 'vms' : 'srs', pool: { id: pool.id, name: pool.name } })
+      } else return false
       return true
     },
   })
 
-  if (add.adding) {
-    return (
-      <Box flexDirection="column">
-        <Text bold>Connect a pool (its master)</Text>
-        <FormView fields={POOL_FIELDS} form={add.form} width={shell.columns} labelWidth={9} />
-      </Box>
-    )
-  }
+  if (add.adding) return <AddFormView title="Connect a pool (its master)" fields={POOL_FIELDS} add={add} width={shell.columns} labelWidth={9} />
   return (
     <Box flexDirection="column">
       <CountLine error={pools.error} count={view.rows.length} noun="pool" />
@@ -105,9 +97,9 @@ const VM_COLUMNS: Column[] = [
   { title: 'Tags', width: 0 },
 ]
 
-export function VmsScreen() {
+export function VmsScreen({ poolId }: { poolId?: string }) {
   const shell = useShell()
-  const vms = useRpc('vm.list', {}, ['pools'])
+  const vms = useRpc('vm.list', poolId === undefined ? {} : { pool: poolId }, ['pools'])
   const view = useFilteredList(vms.data, vm => `${vm.name} ${vm.uuid} ${vm.poolName} ${vm.powerState} ${vm.tags.join(' ')}`, shell.bodyHeight - 1)
   useScreenKeys({ keys: [{ key: '/', label: 'filter (name, tag, pool, power)' }], capturing: view.filter.editing, onKey: view.onKey })
   return (
@@ -128,9 +120,9 @@ export function VmsScreen() {
   )
 }
 
-export function SrsScreen() {
+export function SrsScreen({ poolId }: { poolId?: string }) {
   const shell = useShell()
-  const srs = useRpc('sr.list', {}, ['pools'])
+  const srs = useRpc('sr.list', poolId === undefined ? {} : { pool: poolId }, ['pools'])
   const view = useFilteredList(srs.data, sr => `${sr.name} ${sr.uuid} ${sr.poolName} ${sr.type}`, shell.bodyHeight - 1)
   useScreenKeys({ keys: [{ key: '/', label: 'filter' }], capturing: view.filter.editing, onKey: view.onKey })
   return (

@@ -1,11 +1,11 @@
 // One job: its selection, targets, settings and schedules, and its recent runs (Enter opens one).
 import { Box, Text } from 'ink'
-import { useRpc, useScreenKeys, useShell } from '../shell.tsx'
+import { cancelAsked, runStarted, useNow, useRpc, useScreenKeys, useShell } from '../shell.tsx'
 import { Table } from '../components/list.tsx'
 import { jobIdOf } from '../contract.ts'
-import { formatBytes, formatDate, formatDuration } from '../format.ts'
+import { formatBytes, formatDuration } from '../format.ts'
 import { tone } from '../theme.ts'
-import { runSearchText, shortDate, statusCell, targetsLabel, useFilteredList, vmsLabel } from './common.tsx'
+import { nextRunText, runSearchText, shortDate, statusCell, targetsLabel, useFilteredList, vmsLabel } from './common.tsx'
 
 export function JobScreen({ id }: { id: string }) {
   const shell = useShell()
@@ -15,6 +15,7 @@ export function JobScreen({ id }: { id: string }) {
   const settings = Object.entries(job?.settings ?? {}).filter(([, v]) => v !== undefined)
   const headerLines = 5 + (job?.schedules.length ?? 0)
   const view = useFilteredList(runs.data, runSearchText, Math.max(3, shell.bodyHeight - headerLines))
+  const now = useNow((runs.data ?? []).some(r => r.status === 'pending'))
 
   useScreenKeys({
     keys: [
@@ -31,23 +32,22 @@ export function JobScreen({ id }: { id: string }) {
       const jobId = jobIdOf(job)
       const running = info.data.running
       if (key.return && view.selected !== undefined) shell.navigate({ screen: 'run', runId: view.selected.runId })
-      else if (input === 'r') void shell.mutate(`run ${job.name}`, () => shell.client.call('job.run', { id: jobId }))
+      else if (input === 'r') void shell.mutate(`run ${job.name}`, () => shell.client.call('job.run', { id: jobId }), runStarted(`run ${job.name}`))
       else if (input === 'e') shell.canChange('editing') && shell.navigate({ screen: 'wizard', id: jobId, label: `edit ${job.name}` })
       else if (input === ' ') void shell.mutate(info.data.enabled ? 'disable' : 'enable', () => shell.client.call('job.setEnabled', { id: jobId, enabled: !info.data!.enabled }))
       else if (input === 'c') {
         if (running === undefined) shell.notify(`${job.name} is not running.`, 'error')
-        else if (shell.canChange('cancel')) shell.confirm({ message: `Cancel the running run of ${job.name}?`, onYes: () => void shell.mutate('cancel', () => shell.client.call('run.cancel', { runId: running })) })
+        else if (shell.canChange('cancel')) shell.confirm({ message: `Cancel the running run of ${job.name}?`, onYes: () => void shell.mutate('cancel', () => shell.client.call('run.cancel', { runId: running }), cancelAsked) })
       } else return false
       return true
     },
   })
 
   if (job === undefined || info.data === undefined) return <Text color={tone(info.error === undefined ? undefined : 'red')}>{info.error ?? 'Loading the job…'}</Text>
-  const now = Date.now()
   return (
     <Box flexDirection="column">
       <Text wrap="truncate">
-        <Text bold>{job.name}</Text> · {job.mode} · {info.data.enabled ? `next run ${formatDate(info.data.nextRun)}` : '⏸ disabled'}
+        <Text bold>{job.name}</Text> · {job.mode} · {info.data.enabled ? `next run ${nextRunText(info.data)}` : '⏸ disabled'}
         {info.data.running === undefined ? '' : ' · ⟳ running'}
       </Text>
       <Text wrap="truncate">VMs: {vmsLabel(job)}</Text>

@@ -1,9 +1,9 @@
 // Jobs: every backup job with its last and next run; the place to create, run, pause and delete them.
-import { useRpc, useScreenKeys, useShell } from '../shell.tsx'
+import { cancelAsked, runStarted, useRpc, useScreenKeys, useShell } from '../shell.tsx'
 import { Table, type Column } from '../components/list.tsx'
 import { FilterLine } from '../components/input.tsx'
 import { jobIdOf, type JobInfo } from '../contract.ts'
-import { CountLine, jobSearchText, shortDate, statusCell, targetsLabel, useFilteredList, vmsLabel } from './common.tsx'
+import { CountLine, jobSearchText, nextRunText, statusCell, targetsLabel, useFilteredList, vmsLabel } from './common.tsx'
 import { Box } from 'ink'
 
 const COLUMNS: Column[] = [
@@ -14,7 +14,7 @@ const COLUMNS: Column[] = [
   { title: 'Targets', width: 0 },
   { title: 'Schedule', width: 9 },
   { title: 'Last run', width: 11 },
-  { title: 'Next run', width: 11 },
+  { title: 'Next run', width: 17 },
 ]
 
 export function JobsScreen() {
@@ -30,11 +30,11 @@ export function JobsScreen() {
   const actions: Record<string, () => void> = {
     n: () => shell.canChange('a new job') && shell.navigate({ screen: 'wizard', label: 'new job' }),
     e: withJob(info => shell.canChange('editing') && shell.navigate({ screen: 'wizard', id: jobIdOf(info.job), label: `edit ${info.job.name}` })),
-    r: withJob(info => void shell.mutate(`run ${info.job.name}`, () => shell.client.call('job.run', { id: jobIdOf(info.job) }))),
+    r: withJob(info => void shell.mutate(`run ${info.job.name}`, () => shell.client.call('job.run', { id: jobIdOf(info.job) }), runStarted(`run ${info.job.name}`))),
     c: withJob(info => {
       const runId = info.running
       if (runId === undefined) return shell.notify(`${info.job.name} is not running.`, 'error')
-      shell.confirm({ message: `Cancel the running run of ${info.job.name}?`, onYes: () => void shell.mutate('cancel', () => shell.client.call('run.cancel', { runId })) })
+      shell.confirm({ message: `Cancel the running run of ${info.job.name}?`, onYes: () => void shell.mutate('cancel', () => shell.client.call('run.cancel', { runId }), cancelAsked) })
     }),
     ' ': withJob(info => void shell.mutate(info.enabled ? `disable ${info.job.name}` : `enable ${info.job.name}`, () => shell.client.call('job.setEnabled', { id: jobIdOf(info.job), enabled: !info.enabled }))),
     d: withJob(info =>
@@ -87,7 +87,7 @@ export function JobsScreen() {
           { text: targetsLabel(info.job) },
           { text: info.job.schedules.map(s => s.cron).join(' | ') },
           info.running !== undefined ? statusCell('pending') : statusCell(info.lastRun?.status),
-          { text: info.enabled ? shortDate(info.nextRun) : 'disabled' },
+          { text: info.enabled ? nextRunText(info, true) : 'disabled' },
         ]}
       />
     </Box>

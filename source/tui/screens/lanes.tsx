@@ -2,10 +2,10 @@
 // queue behind each full lane and the writers per target, so back-pressure and limits show at a glance.
 import { memo, useEffect, useState } from 'react'
 import { Box, Text } from 'ink'
-import { useRpc, useScreenKeys, useShell } from '../shell.tsx'
-import { useListCursor } from '../components/list.tsx'
+import { useNow, useRpc, useScreenKeys, useShell } from '../shell.tsx'
+import { cursorMark, MoreLine, useListCursor } from '../components/list.tsx'
 import type { Lane, LaneHolder, LanesSnapshot } from '../contract.ts'
-import { fit, formatDuration, formatEta, formatSpeed, percent, progressBar } from '../format.ts'
+import { fit, formatBytes, formatDuration, formatEta, formatSpeed, percent, progressBar } from '../format.ts'
 import { tone, type Tone } from '../theme.ts'
 
 export interface LaneLine {
@@ -34,13 +34,17 @@ function slotLabel(vm: string, disk: string | undefined): string {
 }
 
 function holderLine(holder: LaneHolder, now: number, width: number): string {
-  const name = fit(slotLabel(holder.vmName ?? holder.vm, holder.disk), 20)
-  if (holder.total === undefined) return `  ${name} ${fit(holder.phase, 10)} ${formatDuration(now - holder.since)}  ${holder.jobName ?? ''}`
+  const name = fit(slotLabel(holder.vmName ?? holder.vm, holder.disk), 15)
+  const elapsed = formatDuration(now - holder.since)
+  if (holder.done === undefined) return fit(`  ${name} ${fit(holder.phase, 10)} ${elapsed}  ${holder.jobName ?? ''}`, width)
+  const moved = `${formatBytes(holder.done).padStart(8)} ${formatSpeed(holder.bytesPerSecond).padStart(10)}`
+  // Size unknown (a full XVA export): what moved and how fast, and no ETA that would be invented.
+  if (holder.total === undefined) return fit(`  ${name} ${fit(holder.phase, 6)} ${moved}  ${elapsed} so far  ${holder.jobName ?? ''}`, width)
   const targets = Object.entries(holder.targets ?? {})
     .map(([target, t]) => `${target} ${t.state === 'failed' ? '✖' : t.state === 'done' ? '✔' : percent(t.done, holder.total).trim()}`)
     .join(' ')
-  const figures = `${percent(holder.done, holder.total)} ${formatSpeed(holder.bytesPerSecond).padStart(10)} ${formatEta(holder.done, holder.total, holder.bytesPerSecond).padStart(6)}`
-  const line = `  ${name} ${progressBar(holder.done, holder.total, 8)} ${figures}  ${targets || holder.jobName || ''}`
+  const figures = `${percent(holder.done, holder.total)} ${moved} ${formatEta(holder.done, holder.total, holder.bytesPerSecond).padStart(6)}`
+  const line = `  ${name} ${progressBar(holder.done, holder.total, 6)} ${figures} ${targets || holder.jobName || ''}`
   return fit(line, width)
 }
 
@@ -86,13 +90,17 @@ export function LanesScreen() {
   }, [shell.client, shell.generation])
 
   const snapshot = live !== undefined && (initial.data === undefined || live.at >= initial.data.at) ? live : initial.data
-  const lines = snapshot === undefined ? [] : laneLines(snapshot, snapshot.at, shell.columns - 1)
+  const busy = snapshot?.pools.some(p => p.snapshots.holders.length + p.vdiExports.holders.length + p.vmExports.holders.length > 0) === true
+  // Snapshots come when something changes: the elapsed times tick in between (the daemon's clock, moved on by ours).
+  const now = useNow(busy)
+  const [received, setReceived] = useState({ at: 0, local: 0 })
+  if (snapshot !== undefined && received.at !== snapshot.at) setReceived({ at: snapshot.at, local: Date.now() })
+  const lines = snapshot === undefined ? [] : laneLines(snapshot, snapshot.at + Math.max(0, now - (received.at === snapshot.at ? received.local : now)), shell.columns - 1)
   const height = shell.bodyHeight - 1
   const list = useListCursor(lines.length, height)
   useScreenKeys({ keys: [{ key: '↑/↓', label: 'scroll' }, { key: 'l', label: 'runs' }], onKey: (input, key) => list.onKey(input, key) || (input === 'l' && (shell.navigate({ screen: 'runs' }), true)) })
 
   if (snapshot === undefined) return <Text color={tone(initial.error === undefined ? undefined : 'red')}>{initial.error ?? 'Loading the lanes…'}</Text>
-  const busy = snapshot.pools.some(p => p.snapshots.holders.length + p.vdiExports.holders.length + p.vmExports.holders.length > 0)
   return (
     <Box flexDirection="column">
       <Text wrap="truncate" bold>
@@ -101,12 +109,13 @@ export function LanesScreen() {
         {lines.length > height ? ` · ${list.cursor + 1}/${lines.length}` : ''}
       </Text>
       {lines.length === 0 ? <Text dimColor>No pool has run anything since the daemon started; the lanes appear with the first backup or restore.</Text> : null}
-      {lines.slice(list.offset, list.offset + height).map((line, i) => (
+      {lines.slice(list.offset, list.offset + list.window).map((line, i) => (
         <Box key={line.key}>
-          <Text inverse={list.offset + i === list.cursor}>{' '}</Text>
+          <Text inverse={list.offset + i === list.cursor}>{cursorMark(list.offset + i === list.cursor)}</Text>
           <Line line={line} width={shell.columns - 1} />
         </Box>
       ))}
+      <MoreLine list={list} />
     </Box>
   )
 }

@@ -1,10 +1,10 @@
 // Remotes: where backups go, with state and free space; add (name + URL), test (write, read, delete a
 // probe and measure), remove.
-import { Box, Text } from 'ink'
+import { Box } from 'ink'
 import { useRpc, useScreenKeys, useShell } from '../shell.tsx'
 import { Table, type Column } from '../components/list.tsx'
 import { FilterLine } from '../components/input.tsx'
-import { FormView, useAddForm, type Field } from '../components/form.tsx'
+import { AddFormView, useAddForm, type Field } from '../components/form.tsx'
 import { formatBytes } from '../format.ts'
 import { CountLine, useFilteredList } from './common.tsx'
 
@@ -28,7 +28,8 @@ export function RemotesScreen() {
   const view = useFilteredList(remotes.data, r => `${r.name} ${r.url} ${r.type} ${r.status}`, shell.bodyHeight - 1)
   const add = useAddForm(ADD_FIELDS, { name: '', url: '' }, {
     submitLabel: 'add',
-    onSubmit: ({ name, url }) => void shell.mutate(`add remote ${String(name)}`, () => shell.client.call('remote.add', { name: String(name), url: String(url) })),
+    label: ({ name }) => `add remote ${String(name)}`,
+    submit: ({ name, url }) => shell.client.call('remote.add', { name: String(name), url: String(url) }),
   })
 
   useScreenKeys({
@@ -60,14 +61,7 @@ export function RemotesScreen() {
     },
   })
 
-  if (add.adding) {
-    return (
-      <Box flexDirection="column">
-        <Text bold>Add a remote</Text>
-        <FormView fields={ADD_FIELDS} form={add.form} width={shell.columns} labelWidth={8} />
-      </Box>
-    )
-  }
+  if (add.adding) return <AddFormView title="Add a remote" fields={ADD_FIELDS} add={add} width={shell.columns} labelWidth={8} />
   return (
     <Box flexDirection="column">
       <CountLine error={remotes.error} count={view.rows.length} noun="remote" />

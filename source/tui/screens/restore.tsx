@@ -37,11 +37,13 @@ export function RestoreScreen() {
   const remotes = useRpc('remote.list', {}, ['remotes'])
   const backups = useRpc('backup.list', remote === undefined ? undefined : { remote: remote.name })
   const srs = useRpc('sr.list', step === 'sr' ? {} : undefined)
+  const jobs = useRpc('job.list', step === 'point' ? {} : undefined)
+  const jobName = (id: string) => jobs.data?.find(info => info.job.id === id)?.job.name ?? `job ${id.slice(0, 8)} (deleted or from elsewhere)`
   const groups = groupByVm(backups.data ?? [])
 
   const remoteList = useFilteredList(remotes.data, r => `${r.name} ${r.url}`, height)
   const vmList = useFilteredList(groups, g => `${g.vmName} ${g.vmUuid}`, height)
-  const pointList = useFilteredList(vm?.points, p => `${formatDate(p.timestamp)} ${p.mode}`, height)
+  const pointList = useFilteredList(vm?.points, p => `${pointDate(p)} ${p.mode} ${jobName(p.jobId)}`, height)
   const srList = useFilteredList(srs.data, s => `${s.name} ${s.poolName} ${s.type}`, height)
   const options = useForm(OPTION_FIELDS, { name: '', start: false })
 
@@ -105,7 +107,7 @@ export function RestoreScreen() {
   })
 
   const trail = STEPS.map(s => (s === step ? `[${STEP_TITLES[s]}]` : STEP_TITLES[s])).join(' → ')
-  const chosen = [remote?.name, vm?.vmName, point === undefined ? undefined : formatDate(point.timestamp), sr === undefined ? undefined : `${sr.name} (${sr.poolName})`].filter(Boolean).join(' ▸ ')
+  const chosen = [remote?.name, vm?.vmName, point === undefined ? undefined : pointDate(point), sr === undefined ? undefined : `${sr.name} (${sr.poolName})`].filter(Boolean).join(' ▸ ')
   return (
     <Box flexDirection="column">
       <Text wrap="truncate" bold>
@@ -122,7 +124,7 @@ export function RestoreScreen() {
         <Table columns={[{ title: 'VM', width: 0 }, { title: 'Backups', width: 7, align: 'right' }, { title: 'Latest', width: 16 }]} rows={vmList.rows} rowKey={g => g.vmUuid} list={vmList.list} height={vmList.tableHeight} width={shell.columns} empty={backups.error ?? (backups.loading ? 'Listing the backups…' : 'No backups on this remote.')} cells={g => [{ text: g.vmName }, { text: String(g.points.length) }, { text: formatDate(g.points[0]?.timestamp) }]} />
       ) : null}
       {step === 'point' ? (
-        <Table columns={[{ title: 'Date', width: 16 }, { title: 'Mode', width: 5 }, { title: 'Size', width: 9, align: 'right' }, { title: 'Job', width: 0 }]} rows={pointList.rows} rowKey={p => p.id} list={pointList.list} height={pointList.tableHeight} width={shell.columns} cells={p => [{ text: formatDate(p.timestamp) }, { text: p.mode }, { text: formatBytes(p.size) }, { text: p.jobId }]} />
+        <Table columns={[{ title: 'Date', width: 19 }, { title: 'Mode', width: 5 }, { title: 'Size', width: 9, align: 'right' }, { title: 'Job', width: 0 }]} rows={pointList.rows} rowKey={p => p.id} list={pointList.list} height={pointList.tableHeight} width={shell.columns} cells={p => [{ text: pointDate(p) }, { text: p.mode }, { text: formatBytes(p.size) }, { text: jobName(p.jobId) }]} />
       ) : null}
       {step === 'sr' ? (
         <Table columns={[{ title: 'SR', width: 0 }, { title: 'Pool', width: 12 }, { title: 'Free', width: 9, align: 'right' }, { title: 'Type', width: 6 }]} rows={srList.rows} rowKey={s => s.uuid} list={srList.list} height={srList.tableHeight} width={shell.columns} empty={srs.error ?? 'Loading the SRs…'} cells={s => [{ text: s.name }, { text: s.poolName }, { text: formatBytes(s.free), tone: point?.size !== undefined && s.free < point.size ? 'red' : undefined }, { text: s.type }]} />
@@ -130,7 +132,7 @@ export function RestoreScreen() {
       {step === 'options' ? <FormView fields={OPTION_FIELDS} form={options} width={shell.columns} labelWidth={20} /> : null}
       {step === 'confirm' && point !== undefined && sr !== undefined ? (
         <Box flexDirection="column">
-          <Text>Restore {point.vmName} as it was on {formatDate(point.timestamp)} ({point.mode}, {formatBytes(point.size)})</Text>
+          <Text>Restore {point.vmName} as it was on {pointDate(point)} ({point.mode}, {formatBytes(point.size)})</Text>
           <Text>  from the remote {remote?.name}</Text>
           <Text>  to the SR {sr.name} on the pool {sr.poolName}</Text>
           <Text>  as "{String(options.values.name)}"{options.values.start === true ? ', started afterwards' : ', left halted'}</Text>
@@ -140,6 +142,11 @@ export function RestoreScreen() {
       ) : null}
     </Box>
   )
+}
+
+/** A restore point's date to the second: two points of the same minute must be told apart. */
+function pointDate(point: RestorePoint): string {
+  return formatDate(point.timestamp, { seconds: true })
 }
 
 /** Restore points grouped by VM, newest first within each VM, VMs by name. */

@@ -1,12 +1,13 @@
 // One run's task tree, live while it runs: ←/→ fold and unfold, `/` filters, `f` follows the newest task.
 import { useEffect, useState } from 'react'
 import { Box, Text } from 'ink'
-import { useRpc, useScreenKeys, useShell, useThrottled } from '../shell.tsx'
+import { cancelAsked, useNow, useRpc, useScreenKeys, useShell, useThrottled } from '../shell.tsx'
 import { useFilter, FilterLine } from '../components/input.tsx'
-import { useListCursor } from '../components/list.tsx'
+import { cursorMark, MoreLine, useListCursor } from '../components/list.tsx'
 import { fit, formatDate, formatDuration } from '../format.ts'
 import { STATUS_STYLE, tone } from '../theme.ts'
-import { flattenTree } from './tree.ts'
+import type { TaskNode } from '../contract.ts'
+import { flattenTree, restoredVm } from './tree.ts'
 
 export function RunScreen({ runId, follow: followAtStart = false }: { runId: string; follow?: boolean }) {
   const shell = useShell()
@@ -30,10 +31,11 @@ export function RunScreen({ runId, follow: followAtStart = false }: { runId: str
     }
   }, [shell.client, runId, pending, refetch, shell.generation])
 
-  const now = Date.now()
+  const now = useNow(pending)
   const all = run.data === undefined ? [] : flattenTree(run.data.tree, closed, opened, now)
   const lines = all.filter(line => line.kind !== 'task' || filter.matches(`${line.text} ${line.status ?? ''}`))
-  const height = shell.bodyHeight - 2 - (filter.editing || filter.text !== '' ? 1 : 0)
+  const restored = run.data === undefined ? undefined : restoredVm(run.data.tree)
+  const height = shell.bodyHeight - 2 - (restored === undefined ? 0 : 1) - (filter.editing || filter.text !== '' ? 1 : 0)
   const list = useListCursor(lines.length, height)
   useEffect(() => {
     if (follow && lines.length > 0) list.setCursor(lines.length - 1)
@@ -55,6 +57,7 @@ export function RunScreen({ runId, follow: followAtStart = false }: { runId: str
       { key: 'c', label: 'cancel run' },
       { key: '/', label: 'filter' },
       { key: 'e', label: 'unfold all', more: true },
+      { key: 'enter', label: 'read a line whole', more: true },
     ],
     capturing: filter.editing,
     onKey: (input, key) => {
@@ -64,14 +67,15 @@ export function RunScreen({ runId, follow: followAtStart = false }: { runId: str
         return true
       }
       if (key.leftArrow || input === 'h') fold(false)
+      else if (key.return && line !== undefined && !line.hasChildren) shell.showDetail(line.kind === 'task' ? 'Task' : line.kind === 'error' ? 'Error' : 'Warning', line.text)
       else if (key.rightArrow || input === 'l' || key.return) fold(true)
       else if (input === 'f') setFollow(f => !f)
       else if (input === 'e') {
         setClosed(new Set())
-        setOpened(new Set(all.flatMap(l => (l.node === undefined ? [] : [l.node.id]))))
+        if (run.data !== undefined) setOpened(new Set(taskIds(run.data.tree)))
       } else if (input === 'c') {
         if (!pending) shell.notify('This run is over; only a running run can be cancelled.', 'error')
-        else if (shell.canChange('cancel')) shell.confirm({ message: `Cancel run ${runId}?`, onYes: () => void shell.mutate('cancel', () => shell.client.call('run.cancel', { runId })) })
+        else if (shell.canChange('cancel')) shell.confirm({ message: `Cancel run ${runId}?`, onYes: () => void shell.mutate('cancel', () => shell.client.call('run.cancel', { runId }), cancelAsked) })
       } else return false
       return true
     },
@@ -80,7 +84,7 @@ export function RunScreen({ runId, follow: followAtStart = false }: { runId: str
   if (run.data === undefined) return <Text color={tone(run.error === undefined ? undefined : 'red')}>{run.error ?? 'Loading the task tree…'}</Text>
   const { summary } = run.data
   const style = STATUS_STYLE[summary.status]
-  const visible = lines.slice(list.offset, list.offset + height)
+  const visible = lines.slice(list.offset, list.offset + list.window)
   return (
     <Box flexDirection="column">
       <Text wrap="truncate">
@@ -93,6 +97,11 @@ export function RunScreen({ runId, follow: followAtStart = false }: { runId: str
       <Text dimColor wrap="truncate">
         {summary.runId}
       </Text>
+      {restored === undefined ? null : (
+        <Text wrap="truncate" color={tone('green')}>
+          Restored as the VM "{restored.name ?? '?'}" ({restored.uuid})
+        </Text>
+      )}
       <FilterLine filter={filter} />
       {visible.map((l, i) => {
         const selected = list.offset + i === list.cursor
@@ -101,10 +110,16 @@ export function RunScreen({ runId, follow: followAtStart = false }: { runId: str
         const color = l.status !== undefined ? STATUS_STYLE[l.status].tone : l.kind === 'error' ? 'red' : l.kind === 'warning' ? 'yellow' : undefined
         return (
           <Text key={l.key} inverse={selected} wrap="truncate" color={tone(color)}>
-            {fit(`${'  '.repeat(l.depth)}${marker} ${glyph}${l.text}`, shell.columns)}
+            {fit(`${cursorMark(selected)}${'  '.repeat(l.depth)}${marker} ${glyph}${l.text}`, shell.columns)}
           </Text>
         )
       })}
+      <MoreLine list={list} />
     </Box>
   )
+}
+
+/** Every task's id, at every depth: what `e` unfolds. */
+function taskIds(node: TaskNode): string[] {
+  return [node.id, ...(node.tasks ?? []).flatMap(taskIds)]
 }

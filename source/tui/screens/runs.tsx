@@ -1,6 +1,6 @@
 // Runs: every backup and restore run, newest first, with its outcome; Enter opens its task tree.
 import { Box } from 'ink'
-import { useRpc, useScreenKeys, useShell } from '../shell.tsx'
+import { cancelAsked, useNow, useRpc, useScreenKeys, useShell } from '../shell.tsx'
 import { Table, type Column } from '../components/list.tsx'
 import { FilterLine } from '../components/input.tsx'
 import { formatBytes, formatDuration } from '../format.ts'
@@ -20,7 +20,7 @@ export function RunsScreen({ jobId }: { jobId?: string }) {
   const shell = useShell()
   const runs = useRpc('run.list', { limit: 1000, ...(jobId !== undefined && { jobId }) }, ['runs'])
   const view = useFilteredList(runs.data, runSearchText, shell.bodyHeight - 1)
-  const now = Date.now()
+  const now = useNow((runs.data ?? []).some(r => r.status === 'pending'))
 
   useScreenKeys({
     keys: [
@@ -42,7 +42,7 @@ export function RunsScreen({ jobId }: { jobId?: string }) {
       }
       if (input === 'c' && run !== undefined) {
         if (run.status !== 'pending') shell.notify('This run is over; only a running run can be cancelled.', 'error')
-        else if (shell.canChange('cancel')) shell.confirm({ message: `Cancel run ${run.runId} (${run.jobName ?? run.kind})?`, onYes: () => void shell.mutate('cancel', () => shell.client.call('run.cancel', { runId: run.runId })) })
+        else if (shell.canChange('cancel')) shell.confirm({ message: `Cancel run ${run.runId} (${run.jobName ?? run.kind})?`, onYes: () => void shell.mutate('cancel', () => shell.client.call('run.cancel', { runId: run.runId }), cancelAsked) })
         return true
       }
       return false

@@ -62,3 +62,10 @@ export function flattenTree(root: TaskNode, closed: ReadonlySet<string>, opened:
   visit(root, 0)
   return lines
 }
+
+/** The VM a finished restore created, as its run's result names it. */
+export function restoredVm(root: TaskNode): { name?: string; uuid: string } | undefined {
+  const result = root.result as { vmUuid?: unknown; vmName?: unknown } | undefined
+  if (root.status !== 'success' || typeof result !== 'object' || result === null || typeof result.vmUuid !== 'string') return undefined
+  return { uuid: result.vmUuid, ...(typeof result.vmName === 'string' && { name: result.vmName }) }
+}

@@ -4,10 +4,12 @@ import { useState } from 'react'
 import { Box, Text, type Key } from 'ink'
 import { useRpc, useScreenKeys, useShell } from '../shell.tsx'
 import { FormView, useForm, type Field } from '../components/form.tsx'
-import { useListCursor } from '../components/list.tsx'
-import { fit, formatBytes } from '../format.ts'
+import { cursorMark, MoreLine, useListCursor } from '../components/list.tsx'
+import { fit, formatBytes, formatDate, localTimezone, wrapText } from '../format.ts'
 import { tone } from '../theme.ts'
-import { draftFromJob, jobOf, matchSmart, newDraft, POWER_CHOICES, problemsOf, smartOf, type Draft } from './draft.ts'
+import { nextFireTime } from '../../daemon/cron.ts'
+import type { JobInput } from '../contract.ts'
+import { draftFromJob, draftShape, jobOf, matchSmart, newDraft, POWER_CHOICES, problemsOf, smartOf, type Draft, type Problem } from './draft.ts'
 
 type Step = 'basics' | 'vms' | 'targets' | 'schedule' | 'settings' | 'review'
 const STEPS: Step[] = ['basics', 'vms', 'targets', 'schedule', 'settings', 'review']
@@ -41,6 +43,22 @@ const SETTINGS: Field[] = [
   { name: 'deleteFirst', label: 'Delete first', kind: 'toggle', hint: 'retention before transfer' },
   { name: 'distributeBackups', label: 'Distribute', kind: 'toggle', hint: 'each VM to one remote' },
 ]
+
+/** Which problems each step shows under its fields, by the schema's paths. */
+const STEP_PATHS: Record<Step, string[]> = { basics: ['name', 'mode'], vms: ['vms'], targets: ['remotes', 'srs'], schedule: ['schedules'], settings: ['settings'], review: [''] }
+const FIELD_LABELS = new Map([...BASICS, ...SMART, ...SCHEDULE, ...SETTINGS].map(f => [f.name, f.label]))
+const RETENTION_LABELS: Record<string, string> = { backups: 'Keep backups', replicas: 'Keep replicas', snapshots: 'Keep snapshots' }
+
+/** A problem in the wizard's words: the field's label instead of the schema's path. */
+function problemText(problem: Problem): string {
+  const last = problem.path.split('.').at(-1) ?? ''
+  const label = RETENTION_LABELS[last] ?? FIELD_LABELS.get(last) ?? (problem.path === '(job)' ? 'Job' : problem.path)
+  return `${label}: ${problem.message}`
+}
+
+function stepProblems(problems: Problem[], step: Step): Problem[] {
+  return problems.filter(p => STEP_PATHS[step].some(prefix => p.path === prefix || p.path.startsWith(prefix)))
+}
 
 /** Loads the job to edit (if any), then the wizard with its draft. */
 export function WizardScreen({ id }: { id?: string }) {
@@ -81,11 +99,16 @@ function Wizard({ initial }: { initial: Draft }) {
   const targetList = useListCursor(targets.length, listHeight)
   const poolHeight = Math.min(poolRows.length, 4)
   const poolList = useListCursor(poolRows.length, poolHeight)
-  const problems = step === 'review' ? problemsOf(current) : []
+  const problems = problemsOf(current)
+  const changed = JSON.stringify(draftShape(current)) !== JSON.stringify(draftShape(initial))
 
   const move = (by: number) => {
     setFailure(undefined)
     setStep(STEPS[Math.min(STEPS.length - 1, Math.max(0, STEPS.indexOf(step) + by))]!)
+  }
+  const leave = () => {
+    if (!changed) return shell.back()
+    shell.confirm({ message: current.kept.id === undefined ? 'Leave the wizard and discard this new job?' : 'Leave the wizard and discard your changes to this job?', onYes: shell.back })
   }
   const save = async () => {
     if (problems.length > 0) return
@@ -99,6 +122,7 @@ function Wizard({ initial }: { initial: Draft }) {
       shell.back()
     } catch (error) {
       setFailure((error as Error).message)
+      shell.notify(`${label} failed: ${(error as Error).message}`, 'error')
     }
   }
 
@@ -132,18 +156,16 @@ function Wizard({ initial }: { initial: Draft }) {
   useScreenKeys({
     keys: [
       { key: 'enter', label: step === 'review' ? 'save' : 'next' },
-      { key: 'esc', label: 'previous' },
+      ...(step === 'basics' ? [] : [{ key: 'pgup', label: 'previous' }]),
+      { key: 'esc', label: 'leave' },
       ...(step === 'vms' ? [{ key: 'p', label: draft.selection === 'pick' ? 'smart selection' : 'pick VMs' }] : []),
       ...(step === 'vms' || step === 'targets' ? [{ key: 'space', label: 'select' }] : []),
       { key: '↑/↓', label: 'field', more: true },
     ],
     capturing: form?.capturing ?? false,
     onKey: (input, key) => {
-      if (key.escape) {
-        if (step === 'basics') return false
-        move(-1)
-        return true
-      }
+      if (key.escape) return (leave(), true)
+      if (key.pageUp) return (move(-1), true)
       if (key.return) {
         if (step === 'review') void save()
         else move(1)
@@ -163,6 +185,8 @@ function Wizard({ initial }: { initial: Draft }) {
   })
 
   const width = shell.columns
+  const previewSpace = Math.max(0, shell.bodyHeight - 5 - poolHeight - SMART.length - stepProblems(problems, 'vms').length)
+  const previewRows = matched.length > previewSpace ? Math.max(0, previewSpace - 1) : previewSpace
   const trail = STEPS.map(s => (s === step ? `[${TITLES[s]}]` : TITLES[s])).join(' → ')
   return (
     <Box flexDirection="column">
@@ -171,15 +195,18 @@ function Wizard({ initial }: { initial: Draft }) {
       </Text>
       {step === 'basics' ? <FormView fields={BASICS} form={basics} width={width} /> : null}
       {step === 'schedule' ? <FormView fields={SCHEDULE} form={schedule} width={width} /> : null}
+      {step === 'schedule' ? <NextRuns schedule={jobOf(current).schedules[0]!} problems={stepProblems(problems, 'schedule')} width={width} /> : null}
+      {step !== 'review' && step !== 'schedule' ? <Problems problems={stepProblems(problems, step)} width={width} rows={3} /> : null}
       {step === 'settings' ? <FormView fields={SETTINGS} form={settings} width={width} /> : null}
       {step === 'vms' && draft.selection === 'pick' ? (
         <Box flexDirection="column">
           <Text wrap="truncate">Pick VMs with space ({draft.picked.size} picked) · p: build a smart selection instead</Text>
-          {(vms.data ?? []).slice(vmList.offset, vmList.offset + listHeight).map((vm, i) => (
+          {(vms.data ?? []).slice(vmList.offset, vmList.offset + vmList.window).map((vm, i) => (
             <Text key={vm.uuid} wrap="truncate" inverse={vmList.offset + i === vmList.cursor}>
-              {fit(`${draft.picked.has(vm.uuid) ? '[x]' : '[ ]'} ${vm.name}  ${vm.poolName}  ${vm.powerState}  ${vm.tags.join(' ')}`, width)}
+              {fit(`${cursorMark(vmList.offset + i === vmList.cursor)}${draft.picked.has(vm.uuid) ? '[x]' : '[ ]'} ${vm.name}  ${vm.poolName}  ${vm.powerState}  ${vm.tags.join(' ')}`, width)}
             </Text>
           ))}
+          <MoreLine list={vmList} />
         </Box>
       ) : null}
       {step === 'vms' && draft.selection === 'smart' ? (
@@ -190,7 +217,7 @@ function Wizard({ initial }: { initial: Draft }) {
           </Text>
           {poolRows.slice(poolList.offset, poolList.offset + poolHeight).map((pool, i) => (
             <Text key={pool.id} wrap="truncate" inverse={smartFocus === 'pools' && poolList.offset + i === poolList.cursor}>
-              {'  '}
+              {cursorMark(smartFocus === 'pools' && poolList.offset + i === poolList.cursor)}{' '}
               {draft.smartPools.has(pool.id) ? '[x]' : '[ ]'} {pool.name}
             </Text>
           ))}
@@ -198,12 +225,13 @@ function Wizard({ initial }: { initial: Draft }) {
           <Text wrap="truncate" color={tone(matched.length === 0 ? 'yellow' : 'green')}>
             Matches {matched.length} VM{matched.length === 1 ? '' : 's'} now{matched.length === 0 ? '' : ':'}
           </Text>
-          {matched.slice(0, Math.max(0, shell.bodyHeight - 4 - poolHeight - SMART.length)).map(vm => (
+          {matched.slice(0, previewRows).map(vm => (
             <Text key={vm.uuid} wrap="truncate" dimColor>
               {'  '}
               {vm.name} · {vm.poolName} · {vm.powerState} · {vm.tags.join(' ')}
             </Text>
           ))}
+          {matched.length > previewRows ? <Text dimColor>  … {matched.length - previewRows} more</Text> : null}
         </Box>
       ) : null}
       {step === 'targets' ? (
@@ -211,47 +239,107 @@ function Wizard({ initial }: { initial: Draft }) {
           <Text wrap="truncate">
             Where backups go ({draft.remotes.size} remote{draft.remotes.size === 1 ? '' : 's'}, {draft.srs.size} SR{draft.srs.size === 1 ? '' : 's'}): space selects
           </Text>
-          {targets.slice(targetList.offset, targetList.offset + listHeight).map((target, i) => {
+          {targets.slice(targetList.offset, targetList.offset + targetList.window).map((target, i) => {
             const on = target.kind === 'remote' ? draft.remotes.has(target.id) : draft.srs.has(target.id)
             return (
               <Text key={`${target.kind}:${target.id}`} wrap="truncate" inverse={targetList.offset + i === targetList.cursor}>
-                {fit(`${on ? '[x]' : '[ ]'} ${target.label}  ${target.detail}`, width)}
+                {fit(`${cursorMark(targetList.offset + i === targetList.cursor)}${on ? '[x]' : '[ ]'} ${target.label}  ${target.detail}`, width)}
               </Text>
             )
           })}
+          <MoreLine list={targetList} />
         </Box>
       ) : null}
-      {step === 'review' ? <Review draft={current} matched={matched.length} problems={problems} failure={failure} /> : null}
+      {step === 'review' ? <Review draft={current} matched={matched.length} problems={problems} failure={failure} width={width} rows={shell.bodyHeight - 7} /> : null}
     </Box>
   )
 }
 
-function Review({ draft, matched, problems, failure }: { draft: Draft; matched: number; problems: string[]; failure: string | undefined }) {
+/** The schedule's next three runs in its own timezone, or why it cannot run: checked as it is typed. */
+function NextRuns({ schedule, problems, width }: { schedule: JobInput['schedules'][number]; problems: Problem[]; width: number }) {
+  if (problems.length > 0) return <Problems problems={problems} width={width} rows={3} />
+  const runs: number[] = []
+  for (let after = Date.now(); runs.length < 3; ) {
+    const next = nextFireTime(schedule, after)
+    if (next === undefined) break
+    runs.push(next)
+    after = next
+  }
+  return (
+    <Text wrap="wrap" color={tone(runs.length === 0 ? 'yellow' : 'green')}>
+      {runs.length === 0 ? '⚠ This schedule never fires.' : `✔ Next runs (${schedule.timezone === localTimezone() ? 'local time' : schedule.timezone}): ${runs.map(run => formatDate(run, { timeZone: schedule.timezone })).join(', ')}`}
+    </Text>
+  )
+}
+
+/** Problems, each whole (wrapped), in at most `rows` lines; what does not fit is counted. */
+function Problems({ problems, width, rows }: { problems: Problem[]; width: number; rows: number }) {
+  const lines = problems.flatMap(p => wrapText(`✖ ${problemText(p)}`, width))
+  const shown = lines.length > rows ? lines.slice(0, rows - 1) : lines
+  return (
+    <Box flexDirection="column">
+      {shown.map((line, i) => (
+        <Text key={i} color={tone('red')}>
+          {line}
+        </Text>
+      ))}
+      {shown.length < lines.length ? <Text color={tone('red')}>… {lines.length - shown.length} more lines</Text> : null}
+    </Box>
+  )
+}
+
+const yes = (value: unknown, words: string) => (value === true ? [words] : [])
+
+/** The job's settings as a sentence: "2 VMs at once · zstd compression · timeout 4h". */
+function settingsInWords(settings: Record<string, unknown>): string {
+  const words = [
+    settings.concurrency === undefined ? undefined : settings.concurrency === 0 ? 'all VMs at once' : `${String(settings.concurrency)} VM${settings.concurrency === 1 ? '' : 's'} at once`,
+    settings.compression === undefined || settings.compression === 'none' ? undefined : `${String(settings.compression)} compression`,
+    settings.timeout === undefined ? undefined : `timeout ${String(settings.timeout)}`,
+    ...yes(settings.offlineSnapshot, 'offline snapshot'),
+    ...yes(settings.checkpointSnapshot, 'snapshot with memory'),
+    ...yes(settings.deleteFirst, 'old backups deleted first'),
+    ...yes(settings.distributeBackups, 'each VM to one remote'),
+    ...Object.entries(settings)
+      .filter(([k, v]) => !['concurrency', 'compression', 'timeout', 'offlineSnapshot', 'checkpointSnapshot', 'deleteFirst', 'distributeBackups'].includes(k) && v !== undefined)
+      .map(([k, v]) => `${k} ${typeof v === 'object' ? JSON.stringify(v) : String(v)}`),
+  ].filter(w => w !== undefined)
+  return words.length === 0 ? 'defaults' : words.join(' · ')
+}
+
+function retentionInWords(retention: { backups?: number; replicas?: number; snapshots?: number }): string {
+  const parts = [
+    retention.backups === undefined ? undefined : `${retention.backups} backup${retention.backups === 1 ? '' : 's'} per remote`,
+    retention.replicas === undefined ? undefined : `${retention.replicas} replica${retention.replicas === 1 ? '' : 's'} per SR`,
+    retention.snapshots === undefined ? undefined : `${retention.snapshots} snapshot${retention.snapshots === 1 ? '' : 's'} on the source`,
+  ].filter(p => p !== undefined)
+  return parts.length === 0 ? 'the defaults' : parts.join(', ')
+}
+
+function Review({ draft, matched, problems, failure, width, rows }: { draft: Draft; matched: number; problems: Problem[]; failure: string | undefined; width: number; rows: number }) {
   const job = jobOf(draft)
   const schedule = job.schedules[0]
+  const failureLines = failure === undefined ? [] : wrapText(`✖ ${failure}`, width)
   return (
     <Box flexDirection="column">
       <Text wrap="truncate">
-        {job.name || '(no name)'} · {job.mode} · {draft.selection === 'pick' ? `${draft.picked.size} VMs picked` : `smart selection (${matched} VMs now)`}
+        {job.name || '(no name)'} · {job.mode === 'delta' ? 'delta (VHD chains)' : 'full (XVA)'} · {draft.selection === 'pick' ? `${draft.picked.size} VMs picked` : `smart selection (${matched} VMs now)`}
       </Text>
-      <Text wrap="truncate">To: {[...(job.remotes ?? []), ...(job.srs ?? []).map(sr => `SR ${sr.slice(0, 8)}`)].join(', ') || 'nowhere yet'}</Text>
+      <Text wrap="truncate">To: {[...(job.remotes ?? []).map(r => `remote ${r}`), ...(job.srs ?? []).map(sr => `SR ${sr.slice(0, 8)}`)].join(', ') || 'nowhere yet'}</Text>
       <Text wrap="truncate">
-        When: {schedule?.cron} {schedule?.timezone}
-        {schedule?.enabled === false ? ' (disabled)' : ''} · keep {JSON.stringify(schedule?.retention ?? {})}
+        When: {schedule?.name} at "{schedule?.cron}" ({schedule?.timezone}){schedule?.enabled === false ? ', disabled' : ''}
+        {schedule?.fullInterval === undefined ? '' : ` · a full every ${schedule.fullInterval}`}
       </Text>
-      <Text wrap="truncate">How: {JSON.stringify(job.settings)}</Text>
+      <Text wrap="truncate">Keep: {retentionInWords(schedule?.retention ?? {})}</Text>
+      <Text wrap="truncate">How: {settingsInWords(job.settings as Record<string, unknown>)}</Text>
       <Text> </Text>
-      {problems.length === 0 && failure === undefined ? <Text bold>Press enter to save, esc to change something.</Text> : null}
-      {problems.slice(0, 6).map(p => (
-        <Text key={p} wrap="truncate" color={tone('red')}>
-          ✖ {p}
+      {problems.length === 0 && failure === undefined ? <Text bold>Press enter to save, esc to leave, pgup to change something.</Text> : null}
+      <Problems problems={problems} width={width} rows={Math.max(1, rows - failureLines.length)} />
+      {failureLines.slice(0, Math.max(1, rows)).map((line, i) => (
+        <Text key={i} color={tone('red')}>
+          {line}
         </Text>
       ))}
-      {failure === undefined ? null : (
-        <Text wrap="wrap" color={tone('red')}>
-          ✖ {failure}
-        </Text>
-      )}
     </Box>
   )
 }
