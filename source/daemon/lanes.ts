@@ -13,6 +13,8 @@ export interface LaneNames {
 export const RATE_SMOOTHING_MS = 10_000
 
 export interface RateSample {
+  /** The first reading's time: young averages follow the speed faster. */
+  since: number
   at: number
   done: number
   /** Bytes per second, smoothed. */
@@ -21,15 +23,17 @@ export interface RateSample {
 
 /**
  * The rate to show after a new reading: an exponential moving average of the speed between readings, so
- * that ETAs move smoothly (a burst or a pause does not swing them) and a stall shows as a slowing rate.
+ * that ETAs move smoothly (a burst or a pause does not swing them) and a stall shows as a slowing rate;
+ * its window grows from the first reading to RATE_SMOOTHING_MS, so a slow start is forgotten quickly.
  */
 export function smoothRate(previous: RateSample | undefined, at: number, done: number, average: number | undefined): RateSample {
-  if (previous === undefined) return { at, done, rate: average ?? 0 }
+  if (previous === undefined) return { since: at, at, done, rate: average ?? 0 }
   const elapsed = at - previous.at
   if (elapsed <= 0 || done < previous.done) return previous
   const instant = ((done - previous.done) * 1000) / elapsed
-  const weight = 1 - Math.exp(-elapsed / RATE_SMOOTHING_MS)
-  return { at, done, rate: previous.rate + weight * (instant - previous.rate) }
+  // The first average includes the export's slow start: a young one follows the speed within seconds.
+  const weight = 1 - Math.exp(-elapsed / Math.min(RATE_SMOOTHING_MS, at - previous.since))
+  return { since: previous.since, at, done, rate: previous.rate + weight * (instant - previous.rate) }
 }
 
 const rates = new WeakMap<SlotLease, RateSample>()

@@ -245,11 +245,15 @@ export function App({ client: daemon, readonly, columns, rows, socket, onQuit, l
   const crumbs = ['Lifeboat', ...stack.map(routeLabel)].join(' ▸ ')
   const status = connection.status === 'connected' ? (readonly ? 'read-only' : '● connected') : connection.status === 'connecting' ? '… connecting' : '✖ daemon down'
   const quitLabel = lab ? 'quit (stops the lab: its runs are cancelled)' : 'quit (runs go on in the daemon)'
-  const footerKeys = [
-    ...footer.keys.filter(k => k.more !== true && !(footer.focus === 'text' && isTyped(k.key))).slice(0, 5),
+  // Help and quit always show: the screen's keys give way when the line is too short for all.
+  const globalFooter = [
     { key: keyNames('help', footer.focus)[0]!, label: 'help' },
     { key: keyNames('quit', footer.focus)[0]!, label: lab ? 'quit lab' : 'quit' },
   ]
+  const screenFooter = footer.keys.filter(k => k.more !== true && !(footer.focus === 'text' && isTyped(k.key))).slice(0, 5)
+  const footerText = (keys: KeyHelp[]) => keys.map(k => `${k.key} ${k.label}`).join('  ')
+  while (screenFooter.length > 0 && textWidth(footerText([...screenFooter, ...globalFooter])) > columns) screenFooter.pop()
+  const footerKeys = [...screenFooter, ...globalFooter]
   const helpKeys: KeyHelp[] = [...footer.keys, ...GLOBAL_KEYS.map(g => ({ key: g.bindings.map(b => b.name).join(' '), label: g.action === 'quit' ? quitLabel : g.label }))]
 
   return (
@@ -277,7 +281,7 @@ export function App({ client: daemon, readonly, columns, rows, socket, onQuit, l
         </Box>
         <StatusLine overlay={overlay} notice={notice} columns={columns} helpKey={keyNames('help', footer.focus)[0]!} />
         <Text wrap="truncate" dimColor>
-          {footerKeys.map(k => `${k.key} ${k.label}`).join('  ')}
+          {footerText(footerKeys)}
         </Text>
       </Box>
     </ShellContext.Provider>

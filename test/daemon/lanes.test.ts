@@ -25,9 +25,14 @@ test('a one-reading burst (a run of zero blocks) barely moves the rate, so the E
 })
 
 test('consecutive rates differ by a few percent at most while the speed changes fourfold', () => {
-  const rates = follow(at => (at < 5000 ? 20 * MiB : 80 * MiB), 200, 20 * MiB).map(s => s.rate)
-  for (let i = 1; i < rates.length; i++) assert.ok(Math.abs(rates[i]! - rates[i - 1]!) / rates[i - 1]! < 0.1, `reading ${i}: ${rates[i - 1]! / MiB} → ${rates[i]! / MiB}`)
+  const rates = follow(at => (at < 30_000 ? 20 * MiB : 80 * MiB), 400, 20 * MiB).map(s => s.rate)
+  for (let i = 120; i < rates.length; i++) assert.ok(Math.abs(rates[i]! - rates[i - 1]!) / rates[i - 1]! < 0.1, `reading ${i}: ${rates[i - 1]! / MiB} → ${rates[i]! / MiB}`)
   assert.ok(rates.at(-1)! > 75 * MiB, 'and it reaches the new speed')
+})
+
+test("a slow start (the first reading's average) is forgotten within seconds: the ETA does not fall from hours to minutes", () => {
+  const rates = follow(() => 2 * MiB, 40, 0.1 * MiB).map(s => s.rate)
+  assert.ok(rates[8]! > 1.8 * MiB, `after 2 s: ${rates[8]! / MiB} MiB/s`)
 })
 
 test('the first reading starts from the reported average; a stall slows the rate toward 0 without reaching it at once', () => {

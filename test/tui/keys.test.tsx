@@ -129,3 +129,14 @@ test('lab: q with nothing running quits at once', async () => {
   assert.equal(quit, true)
   t.unmount()
 })
+
+test('footer: help and quit always fit; the screen keys give way', async () => {
+  const t = await renderApp(fullDaemon(), { lab: true })
+  await t.waitFor('nightly')
+  await t.press('n')
+  await t.type('x')
+  await t.press(KEYS.enter)
+  const frame = await t.waitFor('Smart selection')
+  assert.match(footer(frame), /\? help {2}q quit lab$/)
+  t.unmount()
+})
