@@ -205,8 +205,12 @@ export const POOL_AND_REMOTE_FAULTS: FaultRow[] = [
     after: async (_bench, next) => assert.ok(tasksOf(next.tree!).some(t => t.message === 'merge' && t.status === 'success'), 'the merge is done by the next run'),
   },
   {
-    fault: 'session invalidated during the transfer (the client logs in again)',
-    inject: bench => midTransfer(bench, async () => bench.control.invalidateSessions()),
+    fault: 'session invalidated while the export streams (the client logs in again)',
+    inject: bench => midTransfer(bench, async () => {
+      // Once the pool serves the export: a session lost before the GET is another case (the GET is refused).
+      while (bench.control.xapi.activity.current.vdiExport === 0) await new Promise(resolve => setTimeout(resolve, 10))
+      bench.control.invalidateSessions()
+    }),
     expected: { status: 'success' },
   },
   {
