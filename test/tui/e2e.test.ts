@@ -1,6 +1,7 @@
-// The TUI in a real terminal (tmux) against a real daemon and the lab, driven by keys only: a delta job
-// with a smart selection made in the wizard, run, watched in the lanes, its log tree opened, and its
-// backup restored to the DR pool's SR; the lab must then hold the restored VM.
+// The TUI in a real terminal (tmux) against a real daemon and the lab, driven by keys only: the wizard
+// left with esc, then a delta job with a smart selection made in it, run, watched in the lanes and
+// cancelled (cancelled in the tree and in `run list --status cancelled`), run again, its log tree opened,
+// and its backup restored to the DR pool's SR, the TUI naming the new VM; the lab must then hold it.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
@@ -83,7 +84,7 @@ class Tmux {
   }
 }
 
-test('e2e in tmux: wizard → run → lanes → log tree → restore to the DR pool, by keys only', { timeout: 180_000 }, async context => {
+test('e2e in tmux: wizard left with esc → wizard → run → lanes → cancel → run → log tree → restore to the DR pool, by keys only', { timeout: 180_000 }, async context => {
   requireTool('tmux', 'tmux')
   const dir = await tempDir('lifeboat-tui-e2e-')
   const socket = join(dir.path, 'lifeboat.sock')
@@ -96,7 +97,7 @@ test('e2e in tmux: wizard → run → lanes → log tree → restore to the DR p
     const [main, dr] = lab.pools
     assert.ok(main !== undefined && dr !== undefined, 'the pair fixture has two pools')
     // Slow exports down so that the lanes can be watched while the backup runs.
-    await fetch(`${main.url}/_sim/knobs`, { method: 'POST', body: JSON.stringify({ exportPerStreamMiBs: 4 }) })
+    await fetch(`${main.url}/_sim/knobs`, { method: 'POST', body: JSON.stringify({ exportPerStreamMiBs: 1 }) })
 
     const daemon = spawn(process.execPath, [lifeboat, 'daemon', '--data', join(dir.path, 'state'), '--socket', socket], { stdio: 'ignore' })
     children.push(daemon)
@@ -109,6 +110,15 @@ test('e2e in tmux: wizard → run → lanes → log tree → restore to the DR p
 
     tmux.start(`CI=false ${process.execPath} --import tsx ${join(root, 'test/tui/start-tui.ts')} ${socket}`)
     await tmux.waitFor('No jobs yet')
+
+    // The wizard opened and left with esc from its first field (a text field: esc is not typed into it).
+    await tmux.press(['n'], '[Job]')
+    await tmux.press(['Escape'], 'No jobs yet')
+    // With something typed, esc asks before discarding it.
+    await tmux.press(['n'], '[Job]')
+    tmux.type('draft')
+    await tmux.press(['Escape'], 'discard this new job? [y/n]')
+    await tmux.press(['y'], 'No jobs yet')
 
     // The wizard: name, then a smart selection (pool "lab", tag prod) with its live preview.
     await tmux.press(['n'], '[Job]')
@@ -132,7 +142,7 @@ test('e2e in tmux: wizard → run → lanes → log tree → restore to the DR p
     await tmux.press(['Enter'], 'create e2e-delta: done')
 
     // Run it and watch the lanes.
-    await tmux.press(['r'], 'run e2e-delta: done')
+    await tmux.press(['r'], 'run e2e-delta: started')
     tmux.keys(':')
     tmux.type('lanes')
     await tmux.press(['Enter'], 'Lifeboat ▸ Lanes')
@@ -147,6 +157,35 @@ test('e2e in tmux: wizard → run → lanes → log tree → restore to the DR p
       return now !== undefined && now !== first ? now : undefined
     })
 
+    // Cancel it from the jobs screen: cancelled in the tree and for run list --status cancelled.
+    tmux.keys(':')
+    tmux.type('jobs')
+    await tmux.press(['Enter'], /⟳ +e2e-delta/)
+    await tmux.press(['c'], 'Cancel the running run of e2e-delta? [y/n]')
+    await tmux.press(['y'], 'Cancel asked')
+    tmux.keys(':')
+    tmux.type('logs')
+    await tmux.press(['Enter'], 'Lifeboat ▸ Runs')
+    await tmux.waitFor(/⏸ cancelled +e2e-delta/, 60_000)
+    const cancelledTree = await tmux.press(['Enter'], /⏸ cancelled backup/)
+    assert.doesNotMatch(cancelledTree, /✖|ABORT_ERR/)
+    const cancelledRunId = /^(\S+)$/m.exec(cancelledTree.split('\n')[2]!.trim())?.[1]
+    context.diagnostic(`the cancelled run's tree:\n${cancelledTree}`)
+    const listed = spawnSync(process.execPath, [lifeboat, 'run', 'list', '--status', 'cancelled', '--json', '--socket', socket], { encoding: 'utf8' })
+    assert.equal(listed.status, 0, listed.stderr)
+    const cancelledRuns = JSON.parse(listed.stdout) as Array<{ runId: string; jobName?: string; status: string }>
+    assert.equal(cancelledRuns.length, 1, listed.stdout)
+    assert.equal(cancelledRuns[0]!.jobName, 'e2e-delta')
+    assert.equal(cancelledRuns[0]!.status, 'cancelled')
+    assert.equal(cancelledRuns[0]!.runId, cancelledRunId)
+
+    // Run it again, to the end.
+    await fetch(`${main.url}/_sim/knobs`, { method: 'POST', body: JSON.stringify({ exportPerStreamMiBs: 64 }) })
+    tmux.keys(':')
+    tmux.type('jobs')
+    await tmux.press(['Enter'], /› +e2e-delta +delta .*⏸ cancelled/)
+    await tmux.press(['r'], 'run e2e-delta: started')
+
     // The log tree of the run, once it is over.
     tmux.keys(':')
     tmux.type('logs')
@@ -155,7 +194,7 @@ test('e2e in tmux: wizard → run → lanes → log tree → restore to the DR p
     const tree = await tmux.press(['Enter'], /✔ success backup/)
     assert.match(tree, /▾ ✔/)
     // Unfold the VM: its subtasks (snapshot, export, transfer…) with their figures.
-    const unfolded = await tmux.press(['Down', 'Right'], /▾ ✔ backup VM tiny-running[^\n]*\n {4}. ✔ \S/)
+    const unfolded = await tmux.press(['Down', 'Right'], /▾ ✔ backup VM tiny-running[^\n]*\n {5}. ✔ \S/)
     context.diagnostic(`the run's task tree:\n${unfolded}`)
 
     // Restore the backup to the DR pool's SR.
@@ -165,7 +204,7 @@ test('e2e in tmux: wizard → run → lanes → log tree → restore to the DR p
     // Each Enter waits for the rows it picks from: the daemon answers after the screen is drawn.
     await tmux.waitFor('›lab')
     await tmux.press(['Enter'], /›tiny-running/)
-    await tmux.press(['Enter'], /\[Restore point\][\s\S]*›\d{4}-\d\d-\d\d \d\d:\d\d +delta/)
+    await tmux.press(['Enter'], /\[Restore point\][\s\S]*›\d{4}-\d\d-\d\d \d\d:\d\d:\d\d +delta +\S+ \S+ +e2e-delta/)
     await tmux.press(['Enter'], '[Target SR]')
     await tmux.waitFor('DR storage')
     tmux.keys('/')
@@ -173,11 +212,15 @@ test('e2e in tmux: wizard → run → lanes → log tree → restore to the DR p
     await tmux.press(['Enter'], '/DR storage')
     await tmux.press(['Enter'], 'New VM name')
     await tmux.press(['Enter'], 'Press enter to restore')
-    await tmux.press(['Enter'], /Lifeboat ▸ Restore ▸ Run/)
-    context.diagnostic(`the restore:\n${await tmux.waitFor('✔ success restore', 60_000)}`)
+    await tmux.press(['Enter'], /Lifeboat ▸ Restore ▸ Run[\s\S]*restore tiny-running: started/)
+    const restoreScreen = await tmux.waitFor('✔ success restore', 60_000)
+    context.diagnostic(`the restore:\n${restoreScreen}`)
 
     const restored = await until('the restored VM on the DR pool', async () => (await client!.call('vm.list', { pool: dr.poolUuid })).find(vm => vm.name.startsWith('tiny-running')))
     assert.equal(restored.poolId, dr.poolUuid)
+    // The TUI names the VM it created, with its uuid.
+    const named = await tmux.waitFor('Restored as the VM')
+    assert.ok(named.replace(/\n/g, ' ').includes(`Restored as the VM "${restored.name}" (${restored.uuid})`), named)
 
     // A resize redraws the whole screen at the new size: header on the first row, footer on the last but one.
     spawnSync('tmux', ['resize-window', '-t', tmux.session, '-x', '100', '-y', '30'])

@@ -2,7 +2,7 @@
 // restore's own run opens, followed live. esc steps back.
 import { useState } from 'react'
 import { Box, Text } from 'ink'
-import { useRpc, useScreenKeys, useShell } from '../shell.tsx'
+import { runStarted, useRpc, useScreenKeys, useShell } from '../shell.tsx'
 import { Table } from '../components/list.tsx'
 import { FilterLine } from '../components/input.tsx'
 import { FormView, useForm, type Field } from '../components/form.tsx'
@@ -54,8 +54,10 @@ export function RestoreScreen() {
   const start = async () => {
     if (remote === undefined || point === undefined || sr === undefined) return
     const name = String(options.values.name).trim()
-    const started = await shell.mutate(`restore ${point.vmName}`, () =>
-      shell.client.call('restore.start', { remote: remote.name, backupId: point.id, sr: sr.uuid, ...(name !== '' && { name }), start: options.values.start === true }),
+    const started = await shell.mutate(
+      `restore ${point.vmName}`,
+      () => shell.client.call('restore.start', { remote: remote.name, backupId: point.id, sr: sr.uuid, ...(name !== '' && { name }), start: options.values.start === true }),
+      runStarted(`restore ${point.vmName}`),
     )
     if (started !== undefined) shell.navigate({ screen: 'run', runId: started.runId, follow: true })
   }

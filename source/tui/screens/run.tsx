@@ -4,7 +4,7 @@ import { Box, Text } from 'ink'
 import { cancelAsked, useNow, useRpc, useScreenKeys, useShell, useThrottled } from '../shell.tsx'
 import { useFilter, FilterLine } from '../components/input.tsx'
 import { cursorMark, MoreLine, useListCursor } from '../components/list.tsx'
-import { fit, formatDate, formatDuration } from '../format.ts'
+import { fit, formatDate, formatDuration, wrapText } from '../format.ts'
 import { STATUS_STYLE, tone } from '../theme.ts'
 import type { TaskNode } from '../contract.ts'
 import { flattenTree, restoredVm } from './tree.ts'
@@ -35,7 +35,9 @@ export function RunScreen({ runId, follow: followAtStart = false }: { runId: str
   const all = run.data === undefined ? [] : flattenTree(run.data.tree, closed, opened, now)
   const lines = all.filter(line => line.kind !== 'task' || filter.matches(`${line.text} ${line.status ?? ''}`))
   const restored = run.data === undefined ? undefined : restoredVm(run.data.tree)
-  const height = shell.bodyHeight - 2 - (restored === undefined ? 0 : 1) - (filter.editing || filter.text !== '' ? 1 : 0)
+  // Whole, however long the name: the administrator copies the uuid from here.
+  const restoredLines = restored === undefined ? [] : wrapText(`Restored as the VM "${restored.name ?? '?'}" (${restored.uuid})`, shell.columns)
+  const height = shell.bodyHeight - 2 - restoredLines.length - (filter.editing || filter.text !== '' ? 1 : 0)
   const list = useListCursor(lines.length, height)
   useEffect(() => {
     if (follow && lines.length > 0) list.setCursor(lines.length - 1)
@@ -97,11 +99,11 @@ export function RunScreen({ runId, follow: followAtStart = false }: { runId: str
       <Text dimColor wrap="truncate">
         {summary.runId}
       </Text>
-      {restored === undefined ? null : (
-        <Text wrap="truncate" color={tone('green')}>
-          Restored as the VM "{restored.name ?? '?'}" ({restored.uuid})
+      {restoredLines.map((text, i) => (
+        <Text key={i} color={tone('green')}>
+          {text}
         </Text>
-      )}
+      ))}
       <FilterLine filter={filter} />
       {visible.map((l, i) => {
         const selected = list.offset + i === list.cursor
