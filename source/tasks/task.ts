@@ -128,10 +128,6 @@ export class Task {
     this.#finish(errorCode(coded) === 'CANCELLED' ? 'cancelled' : 'failure', serializeError(coded))
   }
 
-  cancel(reason: unknown = 'cancelled'): void {
-    this.#finish('cancelled', reason instanceof Error ? serializeError(unwrapAbort(reason)) : { code: 'CANCELLED', message: String(reason) })
-  }
-
   /**
    * Runs fn inside this task and ends it with fn's outcome: its result, or its error (once the given
    * signal has aborted, the abort's reason: whatever broke on the way out is the cancel's doing).

@@ -69,8 +69,9 @@ test('scheduled runs on a fake clock: one at a time per job, skips logged, logs 
     const runs = await client.call('run.list', { jobId: info.job.id! })
     assert.equal(runs.length, 2, 'only the last 2 runs are kept')
     assert.ok(runs.every(run => run.status === 'success'), JSON.stringify(runs))
-    const logs = (await readdir(join(dataDir, 'runs'))).filter(name => name.endsWith('.json'))
-    assert.deepEqual(logs.sort(), runs.map(run => `${run.runId}.json`).sort())
+    // The index says a run ended before the pruning of the one it pushes out has deleted that one's log.
+    const kept = runs.map(run => `${run.runId}.json`).sort().join(' ')
+    await waitUntil('the pruned logs to go', async () => ((await readdir(join(dataDir, 'runs'))).filter(name => name.endsWith('.json')).sort().join(' ') === kept ? true : undefined))
   } finally {
     client.close()
     await daemon.stop()

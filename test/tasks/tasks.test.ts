@@ -74,8 +74,8 @@ const STATUS_TABLE: Array<{ name: string; build: (run: ReturnType<typeof TaskLog
   },
   { name: 'failure beats skipped', build: run => (run.child('a').fail(new Error('unhealthy VDI chain')), run.child('b').fail(new Error('disk broken')), run.end()), root: 'failure' },
   { name: 'the root itself skipped', build: run => run.fail(new Error('no VMs match this pattern')), root: 'skipped' },
-  { name: 'cancel', build: run => (run.child('backup VM').cancel('asked by admin'), run.cancel('asked by admin')), root: 'cancelled', vm: 'cancelled' },
-  { name: 'a cancelled child cancels a successful parent', build: run => (run.child('backup VM').cancel(), run.end()), root: 'cancelled' },
+  { name: 'cancel', build: run => (run.child('backup VM').fail(cancelledError('asked by admin')), run.fail(cancelledError('asked by admin'))), root: 'cancelled', vm: 'cancelled' },
+  { name: 'a cancelled child cancels a successful parent', build: run => (run.child('backup VM').fail(cancelledError()), run.end()), root: 'cancelled' },
   { name: 'unfinished run stays pending', build: run => void run.child('backup VM').end(), root: 'pending', vm: 'success' },
   { name: 'unfinished child of a finished parent stays pending', build: run => (run.child('backup VM'), run.end()), root: 'success', vm: 'pending' },
 ]
