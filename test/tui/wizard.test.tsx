@@ -181,3 +181,15 @@ test("wizard: the daemon's refusal is shown whole, however long, and the draft i
   assert.match(frame, /^refused · delta/m)
   t.unmount()
 })
+
+test('wizard: a field is checked as it is typed, in its own words, once the draft was touched', async () => {
+  const t = await renderApp(fullDaemon())
+  await t.waitFor('nightly')
+  await t.press('n')
+  let frame = await t.waitFor('[Job]')
+  assert.doesNotMatch(frame, /✖/)
+  await t.press(KEYS.down, KEYS.right)
+  frame = await t.waitFor('✖ Name: the job name must not be empty.')
+  assert.doesNotMatch(frame, /Schedule name:/)
+  t.unmount()
+})

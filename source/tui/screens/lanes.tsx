@@ -34,7 +34,7 @@ function slotLabel(vm: string, disk: string | undefined): string {
 }
 
 function holderLine(holder: LaneHolder, now: number, width: number): string {
-  const name = fit(slotLabel(holder.vmName ?? holder.vm, holder.disk), 15)
+  const name = fit(slotLabel(holder.vmName ?? holder.vm, holder.disk), 17)
   const elapsed = formatDuration(now - holder.since)
   if (holder.done === undefined) return fit(`  ${name} ${fit(holder.phase, 10)} ${elapsed}  ${holder.jobName ?? ''}`, width)
   const moved = `${formatBytes(holder.done).padStart(8)} ${formatSpeed(holder.bytesPerSecond).padStart(10)}`
@@ -44,7 +44,7 @@ function holderLine(holder: LaneHolder, now: number, width: number): string {
     .map(([target, t]) => `${target} ${t.state === 'failed' ? '✖' : t.state === 'done' ? '✔' : percent(t.done, holder.total).trim()}`)
     .join(' ')
   const figures = `${percent(holder.done, holder.total)} ${moved} ${formatEta(holder.done, holder.total, holder.bytesPerSecond).padStart(6)}`
-  const line = `  ${name} ${progressBar(holder.done, holder.total, 6)} ${figures} ${targets || holder.jobName || ''}`
+  const line = `  ${name} ${progressBar(holder.done, holder.total, 4)} ${figures} ${targets || holder.jobName || ''}`
   return fit(line, width)
 }
 

@@ -46,13 +46,15 @@ const SETTINGS: Field[] = [
 
 /** Which problems each step shows under its fields, by the schema's paths. */
 const STEP_PATHS: Record<Step, string[]> = { basics: ['name', 'mode'], vms: ['vms'], targets: ['remotes', 'srs'], schedule: ['schedules'], settings: ['settings'], review: [''] }
-const FIELD_LABELS = new Map([...BASICS, ...SMART, ...SCHEDULE, ...SETTINGS].map(f => [f.name, f.label]))
-const RETENTION_LABELS: Record<string, string> = { backups: 'Keep backups', replicas: 'Keep replicas', snapshots: 'Keep snapshots' }
+const labels = (fields: Field[]) => new Map(fields.map(f => [f.name, f.label]))
+const FIELD_LABELS = { schedules: labels(SCHEDULE), settings: labels(SETTINGS), vms: labels(SMART), job: labels(BASICS) }
 
 /** A problem in the wizard's words: the field's label instead of the schema's path. */
 function problemText(problem: Problem): string {
+  const [head = ''] = problem.path.split('.')
   const last = problem.path.split('.').at(-1) ?? ''
-  const label = RETENTION_LABELS[last] ?? FIELD_LABELS.get(last) ?? (problem.path === '(job)' ? 'Job' : problem.path)
+  const fields = head === 'schedules' || head === 'settings' || head === 'vms' ? FIELD_LABELS[head] : FIELD_LABELS.job
+  const label = fields.get(last) ?? (problem.path === '(job)' ? 'Job' : problem.path)
   return `${label}: ${problem.message}`
 }
 
@@ -196,7 +198,7 @@ function Wizard({ initial }: { initial: Draft }) {
       {step === 'basics' ? <FormView fields={BASICS} form={basics} width={width} /> : null}
       {step === 'schedule' ? <FormView fields={SCHEDULE} form={schedule} width={width} /> : null}
       {step === 'schedule' ? <NextRuns schedule={jobOf(current).schedules[0]!} problems={stepProblems(problems, 'schedule')} width={width} /> : null}
-      {step !== 'review' && step !== 'schedule' ? <Problems problems={stepProblems(problems, step)} width={width} rows={3} /> : null}
+      {step !== 'review' && step !== 'schedule' && changed ? <Problems problems={stepProblems(problems, step)} width={width} rows={3} /> : null}
       {step === 'settings' ? <FormView fields={SETTINGS} form={settings} width={width} /> : null}
       {step === 'vms' && draft.selection === 'pick' ? (
         <Box flexDirection="column">
