@@ -4,6 +4,7 @@
 // exist (spring forward) fire once, at the instant the clock jumps, as cron does.
 import cron from 'node-cron'
 import { LifeboatError } from '../util/errors.ts'
+import { cronProblem } from '../protocol/job.ts'
 
 interface Wall {
   year: number
@@ -76,7 +77,8 @@ const compiled = new Map<string, Compiled>()
 function compile(expression: string): Compiled {
   let entry = compiled.get(expression)
   if (entry !== undefined) return entry
-  if (!cron.validate(expression)) throw new LifeboatError('CRON_INVALID', `"${expression}" is not a valid cron expression (5 fields, like "0 3 * * *").`)
+  const problem = cronProblem(expression)
+  if (problem !== undefined) throw new LifeboatError('CRON_INVALID', `The cron expression "${expression}" is refused: ${problem}`)
   const fields = cron.parse(expression)
   const parts = expression.trim().split(/\s+/)
   const [dayOfMonth, month, dayOfWeek] = parts.slice(-3)

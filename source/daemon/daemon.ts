@@ -20,6 +20,8 @@ import { LanesWatcher, lanesSnapshot } from './lanes.ts'
 import { RpcServer } from './server.ts'
 import { buildHandlers } from './handlers.ts'
 import { lockDataDir, type DataDirLock } from './lock.ts'
+import { checkJob } from './job-checks.ts'
+import { listSrs } from './inventory.ts'
 
 export interface DaemonOptions {
   dataDir: string
@@ -135,7 +137,7 @@ export class Daemon {
 
   /** Validates a job and gives it (and its schedules) ids; an update keeps the ids of schedules it keeps. */
   prepareJob(input: unknown, previous?: Job): Job {
-    const job = parseJob(input)
+    const job = checkJob(parseJob(input), { remotes: new Set(this.state.data.remotes.map(remote => remote.name)), pools: this.pools.list(), srs: listSrs([...this.pools.connections.values()]) })
     const other = this.state.data.jobs.find(s => s.job.name === job.name && s.job.id !== previous?.id)
     if (other !== undefined) throw new LifeboatError('JOB_NAME_TAKEN', `Another job is already named "${job.name}"; choose another name.`)
     return {

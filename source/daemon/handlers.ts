@@ -7,7 +7,7 @@ import { startRestoreRun } from '../engine/index.ts'
 import type { methodParams, MethodName, MethodResults } from '../protocol/methods.ts'
 import type { Daemon } from './daemon.ts'
 import type { ClientConnection, MethodHandler } from './server.ts'
-import { listSrs, listVms, selectPools } from './inventory.ts'
+import { findSr, listSrs, listVms, selectPools } from './inventory.ts'
 import { lanesSnapshot } from './lanes.ts'
 
 type Params<M extends MethodName> = NonNullable<z.output<(typeof methodParams)[M]>>
@@ -113,12 +113,14 @@ export function buildHandlers(daemon: Daemon): Record<MethodName, MethodHandler>
 
     'backup.list': ({ remote, vm }) => listRestorePoints(remotes.get(remote), vm === undefined ? {} : { vmUuid: vm }),
     'restore.start': async ({ remote, backupId, sr, name, start }) => {
-      remotes.get(remote) // REMOTE_NOT_FOUND now rather than as a failed run
+      // REMOTE_NOT_FOUND and SR_NOT_FOUND now rather than as a failed run.
+      remotes.get(remote)
+      const srUuid = findSr(listSrs([...pools.connections.values()]), sr).uuid
       await daemon.cleanedUp
       const runId = await runs.start('restore', {}, onEvent =>
-        startRestoreRun(daemon.context, { remote, backupId, srUuid: sr, ...(name !== undefined && { name }), ...(start !== undefined && { start }) }, { onEvent }),
+        startRestoreRun(daemon.context, { remote, backupId, srUuid, ...(name !== undefined && { name }), ...(start !== undefined && { start }) }, { onEvent }),
       )
-      daemon.log(`restore ${runId} started (${backupId} from "${remote}" to SR ${sr})`)
+      daemon.log(`restore ${runId} started (${backupId} from "${remote}" to SR ${srUuid})`)
       return { runId }
     },
 

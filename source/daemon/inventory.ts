@@ -2,7 +2,7 @@
 // with their disks, and SRs with their space; read from each connection's event-fed cache.
 import type { PoolConnection, XapiRecord } from '../xapi/index.ts'
 import { LifeboatError } from '../util/errors.ts'
-import type { Sr, Vm } from '../protocol/methods.ts'
+import type { Pool, Sr, Vm } from '../protocol/methods.ts'
 
 const NULL_REF = 'OpaqueRef:NULL'
 const POWER_STATES = new Set(['Running', 'Halted', 'Suspended', 'Paused'])
@@ -62,4 +62,24 @@ export function listSrs(pools: PoolConnection[]): Sr[] {
     }
   }
   return srs.sort((a, b) => a.poolName.localeCompare(b.poolName) || a.name.localeCompare(b.name))
+}
+
+/** An SR of a connected pool by uuid or unique name: restores and jobs name SRs either way. */
+export function findSr(srs: Sr[], uuidOrName: string): Sr {
+  const byUuid = srs.find(sr => sr.uuid === uuidOrName)
+  if (byUuid !== undefined) return byUuid
+  const named = srs.filter(sr => sr.name === uuidOrName)
+  if (named.length === 1) return named[0]!
+  if (named.length > 1) throw new LifeboatError('SR_AMBIGUOUS', `Several SRs are named "${uuidOrName}": ${named.map(sr => `${sr.uuid} (pool ${sr.poolName})`).join(', ')}; give the uuid of one ('lifeboat sr list').`)
+  throw new LifeboatError('SR_NOT_FOUND', `No SR of a connected pool has the uuid or name "${uuidOrName}"; 'lifeboat sr list' shows them ('lifeboat pool list' shows whether each pool is connected).`)
+}
+
+/** A configured pool (connected or not) by uuid or unique name. */
+export function findPool(pools: Pool[], uuidOrName: string): Pool {
+  const byUuid = pools.find(pool => pool.id === uuidOrName)
+  if (byUuid !== undefined) return byUuid
+  const named = pools.filter(pool => pool.name === uuidOrName)
+  if (named.length === 1) return named[0]!
+  if (named.length > 1) throw new LifeboatError('POOL_AMBIGUOUS', `Several pools are named "${uuidOrName}": ${named.map(pool => pool.id).join(', ')}; give the uuid of one ('lifeboat pool list').`)
+  throw new LifeboatError('POOL_NOT_FOUND', `No pool has the uuid or name "${uuidOrName}"; 'lifeboat pool list' shows them, 'lifeboat pool add' adds one.`)
 }

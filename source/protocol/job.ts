@@ -14,6 +14,38 @@ export function isValidTimezone(timezone: string): boolean {
   }
 }
 
+const MONTHS = ['January', 'February', 'March', 'April', 'May', 'June', 'July', 'August', 'September', 'October', 'November', 'December']
+const FIELD_RANGES: Record<string, string> = {
+  second: 'second (0-59)',
+  minute: 'minute (0-59)',
+  hour: 'hour (0-23)',
+  'day of month': 'day of the month (1-31)',
+  month: 'month (1-12 or JAN-DEC)',
+  'week day': 'weekday (0-7 or SUN-SAT)',
+}
+
+/** Why a cron expression is refused, in a sentence (node-cron's own reason, reworded), or undefined when it is valid. */
+export function cronProblem(expression: string): string | undefined {
+  if (cron.validate(expression)) return undefined
+  let reason: string
+  try {
+    cron.createTask(expression, () => {})
+    return undefined
+  } catch (error) {
+    reason = (error as Error).message
+  }
+  const fields = /expected 5 or 6 fields but got (\d+)/.exec(reason)
+  if (fields !== null) return `it has ${fields[1]} field${fields[1] === '1' ? '' : 's'}; write 5 (minute hour day-of-month month weekday, like "0 3 * * *"), or 6 with the seconds first.`
+  const field = /^(.*) is a invalid expression for (.+)$/.exec(reason)
+  if (field !== null) return `"${field[1]}" is not a valid ${FIELD_RANGES[field[2]!] ?? field[2]}.`
+  const impossible = /^(\S+) (\S+) is an impossible day of month/.exec(reason)
+  if (impossible !== null) {
+    const months = impossible[2]!.split(',').map(month => MONTHS[Number(month) - 1] ?? month)
+    return `${months.join(' and ')} ${months.length > 1 ? 'have' : 'has'} no day ${impossible[1]}: this schedule would never fire.`
+  }
+  return `this is not a valid cron expression (${reason}).`
+}
+
 /** A type error's sentence, or "required" when the field is absent. */
 export function expect(message: string) {
   return (issue: { input?: unknown }) => (issue.input === undefined ? 'this field is required.' : message)
@@ -45,7 +77,10 @@ const scheduleSchema = z
     /** Given by the daemon; XO's scheduleId in metadata and in xo:backup:schedule. */
     id: nonEmpty('a schedule id').optional(),
     name: nonEmpty('the schedule name'),
-    cron: z.string({ error: expect('cron must be a text like "0 3 * * *".') }).refine(expression => cron.validate(expression), { error: 'this is not a valid cron expression (5 fields, like "0 3 * * *").' }),
+    cron: z.string({ error: expect('cron must be a text like "0 3 * * *".') }).superRefine((expression, context) => {
+      const problem = cronProblem(expression)
+      if (problem !== undefined) context.addIssue({ code: 'custom', message: problem })
+    }),
     timezone: z.string({ error: expect('timezone must be an IANA name like "Europe/Paris".') }).refine(isValidTimezone, { error: 'this is not a known IANA timezone (like "Europe/Paris" or "UTC").' }),
     enabled: z.boolean({ error: 'enabled must be true or false.' }).default(true),
     /** Absent counts fall back to the job's exportRetention / copyRetention / snapshotRetention settings. */
@@ -85,9 +120,13 @@ export const jobSchema = z
   .superRefine((job, context) => {
     const problem = (path: Array<string | number>, message: string) => context.addIssue({ code: 'custom', path, message })
     const names = new Set<string>()
+    const ids = new Set<string>()
     job.schedules.forEach((schedule, index) => {
       if (names.has(schedule.name)) problem(['schedules', index, 'name'], `another schedule is already named "${schedule.name}".`)
       names.add(schedule.name)
+      // The id picks the schedule a run (and its retention) uses: two alike would run the wrong one.
+      if (schedule.id !== undefined && ids.has(schedule.id)) problem(['schedules', index, 'id'], `another schedule already has the id "${schedule.id}"; remove this id (a new one is given) or make it unique.`)
+      if (schedule.id !== undefined) ids.add(schedule.id)
     })
     if (new Set(job.remotes).size !== job.remotes.length) problem(['remotes'], 'a remote is listed twice.')
     if (job.mode === 'delta' && (job.settings.compression ?? 'none') !== 'none') problem(['settings', 'compression'], 'compression applies to full backups only (delta backups are VHD files).')
@@ -109,8 +148,12 @@ export interface JobProblem {
 export function parseJob(input: unknown): Job {
   const parsed = jobSchema.safeParse(input)
   if (parsed.success) return parsed.data
-  const problems: JobProblem[] = parsed.error.issues.map(issue => ({ path: issue.path.map(String).join('.') || '(job)', message: sentence(issue) }))
-  throw new LifeboatError('JOB_INVALID', `The job is not valid:\n${problems.map(p => `- ${p.path}: ${p.message}`).join('\n')}`, { data: { problems } })
+  throw jobInvalid(parsed.error.issues.map(issue => ({ path: issue.path.map(String).join('.') || '(job)', message: sentence(issue) })))
+}
+
+/** JOB_INVALID with one line per problem (the schema's, or the daemon's checks against what it knows). */
+export function jobInvalid(problems: JobProblem[]): LifeboatError {
+  return new LifeboatError('JOB_INVALID', `The job is not valid:\n${problems.map(p => `- ${p.path}: ${p.message}`).join('\n')}`, { data: { problems } })
 }
 
 function sentence(issue: z.core.$ZodIssue): string {

@@ -65,7 +65,8 @@ export const DEFAULT_SETTINGS = {
   compression: 'none' as 'none' | 'gzip' | 'zstd',
   fullInterval: 0,
   forceFull: false,
-  exportRetention: 0,
+  /** Backups kept per remote when no retention is given: never 0, which would write nothing (a week of dailies). */
+  exportRetention: 7,
   copyRetention: 0,
   snapshotRetention: 0,
   longTermRetention: undefined as SettingsOverrides['longTermRetention'],

@@ -69,7 +69,7 @@ test('settings resolve in XO order: defaults → job → schedule → VM → tar
 const INVALID: Array<[string, unknown, string, RegExp]> = [
   ['missing name', { ...DESIGN_JOB, name: undefined }, 'name', /required/],
   ['bad mode', { ...DESIGN_JOB, mode: 'mirror' }, 'mode', /"full" or "delta"/],
-  ['bad cron', { ...DESIGN_JOB, schedules: [{ ...DESIGN_JOB.schedules[0], cron: '0 3 * *' }] }, 'schedules.0.cron', /cron expression/],
+  ['bad cron', { ...DESIGN_JOB, schedules: [{ ...DESIGN_JOB.schedules[0], cron: '0 3 * *' }] }, 'schedules.0.cron', /it has 4 fields; write 5/],
   ['bad timezone', { ...DESIGN_JOB, schedules: [{ ...DESIGN_JOB.schedules[0], timezone: 'Europe/Parsi' }] }, 'schedules.0.timezone', /IANA timezone/],
   ['bad duration', { ...DESIGN_JOB, settings: { timeout: 'four hours' } }, 'settings.timeout', /not a duration/],
   ['negative concurrency', { ...DESIGN_JOB, settings: { concurrency: -1 } }, 'settings.concurrency', /whole number/],

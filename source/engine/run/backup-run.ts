@@ -74,7 +74,7 @@ export function startRun(root: { name: string; data: Record<string, unknown> }, 
 
 async function runBackup(task: Task, signal: AbortSignal, job: Job & { id: string }, schedule: ReturnType<typeof findSchedule> & { id: string }, context: EngineContext): Promise<void> {
   const settings = resolveSettings(job, schedule)
-  warnUnsupported(task, job, settings)
+  warnUnsupported(task, settings)
   const candidates: Array<VmCandidate & { conn: PoolConnection }> = []
   for (const conn of context.pools.values()) for (const vm of conn.all('VM')) candidates.push({ ...candidate(vm, conn.poolUuid), conn })
   const selection = selectVms(job.vms, candidates, job.id)
@@ -126,9 +126,8 @@ const NOT_YET: Array<[keyof Settings, string]> = [
 /** Failures a retry cannot change. */
 const NOT_RETRIED = new Set(['NO_DISKS', 'NO_TARGET', 'XAPI_UUID_INVALID'])
 
-function warnUnsupported(task: Task, job: Job, settings: Settings): void {
+function warnUnsupported(task: Task, settings: Settings): void {
   for (const [key, message] of NOT_YET) if (settings[key] !== DEFAULT_SETTINGS[key]) task.warning(message)
-  if (job.srs.length > 0) task.warning(`replication to SRs is not implemented yet: the job's SRs (${job.srs.join(', ')}) get nothing`)
 }
 
 function candidate(vm: XapiRecord, poolUuid: string): VmCandidate {

@@ -1,0 +1,153 @@
+// Mistakes caught when they are made, through a real daemon process and the CLI, on the lab's pair of pools:
+// a job naming what does not exist (remotes, pools, SRs), keeping 0 backups, with duplicate schedule ids or an
+// impossible cron is refused at create and update with the reason; restore --sr takes a uuid or a unique name
+// and is checked before any run starts.
+import { test, before, after } from 'node:test'
+import assert from 'node:assert/strict'
+import { mkdir, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { startLab, type Lab } from '../../source/lab/index.ts'
+import { PoolConnection } from '../../source/xapi/index.ts'
+import { DaemonClient } from '../../source/client/index.ts'
+import { tempDir } from '../helpers/tools.ts'
+import { cli, cliJson, startDaemon, type DaemonProcess } from './helpers.ts'
+
+let dir: { path: string; cleanup: () => Promise<void> }
+let lab: Lab
+let daemon: DaemonProcess
+let vmUuid: string
+let drSr: { uuid: string; name: string }
+let jobFile: string
+
+before(async () => {
+  dir = await tempDir('lifeboat-checks-')
+  lab = await startLab({ dataDir: join(dir.path, 'lab'), fixture: 'pair' })
+  daemon = await startDaemon(join(dir.path, 'daemon'))
+  for (const pool of lab.pools) await cliJson(daemon.socket, ['pool', 'add', pool.url, '--user', pool.username, '--password-env', 'LAB_PASSWORD'], { LAB_PASSWORD: pool.password })
+  await mkdir(join(dir.path, 'remote'))
+  await cliJson(daemon.socket, ['remote', 'add', 'local', `file://${join(dir.path, 'remote')}`])
+  vmUuid = (await cliJson(daemon.socket, ['vm', 'list'])).find((vm: { name: string }) => vm.name === 'tiny-halted').uuid
+  drSr = (await cliJson(daemon.socket, ['sr', 'list'])).find((sr: { name: string }) => sr.name === 'DR storage')
+  jobFile = join(dir.path, 'job.json')
+})
+
+after(async () => {
+  daemon.child.kill('SIGTERM')
+  await daemon.exited
+  await lab.stop()
+  await dir.cleanup()
+})
+
+const schedule = { name: 'daily', cron: '0 3 * * *', timezone: 'UTC', retention: { backups: 2 } }
+const goodJob = () => ({ name: 'checked', mode: 'full' as const, vms: { uuids: [vmUuid] }, remotes: ['local'], schedules: [schedule] })
+
+/** `job create --file` with this job: refused with JOB_INVALID, the problems' lines returned. */
+async function refused(job: unknown): Promise<string> {
+  await writeFile(jobFile, JSON.stringify(job))
+  const result = await cli(daemon.socket, ['job', 'create', '--file', jobFile])
+  assert.equal(result.code, 1, result.stdout)
+  assert.match(result.stderr, /^lifeboat: JOB_INVALID: The job is not valid:/)
+  return result.stderr
+}
+
+test('a job whose remote does not exist is refused, naming it and the command that lists remotes', async () => {
+  const stderr = await refused({ ...goodJob(), remotes: ['local', 'nowhere'] })
+  assert.match(stderr, /- remotes\.1: No remote is named "nowhere"; 'lifeboat remote list' shows them/)
+  const flags = await cli(daemon.socket, ['job', 'create', '--name', 'flags', '--mode', 'full', '--vm', vmUuid, '--remote', 'nowhere', '--retention', '2'])
+  assert.equal(flags.code, 1)
+  assert.match(flags.stderr, /remotes\.0: No remote is named "nowhere"/)
+})
+
+test('smart-selection pools are given by name or uuid and stored as uuids; an unknown pool is refused', async () => {
+  const [production, dr] = lab.pools
+  const created = await cliJson(daemon.socket, ['job', 'create', '--name', 'smart', '--mode', 'full', '--pool', 'lab', '--tag', 'dev', '--remote', 'local', '--retention', '2'])
+  assert.deepEqual(created.job.vms.smart.pools, [production!.poolUuid])
+  await writeFile(jobFile, JSON.stringify({ ...goodJob(), name: 'smart-uuid', vms: { smart: { pools: [production!.poolUuid], notPools: ['dr'] } } }))
+  const byUuid = await cliJson(daemon.socket, ['job', 'create', '--file', jobFile])
+  assert.deepEqual(byUuid.job.vms.smart, { pools: [production!.poolUuid], notPools: [dr!.poolUuid], tags: [], notTags: [] })
+  const stderr = await refused({ ...goodJob(), vms: { smart: { pools: ['atlantis'] } } })
+  assert.match(stderr, /- vms\.smart\.pools\.0: No pool has the uuid or name "atlantis"; 'lifeboat pool list' shows them/)
+})
+
+test('SRs: one that does not exist is refused; one that exists is refused too, replication to SRs not being implemented', async () => {
+  const missing = await refused({ ...goodJob(), srs: ['no-such-sr'] })
+  assert.match(missing, /- srs\.0: No SR of a connected pool has the uuid or name "no-such-sr"; 'lifeboat sr list' shows them/)
+  const existing = await refused({ ...goodJob(), srs: [drSr.uuid] })
+  assert.match(existing, /- srs: Replication to SRs .* is not implemented yet; leave "srs" empty/)
+})
+
+test('a schedule that keeps 0 backups on a remote is refused; without a retention 7 are kept', async () => {
+  const stderr = await refused({ ...goodJob(), schedules: [{ ...schedule, retention: { backups: 0 } }] })
+  assert.match(stderr, /- schedules\.0\.retention\.backups: The schedule "daily" keeps 0 backups on "local": nothing would be written there\. Keep at least 1 \(without a retention, 7 are kept\)/)
+  const override = await refused({ ...goodJob(), overrides: { remotes: { local: { exportRetention: 0 } } } })
+  assert.match(override, /keeps 0 backups on "local"/)
+  const defaulted = await cliJson(daemon.socket, ['job', 'create', '--name', 'default-retention', '--mode', 'full', '--vm', vmUuid, '--remote', 'local'])
+  const run = await cliJson(daemon.socket, ['job', 'run', 'default-retention', '--wait'])
+  assert.equal(run.status, 'success', JSON.stringify(run.tree))
+  assert.ok(!JSON.stringify(run.tree).includes('keeps 0 backups'), 'the remote got the backup')
+  await cliJson(daemon.socket, ['job', 'delete', defaulted.job.id])
+})
+
+test('duplicate schedule ids or names are refused', async () => {
+  const ids = await refused({ ...goodJob(), schedules: [{ ...schedule, id: 'same' }, { ...schedule, name: 'weekly', id: 'same' }] })
+  assert.match(ids, /- schedules\.1\.id: another schedule already has the id "same"/)
+  const names = await refused({ ...goodJob(), schedules: [schedule, schedule] })
+  assert.match(names, /- schedules\.1\.name: another schedule is already named "daily"/)
+})
+
+test('each cron mistake is given its real reason', async () => {
+  const reasons: Array<[string, RegExp]> = [
+    ['0 3 31 2 *', /February has no day 31: this schedule would never fire/],
+    ['0 3 31 4,6 *', /April and June have no day 31/],
+    ['0 3 * *', /it has 4 fields; write 5/],
+    ['61 3 * * *', /"61" is not a valid minute \(0-59\)/],
+    ['0 3 * * 9', /"9" is not a valid weekday/],
+  ]
+  for (const [cron, reason] of reasons) assert.match(await refused({ ...goodJob(), schedules: [{ ...schedule, cron }] }), reason, cron)
+})
+
+test('job update goes through the same checks (the wizard saves through it)', async () => {
+  const client = await DaemonClient.connect(daemon.socket)
+  try {
+    const created = await client.call('job.create', { job: goodJob() })
+    await assert.rejects(client.call('job.update', { id: created.job.id!, job: { ...goodJob(), remotes: ['gone'] } }), (error: Error & { code: string; data?: { problems?: unknown } }) => {
+      assert.equal(error.code, 'JOB_INVALID')
+      assert.deepEqual(error.data?.problems, [{ path: 'remotes.0', message: `No remote is named "gone"; 'lifeboat remote list' shows them, 'lifeboat remote add' adds one.` }])
+      return true
+    })
+  } finally {
+    client.close()
+  }
+})
+
+test('restore --sr takes an SR uuid or unique name, checked before anything starts', async () => {
+  const run = await cliJson(daemon.socket, ['job', 'run', 'checked', '--wait'])
+  assert.equal(run.status, 'success', JSON.stringify(run.tree))
+  const point = (await cliJson(daemon.socket, ['backup', 'list', '--remote', 'local', '--vm', vmUuid]))[0]
+  const restore = (sr: string, wait: boolean) => cli(daemon.socket, ['restore', '--remote', 'local', '--backup', point.id, '--sr', sr, ...(wait ? ['--wait'] : [])])
+  const byName = await cliJson(daemon.socket, ['restore', '--remote', 'local', '--backup', point.id, '--sr', 'DR storage', '--wait'])
+  assert.equal(byName.status, 'success', JSON.stringify(byName.tree))
+  assert.equal(byName.tree.data.srUuid, drSr.uuid)
+  const restoresBefore = (await cliJson(daemon.socket, ['run', 'list'])).length
+  for (const wait of [false, true]) {
+    const missing = await restore('nowhere', wait)
+    assert.equal(missing.code, 1)
+    assert.match(missing.stderr, /^lifeboat: SR_NOT_FOUND: No SR of a connected pool has the uuid or name "nowhere"; 'lifeboat sr list' shows them/)
+  }
+  // Two SRs of the same name, one per pool: the name alone is refused, with both uuids.
+  const dr = lab.pools[1]!
+  const conn = await PoolConnection.connect({ url: dr.url, username: dr.username, password: dr.password })
+  try {
+    await conn.call('SR.set_name_label', conn.all('SR').find(sr => sr.uuid === drSr.uuid)!.$ref, 'Local storage')
+  } finally {
+    await conn.disconnect()
+  }
+  const local = (await cliJson(daemon.socket, ['sr', 'list'])).filter((sr: { name: string }) => sr.name === 'Local storage')
+  assert.equal(local.length, 2, 'the daemon saw the rename')
+  const ambiguous = await restore('Local storage', true)
+  assert.equal(ambiguous.code, 1)
+  assert.match(ambiguous.stderr, /^lifeboat: SR_AMBIGUOUS: Several SRs are named "Local storage": /)
+  for (const sr of local) assert.ok(ambiguous.stderr.includes(sr.uuid))
+  assert.match(ambiguous.stderr, /'lifeboat sr list'/)
+  assert.equal((await cliJson(daemon.socket, ['run', 'list'])).length, restoresBefore, 'no run was started for a refused restore')
+})
