@@ -4,10 +4,12 @@ import { UsageError } from './command.ts'
 import { formatBytes, table } from './output.ts'
 import { stringOption, type CommandContext, type Subcommand } from './index.ts'
 
-async function password(context: CommandContext): Promise<string> {
-  const variable = stringOption(context, 'password-env')
-  const file = stringOption(context, 'password-file')
-  if ((variable === undefined) === (file === undefined)) throw new UsageError('give the password with exactly one of --password-env VAR or --password-file FILE (never on the command line)')
+/** A secret from --NAME-env VAR or --NAME-file FILE (never from the command line itself, where ps and the shell history see it). */
+export async function secretOption(context: CommandContext, name: string, required = true): Promise<string | undefined> {
+  const variable = stringOption(context, `${name}-env`)
+  const file = stringOption(context, `${name}-file`)
+  if (variable === undefined && file === undefined && !required) return undefined
+  if ((variable === undefined) === (file === undefined)) throw new UsageError(`give the ${name} with exactly one of --${name}-env VAR or --${name}-file FILE (never on the command line)`)
   if (variable !== undefined) {
     const value = process.env[variable]
     if (value === undefined) throw new UsageError(`the environment variable ${variable} is not set`)
@@ -30,7 +32,7 @@ export const POOL_COMMANDS: Record<string, Record<string, Subcommand>> = {
       },
       async body(context) {
         const username = stringOption(context, 'user')!
-        const secret = await password(context)
+        const secret = (await secretOption(context, 'password'))!
         const pool = await (await context.client()).call('pool.add', { url: context.positionals[0]!, username, password: secret })
         context.print(pool, () => `pool "${pool.name}" (${pool.id}) added: ${pool.status}, ${pool.hosts} host(s)\n`)
       },

@@ -1,15 +1,24 @@
 // `lifeboat remote add|list|test|remove`: where backups go.
 import { formatBytes, table } from './output.ts'
+import { UsageError } from './command.ts'
+import { secretOption } from './pools.ts'
 import type { Subcommand } from './index.ts'
 
 export const REMOTE_COMMANDS: Record<string, Record<string, Subcommand>> = {
   remote: {
     add: {
-      positionals: ['NAME', 'URL'],
-      summary: 'Adds a backup remote.',
-      notes: 'URL: file:///path, nfs://host:/export, smb://…, s3://…, azure://… (their forms: the README).',
+      positionals: ['NAME', '[URL]'],
+      summary: 'Adds a backup remote (refused when it cannot be reached).',
+      notes: 'URL: file:///path, nfs://host:/export, smb://…, s3://…, azure://… (their forms: the README). A URL with keys is best given with --url-env or --url-file, out of the shell history.',
+      options: {
+        'url-env': { value: 'VAR', help: 'read the URL from this environment variable' },
+        'url-file': { value: 'F', help: 'read the URL from this file (one trailing newline ignored)' },
+      },
       async body(context) {
-        const [name, url] = context.positionals as [string, string]
+        const [name, given] = context.positionals as [string, string | undefined]
+        const hidden = await secretOption(context, 'url', given === undefined)
+        if (given !== undefined && hidden !== undefined) throw new UsageError('give the URL once: on the command line, or with --url-env / --url-file')
+        const url = (given ?? hidden)!
         const remote = await (await context.client()).call('remote.add', { name, url })
         context.print(remote, () => `remote "${remote.name}" added (${remote.url}): ${remote.status}${remote.error === undefined ? '' : ` (${remote.error.code}: ${remote.error.message})`}\n`)
       },

@@ -12,7 +12,7 @@ import { parseJob, type Job } from '../protocol/job.ts'
 import type { JobInfo, DaemonInfo } from '../protocol/methods.ts'
 import type { StateKind } from '../protocol/events.ts'
 import { DaemonState, type StoredJob } from './state.ts'
-import { Pools } from './pools.ts'
+import { Pools, withoutUrlCredentials } from './pools.ts'
 import { Remotes } from './remotes.ts'
 import { Runs } from './runs.ts'
 import { Scheduler, systemClock, type Clock, type ScheduleEntry } from './scheduler.ts'
@@ -199,6 +199,10 @@ export class Daemon {
         continue
       }
       await this.remotes.open(remote.name, url).catch(error => this.log(`remote "${remote.name}": ${(error as Error).message}`))
+    }
+    if (this.state.data.pools.some(pool => withoutUrlCredentials(pool.url) !== pool.url)) {
+      await this.state.update(data => void (data.pools = data.pools.map(pool => ({ ...pool, url: withoutUrlCredentials(pool.url) }))))
+      this.log('the credentials stored in pool URLs were removed from the state (the secrets file holds the passwords)')
     }
     for (const pool of this.state.data.pools) this.pools.manage(pool, this.state.poolPassword(pool.id) ?? '')
     this.refreshSchedules()

@@ -2,13 +2,14 @@
 import { z } from 'zod'
 import { LifeboatError } from '../util/errors.ts'
 import { listRestorePoints } from '../repository/index.ts'
-import { redactRemoteUrl } from '../storage/index.ts'
+import { parseRemoteUrl, redactRemoteUrl } from '../storage/index.ts'
 import { startRestoreRun } from '../engine/index.ts'
 import type { methodParams, MethodName, MethodResults } from '../protocol/methods.ts'
 import type { Daemon } from './daemon.ts'
 import type { ClientConnection, MethodHandler } from './server.ts'
 import { findSr, listSrs, listVms, selectPools } from './inventory.ts'
 import { lanesSnapshot } from './lanes.ts'
+import { refuseUrlCredentials } from './pools.ts'
 
 type Params<M extends MethodName> = NonNullable<z.output<(typeof methodParams)[M]>>
 type Handler<M extends MethodName> = (params: Params<M>, client: ClientConnection) => Promise<MethodResults[M]> | MethodResults[M]
@@ -19,6 +20,7 @@ export function buildHandlers(daemon: Daemon): Record<MethodName, MethodHandler>
     'daemon.info': () => daemon.info,
 
     'pool.add': async ({ url, username, password }) => {
+      refuseUrlCredentials(url)
       const connection = await pools.probe({ url, username, password })
       const stored = { id: connection.poolUuid, name: connection.poolName, url, username }
       await state.updateSecrets(data => void (data.pools[stored.id] = { password }))
@@ -45,7 +47,11 @@ export function buildHandlers(daemon: Daemon): Record<MethodName, MethodHandler>
 
     'remote.add': async ({ name, url }) => {
       if (remotes.has(name)) throw new LifeboatError('REMOTE_EXISTS', `A remote is already named "${name}"; remove it first or choose another name.`)
-      await remotes.open(name, url)
+      // XO reads file://var/x as /var/x; a new remote says what it means: file:///var/x.
+      if (parseRemoteUrl(url).type === 'file' && !url.startsWith('file:///')) {
+        throw new LifeboatError('REMOTE_BAD_URL', `The remote URL ${url.split('?')[0]} does not name an absolute folder: write the folder's absolute path after file://, like file:///var/backups/lifeboat (three slashes).`)
+      }
+      await remotes.open(name, url, { mustBeReachable: true })
       await state.updateSecrets(data => void (data.remotes[name] = { url }))
       await state.update(data => void data.remotes.push({ name, url: redactRemoteUrl(url) }))
       daemon.stateChanged('remotes')

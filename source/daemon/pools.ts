@@ -22,6 +22,21 @@ export interface PoolsOptions {
 
 const MAX_BACKOFF_MS = 60_000
 
+// scheme://user:password@host: the part before "@" is what must never be stored in state.json nor shown.
+const USERINFO = /^([a-z][a-z0-9+.-]*:\/\/)[^/?#]*@/i
+
+/** A pool URL with credentials in it is refused: they belong in --user and the secrets file. */
+export function refuseUrlCredentials(url: string): void {
+  if (USERINFO.test(url)) {
+    throw new LifeboatError('POOL_URL_CREDENTIALS', `The pool URL holds a user name or password ("user:password@"); they would be stored and shown with the URL. Give the URL without them (like https://host) and the credentials with --user and --password-env or --password-file.`)
+  }
+}
+
+/** A URL stored by an older version with its credentials, without them. */
+export function withoutUrlCredentials(url: string): string {
+  return url.replace(USERINFO, '$1')
+}
+
 export class Pools {
   readonly #entries = new Map<string, PoolEntry>()
 

@@ -34,14 +34,24 @@ export class Remotes {
     return entry.handler
   }
 
-  /** Opens a remote; a URL that cannot be parsed or a backend not supported fails at once, an unreachable remote is kept with status error. */
-  async open(name: string, url: string): Promise<void> {
+  /**
+   * Opens a remote; a URL that cannot be parsed, a backend or an option not supported fails at once. An
+   * unreachable remote is kept with status error (it may come back), unless `mustBeReachable` (remote.add).
+   */
+  async open(name: string, url: string, options: { mustBeReachable?: boolean } = {}): Promise<void> {
+    if ('encryptionKey' in parseRemoteUrl(url).options) {
+      throw new LifeboatError('REMOTE_ENCRYPTION_NOT_SUPPORTED', `The remote "${name}" asks for encryption (encryptionKey), which Lifeboat does not implement yet: its backups would be written unencrypted. Remove encryptionKey from the URL, or encrypt the storage underneath.`)
+    }
     const handler = openRemote(url)
     const entry: RemoteEntry = { name, url, handler, status: 'ok' }
     try {
       await handler.sync()
     } catch (error) {
       const { code, message } = serializeError(error)
+      if (options.mustBeReachable === true) {
+        await handler.close().catch(() => {})
+        throw new LifeboatError(code, `The remote "${name}" was not added: ${message}`, { cause: error })
+      }
       entry.status = 'error'
       entry.error = { code, message }
     }

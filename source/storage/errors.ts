@@ -20,7 +20,7 @@ function mebibytes(bytes: number, round: (n: number) => number): string {
 }
 
 export function remoteUnavailable(label: string, cause: unknown, detail = 'it cannot be reached'): LifeboatError {
-  return new LifeboatError('REMOTE_UNAVAILABLE', `The remote ${label} is unavailable: ${detail}. Check that it is mounted and reachable, then run the job again.`, { cause })
+  return new LifeboatError('REMOTE_UNAVAILABLE', `The remote ${label} is unavailable: ${detail}. Check that it is mounted and reachable, then try again.`, { cause })
 }
 
 /** Maps a backend error; `rootIsGone` is asked only for ENOENT, to tell a missing file from a vanished remote. */

@@ -4,13 +4,13 @@
 // and is checked before any run starts.
 import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
-import { mkdir, writeFile } from 'node:fs/promises'
+import { mkdir, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { startLab, type Lab } from '../../source/lab/index.ts'
 import { PoolConnection } from '../../source/xapi/index.ts'
 import { DaemonClient } from '../../source/client/index.ts'
 import { tempDir } from '../helpers/tools.ts'
-import { cli, cliJson, startDaemon, type DaemonProcess } from './helpers.ts'
+import { cli, cliJson, startDaemon, waitUntil, type DaemonProcess } from './helpers.ts'
 
 let dir: { path: string; cleanup: () => Promise<void> }
 let lab: Lab
@@ -150,4 +150,59 @@ test('restore --sr takes an SR uuid or unique name, checked before anything star
   for (const sr of local) assert.ok(ambiguous.stderr.includes(sr.uuid))
   assert.match(ambiguous.stderr, /'lifeboat sr list'/)
   assert.equal((await cliJson(daemon.socket, ['run', 'list'])).length, restoresBefore, 'no run was started for a refused restore')
+})
+
+test('remote add: a relative file:// URL, a missing folder and encryptionKey are refused and nothing is added', async () => {
+  const refusals: Array<[string, RegExp]> = [
+    [`file://${join(dir.path, 'remote').slice(1)}`, /^lifeboat: REMOTE_BAD_URL: .*does not name an absolute folder: .*file:\/\/\/var\/backups\/lifeboat \(three slashes\)/],
+    [`file://${join(dir.path, 'missing')}`, /^lifeboat: REMOTE_UNAVAILABLE: The remote "bad" was not added: .*missing does not exist/],
+    [`file://${join(dir.path, 'remote')}?encryptionKey=%22k%22`, /^lifeboat: REMOTE_ENCRYPTION_NOT_SUPPORTED: .*not implement yet: its backups would be written unencrypted/],
+  ]
+  for (const [url, reason] of refusals) {
+    const result = await cli(daemon.socket, ['remote', 'add', 'bad', url])
+    assert.equal(result.code, 1, url)
+    assert.match(result.stderr, reason)
+    assert.equal(result.stderr.trim().split('\n').length, 1)
+  }
+  assert.deepEqual((await cliJson(daemon.socket, ['remote', 'list'])).map((r: { name: string }) => r.name), ['local'])
+})
+
+test('remote add takes the URL from an environment variable or a file, never echoing it', async () => {
+  const url = `file://${join(dir.path, 'remote')}`
+  const fromEnv = await cliJson(daemon.socket, ['remote', 'add', 'env', '--url-env', 'REMOTE_URL'], { REMOTE_URL: url })
+  assert.equal(fromEnv.status, 'ok')
+  const urlFile = join(dir.path, 'remote-url')
+  await writeFile(urlFile, `${url}\n`, { mode: 0o600 })
+  const fromFile = await cliJson(daemon.socket, ['remote', 'add', 'file', '--url-file', urlFile])
+  assert.equal(fromFile.url, url)
+  const both = await cli(daemon.socket, ['remote', 'add', 'both', url, '--url-file', urlFile])
+  assert.equal(both.code, 2)
+  const none = await cli(daemon.socket, ['remote', 'add', 'none'])
+  assert.equal(none.code, 2)
+  assert.match(none.stderr, /--url-env VAR or --url-file FILE/)
+  for (const name of ['env', 'file']) await cliJson(daemon.socket, ['remote', 'remove', name])
+})
+
+test('a pool URL with credentials in it is refused; one stored by an older version loses them at start-up', async () => {
+  const pool = lab.pools[0]!
+  const withCredentials = pool.url.replace('://', `://${pool.username}:${pool.password}@`)
+  const refused = await cli(daemon.socket, ['pool', 'add', withCredentials, '--user', pool.username, '--password-env', 'LAB_PASSWORD'], { LAB_PASSWORD: pool.password })
+  assert.equal(refused.code, 1)
+  assert.match(refused.stderr, /^lifeboat: POOL_URL_CREDENTIALS: The pool URL holds a user name or password/)
+  assert.ok(!refused.stderr.includes(`:${pool.password}@`), 'the refusal does not repeat the credentials')
+  // An older state: the URL with its credentials in state.json.
+  const oldData = join(dir.path, 'old-daemon')
+  await mkdir(oldData, { mode: 0o700 })
+  await writeFile(join(oldData, 'state.json'), JSON.stringify({ version: 1, settings: { keepRunsPerJob: 100 }, pools: [{ id: pool.poolUuid, name: pool.name, url: withCredentials, username: pool.username }], remotes: [], jobs: [], runs: [] }), { mode: 0o600 })
+  await writeFile(join(oldData, 'secrets.json'), JSON.stringify({ pools: { [pool.poolUuid]: { password: pool.password } }, remotes: {} }), { mode: 0o600 })
+  const old = await startDaemon(oldData)
+  try {
+    const pools = await cliJson(old.socket, ['pool', 'list'])
+    assert.equal(pools[0].url, pool.url)
+    assert.ok(!(await readFile(join(oldData, 'state.json'), 'utf8')).includes(`:${pool.password}@`), 'the credentials are gone from state.json')
+    await waitUntil('the pool to connect', async () => ((await cliJson(old.socket, ['pool', 'list']))[0].status === 'connected' ? true : undefined))
+  } finally {
+    old.child.kill('SIGTERM')
+    await old.exited
+  }
 })
