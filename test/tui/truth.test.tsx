@@ -133,3 +133,13 @@ test('a cancelled run reads ⏸ cancelled on the jobs, job, runs and tree screen
   assert.doesNotMatch(frame, /✖/)
   t.unmount()
 })
+
+test("a running run's tree shows its transfers now: bytes, %, speed and ETA", async () => {
+  const t = await renderApp(fullDaemon())
+  await go(t, 'runs')
+  await t.waitFor('run-00002')
+  await t.press(KEYS.down, KEYS.down, KEYS.enter)
+  const frame = await t.waitFor('⟳ running backup')
+  assert.match(frame, /vm-0 xvda +█{2}░{2} +50% +10 GiB +30\.0 MiB\/s +5m41s/)
+  t.unmount()
+})

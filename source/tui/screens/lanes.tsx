@@ -33,7 +33,8 @@ function slotLabel(vm: string, disk: string | undefined): string {
   return `${vm} ${disk.startsWith(vm) ? disk.slice(vm.length).trim() : disk}`
 }
 
-function holderLine(holder: LaneHolder, now: number, width: number): string {
+/** One slot holder on one line: VM and disk, then how far, how fast and how long to go. */
+export function holderLine(holder: LaneHolder, now: number, width: number): string {
   const name = fit(slotLabel(holder.vmName ?? holder.vm, holder.disk), 17)
   const elapsed = formatDuration(now - holder.since)
   if (holder.done === undefined) return fit(`  ${name} ${fit(holder.phase, 10)} ${elapsed}  ${holder.jobName ?? ''}`, width)
@@ -76,31 +77,36 @@ const Line = memo(function Line({ line, width }: { line: LaneLine; width: number
   )
 })
 
-export function LanesScreen() {
+/**
+ * The lanes as the daemon last sent them, and the daemon's time now (snapshots come when something changes:
+ * elapsed times tick in between). The subscription stays for the session: screens below in the stack use
+ * it too, and lanes messages are small and at most 4 a second.
+ */
+export function useLiveLanes(): { snapshot: LanesSnapshot | undefined; busy: boolean; now: number; error: string | undefined } {
   const shell = useShell()
   const initial = useRpc('lanes.get', {})
   const [live, setLive] = useState<LanesSnapshot | undefined>()
   useEffect(() => {
     void shell.client.call('subscribe', { topics: ['lanes'] }).catch(() => {})
-    const off = shell.client.on('lanes', ({ snapshot }) => setLive(snapshot))
-    return () => {
-      off()
-      void shell.client.call('unsubscribe', { topics: ['lanes'] }).catch(() => {})
-    }
+    return shell.client.on('lanes', ({ snapshot }) => setLive(snapshot))
   }, [shell.client, shell.generation])
-
   const snapshot = live !== undefined && (initial.data === undefined || live.at >= initial.data.at) ? live : initial.data
   const busy = snapshot?.pools.some(p => p.snapshots.holders.length + p.vdiExports.holders.length + p.vmExports.holders.length > 0) === true
-  // Snapshots come when something changes: the elapsed times tick in between (the daemon's clock, moved on by ours).
   const now = useNow(busy)
   const [received, setReceived] = useState({ at: 0, local: 0 })
   if (snapshot !== undefined && received.at !== snapshot.at) setReceived({ at: snapshot.at, local: Date.now() })
-  const lines = snapshot === undefined ? [] : laneLines(snapshot, snapshot.at + Math.max(0, now - (received.at === snapshot.at ? received.local : now)), shell.columns - 1)
+  return { snapshot, busy, now: snapshot === undefined ? now : snapshot.at + Math.max(0, now - (received.at === snapshot.at ? received.local : now)), error: initial.error }
+}
+
+export function LanesScreen() {
+  const shell = useShell()
+  const { snapshot, busy, now, error } = useLiveLanes()
+  const lines = snapshot === undefined ? [] : laneLines(snapshot, now, shell.columns - 1)
   const height = shell.bodyHeight - 1
   const list = useListCursor(lines.length, height)
   useScreenKeys({ keys: [{ key: '↑/↓', label: 'scroll' }, { key: 'l', label: 'runs' }], onKey: (input, key) => list.onKey(input, key) || (input === 'l' && (shell.navigate({ screen: 'runs' }), true)) })
 
-  if (snapshot === undefined) return <Text color={tone(initial.error === undefined ? undefined : 'red')}>{initial.error ?? 'Loading the lanes…'}</Text>
+  if (snapshot === undefined) return <Text color={tone(error === undefined ? undefined : 'red')}>{error ?? 'Loading the lanes…'}</Text>
   return (
     <Box flexDirection="column">
       <Text wrap="truncate" bold>

@@ -8,6 +8,7 @@ import { fit, formatDate, formatDuration, wrapText } from '../format.ts'
 import { STATUS_STYLE, tone } from '../theme.ts'
 import type { TaskNode } from '../contract.ts'
 import { flattenTree, restoredVm } from './tree.ts'
+import { holderLine, useLiveLanes } from './lanes.tsx'
 
 export function RunScreen({ runId, follow: followAtStart = false }: { runId: string; follow?: boolean }) {
   const shell = useShell()
@@ -35,9 +36,13 @@ export function RunScreen({ runId, follow: followAtStart = false }: { runId: str
   const all = run.data === undefined ? [] : flattenTree(run.data.tree, closed, opened, now)
   const lines = all.filter(line => line.kind !== 'task' || filter.matches(`${line.text} ${line.status ?? ''}`))
   const restored = run.data === undefined ? undefined : restoredVm(run.data.tree)
+  // This run's transfers now, from the lanes: bytes, %, speed and ETA, which the task tree does not carry.
+  const lanes = useLiveLanes()
+  const transfers = (lanes.snapshot?.pools ?? []).flatMap(p => [...p.vdiExports.holders, ...p.vmExports.holders]).filter(h => h.runId === runId && h.done !== undefined)
+  const transferLines = pending ? transfers.slice(0, 4).map(h => holderLine(h, lanes.now, shell.columns - 1)) : []
   // Whole, however long the name: the administrator copies the uuid from here.
   const restoredLines = restored === undefined ? [] : wrapText(`Restored as the VM "${restored.name ?? '?'}" (${restored.uuid})`, shell.columns)
-  const height = shell.bodyHeight - 2 - restoredLines.length - (filter.editing || filter.text !== '' ? 1 : 0)
+  const height = shell.bodyHeight - 2 - restoredLines.length - transferLines.length - (filter.editing || filter.text !== '' ? 1 : 0)
   const list = useListCursor(lines.length, height)
   useEffect(() => {
     if (follow && lines.length > 0) list.setCursor(lines.length - 1)
@@ -99,6 +104,11 @@ export function RunScreen({ runId, follow: followAtStart = false }: { runId: str
       <Text dimColor wrap="truncate">
         {summary.runId}
       </Text>
+      {transferLines.map((text, i) => (
+        <Text key={`t${i}`} wrap="truncate" color={tone('cyan')}>
+          {text}
+        </Text>
+      ))}
       {restoredLines.map((text, i) => (
         <Text key={i} color={tone('green')}>
           {text}
