@@ -12,8 +12,8 @@ export const LAB_SERVE_COMMAND: CommandSpec = {
   summary: 'The XAPI simulator alone; prints its URLs and credentials.',
   notes: 'Runs until Ctrl-C (or SIGTERM).',
   options: {
-    port: { value: 'N', help: 'the first pool\'s TCP port, the next pools on the following ones (default: any free port)' },
-    data: { value: 'DIR', help: 'the lab\'s database and disks (default data/lab)' },
+    port: { value: 'N', help: "the first pool's TCP port, the next pools on the following ones (default: any free port)" },
+    data: { value: 'DIR', help: "the lab's database and disks (default data/lab)" },
     fixture: { value: FIXTURE_NAMES.join('|'), help: 'the pools and VMs to create in a new DIR (default: default)' },
     json: { help: 'print one line {"url", "username", "password", "pools"} instead' },
     username: { value: 'U', help: 'the user the lab accepts (default root)' },
@@ -21,7 +21,7 @@ export const LAB_SERVE_COMMAND: CommandSpec = {
   },
 }
 
-/** `args` begin with 'serve'. Self-contained like the lab (no cli/ import): the same exit codes and lines as the CLI's. */
+/** `args` begin with 'serve'; the lines and exit codes are the CLI's, written here since the lab imports no cli/. */
 export async function main(args: string[]): Promise<void> {
   try {
     const parsed = parseCommandLine(LAB_SERVE_COMMAND, args.slice(1))
