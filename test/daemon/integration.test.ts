@@ -158,7 +158,7 @@ test('logs --follow streams a run live to its end', async () => {
     assert.equal(follow.code, 0, follow.stderr)
     // The tree so far, then live lines up to the run's end.
     assert.match(follow.stdout, /^backup run \(nightly\)  \[pending\]/)
-    assert.match(follow.stdout, /\d\d:\d\d:\d\d success\s+transfer/)
+    assert.match(follow.stdout, /\d\d:\d\d:\d\d success\s+\[tiny-running\] transfer/)
     assert.match(follow.stdout, /\d\d:\d\d:\d\d success\s+backup run/)
     assert.match(follow.stdout, new RegExp(`run ${runId}: success`))
     runIds.push(runId)
