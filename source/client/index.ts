@@ -5,7 +5,7 @@ import { EventEmitter } from 'node:events'
 import { resolve } from 'node:path'
 import { LifeboatError } from '../util/errors.ts'
 import { defaultDataDir } from '../util/paths.ts'
-import { LineSplitter, RPC_ERRORS, encodeMessage, type RpcErrorObject } from '../protocol/jsonrpc.ts'
+import { LineSplitter, MAX_LINE_BYTES, RPC_ERRORS, encodeMessage, leadingId, type RpcErrorObject } from '../protocol/jsonrpc.ts'
 import type { MethodName, MethodParams, MethodResults, SubscriptionTopic } from '../protocol/methods.ts'
 import type { NotificationName, Notifications } from '../protocol/events.ts'
 
@@ -86,6 +86,11 @@ export class DaemonClient extends EventEmitter {
     if (this.#closed) return Promise.reject(new LifeboatError('CLIENT_CLOSED', 'This connection to the daemon was closed.'))
     if (this.#socket.destroyed) return Promise.reject(daemonNotRunning(this.socketPath))
     const id = this.#nextId++
+    const line = encodeMessage({ jsonrpc: '2.0', id, method, ...(params[0] !== undefined && { params: params[0] }) })
+    // The daemon would skip it: said here, at once, rather than sent for nothing.
+    if (Buffer.byteLength(line) > MAX_LINE_BYTES) {
+      return Promise.reject(new LifeboatError('REQUEST_TOO_LARGE', `The ${method} request is ${Buffer.byteLength(line)} bytes, more than the daemon takes (${MAX_LINE_BYTES}); make it smaller (a job file that big is a mistake).`))
+    }
     return new Promise((resolve, reject) => {
       const pending: Pending = { resolve: resolve as (value: unknown) => void, reject }
       if (this.options.callTimeoutMs !== undefined) {
@@ -95,7 +100,7 @@ export class DaemonClient extends EventEmitter {
         }, this.options.callTimeoutMs)
       }
       this.#pending.set(id, pending)
-      this.#socket.write(encodeMessage({ jsonrpc: '2.0', id, method, ...(params[0] !== undefined && { params: params[0] }) }))
+      this.#socket.write(line)
     })
   }
 
@@ -123,7 +128,11 @@ export class DaemonClient extends EventEmitter {
   #attach(socket: Socket): void {
     const splitter = new LineSplitter(
       line => this.#receive(line),
-      () => {},
+      // An answer too long to read fails its call (the daemon writes the id first) instead of leaving it waiting.
+      start => {
+        const id = leadingId(start)
+        if (typeof id === 'number') this.#settle(id, { error: { code: RPC_ERRORS.INTERNAL_ERROR, message: `The daemon's answer is longer than ${MAX_LINE_BYTES} bytes; ask for less (a --limit, one run).`, data: { code: 'RESPONSE_TOO_LARGE' } } })
+      },
     )
     socket.on('data', chunk => splitter.push(chunk))
     socket.on('error', () => {})
@@ -142,10 +151,18 @@ export class DaemonClient extends EventEmitter {
       this.emit(`notification:${message.method}`, message.params)
       return
     }
-    if (typeof message.id !== 'number') return
-    const pending = this.#pending.get(message.id)
+    // A refusal the daemon could not tie to a request: one of the calls in flight will never be answered.
+    if (message.id === null && message.error !== undefined) {
+      for (const id of [...this.#pending.keys()]) this.#settle(id, message)
+      return
+    }
+    if (typeof message.id === 'number') this.#settle(message.id, message)
+  }
+
+  #settle(id: number, message: { result?: unknown; error?: RpcErrorObject }): void {
+    const pending = this.#pending.get(id)
     if (pending === undefined) return
-    this.#pending.delete(message.id)
+    this.#pending.delete(id)
     clearTimeout(pending.timer)
     if (message.error !== undefined) pending.reject(new DaemonError(message.error))
     else pending.resolve(message.result)

@@ -5,7 +5,7 @@ import { createServer, connect, type Server, type Socket } from 'node:net'
 import { chmod, unlink } from 'node:fs/promises'
 import { z } from 'zod'
 import { LifeboatError, errorCode, isLifeboatError } from '../util/errors.ts'
-import { LineSplitter, MAX_LINE_BYTES, RPC_ERRORS, encodeMessage, requestSchema, type RpcErrorObject } from '../protocol/jsonrpc.ts'
+import { LineBudget, LineSplitter, MAX_LINE_BYTES, MAX_NESTING, RPC_ERRORS, encodeMessage, leadingId, nestsDeeperThan, requestSchema, type RpcErrorObject } from '../protocol/jsonrpc.ts'
 import { isMethodName, methodParams, type MethodName, type SubscriptionTopic } from '../protocol/methods.ts'
 import type { NotificationName, Notifications } from '../protocol/events.ts'
 
@@ -13,6 +13,10 @@ import type { NotificationName, Notifications } from '../protocol/events.ts'
 export const CLIENT_QUEUE_BYTES = 1024 * 1024
 /** A client that lets this much of answers pile up (it sends and never reads) is disconnected. */
 const CLIENT_HARD_LIMIT_BYTES = 4 * CLIENT_QUEUE_BYTES + MAX_LINE_BYTES
+/** Connections served at once; the TUIs and CLIs of one appliance need a handful. */
+export const MAX_CONNECTIONS = 128
+/** Unfinished request lines held across all connections (each may hold MAX_LINE_BYTES): the daemon's memory stays bounded. */
+export const MAX_BUFFERED_BYTES = 32 * 1024 * 1024
 
 export class ClientConnection {
   readonly topics = new Set<SubscriptionTopic>()
@@ -59,6 +63,7 @@ export interface RpcServerOptions {
 export class RpcServer {
   readonly clients = new Set<ClientConnection>()
   #server: Server | undefined
+  readonly #buffered = new LineBudget(MAX_BUFFERED_BYTES)
 
   constructor(private readonly options: RpcServerOptions) {}
 
@@ -98,21 +103,35 @@ export class RpcServer {
   }
 
   #accept(socket: Socket): void {
+    socket.on('error', () => {})
+    if (this.clients.size >= MAX_CONNECTIONS) {
+      socket.end(errorResponse(null, RPC_ERRORS.APPLICATION_ERROR, `The daemon already serves ${MAX_CONNECTIONS} connections; close some (TUIs, 'logs --follow') and try again.`, 'DAEMON_BUSY'))
+      return
+    }
     const client = new ClientConnection(socket)
     this.clients.add(client)
     const splitter = new LineSplitter(
       line => void this.#handleLine(client, line),
-      () => client.respond(errorResponse(null, RPC_ERRORS.INVALID_REQUEST, `A request line is longer than ${MAX_LINE_BYTES} bytes; it was skipped.`)),
+      start => client.respond(errorResponse(leadingId(start), RPC_ERRORS.INVALID_REQUEST, `The request is longer than ${MAX_LINE_BYTES} bytes; it was skipped.`, 'REQUEST_TOO_LARGE')),
+      {
+        shared: this.#buffered,
+        onExceeded: start => client.respond(errorResponse(leadingId(start), RPC_ERRORS.APPLICATION_ERROR, 'The daemon holds too many unfinished requests from its connections; this one was skipped. Try again in a moment.', 'DAEMON_BUSY')),
+      },
     )
     socket.on('data', chunk => splitter.push(chunk))
-    socket.on('error', () => {})
     socket.on('close', () => {
+      splitter.release()
       this.clients.delete(client)
       this.options.onDisconnect?.(client)
     })
   }
 
   async #handleLine(client: ClientConnection, line: string): Promise<void> {
+    // JSON.parse copes with any depth; the validation and handlers after it recurse, and would overflow the stack.
+    if (nestsDeeperThan(line, MAX_NESTING)) {
+      client.respond(errorResponse(leadingId(line), RPC_ERRORS.INVALID_REQUEST, `The request nests arrays or objects deeper than ${MAX_NESTING} levels; no method takes that.`, 'REQUEST_TOO_DEEP'))
+      return
+    }
     let raw: unknown
     try {
       raw = JSON.parse(line)
@@ -161,8 +180,8 @@ function describeIssues(error: z.ZodError): string {
     .join('; ')
 }
 
-function errorResponse(id: string | number | null, code: number, message: string): string {
-  return encodeMessage({ jsonrpc: '2.0', id, error: { code, message } })
+function errorResponse(id: string | number | null, code: number, message: string, lifeboatCode?: string): string {
+  return encodeMessage({ jsonrpc: '2.0', id, error: { code, message, ...(lifeboatCode !== undefined && { data: { code: lifeboatCode } }) } })
 }
 
 /** Our errors keep their code and sentence; anything else is reported as an internal error with its code. */
