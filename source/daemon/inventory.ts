@@ -70,8 +70,8 @@ export function findSr(srs: Sr[], uuidOrName: string): Sr {
   if (byUuid !== undefined) return byUuid
   const named = srs.filter(sr => sr.name === uuidOrName)
   if (named.length === 1) return named[0]!
-  if (named.length > 1) throw new LifeboatError('SR_AMBIGUOUS', `Several SRs are named "${uuidOrName}": ${named.map(sr => `${sr.uuid} (pool ${sr.poolName})`).join(', ')}; give the uuid of one ('lifeboat sr list').`)
-  throw new LifeboatError('SR_NOT_FOUND', `No SR of a connected pool has the uuid or name "${uuidOrName}"; 'lifeboat sr list' shows them ('lifeboat pool list' shows whether each pool is connected).`)
+  if (named.length > 1) throw new LifeboatError('SR_AMBIGUOUS', `Several SRs are named "${uuidOrName}": ${named.map(sr => `${sr.uuid} (pool ${sr.poolName})`).join(', ')}; give the uuid of one ('npx lifeboat sr list').`)
+  throw new LifeboatError('SR_NOT_FOUND', `No SR of a connected pool has the uuid or name "${uuidOrName}"; 'npx lifeboat sr list' shows them ('npx lifeboat pool list' shows whether each pool is connected).`)
 }
 
 /** A configured pool (connected or not) by uuid or unique name. */
@@ -80,6 +80,6 @@ export function findPool(pools: Pool[], uuidOrName: string): Pool {
   if (byUuid !== undefined) return byUuid
   const named = pools.filter(pool => pool.name === uuidOrName)
   if (named.length === 1) return named[0]!
-  if (named.length > 1) throw new LifeboatError('POOL_AMBIGUOUS', `Several pools are named "${uuidOrName}": ${named.map(pool => pool.id).join(', ')}; give the uuid of one ('lifeboat pool list').`)
-  throw new LifeboatError('POOL_NOT_FOUND', `No pool has the uuid or name "${uuidOrName}"; 'lifeboat pool list' shows them, 'lifeboat pool add' adds one.`)
+  if (named.length > 1) throw new LifeboatError('POOL_AMBIGUOUS', `Several pools are named "${uuidOrName}": ${named.map(pool => pool.id).join(', ')}; give the uuid of one ('npx lifeboat pool list').`)
+  throw new LifeboatError('POOL_NOT_FOUND', `No pool has the uuid or name "${uuidOrName}"; 'npx lifeboat pool list' shows them, 'npx lifeboat pool add' adds one.`)
 }

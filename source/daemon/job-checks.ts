@@ -27,7 +27,7 @@ export function checkJob(job: Job, known: KnownTargets): Job {
     }
   }
   job.remotes.forEach((name, index) => {
-    if (!known.remotes.has(name)) problems.push({ path: `remotes.${index}`, message: `No remote is named "${name}"; 'lifeboat remote list' shows them, 'lifeboat remote add' adds one.` })
+    if (!known.remotes.has(name)) problems.push({ path: `remotes.${index}`, message: `No remote is named "${name}"; 'npx lifeboat remote list' shows them, 'npx lifeboat remote add' adds one.` })
   })
   let vms = job.vms
   if ('smart' in vms) {

@@ -52,7 +52,7 @@ async function refused(job: unknown): Promise<string> {
 
 test('a job whose remote does not exist is refused, naming it and the command that lists remotes', async () => {
   const stderr = await refused({ ...goodJob(), remotes: ['local', 'nowhere'] })
-  assert.match(stderr, /- remotes\.1: No remote is named "nowhere"; 'lifeboat remote list' shows them/)
+  assert.match(stderr, /- remotes\.1: No remote is named "nowhere"; 'npx lifeboat remote list' shows them/)
   const flags = await cli(daemon.socket, ['job', 'create', '--name', 'flags', '--mode', 'full', '--vm', vmUuid, '--remote', 'nowhere', '--retention', '2'])
   assert.equal(flags.code, 1)
   assert.match(flags.stderr, /remotes\.0: No remote is named "nowhere"/)
@@ -66,12 +66,12 @@ test('smart-selection pools are given by name or uuid and stored as uuids; an un
   const byUuid = await cliJson(daemon.socket, ['job', 'create', '--file', jobFile])
   assert.deepEqual(byUuid.job.vms.smart, { pools: [production!.poolUuid], notPools: [dr!.poolUuid], tags: [], notTags: [] })
   const stderr = await refused({ ...goodJob(), vms: { smart: { pools: ['atlantis'] } } })
-  assert.match(stderr, /- vms\.smart\.pools\.0: No pool has the uuid or name "atlantis"; 'lifeboat pool list' shows them/)
+  assert.match(stderr, /- vms\.smart\.pools\.0: No pool has the uuid or name "atlantis"; 'npx lifeboat pool list' shows them/)
 })
 
 test('SRs: one that does not exist is refused; one that exists is refused too, replication to SRs not being implemented', async () => {
   const missing = await refused({ ...goodJob(), srs: ['no-such-sr'] })
-  assert.match(missing, /- srs\.0: No SR of a connected pool has the uuid or name "no-such-sr"; 'lifeboat sr list' shows them/)
+  assert.match(missing, /- srs\.0: No SR of a connected pool has the uuid or name "no-such-sr"; 'npx lifeboat sr list' shows them/)
   const existing = await refused({ ...goodJob(), srs: [drSr.uuid] })
   assert.match(existing, /- srs: Replication to SRs .* is not implemented yet; leave "srs" empty/)
 })
@@ -112,7 +112,7 @@ test('job update goes through the same checks (the wizard saves through it)', as
     const created = await client.call('job.create', { job: goodJob() })
     await assert.rejects(client.call('job.update', { id: created.job.id!, job: { ...goodJob(), remotes: ['gone'] } }), (error: Error & { code: string; data?: { problems?: unknown } }) => {
       assert.equal(error.code, 'JOB_INVALID')
-      assert.deepEqual(error.data?.problems, [{ path: 'remotes.0', message: `No remote is named "gone"; 'lifeboat remote list' shows them, 'lifeboat remote add' adds one.` }])
+      assert.deepEqual(error.data?.problems, [{ path: 'remotes.0', message: `No remote is named "gone"; 'npx lifeboat remote list' shows them, 'npx lifeboat remote add' adds one.` }])
       return true
     })
   } finally {
@@ -132,7 +132,7 @@ test('restore --sr takes an SR uuid or unique name, checked before anything star
   for (const wait of [false, true]) {
     const missing = await restore('nowhere', wait)
     assert.equal(missing.code, 1)
-    assert.match(missing.stderr, /^lifeboat: SR_NOT_FOUND: No SR of a connected pool has the uuid or name "nowhere"; 'lifeboat sr list' shows them/)
+    assert.match(missing.stderr, /^lifeboat: SR_NOT_FOUND: No SR of a connected pool has the uuid or name "nowhere"; 'npx lifeboat sr list' shows them/)
   }
   // Two SRs of the same name, one per pool: the name alone is refused, with both uuids.
   const dr = lab.pools[1]!
@@ -148,7 +148,7 @@ test('restore --sr takes an SR uuid or unique name, checked before anything star
   assert.equal(ambiguous.code, 1)
   assert.match(ambiguous.stderr, /^lifeboat: SR_AMBIGUOUS: Several SRs are named "Local storage": /)
   for (const sr of local) assert.ok(ambiguous.stderr.includes(sr.uuid))
-  assert.match(ambiguous.stderr, /'lifeboat sr list'/)
+  assert.match(ambiguous.stderr, /'npx lifeboat sr list'/)
   assert.equal((await cliJson(daemon.socket, ['run', 'list'])).length, restoresBefore, 'no run was started for a refused restore')
 })
 
