@@ -72,6 +72,8 @@ export async function snapshotVm(conn: PoolConnection, vm: XapiRecord, options: 
       for (const [key, value] of Object.entries(options.otherConfig)) {
         await setOtherConfigKey(conn, 'VM', ref, key, value)
       }
+      // XAPI copies other_config into the snapshot: the record of the live VM's blocks is not the snapshot's.
+      await removeOtherConfigKeys(conn, 'VM', ref, [BLOCKED_OPERATIONS_KEY])
       for (const vbdRef of snapshot.VBDs as string[]) {
         const vbd = conn.byRef(vbdRef) ?? ((await conn.call('VBD.get_record', vbdRef)) as XapiRecord)
         if (vbd.type !== 'Disk' || vbd.VDI === NULL_REF) continue
@@ -159,7 +161,14 @@ export async function destroyVdi(conn: PoolConnection, ref: string, options: Des
 
 // Blocks taken by this process, per VM: two runs backing up the same VM share one block, set by the
 // first and lifted by the last, so one run finishing never unblocks the VM under the other.
-const heldBlocks = new Map<string, { count: number; previous: Record<string, string | undefined> }>()
+const heldBlocks = new Map<string, { count: number; previous: PreviousBlocks }>()
+
+/** Operation → the reason it was blocked with before Lifeboat blocked it (null: it was not blocked). */
+type PreviousBlocks = Record<string, string | null>
+
+// What Lifeboat blocked, and what was there before, is kept on the VM: a block it could not lift (the
+// toolstack restarting at that moment) is lifted by the VM's next backup or the daemon's crash clean-up.
+export const BLOCKED_OPERATIONS_KEY = 'lifeboat:blocked_operations'
 
 /** Sets blocked operations, returning a function that restores the previous state of those keys. */
 export async function blockOperations(conn: PoolConnection, vm: XapiRecord, operations: Record<string, string>): Promise<() => Promise<void>> {
@@ -167,9 +176,14 @@ export async function blockOperations(conn: PoolConnection, vm: XapiRecord, oper
   let held = heldBlocks.get(key)
   if (held === undefined) {
     const current = vm.blocked_operations as Record<string, string>
-    held = { count: 0, previous: Object.fromEntries(Object.keys(operations).map(operation => [operation, current[operation]])) }
+    // A block left by an earlier run is ours: what it replaced is the state to come back to. One with our own
+    // reason and no record was left by a version that kept none.
+    const before = (operation: string) => (current[operation] === undefined || current[operation] === operations[operation] ? null : current[operation]!)
+    const previous: PreviousBlocks = { ...Object.fromEntries(Object.keys(operations).map(operation => [operation, before(operation)])), ...leftoverBlocks(vm) }
+    held = { count: 0, previous }
     heldBlocks.set(key, held)
     try {
+      await setOtherConfigKey(conn, 'VM', vm.$ref, BLOCKED_OPERATIONS_KEY, JSON.stringify(previous))
       for (const [operation, reason] of Object.entries(operations)) {
         await conn.call('VM.remove_from_blocked_operations', vm.$ref, operation)
         await conn.call('VM.add_to_blocked_operations', vm.$ref, operation, reason).catch(error => {
@@ -189,9 +203,39 @@ export async function blockOperations(conn: PoolConnection, vm: XapiRecord, oper
     released = true
     if (--entry.count > 0) return
     heldBlocks.delete(key)
-    for (const [operation, previous] of Object.entries(entry.previous)) {
-      await conn.call('VM.remove_from_blocked_operations', vm.$ref, operation)
-      if (previous !== undefined) await conn.call('VM.add_to_blocked_operations', vm.$ref, operation, previous)
-    }
+    await liftBlocks(conn, vm.$ref, entry.previous)
   }
+}
+
+async function liftBlocks(conn: PoolConnection, vmRef: string, previous: PreviousBlocks): Promise<void> {
+  for (const [operation, reason] of Object.entries(previous)) {
+    await conn.call('VM.remove_from_blocked_operations', vmRef, operation)
+    if (reason !== null) await conn.call('VM.add_to_blocked_operations', vmRef, operation, reason)
+  }
+  await removeOtherConfigKeys(conn, 'VM', vmRef, [BLOCKED_OPERATIONS_KEY])
+}
+
+/** The blocks an earlier Lifeboat run recorded on the VM and did not lift, or {} (an unreadable record too). */
+function leftoverBlocks(vm: XapiRecord): PreviousBlocks {
+  const text = (vm.other_config as Record<string, string> | undefined)?.[BLOCKED_OPERATIONS_KEY]
+  if (text === undefined) return {}
+  try {
+    const parsed: unknown = JSON.parse(text)
+    if (typeof parsed !== 'object' || parsed === null) return {}
+    return Object.fromEntries(Object.entries(parsed).filter((entry): entry is [string, string | null] => typeof entry[1] === 'string' || entry[1] === null))
+  } catch {
+    return {}
+  }
+}
+
+/** Lifts the blocks earlier Lifeboat runs left on the pool's VMs (those this process holds are in use); returns those VMs. */
+export async function liftLeftoverBlocks(conn: PoolConnection): Promise<XapiRecord[]> {
+  const lifted: XapiRecord[] = []
+  for (const vm of conn.all('VM')) {
+    if (vm.is_a_snapshot === true || vm.is_a_template === true || heldBlocks.has(`${conn.poolUuid}/${vm.uuid}`)) continue
+    if ((vm.other_config as Record<string, string> | undefined)?.[BLOCKED_OPERATIONS_KEY] === undefined) continue
+    await liftBlocks(conn, vm.$ref, leftoverBlocks(vm))
+    lifted.push(vm)
+  }
+  return lifted
 }

@@ -1,12 +1,12 @@
 // Backups stopped on purpose or given up: cancel at each phase and while queued, the job timeout, a stalled
 // export, VM retries, offline snapshots, a remote the run cannot open. Each run ends settled with a clear status,
-// leaves nothing partial visible on the remotes or the pool, and the next run succeeds. The faults themselves
-// (pool, remotes, processes) are test/faults/'s matrix.
+// leaves nothing partial visible on the remotes or the pool, and the next run succeeds; a migration block a
+// toolstack restart kept in place is lifted. The faults themselves (pool, remotes, processes) are test/faults/'s matrix.
 import assert from 'node:assert/strict'
 import { readdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import { after, before, beforeEach, describe, test } from 'node:test'
-import { startBackupRun } from '../../source/engine/index.ts'
+import { cleanupAfterCrash, startBackupRun } from '../../source/engine/index.ts'
 import { DEFAULT_POOL_LIMITS, PoolConnection, poolLimits, TEMPORARY_SNAPSHOT_NAME, type XapiRecord } from '../../source/xapi/index.ts'
 import { describeFailure, job, liveDiskUuid, runToEnd, startEngineLab, tasksOf, vmByName, type EngineLab } from './helpers.ts'
 
@@ -230,11 +230,51 @@ describe('a cancel is recorded cancelled at every level', () => {
 })
 
 /** Retries an assertion while the pool's event feed catches up (the client's cache lags XAPI by an event batch). */
-async function eventually(check: () => void, timeoutMs = 15_000): Promise<void> {
+describe('a toolstack restart as the run lifts its migration block', () => {
+  let env: EngineLab
+  let vm: XapiRecord
+  const theJob = () => job({ mode: 'delta', vms: { uuids: [vm.uuid] }, remotes: ['a'] })
+  before(async () => {
+    env = await startEngineLab({ remotes: ['a'] })
+    vm = vmByName(env.conns[0]!, 'tiny-running')
+  })
+  after(async () => env.cleanup())
+
+  test('a toolstack restart that keeps migration blocked: the next run of the VM, or the crash clean-up, lifts the block', async () => {
+    const conn = env.conns[0]!
+    const migrationBlocks = async () => {
+      await eventually(() => conn.sync(), 30_000) // the toolstack may still be restarting
+      const record = conn.get('VM', vm.uuid)
+      const blocked = record.blocked_operations as Record<string, string>
+      return { pool_migrate: blocked.pool_migrate, migrate_send: blocked.migrate_send, recorded: (record.other_config as Record<string, string>)['lifeboat:blocked_operations'] }
+    }
+    const none = { pool_migrate: undefined, migrate_send: undefined, recorded: undefined }
+    const restartedRun = async () => {
+      // The restart as the run's retention starts: the VM's migration is unblocked right after it.
+      const run = startBackupRun(theJob(), env.context)
+      await waitForTask(run.log.events, 'clean-vm', 2)
+      await env.lab.control.restart(3000)
+      const tree = await run.done
+      assert.ok(tasksOf(tree).some(t => t.warnings?.some(w => w.message === 'could not restore the blocked operations of the VM')), describeFailure(tree))
+      assert.equal((await migrationBlocks()).pool_migrate, 'VM migration is blocked during backup', 'the block outlived the run')
+    }
+    assert.deepEqual(await migrationBlocks(), none)
+    await restartedRun()
+    const next = await runToEnd(env, theJob())
+    assert.equal(next.status, 'success', describeFailure(next))
+    assert.deepEqual(await migrationBlocks(), none, 'lifted by the next run of the VM')
+
+    await restartedRun()
+    const lines = await cleanupAfterCrash(env.context)
+    assert.ok(lines.some(line => line.includes(vm.uuid) && /migration/.test(line)), lines.join('\n'))
+    assert.deepEqual(await migrationBlocks(), none, 'lifted by the crash clean-up')
+  })})
+
+async function eventually(check: () => void | Promise<void>, timeoutMs = 15_000): Promise<void> {
   const deadline = Date.now() + timeoutMs
   for (;;) {
     try {
-      return check()
+      return await check()
     } catch (error) {
       if (Date.now() > deadline) throw error
       await new Promise(resolve => setTimeout(resolve, 100))
@@ -242,9 +282,9 @@ async function eventually(check: () => void, timeoutMs = 15_000): Promise<void> 
   }
 }
 
-async function waitForTask(events: Array<{ type: string; properties?: { name: string } }>, name: string): Promise<void> {
+async function waitForTask(events: Array<{ type: string; properties?: { name: string } }>, name: string, count = 1): Promise<void> {
   for (let i = 0; i < 400; i++) {
-    if (events.some(e => e.type === 'start' && e.properties?.name === name)) return
+    if (events.filter(e => e.type === 'start' && e.properties?.name === name).length >= count) return
     await new Promise(resolve => setTimeout(resolve, 25))
   }
   throw new Error(`no task ${name} started`)

@@ -1,9 +1,9 @@
 // What a process that died in the middle of runs leaves behind, removed at the next start: snapshots
-// still carrying the temporary name (never marked, so never a base), and on the remotes the temporary
-// files, half-done merges and incomplete backups the cleaner knows how to repair.
+// still carrying the temporary name (never marked, so never a base), migration blocks never lifted, and
+// on the remotes the temporary files, half-done merges and incomplete backups the cleaner can repair.
 import { errorCode } from '../../util/errors.ts'
 import { cleanVm, listBackedUpVms, vmDir } from '../../repository/index.ts'
-import { destroyVmAndDisks, TEMPORARY_SNAPSHOT_NAME } from '../../xapi/index.ts'
+import { destroyVmAndDisks, liftLeftoverBlocks, TEMPORARY_SNAPSHOT_NAME } from '../../xapi/index.ts'
 import type { EngineContext } from './backup-run.ts'
 
 /** Returns one line per thing it did or could not do, for the daemon's log. */
@@ -18,6 +18,13 @@ export async function cleanupAfterCrash(context: EngineContext, options: { signa
       } catch (error) {
         lines.push(`pool ${conn.poolName}: could not remove the unfinished snapshot ${vm.uuid} (${errorCode(error)})`)
       }
+    }
+  }
+  for (const conn of context.pools.values()) {
+    try {
+      for (const vm of await liftLeftoverBlocks(conn)) lines.push(`pool ${conn.poolName}: lifted the migration block an earlier run left on VM ${vm.uuid}`)
+    } catch (error) {
+      lines.push(`pool ${conn.poolName}: could not lift the migration blocks earlier runs left (${errorCode(error)}); the next backup of each VM lifts them`)
     }
   }
   for (const [name, handler] of context.remotes) {
