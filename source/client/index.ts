@@ -5,7 +5,7 @@ import { EventEmitter } from 'node:events'
 import { resolve } from 'node:path'
 import { LifeboatError } from '../util/errors.ts'
 import { defaultDataDir } from '../util/paths.ts'
-import { LineSplitter, MAX_LINE_BYTES, RPC_ERRORS, encodeMessage, leadingId, type RpcErrorObject } from '../protocol/jsonrpc.ts'
+import { LineSplitter, MAX_LINE_BYTES, MAX_NESTING, RPC_ERRORS, encodeMessage, leadingId, type RpcErrorObject } from '../protocol/jsonrpc.ts'
 import type { MethodName, MethodParams, MethodResults, SubscriptionTopic } from '../protocol/methods.ts'
 import type { NotificationName, Notifications } from '../protocol/events.ts'
 
@@ -86,7 +86,14 @@ export class DaemonClient extends EventEmitter {
     if (this.#closed) return Promise.reject(new LifeboatError('CLIENT_CLOSED', 'This connection to the daemon was closed.'))
     if (this.#socket.destroyed) return Promise.reject(daemonNotRunning(this.socketPath))
     const id = this.#nextId++
-    const line = encodeMessage({ jsonrpc: '2.0', id, method, ...(params[0] !== undefined && { params: params[0] }) })
+    let line: string
+    try {
+      line = encodeMessage({ jsonrpc: '2.0', id, method, ...(params[0] !== undefined && { params: params[0] }) })
+    } catch (error) {
+      // JSON.stringify recurses: params nested far deeper than the daemon takes (a broken job file) overflow the stack.
+      if (!(error instanceof RangeError)) throw error
+      return Promise.reject(new LifeboatError('REQUEST_TOO_DEEP', `The ${method} request nests arrays or objects deeper than ${MAX_NESTING} levels; no method takes that.`))
+    }
     // The daemon would skip it: said here, at once, rather than sent for nothing.
     if (Buffer.byteLength(line) > MAX_LINE_BYTES) {
       return Promise.reject(new LifeboatError('REQUEST_TOO_LARGE', `The ${method} request is ${Buffer.byteLength(line)} bytes, more than the daemon takes (${MAX_LINE_BYTES}); make it smaller (a job file that big is a mistake).`))

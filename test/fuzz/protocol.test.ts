@@ -184,6 +184,32 @@ test('an over-long line is refused and the connection goes on', async () => {
   socket.destroy()
 })
 
+/** A JSON value nested `depth` deep, as a hostile or broken job file can be. */
+function deepJson(depth: number): { text: string; value: unknown } {
+  const text = '{"a":['.repeat(depth / 2) + ']}'.repeat(depth / 2)
+  return { text, value: JSON.parse(text) }
+}
+
+test('a 200 000-deep JSON document is refused with a coded error by the daemon and by the client', async () => {
+  const deep = deepJson(200_000)
+  const { socket, responses } = await rawConnection()
+  socket.write(`{"jsonrpc":"2.0","id":1,"method":"job.create","params":{"job":${deep.text}}}\n`)
+  socket.write(`{"jsonrpc":"2.0","id":2,"method":"run.get","params":${deep.text}}\n`)
+  socket.write(`${deep.text}\n`)
+  const deadline = Date.now() + 10_000
+  while (responses.length < 3 && Date.now() < deadline) await new Promise(resolve => setTimeout(resolve, 20))
+  assert.equal(responses.length, 3)
+  for (const response of responses) checkAnswer(response)
+  socket.destroy()
+  const client = await DaemonClient.connect(daemon.socket)
+  try {
+    await assert.rejects(client.call('job.create', { job: deep.value as never }),
+      (error: unknown) => error instanceof LifeboatError && error.code !== 'UNKNOWN')
+  } finally {
+    client.close()
+  }
+})
+
 test('a well-formed client still works afterwards, with typed errors', async () => {
   const client = await DaemonClient.connect(daemon.socket)
   try {
