@@ -1,7 +1,7 @@
 // The fault matrix (issue 11 and the seed's resilience list): each row injects one fault into a delta (or full) job
 // of the tiny lab and says how that run must end; runFaultRow then checks that the next run succeeds, that no
-// interrupted merge or temporary file is left, and that EVERY restore point listed on every remote restores to the
-// bytes its snapshot had. One table, one harness (bench.ts); two test files run its halves on the two cores.
+// interrupted merge, temporary file, unexported snapshot or migration block is left, and that EVERY restore point
+// listed on every remote restores to the bytes its snapshot had. One table, one harness (bench.ts); two test files run its halves on the two cores.
 import assert from 'node:assert/strict'
 import { mkdir, readdir, rm } from 'node:fs/promises'
 import { join } from 'node:path'
@@ -325,6 +325,8 @@ export async function runFaultRow(row: FaultRow): Promise<void> {
     const snapshots = bench.conn.all('VM').filter(vm => vm.is_a_snapshot === true && vm.snapshot_of === bench.conn.get('VM', bench.vm.uuid as string).$ref)
     assert.deepEqual(snapshots.filter(vm => vm.name_label === TEMPORARY_SNAPSHOT_NAME || (vm.other_config as Record<string, string>)['xo:backup:exported'] !== 'true').map(vm => vm.name_label), [],
       'no temporary or unexported snapshot is left')
+    const blocked = Object.keys(bench.conn.get('VM', bench.vm.uuid as string).blocked_operations as Record<string, string>)
+    assert.deepEqual(blocked.filter(operation => operation === 'pool_migrate' || operation === 'migrate_send'), [], 'the migrations the runs blocked are unblocked')
     for (const name of bench.options.remotes) assert.deepEqual(await leftovers(bench.env.remoteDirs.get(name)!), [], `nothing interrupted is left on ${name}`)
     const restored = await bench.verifyEveryPoint()
     assert.ok(restored >= 2, `restore points were listed and compared (${restored})`)
