@@ -153,7 +153,7 @@ export async function pump(transfer: Transfer, source: Readable, expectedLength:
       }
       if (fault?.type === 'stall' && !stalled && sent + chunk.length > (fault.afterBytes ?? 0)) {
         stalled = true
-        await delay(fault.ms, signal)
+        await stall(fault.ms, socket, signal)
       }
       await socketWrite(socket, chunk)
       sent += chunk.length
@@ -167,6 +167,15 @@ export async function pump(transfer: Transfer, source: Readable, expectedLength:
     source.destroy()
   }
   return sent
+}
+
+/** Nothing sent for `ms`, ended early by a cancel or by the client going away (XAPI's next write would fail). */
+function stall(ms: number, socket: Socket, signal: AbortSignal): Promise<void> {
+  if (socket.destroyed) return Promise.reject(IO_ERROR())
+  const gone = new AbortController()
+  const onClose = () => gone.abort(IO_ERROR())
+  socket.once('close', onClose)
+  return delay(ms, AbortSignal.any([signal, gone.signal])).finally(() => socket.off('close', onClose))
 }
 
 /** The 200 whose body is an HTTP 500 page (xen-api#4603): the export task fails with SR_BACKEND_FAILURE_46. */

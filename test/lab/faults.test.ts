@@ -95,6 +95,19 @@ describe('lab faults', () => {
     assert.ok(Date.now() - started >= 380)
   })
 
+  test('a stalled export whose client goes away ends at once with VDI_IO_ERROR, not when the stall would have', async () => {
+    const disk = diskOf(vmNamed(tiny.xapi, 'tiny-halted'))
+    tiny.env.lab.control.addFault({ match: { endpoint: '/export_raw_vdi/' }, action: { type: 'stall', ms: 600_000, afterBytes: 0 } })
+    const task = await tiny.xapi.call('task.create', 'export left by its client', '')
+    const response = await tiny.xapi.getResource('/export_raw_vdi/', { query: { vdi: disk.$ref, format: 'raw' }, task })
+    response.body.on('error', () => {})
+    response.body.destroy()
+    const deadline = Date.now() + 10_000
+    while ((await tiny.xapi.call('task.get_status', task)) === 'pending' && Date.now() < deadline) await new Promise(resolve => setTimeout(resolve, 50))
+    assert.equal(await tiny.xapi.call('task.get_status', task), 'failure', 'the task ends once its client is gone')
+    assert.equal((await tiny.xapi.call('task.get_error_info', task))[0], 'VDI_IO_ERROR')
+  })
+
   test('the 200 with an embedded HTTP 500 body (xen-api#4603)', async () => {
     const disk = diskOf(vmNamed(tiny.xapi, 'tiny-halted'))
     tiny.env.lab.control.addFault({ match: { endpoint: '/export_raw_vdi/' }, action: { type: 'embedded500' } })
