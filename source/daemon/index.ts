@@ -6,7 +6,6 @@ import type { CommandSpec } from '../util/args.ts'
 import { Daemon } from './daemon.ts'
 
 export { Daemon, type DaemonOptions } from './daemon.ts'
-export { nextFireTime } from './cron.ts'
 export { Scheduler, systemClock, type Clock, type ScheduleEntry } from './scheduler.ts'
 
 export const DAEMON_COMMAND: CommandSpec = {

@@ -1,6 +1,6 @@
 // Fires job schedules: one timer for the earliest next fire time over all enabled schedules, each
 // computed by nextFireTime in the schedule's timezone. The clock is injectable so tests can cross DST.
-import { nextFireTime } from './cron.ts'
+import { nextFireTime } from '../protocol/cron.ts'
 
 export interface Clock {
   now(): number

@@ -2,7 +2,7 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import fc from 'fast-check'
 import cron from 'node-cron'
-import { instantOf, nextFireTime, wallClock } from '../../source/daemon/cron.ts'
+import { instantOf, nextFireTime, wallClock } from '../../source/protocol/cron.ts'
 import { Scheduler, type Clock, type ScheduleEntry } from '../../source/daemon/scheduler.ts'
 
 /** A clock whose time only moves when the test says so; timers fire in order as it passes them. */

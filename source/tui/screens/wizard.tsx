@@ -7,7 +7,7 @@ import { FormView, useForm, type Field } from '../components/form.tsx'
 import { cursorMark, MoreLine, useListCursor } from '../components/list.tsx'
 import { fit, formatBytes, formatDate, localTimezone, wrapText } from '../format.ts'
 import { tone } from '../theme.ts'
-import { nextFireTime } from '../../daemon/cron.ts'
+import { nextFireTime } from '../../protocol/cron.ts'
 import type { JobInput } from '../contract.ts'
 import { draftFromJob, draftShape, jobOf, matchSmart, newDraft, POWER_CHOICES, problemsOf, smartOf, type Draft, type Problem } from './draft.ts'
 

@@ -1,10 +1,10 @@
-// When a schedule fires next, in its own timezone, parsed by node-cron. Computed here rather than by
+// When a schedule fires next (shared by the daemon's scheduler and the clients that show it), in its own timezone, parsed by node-cron. Computed here rather than by
 // node-cron's timers so the scheduler can run on a fake clock and DST is handled once and exactly:
 // a local time that occurs twice (fall back) fires at its first occurrence only; local times that do not
 // exist (spring forward) fire once, at the instant the clock jumps, as cron does.
 import cron from 'node-cron'
 import { LifeboatError } from '../util/errors.ts'
-import { cronProblem } from '../protocol/job.ts'
+import { cronProblem } from './job.ts'
 
 interface Wall {
   year: number
