@@ -3,22 +3,13 @@
 import type { LaneHolder, TaskNode } from '../protocol/methods.ts'
 import type { TaskEvent } from '../protocol/events.ts'
 import { terminalSafe, terminalSafeLine } from '../util/terminal-text.ts'
+import { formatBytes, formatElapsed } from '../util/human.ts'
+
+export { formatBytes, formatElapsed }
 
 /** Every human-readable text the CLI prints leaves through here: names from XAPI, remotes and jobs may hold ESC sequences. */
 export function printText(text: string, stream: NodeJS.WritableStream = process.stdout): void {
   stream.write(terminalSafe(text))
-}
-
-export function formatBytes(bytes: number | undefined): string {
-  if (bytes === undefined) return '-'
-  const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB']
-  let value = bytes
-  let unit = 0
-  while (value >= 1024 && unit < units.length - 1) {
-    value /= 1024
-    unit++
-  }
-  return `${unit === 0 ? value : value.toFixed(value < 10 ? 1 : 0)} ${units[unit]}`
 }
 
 /** "YYYY-MM-DD HH:mm:ss" in local time, or in `timeZone` followed by its name when that is not the local zone. */
@@ -29,15 +20,6 @@ export function formatDate(ms: number | undefined, timeZone?: string): string {
   // sv-SE writes dates the ISO way: 2026-12-02 03:00:00.
   const text = new Intl.DateTimeFormat('sv-SE', { timeZone: zone, year: 'numeric', month: '2-digit', day: '2-digit', hour: '2-digit', minute: '2-digit', second: '2-digit', hourCycle: 'h23' }).format(ms)
   return zone === undefined ? text : `${text} ${zone}`
-}
-
-export function formatElapsed(ms: number | undefined): string {
-  if (ms === undefined) return '-'
-  const seconds = Math.round(ms / 1000)
-  if (seconds < 60) return `${seconds}s`
-  const minutes = Math.floor(seconds / 60)
-  if (minutes < 60) return `${minutes}m${String(seconds % 60).padStart(2, '0')}s`
-  return `${Math.floor(minutes / 60)}h${String(minutes % 60).padStart(2, '0')}m`
 }
 
 /** Columns padded to their widest cell; a header row, then one row per item. */

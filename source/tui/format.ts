@@ -1,43 +1,14 @@
 // How numbers read on an 80-column screen: sizes, speeds, durations, dates, and cells cut to width.
 import stringWidth from 'string-width'
 import { terminalSafeLine } from '../util/terminal-text.ts'
+import { formatElapsed } from '../util/human.ts'
 
-const UNITS = ['B', 'KiB', 'MiB', 'GiB', 'TiB', 'PiB']
-
-export function formatBytes(bytes: number | undefined): string {
-  if (bytes === undefined || !Number.isFinite(bytes)) return '-'
-  let value = bytes
-  let unit = 0
-  while (Math.abs(value) >= 1024 && unit < UNITS.length - 1) {
-    value /= 1024
-    unit++
-  }
-  return `${unit === 0 ? value : value.toFixed(value < 10 ? 1 : 0)} ${UNITS[unit]}`
-}
-
-/** A speed in the unit that shows it (a slow stream reads 350 KiB/s, never 0.0 MiB/s). */
-export function formatSpeed(bytesPerSecond: number | undefined): string {
-  if (bytesPerSecond === undefined || !Number.isFinite(bytesPerSecond)) return '-'
-  if (bytesPerSecond >= 1024 * 1024) return `${(bytesPerSecond / 1024 / 1024).toFixed(1)} MiB/s`
-  if (bytesPerSecond >= 1024) return `${(bytesPerSecond / 1024).toFixed(bytesPerSecond < 10 * 1024 ? 1 : 0)} KiB/s`
-  return `${Math.round(bytesPerSecond)} B/s`
-}
-
-export function formatDuration(ms: number | undefined): string {
-  if (ms === undefined || !Number.isFinite(ms) || ms < 0) return '-'
-  const s = Math.round(ms / 1000)
-  if (s < 60) return `${s}s`
-  const m = Math.floor(s / 60)
-  if (m < 60) return `${m}m${String(s % 60).padStart(2, '0')}s`
-  const h = Math.floor(m / 60)
-  if (h < 48) return `${h}h${String(m % 60).padStart(2, '0')}m`
-  return `${Math.floor(h / 24)}d${h % 24}h`
-}
+export { formatBytes, formatSpeed, formatElapsed } from '../util/human.ts'
 
 /** Time left at the current speed, or '-' when it cannot be known. */
 export function formatEta(done: number | undefined, total: number | undefined, bytesPerSecond: number | undefined): string {
   if (done === undefined || total === undefined || bytesPerSecond === undefined || bytesPerSecond <= 0) return '-'
-  return formatDuration(((total - done) / bytesPerSecond) * 1000)
+  return formatElapsed(((total - done) / bytesPerSecond) * 1000)
 }
 
 const pad2 = (n: number) => String(n).padStart(2, '0')

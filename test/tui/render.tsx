@@ -110,7 +110,7 @@ export async function renderApp(client: FakeClient, options: { columns?: number;
       }
     },
     waitFor: async text => {
-      const deadline = Date.now() + 2000
+      const deadline = Date.now() + 10_000 // generous: under a loaded CI a frame can take seconds; a passing wait returns at once
       for (;;) {
         const frame = stdout.lastFrame()
         if (typeof text === 'string' ? frame.includes(text) : text.test(frame)) return frame

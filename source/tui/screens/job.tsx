@@ -3,7 +3,7 @@ import { Box, Text } from 'ink'
 import { cancelAsked, runStarted, useNow, useRpc, useScreenKeys, useShell } from '../shell.tsx'
 import { Table } from '../components/list.tsx'
 import { jobIdOf } from '../contract.ts'
-import { formatBytes, formatDuration } from '../format.ts'
+import { formatBytes, formatElapsed } from '../format.ts'
 import { tone } from '../theme.ts'
 import { nextRunText, runSearchText, shortDate, statusCell, targetsLabel, useFilteredList, vmsLabel } from './common.tsx'
 
@@ -73,7 +73,7 @@ export function JobScreen({ id }: { id: string }) {
         height={view.tableHeight}
         width={shell.columns}
         empty="No runs yet: press r to run it now."
-        cells={r => [statusCell(r.status), { text: shortDate(r.start) }, { text: formatDuration((r.end ?? now) - r.start) }, { text: formatBytes(r.size) }, { text: r.runId }]}
+        cells={r => [statusCell(r.status), { text: shortDate(r.start) }, { text: formatElapsed((r.end ?? now) - r.start) }, { text: formatBytes(r.size) }, { text: r.runId }]}
       />
     </Box>
   )

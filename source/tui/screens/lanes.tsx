@@ -5,7 +5,7 @@ import { Box, Text } from 'ink'
 import { useNow, useRpc, useScreenKeys, useShell } from '../shell.tsx'
 import { cursorMark, MoreLine, useListCursor } from '../components/list.tsx'
 import type { Lane, LaneHolder, LanesSnapshot } from '../contract.ts'
-import { fit, formatBytes, formatDuration, formatEta, formatSpeed, percent, progressBar } from '../format.ts'
+import { fit, formatBytes, formatElapsed, formatEta, formatSpeed, percent, progressBar } from '../format.ts'
 import { tone, type Tone } from '../theme.ts'
 
 export interface LaneLine {
@@ -36,7 +36,7 @@ function slotLabel(vm: string, disk: string | undefined): string {
 /** One slot holder on one line: VM and disk, then how far, how fast and how long to go. */
 export function holderLine(holder: LaneHolder, now: number, width: number): string {
   const name = fit(slotLabel(holder.vmName ?? holder.vm, holder.disk), 17)
-  const elapsed = formatDuration(now - holder.since)
+  const elapsed = formatElapsed(now - holder.since)
   if (holder.done === undefined) return fit(`  ${name} ${fit(holder.phase, 10)} ${elapsed}  ${holder.jobName ?? ''}`, width)
   const moved = `${formatBytes(holder.done).padStart(8)} ${formatSpeed(holder.bytesPerSecond).padStart(10)}`
   // Size unknown (a full XVA export): what moved and how fast, and no ETA that would be invented.

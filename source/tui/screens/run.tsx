@@ -4,7 +4,7 @@ import { Box, Text } from 'ink'
 import { cancelAsked, useNow, useRpc, useScreenKeys, useShell, useThrottled } from '../shell.tsx'
 import { useFilter, FilterLine } from '../components/input.tsx'
 import { cursorMark, MoreLine, useListCursor } from '../components/list.tsx'
-import { fit, formatDate, formatDuration, wrapText } from '../format.ts'
+import { fit, formatDate, formatElapsed, wrapText } from '../format.ts'
 import { STATUS_STYLE, tone } from '../theme.ts'
 import type { TaskNode } from '../contract.ts'
 import { flattenTree, restoredVm } from './tree.ts'
@@ -98,7 +98,7 @@ export function RunScreen({ runId, follow: followAtStart = false }: { runId: str
         <Text color={tone(style.tone)}>
           {style.glyph} {summary.status === 'pending' ? 'running' : summary.status}
         </Text>{' '}
-        {summary.kind} {summary.jobName ?? ''} · started {formatDate(summary.start)} · {formatDuration((summary.end ?? now) - summary.start)}
+        {summary.kind} {summary.jobName ?? ''} · started {formatDate(summary.start)} · {formatElapsed((summary.end ?? now) - summary.start)}
         {follow ? ' · following' : ''}
       </Text>
       <Text dimColor wrap="truncate">

@@ -3,7 +3,7 @@ import { Box } from 'ink'
 import { cancelAsked, useNow, useRpc, useScreenKeys, useShell } from '../shell.tsx'
 import { Table, type Column } from '../components/list.tsx'
 import { FilterLine } from '../components/input.tsx'
-import { formatBytes, formatDuration } from '../format.ts'
+import { formatBytes, formatElapsed } from '../format.ts'
 import { CountLine, runSearchText, shortDate, statusCell, useFilteredList } from './common.tsx'
 
 const COLUMNS: Column[] = [
@@ -65,7 +65,7 @@ export function RunsScreen({ jobId }: { jobId?: string }) {
           statusCell(run.status),
           { text: run.kind === 'restore' ? `restore ${run.jobName ?? ''}` : `${run.jobName ?? run.jobId ?? '-'}${run.scheduleName === undefined ? '' : ` (${run.scheduleName})`}` },
           { text: shortDate(run.start) },
-          { text: formatDuration((run.end ?? now) - run.start) },
+          { text: formatElapsed((run.end ?? now) - run.start) },
           { text: run.vms === undefined ? '-' : String(run.vms) },
           { text: formatBytes(run.size) },
           { text: run.runId },

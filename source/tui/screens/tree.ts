@@ -1,7 +1,7 @@
 // A task tree as lines on a screen: the expanded tasks in order, each with the figures an administrator
 // checks (duration, size, speed) and, when open, its warnings and error as lines of their own.
 import type { RunStatus, TaskNode } from '../contract.ts'
-import { formatBytes, formatDuration, formatSpeed } from '../format.ts'
+import { formatBytes, formatElapsed, formatSpeed } from '../format.ts'
 
 export interface TreeLine {
   key: string
@@ -24,7 +24,7 @@ function sizeOf(node: TaskNode): number | undefined {
 export function taskFigures(node: TaskNode, now: number): string {
   const duration = node.duration ?? now - node.start
   const size = sizeOf(node)
-  const parts = [formatDuration(duration)]
+  const parts = [formatElapsed(duration)]
   if (size !== undefined) parts.push(formatBytes(size), formatSpeed(duration > 0 ? (size / duration) * 1000 : undefined))
   const progress = node.properties?.progress
   if (node.status === 'pending' && typeof progress === 'number') parts.push(`${Math.floor(progress)}%`)
