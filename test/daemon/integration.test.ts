@@ -216,7 +216,13 @@ test('kill -9 mid-run: after a restart the run is interrupted and the next run s
   daemon = await startDaemon(dataDir)
   await reconnected
   // The subscription survived the restart: a change is notified to the old client.
-  const changed = new Promise(resolve => watcher.onNotification('state.changed', resolve))
+  // (The pool reconnecting after the restart may notify its own change first.)
+  const changed = new Promise((resolve, reject) => {
+    watcher.onNotification('state.changed', params => {
+      if ((params as { kind?: unknown }).kind === 'remotes') resolve(params)
+    })
+    setTimeout(() => reject(new Error('no remotes change notified to the reconnected client')), 20_000).unref()
+  })
   await cliJson(daemon.socket, ['remote', 'add', 'after-restart', `file://${join(dir.path, 'remote')}`])
   assert.deepEqual(await changed, { kind: 'remotes' })
   await cliJson(daemon.socket, ['remote', 'remove', 'after-restart'])
