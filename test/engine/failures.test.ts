@@ -250,9 +250,17 @@ describe('a toolstack restart as the run lifts its migration block', () => {
     }
     const none = { pool_migrate: undefined, migrate_send: undefined, recorded: undefined }
     const restartedRun = async () => {
-      // The restart as the run's retention starts: the VM's migration is unblocked right after it.
+      // Once the run's blocks are set, its next VM.remove_from_blocked_operations is the lift: that call hangs
+      // and the toolstack restarts under it (waiting for a task instead raced the lift on a loaded machine).
+      const hangs = () => env.lab.control.faultLog().filter(entry => entry.fault === 'hang').length
+      const hung = hangs()
       const run = startBackupRun(theJob(), env.context)
-      await waitForTask(run.log.events, 'clean-vm', 2)
+      await eventually(async () => {
+        const blocks = await migrationBlocks()
+        assert.ok(blocks.pool_migrate !== undefined && blocks.migrate_send !== undefined)
+      })
+      env.lab.control.addFault({ match: { method: 'VM.remove_from_blocked_operations' }, action: { type: 'hang' } })
+      await eventually(() => assert.ok(hangs() > hung, 'the lift reached the toolstack'), 60_000)
       await env.lab.control.restart(3000)
       const tree = await run.done
       assert.ok(tasksOf(tree).some(t => t.warnings?.some(w => w.message === 'could not restore the blocked operations of the VM')), describeFailure(tree))
@@ -282,9 +290,9 @@ async function eventually(check: () => void | Promise<void>, timeoutMs = 15_000)
   }
 }
 
-async function waitForTask(events: Array<{ type: string; properties?: { name: string } }>, name: string, count = 1): Promise<void> {
+async function waitForTask(events: Array<{ type: string; properties?: { name: string } }>, name: string): Promise<void> {
   for (let i = 0; i < 400; i++) {
-    if (events.filter(e => e.type === 'start' && e.properties?.name === name).length >= count) return
+    if (events.some(e => e.type === 'start' && e.properties?.name === name)) return
     await new Promise(resolve => setTimeout(resolve, 25))
   }
   throw new Error(`no task ${name} started`)
