@@ -229,7 +229,6 @@ describe('a cancel is recorded cancelled at every level', () => {
   }
 })
 
-/** Retries an assertion while the pool's event feed catches up (the client's cache lags XAPI by an event batch). */
 describe('a toolstack restart as the run lifts its migration block', () => {
   let env: EngineLab
   let vm: XapiRecord
@@ -278,6 +277,7 @@ describe('a toolstack restart as the run lifts its migration block', () => {
     assert.deepEqual(await migrationBlocks(), none, 'lifted by the crash clean-up')
   })})
 
+/** Retries an assertion while the pool's event feed catches up (the client's cache lags XAPI by an event batch). */
 async function eventually(check: () => void | Promise<void>, timeoutMs = 15_000): Promise<void> {
   const deadline = Date.now() + timeoutMs
   for (;;) {

@@ -59,7 +59,7 @@ test('footer: in a text field it offers only keys that work there; q and ? are t
   assert.match(frame, /\[Job\]/)
   // The mode field is a choice: letters are commands again.
   await t.press(KEYS.down)
-  assert.match(footer(t.frame()), /\? help +q quit/)
+  assert.match(footer(await t.waitFor(/\? help +q quit[^\n]*$/)), /\? help +q quit/)
   t.unmount()
 })
 

@@ -2,20 +2,14 @@
 // hidden rows are counted, the cursor is a glyph, and a message too long for its line can be read whole.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { renderApp, KEYS, type Terminal } from './render.tsx'
+import { renderApp, KEYS, goTo } from './render.tsx'
 import { fullDaemon } from './setup.ts'
 import * as data from './data.ts'
-
-async function go(t: Terminal, screen: string) {
-  await t.press(':')
-  await t.type(screen)
-  await t.press(KEYS.enter)
-}
 
 test("pools: enter lists the selected pool's VMs only, s its SRs only", async () => {
   const client = fullDaemon()
   const t = await renderApp(client)
-  await go(t, 'pools')
+  await goTo(t, 'pools')
   await t.waitFor('dr-site')
   await t.press(KEYS.down, 's')
   let frame = await t.waitFor('Pools ▸ SRs of dr-site')
@@ -32,7 +26,7 @@ test("pools: enter lists the selected pool's VMs only, s its SRs only", async ()
 
 test('log tree: e unfolds every level at once, down to the warnings of folded grandchildren', async () => {
   const t = await renderApp(fullDaemon())
-  await go(t, 'runs')
+  await goTo(t, 'runs')
   await t.waitFor('run-00000')
   await t.press(KEYS.enter)
   let frame = await t.waitFor('▸ ✔ VM web-01')
@@ -51,7 +45,7 @@ test('log tree: enter on an error line shows it whole; the cursor is a glyph, no
   base.tree.tasks[1]!.result = { code: 'REMOTE_FULL', message: long }
   client.answer('run.get', base as never)
   const t = await renderApp(client)
-  await go(t, 'runs')
+  await goTo(t, 'runs')
   await t.waitFor('run-00001')
   await t.press(KEYS.down, KEYS.enter)
   let frame = await t.waitFor('REMOTE_FULL')
@@ -91,7 +85,7 @@ test('pools: a refused form keeps what was typed, clears the password and says s
     throw Object.assign(new Error('The host xcp-new does not answer on port 443: check the URL and that the pool master is up.'), { code: 'POOL_UNREACHABLE' })
   })
   const t = await renderApp(client)
-  await go(t, 'pools')
+  await goTo(t, 'pools')
   await t.waitFor('dr-site')
   await t.press('a')
   await t.type('https://xcp-new')
@@ -114,15 +108,15 @@ test('80×24 lists say how many rows they hide', async () => {
   assert.match(t.frame(), /… 983 more\n/)
   await t.press(KEYS.pageDown)
   assert.match(t.frame(), /… 983 more \(\d+ above, \d+ below\)/)
-  await go(t, 'runs')
+  await goTo(t, 'runs')
   await t.waitFor('1000 runs')
   assert.match(t.frame(), /… 983 more/)
-  await go(t, 'vms')
+  await goTo(t, 'vms')
   await t.waitFor('1000 VMs')
   assert.match(t.frame(), /… 983 more/)
   t.unmount()
   const lanes = await renderApp(fullDaemon().answer('lanes.get', data.lanes(30)))
-  await go(lanes, 'lanes')
+  await goTo(lanes, 'lanes')
   await lanes.waitFor('VDI exports')
   assert.match(lanes.frame(), /… 18 more\n/)
   lanes.unmount()

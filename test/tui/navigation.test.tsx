@@ -1,6 +1,6 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { renderApp, KEYS, tick } from './render.tsx'
+import { renderApp, KEYS, tick, goTo } from './render.tsx'
 import { fullDaemon } from './setup.ts'
 
 async function eventually(what: string, check: () => boolean): Promise<void> {
@@ -11,20 +11,14 @@ async function eventually(what: string, check: () => boolean): Promise<void> {
   }
 }
 
-async function go(t: Awaited<ReturnType<typeof renderApp>>, screen: string) {
-  await t.press(':')
-  await t.type(screen)
-  await t.press(KEYS.enter)
-}
-
 test('palette: each command opens its screen, an unknown one says which exist', async () => {
   const t = await renderApp(fullDaemon())
   await t.waitFor('nightly')
   for (const [command, crumb] of [['lanes', 'Lanes'], ['logs', 'Runs'], ['remotes', 'Remotes'], ['pools', 'Pools'], ['vms', 'VMs'], ['srs', 'SRs'], ['restore', 'Restore'], ['jo', 'Jobs']] as const) {
-    await go(t, command)
+    await goTo(t, command)
     await t.waitFor(`Lifeboat ▸ ${crumb}`)
   }
-  await go(t, 'nowhere')
+  await goTo(t, 'nowhere')
   await t.waitFor('No screen "nowhere"')
   t.unmount()
 })

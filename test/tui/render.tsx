@@ -126,6 +126,13 @@ export async function renderApp(client: FakeClient, options: { columns?: number;
   return terminal
 }
 
+/** Opens a screen through the command palette (`:pools` + enter). */
+export async function goTo(t: Terminal, screen: string): Promise<void> {
+  await t.press(':')
+  await t.type(screen)
+  await t.press(KEYS.enter)
+}
+
 /** The frame fits the terminal: no more lines than rows-1 (Ink clears the screen otherwise), none wider than columns. */
 export function frameFits(frame: string, columns: number, rows: number): string | undefined {
   const lines = frame.split('\n')

@@ -1,19 +1,13 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { renderApp, KEYS, type Terminal } from './render.tsx'
+import { renderApp, KEYS, goTo } from './render.tsx'
 import { fullDaemon } from './setup.ts'
 import * as data from './data.ts'
-
-async function go(t: Terminal, screen: string) {
-  await t.press(':')
-  await t.type(screen)
-  await t.press(KEYS.enter)
-}
 
 test('lanes: slots per lane, full lanes, the waiting queue, per-target writers; a lanes notification moves the bars', async () => {
   const client = fullDaemon()
   const t = await renderApp(client)
-  await go(t, 'lanes')
+  await goTo(t, 'lanes')
   let frame = await t.waitFor('VDI exports')
   assert.match(frame, /Snapshots +\[■·\] 1\/2/)
   assert.match(frame, /VDI exports +\[■{12}\] 12\/12 full +3 waiting/)
@@ -30,7 +24,7 @@ test('lanes: slots per lane, full lanes, the waiting queue, per-target writers; 
 
 test('logs: runs with status glyphs → Enter → the task tree, folded with ←, unfolded with →, filtered with /', async () => {
   const t = await renderApp(fullDaemon())
-  await go(t, 'runs')
+  await goTo(t, 'runs')
   let frame = await t.waitFor('run-00001')
   for (const glyph of ['✔ success', '✖ failure', '⟳ running', '⚠ skipped', '⏸ cancelled', '⚠ interrupted']) assert.ok(frame.includes(glyph), glyph)
   await t.press(KEYS.down, KEYS.enter)
@@ -58,7 +52,7 @@ test('logs: runs with status glyphs → Enter → the task tree, folded with ←
 test('logs: f follows the running run; its task events refetch the tree', async () => {
   const client = fullDaemon()
   const t = await renderApp(client)
-  await go(t, 'runs')
+  await goTo(t, 'runs')
   await t.waitFor('run-00002')
   await t.press('f')
   const frame = await t.waitFor('following')
@@ -76,7 +70,7 @@ test('logs: f follows the running run; its task events refetch the tree', async 
 test('restore: remote → VM → restore point → SR of the DR pool → options → confirm starts it and follows its run', async () => {
   const client = fullDaemon().answer('restore.start', { runId: 'run-00002' })
   const t = await renderApp(client)
-  await go(t, 'restore')
+  await goTo(t, 'restore')
   await t.waitFor('site-a')
   await t.press(KEYS.enter)
   let frame = await t.waitFor('db-01')
@@ -105,7 +99,7 @@ test('restore: remote → VM → restore point → SR of the DR pool → options
 
 test('restore: esc steps back one step at a time', async () => {
   const t = await renderApp(fullDaemon())
-  await go(t, 'restore')
+  await goTo(t, 'restore')
   await t.waitFor('site-a')
   await t.press(KEYS.enter)
   await t.waitFor('[VM]')
@@ -124,7 +118,7 @@ test('remotes: add with a name and URL, test shows the speeds, remove asks first
     .answer('remote.test', { ok: true, writeMiBps: 120.5, readMiBps: 300, bytes: 64 * 1024 * 1024 })
     .answer('remote.remove', {})
   const t = await renderApp(client)
-  await go(t, 'remotes')
+  await goTo(t, 'remotes')
   let frame = await t.waitFor('site-a')
   assert.match(frame, /✖ error offsite/)
   assert.match(frame, /1\.5 TiB/)
@@ -150,7 +144,7 @@ test('remotes: add with a name and URL, test shows the speeds, remove asks first
 test('pools: connect one (password hidden), VMs and SRs lists filter', async () => {
   const client = fullDaemon().answer('pool.add', data.pools[0]!)
   const t = await renderApp(client)
-  await go(t, 'pools')
+  await goTo(t, 'pools')
   await t.waitFor('dr-site')
   await t.press('a')
   await t.type('https://xcp-new')
@@ -170,7 +164,7 @@ test('pools: connect one (password hidden), VMs and SRs lists filter', async () 
   await t.press(KEYS.esc)
   vms = await t.waitFor('4 VMs')
   assert.doesNotMatch(vms, /dr-site/)
-  await go(t, 'srs')
+  await goTo(t, 'srs')
   const srs = await t.waitFor('DR storage')
   assert.match(srs, /DR storage +dr-site +nfs +900 GiB/)
   t.unmount()

@@ -1,6 +1,6 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { renderApp, frameFits, KEYS, type Terminal } from './render.tsx'
+import { renderApp, frameFits, KEYS, type Terminal, goTo } from './render.tsx'
 import { fullDaemon } from './setup.ts'
 import * as data from './data.ts'
 
@@ -9,12 +9,6 @@ async function assertFits(t: Terminal, where: string, columns = 80, rows = 24) {
   await t.press()
   const problem = frameFits(t.frame(), columns, rows)
   assert.equal(problem, undefined, `${where}: ${problem}\n${t.frame()}`)
-}
-
-async function go(t: Terminal, screen: string) {
-  await t.press(':')
-  await t.type(screen)
-  await t.press(KEYS.enter)
 }
 
 test('80×24 with 1000 rows of data: no frame taller or wider than the terminal, on any screen', async () => {
@@ -39,12 +33,12 @@ test('80×24 with 1000 rows of data: no frame taller or wider than the terminal,
   await t.press(KEYS.enter)
   await assertFits(t, 'wizard: targets')
   for (const screen of ['runs', 'lanes', 'remotes', 'pools', 'vms', 'srs', 'restore']) {
-    await go(t, screen)
+    await goTo(t, screen)
     await assertFits(t, screen)
     await t.press(KEYS.pageDown, KEYS.pageDown)
     await assertFits(t, `${screen} after paging`)
   }
-  await go(t, 'runs')
+  await goTo(t, 'runs')
   await t.press(KEYS.enter)
   await t.waitFor('REMOTE_FULL')
   await assertFits(t, 'task tree')
@@ -63,7 +57,7 @@ test('a larger terminal is used whole, and a narrow one still fits', async () =>
     await t.waitFor('job-')
     await assertFits(t, `${columns}×${rows} jobs`, columns, rows)
     assert.equal(t.frame().split('\n').length, rows - 1)
-    await go(t, 'runs')
+    await goTo(t, 'runs')
     await t.waitFor('1000 runs')
     await assertFits(t, `${columns}×${rows} runs`, columns, rows)
     t.unmount()

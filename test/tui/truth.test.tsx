@@ -3,16 +3,10 @@
 // drive the terminal, and a cancelled run reads cancelled everywhere.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { renderApp, KEYS, type Terminal } from './render.tsx'
+import { renderApp, KEYS, goTo } from './render.tsx'
 import { fullDaemon } from './setup.ts'
 import * as data from './data.ts'
 import type { TaskNode } from '../../source/tui/contract.ts'
-
-async function go(t: Terminal, screen: string) {
-  await t.press(':')
-  await t.type(screen)
-  await t.press(KEYS.enter)
-}
 
 const MiB = 1024 * 1024
 
@@ -22,7 +16,7 @@ test('a run in progress: its elapsed time ticks with no event from the daemon', 
   delete (summary as { end?: number }).end
   const tree: TaskNode = { id: summary.runId, message: 'backup', start, status: 'pending' }
   const t = await renderApp(fullDaemon().answer('run.list', [summary]).answer('run.get', { summary, tree }))
-  await go(t, 'runs')
+  await goTo(t, 'runs')
   await t.waitFor('⟳ running')
   await t.press(KEYS.enter)
   const first = /started [^·]+ · (\d+s)/.exec(await t.waitFor('⟳ running backup'))![1]
@@ -36,7 +30,7 @@ test('lanes: a transfer shows bytes done and its speed; an XVA of unknown size n
   snapshot.pools[0]!.vmExports.holders = [{ runId: 'r', jobName: 'nightly', vm: 'vm-x', vmName: 'full-vm', phase: 'export', since: data.NOW - 60_000, done: 3 * 1024 * MiB, bytesPerSecond: 50 * MiB }]
   snapshot.pools[0]!.vdiExports.holders = [{ runId: 'r', jobName: 'nightly', vm: 'vm-y', vmName: 'slow-vm', disk: 'xvda', phase: 'export', since: data.NOW - 60_000, done: 10 * MiB, total: 20 * MiB, bytesPerSecond: 300 * 1024 }]
   const t = await renderApp(fullDaemon().answer('lanes.get', snapshot))
-  await go(t, 'lanes')
+  await goTo(t, 'lanes')
   const frame = await t.waitFor('full-vm')
   const xva = frame.split('\n').find(line => line.includes('full-vm'))!
   assert.match(xva, /full-vm +export +3\.0 GiB +50\.0 MiB\/s +1m00s so far/)
@@ -69,7 +63,7 @@ test("a schedule's next run is told in its timezone, named when it is not the lo
 
 test("restore points show seconds and the job's name", async () => {
   const t = await renderApp(fullDaemon())
-  await go(t, 'restore')
+  await goTo(t, 'restore')
   await t.waitFor('site-a')
   await t.press(KEYS.enter)
   await t.waitFor('db-01')
@@ -85,7 +79,7 @@ test('a finished restore names the VM it created, with its uuid', async () => {
   const summary = { runId: 'run-restore', kind: 'restore' as const, start: data.NOW, end: data.NOW + 60_000, status: 'success' as const }
   const tree: TaskNode = { id: 'run-restore', message: 'restore', start: data.NOW, end: data.NOW + 60_000, duration: 60_000, status: 'success', result: { vmUuid: '5f0c1d2e-3a4b-4c5d-8e9f-00112233abcd', vmName: 'web-01 (restored 2026-11-22 10:00:00 from site-a)', pool: 'pool-dr' } }
   const t = await renderApp(fullDaemon().answer('run.list', [summary]).answer('run.get', { summary, tree }))
-  await go(t, 'runs')
+  await goTo(t, 'runs')
   await t.waitFor('run-restore')
   await t.press(KEYS.enter)
   const frame = await t.waitFor('Restored as')
@@ -106,7 +100,7 @@ test('names from XAPI and jobs cannot drive the terminal: control sequences are 
   frame = await t.waitFor('Jobs ▸ night')
   assert.doesNotMatch(frame, /\u001B/)
   assert.match(frame, /Jobs ▸ night\ufffd\[31mly/)
-  await go(t, 'vms')
+  await goTo(t, 'vms')
   frame = await t.waitFor('2 VMs')
   assert.doesNotMatch(frame, /\u001B|\u0007/)
   assert.match(frame, /web\ufffd\]0;pwned\ufffd-01\ufffd\[2J/)
@@ -124,7 +118,7 @@ test('a cancelled run reads ⏸ cancelled on the jobs, job, runs and tree screen
   await t.press(KEYS.enter)
   frame = await t.waitFor('Recent runs')
   assert.match(frame, /⏸ cancelled +11-22/)
-  await go(t, 'runs')
+  await goTo(t, 'runs')
   frame = await t.waitFor('run-00000')
   assert.match(frame, /⏸ cancelled +nightly/)
   await t.press(KEYS.enter)
@@ -136,7 +130,7 @@ test('a cancelled run reads ⏸ cancelled on the jobs, job, runs and tree screen
 
 test("a running run's tree shows its transfers now: bytes, %, speed and ETA", async () => {
   const t = await renderApp(fullDaemon())
-  await go(t, 'runs')
+  await goTo(t, 'runs')
   await t.waitFor('run-00002')
   await t.press(KEYS.down, KEYS.down, KEYS.enter)
   const frame = await t.waitFor('⟳ running backup')
