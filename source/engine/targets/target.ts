@@ -8,6 +8,8 @@
 // `transfer` child; a target adds its own children (clean-vm, merge, target snapshot) under the task it is
 // given. A target that throws at any step is dropped for the rest of the VM's backup; the others finish.
 import type { Task, TaskData } from '../../tasks/index.ts'
+import type { PoolConnection, XapiRecord } from '../../xapi/index.ts'
+import type { Job, Schedule, Settings } from '../jobs/index.ts'
 import type { DeltaVmExport, DiskBlock, ExportedDisk, FullVmExport, ProgressReporter } from '../sources/vm-export.ts'
 
 export interface TargetStep {
@@ -60,3 +62,16 @@ export interface DeltaBackupTarget extends TargetLifeCycle {
 }
 
 export type BackupTarget = FullBackupTarget | DeltaBackupTarget
+
+/** What an SR target is made with (engine/targets/index.ts makes one per SR of the job for each VM backup). */
+export interface SrTargetOptions {
+  /** The connection of the pool that holds the SR: the source VM's pool or another one. */
+  conn: PoolConnection
+  sr: XapiRecord
+  job: Job & { id: string }
+  schedule: Schedule & { id: string }
+  /** Resolved for this VM on this SR (copyRetention: the replicas to keep). */
+  settings: Settings
+  /** The source VM's uuid. */
+  vmUuid: string
+}
