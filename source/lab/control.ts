@@ -170,7 +170,7 @@ export class Control {
   /**
    * Routes (JSON bodies): GET state · POST vdi/:uuid/write {offset, length?, seed?, data?} · POST vdi/:uuid/in-use {ms}
    * · POST vm/:uuid/workload {dirtyBlocksPerMin, locality?, seed?} · DELETE vm/:uuid/workload · POST sr/:uuid/full
-   * · POST knobs {…Knobs} · GET|POST|DELETE faults · GET faults/log · POST faults/snapshot-failure {times?}
+   * · POST knobs {…Knobs} · GET|DELETE activity (in flight, most at once, bytes/blocks imported per VDI) · GET|POST|DELETE faults · GET faults/log · POST faults/snapshot-failure {times?}
    * · POST faults/export-cut {afterBytes, mode, endpoint?, uuid?} · POST sessions/invalidate · POST restart {downMs, reboot?}
    * · POST reset.
    */

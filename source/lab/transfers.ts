@@ -39,9 +39,8 @@ export async function handleTransfer(xapi: Toolstack, request: IncomingMessage, 
   const given = query.get('task_id') ?? undefined
   const task = given !== undefined && xapi.db.has('task', given) ? given : xapi.createTask(`Internal ${path}`, '')
   const handler = { '/export_raw_vdi/': exportRawVdi, '/import_raw_vdi/': importRawVdi, '/export/': exportXva, '/import/': importXva }[path]!
-  const kind = path === '/export_raw_vdi/' ? 'vdiExport' : path === '/export/' ? 'vmExport' : undefined
-  const run = () => xapi.runTask(task, ({ signal }) => handler({ xapi, request, socket, query, task, signal, fault: undefined }))
-  await (kind === undefined ? run() : xapi.activity.track(kind, run))
+  const kind = ({ '/export_raw_vdi/': 'vdiExport', '/import_raw_vdi/': 'vdiImport', '/export/': 'vmExport', '/import/': 'vmImport' } as const)[path]!
+  await xapi.activity.track(kind, () => xapi.runTask(task, ({ signal }) => handler({ xapi, request, socket, query, task, signal, fault: undefined })))
   if (!answered.has(socket) && !socket.destroyed) {
     const failure = xapi.db.has('task', task) ? (xapi.db.row('task', task).error_info as string[]) : []
     writeHead(socket, 500, 'Internal Server Error', { 'content-type': 'text/plain' })
@@ -241,10 +240,11 @@ async function importRawVdi(transfer: Transfer): Promise<string> {
   writeHead(socket, 200, 'OK', { 'task-id': transfer.task, 'content-type': 'application/octet-stream' })
   const detach = await attachToDom0(xapi, vdi, signal)
   try {
-    const leaf = db.row('VDI', vdi).location as string
+    const { location: leaf, uuid } = db.row('VDI', vdi) as { location: string; uuid: string }
     const source = receivedBody(request)
+    const counted = (offset: number, length: number) => xapi.activity.recordImport(uuid, offset, length)
     try {
-      await (format === 'vhd' ? importVhd(store, leaf, source) : importRaw(store, leaf, source))
+      await (format === 'vhd' ? importVhd(store, leaf, source, counted) : importRaw(store, leaf, source, counted))
     } catch (error) {
       if (signal.aborted) throw error
       throw (error as { code?: string }).code?.startsWith('SR_BACKEND_FAILURE') === true ? error : IO_ERROR()

@@ -105,16 +105,17 @@ export async function importXva(transfer: Transfer): Promise<string[]> {
   const sr = xapi.ref('SR', srParam)
   writeHead(socket, 200, 'OK', { 'task-id': task, 'content-type': 'application/octet-stream' })
   const created: Array<{ cls: string; ref: string }> = []
-  const leaves = new Map<string, string>()
+  const leaves = new Map<string, { leaf: string; uuid: string }>()
   let vm: string | undefined
   try {
     for await (const entry of readXva(receivedBody(request))) {
       if (entry.type === 'ova.xml') {
         vm = await createImportedObjects(xapi, entry.ova, sr, task, created, leaves)
       } else if (!entry.data.every(byte => byte === 0)) {
-        const leaf = leaves.get(entry.ref)
-        if (leaf === undefined) throw new ApiError('IMPORT_ERROR_FAILED_TO_FIND_OBJECT', [entry.ref])
-        await store.write(leaf, entry.offset, entry.data)
+        const disk = leaves.get(entry.ref)
+        if (disk === undefined) throw new ApiError('IMPORT_ERROR_FAILED_TO_FIND_OBJECT', [entry.ref])
+        await store.write(disk.leaf, entry.offset, entry.data)
+        xapi.activity.recordImport(disk.uuid, entry.offset, entry.data.length)
       }
     }
     if (vm === undefined) throw new ApiError('IMPORT_ERROR_PREMATURE_EOF', [])
@@ -137,7 +138,7 @@ export async function importXva(transfer: Transfer): Promise<string[]> {
 }
 
 async function createImportedObjects(xapi: Toolstack, ova: OvaXml, sr: string, task: string, created: Array<{ cls: string; ref: string }>,
-  leaves: Map<string, string>): Promise<string> {
+  leaves: Map<string, { leaf: string; uuid: string }>): Promise<string> {
   const { db } = xapi
   const refs = new Map<string, string>()
   const record = (cls: string, snapshot: LabRecord, fields: LabRecord) => {
@@ -157,7 +158,7 @@ async function createImportedObjects(xapi: Toolstack, ova: OvaXml, sr: string, t
       'xenstore_data', 'tags']), SR: sr, virtual_size: Number(object.snapshot.virtual_size) })
     created.push({ cls: 'VDI', ref: vdi })
     refs.set(object.id, vdi)
-    leaves.set(object.id, db.row('VDI', vdi).location as string)
+    leaves.set(object.id, { leaf: db.row('VDI', vdi).location as string, uuid: db.row('VDI', vdi).uuid as string })
   }
   const networks = new Map(ova.objects.filter(item => item.class === 'network').map(item => [item.id, item.snapshot]))
   const fallbackNetwork = db.all('network')[0] ?? NULL_REF

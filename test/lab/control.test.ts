@@ -4,15 +4,9 @@ import assert from 'node:assert/strict'
 import { test } from 'node:test'
 import { startLab } from '../../source/lab/index.ts'
 import { tempDir } from '../helpers/tools.ts'
-import { connect, objectsOf, rawCall, readAll, startTinyLab, vmNamed, waitFor, withTinyLab } from './helpers.ts'
+import { connect, objectsOf, rawCall, readAll, sim, startTinyLab, vmNamed, waitFor, withTinyLab } from './helpers.ts'
 
 const MiB = 1024 * 1024
-
-async function sim(url: string, method: string, path: string, body?: unknown): Promise<{ status: number; body: any }> {
-  const response = await fetch(`${url}/_sim/${path}`, { method, body: body === undefined ? undefined : JSON.stringify(body),
-    headers: { 'content-type': 'application/json' } })
-  return { status: response.status, body: await response.json() }
-}
 
 test('control plane over HTTP: state, guest writes, faults and their log, knobs, workloads', () => withTinyLab(async ({ env, xapi }) => {
   const { url } = env.pool

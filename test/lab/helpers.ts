@@ -104,3 +104,10 @@ export async function rawCall(url: string, method: string, params: unknown[]): P
     body: JSON.stringify({ jsonrpc: '2.0', id: 0, method, params }) })
   return { status: response.status, contentType: response.headers.get('content-type'), body: await response.json() }
 }
+
+/** A call to the pool's /_sim control plane, as a test outside the lab's process would make it. */
+export async function sim(url: string, method: string, path: string, body?: unknown): Promise<{ status: number; body: any }> {
+  const response = await fetch(`${url}/_sim/${path}`, { method, body: body === undefined ? undefined : JSON.stringify(body),
+    headers: { 'content-type': 'application/json' } })
+  return { status: response.status, body: await response.json() }
+}

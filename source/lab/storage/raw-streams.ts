@@ -44,8 +44,11 @@ export function xvaDisk(store: DiskStore, leaf: string, ref: string): XvaDisk {
   return { ref, size, chunks: chunks() }
 }
 
+/** Told of each write an import makes (offset, length). */
+export type OnWrite = (offset: number, length: number) => void
+
 /** import_raw_vdi: the body is the disk from byte 0; a body longer than the disk is refused. */
-export async function importRaw(store: DiskStore, leaf: string, source: AsyncIterable<Buffer>): Promise<{ bytesWritten: number }> {
+export async function importRaw(store: DiskStore, leaf: string, source: AsyncIterable<Buffer>, onWrite?: OnWrite): Promise<{ bytesWritten: number }> {
   const size = store.layer(leaf).size
   let position = 0
   let bytesWritten = 0
@@ -55,7 +58,7 @@ export async function importRaw(store: DiskStore, leaf: string, source: AsyncIte
         data: { params: ['Device I/O errors'] },
       })
     }
-    bytesWritten += await writeSkippingZeros(store, leaf, position, chunk)
+    bytesWritten += await writeSkippingZeros(store, leaf, position, chunk, onWrite)
     position += chunk.length
   }
   return { bytesWritten }
@@ -76,12 +79,13 @@ export async function importXvaChunks(store: DiskStore, leaf: string, chunks: As
  * Writes `data` at `offset` except its all-zero 4 KiB runs over blocks the disk has no data in (they read as
  * zeros already): imports stay as sparse as the source. Returns the bytes written.
  */
-export async function writeSkippingZeros(store: DiskStore, leaf: string, offset: number, data: Buffer): Promise<number> {
+export async function writeSkippingZeros(store: DiskStore, leaf: string, offset: number, data: Buffer, onWrite: OnWrite = () => {}): Promise<number> {
   let written = 0
   let runStart = -1
   const flushRun = async (end: number): Promise<void> => {
     if (runStart < 0) return
     await store.write(leaf, offset + runStart, data.subarray(runStart, end))
+    onWrite(offset + runStart, end - runStart)
     written += end - runStart
     runStart = -1
   }

@@ -5,6 +5,7 @@ import type { Readable } from 'node:stream'
 import { createVhdStream, openVhdStream, VHD_SECTOR_SIZE } from '../../formats/vhd/index.ts'
 import { LifeboatError, isLifeboatError } from '../../util/errors.ts'
 import type { DiskStore } from './disk-store.ts'
+import type { OnWrite } from './raw-streams.ts'
 
 const VHD_EPOCH_MS = Date.UTC(2000, 0, 1)
 
@@ -39,9 +40,9 @@ export function exportVhd(store: DiskStore, leaf: string, options: { base?: stri
 /**
  * Applies an uploaded VHD (dynamic or differencing; the parent is not checked, as vhd-tool does not) to the disk:
  * only the sectors whose bitmap bit is set are written. A stream cut short or malformed keeps the blocks already
- * written and fails with VDI_IO_ERROR.
+ * written and fails with VDI_IO_ERROR. `onWrite` hears of each write (the pool's import counters).
  */
-export async function importVhd(store: DiskStore, leaf: string, source: AsyncIterable<Buffer>): Promise<{ bytesWritten: number }> {
+export async function importVhd(store: DiskStore, leaf: string, source: AsyncIterable<Buffer>, onWrite: OnWrite = () => {}): Promise<{ bytesWritten: number }> {
   const size = store.layer(leaf).size
   let bytesWritten = 0
   try {
@@ -62,6 +63,7 @@ export async function importVhd(store: DiskStore, leaf: string, source: AsyncIte
         const length = Math.min(end * VHD_SECTOR_SIZE, size - blockStart) - sector * VHD_SECTOR_SIZE
         if (length > 0) {
           await store.write(leaf, blockStart + sector * VHD_SECTOR_SIZE, data.subarray(sector * VHD_SECTOR_SIZE, sector * VHD_SECTOR_SIZE + length))
+          onWrite(blockStart + sector * VHD_SECTOR_SIZE, length)
           bytesWritten += length
         }
         sector = end
