@@ -122,9 +122,12 @@ export async function importVdiVhd(conn: PoolConnection, vdiRef: string, body: R
   await putResource(conn, body, length, '/import_raw_vdi/', { format: 'vhd', vdi: vdiRef }, signal)
 }
 
-/** Imports an XVA onto an SR; resolves with the new VM's ref. */
-export async function importVmXva(conn: PoolConnection, body: Readable, length: number | undefined, srRef: string, signal?: AbortSignal): Promise<string> {
-  const result = await putResource(conn, body, length, '/import/', { sr_id: srRef }, signal)
+/**
+ * Imports an XVA onto an SR; resolves with the new VM's ref. `onTask` learns the import's XAPI task first: the
+ * VM XAPI creates early carries it in current_operations (engine/import-watch.ts finds it by that).
+ */
+export async function importVmXva(conn: PoolConnection, body: Readable, length: number | undefined, srRef: string, signal?: AbortSignal, onTask?: (taskRef: string) => void): Promise<string> {
+  const result = await putResource(conn, body, length, '/import/', { sr_id: srRef }, signal, onTask)
   const ref = Array.isArray(result) ? result[0] : result
   if (typeof ref !== 'string') throw new LifeboatError('XAPI_IMPORT_NO_VM', 'the pool accepted the XVA but reported no VM; check the pool for a half-imported VM.')
   return ref
@@ -136,8 +139,9 @@ export async function importVmXva(conn: PoolConnection, body: Readable, length: 
  * that was aborted. A body without `length` must not end before the host answers (xen-api then cuts
  * the socket with bytes still buffered): callers give the length whenever they know it.
  */
-async function putResource(conn: PoolConnection, body: Readable, length: number | undefined, path: string, query: Record<string, string>, signal?: AbortSignal): Promise<unknown> {
+async function putResource(conn: PoolConnection, body: Readable, length: number | undefined, path: string, query: Record<string, string>, signal?: AbortSignal, onTask?: (taskRef: string) => void): Promise<unknown> {
   const taskRef = (await conn.call('task.create', `Lifeboat PUT ${path}`, '')) as string
+  onTask?.(taskRef)
   const cancelTask = () => void conn.call('task.cancel', taskRef).catch(() => {})
   signal?.addEventListener('abort', cancelTask, { once: true })
   const token = CancelToken.from(signal ?? new AbortController().signal)

@@ -2,15 +2,14 @@
 // the SR. The VM XAPI creates early is watched, so a failed or cancelled import leaves nothing behind.
 import { detectCompression } from '../../formats/compression.ts'
 import { resolveInVmDir } from '../../repository/index.ts'
-import { destroyVmAndDisks, importVmXva, type PoolConnection, type XapiRecord } from '../../xapi/index.ts'
+import { importVmXva } from '../../xapi/index.ts'
 import { LifeboatError, errorCode } from '../../util/errors.ts'
 import { throwIfAborted } from '../../util/abort.ts'
+import { discardImport, watchImport } from '../import-watch.ts'
 import { applyConventions, type RestoreContext } from './conventions.ts'
 import { transfer } from './transfer.ts'
 
 const TAR_BLOCK = 512
-/** How long XAPI gets to remove the VM of an import that failed before it is destroyed by hand. */
-const IMPORT_CLEANUP_MS = 30_000
 
 /** Restores a full backup; resolves with the new VM's ref. */
 export async function restoreFull(context: RestoreContext, xva: string): Promise<string> {
@@ -21,13 +20,15 @@ export async function restoreFull(context: RestoreContext, xva: string): Promise
   let vmRef: string | undefined
   try {
     vmRef = await transfer(context.task, { size, xva }, await handler.createReadStream(path),
-      body => importVmXva(conn, body, size, context.srRef, signal), signal)
+      body => importVmXva(conn, body, size, context.srRef, signal, watch.onTask), signal)
     await applyConventions(conn, vmRef, context.conventions)
     throwIfAborted(signal)
     return vmRef
   } catch (error) {
     const imported = vmRef ?? watch.seen()
-    if (imported !== undefined) await discardImport(conn, imported, context)
+    if (imported !== undefined) {
+      await discardImport(conn, imported).catch(discardError => context.task?.warning('the half-imported VM could not be removed; delete it by hand', { vm: imported, error: (discardError as Error).message }))
+    }
     throw error
   } finally {
     watch.stop()
@@ -56,39 +57,4 @@ async function checkXva(context: RestoreContext, path: string): Promise<number> 
 
 function badXva(context: RestoreContext, path: string, detail: string, cause?: unknown): LifeboatError {
   return new LifeboatError('RESTORE_BROKEN_BACKUP', `The full backup ${path} on ${context.handler.label} cannot be restored: ${detail}. Restore another restore point, and run the repository cleaner on this VM.`, { cause })
-}
-
-function isImporting(vm: XapiRecord): boolean {
-  return Object.values((vm.current_operations ?? {}) as Record<string, string>).includes('import')
-}
-
-/**
- * The first VM that appears importing after this call: XAPI creates the VM as soon as it has read ova.xml,
- * long before the import resolves, and that VM is what a cancel must remove.
- */
-function watchImport(conn: PoolConnection): { seen: () => string | undefined; stop: () => void } {
-  const before = new Set(conn.all('VM').map(vm => vm.$ref))
-  const controller = new AbortController()
-  let seen: string | undefined
-  conn.waitFor(() => conn.all('VM').find(vm => !before.has(vm.$ref) && isImporting(vm)), { signal: controller.signal, what: 'the imported VM' })
-    .then(vm => void (seen = vm.$ref), () => {})
-  return { seen: () => seen, stop: () => controller.abort() }
-}
-
-/** Cancels the import's XAPI task, lets XAPI remove its VM, and destroys it if it is still there. */
-async function discardImport(conn: PoolConnection, vmRef: string, context: RestoreContext): Promise<void> {
-  try {
-    const vm = conn.byRef(vmRef)
-    const operations = (vm?.current_operations ?? {}) as Record<string, string>
-    for (const [taskRef, operation] of Object.entries(operations)) {
-      if (operation === 'import') await conn.call('task.cancel', taskRef).catch(() => {})
-    }
-    await conn.waitFor(() => {
-      const current = conn.byRef(vmRef)
-      return current === undefined || !isImporting(current) ? true : undefined
-    }, { timeoutMs: IMPORT_CLEANUP_MS, what: 'the failed import to end' }).catch(() => {})
-    await destroyVmAndDisks(conn, vmRef)
-  } catch (error) {
-    context.task?.warning('the half-imported VM could not be removed; delete it by hand', { vm: vmRef, error: (error as Error).message })
-  }
 }
