@@ -9,8 +9,11 @@
 //   xo:copy_of (the source snapshot VM's uuid), and has `start` in its blocked_operations;
 // - each of its disks carries xo:copy_of = the uuid of the source snapshot VDI its content equals, which is
 //   what a continuous replication chains its next delta onto (XO's legacy lookup finds it the same way).
-import { formatFilenameDate, parseBackupDate } from '../../repository/index.ts'
-import type { PoolConnection, XapiRecord } from '../../xapi/index.ts'
+//   A disaster recovery replica (a whole XVA, never a base) has no xo:copy_of, as XO's FullXapiWriter leaves it.
+import { formatFilenameDate, formatOtherConfigDate, parseBackupDate } from '../../repository/index.ts'
+import type { Task } from '../../tasks/index.ts'
+import { errorCode } from '../../util/errors.ts'
+import { destroyVmAndDisks, NULL_REF, setOtherConfigKey, type PoolConnection, type XapiRecord } from '../../xapi/index.ts'
 import { KEY } from '../run/snapshots.ts'
 
 export const REPLICA_KEY = { ...KEY, sr: 'xo:backup:sr' } as const
@@ -58,4 +61,66 @@ export function listReplicas(conn: PoolConnection, query: ReplicaQuery): XapiRec
       return 'start' in ((vm.blocked_operations as Record<string, string> | undefined) ?? {})
     })
     .sort((a, b) => replicaTimestamp(a) - replicaTimestamp(b))
+}
+
+/** The replicas retention removes: all but the newest `keep` (XO's getOldEntries, without long-term retention). */
+export function oldReplicas(replicas: readonly XapiRecord[], keep: number): XapiRecord[] {
+  return replicas.slice(0, Math.max(0, replicas.length - keep))
+}
+
+/** Destroys replicas with the disks only they use; one that resists is a warning (the next run tries again), the others go on. */
+export async function destroyReplicas(conn: PoolConnection, replicas: readonly XapiRecord[], task: Task, what: string): Promise<void> {
+  for (const replica of replicas) {
+    try {
+      await destroyVmAndDisks(conn, replica.$ref)
+      task.info(`${what} removed`, { vm: replica.uuid, name_label: replica.name_label })
+    } catch (error) {
+      task.warning(`${what} could not be removed; the next run of the schedule tries again`, { vm: replica.uuid, name_label: replica.name_label, error: errorCode(error) })
+    }
+  }
+}
+
+/** Blocks start and start_on with XO's sentence (an earlier reason for those two is replaced). */
+export async function blockReplicaStart(conn: PoolConnection, vmRef: string): Promise<void> {
+  for (const operation of REPLICA_BLOCKED_OPERATIONS) {
+    await conn.call('VM.add_to_blocked_operations', vmRef, operation, REPLICA_START_BLOCKED).catch(async error => {
+      if (errorCode(error) !== 'XAPI_MAP_DUPLICATE_KEY') throw error
+      await conn.call('VM.remove_from_blocked_operations', vmRef, operation)
+      await conn.call('VM.add_to_blocked_operations', vmRef, operation, REPLICA_START_BLOCKED)
+    })
+  }
+}
+
+/** A replica is never started by HA: its restart priority cleared, and the tag saying so when there was one. */
+export async function disableReplicaHa(conn: PoolConnection, vmRef: string): Promise<void> {
+  if ((await conn.call('VM.get_ha_restart_priority', vmRef)) === '') return
+  await conn.call('VM.set_ha_restart_priority', vmRef, '')
+  await conn.call('VM.add_tags', vmRef, HA_DISABLED_TAG)
+}
+
+export interface ReplicaMarks {
+  /** The source snapshot's time. */
+  timestamp: number
+  jobId: string
+  scheduleId: string
+  /** The source VM's uuid. */
+  vmUuid: string
+  srUuid: string
+}
+
+/**
+ * XO's setVmOtherConfig on a replica and its disks. The completion key comes last, on the VM last of all:
+ * a replica interrupted on the way is debris for the next run, never a restore point.
+ */
+export async function markReplicaComplete(conn: PoolConnection, vmRef: string, marks: ReplicaMarks): Promise<void> {
+  // Read from XAPI, not the cache: right after an import the cache may not hold the replica's devices yet.
+  const vdiRefs: string[] = []
+  for (const vbdRef of (await conn.call('VM.get_VBDs', vmRef)) as string[]) {
+    const vbd = (await conn.call('VBD.get_record', vbdRef)) as XapiRecord
+    if (vbd.type === 'Disk' && vbd.VDI !== NULL_REF) vdiRefs.push(vbd.VDI as string)
+  }
+  const keys = { [REPLICA_KEY.datetime]: formatOtherConfigDate(marks.timestamp), [REPLICA_KEY.job]: marks.jobId, [REPLICA_KEY.schedule]: marks.scheduleId, [REPLICA_KEY.vm]: marks.vmUuid }
+  const objects: Array<['VM' | 'VDI', string]> = [...vdiRefs.map(ref => ['VDI', ref] as ['VDI', string]), ['VM', vmRef]]
+  for (const [type, ref] of objects) for (const [key, value] of Object.entries(keys)) await setOtherConfigKey(conn, type, ref, key, value)
+  for (const [type, ref] of objects) await setOtherConfigKey(conn, type, ref, REPLICA_KEY.sr, marks.srUuid)
 }
