@@ -1,13 +1,15 @@
 // Delta restore: each disk's chain (the backup's VHD and its parents on the remote) streamed as one dynamic
-// VHD onto a new VDI, and the VM rebuilt around the disks from the records the metadata kept.
+// VHD onto a new VDI, and the VM rebuilt around the disks from the records the metadata kept (Suspended, for a
+// backup with memory).
 import { VhdChain } from '../../formats/vhd/index.ts'
 import { fileSystemAccess } from '../../storage/index.ts'
 import { formatFilenameDate, resolveInVmDir, type DeltaBackupMetadata } from '../../repository/index.ts'
-import { destroyVdi, destroyVmAndDisks, importVdiVhd, type PoolConnection } from '../../xapi/index.ts'
+import type { PoolConnection } from '../../xapi/index.ts'
 import { LifeboatError, errorCode } from '../../util/errors.ts'
 import { throwIfAborted } from '../../util/abort.ts'
-import { applyConventions, type RestoreContext } from './conventions.ts'
-import { BLOCKED_WHILE_RESTORING, RESTORING_REASON, vbdCreateRecord, vdiCreateRecord, vifCreateRecord, vmCreateRecord } from './records.ts'
+import { VmBuild } from '../targets/sr-import.ts'
+import { applyConventions, RESTORED_TAG, withoutBackupKeys, type RestoreContext } from './conventions.ts'
+import { BLOCKED_WHILE_BUILDING, RESTORING_REASON } from './records.ts'
 import { transfer } from './transfer.ts'
 
 interface BackedUpDisk {
@@ -22,33 +24,53 @@ export async function restoreDelta(context: RestoreContext, metadata: DeltaBacku
   const { conn, signal } = context
   // Every chain is opened before anything is created: a broken backup fails with the pool untouched.
   const disks = await openChains(context, metadata)
-  const created = { vm: undefined as string | undefined, vdis: [] as string[] }
+  let build: VmBuild | undefined
   try {
     throwIfAborted(signal)
-    const vmRef = (await conn.call('VM.create', vmCreateRecord(metadata, context.conventions))) as string
-    created.vm = vmRef
+    build = await VmBuild.create(conn, {
+      srRef: context.srRef,
+      vm: metadata.vm,
+      identity: {
+        name: `[Restoring…] ${context.conventions.name}`, description: context.conventions.description,
+        tags: [...new Set([...(metadata.vm.tags ?? []), RESTORED_TAG])], otherConfig: withoutBackupKeys(metadata.vm.other_config), buildingReason: RESTORING_REASON,
+      },
+      disks: disks.map(disk => ({ ref: disk.ref, record: disk.record, size: Math.max(disk.chain.size, Number(disk.record.virtual_size ?? 0)) })),
+      vbds: metadata.vbds,
+      vifs: metadata.vifs,
+      suspended: suspendedState(metadata),
+      // Two VMs with the same MACs on one pool would fight over their addresses.
+      newMacs: conn.byUuid(metadata.vm.uuid) !== undefined,
+      task: context.task,
+      signal,
+    })
     for (const disk of disks) {
-      const size = Math.max(disk.chain.size, Number(disk.record.virtual_size ?? 0))
-      const vdiRef = (await conn.call('VDI.create', vdiCreateRecord(disk.record, context.srRef, size))) as string
-      created.vdis.push(vdiRef)
-      for (const vbd of Object.values(metadata.vbds).filter(vbd => vbd.VDI === disk.ref)) {
-        await conn.call('VBD.create', vbdCreateRecord(vbd, vmRef, vdiRef))
-      }
       const { stream, length } = disk.chain.toVhdStream()
       await transfer(context.task, { size: length, disk: String(disk.record.name_label ?? disk.record.uuid) }, stream,
-        body => importVdiVhd(conn, vdiRef, body, length, signal), signal)
+        body => build!.upload(disk.ref, body, length, signal), signal)
     }
-    await createVifs(context, metadata, vmRef)
-    await unblockStart(conn, vmRef, metadata.vm.blocked_operations as Record<string, string> | undefined)
-    await applyConventions(conn, vmRef, context.conventions)
+    await unblockStart(conn, build.vmRef!, metadata.vm.blocked_operations as Record<string, string> | undefined)
+    await applyConventions(conn, build.vmRef!, context.conventions)
     throwIfAborted(signal)
-    return vmRef
+    return build.vmRef!
   } catch (error) {
-    await discard(conn, created, context)
+    // Never under the run's signal: it may be the abort being handled.
+    await build?.discard(context.task)
     throw error
   } finally {
     await Promise.all(disks.map(disk => disk.chain.close().catch(() => {})))
   }
+}
+
+/**
+ * A backup with memory (XO's metadata.vm is the checkpoint; Lifeboat also keeps it as vmSnapshot): the suspend
+ * VDI is one of the backed-up disks, and the VM is restored Suspended on it.
+ */
+function suspendedState(metadata: DeltaBackupMetadata): { ref: string; checkpoint: Record<string, unknown> } | undefined {
+  for (const checkpoint of [metadata.vmSnapshot, metadata.vm] as Array<Record<string, unknown>>) {
+    const ref = checkpoint.suspend_VDI
+    if (typeof ref === 'string' && ref in metadata.vdis) return { ref, checkpoint }
+  }
+  return undefined
 }
 
 async function openChains(context: RestoreContext, metadata: DeltaBackupMetadata): Promise<BackedUpDisk[]> {
@@ -84,32 +106,10 @@ function brokenBackup(context: RestoreContext, disk: string, detail: string, cau
   )
 }
 
-async function createVifs(context: RestoreContext, metadata: DeltaBackupMetadata, vmRef: string): Promise<void> {
-  const { conn } = context
-  if (Object.keys(metadata.vifs).length === 0) return
-  if (conn.all('network').length === 0) {
-    context.task?.warning('the pool has no network: the restored VM has no network interface', { vifs: Object.keys(metadata.vifs).length })
-    return
-  }
-  // Two VMs with the same MACs on one pool would fight over their addresses.
-  const newMacs = conn.byUuid(metadata.vm.uuid) !== undefined
-  for (const vif of Object.values(metadata.vifs)) await conn.call('VIF.create', vifCreateRecord(conn, vif, vmRef, newMacs))
-}
-
 async function unblockStart(conn: PoolConnection, vmRef: string, original: Record<string, string> | undefined): Promise<void> {
-  for (const operation of BLOCKED_WHILE_RESTORING) {
+  for (const operation of BLOCKED_WHILE_BUILDING) {
     await conn.call('VM.remove_from_blocked_operations', vmRef, operation)
     const reason = original?.[operation]
     if (reason !== undefined && reason !== RESTORING_REASON) await conn.call('VM.add_to_blocked_operations', vmRef, operation, reason)
-  }
-}
-
-/** Destroys what a failed restore created (never under the run's signal: it may be the abort being handled). */
-async function discard(conn: PoolConnection, created: { vm: string | undefined; vdis: string[] }, context: RestoreContext): Promise<void> {
-  try {
-    if (created.vm !== undefined) await destroyVmAndDisks(conn, created.vm)
-    for (const vdi of created.vdis) await destroyVdi(conn, vdi)
-  } catch (error) {
-    context.task?.warning('the half-restored VM could not be removed; delete it by hand', { vm: created.vm, vdis: created.vdis, error: (error as Error).message })
   }
 }

@@ -48,7 +48,11 @@ export async function restoreBackup(handler: RemoteHandler, backupId: string, co
   }
   const vmRef = metadata.mode === 'full' ? await restoreFull(context, metadata.xva) : await restoreDelta(context, metadata)
   const vmUuid = (await conn.call('VM.get_uuid', vmRef)) as string
-  if (options.start === true) await conn.callAsync(signal, 'VM.start', vmRef, false, false)
+  if (options.start === true) {
+    // A backup with memory is restored Suspended: it resumes where the checkpoint left it.
+    const suspended = (await conn.call('VM.get_power_state', vmRef)) === 'Suspended'
+    await conn.callAsync(signal, suspended ? 'VM.resume' : 'VM.start', vmRef, false, false)
+  }
   return { vmRef, vmUuid, vmName: context.conventions.name }
 }
 

@@ -1,14 +1,14 @@
-// The XAPI records a delta restore creates, built from the records the backup metadata kept: every field
-// VM.create, VDI.create, VBD.create and VIF.create require, references of the original pool dropped.
-import type { DeltaBackupMetadata } from '../../repository/index.ts'
-import { NULL_REF, type PoolConnection } from '../../xapi/index.ts'
-import { RESTORED_TAG, withoutBackupKeys, type RestoredVmConventions } from './conventions.ts'
+// The XAPI records of a VM built from the records a backup kept (a delta restore, a continuous replica): every
+// field VM.create, VDI.create, VBD.create and VIF.create require, references of the original pool dropped.
+import { NULL_REF, type PoolConnection, type XapiRecord } from '../../xapi/index.ts'
+import { withoutBackupKeys } from './conventions.ts'
 
 type XapiFields = Record<string, unknown>
 
 /** Shown on the VM while its disks are uploaded, so nobody starts a half-restored VM (XO does the same). */
 export const RESTORING_REASON = 'This VM is being restored from a backup; wait for the restore to finish.'
-export const BLOCKED_WHILE_RESTORING = ['start', 'start_on'] as const
+/** Blocked with the builder's reason until the VM is complete. */
+export const BLOCKED_WHILE_BUILDING = ['start', 'start_on'] as const
 
 // Defaults are XAPI's own for a new VM; the backup's values win when present.
 const VM_DEFAULTS: XapiFields = {
@@ -24,30 +24,56 @@ function pick(record: XapiFields, defaults: XapiFields): XapiFields {
   return Object.fromEntries(Object.entries(defaults).map(([field, fallback]) => [field, record[field] ?? fallback]))
 }
 
-/** The new VM: the backed-up VM's configuration, start blocked until its disks are in, never a template, HA left off. */
-export function vmCreateRecord(metadata: DeltaBackupMetadata, conventions: RestoredVmConventions): XapiFields {
-  const vm = metadata.vm as XapiFields
-  const tags = [...new Set([...(metadata.vm.tags ?? []), RESTORED_TAG])]
+/** What the new VM is, beyond the backed-up configuration. */
+export interface NewVmIdentity {
+  /** Its name while it is built ("[Restoring…] …", "[Importing…] …"). */
+  name: string
+  description: string
+  tags: string[]
+  otherConfig: Record<string, string>
+  /** start and start_on are blocked with this reason until the VM is complete. */
+  buildingReason: string
+  /** Overrides the backed-up HA restart priority ('' for a replica, which HA must never start). */
+  haRestartPriority?: string
+}
+
+/** The memory of a checkpoint: the VM is created Suspended on this VDI (XO's VM_create with suspend_VDI). */
+export interface SuspendedState {
+  vdiRef: string
+  /** The checkpoint's record: what the host needs to resume it (last_booted_record, last_boot_CPU_flags). */
+  checkpoint: XapiFields
+}
+
+/** The new VM: the backed-up VM's configuration, start blocked until its disks are in, never a template, HA always-run off. */
+export function vmCreateRecord(vm: XapiFields, identity: NewVmIdentity, suspended?: SuspendedState): XapiFields {
   const blocked = { ...((vm.blocked_operations ?? {}) as Record<string, string>) }
-  for (const operation of BLOCKED_WHILE_RESTORING) blocked[operation] = RESTORING_REASON
+  for (const operation of BLOCKED_WHILE_BUILDING) blocked[operation] = identity.buildingReason
   return {
     ...pick(vm, VM_DEFAULTS),
-    name_label: `[Restoring…] ${conventions.name}`,
-    name_description: conventions.description,
+    ...(identity.haRestartPriority !== undefined && { ha_restart_priority: identity.haRestartPriority }),
+    name_label: identity.name,
+    name_description: identity.description,
     is_a_template: false,
     ha_always_run: false,
-    other_config: withoutBackupKeys(vm.other_config),
-    tags,
+    other_config: identity.otherConfig,
+    tags: identity.tags,
     blocked_operations: blocked,
     affinity: NULL_REF,
     appliance: NULL_REF,
     suspend_SR: NULL_REF,
+    ...(suspended !== undefined && {
+      power_state: 'Suspended',
+      suspend_VDI: suspended.vdiRef,
+      last_booted_record: suspended.checkpoint.last_booted_record ?? '',
+      last_boot_CPU_flags: suspended.checkpoint.last_boot_CPU_flags ?? {},
+    }),
   }
 }
 
 export function vdiCreateRecord(vdi: XapiFields, srRef: string, virtualSize: number): XapiFields {
   const otherConfig = withoutBackupKeys(vdi.other_config)
   delete otherConfig['xo:base_delta_vdi']
+  delete otherConfig['xo:copy_of']
   return {
     name_label: vdi.name_label ?? '', name_description: vdi.name_description ?? '', SR: srRef, virtual_size: virtualSize,
     type: vdi.type ?? 'user', sharable: vdi.sharable ?? false, read_only: vdi.read_only ?? false, other_config: otherConfig,
@@ -63,15 +89,31 @@ export function vbdCreateRecord(vbd: XapiFields, vmRef: string, vdiRef: string):
   }
 }
 
+/** A network's VLAN as XO reads it: its first PIF's, -1 without one. */
+function networkVlan(conn: PoolConnection, network: XapiRecord): number {
+  const pif = conn.byRef(((network.PIFs as string[] | undefined) ?? [])[0] ?? NULL_REF)
+  return Number(pif?.VLAN ?? -1)
+}
+
 /**
- * The VIF on this pool's network: the same network (uuid) when the backup comes from this pool, else the
- * network of the same name, else the first one. An empty MAC lets XAPI generate a new one.
+ * The network a backed-up VIF goes on in this pool (XO's order): the same network (uuid, the backup comes from
+ * this pool), else the one of the same name and VLAN, else the first one (`fallback`: the caller warns).
  */
-export function vifCreateRecord(conn: PoolConnection, vif: XapiFields, vmRef: string, newMac: boolean): XapiFields {
+export function vifNetwork(conn: PoolConnection, vif: XapiFields): { network: XapiRecord; fallback: boolean } | undefined {
   const networks = conn.all('network')
-  const network = networks.find(n => n.uuid === vif.$network$uuid) ?? networks.find(n => n.name_label === vif.$network$name_label) ?? networks[0]
+  const sameUuid = networks.find(n => n.uuid === vif.$network$uuid)
+  if (sameUuid !== undefined) return { network: sameUuid, fallback: false }
+  const vlan = Number(vif.$network$VLAN ?? -1)
+  const sameName = networks.find(n => n.name_label === vif.$network$name_label && networkVlan(conn, n) === vlan)
+  if (sameName !== undefined) return { network: sameName, fallback: false }
+  const first = networks.find(n => ((n.PIFs as string[] | undefined) ?? []).length > 0) ?? networks[0]
+  return first === undefined ? undefined : { network: first, fallback: true }
+}
+
+/** The VIF on `networkRef`; an empty MAC lets XAPI generate a new one. */
+export function vifCreateRecord(vif: XapiFields, vmRef: string, networkRef: string, newMac: boolean): XapiFields {
   return {
-    device: vif.device ?? '0', network: network?.$ref ?? NULL_REF, VM: vmRef, MAC: newMac ? '' : (vif.MAC ?? ''), MTU: vif.MTU ?? 1500,
+    device: vif.device ?? '0', network: networkRef, VM: vmRef, MAC: newMac ? '' : (vif.MAC ?? ''), MTU: vif.MTU ?? 1500,
     other_config: vif.other_config ?? {}, qos_algorithm_type: vif.qos_algorithm_type ?? '', qos_algorithm_params: vif.qos_algorithm_params ?? {},
     locking_mode: vif.locking_mode ?? 'network_default', ipv4_allowed: vif.ipv4_allowed ?? [], ipv6_allowed: vif.ipv6_allowed ?? [],
   }
