@@ -29,8 +29,9 @@ const XEN_API_EVENT_WARNINGS = new Set(['_watchEvents', '_watchEventsLegacy'])
 const consoleWarn = console.warn.bind(console)
 console.warn = (...args: unknown[]) => {
   if (typeof args[0] === 'string' && XEN_API_EVENT_WARNINGS.has(args[0])) return
-  // An XVA of unknown length (a replica's import) is sent on purpose with xen-api's huge announced length.
-  if (args[1] === 'Xapi#putResource' && args[3] === 'missing length') return
+  // An XVA of unknown length (a replica's import) is sent on purpose with xen-api's huge announced length, and
+  // a host that ends an upload early reports why through the upload's task.
+  if (args[1] === 'Xapi#putResource' && (args[3] === 'missing length' || (args[3] as { code?: string } | undefined)?.code === 'ERR_STREAM_PREMATURE_CLOSE')) return
   consoleWarn(...args)
 }
 

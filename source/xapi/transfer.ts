@@ -146,9 +146,14 @@ async function putResource(conn: PoolConnection, body: Readable, length: number 
   signal?.addEventListener('abort', cancelTask, { once: true })
   const token = CancelToken.from(signal ?? new AbortController().signal)
   if (length !== undefined) Object.assign(body, { length })
+  // The task is watched here, not by xen-api: its watch of a body without length rejects unhandled when the
+  // connection breaks mid-body (a toolstack restart during a replica's import), and that ends the process.
+  const outcome = conn.xapi.watchTask(taskRef)
+  outcome.catch(() => {})
   try {
     if (signal?.aborted === true) throw abortReason(signal)
-    return await raceAbort(conn.xapi.putResource(token, body, path, { query, task: taskRef }), signal)
+    await raceAbort(conn.xapi.putResource(token, body, path, { query: { ...query, task_id: taskRef }, task: false }), signal)
+    return await raceAbort(outcome, signal)
   } catch (error) {
     if (signal?.aborted === true) throw abortReason(signal)
     throw wrapXapiError(error, `PUT ${path}`)
