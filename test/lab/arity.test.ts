@@ -20,7 +20,7 @@ const XAPI_MESSAGES: Record<string, [number, number]> = {
   'VM.snapshot': [2, 3], 'VM.checkpoint': [2, 2], 'VM.snapshot_with_quiesce': [2, 2], 'VM.clone': [2, 2], 'VM.copy': [3, 3],
   'VM.destroy': [1, 1], 'VM.start': [3, 3], 'VM.clean_shutdown': [1, 1], 'VM.hard_shutdown': [1, 1], 'VM.create': [1, 1],
   'VM.set_memory_limits': [5, 5], 'VM.update_allowed_operations': [1, 1], 'VM.get_allowed_VBD_devices': [1, 1],
-  'VM.get_allowed_VIF_devices': [1, 1],
+  'VM.get_allowed_VIF_devices': [1, 1], 'VM.suspend': [1, 1], 'VM.resume': [3, 3],
 }
 
 /** XAPI's generated messages of every class: the getters, and the setters of its read-write fields, sets and maps. */
