@@ -72,8 +72,10 @@ async function duplicateVm(xapi: Toolstack, vm: string, name: string, fields: La
   const guestMetrics = fields.guest_metrics === true && !xapi.isNull(source.guest_metrics) && db.has('VM_guest_metrics', source.guest_metrics as string)
     ? db.create('VM_guest_metrics', copiedFields(xapi, 'VM_guest_metrics', source.guest_metrics as string))
     : NULL_REF
+  // As xapi_vm_clone.ml copy_vm_record: no blocked operations, HA off, no boot order, appliance or suspend SR.
   const copy = db.create('VM', { ...pick(source, VM_COPIED_FIELDS), ...fields, name_label: name, metrics, guest_metrics: guestMetrics,
-    blocked_operations: {}, allowed_operations: [], current_operations: {} })
+    blocked_operations: {}, allowed_operations: [], current_operations: {}, ha_always_run: false, start_delay: 0, shutdown_delay: 0, order: 0,
+    suspend_SR: NULL_REF, appliance: NULL_REF })
   const copiedDisks: string[] = []
   try {
     for (const vbd of db.refsWhere('VBD', 'VM', vm)) {
@@ -306,6 +308,16 @@ export function defineVmMethods(xapi: Toolstack): void {
     db.update('VM', ref, { suspend_VDI: NULL_REF })
     await destroyVdi(xapi, suspendVdi)
   }, asyncable)
+  // xapi_vm.ml: a known priority only; a running VM is protected at once; ha_always_run is set through the priority.
+  const setRestartPriority = (ref: string, value: string) => {
+    if (!['restart', 'best-effort', ''].includes(value)) throw new ApiError('INVALID_VALUE', ['ha_restart_priority', value])
+    const record = db.row('VM', ref)
+    if (record.ha_restart_priority === value) return
+    db.update('VM', ref, { ha_restart_priority: value, ...(record.power_state === 'Running' ? { ha_always_run: value === 'restart' } : {}) })
+  }
+  xapi.define('VM.set_ha_restart_priority', 2, (_context, vm, value) => setRestartPriority(vmRef(vm), String(value)), asyncable)
+  xapi.define('VM.set_ha_always_run', 2, (_context, vm, value) => setRestartPriority(vmRef(vm), value === true || value === 'true' ? 'restart' : ''),
+    asyncable)
   xapi.define('VM.set_memory_limits', 5, (_context, vm, staticMin, staticMax, dynamicMin, dynamicMax) => {
     db.update('VM', vmRef(vm), { memory_static_min: Number(staticMin), memory_static_max: Number(staticMax),
       memory_dynamic_min: Number(dynamicMin), memory_dynamic_max: Number(dynamicMax) })

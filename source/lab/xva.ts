@@ -150,7 +150,9 @@ async function createImportedObjects(xapi: Toolstack, ova: OvaXml, sr: string, t
   }
   const vmObject = ova.objects.find(object => object.class === 'VM')
   if (vmObject === undefined) throw new ApiError('IMPORT_ERROR', ['The archive has no VM object'])
+  // XAPI creates it with VM.create, which ignores blocked_operations (import.ml, xapi_vm.ml create).
   const vm = record('VM', vmObject.snapshot, { power_state: 'Halted', current_operations: { [task]: 'import' }, metrics: db.create('VM_metrics', {}),
+    blocked_operations: {},
     guest_metrics: NULL_REF, is_a_snapshot: false, snapshot_of: NULL_REF, parent: NULL_REF, resident_on: NULL_REF, suspend_VDI: NULL_REF,
     affinity: NULL_REF, suspend_SR: NULL_REF, appliance: NULL_REF, domid: -1 })
   for (const object of ova.objects.filter(item => item.class === 'VDI')) {

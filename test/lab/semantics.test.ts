@@ -2,6 +2,7 @@
 // hidden base copies, and guest tools reporting, seen through the real client's cache.
 import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
+import { xapiDate } from '../../source/lab/toolstack.ts'
 import { diskOf, readAll, useTinyLab, vmNamed, waitFor } from './helpers.ts'
 
 const MiB = 1024 * 1024
@@ -88,19 +89,29 @@ describe('lab semantics', () => {
     await assert.rejects(tiny.xapi.call('VM.destroy', vm.$ref), (error: any) => error.code === 'VM_BAD_POWER_STATE')
   })
 
-  test('a replica with start blocked cannot start, its clone can; VM.copy to an SR copies the data', async () => {
+  test('a replica with start blocked cannot start, its clone and copy can (XAPI resets blocked_operations); VM.copy to an SR copies the data', async () => {
     const vm = vmNamed(tiny.xapi, 'tiny-halted')
-    await tiny.xapi.call('VM.add_to_blocked_operations', vm.$ref, 'start', 'Start operation for this vm is blocked, clone it if you want to use it.')
-    await assert.rejects(tiny.xapi.call('VM.start', vm.$ref, false, false), (error: any) => error.code === 'OPERATION_BLOCKED')
+    const reason = 'Start operation for this vm is blocked, clone it if you want to use it.'
+    await tiny.xapi.call('VM.add_to_blocked_operations', vm.$ref, 'start', reason)
+    await tiny.xapi.call('VM.set_ha_always_run', vm.$ref, true)
+    await tiny.xapi.call('VM.set_order', vm.$ref, 3)
+    await assert.rejects(tiny.xapi.call('VM.start', vm.$ref, false, false), (error: any) => error.code === 'OPERATION_BLOCKED' &&
+      error.params[0] === vm.$ref && error.params[1] === reason)
     const clone = await tiny.xapi.callAsync('VM.clone', vm.$ref, 'Health Check')
+    // xapi_vm_clone.ml copy_vm_record: no blocked operations, HA off, no order; the restart priority is kept.
+    const cloned = await tiny.xapi.call('VM.get_record', clone)
+    assert.deepEqual([cloned.blocked_operations, cloned.ha_always_run, cloned.ha_restart_priority, cloned.order], [{}, false, 'restart', 0])
     await tiny.xapi.callAsync('VM.start', clone, false, false)
     await tiny.xapi.callAsync('VM.hard_shutdown', clone)
     const copy = await tiny.xapi.callAsync('VM.copy', vm.$ref, 'copy', diskOf(vm).SR)
     const copied = await waitFor(() => tiny.xapi.getObject(copy, undefined)?.VBDs?.length > 0 && tiny.xapi.getObject(copy), 'the copy')
+    assert.deepEqual([copied.blocked_operations, copied.ha_always_run], [{}, false])
     assert.equal(diskOf(copied).sm_config['vhd-parent'], undefined, 'a copy is independent')
     const read = async (vdi: string) => readAll((await tiny.xapi.getResource('/export_raw_vdi/', { query: { vdi, format: 'raw' } })).body)
     assert.ok((await read(diskOf(copied).$ref)).equals(await read(diskOf(vm).$ref)))
     await tiny.xapi.call('VM.remove_from_blocked_operations', vm.$ref, 'start')
+    await tiny.xapi.call('VM.set_ha_always_run', vm.$ref, false)
+    await tiny.xapi.call('VM.set_order', vm.$ref, 0)
     for (const ref of [clone, copy]) await tiny.xapi.call('VM.destroy', ref)
   })
 
@@ -119,6 +130,46 @@ describe('lab semantics', () => {
     await tiny.xapi.callAsync('VDI.data_destroy', first)
     assert.equal(await tiny.xapi.call('VDI.get_type', first), 'cbt_metadata')
     await assert.rejects(tiny.xapi.getResource('/export_raw_vdi/', { query: { vdi: second, format: 'vhd', base: first } }), /unexpected 500/)
+  })
+
+  test('HA: the restart priority is checked and protects a running VM at once, ha_always_run goes through it; start_time is set by every start and resume, kept after a shutdown', async () => {
+    const vm = await tiny.xapi.callAsync('VM.clone', vmNamed(tiny.xapi, 'tiny-halted').$ref, 'ha')
+    const get = async () => {
+      const record = await tiny.xapi.call('VM.get_record', vm)
+      return { ...record, start_time: await tiny.xapi.call('VM_metrics.get_start_time', record.metrics) }
+    }
+    await assert.rejects(tiny.xapi.call('VM.set_ha_restart_priority', vm, 'always'),
+      (error: any) => error.code === 'INVALID_VALUE' && error.params[0] === 'ha_restart_priority' && error.params[1] === 'always')
+    await tiny.xapi.call('VM.set_ha_restart_priority', vm, 'restart')
+    assert.equal((await get()).ha_always_run, false, 'a halted VM is protected when it starts')
+    await tiny.xapi.callAsync('VM.start', vm, false, false)
+    const started = await get()
+    assert.equal(started.ha_always_run, true)
+    assert.notEqual(started.start_time, '19700101T00:00:00Z')
+    await tiny.xapi.call('VM.set_ha_restart_priority', vm, 'best-effort')
+    assert.equal((await get()).ha_always_run, false)
+    await tiny.xapi.call('VM.set_ha_always_run', vm, true)
+    assert.deepEqual([(await get()).ha_restart_priority, (await get()).ha_always_run], ['restart', true])
+    await tiny.xapi.callAsync('VM.clean_shutdown', vm)
+    const halted = await get()
+    assert.deepEqual([halted.ha_always_run, halted.start_time], [false, started.start_time], 'XAPI keeps the last start time')
+    const clone = await tiny.xapi.callAsync('VM.clone', vm, 'its clone')
+    assert.equal((await tiny.xapi.call('VM_metrics.get_start_time', await tiny.xapi.call('VM.get_metrics', clone))), started.start_time,
+      'a clone\'s metrics are a copy')
+    await tiny.xapi.call('VM.destroy', clone)
+    // start_time counts seconds: the next one is waited for, so that a resume a second later shows as a new time.
+    await waitFor(() => xapiDate() > started.start_time, 'the next second', 5000)
+    await tiny.xapi.call('VM.set_memory_limits', vm, 32 * MiB, 64 * MiB, 64 * MiB, 64 * MiB)
+    await tiny.xapi.callAsync('VM.start', vm, false, false)
+    await tiny.xapi.callAsync('VM.suspend', vm)
+    const suspended = await get()
+    await waitFor(() => xapiDate() > suspended.start_time, 'the next second', 5000)
+    await tiny.xapi.callAsync('VM.resume', vm, false, false)
+    const resumed = await get()
+    assert.ok(resumed.start_time > suspended.start_time, `resume sets start_time (${suspended.start_time} → ${resumed.start_time})`)
+    assert.equal(resumed.ha_always_run, true)
+    await tiny.xapi.callAsync('VM.hard_shutdown', vm)
+    await tiny.xapi.call('VM.destroy', vm)
   })
 
   test('VBD and VIF devices, tags and HA priority', async () => {

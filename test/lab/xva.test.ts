@@ -40,6 +40,21 @@ describe('lab VM transfers', () => {
     assert.equal((await tiny.xapi.call('VM.get_all')).length, before, 'a failed import leaves nothing behind')
   })
 
+  test('an imported XVA\'s VM has no blocked operations (XAPI creates it with VM.create, which ignores them)', async () => {
+    const vm = vmNamed(tiny.xapi, 'tiny-halted')
+    await tiny.xapi.call('VM.add_to_blocked_operations', vm.$ref, 'start', 'blocked at the source')
+    try {
+      const response = await tiny.xapi.getResource('/export/', { query: { ref: vm.$ref } })
+      const xva = await readAll(response.body)
+      await response.task
+      const [imported] = await tiny.xapi.putResource(xva, '/import/', { query: { sr_id: diskOf(vm).$SR.$ref } })
+      assert.deepEqual(await tiny.xapi.call('VM.get_blocked_operations', imported), {})
+      await tiny.xapi.call('VM.destroy', imported)
+    } finally {
+      await tiny.xapi.call('VM.remove_from_blocked_operations', vm.$ref, 'start')
+    }
+  })
+
   test('a VM export locks the VM: destroy answers OTHER_OPERATION_IN_PROGRESS meanwhile', async () => {
     const vm = vmNamed(tiny.xapi, 'tiny-halted')
     tiny.env.lab.control.setKnobs({ exportPerStreamMiBs: 24 })
