@@ -8,7 +8,7 @@ import { abortReason, cancelledError, longTimeout, timeoutError } from '../../ut
 import { foldRun, TaskLog, type TaskListener, type TaskNode, type Task } from '../../tasks/index.ts'
 import type { RemoteHandler } from '../../storage/index.ts'
 import type { PoolConnection, XapiRecord } from '../../xapi/index.ts'
-import { DEFAULT_SETTINGS, findSchedule, resolveSettings, selectVms, type Job, type Settings, type VmCandidate } from '../jobs/index.ts'
+import { findSchedule, resolveSettings, selectVms, type Job, type VmCandidate } from '../jobs/index.ts'
 import { RateLimit } from './rate-limit.ts'
 import { backupVm, vmTaskData } from './vm-backup.ts'
 
@@ -74,7 +74,6 @@ export function startRun(root: { name: string; data: Record<string, unknown> }, 
 
 async function runBackup(task: Task, signal: AbortSignal, job: Job & { id: string }, schedule: ReturnType<typeof findSchedule> & { id: string }, context: EngineContext): Promise<void> {
   const settings = resolveSettings(job, schedule)
-  warnUnsupported(task, settings)
   const candidates: Array<VmCandidate & { conn: PoolConnection }> = []
   for (const conn of context.pools.values()) for (const vm of conn.all('VM')) candidates.push({ ...candidate(vm, conn.poolUuid), conn })
   const selection = selectVms(job.vms, candidates, job.id)
@@ -92,6 +91,13 @@ async function runBackup(task: Task, signal: AbortSignal, job: Job & { id: strin
     else remotes.set(name, handler)
   }
 
+  const srs = new Map<string, { conn: PoolConnection; sr: XapiRecord }>()
+  for (const uuid of job.srs) {
+    const found = [...context.pools.values()].map(conn => ({ conn, sr: conn.byUuid(uuid) })).find(({ sr }) => sr !== undefined && sr.$type === 'SR')
+    if (found === undefined) task.child('get SR record', { id: uuid }).fail(new LifeboatError('SR_NOT_FOUND', `The SR ${uuid} is on no connected pool; connect its pool, or remove the SR from the job.`))
+    else srs.set(uuid, { conn: found.conn, sr: found.sr! })
+  }
+
   const { concurrency, maxExportRate } = settings
   // One budget for the whole run, shared by every export (XO's job-wide throttle).
   const rate = maxExportRate > 0 ? new RateLimit(maxExportRate) : undefined
@@ -104,7 +110,7 @@ async function runBackup(task: Task, signal: AbortSignal, job: Job & { id: strin
         for (let attempt = 0; ; attempt++) {
           if (signal.aborted) return task.child('backup VM', vmTaskData(byUuid.get(uuid)!.get('VM', uuid))).fail(abortReason(signal))
           try {
-            return await backupVm({ conn: byUuid.get(uuid)!, job, schedule, runId: task.id, remotes, signal }, uuid, task, rate)
+            return await backupVm({ conn: byUuid.get(uuid)!, job, schedule, runId: task.id, remotes, srs, signal }, uuid, task, rate)
           } catch (error) {
             if (signal.aborted || attempt >= retries || NOT_RETRIED.has(errorCode(error))) return
             task.warning('Retry the VM backup due to an error', { vm: uuid, attempt: attempt + 1, error: errorCode(error) })
@@ -116,19 +122,8 @@ async function runBackup(task: Task, signal: AbortSignal, job: Job & { id: strin
   if (signal.aborted) throw signal.reason
 }
 
-// Accepted in job files for compatibility with Xen Orchestra's jobs, not carried out yet: said in every
-// run's log rather than ignored in silence.
-const NOT_YET: Array<[keyof Settings, string]> = [
-  ['distributeBackups', 'distributing VMs across remotes is not implemented yet: every remote gets every VM'],
-  ['distributeReplications', 'distributing replications is not implemented yet'],
-]
-
 /** Failures a retry cannot change. */
 const NOT_RETRIED = new Set(['NO_DISKS', 'NO_TARGET', 'XAPI_UUID_INVALID'])
-
-function warnUnsupported(task: Task, settings: Settings): void {
-  for (const [key, message] of NOT_YET) if (settings[key] !== DEFAULT_SETTINGS[key]) task.warning(message)
-}
 
 function candidate(vm: XapiRecord, poolUuid: string): VmCandidate {
   return {

@@ -28,7 +28,7 @@ export interface VmRecords {
 export interface ExportedDisk {
   /** The snapshot VDI's ref: the key of `vdis`, and of the VBDs' VDI field. */
   ref: string
-  /** The live VDI's uuid: the remote chain folder's name. */
+  /** The remote chain folder's name: the live VDI's uuid (the suspend VDI's own uuid for the memory, XO's rule). */
   liveVdiUuid: string
   /** The exported snapshot VDI's uuid: the VHD footer uuid (XO's rule, base lookup depends on it). */
   snapshotVdiUuid: string
@@ -60,6 +60,16 @@ export interface DeltaVmExport extends VmExportCommon {
 }
 
 export type VmExport = FullVmExport | DeltaVmExport
+
+/** One stream of a source (an XVA, or one disk's blocks), read by the fan-out and closed when every target is done with it. */
+export interface SourceStream<T> {
+  items: AsyncIterable<T>
+  /** Where targets report their progress on this stream (the export slot's lease). */
+  report: ProgressReporter
+  /** Settles once the source confirms the stream was whole (XAPI's export task); rejects when it failed. */
+  settled: Promise<unknown>
+  close(): void
+}
 
 /** Bytes a target took, for the lanes view (the export slot's lease shows each target's progress). */
 export type ProgressReporter = (target: string, progress: TargetProgress) => void

@@ -1,0 +1,117 @@
+// A delta backup onto a remote (XO's IncrementalRemoteWriter): each disk a VHD in its chain folder —
+// differencing onto the chain's tip when the tip is the base snapshot, dynamic otherwise — then the metadata
+// JSON, then retention of this schedule's delta backups and the merges it releases.
+import { posix } from 'node:path'
+import { fileSystemAccess } from '../../storage/index.ts'
+import { createVhdStream, VhdFile, vhdTimestamp, type VhdFooter } from '../../formats/vhd/index.ts'
+import { METADATA_VERSION, vdiDirRef, vhdRef, vmDir, writeBackupFile, writeBackupMetadata, type BackupMetadata } from '../../repository/index.ts'
+import type { DeltaVmExport, DiskBlock, ExportedDisk, ProgressReporter } from '../sources/vm-export.ts'
+import { KEY } from '../run/snapshots.ts'
+import { countedForLanes } from './progress.ts'
+import { RemoteVmFolder, type RemoteTargetOptions } from './remote-folder.ts'
+import type { DeltaBackupTarget, TargetStep } from './target.ts'
+
+export class RemoteDeltaTarget implements DeltaBackupTarget {
+  readonly mode = 'delta'
+  readonly #folder: RemoteVmFolder
+  /** Live VDI uuid → the chain tip's path (relative to the VM folder) a delta of that disk chains onto. */
+  readonly #parents = new Map<string, string>()
+  /** Data files written for the backup in progress, by snapshot VDI ref. */
+  readonly #vhds: Record<string, string> = {}
+
+  constructor(readonly options: RemoteTargetOptions) {
+    this.#folder = new RemoteVmFolder(options)
+  }
+
+  get name(): string {
+    return this.options.name
+  }
+
+  get taskData(): Record<string, unknown> {
+    return this.#folder.taskData
+  }
+
+  async beforeBackup(step: TargetStep): Promise<void> {
+    await this.#folder.lock(step)
+    await this.#folder.clean(step)
+    if (this.options.settings.deleteFirst) await this.#folder.retention('delta', step, 1)
+  }
+
+  /** Keeps the bases whose chain on this remote ends with that snapshot (footer uuid); says why each other disk goes full. */
+  async checkBases(bases: ReadonlyMap<string, string>): Promise<Map<string, string>> {
+    const { handler, vmUuid, jobId, name } = this.options
+    const refused = new Map<string, string>()
+    for (const [liveVdiUuid, baseUuid] of bases) {
+      const dir = `${vmDir(vmUuid)}/${vdiDirRef(jobId, liveVdiUuid)}`
+      const vhds = (await handler.list(dir, { ignoreMissing: true })).filter(file => file.endsWith('.vhd') && !file.startsWith('.')).sort()
+      const tip = vhds.at(-1)
+      if (tip === undefined) {
+        refused.set(liveVdiUuid, `no earlier backup of this disk on remote ${name}`)
+        continue
+      }
+      const footer = await this.#readFooter(`${dir}/${tip}`).catch(() => undefined)
+      if (footer?.uuid !== baseUuid) {
+        refused.set(liveVdiUuid, `the newest backup of this disk on remote ${name} (${tip}) is not of the base snapshot ${baseUuid}`)
+        continue
+      }
+      this.#parents.set(liveVdiUuid, `${vdiDirRef(jobId, liveVdiUuid)}/${tip}`)
+    }
+    return refused
+  }
+
+  async #readFooter(path: string): Promise<VhdFooter> {
+    const file = await VhdFile.open(path, { fs: fileSystemAccess(this.options.handler) })
+    try {
+      return file.footer
+    } finally {
+      await file.close()
+    }
+  }
+
+  async prepare(): Promise<void> {}
+
+  async transferDisk(backup: DeltaVmExport, disk: ExportedDisk, blocks: AsyncIterable<DiskBlock>, report: ProgressReporter, step: TargetStep): Promise<number> {
+    const { date } = await this.#folder.date(backup.timestamp)
+    const ref = vhdRef(this.options.jobId, disk.liveVdiUuid, date)
+    const parent = disk.baseUuid === undefined ? undefined : this.#parents.get(disk.liveVdiUuid)
+    if (disk.baseUuid !== undefined && parent === undefined) {
+      throw new Error(`BUG: disk ${disk.liveVdiUuid} is exported as a delta but remote ${this.name} has no chain tip for it`)
+    }
+    const vhd = createVhdStream({
+      size: disk.footer.currentSize,
+      uuid: disk.snapshotVdiUuid,
+      blockIndexes: disk.blockIndexes,
+      blocks,
+      timestamp: vhdTimestamp(new Date(backup.timestamp)),
+      ...(parent !== undefined && { parent: { uuid: disk.baseUuid!, unicodeName: posix.basename(parent) } }),
+    })
+    this.#folder.written.push(ref)
+    const size = await writeBackupFile(this.options.handler, this.options.vmUuid, { ref, source: countedForLanes(vhd.stream, this.name, report), options: { length: vhd.length, signal: step.signal } })
+    this.#vhds[disk.ref] = ref
+    this.#folder.size += size
+    return size
+  }
+
+  async commit(backup: DeltaVmExport): Promise<void> {
+    const { timestamp } = this.#folder.committedDate
+    const { vm, vmSnapshot, vdis, vbds, vifs, vtpms } = backup.records
+    const isVhdDifferencing = Object.fromEntries(Object.keys(this.#vhds).map(ref => [ref, vdis[ref]?.other_config !== undefined && (vdis[ref]!.other_config as Record<string, string>)[KEY.baseDeltaVdi] !== undefined]))
+    const metadata: BackupMetadata = {
+      version: METADATA_VERSION, mode: 'delta', jobId: backup.jobId, scheduleId: backup.scheduleId, timestamp, size: this.#folder.size,
+      vm, vmSnapshot, vdis, vbds, vifs, vtpms, vhds: { ...this.#vhds }, isVhdDifferencing,
+    }
+    await writeBackupMetadata(this.options.handler, metadata)
+  }
+
+  async afterBackup(step: TargetStep): Promise<void> {
+    if (!this.options.settings.deleteFirst) await this.#folder.retention('delta', step, 0)
+  }
+
+  discard(): Promise<void> {
+    return this.#folder.discard()
+  }
+
+  release(): Promise<void> {
+    return this.#folder.release()
+  }
+}

@@ -1,0 +1,106 @@
+// A VM's folder on a remote as one backup uses it, shared by the full and the delta remote targets: the
+// folder's lock held from before the snapshot to after retention, the backup's date, the retention of this
+// schedule's backups with the merges it makes necessary, and the byte counting the lanes view shows.
+import { errorCode } from '../../util/errors.ts'
+import { sleep } from '../../util/abort.ts'
+import type { RemoteHandler, RemoteLock } from '../../storage/index.ts'
+import { allocateBackupDate, applyRetention, cleanVm, resolveInVmDir, vmDir } from '../../repository/index.ts'
+import type { Settings } from '../jobs/index.ts'
+import type { TargetStep } from './target.ts'
+
+const LOCK_RETRY_MS = 1000
+
+export interface RemoteTargetOptions {
+  /** The remote's name in the job. */
+  name: string
+  handler: RemoteHandler
+  /** Resolved for this VM on this remote. */
+  settings: Settings
+  vmUuid: string
+  jobId: string
+  scheduleId: string
+  timezone: string
+}
+
+export class RemoteVmFolder {
+  #lock: RemoteLock | undefined
+  #date: { timestamp: number; date: string } | undefined
+  /** Files written for the backup in progress (relative to the VM folder), removed by discard. */
+  readonly written: string[] = []
+  size = 0
+
+  constructor(readonly options: RemoteTargetOptions) {}
+
+  get handler(): RemoteHandler {
+    return this.options.handler
+  }
+
+  get taskData(): Record<string, unknown> {
+    return { type: 'remote', id: this.options.name, name_label: this.handler.label }
+  }
+
+  /**
+   * Takes the VM folder's lock, waiting while another run, merge or clean holds it (two jobs of the same VM
+   * on the same remote at 02:00 take turns instead of failing); the run's cancel or timeout ends the wait.
+   */
+  async lock(step: TargetStep): Promise<void> {
+    const { vmUuid, name } = this.options
+    await this.handler.mkdir(vmDir(vmUuid))
+    let told = false
+    for (;;) {
+      try {
+        this.#lock = await this.handler.lock(vmDir(vmUuid))
+        return
+      } catch (error) {
+        if (errorCode(error) !== 'REMOTE_LOCKED') throw error
+        if (!told) step.task.info(`waiting for the VM's folder on remote ${name}: another backup, merge or clean holds it`)
+        told = true
+        await sleep(LOCK_RETRY_MS, step.signal)
+      }
+    }
+  }
+
+  /** Repairs the folder (an interrupted merge must finish before a new chain link). */
+  async clean(step: TargetStep): Promise<void> {
+    await step.task.child('clean-vm', { remote: this.options.name }).run(async clean => summarize(await cleanVm(this.handler, this.options.vmUuid, { signal: step.signal, task: clean })), { signal: step.signal })
+  }
+
+  /** The backup's date on this remote: the snapshot's, moved on by a second while a backup of that second exists. */
+  async date(timestamp: number): Promise<{ timestamp: number; date: string }> {
+    this.#date ??= await allocateBackupDate(this.handler, this.options.vmUuid, timestamp)
+    return this.#date
+  }
+
+  get committedDate(): { timestamp: number; date: string } {
+    if (this.#date === undefined) throw new Error('BUG: a remote target commits a backup it never wrote')
+    return this.#date
+  }
+
+  /** Retention of this schedule's backups of the mode, then the merges it makes necessary (XO's clean-vm task). */
+  async retention(mode: 'full' | 'delta', step: TargetStep, extraRoom: number): Promise<void> {
+    const { settings, vmUuid, jobId, scheduleId, timezone, name } = this.options
+    const keep = Math.max(0, settings.exportRetention - extraRoom)
+    // The clean's task takes its warnings and one 'merge' task per merge: a merge that fails fails the run.
+    await step.task.child('clean-vm', { remote: name }).run(async clean => {
+      const deleted = await applyRetention(this.handler, vmUuid, { jobId, scheduleId, keep, longTerm: settings.longTermRetention, timezone })
+      const cleaned = mode === 'delta' || deleted.length > 0 ? summarize(await cleanVm(this.handler, vmUuid, { task: clean })) : { merge: false }
+      return { ...cleaned, deleted: deleted.length }
+    })
+  }
+
+  /** Removes what a failed transfer left under its final name (nothing normally: writes are atomic). */
+  async discard(): Promise<void> {
+    for (const ref of this.written) await this.handler.unlink(resolveInVmDir(this.options.vmUuid, ref)).catch(() => {})
+  }
+
+  async release(): Promise<void> {
+    const lock = this.#lock
+    this.#lock = undefined
+    await lock?.release().catch(() => {})
+  }
+
+}
+
+function summarize(result: { merged: number; mergedBytes: number; removed: string[] }): { merge: boolean; size?: number; removed?: number } {
+  return { merge: result.merged > 0, ...(result.merged > 0 && { size: result.mergedBytes }), ...(result.removed.length > 0 && { removed: result.removed.length }) }
+}
