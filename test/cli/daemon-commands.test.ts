@@ -59,6 +59,8 @@ test('a VM and a job named with ESC sequences are printed without them (vm list,
 test('logs --follow names the VM on every line of its tasks and shows the transfer progress', async () => {
   await cliJson(daemon.socket, ['job', 'create', '--name', 'follow', '--mode', 'delta', '--vm', vmUuid, '--remote', 'local', '--retention', '2'])
   lab.control.setKnobs({ exportPerStreamMiBs: 4 })
+  // The export pauses a while halfway, so that `logs --follow` (a new process) is attached before the run ends however loaded the machine is.
+  lab.control.addFault({ match: { endpoint: '/export_raw_vdi/' }, times: 1, action: { type: 'stall', ms: 8000, afterBytes: 2 * 1024 * 1024 } })
   try {
     const { runId } = await cliJson(daemon.socket, ['job', 'run', 'follow'])
     const result = await cli(daemon.socket, ['logs', runId, '--follow'])
