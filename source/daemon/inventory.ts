@@ -50,12 +50,17 @@ function disksOf(conn: PoolConnection, vm: XapiRecord): Vm['disks'] {
   return disks
 }
 
-export function listSrs(pools: PoolConnection[]): Sr[] {
+/** ISO libraries and removable devices: no restore and no replica can be written there. */
+function holdsVmDisks(sr: XapiRecord): boolean {
+  return sr.content_type !== 'iso' && sr.type !== 'udev' && sr.type !== 'iso'
+}
+
+/** The SRs that can hold VM disks (what `sr list` shows), or with 'unusable' the ISO libraries and removable devices. */
+export function listSrs(pools: PoolConnection[], which: 'usable' | 'unusable' = 'usable'): Sr[] {
   const srs: Sr[] = []
   for (const conn of pools) {
     for (const sr of conn.all('SR')) {
-      // ISO libraries and removable devices cannot receive a restore.
-      if (sr.content_type === 'iso' || sr.type === 'udev' || sr.type === 'iso') continue
+      if (holdsVmDisks(sr) !== (which === 'usable')) continue
       const size = Number(sr.physical_size ?? 0)
       const used = Number(sr.physical_utilisation ?? 0)
       srs.push({ uuid: sr.uuid, name: String(sr.name_label ?? ''), poolId: conn.poolUuid, poolName: conn.poolName, type: String(sr.type ?? ''), size, used, free: Math.max(0, size - used), shared: sr.shared === true })

@@ -1,7 +1,8 @@
 // What the job schema cannot know, checked when a job is created or changed (file, flags or wizard, all
-// through the RPC): its remotes, pools and SRs exist here, and every remote gets backups to keep.
+// through the RPC): its remotes, pools and SRs exist here, every remote and SR gets backups or replicas to
+// keep, and a job without targets keeps snapshots (a rolling-snapshot job) rather than doing nothing.
 import { LifeboatError } from '../util/errors.ts'
-import { jobInvalid, resolveSettings, type Job, type JobProblem } from '../protocol/job.ts'
+import { jobInvalid, resolveSettings, type Job, type JobProblem, type Schedule, type SettingsTarget } from '../protocol/job.ts'
 import { DEFAULT_SETTINGS } from '../protocol/settings.ts'
 import type { Pool, Sr } from '../protocol/methods.ts'
 import { findPool, findSr } from './inventory.ts'
@@ -10,11 +11,13 @@ export interface KnownTargets {
   remotes: ReadonlySet<string>
   /** Every configured pool, connected or not. */
   pools: Pool[]
-  /** The SRs of the connected pools. */
+  /** The SRs of the connected pools that can hold VM disks. */
   srs: Sr[]
+  /** Their ISO libraries and removable devices. */
+  unusableSrs: Sr[]
 }
 
-/** The job with its smart selection's pools stored as uuids (they may be given by name); JOB_INVALID lists every mistake. */
+/** The job with its smart selection's pools and its SRs stored as uuids (they may be given by name); JOB_INVALID lists every mistake. */
 export function checkJob(job: Job, known: KnownTargets): Job {
   const problems: JobProblem[] = []
   const attempt = <T>(path: string, body: () => T): T | undefined => {
@@ -35,20 +38,63 @@ export function checkJob(job: Job, known: KnownTargets): Job {
     const uuids = (key: 'pools' | 'notPools') => smart[key].map((pool, index) => attempt(`vms.smart.${key}.${index}`, () => findPool(known.pools, pool).id) ?? pool)
     vms = { smart: { ...smart, pools: uuids('pools'), notPools: uuids('notPools') } }
   }
-  const srsKnown = job.srs.map((sr, index) => attempt(`srs.${index}`, () => findSr(known.srs, sr))).every(sr => sr !== undefined)
-  if (job.srs.length > 0 && srsKnown) {
-    problems.push({ path: 'srs', message: 'Replication to SRs (disaster recovery, continuous replication) is not implemented yet; leave "srs" empty and back up to remotes.' })
-  }
+  const srs = resolveSrs(job, known, problems)
+  const resolved: Job = { ...job, srs: srs.map(sr => sr.uuid), overrides: { ...job.overrides, srs: rekeyed(job.overrides.srs, srs) } }
+  const vmUuids = [undefined, ...Object.keys(job.overrides.vms)]
+  const settingsOf = (schedule: Schedule, target?: SettingsTarget) => vmUuids.map(vmUuid => resolveSettings(resolved, schedule, { ...(vmUuid !== undefined && { vmUuid }), ...(target !== undefined && { target }) }))
   job.schedules.forEach((schedule, index) => {
-    const vmUuids = [undefined, ...Object.keys(job.overrides.vms)]
-    const empty = job.remotes.filter(remote => vmUuids.some(vmUuid => resolveSettings(job, schedule, { ...(vmUuid !== undefined && { vmUuid }), target: { remote } }).exportRetention === 0))
+    const empty = job.remotes.filter(remote => settingsOf(schedule, { remote }).some(settings => settings.exportRetention === 0))
     if (empty.length > 0) {
       problems.push({
         path: `schedules.${index}.retention.backups`,
         message: `The schedule "${schedule.name}" keeps 0 backups on ${empty.map(r => `"${r}"`).join(', ')}: nothing would be written there. Keep at least 1 (without a retention, ${DEFAULT_SETTINGS.exportRetention} are kept).`,
       })
     }
+    const noReplica = srs.filter(sr => settingsOf(schedule, { sr: sr.uuid }).some(settings => settings.copyRetention === 0))
+    if (noReplica.length > 0) {
+      problems.push({
+        path: `schedules.${index}.retention.replicas`,
+        message: `The schedule "${schedule.name}" keeps 0 replicas on the SR${noReplica.length > 1 ? 's' : ''} ${noReplica.map(sr => `"${sr.name}"`).join(', ')}: nothing would be replicated there. Keep at least 1 (without a retention, ${DEFAULT_SETTINGS.copyRetention} is kept).`,
+      })
+    }
+    if (job.remotes.length === 0 && job.srs.length === 0 && settingsOf(schedule).some(settings => settings.snapshotRetention === 0)) {
+      problems.push({
+        path: `schedules.${index}.retention.snapshots`,
+        message: `The job has no remote and no SR, and the schedule "${schedule.name}" keeps 0 snapshots: it would do nothing. Add a remote or an SR, or keep at least 1 snapshot (a rolling-snapshot job).`,
+      })
+    }
   })
   if (problems.length > 0) throw jobInvalid(problems)
-  return { ...job, vms }
+  return { ...resolved, vms }
+}
+
+/** The job's SRs, each found once among the usable SRs of the connected pools (by uuid or unique name). */
+function resolveSrs(job: Job, known: KnownTargets, problems: JobProblem[]): Sr[] {
+  const found: Sr[] = []
+  job.srs.forEach((uuidOrName, index) => {
+    const path = `srs.${index}`
+    const unusable = known.unusableSrs.find(sr => sr.uuid === uuidOrName || sr.name === uuidOrName)
+    if (unusable !== undefined && !known.srs.some(sr => sr.uuid === uuidOrName || sr.name === uuidOrName)) {
+      problems.push({ path, message: `The SR "${unusable.name}" (${unusable.uuid}) is an ISO library or a removable device: it cannot hold replicas; 'npx lifeboat sr list' shows the SRs that can.` })
+      return
+    }
+    try {
+      const sr = findSr(known.srs, uuidOrName)
+      if (found.some(other => other.uuid === sr.uuid)) problems.push({ path, message: `the SR "${sr.name}" is listed twice.` })
+      else found.push(sr)
+    } catch (error) {
+      if (!(error instanceof LifeboatError)) throw error
+      problems.push({ path, message: error.message })
+    }
+  })
+  return found
+}
+
+/** Per-SR overrides keyed by the SRs' uuids, as the job stores them (an override may name its SR). */
+function rekeyed(overrides: Job['overrides']['srs'], srs: Sr[]): Job['overrides']['srs'] {
+  const uuidOf = (key: string) => {
+    const named = srs.filter(sr => sr.name === key)
+    return srs.some(sr => sr.uuid === key) || named.length !== 1 ? key : named[0]!.uuid
+  }
+  return Object.fromEntries(Object.entries(overrides).map(([key, settings]) => [uuidOf(key), settings]))
 }

@@ -3,7 +3,7 @@
 import { z } from 'zod'
 import cron from 'node-cron'
 import { LifeboatError } from '../util/errors.ts'
-import { mergeSettings, settingsInputSchema, type Settings } from './settings.ts'
+import { mergeSettings, settingsInputSchema, type Settings, type SettingsOverrides } from './settings.ts'
 
 export function isValidTimezone(timezone: string): boolean {
   try {
@@ -130,8 +130,17 @@ export const jobSchema = z
     })
     if (new Set(job.remotes).size !== job.remotes.length) problem(['remotes'], 'a remote is listed twice.')
     if (job.mode === 'delta' && (job.settings.compression ?? 'none') !== 'none') problem(['settings', 'compression'], 'compression applies to full backups only (delta backups are VHD files).')
-    if (job.settings.distributeBackups === true && job.remotes.length < 2) problem(['settings', 'distributeBackups'], 'distributing backups needs at least 2 remotes.')
-    if (job.settings.distributeReplications === true && job.srs.length < 2) problem(['settings', 'distributeReplications'], 'distributing replications needs at least 2 SRs.')
+    // XO asserts it too: a VM shut down for its snapshot has no memory to save. Said at the most specific layer that asks for one.
+    const excluding = new Set<string>()
+    const sets = (layer: SettingsOverrides | undefined) => layer?.offlineSnapshot !== undefined || layer?.checkpointSnapshot !== undefined
+    job.schedules.forEach((schedule, index) => {
+      for (const vmUuid of [undefined, ...Object.keys(job.overrides.vms)]) {
+        const settings = resolveSettings(job, schedule, vmUuid === undefined ? {} : { vmUuid })
+        if (!settings.offlineSnapshot || !settings.checkpointSnapshot) continue
+        excluding.add(vmUuid !== undefined && sets(job.overrides.vms[vmUuid]) ? `overrides.vms.${vmUuid}` : sets(schedule.settings) ? `schedules.${index}.settings` : 'settings')
+      }
+    })
+    for (const path of excluding) problem(path.split('.'), 'offlineSnapshot (shut the VM down for the snapshot) and checkpointSnapshot (a snapshot with its memory) exclude each other: a halted VM has no memory to save; keep one.')
   })
 
 export type JobInput = z.input<typeof jobSchema>

@@ -19,6 +19,9 @@ const duration = z
 
 const count = (what: string) => z.number({ error: `${what} must be a whole number ≥ 0.` }).int({ error: `${what} must be a whole number ≥ 0.` }).nonnegative({ error: `${what} must be a whole number ≥ 0.` })
 const flag = (what: string) => z.boolean({ error: `${what} must be true or false.` })
+/** A setting of XO's that the engine does not carry out yet: refused when asked for, never ignored in silence. */
+const notCarriedOut = (what: string, meaning: string, instead: string) =>
+  flag(what).refine(value => !value, { error: `${what} (${meaning}) is not carried out by Lifeboat yet: remove it or set it to false (${instead}).` }).optional()
 
 const longTermRule = z.strictObject({
   retention: z.number().int().positive({ error: 'A long-term retention must keep at least 1 backup.' }),
@@ -48,9 +51,9 @@ export const settingsInputSchema = z.strictObject({
   checkpointSnapshot: flag('checkpointSnapshot').optional(),
   /** Apply retention before the transfer instead of after (frees space first, at the cost of one backup less for a while). */
   deleteFirst: flag('deleteFirst').optional(),
-  /** Each VM goes to one remote (the one with most free space) instead of all of them. */
-  distributeBackups: flag('distributeBackups').optional(),
-  distributeReplications: flag('distributeReplications').optional(),
+  /** XO's distributed mode (each VM to one remote, or one SR); accepted as false only, for XO's job files, until the engine carries it out. */
+  distributeBackups: notCarriedOut('distributeBackups', 'each VM to one remote only', 'every remote gets every VM'),
+  distributeReplications: notCarriedOut('distributeReplications', 'each VM to one SR only', 'every SR gets every VM'),
   /** Bytes per second for the whole run; 0 = no limit. */
   maxExportRate: count('maxExportRate').optional(),
   /** A failed VM is tried again this many times within the run. */
@@ -67,7 +70,8 @@ export const DEFAULT_SETTINGS = {
   forceFull: false,
   /** Backups kept per remote when no retention is given: never 0, which would write nothing (a week of dailies). */
   exportRetention: 7,
-  copyRetention: 0,
+  /** Replicas kept per SR when no retention is given: never 0, which would replicate nothing. */
+  copyRetention: 1,
   snapshotRetention: 0,
   longTermRetention: undefined as SettingsOverrides['longTermRetention'],
   offlineSnapshot: false,

@@ -1,6 +1,7 @@
 // Mistakes caught when they are made, through a real daemon process and the CLI, on the lab's pair of pools:
-// a job naming what does not exist (remotes, pools, SRs), keeping 0 backups, with duplicate schedule ids or an
-// impossible cron is refused at create and update with the reason; restore --sr takes a uuid or a unique name
+// a job naming what does not exist (remotes, pools, SRs), keeping 0 backups or 0 replicas, doing nothing (no
+// target, no snapshot kept), asking for settings that exclude each other or are not carried out, with duplicate
+// schedule ids or an impossible cron is refused at create and update with the reason; restore --sr takes a uuid or a unique name
 // and is checked before any run starts.
 import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
@@ -69,11 +70,60 @@ test('smart-selection pools are given by name or uuid and stored as uuids; an un
   assert.match(stderr, /- vms\.smart\.pools\.0: No pool has the uuid or name "atlantis"; 'npx lifeboat pool list' shows them/)
 })
 
-test('SRs: one that does not exist is refused; one that exists is refused too, replication to SRs not being implemented', async () => {
+test('SRs: one that does not exist or holds no VM disks is refused; one given by name is stored as its uuid, its override too', async () => {
   const missing = await refused({ ...goodJob(), srs: ['no-such-sr'] })
   assert.match(missing, /- srs\.0: No SR of a connected pool has the uuid or name "no-such-sr"; 'npx lifeboat sr list' shows them/)
-  const existing = await refused({ ...goodJob(), srs: [drSr.uuid] })
-  assert.match(existing, /- srs: Replication to SRs .* is not implemented yet; leave "srs" empty/)
+  // An ISO library of the dr pool (the lab has none of its own): seen through the pool's events like any SR.
+  const db = lab.pools[1]!.control.xapi.db
+  db.create('SR', { name_label: 'ISO library', type: 'iso', content_type: 'iso', physical_size: 0 })
+  const iso = await waitUntil('the daemon to see the ISO SR', async () => {
+    const stderr = await refused({ ...goodJob(), mode: 'delta', srs: ['ISO library'] })
+    return /- srs\.0: The SR "ISO library" \([0-9a-f-]+\) is an ISO library or a removable device: it cannot hold replicas/.test(stderr) ? stderr : undefined
+  })
+  assert.match(iso, /'npx lifeboat sr list' shows the SRs that can/)
+  const twice = await refused({ ...goodJob(), srs: [drSr.uuid, 'DR storage'] })
+  assert.match(twice, /- srs\.1: the SR "DR storage" is listed twice/)
+  await writeFile(jobFile, JSON.stringify({ ...goodJob(), name: 'dr-by-name', srs: ['DR storage'], overrides: { srs: { 'DR storage': { copyRetention: 3 } } } }))
+  const created = await cliJson(daemon.socket, ['job', 'create', '--file', jobFile])
+  assert.deepEqual(created.job.srs, [drSr.uuid])
+  assert.deepEqual(created.job.overrides.srs, { [drSr.uuid]: { copyRetention: 3 } })
+  await cliJson(daemon.socket, ['job', 'delete', created.job.id])
+})
+
+test('a job with SRs keeps at least 1 replica per SR: 0 is refused, no retention keeps 1', async () => {
+  const zero = await refused({ ...goodJob(), srs: [drSr.uuid], schedules: [{ ...schedule, retention: { backups: 2, replicas: 0 } }] })
+  assert.match(zero, /- schedules\.0\.retention\.replicas: The schedule "daily" keeps 0 replicas on the SR "DR storage": nothing would be replicated there\. Keep at least 1 \(without a retention, 1 is kept\)/)
+  const override = await refused({ ...goodJob(), srs: [drSr.uuid], overrides: { srs: { [drSr.uuid]: { copyRetention: 0 } } } })
+  assert.match(override, /keeps 0 replicas on the SR "DR storage"/)
+  const defaulted = await cliJson(daemon.socket, ['job', 'create', '--name', 'dr-default', '--mode', 'full', '--vm', vmUuid, '--sr', drSr.uuid])
+  assert.deepEqual(defaulted.job.srs, [drSr.uuid])
+  assert.equal(defaulted.job.schedules[0].retention.replicas, undefined)
+  await cliJson(daemon.socket, ['job', 'delete', defaulted.job.id])
+})
+
+test('a job with no remote and no SR is refused unless it keeps snapshots (a rolling-snapshot job)', async () => {
+  const nothing = await refused({ ...goodJob(), remotes: [], schedules: [{ ...schedule, retention: {} }] })
+  assert.match(nothing, /- schedules\.0\.retention\.snapshots: The job has no remote and no SR, and the schedule "daily" keeps 0 snapshots: it would do nothing\. Add a remote or an SR, or keep at least 1 snapshot \(a rolling-snapshot job\)/)
+  const oneVmNothing = await refused({ ...goodJob(), remotes: [], schedules: [{ ...schedule, retention: { snapshots: 2 } }], overrides: { vms: { [vmUuid]: { snapshotRetention: 0 } } } })
+  assert.match(oneVmNothing, /keeps 0 snapshots: it would do nothing/)
+  await writeFile(jobFile, JSON.stringify({ ...goodJob(), name: 'rolling', remotes: [], schedules: [{ ...schedule, retention: { snapshots: 3 } }] }))
+  const rolling = await cliJson(daemon.socket, ['job', 'create', '--file', jobFile])
+  assert.deepEqual([rolling.job.remotes, rolling.job.srs], [[], []])
+  await cliJson(daemon.socket, ['job', 'delete', rolling.job.id])
+})
+
+test('checkpointSnapshot with offlineSnapshot is refused at the layer that sets them; distributeBackups/distributeReplications are refused as not carried out', async () => {
+  const both = await refused({ ...goodJob(), settings: { offlineSnapshot: true, checkpointSnapshot: true } })
+  assert.match(both, /- settings: offlineSnapshot \(shut the VM down for the snapshot\) and checkpointSnapshot \(a snapshot with its memory\) exclude each other/)
+  const perVm = await refused({ ...goodJob(), settings: { checkpointSnapshot: true }, overrides: { vms: { [vmUuid]: { offlineSnapshot: true } } } })
+  assert.match(perVm, new RegExp(`- overrides\\.vms\\.${vmUuid}: offlineSnapshot .* exclude each other`))
+  const perSchedule = await refused({ ...goodJob(), settings: { checkpointSnapshot: true }, schedules: [{ ...schedule, settings: { offlineSnapshot: true } }] })
+  assert.match(perSchedule, /- schedules\.0\.settings: offlineSnapshot .* exclude each other/)
+  const distributed = await refused({ ...goodJob(), settings: { distributeBackups: true }, overrides: { srs: { [drSr.uuid]: { distributeReplications: true } } }, srs: [drSr.uuid] })
+  assert.match(distributed, /- settings\.distributeBackups: distributeBackups \(each VM to one remote only\) is not carried out by Lifeboat yet/)
+  assert.match(distributed, new RegExp(`- overrides\\.srs\\.${drSr.uuid}\\.distributeReplications: distributeReplications \\(each VM to one SR only\\) is not carried out by Lifeboat yet`))
+  await writeFile(jobFile, JSON.stringify({ ...goodJob(), name: 'xo-defaults', settings: { distributeBackups: false, distributeReplications: false, checkpointSnapshot: true } }))
+  await cliJson(daemon.socket, ['job', 'delete', (await cliJson(daemon.socket, ['job', 'create', '--file', jobFile])).job.id])
 })
 
 test('a schedule that keeps 0 backups on a remote is refused; without a retention 7 are kept', async () => {

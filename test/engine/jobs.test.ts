@@ -19,6 +19,7 @@ test("DESIGN.md's job file parses, durations become milliseconds, defaults fill 
   assert.equal(job.settings.timeout, 4 * 3_600_000)
   const settings = resolveSettings(job, job.schedules[0]!)
   assert.deepEqual(settings, { ...DEFAULT_SETTINGS, concurrency: 2, timeout: 14_400_000, exportRetention: 7, copyRetention: 0, snapshotRetention: 1, fullInterval: 7 })
+  assert.equal(DEFAULT_SETTINGS.copyRetention, 1, 'without a retention, 1 replica is kept per SR')
   assert.deepEqual(job.overrides, { vms: {}, remotes: {}, srs: {} })
   const minimal = parseJob({ name: 'm', mode: 'full', vms: { uuids: ['vm-1'] }, schedules: [{ name: 's', cron: '0 1 * * *', timezone: 'UTC' }] })
   assert.deepEqual(minimal.remotes, [])
@@ -76,7 +77,8 @@ const INVALID: Array<[string, unknown, string, RegExp]> = [
   ['unknown setting', { ...DESIGN_JOB, settings: { concurency: 2 } }, 'settings', /unknown field "concurency"/],
   ['bad compression', { ...DESIGN_JOB, mode: 'full', settings: { compression: 'brotli' } }, 'settings.compression', /"none", "gzip" or "zstd"/],
   ['compression in delta mode', { ...DESIGN_JOB, settings: { compression: 'zstd' } }, 'settings.compression', /full backups only/],
-  ['distributed with one remote', { ...DESIGN_JOB, remotes: ['a'], settings: { distributeBackups: true } }, 'settings.distributeBackups', /at least 2 remotes/],
+  ['distributed (not carried out yet)', { ...DESIGN_JOB, settings: { distributeBackups: true } }, 'settings.distributeBackups', /not carried out by Lifeboat yet/],
+  ['offline and checkpoint snapshot', { ...DESIGN_JOB, settings: { offlineSnapshot: true, checkpointSnapshot: true } }, 'settings', /exclude each other/],
   ['no schedule', { ...DESIGN_JOB, schedules: [] }, 'schedules', /at least one schedule/],
   ['duplicate schedule names', { ...DESIGN_JOB, schedules: [DESIGN_JOB.schedules[0], DESIGN_JOB.schedules[0]] }, 'schedules.1.name', /already named/],
   ['bad vms', { ...DESIGN_JOB, vms: { all: true } }, 'vms', /unknown field "all"/],
