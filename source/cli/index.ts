@@ -1,4 +1,4 @@
-// The CLI's daemon subcommands (pool, vm, sr, remote, job, run, logs, backup, restore): parse the
+// The CLI's daemon subcommands (pool, vm, sr, remote, job, run, logs, backup, restore, cr-seed): parse the
 // arguments, call the daemon over its socket, print a table or a tree, or one JSON document with --json.
 import { DaemonClient, defaultSocketPath } from '../client/index.ts'
 import type { CommandSpec, OptionSpec, OptionValues } from '../util/args.ts'
@@ -9,6 +9,7 @@ import { REMOTE_COMMANDS } from './remotes.ts'
 import { JOB_COMMANDS } from './jobs.ts'
 import { RUN_COMMANDS } from './runs.ts'
 import { BACKUP_COMMANDS } from './backups.ts'
+import { CR_SEED_COMMANDS } from './cr-seed.ts'
 
 export interface CommandContext {
   positionals: string[]
@@ -30,6 +31,7 @@ export const COMMANDS: Record<string, Record<string, Subcommand>> = {
   ...JOB_COMMANDS,
   ...RUN_COMMANDS,
   ...BACKUP_COMMANDS,
+  ...CR_SEED_COMMANDS,
 }
 
 const COMMON: Record<string, OptionSpec> = {

@@ -3,7 +3,8 @@ import { z } from 'zod'
 import { LifeboatError } from '../util/errors.ts'
 import { listRestorePoints } from '../repository/index.ts'
 import { parseRemoteUrl, redactRemoteUrl } from '../storage/index.ts'
-import { startRestoreRun } from '../engine/index.ts'
+import { crSeed, startRestoreRun } from '../engine/index.ts'
+import { findSchedule } from '../protocol/job.ts'
 import type { methodParams, MethodName, MethodResults } from '../protocol/methods.ts'
 import type { Daemon } from './daemon.ts'
 import type { ClientConnection, MethodHandler } from './server.ts'
@@ -104,6 +105,16 @@ export function buildHandlers(daemon: Daemon): Record<MethodName, MethodHandler>
       return daemon.jobInfo(stored)
     },
     'job.run': async ({ id, schedule }) => ({ runId: await daemon.runJob(daemon.findJob(id), schedule) }),
+    'job.crSeed': async ({ id, schedule, vm, snapshot, targetVm }) => {
+      const { job } = daemon.findJob(id)
+      const running = runs.runningRunOf(job.id!)
+      // A run would pick its base and replica while the marks are half set.
+      if (running !== undefined) throw new LifeboatError('JOB_RUNNING', `The job "${job.name}" is running (run ${running}); wait for it to end or cancel it, then run cr-seed again.`)
+      const chosen = findSchedule(job, schedule)
+      const seeded = await crSeed(pools.connections, { job: { ...job, id: job.id! }, schedule: { ...chosen, id: chosen.id! }, vm, snapshotUuid: snapshot, targetVmUuid: targetVm })
+      daemon.log(`job "${job.name}": cr-seed marked snapshot ${seeded.snapshotUuid} and VM ${seeded.targetVmUuid} (SR ${seeded.srUuid}) as the replication base of VM ${seeded.vmUuid}`)
+      return seeded
+    },
 
     'run.list': params => runs.list(params ?? {}),
     'run.get': async ({ runId }) => {

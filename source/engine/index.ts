@@ -4,3 +4,4 @@ export { startBackupRun, startRun, type EngineContext, type StartedRun, type Run
 export { cleanupAfterCrash } from './run/crash-cleanup.ts'
 export { startRestoreRun, type RestoreRequest } from './run/restore-run.ts'
 export { restoreBackup, type RestoreOptions, type RestoredVm } from './restore/index.ts'
+export { crSeed, type CrSeedRequest } from './replication/cr-seed.ts'

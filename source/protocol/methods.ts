@@ -112,6 +112,30 @@ export interface JobInfo {
   nextRun?: number
 }
 
+export interface CrSeedDisk {
+  /** The VBD position both VMs share. */
+  userdevice: string
+  size: number
+  /** The source snapshot's VDI (the next delta's base). */
+  snapshotVdi: string
+  /** The target VM's VDI, marked xo:copy_of = snapshotVdi. */
+  targetVdi: string
+}
+
+/** What cr-seed marked: the snapshot as the job's exported base, the target VM as its replica on the SR. */
+export interface CrSeedResult {
+  jobId: string
+  scheduleId: string
+  vmUuid: string
+  snapshotUuid: string
+  targetVmUuid: string
+  /** The replica's new name. */
+  targetVmName: string
+  srUuid: string
+  poolId: string
+  disks: CrSeedDisk[]
+}
+
 export interface LaneHolder {
   runId: string
   jobId?: string
@@ -167,6 +191,8 @@ export const methodParams = {
   'job.delete': z.strictObject({ id: text('id') }),
   'job.setEnabled': z.strictObject({ id: text('id'), enabled: z.boolean({ error: 'enabled must be true or false.' }) }),
   'job.run': z.strictObject({ id: text('id'), schedule: text('schedule').optional() }),
+  /** XO's cr-seed: vm by uuid or unique name; snapshot and targetVm by uuid; schedule by name or id (default: the first). */
+  'job.crSeed': z.strictObject({ id: text('id'), schedule: text('schedule').optional(), vm: text('vm'), snapshot: text('snapshot'), targetVm: text('targetVm') }),
   'run.list': z.strictObject({ jobId: text('jobId').optional(), limit: z.number().int().min(1).max(100_000).optional(), status: z.enum(RUN_STATUSES).optional() }).optional(),
   'run.get': z.strictObject({ runId: text('runId') }),
   'run.cancel': z.strictObject({ runId: text('runId') }),
@@ -200,6 +226,7 @@ export interface MethodResults {
   'job.delete': Empty
   'job.setEnabled': JobInfo
   'job.run': { runId: string }
+  'job.crSeed': CrSeedResult
   'run.list': RunSummary[]
   /** eventCount (live runs): the tree folds events 0..eventCount-1; task.event notifications with seq ≥ eventCount are newer. */
   'run.get': { summary: RunSummary; tree: TaskNode; eventCount?: number }
