@@ -8,34 +8,15 @@ import { METADATA_VERSION, vdiDirRef, vhdRef, vmDir, writeBackupFile, writeBacku
 import type { DeltaVmExport, DiskBlock, ExportedDisk, ProgressReporter } from '../sources/vm-export.ts'
 import { KEY } from '../run/snapshots.ts'
 import { countedForLanes } from './progress.ts'
-import { RemoteVmFolder, type RemoteTargetOptions } from './remote-folder.ts'
+import { RemoteTarget } from './remote-target.ts'
 import type { DeltaBackupTarget, TargetStep } from './target.ts'
 
-export class RemoteDeltaTarget implements DeltaBackupTarget {
+export class RemoteDeltaTarget extends RemoteTarget implements DeltaBackupTarget {
   readonly mode = 'delta'
-  readonly #folder: RemoteVmFolder
   /** Live VDI uuid → the chain tip's path (relative to the VM folder) a delta of that disk chains onto. */
   readonly #parents = new Map<string, string>()
   /** Data files written for the backup in progress, by snapshot VDI ref. */
   readonly #vhds: Record<string, string> = {}
-
-  constructor(readonly options: RemoteTargetOptions) {
-    this.#folder = new RemoteVmFolder(options)
-  }
-
-  get name(): string {
-    return this.options.name
-  }
-
-  get taskData(): Record<string, unknown> {
-    return this.#folder.taskData
-  }
-
-  async beforeBackup(step: TargetStep): Promise<void> {
-    await this.#folder.lock(step)
-    await this.#folder.clean(step)
-    if (this.options.settings.deleteFirst) await this.#folder.retention('delta', step, 1)
-  }
 
   /** Keeps the bases whose chain on this remote ends with that snapshot (footer uuid); says why each other disk goes full. */
   async checkBases(bases: ReadonlyMap<string, string>): Promise<Map<string, string>> {
@@ -71,7 +52,7 @@ export class RemoteDeltaTarget implements DeltaBackupTarget {
   async prepare(): Promise<void> {}
 
   async transferDisk(backup: DeltaVmExport, disk: ExportedDisk, blocks: AsyncIterable<DiskBlock>, report: ProgressReporter, step: TargetStep): Promise<number> {
-    const { date } = await this.#folder.date(backup.timestamp)
+    const { date } = await this.date(backup.timestamp)
     const ref = vhdRef(this.options.jobId, disk.liveVdiUuid, date)
     const parent = disk.baseUuid === undefined ? undefined : this.#parents.get(disk.liveVdiUuid)
     if (disk.baseUuid !== undefined && parent === undefined) {
@@ -85,33 +66,21 @@ export class RemoteDeltaTarget implements DeltaBackupTarget {
       timestamp: vhdTimestamp(new Date(backup.timestamp)),
       ...(parent !== undefined && { parent: { uuid: disk.baseUuid!, unicodeName: posix.basename(parent) } }),
     })
-    this.#folder.written.push(ref)
+    this.written.push(ref)
     const size = await writeBackupFile(this.options.handler, this.options.vmUuid, { ref, source: countedForLanes(vhd.stream, this.name, report), options: { length: vhd.length, signal: step.signal } })
     this.#vhds[disk.ref] = ref
-    this.#folder.size += size
+    this.size += size
     return size
   }
 
   async commit(backup: DeltaVmExport): Promise<void> {
-    const { timestamp } = this.#folder.committedDate
+    const { timestamp } = this.committedDate
     const { vm, vmSnapshot, vdis, vbds, vifs, vtpms } = backup.records
     const isVhdDifferencing = Object.fromEntries(Object.keys(this.#vhds).map(ref => [ref, vdis[ref]?.other_config !== undefined && (vdis[ref]!.other_config as Record<string, string>)[KEY.baseDeltaVdi] !== undefined]))
     const metadata: BackupMetadata = {
-      version: METADATA_VERSION, mode: 'delta', jobId: backup.jobId, scheduleId: backup.scheduleId, timestamp, size: this.#folder.size,
+      version: METADATA_VERSION, mode: 'delta', jobId: backup.jobId, scheduleId: backup.scheduleId, timestamp, size: this.size,
       vm, vmSnapshot, vdis, vbds, vifs, vtpms, vhds: { ...this.#vhds }, isVhdDifferencing,
     }
     await writeBackupMetadata(this.options.handler, metadata)
-  }
-
-  async afterBackup(step: TargetStep): Promise<void> {
-    if (!this.options.settings.deleteFirst) await this.#folder.retention('delta', step, 0)
-  }
-
-  discard(): Promise<void> {
-    return this.#folder.discard()
-  }
-
-  release(): Promise<void> {
-    return this.#folder.release()
   }
 }

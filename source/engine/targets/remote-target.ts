@@ -1,6 +1,6 @@
-// A VM's folder on a remote as one backup uses it, shared by the full and the delta remote targets: the
-// folder's lock held from before the snapshot to after retention, the backup's date, the retention of this
-// schedule's backups with the merges it makes necessary, and the byte counting the lanes view shows.
+// What the full and the delta remote targets share: the VM's folder on the remote, its lock held from before
+// the snapshot to after retention, the backup's date, and the retention of this schedule's backups of the
+// target's mode with the merges it makes necessary (deleteFirst: before the transfer, leaving room for one).
 import { errorCode } from '../../util/errors.ts'
 import { sleep } from '../../util/abort.ts'
 import type { RemoteHandler, RemoteLock } from '../../storage/index.ts'
@@ -22,7 +22,8 @@ export interface RemoteTargetOptions {
   timezone: string
 }
 
-export class RemoteVmFolder {
+export abstract class RemoteTarget {
+  abstract readonly mode: 'full' | 'delta'
   #lock: RemoteLock | undefined
   #date: { timestamp: number; date: string } | undefined
   /** Files written for the backup in progress (relative to the VM folder), removed by discard. */
@@ -31,12 +32,27 @@ export class RemoteVmFolder {
 
   constructor(readonly options: RemoteTargetOptions) {}
 
+  get name(): string {
+    return this.options.name
+  }
+
   get handler(): RemoteHandler {
     return this.options.handler
   }
 
   get taskData(): Record<string, unknown> {
     return { type: 'remote', id: this.options.name, name_label: this.handler.label }
+  }
+
+  async beforeBackup(step: TargetStep): Promise<void> {
+    await this.lock(step)
+    // A delta chains onto what is there: an interrupted merge must finish first.
+    if (this.mode === 'delta') await this.clean(step)
+    if (this.options.settings.deleteFirst) await this.retention(step, 1)
+  }
+
+  async afterBackup(step: TargetStep): Promise<void> {
+    if (!this.options.settings.deleteFirst) await this.retention(step, 0)
   }
 
   /**
@@ -77,7 +93,8 @@ export class RemoteVmFolder {
   }
 
   /** Retention of this schedule's backups of the mode, then the merges it makes necessary (XO's clean-vm task). */
-  async retention(mode: 'full' | 'delta', step: TargetStep, extraRoom: number): Promise<void> {
+  async retention(step: TargetStep, extraRoom: number): Promise<void> {
+    const { mode } = this
     const { settings, vmUuid, jobId, scheduleId, timezone, name } = this.options
     const keep = Math.max(0, settings.exportRetention - extraRoom)
     // The clean's task takes its warnings and one 'merge' task per merge: a merge that fails fails the run.
