@@ -24,6 +24,7 @@ const exportCutSchema = z.object({ afterBytes: z.number().int().nonnegative(), m
   uuid: z.string().optional() })
 const restartSchema = z.object({ downMs: z.number().nonnegative().max(3600_000).default(2000), reboot: z.boolean().default(false) })
 const msSchema = z.object({ ms: z.number().nonnegative().max(3600_000).default(4000) })
+const srFullSchema = z.object({ freeBytes: z.number().int().nonnegative().default(0) })
 const timesSchema = z.object({ times: z.number().int().nonnegative().default(1) })
 
 export type WriteRequest = z.infer<typeof writeSchema>
@@ -132,14 +133,17 @@ export class Control {
     for (const vbd of db.find('VBD', record => dom0s.has(record.VM as string))) db.delete('VBD', vbd)
   }
 
-  /** Fills the SR (its free space set to zero): writes, snapshots, clones and imports then fail with SR_BACKEND_FAILURE_44. */
-  async srFull(srUuid: string): Promise<void> {
+  /**
+   * Fills the SR (its free space set to `freeBytes`, zero by default): writes, snapshots, clones and imports that need more
+   * fail with SR_BACKEND_FAILURE_44, an import in the middle of its stream.
+   */
+  async srFull(srUuid: string, freeBytes = 0): Promise<void> {
     const { db, store } = this.xapi
     const sr = db.byUuid('SR', srUuid)
-    const used = store.srUsage(srUuid).physicalUtilisation
-    await store.addSr({ uuid: srUuid, physicalSize: used, thick: db.row('SR', sr).type === 'lvm' })
+    const physicalSize = store.srUsage(srUuid).physicalUtilisation + freeBytes
+    await store.addSr({ uuid: srUuid, physicalSize, thick: db.row('SR', sr).type === 'lvm' })
     refreshSr(this.xapi, sr)
-    this.xapi.faults.log(this.xapi, 'srFull', { sr: srUuid, physicalSize: used })
+    this.xapi.faults.log(this.xapi, 'srFull', { sr: srUuid, physicalSize, freeBytes })
   }
 
   /** Keeps the VDI plugged into dom0 for `ms`, as a slow unplug after an export does. */
@@ -169,7 +173,7 @@ export class Control {
 
   /**
    * Routes (JSON bodies): GET state · POST vdi/:uuid/write {offset, length?, seed?, data?} · POST vdi/:uuid/in-use {ms}
-   * · POST vm/:uuid/workload {dirtyBlocksPerMin, locality?, seed?} · DELETE vm/:uuid/workload · POST sr/:uuid/full
+   * · POST vm/:uuid/workload {dirtyBlocksPerMin, locality?, seed?} · DELETE vm/:uuid/workload · POST sr/:uuid/full {freeBytes?}
    * · POST knobs {…Knobs} · GET|DELETE activity (in flight, most at once, bytes/blocks imported per VDI) · GET|POST|DELETE faults · GET faults/log · POST faults/snapshot-failure {times?}
    * · POST faults/export-cut {afterBytes, mode, endpoint?, uuid?} · POST sessions/invalidate · POST restart {downMs, reboot?}
    * · POST reset.
@@ -188,7 +192,7 @@ export class Control {
         case 'POST vdi/:id/in-use': return reply(200, this.vdiInUse(id, msSchema.parse(body).ms))
         case 'POST vm/:id/workload': return reply(200, this.startWorkload(id, workloadSchema.parse(body)))
         case 'DELETE vm/:id/workload': return reply(200, await this.stopWorkload(id))
-        case 'POST sr/:id/full': return reply(200, await this.srFull(id))
+        case 'POST sr/:id/full': return reply(200, await this.srFull(id, srFullSchema.parse(body).freeBytes))
         case 'POST knobs': return reply(200, this.setKnobs(body as KnobChanges))
         case 'GET activity': return reply(200, this.xapi.activity.snapshot())
         case 'DELETE activity': return reply(200, this.xapi.activity.reset())

@@ -50,6 +50,8 @@ export class Toolstack {
   readonly knobs: Knobs = { ...DEFAULT_KNOBS }
   /** Snapshots and exports in flight, and the most seen at once (GET /_sim/activity). */
   readonly activity = new Activity()
+  /** Toolstack restarts so far: an operation that sees it change was cut by one. */
+  restarts = 0
   private readonly methods = new Map<string, MethodSpec>()
   private readonly taskAborts = new Map<string, AbortController>()
   private readonly srQueues = new Map<string, { tail: Promise<void>; queued: number }>()
@@ -217,12 +219,19 @@ export class Toolstack {
     }
   }
 
-  /** What a toolstack restart loses: every session and every task (no events, as XAPI's tables are not persisted). */
+  /**
+   * What a toolstack restart loses: every session, every task, and every object's current_operations (none of them
+   * persisted: cancel_tasks.ml). Operations in flight die with the process, their clean-ups too.
+   */
   dropVolatileState(): void {
+    this.restarts++
     this.sessions.clear()
     for (const abort of this.taskAborts.values()) abort.abort()
     this.taskAborts.clear()
     this.db.forget('task')
+    for (const cls of ['VM', 'VDI', 'SR', 'VBD']) {
+      for (const ref of this.db.find(cls, record => Object.keys(record.current_operations as object).length > 0)) this.db.update(cls, ref, { current_operations: {} })
+    }
   }
 
   ref(cls: string, value: unknown): string {

@@ -106,6 +106,7 @@ export async function importXva(transfer: Transfer): Promise<string[]> {
   writeHead(socket, 200, 'OK', { 'task-id': task, 'content-type': 'application/octet-stream' })
   const created: Array<{ cls: string; ref: string }> = []
   const leaves = new Map<string, { leaf: string; uuid: string }>()
+  const restarts = xapi.restarts
   let vm: string | undefined
   try {
     for await (const entry of readXva(receivedBody(request))) {
@@ -125,13 +126,15 @@ export async function importXva(transfer: Transfer): Promise<string[]> {
     refreshSr(xapi, sr)
     return [vm]
   } catch (error) {
+    // import.ml's clean-up lives in the xapi process: a toolstack restart leaves the half-imported VM and its disks.
+    if (xapi.restarts !== restarts) throw error
     for (const { cls, ref } of created.reverse()) {
       if (!db.has(cls, ref)) continue
       if (cls === 'VDI') await destroyVdi(xapi, ref).catch(() => {})
       else db.delete(cls, ref)
     }
     const code = (error as { code?: string }).code ?? ''
-    if (error instanceof ApiError) throw error
+    if (error instanceof ApiError || code.startsWith('SR_BACKEND_FAILURE_')) throw error
     if (IMPORT_ERRORS[code] !== undefined) throw new ApiError(IMPORT_ERRORS[code], [])
     throw new ApiError('IMPORT_ERROR', [(error as Error).message])
   }
@@ -152,12 +155,12 @@ async function createImportedObjects(xapi: Toolstack, ova: OvaXml, sr: string, t
   if (vmObject === undefined) throw new ApiError('IMPORT_ERROR', ['The archive has no VM object'])
   // XAPI creates it with VM.create, which ignores blocked_operations (import.ml, xapi_vm.ml create).
   const vm = record('VM', vmObject.snapshot, { power_state: 'Halted', current_operations: { [task]: 'import' }, metrics: db.create('VM_metrics', {}),
-    blocked_operations: {},
+    blocked_operations: {}, other_config: { ...(vmObject.snapshot.other_config as Record<string, string>), import_task: task },
     guest_metrics: NULL_REF, is_a_snapshot: false, snapshot_of: NULL_REF, parent: NULL_REF, resident_on: NULL_REF, suspend_VDI: NULL_REF,
     affinity: NULL_REF, suspend_SR: NULL_REF, appliance: NULL_REF, domid: -1 })
   for (const object of ova.objects.filter(item => item.class === 'VDI')) {
     const vdi = await createVdi(xapi, { ...pick(object.snapshot, ['name_label', 'name_description', 'type', 'sharable', 'read_only', 'other_config',
-      'xenstore_data', 'tags']), SR: sr, virtual_size: Number(object.snapshot.virtual_size) })
+      'xenstore_data', 'tags']), SR: sr, virtual_size: Number(object.snapshot.virtual_size), sm_config: { import_task: task } })
     created.push({ cls: 'VDI', ref: vdi })
     refs.set(object.id, vdi)
     leaves.set(object.id, { leaf: db.row('VDI', vdi).location as string, uuid: db.row('VDI', vdi).uuid as string })

@@ -91,6 +91,8 @@ export async function writeSkippingZeros(store: DiskStore, leaf: string, offset:
   }
   // units follow the disk's 4 KiB grid whatever the chunk boundaries of the upload
   for (let start = 0; start < data.length;) {
+    // one write per 2 MiB block: a block the SR has no room for fails alone, the ones before it are written
+    if ((offset + start) % LAB_BLOCK_SIZE === 0) await flushRun(start)
     const end = Math.min(data.length, (Math.floor((offset + start) / ZERO_RUN_UNIT) + 1) * ZERO_RUN_UNIT - offset)
     const unit = data.subarray(start, end)
     const skip = unit.equals(ZEROS.subarray(0, unit.length)) && !store.isAllocated(leaf, Math.floor((offset + start) / LAB_BLOCK_SIZE))
