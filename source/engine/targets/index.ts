@@ -1,11 +1,13 @@
 // Where a VM backup goes: one target per remote and per SR of the job (engine/targets/target.ts is the
 // protocol they all follow), made for each VM with the settings that apply to it there.
 import { LifeboatError } from '../../util/errors.ts'
+import { terminalSafeLine } from '../../util/terminal-text.ts'
 import type { Task } from '../../tasks/index.ts'
 import { resolveSettings } from '../jobs/index.ts'
 import type { VmBackupContext } from '../run/vm-backup.ts'
 import { RemoteDeltaTarget } from './remote-delta.ts'
 import { RemoteFullTarget } from './remote-full.ts'
+import { SrFullTarget } from './sr-full.ts'
 import type { BackupTarget } from './target.ts'
 
 export type { BackupTarget, DeltaBackupTarget, FullBackupTarget, TargetStep, SrTargetOptions } from './target.ts'
@@ -28,7 +30,16 @@ export function createTargets(context: VmBackupContext, vmUuid: string, task: Ta
     const options = { name, handler, settings, vmUuid, jobId: job.id, scheduleId: schedule.id, timezone: schedule.timezone }
     targets.push(job.mode === 'full' ? new RemoteFullTarget(options) : new RemoteDeltaTarget(options))
   }
-  // SR targets (disaster recovery, continuous replication) are made here, one per SR of context.srs.
+  for (const [uuid, { conn, sr }] of context.srs) {
+    const settings = resolveSettings(job, schedule, { vmUuid, target: { sr: uuid } })
+    if (settings.copyRetention === 0) {
+      task.warning(`nothing is replicated to SR ${terminalSafeLine(String(sr.name_label))}: the schedule "${schedule.name}" keeps 0 replicas there (set retention.replicas)`)
+      continue
+    }
+    const options = { conn, sr, job, schedule, settings, vmUuid }
+    // SR delta (continuous replication) is made here too.
+    if (job.mode === 'full') targets.push(new SrFullTarget(options))
+  }
   if (targets.length === 0 && (job.remotes.length > 0 || job.srs.length > 0)) {
     const names = [...job.remotes.map(name => `remote ${name}`), ...job.srs.map(sr => `SR ${sr}`)]
     throw new LifeboatError('NO_TARGET', `The VM has no target in this run: none of the job's targets (${names.join(', ')}) is available with a retention above 0. Check the remotes, the SRs and the schedule's retention.`)
