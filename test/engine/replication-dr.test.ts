@@ -117,6 +117,35 @@ describe('disaster recovery (full backup imported onto an SR of another pool)', 
     await dr.call('VM.destroy', otherSchedule)
   })
 
+  test('retention leaves a replica that is running (in use after a disaster) in place, and never takes the source VM for a replica', async () => {
+    const [oldest, newest] = await replicas()
+    await dr.call('VM.remove_from_blocked_operations', oldest!.$ref, 'start')
+    await dr.callAsync(undefined, 'VM.start', oldest!.$ref, false, false)
+    await dr.call('VM.add_to_blocked_operations', oldest!.$ref, 'start', REPLICA_START_BLOCKED)
+    await dr.waitFor(() => (dr.byRef(oldest!.$ref)?.power_state === 'Running' && 'start' in (dr.byRef(oldest!.$ref)!.blocked_operations as object)) || undefined, { what: 'the started replica', timeoutMs: 30_000 })
+    const tree = await runToEnd(env, drJob())
+    assert.equal(tree.status, 'success', describeFailure(tree))
+    assert.ok(tasksOf(tree).some(t => (t.warnings ?? []).some(w => w.message.includes('is running, so it is in use'))), describeFailure(tree))
+    const kept = await replicas()
+    assert.deepEqual(kept.map(r => r.uuid).slice(0, 2), [oldest!.uuid, newest!.uuid], 'the running replica is kept, the other old one is not removed in its place')
+    assert.equal(kept.length, 3)
+    await dr.callAsync(undefined, 'VM.hard_shutdown', oldest!.$ref)
+    await destroyVmAndDisks(dr, oldest!.$ref)
+
+    // Keys copied onto the source VM by hand (its own uuid as xo:backup:vm) do not make it a replica of itself.
+    const live = source.get('VM', vm.uuid)
+    const keys = { [REPLICA_KEY.job]: 'job-1', [REPLICA_KEY.schedule]: SCHEDULE, [REPLICA_KEY.vm]: vm.uuid }
+    for (const [key, value] of Object.entries(keys)) await source.call('VM.add_to_other_config', live.$ref, key, value)
+    await source.call('VM.add_to_blocked_operations', live.$ref, 'start', 'blocked by hand')
+    try {
+      await source.waitFor(() => ('start' in (source.get('VM', vm.uuid).blocked_operations as object)) || undefined, { what: 'the keys on the source VM', timeoutMs: 10_000 })
+      assert.deepEqual(listReplicas(source, { jobOrScheduleId: SCHEDULE, vmUuid: vm.uuid, srUuid: null }), [])
+    } finally {
+      for (const key of Object.keys(keys)) await source.call('VM.remove_from_other_config', live.$ref, key)
+      await source.call('VM.remove_from_blocked_operations', live.$ref, 'start')
+    }
+  })
+
   /** A copy of a complete replica with the completion key removed: what an import cut after ova.xml leaves. */
   async function fakeInterrupted(replica: XapiRecord, schedule: string): Promise<string> {
     const ref = (await dr.call('VM.clone', replica.$ref, 'half imported')) as string

@@ -56,7 +56,8 @@ export function listReplicas(conn: PoolConnection, query: ReplicaQuery): XapiRec
       if (vm.is_a_template === true || vm.is_a_snapshot === true) return false
       const config = otherConfig(vm)
       if (config[REPLICA_KEY.job] !== query.jobOrScheduleId && config[REPLICA_KEY.schedule] !== query.jobOrScheduleId) return false
-      if (config[REPLICA_KEY.vm] !== query.vmUuid) return false
+      // A VM is never its own replica (keys copied onto the source VM by hand must not make it one).
+      if (config[REPLICA_KEY.vm] !== query.vmUuid || vm.uuid === query.vmUuid) return false
       if ((config[REPLICA_KEY.sr] ?? null) !== query.srUuid) return false
       return 'start' in ((vm.blocked_operations as Record<string, string> | undefined) ?? {})
     })
@@ -68,9 +69,17 @@ export function oldReplicas(replicas: readonly XapiRecord[], keep: number): Xapi
   return replicas.slice(0, Math.max(0, replicas.length - keep))
 }
 
-/** Destroys replicas with the disks only they use; one that resists is a warning (the next run tries again), the others go on. */
+/**
+ * Destroys replicas with the disks only they use; one that resists is a warning (the next run tries again), the
+ * others go on. A running one is in use (started by force in a disaster): it is left alone, with a warning.
+ */
 export async function destroyReplicas(conn: PoolConnection, replicas: readonly XapiRecord[], task: Task, what: string): Promise<void> {
   for (const replica of replicas) {
+    const state = (conn.byRef(replica.$ref) ?? replica).power_state
+    if (state === 'Running' || state === 'Paused') {
+      task.warning(`${what} is running, so it is in use: it is left in place; shut it down or remove it by hand`, { vm: replica.uuid, name_label: replica.name_label })
+      continue
+    }
     try {
       await destroyVmAndDisks(conn, replica.$ref)
       task.info(`${what} removed`, { vm: replica.uuid, name_label: replica.name_label })
