@@ -165,17 +165,25 @@ async function createImportedObjects(xapi: Toolstack, ova: OvaXml, sr: string, t
     refs.set(object.id, vdi)
     leaves.set(object.id, { leaf: db.row('VDI', vdi).location as string, uuid: db.row('VDI', vdi).uuid as string })
   }
-  const networks = new Map(ova.objects.filter(item => item.class === 'network').map(item => [item.id, item.snapshot]))
-  const fallbackNetwork = db.all('network')[0] ?? NULL_REF
+  for (const object of ova.objects.filter(item => item.class === 'network')) refs.set(object.id, importedNetwork(xapi, object.snapshot, task, created))
   for (const object of ova.objects) {
     if (object.class === 'VBD') {
       const vdi = refs.get(object.snapshot.VDI as string) ?? NULL_REF
       record('VBD', object.snapshot, { VM: vm, VDI: vdi, empty: vdi === NULL_REF, currently_attached: false })
     } else if (object.class === 'VIF') {
-      const exported = networks.get(object.snapshot.network as string)
-      const network = db.find('network', row => exported !== undefined && row.name_label === exported.name_label)[0] ?? fallbackNetwork
-      record('VIF', object.snapshot, { VM: vm, network, currently_attached: false })
+      record('VIF', object.snapshot, { VM: vm, network: refs.get(object.snapshot.network as string) ?? NULL_REF, currently_attached: false })
     }
   }
   return vm
+}
+
+/** import.ml's Net: the pool's network of that name, else of that bridge, else a new one made from the exported record. */
+function importedNetwork(xapi: Toolstack, exported: LabRecord, task: string, created: Array<{ cls: string; ref: string }>): string {
+  const { db } = xapi
+  const existing = db.find('network', row => row.name_label === exported.name_label)[0] ?? db.find('network', row => row.bridge === exported.bridge)[0]
+  if (existing !== undefined) return existing
+  const network = db.create('network', { ...pick(exported, ['name_label', 'name_description', 'MTU', 'bridge', 'tags']),
+    other_config: { ...(exported.other_config as Record<string, string>), import_task: task } })
+  created.push({ cls: 'network', ref: network })
+  return network
 }

@@ -1,9 +1,12 @@
 // What replication to an SR needs from the lab, through the real client: VHD deltas applied onto clones of a
-// replica's disks (only the blocks sent are written, and the lab counts them), VDI.resize of such a clone.
+// replica's disks (only the blocks sent are written, and the lab counts them), VDI.resize of such a clone, and an
+// XVA of one pool imported onto the SR of another (disaster recovery on the pair fixture).
 import assert from 'node:assert/strict'
 import { describe, test } from 'node:test'
 import { createVhdStream } from '../../source/formats/vhd/index.ts'
-import { diskOf, readAll, sim, useTinyLab, vmNamed } from './helpers.ts'
+import { startLab } from '../../source/lab/index.ts'
+import { tempDir } from '../helpers/tools.ts'
+import { connect, diskOf, objectsOf, readAll, sim, useTinyLab, vmNamed, waitFor } from './helpers.ts'
 
 const MiB = 1024 * 1024
 const BLOCK = 2 * MiB
@@ -70,4 +73,49 @@ describe('lab replication', () => {
     grown.fill(0x11, lastBlock * BLOCK)
     assert.ok((await raw(replica)).equals(grown))
   })
+})
+
+test('pair: an XVA exported from the lab pool is imported onto the dr pool\'s SR, disks equal byte for byte, networks mapped', async () => {
+  const dir = await tempDir('lifeboat-lab-')
+  const lab = await startLab({ dataDir: dir.path, fixture: 'pair' })
+  const [source, target] = await Promise.all(lab.pools.map(pool => connect(pool)))
+  try {
+    const raw = async (xapi: typeof source, vdi: string) => readAll((await xapi.getResource('/export_raw_vdi/', { query: { vdi, format: 'raw' } })).body)
+    const vm = vmNamed(source, 'tiny-halted')
+    const response = await source.getResource('/export/', { query: { ref: vm.$ref, use_compression: 'zstd' } })
+    const xva = await readAll(response.body)
+    await response.task
+    const [sr] = objectsOf(target, 'SR')
+    await assert.rejects(source.putResource(xva, '/import/', { query: { sr_id: sr.$ref } }), 'an SR ref of the dr pool means nothing to the lab pool')
+    const [imported] = await target.putResource(xva, '/import/', { query: { sr_id: sr.$ref } })
+    const replica = await waitFor(() => target.getObject(imported, undefined)?.$VBDs?.some((vbd: any) => vbd.type === 'Disk') && target.getObject(imported),
+      'the imported VM on the dr pool')
+    assert.equal(replica.name_label, vm.name_label)
+    assert.equal(diskOf(replica).$SR.$ref, sr.$ref)
+    assert.ok((await raw(target, diskOf(replica).$ref)).equals(await raw(source, diskOf(vm).$ref)), 'the disk crossed pools intact')
+    assert.deepEqual(replica.$VIFs.map((vif: any) => vif.$network.name_label), ['Pool-wide network associated with eth0'])
+    assert.ok(objectsOf(target, 'network').some(network => network.$ref === replica.$VIFs[0].network), 'a network of the dr pool')
+    assert.ok(Number(await target.call('SR.get_physical_utilisation', sr.$ref)) >= Number(diskOf(replica).physical_utilisation))
+
+    // import.ml finds a network by name, then by bridge, else makes one from the exported record.
+    const [network] = objectsOf(target, 'network')
+    await target.call('network.set_name_label', network.$ref, 'renamed on the dr pool')
+    const [byBridge] = await target.putResource(xva, '/import/', { query: { sr_id: sr.$ref } })
+    assert.deepEqual(await target.call('VM.get_VIFs', byBridge).then((vifs: string[]) => Promise.all(vifs.map(vif => target.call('VIF.get_network', vif)))),
+      [network.$ref])
+    const plain = await readAll((await source.getResource('/export/', { query: { ref: vm.$ref, use_compression: 'false' } })).body)
+    // The same archive from a pool whose network the dr pool has neither by name nor by bridge: ova.xml (the first tar
+    // entry, its size in octal at byte 124 of the header) edited in place, lengths kept.
+    const ovaSize = parseInt(plain.subarray(124, 136).toString('latin1'), 8)
+    const ova = plain.subarray(512, 512 + ovaSize)
+    ova.write(ova.toString('latin1').replaceAll('xenbr0', 'xenbr7').replaceAll('associated with eth0', 'associated with eth7'), 'latin1')
+    const [withNew] = await target.putResource(plain, '/import/', { query: { sr_id: sr.$ref } })
+    const made = await target.call('network.get_record', await target.call('VIF.get_network', (await target.call('VM.get_VIFs', withNew))[0]))
+    assert.deepEqual([made.name_label, made.bridge], ['Pool-wide network associated with eth7', 'xenbr7'])
+    assert.match(made.other_config.import_task, /^OpaqueRef:/)
+  } finally {
+    await Promise.all([source, target].map(xapi => xapi.disconnect().catch(() => {})))
+    await lab.stop()
+    await dir.cleanup()
+  }
 })
