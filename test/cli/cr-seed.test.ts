@@ -124,6 +124,10 @@ test('cr-seed refuses, saying what differs, and marks nothing: other disks, a sn
 
   const copy = await importedCopy(snapshot)
   await refusal(seed(snapshot, copy, 'tiny-running'), 'CR_SEED_VM_NOT_IN_JOB', /does not back up the VM "tiny-running"/)
+  const smart = join(dir.path, 'smart.json')
+  await writeFile(smart, JSON.stringify({ name: 'cr-prod', mode: 'delta', vms: { smart: { tags: ['prod'] } }, srs: [drSrUuid], schedules: [{ name: 'hourly', cron: '0 * * * *', timezone: 'UTC' }] }))
+  await cliJson(daemon.socket, ['job', 'create', '--file', smart])
+  await refusal(seed(snapshot, copy, 'tiny-halted', 'cr-prod'), 'CR_SEED_VM_NOT_IN_JOB', /does not back up the VM "tiny-halted" .*; change the job's smart selection first/)
   const other = await snapshotOf('tiny-running')
   await refusal(cli(daemon.socket, ['cr-seed', '--job', 'cr', '--vm', 'tiny-halted', '--snapshot', other.uuid, '--target-vm', copy.uuid]), 'CR_SEED_NOT_A_SNAPSHOT', new RegExp(`The seed must be a snapshot of the VM "tiny-halted": ${other.uuid} is a snapshot of another VM`))
 

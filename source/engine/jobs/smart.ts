@@ -16,6 +16,22 @@ export interface VmCandidate {
   is_control_domain: boolean
 }
 
+/** A VM record (as XAPI gives it) of the pool `poolUuid`, as selection reads it. */
+export function vmCandidate(vm: { uuid: string; [field: string]: unknown }, poolUuid: string): VmCandidate {
+  return {
+    uuid: vm.uuid,
+    poolUuid,
+    name_label: vm.name_label as string,
+    tags: (vm.tags as string[]) ?? [],
+    power_state: String(vm.power_state),
+    other_config: (vm.other_config as Record<string, string>) ?? {},
+    blocked_operations: (vm.blocked_operations as Record<string, string>) ?? {},
+    is_a_template: vm.is_a_template === true,
+    is_a_snapshot: vm.is_a_snapshot === true,
+    is_control_domain: vm.is_control_domain === true,
+  }
+}
+
 export type ExclusionReason = 'template' | 'snapshot' | 'control domain' | 'tagged xo:no-bak' | "replica made by this job"
 
 export interface VmSelectionResult {

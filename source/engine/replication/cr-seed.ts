@@ -7,7 +7,7 @@ import { formatBytes } from '../../util/human.ts'
 import { formatOtherConfigDate, parseBackupDate } from '../../repository/index.ts'
 import { removeOtherConfigKeys, setOtherConfigKey, vmDisks, type PoolConnection, type XapiRecord } from '../../xapi/index.ts'
 import type { CrSeedResult } from '../../protocol/methods.ts'
-import type { Job, Schedule } from '../jobs/index.ts'
+import { selectVms, vmCandidate, type Job, type Schedule } from '../jobs/index.ts'
 import { KEY } from '../run/snapshots.ts'
 import { blockReplicaStart, CR_TAG, disableReplicaHa, markReplicaComplete, replicaName } from '../targets/replicas.ts'
 
@@ -31,7 +31,11 @@ export async function crSeed(pools: ReadonlyMap<string, PoolConnection>, request
   if (job.srs.length === 0) throw new LifeboatError('CR_SEED_NO_SR', `The job "${job.name}" replicates to no SR; add the SR the seed VM was imported on to its "srs", then run cr-seed again.`)
 
   const { conn, vm } = findSourceVm(pools, request.vm)
-  if ('uuids' in job.vms && !job.vms.uuids.includes(vm.uuid)) throw new LifeboatError('CR_SEED_VM_NOT_IN_JOB', `The job "${job.name}" does not back up the VM "${vm.name_label}" (${vm.uuid}); add it to the job's VMs first.`)
+  const selection = selectVms(job.vms, [vmCandidate(vm, conn.poolUuid)], job.id)
+  if (!selection.selected.includes(vm.uuid)) {
+    const excluded = selection.excluded[0]?.reason
+    throw new LifeboatError('CR_SEED_VM_NOT_IN_JOB', `The job "${job.name}" does not back up the VM "${vm.name_label}" (${vm.uuid})${excluded === undefined ? '' : `: ${excluded}`}; ${'uuids' in job.vms ? "add it to the job's VMs" : "change the job's smart selection"} first.`)
+  }
 
   const snapshot = conn.byUuid(request.snapshotUuid)
   if (!isVm(snapshot) || snapshot.is_a_snapshot !== true || snapshot.snapshot_of !== vm.$ref) {

@@ -8,7 +8,7 @@ import { abortReason, cancelledError, longTimeout, timeoutError } from '../../ut
 import { foldRun, TaskLog, type TaskListener, type TaskNode, type Task } from '../../tasks/index.ts'
 import type { RemoteHandler } from '../../storage/index.ts'
 import type { PoolConnection, XapiRecord } from '../../xapi/index.ts'
-import { findSchedule, resolveSettings, selectVms, type Job, type VmCandidate } from '../jobs/index.ts'
+import { findSchedule, resolveSettings, selectVms, vmCandidate, type Job, type VmCandidate } from '../jobs/index.ts'
 import { RateLimit } from './rate-limit.ts'
 import { backupVm, vmTaskData } from './vm-backup.ts'
 
@@ -75,7 +75,7 @@ export function startRun(root: { name: string; data: Record<string, unknown> }, 
 async function runBackup(task: Task, signal: AbortSignal, job: Job & { id: string }, schedule: ReturnType<typeof findSchedule> & { id: string }, context: EngineContext): Promise<void> {
   const settings = resolveSettings(job, schedule)
   const candidates: Array<VmCandidate & { conn: PoolConnection }> = []
-  for (const conn of context.pools.values()) for (const vm of conn.all('VM')) candidates.push({ ...candidate(vm, conn.poolUuid), conn })
+  for (const conn of context.pools.values()) for (const vm of conn.all('VM')) candidates.push({ ...vmCandidate(vm, conn.poolUuid), conn })
   const selection = selectVms(job.vms, candidates, job.id)
   task.info('vms', { vms: selection.selected })
   for (const excluded of selection.excluded) if ('uuids' in job.vms) task.warning(`VM ${excluded.uuid} is not backed up: ${excluded.reason}`)
@@ -125,17 +125,3 @@ async function runBackup(task: Task, signal: AbortSignal, job: Job & { id: strin
 /** Failures a retry cannot change. */
 const NOT_RETRIED = new Set(['NO_DISKS', 'NO_TARGET', 'XAPI_UUID_INVALID'])
 
-function candidate(vm: XapiRecord, poolUuid: string): VmCandidate {
-  return {
-    uuid: vm.uuid,
-    poolUuid,
-    name_label: vm.name_label as string,
-    tags: (vm.tags as string[]) ?? [],
-    power_state: String(vm.power_state),
-    other_config: (vm.other_config as Record<string, string>) ?? {},
-    blocked_operations: (vm.blocked_operations as Record<string, string>) ?? {},
-    is_a_template: vm.is_a_template === true,
-    is_a_snapshot: vm.is_a_snapshot === true,
-    is_control_domain: vm.is_control_domain === true,
-  }
-}
