@@ -197,6 +197,21 @@ describe('disaster recovery (full backup imported onto an SR of another pool)', 
     })
   }
 
+  test('an SR on no connected pool is a failed "get SR record" task, and an SR keeping 0 replicas a warning; the remote backup is still written', async () => {
+    const missing = '00000000-0000-4000-8000-000000000000'
+    const replicasBefore = (await replicas()).map(r => r.uuid)
+    const backupsBefore = (await listVmBackups(env.remotes.get('a')!, vm.uuid)).length
+    const theJob = job({ ...drJob([missing, sr.uuid]), overrides: { vms: {}, remotes: {}, srs: { [sr.uuid]: { copyRetention: 0 } } } })
+    const tree = await runToEnd(env, theJob)
+    const lookup = tasksOf(tree).find(t => t.message === 'get SR record')
+    assert.equal(lookup?.status, 'failure', describeFailure(tree))
+    assert.deepEqual([lookup?.data?.id, (lookup?.result as { code?: string }).code], [missing, 'SR_NOT_FOUND'])
+    assert.ok(tasksOf(tree).some(t => (t.warnings ?? []).some(w => w.message.startsWith('nothing is replicated to SR DR storage'))), describeFailure(tree))
+    assert.deepEqual(tasksOf(tree).filter(t => t.message === 'export').map(t => [t.data?.type, t.status]), [['remote', 'success']])
+    assert.equal((await listVmBackups(env.remotes.get('a')!, vm.uuid)).length, Math.min(2, backupsBefore + 1))
+    assert.deepEqual((await replicas()).map(r => r.uuid), replicasBefore, 'no replica made, none removed')
+  })
+
   test('a cancel during the import leaves no replica', async () => {
     const replicasBefore = (await replicas()).map(r => r.uuid)
     const disksBefore = await srVdis()
