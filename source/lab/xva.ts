@@ -154,9 +154,13 @@ async function createImportedObjects(xapi: Toolstack, ova: OvaXml, sr: string, t
   const vmObject = ova.objects.find(object => object.class === 'VM')
   if (vmObject === undefined) throw new ApiError('IMPORT_ERROR', ['The archive has no VM object'])
   // XAPI creates it with VM.create, which ignores blocked_operations (import.ml, xapi_vm.ml create).
-  const vm = record('VM', vmObject.snapshot, { power_state: 'Halted', current_operations: { [task]: 'import' }, metrics: db.create('VM_metrics', {}),
+  // The archive's metrics are kept (import.ml): start_time says when the exported VM last started.
+  const exported = (cls: string, id: unknown) => ova.objects.find(object => object.class === cls && object.id === id)?.snapshot
+  const metrics = record('VM_metrics', exported('VM_metrics', vmObject.snapshot.metrics) ?? {}, {})
+  const guestMetrics = exported('VM_guest_metrics', vmObject.snapshot.guest_metrics)
+  const vm = record('VM', vmObject.snapshot, { power_state: 'Halted', current_operations: { [task]: 'import' }, metrics,
     blocked_operations: {}, other_config: { ...(vmObject.snapshot.other_config as Record<string, string>), import_task: task },
-    guest_metrics: NULL_REF, is_a_snapshot: false, snapshot_of: NULL_REF, parent: NULL_REF, resident_on: NULL_REF, suspend_VDI: NULL_REF,
+    guest_metrics: guestMetrics === undefined ? NULL_REF : record('VM_guest_metrics', guestMetrics, {}), is_a_snapshot: false, snapshot_of: NULL_REF, parent: NULL_REF, resident_on: NULL_REF, suspend_VDI: NULL_REF,
     affinity: NULL_REF, suspend_SR: NULL_REF, appliance: NULL_REF, domid: -1 })
   for (const object of ova.objects.filter(item => item.class === 'VDI')) {
     const vdi = await createVdi(xapi, { ...pick(object.snapshot, ['name_label', 'name_description', 'type', 'sharable', 'read_only', 'other_config',

@@ -40,6 +40,23 @@ describe('lab VM transfers', () => {
     assert.equal((await tiny.xapi.call('VM.get_all')).length, before, 'a failed import leaves nothing behind')
   })
 
+  test('an imported XVA\'s VM keeps the archive\'s metrics (its last start time) and leaves nothing behind when it fails', async () => {
+    const vm = await tiny.xapi.callAsync('VM.clone', vmNamed(tiny.xapi, 'tiny-halted').$ref, 'started once')
+    await tiny.xapi.callAsync('VM.start', vm, false, false)
+    await tiny.xapi.callAsync('VM.hard_shutdown', vm)
+    const started = await tiny.xapi.call('VM_metrics.get_start_time', await tiny.xapi.call('VM.get_metrics', vm))
+    const response = await tiny.xapi.getResource('/export/', { query: { ref: vm, use_compression: 'false' } })
+    const xva = await readAll(response.body)
+    await response.task
+    const sr = diskOf(vmNamed(tiny.xapi, 'tiny-halted')).$SR.$ref
+    const [imported] = await tiny.xapi.putResource(xva, '/import/', { query: { sr_id: sr } })
+    assert.equal(await tiny.xapi.call('VM_metrics.get_start_time', await tiny.xapi.call('VM.get_metrics', imported)), started)
+    const metrics = (await tiny.xapi.call('VM_metrics.get_all')).length
+    await assert.rejects(tiny.xapi.putResource(xva.subarray(0, xva.length - 3 * MiB), '/import/', { query: { sr_id: sr } }))
+    assert.equal((await tiny.xapi.call('VM_metrics.get_all')).length, metrics, 'no metrics left by a failed import')
+    for (const ref of [imported, vm]) await tiny.xapi.call('VM.destroy', ref)
+  })
+
   test('an imported XVA\'s VM has no blocked operations (XAPI creates it with VM.create, which ignores them)', async () => {
     const vm = vmNamed(tiny.xapi, 'tiny-halted')
     await tiny.xapi.call('VM.add_to_blocked_operations', vm.$ref, 'start', 'blocked at the source')
