@@ -1,7 +1,7 @@
 // `lifeboat job create|list|show|run|delete`: backup jobs, from a JSON file (DESIGN.md's shape) or flags.
 import { readFile } from 'node:fs/promises'
 import { parseJson } from '../util/json.ts'
-import type { JobInput } from '../protocol/job.ts'
+import { jobModes, type JobInput } from '../protocol/job.ts'
 import type { JobInfo } from '../protocol/methods.ts'
 import { UsageError } from './command.ts'
 import { formatDate, table } from './output.ts'
@@ -61,12 +61,13 @@ function scheduleZone(job: JobInfo['job']): string | undefined {
 
 function jobRows(jobs: JobInfo[]): string {
   return table(
-    ['ID', 'NAME', 'MODE', 'REMOTES', 'SCHEDULES', 'ENABLED', 'LAST RUN', 'NEXT RUN'],
+    ['ID', 'NAME', 'MODE', 'REMOTES', 'SRS', 'SCHEDULES', 'ENABLED', 'LAST RUN', 'NEXT RUN'],
     jobs.map(({ job, enabled, running, lastRun, nextRun }) => [
       job.id ?? '-',
       job.name,
-      job.mode,
+      jobModes(job).join(' + '),
       job.remotes.join(',') || '-',
+      String(job.srs.length),
       job.schedules.map(s => `${s.name}: ${s.cron} ${s.timezone}${s.enabled ? '' : ' (off)'}`).join('; '),
       enabled ? 'yes' : 'no',
       running !== undefined ? `running ${running}` : lastRun === undefined ? '-' : `${lastRun.status} ${formatDate(lastRun.start)}`,

@@ -188,6 +188,15 @@ export function resolveSettings(job: Job, schedule: Schedule, context: { vmUuid?
   return mergeSettings(job.settings, fromSchedule, context.vmUuid === undefined ? undefined : job.overrides.vms[context.vmUuid], target)
 }
 
+/** What a job does, in the README's words: its mode on remotes and on SRs, or rolling snapshots when it has no target. */
+export function jobModes(job: Pick<Job, 'mode' | 'remotes' | 'srs'>): string[] {
+  const modes = [
+    ...(job.remotes.length > 0 ? [`${job.mode} backup`] : []),
+    ...(job.srs.length > 0 ? [job.mode === 'full' ? 'disaster recovery' : 'continuous replication'] : []),
+  ]
+  return modes.length > 0 ? modes : ['rolling snapshots']
+}
+
 /** The schedule a run uses: by name or id, else the first. */
 export function findSchedule(job: Job, nameOrId?: string): Schedule {
   if (nameOrId === undefined) return job.schedules[0]!

@@ -11,7 +11,7 @@ import { jobSnapshots } from '../../source/engine/run/snapshots.ts'
 import { DR_TAG, listReplicas } from '../../source/engine/targets/replicas.ts'
 import type { TaskNode } from '../../source/protocol/methods.ts'
 import { tempDir } from '../helpers/tools.ts'
-import { cliJson, startDaemon, type DaemonProcess } from '../daemon/helpers.ts'
+import { cli, cliJson, startDaemon, type DaemonProcess } from '../daemon/helpers.ts'
 import { describeFailure, tasksOf, vmDigests } from '../engine/helpers.ts'
 
 let dir: { path: string; cleanup: () => Promise<void> }
@@ -84,6 +84,7 @@ async function backupsOn(remote: string, jobId: string): Promise<Array<{ vmUuid:
 
 test('disaster recovery and full backups in one job: every remote gets an XVA and every SR a whole copy, from one snapshot', async () => {
   const job = await createJob('everywhere-full', 'full', { backups: 2, replicas: 2, snapshots: 1 })
+  assert.match((await cli(daemon.socket, ['job', 'list'])).stdout, /everywhere-full +full backup \+ disaster recovery +a,b +2 /)
   await runEverywhere('everywhere-full', true)
   await checkReplicas(job.id, 1, DR_TAG)
   for (const remote of ['a', 'b']) {
