@@ -7,6 +7,7 @@ import { resolveSettings } from '../jobs/index.ts'
 import type { VmBackupContext } from '../run/vm-backup.ts'
 import { RemoteDeltaTarget } from './remote-delta.ts'
 import { RemoteFullTarget } from './remote-full.ts'
+import { SrDeltaTarget } from './sr-delta.ts'
 import { SrFullTarget } from './sr-full.ts'
 import type { BackupTarget } from './target.ts'
 
@@ -36,9 +37,8 @@ export function createTargets(context: VmBackupContext, vmUuid: string, task: Ta
       task.warning(`nothing is replicated to SR ${terminalSafeLine(String(sr.name_label))}: the schedule "${schedule.name}" keeps 0 replicas there (set retention.replicas)`)
       continue
     }
-    const options = { conn, sr, job, schedule, settings, vmUuid }
-    // SR delta (continuous replication) is made here too.
-    if (job.mode === 'full') targets.push(new SrFullTarget(options))
+    const options = { conn, sr, job, schedule, settings, vmUuid, source: context.conn }
+    targets.push(job.mode === 'full' ? new SrFullTarget(options) : new SrDeltaTarget(options))
   }
   if (targets.length === 0 && (job.remotes.length > 0 || job.srs.length > 0)) {
     const names = [...job.remotes.map(name => `remote ${name}`), ...job.srs.map(sr => `SR ${sr}`)]

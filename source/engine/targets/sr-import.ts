@@ -81,12 +81,14 @@ export class VmBuild {
       this.vdis.set(disk.ref, ref)
       return ref
     }
-    const ref = (await conn.callAsync(plan.signal, 'VDI.clone', disk.cloneOf, {})) as string
+    // Settled: a clone XAPI completes despite a cancel is recorded, so that discard removes it.
+    const ref = (await conn.callAsyncSettled(plan.signal, 'VDI.clone', disk.cloneOf, {})) as string
     this.vdis.set(disk.ref, ref)
+    throwIfAborted(plan.signal)
     await conn.call('VDI.set_name_label', ref, String(disk.record.name_label ?? ''))
     await conn.call('VDI.set_name_description', ref, String(disk.record.name_description ?? ''))
     const cloneSize = Number(await conn.call('VDI.get_virtual_size', ref))
-    if (disk.size > cloneSize) await conn.callAsync(plan.signal, 'VDI.resize', ref, String(disk.size))
+    if (disk.size > cloneSize) await conn.callAsync(plan.signal, 'VDI.resize', ref, disk.size)
     return ref
   }
 

@@ -74,4 +74,6 @@ export interface SrTargetOptions {
   settings: Settings
   /** The source VM's uuid. */
   vmUuid: string
+  /** The source VM's pool: what a base snapshot is on the source (its size, for continuous replication). */
+  source: PoolConnection
 }
