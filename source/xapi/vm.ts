@@ -31,6 +31,12 @@ export function vmDisks(conn: PoolConnection, vm: XapiRecord): VmDisk[] {
   return disks.sort((a, b) => Number(a.vbd.userdevice) - Number(b.vbd.userdevice))
 }
 
+/** The VLAN of a network as XO reads it: its first PIF's, -1 without one. */
+export function networkVlan(conn: PoolConnection, network: XapiRecord | undefined): number {
+  const pif = ((network?.PIFs as string[] | undefined) ?? []).map(ref => conn.byRef(ref)).find(p => p !== undefined)
+  return pif === undefined ? -1 : Number(pif.VLAN ?? -1)
+}
+
 export interface SnapshotOptions {
   name: string
   checkpoint?: boolean

@@ -2,15 +2,17 @@
 // pool): runs with guest writes between them, each making a new replica whose disks equal, byte for byte, the
 // snapshot they came from; later runs write only the changed blocks onto clones of the previous replica's disks;
 // replica retention; the blocked start and the clone that starts; a replica started by hand breaking the chain;
-// the target SR filling up and a cancel mid-import.
+// replication with memory (a Suspended replica whose clone resumes, and a backup of it that restores Suspended); the target SR filling up and a cancel mid-import.
 import assert from 'node:assert/strict'
 import { after, before, beforeEach, describe, test } from 'node:test'
 import { vhdStreamLength } from '../../source/formats/vhd/index.ts'
+import { restoreBackup } from '../../source/engine/restore/index.ts'
+import { listVmBackups } from '../../source/repository/index.ts'
 import { CR_TAG, HA_DISABLED_TAG, listReplicas, REPLICA_KEY, REPLICA_START_BLOCKED } from '../../source/engine/targets/replicas.ts'
 import { destroyVmAndDisks, vmDisks, type PoolConnection, type XapiRecord } from '../../source/xapi/index.ts'
 import { errorCode } from '../../source/util/errors.ts'
 import type { TaskNode } from '../../source/tasks/index.ts'
-import { describeFailure, job, newestJobSnapshot, runToEnd, startEngineLab, tasksOf, vmByName, vmDigests, type EngineLab } from './helpers.ts'
+import { describeFailure, diskDigest, job, newestJobSnapshot, runToEnd, startEngineLab, tasksOf, vmByName, vmDigests, type EngineLab } from './helpers.ts'
 
 const MiB = 1024 * 1024
 const BLOCK = 2 * MiB
@@ -209,5 +211,94 @@ describe('continuous replication', () => {
     assert.deepEqual(target.all('VM').filter(v => String(v.name_label).startsWith('[Importing…]')), [], 'no partial replica')
     assert.deepEqual(target.all('VDI').filter(v => !vdisBefore.has(v.uuid)).map(v => v.name_label), [], 'no VDI of the partial replica')
     assert.deepEqual(await vmDigests(target, (await replicas()).at(-1)!), digestsBefore)
+  })
+
+  test('a replica its run could not remove (cut short, then VM.destroy failing) is destroyed by the next run, disks included', async () => {
+    const vdisBefore = new Set(target.all('VDI').map(v => v.uuid))
+    await env.lab.control.writeVdi(vmDisks(source, source.get('VM', vm.uuid))[0]!.vdi.uuid, { offset: 6 * MiB, length: 12 * MiB, seed: 79 })
+    env.lab.control.setKnobs({ exportPerStreamMiBs: 2 })
+    env.lab.pools[1]!.control.addFault({ match: { method: 'VM.destroy' }, times: 1, action: { type: 'error', code: 'INTERNAL_ERROR', params: ['injected'] } })
+    let cancel: ((reason?: string) => void) | undefined
+    const run = runToEnd(env, crJob(), { onStart: c => (cancel = c) })
+    await importInFlight()
+    cancel!('test cancel')
+    await run
+    env.lab.control.setKnobs({ exportPerStreamMiBs: null })
+    await target.sync()
+    const debris = target.all('VM').filter(v => String(v.name_label).startsWith('[Importing…]'))
+    assert.equal(debris.length, 1, 'the half-built replica is left')
+    assert.equal(otherConfig(debris[0]!)[REPLICA_KEY.sr], undefined, 'without the completion key')
+    assert.equal((debris[0]!.blocked_operations as Record<string, string>).start, 'Importing…', 'and its start blocked')
+    const tree = await replicate()
+    assert.ok(messages(tree).some(m => m.startsWith('the unfinished replica of an earlier run removed')), JSON.stringify(messages(tree)))
+    await target.sync()
+    assert.equal(target.byRef(debris[0]!.$ref), undefined)
+    const replicaVdis = new Set((await replicas()).flatMap(r => vmDisks(target, r).map(d => d.vdi.uuid)))
+    assert.deepEqual(target.all('VDI').filter(v => !vdisBefore.has(v.uuid) && !replicaVdis.has(v.uuid) && v.managed !== false).map(v => v.name_label), [], 'no VDI of the debris left')
+    await assertReplicaIsItsSnapshot((await replicas()).at(-1)!)
+  })
+})
+
+describe('continuous replication with memory', () => {
+  let env: EngineLab
+  before(async () => {
+    env = await startEngineLab({ fixture: 'pair', remotes: ['a'] })
+  })
+  after(async () => env.cleanup())
+
+  test('the replica of a checkpoint is Suspended on a copy of the checkpoint\'s memory, refuses resume, and its clone resumes; VIFs on a default network with a warning; its delta backup restores Suspended', async () => {
+    const [source, target] = [env.conns[0]!, env.conns[1]!]
+    const sr = target.all('SR').find(s => s.name_label === 'DR storage')!
+    const vm = vmByName(source, 'tiny-running')
+    // A small memory keeps the image (sized as XAPI sizes it) quick to compare.
+    await source.callAsync(undefined, 'VM.clean_shutdown', vm.$ref)
+    await source.call('VM.set_memory_limits', vm.$ref, 64 * MiB, 64 * MiB, 64 * MiB, 64 * MiB)
+    await source.callAsync(undefined, 'VM.start', vm.$ref, false, false)
+    // No network of the source's name on the target: the VIFs go on its first network, with a warning.
+    const drNetwork = target.all('network')[0]!
+    await target.call('network.set_name_label', drNetwork.$ref, 'DR network')
+    // XAPI clones a suspended VM only where the pool allows it (xapi_vm_lifecycle.ml).
+    await target.call('pool.add_to_other_config', target.pool.$ref, 'allow_clone_suspended_vm', 'true')
+    const theJob = job({
+      mode: 'delta', vms: { uuids: [vm.uuid] }, remotes: ['a'], srs: [sr.uuid], settings: { checkpointSnapshot: true },
+      schedules: [{ id: 'schedule-1', name: 'hourly', cron: '0 * * * *', timezone: 'UTC', retention: { replicas: 2, snapshots: 1 } }],
+    })
+    for (let runNumber = 0; runNumber < 2; runNumber++) {
+      if (runNumber > 0) await env.lab.control.writeVdi(vmDisks(source, source.get('VM', vm.uuid))[0]!.vdi.uuid, { offset: 3 * MiB, length: MiB, seed: 90 })
+      const tree = await runToEnd(env, theJob)
+      assert.equal(tree.status, 'success', describeFailure(tree))
+      const checkpoint = await newestJobSnapshot(env, vm)
+      await target.sync()
+      const replica = listReplicas(target, { jobOrScheduleId: 'job-1', vmUuid: vm.uuid, srUuid: sr.uuid }).at(-1)!
+      assert.equal(otherConfig(replica)[REPLICA_KEY.copyOf], checkpoint.uuid)
+      assert.equal(replica.power_state, 'Suspended')
+      assert.equal(await diskDigest(target, replica.suspend_VDI as string), await diskDigest(source, checkpoint.suspend_VDI as string), 'the memory is the checkpoint\'s')
+      assert.deepEqual(await vmDigests(target, replica), await vmDigests(source, checkpoint))
+      if (runNumber > 0) assert.equal(srExport(tree).data?.isFull, false, 'the disks go as deltas; the memory goes whole')
+      assert.ok(messages(tree).some(m => m.includes('is put on network "DR network"')), JSON.stringify(messages(tree)))
+      assert.equal(target.byRef((replica.VIFs as string[])[0]!)?.network, drNetwork.$ref)
+      await assert.rejects(target.callAsync(undefined, 'VM.resume', replica.$ref, false, false), (error: unknown) => errorCode(error) === 'XAPI_OPERATION_BLOCKED')
+      const clone = (await target.callAsync(undefined, 'VM.clone', replica.$ref, 'clone of the replica')) as string
+      try {
+        assert.equal(await target.call('VM.get_power_state', clone), 'Suspended')
+        await target.callAsync(undefined, 'VM.resume', clone, false, false)
+        assert.equal(await target.call('VM.get_power_state', clone), 'Running')
+      } finally {
+        await destroyVmAndDisks(target, clone)
+      }
+    }
+    const checkpoint = await newestJobSnapshot(env, vm)
+    const backup = (await listVmBackups(env.remotes.get('a')!, vm.uuid)).at(-1)!
+    const restored = await restoreBackup(env.remotes.get('a')!, backup.id, target, sr.uuid)
+    try {
+      const record = await target.waitFor(() => target.byRef(restored.vmRef), { what: 'the restored VM', timeoutMs: 10_000 })
+      assert.equal(record.power_state, 'Suspended', 'a backup with memory restores Suspended')
+      assert.equal(await diskDigest(target, record.suspend_VDI as string), await diskDigest(source, checkpoint.suspend_VDI as string))
+      assert.deepEqual(await vmDigests(target, record), await vmDigests(source, checkpoint))
+      await target.callAsync(undefined, 'VM.resume', restored.vmRef, false, false)
+      assert.equal(await target.call('VM.get_power_state', restored.vmRef), 'Running')
+    } finally {
+      await destroyVmAndDisks(target, restored.vmRef)
+    }
   })
 })

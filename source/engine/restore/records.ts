@@ -1,6 +1,6 @@
 // The XAPI records of a VM built from the records a backup kept (a delta restore, a continuous replica): every
 // field VM.create, VDI.create, VBD.create and VIF.create require, references of the original pool dropped.
-import { NULL_REF, type PoolConnection, type XapiRecord } from '../../xapi/index.ts'
+import { NULL_REF, networkVlan, type PoolConnection, type XapiRecord } from '../../xapi/index.ts'
 import { withoutBackupKeys } from './conventions.ts'
 
 type XapiFields = Record<string, unknown>
@@ -44,10 +44,16 @@ export interface SuspendedState {
   checkpoint: XapiFields
 }
 
+/**
+ * What the VM is blocked for while it is built. XAPI's VM.create ignores blocked_operations: they are set right after
+ * it. The backed-up VM's own blocks are not carried over (the live VM's were the backup run's migration block).
+ */
+export function buildingBlocks(identity: NewVmIdentity): Record<string, string> {
+  return Object.fromEntries(BLOCKED_WHILE_BUILDING.map(operation => [operation, identity.buildingReason]))
+}
+
 /** The new VM: the backed-up VM's configuration, start blocked until its disks are in, never a template, HA always-run off. */
 export function vmCreateRecord(vm: XapiFields, identity: NewVmIdentity, suspended?: SuspendedState): XapiFields {
-  const blocked = { ...((vm.blocked_operations ?? {}) as Record<string, string>) }
-  for (const operation of BLOCKED_WHILE_BUILDING) blocked[operation] = identity.buildingReason
   return {
     ...pick(vm, VM_DEFAULTS),
     ...(identity.haRestartPriority !== undefined && { ha_restart_priority: identity.haRestartPriority }),
@@ -57,7 +63,7 @@ export function vmCreateRecord(vm: XapiFields, identity: NewVmIdentity, suspende
     ha_always_run: false,
     other_config: identity.otherConfig,
     tags: identity.tags,
-    blocked_operations: blocked,
+    blocked_operations: buildingBlocks(identity),
     affinity: NULL_REF,
     appliance: NULL_REF,
     suspend_SR: NULL_REF,
@@ -87,12 +93,6 @@ export function vbdCreateRecord(vbd: XapiFields, vmRef: string, vdiRef: string):
     type: vbd.type ?? 'Disk', unpluggable: vbd.unpluggable ?? false, empty: false, other_config: vbd.other_config ?? {},
     qos_algorithm_type: vbd.qos_algorithm_type ?? '', qos_algorithm_params: vbd.qos_algorithm_params ?? {},
   }
-}
-
-/** A network's VLAN as XO reads it: its first PIF's, -1 without one. */
-function networkVlan(conn: PoolConnection, network: XapiRecord): number {
-  const pif = conn.byRef(((network.PIFs as string[] | undefined) ?? [])[0] ?? NULL_REF)
-  return Number(pif?.VLAN ?? -1)
 }
 
 /**

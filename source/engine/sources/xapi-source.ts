@@ -7,7 +7,7 @@ import { withTimeout } from '../../util/abort.ts'
 import { openVhdStream, vhdStreamLength } from '../../formats/vhd/index.ts'
 import { formatOtherConfigDate } from '../../repository/index.ts'
 import {
-  blockOperations, destroyVmAndDisks, exportVdiVhd, exportVmXva, NULL_REF, removeOtherConfigKeys, setOtherConfigKey, snapshotVm, TEMPORARY_SNAPSHOT_NAME, vmDisks,
+  blockOperations, destroyVmAndDisks, exportVdiVhd, exportVmXva, networkVlan, NULL_REF, removeOtherConfigKeys, setOtherConfigKey, snapshotVm, TEMPORARY_SNAPSHOT_NAME, vmDisks,
   type ExportStream, type PoolConnection, type SlotHolder, type XapiRecord,
 } from '../../xapi/index.ts'
 import type { Job, Schedule, Settings } from '../jobs/index.ts'
@@ -280,12 +280,6 @@ export function vmTaskData(vm: XapiRecord): Record<string, unknown> {
 
 function sourceStream<T>(source: ExportStream, items: AsyncIterable<T>): SourceStream<T> {
   return { items, report: (target, progress) => source.lease.reportTarget(target, progress), settled: source.task, close: () => source.stream.destroy() }
-}
-
-/** The VLAN of the network's first PIF (-1 without one), as XO records it for the VIF remapping of a replica. */
-function networkVlan(conn: PoolConnection, network: XapiRecord | undefined): number {
-  const pif = ((network?.PIFs as string[] | undefined) ?? []).map(ref => conn.byRef(ref)).find(p => p !== undefined)
-  return pif === undefined ? -1 : Number(pif.VLAN ?? -1)
 }
 
 /** A XAPI record as metadata keeps it: its fields, without the client's `$` helpers. */

@@ -3,10 +3,11 @@
 // JSON, then retention of this schedule's delta backups and the merges it releases.
 import { posix } from 'node:path'
 import { fileSystemAccess } from '../../storage/index.ts'
-import { createVhdStream, VhdFile, vhdTimestamp, type VhdFooter } from '../../formats/vhd/index.ts'
+import { VhdFile, type VhdFooter } from '../../formats/vhd/index.ts'
 import { METADATA_VERSION, vdiDirRef, vhdRef, vmDir, writeBackupFile, writeBackupMetadata, type BackupMetadata } from '../../repository/index.ts'
 import type { DeltaVmExport, DiskBlock, ExportedDisk, ProgressReporter } from '../sources/vm-export.ts'
 import { KEY } from '../run/snapshots.ts'
+import { exportedDiskVhd } from './disk-vhd.ts'
 import { countedForLanes } from './progress.ts'
 import { RemoteTarget } from './remote-target.ts'
 import type { DeltaBackupTarget, TargetStep } from './target.ts'
@@ -58,14 +59,7 @@ export class RemoteDeltaTarget extends RemoteTarget implements DeltaBackupTarget
     if (disk.baseUuid !== undefined && parent === undefined) {
       throw new Error(`BUG: disk ${disk.liveVdiUuid} is exported as a delta but remote ${this.name} has no chain tip for it`)
     }
-    const vhd = createVhdStream({
-      size: disk.footer.currentSize,
-      uuid: disk.snapshotVdiUuid,
-      blockIndexes: disk.blockIndexes,
-      blocks,
-      timestamp: vhdTimestamp(new Date(backup.timestamp)),
-      ...(parent !== undefined && { parent: { uuid: disk.baseUuid!, unicodeName: posix.basename(parent) } }),
-    })
+    const vhd = exportedDiskVhd(disk, blocks, backup.timestamp, parent === undefined ? undefined : posix.basename(parent))
     this.written.push(ref)
     const size = await writeBackupFile(this.options.handler, this.options.vmUuid, { ref, source: countedForLanes(vhd.stream, this.name, report), options: { length: vhd.length, signal: step.signal } })
     this.#vhds[disk.ref] = ref

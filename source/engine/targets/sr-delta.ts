@@ -13,10 +13,10 @@ import { formatFilenameDate, parseBackupDate } from '../../repository/index.ts'
 import type { Task } from '../../tasks/index.ts'
 import { formatBytes } from '../../util/human.ts'
 import { terminalSafeLine } from '../../util/terminal-text.ts'
-import { createVhdStream, vhdTimestamp } from '../../formats/vhd/index.ts'
 import { NULL_REF, setOtherConfigKey, vmDisks, type XapiRecord } from '../../xapi/index.ts'
 import type { DeltaVmExport, DiskBlock, ExportedDisk, ProgressReporter } from '../sources/vm-export.ts'
 import { withoutBackupKeys } from '../restore/conventions.ts'
+import { exportedDiskVhd } from './disk-vhd.ts'
 import { countedForLanes } from './progress.ts'
 import {
   blockReplicaStart, CR_TAG, destroyReplicas, HA_DISABLED_TAG, listReplicas, markReplicaComplete, oldReplicas, REPLICA_KEY, REPLICA_START_BLOCKED,
@@ -145,14 +145,7 @@ export class SrDeltaTarget implements DeltaBackupTarget {
     this.#task = step.task
     const build = this.#build
     if (build === undefined) throw new Error('BUG: transferDisk before prepare')
-    const vhd = createVhdStream({
-      size: disk.footer.currentSize,
-      uuid: disk.snapshotVdiUuid,
-      blockIndexes: disk.blockIndexes,
-      blocks,
-      timestamp: vhdTimestamp(new Date(backup.timestamp)),
-      ...(disk.baseUuid !== undefined && { parent: { uuid: disk.baseUuid, unicodeName: `${disk.baseUuid}.vhd` } }),
-    })
+    const vhd = exportedDiskVhd(disk, blocks, backup.timestamp, disk.baseUuid === undefined ? undefined : `${disk.baseUuid}.vhd`)
     const body = Readable.from(countedForLanes(vhd.stream, this.name, report), { objectMode: false })
     const upload = build.upload(disk.ref, body, vhd.length, AbortSignal.any([step.signal, this.#failed.signal]))
     this.#uploads.add(upload)

@@ -7,7 +7,7 @@ import type { Readable } from 'node:stream'
 import type { Task } from '../../tasks/index.ts'
 import { destroyVdi, destroyVmAndDisks, importVdiVhd, type PoolConnection } from '../../xapi/index.ts'
 import { throwIfAborted } from '../../util/abort.ts'
-import { vbdCreateRecord, vdiCreateRecord, vifCreateRecord, vifNetwork, vmCreateRecord, type NewVmIdentity } from '../restore/records.ts'
+import { buildingBlocks, vbdCreateRecord, vdiCreateRecord, vifCreateRecord, vifNetwork, vmCreateRecord, type NewVmIdentity } from '../restore/records.ts'
 
 type XapiFields = Record<string, unknown>
 
@@ -65,6 +65,7 @@ export class VmBuild {
     throwIfAborted(signal)
     const suspended = suspendDisk === undefined ? undefined : { vdiRef: this.vdis.get(suspendDisk.ref)!, checkpoint: plan.suspended!.checkpoint }
     this.vmRef = (await conn.call('VM.create', vmCreateRecord(plan.vm, plan.identity, suspended))) as string
+    for (const [operation, reason] of Object.entries(buildingBlocks(plan.identity))) await conn.call('VM.add_to_blocked_operations', this.vmRef, operation, reason)
     for (const disk of plan.disks) {
       if (disk === suspendDisk) continue
       throwIfAborted(signal)
