@@ -4,16 +4,16 @@
 import { Readable } from 'node:stream'
 import type { Task } from '../../tasks/index.ts'
 import { sleep } from '../../util/abort.ts'
-import { importVmXva, type XapiRecord } from '../../xapi/index.ts'
+import { destroyVmAndDisks, importVmXva, type XapiRecord } from '../../xapi/index.ts'
 import { discardImport, watchImport } from '../import-watch.ts'
 import type { FullVmExport, ProgressReporter } from '../sources/vm-export.ts'
 import { countedForLanes } from './progress.ts'
 import { blockReplicaStart, destroyReplicas, disableReplicaHa, DR_TAG, listReplicas, markReplicaComplete, oldReplicas, replicaName } from './replicas.ts'
 import type { FullBackupTarget, SrTargetOptions, TargetStep } from './target.ts'
 
-/** Tries at removing a half-imported replica: the target pool may be restarting its toolstack. */
-const DISCARD_ATTEMPTS = 5
-const DISCARD_RETRY_MS = 2000
+/** Tries at removing a half-imported replica (about 30 s): the target pool may be restarting its toolstack. */
+const DISCARD_ATTEMPTS = 10
+const DISCARD_RETRY_MS = 3000
 
 export class SrFullTarget implements FullBackupTarget {
   readonly mode = 'full'
@@ -95,19 +95,14 @@ export class SrFullTarget implements FullBackupTarget {
     const vmRef = this.#unfinished
     if (vmRef === undefined) return
     const { conn } = this.options
-    for (let attempt = 1; ; attempt++) {
-      try {
-        await discardImport(conn, vmRef)
-        this.#unfinished = undefined
-        return
-      } catch (error) {
-        if (attempt >= DISCARD_ATTEMPTS) {
-          this.#task?.warning('the unfinished replica could not be removed; the next run of the schedule removes it', { vm: vmRef, error: (error as Error).message })
-          return
-        }
-        await sleep(DISCARD_RETRY_MS)
-      }
+    let failure = await discardImport(conn, vmRef).then(() => undefined, (error: unknown) => error)
+    // The import has ended (or its wait is over): what is left is to destroy the VM once the pool answers again.
+    for (let attempt = 1; failure !== undefined && attempt < DISCARD_ATTEMPTS; attempt++) {
+      await sleep(DISCARD_RETRY_MS)
+      failure = await destroyVmAndDisks(conn, vmRef).then(() => undefined, (error: unknown) => error)
     }
+    if (failure === undefined) this.#unfinished = undefined
+    else this.#task?.warning('the unfinished replica could not be removed; the next run of the schedule removes it', { vm: vmRef, error: (failure as Error).message })
   }
 
   async release(): Promise<void> {}
