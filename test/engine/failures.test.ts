@@ -253,10 +253,13 @@ describe('a toolstack restart as the run lifts its migration block', () => {
       // and the toolstack restarts under it (waiting for a task instead raced the lift on a loaded machine).
       const hangs = () => env.lab.control.faultLog().filter(entry => entry.fault === 'hang').length
       const hung = hangs()
+      // A slow export start as well: the lift and the restart come whatever the transfer's pace.
+      env.lab.control.addFault({ match: { endpoint: '/export_raw_vdi/' }, action: { type: 'stall', ms: 2000 } })
       const run = startBackupRun(theJob(), env.context)
       await eventually(async () => {
         const blocks = await migrationBlocks()
-        assert.ok(blocks.pool_migrate !== undefined && blocks.migrate_send !== undefined)
+        // With a message: node 20 would build one by parsing this file, and under tsx that can loop forever.
+        assert.ok(blocks.pool_migrate !== undefined && blocks.migrate_send !== undefined, 'the run blocked migration')
       })
       env.lab.control.addFault({ match: { method: 'VM.remove_from_blocked_operations' }, action: { type: 'hang' } })
       await eventually(() => assert.ok(hangs() > hung, 'the lift reached the toolstack'), 60_000)
