@@ -1,9 +1,9 @@
 // A connection to one pool over the real `xen-api` client: the event-fed object cache, calls whose
 // errors carry XAPI codes, cancellable async calls, and the pool's shared concurrency limits.
 import { createClient, type Xapi, type XapiRecord } from 'xen-api'
-import { CancelToken } from 'promise-toolbox'
-import { LifeboatError } from '../util/errors.ts'
-import { abortReason, withTimeout } from '../util/abort.ts'
+import getTaskResult from 'xen-api/_getTaskResult.mjs'
+import { LifeboatError, errorCode } from '../util/errors.ts'
+import { abortReason, formatMs, withTimeout } from '../util/abort.ts'
 import { wrapXapiError } from './errors.ts'
 import { poolLimits, type PoolLimits } from './slots.ts'
 
@@ -22,6 +22,12 @@ export interface ConnectOptions {
 }
 
 export type { XapiRecord }
+
+/** A cache sync waits this long for the event feed, which retries every 2 s through a toolstack restart. */
+const SYNC_TIMEOUT_MS = 5 * 60_000
+const TASK_POLL_MS = 2000
+/** A task whose pool answers no poll for this long has an unknown outcome. */
+const TASK_UNREACHABLE_MS = 5 * 60_000
 
 // xen-api reports event-feed failures with console.warn and a full stack (even for the poll a disconnect
 // cuts): callers learn of them from the client's 'eventFetchingError' event instead, in one line.
@@ -116,12 +122,31 @@ export class PoolConnection {
     return record
   }
 
-  async call(method: string, ...args: unknown[]): Promise<unknown> {
+  call(method: string, ...args: unknown[]): Promise<unknown> {
+    return this.#withSession(() => this.xapi.call(method, ...args), method)
+  }
+
+  /**
+   * Without a session xen-api refuses every call with an assertion (during a new login, and for good after one
+   * that failed, the toolstack still starting: nothing of its own logs in again): log in, then try once more.
+   */
+  async #withSession<T>(body: () => Promise<T>, context: string): Promise<T> {
     try {
-      return await this.xapi.call(method, ...args)
+      return await body()
     } catch (error) {
-      throw wrapXapiError(error, method)
+      if (this.xapi.sessionId !== undefined || this.xapi.status !== 'connected' || errorCode(error) !== 'ERR_ASSERTION') throw wrapXapiError(error, context)
     }
+    try {
+      await (this.xapi as unknown as { _sessionOpen(): Promise<void> })._sessionOpen()
+      return await body()
+    } catch (error) {
+      throw wrapXapiError(error, context)
+    }
+  }
+
+  /** A session the pool dropped is replaced: xen-api logs in again on the SESSION_INVALID of any call. */
+  async ensureSession(): Promise<void> {
+    await this.call('pool.get_all')
   }
 
   /** An Async.* call whose XAPI task is cancelled when the signal aborts. */
@@ -134,23 +159,82 @@ export class PoolConnection {
    * calls that create something (a snapshot) the caller must destroy if it appears after all.
    */
   async callAsyncSettled(signal: AbortSignal | undefined, method: string, ...args: unknown[]): Promise<unknown> {
-    const token = CancelToken.from(signal ?? new AbortController().signal)
+    const taskRef = (await this.call(`Async.${method}`, ...args)) as string
+    const cancel = () => void this.call('task.cancel', taskRef).catch(() => {})
+    signal?.addEventListener('abort', cancel, { once: true })
+    if (signal?.aborted === true) cancel()
     try {
-      return await this.xapi.callAsync(token, method, ...args)
+      return await this.watchTask(taskRef, method)
     } catch (error) {
       if (signal?.aborted === true) throw abortReason(signal)
       throw wrapXapiError(error, method)
+    } finally {
+      signal?.removeEventListener('abort', cancel)
+      void this.call('task.destroy', taskRef).catch(() => {})
     }
+  }
+
+  /**
+   * A task's outcome. xen-api's watcher alone waits forever for a task the pool forgot (a toolstack restart)
+   * before the event feed showed it, or one that ended while the feed was stuck: the task is polled as well.
+   */
+  watchTask(taskRef: string, what: string): Promise<unknown> {
+    let timer: NodeJS.Timeout | undefined
+    let unreachableSince: number | undefined
+    let settled = false
+    const gone = () => new LifeboatError('XAPI_TASK_GONE', `the pool forgot the task of ${what} (its toolstack restarted): its outcome is unknown, so it counts as failed. Run it again.`)
+    const polled = new Promise<unknown>((resolve, reject) => {
+      const poll = () => {
+        if (settled) return
+        timer = setTimeout(() => {
+          this.call('task.get_record', taskRef).then(
+            record => {
+              unreachableSince = undefined
+              const outcome = getTaskResult(record as Record<string, unknown>)
+              if (outcome === undefined) poll()
+              else outcome.then(resolve, reject)
+            },
+            error => {
+              if (errorCode(error) === 'XAPI_HANDLE_INVALID') reject(gone())
+              else if (Date.now() - (unreachableSince ??= Date.now()) >= TASK_UNREACHABLE_MS) {
+                reject(new LifeboatError('XAPI_TASK_UNKNOWN', `the pool answered nothing about the task of ${what} for ${formatMs(TASK_UNREACHABLE_MS)}: its outcome is unknown, so it counts as failed. Check the pool master, then run it again.`, { cause: error }))
+              } else poll()
+            },
+          )
+        }, TASK_POLL_MS)
+        timer.unref()
+      }
+      poll()
+    })
+    // xen-api's "task has been destroyed before completion": the task left the cache, its outcome unseen.
+    const watched = this.xapi.watchTask(taskRef).catch((error: unknown) => {
+      throw (error as { taskRef?: unknown }).taskRef === taskRef ? gone() : error
+    })
+    watched.catch(() => {})
+    polled.catch(() => {})
+    return Promise.race([watched, polled]).finally(() => {
+      settled = true
+      clearTimeout(timer)
+    })
   }
 
   /**
    * Waits until the object cache has caught up with every change made so far (XAPI round trip through
    * the event feed): decisions on snapshots must not be taken on a cache one event batch behind.
    */
-  async sync(signal?: AbortSignal): Promise<void> {
-    await raceAbort(this.xapi.barrier(), signal).catch(error => {
-      throw signal?.aborted === true ? error : wrapXapiError(error, 'barrier')
-    })
+  async sync(signal?: AbortSignal, timeoutMs = SYNC_TIMEOUT_MS): Promise<void> {
+    const bound = withTimeout(signal, timeoutMs, 'the pool event feed')
+    try {
+      await raceAbort(this.#withSession(() => this.xapi.barrier(), 'barrier'), bound.signal)
+    } catch (error) {
+      if (signal?.aborted === true) throw abortReason(signal)
+      if (bound.signal.aborted) {
+        throw new LifeboatError('XAPI_EVENTS_STALLED', `the pool's event feed did not catch up within ${formatMs(timeoutMs)}; check the pool master's toolstack, then run again.`)
+      }
+      throw error
+    } finally {
+      bound.dispose()
+    }
   }
 
   /** Resolves once `predicate` holds on the cache (checked now and after every event batch). */

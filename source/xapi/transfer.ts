@@ -3,10 +3,11 @@
 import { Readable, Transform, type TransformCallback } from 'node:stream'
 import { CancelToken } from 'promise-toolbox'
 import { LifeboatError } from '../util/errors.ts'
-import { abortReason } from '../util/abort.ts'
+import { abortReason, throwIfAborted } from '../util/abort.ts'
 import { raceAbort, type PoolConnection } from './connection.ts'
 import { getExport } from './http-get.ts'
 import { wrapXapiError, xapiError } from './errors.ts'
+import { httpError, withXapiTask } from './xapi-task.ts'
 import type { SlotHolder, SlotLease, Slots } from './slots.ts'
 
 export interface ExportStream {
@@ -140,27 +141,23 @@ export async function importVmXva(conn: PoolConnection, body: Readable, length: 
  * the socket with bytes still buffered): callers give the length whenever they know it.
  */
 async function putResource(conn: PoolConnection, body: Readable, length: number | undefined, path: string, query: Record<string, string>, signal?: AbortSignal, onTask?: (taskRef: string) => void): Promise<unknown> {
-  const taskRef = (await conn.call('task.create', `Lifeboat PUT ${path}`, '')) as string
-  onTask?.(taskRef)
-  const cancelTask = () => void conn.call('task.cancel', taskRef).catch(() => {})
-  signal?.addEventListener('abort', cancelTask, { once: true })
-  const token = CancelToken.from(signal ?? new AbortController().signal)
   if (length !== undefined) Object.assign(body, { length })
-  // The task is watched here, not by xen-api: its watch of a body without length rejects unhandled when the
-  // connection breaks mid-body (a toolstack restart during a replica's import), and that ends the process.
-  const outcome = conn.xapi.watchTask(taskRef)
-  outcome.catch(() => {})
   try {
-    if (signal?.aborted === true) throw abortReason(signal)
-    await raceAbort(conn.xapi.putResource(token, body, path, { query: { ...query, task_id: taskRef }, task: false }), signal)
-    return await raceAbort(outcome, signal)
+    return await withXapiTask(conn, `PUT ${path}`, signal, async task => {
+      onTask?.(task.ref)
+      throwIfAborted(signal)
+      const token = CancelToken.from(signal ?? new AbortController().signal)
+      // The task is watched by us, not by xen-api: its watch of a body without length rejects unhandled when the
+      // connection breaks mid-body (a toolstack restart during a replica's import), and that ends the process.
+      const upload = conn.xapi.putResource(token, body, path, { query: { ...query, task_id: task.ref }, task: false }).catch(error => {
+        const status = (error as { response?: { statusCode?: number } }).response?.statusCode
+        throw status === undefined ? error : httpError(`PUT ${path}`, status, String((error as Error).message))
+      })
+      await raceAbort(upload, signal)
+      return await raceAbort(task.outcome, signal)
+    }, () => !body.readableDidRead) // a 401 comes on xen-api's empty probe request, before the body is read
   } catch (error) {
     if (signal?.aborted === true) throw abortReason(signal)
     throw wrapXapiError(error, `PUT ${path}`)
-  } finally {
-    signal?.removeEventListener('abort', cancelTask)
-    // A cancelled task ends "cancelled" on its own; a finished one is ours to remove.
-    if (signal?.aborted === true) cancelTask()
-    else void conn.call('task.destroy', taskRef).catch(() => {})
   }
 }

@@ -72,6 +72,12 @@ declare module 'xen-api' {
   export const Ref: { EMPTY: string; isNotEmpty(value: unknown): boolean; is(value: unknown): boolean }
 }
 
+declare module 'xen-api/_getTaskResult.mjs' {
+  import type { XapiRecord } from 'xen-api'
+  /** A finished task's outcome as xen-api's watchTask gives it (parsed result, or the XAPI error); undefined while pending. */
+  export default function getTaskResult(task: Record<string, unknown> | XapiRecord): Promise<unknown> | undefined
+}
+
 declare module 'promise-toolbox' {
   export class CancelToken {
     static from(signal: AbortSignal): CancelToken
