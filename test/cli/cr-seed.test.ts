@@ -1,6 +1,7 @@
 // `lifeboat cr-seed` through a real daemon on the lab's pair of pools: a snapshot of a VM of the "lab" pool,
 // exported and imported by hand on the "dr" pool's SR (as XO's procedure says), becomes the job's
-// continuous-replication base; every mismatch is refused with what differs, and nothing is marked then.
+// continuous-replication base, and the job's next run sends only the blocks changed since; every mismatch is
+// refused with what differs, and nothing is marked then.
 import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { join } from 'node:path'
@@ -8,11 +9,11 @@ import { writeFile } from 'node:fs/promises'
 import { startLab, type Lab } from '../../source/lab/index.ts'
 import { exportVmXva, importVmXva, PoolConnection, vmDisks, type XapiRecord } from '../../source/xapi/index.ts'
 import { formatFilenameDate, formatOtherConfigDate, parseBackupDate } from '../../source/repository/index.ts'
-import { selectBase } from '../../source/engine/run/snapshots.ts'
+import { jobSnapshots, selectBase } from '../../source/engine/run/snapshots.ts'
 import { CR_TAG, listReplicas, REPLICA_START_BLOCKED } from '../../source/engine/targets/replicas.ts'
 import { tempDir } from '../helpers/tools.ts'
 import { cli, cliJson, startDaemon, type DaemonProcess } from '../daemon/helpers.ts'
-import { vmDigests } from '../engine/helpers.ts'
+import { describeFailure, tasksOf, vmDigests } from '../engine/helpers.ts'
 
 let dir: { path: string; cleanup: () => Promise<void> }
 let lab: Lab
@@ -22,6 +23,7 @@ let dr: PoolConnection
 let drSrUuid: string
 let job: { id: string; schedules: Array<{ id: string }> }
 
+const MiB = 1024 * 1024
 const holder = { runId: 'cr-seed-test', vm: 'seed', phase: 'export' }
 const vmNamed = (conn: PoolConnection, name: string) => conn.all('VM').find(vm => vm.name_label === name && vm.is_a_snapshot !== true)!
 const config = (record: XapiRecord | undefined) => (record?.other_config ?? {}) as Record<string, string>
@@ -98,6 +100,24 @@ test('cr-seed marks the snapshot as the job\'s exported base and the imported VM
   const snapshotVdis = new Map(vmDisks(source, base).map(disk => [disk.vbd.userdevice, disk.vdi.uuid]))
   for (const disk of vmDisks(dr, replica)) assert.equal(config(disk.vdi)['xo:copy_of'], snapshotVdis.get(disk.vbd.userdevice))
   await assert.rejects(dr.call('VM.start', replica.$ref, false, false), /OPERATION_BLOCKED/)
+})
+
+test('after cr-seed, the first run of the job sends only the blocks changed since the seed snapshot', async () => {
+  const vm = vmNamed(source, 'tiny-halted')
+  const live = vmDisks(source, vm)[0]!.vdi
+  await lab.pools[0]!.control.writeVdi(live.uuid, { offset: 4 * MiB + 4096, length: 64 * 1024, seed: 7 })
+  const activity = lab.pools[1]!.control.xapi.activity
+  activity.reset()
+  const run = await cliJson(daemon.socket, ['job', 'run', 'cr', '--wait'])
+  assert.equal(run.status, 'success', describeFailure(run.tree))
+  const exports = tasksOf(run.tree).filter(task => task.message === 'export')
+  assert.deepEqual(exports.map(task => [task.data?.type, task.data?.id, task.data?.isFull]), [['SR', drSrUuid, false]], 'one export, to the SR, a delta')
+  const written = activity.snapshot().imported
+  assert.equal(written.blocks, 1, `only the changed 2 MiB block was written on the replica: ${JSON.stringify(written)}`)
+  const replicas = listReplicas(dr, { jobOrScheduleId: job.id, vmUuid: vm.uuid, srUuid: drSrUuid })
+  assert.equal(replicas.length, 2, 'the seed and the new replica (2 kept)')
+  const snapshot = jobSnapshots(source, source.byUuid(vm.uuid)!, job.id).at(-1)!.record
+  assert.deepEqual(await vmDigests(dr, replicas.at(-1)!), await vmDigests(source, snapshot), "the new replica holds the new snapshot's bytes")
 })
 
 test('cr-seed refuses, saying what differs, and marks nothing: other disks, a snapshot of another VM, a full-mode job, a started copy', async () => {

@@ -1,19 +1,21 @@
 // A job with 2 remotes and 2 SRs on two pools (the lab's pair: an SR of each pool), through the CLI and a real
-// daemon: one snapshot per VM per run feeds every target; in full mode (disaster recovery) each SR gets a whole copy.
+// daemon: one snapshot per VM per run feeds every target; in delta mode (continuous replication) the second
+// run sends only the changed blocks to the SRs; in full mode (disaster recovery) each SR gets a whole copy.
 // Every replica's disks equal the snapshot they came from, byte for byte.
 import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { mkdir, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { startLab, type Lab } from '../../source/lab/index.ts'
-import { PoolConnection, type XapiRecord } from '../../source/xapi/index.ts'
+import { PoolConnection, vmDisks, type XapiRecord } from '../../source/xapi/index.ts'
 import { jobSnapshots } from '../../source/engine/run/snapshots.ts'
-import { DR_TAG, listReplicas } from '../../source/engine/targets/replicas.ts'
+import { DR_TAG, CR_TAG, listReplicas } from '../../source/engine/targets/replicas.ts'
 import type { TaskNode } from '../../source/protocol/methods.ts'
 import { tempDir } from '../helpers/tools.ts'
 import { cli, cliJson, startDaemon, type DaemonProcess } from '../daemon/helpers.ts'
 import { describeFailure, tasksOf, vmDigests } from '../engine/helpers.ts'
 
+const MiB = 1024 * 1024
 let dir: { path: string; cleanup: () => Promise<void> }
 let lab: Lab
 let daemon: DaemonProcess
@@ -81,6 +83,25 @@ async function checkReplicas(jobId: string, count: number, tag: string): Promise
 async function backupsOn(remote: string, jobId: string): Promise<Array<{ vmUuid: string; mode: string }>> {
   return (await cliJson(daemon.socket, ['backup', 'list', '--remote', remote])).filter((point: { jobId: string }) => point.jobId === jobId)
 }
+
+test('continuous replication and delta backups in one job: 2 remotes and an SR on each of two pools, one snapshot per run, the second run sends only deltas', async () => {
+  const job = await createJob('everywhere-delta', 'delta', { backups: 3, replicas: 2 })
+  assert.match((await cli(daemon.socket, ['job', 'list'])).stdout, /everywhere-delta +delta backup \+ continuous replication +a,b +2 /)
+  await runEverywhere('everywhere-delta', true)
+  await checkReplicas(job.id, 1, CR_TAG)
+
+  const running = vms.find(vm => vm.name_label === 'tiny-running')!
+  await lab.pools[0]!.control.writeVdi(vmDisks(conns[0]!, running)[0]!.vdi.uuid, { offset: 6 * MiB + 512, length: 128 * 1024, seed: 11 })
+  for (const pool of lab.pools) pool.control.xapi.activity.reset()
+  await runEverywhere('everywhere-delta', false)
+  await checkReplicas(job.id, 2, CR_TAG)
+  // The lab's count of what imports wrote: one 2 MiB block per SR (tiny-running's write), nothing for the unchanged VM.
+  for (const pool of lab.pools) assert.equal(pool.control.xapi.activity.snapshot().imported.blocks, 1, `pool ${pool.name}: ${JSON.stringify(pool.control.xapi.activity.snapshot().imported)}`)
+  for (const remote of ['a', 'b']) {
+    const points = await backupsOn(remote, job.id)
+    for (const vm of vms) assert.equal(points.filter(point => point.vmUuid === vm.uuid).length, 2, `${vm.name_label} on ${remote}`)
+  }
+})
 
 test('disaster recovery and full backups in one job: every remote gets an XVA and every SR a whole copy, from one snapshot', async () => {
   const job = await createJob('everywhere-full', 'full', { backups: 2, replicas: 2, snapshots: 1 })
