@@ -193,6 +193,25 @@ describe('continuous replication', () => {
     await assertReplicaIsItsSnapshot((await replicas()).at(-1)!)
   })
 
+  test('the target pool\'s toolstack restarts mid-import: the partial replica is removed, the remote target finishes', async () => {
+    const before = await replicas()
+    const vdisBefore = new Set(target.all('VDI').map(v => v.uuid))
+    await env.lab.control.writeVdi(vmDisks(source, source.get('VM', vm.uuid))[0]!.vdi.uuid, { offset: 2 * MiB, length: 12 * MiB, seed: 80 })
+    env.lab.control.setKnobs({ exportPerStreamMiBs: 2 })
+    const run = runToEnd(env, crJob({ remotes: ['a'] }))
+    await importInFlight()
+    await env.lab.pools[1]!.control.restart(3000)
+    const tree = await run
+    env.lab.control.setKnobs({ exportPerStreamMiBs: null })
+    assert.equal(srExport(tree).status, 'failure', describeFailure(tree))
+    assert.equal(tasksOf(tree).find(t => t.message === 'export' && t.data?.type === 'remote')!.status, 'success', describeFailure(tree))
+    assert.deepEqual((await replicas()).map(r => r.uuid), before.map(r => r.uuid), 'the complete replicas are untouched')
+    assert.deepEqual(target.all('VM').filter(v => String(v.name_label).startsWith('[Importing…]')).map(v => v.name_label), [], 'no partial replica')
+    assert.deepEqual(target.all('VDI').filter(v => !vdisBefore.has(v.uuid) && v.managed !== false).map(v => v.name_label), [], 'no VDI of the partial replica')
+    const snapshot = await newestJobSnapshot(env, vm)
+    expected.set(snapshot.uuid, await vmDigests(source, snapshot))
+  })
+
   test('a cancel during the import removes the partial replica; the last good replica is untouched', async () => {
     const before = await replicas()
     const digestsBefore = await vmDigests(target, before.at(-1)!)
@@ -217,12 +236,14 @@ describe('continuous replication', () => {
     const vdisBefore = new Set(target.all('VDI').map(v => v.uuid))
     await env.lab.control.writeVdi(vmDisks(source, source.get('VM', vm.uuid))[0]!.vdi.uuid, { offset: 6 * MiB, length: 12 * MiB, seed: 79 })
     env.lab.control.setKnobs({ exportPerStreamMiBs: 2 })
-    env.lab.pools[1]!.control.addFault({ match: { method: 'VM.destroy' }, times: 1, action: { type: 'error', code: 'INTERNAL_ERROR', params: ['injected'] } })
+    // Failing for longer than the run keeps trying.
+    env.lab.pools[1]!.control.addFault({ match: { method: 'VM.destroy' }, times: 100, action: { type: 'error', code: 'INTERNAL_ERROR', params: ['injected'] } })
     let cancel: ((reason?: string) => void) | undefined
     const run = runToEnd(env, crJob(), { onStart: c => (cancel = c) })
     await importInFlight()
     cancel!('test cancel')
     await run
+    env.lab.pools[1]!.control.xapi.faults.clear()
     env.lab.control.setKnobs({ exportPerStreamMiBs: null })
     await target.sync()
     const debris = target.all('VM').filter(v => String(v.name_label).startsWith('[Importing…]'))

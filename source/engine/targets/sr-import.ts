@@ -6,10 +6,14 @@
 import type { Readable } from 'node:stream'
 import type { Task } from '../../tasks/index.ts'
 import { destroyVdi, destroyVmAndDisks, importVdiVhd, type PoolConnection } from '../../xapi/index.ts'
-import { throwIfAborted } from '../../util/abort.ts'
+import { sleep, throwIfAborted } from '../../util/abort.ts'
 import { buildingBlocks, vbdCreateRecord, vdiCreateRecord, vifCreateRecord, vifNetwork, vmCreateRecord, type NewVmIdentity } from '../restore/records.ts'
 
 type XapiFields = Record<string, unknown>
+
+/** Tries at removing a half-built VM, DISCARD_RETRY_MS apart: a toolstack restart lasts seconds. */
+const DISCARD_ATTEMPTS = 5
+const DISCARD_RETRY_MS = 2000
 
 export interface BuildDisk {
   /** The disk's ref in the records (the key of `vdis`, the VBDs' VDI field). */
@@ -115,13 +119,23 @@ export class VmBuild {
     await importVdiVhd(this.conn, vdiRef, body, length, signal)
   }
 
-  /** Removes the VM and every VDI this build created (never a base it cloned). Never throws: a leftover is a warning. */
+  /**
+   * Removes the VM and every VDI this build created (never a base it cloned), trying again for a while: the pool may
+   * be restarting its toolstack (what cut the build short). Never throws: a leftover is a warning.
+   */
   async discard(task: Task | undefined): Promise<void> {
-    try {
-      if (this.vmRef !== undefined) await destroyVmAndDisks(this.conn, this.vmRef)
-      for (const vdi of this.vdis.values()) await destroyVdi(this.conn, vdi)
-    } catch (error) {
-      task?.warning('the half-built VM could not be removed; delete it by hand', { vm: this.vmRef, vdis: [...this.vdis.values()], error: (error as Error).message })
+    for (let attempt = 1; ; attempt++) {
+      try {
+        if (this.vmRef !== undefined) await destroyVmAndDisks(this.conn, this.vmRef)
+        for (const vdi of this.vdis.values()) await destroyVdi(this.conn, vdi)
+        return
+      } catch (error) {
+        if (attempt >= DISCARD_ATTEMPTS) {
+          task?.warning('the half-built VM could not be removed; delete it by hand', { vm: this.vmRef, vdis: [...this.vdis.values()], error: (error as Error).message })
+          return
+        }
+        await sleep(DISCARD_RETRY_MS)
+      }
     }
   }
 }
