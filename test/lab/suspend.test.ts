@@ -66,6 +66,8 @@ describe('lab suspend and resume', () => {
     assert.notEqual(snapshot.last_booted_record, '', 'a started VM has a last booted record, kept in its checkpoint')
     assert.ok(Object.keys(snapshot.last_boot_CPU_flags).length > 0)
     const image = await tiny.xapi.call('VDI.get_record', snapshot.suspend_VDI)
+    const checkpointVbds = await Promise.all(snapshot.VBDs.map((vbd: string) => tiny.xapi.call('VBD.get_record', vbd)))
+    assert.ok(checkpointVbds.filter(vbd => vbd.type === 'Disk').every(vbd => vbd.currently_attached), 'a checkpoint\'s disks stay attached, as its memory expects')
     const second = await record(await tiny.xapi.callAsync('VM.checkpoint', source, 'later'))
     assert.notEqual(await sha(second.suspend_VDI), await sha(snapshot.suspend_VDI), 'two checkpoints have different memory')
 
@@ -87,6 +89,10 @@ describe('lab suspend and resume', () => {
     const vbd = await tiny.xapi.call('VBD.create', { VM: replica, VDI: disk, userdevice: '0', bootable: true, mode: 'RW', type: 'Disk',
       unpluggable: false, empty: false, other_config: {}, qos_algorithm_type: '', qos_algorithm_params: {}, currently_attached: true, device: 'xvda' })
     assert.equal(await tiny.xapi.call('VBD.get_currently_attached', vbd), true, 'a suspended VM\'s VBD is created attached')
+    const unplugged = await tiny.xapi.call('VBD.create', { VM: replica, VDI: await tiny.xapi.call('VDI.create', { name_label: 'other', SR: image.SR,
+      virtual_size: 4 * MiB, type: 'user' }), userdevice: '1', bootable: false, mode: 'RW', type: 'Disk', unpluggable: true, empty: false,
+      other_config: {}, qos_algorithm_type: '', qos_algorithm_params: {} })
+    assert.equal(await tiny.xapi.call('VBD.get_currently_attached', unplugged), false)
 
     await assert.rejects(tiny.xapi.callAsync('VM.clone', replica, 'clone'), (error: any) => error.code === 'VM_BAD_POWER_STATE')
     const pool = (await tiny.xapi.call('pool.get_all'))[0]
@@ -107,6 +113,8 @@ describe('lab suspend and resume', () => {
 
     await tiny.xapi.callAsync('VM.resume', replica, false, false)
     assert.equal((await record(replica)).power_state, 'Running')
+    assert.deepEqual([await tiny.xapi.call('VBD.get_currently_attached', vbd), await tiny.xapi.call('VBD.get_currently_attached', unplugged)], [true, false],
+      'a resumed VM gets the devices that were attached, no others')
     await assert.rejects(tiny.xapi.call('VDI.get_record', copy), (error: any) => error.code === 'HANDLE_INVALID')
   })
 })
