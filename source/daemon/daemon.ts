@@ -22,6 +22,7 @@ import { buildHandlers } from './handlers.ts'
 import { lockDataDir, type DataDirLock } from './lock.ts'
 import { checkJob } from './job-checks.ts'
 import { listSrs } from './inventory.ts'
+import { PoolLimitsRegistry } from '../xapi/index.ts'
 
 export interface DaemonOptions {
   dataDir: string
@@ -42,6 +43,8 @@ export class Daemon {
   readonly log: (line: string) => void
   readonly pools: Pools
   readonly remotes = new Remotes()
+  /** The pool limits of this process, shared by every pool connection, run and the lanes view. */
+  readonly poolLimits = new PoolLimitsRegistry()
   readonly runs: Runs
   readonly scheduler: Scheduler
   readonly server: RpcServer
@@ -60,6 +63,7 @@ export class Daemon {
     this.socketPath = resolve(options.socketPath ?? join(this.dataDir, 'lifeboat.sock'))
     this.log = options.log ?? (line => process.stderr.write(`${new Date().toISOString()} ${line}\n`))
     this.pools = new Pools({
+      limits: this.poolLimits,
       log: this.log,
       onChange: () => {
         this.lanes.refresh(this.pools.connections.keys())
@@ -78,8 +82,8 @@ export class Daemon {
     })
     this.scheduler = new Scheduler((entry, at) => void this.#scheduledRun(entry, at), options.clock ?? systemClock)
     this.server = new RpcServer({ socketPath: this.socketPath, handlers: buildHandlers(this) })
-    this.lanes = new LanesWatcher(() => {
-      const snapshot = lanesSnapshot(this.laneNames)
+    this.lanes = new LanesWatcher(this.poolLimits, () => {
+      const snapshot = lanesSnapshot(this.poolLimits, this.laneNames)
       this.server.broadcast('lanes', { snapshot }, client => client.topics.has('lanes'))
     })
   }

@@ -141,7 +141,7 @@ export function buildHandlers(daemon: Daemon): Record<MethodName, MethodHandler>
       return { runId }
     },
 
-    'lanes.get': () => lanesSnapshot(daemon.laneNames),
+    'lanes.get': () => lanesSnapshot(daemon.poolLimits, daemon.laneNames),
     subscribe: ({ topics, runId }, client) => {
       for (const topic of topics) client.topics.add(topic)
       client.runId = runId

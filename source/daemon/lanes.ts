@@ -1,6 +1,6 @@
 // The lanes view: for each pool, who holds which snapshot and export slot, how far each export got and
 // at what speed; sent to subscribers at most 4 times a second while anything changes.
-import { allPoolLimits, poolLimits, type Slots, type SlotLease } from '../xapi/index.ts'
+import type { PoolLimitsRegistry, Slots, SlotLease } from '../xapi/index.ts'
 import { LANES_INTERVAL_MS } from '../protocol/events.ts'
 import type { Lane, LanesSnapshot } from '../protocol/methods.ts'
 
@@ -47,7 +47,7 @@ function rateOf(lease: SlotLease, now: number): number | undefined {
   return sample.rate
 }
 
-export function lanesSnapshot(names: LaneNames, now = Date.now()): LanesSnapshot {
+export function lanesSnapshot(limits: PoolLimitsRegistry, names: LaneNames, now = Date.now()): LanesSnapshot {
   let totalBytesPerSecond = 0
   const lane = (slots: Slots, exports: boolean): Lane => ({
     limit: slots.limit,
@@ -66,7 +66,7 @@ export function lanesSnapshot(names: LaneNames, now = Date.now()): LanesSnapshot
     }),
     waiting: slots.waiting.map(holder => ({ runId: holder.runId, vm: holder.vm, phase: holder.phase, ...(holder.vmName !== undefined && { vmName: holder.vmName }), ...(holder.disk !== undefined && { disk: holder.disk }) })),
   })
-  const pools = allPoolLimits().map(limits => ({
+  const pools = limits.all().map(limits => ({
     poolId: limits.poolUuid,
     poolName: names.poolName(limits.poolUuid),
     snapshots: lane(limits.snapshots, false),
@@ -83,12 +83,15 @@ export class LanesWatcher {
   #lastSent = 0
   #stopped = false
 
-  constructor(private readonly send: () => void) {}
+  constructor(
+    private readonly limits: PoolLimitsRegistry,
+    private readonly send: () => void,
+  ) {}
 
   /** Call when pools change: starts watching the slots of new ones (creating them, so none is missed). */
   refresh(poolIds: Iterable<string>): void {
-    for (const id of poolIds) poolLimits(id)
-    for (const limits of allPoolLimits()) {
+    for (const id of poolIds) this.limits.of(id)
+    for (const limits of this.limits.all()) {
       for (const slots of [limits.snapshots, limits.vdiExports, limits.vmExports]) {
         if (this.#watched.has(slots)) continue
         this.#watched.add(slots)

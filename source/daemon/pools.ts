@@ -1,6 +1,6 @@
 // The daemon's pool connections: connected at start-up and on pool.add, retried with backoff when the
 // pool cannot be reached, and their status (connected, connecting, error) shown to clients.
-import { PoolConnection, type PoolCredentials } from '../xapi/index.ts'
+import { PoolConnection, type PoolCredentials, type PoolLimitsRegistry } from '../xapi/index.ts'
 import { LifeboatError, serializeError } from '../util/errors.ts'
 import { sleep } from '../util/abort.ts'
 import type { Pool } from '../protocol/methods.ts'
@@ -15,6 +15,8 @@ interface PoolEntry {
 }
 
 export interface PoolsOptions {
+  /** The process's pool limits: every connection made here shares them, reconnections too. */
+  limits: PoolLimitsRegistry
   onChange: () => void
   log: (line: string) => void
   connectTimeoutMs?: number
@@ -67,7 +69,7 @@ export class Pools {
 
   /** Connects once (pool.add): an unreachable pool or bad credentials fail here, nothing is kept. */
   async probe(credentials: PoolCredentials): Promise<PoolConnection> {
-    return PoolConnection.connect(credentials, { timeoutMs: this.options.connectTimeoutMs ?? 30_000 })
+    return PoolConnection.connect(credentials, { timeoutMs: this.options.connectTimeoutMs ?? 30_000, limits: this.options.limits })
   }
 
   /** Keeps a pool connected from now on (with a first connection already made, or one to make). */
@@ -101,7 +103,7 @@ export class Pools {
   async #connectLoop(entry: PoolEntry, credentials: PoolCredentials): Promise<void> {
     for (let delay = 1000; !entry.stop.signal.aborted; delay = Math.min(delay * 2, MAX_BACKOFF_MS)) {
       try {
-        const connection = await PoolConnection.connect(credentials, { signal: entry.stop.signal, timeoutMs: this.options.connectTimeoutMs ?? 30_000 })
+        const connection = await PoolConnection.connect(credentials, { signal: entry.stop.signal, timeoutMs: this.options.connectTimeoutMs ?? 30_000, limits: this.options.limits })
         if (entry.stop.signal.aborted) {
           await connection.disconnect()
           return

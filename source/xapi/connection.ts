@@ -5,7 +5,7 @@ import getTaskResult from 'xen-api/_getTaskResult.mjs'
 import { LifeboatError, errorCode } from '../util/errors.ts'
 import { abortReason, formatMs, withTimeout } from '../util/abort.ts'
 import { wrapXapiError } from './errors.ts'
-import { poolLimits, type PoolLimits } from './slots.ts'
+import { PoolLimitsRegistry, type PoolLimits } from './slots.ts'
 
 export interface PoolCredentials {
   url: string
@@ -19,6 +19,11 @@ export interface ConnectOptions {
   timeoutMs?: number
   /** An export that sends no byte for this long fails (XAPI stalls); default 5 minutes. */
   stallTimeoutMs?: number
+  /**
+   * Where the pool's concurrency limits come from. One registry per process is the daemon's choice (every connection
+   * and run shares it); a connection made without one (a test, a one-off tool) gets a registry of its own.
+   */
+  limits?: PoolLimitsRegistry
 }
 
 export type { XapiRecord }
@@ -46,6 +51,7 @@ export class PoolConnection {
     readonly xapi: Xapi,
     readonly url: string,
     readonly stallTimeoutMs: number,
+    private readonly registry: PoolLimitsRegistry,
   ) {}
 
   static async connect(credentials: PoolCredentials, options: ConnectOptions = {}): Promise<PoolConnection> {
@@ -79,7 +85,7 @@ export class PoolConnection {
     } finally {
       bound.dispose()
     }
-    return new PoolConnection(xapi, credentials.url, options.stallTimeoutMs ?? 5 * 60_000)
+    return new PoolConnection(xapi, credentials.url, options.stallTimeoutMs ?? 5 * 60_000, options.limits ?? new PoolLimitsRegistry())
   }
 
   get pool(): XapiRecord {
@@ -97,7 +103,7 @@ export class PoolConnection {
   }
 
   get limits(): PoolLimits {
-    return poolLimits(this.poolUuid)
+    return this.registry.of(this.poolUuid)
   }
 
   /** Every cached record of a class (e.g. 'VM', 'SR'). */

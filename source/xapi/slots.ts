@@ -1,4 +1,4 @@
-// Per-pool concurrency limits shared by every run of the process: snapshot slots, VDI export slots and
+// Per-pool concurrency limits shared by every run of a process: snapshot slots, VDI export slots and
 // full VM export slots. They are taken where XAPI is called, so two jobs starting together share them,
 // and each slot knows who holds it so the lanes view can show it.
 import { EventEmitter } from 'node:events'
@@ -164,15 +164,21 @@ export class PoolLimits {
   }
 }
 
-const registry = new Map<string, PoolLimits>()
+/**
+ * The limits of every pool one process talks to: the daemon makes one and gives it to each pool connection and
+ * to the lanes view; a proxy holds its own.
+ */
+export class PoolLimitsRegistry {
+  readonly #byPool = new Map<string, PoolLimits>()
 
-/** The limits of a pool, shared by every connection and run of this process. */
-export function poolLimits(poolUuid: string): PoolLimits {
-  let limits = registry.get(poolUuid)
-  if (limits === undefined) registry.set(poolUuid, (limits = new PoolLimits(poolUuid)))
-  return limits
-}
+  /** The limits of a pool, made with the defaults the first time it is asked for. */
+  of(poolUuid: string): PoolLimits {
+    let limits = this.#byPool.get(poolUuid)
+    if (limits === undefined) this.#byPool.set(poolUuid, (limits = new PoolLimits(poolUuid)))
+    return limits
+  }
 
-export function allPoolLimits(): PoolLimits[] {
-  return [...registry.values()]
+  all(): PoolLimits[] {
+    return [...this.#byPool.values()]
+  }
 }

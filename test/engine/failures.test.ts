@@ -7,7 +7,7 @@ import { readdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import { after, before, beforeEach, describe, test } from 'node:test'
 import { cleanupAfterCrash, startBackupRun } from '../../source/engine/index.ts'
-import { DEFAULT_POOL_LIMITS, PoolConnection, poolLimits, TEMPORARY_SNAPSHOT_NAME, type XapiRecord } from '../../source/xapi/index.ts'
+import { DEFAULT_POOL_LIMITS, PoolConnection, TEMPORARY_SNAPSHOT_NAME, type XapiRecord } from '../../source/xapi/index.ts'
 import { describeFailure, job, liveDiskUuid, runToEnd, startEngineLab, tasksOf, vmByName, type EngineLab } from './helpers.ts'
 
 const MiB = 1024 * 1024
@@ -153,25 +153,22 @@ describe('a cancel while queued', () => {
   before(async () => {
     env = await startEngineLab({ remotes: ['a'] })
   })
-  after(async () => {
-    for (const conn of env.conns) poolLimits(conn.poolUuid).configure(DEFAULT_POOL_LIMITS)
-    await env.cleanup()
-  })
+  after(async () => env.cleanup())
 
   test('cancel while VMs wait for a snapshot slot: every VM is cancelled, the queued one never snapshotted', async () => {
     const conn = env.conns[0]!
-    poolLimits(conn.poolUuid).configure({ snapshots: 1 })
+    conn.limits.configure({ snapshots: 1 })
     env.lab.control.setKnobs({ snapshotMs: 3000 })
     const vms = ['tiny-running', 'tiny-halted'].map(name => vmByName(conn, name))
     const run = startBackupRun(job({ mode: 'delta', vms: { uuids: vms.map(vm => vm.uuid) }, remotes: ['a'], settings: { concurrency: 0 } }), env.context)
-    await eventually(() => assert.equal(poolLimits(conn.poolUuid).snapshots.waiting.length, 1))
+    await eventually(() => assert.equal(conn.limits.snapshots.waiting.length, 1))
     run.cancel()
     const tree = await run.done
     env.lab.control.setKnobs({ snapshotMs: 0 })
-    poolLimits(conn.poolUuid).configure(DEFAULT_POOL_LIMITS)
+    conn.limits.configure(DEFAULT_POOL_LIMITS)
     assert.equal(tree.status, 'cancelled')
     assert.deepEqual(tree.tasks!.map(t => t.status), ['cancelled', 'cancelled'])
-    assert.equal(poolLimits(conn.poolUuid).snapshots.waiting.length, 0)
+    assert.equal(conn.limits.snapshots.waiting.length, 0)
     await eventually(() => assert.deepEqual(vms.flatMap(vm => snapshotsOf(env, vm)).map(s => s.uuid), []))
     assert.deepEqual(backupFiles(await filesUnder(env.remoteDirs.get('a')!)), [])
   })

@@ -5,22 +5,18 @@ import assert from 'node:assert/strict'
 import { after, before, test } from 'node:test'
 import { startBackupRun } from '../../source/engine/index.ts'
 import { listBackedUpVms } from '../../source/repository/index.ts'
-import { DEFAULT_POOL_LIMITS, poolLimits } from '../../source/xapi/index.ts'
 import { describeFailure, job, startEngineLab, type EngineLab } from './helpers.ts'
 
 let env: EngineLab
 before(async () => {
   env = await startEngineLab({ fixture: 'default', remotes: ['a', 'b'] })
 })
-after(async () => {
-  for (const conn of env.conns) poolLimits(conn.poolUuid).configure(DEFAULT_POOL_LIMITS)
-  await env.cleanup()
-})
+after(async () => env.cleanup())
 
 test('two jobs started together share the pool limits: the lab never sees more snapshots or exports than the slots', async () => {
   const production = env.conns.find(c => c.poolName === 'production')!
   const limits = { snapshots: 2, vdiExports: 3, vmExports: 1 }
-  poolLimits(production.poolUuid).configure(limits)
+  production.limits.configure(limits)
   const pool = env.lab.pools.find(p => p.name === 'production')!
   pool.control.setKnobs({ snapshotMs: 150, exportPerStreamMiBs: 40 })
   const activityUrl = new URL('/_sim/activity', pool.url)
@@ -32,7 +28,7 @@ test('two jobs started together share the pool limits: the lab never sees more s
   const runs = [startBackupRun(fullJob, env.context), startBackupRun(deltaJob, env.context)]
   let sawWaiting = false
   const watch = setInterval(() => {
-    const slots = poolLimits(production.poolUuid)
+    const slots = production.limits
     if (slots.snapshots.waiting.length > 0 || slots.vdiExports.waiting.length > 0) sawWaiting = true
   }, 20)
   const trees = await Promise.all(runs.map(r => r.done))

@@ -1,6 +1,6 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { Slots, poolLimits } from '../../source/xapi/slots.ts'
+import { PoolLimitsRegistry, Slots } from '../../source/xapi/slots.ts'
 import { isLifeboatError } from '../../source/util/errors.ts'
 import { cancelledError, sleep, withTimeout } from '../../source/util/abort.ts'
 
@@ -64,12 +64,17 @@ test('raising the limit admits waiters at once', async () => {
   leaseB.release()
 })
 
-test('pool limits are shared by every caller for the same pool', () => {
-  assert.equal(poolLimits('pool-x'), poolLimits('pool-x'))
-  assert.notEqual(poolLimits('pool-x'), poolLimits('pool-y'))
-  assert.equal(poolLimits('pool-x').snapshots.limit, 2)
-  assert.equal(poolLimits('pool-x').vdiExports.limit, 12)
-  assert.equal(poolLimits('pool-x').vmExports.limit, 2)
+test('pool limits are shared by every caller of one registry for the same pool, and a registry is its own', () => {
+  const registry = new PoolLimitsRegistry()
+  assert.equal(registry.of('pool-x'), registry.of('pool-x'))
+  assert.notEqual(registry.of('pool-x'), registry.of('pool-y'))
+  assert.deepEqual(registry.all().map(limits => limits.poolUuid), ['pool-x', 'pool-y'])
+  assert.equal(registry.of('pool-x').snapshots.limit, 2)
+  assert.equal(registry.of('pool-x').vdiExports.limit, 12)
+  assert.equal(registry.of('pool-x').vmExports.limit, 2)
+  const proxy = new PoolLimitsRegistry()
+  assert.notEqual(proxy.of('pool-x'), registry.of('pool-x'))
+  assert.deepEqual(proxy.all().map(limits => limits.poolUuid), ['pool-x'])
 })
 
 test('withTimeout aborts with a TIMEOUT error that names what was late', async () => {
