@@ -103,3 +103,31 @@ test('a toolstack restart in the middle of an XVA import: the task and the impor
   assert.equal(left.power_state, 'Halted')
   assert.ok(left.VBDs.length > 0)
 }))
+
+test('a toolstack restart in the middle of a raw upload: the blocks received stay, the VDI is the client\'s, dom0 lets go of it', () => withTinyLab(async ({ env, xapi }) => {
+  const sr = diskOf(vmNamed(xapi, 'tiny-halted')).$SR.$ref
+  const vdi = await xapi.call('VDI.create', { SR: sr, virtual_size: 8 * MiB, name_label: 'target', type: 'user' })
+  let release!: () => void
+  const held = new Promise<void>(resolve => (release = resolve))
+  const slow = Readable.from((async function* () {
+    yield Buffer.alloc(BLOCK, 0x61)
+    await held
+    yield Buffer.alloc(6 * MiB, 0x62)
+  })()) as Readable & { length?: number }
+  slow.length = 8 * MiB
+  const upload = xapi.putResource(slow, '/import_raw_vdi/', { query: { vdi, format: 'raw' } })
+  upload.catch(() => {})
+  await waitFor(() => env.lab.control.xapi.activity.snapshot().imported.bytes >= BLOCK, 'the first block received', 20_000)
+  await env.lab.control.restart(200)
+  release()
+  await assert.rejects(upload)
+  let content: Buffer | undefined
+  for (const deadline = Date.now() + 15_000; content === undefined; await new Promise(resolve => setTimeout(resolve, 100))) {
+    content = await xapi.getResource('/export_raw_vdi/', { query: { vdi, format: 'raw' } }).then(response => readAll(response.body)).catch((error: any) => {
+      if (Date.now() > deadline) throw error
+      return undefined
+    })
+  }
+  assert.ok(content.subarray(0, BLOCK).every(byte => byte === 0x61) && content.subarray(BLOCK).every(byte => byte === 0), 'what arrived before the restart')
+  await waitFor(() => env.lab.control.xapi.db.refsWhere('VBD', 'VDI', vdi).length === 0, 'dom0 letting go of the disk', 20_000)
+}))
