@@ -59,7 +59,7 @@ export async function crSeed(pools: ReadonlyMap<string, PoolConnection>, request
   }
   const sr = srs[0]!
 
-  // The target's disks first: a snapshot marked exported is a base, and its replica must be findable by then.
+  // The replica's completion key last: a seed cut midway leaves no complete replica, and the next run goes full.
   const disks = [...sourceDisks].map(([userdevice, vdi]) => ({ userdevice, size: Number(vdi.virtual_size), snapshotVdi: vdi.uuid, targetVdi: targetDisks.get(userdevice)!.uuid }))
   for (const [userdevice, vdi] of targetDisks) await setOtherConfigKey(target.conn, 'VDI', vdi.$ref, KEY.copyOf, sourceDisks.get(userdevice)!.uuid)
   await markBase(conn, snapshot, [...sourceDisks.values()], { job, schedule, vmUuid: vm.uuid, timestamp })
