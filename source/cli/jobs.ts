@@ -90,7 +90,7 @@ export const JOB_COMMANDS: Record<string, Record<string, Subcommand>> = {
         tag: { value: 'T', multiple: true, help: 'smart selection: VMs with this tag' },
         'not-tag': { value: 'T', multiple: true, help: 'smart selection: not VMs with this tag' },
         remote: { value: 'R', multiple: true, help: 'a remote to write to (by name)' },
-        sr: { value: 'SR', multiple: true, help: 'an SR to replicate to (uuid)' },
+        sr: { value: 'SR', multiple: true, help: 'an SR to replicate to (uuid or unique name; full mode: disaster recovery, delta: continuous replication)' },
         cron: { value: '"0 3 * * *"', help: 'when the schedule fires (default 0 3 * * *: 03:00 every day)' },
         timezone: { value: 'TZ', help: "the schedule's IANA timezone, e.g. Europe/Paris (default: this machine's)" },
         retention: { value: 'N', help: 'backups (and replicas) kept by the schedule' },
