@@ -20,7 +20,14 @@ let srUuid: string
 const runIds: string[] = []
 
 // Slow enough that a run outlasts the CLI processes a test starts against it (a few seconds each on a loaded machine).
-const slowExports = () => lab.control.setKnobs({ exportPerStreamMiBs: 0.5 })
+/**
+ * Exports at 0.5 MiB/s; with a pause, the next export also stops that long once `afterMiB` went through, so that a
+ * step of the test (a CLI process starting, a cancel) happens while the run is still running however loaded the machine is.
+ */
+const slowExports = (pause?: { afterMiB: number; ms: number }) => {
+  lab.control.setKnobs({ exportPerStreamMiBs: 0.5 })
+  if (pause !== undefined) lab.control.addFault({ match: { endpoint: '/export_raw_vdi/' }, times: 1, action: { type: 'stall', ms: pause.ms, afterBytes: pause.afterMiB * 1024 * 1024 } })
+}
 const fastExports = () => lab.control.setKnobs({ exportPerStreamMiBs: undefined })
 
 before(async () => {
@@ -151,7 +158,7 @@ test('job run --wait backs up the VM; logs shows the tree; backup list shows the
 })
 
 test('logs --follow streams a run live to its end', async () => {
-  slowExports()
+  slowExports({ afterMiB: 1, ms: 8000 })
   try {
     const { runId } = await cliJson(daemon.socket, ['job', 'run', 'nightly', '--schedule', 'full'])
     const follow = await cli(daemon.socket, ['logs', runId, '--follow'])
@@ -178,7 +185,7 @@ test('restore --wait brings the VM back on the SR', async () => {
 })
 
 test('run cancel: the run ends cancelled and job run --wait exits 1', async () => {
-  slowExports()
+  slowExports({ afterMiB: 1, ms: 120_000 })
   try {
     const waiting = cli(daemon.socket, ['job', 'run', 'nightly', '--schedule', 'full', '--wait', '--json'])
     const runId = await waitUntil('the run to start', async () => (await cliJson(daemon.socket, ['run', 'list', '--status', 'pending']))[0]?.runId as string | undefined)
@@ -200,7 +207,7 @@ test('kill -9 mid-run: after a restart the run is interrupted and the next run s
   // A client that reconnects by itself (the TUI's) sees the daemon come back.
   const watcher = await DaemonClient.connect(daemon.socket, { reconnect: true })
   await watcher.subscribe(['state'])
-  slowExports()
+  slowExports({ afterMiB: 1, ms: 120_000 })
   let runId: string
   let killedAt = 0
   try {
@@ -244,7 +251,7 @@ test('kill -9 mid-run: after a restart the run is interrupted and the next run s
 })
 
 test('lane snapshots: the export slot is shown while held, notifications at most 4 per second', async () => {
-  slowExports()
+  slowExports({ afterMiB: 4, ms: 120_000 })
   const client = await DaemonClient.connect(daemon.socket)
   try {
     const times: number[] = []
@@ -273,7 +280,7 @@ test('lane snapshots: the export slot is shown while held, notifications at most
 })
 
 test('SIGTERM cancels the running run cleanly and exits 0', async () => {
-  slowExports()
+  slowExports({ afterMiB: 1, ms: 120_000 })
   let runId: string
   try {
     ;({ runId } = await cliJson(daemon.socket, ['job', 'run', 'nightly', '--schedule', 'full']))
