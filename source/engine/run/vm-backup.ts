@@ -44,6 +44,9 @@ class VmBackup {
   readonly #failures = new Map<BackupTarget, unknown>()
   readonly #exportTasks = new Map<BackupTarget, Task>()
   readonly #transfers = new Map<BackupTarget, { task: Task; size: number }>()
+  /** Targets that hold a complete backup of this run: never discarded, whatever fails after. */
+  readonly #committed = new Set<BackupTarget>()
+  readonly #discarded = new Set<BackupTarget>()
 
   constructor(
     readonly mode: 'full' | 'delta',
@@ -80,10 +83,12 @@ class VmBackup {
       const reason = this.#reason(error)
       for (const { task } of this.#transfers.values()) if (!task.ended) task.fail(reason)
       for (const task of this.#exportTasks.values()) if (!task.ended) task.fail(reason)
-      for (const target of this.targets) await target.discard()
+      for (const target of this.targets) await this.#discard(target)
       await this.source.discard(this.#vmStep)
       throw error
     } finally {
+      // A target dropped on the way (its transfer or commit failed) takes back what it wrote, once every stream is done.
+      for (const target of this.#failures.keys()) await this.#discard(target)
       for (const target of this.targets) await target.release()
       await this.source.release(this.#vmStep)
     }
@@ -231,12 +236,19 @@ class VmBackup {
       const transfer = this.#transfers.get(target)!
       try {
         await commit(target)
+        this.#committed.add(target)
         transfer.task.end({ size: transfer.size })
       } catch (error) {
         this.#drop(target, error)
-        await target.discard()
+        await this.#discard(target)
       }
     })
+  }
+
+  async #discard(target: BackupTarget): Promise<void> {
+    if (this.#committed.has(target) || this.#discarded.has(target)) return
+    this.#discarded.add(target)
+    await target.discard()
   }
 
   #allTargetsFailed(step?: string): Error {
