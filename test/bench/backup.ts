@@ -1,8 +1,8 @@
 // Backup throughput, fan-out cost, memory and the backup window, through the engine against the lab.
 // Run: node --import tsx test/bench/backup.ts [--gib 2]
 // Prints, for a VM with --gib GiB allocated on an uncapped lab: full (first VHD of a chain), full-mode
-// XVA and delta MiB/s to one local remote with their ratio to a plain copy of the same bytes; the time
-// ratio of 3 remotes to 1; peak RSS of the backing-up process with 1 GiB and 4 GiB allocated; and, with
+// XVA and delta MiB/s to one local remote with their ratio to a plain copy of the same bytes; a continuous
+// replication's delta onto the DR pool's SR against a plain copy of the changed bytes; the time ratio of 3 remotes to 1; peak RSS of the backing-up process with 1 GiB and 4 GiB allocated; and, with
 // the lab capped at the seed's rates (30 MiB/s per stream, 120 MiB/s per host), the window of the
 // default lab's 12 VMs against its theoretical minimum under those caps.
 // Each backup runs in its own process (the lab in another) so that peak RSS is the engine's alone; the
@@ -22,34 +22,34 @@ import { exportVdiVhd, PoolConnection, vmDisks } from '../../source/xapi/index.t
 const MiB = 1024 * 1024
 const GiB = 1024 * MiB
 
-interface LabInfo { url: string; username: string; password: string }
-interface ChildRequest { lab: LabInfo; vmName: string; mode: 'full' | 'delta'; forceFull: boolean; remotes: string[] }
+interface LabInfo { url: string; username: string; password: string; pools: Array<{ url: string; username: string; password: string }> }
+interface ChildRequest { lab: LabInfo; vmName: string; mode: 'full' | 'delta'; forceFull: boolean; remotes: string[]; srs?: string[]; jobId?: string }
 interface ChildResult { seconds: number; bytes: number; maxRssMiB: number; status: string }
 
-function job(request: Pick<ChildRequest, 'mode' | 'forceFull'> & { vms: unknown; remotes: string[]; concurrency?: number }) {
+function job(request: Pick<ChildRequest, 'mode' | 'forceFull' | 'srs' | 'jobId'> & { vms: unknown; remotes: string[]; concurrency?: number }) {
   return parseJob({
-    id: `bench-${request.mode}`, name: `bench ${request.mode}`, mode: request.mode, vms: request.vms, remotes: request.remotes,
+    id: request.jobId ?? `bench-${request.mode}`, name: `bench ${request.mode}`, mode: request.mode, vms: request.vms, remotes: request.remotes, srs: request.srs ?? [],
     settings: { forceFull: request.forceFull, concurrency: request.concurrency ?? 2 },
-    schedules: [{ id: 'bench', name: 'bench', cron: '0 3 * * *', timezone: 'UTC', retention: { backups: 10, snapshots: 1 } }],
+    schedules: [{ id: 'bench', name: 'bench', cron: '0 3 * * *', timezone: 'UTC', retention: { backups: 10, replicas: 2, snapshots: 1 } }],
   })
 }
 
 /** Child mode: one backup run, then its figures on stdout as one JSON line. */
 async function child(request: ChildRequest): Promise<void> {
-  const conn = await PoolConnection.connect({ url: request.lab.url, username: request.lab.username, password: request.lab.password })
+  const [conn, ...others] = await Promise.all(request.lab.pools.map(pool => PoolConnection.connect(pool)))
   const remotes = new Map(request.remotes.map(path => [path, new LocalHandler(path)]))
   for (const [path, handler] of remotes) {
     await mkdir(path, { recursive: true })
     await handler.sync()
   }
-  const vm = conn.all('VM').find(v => v.name_label === request.vmName && v.is_a_snapshot !== true)!
+  const vm = conn!.all('VM').find(v => v.name_label === request.vmName && v.is_a_snapshot !== true)!
   const started = performance.now()
-  const tree = await startBackupRun(job({ ...request, vms: { uuids: [vm.uuid] }, remotes: request.remotes }), { pools: new Map([[conn.poolUuid, conn]]), remotes }).done
+  const tree = await startBackupRun(job({ ...request, vms: { uuids: [vm.uuid] }, remotes: request.remotes }), { pools: new Map([conn!, ...others].map(c => [c.poolUuid, c])), remotes }).done
   const seconds = (performance.now() - started) / 1000
   const transfer = JSON.stringify(tree).match(/"message":"transfer"[^}]*"result":\{"size":(\d+)/)
   const result: ChildResult = { seconds, bytes: transfer === null ? 0 : Number(transfer[1]), maxRssMiB: process.resourceUsage().maxRSS / 1024, status: tree.status }
   process.stdout.write(`${JSON.stringify(result)}\n`)
-  await conn.disconnect()
+  for (const c of [conn!, ...others]) await c.disconnect()
   process.exit(0)
 }
 
@@ -116,6 +116,23 @@ async function exportRate(conn: PoolConnection, vmName: string): Promise<number>
   return bytes / MiB / ((performance.now() - started) / 1000)
 }
 
+/** The newest file under a folder (the last backup's VHD). */
+async function newestFile(dir: string): Promise<string> {
+  let best = { path: '', mtime: -1 }
+  const walk = async (d: string) => {
+    for (const entry of await readdir(d, { withFileTypes: true })) {
+      const path = join(d, entry.name)
+      if (entry.isDirectory()) await walk(path)
+      else if (entry.name.endsWith('.vhd')) {
+        const { mtimeMs } = await stat(path)
+        if (mtimeMs > best.mtime) best = { path, mtime: mtimeMs }
+      }
+    }
+  }
+  await walk(dir)
+  return best.path
+}
+
 async function copyRate(file: string, scratch: string): Promise<number> {
   const { size } = await stat(file)
   const started = performance.now()
@@ -140,8 +157,16 @@ async function uncapped(gib: number, root: string): Promise<void> {
     const full = await runChild({ ...base, mode: 'delta', remotes: [remote('one')] })
     const copy = await copyRate(await largestFile(remote('one')), root)
     const source = await exportRate(conn, 'web-01')
+    // Continuous replication to the DR pool's SR, a job of its own (its base is its own snapshot): a full, then the same change as the remote's delta.
+    const drConn = await PoolConnection.connect(lab.info.pools[1]!)
+    const drSr = drConn.all('SR').find(sr => sr.name_label === 'DR storage')!.uuid
+    await drConn.disconnect()
+    const replication = { ...base, mode: 'delta' as const, remotes: [], srs: [drSr], jobId: 'bench-cr' }
+    await runChild(replication)
     await fill(lab.info, conn, 'web-01', 4 * GiB, 512 * MiB, 3, 256 * MiB)
     const delta = await runChild({ ...base, mode: 'delta', remotes: [remote('one')] })
+    const changedCopy = await copyRate(await newestFile(remote('one')), root)
+    const crDelta = await runChild(replication)
     const xva = await runChild({ ...base, mode: 'full', remotes: [remote('xva')] })
     const three = await runChild({ ...base, mode: 'delta', forceFull: true, remotes: [remote('three-a'), remote('three-b'), remote('three-c')] })
     const small = await runChild({ lab: lab.info, vmName: 'web-02', mode: 'delta', forceFull: true, remotes: [remote('rss-1')] })
@@ -153,6 +178,7 @@ async function uncapped(gib: number, root: string): Promise<void> {
     for (const [name, r] of [['full (first VHD of a chain)', full], ['full-mode XVA', xva], ['delta (512 MiB changed)', delta]] as const) {
       console.log(`  ${name.padEnd(34)}${rate(r).toFixed(0).padStart(5)}   ${(rate(r) / copy).toFixed(2).padStart(13)}   ${(rate(r) / source).toFixed(2).padStart(25)}`)
     }
+    console.log(`continuous replication, delta (512 MiB changed) onto the DR pool's SR: ${rate(crDelta).toFixed(0)} MiB/s (${(crDelta.bytes / MiB).toFixed(0)} MiB in ${crDelta.seconds.toFixed(1)} s, snapshot, clones and replica marks included); a plain copy of the changed bytes (the remote delta's VHD): ${changedCopy.toFixed(0)} MiB/s; ratio ${(rate(crDelta) / changedCopy).toFixed(2)}`)
     console.log(`3 remotes vs 1 (forced full, ${(three.bytes / GiB).toFixed(2)} GiB): ${three.seconds.toFixed(1)} s vs ${full.seconds.toFixed(1)} s, time ratio ${(three.seconds / full.seconds).toFixed(2)}`)
     const allocated = (r: ChildResult) => `${(r.bytes / GiB).toFixed(2)} GiB`
     console.log(`peak RSS of the backing-up process: ${small.maxRssMiB.toFixed(0)} MiB with ${allocated(small)} allocated, ${big.maxRssMiB.toFixed(0)} MiB with ${allocated(big)} allocated`)

@@ -9,7 +9,9 @@
 //   xo:copy_of (the source snapshot VM's uuid), and has `start` in its blocked_operations;
 // - each of its disks carries xo:copy_of = the uuid of the source snapshot VDI its content equals, which is
 //   what a continuous replication chains its next delta onto (XO's legacy lookup finds it the same way).
-//   A disaster recovery replica (a whole XVA, never a base) has no xo:copy_of, as XO's FullXapiWriter leaves it.
+//   A disaster recovery replica (a whole XVA, never a base) has no xo:copy_of, as XO's FullXapiWriter leaves it;
+// - a continuous replica is the base of the next delta only while it is Halted (or Suspended on its memory) and
+//   its VM_metrics start_time is before its xo:backup:datetime: one started since is no copy any more.
 import { formatFilenameDate, formatOtherConfigDate, parseBackupDate } from '../../repository/index.ts'
 import type { Task } from '../../tasks/index.ts'
 import { errorCode } from '../../util/errors.ts'
