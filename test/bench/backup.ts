@@ -88,21 +88,20 @@ async function fill(lab: LabInfo, conn: PoolConnection, vmName: string, size: nu
   }
 }
 
-async function largestFile(dir: string): Promise<string> {
-  let best = { path: '', size: -1 }
-  const walk = async (d: string) => {
-    for (const entry of await readdir(d, { withFileTypes: true })) {
-      const path = join(d, entry.name)
-      if (entry.isDirectory()) await walk(path)
-      else {
-        const { size } = await stat(path)
-        if (size > best.size) best = { path, size }
-      }
-    }
+/** Every file under a folder, with its size and time. */
+async function filesUnder(dir: string): Promise<Array<{ path: string; size: number; mtimeMs: number }>> {
+  const files: Array<{ path: string; size: number; mtimeMs: number }> = []
+  for (const entry of await readdir(dir, { withFileTypes: true })) {
+    const path = join(dir, entry.name)
+    if (entry.isDirectory()) files.push(...(await filesUnder(path)))
+    else files.push({ path, ...(await stat(path)) })
   }
-  await walk(dir)
-  return best.path
+  return files
 }
+
+const largestFile = async (dir: string) => (await filesUnder(dir)).sort((x, y) => y.size - x.size)[0]!.path
+/** The last backup's VHD. */
+const newestFile = async (dir: string) => (await filesUnder(dir)).filter(f => f.path.endsWith('.vhd')).sort((x, y) => y.mtimeMs - x.mtimeMs)[0]!.path
 
 /** The source's own pace: a full VHD export of the VM's disk from the lab, read and thrown away. */
 async function exportRate(conn: PoolConnection, vmName: string): Promise<number> {
@@ -114,23 +113,6 @@ async function exportRate(conn: PoolConnection, vmName: string): Promise<number>
   for await (const chunk of stream) bytes += (chunk as Buffer).length
   await task
   return bytes / MiB / ((performance.now() - started) / 1000)
-}
-
-/** The newest file under a folder (the last backup's VHD). */
-async function newestFile(dir: string): Promise<string> {
-  let best = { path: '', mtime: -1 }
-  const walk = async (d: string) => {
-    for (const entry of await readdir(d, { withFileTypes: true })) {
-      const path = join(d, entry.name)
-      if (entry.isDirectory()) await walk(path)
-      else if (entry.name.endsWith('.vhd')) {
-        const { mtimeMs } = await stat(path)
-        if (mtimeMs > best.mtime) best = { path, mtime: mtimeMs }
-      }
-    }
-  }
-  await walk(dir)
-  return best.path
 }
 
 async function copyRate(file: string, scratch: string): Promise<number> {
