@@ -85,7 +85,7 @@ test('pool add (password from a file, never echoed), pool list, vm list, sr list
   const vms = await cliJson(daemon.socket, ['vm', 'list'])
   const running = vms.find((vm: { name: string }) => vm.name === 'tiny-running')
   assert.ok(running, 'the lab VM is listed')
-  assert.ok(running.disks.length > 0)
+  assert.ok(running.disks.length > 0, 'the running job reports at least one disk')
   vmUuid = running.uuid
   const srs = await cliJson(daemon.socket, ['sr', 'list', '--pool', pool.poolUuid])
   srUuid = srs[0].uuid
@@ -101,10 +101,10 @@ test('remote add, list, test (probe written, read, deleted), remove', async () =
   const probe = await cliJson(daemon.socket, ['remote', 'test', 'local'])
   assert.equal(probe.ok, true)
   assert.equal(probe.bytes, 64 * 1024 * 1024)
-  assert.ok(probe.writeMiBps > 0 && probe.readMiBps > 0)
+  assert.ok(probe.writeMiBps > 0 && probe.readMiBps > 0, 'the remote probe measures a write and a read rate above 0')
   const list = await cliJson(daemon.socket, ['remote', 'list'])
   assert.deepEqual(list.map((r: { name: string }) => r.name), ['local'])
-  assert.ok(list[0].space.free > 0)
+  assert.ok(list[0].space.free > 0, 'the remote reports free space')
   const missing = await cli(daemon.socket, ['remote', 'test', 'nope'])
   assert.equal(missing.code, 1)
   assert.match(missing.stderr, /REMOTE_NOT_FOUND/)
@@ -122,9 +122,9 @@ test('job create from a file, list, show; a bad job file is refused with one lin
     ] }
   await writeFile(jobFile, JSON.stringify(job))
   const created = await cliJson(daemon.socket, ['job', 'create', '--file', jobFile])
-  assert.ok(created.job.id)
-  assert.ok(created.job.schedules[0].id)
-  assert.ok(created.nextRun > Date.now())
+  assert.ok(created.job.id, 'the created job has an id')
+  assert.ok(created.job.schedules[0].id, 'the created job schedule has an id')
+  assert.ok(created.nextRun > Date.now(), 'the next run of the new job is in the future')
   const shown = await cliJson(daemon.socket, ['job', 'show', 'nightly'])
   assert.equal(shown.name, 'nightly')
   assert.equal((await cliJson(daemon.socket, ['job', 'list'])).length, 1)
@@ -181,7 +181,7 @@ test('restore --wait brings the VM back on the SR', async () => {
   assert.equal(result.status, 'success', JSON.stringify(result.tree))
   const vms = await cliJson(daemon.socket, ['vm', 'list'])
   assert.equal(vms.length, before.length + 1)
-  assert.ok(vms.some((vm: { name: string }) => vm.name === 'restored-by-test'))
+  assert.ok(vms.some((vm: { name: string }) => vm.name === 'restored-by-test'), 'the pool lists the VM named restored-by-test after the restore')
 })
 
 test('run cancel: the run ends cancelled and job run --wait exits 1', async () => {
@@ -270,7 +270,7 @@ test('lane snapshots: the export slot is shown while held, notifications at most
     await new Promise(resolve => setTimeout(resolve, 2000))
     await cliJson(daemon.socket, ['run', 'cancel', runId])
     assert.ok(times.length >= 3, `lane notifications while the export runs (${times.length})`)
-    assert.ok(holders > 0)
+    assert.ok(holders > 0, 'a lane notification showed at least one holder while the export ran')
     for (let i = 1; i < times.length; i++) assert.ok(times[i]! - times[i - 1]! >= 200, `at most 4 per second (${times[i]! - times[i - 1]!} ms apart)`)
     await waitUntil('the run to end', async () => ((await cliJson(daemon.socket, ['run', 'show', runId])).tree.status !== 'pending' ? true : undefined))
   } finally {
@@ -294,15 +294,15 @@ test('SIGTERM cancels the running run cleanly and exits 0', async () => {
   const state = JSON.parse(await readFile(join(dataDir, 'state.json'), 'utf8')) as { runs: Array<{ runId: string; status: string; end?: number }> }
   const indexed = state.runs.find(run => run.runId === runId)!
   assert.equal(indexed.status, 'cancelled')
-  assert.ok(indexed.end !== undefined)
+  assert.ok(indexed.end !== undefined, 'the run index records the end of the cancelled run')
   assert.match(daemon.log(), new RegExp(`run ${runId} .*cancelled.*SIGTERM`))
   daemon = await startDaemon(dataDir)
   const shown = await cliJson(daemon.socket, ['run', 'show', runId])
   assert.equal(shown.tree.status, 'cancelled')
   assert.equal(shown.summary.status, 'cancelled')
   assert.match(JSON.stringify(shown.tree), /SIGTERM/)
-  assert.ok((await cliJson(daemon.socket, ['run', 'list', '--status', 'cancelled'])).some((run: { runId: string }) => run.runId === runId))
-  assert.ok(!(await cliJson(daemon.socket, ['run', 'list', '--status', 'interrupted'])).some((run: { runId: string }) => run.runId === runId))
+  assert.ok((await cliJson(daemon.socket, ['run', 'list', '--status', 'cancelled'])).some((run: { runId: string }) => run.runId === runId), 'run list --status cancelled lists the cancelled run')
+  assert.ok(!(await cliJson(daemon.socket, ['run', 'list', '--status', 'interrupted'])).some((run: { runId: string }) => run.runId === runId), 'run list --status interrupted does not list the cancelled run')
   assert.doesNotMatch(daemon.log(), new RegExp(`run ${runId}: marked interrupted`))
 })
 
@@ -339,7 +339,7 @@ test('pool remove: the pool and its password are gone', async () => {
   await cliJson(daemon.socket, ['pool', 'remove', lab.pools[0]!.poolUuid])
   assert.deepEqual(await cliJson(daemon.socket, ['pool', 'list']), [])
   const secrets = await import('node:fs/promises').then(fs => fs.readFile(join(dataDir, 'secrets.json'), 'utf8'))
-  assert.ok(!secrets.includes(lab.pools[0]!.poolUuid))
+  assert.ok(!secrets.includes(lab.pools[0]!.poolUuid), 'secrets.json no longer holds anything for the removed pool')
   const vms = await cli(daemon.socket, ['vm', 'list', '--pool', lab.pools[0]!.poolUuid])
   assert.equal(vms.code, 1)
   assert.match(vms.stderr, /POOL_NOT_FOUND/)

@@ -34,7 +34,7 @@ test('lifeboat lab: pools connected, remote "lab", how to go on; Ctrl-C stops it
       assert.ok(pools.every((pool: { status: string }) => pool.status === 'connected'), JSON.stringify(pools))
       const remotes = await cliJson(socket, ['remote', 'list'])
       assert.deepEqual(remotes.map((r: { name: string }) => r.name), ['lab'])
-      assert.ok((await cliJson(socket, ['vm', 'list'])).length > 5)
+      assert.ok((await cliJson(socket, ['vm', 'list'])).length > 5, 'the lab pool lists more than 5 VMs')
       lab.child.kill('SIGINT')
       assert.equal(await lab.exited, 0)
     }

@@ -39,6 +39,6 @@ test('the first reading starts from the reported average; a stall slows the rate
   const [first] = follow(() => 0, 1, 7 * MiB)
   assert.equal(first!.rate, 7 * MiB)
   const stalled = follow(at => (at < 2000 ? 10 * MiB : 0), 40, 10 * MiB)
-  assert.ok(stalled.at(-1)!.rate < stalled[8]!.rate)
-  assert.ok(stalled.at(-1)!.rate > 0)
+  assert.ok(stalled.at(-1)!.rate < stalled[8]!.rate, 'the rate keeps falling while the transfer stalls')
+  assert.ok(stalled.at(-1)!.rate > 0, 'a stall slows the rate without reaching 0 at once')
 })

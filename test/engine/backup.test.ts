@@ -77,7 +77,7 @@ for (const mode of ['delta', 'full'] as const) {
 async function checkXoLayout(root: string, vmUuid: string, backups: VmBackup[], settings: { compression?: string }): Promise<void> {
   const vmFolder = join(root, 'xo-vm-backups', vmUuid)
   const names = await readdir(vmFolder)
-  assert.ok(names.includes('cache.json.gz'))
+  assert.ok(names.includes('cache.json.gz'), 'the VM folder holds cache.json.gz')
   for (const backup of backups) {
     const date = basename(backup._filename, '.json')
     assert.match(date, /^\d{8}T\d{6}Z$/, 'file names are UTC YYYYMMDDTHHmmssZ')

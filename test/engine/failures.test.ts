@@ -59,7 +59,7 @@ describe('failures during a delta backup', () => {
     const tree = await runToEnd(env, retried)
     assert.equal(tree.status, 'success', describeFailure(tree))
     assert.deepEqual(tree.tasks!.map(t => t.status), ['failure', 'success'], 'the failed attempt stays in the log')
-    assert.ok(tree.warnings?.some(w => w.message === 'Retry the VM backup due to an error'))
+    assert.ok(tree.warnings?.some(w => w.message === 'Retry the VM backup due to an error'), 'the run tree warns that the VM backup was retried after an error')
   })
 
   test('an export that stalls is given up after the stall timeout with XAPI_EXPORT_STALLED', async () => {

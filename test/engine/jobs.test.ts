@@ -197,9 +197,9 @@ test('property: smart selection is pure and never selects an excluded VM', () =>
       assert.deepEqual(selectVms(selection, records, 'job-1'), first)
       for (const uuid of first.selected) {
         const record = records.find(r => r.uuid === uuid)!
-        assert.ok(!record.is_a_template && !record.is_a_snapshot && !record.is_control_domain)
-        assert.ok(!record.tags.some(t => t.startsWith('xo:no-bak')))
-        assert.ok(!('start' in record.blocked_operations && record.other_config['xo:backup:job'] === 'job-1'))
+        assert.ok(!record.is_a_template && !record.is_a_snapshot && !record.is_control_domain, 'a selected VM is neither a template, a snapshot nor the control domain')
+        assert.ok(!record.tags.some(t => t.startsWith('xo:no-bak')), 'a selected VM has no xo:no-bak tag')
+        assert.ok(!('start' in record.blocked_operations && record.other_config['xo:backup:job'] === 'job-1'), 'a selected VM is not a replica this job made (start blocked, xo:backup:job = job-1)')
       }
     }),
   )

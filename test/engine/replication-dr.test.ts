@@ -78,7 +78,7 @@ describe('disaster recovery (full backup imported onto an SR of another pool)', 
       const srExport = exportTask(tree, 'SR')!
       assert.deepEqual(srExport.data, { type: 'SR', id: sr.uuid, name_label: 'DR storage', isFull: true })
       assert.equal(srExport.status, 'success')
-      assert.ok(Number((srExport.tasks?.find(t => t.message === 'transfer')?.result as { size?: number }).size) > 0)
+      assert.ok(Number((srExport.tasks?.find(t => t.message === 'transfer')?.result as { size?: number }).size) > 0, 'the transfer task of the SR export reports a size above 0')
 
       const snapshot = await newestJobSnapshot(env, vm)
       const replica = (await replicas()).at(-1)!

@@ -183,7 +183,7 @@ async function restoreAndCompare(pool: Pool, backup: BuiltBackup, options: { sou
     assert.equal(vm.name_label, vmName, 'the result names the VM it created')
     assert.match(String(vm.name_label), new RegExp(`^${options.sourceVm.name_label} \\(\\d{4}-\\d{2}-\\d{2} \\d{2}:\\d{2}\\)$`))
     assert.match(String(vm.name_description), /^Restored on \d{4}-\d{2}-\d{2} \d{2}:\d{2} from test-remote$/)
-    assert.ok((vm.tags as string[]).includes('restored from backup'))
+    assert.ok((vm.tags as string[]).includes('restored from backup'), 'the restored VM is tagged restored from backup')
     assert.equal(vm.power_state, 'Halted')
     assert.equal(vm.is_a_template, false)
     assert.equal(vm.is_a_snapshot, false)
@@ -205,9 +205,9 @@ async function restoreAndCompare(pool: Pool, backup: BuiltBackup, options: { sou
     const network = pool.conn.byRef(vifs[0]!.network as string)
     assert.equal(network?.name_label, source.conn.byRef(originalVif.network as string)!.name_label, 'the VIF is on the target pool\'s network of the same name')
     const transfers = events.filter(event => event.type === 'start' && event.properties.name === 'transfer')
-    assert.ok(transfers.length >= 1)
+    assert.ok(transfers.length >= 1, 'the restore has at least one transfer task')
     const ends = events.filter(event => event.type === 'end' && transfers.some(start => start.id === event.id))
-    assert.ok(ends.every(end => end.type === 'end' && end.status === 'success' && (end.result as { size: number }).size > 0))
+    assert.ok(ends.every(end => end.type === 'end' && end.status === 'success' && (end.result as { size: number }).size > 0), 'every transfer of the restore ends in success with a size above 0')
   } finally {
     await destroyVmAndDisks(pool.conn, vmRef)
   }

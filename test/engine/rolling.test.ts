@@ -59,7 +59,7 @@ describe('rolling snapshots and memory', () => {
     assert.notEqual(checkpoint.suspend_VDI, NULL_REF, 'the snapshot is a checkpoint with memory')
     const suspend = conn.byRef(checkpoint.suspend_VDI as string)!
     const [backup] = await listVmBackups(env.remotes.get('a')!, vm.uuid).then(all => all.filter(b => b.jobId === 'memory'))
-    assert.ok(backup !== undefined && backup.mode === 'delta')
+    assert.ok(backup !== undefined && backup.mode === 'delta', 'the backup is a delta')
     assert.equal(backup.vmSnapshot.suspend_VDI, checkpoint.suspend_VDI, 'the metadata names the memory by its ref')
     const path = backup.vhds[checkpoint.suspend_VDI as string]
     assert.ok(path !== undefined, 'the memory has its VHD')

@@ -35,10 +35,10 @@ for (const kind of ['gzip', 'zstd'] as const) {
     const data = sampleData(3 * 1024 * 1024 + 17)
     const ours = await collect(compressStream(Readable.from([data.subarray(0, 1000), data.subarray(1000)]), kind))
     assert.equal(detectCompression(ours), kind)
-    assert.ok(ours.length < data.length / 2)
-    assert.ok((await run(program.command, program.decompress, { input: ours })).stdout.equals(data))
+    assert.ok(ours.length < data.length / 2, 'our compressed output is less than half the size of the input')
+    assert.ok((await run(program.command, program.decompress, { input: ours })).stdout.equals(data), 'the reference program decompresses our output back to the input')
     const theirs = (await run(program.command, program.compress, { input: data })).stdout
-    assert.ok((await collect(decompressStream(Readable.from([theirs]), kind))).equals(data))
+    assert.ok((await collect(decompressStream(Readable.from([theirs]), kind))).equals(data), 'decompressStream turns the reference program output back into the input')
   })
 
   test(`${kind}: corrupt or cut data ends in COMPRESSION_CORRUPT, never a short success`, async () => {
@@ -78,7 +78,7 @@ for (const kind of ['gzip', 'zstd'] as const) {
     assert.ok(plateau < 32 * 1024 * 1024, `${plateau} bytes were pulled with no consumer`)
     output.destroy()
     await sleep(200)
-    assert.ok(source.destroyed)
+    assert.ok(source.destroyed, 'destroying the output destroys the source')
     if (kind === 'zstd') assert.deepEqual(await childZstdProcesses(), [])
   })
 }
@@ -89,7 +89,7 @@ test('zstd: a missing program is a coded error that says how to install it', asy
   process.env.PATH = emptyPath
   try {
     await assert.rejects(collect(compressStream(Readable.from([Buffer.from('x')]), 'zstd')), (error: unknown) => {
-      assert.ok(isLifeboatError(error, 'ZSTD_MISSING'))
+      assert.ok(isLifeboatError(error, 'ZSTD_MISSING'), 'a missing zstd ends in a ZSTD_MISSING error')
       assert.match(error.message, /apt-get install -y zstd/)
       return true
     })

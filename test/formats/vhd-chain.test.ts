@@ -51,10 +51,10 @@ test('a full and two deltas read the same through vhdimount (libvhdi) as through
     const delta = await VhdFile.open(paths[2]!)
     assert.deepEqual([delta.footer.creatorApplication, delta.footer.diskType, delta.header.blockSize], ['xo  ', 4, VHD_BLOCK_SIZE])
     assert.deepEqual([delta.header.parentUuid, delta.header.parentUnicodeName], [uuids[1], '20260302T020000Z.vhd'])
-    assert.ok(delta.header.parentLocators.every(locator => locator.platformCode === 0 && locator.dataOffset === 0))
+    assert.ok(delta.header.parentLocators.every(locator => locator.platformCode === 0 && locator.dataOffset === 0), 'the delta has no parent locators left (platform code and data offset 0)')
     await delta.close()
-    assert.ok((await streamToBuffer(chain.rawStream())).equals(expected))
-    assert.ok((await chain.read(3 * VHD_BLOCK_SIZE - 100, 300)).equals(expected.subarray(3 * VHD_BLOCK_SIZE - 100, 3 * VHD_BLOCK_SIZE + 200)))
+    assert.ok((await streamToBuffer(chain.rawStream())).equals(expected), 'the raw stream of the chain equals the expected disk')
+    assert.ok((await chain.read(3 * VHD_BLOCK_SIZE - 100, 300)).equals(expected.subarray(3 * VHD_BLOCK_SIZE - 100, 3 * VHD_BLOCK_SIZE + 200)), 'a read across block boundaries equals the same range of the expected disk')
     // The chain synthesized as one dynamic VHD holds the same disk (qemu-img reads dynamic disks).
     const single = join(dir.path, 'single.vhd')
     const { length, stream } = chain.toVhdStream()
@@ -62,10 +62,10 @@ test('a full and two deltas read the same through vhdimount (libvhdi) as through
     assert.equal(bytes.length, length)
     await writeFile(single, bytes)
     await chain.close()
-    assert.ok((await libvhdiRaw(single, dir.path)).equals(expected))
+    assert.ok((await libvhdiRaw(single, dir.path)).equals(expected), 'libvhdi reads the single VHD as the expected disk')
     // qemu-img sizes an 'xo  ' VHD by its CHS geometry, a little under 16 MiB.
     const fromQemu = await qemuRaw(single, dir.path)
-    assert.ok(fromQemu.length > 15 * MiB && fromQemu.equals(expected.subarray(0, fromQemu.length)))
+    assert.ok(fromQemu.length > 15 * MiB && fromQemu.equals(expected.subarray(0, fromQemu.length)), 'qemu-img reads over 15 MiB of the single VHD, equal to the start of the expected disk')
   } finally {
     await dir.cleanup()
   }

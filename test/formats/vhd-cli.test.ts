@@ -59,7 +59,7 @@ test('vhd info, check and raw on a good chain and on broken files', async () => 
 
     const raw = await lifeboat(['vhd', 'raw', childPath])
     assert.equal(raw.code, 0, raw.stderr)
-    assert.ok(raw.stdout.equals(rawOfLayers(size, [base, delta])))
+    assert.ok(raw.stdout.equals(rawOfLayers(size, [base, delta])), 'the raw output equals the base with the delta laid over it')
 
     // Broken: a damaged footer checksum, then a missing parent.
     const bytes = await readFile(basePath)

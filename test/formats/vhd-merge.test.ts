@@ -183,7 +183,7 @@ test('a merge killed after any number of file operations resumes and ends with t
         await assert.rejects(mergeVhdChain(chainIn(crashed), { fs: crashingFileSystem(budget).fs, stateInterval: interval }), /simulated crash/)
         // resumeVhdMergeIfAny finds the merge once its state file exists; before that nothing changed and it is simply run again.
         const resumed = viaResume ? await resumeVhdMergeIfAny(crashed) : []
-        assert.ok(resumed.length === 0 || (resumed.length === 1 && resumed[0] === join(crashed, names[names.length - 1]!)))
+        assert.ok(resumed.length === 0 || (resumed.length === 1 && resumed[0] === join(crashed, names[names.length - 1]!)), 'resuming finds no merge, or just the one of the crashed chain')
         if (resumed.length === 0) await mergeVhdChain(chainIn(crashed), { stateInterval: interval })
         assert.deepEqual(await readdir(crashed), [names[names.length - 1]!])
         const finalName = names[names.length - 1]!
@@ -241,7 +241,7 @@ test('an aborted merge resumes; a state left for other files is refused; an orph
     timedOut.abort(timeoutError('the merge', 1000))
     await assert.rejects(mergeVhdChain(chain.slice(0, 2), { signal: timedOut.signal }), (e: unknown) => isLifeboatError(e, 'TIMEOUT'),
       'the signal\'s coded reason is kept')
-    assert.ok(names.every(n => existsSync(join(dir.path, n))))
+    assert.ok(names.every(n => existsSync(join(dir.path, n))), 'a cancelled or timed out merge leaves every VHD of the chain in place')
     await assert.rejects(mergeVhdChain(chain), (e: unknown) => isLifeboatError(e, 'VHD_MERGE_STATE_MISMATCH'))
     assert.deepEqual(await resumeVhdMergeIfAny(dir.path), [chain[1]])
     await assertRestorePoint(chain[1]!, layers, 1)

@@ -45,8 +45,8 @@ test('a dynamic VHD we write reads back through qemu-img with the same bytes, an
     assert.equal(vhdStreamLength(size, 3), length)
     const expected = rawOfLayers(size, [blocks])
     assert.ok((await qemuRaw(path, dir.path)).equals(expected), 'qemu-img sees other content')
-    assert.ok((await streamRaw(path)).equals(expected))
-    assert.ok((await fileRaw(path)).equals(expected))
+    assert.ok((await streamRaw(path)).equals(expected), 'the VHD stream reads back as the expected disk')
+    assert.ok((await fileRaw(path)).equals(expected), 'the VHD file reads back as the expected disk')
     const { stdout } = await run('qemu-img', ['info', '--output=json', '-f', 'vpc', path])
     assert.equal(JSON.parse(stdout.toString())['virtual-size'], size)
   } finally {
@@ -72,7 +72,7 @@ test('an XAPI-style VHD (table at 2048, MacX locator, creator caml) is readable 
     await file.close()
     const bytes = await readFile(path)
     assert.ok(bytes.subarray(1536, 2048).equals(Buffer.alloc(512)), 'XAPI leaves the locator sector zero')
-    assert.ok((await streamRaw(path)).equals(rawOfLayers(size, [blocks])))
+    assert.ok((await streamRaw(path)).equals(rawOfLayers(size, [blocks])), 'the VHD stream reads back as its blocks laid over zeros')
   } finally {
     await dir.cleanup()
   }
@@ -91,8 +91,8 @@ test('a VHD made by qemu-img and qemu-io is parsed as a file and as a stream wit
     assert.equal(file.footer.creatorApplication, 'qem2')
     assert.equal(file.footer.currentSize, 64 * MiB)
     await file.close()
-    assert.ok((await fileRaw(path)).equals(expected))
-    assert.ok((await streamRaw(path)).equals(expected))
+    assert.ok((await fileRaw(path)).equals(expected), 'the VHD file reads back as the expected disk')
+    assert.ok((await streamRaw(path)).equals(expected), 'the VHD stream reads back as the expected disk')
   } finally {
     await dir.cleanup()
   }
@@ -111,7 +111,7 @@ test('a fixed VHD made by qemu-img is read by VhdFile and VhdChain, and refused 
     assert.equal(file.blockCount, 3)
     assert.equal((await file.readBlock(1)).data[0], 0x5a)
     await file.close()
-    assert.ok((await fileRaw(path)).equals(expected))
+    assert.ok((await fileRaw(path)).equals(expected), 'the VHD file reads back as the expected disk')
     await assert.rejects(streamRaw(path), (e: unknown) => isLifeboatError(e))
   } finally {
     await dir.cleanup()
@@ -142,15 +142,15 @@ test('the stream parser yields blocks in file order when the table lists them ou
     const reader = await openVhdStream(createReadStream(path))
     assert.deepEqual(reader.blockIndexes, [4, 2, 0])
     const expected = rawOfLayers(size, [blocks])
-    assert.ok((await streamRaw(path)).equals(expected))
-    assert.ok((await qemuRaw(path, dir.path)).equals(expected))
+    assert.ok((await streamRaw(path)).equals(expected), 'the VHD stream reads back as the expected disk')
+    assert.ok((await qemuRaw(path, dir.path)).equals(expected), 'qemu-img reads the VHD as the expected disk')
     const chain = await VhdChain.open(path)
     const out = join(dir.path, 'restored.vhd')
     const { length, stream } = chain.toVhdStream({ uuid: randomUUID() })
     await writeFile(out, await streamToBuffer(stream))
     await chain.close()
     assert.equal((await readFile(out)).length, length)
-    assert.ok((await qemuRaw(out, dir.path)).equals(expected))
+    assert.ok((await qemuRaw(out, dir.path)).equals(expected), 'qemu-img reads the converted VHD as the expected disk')
   } finally {
     await dir.cleanup()
   }
@@ -203,8 +203,8 @@ test('padding and foreign data between the table and the blocks are skipped by t
     for (const index of [0, 3]) padded.writeUInt32BE(padded.readUInt32BE(1536 + index * 4) + padding.length / 512, 1536 + index * 4)
     await writeFile(path, padded)
     const expected = rawOfLayers(size, [blocks])
-    assert.ok((await streamRaw(path)).equals(expected))
-    assert.ok((await fileRaw(path)).equals(expected))
+    assert.ok((await streamRaw(path)).equals(expected), 'the VHD stream reads back as the expected disk')
+    assert.ok((await fileRaw(path)).equals(expected), 'the VHD file reads back as the expected disk')
   } finally {
     await dir.cleanup()
   }

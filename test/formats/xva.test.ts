@@ -112,12 +112,12 @@ test('an XVA we write lists with tar in XAPI order, extracts to the disk bytes, 
     await writeXva(path, ova, disks)
     const archive = await readFile(path)
     assert.equal(archive.length % 512, 0)
-    assert.ok(archive.subarray(-1024).every(byte => byte === 0))
+    assert.ok(archive.subarray(-1024).every(byte => byte === 0), 'the archive ends with two zero blocks of 512 bytes')
     // Disks sorted by directory name: "Ref:10" < "Ref:11" < "Ref:9".
     const names = ['ova.xml', ...expectedNames('Ref:10', contents.get('Ref:10')!), ...expectedNames('Ref:11', contents.get('Ref:11')!), ...expectedNames('Ref:9', contents.get('Ref:9')!)]
     assert.deepEqual(await tarList(archive), names)
     assert.deepEqual(names.slice(1, 7), ['Ref:10/00000000', 'Ref:10/00000000.xxhash', 'Ref:10/00000001', 'Ref:10/00000001.xxhash', 'Ref:10/00000002', 'Ref:10/00000002.xxhash'])
-    assert.ok(!names.includes('Ref:9/00000002') && !names.includes('Ref:9/00000004'))
+    assert.ok(!names.includes('Ref:9/00000002') && !names.includes('Ref:9/00000004'), 'the archive holds no chunk for the blocks 2 and 4 of Ref:9')
 
     const extracted = join(dir.path, 'x')
     await mkdir(extracted)
@@ -125,7 +125,7 @@ test('an XVA we write lists with tar in XAPI order, extracts to the disk bytes, 
     assert.deepEqual(parseOvaXml(await readFile(join(extracted, 'ova.xml'), 'utf8')), parseOvaXml(renderOvaXml(ova)))
     const chunk = await readFile(join(extracted, 'Ref:9', '00000005'))
     assert.equal(chunk.length, 4321)
-    assert.ok(chunk.equals(contents.get('Ref:9')!.subarray(5 * MiB)))
+    assert.ok(chunk.equals(contents.get('Ref:9')!.subarray(5 * MiB)), 'the chunk equals the disk bytes from 5 MiB on')
     assert.equal(await readFile(join(extracted, 'Ref:9', '00000003.xxhash'), 'latin1'), await xxh64Hex(contents.get('Ref:9')!.subarray(3 * MiB, 4 * MiB)))
 
     const back = await readBack(createReadStream(path))
@@ -151,7 +151,7 @@ for (const compression of ['gzip', 'zstd'] as const) {
       await writeXva(path, ova, disks, compression)
       const packed = await readFile(path)
       const plain = (await run(compression, ['-d', '-c'], { input: packed })).stdout
-      assert.ok(plain.length > packed.length * 10)
+      assert.ok(plain.length > packed.length * 10, 'the packed archive is over 10 times smaller than the plain one')
       assert.equal((await tarList(plain))[0], 'ova.xml')
       assert.equal((await tarList(plain)).length, 1 + 2 * (3 + 1 + 4))
       const back = await readBack(createReadStream(path))
@@ -226,9 +226,9 @@ test('an XVA built by the real tar program reads back by XAPI\'s offset rule (ga
         ],
         format,
       )
-      assert.ok(back.disks.get('Ref:1')!.subarray(3 * MiB, 4 * MiB).equals(c3))
-      assert.ok(back.disks.get('Ref:1')!.subarray(MiB, 3 * MiB).every(byte => byte === 0))
-      assert.ok(back.disks.get('Ref:2')!.subarray(MiB).equals(d2))
+      assert.ok(back.disks.get('Ref:1')!.subarray(3 * MiB, 4 * MiB).equals(c3), 'disk Ref:1 reads back the chunk c3 at 3 MiB')
+      assert.ok(back.disks.get('Ref:1')!.subarray(MiB, 3 * MiB).every(byte => byte === 0), 'disk Ref:1 reads zeros where no chunk was written')
+      assert.ok(back.disks.get('Ref:2')!.subarray(MiB).equals(d2), 'disk Ref:2 reads back d2 from 1 MiB on')
     }
   } finally {
     await dir.cleanup()
@@ -252,7 +252,7 @@ async function smallXva(compression?: 'gzip' | 'zstd'): Promise<Buffer> {
 test('checksum mismatch, truncation, bad headers and foreign archives end in coded errors', async () => {
   const archive = await smallXva()
   const chunkHeader = archive.indexOf('Ref:1/00000000\0')
-  assert.ok(chunkHeader > 0)
+  assert.ok(chunkHeader > 0, 'the archive holds the header of the first chunk of Ref:1')
 
   const flipped = Buffer.from(archive)
   flipped[chunkHeader + 512 + 1000]! ^= 1
@@ -378,7 +378,7 @@ test('abandoning a read part-way releases the source and the zstd process', asyn
   for await (const entry of readXva(source)) {
     if (entry.type === 'chunk') break
   }
-  assert.ok(source.destroyed)
+  assert.ok(source.destroyed, 'stopping the read after the first chunk destroys the source')
   await sleep(100)
   assert.deepEqual(await childProcesses('zstd'), [])
 })

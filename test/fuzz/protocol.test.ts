@@ -180,7 +180,7 @@ test('an over-long line is refused and the connection goes on', async () => {
   while (responses.length < 2 && Date.now() < deadline) await new Promise(resolve => setTimeout(resolve, 50))
   assert.equal(responses[0]?.error?.code, RPC_ERRORS.INVALID_REQUEST)
   assert.equal(responses[1]?.id, 2)
-  assert.ok(responses[1]?.result)
+  assert.ok(responses[1]?.result, 'the valid request after the invalid one gets a result')
   socket.destroy()
 })
 

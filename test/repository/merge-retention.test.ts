@@ -48,7 +48,7 @@ test('retention keeps 2 of 6 backups: the 4 old deltas are merged into the oldes
     const result = await cleanVm(handler, VM, { task })
     task.end()
     assert.equal(result.merged, 8)
-    assert.ok(result.mergedBytes > 0)
+    assert.ok(result.mergedBytes > 0, 'the merge reports merged bytes')
     assert.deepEqual(result.removed, [])
     assert.deepEqual(result.warnings, [])
 
@@ -72,7 +72,7 @@ test('retention keeps 2 of 6 backups: the 4 old deltas are merged into the oldes
     const backups = await listVmBackups(handler, VM)
     assert.deepEqual(backups.map(b => b._filename), [`/${jsonPath(4)}`, `/${jsonPath(5)}`, other._filename])
     const [oldest, newest] = backups
-    assert.ok(oldest?.mode === 'delta' && newest?.mode === 'delta')
+    assert.ok(oldest?.mode === 'delta' && newest?.mode === 'delta', 'the oldest and the newest backups are deltas')
     assert.deepEqual(Object.values(oldest.isVhdDifferencing ?? {}), [false, false])
     assert.deepEqual(Object.values(newest.isVhdDifferencing ?? {}), [true, true])
     let size = 0
@@ -84,8 +84,8 @@ test('retention keeps 2 of 6 backups: the 4 old deltas are merged into the oldes
     const merges = events.filter(e => e.type === 'start' && e.properties.name === 'merge').map(e => e.id)
     assert.equal(merges.length, 2)
     for (const id of merges) {
-      assert.ok(events.some(e => e.id === id && e.type === 'property' && e.name === 'progress' && e.value === 100))
-      assert.ok(events.some(e => e.id === id && e.type === 'end' && e.status === 'success'))
+      assert.ok(events.some(e => e.id === id && e.type === 'property' && e.name === 'progress' && e.value === 100), 'the merge task reports a progress of 100')
+      assert.ok(events.some(e => e.id === id && e.type === 'end' && e.status === 'success'), 'the merge task ends in success')
     }
 
     // A second round: two more backups, keep 2 again; the merged disk is merged into again.
@@ -118,7 +118,7 @@ test('retention never deletes backups of other jobs or schedules, and keep 0 wit
     const result = await cleanVm(handler, VM, { merge: false })
     assert.equal(result.merged, 0)
     assert.deepEqual(result.removed, [], 'the unreferenced ancestors of a kept backup are not orphans')
-    for (let g = 0; g < 3; g++) assert.ok((await handler.stat(vhdPath(0, g))).size > 0)
+    for (let g = 0; g < 3; g++) assert.ok((await handler.stat(vhdPath(0, g))).size > 0, 'the unreferenced ancestors of the kept backup are still on the remote')
     assert.equal(await chainHash(dir.path, vhdPath(0, 2)), modelHash(disks[0]!, 2))
     assert.equal((await cleanVm(handler, VM)).merged, 2)
     assert.equal(await chainHash(dir.path, vhdPath(0, 2)), modelHash(disks[0]!, 2))

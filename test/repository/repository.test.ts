@@ -130,7 +130,7 @@ test('metadata: XenServer < 7.1 integer booleans and unknown XO fields are read 
   old.vbds = { 'OpaqueRef:vbd1': { VDI: 'OpaqueRef:vdi1', bootable: 1, userdevice: '0' } }
   const parsed = parseBackupMetadata(JSON.stringify(old), 'old.json')
   assert.equal(parsed.vm.is_a_template, false)
-  assert.ok(parsed.mode === 'delta')
+  assert.ok(parsed.mode === 'delta', 'the parsed backup is a delta')
   assert.deepEqual(parsed.isVhdDifferencing, { 'OpaqueRef:vdi1': true })
   assert.equal(parsed.vbds['OpaqueRef:vbd1']!.bootable, true)
   assert.equal((parsed as Record<string, unknown>).includeNonNbdQcow2Fix, true)

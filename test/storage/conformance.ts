@@ -65,11 +65,11 @@ export function runConformanceSuite(name: string, createRemote: () => Promise<Co
     const file = await h.stat('f/one')
     assert.equal(file.size, 1234)
     assert.equal(file.isDirectory, false)
-    assert.ok(file.mtimeMs > 0)
+    assert.ok(file.mtimeMs > 0, 'the file has a modification time')
     assert.equal((await h.stat('f')).isDirectory, true)
     await assert.rejects(h.stat('f/two'), { code: 'ENOENT' })
     await h.writeFile('../../escape', 'x')
-    assert.ok((await h.list('')).includes('escape'))
+    assert.ok((await h.list('')).includes('escape'), 'a path that climbs out of the root is written inside it, as escape')
     assert.equal((await h.readFile('/escape')).toString(), 'x')
   })
 
@@ -148,7 +148,7 @@ export function runConformanceSuite(name: string, createRemote: () => Promise<Co
     const names = await h.list('xo-vm-backups/vm')
     assert.equal(names.length, 1)
     assert.match(names[0]!, TEMPORARY_FILE)
-    assert.ok(names[0]!.startsWith('.20260101T000000Z.xva.'))
+    assert.ok(names[0]!.startsWith('.20260101T000000Z.xva.'), 'the temporary file is named after the final one, with a leading dot')
   })
 
   withRemote('rename, unlink, rmdir, rmtree, mkdir -p', async h => {
@@ -236,9 +236,9 @@ export function runConformanceSuite(name: string, createRemote: () => Promise<Co
   withRemote('getInfo reports consistent sizes, or nothing when the backend cannot tell', async h => {
     const info = await h.getInfo()
     if ('size' in info) {
-      assert.ok(info.size > 0)
-      assert.ok(info.available >= 0 && info.available <= info.size)
-      assert.ok(info.used >= 0 && info.used <= info.size)
+      assert.ok(info.size > 0, 'the remote reports a size above 0')
+      assert.ok(info.available >= 0 && info.available <= info.size, 'the available space is between 0 and the size')
+      assert.ok(info.used >= 0 && info.used <= info.size, 'the used space is between 0 and the size')
     } else assert.deepEqual(info, {})
   })
 

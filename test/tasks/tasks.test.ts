@@ -18,7 +18,7 @@ test('task ids follow XO: base-36 time padded to 9, a dash, a random part; they 
   const a = newTaskId(1753776067468)
   assert.match(a, /^[0-9a-z]{9}-[0-9a-f]+$/)
   assert.equal(a.split('-')[0], (1753776067468).toString(36).padStart(9, '0'))
-  assert.ok(newTaskId(1000) < newTaskId(2000))
+  assert.ok(newTaskId(1000) < newTaskId(2000), 'a task id made later sorts after one made earlier')
   assert.notEqual(newTaskId(5), newTaskId(5))
 })
 
@@ -58,7 +58,7 @@ test('a run emits start/info/warning/property/end events with id, parentId and t
   assert.deepEqual(transferNode.result, { size: 4096 })
   assert.deepEqual(transferNode.properties, { progress: 100 })
   assert.equal(transferNode.duration, transferNode.end! - transferNode.start)
-  assert.ok(transferNode.duration! > 0)
+  assert.ok(transferNode.duration! > 0, 'the transfer task has a duration above 0')
   // The log keeps every event, so a late subscriber can rebuild the same tree.
   assert.deepEqual(foldRun(run.log.events), tree)
 })
