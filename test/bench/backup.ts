@@ -2,8 +2,9 @@
 // Run: node --import tsx test/bench/backup.ts [--gib 2]
 // Prints, for a VM with --gib GiB allocated on an uncapped lab: full (first VHD of a chain), full-mode
 // XVA and delta MiB/s to one local remote with their ratio to a plain copy of the same bytes; a continuous
-// replication's delta onto the DR pool's SR against a plain copy of the changed bytes; the time ratio of 3 remotes to 1; peak RSS of the backing-up process with 1 GiB and 4 GiB allocated; and, with
-// the lab capped at the seed's rates (30 MiB/s per stream, 120 MiB/s per host), the window of the
+// replication's delta onto the DR pool's SR against a plain copy of the changed bytes; the time ratio of
+// 3 remotes to 1, and of 2 remotes + 2 SRs (one per pool) to 1 remote; peak RSS of the backing-up process
+// with 1 GiB and 4 GiB allocated; and, with the lab capped at the seed's rates (30 MiB/s per stream, 120 MiB/s per host), the window of the
 // default lab's 12 VMs against its theoretical minimum under those caps.
 // Each backup runs in its own process (the lab in another) so that peak RSS is the engine's alone; the
 // default lab's production pool is used for its large SRs (web-01 and web-02, grown to 4 GiB).
@@ -151,6 +152,9 @@ async function uncapped(gib: number, root: string): Promise<void> {
     const crDelta = await runChild(replication)
     const xva = await runChild({ ...base, mode: 'full', remotes: [remote('xva')] })
     const three = await runChild({ ...base, mode: 'delta', forceFull: true, remotes: [remote('three-a'), remote('three-b'), remote('three-c')] })
+    // One snapshot fed to 2 remotes and to an SR of each pool (continuous replication), against the same backup to one remote.
+    const nfsSr = conn.all('SR').find(sr => sr.name_label === 'NFS shared storage')!.uuid as string
+    const fan = await runChild({ ...base, mode: 'delta', forceFull: true, jobId: 'bench-fan', remotes: [remote('fan-a'), remote('fan-b')], srs: [nfsSr, drSr] })
     const small = await runChild({ lab: lab.info, vmName: 'web-02', mode: 'delta', forceFull: true, remotes: [remote('rss-1')] })
     await fill(lab.info, conn, 'web-02', 4 * GiB, 3 * GiB, 4, 1 * GiB)
     const big = await runChild({ lab: lab.info, vmName: 'web-02', mode: 'delta', forceFull: true, remotes: [remote('rss-4')] })
@@ -162,6 +166,7 @@ async function uncapped(gib: number, root: string): Promise<void> {
     }
     console.log(`continuous replication, delta (512 MiB changed) onto the DR pool's SR: ${rate(crDelta).toFixed(0)} MiB/s (${(crDelta.bytes / MiB).toFixed(0)} MiB in ${crDelta.seconds.toFixed(1)} s, snapshot, clones and replica marks included); a plain copy of the changed bytes (the remote delta's VHD): ${changedCopy.toFixed(0)} MiB/s; ratio ${(rate(crDelta) / changedCopy).toFixed(2)}`)
     console.log(`3 remotes vs 1 (forced full, ${(three.bytes / GiB).toFixed(2)} GiB): ${three.seconds.toFixed(1)} s vs ${full.seconds.toFixed(1)} s, time ratio ${(three.seconds / full.seconds).toFixed(2)}`)
+    console.log(`2 remotes + 2 SRs on two pools vs 1 remote (forced full): ${fan.seconds.toFixed(1)} s vs ${full.seconds.toFixed(1)} s, time ratio ${(fan.seconds / full.seconds).toFixed(2)}`)
     const allocated = (r: ChildResult) => `${(r.bytes / GiB).toFixed(2)} GiB`
     console.log(`peak RSS of the backing-up process: ${small.maxRssMiB.toFixed(0)} MiB with ${allocated(small)} allocated, ${big.maxRssMiB.toFixed(0)} MiB with ${allocated(big)} allocated`)
   } finally {
