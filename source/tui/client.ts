@@ -40,7 +40,7 @@ export function safeClient(client: TuiClient): TuiClient {
     },
     call: (method, params) =>
       client.call(method, params).then(safeValue, (error: unknown) => {
-        throw error !== null && typeof error === 'object' && 'message' in error ? Object.assign(Object.create(Object.getPrototypeOf(error) as object) as object, error, { message: errorText(error) }) : new Error(errorText(error))
+        throw error !== null && typeof error === 'object' && 'message' in error ? Object.assign(Object.create(Object.getPrototypeOf(error) as object) as object, error, { message: errorText(error), ...('data' in error && { data: safeValue(error.data) }) }) : new Error(errorText(error))
       }),
     on: (notification, handler) => client.on(notification, params => handler(safeValue(params))),
     onConnection: handler => client.onConnection(state => handler(safeValue(state))),

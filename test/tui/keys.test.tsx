@@ -51,8 +51,8 @@ test('footer: in a text field it offers only keys that work there; q and ? are t
   await t.waitFor('nightly')
   assert.match(footer(t.frame()), /\? help +q quit/)
   await t.press('n')
-  let frame = await t.waitFor('[Job]')
-  assert.match(footer(frame), /F1 help +ctrl-c quit/)
+  // The footer follows the screen's first frame: wait for it rather than read the frame that first says [Job].
+  let frame = await t.waitFor(/\[Job\][^]*F1 help +ctrl-c quit[^\n]*$/)
   assert.doesNotMatch(footer(frame), /\? help|q quit/)
   await t.type('q?:')
   frame = await t.waitFor('Name               q?:')
@@ -136,7 +136,8 @@ test('footer: help and quit always fit; the screen keys give way', async () => {
   await t.press('n')
   await t.type('x')
   await t.press(KEYS.enter)
-  const frame = await t.waitFor('Smart selection')
+  // The footer follows the step's first frame: wait for both.
+  const frame = await t.waitFor(/Smart selection[^]*\? help {2}q quit lab$/)
   assert.match(footer(frame), /\? help {2}q quit lab$/)
   t.unmount()
 })

@@ -114,9 +114,9 @@ export function jobOf(draft: Draft): JobInput {
   const s = draft.settings
   const timeout = String(s.timeout ?? '').trim()
   const schedule = draft.schedule
-  const retention = Object.fromEntries(
-    (['backups', 'replicas', 'snapshots'] as const).flatMap(k => (count(schedule[k]) === undefined ? [] : [[k, count(schedule[k])]])),
-  )
+  // A count for a kind of target the job does not have would keep nothing: it is dropped with its field.
+  const kept = (['backups', 'replicas', 'snapshots'] as const).filter(k => (k === 'backups' ? draft.remotes.size > 0 : k === 'replicas' ? draft.srs.size > 0 : true))
+  const retention = Object.fromEntries(kept.flatMap(k => (count(schedule[k]) === undefined ? [] : [[k, count(schedule[k])]])))
   const fullInterval = count(schedule.fullInterval)
   return {
     ...(draft.kept.id !== undefined && { id: draft.kept.id }),
@@ -157,14 +157,48 @@ export interface Problem {
   message: string
 }
 
-/** The problems the job schema finds, one sentence each, or none. */
+/** The problems the job schema finds, then what the wizard's own targets imply, one sentence each, or none. */
 export function problemsOf(draft: Draft): Problem[] {
+  const job = jobOf(draft)
+  return [...schemaProblems(job), ...retentionProblems(job)]
+}
+
+function schemaProblems(job: JobInput): Problem[] {
   try {
-    parseJob(jobOf(draft))
+    parseJob(job)
     return []
   } catch (error) {
-    return (error as { data?: { problems?: Problem[] } }).data?.problems ?? [{ path: '(job)', message: (error as Error).message }]
+    return problemsIn(error) ?? [{ path: '(job)', message: (error as Error).message }]
   }
+}
+
+/** The per-field problems a JOB_INVALID refusal carries (the schema's or the daemon's), if it is one. */
+export function problemsIn(error: unknown): Problem[] | undefined {
+  const problems = (error as { data?: { problems?: unknown } } | null)?.data?.problems
+  return Array.isArray(problems) ? problems.filter((p): p is Problem => typeof p?.path === 'string' && typeof p?.message === 'string') : undefined
+}
+
+/** Below 1 where a count must keep something; a count that is not a whole number is the schema's to report. */
+const keepsNothing = (value: number | undefined) => value === undefined || (Number.isInteger(value) && value < 1)
+
+/** What the edited schedule must keep for what the job sends where: a job that would write nothing somewhere is refused here. */
+function retentionProblems(job: JobInput): Problem[] {
+  const retention = job.schedules[0]?.retention ?? {}
+  const remotes = job.remotes?.length ?? 0
+  const srs = job.srs?.length ?? 0
+  const at = (key: string) => `schedules.0.retention.${key}`
+  const problems: Problem[] = []
+  if (remotes === 0 && srs === 0 && keepsNothing(retention.snapshots)) {
+    problems.push({ path: at('snapshots'), message: 'with no remote and no SR this is a rolling-snapshot job: keep at least 1 snapshot, or pick a remote or an SR on the Where step.' })
+  }
+  // Left empty, the daemon's default applies (and its checks speak); an explicit 0 is a mistake seen here.
+  if (srs > 0 && retention.replicas !== undefined && keepsNothing(retention.replicas)) {
+    problems.push({ path: at('replicas'), message: `the job replicates to ${srs} SR${srs === 1 ? '' : 's'}: keep at least 1 replica per SR (with 0, nothing is written there).` })
+  }
+  if (remotes > 0 && retention.backups !== undefined && keepsNothing(retention.backups)) {
+    problems.push({ path: at('backups'), message: 'with 0, nothing is written to the remotes: keep at least 1 (left empty, 7 are kept).' })
+  }
+  return problems
 }
 
 /** What the wizard compares to tell a changed draft from the one it opened with. */

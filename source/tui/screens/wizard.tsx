@@ -8,8 +8,9 @@ import { cursorMark, MoreLine, useListCursor } from '../components/list.tsx'
 import { fit, formatBytes, formatDate, localTimezone, wrapText } from '../format.ts'
 import { tone } from '../theme.ts'
 import { nextFireTime } from '../../protocol/cron.ts'
-import type { JobInput } from '../contract.ts'
-import { draftFromJob, draftShape, jobOf, matchSmart, newDraft, POWER_CHOICES, problemsOf, smartOf, type Draft, type Problem } from './draft.ts'
+import type { JobInput, Sr } from '../contract.ts'
+import { draftFromJob, draftShape, jobOf, matchSmart, newDraft, POWER_CHOICES, problemsIn, problemsOf, smartOf, type Draft, type Problem } from './draft.ts'
+import { MODE_WORDS, modeParts, modeTitle, srLabel } from './modes.ts'
 
 type Step = 'basics' | 'vms' | 'targets' | 'schedule' | 'settings' | 'review'
 const STEPS: Step[] = ['basics', 'vms', 'targets', 'schedule', 'settings', 'review']
@@ -17,7 +18,7 @@ const TITLES: Record<Step, string> = { basics: 'Job', vms: 'Which VMs', targets:
 
 const BASICS: Field[] = [
   { name: 'name', label: 'Name', kind: 'text' },
-  { name: 'mode', label: 'Mode', kind: 'choice', choices: ['delta', 'full'], hint: 'delta: VHD chains · full: XVA' },
+  { name: 'mode', label: 'Mode', kind: 'choice', choices: ['delta', 'full'], hint: '←/→ changes it' },
 ]
 const SMART: Field[] = [
   { name: 'tags', label: 'Tags (any of)', kind: 'text', hint: 'comma-separated; empty: any' },
@@ -29,8 +30,8 @@ const SCHEDULE: Field[] = [
   { name: 'cron', label: 'Cron', kind: 'text', hint: 'min hour day month weekday' },
   { name: 'timezone', label: 'Timezone', kind: 'text', hint: 'IANA, e.g. Europe/Paris' },
   { name: 'backups', label: 'Keep backups', kind: 'text', hint: 'per remote' },
-  { name: 'replicas', label: 'Keep replicas', kind: 'text', hint: 'per SR' },
-  { name: 'snapshots', label: 'Keep snapshots', kind: 'text', hint: 'on the source' },
+  { name: 'replicas', label: 'Keep replicas', kind: 'text', hint: 'replica VMs per SR' },
+  { name: 'snapshots', label: 'Keep snapshots', kind: 'text', hint: 'on the source pool (rolling snapshot)' },
   { name: 'fullInterval', label: 'Full every', kind: 'text', hint: 'delta: a full every N backups' },
   { name: 'enabled', label: 'Enabled', kind: 'toggle' },
 ]
@@ -39,10 +40,15 @@ const SETTINGS: Field[] = [
   { name: 'compression', label: 'Compression', kind: 'choice', choices: ['none', 'zstd', 'gzip'], hint: 'full mode only' },
   { name: 'timeout', label: 'Timeout', kind: 'text', hint: 'e.g. 4h, 30m; empty: none' },
   { name: 'offlineSnapshot', label: 'Offline snapshot', kind: 'toggle', hint: 'shut down for the snapshot' },
-  { name: 'checkpointSnapshot', label: 'With memory', kind: 'toggle' },
+  { name: 'checkpointSnapshot', label: 'With memory', kind: 'toggle', hint: 'RAM in the snapshot: a CR replica resumes, no boot' },
   { name: 'deleteFirst', label: 'Delete first', kind: 'toggle', hint: 'retention before transfer' },
   { name: 'distributeBackups', label: 'Distribute', kind: 'toggle', hint: 'each VM to one remote' },
 ]
+
+/** The When step's fields: a count only for the kind of target the job has (backups per remote, replicas per SR). */
+function scheduleFields(draft: Draft): Field[] {
+  return SCHEDULE.filter(f => (f.name === 'backups' ? draft.remotes.size > 0 : f.name === 'replicas' ? draft.srs.size > 0 : true))
+}
 
 /** Which problems each step shows under its fields, by the schema's paths. */
 const STEP_PATHS: Record<Step, string[]> = { basics: ['name', 'mode'], vms: ['vms'], targets: ['remotes', 'srs'], schedule: ['schedules'], settings: ['settings'], review: [''] }
@@ -57,6 +63,9 @@ function problemText(problem: Problem): string {
   const label = fields.get(last) ?? (problem.path === '(job)' ? 'Job' : problem.path)
   return `${label}: ${problem.message}`
 }
+
+/** A schedule's retention problem: shown apart, the next runs do not depend on it. */
+const isRetention = (problem: Problem) => /^schedules\.\d+\.retention/.test(problem.path)
 
 function stepProblems(problems: Problem[], step: Step): Problem[] {
   return problems.filter(p => STEP_PATHS[step].some(prefix => p.path === prefix || p.path.startsWith(prefix)))
@@ -81,9 +90,11 @@ function Wizard({ initial }: { initial: Draft }) {
   const [step, setStep] = useState<Step>('basics')
   const [draft, setDraft] = useState(initial)
   const [failure, setFailure] = useState<string>()
+  // The daemon's own sentences, per field, shown at their steps until the draft changes.
+  const [refused, setRefused] = useState<{ problems: Problem[]; shape: string }>()
   const basics = useForm(BASICS, initial.basics)
   const smart = useForm(SMART, initial.smart)
-  const schedule = useForm(SCHEDULE, initial.schedule)
+  const schedule = useForm(scheduleFields(draft), initial.schedule)
   const settings = useForm(SETTINGS, initial.settings)
   const vms = useRpc('vm.list', {}, ['pools'])
   const pools = useRpc('pool.list', {}, ['pools'])
@@ -92,17 +103,24 @@ function Wizard({ initial }: { initial: Draft }) {
 
   const current: Draft = { ...draft, basics: basics.values, smart: smart.values, schedule: schedule.values, settings: settings.values }
   const matched = matchSmart(smartOf(current), vms.data ?? [])
-  const targets = [...(remotes.data ?? []).map(r => ({ kind: 'remote' as const, id: r.name, label: `remote ${r.name}`, detail: `${r.type} · ${formatBytes(r.space?.free)} free` })), ...(srs.data ?? []).map(sr => ({ kind: 'sr' as const, id: sr.uuid, label: `SR ${sr.name}`, detail: `${sr.poolName} · ${formatBytes(sr.free)} free` }))]
+  const targets = [
+    ...(remotes.data ?? []).map(r => ({ kind: 'remote' as const, id: r.name, label: `remote ${r.name}`, detail: `${r.type} · ${formatBytes(r.space?.free)} free` })),
+    ...(srs.data ?? []).map(sr => ({ kind: 'sr' as const, id: sr.uuid, label: `SR ${sr.name}`, detail: `pool ${sr.poolName} · ${sr.type} · ${formatBytes(sr.free)} free` })),
+  ]
   const poolRows = pools.data ?? []
   // The VMs step in smart mode: the pool toggles first, then the tag and power fields.
   const [smartFocus, setSmartFocus] = useState<'pools' | 'fields'>('pools')
+  const width = shell.columns
+  const shape = { mode: String(current.basics.mode) as 'full' | 'delta', remotes: draft.remotes.size, srs: draft.srs.size, memory: current.settings.checkpointSnapshot === true }
+  const kindLines = modeParts(shape).flatMap(part => wrapText(`${part.name} (${part.where}): ${part.sentence}`, width))
   const listHeight = shell.bodyHeight - 4
   const vmList = useListCursor((vms.data ?? []).length, listHeight)
-  const targetList = useListCursor(targets.length, listHeight)
+  const targetList = useListCursor(targets.length, listHeight - kindLines.length)
   const poolHeight = Math.min(poolRows.length, 4)
   const poolList = useListCursor(poolRows.length, poolHeight)
-  const problems = problemsOf(current)
-  const changed = JSON.stringify(draftShape(current)) !== JSON.stringify(draftShape(initial))
+  const shapeText = JSON.stringify(draftShape(current))
+  const problems = [...problemsOf(current), ...(refused !== undefined && refused.shape === shapeText ? refused.problems : [])]
+  const changed = shapeText !== JSON.stringify(draftShape(initial))
 
   const move = (by: number) => {
     setFailure(undefined)
@@ -114,6 +132,7 @@ function Wizard({ initial }: { initial: Draft }) {
   }
   const save = async () => {
     if (problems.length > 0) return
+    setRefused(undefined)
     const job = jobOf(current)
     const id = current.kept.id
     const label = id === undefined ? `create ${job.name}` : `save ${job.name}`
@@ -124,6 +143,8 @@ function Wizard({ initial }: { initial: Draft }) {
       shell.back()
     } catch (error) {
       setFailure((error as Error).message)
+      const fields = problemsIn(error)
+      if (fields !== undefined) setRefused({ problems: fields, shape: shapeText })
       shell.notify(`${label} failed: ${(error as Error).message}`, 'error')
     }
   }
@@ -186,7 +207,6 @@ function Wizard({ initial }: { initial: Draft }) {
     },
   })
 
-  const width = shell.columns
   const previewSpace = Math.max(0, shell.bodyHeight - 5 - poolHeight - SMART.length - stepProblems(problems, 'vms').length)
   const previewRows = matched.length > previewSpace ? Math.max(0, previewSpace - 1) : previewSpace
   const trail = STEPS.map(s => (s === step ? `[${TITLES[s]}]` : TITLES[s])).join(' → ')
@@ -196,8 +216,10 @@ function Wizard({ initial }: { initial: Draft }) {
         {trail}
       </Text>
       {step === 'basics' ? <FormView fields={BASICS} form={basics} width={width} /> : null}
-      {step === 'schedule' ? <FormView fields={SCHEDULE} form={schedule} width={width} /> : null}
-      {step === 'schedule' ? <NextRuns schedule={jobOf(current).schedules[0]!} problems={stepProblems(problems, 'schedule')} width={width} /> : null}
+      {step === 'basics' ? <Text wrap="wrap">{MODE_WORDS[shape.mode]}</Text> : null}
+      {step === 'schedule' ? <FormView fields={scheduleFields(draft)} form={schedule} width={width} /> : null}
+      {step === 'schedule' ? <NextRuns schedule={jobOf(current).schedules[0]!} problems={stepProblems(problems, 'schedule').filter(p => !isRetention(p))} width={width} /> : null}
+      {step === 'schedule' ? <Problems problems={stepProblems(problems, 'schedule').filter(isRetention)} width={width} rows={3} /> : null}
       {step !== 'review' && step !== 'schedule' && changed ? <Problems problems={stepProblems(problems, step)} width={width} rows={3} /> : null}
       {step === 'settings' ? <FormView fields={SETTINGS} form={settings} width={width} /> : null}
       {step === 'vms' && draft.selection === 'pick' ? (
@@ -239,8 +261,13 @@ function Wizard({ initial }: { initial: Draft }) {
       {step === 'targets' ? (
         <Box flexDirection="column">
           <Text wrap="truncate">
-            Where backups go ({draft.remotes.size} remote{draft.remotes.size === 1 ? '' : 's'}, {draft.srs.size} SR{draft.srs.size === 1 ? '' : 's'}): space selects
+            Where the VMs go ({draft.remotes.size} remote{draft.remotes.size === 1 ? '' : 's'}, {draft.srs.size} SR{draft.srs.size === 1 ? '' : 's'}): remotes keep backups, SRs replicas; space selects
           </Text>
+          {kindLines.map((line, i) => (
+            <Text key={`k${i}`} color={tone('cyan')}>
+              {line}
+            </Text>
+          ))}
           {targets.slice(targetList.offset, targetList.offset + targetList.window).map((target, i) => {
             const on = target.kind === 'remote' ? draft.remotes.has(target.id) : draft.srs.has(target.id)
             return (
@@ -252,7 +279,7 @@ function Wizard({ initial }: { initial: Draft }) {
           <MoreLine list={targetList} />
         </Box>
       ) : null}
-      {step === 'review' ? <Review draft={current} matched={matched.length} problems={problems} failure={failure} width={width} rows={shell.bodyHeight - 7} /> : null}
+      {step === 'review' ? <Review draft={current} matched={matched.length} srs={srs.data} problems={problems} failure={failure} width={width} rows={shell.bodyHeight - 8} /> : null}
     </Box>
   )
 }
@@ -318,7 +345,7 @@ function retentionInWords(retention: { backups?: number; replicas?: number; snap
   return parts.length === 0 ? 'the defaults' : parts.join(', ')
 }
 
-function Review({ draft, matched, problems, failure, width, rows }: { draft: Draft; matched: number; problems: Problem[]; failure: string | undefined; width: number; rows: number }) {
+function Review({ draft, matched, srs, problems, failure, width, rows }: { draft: Draft; matched: number; srs: readonly Sr[] | undefined; problems: Problem[]; failure: string | undefined; width: number; rows: number }) {
   const job = jobOf(draft)
   const schedule = job.schedules[0]
   const failureLines = failure === undefined ? [] : wrapText(`✖ ${failure}`, width)
@@ -327,7 +354,8 @@ function Review({ draft, matched, problems, failure, width, rows }: { draft: Dra
       <Text wrap="truncate">
         {job.name || '(no name)'} · {job.mode === 'delta' ? 'delta (VHD chains)' : 'full (XVA)'} · {draft.selection === 'pick' ? `${draft.picked.size} VMs picked` : `smart selection (${matched} VMs now)`}
       </Text>
-      <Text wrap="truncate">To: {[...(job.remotes ?? []).map(r => `remote ${r}`), ...(job.srs ?? []).map(sr => `SR ${sr.slice(0, 8)}`)].join(', ') || 'nowhere yet'}</Text>
+      <Text wrap="truncate">Does: {modeTitle({ mode: job.mode, remotes: job.remotes?.length ?? 0, srs: job.srs?.length ?? 0, memory: job.settings?.checkpointSnapshot === true })}</Text>
+      <Text wrap="truncate">To: {[...(job.remotes ?? []).map(r => `remote ${r}`), ...(job.srs ?? []).map(sr => srLabel(sr, srs))].join(', ') || 'nowhere: snapshots only'}</Text>
       <Text wrap="truncate">
         When: {schedule?.name} at "{schedule?.cron}" ({schedule?.timezone}){schedule?.enabled === false ? ', disabled' : ''}
         {schedule?.fullInterval === undefined ? '' : ` · a full every ${schedule.fullInterval}`}

@@ -1,0 +1,63 @@
+// What a job does, in Xen Orchestra's names (Delta backup, Continuous Replication, Disaster Recovery,
+// Rolling snapshot) and one sentence each: the wizard explains a choice with it, the job screen names it.
+import type { Sr } from '../contract.ts'
+
+export interface JobShape {
+  mode: 'full' | 'delta'
+  remotes: number
+  srs: number
+  /** checkpointSnapshot: the snapshot holds the RAM. */
+  memory: boolean
+}
+
+const plural = (count: number, noun: string) => `${count} ${noun}${count === 1 ? '' : 's'}`
+
+/** What the mode choice means, whatever the targets: one line. */
+export const MODE_WORDS: Record<JobShape['mode'], string> = {
+  delta: 'Delta: the whole disks once, then only the changed blocks. To remotes: VHD chains (Delta backup); to SRs: Continuous Replication.',
+  full: 'Full: the whole VM at every run. To remotes: one XVA file (Full backup); to SRs: Disaster Recovery.',
+}
+
+/** One part of a job: its XO name, its targets and what it does, in one sentence. */
+export interface ModePart {
+  name: string
+  where: string
+  sentence: string
+}
+
+export function modeParts(shape: JobShape): ModePart[] {
+  const parts: ModePart[] = []
+  if (shape.remotes > 0) {
+    parts.push(
+      shape.mode === 'delta'
+        ? { name: 'Delta backup', where: plural(shape.remotes, 'remote'), sentence: 'VHD chains on each remote: the first run writes the whole disks, later runs only the changed blocks.' }
+        : { name: 'Full backup', where: plural(shape.remotes, 'remote'), sentence: 'every run writes the whole VM as one XVA file on each remote.' },
+    )
+  }
+  if (shape.srs > 0) {
+    parts.push(
+      shape.mode === 'delta'
+        ? {
+            name: shape.memory ? 'Continuous Replication with memory' : 'Continuous Replication',
+            where: plural(shape.srs, 'SR'),
+            sentence: `a replica VM on each SR, copied whole once, then only the changed blocks${shape.memory ? '; it is kept suspended with the RAM and its clone resumes without a boot' : ''}; clone the replica to start it.`,
+          }
+        : { name: 'Disaster Recovery', where: plural(shape.srs, 'SR'), sentence: 'every run copies the whole VM onto each SR as a new replica; clone the replica to start it.' },
+    )
+  }
+  if (parts.length === 0) parts.push({ name: 'Rolling snapshot', where: 'no target', sentence: 'nothing is sent anywhere: each run snapshots the VMs and keeps the newest snapshots on their own pool (how many: the When step).' })
+  return parts
+}
+
+/** "Delta backup (1 remote) + Continuous Replication (2 SRs)". */
+export function modeTitle(shape: JobShape): string {
+  return modeParts(shape)
+    .map(part => `${part.name} (${part.where})`)
+    .join(' + ')
+}
+
+/** A job's SR as an administrator knows it: its name and its pool, or the uuid when no connected pool has it. */
+export function srLabel(uuid: string, srs: readonly Sr[] | undefined): string {
+  const sr = srs?.find(s => s.uuid === uuid)
+  return sr === undefined ? `SR ${uuid} (not in a connected pool)` : `SR ${sr.name} (pool ${sr.poolName})`
+}
