@@ -43,7 +43,7 @@ export function buildHandlers(daemon: Daemon): Record<MethodName, MethodHandler>
       return {}
     },
 
-    'vm.list': params => listVms(selectPools(pools.connections, params?.pool)),
+    'vm.list': params => listVms(selectPools(pools.connections, params?.pool), { templates: params?.templates === true }),
     'sr.list': params => listSrs(selectPools(pools.connections, params?.pool)),
 
     'remote.add': async ({ name, url }) => {

@@ -2,6 +2,7 @@
 // with their disks, and SRs with their space; read from each connection's event-fed cache.
 import type { PoolConnection, XapiRecord } from '../xapi/index.ts'
 import { LifeboatError } from '../util/errors.ts'
+import { parseBackupDate } from '../repository/index.ts'
 import type { Pool, Sr, Vm } from '../protocol/methods.ts'
 
 const NULL_REF = 'OpaqueRef:NULL'
@@ -16,11 +17,14 @@ export function selectPools(pools: ReadonlyMap<string, PoolConnection>, pool: st
   return chosen
 }
 
-export function listVms(pools: PoolConnection[]): Vm[] {
+/** With `templates`, the custom templates too (not XAPI's built-in ones): an imported snapshot XVA is one. */
+export function listVms(pools: PoolConnection[], options: { templates?: boolean } = {}): Vm[] {
   const vms: Vm[] = []
   for (const conn of pools) {
     for (const vm of conn.all('VM')) {
-      if (vm.is_a_template === true || vm.is_a_snapshot === true || vm.is_control_domain === true) continue
+      const template = vm.is_a_template === true
+      if (vm.is_a_snapshot === true || vm.is_control_domain === true) continue
+      if (template && (options.templates !== true || (vm.other_config as Record<string, string> | undefined)?.default_template === 'true')) continue
       const powerState = String(vm.power_state)
       vms.push({
         uuid: vm.uuid,
@@ -31,10 +35,27 @@ export function listVms(pools: PoolConnection[]): Vm[] {
         tags: Array.isArray(vm.tags) ? (vm.tags as string[]) : [],
         disks: disksOf(conn, vm),
         hasTools: typeof vm.guest_metrics === 'string' && vm.guest_metrics !== NULL_REF && vm.guest_metrics !== '',
+        snapshots: snapshotsOf(conn, vm),
+        ...(template && { template: true as const }),
       })
     }
   }
   return vms.sort((a, b) => a.poolName.localeCompare(b.poolName) || a.name.localeCompare(b.name))
+}
+
+function snapshotsOf(conn: PoolConnection, vm: XapiRecord): NonNullable<Vm['snapshots']> {
+  const snapshots: NonNullable<Vm['snapshots']> = []
+  for (const ref of (vm.snapshots as string[] | undefined) ?? []) {
+    const snapshot = conn.byRef(ref)
+    if (snapshot === undefined) continue
+    snapshots.push({ uuid: snapshot.uuid, name: String(snapshot.name_label ?? ''), time: xapiTime(snapshot.snapshot_time), disks: disksOf(conn, snapshot) })
+  }
+  return snapshots.sort((a, b) => a.time - b.time)
+}
+
+/** XAPI's snapshot_time (a Date from the client, or its text), ms epoch; 0 when absent. */
+function xapiTime(value: unknown): number {
+  return value instanceof Date ? value.getTime() : (parseBackupDate(String(value ?? '')) ?? 0)
 }
 
 function disksOf(conn: PoolConnection, vm: XapiRecord): Vm['disks'] {

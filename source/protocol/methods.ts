@@ -57,6 +57,18 @@ export interface Vm {
   tags: string[]
   disks: VmDisk[]
   hasTools: boolean
+  /** Its snapshots, oldest first (what cr-seed picks a base from). */
+  snapshots?: VmSnapshot[]
+  /** Listed with `templates`: a custom template (an imported snapshot XVA comes in as one: a cr-seed target). */
+  template?: true
+}
+
+export interface VmSnapshot {
+  uuid: string
+  name: string
+  /** XAPI's snapshot_time, ms epoch. */
+  time: number
+  disks: VmDisk[]
 }
 
 export interface Sr {
@@ -177,7 +189,7 @@ export const methodParams = {
   'pool.add': z.strictObject({ url: text('url'), username: text('username'), password: z.string({ error: 'password must be a text.' }).max(2000) }),
   'pool.list': none,
   'pool.remove': z.strictObject({ id: text('id') }),
-  'vm.list': z.strictObject({ pool: text('pool').optional() }).optional(),
+  'vm.list': z.strictObject({ pool: text('pool').optional(), templates: z.boolean({ error: 'templates must be true or false.' }).optional() }).optional(),
   'sr.list': z.strictObject({ pool: text('pool').optional() }).optional(),
   'remote.add': z.strictObject({ name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, { error: 'a remote name is 1-64 letters, digits, ".", "_" or "-", starting with a letter or digit.' }), url: text('url') }),
   'remote.list': none,

@@ -66,3 +66,28 @@ export function keyNames(action: GlobalAction, focus: Focus): string[] {
 export function isTyped(keyName: string): boolean {
   return keyName === 'space' || [...keyName].length === 1
 }
+
+/** A screen's own key, as the footer and the help overlay show it. */
+export interface ScreenKey {
+  key: string
+  label: string
+  /** Hidden from the footer (still in the help overlay). */
+  more?: boolean
+}
+
+/** Whether a key press is this screen key ('enter', 'space' or the letter). */
+export function pressed(binding: ScreenKey, input: string, key: Key): boolean {
+  if (binding.key === 'enter') return key.return
+  if (binding.key === 'space') return input === ' '
+  return input === binding.key && plain(key)
+}
+
+/** The job screen's keys: its handler dispatches from this table, the footer and `?` read it. */
+export const JOB_KEYS = {
+  open: { key: 'enter', label: 'open run' },
+  run: { key: 'r', label: 'run now' },
+  edit: { key: 'e', label: 'edit' },
+  cancel: { key: 'c', label: 'cancel run' },
+  seed: { key: 's', label: 'cr-seed' },
+  enable: { key: 'space', label: 'enable/disable', more: true },
+} as const satisfies Record<string, ScreenKey>

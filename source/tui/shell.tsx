@@ -5,7 +5,7 @@ import type { Key } from 'ink'
 import type { TuiClient } from './client.ts'
 import { errorText } from './client.ts'
 import type { MethodName, TuiMethods } from './contract.ts'
-import type { Focus } from './keys.ts'
+import type { Focus, ScreenKey } from './keys.ts'
 
 export type Route =
   | { screen: 'jobs' }
@@ -14,18 +14,14 @@ export type Route =
   | { screen: 'lanes' }
   | { screen: 'runs'; jobId?: string }
   | { screen: 'run'; runId: string; follow?: boolean }
+  | { screen: 'seed'; id: string; label: string }
   | { screen: 'restore' }
   | { screen: 'remotes' }
   | { screen: 'pools' }
   | { screen: 'vms'; pool?: { id: string; name: string } }
   | { screen: 'srs'; pool?: { id: string; name: string } }
 
-export interface KeyHelp {
-  key: string
-  label: string
-  /** Hidden from the footer (still in the help overlay). */
-  more?: boolean
-}
+export type KeyHelp = ScreenKey
 
 /** What the mounted screen tells the router: its keys (for footer and help) and its key handler. */
 export interface ScreenKeys {

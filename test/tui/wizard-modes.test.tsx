@@ -65,7 +65,7 @@ test('wizard: a full job to an SR only is Disaster Recovery; When asks for repli
   await t.press(KEYS.enter)
   frame = await t.waitFor('[When]')
   assert.doesNotMatch(frame, /Keep backups/)
-  assert.match(frame, /Keep replicas +replica VMs per SR/)
+  assert.match(frame, /Keep replicas +replica VMs per SR \(empty: 1\)/)
   // Name, cron, timezone, then the replicas: 0 is refused at once, 2 is kept.
   await t.press(KEYS.down, KEYS.down, KEYS.down)
   await t.type('0')
@@ -101,6 +101,7 @@ test('wizard: continuous replication with memory is named so on the review', asy
   await t.press(KEYS.enter)
   let frame = await t.waitFor('[How]')
   assert.match(frame, /With memory +\[ \] RAM in the snapshot: a CR replica resumes, no boot/)
+  assert.doesNotMatch(frame, /Distribute/, 'the daemon refuses distributed backups: the wizard does not offer them')
   await t.press(KEYS.down, KEYS.down, KEYS.down, KEYS.down, ' ')
   await t.waitFor('With memory        [x]')
   await t.press(KEYS.enter)

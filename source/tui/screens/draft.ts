@@ -20,7 +20,7 @@ export interface Draft {
   kept: { id?: string; scheduleId?: string; otherSchedules: Job['schedules']; overrides?: Job['overrides']; settings: Record<string, unknown> }
 }
 
-const EDITED_SETTINGS = ['concurrency', 'compression', 'timeout', 'offlineSnapshot', 'checkpointSnapshot', 'deleteFirst', 'distributeBackups']
+const EDITED_SETTINGS = ['concurrency', 'compression', 'timeout', 'offlineSnapshot', 'checkpointSnapshot', 'deleteFirst']
 
 const text = (value: unknown) => (value === undefined || value === null ? '' : String(value))
 
@@ -34,7 +34,7 @@ export function newDraft(): Draft {
     remotes: new Set(),
     srs: new Set(),
     schedule: { name: 'daily', cron: '0 3 * * *', timezone: Intl.DateTimeFormat().resolvedOptions().timeZone || 'UTC', backups: '7', replicas: '', snapshots: '', fullInterval: '', enabled: true },
-    settings: { concurrency: '2', compression: 'none', timeout: '', offlineSnapshot: false, checkpointSnapshot: false, deleteFirst: false, distributeBackups: false },
+    settings: { concurrency: '2', compression: 'none', timeout: '', offlineSnapshot: false, checkpointSnapshot: false, deleteFirst: false },
     kept: { otherSchedules: [], settings: {} },
   }
 }
@@ -68,7 +68,6 @@ export function draftFromJob(job: Job): Draft {
       offlineSnapshot: settings.offlineSnapshot === true,
       checkpointSnapshot: settings.checkpointSnapshot === true,
       deleteFirst: settings.deleteFirst === true,
-      distributeBackups: settings.distributeBackups === true,
     },
     kept: {
       ...(job.id !== undefined && { id: job.id }),
@@ -133,7 +132,6 @@ export function jobOf(draft: Draft): JobInput {
       ...(s.offlineSnapshot === true && { offlineSnapshot: true }),
       ...(s.checkpointSnapshot === true && { checkpointSnapshot: true }),
       ...(s.deleteFirst === true && { deleteFirst: true }),
-      ...(s.distributeBackups === true && { distributeBackups: true }),
     },
     ...(draft.kept.overrides !== undefined && { overrides: draft.kept.overrides }),
     schedules: [

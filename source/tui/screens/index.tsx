@@ -6,6 +6,7 @@ import { WizardScreen } from './wizard.tsx'
 import { LanesScreen } from './lanes.tsx'
 import { RunsScreen } from './runs.tsx'
 import { RunScreen } from './run.tsx'
+import { SeedScreen } from './seed.tsx'
 import { RestoreScreen } from './restore.tsx'
 import { RemotesScreen } from './remotes.tsx'
 import { PoolsScreen, SrsScreen, VmsScreen } from './inventory.tsx'
@@ -23,6 +24,8 @@ export function routeLabel(route: Route): string {
       return 'Runs'
     case 'run':
       return `Run ${route.runId.slice(0, 12)}`
+    case 'seed':
+      return route.label
     case 'restore':
       return 'Restore'
     case 'remotes':
@@ -50,6 +53,8 @@ export function Screen({ route }: { route: Route }) {
       return <RunsScreen {...(route.jobId !== undefined && { jobId: route.jobId })} />
     case 'run':
       return <RunScreen runId={route.runId} follow={route.follow === true} />
+    case 'seed':
+      return <SeedScreen id={route.id} />
     case 'restore':
       return <RestoreScreen />
     case 'remotes':

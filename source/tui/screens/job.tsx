@@ -5,12 +5,15 @@ import { Table } from '../components/list.tsx'
 import { jobIdOf } from '../contract.ts'
 import { formatBytes, formatElapsed } from '../format.ts'
 import { tone } from '../theme.ts'
-import { nextRunText, runSearchText, shortDate, statusCell, targetsLabel, useFilteredList, vmsLabel } from './common.tsx'
+import { nextRunText, runSearchText, shortDate, statusCell, useFilteredList, vmsLabel } from './common.tsx'
+import { JOB_KEYS, pressed, type ScreenKey } from '../keys.ts'
+import { modeTitle, seedRefusal, shapeOf, srLabel } from './modes.ts'
 
 export function JobScreen({ id }: { id: string }) {
   const shell = useShell()
   const info = useRpc('job.get', { id }, ['jobs', 'runs'])
   const runs = useRpc('run.list', { jobId: id, limit: 50 }, ['runs'])
+  const srs = useRpc('sr.list', {}, ['pools'])
   const job = info.data?.job
   const settings = Object.entries(job?.settings ?? {}).filter(([, v]) => v !== undefined)
   const headerLines = 5 + (job?.schedules.length ?? 0)
@@ -18,24 +21,23 @@ export function JobScreen({ id }: { id: string }) {
   const now = useNow((runs.data ?? []).some(r => r.status === 'pending'))
 
   useScreenKeys({
-    keys: [
-      { key: 'enter', label: 'open run' },
-      { key: 'r', label: 'run now' },
-      { key: 'e', label: 'edit' },
-      { key: 'c', label: 'cancel run' },
-      { key: 'space', label: 'enable/disable', more: true },
-    ],
+    keys: Object.values(JOB_KEYS),
     capturing: view.filter.editing,
     onKey: (input, key) => {
       if (view.onKey(input, key)) return true
       if (info.data === undefined || job === undefined) return false
       const jobId = jobIdOf(job)
       const running = info.data.running
-      if (key.return && view.selected !== undefined) shell.navigate({ screen: 'run', runId: view.selected.runId })
-      else if (input === 'r') void shell.mutate(`run ${job.name}`, () => shell.client.call('job.run', { id: jobId }), runStarted(`run ${job.name}`))
-      else if (input === 'e') shell.canChange('editing') && shell.navigate({ screen: 'wizard', id: jobId, label: `edit ${job.name}` })
-      else if (input === ' ') void shell.mutate(info.data.enabled ? 'disable' : 'enable', () => shell.client.call('job.setEnabled', { id: jobId, enabled: !info.data!.enabled }))
-      else if (input === 'c') {
+      const is = (binding: ScreenKey) => pressed(binding, input, key)
+      if (is(JOB_KEYS.open) && view.selected !== undefined) shell.navigate({ screen: 'run', runId: view.selected.runId })
+      else if (is(JOB_KEYS.run)) void shell.mutate(`run ${job.name}`, () => shell.client.call('job.run', { id: jobId }), runStarted(`run ${job.name}`))
+      else if (is(JOB_KEYS.edit)) shell.canChange('editing') && shell.navigate({ screen: 'wizard', id: jobId, label: `edit ${job.name}` })
+      else if (is(JOB_KEYS.enable)) void shell.mutate(info.data.enabled ? 'disable' : 'enable', () => shell.client.call('job.setEnabled', { id: jobId, enabled: !info.data!.enabled }))
+      else if (is(JOB_KEYS.seed)) {
+        const refusal = seedRefusal(job)
+        if (refusal !== undefined) shell.notify(refusal, 'error')
+        else if (shell.canChange('cr-seed')) shell.navigate({ screen: 'seed', id: jobId, label: 'cr-seed' })
+      } else if (is(JOB_KEYS.cancel)) {
         if (running === undefined) shell.notify(`${job.name} is not running.`, 'error')
         else if (shell.canChange('cancel')) shell.confirm({ message: `Cancel the running run of ${job.name}?`, onYes: () => void shell.mutate('cancel', () => shell.client.call('run.cancel', { runId: running }), cancelAsked) })
       } else return false
@@ -47,11 +49,11 @@ export function JobScreen({ id }: { id: string }) {
   return (
     <Box flexDirection="column">
       <Text wrap="truncate">
-        <Text bold>{job.name}</Text> · {job.mode} · {info.data.enabled ? `next run ${nextRunText(info.data)}` : '⏸ disabled'}
+        <Text bold>{job.name}</Text> · {modeTitle(shapeOf(job))} · {info.data.enabled ? `next run ${nextRunText(info.data)}` : '⏸ disabled'}
         {info.data.running === undefined ? '' : ' · ⟳ running'}
       </Text>
       <Text wrap="truncate">VMs: {vmsLabel(job)}</Text>
-      <Text wrap="truncate">Targets: {targetsLabel(job)}</Text>
+      <Text wrap="truncate">Targets: {[...job.remotes.map(r => `remote ${r}`), ...job.srs.map(sr => srLabel(sr, srs.data))].join(', ') || 'none: snapshots kept on the source pool'}</Text>
       <Text wrap="truncate">Settings: {settings.length === 0 ? 'defaults' : settings.map(([k, v]) => `${k}=${typeof v === 'object' ? JSON.stringify(v) : String(v)}`).join(' ')}</Text>
       {job.schedules.map(s => (
         <Text key={s.name} wrap="truncate">

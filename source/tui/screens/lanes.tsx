@@ -1,10 +1,10 @@
 // Lanes: what runs now on each pool, slot by slot (snapshots, VDI exports, VM exports), the waiting
 // queue behind each full lane and the writers per target, so back-pressure and limits show at a glance.
-import { memo, useEffect, useState } from 'react'
+import { memo, useEffect, useMemo, useState } from 'react'
 import { Box, Text } from 'ink'
 import { useNow, useRpc, useScreenKeys, useShell } from '../shell.tsx'
 import { cursorMark, MoreLine, useListCursor } from '../components/list.tsx'
-import type { Lane, LaneHolder, LanesSnapshot } from '../contract.ts'
+import type { Lane, LaneHolder, LanesSnapshot, Sr } from '../contract.ts'
 import { fit, formatBytes, formatElapsed, formatEta, formatSpeed, percent, progressBar } from '../format.ts'
 import { tone, type Tone } from '../theme.ts'
 
@@ -33,24 +33,42 @@ function slotLabel(vm: string, disk: string | undefined): string {
   return `${vm} ${disk.startsWith(vm) ? disk.slice(vm.length).trim() : disk}`
 }
 
+/** A lane's target as the administrator knows it: a remote by its name, an SR (the lanes key it by uuid) by its name. */
+function targetName(target: string, srs: ReadonlyMap<string, Sr>): string {
+  const sr = srs.get(target)
+  return sr === undefined ? target : `SR ${sr.name}`
+}
+
+/**
+ * The targets of one export, each with how far it got; in lock-step the slowest writer holds the export
+ * back, so when they differ it is marked (back-pressure from a remote or an SR shows here).
+ */
+function targetsText(holder: LaneHolder, srs: ReadonlyMap<string, Sr>): string {
+  const entries = Object.entries(holder.targets ?? {})
+  const writing = entries.filter(([, t]) => t.state === 'writing')
+  const least = Math.min(...writing.map(([, t]) => t.done))
+  const holding = writing.length > 1 && writing.some(([, t]) => t.done !== least) ? writing.find(([, t]) => t.done === least)?.[0] : undefined
+  return entries
+    .map(([target, t]) => `${targetName(target, srs)} ${t.state === 'failed' ? '✖' : t.state === 'done' ? '✔' : percent(t.done, holder.total).trim()}${target === holding ? ' (slowest)' : ''}`)
+    .join(' ')
+}
+
 /** One slot holder on one line: VM and disk, then how far, how fast and how long to go. */
-export function holderLine(holder: LaneHolder, now: number, width: number): string {
+export function holderLine(holder: LaneHolder, now: number, width: number, srs: ReadonlyMap<string, Sr> = new Map()): string {
   const name = fit(slotLabel(holder.vmName ?? holder.vm, holder.disk), 17)
   const elapsed = formatElapsed(now - holder.since)
   if (holder.done === undefined) return fit(`  ${name} ${fit(holder.phase, 10)} ${elapsed}  ${holder.jobName ?? ''}`, width)
   const moved = `${formatBytes(holder.done).padStart(8)} ${formatSpeed(holder.bytesPerSecond).padStart(10)}`
   // Size unknown (a full XVA export): what moved and how fast, and no ETA that would be invented.
   if (holder.total === undefined) return fit(`  ${name} ${fit(holder.phase, 6)} ${moved}  ${elapsed} so far  ${holder.jobName ?? ''}`, width)
-  const targets = Object.entries(holder.targets ?? {})
-    .map(([target, t]) => `${target} ${t.state === 'failed' ? '✖' : t.state === 'done' ? '✔' : percent(t.done, holder.total).trim()}`)
-    .join(' ')
+  const targets = targetsText(holder, srs)
   const figures = `${percent(holder.done, holder.total)} ${moved} ${formatEta(holder.done, holder.total, holder.bytesPerSecond).padStart(6)}`
   const line = `  ${name} ${progressBar(holder.done, holder.total, 4)} ${figures} ${targets || holder.jobName || ''}`
   return fit(line, width)
 }
 
 /** The screen as lines: pure, so that it is cheap to test and to measure. */
-export function laneLines(snapshot: LanesSnapshot, now: number, width: number): LaneLine[] {
+export function laneLines(snapshot: LanesSnapshot, now: number, width: number, srs: ReadonlyMap<string, Sr> = new Map()): LaneLine[] {
   const lines: LaneLine[] = []
   for (const pool of snapshot.pools) {
     lines.push({ key: pool.poolId, text: `Pool ${pool.poolName}`, bold: true })
@@ -59,7 +77,7 @@ export function laneLines(snapshot: LanesSnapshot, now: number, width: number): 
       const full = lane.holders.length >= lane.limit && lane.limit > 0
       const waiting = lane.waiting.length > 0 ? `  ${lane.waiting.length} waiting` : ''
       lines.push({ key: `${pool.poolId}:${key}`, text: ` ${fit(title, 12)} ${slots(lane)}${full ? ' full' : ''}${waiting}`, ...(full || waiting !== '' ? { tone: 'yellow' as const } : {}) })
-      lane.holders.forEach((holder, i) => lines.push({ key: `${pool.poolId}:${key}:${i}`, text: holderLine(holder, now, width) }))
+      lane.holders.forEach((holder, i) => lines.push({ key: `${pool.poolId}:${key}:${i}`, text: holderLine(holder, now, width, srs) }))
       if (lane.waiting.length > 0) {
         const queue = lane.waiting.map(w => slotLabel(w.vmName ?? w.vm, w.disk)).join(', ')
         lines.push({ key: `${pool.poolId}:${key}:waiting`, text: fit(`   ⏸ waiting: ${queue}`, width), tone: 'gray' })
@@ -67,6 +85,12 @@ export function laneLines(snapshot: LanesSnapshot, now: number, width: number): 
     }
   }
   return lines
+}
+
+/** The connected pools' SRs by uuid: lanes and task trees name SR targets by uuid. */
+export function useSrNames(): ReadonlyMap<string, Sr> {
+  const srs = useRpc('sr.list', {}, ['pools'])
+  return useMemo(() => new Map((srs.data ?? []).map(sr => [sr.uuid, sr])), [srs.data])
 }
 
 const Line = memo(function Line({ line, width }: { line: LaneLine; width: number }) {
@@ -101,7 +125,8 @@ export function useLiveLanes(): { snapshot: LanesSnapshot | undefined; busy: boo
 export function LanesScreen() {
   const shell = useShell()
   const { snapshot, busy, now, error } = useLiveLanes()
-  const lines = snapshot === undefined ? [] : laneLines(snapshot, now, shell.columns - 1)
+  const srs = useSrNames()
+  const lines = snapshot === undefined ? [] : laneLines(snapshot, now, shell.columns - 1, srs)
   const height = shell.bodyHeight - 1
   const list = useListCursor(lines.length, height)
   useScreenKeys({ keys: [{ key: '↑/↓', label: 'scroll' }, { key: 'l', label: 'runs' }], onKey: (input, key) => list.onKey(input, key) || (input === 'l' && (shell.navigate({ screen: 'runs' }), true)) })

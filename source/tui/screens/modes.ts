@@ -1,6 +1,6 @@
 // What a job does, in Xen Orchestra's names (Delta backup, Continuous Replication, Disaster Recovery,
 // Rolling snapshot) and one sentence each: the wizard explains a choice with it, the job screen names it.
-import type { Sr } from '../contract.ts'
+import type { Job, Sr } from '../contract.ts'
 
 export interface JobShape {
   mode: 'full' | 'delta'
@@ -60,4 +60,14 @@ export function modeTitle(shape: JobShape): string {
 export function srLabel(uuid: string, srs: readonly Sr[] | undefined): string {
   const sr = srs?.find(s => s.uuid === uuid)
   return sr === undefined ? `SR ${uuid} (not in a connected pool)` : `SR ${sr.name} (pool ${sr.poolName})`
+}
+
+export function shapeOf(job: Job): JobShape {
+  return { mode: job.mode, remotes: job.remotes.length, srs: job.srs.length, memory: job.settings.checkpointSnapshot === true }
+}
+
+/** Why cr-seed does not apply to this job (it seeds a continuous replication: delta mode, an SR), or undefined. */
+export function seedRefusal(job: Job): string | undefined {
+  if (job.mode === 'delta' && job.srs.length > 0) return undefined
+  return `cr-seed gives a continuous replication its base: a job in delta mode with an SR. "${job.name}" is ${modeTitle(shapeOf(job))}.`
 }

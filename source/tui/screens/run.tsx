@@ -8,7 +8,7 @@ import { fit, formatDate, formatElapsed, wrapText } from '../format.ts'
 import { STATUS_STYLE, tone } from '../theme.ts'
 import type { TaskNode } from '../contract.ts'
 import { flattenTree, restoredVm } from './tree.ts'
-import { holderLine, useLiveLanes } from './lanes.tsx'
+import { holderLine, useLiveLanes, useSrNames } from './lanes.tsx'
 
 export function RunScreen({ runId, follow: followAtStart = false }: { runId: string; follow?: boolean }) {
   const shell = useShell()
@@ -33,13 +33,14 @@ export function RunScreen({ runId, follow: followAtStart = false }: { runId: str
   }, [shell.client, runId, pending, refetch, shell.generation])
 
   const now = useNow(pending)
-  const all = run.data === undefined ? [] : flattenTree(run.data.tree, closed, opened, now)
+  const srs = useSrNames()
+  const all = run.data === undefined ? [] : flattenTree(run.data.tree, closed, opened, now, srs)
   const lines = all.filter(line => line.kind !== 'task' || filter.matches(`${line.text} ${line.status ?? ''}`))
   const restored = run.data === undefined ? undefined : restoredVm(run.data.tree)
   // This run's transfers now, from the lanes: bytes, %, speed and ETA, which the task tree does not carry.
   const lanes = useLiveLanes()
   const transfers = (lanes.snapshot?.pools ?? []).flatMap(p => [...p.vdiExports.holders, ...p.vmExports.holders]).filter(h => h.runId === runId && h.done !== undefined)
-  const transferLines = pending ? transfers.slice(0, 4).map(h => holderLine(h, lanes.now, shell.columns - 1)) : []
+  const transferLines = pending ? transfers.slice(0, 4).map(h => holderLine(h, lanes.now, shell.columns - 1, srs)) : []
   // Whole, however long the name: the administrator copies the uuid from here.
   const restoredLines = restored === undefined ? [] : wrapText(`Restored as the VM "${restored.name ?? '?'}" (${restored.uuid})`, shell.columns)
   const height = shell.bodyHeight - 2 - restoredLines.length - transferLines.length - (filter.editing || filter.text !== '' ? 1 : 0)

@@ -1,6 +1,6 @@
 // A task tree as lines on a screen: the expanded tasks in order, each with the figures an administrator
 // checks (duration, size, speed) and, when open, its warnings and error as lines of their own.
-import type { RunStatus, TaskNode } from '../contract.ts'
+import type { RunStatus, Sr, TaskNode } from '../contract.ts'
 import { formatBytes, formatElapsed, formatSpeed } from '../format.ts'
 
 export interface TreeLine {
@@ -38,8 +38,21 @@ function errorOf(node: TaskNode): string | undefined {
   return `${typeof result.code === 'string' ? `${result.code}: ` : ''}${String(result.message ?? '')}`
 }
 
-function label(node: TaskNode): string {
+/** An export task names its target as the administrator knows it: the remote, or the SR with its pool; full or delta. */
+function exportLabel(node: TaskNode, srs: ReadonlyMap<string, Sr>): string | undefined {
   const data = node.data ?? {}
+  const kind = data.isFull === true ? ' · full' : data.isFull === false ? ' · delta' : ''
+  if (data.type === 'remote' && typeof data.id === 'string') return `${node.message} to remote ${data.id}${kind}`
+  if (data.type !== 'SR') return undefined
+  const sr = typeof data.id === 'string' ? srs.get(data.id) : undefined
+  const name = typeof data.name_label === 'string' ? data.name_label : (sr?.name ?? String(data.id))
+  return `${node.message} to SR ${name}${sr === undefined ? '' : ` (pool ${sr.poolName})`}${kind}`
+}
+
+function label(node: TaskNode, srs: ReadonlyMap<string, Sr>): string {
+  const data = node.data ?? {}
+  const target = exportLabel(node, srs)
+  if (target !== undefined) return target
   const name = [data.vmName, data.name_label, data.remote, data.sr].find(v => typeof v === 'string' && !node.message.includes(v))
   return name === undefined ? node.message : `${node.message} ${String(name)}`
 }
@@ -48,13 +61,13 @@ function label(node: TaskNode): string {
  * Flattens the tree. A task is open when the administrator unfolded it (`opened`), else when it did not
  * succeed (what went wrong shows first) or is the root; folding it (`closed`) wins over both.
  */
-export function flattenTree(root: TaskNode, closed: ReadonlySet<string>, opened: ReadonlySet<string>, now: number): TreeLine[] {
+export function flattenTree(root: TaskNode, closed: ReadonlySet<string>, opened: ReadonlySet<string>, now: number, srs: ReadonlyMap<string, Sr> = new Map()): TreeLine[] {
   const lines: TreeLine[] = []
   const visit = (node: TaskNode, depth: number) => {
     const details = [...(node.warnings ?? []).map(w => ({ kind: 'warning' as const, text: `⚠ ${w.message}` })), ...(errorOf(node) === undefined ? [] : [{ kind: 'error' as const, text: `✖ ${errorOf(node)}` }])]
     const hasChildren = (node.tasks?.length ?? 0) > 0 || details.length > 0
     const open = hasChildren && !closed.has(node.id) && (depth === 0 || opened.has(node.id) || node.status !== 'success')
-    lines.push({ key: node.id, depth, kind: 'task', text: `${label(node)}  ${taskFigures(node, now)}`, status: node.status, node, hasChildren, open })
+    lines.push({ key: node.id, depth, kind: 'task', text: `${label(node, srs)}  ${taskFigures(node, now)}`, status: node.status, node, hasChildren, open })
     if (!open) return
     details.forEach((detail, i) => lines.push({ key: `${node.id}:${i}`, depth: depth + 1, kind: detail.kind, text: detail.text, hasChildren: false, open: false }))
     for (const child of node.tasks ?? []) visit(child, depth + 1)

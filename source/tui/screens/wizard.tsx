@@ -29,8 +29,8 @@ const SCHEDULE: Field[] = [
   { name: 'name', label: 'Schedule name', kind: 'text' },
   { name: 'cron', label: 'Cron', kind: 'text', hint: 'min hour day month weekday' },
   { name: 'timezone', label: 'Timezone', kind: 'text', hint: 'IANA, e.g. Europe/Paris' },
-  { name: 'backups', label: 'Keep backups', kind: 'text', hint: 'per remote' },
-  { name: 'replicas', label: 'Keep replicas', kind: 'text', hint: 'replica VMs per SR' },
+  { name: 'backups', label: 'Keep backups', kind: 'text', hint: 'per remote (empty: 7)' },
+  { name: 'replicas', label: 'Keep replicas', kind: 'text', hint: 'replica VMs per SR (empty: 1)' },
   { name: 'snapshots', label: 'Keep snapshots', kind: 'text', hint: 'on the source pool (rolling snapshot)' },
   { name: 'fullInterval', label: 'Full every', kind: 'text', hint: 'delta: a full every N backups' },
   { name: 'enabled', label: 'Enabled', kind: 'toggle' },
@@ -42,7 +42,6 @@ const SETTINGS: Field[] = [
   { name: 'offlineSnapshot', label: 'Offline snapshot', kind: 'toggle', hint: 'shut down for the snapshot' },
   { name: 'checkpointSnapshot', label: 'With memory', kind: 'toggle', hint: 'RAM in the snapshot: a CR replica resumes, no boot' },
   { name: 'deleteFirst', label: 'Delete first', kind: 'toggle', hint: 'retention before transfer' },
-  { name: 'distributeBackups', label: 'Distribute', kind: 'toggle', hint: 'each VM to one remote' },
 ]
 
 /** The When step's fields: a count only for the kind of target the job has (backups per remote, replicas per SR). */
@@ -328,9 +327,8 @@ function settingsInWords(settings: Record<string, unknown>): string {
     ...yes(settings.offlineSnapshot, 'offline snapshot'),
     ...yes(settings.checkpointSnapshot, 'snapshot with memory'),
     ...yes(settings.deleteFirst, 'old backups deleted first'),
-    ...yes(settings.distributeBackups, 'each VM to one remote'),
     ...Object.entries(settings)
-      .filter(([k, v]) => !['concurrency', 'compression', 'timeout', 'offlineSnapshot', 'checkpointSnapshot', 'deleteFirst', 'distributeBackups'].includes(k) && v !== undefined)
+      .filter(([k, v]) => !['concurrency', 'compression', 'timeout', 'offlineSnapshot', 'checkpointSnapshot', 'deleteFirst'].includes(k) && v !== undefined)
       .map(([k, v]) => `${k} ${typeof v === 'object' ? JSON.stringify(v) : String(v)}`),
   ].filter(w => w !== undefined)
   return words.length === 0 ? 'defaults' : words.join(' · ')
