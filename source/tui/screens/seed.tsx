@@ -55,13 +55,16 @@ export function SeedScreen({ id }: { id: string }) {
   const job = info.data?.job
   const all = vms.data ?? []
   const sources = job === undefined ? [] : jobVms(job, all)
-  const snapshots = [...(source?.snapshots ?? [])].reverse()
+  // The VM as last listed: a snapshot taken while this screen is open shows once the list is fetched again.
+  const snapshots = [...((all.find(vm => vm.uuid === source?.uuid) ?? source)?.snapshots ?? [])].reverse()
   const targets = job === undefined || source === undefined ? [] : targetCandidates(job, all, source)
   const rows = step === 'vm' ? sources.length : step === 'snapshot' ? snapshots.length : step === 'target' ? targets.length : 0
   const list = useListCursor(rows, Math.max(3, shell.bodyHeight - 6))
 
   const go = (next: Step) => {
     setProblem(undefined)
+    // Snapshots and imported copies are made by hand while the form is open: every pick lists them anew.
+    vms.reload()
     list.setCursor(0)
     setStep(next)
   }

@@ -350,7 +350,7 @@ function Review({ draft, matched, srs, problems, failure, width, rows }: { draft
   return (
     <Box flexDirection="column">
       <Text wrap="truncate">
-        {job.name || '(no name)'} · {job.mode === 'delta' ? 'delta (VHD chains)' : 'full (XVA)'} · {draft.selection === 'pick' ? `${draft.picked.size} VMs picked` : `smart selection (${matched} VMs now)`}
+        {job.name || '(no name)'} · {job.mode} · {draft.selection === 'pick' ? `${draft.picked.size} VMs picked` : `smart selection (${matched} VMs now)`}
       </Text>
       <Text wrap="truncate">Does: {modeTitle({ mode: job.mode, remotes: job.remotes?.length ?? 0, srs: job.srs?.length ?? 0, memory: job.settings?.checkpointSnapshot === true })}</Text>
       <Text wrap="truncate">To: {[...(job.remotes ?? []).map(r => `remote ${r}`), ...(job.srs ?? []).map(sr => srLabel(sr, srs))].join(', ') || 'nowhere: snapshots only'}</Text>
