@@ -35,7 +35,8 @@ function replicationTree(runId: string): TaskNode {
 test('logs: an SR export names the SR and its pool like a remote one, with its target snapshot and retention children', async () => {
   const runs = data.runs(1)
   const client = fullDaemon().answer('run.list', runs).answer('run.get', { summary: runs[0]!, tree: replicationTree(runs[0]!.runId) })
-  const t = await renderApp(client)
+  // Wide enough for the failure's and the warning's sentences whole.
+  const t = await renderApp(client, { columns: 120 })
   await goTo(t, 'runs')
   await t.waitFor(runs[0]!.runId)
   await t.press(KEYS.enter)
