@@ -92,7 +92,7 @@ test('cr-seed marks the snapshot as the job\'s exported base and the imported VM
   const replica = replicas[0]!
   assert.equal(replica.uuid, target.uuid)
   assert.equal(replica.name_label, `tiny-halted - cr - (${formatFilenameDate(timestamp)})`)
-  assert.ok((replica.tags as string[]).includes(CR_TAG))
+  assert.ok((replica.tags as string[]).includes(CR_TAG), 'the replica made by cr-seed carries the CR tag')
   assert.deepEqual(replica.blocked_operations, { start: REPLICA_START_BLOCKED, start_on: REPLICA_START_BLOCKED })
   assert.equal(replica.is_a_template, false, 'the imported snapshot (a template) is a VM now')
   assert.equal(config(replica)['xo:copy_of'], snapshot.uuid)

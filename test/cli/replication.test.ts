@@ -74,7 +74,7 @@ async function checkReplicas(jobId: string, count: number, tag: string): Promise
       await sr.conn.sync()
       const replicas = listReplicas(sr.conn, { jobOrScheduleId: jobId, vmUuid: vm.uuid, srUuid: sr.uuid })
       assert.equal(replicas.length, count, `${vm.name_label} on ${sr.uuid}`)
-      assert.ok((replicas.at(-1)!.tags as string[]).includes(tag))
+      assert.ok((replicas.at(-1)!.tags as string[]).includes(tag), 'the newest replica carries the job tag')
       assert.deepEqual(await vmDigests(sr.conn, replicas.at(-1)!), expected, `${vm.name_label}'s replica on ${sr.uuid} holds its snapshot's bytes`)
     }
   }

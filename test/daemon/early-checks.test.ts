@@ -197,7 +197,7 @@ test('restore --sr takes an SR uuid or unique name, checked before anything star
   const ambiguous = await restore('Local storage', true)
   assert.equal(ambiguous.code, 1)
   assert.match(ambiguous.stderr, /^lifeboat: SR_AMBIGUOUS: Several SRs are named "Local storage": /)
-  for (const sr of local) assert.ok(ambiguous.stderr.includes(sr.uuid))
+  for (const sr of local) assert.ok(ambiguous.stderr.includes(sr.uuid), 'the SR_AMBIGUOUS error names every SR called Local storage')
   assert.match(ambiguous.stderr, /'npx lifeboat sr list'/)
   assert.equal((await cliJson(daemon.socket, ['run', 'list'])).length, restoresBefore, 'no run was started for a refused restore')
 })

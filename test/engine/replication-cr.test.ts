@@ -113,7 +113,7 @@ describe('continuous replication', () => {
     assert.equal(newest.power_state, 'Halted')
     assert.match(String(newest.name_label), /^tiny-running - test job - \(\d{8}T\d{6}Z\)$/)
     assert.match(String(newest.name_description), / -- last replication: \d{8}T\d{6}Z /)
-    assert.ok((newest.tags as string[]).includes(CR_TAG))
+    assert.ok((newest.tags as string[]).includes(CR_TAG), 'the newest replica carries the CR tag')
     assert.ok((newest.tags as string[]).includes(HA_DISABLED_TAG), 'the source has HA on: the replica has it off, and says so')
     assert.equal(newest.ha_restart_priority, '')
     assert.equal((newest.blocked_operations as Record<string, string>).start, REPLICA_START_BLOCKED)

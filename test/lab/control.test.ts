@@ -22,7 +22,7 @@ test('control plane over HTTP: state, guest writes, faults and their log, knobs,
   assert.equal(raw.subarray(MiB, MiB + 20).toString(), 'written by the guest')
 
   const rule = (await sim(url, 'POST', 'faults', { match: { method: 'VM.get_tags' }, action: { type: 'error', code: 'HOST_OFFLINE', params: ['x'] } })).body
-  assert.ok(rule.id)
+  assert.ok(rule.id, 'the lab gives the new fault rule an id')
   await assert.rejects(xapi.call('VM.get_tags', running.ref), (error: any) => error.code === 'HOST_OFFLINE')
   const log = (await sim(url, 'GET', 'faults/log')).body
   assert.equal(log.at(-1).fault, 'error')
@@ -46,7 +46,7 @@ test('control plane over HTTP: state, guest writes, faults and their log, knobs,
   await sim(url, 'POST', 'reset')
   assert.deepEqual((await sim(url, 'GET', 'faults')).body, [])
   const methods: string[] = await xapi.call('system.listMethods')
-  assert.ok(!methods.some(name => name.startsWith('_sim') || name.includes('/')))
+  assert.ok(!methods.some(name => name.startsWith('_sim') || name.includes('/')), 'no method of the simulator (_sim or with a slash) is listed')
 }))
 
 test('beyond 400 sessions the oldest are invalidated', async () => {
@@ -57,7 +57,7 @@ test('beyond 400 sessions the oldest are invalidated', async () => {
     const second = await login()
     for (let count = 2; count < 401; count++) await login()
     assert.equal((await rawCall(env.pool.url, 'VM.get_all', [first])).body.error.message, 'SESSION_INVALID')
-    assert.ok(Array.isArray((await rawCall(env.pool.url, 'VM.get_all', [second])).body.result))
+    assert.ok(Array.isArray((await rawCall(env.pool.url, 'VM.get_all', [second])).body.result), 'the second session is still valid after 400 logins')
   } finally {
     await env.cleanup()
   }
@@ -71,11 +71,11 @@ test('default fixture: a production pool and a DR pool on two ports, tagged VMs,
     assert.notEqual(lab.pools[0]!.url, lab.pools[1]!.url)
     const production = await connect(lab.pools[0]!)
     const vms = objectsOf(production, 'VM').filter(vm => !vm.is_control_domain)
-    assert.ok(vms.length >= 8)
-    assert.ok(vms.some(vm => vm.power_state === 'Running') && vms.some(vm => vm.power_state === 'Halted'))
-    assert.ok(vms.some(vm => vm.tags.includes('db')))
+    assert.ok(vms.length >= 8, 'the production pool has at least 8 VMs')
+    assert.ok(vms.some(vm => vm.power_state === 'Running') && vms.some(vm => vm.power_state === 'Halted'), 'the production pool has running and halted VMs')
+    assert.ok(vms.some(vm => vm.tags.includes('db')), 'some VM of the production pool is tagged db')
     assert.deepEqual([...new Set(objectsOf(production, 'SR').map(sr => sr.type))].sort(), ['ext', 'lvm', 'nfs'])
-    assert.ok(objectsOf(production, 'host').length >= 2)
+    assert.ok(objectsOf(production, 'host').length >= 2, 'the production pool has at least 2 hosts')
     const db = vmNamed(production, 'db-01')
     assert.equal(db.VBDs.filter((ref: string) => production.getObject(ref).type === 'Disk').length, 2)
     await waitFor(() => vmNamed(production, 'web-01').$guest_metrics?.PV_drivers_detected === true, 'guest tools', 3000)

@@ -16,7 +16,7 @@ describe('lab faults', () => {
     const vm = vmNamed(tiny.xapi, 'tiny-running')
     await assert.rejects(tiny.xapi.callAsync('VM.snapshot', vm.$ref, 'doomed'),
       (error: any) => error.code === 'SR_BACKEND_FAILURE_82' && /failed to pause VDI/.test(error.params[1]))
-    assert.ok(loggedFaults().includes('error'))
+    assert.ok(loggedFaults().includes('error'), 'the fault log records the error fault')
   })
 
   test('an error injected on a method, and the race knob failing snapshots queued on one SR', async () => {
@@ -79,7 +79,7 @@ describe('lab faults', () => {
       const body = readAll(response.body).catch(() => Buffer.alloc(0))
       await new Promise(resolve => setTimeout(resolve, 200))
       await tiny.xapi.call('task.cancel', task)
-      assert.ok((await body).length < disk.virtual_size)
+      assert.ok((await body).length < disk.virtual_size, 'the cancelled export stops before the whole disk is sent')
       await waitFor(() => tiny.xapi.getObject(task, undefined)?.status === 'cancelled', 'the cancelled task')
     } finally {
       tiny.env.lab.control.setKnobs({ exportPerStreamMiBs: null })
@@ -92,7 +92,7 @@ describe('lab faults', () => {
     const started = Date.now()
     const response = await tiny.xapi.getResource('/export_raw_vdi/', { query: { vdi: disk.$ref, format: 'raw' } })
     assert.equal((await readAll(response.body)).length, disk.virtual_size)
-    assert.ok(Date.now() - started >= 380)
+    assert.ok(Date.now() - started >= 380, 'the export waited for the stall of 400 ms')
   })
 
   test('a stalled export whose client goes away ends at once with VDI_IO_ERROR, not when the stall would have', async () => {
@@ -145,7 +145,7 @@ describe('lab faults', () => {
     await assert.rejects(tiny.xapi.call('VDI.create', { SR: sr.$ref, virtual_size: 64 * MiB, name_label: 'no room' }),
       (error: any) => error.code === 'SR_BACKEND_FAILURE_44' && error.params.join('|') === '|There is insufficient space|')
     await assert.rejects(tiny.xapi.callAsync('VM.snapshot', vm.$ref, 'no room'), (error: any) => error.code === 'SR_BACKEND_FAILURE_44')
-    assert.ok(loggedFaults().includes('srFull'))
+    assert.ok(loggedFaults().includes('srFull'), 'the fault log records the srFull fault')
   })
 
   test('session invalidation: SESSION_INVALID, and the client logs in again by itself', async () => {
@@ -154,7 +154,7 @@ describe('lab faults', () => {
     assert.deepEqual((await rawCall(tiny.env.pool.url, 'VM.get_all', [session])).body.error, { code: 1, message: 'SESSION_INVALID', data: [session] })
     // The client's event loop meets SESSION_INVALID and logs in again (calls racing that re-login fail client-side).
     await waitFor(() => tiny.xapi.sessionId !== undefined && tiny.xapi.sessionId !== session, 'a new session')
-    assert.ok((await tiny.xapi.call('VM.get_all')).length > 0)
+    assert.ok((await tiny.xapi.call('VM.get_all')).length > 0, 'the client works again with its new session')
   })
 })
 
@@ -175,7 +175,7 @@ test('toolstack restart: transfers cut, connections refused, sessions invalid an
   assert.ok((await xapi.call('VM.get_all')).length > 0, 'the client logs in again')
   await assert.rejects(xapi.call('task.get_status', pending), (error: any) => error.code === 'HANDLE_INVALID')
   await waitFor(() => xapi.getObject(pending, undefined) === undefined, 'the client noticing the task vanished', 3000)
-  assert.ok(env.lab.control.faultLog().some(entry => entry.fault === 'toolstackRestart'))
+  assert.ok(env.lab.control.faultLog().some(entry => entry.fault === 'toolstackRestart'), 'the fault log records the toolstack restart')
 }))
 
 test('host reboot: running VMs come back Halted', () => withTinyLab(async ({ env, xapi }) => {
@@ -183,5 +183,5 @@ test('host reboot: running VMs come back Halted', () => withTinyLab(async ({ env
   await env.lab.control.restart(200, { reboot: true })
   await new Promise(resolve => setTimeout(resolve, 300))
   await waitFor(() => xapi.getObject(vm.$ref).power_state === 'Halted', 'the VM halted by the reboot', 3000)
-  assert.ok(env.lab.control.faultLog().some(entry => entry.fault === 'hostReboot'))
+  assert.ok(env.lab.control.faultLog().some(entry => entry.fault === 'hostReboot'), 'the fault log records the host reboot')
 }))

@@ -25,8 +25,8 @@ describe('lab protocol', () => {
     const methods: string[] = await tiny.xapi.call('system.listMethods')
     const classes = methods.filter(name => name.endsWith('.get_all_records')).map(name => name.split('.')[0])
     assert.deepEqual(classes.sort(), ['PBD', 'PIF', 'SR', 'VBD', 'VDI', 'VIF', 'VM', 'VM_guest_metrics', 'VM_metrics', 'host', 'network', 'pool', 'task'].sort())
-    assert.ok(methods.includes('Async.VM.snapshot'))
-    assert.ok(!methods.some(name => name.includes('_sim')))
+    assert.ok(methods.includes('Async.VM.snapshot'), 'the method list has Async.VM.snapshot')
+    assert.ok(!methods.some(name => name.includes('_sim')), 'no method of the simulator (_sim) is listed')
     for (const cls of classes) assert.equal(typeof (await tiny.xapi.call(`${cls}.get_all_records`)), 'object')
   })
 

@@ -71,7 +71,7 @@ describe('lab replication', () => {
       blocks: (async function* () { yield { index: lastBlock, data: Buffer.alloc(BLOCK, 0x11) } })() })
     await tiny.xapi.putResource(await readAll(stream), '/import_raw_vdi/', { query: { vdi: replica, format: 'vhd' } })
     grown.fill(0x11, lastBlock * BLOCK)
-    assert.ok((await raw(replica)).equals(grown))
+    assert.ok((await raw(replica)).equals(grown), 'the replica reads back as the grown disk')
   })
 })
 
@@ -95,7 +95,7 @@ test('pair: an XVA exported from the lab pool is imported onto the dr pool\'s SR
     assert.ok((await raw(target, diskOf(replica).$ref)).equals(await raw(source, diskOf(vm).$ref)), 'the disk crossed pools intact')
     assert.deepEqual(replica.$VIFs.map((vif: any) => vif.$network.name_label), ['Pool-wide network associated with eth0'])
     assert.ok(objectsOf(target, 'network').some(network => network.$ref === replica.$VIFs[0].network), 'a network of the dr pool')
-    assert.ok(Number(await target.call('SR.get_physical_utilisation', sr.$ref)) >= Number(diskOf(replica).physical_utilisation))
+    assert.ok(Number(await target.call('SR.get_physical_utilisation', sr.$ref)) >= Number(diskOf(replica).physical_utilisation), 'the SR physical utilisation counts the replica disk')
 
     // import.ml finds a network by name, then by bridge, else makes one from the exported record.
     const [network] = objectsOf(target, 'network')

@@ -108,7 +108,7 @@ describe('lab semantics', () => {
     assert.deepEqual([copied.blocked_operations, copied.ha_always_run], [{}, false])
     assert.equal(diskOf(copied).sm_config['vhd-parent'], undefined, 'a copy is independent')
     const read = async (vdi: string) => readAll((await tiny.xapi.getResource('/export_raw_vdi/', { query: { vdi, format: 'raw' } })).body)
-    assert.ok((await read(diskOf(copied).$ref)).equals(await read(diskOf(vm).$ref)))
+    assert.ok((await read(diskOf(copied).$ref)).equals(await read(diskOf(vm).$ref)), 'the copied disk reads back as the disk of the VM')
     await tiny.xapi.call('VM.remove_from_blocked_operations', vm.$ref, 'start')
     await tiny.xapi.call('VM.set_ha_always_run', vm.$ref, false)
     await tiny.xapi.call('VM.set_order', vm.$ref, 0)
@@ -175,7 +175,7 @@ describe('lab semantics', () => {
   test('VBD and VIF devices, tags and HA priority', async () => {
     const vm = vmNamed(tiny.xapi, 'tiny-halted')
     const devices = await tiny.xapi.call('VM.get_allowed_VBD_devices', vm.$ref)
-    assert.ok(!devices.includes('0') && devices.includes('1'))
+    assert.ok(!devices.includes('0') && devices.includes('1'), 'device 0 is taken and device 1 is free')
     await tiny.xapi.call('VM.add_tags', vm.$ref, 'Continuous Replication')
     await tiny.xapi.call('VM.add_tags', vm.$ref, 'Continuous Replication')
     await tiny.xapi.call('VM.set_ha_restart_priority', vm.$ref, '')

@@ -101,7 +101,7 @@ test('a toolstack restart in the middle of an XVA import: the task and the impor
   assert.deepEqual(left.current_operations, {}, 'current operations are not kept over a restart')
   assert.equal(left.other_config.import_task, Object.keys(importing.current_operations)[0], 'import.ml marks the VM with its import task')
   assert.equal(left.power_state, 'Halted')
-  assert.ok(left.VBDs.length > 0)
+  assert.ok(left.VBDs.length > 0, 'the VM left by the restart keeps its VBDs')
 }))
 
 test('a toolstack restart in the middle of a raw upload: the blocks received stay, the VDI is the client\'s, dom0 lets go of it', () => withTinyLab(async ({ env, xapi }) => {

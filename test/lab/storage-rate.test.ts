@@ -132,7 +132,7 @@ describe('workload', () => {
     }
     assert.deepEqual(take(5, 0.7), take(5, 0.7))
     assert.notDeepEqual(take(5, 0.7), take(6, 0.7))
-    for (const write of take(5, 0.7)) assert.ok(write.offset >= 0 && write.offset + write.length <= size && write.length > 0)
+    for (const write of take(5, 0.7)) assert.ok(write.offset >= 0 && write.offset + write.length <= size && write.length > 0, 'every write falls inside the disk and is not empty')
     const hotEnd = Math.ceil(Math.ceil(size / (2 * MiB)) / 8) * 2 * MiB // the first eighth of the blocks, rounded up
     const hot = (locality: number) => take(8, locality).filter(write => write.offset < hotEnd).length / 400
     assert.ok(hot(0.9) > 0.8 && hot(0) < 0.3, `hot share ${hot(0.9)} with locality 0.9, ${hot(0)} with 0`)

@@ -70,7 +70,7 @@ describe('lab disk transfers', () => {
     await run('qemu-img', ['convert', '-O', 'raw', '--image-opts', `driver=vpc,force_size_calc=current_size,file.filename=${path}`, raw])
     const expected = await collect(exportRaw(store, second.copy))
     assert.equal(expected.length, SIZE)
-    assert.ok((await readFile(raw)).equals(expected))
+    assert.ok((await readFile(raw)).equals(expected), 'the raw file reads back as the expected disk')
 
     const parsed = await openVhdStream(streamOf(await readFile(path)))
     assert.equal(parsed.footer.diskType, 3)
@@ -92,7 +92,7 @@ describe('lab disk transfers', () => {
     assert.deepEqual(parsed.blockIndexes, [1, 9])
     assert.deepEqual(parsed.blockIndexes, store.deltaBlocks(second.copy, first.copy))
     for await (const { index, data, bitmap } of parsed.blocks()) {
-      assert.ok(bitmap.equals(Buffer.alloc(512, 0xff)))
+      assert.ok(bitmap.equals(Buffer.alloc(512, 0xff)), 'every sector of a delta block is marked present in its bitmap')
       assert.ok(data.equals(await store.readBlock(second.copy, index)), `block ${index} holds the leaf's data`)
     }
     await store.close()
@@ -105,12 +105,12 @@ describe('lab disk transfers', () => {
     const replica = await target.createLayer({ sr: SR, size: SIZE })
     const full = await importVhd(target, replica, exportVhd(source, first.copy).stream)
     assert.equal(full.bytesWritten, source.allocatedBlocks(first.copy).length * LAB_BLOCK_SIZE - (LAB_BLOCK_SIZE - (SIZE % LAB_BLOCK_SIZE)))
-    assert.ok((await collect(exportRaw(target, replica))).equals(await collect(exportRaw(source, first.copy))))
+    assert.ok((await collect(exportRaw(target, replica))).equals(await collect(exportRaw(source, first.copy))), 'the replica reads back as the first copy')
 
     // the replica's base is a clone of the source's base: apply the delta onto a new leaf of it
     const { leaf } = await target.snapshot(replica)
     await importVhd(target, leaf, exportVhd(source, second.copy, { base: first.copy }).stream)
-    assert.ok((await collect(exportRaw(target, leaf))).equals(await collect(exportRaw(source, second.copy))))
+    assert.ok((await collect(exportRaw(target, leaf))).equals(await collect(exportRaw(source, second.copy))), 'the leaf reads back as the second copy')
     assert.deepEqual(target.layer(leaf).ownAllocatedBlocks, 2)
     await source.close()
     await target.close()
@@ -137,7 +137,7 @@ describe('lab disk transfers', () => {
     const { second } = await diskWithHistory(source)
     const disk = await target.createLayer({ sr: SR, size: SIZE })
     const { bytesWritten } = await importRaw(target, disk, exportRaw(source, second.copy))
-    assert.ok((await collect(exportRaw(target, disk))).equals(await collect(exportRaw(source, second.copy))))
+    assert.ok((await collect(exportRaw(target, disk))).equals(await collect(exportRaw(source, second.copy))), 'the disk on the target reads back as the second copy')
     assert.deepEqual(target.allocatedBlocks(disk), source.allocatedBlocks(second.copy))
     assert.ok(bytesWritten < SIZE / 2, `zero runs were skipped (${bytesWritten} bytes written)`)
     const small = await target.createLayer({ sr: SR, size: MiB })
@@ -158,7 +158,7 @@ describe('lab disk transfers', () => {
       for await (const entry of readXva([xva])) if (entry.type === 'chunk' && entry.ref === 'Ref:1') yield entry
     }
     await importXvaChunks(target, disk, chunks())
-    assert.ok((await collect(exportRaw(target, disk))).equals(await collect(exportRaw(source, second.copy))))
+    assert.ok((await collect(exportRaw(target, disk))).equals(await collect(exportRaw(source, second.copy))), 'the disk on the target reads back as the second copy')
     await source.close()
     await target.close()
   })

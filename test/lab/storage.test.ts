@@ -60,7 +60,7 @@ describe('DiskStore', () => {
     const expected = Buffer.from(before)
     expected.fill(0xee, 5 * MiB + 100, 5 * MiB + 400)
     expected.fill(0x11, 20 * MiB, 23 * MiB)
-    assert.ok(now.equals(expected))
+    assert.ok(now.equals(expected), 'the disk reads back as the expected bytes')
     assert.ok((await store.read(first.copy, 0, 32 * MiB)).equals(before), 'the snapshot still sees the old data')
 
     // a second snapshot: the delta between the two snapshots is what was written between them
@@ -86,11 +86,11 @@ describe('DiskStore', () => {
     await store.close()
     await late
     const allocation = [...store.allocatedBlocks(leaf)]
-    assert.ok(allocation.includes(6))
+    assert.ok(allocation.includes(6), 'the write still in flight at close() is kept (block 6 allocated)')
     const usage = store.srUsage(SR)
 
     const reopened = await DiskStore.open(dir)
-    assert.ok((await reopened.read(leaf, 0, 16 * MiB)).equals(bytes))
+    assert.ok((await reopened.read(leaf, 0, 16 * MiB)).equals(bytes), 'the reopened store reads the leaf back as the bytes written')
     assert.deepEqual(reopened.allocatedBlocks(leaf), allocation)
     assert.deepEqual(reopened.chain(copy), [copy, disk])
     assert.deepEqual(reopened.layer(disk).children.sort(), [leaf, copy].sort())
@@ -147,7 +147,7 @@ describe('DiskStore', () => {
     const expected = filled(2 * MiB, 1)
     expected.fill(2, 4096, 8192)
     expected.fill(3, MiB, MiB + 4096)
-    assert.ok((await store.read(leaf, 0, 2 * MiB)).equals(expected))
+    assert.ok((await store.read(leaf, 0, 2 * MiB)).equals(expected), 'the leaf reads back as the expected disk')
     await store.close()
   })
 
@@ -221,12 +221,12 @@ describe('DiskStore', () => {
     assert.equal(store.has(disk), false)
     assert.deepEqual(store.chain(second.leaf), [second.leaf, first.leaf])
     assert.deepEqual(store.coalescable(SR), [])
-    assert.ok((await store.read(second.copy, 0, 16 * MiB)).equals(snapshotBefore))
+    assert.ok((await store.read(second.copy, 0, 16 * MiB)).equals(snapshotBefore), 'the copy reads back as the snapshot taken before')
     const expected = Buffer.from(snapshotBefore)
     expected.fill(2, 9 * MiB, 9 * MiB + 100)
     expected.fill(3, 5 * MiB + 7, 5 * MiB + 17)
     expected.fill(4, 14 * MiB, 15 * MiB)
-    assert.ok((await store.read(second.leaf, 0, 16 * MiB)).equals(expected))
+    assert.ok((await store.read(second.leaf, 0, 16 * MiB)).equals(expected), 'the second leaf reads back as the expected disk')
     assert.deepEqual(store.deltaBlocks(second.leaf, second.copy), [...new Set([...deltaBefore, 2, 7])].sort((a, b) => a - b))
     const cbtAfter = store.changedBlocks(first.copy, second.leaf)
     const cbtExpected = Buffer.from(cbtBefore)
@@ -237,7 +237,7 @@ describe('DiskStore', () => {
 
     const reopened = await DiskStore.open(dir)
     assert.deepEqual(reopened.changedBlocks(first.copy, second.leaf), cbtAfter)
-    assert.ok((await reopened.read(second.leaf, 0, 16 * MiB)).equals(expected))
+    assert.ok((await reopened.read(second.leaf, 0, 16 * MiB)).equals(expected), 'the reopened store reads the second leaf back as the expected disk')
     await reopened.close()
   })
 
@@ -320,7 +320,7 @@ describe('DiskStore', () => {
     const reads = copies.map(async (copy, round) => {
       const content = await store.read(copy, 0, 8 * MiB)
       for (let earlier = 0; earlier <= round; earlier++) assert.deepEqual(content.subarray(earlier * MiB + 1000, earlier * MiB + 1100), filled(100, earlier + 1))
-      assert.ok(content.subarray((round + 1) * MiB, 8 * MiB).equals(Buffer.alloc(8 * MiB - (round + 1) * MiB)))
+      assert.ok(content.subarray((round + 1) * MiB, 8 * MiB).equals(Buffer.alloc(8 * MiB - (round + 1) * MiB)), 'the copy reads zeros after the blocks written so far')
     })
     await Promise.all(reads)
     await store.close()
@@ -331,14 +331,14 @@ describe('DiskStore', () => {
     const disk = await store.createLayer({ sr: SR, size: 64 * MiB })
     await fillPattern(store, disk, { offset: 0, length: 64 * MiB, seed: 42 })
     const content = await store.read(disk, 0, 64 * MiB)
-    assert.ok(content.equals(patternBytes(42, 0, 64 * MiB)))
+    assert.ok(content.equals(patternBytes(42, 0, 64 * MiB)), 'the disk reads back as the seed 42 pattern')
     assert.ok(patternBytes(42, 1000, 3000).equals(content.subarray(1000, 4000)), 'unaligned ranges give the same bytes')
     const firstData = content.findIndex(byte => byte !== 0)
     assert.match(content.subarray(firstData, firstData + 40).toString('latin1'), new RegExp(`^LIFEBOAT seed=42 sector=${firstData / 512}\\n`))
     let holes = 0
     for (let chunk = 0; chunk < 1024; chunk++) if (content.subarray(chunk * 65536, (chunk + 1) * 65536).equals(Buffer.alloc(65536))) holes++
     assert.ok(holes > 50 && holes < 250, `about one chunk in eight is a hole (${holes} of 1024)`)
-    assert.ok(store.allocatedBlocks(disk).length <= 32)
+    assert.ok(store.allocatedBlocks(disk).length <= 32, 'the disk holes take no blocks (32 at most allocated)')
     assert.equal(LAB_BLOCK_SIZE, 2 * MiB)
     await store.close()
   })

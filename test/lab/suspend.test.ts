@@ -64,7 +64,7 @@ describe('lab suspend and resume', () => {
     const snapshot = await record(checkpoint)
     assert.equal(snapshot.power_state, 'Suspended')
     assert.notEqual(snapshot.last_booted_record, '', 'a started VM has a last booted record, kept in its checkpoint')
-    assert.ok(Object.keys(snapshot.last_boot_CPU_flags).length > 0)
+    assert.ok(Object.keys(snapshot.last_boot_CPU_flags).length > 0, 'the snapshot records the CPU flags of its last boot')
     const image = await tiny.xapi.call('VDI.get_record', snapshot.suspend_VDI)
     const checkpointVbds = await Promise.all(snapshot.VBDs.map((vbd: string) => tiny.xapi.call('VBD.get_record', vbd)))
     assert.ok(checkpointVbds.filter(vbd => vbd.type === 'Disk').every(vbd => vbd.currently_attached), 'a checkpoint\'s disks stay attached, as its memory expects')

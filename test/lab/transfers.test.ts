@@ -77,7 +77,7 @@ describe('lab transfers', () => {
     const imported = await tiny.xapi.putResource(delta.body, '/import_raw_vdi/', { query: { vdi: clone, format: 'vhd' } })
     assert.equal(imported, clone)
     const expected = await exportBody({ vdi: next.$ref, format: 'raw' })
-    assert.ok((await exportBody({ vdi: clone, format: 'raw' })).body.equals(expected.body))
+    assert.ok((await exportBody({ vdi: clone, format: 'raw' })).body.equals(expected.body), 'the clone exports the same raw disk as the original')
 
     // A stream of unknown length takes the client's 1 PiB path: a probe PUT without task_id (a no-op that must not
     // deadlock), then the data, then the client cuts the connection; the task's VDI_IO_ERROR is ignored by the client.
@@ -100,7 +100,7 @@ describe('lab transfers', () => {
     const disk = diskOf(vm)
     const content = Buffer.alloc(disk.virtual_size, 7)
     await tiny.xapi.putResource(content, '/import_raw_vdi/', { query: { vdi: disk.$ref, format: 'raw' } })
-    assert.ok((await exportBody({ vdi: disk.$ref, format: 'raw' })).body.equals(content))
+    assert.ok((await exportBody({ vdi: disk.$ref, format: 'raw' })).body.equals(content), 'the raw export reads back as the disk content')
     const task = await tiny.xapi.call('task.create', 'export', '')
     await assert.rejects(tiny.xapi.getResource('/export_raw_vdi/', { query: { vdi: disk.$ref, format: 'qcow3' }, task }), /unexpected 404/)
     await waitFor(() => tiny.xapi.getObject(task, undefined)?.status === 'failure', 'the failed task')
@@ -122,7 +122,7 @@ describe('lab transfers', () => {
       assert.equal(copy.name_label, vm.name_label)
       assert.deepEqual(copy.current_operations, {})
       const original = await exportBody({ vdi: diskOf(vm).$ref, format: 'raw' })
-      assert.ok((await exportBody({ vdi: diskOf(copy).$ref, format: 'raw' })).body.equals(original.body))
+      assert.ok((await exportBody({ vdi: diskOf(copy).$ref, format: 'raw' })).body.equals(original.body), 'the copy exports the same raw disk as the original')
       await tiny.xapi.call('VM.destroy', imported)
     })
   }
@@ -136,6 +136,6 @@ describe('lab transfers', () => {
     assert.equal(record.is_a_snapshot, true)
     assert.equal(record.$suspend_VDI.type, 'suspend')
     assert.equal(record.$snapshot_of.$ref, vm.$ref)
-    assert.ok(tiny.xapi.getObject(vm.$ref).snapshots.includes(checkpoint))
+    assert.ok(tiny.xapi.getObject(vm.$ref).snapshots.includes(checkpoint), 'the VM lists the checkpoint among its snapshots')
   })
 })

@@ -95,5 +95,5 @@ test('raw upload with sr_id and no vdi creates an "Imported VDI" holding the dat
   const record = await waitFor(() => xapi.getObject(vdi, undefined), 'the new VDI')
   assert.equal(record.name_label, 'Imported VDI')
   assert.equal(record.virtual_size, 4 * MiB)
-  assert.ok((await readAll((await xapi.getResource('/export_raw_vdi/', { query: { vdi, format: 'raw' } })).body)).equals(content))
+  assert.ok((await readAll((await xapi.getResource('/export_raw_vdi/', { query: { vdi, format: 'raw' } })).body)).equals(content), 'the raw export of the XVA disk reads back as its content')
 }))
