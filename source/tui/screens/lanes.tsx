@@ -5,7 +5,7 @@ import { Box, Text } from 'ink'
 import { useNow, useRpc, useScreenKeys, useShell } from '../shell.tsx'
 import { cursorMark, MoreLine, useListCursor } from '../components/list.tsx'
 import type { Lane, LaneHolder, LanesSnapshot, Sr } from '../contract.ts'
-import { fit, formatBytes, formatElapsed, formatEta, formatSpeed, percent, progressBar } from '../format.ts'
+import { fit, formatBytes, formatElapsed, formatEta, formatSpeed, percent, progressBar, textWidth } from '../format.ts'
 import { tone, type Tone } from '../theme.ts'
 
 export interface LaneLine {
@@ -43,13 +43,13 @@ function targetName(target: string, srs: ReadonlyMap<string, Sr>): string {
  * The targets of one export, each with how far it got; in lock-step the slowest writer holds the export
  * back, so when they differ it is marked (back-pressure from a remote or an SR shows here).
  */
-function targetsText(holder: LaneHolder, srs: ReadonlyMap<string, Sr>): string {
+function targetsText(holder: LaneHolder, srs: ReadonlyMap<string, Sr>, markSlowest: boolean): string {
   const entries = Object.entries(holder.targets ?? {})
   const writing = entries.filter(([, t]) => t.state === 'writing')
   const least = Math.min(...writing.map(([, t]) => t.done))
   const holding = writing.length > 1 && writing.some(([, t]) => t.done !== least) ? writing.find(([, t]) => t.done === least)?.[0] : undefined
   return entries
-    .map(([target, t]) => `${targetName(target, srs)} ${t.state === 'failed' ? '✖' : t.state === 'done' ? '✔' : percent(t.done, holder.total).trim()}${target === holding ? ' (slowest)' : ''}`)
+    .map(([target, t]) => `${targetName(target, srs)} ${t.state === 'failed' ? '✖' : t.state === 'done' ? '✔' : percent(t.done, holder.total).trim()}${markSlowest && target === holding ? ' (slowest)' : ''}`)
     .join(' ')
 }
 
@@ -61,10 +61,11 @@ export function holderLine(holder: LaneHolder, now: number, width: number, srs: 
   const moved = `${formatBytes(holder.done).padStart(8)} ${formatSpeed(holder.bytesPerSecond).padStart(10)}`
   // Size unknown (a full XVA export): what moved and how fast, and no ETA that would be invented.
   if (holder.total === undefined) return fit(`  ${name} ${fit(holder.phase, 6)} ${moved}  ${elapsed} so far  ${holder.jobName ?? ''}`, width)
-  const targets = targetsText(holder, srs)
   const figures = `${percent(holder.done, holder.total)} ${moved} ${formatEta(holder.done, holder.total, holder.bytesPerSecond).padStart(6)}`
-  const line = `  ${name} ${progressBar(holder.done, holder.total, 4)} ${figures} ${targets || holder.jobName || ''}`
-  return fit(line, width)
+  const line = (markSlowest: boolean) => `  ${name} ${progressBar(holder.done, holder.total, 4)} ${figures} ${targetsText(holder, srs, markSlowest) || holder.jobName || ''}`
+  // On a narrow terminal every target's figure matters more than the mark of the slowest one.
+  const marked = line(true)
+  return fit(textWidth(marked) <= width ? marked : line(false), width)
 }
 
 /** The screen as lines: pure, so that it is cheap to test and to measure. */
