@@ -13,7 +13,7 @@ test('lanes: slots per lane, full lanes, the waiting queue, per-target writers; 
   assert.match(frame, /VDI exports +\[■{12}\] 12\/12 full +3 waiting/)
   assert.match(frame, /vm-0 xvda +█{2}░{2} +50% +10 GiB +30\.0 MiB\/s +5m41s +site-a 50% offsite 25%/)
   assert.match(frame, /Total 360\.0 MiB\/s/)
-  assert.ok(client.callsOf('subscribe').some(p => JSON.stringify(p).includes('lanes')))
+  assert.ok(client.callsOf('subscribe').some(p => JSON.stringify(p).includes('lanes')), 'the TUI subscribes to the lanes topic')
   client.notify('lanes', { snapshot: { ...data.lanes(12, 0.75), at: data.NOW + 1000 } })
   frame = await t.waitFor('75%')
   assert.match(frame, /vm-0 xvda +█{3}░ +75% +15 GiB/)
@@ -58,12 +58,12 @@ test('logs: f follows the running run; its task events refetch the tree', async 
   const frame = await t.waitFor('following')
   assert.match(frame, /⟳ running/)
   await t.press()
-  assert.ok(client.callsOf('subscribe').some(p => JSON.stringify(p) === JSON.stringify({ topics: ['tasks'], runId: 'run-00002' })))
+  assert.ok(client.callsOf('subscribe').some(p => JSON.stringify(p) === JSON.stringify({ topics: ['tasks'], runId: 'run-00002' })), 'the TUI subscribes to the tasks of run-00002')
   const before = client.callsOf('run.get').length
   client.notify('task.event', { runId: 'run-00002', seq: 1, event: { type: 'property', id: 't-web', name: 'progress', value: 40, timestamp: data.NOW } })
   await t.press()
   await new Promise(resolve => setTimeout(resolve, 600))
-  assert.ok(client.callsOf('run.get').length > before)
+  assert.ok(client.callsOf('run.get').length > before, 'the TUI asks for the run again after a task event')
   t.unmount()
 })
 
