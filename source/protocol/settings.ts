@@ -54,6 +54,8 @@ export const settingsInputSchema = z.strictObject({
   /** XO's distributed mode (each VM to one remote, or one SR); accepted as false only, for XO's job files, until the engine carries it out. */
   distributeBackups: notCarriedOut('distributeBackups', 'each VM to one remote only', 'every remote gets every VM'),
   distributeReplications: notCarriedOut('distributeReplications', 'each VM to one SR only', 'every SR gets every VM'),
+  /** Continuous replication: the replica's interfaces get new MAC addresses (default: the source's, for a replica never run beside it). */
+  newMacAddresses: flag('newMacAddresses').optional(),
   /** Bytes per second for the whole run; 0 = no limit. */
   maxExportRate: count('maxExportRate').optional(),
   /** A failed VM is tried again this many times within the run. */
@@ -79,6 +81,7 @@ export const DEFAULT_SETTINGS = {
   deleteFirst: false,
   distributeBackups: false,
   distributeReplications: false,
+  newMacAddresses: false,
   maxExportRate: 0,
   nRetriesVmBackupFailures: 0,
 }

@@ -131,6 +131,15 @@ describe('continuous replication', () => {
     assert.equal(target.byRef(vif.network as string)?.name_label, 'Pool-wide network associated with eth0')
   })
 
+  test('with newMacAddresses the replica\'s interfaces get new MAC addresses', async () => {
+    const tree = await replicate(crJob({ settings: { newMacAddresses: true } }))
+    assert.equal(srExport(tree).status, 'success', describeFailure(tree))
+    const newest = (await replicas()).at(-1)!
+    const mac = target.byRef((newest.VIFs as string[])[0]!)!.MAC as string
+    assert.match(mac, /^([0-9a-f]{2}:){5}[0-9a-f]{2}$/, 'XAPI gave the interface a MAC')
+    assert.notEqual(mac, source.byRef((source.get('VM', vm.uuid).VIFs as string[])[0]!)!.MAC, 'not the source VM\'s MAC')
+  })
+
   test('the replica refuses VM.start; a clone of it starts', async () => {
     const replica = (await replicas()).at(-1)!
     await assert.rejects(target.callAsync(undefined, 'VM.start', replica.$ref, false, false), (error: unknown) => errorCode(error) === 'XAPI_OPERATION_BLOCKED')

@@ -128,7 +128,7 @@ export class SrDeltaTarget implements DeltaBackupTarget {
       vbds,
       vifs,
       ...(typeof suspendRef === 'string' && disks.some(disk => disk.ref === suspendRef) && { suspended: { ref: suspendRef, checkpoint: vmSnapshot } }),
-      newMacs: false,
+      newMacs: this.options.settings.newMacAddresses,
       task: step.task,
       signal: step.signal,
     })
