@@ -1,7 +1,6 @@
-// The run's side of the writer protocol: one snapshot feeds every target (2 remotes and an SR on each pool); a
-// target that fails is dropped, the others finish, and what the
-// dropped one had written of this backup is taken back (a VM with two disks: the first disk's VHD must not
-// stay on the remote whose second disk failed).
+// The run's side of the writer protocol: one snapshot feeds every target (2 remotes and an SR on each pool);
+// a target that fails is dropped, the others finish, and what the dropped one had written of this backup is
+// taken back (a VM with two disks: the first disk's VHD must not stay on the remote whose second disk failed).
 import assert from 'node:assert/strict'
 import { after, before, describe, test } from 'node:test'
 import { listVmBackups } from '../../source/repository/index.ts'
