@@ -130,6 +130,7 @@ export const jobSchema = z
     })
     if (new Set(job.remotes).size !== job.remotes.length) problem(['remotes'], 'a remote is listed twice.')
     if (job.mode === 'delta' && (job.settings.compression ?? 'none') !== 'none') problem(['settings', 'compression'], 'compression applies to full backups only (delta backups are VHD files).')
+    if (job.settings.newMacAddresses === true && (job.mode !== 'delta' || job.srs.length === 0)) problem(['settings', 'newMacAddresses'], 'newMacAddresses applies to continuous replication only (a delta job with SRs); disaster recovery keeps the MAC addresses of the XVA.')
     // XO asserts it too: a VM shut down for its snapshot has no memory to save. Said at the most specific layer that asks for one.
     const excluding = new Set<string>()
     const sets = (layer: SettingsOverrides | undefined) => layer?.offlineSnapshot !== undefined || layer?.checkpointSnapshot !== undefined

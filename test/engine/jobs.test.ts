@@ -77,6 +77,7 @@ const INVALID: Array<[string, unknown, string, RegExp]> = [
   ['unknown setting', { ...DESIGN_JOB, settings: { concurency: 2 } }, 'settings', /unknown field "concurency"/],
   ['bad compression', { ...DESIGN_JOB, mode: 'full', settings: { compression: 'brotli' } }, 'settings.compression', /"none", "gzip" or "zstd"/],
   ['compression in delta mode', { ...DESIGN_JOB, settings: { compression: 'zstd' } }, 'settings.compression', /full backups only/],
+  ['new MACs without continuous replication', { ...DESIGN_JOB, settings: { newMacAddresses: true } }, 'settings.newMacAddresses', /continuous replication only/],
   ['distributed (not carried out yet)', { ...DESIGN_JOB, settings: { distributeBackups: true } }, 'settings.distributeBackups', /not carried out by Lifeboat yet/],
   ['offline and checkpoint snapshot', { ...DESIGN_JOB, settings: { offlineSnapshot: true, checkpointSnapshot: true } }, 'settings', /exclude each other/],
   ['no schedule', { ...DESIGN_JOB, schedules: [] }, 'schedules', /at least one schedule/],
