@@ -135,3 +135,8 @@ export async function markReplicaComplete(conn: PoolConnection, vmRef: string, m
   for (const [type, ref] of objects) for (const [key, value] of Object.entries(keys)) await setOtherConfigKey(conn, type, ref, key, value)
   for (const [type, ref] of objects) await setOtherConfigKey(conn, type, ref, REPLICA_KEY.sr, marks.srUuid)
 }
+
+/** An SR target's `export` task data, the same for disaster recovery and continuous replication (XO's). */
+export function srExportTaskData(sr: XapiRecord): Record<string, unknown> {
+  return { type: 'SR', id: sr.uuid, name_label: sr.name_label }
+}

@@ -18,10 +18,7 @@ import type { DeltaVmExport, DiskBlock, ExportedDisk, ProgressReporter } from '.
 import { withoutBackupKeys } from '../restore/conventions.ts'
 import { exportedDiskVhd } from './disk-vhd.ts'
 import { countedForLanes } from './progress.ts'
-import {
-  blockReplicaStart, CR_TAG, destroyReplicas, HA_DISABLED_TAG, listReplicas, markReplicaComplete, oldReplicas, REPLICA_KEY, REPLICA_START_BLOCKED,
-  replicaName, replicaTimestamp,
-} from './replicas.ts'
+import { blockReplicaStart, CR_TAG, destroyReplicas, HA_DISABLED_TAG, listReplicas, markReplicaComplete, oldReplicas, REPLICA_KEY, REPLICA_START_BLOCKED, replicaName, replicaTimestamp, srExportTaskData } from './replicas.ts'
 import { VmBuild, type BuildDisk } from './sr-import.ts'
 import type { DeltaBackupTarget, SrTargetOptions, TargetStep } from './target.ts'
 
@@ -50,8 +47,7 @@ export class SrDeltaTarget implements DeltaBackupTarget {
   }
 
   get taskData(): Record<string, unknown> {
-    const { sr } = this.options
-    return { type: 'SR', id: sr.uuid, name_label: sr.name_label }
+    return srExportTaskData(this.options.sr)
   }
 
   /** Destroys what interrupted runs of the schedule left (no completion key), before any target of this run builds a replica. */

@@ -8,7 +8,7 @@ import { destroyVmAndDisks, importVmXva, type XapiRecord } from '../../xapi/inde
 import { discardImport, watchImport } from '../import-watch.ts'
 import type { FullVmExport, ProgressReporter } from '../sources/vm-export.ts'
 import { countedForLanes } from './progress.ts'
-import { blockReplicaStart, destroyReplicas, disableReplicaHa, DR_TAG, listReplicas, markReplicaComplete, oldReplicas, replicaName } from './replicas.ts'
+import { blockReplicaStart, destroyReplicas, disableReplicaHa, DR_TAG, listReplicas, markReplicaComplete, oldReplicas, replicaName, srExportTaskData } from './replicas.ts'
 import type { FullBackupTarget, SrTargetOptions, TargetStep } from './target.ts'
 
 /** Tries at removing a half-imported replica (about 30 s): the target pool may be restarting its toolstack. */
@@ -31,8 +31,7 @@ export class SrFullTarget implements FullBackupTarget {
   }
 
   get taskData(): Record<string, unknown> {
-    const { sr } = this.options
-    return { type: 'SR', id: sr.uuid, name_label: sr.name_label }
+    return srExportTaskData(this.options.sr)
   }
 
   async beforeBackup(): Promise<void> {}
