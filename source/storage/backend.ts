@@ -102,8 +102,14 @@ export interface Backend {
   mkdir?(path: string): Promise<void>
   /** capabilities.folders: removes an empty folder (ENOTEMPTY otherwise). */
   rmdir?(path: string): Promise<void>
-  /** capabilities.folders: a lock folder `<path>.lock` (proper-lockfile's, which XO uses on file, NFS and SMB). */
-  lockFolder?(path: string, options?: LockOptions): Promise<RemoteLock>
+  /** Removes a folder and everything under it faster than object by object; a missing folder is not an error. */
+  rmtree?(path: string): Promise<void>
+  /**
+   * A lock the backend keeps natively on `<path>.lock`: a lock folder on local, NFS and SMB (proper-lockfile's,
+   * which XO uses), a lease on Azure. A second holder is refused with REMOTE_LOCKED. Without it, the handler
+   * keeps a lock object built on the core.
+   */
+  lock?(path: string, options?: LockOptions): Promise<RemoteLock>
 }
 
 /** Every entry of a folder, page after page. */

@@ -32,3 +32,8 @@ export async function toRemoteError(error: unknown, label: string, rootIsGone: (
   if (code === 'ENOENT' && (await rootIsGone())) return remoteUnavailable(label, error, 'its folder no longer exists')
   return error
 }
+
+/** A stream that delivered another byte count than announced: the write must leave nothing visible. */
+export function writeIncomplete(path: string, label: string, received: number, expected: number): LifeboatError {
+  return new LifeboatError('REMOTE_WRITE_INCOMPLETE', `Writing ${path} on ${label} received ${received} bytes instead of ${expected}: the source stopped early; nothing was committed.`)
+}
