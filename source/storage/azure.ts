@@ -1,0 +1,377 @@
+// Azure Blob storage (`azure://account:key@account.blob.core.windows.net/container/dir`, and azurite's
+// `azurite[+http]://` form): block blobs, streams staged block by block, a blob lease as the native lock.
+import { randomBytes } from 'node:crypto'
+import { Readable } from 'node:stream'
+import { BlobServiceClient, RestError, StorageSharedKeyCredential, type BlobLeaseClient, type BlockBlobClient, type ContainerClient, type ContainerListBlobHierarchySegmentResponse } from '@azure/storage-blob'
+import { LifeboatError } from '../util/errors.ts'
+import { normalizePath, type Backend, type Capabilities, type EntryStat, type ListPage, type LockOptions, type RemoteLock, type RemoteSpace, type WriteData, type WriteOptions } from './backend.ts'
+import { remoteUnavailable, writeIncomplete } from './errors.ts'
+import type { RemoteUrl } from './url.ts'
+
+const MiB = 1024 * 1024
+// Azure's block blob limits: 50,000 committed blocks of at most 4000 MiB each.
+const MAX_BLOCKS = 50_000
+const MAX_BLOCK_SIZE = 4000 * MiB
+const MIN_BLOCK_SIZE = 4 * MiB
+// Blocks staged at once by one write: memory stays at (this + 1) blocks whatever the stream's size.
+const STAGING = 3
+// Azure's limit of sub-requests in one batch.
+const BATCH_SIZE = 256
+// Azure's bounds on a lease's duration, in seconds.
+const LEASE_MIN_S = 15
+const LEASE_MAX_S = 60
+const DEFAULT_STALE_MS = 60_000
+
+export class AzureBackend implements Backend {
+  readonly label: string
+  readonly capabilities: Capabilities = {
+    atomicRename: false,
+    randomWrite: false,
+    freeSpaceKnown: false,
+    conditionalCreate: true,
+    folders: false,
+    maxObjectSize: MAX_BLOCKS * MAX_BLOCK_SIZE,
+    connections: 16,
+  }
+
+  readonly #container: ContainerClient
+  readonly #containerName: string
+  readonly #account: string
+  /** The remote's folder inside the container, '' or ending with '/'. */
+  readonly #root: string
+
+  constructor(remote: Extract<RemoteUrl, { type: 'azure' | 'azurite' }>, label: string) {
+    this.label = label
+    const [container = '', ...dir] = remote.path.split('/').filter(Boolean)
+    this.#containerName = container
+    this.#account = remote.username
+    this.#root = dir.length === 0 ? '' : `${dir.join('/')}/`
+    // Azure names the account in the host (account.blob.core.windows.net); azurite in the endpoint's path.
+    const endpoint = remote.type === 'azure' ? `${remote.protocol}://${remote.host}` : `${remote.protocol}://${remote.host}/${encodeURIComponent(remote.username)}`
+    // One retry policy for every backend: the retry decorator's (the SDK's own would multiply its attempts).
+    const service = new BlobServiceClient(endpoint, new StorageSharedKeyCredential(remote.username, remote.password), { retryOptions: { maxTries: 1 } })
+    this.#container = service.getContainerClient(container)
+  }
+
+  async sync(): Promise<void> {
+    if (this.#containerName === '') throw new LifeboatError('REMOTE_BAD_URL', `The remote ${this.label} names no container: its path should be /container[/folder].`)
+    await this.#guard(async () => {
+      await this.#container.getProperties()
+    })
+  }
+
+  async close(): Promise<void> {}
+
+  async info(): Promise<RemoteSpace> {
+    return {}
+  }
+
+  list(dir: string, options: { cursor?: string; limit?: number } = {}): Promise<ListPage> {
+    return this.#guard(async () => {
+      const prefix = this.#prefix(dir)
+      const pages = this.#container.listBlobsByHierarchy('/', { prefix }).byPage({
+        ...(options.cursor !== undefined && { continuationToken: options.cursor }),
+        ...(options.limit !== undefined && { maxPageSize: options.limit }),
+      })
+      const { value: page } = (await pages.next()) as IteratorResult<ContainerListBlobHierarchySegmentResponse, undefined>
+      if (page === undefined) return { entries: [] }
+      const entries = [
+        ...page.segment.blobPrefixes?.map(p => ({ name: p.name.slice(prefix.length, -1), isDirectory: true })) ?? [],
+        ...page.segment.blobItems.map(b => ({ name: b.name.slice(prefix.length), isDirectory: false })),
+      ].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
+      return page.continuationToken ? { entries, next: page.continuationToken } : { entries }
+    })
+  }
+
+  stat(path: string): Promise<EntryStat> {
+    return this.#guard(async () => {
+      const name = this.#name(path)
+      if (name === this.#root) return { size: 0, mtimeMs: 0, isDirectory: true }
+      try {
+        const properties = await this.#container.getBlobClient(name).getProperties()
+        return { size: properties.contentLength ?? 0, mtimeMs: properties.lastModified?.getTime() ?? 0, isDirectory: false }
+      } catch (error) {
+        if (!isNotFound(error)) throw error
+      }
+      const { value: page } = await this.#container.listBlobsFlat({ prefix: `${name}/` }).byPage({ maxPageSize: 1 }).next()
+      if ((page?.segment.blobItems.length ?? 0) > 0) return { size: 0, mtimeMs: 0, isDirectory: true }
+      throw notFound(path, this.label)
+    })
+  }
+
+  read(path: string, range?: { start: number; end?: number }): Promise<Readable> {
+    return this.#guard(async () => {
+      const blob = this.#container.getBlobClient(this.#name(path))
+      const start = range?.start ?? 0
+      const count = range?.end === undefined ? undefined : range.end - start + 1
+      if (count !== undefined && count <= 0) {
+        await blob.getProperties().catch(error => Promise.reject(isNotFound(error) ? notFound(path, this.label) : error))
+        return Readable.from([])
+      }
+      try {
+        const response = await blob.download(start, count)
+        return response.readableStreamBody as Readable
+      } catch (error) {
+        if (isNotFound(error)) throw notFound(path, this.label)
+        // A range that starts at or past the end (Azure answers 416): no bytes, as node's file streams give.
+        if (error instanceof RestError && error.statusCode === 416) return Readable.from([])
+        throw error
+      }
+    })
+  }
+
+  write(path: string, data: WriteData, options: WriteOptions = {}): Promise<number> {
+    return this.#guard(async () => {
+      const blob = this.#container.getBlockBlobClient(this.#name(path))
+      const conditions = options.ifAbsent === true ? { ifNoneMatch: '*' } : {}
+      const signal = options.signal
+      const exists = (error: unknown) => options.ifAbsent === true && error instanceof RestError && (error.statusCode === 409 || error.statusCode === 412)
+      const upload = async (body: Buffer) => {
+        try {
+          await blob.upload(body, body.length, { conditions, ...(signal !== undefined && { abortSignal: signal }) })
+        } catch (error) {
+          throw exists(error) ? alreadyExists(path, this.label) : error
+        }
+      }
+      if (typeof data === 'string' || Buffer.isBuffer(data)) {
+        const body = Buffer.from(data)
+        if (options.length !== undefined && body.length !== options.length) throw writeIncomplete(path, this.label, body.length, options.length)
+        await upload(body)
+        return body.length
+      }
+
+      // Blocks are staged, then committed in one request: until the commit nothing of that name is visible.
+      // Blocks of a write that fails are never committed; Azure discards uncommitted blocks after a week.
+      const minimum = options.length === undefined ? 0 : Math.ceil(options.length / MAX_BLOCKS)
+      // Without a length, blocks double every 10,000 so that any stream fits in 50,000 blocks.
+      const blockSize = (index: number) => Math.min(MAX_BLOCK_SIZE, Math.max(minimum, MIN_BLOCK_SIZE * 2 ** Math.floor(index / 10_000)))
+      const nonce = randomBytes(4).toString('hex')
+      const ids: string[] = []
+      const staging = new Set<Promise<void>>()
+      let failure: { error: unknown } | undefined
+      const throwIfFailed = () => {
+        if (failure !== undefined) throw failure.error
+      }
+      const stage = async (block: Buffer) => {
+        const id = Buffer.from(`${nonce}-${String(ids.length).padStart(6, '0')}`).toString('base64')
+        ids.push(id)
+        const staged: Promise<void> = blob
+          .stageBlock(id, block, block.length, signal !== undefined ? { abortSignal: signal } : {})
+          .then(
+            () => {},
+            error => {
+              failure ??= { error }
+            },
+          )
+          .finally(() => staging.delete(staged))
+        staging.add(staged)
+        if (staging.size >= STAGING) await Promise.race(staging)
+      }
+
+      let size = 0
+      let chunks: Buffer[] = []
+      let buffered = 0
+      try {
+        for await (const chunk of data) {
+          if (failure !== undefined) break
+          signal?.throwIfAborted()
+          let rest = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength)
+          size += rest.length
+          if (options.length !== undefined && size > options.length) throw writeIncomplete(path, this.label, size, options.length)
+          while (rest.length > 0) {
+            const room = blockSize(ids.length) - buffered
+            chunks.push(rest.subarray(0, room))
+            buffered += Math.min(room, rest.length)
+            rest = rest.subarray(room)
+            if (buffered === blockSize(ids.length)) {
+              await stage(Buffer.concat(chunks))
+              chunks = []
+              buffered = 0
+            }
+          }
+        }
+      } finally {
+        await Promise.all(staging)
+      }
+      throwIfFailed()
+      if (options.length !== undefined && size !== options.length) throw writeIncomplete(path, this.label, size, options.length)
+      // A stream smaller than one block is one request, like a buffer.
+      if (ids.length === 0) {
+        await upload(Buffer.concat(chunks))
+        return size
+      }
+      if (buffered > 0) await stage(Buffer.concat(chunks))
+      await Promise.all(staging)
+      throwIfFailed()
+      try {
+        await blob.commitBlockList(ids, { conditions, ...(signal !== undefined && { abortSignal: signal }) })
+      } catch (error) {
+        // Another writer's commit of the same name discards our staged blocks (InvalidBlockList): it exists.
+        if (exists(error) || (options.ifAbsent === true && (await blob.exists()))) throw alreadyExists(path, this.label)
+        throw error
+      }
+      return size
+    })
+  }
+
+  delete(paths: string[]): Promise<void> {
+    return this.#guard(() => this.#deleteNames(paths.map(p => this.#name(p)).filter(name => name !== this.#root)))
+  }
+
+  /** Everything under a folder, a batch per listed page. */
+  rmtree(path: string): Promise<void> {
+    return this.#guard(async () => {
+      for await (const page of this.#container.listBlobsFlat({ prefix: this.#prefix(path) }).byPage({ maxPageSize: BATCH_SIZE })) {
+        await this.#deleteNames(page.segment.blobItems.map(b => b.name))
+      }
+    })
+  }
+
+  /**
+   * A lease on the blob `<path>.lock`, renewed while held. A lease not renewed expires on the server
+   * (after staleMs, clamped to Azure's 15–60 s), so a crashed holder's lock frees itself.
+   */
+  lock(path: string, options: LockOptions = {}): Promise<RemoteLock> {
+    return this.#guard(async () => {
+      const staleMs = options.staleMs ?? DEFAULT_STALE_MS
+      const leaseS = Math.min(LEASE_MAX_S, Math.max(LEASE_MIN_S, Math.round(staleMs / 1000)))
+      const refreshMs = options.refreshMs ?? Math.max(10, Math.floor(Math.min(staleMs, leaseS * 1000) / 4))
+      const lockPath = `${normalizePath(path)}.lock`
+      const blob = this.#container.getBlockBlobClient(this.#name(lockPath))
+      const lease = blob.getBlobLeaseClient()
+      for (let attempt = 0; ; attempt++) {
+        await blob.upload('', 0, { conditions: { ifNoneMatch: '*' } }).catch(error => {
+          // It exists already (409), or exists and is leased (412): the lease decides.
+          if (!(error instanceof RestError && (error.statusCode === 409 || error.statusCode === 412))) throw error
+        })
+        try {
+          await lease.acquireLease(leaseS)
+          break
+        } catch (error) {
+          if (error instanceof RestError && error.code === 'LeaseAlreadyPresent') {
+            throw new LifeboatError(
+              'REMOTE_LOCKED',
+              `${lockPath} on ${this.label} is locked by another backup, merge or clean (a lease on ${lockPath}). Wait for it to finish; a lease not renewed for ${leaseS} s expires and is taken over.`,
+            )
+          }
+          // Its holder released it (and deleted the blob) between our two requests: create it again.
+          if (!isNotFound(error) || attempt >= 2) throw error
+        }
+      }
+      return new LeaseLock(lockPath, blob, lease, leaseS * 1000, refreshMs)
+    })
+  }
+
+  async #deleteNames(names: string[]): Promise<void> {
+    const batches: string[][] = []
+    for (let i = 0; i < names.length; i += BATCH_SIZE) batches.push(names.slice(i, i + BATCH_SIZE))
+    const batch = this.#container.getBlobBatchClient()
+    for (const group of batches) {
+      const response = await batch.deleteBlobs(group.map(name => this.#container.getBlobClient(name)))
+      const failed = response.subResponses.find(r => r.status !== 404 && (r.status < 200 || r.status >= 300))
+      // A missing blob is not an error.
+      if (failed !== undefined) throw new RestError(failed.statusMessage, { code: failed.errorCode ?? '', statusCode: failed.status })
+    }
+  }
+
+  /** The blob name of a path: the remote's folder, then the path ('..' never leaves the remote). */
+  #name(path: string): string {
+    const normalized = normalizePath(path)
+    return normalized === '' ? this.#root : `${this.#root}${normalized}`
+  }
+
+  /** The prefix of a folder's children. */
+  #prefix(dir: string): string {
+    const name = this.#name(dir)
+    return name === this.#root ? name : `${name}/`
+  }
+
+  async #guard<T>(operation: () => Promise<T>): Promise<T> {
+    try {
+      return await operation()
+    } catch (error) {
+      throw this.#remoteError(error)
+    }
+  }
+
+  // The SDK's errors hold the request (headers, signature): only their status, code and first line go on.
+  #remoteError(error: unknown): unknown {
+    if (!(error instanceof RestError)) return error
+    const cause = Object.assign(new Error(`Azure answered ${error.statusCode ?? 'nothing'} ${error.code ?? ''}: ${error.message.split('\n')[0]}`), {
+      code: error.code,
+      statusCode: error.statusCode,
+    })
+    const status = error.statusCode
+    if (status === undefined || status >= 500) return remoteUnavailable(this.label, cause, status === undefined ? 'it cannot be reached' : `it answered ${status} ${error.code ?? ''}`.trim())
+    if (error.code === 'ContainerNotFound') {
+      return remoteUnavailable(this.label, cause, `its container ${this.#containerName} does not exist (create it in the storage account, for example with az storage container create)`)
+    }
+    if (error.code === 'AccountIsDisabled') {
+      return new LifeboatError('REMOTE_FULL', `The remote ${this.label} refuses writes: the Azure account ${this.#account} is disabled (a spending limit or an expired credit); enable it again, then run the job again.`, { cause })
+    }
+    if (status === 401 || status === 403) {
+      return new LifeboatError('REMOTE_AUTH', `The remote ${this.label} refused the credentials of account ${this.#account}: check the account name and the account key in the remote's URL.`, { cause })
+    }
+    return new LifeboatError('REMOTE_ERROR', `The remote ${this.label} refused a request (${cause.message}); check the remote's settings.`, { cause, data: { status, azureCode: error.code } })
+  }
+}
+
+class LeaseLock implements RemoteLock {
+  readonly path: string
+  readonly #blob: BlockBlobClient
+  readonly #lease: BlobLeaseClient
+  #compromised = false
+  #released = false
+  #renewing: Promise<void> = Promise.resolve()
+  readonly #timer: NodeJS.Timeout
+
+  constructor(path: string, blob: BlockBlobClient, lease: BlobLeaseClient, leaseMs: number, refreshMs: number) {
+    this.path = path
+    this.#blob = blob
+    this.#lease = lease
+    let renewed = Date.now()
+    this.#timer = setInterval(() => {
+      this.#renewing = this.#lease.renewLease().then(
+        () => {
+          renewed = Date.now()
+        },
+        error => {
+          // Another holder took it (a lease ID mismatch), or we could not renew it before it expired.
+          if (error instanceof RestError && error.statusCode !== undefined && error.statusCode < 500) this.#lose()
+          else if (Date.now() - renewed >= leaseMs) this.#lose()
+        },
+      )
+    }, refreshMs)
+    this.#timer.unref()
+  }
+
+  get compromised(): boolean {
+    return this.#compromised
+  }
+
+  async release(): Promise<void> {
+    clearInterval(this.#timer)
+    await this.#renewing
+    if (this.#released || this.#compromised) return
+    this.#released = true
+    // Deleting the blob with our lease ID ends the lease too, and leaves no .lock blob behind.
+    await this.#blob.delete({ conditions: { leaseId: this.#lease.leaseId } }).catch(() => this.#lease.releaseLease().catch(() => {}))
+  }
+
+  #lose(): void {
+    this.#compromised = true
+    clearInterval(this.#timer)
+  }
+}
+
+function isNotFound(error: unknown): boolean {
+  return error instanceof RestError && error.statusCode === 404 && error.code !== 'ContainerNotFound'
+}
+
+function notFound(path: string, label: string): LifeboatError {
+  return new LifeboatError('ENOENT', `${normalizePath(path)} does not exist on ${label}.`)
+}
+
+function alreadyExists(path: string, label: string): LifeboatError {
+  return new LifeboatError('EEXIST', `${normalizePath(path)} already exists on ${label}.`)
+}
