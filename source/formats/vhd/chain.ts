@@ -1,12 +1,14 @@
-// A differencing VHD with its parents, read as the one disk the newest file describes: parents found by
-// relative name and checked by uuid, sectors taken from the newest file that has them.
+// A differencing VHD with its parents, read as the one disk the newest describes: parents found by relative
+// name (through aliases) and checked by uuid, sectors taken from the newest that has them. Files and
+// VhdDirectories mix freely, as in XO.
 import { Readable } from 'node:stream'
 import { dirname, join } from 'node:path'
 import { LifeboatError } from '../../util/errors.ts'
-import { VhdFile } from './file.ts'
+import { openVhd } from './directory.ts'
 import { localFileSystem, type FileSystemAccess } from './fileSystem.ts'
 import { DISK_TYPE_DIFFERENCING, VHD_BLOCK_SIZE, VHD_SECTOR_SIZE, isBitmapFull, isSectorSet, type VhdFooter, type VhdHeader } from './structures.ts'
 import { createVhdStream } from './stream.ts'
+import type { Vhd } from './vhd.ts'
 
 const MAX_CHAIN_LENGTH = 1000
 const READ_AHEAD = 4
@@ -17,12 +19,12 @@ export function ahead<T>(promise: Promise<T>): Promise<T> {
   return promise
 }
 
-/** Opens `path` and each parent in turn; the files are returned child first. */
-export async function openVhdFiles(path: string, options: { fs?: FileSystemAccess; force?: boolean; until?: string } = {}): Promise<VhdFile[]> {
+/** Opens `path` (a file, a VhdDirectory or an alias) and each parent in turn; they are returned child first. */
+export async function openVhdFiles(path: string, options: { fs?: FileSystemAccess; force?: boolean; until?: string } = {}): Promise<Vhd[]> {
   const fs = options.fs ?? localFileSystem
-  const files: VhdFile[] = []
+  const files: Vhd[] = []
   try {
-    let current = await VhdFile.open(path, { fs, force: options.force })
+    let current = await openVhd(path, { fs, force: options.force })
     files.push(current)
     while (current.footer.diskType === DISK_TYPE_DIFFERENCING && current.path !== options.until) {
       const parentPath = join(dirname(current.path), current.header.parentUnicodeName)
@@ -32,7 +34,7 @@ export async function openVhdFiles(path: string, options: { fs?: FileSystemAcces
       if (files.length >= MAX_CHAIN_LENGTH || files.some(f => f.path === parentPath)) {
         throw new LifeboatError('VHD_BAD_CHAIN', `${current.path}: the parent chain loops or is longer than ${MAX_CHAIN_LENGTH} files.`)
       }
-      const parent = await VhdFile.open(parentPath, { fs, force: options.force })
+      const parent = await openVhd(parentPath, { fs, force: options.force })
       files.push(parent)
       if (parent.footer.uuid !== current.header.parentUuid) {
         throw new LifeboatError('VHD_PARENT_MISMATCH', `${current.path} expects parent ${current.header.parentUuid} but ${parentPath} is ${parent.footer.uuid}; the chain was mixed up.`)
@@ -50,7 +52,7 @@ export async function openVhdFiles(path: string, options: { fs?: FileSystemAcces
 }
 
 /** The newest data of a block across files ordered child first; missing sectors come from older files, else zeros. */
-export async function readSyntheticBlock(files: VhdFile[], index: number): Promise<{ bitmap: Buffer; data: Buffer } | undefined> {
+export async function readSyntheticBlock(files: readonly Vhd[], index: number): Promise<{ bitmap: Buffer; data: Buffer } | undefined> {
   let result: { bitmap: Buffer; data: Buffer } | undefined
   const sectors = files[0]!.header.blockSize / VHD_SECTOR_SIZE
   for (const file of files) {
@@ -77,10 +79,11 @@ export class VhdChain {
   readonly size: number
   readonly uuid: string
   readonly blockCount: number
-  private readonly files: VhdFile[]
+  /** Child first. */
+  readonly vhds: readonly Vhd[]
 
-  private constructor(files: VhdFile[]) {
-    this.files = files
+  private constructor(files: Vhd[]) {
+    this.vhds = files
     this.paths = files.map(f => f.path)
     this.size = files[0]!.footer.currentSize
     this.uuid = files[0]!.footer.uuid
@@ -92,19 +95,19 @@ export class VhdChain {
   }
 
   get footer(): VhdFooter {
-    return this.files[0]!.footer
+    return this.vhds[0]!.footer
   }
 
   get header(): VhdHeader {
-    return this.files[0]!.header
+    return this.vhds[0]!.header
   }
 
   get blockSize(): number {
-    return this.files[0]!.header.blockSize
+    return this.vhds[0]!.header.blockSize
   }
 
   isAllocated(index: number): boolean {
-    return index >= 0 && index < this.blockCount && this.files.some(f => f.isAllocated(index))
+    return index >= 0 && index < this.blockCount && this.vhds.some(f => f.isAllocated(index))
   }
 
   allocatedBlocks(): number[] {
@@ -117,7 +120,7 @@ export class VhdChain {
     if (!Number.isInteger(index) || index < 0 || index >= this.blockCount) {
       throw new LifeboatError('VHD_BAD_BLOCK_INDEX', `Block ${index} is outside the disk (0…${this.blockCount - 1}).`)
     }
-    return (await readSyntheticBlock(this.files, index))?.data ?? Buffer.alloc(this.blockSize)
+    return (await readSyntheticBlock(this.vhds, index))?.data ?? Buffer.alloc(this.blockSize)
   }
 
   async read(offset: number, length: number): Promise<Buffer> {
@@ -171,7 +174,7 @@ export class VhdChain {
   }
 
   close(): Promise<void> {
-    return Promise.all(this.files.map(f => f.close())).then(() => {})
+    return Promise.all(this.vhds.map(f => f.close())).then(() => {})
   }
 }
 

@@ -2,6 +2,7 @@
 // and, opened writable, changed in place by a merge (blocks written, block table grown, footers replaced).
 import { LifeboatError, errorCode } from '../../util/errors.ts'
 import { localFileSystem, readAt, type FileSystemAccess, type RandomAccessFile } from './fileSystem.ts'
+import type { Vhd } from './vhd.ts'
 import {
   BAT_UNUSED, DISK_TYPE_FIXED, VHD_BLOCK_SIZE, VHD_FOOTER_SIZE, VHD_HEADER_SIZE, VHD_SECTOR_SIZE, ZERO_UUID, batSize, bitmapSize,
   checkBlockTable, decodeFooter, decodeHeader, encodeFooter, encodeHeader, fullBitmap, type VhdFooter, type VhdHeader,
@@ -12,9 +13,11 @@ export interface VhdFileOptions {
   writable?: boolean
   /** Skip the closing-footer check: a merge in progress overwrites it (resume only). */
   force?: boolean
+  /** The alias the file was reached through: it becomes `path`, as parents are named relative to the alias. */
+  knownAs?: string
 }
 
-export class VhdFile {
+export class VhdFile implements Vhd {
   readonly path: string
   readonly blockCount: number
   private footerValue: VhdFooter
@@ -52,7 +55,7 @@ export class VhdFile {
       throw error
     }
     try {
-      return await VhdFile.load(path, file, options.force === true)
+      return await VhdFile.load(options.knownAs ?? path, file, options.force === true)
     } catch (error) {
       await file.close().catch(() => {})
       if (error instanceof LifeboatError) {

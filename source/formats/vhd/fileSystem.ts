@@ -1,6 +1,6 @@
 // The narrow file access VHD files, chains and merges need, so that a remote handler can stand in for the
 // local disk; `localFileSystem` is the fs/promises implementation.
-import { readFile, readdir, rename, unlink, writeFile, access } from 'node:fs/promises'
+import { readFile, readdir, rename, unlink, writeFile, access, mkdir, rm, stat } from 'node:fs/promises'
 import { basename, dirname, join } from 'node:path'
 import { randomBytes } from 'node:crypto'
 import { openRegularFile } from '../../util/files.ts'
@@ -24,6 +24,14 @@ export interface FileSystemAccess {
   exists(path: string): Promise<boolean>
   /** Names in a folder; only `resumeVhdMergeIfAny` needs it. */
   list?(dir: string): Promise<string[]>
+  /** Creates a folder and its parents; absent where a name's prefix is enough (object stores). */
+  mkdir?(path: string): Promise<void>
+  /** Removes a folder and everything in it, a missing one being no error; merging a VhdDirectory needs it. */
+  rmtree?(path: string): Promise<void>
+  /** True for a folder (or an object store's prefix); without it a VhdDirectory is told by its `footer`. */
+  isDirectory?(path: string): Promise<boolean>
+  /** rename() is native and cheap (no copy): a VhdDirectory merge then moves a child's blocks instead of copying them. */
+  nativeRename?: boolean
 }
 
 export const localFileSystem: FileSystemAccess = {
@@ -75,6 +83,17 @@ export const localFileSystem: FileSystemAccess = {
     }
   },
   list: dir => readdir(dir),
+  mkdir: path => mkdir(path, { recursive: true }).then(() => {}),
+  rmtree: path => rm(path, { recursive: true, force: true }),
+  async isDirectory(path) {
+    try {
+      return (await stat(path)).isDirectory()
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === 'ENOENT') return false
+      throw error
+    }
+  },
+  nativeRename: true,
 }
 
 /** Reads exactly `length` bytes at `position`, or fewer only at the end of the file. */

@@ -1,5 +1,5 @@
 // VHD, the disk format of XO's delta backups and of XAPI's VDI exports: structures, stream parse and write,
-// files, parent chains and in-place resumable merges. Everything the rest of Lifeboat uses is exported here.
+// files, XO's VhdDirectory and aliases, parent chains and resumable merges. Everything the rest of Lifeboat uses is exported here.
 export {
   VHD_SECTOR_SIZE, VHD_BLOCK_SIZE, ZERO_UUID, dateFromVhdTimestamp, vhdTimestamp,
   type VhdDiskType, type VhdFooter, type VhdHeader, type VhdParentLocator,
@@ -7,5 +7,11 @@ export {
 export { localFileSystem, type FileSystemAccess, type RandomAccessFile } from './fileSystem.ts'
 export { openVhdStream, createVhdStream, vhdStreamLength, type VhdStreamReader, type VhdStreamOptions } from './stream.ts'
 export { VhdFile, type VhdFileOptions } from './file.ts'
-export { VhdChain, checkVhdChain } from './chain.ts'
+export type { Vhd } from './vhd.ts'
+export { isVhdAlias, readVhdAlias, writeVhdAlias, VHD_ALIAS_MAX_LENGTH } from './aliases.ts'
+export {
+  VhdDirectory, openVhd, isVhdDirectory, writeVhdDirectory, vhdDirectoryBlockName,
+  type VhdCompression, type VhdDirectoryOpenOptions, type VhdDirectoryWriteOptions,
+} from './directory.ts'
+export { VhdChain, checkVhdChain, openVhdFiles } from './chain.ts'
 export { mergeVhdChain, resumeVhdMergeIfAny, type MergeOptions } from './merge.ts'

@@ -141,16 +141,33 @@ export function vhdStreamLength(size: number, allocatedBlockCount: number, optio
   return firstBlock + allocatedBlockCount * blockBytes + VHD_FOOTER_SIZE
 }
 
+/** The announced blocks of a new VHD: inside a disk of `entries` blocks, ascending. */
+export function checkBlockIndexes(indexes: number[], entries: number): void {
+  for (let k = 0; k < indexes.length; k++) {
+    const index = indexes[k]!
+    if (!Number.isInteger(index) || index < 0 || index >= entries || (k > 0 && index <= indexes[k - 1]!)) {
+      throw new LifeboatError('VHD_BAD_BLOCK_LIST', `Block ${index} is out of range (0…${entries - 1}) or out of ascending order; the VHD cannot be written.`)
+    }
+  }
+}
+
+/** A block coming to a writer: the one announced at that place, whole. */
+export function checkArrivingBlock(index: number, data: Buffer, expected: number | undefined): void {
+  if (index !== expected) {
+    throw new LifeboatError('VHD_BAD_BLOCK_LIST', `Block ${index} came where block ${expected ?? '(none)'} was announced; the VHD being written would be inconsistent.`)
+  }
+  if (data.length !== VHD_BLOCK_SIZE) throw new LifeboatError('VHD_BAD_BLOCK_LIST', `Block ${index} has ${data.length} bytes instead of ${VHD_BLOCK_SIZE}.`)
+}
+
+export function checkAllArrived(count: number, announced: number): void {
+  if (count !== announced) throw new LifeboatError('VHD_BAD_BLOCK_LIST', `Only ${count} of the ${announced} announced blocks came; the VHD being written is incomplete.`)
+}
+
 export function createVhdStream(options: VhdStreamOptions): { length: number; stream: Readable } {
   const useLocator = options.parent?.locator === true
   const { tableOffset, entries, firstBlock, blockBytes } = layout(options.size, { tableOffset: options.tableOffset, locator: useLocator })
   const expected = options.blockIndexes
-  for (let k = 0; k < expected.length; k++) {
-    const index = expected[k]!
-    if (!Number.isInteger(index) || index < 0 || index >= entries || (k > 0 && index <= expected[k - 1]!)) {
-      throw new LifeboatError('VHD_BAD_BLOCK_LIST', `Block ${index} is out of range (0…${entries - 1}) or out of ascending order; the VHD cannot be written.`)
-    }
-  }
+  checkBlockIndexes(expected, entries)
   const { footer, header } = newFooterAndHeader({
     size: options.size, uuid: options.uuid, tableOffset, creator: options.creator, timestamp: options.timestamp,
     parent: options.parent === undefined ? undefined
@@ -166,15 +183,12 @@ export function createVhdStream(options: VhdStreamOptions): { length: number; st
     yield Buffer.concat([footerBytes, encodeHeader(header), gap, bat])
     let k = 0
     for await (const { index, data } of options.blocks) {
-      if (index !== expected[k]) {
-        throw new LifeboatError('VHD_BAD_BLOCK_LIST', `Block ${index} came where block ${expected[k] ?? '(none)'} was announced; the VHD being written would be inconsistent.`)
-      }
-      if (data.length !== VHD_BLOCK_SIZE) throw new LifeboatError('VHD_BAD_BLOCK_LIST', `Block ${index} has ${data.length} bytes instead of ${VHD_BLOCK_SIZE}.`)
+      checkArrivingBlock(index, data, expected[k])
       yield bitmap
       yield data
       k++
     }
-    if (k !== expected.length) throw new LifeboatError('VHD_BAD_BLOCK_LIST', `Only ${k} of the ${expected.length} announced blocks came; the VHD being written is incomplete.`)
+    checkAllArrived(k, expected.length)
     yield footerBytes
   }
   return { length: firstBlock + expected.length * blockBytes + VHD_FOOTER_SIZE, stream: Readable.from(generate(), { objectMode: false, highWaterMark: 2 }) }
