@@ -81,7 +81,8 @@ class EncryptedBackend implements Backend {
   rename?: Backend['rename']
   mkdir?: Backend['mkdir']
   rmdir?: Backend['rmdir']
-  lockFolder?: Backend['lockFolder']
+  rmtree?: Backend['rmtree']
+  lock?: Backend['lock']
 
   constructor(inner: Backend, key: Buffer) {
     this.#inner = inner
@@ -90,11 +91,8 @@ class EncryptedBackend implements Backend {
     const { maxObjectSize } = inner.capabilities
     // No random write: a byte changed in place would need the whole object re-encrypted and a new tag.
     this.capabilities = { ...inner.capabilities, randomWrite: false, ...(maxObjectSize !== undefined && { maxObjectSize: maxObjectSize - ENCRYPTION_OVERHEAD }) }
-    // Names and folders are not encrypted (XO's neither): these go straight through.
-    if (inner.rename !== undefined) this.rename = inner.rename.bind(inner)
-    if (inner.mkdir !== undefined) this.mkdir = inner.mkdir.bind(inner)
-    if (inner.rmdir !== undefined) this.rmdir = inner.rmdir.bind(inner)
-    if (inner.lockFolder !== undefined) this.lockFolder = inner.lockFolder.bind(inner)
+    // Names, folders and locks are not encrypted (XO's neither): these go straight through.
+    forwardNative(inner, this, PASSED_THROUGH)
   }
 
   async sync(): Promise<void> {
@@ -360,10 +358,17 @@ function forward(inner: Backend, overrides: Pick<Backend, 'sync'>): Backend {
     write: (path, data, options) => inner.write(path, data, options),
     delete: paths => inner.delete(paths),
   }
-  if (inner.rename !== undefined) backend.rename = inner.rename.bind(inner)
-  if (inner.open !== undefined) backend.open = inner.open.bind(inner)
-  if (inner.mkdir !== undefined) backend.mkdir = inner.mkdir.bind(inner)
-  if (inner.rmdir !== undefined) backend.rmdir = inner.rmdir.bind(inner)
-  if (inner.lockFolder !== undefined) backend.lockFolder = inner.lockFolder.bind(inner)
+  forwardNative(inner, backend, [...PASSED_THROUGH, 'open'])
   return backend
+}
+
+// The optional native operations an encrypted backend keeps as they are (all but open).
+const PASSED_THROUGH = ['rename', 'mkdir', 'rmdir', 'rmtree', 'lock'] as const
+type NativeOperation = (typeof PASSED_THROUGH)[number] | 'open'
+
+function forwardNative(inner: Backend, target: Backend, names: readonly NativeOperation[]): void {
+  for (const name of names) {
+    const operation = inner[name]
+    if (operation !== undefined) Object.assign(target, { [name]: operation.bind(inner) })
+  }
 }

@@ -80,6 +80,10 @@ class MemoryBackend implements Backend {
     for (const path of paths) this.objects.delete(path)
   }
 
+  async rmtree(path: string): Promise<void> {
+    for (const name of [...this.objects.keys()]) if (name.startsWith(`${path}/`)) this.objects.delete(name)
+  }
+
   async open(): Promise<never> {
     throw new Error('not used')
   }
@@ -250,6 +254,9 @@ test('capabilities: those of the inner backend but no random write (no open) and
   assert.equal(backend.capabilities.connections, 4)
   assert.equal(backend.open, undefined)
   assert.equal(backend.rename, undefined, 'the inner backend has no rename, neither has the decorator')
+  await backend.write('tree/a', 'x')
+  await backend.rmtree!('tree')
+  await assert.rejects(backend.stat('tree/a'), { code: 'ENOENT' }, 'rmtree goes through to the inner backend')
 })
 
 test('a key that does not match is refused (REMOTE_BAD_KEY) before any write: the remote is unchanged, byte for byte', async () => {
