@@ -1,0 +1,362 @@
+// The S3 backend (AWS and every S3-compatible store): objects under `<bucket>/<dir>/`, folders are
+// key prefixes, streams are multipart uploads sized from their length. Errors come out as the codes the
+// engine acts on, and never carry the SDK's error (it can hold the access key).
+import {
+  AbortMultipartUploadCommand,
+  DeleteObjectsCommand,
+  GetObjectCommand,
+  HeadBucketCommand,
+  HeadObjectCommand,
+  ListMultipartUploadsCommand,
+  ListObjectsV2Command,
+  PutObjectCommand,
+  S3Client,
+  type S3ClientConfig,
+} from '@aws-sdk/client-s3'
+import { Upload } from '@aws-sdk/lib-storage'
+import { Readable, addAbortSignal } from 'node:stream'
+import { abortReason, throwIfAborted } from '../util/abort.ts'
+import { LifeboatError } from '../util/errors.ts'
+import { normalizePath, type Backend, type Capabilities, type EntryStat, type ListPage, type RemoteSpace, type WriteData, type WriteOptions } from './backend.ts'
+import { remoteFull, remoteUnavailable } from './errors.ts'
+import type { RemoteUrl } from './url.ts'
+
+export type S3Remote = Extract<RemoteUrl, { type: 's3' }>
+
+const MiB = 1024 * 1024
+const GiB = 1024 * MiB
+// S3's limits (https://docs.aws.amazon.com/AmazonS3/latest/userguide/qfacts.html).
+const MIN_PART_SIZE = 5 * MiB
+const MAX_PART_SIZE = 5 * GiB
+const MAX_PARTS = 10_000
+const MAX_OBJECT_SIZE = 5 * 1024 * GiB
+const MAX_DELETE_KEYS = 1000
+// Parts are buffered whole: the parts in flight (queue × part size) stay within this, whatever the stream.
+const UPLOAD_MEMORY = 128 * MiB
+// Without a length: 64 MiB parts cap a stream at 625 GiB, with 2 parts (128 MiB) in memory.
+const UNKNOWN_LENGTH_PART_SIZE = 64 * MiB
+
+/** Part size and parallel parts of a multipart upload: enough parts for the length, memory bounded by UPLOAD_MEMORY (one part at least). */
+export function uploadShape(length: number | undefined): { partSize: number; queueSize: number } {
+  const partSize = length === undefined ? UNKNOWN_LENGTH_PART_SIZE : Math.min(Math.max(Math.ceil(length / MAX_PARTS), MIN_PART_SIZE), MAX_PART_SIZE)
+  return { partSize, queueSize: Math.min(4, Math.max(1, Math.floor(UPLOAD_MEMORY / partSize))) }
+}
+
+const UNREACHABLE = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'EHOSTDOWN', 'ECONNABORTED', 'TimeoutError', 'RequestTimeout'])
+const AUTH = new Set(['InvalidAccessKeyId', 'SignatureDoesNotMatch', 'AccessDenied', 'Forbidden', 'ExpiredToken', 'InvalidToken'])
+const FULL = new Set(['EntityTooLarge', 'QuotaExceeded', 'XMinioStorageFull', 'InsufficientStorage', 'StorageFull'])
+const UNSUPPORTED = new Set(['NotImplemented', 'MethodNotAllowed'])
+
+interface SdkError {
+  name?: string
+  code?: string
+  Code?: string
+  $metadata?: { httpStatusCode?: number }
+}
+
+/** The SDK client's settings for a remote: its endpoint, region, addressing, keys and TLS. */
+export function s3ClientConfig(remote: S3Remote): S3ClientConfig {
+  return {
+    endpoint: `${remote.protocol}://${remote.host}`,
+    region: remote.region ?? guessRegion(remote.host),
+    // Path-style by default, as Xen Orchestra (and every S3-compatible server) does; `?forcePathStyle=false` for virtual hosts.
+    forcePathStyle: remote.options.forcePathStyle !== false,
+    credentials: { accessKeyId: remote.username, secretAccessKey: remote.password },
+    // Stores other than AWS refuse the SDK's newer default checksum headers (aws-sdk-js-v3#6810).
+    requestChecksumCalculation: 'WHEN_REQUIRED',
+    responseChecksumValidation: 'WHEN_REQUIRED',
+    requestHandler: {
+      connectionTimeout: 30_000,
+      socketTimeout: 10 * 60_000,
+      httpAgent: { keepAlive: true },
+      // Self-signed certificates only when the URL asks for it (XO's allowUnauthorized).
+      httpsAgent: { keepAlive: true, rejectUnauthorized: remote.options.allowUnauthorized !== true },
+    },
+  }
+}
+
+export class S3Backend implements Backend {
+  readonly label: string
+  readonly capabilities: Capabilities = {
+    atomicRename: false,
+    randomWrite: false,
+    freeSpaceKnown: false,
+    conditionalCreate: true,
+    folders: false,
+    maxObjectSize: MAX_OBJECT_SIZE,
+    connections: 16,
+  }
+  readonly #client: S3Client
+  readonly #bucket: string
+  readonly #root: string
+
+  /** `client` replaces the SDK's client (unit tests give a fake with `send`). */
+  constructor(remote: S3Remote, label: string, options: { client?: S3Client } = {}) {
+    this.label = label
+    const [bucket = '', ...dir] = remote.path.split('/').filter(part => part !== '')
+    if (bucket === '') throw new LifeboatError('REMOTE_BAD_URL', `The remote ${label} names no bucket: its path should be /bucket or /bucket/folder.`)
+    this.#bucket = bucket
+    this.#root = normalizePath(dir.join('/'))
+    this.#client = options.client ?? new S3Client(s3ClientConfig(remote))
+  }
+
+  async sync(): Promise<void> {
+    try {
+      await this.#client.send(new HeadBucketCommand({ Bucket: this.#bucket }))
+    } catch (error) {
+      if (status(error) === 404) throw this.#missingBucket()
+      throw this.#error(error, 'open', '')
+    }
+  }
+
+  async close(): Promise<void> {
+    this.#client.destroy()
+  }
+
+  async info(): Promise<RemoteSpace> {
+    return {}
+  }
+
+  async list(dir: string, options: { cursor?: string; limit?: number } = {}): Promise<ListPage> {
+    const prefix = this.#prefix(dir)
+    const page = await this.#call('list', dir, () =>
+      this.#client.send(
+        new ListObjectsV2Command({
+          Bucket: this.#bucket,
+          Prefix: prefix,
+          Delimiter: '/',
+          ...(options.cursor !== undefined && { ContinuationToken: options.cursor }),
+          ...(options.limit !== undefined && { MaxKeys: options.limit }),
+        }),
+      ),
+    )
+    const entries = [
+      ...(page.CommonPrefixes ?? []).map(p => ({ name: (p.Prefix ?? '').slice(prefix.length, -1), isDirectory: true })),
+      // A key equal to the prefix is a folder marker some tools create, not a child.
+      ...(page.Contents ?? []).map(o => ({ name: (o.Key ?? '').slice(prefix.length), isDirectory: false })).filter(e => e.name !== ''),
+    ].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
+    return { entries, ...(page.IsTruncated === true && page.NextContinuationToken !== undefined && { next: page.NextContinuationToken }) }
+  }
+
+  async stat(path: string): Promise<EntryStat> {
+    const key = this.#key(path)
+    if (key === this.#root) return { size: 0, mtimeMs: 0, isDirectory: true }
+    try {
+      const head = await this.#client.send(new HeadObjectCommand({ Bucket: this.#bucket, Key: key }))
+      return { size: head.ContentLength ?? 0, mtimeMs: head.LastModified?.getTime() ?? 0, isDirectory: false }
+    } catch (error) {
+      if (status(error) !== 404) throw this.#error(error, 'stat', path)
+    }
+    const under = await this.#call('stat', path, () => this.#client.send(new ListObjectsV2Command({ Bucket: this.#bucket, Prefix: `${key}/`, MaxKeys: 1 })))
+    const first = under.Contents?.[0]
+    if (first === undefined) throw notFound(path, this.label)
+    return { size: 0, mtimeMs: first.LastModified?.getTime() ?? 0, isDirectory: true }
+  }
+
+  async read(path: string, range?: { start: number; end?: number }): Promise<Readable> {
+    const whole = range === undefined || (range.start === 0 && range.end === undefined)
+    let object
+    try {
+      object = await this.#client.send(
+        new GetObjectCommand({ Bucket: this.#bucket, Key: this.#key(path), ...(!whole && { Range: `bytes=${range.start}-${range.end ?? ''}` }) }),
+      )
+    } catch (error) {
+      // A range starting at or past the end: no bytes, as a file read there gives.
+      if (status(error) === 416) return Readable.from([])
+      throw this.#error(error, 'read', path)
+    }
+    const body = object.Body as Readable
+    if (whole) return body
+    // A server that serves more than the range (s3rver reads 'bytes=0-0' as the whole object, some ignore Range): cut it to the range.
+    const served = /^bytes (\d+)-(\d+)\//.exec(object.ContentRange ?? '')
+    const servedStart = served === null ? 0 : Number(served[1])
+    const servedEnd = served === null ? servedStart + (object.ContentLength ?? 0) - 1 : Number(served[2])
+    const end = range.end ?? servedEnd
+    if (servedStart === range.start && servedEnd <= end) return body
+    return Readable.from(slice(body, range.start - servedStart, end - range.start + 1))
+  }
+
+  async write(path: string, data: WriteData, options: WriteOptions = {}): Promise<number> {
+    const key = this.#key(path)
+    throwIfAborted(options.signal)
+    // s3rver and some stores ignore IfNoneMatch: the look first refuses the sequential case everywhere.
+    if (options.ifAbsent === true && (await this.#exists(key, path))) throw alreadyExists(path, this.label)
+    const params = { Bucket: this.#bucket, Key: key, ...(options.ifAbsent === true && { IfNoneMatch: '*' }) }
+    if (typeof data === 'string' || Buffer.isBuffer(data)) {
+      const size = Buffer.byteLength(data)
+      if (options.length !== undefined && size !== options.length) throw incomplete(path, this.label, size, options.length)
+      await this.#call('write', path, sent => this.#client.send(new PutObjectCommand({ ...params, Body: data }), sent), options.signal)
+      return size
+    }
+    let size = 0
+    let sourceError: { error: unknown } | undefined
+    const { length } = options
+    const cap = length ?? UNKNOWN_LENGTH_PART_SIZE * MAX_PARTS
+    const tooMuch = () => (length === undefined ? this.#tooLarge(path, cap) : incomplete(path, this.label, size, length))
+    const counted = (async function* () {
+      try {
+        for await (const chunk of data) {
+          size += chunk.length
+          if (size > cap) throw tooMuch()
+          yield chunk
+        }
+      } catch (error) {
+        sourceError = { error }
+        throw error
+      }
+    })()
+    // Thrown before the last part is handed over: the upload is never completed with missing bytes.
+    const checked = (async function* () {
+      yield* counted
+      if (length !== undefined && size !== length) throw tooMuch()
+    })()
+    const body = Readable.from(checked)
+    if (options.signal !== undefined) addAbortSignal(options.signal, body)
+    const upload = new Upload({ client: this.#client, params: { ...params, Body: body }, ...uploadShape(options.length), leavePartsOnError: true })
+    try {
+      await upload.done()
+      return size
+    } catch (error) {
+      // An abort that fails (s3rver: MethodNotAllowed) must not hide why the upload failed; abortStaleUploads retries it later.
+      if (upload.uploadId !== undefined) await this.#client.send(new AbortMultipartUploadCommand({ Bucket: this.#bucket, Key: key, UploadId: upload.uploadId })).catch(() => {})
+      if (options.signal?.aborted === true) throw abortReason(options.signal)
+      // The source's own failure (an export cut short) is the cause, whatever the upload made of it.
+      if (sourceError !== undefined) throw sourceError.error
+      throw this.#error(error, 'write', path)
+    }
+  }
+
+  async delete(paths: string[]): Promise<void> {
+    for (let i = 0; i < paths.length; i += MAX_DELETE_KEYS) {
+      const batch = paths.slice(i, i + MAX_DELETE_KEYS)
+      const answer = await this.#call('delete', batch[0]!, () =>
+        this.#client.send(new DeleteObjectsCommand({ Bucket: this.#bucket, Delete: { Objects: batch.map(path => ({ Key: this.#key(path) })), Quiet: true } })),
+      )
+      const failed = (answer.Errors ?? []).filter(e => e.Code !== 'NoSuchKey')
+      if (failed.length > 0) {
+        const first = failed[0]!
+        const path = (first.Key ?? '').slice(this.#prefix('').length)
+        throw this.#error({ name: first.Code, $metadata: { httpStatusCode: first.Code === 'AccessDenied' ? 403 : 500 } }, `delete (${failed.length} of ${batch.length} objects refused)`, path)
+      }
+    }
+  }
+
+  /** Aborts the multipart uploads under this remote started more than `olderThanMs` ago (interrupted writes); returns how many. */
+  async abortStaleUploads(olderThanMs: number): Promise<number> {
+    const before = Date.now() - olderThanMs
+    let aborted = 0
+    let markers: { KeyMarker?: string; UploadIdMarker?: string } = {}
+    for (;;) {
+      let page
+      try {
+        page = await this.#client.send(new ListMultipartUploadsCommand({ Bucket: this.#bucket, Prefix: this.#prefix(''), ...markers }))
+      } catch (error) {
+        // s3rver and some stores do not list uploads: then there is nothing we can find to abort.
+        if (this.#error(error, 'list uploads', '').code === 'NOT_SUPPORTED') return aborted
+        throw this.#error(error, 'list uploads', '')
+      }
+      for (const upload of page.Uploads ?? []) {
+        if (upload.Key === undefined || upload.UploadId === undefined || (upload.Initiated?.getTime() ?? 0) >= before) continue
+        const { Key, UploadId } = upload
+        await this.#call('abort upload', Key.slice(this.#prefix('').length), () => this.#client.send(new AbortMultipartUploadCommand({ Bucket: this.#bucket, Key, UploadId })))
+        aborted++
+      }
+      if (page.IsTruncated !== true) return aborted
+      markers = { ...(page.NextKeyMarker !== undefined && { KeyMarker: page.NextKeyMarker }), ...(page.NextUploadIdMarker !== undefined && { UploadIdMarker: page.NextUploadIdMarker }) }
+    }
+  }
+
+  async #exists(key: string, path: string): Promise<boolean> {
+    try {
+      await this.#client.send(new HeadObjectCommand({ Bucket: this.#bucket, Key: key }))
+      return true
+    } catch (error) {
+      if (status(error) === 404) return false
+      throw this.#error(error, 'write', path)
+    }
+  }
+
+  /** Runs one request; its error comes out as ours (the signal's reason when it was aborted). */
+  async #call<T>(operation: string, path: string, request: (options: { abortSignal?: AbortSignal }) => Promise<T>, signal?: AbortSignal): Promise<T> {
+    try {
+      return await request(signal === undefined ? {} : { abortSignal: signal })
+    } catch (error) {
+      if (signal?.aborted === true) throw abortReason(signal)
+      throw this.#error(error, operation, path)
+    }
+  }
+
+  #key(path: string): string {
+    return [this.#root, normalizePath(path)].filter(part => part !== '').join('/')
+  }
+
+  #prefix(dir: string): string {
+    const key = this.#key(dir)
+    return key === '' ? '' : `${key}/`
+  }
+
+  #missingBucket(): LifeboatError {
+    return remoteUnavailable(this.label, undefined, `its bucket ${this.#bucket} does not exist (create the bucket, or correct the URL)`)
+  }
+
+  #tooLarge(path: string, cap: number): LifeboatError {
+    return new LifeboatError('REMOTE_OBJECT_TOO_LARGE', `Writing ${path} on ${this.label} went past ${cap / GiB} GiB, the most an S3 upload of unknown length can hold; nothing was committed (give the stream's length).`)
+  }
+
+  /** The SDK's error as ours: a code, the HTTP status and a sentence, never the SDK's object (it may hold the access key). */
+  #error(error: unknown, operation: string, path: string): LifeboatError {
+    if (error instanceof LifeboatError) return error
+    const sdk = (error ?? {}) as SdkError
+    const name = sdk.Code ?? sdk.name ?? 'Error'
+    const code = sdk.code ?? name
+    const httpStatus = sdk.$metadata?.httpStatusCode
+    const data = { operation, ...(path !== '' && { path }), s3Code: name, ...(httpStatus !== undefined && { status: httpStatus }) }
+    const where = path === '' ? this.label : `${path} on ${this.label}`
+    if (name === 'NoSuchBucket') return this.#missingBucket()
+    if (httpStatus === 404 || name === 'NoSuchKey' || name === 'NotFound') return notFound(path, this.label)
+    if (httpStatus === 412 || name === 'PreconditionFailed') return alreadyExists(path, this.label)
+    if (httpStatus === 507 || FULL.has(name)) return remoteFull(this.label, undefined)
+    if (httpStatus === 401 || httpStatus === 403 || AUTH.has(name)) {
+      return new LifeboatError('REMOTE_AUTH', `The S3 server of ${this.label} refused the credentials (${name}) for ${operation} ${path === '' ? 'the bucket' : path}; check the access key and the secret key of the remote, and that they may use the bucket ${this.#bucket}.`, { data })
+    }
+    if (UNREACHABLE.has(code) || UNREACHABLE.has(name)) return remoteUnavailable(this.label, undefined, `its S3 server cannot be reached (${code})`)
+    if (httpStatus === 405 || httpStatus === 501 || UNSUPPORTED.has(name)) {
+      return new LifeboatError('NOT_SUPPORTED', `The S3 server of ${this.label} does not support ${operation} (${name}); use a store that implements it.`, { data })
+    }
+    return new LifeboatError('REMOTE_ERROR', `${operation} ${where} failed: the S3 server answered ${name}${httpStatus === undefined ? '' : ` (HTTP ${httpStatus})`}; try again, and check the server if it persists.`, { data })
+  }
+}
+
+/** `take` bytes of a stream after its first `skip`; stops reading (and closes it) once they are out. */
+async function* slice(stream: Readable, skip: number, take: number): AsyncGenerator<Buffer> {
+  for await (const chunk of stream as AsyncIterable<Buffer>) {
+    const from = Math.min(skip, chunk.length)
+    skip -= from
+    const part = chunk.subarray(from, from + take)
+    take -= part.length
+    if (part.length > 0) yield part
+    if (take === 0) return
+  }
+}
+
+function status(error: unknown): number | undefined {
+  return (error as SdkError | undefined)?.$metadata?.httpStatusCode
+}
+
+function notFound(path: string, label: string): LifeboatError {
+  return new LifeboatError('ENOENT', `${path} does not exist on ${label}.`)
+}
+
+function alreadyExists(path: string, label: string): LifeboatError {
+  return new LifeboatError('EEXIST', `${path} already exists on ${label}.`)
+}
+
+function incomplete(path: string, label: string, size: number, length: number): LifeboatError {
+  const why = size < length ? 'the source stopped early' : 'the source gave more than its length'
+  return new LifeboatError('REMOTE_WRITE_INCOMPLETE', `Writing ${path} on ${label} received ${size} bytes instead of ${length}: ${why}; nothing was committed.`)
+}
+
+// AWS endpoints name their region (s3.eu-west-3.amazonaws.com); elsewhere the signing region is us-east-1.
+function guessRegion(host: string): string {
+  return /^s3[.-]([a-z0-9-]+)\.amazonaws\.com$/.exec(host)?.[1] ?? 'us-east-1'
+}
