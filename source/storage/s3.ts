@@ -18,7 +18,7 @@ import { Readable, addAbortSignal } from 'node:stream'
 import { abortReason, throwIfAborted } from '../util/abort.ts'
 import { LifeboatError } from '../util/errors.ts'
 import { normalizePath, type Backend, type Capabilities, type EntryStat, type ListPage, type RemoteSpace, type WriteData, type WriteOptions } from './backend.ts'
-import { remoteFull, remoteUnavailable } from './errors.ts'
+import { remoteFull, remoteUnavailable, writeIncomplete } from './errors.ts'
 import type { RemoteUrl } from './url.ts'
 
 export type S3Remote = Extract<RemoteUrl, { type: 's3' }>
@@ -62,6 +62,8 @@ export function s3ClientConfig(remote: S3Remote): S3ClientConfig {
     // Path-style by default, as Xen Orchestra (and every S3-compatible server) does; `?forcePathStyle=false` for virtual hosts.
     forcePathStyle: remote.options.forcePathStyle !== false,
     credentials: { accessKeyId: remote.username, secretAccessKey: remote.password },
+    // The SDK's own retries stay (3 attempts): a stream's parts cannot be replayed by the retry decorator, only here.
+    maxAttempts: 3,
     // Stores other than AWS refuse the SDK's newer default checksum headers (aws-sdk-js-v3#6810).
     requestChecksumCalculation: 'WHEN_REQUIRED',
     responseChecksumValidation: 'WHEN_REQUIRED',
@@ -184,7 +186,7 @@ export class S3Backend implements Backend {
     const params = { Bucket: this.#bucket, Key: key, ...(options.ifAbsent === true && { IfNoneMatch: '*' }) }
     if (typeof data === 'string' || Buffer.isBuffer(data)) {
       const size = Buffer.byteLength(data)
-      if (options.length !== undefined && size !== options.length) throw incomplete(path, this.label, size, options.length)
+      if (options.length !== undefined && size !== options.length) throw writeIncomplete(path, this.label, size, options.length)
       await this.#call('write', path, sent => this.#client.send(new PutObjectCommand({ ...params, Body: data }), sent), options.signal)
       return size
     }
@@ -192,7 +194,7 @@ export class S3Backend implements Backend {
     let sourceError: { error: unknown } | undefined
     const { length } = options
     const cap = length ?? UNKNOWN_LENGTH_PART_SIZE * MAX_PARTS
-    const tooMuch = () => (length === undefined ? this.#tooLarge(path, cap) : incomplete(path, this.label, size, length))
+    const tooMuch = () => (length === undefined ? this.#tooLarge(path, cap) : writeIncomplete(path, this.label, size, length))
     const counted = (async function* () {
       try {
         for await (const chunk of data) {
@@ -227,17 +229,32 @@ export class S3Backend implements Backend {
   }
 
   async delete(paths: string[]): Promise<void> {
-    for (let i = 0; i < paths.length; i += MAX_DELETE_KEYS) {
-      const batch = paths.slice(i, i + MAX_DELETE_KEYS)
-      const answer = await this.#call('delete', batch[0]!, () =>
-        this.#client.send(new DeleteObjectsCommand({ Bucket: this.#bucket, Delete: { Objects: batch.map(path => ({ Key: this.#key(path) })), Quiet: true } })),
-      )
-      const failed = (answer.Errors ?? []).filter(e => e.Code !== 'NoSuchKey')
-      if (failed.length > 0) {
-        const first = failed[0]!
-        const path = (first.Key ?? '').slice(this.#prefix('').length)
-        throw this.#error({ name: first.Code, $metadata: { httpStatusCode: first.Code === 'AccessDenied' ? 403 : 500 } }, `delete (${failed.length} of ${batch.length} objects refused)`, path)
-      }
+    // The remote's own folder is no object of it.
+    const keys = paths.map(path => this.#key(path)).filter(key => key !== this.#root)
+    for (let i = 0; i < keys.length; i += MAX_DELETE_KEYS) await this.#deleteKeys(keys.slice(i, i + MAX_DELETE_KEYS))
+  }
+
+  /** Everything under a folder, a DeleteObjects per listed page (no walk folder by folder). */
+  async rmtree(path: string): Promise<void> {
+    const prefix = this.#prefix(path)
+    let cursor: string | undefined
+    do {
+      const page = await this.#call('rmtree', path, () => this.#client.send(new ListObjectsV2Command({ Bucket: this.#bucket, Prefix: prefix, ...(cursor !== undefined && { ContinuationToken: cursor }) })))
+      const keys = (page.Contents ?? []).flatMap(o => (o.Key === undefined ? [] : [o.Key]))
+      if (keys.length > 0) await this.#deleteKeys(keys)
+      cursor = page.IsTruncated === true ? page.NextContinuationToken : undefined
+    } while (cursor !== undefined)
+  }
+
+  async #deleteKeys(keys: string[]): Promise<void> {
+    const relative = (key: string) => key.slice(this.#prefix('').length)
+    const answer = await this.#call('delete', relative(keys[0]!), () =>
+      this.#client.send(new DeleteObjectsCommand({ Bucket: this.#bucket, Delete: { Objects: keys.map(Key => ({ Key })), Quiet: true } })),
+    )
+    const failed = (answer.Errors ?? []).filter(e => e.Code !== 'NoSuchKey')
+    const first = failed[0]
+    if (first !== undefined) {
+      throw this.#error({ name: first.Code, $metadata: { httpStatusCode: first.Code === 'AccessDenied' ? 403 : 500 } }, `delete (${failed.length} of ${keys.length} objects refused)`, relative(first.Key ?? ''))
     }
   }
 
@@ -349,11 +366,6 @@ function notFound(path: string, label: string): LifeboatError {
 
 function alreadyExists(path: string, label: string): LifeboatError {
   return new LifeboatError('EEXIST', `${path} already exists on ${label}.`)
-}
-
-function incomplete(path: string, label: string, size: number, length: number): LifeboatError {
-  const why = size < length ? 'the source stopped early' : 'the source gave more than its length'
-  return new LifeboatError('REMOTE_WRITE_INCOMPLETE', `Writing ${path} on ${label} received ${size} bytes instead of ${length}: ${why}; nothing was committed.`)
 }
 
 // AWS endpoints name their region (s3.eu-west-3.amazonaws.com); elsewhere the signing region is us-east-1.

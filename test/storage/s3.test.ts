@@ -151,6 +151,12 @@ test('folders are key prefixes: listed as directories, stat says so, a missing o
     // '..' never climbs above the remote's folder.
     await s3.write('../../escape', 'x')
     assert.equal((await collect(await s3.read('escape'))).toString(), 'x')
+
+    await s3.rmtree('vm')
+    await s3.rmtree('vm')
+    assert.deepEqual((await s3.list('')).entries, [{ name: 'escape', isDirectory: false }])
+    await s3.delete([''])
+    assert.deepEqual((await s3.list('')).entries, [{ name: 'escape', isDirectory: false }], "deleting '' deletes nothing")
   } finally {
     await s3.close()
   }
@@ -192,6 +198,15 @@ test('a stream shorter or longer than its length fails with REMOTE_WRITE_INCOMPL
     await assert.rejects(s3.write('v/aborted.vhd', endless(), { signal: controller.signal }), { code: 'CANCELLED' })
     assert.deepEqual(await s3.list('v'), { entries: [] })
     for (const name of ['small.vhd', 'large.vhd', 'long.vhd', 'buffer', 'failed.vhd', 'aborted.vhd']) await assert.rejects(s3.stat(`v/${name}`), { code: 'ENOENT' })
+  } finally {
+    await s3.close()
+  }
+})
+
+test('abortStaleUploads finds nothing to do on a store that cannot list uploads (s3rver)', async () => {
+  const s3 = await fresh()
+  try {
+    assert.equal(await s3.abortStaleUploads(0), 0)
   } finally {
     await s3.close()
   }
