@@ -123,94 +123,32 @@ export class AzureBackend implements Backend {
   write(path: string, data: WriteData, options: WriteOptions = {}): Promise<number> {
     return this.#guard(async () => {
       const blob = this.#container.getBlockBlobClient(this.#name(path))
-      const conditions = options.ifAbsent === true ? { ifNoneMatch: '*' } : {}
-      const signal = options.signal
-      const exists = (error: unknown) => options.ifAbsent === true && error instanceof RestError && (error.statusCode === 409 || error.statusCode === 412)
-      const upload = async (body: Buffer) => {
-        try {
-          await blob.upload(body, body.length, { conditions, ...(signal !== undefined && { abortSignal: signal }) })
-        } catch (error) {
-          throw exists(error) ? alreadyExists(path, this.label) : error
-        }
+      const request = { conditions: options.ifAbsent === true ? { ifNoneMatch: '*' } : {}, ...(options.signal !== undefined && { abortSignal: options.signal }) }
+      const refused = (error: unknown) => options.ifAbsent === true && error instanceof RestError && (error.statusCode === 409 || error.statusCode === 412)
+      const checkLength = (size: number) => {
+        if (options.length !== undefined && size !== options.length) throw writeIncomplete(path, this.label, size, options.length)
       }
-      if (typeof data === 'string' || Buffer.isBuffer(data)) {
-        const body = Buffer.from(data)
-        if (options.length !== undefined && body.length !== options.length) throw writeIncomplete(path, this.label, body.length, options.length)
-        await upload(body)
+      const upload = async (body: Buffer) => {
+        checkLength(body.length)
+        await blob.upload(body, body.length, request).catch(error => Promise.reject(refused(error) ? alreadyExists(path, this.label) : error))
         return body.length
       }
+      if (typeof data === 'string' || Buffer.isBuffer(data)) return upload(Buffer.from(data))
 
-      // Blocks are staged, then committed in one request: until the commit nothing of that name is visible.
-      // Blocks of a write that fails are never committed; Azure discards uncommitted blocks after a week.
-      const minimum = options.length === undefined ? 0 : Math.ceil(options.length / MAX_BLOCKS)
-      // Without a length, blocks double every 10,000 so that any stream fits in 50,000 blocks.
-      const blockSize = (index: number) => Math.min(MAX_BLOCK_SIZE, Math.max(minimum, MIN_BLOCK_SIZE * 2 ** Math.floor(index / 10_000)))
-      const nonce = randomBytes(4).toString('hex')
-      const ids: string[] = []
-      const staging = new Set<Promise<void>>()
-      let failure: { error: unknown } | undefined
-      const throwIfFailed = () => {
-        if (failure !== undefined) throw failure.error
-      }
-      const stage = async (block: Buffer) => {
-        const id = Buffer.from(`${nonce}-${String(ids.length).padStart(6, '0')}`).toString('base64')
-        ids.push(id)
-        const staged: Promise<void> = blob
-          .stageBlock(id, block, block.length, signal !== undefined ? { abortSignal: signal } : {})
-          .then(
-            () => {},
-            error => {
-              failure ??= { error }
-            },
-          )
-          .finally(() => staging.delete(staged))
-        staging.add(staged)
-        if (staging.size >= STAGING) await Promise.race(staging)
-      }
-
-      let size = 0
-      let chunks: Buffer[] = []
-      let buffered = 0
-      try {
-        for await (const chunk of data) {
-          if (failure !== undefined) break
-          signal?.throwIfAborted()
-          let rest = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength)
-          size += rest.length
-          if (options.length !== undefined && size > options.length) throw writeIncomplete(path, this.label, size, options.length)
-          while (rest.length > 0) {
-            const room = blockSize(ids.length) - buffered
-            chunks.push(rest.subarray(0, room))
-            buffered += Math.min(room, rest.length)
-            rest = rest.subarray(room)
-            if (buffered === blockSize(ids.length)) {
-              await stage(Buffer.concat(chunks))
-              chunks = []
-              buffered = 0
-            }
-          }
-        }
-      } finally {
-        await Promise.all(staging)
-      }
-      throwIfFailed()
-      if (options.length !== undefined && size !== options.length) throw writeIncomplete(path, this.label, size, options.length)
+      const staged = await stageBlocks(blob, data, options, received => writeIncomplete(path, this.label, received, options.length ?? 0))
       // A stream smaller than one block is one request, like a buffer.
-      if (ids.length === 0) {
-        await upload(Buffer.concat(chunks))
-        return size
-      }
-      if (buffered > 0) await stage(Buffer.concat(chunks))
-      await Promise.all(staging)
-      throwIfFailed()
+      if (staged.ids.length === 0) return upload(staged.rest)
+      checkLength(staged.size)
+      // Until this commit nothing of that name is visible; a write that fails before never commits its
+      // blocks, and Azure discards uncommitted blocks on its own after a week.
       try {
-        await blob.commitBlockList(ids, { conditions, ...(signal !== undefined && { abortSignal: signal }) })
+        await blob.commitBlockList(staged.ids, request)
       } catch (error) {
         // Another writer's commit of the same name discards our staged blocks (InvalidBlockList): it exists.
-        if (exists(error) || (options.ifAbsent === true && (await blob.exists()))) throw alreadyExists(path, this.label)
+        if (refused(error) || (options.ifAbsent === true && (await blob.exists()))) throw alreadyExists(path, this.label)
         throw error
       }
-      return size
+      return staged.size
     })
   }
 
@@ -362,6 +300,70 @@ class LeaseLock implements RemoteLock {
     this.#compromised = true
     clearInterval(this.#timer)
   }
+}
+
+/**
+ * Stages a stream's blocks, a few at once (memory stays at a few blocks whatever its size). A stream that
+ * ends within its first block stages nothing: its bytes come back as `rest`. More bytes than `length` fail.
+ */
+async function stageBlocks(blob: BlockBlobClient, data: AsyncIterable<Buffer | Uint8Array>, options: WriteOptions, tooLong: (received: number) => Error): Promise<{ ids: string[]; size: number; rest: Buffer }> {
+  const minimum = options.length === undefined ? 0 : Math.ceil(options.length / MAX_BLOCKS)
+  // Without a length, blocks double every 10,000 so that any stream fits in 50,000 blocks.
+  const blockSize = (index: number) => Math.min(MAX_BLOCK_SIZE, Math.max(minimum, MIN_BLOCK_SIZE * 2 ** Math.floor(index / 10_000)))
+  // Every block ID of a blob has the same length; the nonce keeps a concurrent writer's blocks apart.
+  const nonce = randomBytes(4).toString('hex')
+  const ids: string[] = []
+  const staging = new Set<Promise<void>>()
+  let failure: { error: unknown } | undefined
+  const stage = async (block: Buffer) => {
+    const id = Buffer.from(`${nonce}-${String(ids.length).padStart(6, '0')}`).toString('base64')
+    ids.push(id)
+    const staged: Promise<void> = blob
+      .stageBlock(id, block, block.length, options.signal !== undefined ? { abortSignal: options.signal } : {})
+      .then(
+        () => {},
+        error => {
+          failure ??= { error }
+        },
+      )
+      .finally(() => staging.delete(staged))
+    staging.add(staged)
+    if (staging.size >= STAGING) await Promise.race(staging)
+  }
+  const settle = async () => {
+    await Promise.all(staging)
+    if (failure !== undefined) throw failure.error
+  }
+
+  let size = 0
+  let chunks: Buffer[] = []
+  let buffered = 0
+  try {
+    for await (const chunk of data) {
+      if (failure !== undefined) break
+      options.signal?.throwIfAborted()
+      let rest = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength)
+      size += rest.length
+      if (options.length !== undefined && size > options.length) throw tooLong(size)
+      while (rest.length > 0) {
+        const room = blockSize(ids.length) - buffered
+        chunks.push(rest.subarray(0, room))
+        buffered += Math.min(room, rest.length)
+        rest = rest.subarray(room)
+        if (buffered === blockSize(ids.length)) {
+          await stage(Buffer.concat(chunks))
+          chunks = []
+          buffered = 0
+        }
+      }
+    }
+  } finally {
+    await Promise.all(staging)
+  }
+  await settle()
+  if (ids.length > 0 && buffered > 0) await stage(Buffer.concat(chunks))
+  await settle()
+  return { ids, size, rest: ids.length === 0 ? Buffer.concat(chunks) : Buffer.alloc(0) }
 }
 
 function isNotFound(error: unknown): boolean {
