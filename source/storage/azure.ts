@@ -48,8 +48,9 @@ export class AzureBackend implements Backend {
     this.#root = dir.length === 0 ? '' : `${dir.join('/')}/`
     // Azure names the account in the host (account.blob.core.windows.net); azurite in the endpoint's path.
     const endpoint = remote.type === 'azure' ? `${remote.protocol}://${remote.host}` : `${remote.protocol}://${remote.host}/${encodeURIComponent(remote.username)}`
-    // One retry policy for every backend: the retry decorator's (the SDK's own would multiply its attempts).
-    const service = new BlobServiceClient(endpoint, new StorageSharedKeyCredential(remote.username, remote.password), { retryOptions: { maxTries: 1 } })
+    // The SDK's own retries stay, short (3 tries, as S3's): a stream's blocks cannot be replayed by the retry decorator, only here.
+    const retryOptions = { maxTries: 3, retryDelayInMs: 500, maxRetryDelayInMs: 4000 }
+    const service = new BlobServiceClient(endpoint, new StorageSharedKeyCredential(remote.username, remote.password), { retryOptions })
     this.#container = service.getContainerClient(container)
   }
 
