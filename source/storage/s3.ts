@@ -195,24 +195,33 @@ export class S3Backend implements Backend {
     const { length } = options
     const cap = length ?? UNKNOWN_LENGTH_PART_SIZE * MAX_PARTS
     const tooMuch = () => (length === undefined ? this.#tooLarge(path, cap) : writeIncomplete(path, this.label, size, length))
+    // Only the source's own failures are caught as such: errors thrown in at the yield are the upload's (lib-storage ends the body with AbortError).
     const counted = (async function* () {
+      const chunks = data[Symbol.asyncIterator]()
+      let ended = false
       try {
-        for await (const chunk of data) {
-          size += chunk.length
+        for (;;) {
+          let next: IteratorResult<Buffer | Uint8Array>
+          try {
+            next = await chunks.next()
+          } catch (error) {
+            ended = true
+            sourceError = { error }
+            throw error
+          }
+          if (next.done === true) break
+          size += next.value.length
           if (size > cap) throw tooMuch()
-          yield chunk
+          yield next.value
         }
-      } catch (error) {
-        sourceError = { error }
-        throw error
+        ended = true
+        // Thrown before the last part is handed over: the upload is never completed with missing bytes.
+        if (length !== undefined && size !== length) throw tooMuch()
+      } finally {
+        if (!ended) await chunks.return?.()
       }
     })()
-    // Thrown before the last part is handed over: the upload is never completed with missing bytes.
-    const checked = (async function* () {
-      yield* counted
-      if (length !== undefined && size !== length) throw tooMuch()
-    })()
-    const body = Readable.from(checked)
+    const body = Readable.from(counted)
     if (options.signal !== undefined) addAbortSignal(options.signal, body)
     const upload = new Upload({ client: this.#client, params: { ...params, Body: body }, ...uploadShape(options.length), leavePartsOnError: true })
     try {
