@@ -87,6 +87,17 @@ export function fileSystemAccess(handler: RemoteHandler): FileSystemAccess {
     rename: (from, to) => handler.rename(from, to),
     unlink: path => handler.unlink(path),
     list: dir => handler.list(dir),
+    mkdir: path => handler.mkdir(path),
+    rmtree: path => handler.rmtree(path),
+    // From the remote's own answer: a VHD file's `<file>/footer` is ENOTDIR on a local folder, not a missing name.
+    async isDirectory(path) {
+      try {
+        return (await handler.stat(path)).isDirectory
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code === 'ENOENT') return false
+        throw error
+      }
+    },
     async exists(path) {
       try {
         await handler.stat(path)
