@@ -5,6 +5,7 @@ import assert from 'node:assert/strict'
 import { createHash, randomBytes } from 'node:crypto'
 import { inspect } from 'node:util'
 import type { Readable } from 'node:stream'
+import { BlockBlobClient } from '@azure/storage-blob'
 import { AzureBackend } from '../../source/storage/azure.ts'
 import { listAll, type RemoteLock } from '../../source/storage/backend.ts'
 import { parseRemoteUrl, redactRemoteUrl } from '../../source/storage/url.ts'
@@ -97,6 +98,47 @@ test('azure: a 20 MiB + 12345 B stream round-trips (staged blocks), with and wit
     const written = data.sha256()
     assert.equal((await backend.stat(name)).size, size)
     assert.equal(createHash('sha256').update(await bytesOf(await backend.read(name))).digest('hex'), written)
+  }
+})
+
+test('azure: a stream is staged a few blocks at a time (memory flat), blocks sized from its length', async () => {
+  const backend = await freshBackend()
+  const original = BlockBlobClient.prototype.stageBlock
+  const sizes: number[] = []
+  let inFlight = 0
+  let maxInFlight = 0
+  let staged = 0
+  let produced = 0
+  let maxAhead = 0
+  BlockBlobClient.prototype.stageBlock = async function (this: BlockBlobClient, ...args: Parameters<typeof original>) {
+    sizes.push(args[2])
+    maxInFlight = Math.max(maxInFlight, ++inFlight)
+    try {
+      return await original.apply(this, args)
+    } finally {
+      inFlight--
+      staged += args[2]
+    }
+  }
+  try {
+    async function* counted(size: number) {
+      for await (const chunk of source(size).chunks) {
+        produced += chunk.length
+        maxAhead = Math.max(maxAhead, produced - staged)
+        yield chunk
+      }
+    }
+    await backend.write('flat.vhd', counted(40 * 1024 * 1024 + 5))
+    const MiB = 1024 * 1024
+    assert.deepEqual(sizes, [...Array(10).fill(4 * MiB), 5])
+    assert.ok(maxInFlight <= 3, `at most 3 blocks staged at once (${maxInFlight})`)
+    assert.ok(maxAhead <= 5 * 4 * MiB, `the source is read at most a few blocks ahead of what is staged (${maxAhead} bytes)`)
+    // 300 GiB announced: 50,000 blocks must hold it, so each is bigger than 4 MiB.
+    sizes.length = 0
+    await assert.rejects(backend.write('big.vhd', source(14 * MiB).chunks, { length: 300 * 1024 * MiB }), { code: 'REMOTE_WRITE_INCOMPLETE' })
+    assert.deepEqual(sizes.slice(0, 2), [Math.ceil((300 * 1024 * MiB) / 50_000), Math.ceil((300 * 1024 * MiB) / 50_000)])
+  } finally {
+    BlockBlobClient.prototype.stageBlock = original
   }
 })
 
