@@ -3,112 +3,16 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { existsSync } from 'node:fs'
-import { cp, mkdir, readFile, readdir, writeFile, open as openFile } from 'node:fs/promises'
+import { cp, readFile, readdir, writeFile } from 'node:fs/promises'
 import { buffer as streamToBuffer } from 'node:stream/consumers'
 import { join } from 'node:path'
 import fc from 'fast-check'
-import { VHD_BLOCK_SIZE, VhdChain, localFileSystem, mergeVhdChain, resumeVhdMergeIfAny, type FileSystemAccess, type RandomAccessFile } from '../../source/formats/vhd/index.ts'
+import { VHD_BLOCK_SIZE, VhdChain, mergeVhdChain, resumeVhdMergeIfAny } from '../../source/formats/vhd/index.ts'
 import { timeoutError } from '../../source/util/abort.ts'
 import { isLifeboatError } from '../../source/util/errors.ts'
 import { requireTool, run, tempDir } from '../helpers/tools.ts'
 import { patternBlock, qemuRaw, writeVhd } from './fixtures/vhd/disks.ts'
-
-const SECTORS = VHD_BLOCK_SIZE / 512
-
-interface Layer { sizeBlocks: number; blocks: Map<number, { data: Buffer; bitmap: Buffer | undefined /* undefined: all sectors */ }> }
-
-const layerArbitrary = fc.record({
-  growBy: fc.oneof(fc.constant(0), fc.constant(0), fc.integer({ min: 1, max: 40 })),
-  writes: fc.uniqueArray(fc.oneof({ arbitrary: fc.nat({ max: 3 }), weight: 3 }, { arbitrary: fc.nat({ max: 1000 }), weight: 1 }), { minLength: 1, maxLength: 4 }), // low blocks collide across layers
-  partial: fc.array(fc.boolean(), { minLength: 4, maxLength: 4 }),
-  bitmapSeed: fc.integer(),
-})
-interface History { baseBlocks: number; layers: Array<{ growBy: number; writes: number[]; partial: boolean[]; bitmapSeed: number }> }
-const historyArbitrary: fc.Arbitrary<History> = fc.record({
-  baseBlocks: fc.integer({ min: 90, max: 126 }), // deltas that grow past 128 blocks make the parent's table outgrow its sector
-  layers: fc.array(layerArbitrary, { minLength: 2, maxLength: 5 }),
-})
-
-function partialBitmap(seed: number): Buffer {
-  const bitmap = Buffer.alloc(512)
-  let x = seed | 1
-  for (let i = 0; i < SECTORS / 8; i++) {
-    x ^= x << 13; x ^= x >>> 17; x ^= x << 5
-    bitmap[i] = x & 0xff
-  }
-  return bitmap
-}
-
-/** Guest writes → snapshots → a full and deltas on disk (names t0, t1, …), written with createVhdStream. */
-async function writeHistory(dir: string, history: History): Promise<{ names: string[]; layers: Layer[] }> {
-  const layers: Layer[] = []
-  let sizeBlocks = history.baseBlocks
-  const names: string[] = []
-  for (const [generation, spec] of history.layers.entries()) {
-    if (generation > 0) sizeBlocks += spec.growBy
-    const blocks: Layer['blocks'] = new Map()
-    spec.writes.forEach((w, k) => {
-      const index = w % sizeBlocks
-      blocks.set(index, { data: patternBlock(index, generation + 1), bitmap: generation > 0 && spec.partial[k] ? partialBitmap(spec.bitmapSeed + k) : undefined })
-    })
-    layers.push({ sizeBlocks, blocks })
-    const name = `t${generation}.vhd`
-    const path = join(dir, name)
-    const data = new Map([...blocks].map(([i, b]) => [i, b.data]))
-    const parent = generation === 0 ? undefined : { uuid: uuidOf(generation - 1), unicodeName: names[generation - 1]! }
-    await writeVhd(path, { size: sizeBlocks * VHD_BLOCK_SIZE, uuid: uuidOf(generation), blocks: data, parent })
-    names.push(name)
-    // Partial bitmaps, as qemu or other writers may leave them: patch them into the blocks just written.
-    const ordered = [...data.keys()].sort((a, b) => a - b)
-    const firstBlock = 1536 + Math.ceil((sizeBlocks * 4) / 512) * 512
-    const handle = await openFile(path, 'r+')
-    for (const [k, index] of ordered.entries()) {
-      const bitmap = blocks.get(index)!.bitmap
-      if (bitmap !== undefined) await handle.write(bitmap, 0, 512, firstBlock + k * (512 + VHD_BLOCK_SIZE))
-    }
-    await handle.close()
-  }
-  return { names, layers }
-}
-
-function uuidOf(generation: number): string {
-  return `00000000-0000-4000-8000-${String(generation + 1).padStart(12, '0')}`
-}
-
-/** The model's block of restore point `point`: sectors from the newest layer that has them, else zeros. */
-function modelBlock(layers: Layer[], point: number, index: number): Buffer {
-  const out = Buffer.alloc(VHD_BLOCK_SIZE)
-  const filled = new Uint8Array(SECTORS)
-  for (let k = point; k >= 0; k--) {
-    const block = layers[k]!.blocks.get(index)
-    if (block === undefined) continue
-    for (let s = 0; s < SECTORS; s++) {
-      if (filled[s] === 1) continue
-      if (block.bitmap !== undefined && (block.bitmap[s >> 3]! & (0x80 >> (s & 7))) === 0) continue
-      block.data.copy(out, s * 512, s * 512, s * 512 + 512)
-      filled[s] = 1
-    }
-  }
-  return out
-}
-
-async function assertRestorePoint(path: string, layers: Layer[], point: number): Promise<void> {
-  const chain = await VhdChain.open(path)
-  try {
-    assert.equal(chain.size, layers[point]!.sizeBlocks * VHD_BLOCK_SIZE)
-    assert.equal(chain.uuid, uuidOf(point))
-    const touched = new Set(layers.slice(0, point + 1).flatMap(l => [...l.blocks.keys()]))
-    for (let index = 0; index < chain.blockCount; index++) {
-      if (!touched.has(index)) {
-        assert.equal(chain.isAllocated(index), false, `block ${index} of point ${point} should be empty`)
-        continue
-      }
-      assert.ok((await chain.readBlock(index)).equals(modelBlock(layers, point, index)), `block ${index} of restore point ${point}`)
-    }
-  } finally {
-    await chain.close()
-  }
-}
+import { assertRestorePoint, crashingFileSystem, ensureDir, historyArbitrary, uuidOf, writeHistory } from './fixtures/vhd/history.ts'
 
 test('merging the oldest deltas keeps the disk of every remaining restore point', async () => {
   const dir = await tempDir()
@@ -130,36 +34,6 @@ test('merging the oldest deltas keeps the disk of every remaining restore point'
     await dir.cleanup()
   }
 })
-
-async function ensureDir(path: string): Promise<string> {
-  await mkdir(path, { recursive: true })
-  return path
-}
-
-/** A file system that fails every operation after the first `budget` ones, as a crash would stop them. */
-function crashingFileSystem(budget: number): { fs: FileSystemAccess; used: () => number } {
-  let used = 0
-  const step = () => {
-    if (++used > budget) throw new Error('simulated crash')
-  }
-  const wrapFile = (file: RandomAccessFile): RandomAccessFile => ({
-    read: async (b, p) => (step(), file.read(b, p)),
-    write: async (b, p) => (step(), file.write(b, p)),
-    size: async () => (step(), file.size()),
-    truncate: async s => (step(), file.truncate(s)),
-    close: () => file.close(),
-  })
-  const fs: FileSystemAccess = {
-    open: async (p, m) => (step(), wrapFile(await localFileSystem.open(p, m))),
-    readFile: async p => (step(), localFileSystem.readFile(p)),
-    writeFile: async (p, d) => (step(), localFileSystem.writeFile(p, d)),
-    rename: async (a, b) => (step(), localFileSystem.rename(a, b)),
-    unlink: async p => (step(), localFileSystem.unlink(p)),
-    exists: async p => (step(), localFileSystem.exists(p)),
-    list: async d => (step(), localFileSystem.list!(d)),
-  }
-  return { fs, used: () => used }
-}
 
 test('a merge killed after any number of file operations resumes and ends with the same bytes', async () => {
   const dir = await tempDir()

@@ -18,6 +18,8 @@ import type { Vhd } from './vhd.ts'
 export type VhdCompression = 'brotli' | 'gzip' | 'none'
 
 const CHUNK_FILTERS = 'chunk-filters.json'
+/** XO's bat for the 4 Mi blocks structures.ts allows; a merge grows the bat before the header, so it can exceed its header's table. */
+const MAX_BAT_BYTES = 4 * 1024 * 1024
 const WRITE_CONCURRENCY = 4
 
 interface Codec {
@@ -132,7 +134,7 @@ export class VhdDirectory implements Vhd {
         }
         return decompress(codec, stored, maxLength, `its ${name}`)
       }
-      if (!(await fs.exists(join(dataPath, 'footer'))) && !(await fs.exists(join(dataPath, 'header'))) && !(await fs.exists(join(dataPath, 'bat')))) {
+      if (!(await existsInside(fs, dataPath, 'footer')) && !(await existsInside(fs, dataPath, 'header')) && !(await existsInside(fs, dataPath, 'bat'))) {
         throw new LifeboatError('NOT_A_REGULAR_FILE', 'This is a directory but not a VhdDirectory (it has no header, footer or bat); give the path of a VHD file, a VhdDirectory or an alias.')
       }
       const footerBytes = await readPart('footer', VHD_FOOTER_SIZE)
@@ -142,7 +144,7 @@ export class VhdDirectory implements Vhd {
       const headerBytes = await readPart('header', VHD_HEADER_SIZE)
       if (headerBytes.length !== VHD_HEADER_SIZE) throw new LifeboatError('VHD_TRUNCATED', `Its header has ${headerBytes.length} bytes instead of ${VHD_HEADER_SIZE}.`)
       const header = decodeHeader(headerBytes, footer)
-      const bat = await readPart('bat', batBytes(header.maxTableEntries))
+      const bat = await readPart('bat', MAX_BAT_BYTES)
       if (bat.length < Math.ceil(header.maxTableEntries / 8)) {
         throw new LifeboatError('VHD_BAD_TABLE', `Its block bitmap (bat) has ${bat.length} bytes, too few for ${header.maxTableEntries} blocks; the VhdDirectory is damaged.`)
       }
@@ -279,7 +281,17 @@ async function decompress(codec: Codec, stored: Buffer, maxLength: number, what:
 
 /** A VhdDirectory's folder is told from a VHD file by the file system or, without that, by its `footer`. */
 export async function isVhdDirectory(fs: FileSystemAccess, path: string): Promise<boolean> {
-  return fs.isDirectory !== undefined ? fs.isDirectory(path) : fs.exists(join(path, 'footer'))
+  return fs.isDirectory !== undefined ? fs.isDirectory(path) : existsInside(fs, path, 'footer')
+}
+
+/** Whether `dir/name` exists; a `dir` that is a file (ENOTDIR on a local folder) has nothing inside. */
+async function existsInside(fs: FileSystemAccess, dir: string, name: string): Promise<boolean> {
+  try {
+    return await fs.exists(join(dir, name))
+  } catch (error) {
+    if (errorCode(error) === 'ENOTDIR') return false
+    throw error
+  }
 }
 
 /** Opens a VHD file, a VhdDirectory, or an alias to either (XO's openVhd). */
@@ -311,7 +323,7 @@ export async function writeVhdDirectory(path: string, options: VhdDirectoryWrite
   const { footer, header } = newFooterAndHeader({ size: options.size, uuid: options.uuid, creator: options.creator, timestamp: options.timestamp, parent: options.parent })
   const expected = options.blockIndexes
   checkBlockIndexes(expected, header.maxTableEntries)
-  if (await fs.exists(join(path, 'footer'))) {
+  if (await existsInside(fs, path, 'footer')) {
     throw new LifeboatError('VHD_DIRECTORY_EXISTS', `${path} already holds a VhdDirectory; write a new backup under a new name.`, { data: { path } })
   }
   await fs.mkdir?.(path)

@@ -1,82 +1,50 @@
-// Merging delta VHDs into their ancestor in place (XO's algorithm): one pass of whole blocks, a state file
-// beside the ancestor so that a merge killed at any point resumes and ends with the same bytes.
-import { basename, dirname, join, normalize, relative } from 'node:path'
-import { z } from 'zod'
+// Merging delta VHDs into their ancestor (XO's algorithm): in place for VHD files, one pass of whole blocks,
+// a state file beside the ancestor so that a merge killed at any point resumes and ends with the same bytes.
+import { dirname, join, relative } from 'node:path'
 import { throwIfAborted } from '../../util/abort.ts'
-import { LifeboatError, errorCode } from '../../util/errors.ts'
+import { LifeboatError } from '../../util/errors.ts'
+import { isVhdAlias } from './aliases.ts'
 import { ahead, readSyntheticBlock } from './chain.ts'
+import { isVhdDirectory } from './directory.ts'
 import { VhdFile } from './file.ts'
 import { localFileSystem, type FileSystemAccess } from './fileSystem.ts'
-import { DISK_TYPE_DIFFERENCING, DISK_TYPE_FIXED } from './structures.ts'
+import { mergeVhdDirectoryChain } from './merge-directory.ts'
+import {
+  STATE_INTERVAL_MS, checkMergeable, identityOf, pendingState, readState, statePathOf, unlinkIfAny, writeState, type MergeOptions, type MergeState,
+} from './merge-state.ts'
 
-const STATE_INTERVAL_MS = 10_000
+export type { MergeOptions } from './merge-state.ts'
+
 const READ_AHEAD = 2
 
-const mergeStateSchema = z.object({
-  child: z.object({ uuid: z.string() }),
-  parent: z.object({ uuid: z.string() }),
-  chain: z.array(z.string()).min(2),
-  currentBlock: z.number().nullable().transform(n => (n === null || !Number.isFinite(n) || n < 0 ? 0 : Math.floor(n))),
-  mergedDataSize: z.number(),
-  step: z.enum(['mergeBlocks', 'cleanup']),
-  diskSize: z.number(),
-})
-type MergeState = z.output<typeof mergeStateSchema>
-
-export interface MergeOptions {
-  fs?: FileSystemAccess
-  onProgress?: (done: number, total: number) => void
-  /** Stops the merge between blocks with the signal's coded reason (CANCELLED, TIMEOUT); the state file lets it resume. */
-  signal?: AbortSignal
-  /** How often progress is saved to the state file (XO: every 10 s). */
-  stateInterval?: number
-  /** Told the bytes the ancestor grows by before anything is written; throwing (not enough free space) stops the merge there. */
-  checkSpace?: (bytes: number) => Promise<void>
-}
-
-function statePathOf(ancestor: string): string {
-  return join(dirname(ancestor), `.${basename(ancestor)}.merge.json`)
-}
-
-async function readState(fs: FileSystemAccess, path: string): Promise<MergeState | undefined> {
-  if (!(await fs.exists(path))) return undefined
-  let json: unknown
-  try {
-    json = JSON.parse((await fs.readFile(path)).toString('utf8'))
-  } catch {
-    json = undefined
-  }
-  const result = mergeStateSchema.safeParse(json)
-  if (!result.success) throw new LifeboatError('VHD_BAD_MERGE_STATE', `The merge state ${path} is unreadable; remove it and check the VHD chain before merging again.`)
-  return result.data
-}
-
-function writeState(fs: FileSystemAccess, path: string, state: MergeState): Promise<void> {
-  return fs.writeFile(path, JSON.stringify(state))
-}
-
-async function unlinkIfAny(fs: FileSystemAccess, path: string): Promise<void> {
-  try {
-    await fs.unlink(path)
-  } catch (error) {
-    if (errorCode(error) !== 'ENOENT') throw error
-  }
-}
-
+/**
+ * Merges `chain` (ancestor first) into one VHD named as its newest: in place when they are VHD files, by
+ * block copies when they are VhdDirectories reached through aliases (XO merges a VhdDirectory only so).
+ */
 export async function mergeVhdChain(chain: string[], options: MergeOptions = {}): Promise<{ mergedBytes: number; path: string }> {
   const fs = options.fs ?? localFileSystem
   if (chain.length < 2) throw new LifeboatError('VHD_BAD_CHAIN', 'A merge needs an ancestor and at least one child.')
   throwIfAborted(options.signal)
-  const dir = dirname(chain[0]!)
-  const statePath = statePathOf(chain[0]!)
-  let state = await readState(fs, statePath)
-  if (state !== undefined) {
-    // join, not resolve: paths may be relative to a remote's root, never to this process's folder.
-    const saved = state.chain.map(p => join(dir, p))
-    if (saved.length !== chain.length || saved.some((p, i) => p !== normalize(chain[i]!))) {
-      throw new LifeboatError('VHD_MERGE_STATE_MISMATCH', `An interrupted merge of ${saved.join(', ')} is pending beside ${chain[0]}; finish it first (resumeVhdMergeIfAny).`)
+  if (isVhdAlias(chain[0]!)) return mergeVhdDirectoryChain(chain, { ...options, fs })
+  const state = await pendingState(fs, chain)
+  if (state?.step !== 'cleanup') await refuseDirectories(fs, chain)
+  return mergeVhdFiles(fs, chain, state, options)
+}
+
+async function refuseDirectories(fs: FileSystemAccess, chain: string[]): Promise<void> {
+  if (await isVhdDirectory(fs, chain[0]!)) {
+    throw new LifeboatError('NOT_SUPPORTED', `${chain[0]} is a VhdDirectory reached without an alias; like XO, Lifeboat merges a VhdDirectory only through its alias (*.alias.vhd).`)
+  }
+  for (const child of chain.slice(1)) {
+    if (isVhdAlias(child) || (await isVhdDirectory(fs, child))) {
+      throw new LifeboatError('NOT_SUPPORTED', `${child} is a VhdDirectory but its ancestor ${chain[0]} is a VHD file; a chain mixing both cannot be merged (XO starts a new full when the format changes).`)
     }
   }
+}
+
+async function mergeVhdFiles(fs: FileSystemAccess, chain: string[], pending: MergeState | undefined, options: MergeOptions): Promise<{ mergedBytes: number; path: string }> {
+  const statePath = statePathOf(chain[0]!)
+  let state = pending
   if (state?.step !== 'cleanup') state = await mergeBlocks(fs, chain, statePath, state, options)
   const target = chain[chain.length - 1]!
   // After a crash past the rename the ancestor is already gone.
@@ -145,37 +113,16 @@ async function mergeBlocks(fs: FileSystemAccess, chain: string[], statePath: str
   }
 }
 
-/** The merged ancestor takes the newest child's identity (uuid, size, time), as the file it replaces; done again on resume. */
+/** Done again on resume: the footer is the same either way. */
 async function adoptFooter(fs: FileSystemAccess, ancestor: string, newest: string): Promise<void> {
   const child = await VhdFile.open(newest, { fs })
-  const { uuid, timestamp, currentSize, originalSize, geometry } = child.footer
+  const identity = identityOf(child)
   await child.close()
   const parent = await VhdFile.open(ancestor, { fs, writable: true, force: true })
   try {
-    await parent.writeFooter({ uuid, timestamp, currentSize, originalSize, geometry })
+    await parent.writeFooter(identity)
   } finally {
     await parent.close()
-  }
-}
-
-function checkMergeable(parent: VhdFile, children: VhdFile[], saved: MergeState | undefined): void {
-  if (parent.footer.diskType === DISK_TYPE_FIXED) throw new LifeboatError('VHD_BAD_DISK_TYPE', `${parent.path} is a fixed VHD; deltas can only be merged into dynamic or differencing VHDs.`)
-  const newest = children[children.length - 1]!
-  // Once the ancestor's footer is rewritten it carries the newest child's uuid.
-  const ancestorUuids = saved === undefined ? [parent.footer.uuid] : [saved.parent.uuid, saved.child.uuid]
-  if (!ancestorUuids.includes(parent.footer.uuid) || (saved !== undefined && newest.footer.uuid !== saved.child.uuid)) {
-    throw new LifeboatError('VHD_MERGE_STATE_MISMATCH', `The files of the interrupted merge into ${parent.path} changed since it started; check the chain by hand.`)
-  }
-  let expectedParent = saved?.parent.uuid ?? parent.footer.uuid
-  let previous = parent
-  for (const child of children) {
-    if (child.footer.diskType !== DISK_TYPE_DIFFERENCING) throw new LifeboatError('VHD_BAD_DISK_TYPE', `${child.path} is not a differencing VHD; only deltas can be merged into a parent.`)
-    if (child.header.parentUuid !== expectedParent) {
-      throw new LifeboatError('VHD_PARENT_MISMATCH', `${child.path} expects parent ${child.header.parentUuid} but ${previous.path} is ${expectedParent}; the chain is not in order.`)
-    }
-    if (child.header.blockSize !== parent.header.blockSize) throw new LifeboatError('VHD_BAD_BLOCK_SIZE', `${child.path} and ${parent.path} have different block sizes.`)
-    expectedParent = child.footer.uuid
-    previous = child
   }
 }
 
