@@ -1,7 +1,7 @@
 // Merging VhdDirectories reached through aliases (XO's merge.js): the children's blocks are copied (or, from
 // a single child, moved) into the ancestor's folder, which then takes the newest child's identity; the newest
 // alias is pointed at it and the children's folders are removed. A state file makes every step resumable.
-import { dirname, join, relative } from 'node:path'
+import { dirname, join } from 'node:path'
 import { throwIfAborted } from '../../util/abort.ts'
 import { LifeboatError, isLifeboatError } from '../../util/errors.ts'
 import { isVhdAlias, readVhdAlias, writeVhdAlias } from './aliases.ts'
@@ -9,7 +9,7 @@ import { ahead, readSyntheticBlock } from './chain.ts'
 import { VhdDirectory, openVhd } from './directory.ts'
 import { localFileSystem } from './fileSystem.ts'
 import {
-  STATE_INTERVAL_MS, checkMergeable, identityOf, pendingState, statePathOf, unlinkIfAny, writeState, type MergeOptions, type MergeState,
+  STATE_INTERVAL_MS, checkMergeable, identityOf, newState, pendingState, statePathOf, unlinkIfAny, writeState, type MergeOptions, type MergeState,
 } from './merge-state.ts'
 import { bitmapSize, isBitmapFull, VHD_SECTOR_SIZE } from './structures.ts'
 import type { Vhd } from './vhd.ts'
@@ -67,16 +67,7 @@ async function mergeBlocks(chain: string[], statePath: string, saved: MergeState
   const newest = children[children.length - 1]!
   checkMergeable(parent, children, saved)
   if (children.some(c => c.dataPath === parent.dataPath)) throw new LifeboatError('VHD_BAD_CHAIN', `${chain.join(', ')}: two aliases of the chain name the same folder ${parent.dataPath}.`)
-  const state: MergeState = saved ?? {
-    child: { uuid: newest.footer.uuid },
-    parent: { uuid: parent.footer.uuid },
-    chain: chain.map(p => relative(dirname(statePath), p)),
-    currentBlock: 0,
-    mergedDataSize: 0,
-    step: 'mergeBlocks',
-    diskSize: newest.footer.currentSize,
-    remove: children.map(c => relative(dirname(statePath), c.dataPath)),
-  }
+  const state = saved ?? newState(parent, newest, chain, statePath, children.map(c => c.dataPath))
   const toMerge: number[] = []
   for (let index = 0; index < newest.blockCount; index++) if (children.some(c => c.isAllocated(index))) toMerge.push(index)
   const remaining = toMerge.filter(index => index >= state.currentBlock)

@@ -1,6 +1,6 @@
 // What the two merges (in place in a VHD file, block copies into a VhdDirectory) share: the state file
 // beside the ancestor that lets a killed merge resume, and the checks that the chain may be merged.
-import { basename, dirname, join, normalize } from 'node:path'
+import { basename, dirname, join, normalize, relative } from 'node:path'
 import { z } from 'zod'
 import { LifeboatError, errorCode } from '../../util/errors.ts'
 import type { FileSystemAccess } from './fileSystem.ts'
@@ -62,6 +62,21 @@ export async function pendingState(fs: FileSystemAccess, chain: string[]): Promi
     }
   }
   return state
+}
+
+/** The state of a merge starting now; `remove` lists folders to delete at the end (relative to the state file, as the chain). */
+export function newState(parent: Vhd, newest: Vhd, chain: string[], statePath: string, remove?: string[]): MergeState {
+  const relativeToState = (p: string) => relative(dirname(statePath), p)
+  return {
+    child: { uuid: newest.footer.uuid },
+    parent: { uuid: parent.footer.uuid },
+    chain: chain.map(relativeToState),
+    currentBlock: 0,
+    mergedDataSize: 0,
+    step: 'mergeBlocks',
+    diskSize: newest.footer.currentSize,
+    ...(remove !== undefined && { remove: remove.map(relativeToState) }),
+  }
 }
 
 export function writeState(fs: FileSystemAccess, path: string, state: MergeState): Promise<void> {

@@ -1,6 +1,6 @@
 // Merging delta VHDs into their ancestor (XO's algorithm): in place for VHD files, one pass of whole blocks,
 // a state file beside the ancestor so that a merge killed at any point resumes and ends with the same bytes.
-import { dirname, join, relative } from 'node:path'
+import { join } from 'node:path'
 import { throwIfAborted } from '../../util/abort.ts'
 import { LifeboatError } from '../../util/errors.ts'
 import { isVhdAlias } from './aliases.ts'
@@ -10,7 +10,7 @@ import { VhdFile } from './file.ts'
 import { localFileSystem, type FileSystemAccess } from './fileSystem.ts'
 import { mergeVhdDirectoryChain } from './merge-directory.ts'
 import {
-  STATE_INTERVAL_MS, checkMergeable, identityOf, pendingState, readState, statePathOf, unlinkIfAny, writeState, type MergeOptions, type MergeState,
+  STATE_INTERVAL_MS, checkMergeable, identityOf, newState, pendingState, readState, statePathOf, unlinkIfAny, writeState, type MergeOptions, type MergeState,
 } from './merge-state.ts'
 
 export type { MergeOptions } from './merge-state.ts'
@@ -68,15 +68,7 @@ async function mergeBlocks(fs: FileSystemAccess, chain: string[], statePath: str
     const children = files.slice(1)
     const newest = children[children.length - 1]!
     checkMergeable(parent, children, saved)
-    const state: MergeState = saved ?? {
-      child: { uuid: newest.footer.uuid },
-      parent: { uuid: parent.footer.uuid },
-      chain: chain.map(p => relative(dirname(statePath), p)),
-      currentBlock: 0,
-      mergedDataSize: 0,
-      step: 'mergeBlocks',
-      diskSize: newest.footer.currentSize,
-    }
+    const state = saved ?? newState(parent, newest, chain, statePath)
     const toMerge: number[] = []
     for (let index = 0; index < newest.blockCount; index++) if (children.some(c => c.isAllocated(index))) toMerge.push(index)
     await options.checkSpace?.(parent.growth(newest.blockCount, toMerge.filter(index => index >= state.currentBlock)))
