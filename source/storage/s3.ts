@@ -221,7 +221,8 @@ export class S3Backend implements Backend {
         if (!ended) await chunks.return?.()
       }
     })()
-    const body = Readable.from(counted)
+    // One chunk ahead at most: the parts in flight are the memory a write holds.
+    const body = Readable.from(counted, { highWaterMark: 1 })
     if (options.signal !== undefined) addAbortSignal(options.signal, body)
     const upload = new Upload({ client: this.#client, params: { ...params, Body: body }, ...uploadShape(options.length), leavePartsOnError: true })
     try {

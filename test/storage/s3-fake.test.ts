@@ -111,6 +111,44 @@ test('a stream is uploaded in parts sized from its length', async () => {
   assert.equal(calls.find(c => c.command === 'CompleteMultipartUpload')?.input.Key, 'dir/vm/disk.vhd')
 })
 
+test('a stream is read only as far as the parts in flight need: memory stays flat while the server is slow', async () => {
+  const { partSize, queueSize } = uploadShape(200 * MiB)
+  let delivered = 0
+  let pending: Array<() => void> = []
+  let sawFull!: () => void
+  const full = new Promise<void>(resolve => (sawFull = resolve))
+  const { s3 } = backend(async command => {
+    if (command === 'CreateMultipartUpload') return { UploadId: 'u1' }
+    if (command !== 'UploadPart') return {}
+    // Parts wait until the test lets them go: the uploader must stop reading meanwhile.
+    await new Promise<void>(resolve => {
+      pending.push(resolve)
+      if (pending.length === queueSize) sawFull()
+    })
+    return { ETag: '"e"' }
+  })
+  async function* source() {
+    for (let i = 0; i < 200; i++) {
+      delivered += MiB
+      yield Buffer.alloc(MiB, i)
+    }
+  }
+  const written = s3.write('vm/disk.vhd', source(), { length: 200 * MiB })
+  await full
+  // Give the reader every chance to run ahead before looking.
+  await new Promise(resolve => setTimeout(resolve, 200))
+  assert.ok(delivered <= (queueSize + 1) * partSize + MiB, `${delivered / MiB} MiB read with ${queueSize} parts of ${partSize / MiB} MiB in flight`)
+  const release = setInterval(() => {
+    for (const resolve of pending) resolve()
+    pending = []
+  }, 5)
+  try {
+    assert.equal(await written, 200 * MiB)
+  } finally {
+    clearInterval(release)
+  }
+})
+
 test('ifAbsent: a write the server refuses by IfNoneMatch (412) is EEXIST, for a PutObject and a multipart upload', async () => {
   const { s3, calls } = backend(command => {
     if (command === 'HeadObject') notFound()
