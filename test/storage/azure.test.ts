@@ -5,7 +5,7 @@ import assert from 'node:assert/strict'
 import { createHash, randomBytes } from 'node:crypto'
 import { inspect } from 'node:util'
 import type { Readable } from 'node:stream'
-import { BlockBlobClient } from '@azure/storage-blob'
+import { BlobServiceClient, BlockBlobClient, StorageSharedKeyCredential } from '@azure/storage-blob'
 import { AzureBackend } from '../../source/storage/azure.ts'
 import { listAll, type RemoteLock } from '../../source/storage/backend.ts'
 import { parseRemoteUrl, redactRemoteUrl } from '../../source/storage/url.ts'
@@ -311,6 +311,21 @@ test('azure: a stopped server is REMOTE_UNAVAILABLE, and the backend works again
   } finally {
     await other.stop()
   }
+})
+
+test('azure: a remote at the root of its container (no folder in the URL) lists, writes and deletes there', async () => {
+  const url = azurite.urlFor('', 'rooted')
+  await new BlobServiceClient(`http://127.0.0.1:${azurite.port}/devstoreaccount1`, new StorageSharedKeyCredential('devstoreaccount1', AZURITE_KEY)).getContainerClient('rooted').create()
+  const backend = backendOf(url)
+  await backend.sync()
+  assert.deepEqual(await backend.list(''), { entries: [] })
+  await backend.write('top.json', '{}')
+  await backend.write('xo-vm-backups/vm/a', 'a')
+  assert.deepEqual(await listAll(backend, '/'), [{ name: 'top.json', isDirectory: false }, { name: 'xo-vm-backups', isDirectory: true }])
+  assert.equal((await backend.stat('')).isDirectory, true)
+  await backend.delete(['', 'top.json'])
+  await backend.rmtree('xo-vm-backups')
+  assert.deepEqual(await backend.list(''), { entries: [] })
 })
 
 test('azure: capabilities say an object store with conditional creates, free space unknown', async () => {
