@@ -69,15 +69,16 @@ class Clean {
     this.options.task?.info(message, data)
   }
 
-  /** Removes a file when removing is on; a file already gone is fine. */
+  /** Removes a file when removing is on; a file already gone is fine, and not reported (a delete cannot tell on object stores). */
   async remove(path: string): Promise<void> {
     if (!this.removing) return
     try {
-      await this.handler.unlink(path)
+      await this.handler.stat(path)
     } catch (error) {
       if (errorCode(error) !== 'ENOENT') throw error
       return
     }
+    await this.handler.unlink(path)
     this.result.removed.push(path)
   }
 

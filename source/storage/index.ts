@@ -1,9 +1,13 @@
-// Backup remotes behind one narrow interface (local folder now; NFS, SMB, S3, Azure to come), XO's
-// remote URL forms, retries as a decorator, and directory locks.
-export type { RemoteHandler, RandomAccessFile, FileSystemAccess, RemoteSpace, RemoteEntryStat, OutputStreamOptions, RemoteLock, LockOptions } from './handler.ts'
-export { fileSystemAccess, TEMPORARY_FILE } from './handler.ts'
+// Backup remotes: a narrow backend core every store implements (local folder; S3 and Azure to come, NFS and
+// SMB after), decorators composed in one place, and the file-level handler built on the core by capability.
+export type { Backend, Capabilities, EntryStat, ListEntry, ListPage, WriteOptions, WriteData, RemoteSpace, RemoteLock, LockOptions } from './backend.ts'
+export { listAll, normalizePath } from './backend.ts'
+export type { RemoteHandler, RandomAccessFile, FileSystemAccess, RemoteEntryStat, OutputStreamOptions } from './handler.ts'
+export { BackendHandler, fileSystemAccess } from './handler.ts'
 export { parseRemoteUrl, formatRemoteUrl, redactRemoteUrl, type RemoteUrl, type RemoteType, type RemoteOptions } from './url.ts'
-export { openRemote } from './remotes.ts'
-export { LocalHandler } from './local.ts'
+export { openRemote, openBackend, decorate, type OpenRemoteOptions } from './remotes.ts'
+export { LocalBackend, LocalHandler, TEMPORARY_FILE } from './local.ts'
 export { withRetries, type RetryPolicy } from './retry.ts'
+export { withConcurrencyLimit, withLogging } from './decorators.ts'
+export { takeObjectLock } from './object-lock.ts'
 export { remoteFull } from './errors.ts'

@@ -1,24 +1,30 @@
-// The local handler: a remote that is a folder of this machine (`file:///path`); NFS and SMB handlers
-// will be this plus a mount.
+// The local backend: a remote that is a folder of this machine (`file:///path`); NFS and SMB will be this
+// plus a mount. It has everything an object store lacks: atomic rename, random writes, folders, free space.
 import { createWriteStream } from 'node:fs'
-import { link, mkdir, open, readdir, readFile, rename, rm, rmdir, stat, statfs, unlink, type FileHandle } from 'node:fs/promises'
+import { link, mkdir, open, readdir, rename, rm, rmdir, stat, statfs, unlink, type FileHandle } from 'node:fs/promises'
 import { randomBytes } from 'node:crypto'
-import { dirname, join, posix } from 'node:path'
-import { pipeline } from 'node:stream/promises'
-import type { Readable } from 'node:stream'
-import { LifeboatError } from '../util/errors.ts'
-import { remoteUnavailable, toRemoteError } from './errors.ts'
-import { temporaryName, type LockOptions, type OutputStreamOptions, type RandomAccessFile, type RemoteEntryStat, type RemoteHandler, type RemoteLock, type RemoteSpace } from './handler.ts'
-import { takeDirectoryLock } from './lock.ts'
 import { once } from 'node:events'
+import { dirname, join, posix } from 'node:path'
+import { Readable } from 'node:stream'
+import { pipeline } from 'node:stream/promises'
+import { normalizePath, type Backend, type Capabilities, type EntryStat, type ListPage, type LockOptions, type RemoteLock, type RemoteSpace, type WriteData, type WriteOptions } from './backend.ts'
+import { remoteUnavailable, toRemoteError, writeIncomplete } from './errors.ts'
+import { BackendHandler } from './handler.ts'
+import { takeDirectoryLock } from './lock.ts'
+import type { RandomAccessFile } from '../formats/vhd/index.ts'
 
 // Backups hold whole VM disks: no access for others; the group may read (a restore host, an XO in the same group).
 const FILE_MODE = 0o640
 const FOLDER_MODE = 0o750
+const PAGE = 1000
 
-export class LocalHandler implements RemoteHandler {
+/** Temporary files of a write: what a crash leaves behind, for the cleaner to remove. */
+export const TEMPORARY_FILE = /^\..+\.[0-9a-f]{8}\.tmp$/
+
+export class LocalBackend implements Backend {
   readonly root: string
   readonly label: string
+  readonly capabilities: Capabilities = { atomicRename: true, randomWrite: true, freeSpaceKnown: true, conditionalCreate: true, folders: true, connections: 10 }
 
   constructor(root: string, label = `file://${root}`) {
     this.root = root
@@ -37,137 +43,138 @@ export class LocalHandler implements RemoteHandler {
 
   async close(): Promise<void> {}
 
-  getInfo(): Promise<RemoteSpace> {
+  info(): Promise<RemoteSpace> {
     return this.#guard(async () => {
       const fs = await statfs(this.root)
       return { size: fs.blocks * fs.bsize, used: (fs.blocks - fs.bfree) * fs.bsize, available: fs.bavail * fs.bsize }
     })
   }
 
-  list(dir: string, options: { ignoreMissing?: boolean } = {}): Promise<string[]> {
+  list(dir: string, options: { cursor?: string; limit?: number } = {}): Promise<ListPage> {
     return this.#guard(async () => {
+      let entries
       try {
-        return (await readdir(this.#resolve(dir))).sort()
+        entries = await readdir(this.#resolve(dir), { withFileTypes: true })
       } catch (error) {
-        if (options.ignoreMissing === true && (error as NodeJS.ErrnoException).code === 'ENOENT') return []
+        const code = (error as NodeJS.ErrnoException).code
+        if (code === 'ENOENT' && (await this.#rootExists())) return { entries: [] }
         throw error
       }
+      const sorted = entries.map(entry => ({ name: entry.name, isDirectory: entry.isDirectory() })).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
+      const from = options.cursor === undefined ? 0 : sorted.findIndex(entry => entry.name > options.cursor!)
+      const start = from === -1 ? sorted.length : from
+      const page = sorted.slice(start, start + (options.limit ?? PAGE))
+      const more = start + page.length < sorted.length
+      return { entries: page, ...(more && { next: page.at(-1)!.name }) }
     })
   }
 
-  stat(path: string): Promise<RemoteEntryStat> {
+  stat(path: string): Promise<EntryStat> {
     return this.#guard(async () => {
       const stats = await stat(this.#resolve(path))
       return { size: stats.size, mtimeMs: stats.mtimeMs, isDirectory: stats.isDirectory() }
     })
   }
 
-  createReadStream(path: string, range: { start?: number; end?: number } = {}): Promise<Readable> {
+  read(path: string, range?: { start: number; end?: number }): Promise<Readable> {
     return this.#guard(async () => {
       const file = await open(this.#resolve(path), 'r')
-      return file.createReadStream({ ...(range.start !== undefined && { start: range.start }), ...(range.end !== undefined && { end: range.end }) })
+      return file.createReadStream({ ...(range !== undefined && { start: range.start }), ...(range?.end !== undefined && { end: range.end }) })
     })
   }
 
-  outputStream(path: string, source: AsyncIterable<Buffer | Uint8Array>, options: OutputStreamOptions = {}): Promise<number> {
-    return this.#guard(() =>
-      this.#commit(path, 'w', async temporary => {
-        let size = 0
-        const file = createWriteStream(this.#resolve(temporary), { flags: 'wx', flush: true, mode: FILE_MODE })
-        try {
-          await pipeline(
-            async function* () {
-              for await (const chunk of source) {
-                size += chunk.length
-                yield chunk
-              }
-            },
-            file,
-            ...(options.signal !== undefined ? [{ signal: options.signal }] : []),
-          )
-        } catch (error) {
-          // The file may still be opening: wait until it is closed, or the clean-up would run before it exists.
-          if (!file.closed) await once(file, 'close').catch(() => {})
-          throw error
-        }
-        if (options.length !== undefined && size !== options.length) {
-          throw new LifeboatError('REMOTE_WRITE_INCOMPLETE', `Writing ${path} on ${this.label} received ${size} bytes instead of ${options.length}: the source stopped early; nothing was committed.`)
-        }
-        await options.validator?.(temporary)
+  /** A temporary `<dir>/.<name>.<random>.tmp` renamed (or linked, for ifAbsent) into place: a crash leaves only it. */
+  write(path: string, data: WriteData, options: WriteOptions = {}): Promise<number> {
+    return this.#guard(async () => {
+      const relative = normalizePath(path)
+      const temporary = posix.join(posix.dirname(relative), `.${posix.basename(relative)}.${randomBytes(4).toString('hex')}.tmp`)
+      await this.#mkdirp(dirname(this.#resolve(relative)))
+      try {
+        const size = await this.#writeTemporary(this.#resolve(temporary), data, options)
+        if (options.length !== undefined && size !== options.length) throw writeIncomplete(relative, this.label, size, options.length)
+        if (options.ifAbsent === true) {
+          await link(this.#resolve(temporary), this.#resolve(relative))
+          await unlink(this.#resolve(temporary))
+        } else await rename(this.#resolve(temporary), this.#resolve(relative))
         return size
-      }),
-    )
+      } catch (error) {
+        await unlink(this.#resolve(temporary)).catch(() => {})
+        throw error
+      }
+    })
   }
 
-  readFile(path: string): Promise<Buffer> {
-    return this.#guard(() => readFile(this.#resolve(path)))
+  async #writeTemporary(temporary: string, data: WriteData, options: WriteOptions): Promise<number> {
+    if (typeof data === 'string' || Buffer.isBuffer(data)) {
+      const file = await open(temporary, 'wx', FILE_MODE)
+      try {
+        await file.writeFile(data)
+        await file.sync()
+      } finally {
+        await file.close()
+      }
+      return Buffer.byteLength(data)
+    }
+    let size = 0
+    const file = createWriteStream(temporary, { flags: 'wx', flush: true, mode: FILE_MODE })
+    try {
+      await pipeline(
+        async function* () {
+          for await (const chunk of data) {
+            size += chunk.length
+            yield chunk
+          }
+        },
+        file,
+        ...(options.signal !== undefined ? [{ signal: options.signal }] : []),
+      )
+    } catch (error) {
+      // The file may still be opening: wait until it is closed, or the clean-up would run before it exists.
+      if (!file.closed) await once(file, 'close').catch(() => {})
+      throw error
+    }
+    return size
   }
 
-  writeFile(path: string, data: Buffer | string, options: { flag?: 'w' | 'wx' } = {}): Promise<void> {
-    return this.#guard(() =>
-      this.#commit(path, options.flag ?? 'w', async temporary => {
-        const file = await open(this.#resolve(temporary), 'wx', FILE_MODE)
+  delete(paths: string[]): Promise<void> {
+    return this.#guard(async () => {
+      for (const path of paths) {
         try {
-          await file.writeFile(data)
-          await file.sync()
-        } finally {
-          await file.close()
+          await unlink(this.#resolve(path))
+        } catch (error) {
+          if ((error as NodeJS.ErrnoException).code !== 'ENOENT') throw error
         }
-      }),
-    )
+      }
+    })
   }
 
   rename(from: string, to: string): Promise<void> {
     return this.#guard(() => rename(this.#resolve(from), this.#resolve(to)))
   }
 
-  unlink(path: string): Promise<void> {
-    return this.#guard(() => unlink(this.#resolve(path)))
-  }
-
-  rmdir(path: string): Promise<void> {
-    return this.#guard(() => rmdir(this.#resolve(path)))
-  }
-
-  rmtree(path: string): Promise<void> {
-    return this.#guard(() => rm(this.#resolve(path), { recursive: true, force: true }))
+  open(path: string, mode: 'r' | 'r+'): Promise<RandomAccessFile> {
+    return this.#guard(async () => new LocalFile(await open(this.#resolve(path), mode), fn => this.#guard(fn)))
   }
 
   mkdir(path: string): Promise<void> {
     return this.#guard(() => this.#mkdirp(this.#resolve(path)))
   }
 
-  openFile(path: string, mode: 'r' | 'r+'): Promise<RandomAccessFile> {
-    return this.#guard(async () => new LocalFile(await open(this.#resolve(path), mode), fn => this.#guard(fn)))
+  rmdir(path: string): Promise<void> {
+    return this.#guard(() => rmdir(this.#resolve(path)))
+  }
+
+  /** Faster than deleting file by file; a missing folder is not an error. */
+  rmtree(path: string): Promise<void> {
+    return this.#guard(() => rm(this.#resolve(path), { recursive: true, force: true }))
   }
 
   lock(path: string, options?: LockOptions): Promise<RemoteLock> {
     return this.#guard(async () => {
       const target = this.#resolve(path)
       await this.#mkdirp(dirname(target))
-      return takeDirectoryLock(target, `${normalize(path)} on ${this.label}`, options)
+      return takeDirectoryLock(target, `${normalizePath(path)} on ${this.label}`, options)
     })
-  }
-
-  /**
-   * The commit protocol: write `<dir>/.<name>.<random>.tmp`, then rename (or link, for 'wx', which fails
-   * when the target exists) into place. A failure removes the temporary file; a crash leaves only it.
-   */
-  async #commit<T>(path: string, flag: 'w' | 'wx', write: (temporary: string) => Promise<T>): Promise<T> {
-    const relative = normalize(path)
-    const temporary = posix.join(posix.dirname(relative), temporaryName(posix.basename(relative), randomBytes(4).toString('hex')))
-    await this.#mkdirp(dirname(this.#resolve(relative)))
-    try {
-      const result = await write(temporary)
-      if (flag === 'wx') {
-        await link(this.#resolve(temporary), this.#resolve(relative))
-        await unlink(this.#resolve(temporary))
-      } else await rename(this.#resolve(temporary), this.#resolve(relative))
-      return result
-    } catch (error) {
-      await unlink(this.#resolve(temporary)).catch(() => {})
-      throw error
-    }
   }
 
   // Never recreate the root: an unmounted share would silently fill the disk under its mount point.
@@ -181,7 +188,7 @@ export class LocalHandler implements RemoteHandler {
   }
 
   #resolve(path: string): string {
-    return join(this.root, normalize(path))
+    return join(this.root, normalizePath(path))
   }
 
   async #guard<T>(operation: () => Promise<T>): Promise<T> {
@@ -193,9 +200,14 @@ export class LocalHandler implements RemoteHandler {
   }
 }
 
-/** A path inside the remote: '/'-separated, relative, and never above the root ('..' stops there, as in XO). */
-function normalize(path: string): string {
-  return posix.normalize(`/${path}`).slice(1)
+/** A local folder as a remote handler (what tests and tools open directly, without retries). */
+export class LocalHandler extends BackendHandler {
+  readonly root: string
+
+  constructor(root: string, label = `file://${root}`) {
+    super(new LocalBackend(root, label))
+    this.root = root
+  }
 }
 
 class LocalFile implements RandomAccessFile {
@@ -241,4 +253,3 @@ class LocalFile implements RandomAccessFile {
     return this.#guard(() => this.#file.close())
   }
 }
-

@@ -43,8 +43,10 @@ export async function takeDirectoryLock(target: string, label: string, options: 
   let lastMtime = (await stat(lockDir)).mtimeMs
   let compromised = false
   let released = false
-  let refreshing = Promise.resolve()
+  let refreshing: Promise<void> | undefined
+  // One refresh at a time: on a loaded machine a tick can come before the last refresh ended.
   const timer = setInterval(() => {
+    if (refreshing !== undefined) return
     refreshing = (async () => {
       try {
         // Someone else touched or replaced our lock: it is no longer ours.
@@ -56,7 +58,7 @@ export async function takeDirectoryLock(target: string, label: string, options: 
         compromised = true
         clearInterval(timer)
       }
-    })()
+    })().finally(() => (refreshing = undefined))
   }, refreshMs)
   timer.unref()
 

@@ -1,29 +1,50 @@
-// From a remote URL to its handler. Each backend is one file; adding NFS, SMB, S3 or Azure is that file
-// plus its line in `backends` below.
+// From a remote URL to its handler, composed in this one place: the backend of its type (each backend is
+// one file plus its line in `backends`), then the decorators — logging, retries, the parallel-request bound —
+// then the file-level handler the repository works with.
 import { LifeboatError } from '../util/errors.ts'
-import type { RemoteHandler } from './handler.ts'
-import { LocalHandler } from './local.ts'
+import type { Backend } from './backend.ts'
+import { withConcurrencyLimit, withLogging } from './decorators.ts'
+import { BackendHandler, type RemoteHandler } from './handler.ts'
+import { LocalBackend } from './local.ts'
 import { withRetries, type RetryPolicy } from './retry.ts'
 import { parseRemoteUrl, redactRemoteUrl, type RemoteType, type RemoteUrl } from './url.ts'
 
-type Backend = (remote: RemoteUrl, label: string) => RemoteHandler
+type BackendFactory = (remote: RemoteUrl, label: string) => Backend
 
-const backends: Partial<Record<RemoteType, Backend>> = {
-  file: (remote, label) => new LocalHandler(remote.path, label),
+const backends: Partial<Record<RemoteType, BackendFactory>> = {
+  file: (remote, label) => new LocalBackend(remote.path, label),
 }
 
 const NAMES: Record<RemoteType, string> = { file: 'Local folder', nfs: 'NFS', smb: 'SMB', s3: 'S3', azure: 'Azure Blob', azurite: 'Azurite' }
 
-/** The handler of a remote URL, wrapped in the retry policy (pass `retry: false` to get the bare handler). */
-export function openRemote(url: string, options: { retry?: RetryPolicy | false } = {}): RemoteHandler {
+export interface OpenRemoteOptions {
+  /** The retry policy; false gives the bare backend (no retries, no bound, no log): what the conformance suite also runs on. */
+  retry?: RetryPolicy | false
+  /** Where failed operations are logged (the daemon's log). */
+  log?: (line: string) => void
+}
+
+/** The backend of a remote URL, decorated unless `retry: false`. */
+export function openBackend(url: string, options: OpenRemoteOptions = {}): Backend {
   const remote = parseRemoteUrl(url)
-  const backend = backends[remote.type]
-  if (backend === undefined) {
+  const factory = backends[remote.type]
+  if (factory === undefined) {
     throw new LifeboatError(
       'REMOTE_TYPE_NOT_SUPPORTED',
       `${NAMES[remote.type]} remotes are not supported by this version of Lifeboat yet; use a local folder (file:///path), for example the share mounted by the system.`,
     )
   }
-  const handler = backend(remote, redactRemoteUrl(url))
-  return options.retry === false ? handler : withRetries(handler, options.retry)
+  const backend = factory(remote, redactRemoteUrl(url))
+  return options.retry === false ? backend : decorate(backend, { ...(options.log && { log: options.log }), ...(options.retry && { retry: options.retry }) })
+}
+
+/** The decorators every remote gets, in their order: the log sees each attempt, the bound counts each request. */
+export function decorate(backend: Backend, options: Omit<OpenRemoteOptions, 'retry'> & { retry?: RetryPolicy } = {}): Backend {
+  const logged = options.log === undefined ? backend : withLogging(backend, options.log)
+  return withConcurrencyLimit(withRetries(logged, options.retry))
+}
+
+/** The handler of a remote URL: its backend, decorated (pass `retry: false` to get the bare one). */
+export function openRemote(url: string, options: OpenRemoteOptions = {}): RemoteHandler {
+  return new BackendHandler(openBackend(url, options))
 }

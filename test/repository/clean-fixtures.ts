@@ -6,7 +6,7 @@ import { Readable } from 'node:stream'
 import { buffer } from 'node:stream/consumers'
 import { VHD_BLOCK_SIZE, VhdChain, createVhdStream } from '../../source/formats/vhd/index.ts'
 import { commitBackup, formatFilenameDate, vhdRef, vmDir, xvaRef, type BackupMetadata, type VmBackup } from '../../source/repository/index.ts'
-import { LocalHandler, type RandomAccessFile, type RemoteHandler } from '../../source/storage/index.ts'
+import { BackendHandler, LocalBackend, type Backend, type RandomAccessFile, type RemoteHandler } from '../../source/storage/index.ts'
 
 export const VM = '0b3e6a9c-1111-4a2b-8c3d-00000000c1ea'
 export const JOB = '59af07fc-2222-4a2b-8c3d-000000000002'
@@ -163,7 +163,7 @@ export async function chainRaw(root: string, path: string): Promise<Buffer> {
  * before doing it, as a crash would: `onStop` decides how (throw, or block until the process is killed).
  */
 export function crashingRemote(root: string, stopAt: number, onStop: () => never): { handler: RemoteHandler; changes: () => number } {
-  const local = new LocalHandler(root)
+  const local = new LocalBackend(root)
   let changes = 0
   const change = () => {
     if (++changes >= stopAt) onStop()
@@ -175,24 +175,23 @@ export function crashingRemote(root: string, stopAt: number, onStop: () => never
     truncate: async size => (change(), file.truncate(size)),
     close: () => file.close(),
   })
-  const handler: RemoteHandler = {
+  const backend: Backend = {
     label: local.label,
+    capabilities: local.capabilities,
     sync: () => local.sync(),
     close: () => local.close(),
-    getInfo: () => local.getInfo(),
+    info: () => local.info(),
     list: (dir, options) => local.list(dir, options),
     stat: path => local.stat(path),
-    createReadStream: (path, range) => local.createReadStream(path, range),
-    outputStream: async (path, source, options) => (change(), local.outputStream(path, source, options)),
-    readFile: path => local.readFile(path),
-    writeFile: async (path, data, options) => (change(), local.writeFile(path, data, options)),
+    read: (path, range) => local.read(path, range),
+    write: async (path, data, options) => (change(), local.write(path, data, options)),
+    delete: async paths => (change(), local.delete(paths)),
     rename: async (from, to) => (change(), local.rename(from, to)),
-    unlink: async path => (change(), local.unlink(path)),
     rmdir: async path => (change(), local.rmdir(path)),
     rmtree: async path => (change(), local.rmtree(path)),
     mkdir: path => local.mkdir(path),
-    openFile: async (path, mode) => wrapFile(await local.openFile(path, mode)),
+    open: async (path, mode) => wrapFile(await local.open(path, mode)),
     lock: (path, options) => local.lock(path, options),
   }
-  return { handler, changes: () => changes }
+  return { handler: new BackendHandler(backend), changes: () => changes }
 }
