@@ -200,6 +200,7 @@ export function fileSystemAccess(handler: RemoteHandler): FileSystemAccess {
         throw error
       }
     },
+    nativeRename: handler.capabilities.atomicRename,
     async exists(path) {
       try {
         await handler.stat(path)

@@ -1,5 +1,6 @@
-// Backup remotes: a narrow backend core every store implements (local folder; S3 and Azure to come, NFS and
-// SMB after), decorators composed in one place, and the file-level handler built on the core by capability.
+// Backup remotes: a narrow backend core every store implements (local folder, S3, Azure Blob; NFS and SMB to
+// come), XO's encryption and the decorators composed in one place, and the file-level handler built on the
+// core by capability.
 export type { Backend, Capabilities, EntryStat, ListEntry, ListPage, WriteOptions, WriteData, RemoteSpace, RemoteLock, LockOptions } from './backend.ts'
 export { listAll, normalizePath } from './backend.ts'
 export type { RemoteHandler, RandomAccessFile, FileSystemAccess, RemoteEntryStat, OutputStreamOptions } from './handler.ts'

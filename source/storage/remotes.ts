@@ -1,11 +1,14 @@
 // From a remote URL to its handler, composed in this one place: the backend of its type (each backend is
-// one file plus its line in `backends`), then the decorators — logging, retries, the parallel-request bound —
-// then the file-level handler the repository works with.
+// one file plus its line in `backends`), XO's encryption right above it (what is stored), then the decorators
+// — logging, retries, the parallel-request bound — then the file-level handler the repository works with.
 import { LifeboatError } from '../util/errors.ts'
 import type { Backend } from './backend.ts'
 import { withConcurrencyLimit, withLogging } from './decorators.ts'
+import { remoteEncryptionKey, withEncryption } from './encryption.ts'
 import { BackendHandler, type RemoteHandler } from './handler.ts'
+import { AzureBackend } from './azure.ts'
 import { LocalBackend } from './local.ts'
+import { S3Backend } from './s3.ts'
 import { withRetries, type RetryPolicy } from './retry.ts'
 import { parseRemoteUrl, redactRemoteUrl, type RemoteType, type RemoteUrl } from './url.ts'
 
@@ -13,6 +16,9 @@ type BackendFactory = (remote: RemoteUrl, label: string) => Backend
 
 const backends: Partial<Record<RemoteType, BackendFactory>> = {
   file: (remote, label) => new LocalBackend(remote.path, label),
+  s3: (remote, label) => new S3Backend(remote as Extract<RemoteUrl, { type: 's3' }>, label),
+  azure: (remote, label) => new AzureBackend(remote as Extract<RemoteUrl, { type: 'azure' }>, label),
+  azurite: (remote, label) => new AzureBackend(remote as Extract<RemoteUrl, { type: 'azurite' }>, label),
 }
 
 const NAMES: Record<RemoteType, string> = { file: 'Local folder', nfs: 'NFS', smb: 'SMB', s3: 'S3', azure: 'Azure Blob', azurite: 'Azurite' }
@@ -24,7 +30,7 @@ export interface OpenRemoteOptions {
   log?: (line: string) => void
 }
 
-/** The backend of a remote URL, decorated unless `retry: false`. */
+/** The backend of a remote URL (encrypted when its URL has an encryptionKey), decorated unless `retry: false`. */
 export function openBackend(url: string, options: OpenRemoteOptions = {}): Backend {
   const remote = parseRemoteUrl(url)
   const factory = backends[remote.type]
@@ -34,7 +40,7 @@ export function openBackend(url: string, options: OpenRemoteOptions = {}): Backe
       `${NAMES[remote.type]} remotes are not supported by this version of Lifeboat yet; use a local folder (file:///path), for example the share mounted by the system.`,
     )
   }
-  const backend = factory(remote, redactRemoteUrl(url))
+  const backend = withEncryption(factory(remote, redactRemoteUrl(url)), remoteEncryptionKey(remote))
   return options.retry === false ? backend : decorate(backend, { ...(options.log && { log: options.log }), ...(options.retry && { retry: options.retry }) })
 }
 
