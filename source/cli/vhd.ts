@@ -1,6 +1,7 @@
-// `lifeboat vhd info|check|raw FILE`: offline inspection of VHD files and chains, no daemon needed.
+// `lifeboat vhd info|check|raw PATH`: offline inspection of VHD files, XO's VhdDirectories and aliases, and
+// their chains; no daemon needed.
 import { pipeline } from 'node:stream/promises'
-import { VhdChain, VhdFile, checkVhdChain, dateFromVhdTimestamp, ZERO_UUID, type VhdFooter } from '../formats/vhd/index.ts'
+import { VhdChain, VhdDirectory, checkVhdChain, dateFromVhdTimestamp, openVhd, ZERO_UUID, type VhdFooter } from '../formats/vhd/index.ts'
 import { describeError, errorCode } from '../util/errors.ts'
 import type { CommandSpec } from '../util/args.ts'
 import { UsageError, runGroupHelp, runSpec, printJson } from './command.ts'
@@ -11,9 +12,9 @@ const DISK_TYPES: Record<VhdFooter['diskType'], string> = { 2: 'fixed', 3: 'dyna
 const JSON_OPTION = { json: { help: 'print one JSON document on stdout (also for a failure: {"ok": false, "error": …})' } }
 
 export const VHD_COMMANDS: Record<string, CommandSpec & { body(file: string, json: boolean): Promise<void> }> = {
-  info: { name: 'vhd info', positionals: ['FILE'], summary: 'Prints the footer, header and block table of a VHD file.', options: JSON_OPTION, body: info },
-  check: { name: 'vhd check', positionals: ['FILE'], summary: 'Validates a VHD file and its whole parent chain.', options: JSON_OPTION, body: check },
-  raw: { name: 'vhd raw', positionals: ['FILE'], summary: "Writes a VHD chain's raw disk to stdout (> disk.raw).", body: file => raw(file) },
+  info: { name: 'vhd info', positionals: ['PATH'], summary: 'Prints the footer, header and block table of a VHD file, a VhdDirectory or an alias (*.alias.vhd).', options: JSON_OPTION, body: info },
+  check: { name: 'vhd check', positionals: ['PATH'], summary: 'Validates a VHD file, a VhdDirectory or an alias, and its whole parent chain.', options: JSON_OPTION, body: check },
+  raw: { name: 'vhd raw', positionals: ['PATH'], summary: "Writes the raw disk of a VHD chain (files, VhdDirectories, aliases) to stdout (> disk.raw).", body: file => raw(file) },
 }
 
 export async function main(args: string[]): Promise<void> {
@@ -33,12 +34,17 @@ export async function main(args: string[]): Promise<void> {
 }
 
 async function info(path: string, json: boolean): Promise<void> {
-  const file = await VhdFile.open(path)
+  const file = await openVhd(path)
   try {
     const { footer, header } = file
+    const directory = file instanceof VhdDirectory ? file : undefined
     const differencing = footer.diskType === 4
     const summary = {
       path,
+      format: directory === undefined ? 'file' : 'directory',
+      /** The folder an alias points at; null for a file or a folder named directly. */
+      dataPath: directory !== undefined && directory.dataPath !== path ? directory.dataPath : null,
+      compression: directory?.compression ?? null,
       type: DISK_TYPES[footer.diskType],
       size: footer.currentSize,
       uuid: footer.uuid,
@@ -46,13 +52,14 @@ async function info(path: string, json: boolean): Promise<void> {
       blockSize: header.blockSize,
       blocks: file.blockCount,
       allocatedBlocks: file.allocatedBlocks().length,
-      tableOffset: footer.diskType === 2 ? null : header.tableOffset,
+      tableOffset: footer.diskType === 2 || directory !== undefined ? null : header.tableOffset,
       creator: { application: footer.creatorApplication, version: footer.creatorVersion, hostOs: footer.creatorHostOs },
       timestamp: dateFromVhdTimestamp(footer.timestamp).toISOString(),
     }
     if (json) return printJson(summary)
     const lines = [
-      ['File', path],
+      ['File', summary.dataPath === null ? path : `${path} -> ${summary.dataPath}`],
+      ['Format', directory === undefined ? 'VHD file' : `VhdDirectory, ${directory.compression === 'none' ? 'uncompressed' : `${directory.compression} per block`}`],
       ['Type', summary.type],
       ['Size', `${summary.size} bytes (${(summary.size / 2 ** 30).toFixed(2)} GiB)`],
       ['UUID', summary.uuid],

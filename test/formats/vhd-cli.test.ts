@@ -1,13 +1,14 @@
-// `lifeboat vhd info|check|raw` on good and broken files: exit codes, JSON shape, raw bytes.
+// `lifeboat vhd info|check|raw` on good and broken files, VhdDirectories and aliases: exit codes, JSON shape, raw bytes.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
-import { readFile, rm, writeFile } from 'node:fs/promises'
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { randomUUID } from 'node:crypto'
 import { fileURLToPath } from 'node:url'
 import { tempDir } from '../helpers/tools.ts'
-import { patternBlock, rawOfLayers, writeVhd, type BlockMap } from './fixtures/vhd/disks.ts'
+import { localFileSystem, writeVhdAlias } from '../../source/formats/vhd/index.ts'
+import { patternBlock, rawOfLayers, writeVhd, writeVhdDir, type BlockMap } from './fixtures/vhd/disks.ts'
 
 const MiB = 1024 * 1024
 const BIN = fileURLToPath(new URL('../../bin/lifeboat.js', import.meta.url))
@@ -81,6 +82,50 @@ test('vhd info, check and raw on a good chain and on broken files', async () => 
     const usage = await lifeboat(['vhd', 'frobnicate', childPath])
     assert.equal(usage.code, 2)
     assert.equal((await lifeboat(['vhd', 'info'])).code, 2)
+  } finally {
+    await dir.cleanup()
+  }
+})
+
+test('vhd info, check and raw on a chain of VhdDirectories given by its alias or its folder', async () => {
+  const dir = await tempDir()
+  try {
+    const size = 12 * MiB
+    const base: BlockMap = new Map([[0, patternBlock(0, 1)], [4, patternBlock(4, 1)]])
+    const delta: BlockMap = new Map([[4, patternBlock(4, 2)], [5, patternBlock(5, 2)]])
+    const baseUuid = randomUUID()
+    await mkdir(join(dir.path, 'data'))
+    await writeVhdDir(join(dir.path, 'data/base.vhd'), { size, uuid: baseUuid, blocks: base, compression: 'gzip' })
+    await writeVhdDir(join(dir.path, 'data/child.vhd'), { size, uuid: randomUUID(), blocks: delta, parent: { uuid: baseUuid, unicodeName: 'base.alias.vhd' } })
+    const baseAlias = join(dir.path, 'base.alias.vhd')
+    const childAlias = join(dir.path, 'child.alias.vhd')
+    await writeVhdAlias(localFileSystem, baseAlias, join(dir.path, 'data/base.vhd'))
+    await writeVhdAlias(localFileSystem, childAlias, join(dir.path, 'data/child.vhd'))
+
+    const info = await lifeboat(['vhd', 'info', childAlias, '--json'])
+    assert.equal(info.code, 0, info.stderr)
+    const summary = JSON.parse(info.stdout.toString())
+    assert.deepEqual([summary.format, summary.compression, summary.dataPath, summary.type, summary.allocatedBlocks, summary.tableOffset], ['directory', 'brotli', join(dir.path, 'data/child.vhd'), 'differencing', 2, null])
+    assert.equal(summary.parent.name, 'base.alias.vhd')
+    const folder = JSON.parse((await lifeboat(['vhd', 'info', join(dir.path, 'data/base.vhd'), '--json'])).stdout.toString())
+    assert.deepEqual([folder.format, folder.compression, folder.dataPath], ['directory', 'gzip', null], 'a folder named directly')
+    const text = (await lifeboat(['vhd', 'info', childAlias])).stdout.toString()
+    assert.match(text, /Format\s+VhdDirectory, brotli per block/)
+    assert.match(text, /File\s+.*child\.alias\.vhd -> .*data\/child\.vhd/)
+
+    const check = await lifeboat(['vhd', 'check', childAlias, '--json'])
+    assert.equal(check.code, 0, check.stderr)
+    assert.deepEqual(JSON.parse(check.stdout.toString()), { ok: true, paths: [childAlias, baseAlias] })
+    const raw = await lifeboat(['vhd', 'raw', childAlias])
+    assert.equal(raw.code, 0, raw.stderr)
+    assert.ok(raw.stdout.equals(rawOfLayers(size, [base, delta])), 'the raw output equals the base with the delta laid over it')
+
+    await rm(join(dir.path, 'data/base.vhd/footer'))
+    const broken = await lifeboat(['vhd', 'check', childAlias])
+    assert.equal(broken.code, 1)
+    assert.match(broken.stderr, /VHD_DIRECTORY_INCOMPLETE/)
+    await writeFile(baseAlias, 'child.alias.vhd')
+    assert.match((await lifeboat(['vhd', 'info', baseAlias])).stderr, /VHD_ALIAS_TO_ALIAS/)
   } finally {
     await dir.cleanup()
   }
