@@ -46,6 +46,8 @@ const UNREACHABLE = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE',
 const AUTH = new Set(['InvalidAccessKeyId', 'SignatureDoesNotMatch', 'AccessDenied', 'Forbidden', 'ExpiredToken', 'InvalidToken'])
 const FULL = new Set(['EntityTooLarge', 'QuotaExceeded', 'XMinioStorageFull', 'InsufficientStorage', 'StorageFull'])
 const UNSUPPORTED = new Set(['NotImplemented', 'MethodNotAllowed'])
+// Node's TLS verification failures: the server is there, its certificate is not trusted here.
+const UNTRUSTED = new Set(['DEPTH_ZERO_SELF_SIGNED_CERT', 'SELF_SIGNED_CERT_IN_CHAIN', 'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY', 'CERT_HAS_EXPIRED', 'ERR_TLS_CERT_ALTNAME_INVALID'])
 
 interface SdkError {
   name?: string
@@ -345,6 +347,9 @@ export class S3Backend implements Backend {
     if (httpStatus === 507 || FULL.has(name)) return remoteFull(this.label, undefined)
     if (httpStatus === 401 || httpStatus === 403 || AUTH.has(name)) {
       return new LifeboatError('REMOTE_AUTH', `The S3 server of ${this.label} refused the credentials (${name}) for ${operation} ${path === '' ? 'the bucket' : path}; check the access key and the secret key of the remote, and that they may use the bucket ${this.#bucket}.`, { data })
+    }
+    if (UNTRUSTED.has(code)) {
+      return new LifeboatError('REMOTE_CERTIFICATE', `The S3 server of ${this.label} presented a certificate this machine does not trust (${code}); install its authority's certificate, or add ?allowUnauthorized=true to the remote's URL if you trust that server.`, { data })
     }
     if (UNREACHABLE.has(code) || UNREACHABLE.has(name)) return remoteUnavailable(this.label, undefined, `its S3 server cannot be reached (${code})`)
     if (httpStatus === 405 || httpStatus === 501 || UNSUPPORTED.has(name)) {

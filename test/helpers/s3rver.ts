@@ -5,10 +5,10 @@ import { once } from 'node:events'
 import { createRequire } from 'node:module'
 import { join } from 'node:path'
 import { pathToFileURL } from 'node:url'
-import { tempDir } from './tools.ts'
+import { requireTool, run, tempDir } from './tools.ts'
 
 export interface S3rver {
-  /** An `s3+http://S3RVER:S3RVER@127.0.0.1:PORT/<bucket>/<dir>` remote URL. */
+  /** An `s3+http://S3RVER:S3RVER@127.0.0.1:PORT/<bucket>/<dir>` remote URL (`s3://` with tls). */
   url: string
   port: number
   bucket: string
@@ -29,7 +29,7 @@ export const S3RVER_SECRET = 'S3RVER'
 // s3rver walks one folder below a listed prefix only: a folder whose objects are all deeper (vdis/job/x.vhd)
 // is missing from CommonPrefixes. The patch adds those, as S3 lists them (prefixes ending in '/' only).
 const CHILD = `
-  import { readdirSync } from 'node:fs'
+  import { readdirSync, readFileSync } from 'node:fs'
   import { join } from 'node:path'
   const { default: S3rver } = await import(process.env.S3RVER_MODULE)
   const { default: Store } = await import(new URL('stores/filesystem.js', process.env.S3RVER_MODULE).href)
@@ -53,8 +53,9 @@ const CHILD = `
   }
   const { default: account } = await import(new URL('models/account.js', process.env.S3RVER_MODULE).href)
   for (const [key, secret] of JSON.parse(process.env.S3RVER_KEYS)) account.DUMMY_ACCOUNT.createKeyPair(key, secret)
+  const tls = process.env.S3RVER_TLS === '' ? {} : { key: readFileSync(process.env.S3RVER_TLS + '/key.pem'), cert: readFileSync(process.env.S3RVER_TLS + '/cert.pem') }
   const server = new S3rver({ address: '127.0.0.1', port: Number(process.env.S3RVER_PORT), directory: process.env.S3RVER_DIR, silent: true,
-    configureBuckets: [{ name: process.env.S3RVER_BUCKET }] })
+    configureBuckets: [{ name: process.env.S3RVER_BUCKET }], ...tls })
   const { port } = await server.run()
   process.stdout.write(JSON.stringify({ port }) + '\\n')
 `
@@ -67,18 +68,25 @@ function s3rverModule(): string {
   }
 }
 
-/** `keys`: more access key and secret pairs the server accepts (it checks the access key only, not the signature). */
-export async function startS3rver(options: { bucket?: string; dir?: string; keys?: Array<[string, string]> } = {}): Promise<S3rver> {
+/**
+ * `keys`: more access key and secret pairs the server accepts (it checks the access key only, not the signature).
+ * `tls`: HTTPS with a self-signed certificate made by openssl for 127.0.0.1 (the URL is then `s3://`).
+ */
+export async function startS3rver(options: { bucket?: string; dir?: string; keys?: Array<[string, string]>; tls?: boolean } = {}): Promise<S3rver> {
   const module = s3rverModule()
   const bucket = options.bucket ?? 'backups'
   const scratch = await tempDir('lifeboat-s3rver-')
+  if (options.tls === true) {
+    requireTool('openssl', 'openssl')
+    await run('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '1', '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1', '-keyout', join(scratch.path, 'key.pem'), '-out', join(scratch.path, 'cert.pem')])
+  }
   let child: ChildProcess | undefined
   let port = 0
 
   async function start(): Promise<void> {
     const process_ = spawn(process.execPath, ['--input-type=module', '-e', CHILD], {
       // The legacy provider: s3rver's continuation tokens are DES-encrypted (paging fails without it).
-      env: { ...process.env, NODE_OPTIONS: '--openssl-legacy-provider', S3RVER_MODULE: module, S3RVER_PORT: String(port), S3RVER_DIR: join(scratch.path, 'data'), S3RVER_BUCKET: bucket, S3RVER_KEYS: JSON.stringify(options.keys ?? []) },
+      env: { ...process.env, NODE_OPTIONS: '--openssl-legacy-provider', S3RVER_MODULE: module, S3RVER_PORT: String(port), S3RVER_DIR: join(scratch.path, 'data'), S3RVER_BUCKET: bucket, S3RVER_KEYS: JSON.stringify(options.keys ?? []), S3RVER_TLS: options.tls === true ? scratch.path : '' },
       stdio: ['ignore', 'pipe', 'pipe'],
     })
     child = process_
@@ -113,7 +121,7 @@ export async function startS3rver(options: { bucket?: string; dir?: string; keys
   }
 
   await start()
-  const urlFor = (dir: string) => `s3+http://${S3RVER_KEY}:${S3RVER_SECRET}@127.0.0.1:${port}/${bucket}/${dir}`
+  const urlFor = (dir: string) => `${options.tls === true ? 's3' : 's3+http'}://${S3RVER_KEY}:${S3RVER_SECRET}@127.0.0.1:${port}/${bucket}/${dir}`
   return {
     get url() {
       return urlFor(options.dir ?? 'dir')

@@ -271,3 +271,21 @@ test('a stopped server is REMOTE_UNAVAILABLE for every operation', async () => {
     await own.stop()
   }
 })
+
+test('https with a self-signed certificate: refused with REMOTE_CERTIFICATE unless the URL says allowUnauthorized=true', async () => {
+  const own = await startS3rver({ tls: true })
+  const strict = backendFor(own.url)
+  const trusting = backendFor(`${own.url}?allowUnauthorized=true`)
+  try {
+    assert.match(own.url, /^s3:\/\//, 'the URL of a TLS server is s3://')
+    await assert.rejects(strict.sync(), (error: Error & { code?: string }) => error.code === 'REMOTE_CERTIFICATE' && /allowUnauthorized=true/.test(error.message))
+    await assert.rejects(strict.write('x', 'y'), { code: 'REMOTE_CERTIFICATE' })
+    await trusting.sync()
+    await trusting.write('x', 'over TLS')
+    assert.equal((await collect(await trusting.read('x'))).toString(), 'over TLS')
+  } finally {
+    await strict.close()
+    await trusting.close()
+    await own.stop()
+  }
+})
