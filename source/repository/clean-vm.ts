@@ -10,12 +10,15 @@ import { parseXvaChecksum } from './commit.ts'
 import { METADATA_FILE, resolveInVmDir, vmDir } from './layout.ts'
 import { mergeChain, resumeInterruptedMerges } from './merge-backups.ts'
 import { parseBackupMetadata, serializeBackupMetadata, type BackupMetadata, type DeltaBackupMetadata } from './metadata.ts'
-import { listChainFolders, readChainFolder, unreferencedAncestors, type ChainDisk, type ChainFolder } from './vhd-chains.ts'
+import { diskSize, listChainFolders, readChainFolder, unreferencedAncestors, type ChainDisk, type ChainFolder } from './vhd-chains.ts'
 
 export interface CleanVmOptions {
   /** Merge unreferenced VHDs into the oldest kept backup that needs them (retention of delta chains). */
   merge?: boolean
-  /** Remove what is broken or unreferenced (orphan VHDs, temp files, incomplete backups, XVAs without JSON, broken chains). */
+  /**
+   * Remove what is broken or unreferenced (orphan VHDs, temp files, incomplete backups, XVAs without JSON, broken
+   * chains, aliases with a missing, empty or non-VHD target, VhdDirectories named like aliases, orphan data/ entries).
+   */
   remove?: boolean
   signal?: AbortSignal
   /** Logs infos and warnings; each merge runs in a child task 'merge' (properties progress, size). */
@@ -82,6 +85,26 @@ class Clean {
     this.result.removed.push(path)
   }
 
+  /** Removes a folder and all it holds (a VhdDirectory) when removing is on; one already gone is fine. */
+  async removeTree(path: string): Promise<void> {
+    if (!this.removing) return
+    await this.handler.rmtree(path)
+    this.result.removed.push(path)
+  }
+
+  /**
+   * Removes a disk: a VHD file, or an alias and then its target (a crash between the two leaves an orphan data/
+   * entry, which the next clean removes). A target outside the folder's data/ is never touched.
+   */
+  async removeDisk(folder: string, disk: ChainDisk): Promise<void> {
+    if (disk.folder) return this.removeTree(disk.path)
+    await this.remove(disk.path)
+    if (disk.target === undefined || !disk.target.startsWith(`${folder}/data/`)) return
+    const target = await this.handler.stat(disk.target).catch(error => (errorCode(error) === 'ENOENT' ? undefined : Promise.reject(error)))
+    if (target?.isDirectory === true) await this.removeTree(disk.target)
+    else if (target !== undefined) await this.remove(disk.target)
+  }
+
   checkpoint(): void {
     this.options.signal?.throwIfAborted()
   }
@@ -144,10 +167,9 @@ async function readFolders(clean: Clean, folderPaths: string[], blocked: Set<str
     clean.checkpoint()
     if (blocked.has(path)) continue
     const folder = await readChainFolder(clean.handler, clean.fs, path)
-    if (folder.unsupported.length > 0 || folder.forks.length > 0) {
+    if (folder.forks.length > 0) {
       blocked.add(path)
-      const why = folder.unsupported.length > 0 ? `it holds VhdDirectory backups (${folder.unsupported.join(', ')}), which Lifeboat does not handle` : `a disk has several children (${folder.forks.join(', ')})`
-      clean.warn(`this disk folder is left as it is: ${why}`, { folder: path })
+      clean.warn(`this disk folder is left as it is: a disk has several children (${folder.forks.join(', ')})`, { folder: path })
       continue
     }
     folders.push(folder)
@@ -175,7 +197,11 @@ async function removeUnusedDisks(clean: Clean, folders: ChainFolder[], reference
       if (referenced.has(disk.path) || claimed.has(disk.path)) continue
       if (disk.broken !== undefined) clean.warn('broken VHD', { path: disk.path, reason: disk.broken })
       else clean.info('unused VHD', { path: disk.path })
-      await clean.remove(disk.path)
+      await clean.removeDisk(folder.path, disk)
+    }
+    for (const path of folder.orphanData) {
+      clean.warn('VhdDirectory no alias points at (orphaned data)', { path })
+      await clean.removeTree(path)
     }
   }
   return merges
@@ -192,7 +218,7 @@ async function runMerges(clean: Clean, merges: ChainDisk[][]): Promise<Map<strin
       const outcome = await mergeChain(clean.handler, clean.fs, chain.map(disk => disk.path), { ...(task && { task }), ...(signal && { signal }) })
       clean.result.merged += outcome.merged
       clean.result.mergedBytes += outcome.mergedBytes
-      mergedInto.set(target.path, { differencing: chain[0]!.differencing, size: (await clean.handler.stat(target.path)).size })
+      mergedInto.set(target.path, { differencing: chain[0]!.differencing, size: await diskSize(clean.handler, clean.fs, target.path) })
     } catch (error) {
       clean.checkpoint()
       clean.warn('merge failed; it is resumed by the next clean', { path: target.path, error: (error as Error).message })
@@ -353,16 +379,20 @@ async function removeStrayFiles(clean: Clean, vmUuid: string, rootNames: string[
   }
 }
 
-/** Chain folders (and their job folders) emptied by the clean. */
+/** Chain folders (their data/ folder, and their job folders) emptied by the clean. */
 async function removeEmptyFolders(handler: RemoteHandler, folders: string[]): Promise<void> {
-  for (const folder of folders) {
-    for (const path of [folder, posix.dirname(folder)]) {
-      try {
-        await handler.rmdir(path)
-      } catch (error) {
-        if (!['ENOTEMPTY', 'EEXIST', 'ENOENT'].includes(errorCode(error))) throw error
-        break
-      }
+  /** False when the folder stays (not empty, or already gone). */
+  const rmdir = async (path: string): Promise<boolean> => {
+    try {
+      await handler.rmdir(path)
+      return true
+    } catch (error) {
+      if (!['ENOTEMPTY', 'EEXIST', 'ENOENT'].includes(errorCode(error))) throw error
+      return false
     }
+  }
+  for (const folder of folders) {
+    await rmdir(`${folder}/data`)
+    if (await rmdir(folder)) await rmdir(posix.dirname(folder))
   }
 }

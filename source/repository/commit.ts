@@ -1,10 +1,12 @@
-// Writing and deleting backups in XO's commit order: data via temporary name + rename, then the
-// metadata JSON (the commit marker: a JSON present means a complete backup), then the cache.
+// Writing and deleting backups in XO's commit order: data via temporary name + rename (a VhdDirectory: its
+// alias last), then the metadata JSON (the commit marker: a JSON present means a complete backup), then the cache.
 import { createHash, type Hash } from 'node:crypto'
-import type { OutputStreamOptions, RemoteHandler } from '../storage/index.ts'
+import { isVhdAlias, writeVhdAlias, writeVhdDirectory, type VhdStreamOptions } from '../formats/vhd/index.ts'
+import { fileSystemAccess, type OutputStreamOptions, type RemoteHandler } from '../storage/index.ts'
 import { updateCache } from './cache.ts'
 import { formatFilenameDate, parseBackupDate, uniqueBackupTimestamp } from './dates.ts'
-import { backupId, METADATA_FILE, metadataPath, resolveInVmDir, vmDir } from './layout.ts'
+import { VHD_DIRECTORY_COMPRESSION } from './disk-format.ts'
+import { aliasDataPath, backupId, METADATA_FILE, metadataPath, resolveInVmDir, vmDir } from './layout.ts'
 import { serializeBackupMetadata, type BackupMetadata, type VmBackup } from './metadata.ts'
 
 /** The timestamp and file-name date of a new backup of this VM, unique within its folder. */
@@ -37,6 +39,35 @@ export async function writeBackupFile(handler: RemoteHandler, vmUuid: string, fi
   const size = await handler.outputStream(path, hashed(file.source, md5), file.options)
   await handler.writeFile(`${path}.checksum`, formatXvaChecksum(md5.digest('hex')))
   return size
+}
+
+/**
+ * Writes one delta disk of a backup as a VhdDirectory (XO's order: blocks, then header, footer and BAT, then the
+ * alias, written last: until then no disk exists under its name). `ref` names the alias. Returns the bytes XO
+ * records for it. A failure leaves at most a data/ entry no alias points at, which the cleaner removes.
+ */
+export async function writeBackupVhdDirectory(handler: RemoteHandler, vmUuid: string, ref: string, vhd: VhdStreamOptions, options: { signal?: AbortSignal } = {}): Promise<number> {
+  const alias = resolveInVmDir(vmUuid, ref)
+  const data = aliasDataPath(alias)
+  const fs = fileSystemAccess(handler)
+  const { length } = await writeVhdDirectory(data, { ...vhd, blocks: untilAborted(vhd.blocks, options.signal), fs, compression: VHD_DIRECTORY_COMPRESSION })
+  await writeVhdAlias(fs, alias, data)
+  return length
+}
+
+/** The blocks, stopped with the signal's reason (a cancel, a timeout) between two of them. */
+async function* untilAborted<T>(source: AsyncIterable<T>, signal: AbortSignal | undefined): AsyncGenerator<T> {
+  for await (const item of source) {
+    signal?.throwIfAborted()
+    yield item
+  }
+}
+
+/** Removes a data file a failed backup wrote (an XVA, a VHD, or an alias with its VhdDirectory); a missing one is fine. */
+export async function discardBackupFile(handler: RemoteHandler, vmUuid: string, ref: string): Promise<void> {
+  const path = resolveInVmDir(vmUuid, ref)
+  await ignoreMissing(handler.unlink(path))
+  if (isVhdAlias(path)) await handler.rmtree(aliasDataPath(path))
 }
 
 async function* hashed(source: AsyncIterable<Buffer | Uint8Array>, hash: Hash): AsyncGenerator<Buffer | Uint8Array> {

@@ -44,6 +44,16 @@ export function vhdRef(jobId: string, sourceVdiUuid: string, date: string): stri
   return `${vdiDirRef(jobId, sourceVdiUuid)}/${date}.vhd`
 }
 
+/** `vhds` values of delta metadata on a VhdDirectory remote: the alias, relative to the VM folder. */
+export function vhdAliasRef(jobId: string, sourceVdiUuid: string, date: string): string {
+  return `${vdiDirRef(jobId, sourceVdiUuid)}/${date}.alias.vhd`
+}
+
+/** The VhdDirectory a Lifeboat alias points at (`<folder>/data/<date>.vhd` for `<folder>/<date>.alias.vhd`): named by the date, as XO does since 2026-03. */
+export function aliasDataPath(aliasPath: string): string {
+  return posix.join(posix.dirname(aliasPath), 'data', `${posix.basename(aliasPath, '.alias.vhd')}.vhd`)
+}
+
 /** A disk's chain folder, relative to the VM folder: chains belong to the job, never shared across jobs. */
 export function vdiDirRef(jobId: string, sourceVdiUuid: string): string {
   return `vdis/${component('job id', jobId)}/${component('VDI uuid', sourceVdiUuid)}`

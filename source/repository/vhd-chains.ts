@@ -1,20 +1,28 @@
-// The delta chains of one VM folder as the cleaner sees them: every VHD of every `vdis/<job>/<vdi>/` folder
-// opened once, linked to its parent by relative name and uuid, and marked broken when it or an ancestor is.
+// The delta chains of one VM folder as the cleaner sees them: every disk of every `vdis/<job>/<vdi>/` folder (a
+// VHD file, or an alias and its VhdDirectory under data/) opened, linked to its parent by relative name and
+// uuid, and marked broken when it or an ancestor is.
 import { posix } from 'node:path'
-import { VhdFile } from '../formats/vhd/index.ts'
+import { isVhdAlias, openVhd, readVhdAlias, vhdStreamLength, type Vhd } from '../formats/vhd/index.ts'
 import { DISK_TYPE_DIFFERENCING } from '../formats/vhd/structures.ts'
 import type { FileSystemAccess, RemoteHandler } from '../storage/index.ts'
-import { errorCode, isLifeboatError } from '../util/errors.ts'
+import { errorCode, isLifeboatError, type LifeboatError } from '../util/errors.ts'
+import { diskFormat, type DiskFormat } from './disk-format.ts'
 import { vmDir } from './layout.ts'
 
-/** One VHD file of a chain folder. */
+/** One disk of a chain folder: a VHD file, or an alias and the VhdDirectory it points at. */
 export interface ChainDisk {
-  /** Remote path (relative to the remote's root). */
+  /** Remote path (relative to the remote's root): the VHD file or the alias, as metadata names it. */
   path: string
+  /** For an alias: what it points at (remote path), removed with it when it lies in the folder's data/. */
+  target: string | undefined
+  /** The path is itself a folder (a VhdDirectory named like an alias, which XO removes). */
+  folder: boolean
+  /** Undefined when the disk does not open. */
+  format: DiskFormat | undefined
   /** Footer uuid: the exported snapshot VDI's uuid. */
   uuid: string
   differencing: boolean
-  /** Bytes on the remote. */
+  /** Bytes on the remote for a file; the VHD stream's size for a VhdDirectory (what XO records). */
   size: number
   /** The parent's remote path, for a differencing disk whose parent is present and matches. */
   parent: string | undefined
@@ -26,14 +34,14 @@ export interface ChainDisk {
 export interface ChainFolder {
   path: string
   disks: Map<string, ChainDisk>
-  /** Names Lifeboat does not handle (VhdDirectory aliases, `data/`): the folder is then left untouched. */
-  unsupported: string[]
+  /** Entries of `data/` no alias points at (a write cut before its alias, a merge's leftover): XO deletes them. */
+  orphanData: string[]
   /** Parents with more than one child: XO refuses to clean such a folder, and so do we. */
   forks: string[]
 }
 
 const VHD_FILE = /^[^.].*\.vhd$/
-const ALIAS_FILE = /\.alias\.vhd$/
+const DATA_FOLDER = 'data'
 
 /** The chain folders of a VM (`vdis/<jobId>/<vdiUuid>`), remote paths. */
 export async function listChainFolders(handler: RemoteHandler, vmUuid: string): Promise<string[]> {
@@ -57,30 +65,90 @@ async function isFolder(handler: RemoteHandler, path: string): Promise<boolean> 
   }
 }
 
+/** What makes a disk unreadable (a bad VHD, a bad alias or a missing target) rather than the remote failing. */
+function isDiskProblem(error: unknown): error is LifeboatError {
+  return isLifeboatError(error) && (error.code.startsWith('VHD_') || error.code === 'FILE_NOT_FOUND')
+}
+
+interface ParentName {
+  parentName: string
+  parentUuid: string
+}
+
+/** Opens one disk of a folder (a VHD file, or an alias and its target), or says why it is broken; with its parent's name for a differencing disk. */
+async function readDisk(handler: RemoteHandler, fs: FileSystemAccess, folder: string, name: string): Promise<{ disk: ChainDisk; parent?: ParentName }> {
+  const path = `${folder}/${name}`
+  const disk: ChainDisk = { path, target: undefined, folder: false, format: undefined, uuid: '', differencing: false, size: 0, parent: undefined, broken: undefined }
+  const stat = await handler.stat(path)
+  if (isVhdAlias(name)) {
+    if (stat.isDirectory) return { disk: { ...disk, folder: true, broken: 'it is a VhdDirectory named like an alias' } }
+    let target: string
+    try {
+      target = await readVhdAlias(fs, path)
+    } catch (error) {
+      if (!isDiskProblem(error)) throw error
+      return { disk: { ...disk, broken: `its alias is unusable: ${error.message}` } }
+    }
+    disk.target = target
+    if (!target.endsWith('.vhd')) return { disk: { ...disk, broken: `its alias points at ${posix.relative(folder, target)}, which is not a VHD` } }
+  } else {
+    disk.size = stat.size
+  }
+  let vhd: Vhd
+  try {
+    vhd = await openVhd(path, { fs })
+  } catch (error) {
+    if (!isDiskProblem(error)) throw error
+    return { disk: { ...disk, broken: disk.target === undefined ? error.message : `the VhdDirectory of its alias is missing or unusable: ${error.message}` } }
+  }
+  try {
+    disk.format = diskFormat(vhd)
+    disk.uuid = vhd.footer.uuid
+    disk.differencing = vhd.footer.diskType === DISK_TYPE_DIFFERENCING
+    if (disk.format.kind === 'directory') disk.size = directorySize(vhd)
+    return { disk, ...(disk.differencing && { parent: { parentName: vhd.header.parentUnicodeName, parentUuid: vhd.header.parentUuid } }) }
+  } finally {
+    await vhd.close()
+  }
+}
+
+// What XO records for a VhdDirectory (its streamSize): the VHD file it would be, not its compressed chunks.
+function directorySize(vhd: Vhd): number {
+  return vhdStreamLength(vhd.footer.currentSize, vhd.allocatedBlocks().length)
+}
+
+/** A disk's size as ChainDisk.size gives it, read again (a merge changed it). */
+export async function diskSize(handler: RemoteHandler, fs: FileSystemAccess, path: string): Promise<number> {
+  if (!isVhdAlias(path)) return (await handler.stat(path)).size
+  const vhd = await openVhd(path, { fs })
+  try {
+    return directorySize(vhd)
+  } finally {
+    await vhd.close()
+  }
+}
+
 /**
- * Opens every VHD of a chain folder. A file that does not open as a VHD is broken; so is a differencing
- * disk whose parent is missing, broken, or not the disk its header names (uuid). Remote failures are thrown.
+ * Opens every disk of a chain folder (VHD files and aliases). A disk that does not open is broken (an alias
+ * empty, missing its target or pointing at no VHD too); so is a differencing disk whose parent is missing,
+ * broken, or not the disk its header names (uuid). Remote failures are thrown.
  */
 export async function readChainFolder(handler: RemoteHandler, fs: FileSystemAccess, folder: string): Promise<ChainFolder> {
   const names = await handler.list(folder)
-  const result: ChainFolder = { path: folder, disks: new Map(), unsupported: names.filter(name => ALIAS_FILE.test(name) || name === 'data'), forks: [] }
-  const headers = new Map<string, { parentName: string; parentUuid: string }>()
+  const result: ChainFolder = { path: folder, disks: new Map(), orphanData: [], forks: [] }
+  const headers = new Map<string, ParentName>()
   for (const name of names) {
-    if (!VHD_FILE.test(name) || ALIAS_FILE.test(name)) continue
-    const path = `${folder}/${name}`
-    const size = (await handler.stat(path)).size
-    let file: VhdFile
-    try {
-      file = await VhdFile.open(path, { fs })
-    } catch (error) {
-      if (!isLifeboatError(error) || !error.code.startsWith('VHD_')) throw error
-      result.disks.set(path, { path, uuid: '', differencing: false, size, parent: undefined, broken: error.message })
-      continue
+    if (!VHD_FILE.test(name)) continue
+    const { disk, parent } = await readDisk(handler, fs, folder, name)
+    result.disks.set(disk.path, disk)
+    if (parent !== undefined) headers.set(disk.path, parent)
+  }
+  if (names.includes(DATA_FOLDER)) {
+    const targets = new Set([...result.disks.values()].map(disk => disk.target))
+    for (const name of await handler.list(`${folder}/${DATA_FOLDER}`, { ignoreMissing: true })) {
+      const path = `${folder}/${DATA_FOLDER}/${name}`
+      if (!targets.has(path)) result.orphanData.push(path)
     }
-    await file.close()
-    const differencing = file.footer.diskType === DISK_TYPE_DIFFERENCING
-    result.disks.set(path, { path, uuid: file.footer.uuid, differencing, size, parent: undefined, broken: undefined })
-    if (differencing) headers.set(path, { parentName: file.header.parentUnicodeName, parentUuid: file.header.parentUuid })
   }
 
   for (const [path, { parentName, parentUuid }] of headers) {

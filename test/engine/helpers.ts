@@ -22,7 +22,8 @@ export interface EngineLab {
   cleanup(): Promise<void>
 }
 
-export async function startEngineLab(options: { fixture?: FixtureName; remotes?: string[] } = {}): Promise<EngineLab> {
+/** `remoteQuery`: the remotes' URL options (`?useVhdDirectory=true`), which the handlers' labels carry as the daemon's do. */
+export async function startEngineLab(options: { fixture?: FixtureName; remotes?: string[]; remoteQuery?: string } = {}): Promise<EngineLab> {
   const dirs: Array<Awaited<ReturnType<typeof tempDir>>> = []
   const labDir = await tempDir('lifeboat-engine-lab-')
   dirs.push(labDir)
@@ -33,7 +34,7 @@ export async function startEngineLab(options: { fixture?: FixtureName; remotes?:
   for (const name of options.remotes ?? ['a']) {
     const dir = await tempDir(`lifeboat-remote-${name}-`)
     dirs.push(dir)
-    const handler = new LocalHandler(dir.path)
+    const handler = new LocalHandler(dir.path, `file://${dir.path}${options.remoteQuery ?? ''}`)
     await handler.sync()
     remotes.set(name, handler)
     remoteDirs.set(name, dir.path)

@@ -1,11 +1,11 @@
 // Backups for the cleaner's tests: delta chains built the way the backup writer lands them (createVhdStream
-// + commitBackup), a model of every restore point's raw disk, and a remote that crashes at its Nth change.
+// + commitBackup, or VhdDirectories behind aliases), a model of every restore point's raw disk, and a remote that crashes at its Nth change.
 import { createHash } from 'node:crypto'
 import { join } from 'node:path'
 import { Readable } from 'node:stream'
 import { buffer } from 'node:stream/consumers'
-import { VHD_BLOCK_SIZE, VhdChain, createVhdStream } from '../../source/formats/vhd/index.ts'
-import { commitBackup, formatFilenameDate, vhdRef, vmDir, xvaRef, type BackupMetadata, type VmBackup } from '../../source/repository/index.ts'
+import { VHD_BLOCK_SIZE, VhdChain, createVhdStream, type VhdStreamOptions } from '../../source/formats/vhd/index.ts'
+import { commitBackup, formatFilenameDate, vhdAliasRef, vhdRef, vmDir, writeBackupMetadata, writeBackupVhdDirectory, xvaRef, type BackupMetadata, type VmBackup } from '../../source/repository/index.ts'
 import { BackendHandler, LocalBackend, type Backend, type RandomAccessFile, type RemoteHandler } from '../../source/storage/index.ts'
 
 export const VM = '0b3e6a9c-1111-4a2b-8c3d-00000000c1ea'
@@ -65,6 +65,8 @@ export interface BackupOptions {
   scheduleId?: string
   /** Full backup of every disk (new chain) at this generation. */
   full?: boolean
+  /** Disks as VhdDirectories behind aliases (an object store's layout), not VHD files. */
+  directory?: boolean
 }
 
 /**
@@ -77,6 +79,7 @@ export async function writeDeltaBackup(handler: RemoteHandler, disks: DiskHistor
   const previousDate = formatFilenameDate(timestamp - 3_600_000)
   const full = options.full === true || generation === 0
   const files = []
+  let directoriesSize = 0
   const metadata: BackupMetadata = {
     version: '2.0.0', jobId: JOB, scheduleId: options.scheduleId ?? SCHEDULE, mode: 'delta', timestamp, vm: vmRecord,
     vmSnapshot: { ...vmRecord, uuid: `dddddddd-0000-4000-8000-${String(generation).padStart(12, '0')}`, is_a_snapshot: true },
@@ -92,23 +95,29 @@ export async function writeDeltaBackup(handler: RemoteHandler, disks: DiskHistor
     disk.layers[generation] = layer
     if (full) disk.fulls.add(generation)
     const blockIndexes = [...layer.keys()].sort((a, b) => a - b)
-    const { length, stream } = createVhdStream({
+    const vhd: VhdStreamOptions = {
       size: disk.sizeBlocks * VHD_BLOCK_SIZE,
       uuid: snapshotVdiUuid(d, generation),
       blockIndexes,
       blocks: (async function* () {
         for (const index of blockIndexes) yield { index, data: layer.get(index)! }
       })(),
-      ...(!full && { parent: { uuid: snapshotVdiUuid(d, generation - 1), unicodeName: `${previousDate}.vhd` } }),
-    })
+      ...(!full && { parent: { uuid: snapshotVdiUuid(d, generation - 1), unicodeName: options.directory === true ? `${previousDate}.alias.vhd` : `${previousDate}.vhd` } }),
+    }
     const ref = `OpaqueRef:vdi-${d}`
     const uuid = snapshotVdiUuid(d, generation)
     metadata.vdis[ref] = { uuid, $snapshot_of$uuid: DISKS[d], $SR$uuid: 'sr-1', other_config: full ? {} : { 'xo:base_delta_vdi': snapshotVdiUuid(d, generation - 1) } }
     metadata.vbds[`OpaqueRef:vbd-${d}`] = { VDI: ref, userdevice: String(d) }
-    metadata.vhds[ref] = vhdRef(JOB, DISKS[d]!, date)
+    metadata.vhds[ref] = options.directory === true ? vhdAliasRef(JOB, DISKS[d]!, date) : vhdRef(JOB, DISKS[d]!, date)
     metadata.isVhdDifferencing![ref] = !full
+    if (options.directory === true) {
+      directoriesSize += await writeBackupVhdDirectory(handler, VM, metadata.vhds[ref]!, vhd)
+      continue
+    }
+    const { length, stream } = createVhdStream(vhd)
     files.push({ ref: metadata.vhds[ref]!, source: stream, options: { length } })
   }
+  if (options.directory === true) return writeBackupMetadata(handler, { ...metadata, size: directoriesSize })
   return commitBackup(handler, metadata, files)
 }
 
@@ -127,9 +136,9 @@ export async function writeFullBackup(handler: RemoteHandler, generation: number
   return commitBackup(handler, metadata, [{ ref: metadata.xva, source: Readable.from([Buffer.alloc(4096, 7)]) }])
 }
 
-/** The remote path of disk `d`'s VHD at one generation. */
-export function vhdPath(d: number, generation: number): string {
-  return `${vmDir(VM)}/${vhdRef(JOB, DISKS[d]!, formatFilenameDate(START + generation * 3_600_000))}`
+/** The remote path of disk `d`'s VHD (or alias, `directory`) at one generation. */
+export function vhdPath(d: number, generation: number, directory = false): string {
+  return `${vmDir(VM)}/${(directory ? vhdAliasRef : vhdRef)(JOB, DISKS[d]!, formatFilenameDate(START + generation * 3_600_000))}`
 }
 
 export function jsonPath(generation: number): string {

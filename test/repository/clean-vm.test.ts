@@ -193,7 +193,7 @@ test("a full backup's XO checksum: the XVA's md5 written beside it, checked by t
   })
 })
 
-test('remove: false reports every problem and removes nothing; VhdDirectory folders are left untouched', async () => {
+test('remove: false reports every problem and removes nothing, an alias without its VhdDirectory too', async () => {
   await withRemote(async (handler, root) => {
     await history(handler, 3)
     await handler.unlink(vhdPath(0, 1))
@@ -206,12 +206,13 @@ test('remove: false reports every problem and removes nothing; VhdDirectory fold
     assert.deepEqual(result.removed, [])
     assert.ok(result.warnings.some(w => w.startsWith('incomplete backup')), 'clean warns of the incomplete backup')
     assert.ok(result.warnings.some(w => w.startsWith('XVA without backup metadata')), 'clean warns of the XVA without backup metadata')
-    assert.ok(result.warnings.some(w => w.includes('VhdDirectory')), 'clean warns of the VhdDirectory disk')
+    assert.ok(result.warnings.some(w => w.startsWith('broken VHD') && w.includes('20260101T020000Z.alias.vhd')), 'clean warns of the alias without its VhdDirectory')
     const files = async () => (await readdir(join(root, vmDir(VM)), { recursive: true })).filter(name => name !== 'cache.json.gz').sort()
     assert.deepEqual(await files(), before.filter(name => name !== 'cache.json.gz').sort(), 'only the cache is (re)written')
     const removed = await cleanVm(handler, VM)
     assert.ok(removed.removed.includes(vmFile('20260102T000000Z.xva')), 'clean removes the XVA of 20260102T000000Z')
-    assert.deepEqual(await readdir(xoFolder), ['20260101T020000Z.alias.vhd', 'data'], 'the XO VhdDirectory folder is never touched')
+    assert.ok(removed.removed.includes(`${vmDir(VM)}/vdis/${JOB}/ffffffff-6666-4a2b-8c3d-000000000001/20260101T020000Z.alias.vhd`), 'clean removes the alias without its VhdDirectory')
+    await assert.rejects(readdir(xoFolder), { code: 'ENOENT' }, 'and its emptied chain folder')
   })
 })
 

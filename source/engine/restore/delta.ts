@@ -1,6 +1,6 @@
-// Delta restore: each disk's chain (the backup's VHD and its parents on the remote) streamed as one dynamic
-// VHD onto a new VDI, and the VM rebuilt around the disks from the records the metadata kept (Suspended, for a
-// backup with memory).
+// Delta restore: each disk's chain (the backup's VHD file, or alias to a VhdDirectory, and its parents on the
+// remote) streamed as one dynamic VHD onto a new VDI, and the VM rebuilt around the disks from the records the
+// metadata kept (Suspended, for a backup with memory).
 import { VhdChain } from '../../formats/vhd/index.ts'
 import { fileSystemAccess } from '../../storage/index.ts'
 import { formatFilenameDate, resolveInVmDir, type DeltaBackupMetadata } from '../../repository/index.ts'
@@ -81,9 +81,6 @@ async function openChains(context: RestoreContext, metadata: DeltaBackupMetadata
       const name = String(record.name_label ?? record.uuid)
       const vhd = metadata.vhds[ref]
       if (vhd === undefined) throw brokenBackup(context, name, `the metadata names no VHD file for it`)
-      if (vhd.endsWith('.alias.vhd')) {
-        throw new LifeboatError('RESTORE_UNSUPPORTED', `Disk "${name}" of this backup is stored as a VHD directory (${vhd}, Xen Orchestra's format for object storage); Lifeboat cannot restore that format yet.`)
-      }
       try {
         disks.push({ ref, record, chain: await VhdChain.open(resolveInVmDir(context.vmDirUuid, vhd), { fs }) })
       } catch (error) {

@@ -1,13 +1,12 @@
-// A delta backup onto a remote (XO's IncrementalRemoteWriter): each disk a VHD in its chain folder —
-// differencing onto the chain's tip when the tip is the base snapshot, dynamic otherwise — then the metadata
-// JSON, then retention of this schedule's delta backups and the merges it releases.
+// A delta backup onto a remote (XO's IncrementalRemoteWriter): each disk a VHD file, or a VhdDirectory behind
+// an alias, in its chain folder — differencing onto the chain's tip when the tip is the base snapshot and of
+// the same format, dynamic otherwise — then the metadata JSON, then retention of this schedule's delta
+// backups and the merges it releases.
 import { posix } from 'node:path'
-import { fileSystemAccess } from '../../storage/index.ts'
-import { VhdFile, type VhdFooter } from '../../formats/vhd/index.ts'
-import { METADATA_VERSION, vdiDirRef, vhdRef, vmDir, writeBackupFile, writeBackupMetadata, type BackupMetadata } from '../../repository/index.ts'
+import { chainRefusal, METADATA_VERSION, usesVhdDirectory, vdiDirRef, vhdAliasRef, vhdRef, vmDir, writeBackupFile, writeBackupMetadata, writeBackupVhdDirectory, type BackupMetadata } from '../../repository/index.ts'
 import type { DeltaVmExport, DiskBlock, ExportedDisk, ProgressReporter } from '../sources/vm-export.ts'
 import { KEY } from '../run/snapshots.ts'
-import { exportedDiskVhd } from './disk-vhd.ts'
+import { exportedDiskVhd, exportedDiskVhdOptions } from './disk-vhd.ts'
 import { countedForLanes } from './progress.ts'
 import { RemoteTarget } from './remote-target.ts'
 import type { DeltaBackupTarget, TargetStep } from './target.ts'
@@ -19,7 +18,15 @@ export class RemoteDeltaTarget extends RemoteTarget implements DeltaBackupTarget
   /** Data files written for the backup in progress, by snapshot VDI ref. */
   readonly #vhds: Record<string, string> = {}
 
-  /** Keeps the bases whose chain on this remote ends with that snapshot (footer uuid); says why each other disk goes full. */
+  /** VhdDirectories behind aliases (object stores, `?useVhdDirectory=true`), else VHD files. */
+  get #directories(): boolean {
+    return usesVhdDirectory(this.handler)
+  }
+
+  /**
+   * Keeps the bases whose chain on this remote ends with that snapshot (footer uuid) and is of the format this
+   * remote writes (XO's isMergeableParent); says why each other disk goes full.
+   */
   async checkBases(bases: ReadonlyMap<string, string>): Promise<Map<string, string>> {
     const { handler, vmUuid, jobId, name } = this.options
     const refused = new Map<string, string>()
@@ -31,9 +38,9 @@ export class RemoteDeltaTarget extends RemoteTarget implements DeltaBackupTarget
         refused.set(liveVdiUuid, `no earlier backup of this disk on remote ${name}`)
         continue
       }
-      const footer = await this.#readFooter(`${dir}/${tip}`).catch(() => undefined)
-      if (footer?.uuid !== baseUuid) {
-        refused.set(liveVdiUuid, `the newest backup of this disk on remote ${name} (${tip}) is not of the base snapshot ${baseUuid}`)
+      const reason = await chainRefusal(handler, `${dir}/${tip}`, baseUuid).catch((error: Error) => `cannot be read with its chain (${error.message})`)
+      if (reason !== undefined) {
+        refused.set(liveVdiUuid, `the newest backup of this disk on remote ${name} (${tip}) ${reason}`)
         continue
       }
       this.#parents.set(liveVdiUuid, `${vdiDirRef(jobId, liveVdiUuid)}/${tip}`)
@@ -41,27 +48,30 @@ export class RemoteDeltaTarget extends RemoteTarget implements DeltaBackupTarget
     return refused
   }
 
-  async #readFooter(path: string): Promise<VhdFooter> {
-    const file = await VhdFile.open(path, { fs: fileSystemAccess(this.options.handler) })
-    try {
-      return file.footer
-    } finally {
-      await file.close()
-    }
-  }
-
   async prepare(): Promise<void> {}
 
   async transferDisk(backup: DeltaVmExport, disk: ExportedDisk, blocks: AsyncIterable<DiskBlock>, report: ProgressReporter, step: TargetStep): Promise<number> {
     const { date } = await this.date(backup.timestamp)
-    const ref = vhdRef(this.options.jobId, disk.liveVdiUuid, date)
+    const { jobId, vmUuid } = this.options
     const parent = disk.baseUuid === undefined ? undefined : this.#parents.get(disk.liveVdiUuid)
     if (disk.baseUuid !== undefined && parent === undefined) {
       throw new Error(`BUG: disk ${disk.liveVdiUuid} is exported as a delta but remote ${this.name} has no chain tip for it`)
     }
-    const vhd = exportedDiskVhd(disk, blocks, backup.timestamp, parent === undefined ? undefined : posix.basename(parent))
-    this.written.push(ref)
-    const size = await writeBackupFile(this.options.handler, this.options.vmUuid, { ref, source: countedForLanes(vhd.stream, this.name, report), options: { length: vhd.length, signal: step.signal } })
+    // The parent is named relative to the new disk's name (the alias for a VhdDirectory), in the same folder.
+    const parentName = parent === undefined ? undefined : posix.basename(parent)
+    let ref: string
+    let size: number
+    if (this.#directories) {
+      ref = vhdAliasRef(jobId, disk.liveVdiUuid, date)
+      this.written.push(ref)
+      const counted = countedForLanes(blocks, this.name, report, block => block.data.length)
+      size = await writeBackupVhdDirectory(this.handler, vmUuid, ref, exportedDiskVhdOptions(disk, counted, backup.timestamp, parentName), { signal: step.signal })
+    } else {
+      ref = vhdRef(jobId, disk.liveVdiUuid, date)
+      const vhd = exportedDiskVhd(disk, blocks, backup.timestamp, parentName)
+      this.written.push(ref)
+      size = await writeBackupFile(this.handler, vmUuid, { ref, source: countedForLanes(vhd.stream, this.name, report), options: { length: vhd.length, signal: step.signal } })
+    }
     this.#vhds[disk.ref] = ref
     this.size += size
     return size

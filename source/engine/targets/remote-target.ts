@@ -4,7 +4,7 @@
 import { errorCode } from '../../util/errors.ts'
 import { sleep } from '../../util/abort.ts'
 import type { RemoteHandler, RemoteLock } from '../../storage/index.ts'
-import { allocateBackupDate, applyRetention, cleanVm, resolveInVmDir, vmDir } from '../../repository/index.ts'
+import { allocateBackupDate, applyRetention, cleanVm, discardBackupFile, vmDir } from '../../repository/index.ts'
 import type { Settings } from '../jobs/index.ts'
 import type { TargetStep } from './target.ts'
 
@@ -107,7 +107,7 @@ export abstract class RemoteTarget {
 
   /** Removes what a failed transfer left under its final name (nothing normally: writes are atomic). */
   async discard(): Promise<void> {
-    for (const ref of this.written) await this.handler.unlink(resolveInVmDir(this.options.vmUuid, ref)).catch(() => {})
+    for (const ref of this.written) await discardBackupFile(this.handler, this.options.vmUuid, ref).catch(() => {})
   }
 
   async release(): Promise<void> {
