@@ -1,5 +1,6 @@
 // VhdDirectory merges through aliases (XO's way): every remaining restore point keeps its disk, a merge killed
-// at any file operation resumes to the same bytes (blocks copied or moved), and what XO refuses is refused.
+// at any file operation resumes to the same bytes (blocks copied or moved, on a local folder or a store of
+// names only, as an object store), and what XO refuses is refused.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { existsSync } from 'node:fs'
@@ -7,10 +8,12 @@ import { cp, readFile, readdir, writeFile } from 'node:fs/promises'
 import { join, relative } from 'node:path'
 import { randomUUID } from 'node:crypto'
 import fc from 'fast-check'
-import { VHD_BLOCK_SIZE, VhdChain, localFileSystem, mergeVhdChain, resumeVhdMergeIfAny, writeVhdAlias, type VhdCompression } from '../../source/formats/vhd/index.ts'
+import {
+  VHD_BLOCK_SIZE, VhdChain, localFileSystem, mergeVhdChain, resumeVhdMergeIfAny, writeVhdAlias, writeVhdDirectory, type FileSystemAccess, type VhdCompression,
+} from '../../source/formats/vhd/index.ts'
 import { isLifeboatError } from '../../source/util/errors.ts'
 import { tempDir } from '../helpers/tools.ts'
-import { patternBlock, writeVhd, writeVhdDir } from './fixtures/vhd/disks.ts'
+import { patternBlock, rawOfLayers, writeVhd, writeVhdDir, type BlockMap } from './fixtures/vhd/disks.ts'
 import { assertRestorePoint, crashingFileSystem, ensureDir, historyArbitrary, writeHistory } from './fixtures/vhd/history.ts'
 
 const MiB = 1024 * 1024
@@ -174,4 +177,92 @@ test('what XO refuses to merge is refused: a VhdDirectory without its alias, a c
   } finally {
     await dir.cleanup()
   }
+})
+
+/** An object store's shape in memory: names only (no folders, a prefix exists when a name is under it), rename a copy then a delete. */
+function memoryObjectStore(): { fs: FileSystemAccess; names: () => string[]; operations: () => number } {
+  const objects = new Map<string, Buffer>()
+  let operations = 0
+  const missing = (path: string) => Object.assign(new Error(`${path}: no such object`), { code: 'ENOENT' })
+  const under = (prefix: string) => [...objects.keys()].filter(name => name.startsWith(`${prefix}/`))
+  const fs: FileSystemAccess = {
+    async open(path) {
+      operations++
+      const bytes = objects.get(path)
+      if (bytes === undefined) throw missing(path)
+      return {
+        read: async (buffer, position) => bytes.copy(buffer, 0, position, position + buffer.length),
+        write: async () => { throw new Error('an object store has no random writes') },
+        size: async () => bytes.length,
+        truncate: async () => { throw new Error('an object store has no random writes') },
+        close: async () => {},
+      }
+    },
+    async readFile(path) {
+      operations++
+      const bytes = objects.get(path)
+      if (bytes === undefined) throw missing(path)
+      return Buffer.from(bytes)
+    },
+    async writeFile(path, data) {
+      operations++
+      objects.set(path, Buffer.from(data))
+    },
+    async rename(from, to) {
+      operations++
+      const bytes = objects.get(from)
+      if (bytes === undefined) throw missing(from)
+      objects.set(to, bytes)
+      objects.delete(from)
+    },
+    async unlink(path) {
+      operations++
+      if (!objects.delete(path)) throw missing(path)
+    },
+    exists: async path => (operations++, objects.has(path) || under(path).length > 0),
+    list: async dir => (operations++, [...new Set(under(dir).map(name => name.slice(dir.length + 1).split('/')[0]!))].sort()),
+    async rmtree(path) {
+      operations++
+      for (const name of under(path)) objects.delete(name)
+    },
+  }
+  return { fs, names: () => [...objects.keys()].sort(), operations: () => operations }
+}
+
+test('on a store of names only (no folders, rename by copy: an object store), VhdDirectories are written, read, merged and resumed after a crash', async () => {
+  const size = 10 * VHD_BLOCK_SIZE
+  const layers: BlockMap[] = [new Map([0, 1, 5].map(i => [i, patternBlock(i, 1)])), new Map([1, 2].map(i => [i, patternBlock(i, 2)])), new Map([2, 5, 9].map(i => [i, patternBlock(i, 3)]))]
+  const write = async (fs: FileSystemAccess) => {
+    for (const [k, blocks] of layers.entries()) {
+      const blockIndexes = [...blocks.keys()]
+      async function* source() {
+        for (const index of blockIndexes) yield { index, data: blocks.get(index)! }
+      }
+      const parent = k === 0 ? undefined : { uuid: `00000000-0000-4000-8000-00000000000${k - 1}`, unicodeName: `t${k - 1}.alias.vhd` }
+      await writeVhdDirectory(`vdi/data/t${k}.vhd`, { fs, size, uuid: `00000000-0000-4000-8000-00000000000${k}`, blockIndexes, blocks: source(), parent, timestamp: 840_000_000 + k })
+      await writeVhdAlias(fs, `vdi/t${k}.alias.vhd`, `vdi/data/t${k}.vhd`)
+    }
+  }
+  const chain = ['vdi/t0.alias.vhd', 'vdi/t1.alias.vhd', 'vdi/t2.alias.vhd']
+  const reference = memoryObjectStore()
+  await write(reference.fs)
+  const before = await VhdChain.open(chain[2]!, { fs: reference.fs })
+  assert.ok((await before.read(0, size)).equals(rawOfLayers(size, layers)), 'the chain reads as the layers on a store of names')
+  await before.close()
+  const start = reference.operations()
+  await mergeVhdChain(chain, { fs: reference.fs })
+  const mergeOperations = reference.operations() - start
+  for (const fraction of [0.1, 0.3, 0.5, 0.7, 0.9, 0.99]) {
+    const store = memoryObjectStore()
+    await write(store.fs)
+    await assert.rejects(mergeVhdChain(chain, { fs: crashingFileSystem(Math.floor(fraction * mergeOperations), { base: store.fs }).fs, stateInterval: 0 }), /simulated crash/)
+    const resumed = await resumeVhdMergeIfAny('vdi', { fs: store.fs })
+    if (resumed.length === 0) await mergeVhdChain(chain, { fs: store.fs })
+    assert.deepEqual(store.names(), reference.names(), `the objects after a crash at ${fraction} of the merge`)
+    for (const name of reference.names()) assert.ok((await store.fs.readFile(name)).equals(await reference.fs.readFile(name)), `${name} after a crash at ${fraction} of the merge`)
+  }
+  assert.ok(reference.names().every(name => name === 'vdi/t2.alias.vhd' || name.startsWith('vdi/data/t0.vhd/')), `only the newest alias and the merged folder are left: ${reference.names().join(', ')}`)
+  const after = await VhdChain.open(chain[2]!, { fs: reference.fs })
+  assert.ok((await after.read(0, size)).equals(rawOfLayers(size, layers)), 'the merged disk reads as the chain did')
+  await after.close()
 })
