@@ -169,7 +169,7 @@ export class S3Backend implements Backend {
       if (status(error) === 416) return Readable.from([])
       throw this.#error(error, 'read', path)
     }
-    const body = object.Body as Readable
+    const body = this.#mapped(object.Body as Readable, path)
     if (whole) return body
     // A server that serves more than the range (s3rver reads 'bytes=0-0' as the whole object, some ignore Range): cut it to the range.
     const served = /^bytes (\d+)-(\d+)\//.exec(object.ContentRange ?? '')
@@ -197,31 +197,18 @@ export class S3Backend implements Backend {
     const { length } = options
     const cap = length ?? UNKNOWN_LENGTH_PART_SIZE * MAX_PARTS
     const tooMuch = () => (length === undefined ? this.#tooLarge(path, cap) : writeIncomplete(path, this.label, size, length))
-    // Only the source's own failures are caught as such: errors thrown in at the yield are the upload's (lib-storage ends the body with AbortError).
+    const failed = (error: unknown) => {
+      sourceError = { error }
+      return error
+    }
     const counted = (async function* () {
-      const chunks = data[Symbol.asyncIterator]()
-      let ended = false
-      try {
-        for (;;) {
-          let next: IteratorResult<Buffer | Uint8Array>
-          try {
-            next = await chunks.next()
-          } catch (error) {
-            ended = true
-            sourceError = { error }
-            throw error
-          }
-          if (next.done === true) break
-          size += next.value.length
-          if (size > cap) throw tooMuch()
-          yield next.value
-        }
-        ended = true
-        // Thrown before the last part is handed over: the upload is never completed with missing bytes.
-        if (length !== undefined && size !== length) throw tooMuch()
-      } finally {
-        if (!ended) await chunks.return?.()
+      for await (const chunk of pull(data, failed)) {
+        size += chunk.length
+        if (size > cap) throw tooMuch()
+        yield chunk
       }
+      // Thrown before the last part is handed over: the upload is never completed with missing bytes.
+      if (length !== undefined && size !== length) throw tooMuch()
     })()
     // One chunk ahead at most: the parts in flight are the memory a write holds.
     const body = Readable.from(counted, { highWaterMark: 1 })
@@ -315,6 +302,11 @@ export class S3Backend implements Backend {
     }
   }
 
+  /** The body of an object, its failures mid-way (the server gone) as ours. */
+  #mapped(body: Readable, path: string): Readable {
+    return Readable.from(pull(body as AsyncIterable<Buffer>, error => this.#error(error, 'read', path)), { objectMode: false })
+  }
+
   #key(path: string): string {
     return [this.#root, normalizePath(path)].filter(part => part !== '').join('/')
   }
@@ -356,6 +348,33 @@ export class S3Backend implements Backend {
       return new LifeboatError('NOT_SUPPORTED', `The S3 server of ${this.label} does not support ${operation} (${name}); use a store that implements it.`, { data })
     }
     return new LifeboatError('REMOTE_ERROR', `${operation} ${where} failed: the S3 server answered ${name}${httpStatus === undefined ? '' : ` (HTTP ${httpStatus})`}; try again, and check the server if it persists.`, { data })
+  }
+}
+
+/**
+ * The chunks of a source, closed when the consumer stops early. Only the source's own failures go through
+ * `failed`: an error thrown in by a consumer that stops (lib-storage ends its body with AbortError) is not one.
+ */
+async function* pull<T>(source: AsyncIterable<T>, failed: (error: unknown) => unknown): AsyncGenerator<T> {
+  const iterator = source[Symbol.asyncIterator]()
+  let ended = false
+  try {
+    for (;;) {
+      let next: IteratorResult<T>
+      try {
+        next = await iterator.next()
+      } catch (error) {
+        ended = true
+        throw failed(error)
+      }
+      if (next.done === true) {
+        ended = true
+        return
+      }
+      yield next.value
+    }
+  } finally {
+    if (!ended) await iterator.return?.()
   }
 }
 

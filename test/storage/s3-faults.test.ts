@@ -52,3 +52,38 @@ test('s3: s3rver killed mid-upload fails the write REMOTE_UNAVAILABLE, leaves no
     await server.stop()
   }
 })
+
+test('s3: s3rver killed while an object is read fails the read stream REMOTE_UNAVAILABLE, never a short success', async () => {
+  const server = await startS3rver()
+  try {
+    const backend = new S3Backend(parseRemoteUrl(server.url) as S3Remote, redactRemoteUrl(server.url))
+    await backend.sync()
+    const chunk = Buffer.alloc(1024 * 1024, 5)
+    async function* big() {
+      for (let i = 0; i < 64; i++) yield chunk
+    }
+    await backend.write('xo-vm-backups/vm/disk.vhd', big(), { length: 64 * chunk.length })
+    const stream = await backend.read('xo-vm-backups/vm/disk.vhd')
+    let read = 0
+    let killed = false
+    await assert.rejects(
+      (async () => {
+        for await (const part of stream) {
+          read += (part as Buffer).length
+          if (read >= chunk.length && !killed) {
+            killed = true
+            await server.kill()
+          }
+        }
+      })(),
+      (error: Error & { code?: string }) => {
+        assert.equal(error.code, 'REMOTE_UNAVAILABLE', error.message)
+        return true
+      },
+    )
+    assert.ok(read < 64 * chunk.length, `the read stopped short (${read} B), and failed`)
+    await backend.close()
+  } finally {
+    await server.stop()
+  }
+})
