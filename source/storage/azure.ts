@@ -5,7 +5,7 @@ import { Readable } from 'node:stream'
 import { BlobServiceClient, RestError, StorageSharedKeyCredential, type BlobLeaseClient, type BlockBlobClient, type ContainerClient, type ContainerListBlobHierarchySegmentResponse } from '@azure/storage-blob'
 import { LifeboatError } from '../util/errors.ts'
 import { normalizePath, type Backend, type Capabilities, type EntryStat, type ListPage, type LockOptions, type RemoteLock, type RemoteSpace, type WriteData, type WriteOptions } from './backend.ts'
-import { remoteUnavailable, writeIncomplete } from './errors.ts'
+import { remoteUnavailable, toRemoteError, writeIncomplete } from './errors.ts'
 import type { RemoteUrl } from './url.ts'
 
 const MiB = 1024 * 1024
@@ -110,8 +110,21 @@ export class AzureBackend implements Backend {
         return Readable.from([])
       }
       try {
-        const response = await blob.download(start, count)
-        return response.readableStreamBody as Readable
+        const body = (await blob.download(start, count)).readableStreamBody as Readable
+        // The body's own failures (the server gone mid-read) get the codes the requests' get. A read has no
+        // signal of its own: an AbortError here is the SDK giving up on a broken connection.
+        const mapError = (error: unknown) =>
+          error instanceof Error && error.name === 'AbortError' ? remoteUnavailable(this.label, error, 'the connection broke during a read') : this.#remoteError(error)
+        return Readable.from(
+          (async function* () {
+            try {
+              yield* body
+            } catch (error) {
+              throw await mapError(error)
+            }
+          })(),
+          { objectMode: false },
+        )
       } catch (error) {
         if (isNotFound(error)) throw notFound(path, this.label)
         // A range that starts at or past the end (Azure answers 416): no bytes, as node's file streams give.
@@ -229,13 +242,14 @@ export class AzureBackend implements Backend {
     try {
       return await operation()
     } catch (error) {
-      throw this.#remoteError(error)
+      throw await this.#remoteError(error)
     }
   }
 
   // The SDK's errors hold the request (headers, signature): only their status, code and first line go on.
-  #remoteError(error: unknown): unknown {
-    if (!(error instanceof RestError)) return error
+  async #remoteError(error: unknown): Promise<unknown> {
+    // A connection reset or refused outside a request (a body): node's codes, mapped as every backend maps them.
+    if (!(error instanceof RestError)) return toRemoteError(error, this.label, async () => false)
     const cause = Object.assign(new Error(`Azure answered ${error.statusCode ?? 'nothing'} ${error.code ?? ''}: ${error.message.split('\n')[0]}`), {
       code: error.code,
       statusCode: error.statusCode,

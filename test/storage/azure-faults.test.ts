@@ -53,3 +53,35 @@ test('azure: azurite killed mid-upload fails the write REMOTE_UNAVAILABLE, leave
     await azurite.stop()
   }
 })
+
+test('azure: azurite killed mid-read fails the read stream REMOTE_UNAVAILABLE', async () => {
+  const azurite = await startAzurite({ container: 'faults' })
+  try {
+    const url = azurite.urlFor('dir', 'faults')
+    const remote = parseRemoteUrl(url)
+    assert.ok(remote.type === 'azurite', 'an azurite remote')
+    const backend = new AzureBackend(remote, redactRemoteUrl(url))
+    const size = 48 * 1024 * 1024
+    async function* data() {
+      for (let i = 0; i < 48; i++) yield Buffer.alloc(1024 * 1024, i)
+    }
+    await backend.write('disk.vhd', data(), { length: size })
+    const stream = await backend.read('disk.vhd')
+    let read = 0
+    await assert.rejects(
+      (async () => {
+        for await (const chunk of stream) {
+          if (read === 0) await azurite.kill()
+          read += (chunk as Buffer).length
+        }
+      })(),
+      (error: Error & { code?: string }) => {
+        assert.equal(error.code, 'REMOTE_UNAVAILABLE')
+        return true
+      },
+    )
+    assert.ok(read < size, `the read stopped short (${read} of ${size} bytes)`)
+  } finally {
+    await azurite.stop()
+  }
+})
