@@ -4,7 +4,7 @@
 import { createHash } from 'node:crypto'
 import { CancelToken } from 'promise-toolbox'
 import { startLab, type Lab, type FixtureName } from '../../source/lab/index.ts'
-import { LocalHandler } from '../../source/storage/index.ts'
+import { LocalHandler, openRemote, type RemoteHandler } from '../../source/storage/index.ts'
 import { destroyVmAndDisks, PoolConnection, vmDisks, type XapiRecord } from '../../source/xapi/index.ts'
 import type { VmBackup } from '../../source/repository/index.ts'
 import { parseJob, type JobInput } from '../../source/engine/jobs/index.ts'
@@ -16,22 +16,32 @@ import { tempDir } from '../helpers/tools.ts'
 export interface EngineLab {
   lab: Lab
   conns: PoolConnection[]
-  remotes: Map<string, LocalHandler>
+  remotes: Map<string, RemoteHandler>
+  /** The folders of the local remotes (those not given by URL). */
   remoteDirs: Map<string, string>
   context: EngineContext
   cleanup(): Promise<void>
 }
 
-/** `remoteQuery`: the remotes' URL options (`?useVhdDirectory=true`), which the handlers' labels carry as the daemon's do. */
-export async function startEngineLab(options: { fixture?: FixtureName; remotes?: string[]; remoteQuery?: string } = {}): Promise<EngineLab> {
+/**
+ * `remotes`: local remotes in temporary folders, with `remoteQuery` as their URL options (`?useVhdDirectory=true`),
+ * which the handlers' labels carry as the daemon's do; `remoteUrls`: remotes opened from their URL, as the daemon
+ * opens them (S3, Azure…).
+ */
+export async function startEngineLab(options: { fixture?: FixtureName; remotes?: string[]; remoteQuery?: string; remoteUrls?: Record<string, string> } = {}): Promise<EngineLab> {
   const dirs: Array<Awaited<ReturnType<typeof tempDir>>> = []
   const labDir = await tempDir('lifeboat-engine-lab-')
   dirs.push(labDir)
   const lab = await startLab({ dataDir: labDir.path, fixture: options.fixture ?? 'tiny' })
   const conns = await Promise.all(lab.pools.map(pool => PoolConnection.connect({ url: pool.url, username: pool.username, password: pool.password }, { stallTimeoutMs: 20_000 })))
-  const remotes = new Map<string, LocalHandler>()
+  const remotes = new Map<string, RemoteHandler>()
   const remoteDirs = new Map<string, string>()
-  for (const name of options.remotes ?? ['a']) {
+  for (const [name, url] of Object.entries(options.remoteUrls ?? {})) {
+    const handler = openRemote(url)
+    await handler.sync()
+    remotes.set(name, handler)
+  }
+  for (const name of options.remotes ?? (options.remoteUrls === undefined ? ['a'] : [])) {
     const dir = await tempDir(`lifeboat-remote-${name}-`)
     dirs.push(dir)
     const handler = new LocalHandler(dir.path, `file://${dir.path}${options.remoteQuery ?? ''}`)
@@ -44,6 +54,7 @@ export async function startEngineLab(options: { fixture?: FixtureName; remotes?:
     lab, conns, remotes, remoteDirs, context,
     async cleanup() {
       for (const conn of conns) await conn.disconnect()
+      for (const handler of remotes.values()) await handler.close()
       await lab.stop()
       for (const dir of dirs) await dir.cleanup()
     },
