@@ -110,6 +110,8 @@ export interface Backend {
    * keeps a lock object built on the core.
    */
   lock?(path: string, options?: LockOptions): Promise<RemoteLock>
+  /** Removes the hidden leftovers of writes interrupted more than `olderThanMs` ago (S3's multipart uploads); returns how many. */
+  abortStaleUploads?(olderThanMs: number): Promise<number>
 }
 
 /** Every entry of a folder, page after page. */

@@ -4,8 +4,8 @@ import pLimit from 'p-limit'
 import { errorCode } from '../util/errors.ts'
 import type { Backend } from './backend.ts'
 
-type Operation = 'info' | 'list' | 'stat' | 'read' | 'write' | 'delete' | 'rename' | 'open' | 'mkdir' | 'rmdir' | 'rmtree'
-const OPERATIONS: Operation[] = ['info', 'list', 'stat', 'read', 'write', 'delete', 'rename', 'open', 'mkdir', 'rmdir', 'rmtree']
+type Operation = 'info' | 'list' | 'stat' | 'read' | 'write' | 'delete' | 'rename' | 'open' | 'mkdir' | 'rmdir' | 'rmtree' | 'abortStaleUploads'
+const OPERATIONS: Operation[] = ['info', 'list', 'stat', 'read', 'write', 'delete', 'rename', 'open', 'mkdir', 'rmdir', 'rmtree', 'abortStaleUploads']
 
 /** Wraps each present operation of `backend` with `around`; sync, close and lock pass through unchanged. */
 function decorate(backend: Backend, around: (operation: Operation, args: unknown[], call: () => Promise<unknown>) => Promise<unknown>): Backend {

@@ -82,6 +82,7 @@ class EncryptedBackend implements Backend {
   mkdir?: Backend['mkdir']
   rmdir?: Backend['rmdir']
   rmtree?: Backend['rmtree']
+  abortStaleUploads?: Backend['abortStaleUploads']
   lock?: Backend['lock']
 
   constructor(inner: Backend, key: Buffer) {
@@ -363,7 +364,7 @@ function forward(inner: Backend, overrides: Pick<Backend, 'sync'>): Backend {
 }
 
 // The optional native operations an encrypted backend keeps as they are (all but open).
-const PASSED_THROUGH = ['rename', 'mkdir', 'rmdir', 'rmtree', 'lock'] as const
+const PASSED_THROUGH = ['rename', 'mkdir', 'rmdir', 'rmtree', 'lock', 'abortStaleUploads'] as const
 type NativeOperation = (typeof PASSED_THROUGH)[number] | 'open'
 
 function forwardNative(inner: Backend, target: Backend, names: readonly NativeOperation[]): void {

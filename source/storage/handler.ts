@@ -54,6 +54,8 @@ export interface RemoteHandler {
   openFile(path: string, mode: 'r' | 'r+'): Promise<RandomAccessFile>
   /** Takes the lock `<path>.lock`; a second holder is refused with REMOTE_LOCKED. */
   lock(path: string, options?: LockOptions): Promise<RemoteLock>
+  /** Removes the hidden leftovers of writes interrupted more than `olderThanMs` ago (S3's multipart uploads); returns how many. */
+  abortStaleUploads(olderThanMs: number): Promise<number>
 }
 
 export class BackendHandler implements RemoteHandler {
@@ -157,6 +159,11 @@ export class BackendHandler implements RemoteHandler {
   lock(path: string, options?: LockOptions): Promise<RemoteLock> {
     if (this.backend.lock !== undefined) return this.backend.lock(path, options)
     return takeObjectLock(this.backend, path, options)
+  }
+
+  // Elsewhere an interrupted write leaves nothing the store keeps (local temporary files are the cleaner's).
+  async abortStaleUploads(olderThanMs: number): Promise<number> {
+    return (await this.backend.abortStaleUploads?.(olderThanMs)) ?? 0
   }
 }
 

@@ -48,7 +48,7 @@ export function withRetries(backend: Backend, policy: RetryPolicy = {}): Backend
     })
   }
 
-  const native = <K extends 'rename' | 'open' | 'mkdir' | 'rmdir' | 'rmtree'>(name: K, describe: (...args: Parameters<NonNullable<Backend[K]>>) => string): Pick<Backend, K> => {
+  const native = <K extends 'rename' | 'open' | 'mkdir' | 'rmdir' | 'rmtree' | 'abortStaleUploads'>(name: K, describe: (...args: Parameters<NonNullable<Backend[K]>>) => string): Pick<Backend, K> => {
     const operation = backend[name] as ((...args: unknown[]) => Promise<unknown>) | undefined
     if (operation === undefined) return {} as Pick<Backend, K>
     return { [name]: (...args: unknown[]) => attempt(describe(...(args as Parameters<NonNullable<Backend[K]>>)), () => operation.apply(backend, args)) } as unknown as Pick<Backend, K>
@@ -70,6 +70,7 @@ export function withRetries(backend: Backend, policy: RetryPolicy = {}): Backend
     ...native('mkdir', path => `mkdir ${path}`),
     ...native('rmdir', path => `rmdir ${path}`),
     ...native('rmtree', path => `rmtree ${path}`),
+    ...native('abortStaleUploads', () => 'abort stale uploads'),
     // A lock is taken once: a retry could find its own first attempt and refuse itself.
     ...(backend.lock !== undefined && { lock: backend.lock.bind(backend) }),
   }

@@ -2,7 +2,7 @@
 // requests, and the failure log. Each is run around a real local backend whose chosen operation misbehaves.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { LocalBackend, withConcurrencyLimit, withLogging, withRetries, type Backend } from '../../source/storage/index.ts'
+import { BackendHandler, LocalBackend, withConcurrencyLimit, withLogging, withRetries, type Backend } from '../../source/storage/index.ts'
 import { tempDir } from '../helpers/tools.ts'
 
 function codedError(code: string): Error {
@@ -138,6 +138,20 @@ test('the failure log names the operation, the path and the code, and nothing of
     await assert.rejects(logged.read('missing'), { code: 'ENOENT' })
     assert.equal(lines.length, 1, 'a missing file is an answer, not a failure worth a line')
     assert.match(lines[0]!, /^remote file:\/\/\/remote: write xo-vm-backups\/vm\/a\.json failed after \d+ ms: EIO$/)
+  } finally {
+    await dir.cleanup()
+  }
+})
+
+test('the decorators and the handler pass a backend\'s clean-up of interrupted uploads through (S3 bills them until aborted)', async () => {
+  const dir = await tempDir()
+  try {
+    const asked: number[] = []
+    const inner = override(new LocalBackend(dir.path), { abortStaleUploads: async olderThanMs => (asked.push(olderThanMs), 3) })
+    const handler = new BackendHandler(withConcurrencyLimit(withRetries(withLogging(inner, () => {}))))
+    assert.equal(await handler.abortStaleUploads(1000), 3)
+    assert.deepEqual(asked, [1000])
+    assert.equal(await new BackendHandler(new LocalBackend(dir.path)).abortStaleUploads(1000), 0, 'a local folder has none')
   } finally {
     await dir.cleanup()
   }

@@ -1,10 +1,14 @@
 // What a process that died in the middle of runs leaves behind, removed at the next start: snapshots
 // still carrying the temporary name (never marked, so never a base), migration blocks never lifted, and
-// on the remotes the temporary files, half-done merges and incomplete backups the cleaner can repair.
+// on the remotes the temporary files, half-done merges and incomplete backups the cleaner can repair, and the
+// uploads an object store keeps unfinished (S3's multipart uploads, billed until aborted).
 import { errorCode } from '../../util/errors.ts'
 import { cleanVm, listBackedUpVms, vmDir } from '../../repository/index.ts'
 import { destroyVmAndDisks, liftLeftoverBlocks, TEMPORARY_SNAPSHOT_NAME } from '../../xapi/index.ts'
 import type { EngineContext } from './backup-run.ts'
+
+// An upload older than this is no longer written by anyone (another Lifeboat or XO on the same bucket may be mid-upload).
+const STALE_UPLOAD_MS = 24 * 3600_000
 
 /** Returns one line per thing it did or could not do, for the daemon's log. */
 export async function cleanupAfterCrash(context: EngineContext, options: { signal?: AbortSignal } = {}): Promise<string[]> {
@@ -28,6 +32,12 @@ export async function cleanupAfterCrash(context: EngineContext, options: { signa
     }
   }
   for (const [name, handler] of context.remotes) {
+    try {
+      const aborted = await handler.abortStaleUploads(STALE_UPLOAD_MS)
+      if (aborted > 0) lines.push(`remote ${name}: aborted ${aborted} upload(s) left unfinished`)
+    } catch (error) {
+      lines.push(`remote ${name}: could not abort the uploads left unfinished (${errorCode(error)})`)
+    }
     let vms: string[]
     try {
       vms = await listBackedUpVms(handler)
