@@ -1,12 +1,11 @@
 // azurite's blob service (test-infra.md §2) as a child process on a free port, in a scratch folder with one
 // container: stop, kill and restart it on the same port and data for fault tests.
 import { spawn, type ChildProcess } from 'node:child_process'
-import { once } from 'node:events'
 import { existsSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { BlobServiceClient, StorageSharedKeyCredential } from '@azure/storage-blob'
-import { tempDir } from './tools.ts'
+import { endProcess, tempDir } from './tools.ts'
 
 export interface Azurite {
   /** An `azurite+http://devstoreaccount1:<key>@127.0.0.1:PORT/<container>/<dir>` remote URL. */
@@ -76,10 +75,7 @@ export async function startAzurite(options: { container?: string; dir?: string }
   async function end(signal: NodeJS.Signals): Promise<void> {
     const running = child
     child = undefined
-    if (running === undefined || running.exitCode !== null || running.signalCode !== null) return
-    const exited = once(running, 'exit')
-    running.kill(signal)
-    await exited
+    await endProcess(running, signal)
   }
 
   await start()

@@ -1,11 +1,10 @@
 // s3rver (the only S3 server that runs here, test-infra.md §1) as a child process on a free port, in a
 // scratch folder with one bucket: stop, kill and restart it on the same port and data for fault tests.
 import { spawn, type ChildProcess } from 'node:child_process'
-import { once } from 'node:events'
 import { createRequire } from 'node:module'
 import { join } from 'node:path'
 import { pathToFileURL } from 'node:url'
-import { requireTool, run, tempDir } from './tools.ts'
+import { endProcess, requireTool, run, tempDir } from './tools.ts'
 
 export interface S3rver {
   /** An `s3+http://S3RVER:S3RVER@127.0.0.1:PORT/<bucket>/<dir>` remote URL (`s3://` with tls). */
@@ -114,10 +113,7 @@ export async function startS3rver(options: { bucket?: string; dir?: string; keys
   async function end(signal: NodeJS.Signals): Promise<void> {
     const running = child
     child = undefined
-    if (running === undefined || running.exitCode !== null || running.signalCode !== null) return
-    const exited = once(running, 'exit')
-    running.kill(signal)
-    await exited
+    await endProcess(running, signal)
   }
 
   await start()

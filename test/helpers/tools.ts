@@ -1,5 +1,6 @@
 // Helpers shared by the tests: temporary folders and the external programs used as oracles.
-import { spawn, spawnSync } from 'node:child_process'
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
+import { once } from 'node:events'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -32,4 +33,12 @@ export function run(command: string, args: string[], options: { input?: Buffer; 
     })
     child.stdin.end(options.input)
   })
+}
+
+/** Sends a child process a signal and waits until it has exited (at once if it already has). */
+export async function endProcess(child: ChildProcess | undefined, signal: NodeJS.Signals): Promise<void> {
+  if (child === undefined || child.exitCode !== null || child.signalCode !== null) return
+  const exited = once(child, 'exit')
+  child.kill(signal)
+  await exited
 }
