@@ -39,9 +39,6 @@ export class Remotes {
    * unreachable remote is kept with status error (it may come back), unless `mustBeReachable` (remote.add).
    */
   async open(name: string, url: string, options: { mustBeReachable?: boolean } = {}): Promise<void> {
-    if ('encryptionKey' in parseRemoteUrl(url).options) {
-      throw new LifeboatError('REMOTE_ENCRYPTION_NOT_SUPPORTED', `The remote "${name}" asks for encryption (encryptionKey), which Lifeboat does not implement yet: its backups would be written unencrypted. Remove encryptionKey from the URL, or encrypt the storage underneath.`)
-    }
     const handler = openRemote(url)
     const entry: RemoteEntry = { name, url, handler, status: 'ok' }
     try {

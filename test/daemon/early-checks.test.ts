@@ -202,11 +202,11 @@ test('restore --sr takes an SR uuid or unique name, checked before anything star
   assert.equal((await cliJson(daemon.socket, ['run', 'list'])).length, restoresBefore, 'no run was started for a refused restore')
 })
 
-test('remote add: a relative file:// URL, a missing folder and encryptionKey are refused and nothing is added', async () => {
+test('remote add: a relative file:// URL, a missing folder and an unusable encryptionKey are refused and nothing is added', async () => {
   const refusals: Array<[string, RegExp]> = [
     [`file://${join(dir.path, 'remote').slice(1)}`, /^lifeboat: REMOTE_BAD_URL: .*does not name an absolute folder: .*file:\/\/\/var\/backups\/lifeboat \(three slashes\)/],
     [`file://${join(dir.path, 'missing')}`, /^lifeboat: REMOTE_UNAVAILABLE: The remote "bad" was not added: .*missing does not exist/],
-    [`file://${join(dir.path, 'remote')}?encryptionKey=%22k%22`, /^lifeboat: REMOTE_ENCRYPTION_NOT_SUPPORTED: .*not implement yet: its backups would be written unencrypted/],
+    [`file://${join(dir.path, 'remote')}?encryptionKey=%22k%22`, /^lifeboat: REMOTE_BAD_URL: .*encryptionKey is not usable: it must be exactly 32 ASCII characters/],
   ]
   for (const [url, reason] of refusals) {
     const result = await cli(daemon.socket, ['remote', 'add', 'bad', url])
