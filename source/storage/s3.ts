@@ -46,6 +46,8 @@ const UNREACHABLE = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE',
 const AUTH = new Set(['InvalidAccessKeyId', 'SignatureDoesNotMatch', 'AccessDenied', 'Forbidden', 'ExpiredToken', 'InvalidToken'])
 const FULL = new Set(['EntityTooLarge', 'QuotaExceeded', 'XMinioStorageFull', 'InsufficientStorage', 'StorageFull'])
 const UNSUPPORTED = new Set(['NotImplemented', 'MethodNotAllowed'])
+// The bucket lives in another region than the one requests are signed for.
+const WRONG_REGION = new Set(['PermanentRedirect', 'AuthorizationHeaderMalformed', 'IncorrectEndpoint'])
 // Node's TLS verification failures: the server is there, its certificate is not trusted here.
 const UNTRUSTED = new Set(['DEPTH_ZERO_SELF_SIGNED_CERT', 'SELF_SIGNED_CERT_IN_CHAIN', 'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY', 'CERT_HAS_EXPIRED', 'ERR_TLS_CERT_ALTNAME_INVALID'])
 
@@ -60,7 +62,7 @@ interface SdkError {
 export function s3ClientConfig(remote: S3Remote): S3ClientConfig {
   return {
     endpoint: `${remote.protocol}://${remote.host}`,
-    region: remote.region ?? guessRegion(remote.host),
+    region: regionOf(remote),
     // Path-style by default, as Xen Orchestra (and every S3-compatible server) does; `?forcePathStyle=false` for virtual hosts.
     forcePathStyle: remote.options.forcePathStyle !== false,
     credentials: { accessKeyId: remote.username, secretAccessKey: remote.password },
@@ -93,6 +95,7 @@ export class S3Backend implements Backend {
   readonly #client: S3Client
   readonly #bucket: string
   readonly #root: string
+  readonly #region: string
 
   /** `client` replaces the SDK's client (unit tests give a fake with `send`). */
   constructor(remote: S3Remote, label: string, options: { client?: S3Client } = {}) {
@@ -101,6 +104,7 @@ export class S3Backend implements Backend {
     if (bucket === '') throw new LifeboatError('REMOTE_BAD_URL', `The remote ${label} names no bucket: its path should be /bucket or /bucket/folder.`)
     this.#bucket = bucket
     this.#root = normalizePath(dir.join('/'))
+    this.#region = regionOf(remote)
     this.#client = options.client ?? new S3Client(s3ClientConfig(remote))
   }
 
@@ -337,6 +341,9 @@ export class S3Backend implements Backend {
     if (httpStatus === 404 || name === 'NoSuchKey' || name === 'NotFound') return notFound(path, this.label)
     if (httpStatus === 412 || name === 'PreconditionFailed') return alreadyExists(path, this.label)
     if (httpStatus === 507 || FULL.has(name)) return remoteFull(this.label, undefined)
+    if (httpStatus === 301 || WRONG_REGION.has(name)) {
+      return new LifeboatError('REMOTE_BAD_URL', `The bucket ${this.#bucket} of ${this.label} is in another region than ${this.#region} (${name}); put its region after '#' at the end of the remote's URL (…/${this.#bucket}/dir#eu-west-3).`, { data })
+    }
     if (httpStatus === 401 || httpStatus === 403 || AUTH.has(name)) {
       return new LifeboatError('REMOTE_AUTH', `The S3 server of ${this.label} refused the credentials (${name}) for ${operation} ${path === '' ? 'the bucket' : path}; check the access key and the secret key of the remote, and that they may use the bucket ${this.#bucket}.`, { data })
     }
@@ -402,7 +409,7 @@ function alreadyExists(path: string, label: string): LifeboatError {
   return new LifeboatError('EEXIST', `${path} already exists on ${label}.`)
 }
 
-// AWS endpoints name their region (s3.eu-west-3.amazonaws.com); elsewhere the signing region is us-east-1.
-function guessRegion(host: string): string {
-  return /^s3[.-]([a-z0-9-]+)\.amazonaws\.com$/.exec(host)?.[1] ?? 'us-east-1'
+// The URL's '#region', else the one an AWS endpoint names (s3.eu-west-3.amazonaws.com), else us-east-1.
+function regionOf(remote: S3Remote): string {
+  return remote.region ?? /^s3[.-]([a-z0-9-]+)\.amazonaws\.com$/.exec(remote.host)?.[1] ?? 'us-east-1'
 }

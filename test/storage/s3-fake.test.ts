@@ -215,6 +215,8 @@ test('errors map to the codes the engine acts on, and carry neither key', async 
     [sdkError('MethodNotAllowed', 405), 'NOT_SUPPORTED'],
     [sdkError('NotImplemented', 501), 'NOT_SUPPORTED'],
     [sdkError('SlowDown', 503), 'REMOTE_ERROR'],
+    [sdkError('PermanentRedirect', 301), 'REMOTE_BAD_URL'],
+    [sdkError('AuthorizationHeaderMalformed', 400), 'REMOTE_BAD_URL'],
   ]
   for (const [thrown, code] of cases) {
     const { s3 } = backend(() => {
@@ -233,6 +235,10 @@ test('errors map to the codes the engine acts on, and carry neither key', async 
     throw sdkError('Forbidden', 403)
   })
   await assert.rejects(refused.s3.sync(), (error: Error & { code?: string }) => error.code === 'REMOTE_AUTH' && /check the access key and the secret key/.test(error.message))
+  const elsewhere = backend(() => {
+    throw sdkError('Unknown', 301)
+  })
+  await assert.rejects(elsewhere.s3.sync(), (error: Error & { code?: string }) => error.code === 'REMOTE_BAD_URL' && /another region than us-east-1 .*after '#'/.test(error.message))
   const gone = backend(() => {
     throw sdkError('NotFound', 404)
   })
