@@ -5,6 +5,8 @@ import { existsSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { BlobServiceClient, StorageSharedKeyCredential } from '@azure/storage-blob'
+import { AzureBackend } from '../../source/storage/azure.ts'
+import { parseRemoteUrl, redactRemoteUrl } from '../../source/storage/url.ts'
 import { endProcess, tempDir } from './tools.ts'
 
 export interface Azurite {
@@ -99,4 +101,11 @@ export async function startAzurite(options: { container?: string; dir?: string }
       await start()
     },
   }
+}
+
+/** The bare Azure backend of an azure or azurite URL (no decorators), labelled with the URL redacted. */
+export function azureBackendOf(url: string): AzureBackend {
+  const remote = parseRemoteUrl(url)
+  if (remote.type !== 'azurite' && remote.type !== 'azure') throw new Error(`${redactRemoteUrl(url)} is not an Azure remote`)
+  return new AzureBackend(remote, redactRemoteUrl(url))
 }

@@ -3,18 +3,13 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { createHash } from 'node:crypto'
-import { AzureBackend } from '../../source/storage/azure.ts'
 import { listAll } from '../../source/storage/backend.ts'
-import { parseRemoteUrl, redactRemoteUrl } from '../../source/storage/url.ts'
-import { startAzurite } from '../helpers/azurite.ts'
+import { azureBackendOf, startAzurite } from '../helpers/azurite.ts'
 
 test('azure: azurite killed mid-upload fails the write REMOTE_UNAVAILABLE, leaves no blob, and a write after its restart succeeds', async () => {
   const azurite = await startAzurite({ container: 'faults' })
   try {
-    const url = azurite.urlFor('dir', 'faults')
-    const remote = parseRemoteUrl(url)
-    assert.ok(remote.type === 'azurite', 'an azurite remote')
-    const backend = new AzureBackend(remote, redactRemoteUrl(url))
+    const backend = azureBackendOf(azurite.urlFor('dir', 'faults'))
     await backend.sync()
     await backend.write('kept.json', '{}')
 
@@ -57,10 +52,7 @@ test('azure: azurite killed mid-upload fails the write REMOTE_UNAVAILABLE, leave
 test('azure: azurite killed mid-read fails the read stream REMOTE_UNAVAILABLE', async () => {
   const azurite = await startAzurite({ container: 'faults' })
   try {
-    const url = azurite.urlFor('dir', 'faults')
-    const remote = parseRemoteUrl(url)
-    assert.ok(remote.type === 'azurite', 'an azurite remote')
-    const backend = new AzureBackend(remote, redactRemoteUrl(url))
+    const backend = azureBackendOf(azurite.urlFor('dir', 'faults'))
     const size = 48 * 1024 * 1024
     async function* data() {
       for (let i = 0; i < 48; i++) yield Buffer.alloc(1024 * 1024, i)

@@ -8,9 +8,9 @@ import type { Readable } from 'node:stream'
 import { BlobServiceClient, BlockBlobClient, StorageSharedKeyCredential } from '@azure/storage-blob'
 import { AzureBackend } from '../../source/storage/azure.ts'
 import { listAll, type RemoteLock } from '../../source/storage/backend.ts'
-import { parseRemoteUrl, redactRemoteUrl } from '../../source/storage/url.ts'
+import { parseRemoteUrl } from '../../source/storage/url.ts'
 import { serializeError } from '../../source/util/errors.ts'
-import { AZURITE_KEY, startAzurite, type Azurite } from '../helpers/azurite.ts'
+import { AZURITE_KEY, azureBackendOf, startAzurite, type Azurite } from '../helpers/azurite.ts'
 
 let azurite: Azurite
 let folders = 0
@@ -23,16 +23,10 @@ after(async () => {
   await azurite?.stop()
 })
 
-function backendOf(url: string): AzureBackend {
-  const remote = parseRemoteUrl(url)
-  assert.ok(remote.type === 'azurite' || remote.type === 'azure', `${remote.type} is an Azure remote`)
-  return new AzureBackend(remote, redactRemoteUrl(url))
-}
-
 /** A backend on a fresh folder of the container, and that folder's URL. */
 async function freshBackend(): Promise<AzureBackend & { url: string }> {
   const url = azurite.urlFor(`test-${++folders}`)
-  const backend = Object.assign(backendOf(url), { url })
+  const backend = Object.assign(azureBackendOf(url), { url })
   await backend.sync()
   return backend
 }
@@ -267,7 +261,7 @@ test('azure: a source that fails mid-stream leaves no blob and fails with its ow
 test('azure: a wrong account key is REMOTE_AUTH, and no error carries the key', async () => {
   const wrongKey = Buffer.from('not the account key of devstoreaccount1, 64 bytes long for the hmac!!').toString('base64')
   const url = azurite.urlFor('auth').replace(encodeURIComponent(AZURITE_KEY), encodeURIComponent(wrongKey))
-  const backend = backendOf(url)
+  const backend = azureBackendOf(url)
   const errors: unknown[] = []
   for (const operation of [() => backend.sync(), () => backend.write('x', 'x'), () => backend.read('x'), () => backend.list('')]) {
     await assert.rejects(operation(), (error: Error & { code?: string }) => {
@@ -285,7 +279,7 @@ test('azure: a wrong account key is REMOTE_AUTH, and no error carries the key', 
 })
 
 test('azure: a missing container is REMOTE_UNAVAILABLE saying to create it', async () => {
-  const backend = backendOf(azurite.urlFor('dir', 'nosuchcontainer'))
+  const backend = azureBackendOf(azurite.urlFor('dir', 'nosuchcontainer'))
   await assert.rejects(backend.sync(), (error: Error & { code?: string }) => {
     assert.equal(error.code, 'REMOTE_UNAVAILABLE')
     assert.match(error.message, /container nosuchcontainer does not exist \(create it/)
@@ -298,7 +292,7 @@ test('azure: a missing container is REMOTE_UNAVAILABLE saying to create it', asy
 test('azure: a stopped server is REMOTE_UNAVAILABLE, and the backend works again once it is back', async () => {
   const other = await startAzurite({ container: 'stopping' })
   try {
-    const backend = backendOf(other.urlFor('dir', 'stopping'))
+    const backend = azureBackendOf(other.urlFor('dir', 'stopping'))
     await backend.sync()
     await backend.write('before', 'x')
     await other.kill()
@@ -316,7 +310,7 @@ test('azure: a stopped server is REMOTE_UNAVAILABLE, and the backend works again
 test('azure: a remote at the root of its container (no folder in the URL) lists, writes and deletes there', async () => {
   const url = azurite.urlFor('', 'rooted')
   await new BlobServiceClient(`http://127.0.0.1:${azurite.port}/devstoreaccount1`, new StorageSharedKeyCredential('devstoreaccount1', AZURITE_KEY)).getContainerClient('rooted').create()
-  const backend = backendOf(url)
+  const backend = azureBackendOf(url)
   await backend.sync()
   assert.deepEqual(await backend.list(''), { entries: [] })
   await backend.write('top.json', '{}')
@@ -341,7 +335,7 @@ test('azure: capabilities say an object store with conditional creates, free spa
 
 test('azure: two lease lockers exclude each other; release lets the other in and leaves no lock blob', async () => {
   const backend = await freshBackend()
-  const other = backendOf(backend.url)
+  const other = azureBackendOf(backend.url)
   const first = await backend.lock('xo-vm-backups/vm1', { staleMs: 20_000 })
   assert.equal(first.compromised, false)
   await assert.rejects(other.lock('xo-vm-backups/vm1', { staleMs: 20_000 }), (error: Error & { code?: string }) => {
