@@ -1,7 +1,7 @@
 // Delta backups to a local remote with `?useVhdDirectory=true` (XO's layout for object stores): each disk a
-// VhdDirectory under data/ behind a `<date>.alias.vhd`, chains through aliases, and every restore point
-// restored with the snapshot's bytes; a file chain switched to directories starts a new full and says why,
-// and both kinds restore.
+// VhdDirectory under data/ behind a `<date>.alias.vhd`, chains through aliases, retention that merges
+// directories, and every restore point restored with the snapshot's bytes; a file chain switched to
+// directories starts a new full and says why, and both kinds restore.
 import assert from 'node:assert/strict'
 import { readdir, readFile, stat } from 'node:fs/promises'
 import { basename, join } from 'node:path'
@@ -41,8 +41,11 @@ async function checkDirectoryLayout(root: string, vmUuid: string, backup: VmBack
     const vdi: Record<string, unknown> = backup.vdis[ref]!
     assert.equal(vhd, `vdis/job-1/${vdi.$snapshot_of$uuid}/${date}.alias.vhd`, 'metadata vhds name the alias')
     const folder = join(root, 'xo-vm-backups', vmUuid, 'vdis', 'job-1', String(vdi.$snapshot_of$uuid))
-    assert.equal((await readFile(join(folder, `${date}.alias.vhd`), 'utf8')).trim(), `data/${date}.vhd`, 'the alias names the data folder, relative to itself')
-    const data = join(folder, 'data', `${date}.vhd`)
+    // A merged backup's alias names its oldest ancestor's folder (XO's merge keeps the ancestor's data).
+    const target = (await readFile(join(folder, `${date}.alias.vhd`), 'utf8')).trim()
+    assert.match(target, /^data\/\d{8}T\d{6}Z\.vhd$/, 'the alias names a data folder by date, relative to itself')
+    assert.ok(target <= `data/${date}.vhd`, 'its own or an older backup\'s')
+    const data = join(folder, target)
     assert.ok((await stat(data)).isDirectory(), 'the VhdDirectory is a folder named by the date')
     const names = await readdir(data)
     for (const name of ['header', 'footer', 'bat', 'chunk-filters.json']) assert.ok(names.includes(name), `the VhdDirectory holds ${name}`)
@@ -50,6 +53,36 @@ async function checkDirectoryLayout(root: string, vmUuid: string, backup: VmBack
     assert.ok(!(await readdir(folder)).includes(`${date}.vhd`), 'no VHD file of that date beside the alias')
   }
 }
+
+describe('delta backups to a remote with useVhdDirectory', () => {
+  let env: EngineLab
+  before(async () => {
+    env = await startEngineLab({ remotes: ['a'], remoteQuery: '?useVhdDirectory=true' })
+  })
+  after(async () => env.cleanup())
+
+  test('4 runs with guest writes, retention 2 (merges of directories): every restore point restores to the snapshot bytes', async () => {
+    const vm = vmByName(env.conns[0]!, 'tiny-running')
+    const theJob = job({ mode: 'delta', vms: { uuids: [vm.uuid] }, schedules: SCHEDULES })
+    const expected = new Map<string, string[]>()
+    for (let runNumber = 0; runNumber < 4; runNumber++) {
+      const tree = await runWithWrites(env, theJob, vm, runNumber, expected)
+      assert.deepEqual(exportsAreFull(tree), [runNumber === 0], `run ${runNumber}: ${runNumber === 0 ? 'a full' : 'a delta'}`)
+      if (runNumber >= 2) assert.ok(tasksOf(tree).some(t => t.message === 'merge' && t.status === 'success'), `run ${runNumber} merges the released delta`)
+    }
+    const backups = await listVmBackups(env.remotes.get('a')!, vm.uuid)
+    assert.equal(backups.length, 2, 'retention keeps 2 backups')
+    const points = await listRestorePoints(env.remotes.get('a')!)
+    assert.deepEqual(points.map(p => p.id), backups.map(b => b.id), 'backup list shows both')
+    assert.ok(points.every(p => p.mode === 'delta' && (p.size ?? 0) > 0), 'as deltas with their sizes')
+    for (const backup of backups) {
+      await checkDirectoryLayout(env.remoteDirs.get('a')!, vm.uuid, backup)
+      assert.deepEqual(await restoredDigests(env, 'a', backup), expected.get(backup.vmSnapshot.uuid), `restore of ${backup.id}`)
+    }
+    const oldest = backups[0]!
+    assert.ok(oldest.mode === 'delta' && Object.values(oldest.isVhdDifferencing ?? {}).every(differencing => !differencing), 'the merged backup is no longer differencing')
+  })
+})
 
 describe('a remote switched from VHD files to VhdDirectory', () => {
   let env: EngineLab

@@ -1,14 +1,16 @@
 // The cleaner on VhdDirectory chains (XO's layout for object stores: `<date>.alias.vhd` → `data/<date>.vhd/`):
-// XO's alias rules — an alias with a missing, empty or non-VHD target is removed, so is a VhdDirectory named
-// like an alias, and a data/ entry no alias points at.
+// retention merges through the aliases, and XO's alias rules — an alias with a missing, empty or non-VHD target
+// is removed, so is a VhdDirectory named like an alias, and a data/ entry no alias points at; an interrupted
+// directory merge is resumed.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { mkdir, readdir, rm, writeFile } from 'node:fs/promises'
 import { join, posix } from 'node:path'
-import { cleanVm, formatFilenameDate } from '../../source/repository/index.ts'
+import { applyRetention, cleanVm, formatFilenameDate, listVmBackups } from '../../source/repository/index.ts'
 import { LocalHandler, type RemoteHandler } from '../../source/storage/index.ts'
+import { TaskLog, type TaskEvent } from '../../source/tasks/index.ts'
 import { tempDir } from '../helpers/tools.ts'
-import { START, VM, chainHash, jsonPath, modelHash, newDisks, random, vhdPath, writeDeltaBackup, type DiskHistory } from './clean-fixtures.ts'
+import { JOB, SCHEDULE, START, VM, chainHash, crashingRemote, jsonPath, modelHash, newDisks, random, vhdPath, writeDeltaBackup, type DiskHistory } from './clean-fixtures.ts'
 
 async function withRemote(fn: (handler: RemoteHandler, root: string) => Promise<void>): Promise<void> {
   const dir = await tempDir('lifeboat-clean-dir-')
@@ -46,6 +48,27 @@ test('a healthy VhdDirectory chain is left as it is', async () => {
     const disks = await history(handler, 3)
     assert.deepEqual(await cleanVm(handler, VM), { merged: 0, mergedBytes: 0, removed: [], warnings: [] })
     await assertPointsIntact(root, disks, [0, 1, 2])
+  })
+})
+
+test('retention merges the released deltas into the oldest kept VhdDirectory through its alias; metadata rewritten', async () => {
+  await withRemote(async (handler, root) => {
+    const disks = await history(handler, 5)
+    await applyRetention(handler, VM, { jobId: JOB, scheduleId: SCHEDULE, keep: 2 })
+    const result = await cleanVm(handler, VM)
+    assert.equal(result.merged, 6, 'three deltas of each disk folded into the oldest kept backup')
+    assert.deepEqual(result.warnings, [])
+    await assertPointsIntact(root, disks, [3, 4])
+    for (const d of [0, 1]) {
+      const { aliases, data } = await folderOf(root, d)
+      assert.deepEqual(aliases, dates([3, 4]).map(date => `${date}.alias.vhd`), `disk ${d}: the kept aliases only`)
+      assert.equal(data.length, 2, `disk ${d}: one VhdDirectory per alias, nothing left over (${data.join(', ')})`)
+    }
+    const [oldest] = await listVmBackups(handler, VM)
+    assert.ok(oldest?.mode === 'delta', 'the oldest kept backup is a delta')
+    assert.deepEqual(Object.values(oldest.isVhdDifferencing ?? {}), [false, false], 'no longer differencing')
+    assert.ok((oldest.size ?? 0) > 0, 'its size rewritten')
+    assert.deepEqual(await cleanVm(handler, VM), { merged: 0, mergedBytes: 0, removed: [], warnings: [] }, 'a second clean finds nothing to do')
   })
 })
 
@@ -101,5 +124,35 @@ test('a data/ entry no alias points at (a write cut before its alias) is removed
     assert.ok(result.removed.includes(aliasPath(1, 2)) && result.removed.includes(dataPath(1, 2)), 'the other disk of the uncommitted backup goes with its VhdDirectory')
     for (const d of [0, 1]) assert.deepEqual((await folderOf(root, d)).data, dates([0, 1]).map(date => `${date}.vhd`))
     await assertPointsIntact(root, disks, [0, 1])
+  })
+})
+
+test('a directory merge interrupted by a crash is resumed first by the next clean, with the same bytes', async () => {
+  await withRemote(async (handler, root) => {
+    const disks = await history(handler, 4)
+    await handler.unlink(jsonPath(0))
+    await handler.unlink(jsonPath(1))
+    // Crash in the middle of the merge of disk 0: after its state file and some of its blocks.
+    let crashed = false
+    for (let stopAt = 4; !crashed; stopAt++) {
+      const { handler: crashing } = crashingRemote(root, stopAt, () => {
+        throw new Error('simulated crash')
+      })
+      await cleanVm(crashing, VM).catch(() => {})
+      crashed = (await readdir(join(root, posix.dirname(aliasPath(0, 0))))).some(name => name.endsWith('.merge.json'))
+      assert.ok(crashed || stopAt < 40, 'some crash lands in the middle of a merge')
+    }
+    const events: TaskEvent[] = []
+    const task = TaskLog.start({ name: 'clean-vm' }, { onEvent: event => events.push(event) })
+    const result = await cleanVm(handler, VM, { task })
+    task.end()
+    assert.deepEqual(result.warnings, [])
+    assert.ok(events.some(e => e.type === 'start' && e.properties.name === 'merge' && e.properties.resumed === true), 'the interrupted merge is started again, marked resumed')
+    await assertPointsIntact(root, disks, [2, 3])
+    for (const d of [0, 1]) {
+      const { aliases, data } = await folderOf(root, d)
+      assert.deepEqual(aliases, dates([2, 3]).map(date => `${date}.alias.vhd`), `disk ${d}: the kept aliases only`)
+      assert.equal(data.length, 2, `disk ${d}: one VhdDirectory per alias (${data.join(', ')})`)
+    }
   })
 })

@@ -1,6 +1,7 @@
 // A clean that dies in the middle (an exception at its Nth change to the remote, or the process SIGKILLed
 // at a random change or after a random delay) is finished by the next clean, ending with the same files
-// and bytes as a clean that was never interrupted.
+// and bytes as a clean that was never interrupted: with VHD file chains (merged in place) and VhdDirectory
+// chains (merged by block copies through their aliases).
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
@@ -18,13 +19,13 @@ const REPO = fileURLToPath(new URL('../..', import.meta.url))
 const GENERATIONS = 6
 const KEPT = [4, 5]
 
-/** Six backups of two 8 MiB disks, retention keep 2 applied: the merges are left for the clean. */
-async function prepare(root: string): Promise<DiskHistory[]> {
+/** Six backups of two 8 MiB disks (VHD files, or VhdDirectories behind aliases), retention keep 2 applied: the merges are left for the clean. */
+async function prepare(root: string, directory: boolean): Promise<DiskHistory[]> {
   await mkdir(root)
   const handler = new LocalHandler(root)
   const disks = newDisks(2, 4)
   const rand = random(1234)
-  for (let g = 0; g < GENERATIONS; g++) await writeDeltaBackup(handler, disks, g, rand)
+  for (let g = 0; g < GENERATIONS; g++) await writeDeltaBackup(handler, disks, g, rand, { directory })
   await applyRetention(handler, VM, { jobId: JOB, scheduleId: SCHEDULE, keep: KEPT.length })
   return disks
 }
@@ -53,44 +54,12 @@ async function hasMergeState(root: string): Promise<boolean> {
   return false
 }
 
-async function assertRecovered(root: string, reference: Record<string, unknown>, disks: DiskHistory[], what: string): Promise<void> {
+async function assertRecovered(root: string, reference: Record<string, unknown>, disks: DiskHistory[], directory: boolean, what: string): Promise<void> {
   const result = await cleanVm(new LocalHandler(root), VM)
   assert.deepEqual(await snapshot(root), reference, what)
-  for (const g of KEPT) for (const d of [0, 1]) assert.equal(await chainHash(root, vhdPath(d, g)), modelHash(disks[d]!, g), `${what}: disk ${d} of backup ${g}`)
+  for (const g of KEPT) for (const d of [0, 1]) assert.equal(await chainHash(root, vhdPath(d, g, directory)), modelHash(disks[d]!, g), `${what}: disk ${d} of backup ${g}`)
   assert.deepEqual(result.warnings.filter(w => !w.startsWith('temporary file')), [], what)
 }
-
-test('a clean that fails at any change to the remote is finished by the next clean, with the same bytes', async () => {
-  const dir = await tempDir('lifeboat-crash-')
-  try {
-    const template = join(dir.path, 'template')
-    const disks = await prepare(template)
-    const referenceRoot = join(dir.path, 'reference')
-    await cp(template, referenceRoot, { recursive: true })
-    const counting = crashingRemote(referenceRoot, Infinity, () => assert.fail('never stops'))
-    const referenceResult = await cleanVm(counting.handler, VM)
-    assert.equal(referenceResult.merged, 8)
-    const reference = await snapshot(referenceRoot)
-    const changes = counting.changes()
-    assert.ok(changes > 10, `a clean with 2 merges makes more than 10 changes (${changes})`)
-
-    let midMerge = 0
-    const step = Math.max(1, Math.floor(changes / 40))
-    for (let stopAt = 1; stopAt <= changes; stopAt += step) {
-      const root = join(dir.path, `crash-${stopAt}`)
-      await cp(template, root, { recursive: true })
-      const { handler } = crashingRemote(root, stopAt, () => {
-        throw new Error('simulated crash')
-      })
-      await cleanVm(handler, VM).catch(() => {})
-      if (await hasMergeState(root)) midMerge++
-      await assertRecovered(root, reference, disks, `crash at change ${stopAt} of ${changes}`)
-    }
-    assert.ok(midMerge > 0, 'some crashes happened in the middle of a merge')
-  } finally {
-    await dir.cleanup()
-  }
-})
 
 const CHILD = `
 import { writeSync } from 'node:fs'
@@ -129,31 +98,71 @@ function killedClean(root: string, kill: { stopAt: number } | { delayMs: number 
   })
 }
 
-test('a clean process SIGKILLed at a random merge step or after a random delay is resumed by the next clean', async () => {
-  const dir = await tempDir('lifeboat-kill-')
-  try {
-    const template = join(dir.path, 'template')
-    const disks = await prepare(template)
-    const referenceRoot = join(dir.path, 'reference')
-    await cp(template, referenceRoot, { recursive: true })
-    const counting = crashingRemote(referenceRoot, Infinity, () => assert.fail('never stops'))
-    const started = Date.now()
-    await cleanVm(counting.handler, VM)
-    const duration = Date.now() - started
-    const reference = await snapshot(referenceRoot)
+for (const directory of [false, true]) {
+  const kind = directory ? 'VhdDirectory chains' : 'VHD file chains'
 
-    const rand = random(Number(process.env.FC_SEED ?? Date.now() % 2 ** 31))
-    let interrupted = 0
-    for (let round = 0; round < 6; round++) {
-      const root = join(dir.path, `kill-${round}`)
-      await cp(template, root, { recursive: true })
-      const kill = round % 2 === 0 ? { stopAt: 2 + Math.floor(rand() * counting.changes() * 0.75) } : { delayMs: Math.floor(rand() * duration * 2) }
-      const outcome = await killedClean(root, kill)
-      if (outcome === 'killed' && (await hasMergeState(root))) interrupted++
-      await assertRecovered(root, reference, disks, `round ${round} (${JSON.stringify(kill)}, ${outcome})`)
+  test(`${kind}: a clean that fails at any change to the remote is finished by the next clean, with the same bytes`, async () => {
+    const dir = await tempDir('lifeboat-crash-')
+    try {
+      const template = join(dir.path, 'template')
+      const disks = await prepare(template, directory)
+      const referenceRoot = join(dir.path, 'reference')
+      await cp(template, referenceRoot, { recursive: true })
+      const counting = crashingRemote(referenceRoot, Infinity, () => assert.fail('never stops'))
+      const referenceResult = await cleanVm(counting.handler, VM)
+      assert.equal(referenceResult.merged, 8)
+      const reference = await snapshot(referenceRoot)
+      const changes = counting.changes()
+      assert.ok(changes > 10, `a clean with 2 merges makes more than 10 changes (${changes})`)
+
+      let midMerge = 0
+      const step = Math.max(1, Math.floor(changes / 40))
+      for (let stopAt = 1; stopAt <= changes; stopAt += step) {
+        const root = join(dir.path, `crash-${stopAt}`)
+        await cp(template, root, { recursive: true })
+        const { handler } = crashingRemote(root, stopAt, () => {
+          throw new Error('simulated crash')
+        })
+        await cleanVm(handler, VM).catch(() => {})
+        if (await hasMergeState(root)) midMerge++
+        await assertRecovered(root, reference, disks, directory, `crash at change ${stopAt} of ${changes}`)
+      }
+      assert.ok(midMerge > 0, 'some crashes happened in the middle of a merge')
+    } finally {
+      await dir.cleanup()
     }
-    assert.ok(interrupted > 0, 'at least one kill landed in the middle of a merge')
-  } finally {
-    await dir.cleanup()
-  }
-})
+  })
+
+}
+
+{
+  const directory = false
+  test(`VHD file chains: a clean process SIGKILLed at a random merge step or after a random delay is resumed by the next clean`, async () => {
+    const dir = await tempDir('lifeboat-kill-')
+    try {
+      const template = join(dir.path, 'template')
+      const disks = await prepare(template, directory)
+      const referenceRoot = join(dir.path, 'reference')
+      await cp(template, referenceRoot, { recursive: true })
+      const counting = crashingRemote(referenceRoot, Infinity, () => assert.fail('never stops'))
+      const started = Date.now()
+      await cleanVm(counting.handler, VM)
+      const duration = Date.now() - started
+      const reference = await snapshot(referenceRoot)
+
+      const rand = random(Number(process.env.FC_SEED ?? Date.now() % 2 ** 31))
+      let interrupted = 0
+      for (let round = 0; round < 6; round++) {
+        const root = join(dir.path, `kill-${round}`)
+        await cp(template, root, { recursive: true })
+        const kill = round % 2 === 0 ? { stopAt: 2 + Math.floor(rand() * counting.changes() * 0.75) } : { delayMs: Math.floor(rand() * duration * 2) }
+        const outcome = await killedClean(root, kill)
+        if (outcome === 'killed' && (await hasMergeState(root))) interrupted++
+        await assertRecovered(root, reference, disks, directory, `round ${round} (${JSON.stringify(kill)}, ${outcome})`)
+      }
+      assert.ok(interrupted > 0, 'at least one kill landed in the middle of a merge')
+    } finally {
+      await dir.cleanup()
+    }
+  })
+}
