@@ -4,19 +4,31 @@ import { UsageError } from './command.ts'
 import { formatBytes, table } from './output.ts'
 import { stringOption, type CommandContext, type Subcommand } from './index.ts'
 
-/** A secret from --NAME-env VAR or --NAME-file FILE (never from the command line itself, where ps and the shell history see it). */
-export async function secretOption(context: CommandContext, name: string, required = true): Promise<string | undefined> {
+/**
+ * A secret from --NAME-env VAR, --NAME-file FILE or, where the command offers it, --NAME-stdin (never from
+ * the command line itself, where ps and the shell history see it).
+ */
+export async function secretOption(context: CommandContext, name: string, { required = true, stdin: offered = false } = {}): Promise<string | undefined> {
   const variable = stringOption(context, `${name}-env`)
   const file = stringOption(context, `${name}-file`)
-  if (variable === undefined && file === undefined && !required) return undefined
-  if ((variable === undefined) === (file === undefined)) throw new UsageError(`give the ${name} with exactly one of --${name}-env VAR or --${name}-file FILE (never on the command line)`)
+  const stdin = offered && context.values[`${name}-stdin`] === true
+  const given = [variable, file, stdin || undefined].filter(source => source !== undefined).length
+  if (given === 0 && !required) return undefined
+  if (given !== 1) throw new UsageError(`give the ${name} with exactly one of --${name}-env VAR or --${name}-file FILE${offered ? ` or --${name}-stdin` : ''} (never on the command line)`)
   if (variable !== undefined) {
     const value = process.env[variable]
     if (value === undefined) throw new UsageError(`the environment variable ${variable} is not set`)
     return value
   }
   // One trailing newline is what editors and `echo` add; it is not part of the password.
-  return (await readFile(file!, 'utf8')).replace(/\r?\n$/, '')
+  const text = stdin ? await readStdin() : await readFile(file!, 'utf8')
+  return text.replace(/\r?\n$/, '')
+}
+
+async function readStdin(): Promise<string> {
+  let text = ''
+  for await (const data of process.stdin) text += String(data)
+  return text
 }
 
 export const POOL_COMMANDS: Record<string, Record<string, Subcommand>> = {

@@ -60,6 +60,7 @@ export function buildHandlers(daemon: Daemon): Record<MethodName, MethodHandler>
     },
     'remote.list': () => remotes.list(),
     'remote.test': ({ name, bytes }) => remotes.test(name, bytes),
+    'remote.info': ({ name }) => remotes.info(name),
     'remote.remove': async ({ name }) => {
       const users = state.data.jobs.filter(stored => stored.job.remotes.includes(name)).map(stored => `"${stored.job.name}"`)
       if (users.length > 0) throw new LifeboatError('REMOTE_IN_USE', `The remote "${name}" is used by the job(s) ${users.join(', ')}; change or delete them first.`)

@@ -1,10 +1,11 @@
 // The daemon's backup remotes: opened once by name (the engine gets them as handlers), their status and
-// free space for the lists, and the speed test (write, read back, delete a probe file).
+// free space for the lists, what each can do (info), and the test (write, read back, time, delete a probe).
 import { randomBytes } from 'node:crypto'
 import { Readable } from 'node:stream'
-import { openRemote, parseRemoteUrl, redactRemoteUrl, type RemoteHandler } from '../storage/index.ts'
-import { LifeboatError, serializeError } from '../util/errors.ts'
-import type { Remote, RemoteTestResult } from '../protocol/methods.ts'
+import { fileSystemAccess, openRemote, parseRemoteUrl, redactRemoteUrl, type RemoteHandler } from '../storage/index.ts'
+import { describeError, LifeboatError, serializeError } from '../util/errors.ts'
+import { formatBytes } from '../util/human.ts'
+import type { Remote, RemoteInfo, RemoteTestResult } from '../protocol/methods.ts'
 
 interface RemoteEntry {
   name: string
@@ -16,9 +17,18 @@ interface RemoteEntry {
 
 export const PROBE_BYTES = 64 * 1024 * 1024
 const PROBE_CHUNK = 1024 * 1024
+const RANGE_BYTES = 1024 * 1024
+const SMALL_BYTES = 4096
+const LATENCY_SAMPLES = 5
 
 export class Remotes {
   readonly #entries = new Map<string, RemoteEntry>()
+  readonly #open: (url: string) => RemoteHandler
+
+  /** `open` gives a URL's handler (tests wrap it to make a backend misbehave). */
+  constructor(open: (url: string) => RemoteHandler = openRemote) {
+    this.#open = open
+  }
 
   get handlers(): Map<string, RemoteHandler> {
     return new Map([...this.#entries].map(([name, entry]) => [name, entry.handler]))
@@ -39,7 +49,7 @@ export class Remotes {
    * unreachable remote is kept with status error (it may come back), unless `mustBeReachable` (remote.add).
    */
   async open(name: string, url: string, options: { mustBeReachable?: boolean } = {}): Promise<void> {
-    const handler = openRemote(url)
+    const handler = this.#open(url)
     const entry: RemoteEntry = { name, url, handler, status: 'ok' }
     try {
       await handler.sync()
@@ -83,41 +93,96 @@ export class Remotes {
     return Promise.all([...this.#entries.keys()].map(name => this.describe(name)))
   }
 
-  /** Writes a probe of `bytes`, reads it back, deletes it; speeds in MiB/s. A failure says which step failed. */
+  /** What `remote info` shows: the description, encryption, VhdDirectory and what the backend can do. */
+  async info(name: string): Promise<RemoteInfo> {
+    const remote = await this.describe(name)
+    const { options } = parseRemoteUrl(this.#entries.get(name)!.url)
+    return { ...remote, encryption: options.encryptionKey !== undefined && options.encryptionKey !== '', vhdDirectory: remote.type === 's3' || remote.type === 'azure' || options.useVhdDirectory === true }
+  }
+
+  /**
+   * Writes a probe of `bytes`, reads it back whole and a range of it (both compared with what was written),
+   * times small writes, reads, stats and deletes, then deletes everything it wrote. A failure names its step.
+   */
   async test(name: string, bytes = PROBE_BYTES): Promise<RemoteTestResult> {
     const entry = this.#entries.get(name)
     if (entry === undefined) throw new LifeboatError('REMOTE_NOT_FOUND', `No remote is named "${name}"; 'npx lifeboat remote list' shows them.`)
     const handler = entry.handler
-    const path = `.lifeboat-probe-${randomBytes(6).toString('hex')}`
+    const probe = `.lifeboat-probe-${randomBytes(6).toString('hex')}`
+    const small = Array.from({ length: LATENCY_SAMPLES }, (_, i) => `${probe}-small-${i}`)
     const chunk = randomBytes(Math.min(PROBE_CHUNK, bytes))
     const step = async <T>(what: string, body: () => Promise<T>): Promise<T> => {
       try {
         return await body()
       } catch (error) {
-        const { code, message } = serializeError(error)
-        throw new LifeboatError('REMOTE_TEST_FAILED', `The remote "${name}" failed the test while ${what}: ${code}: ${message}`, { cause: error })
+        const { code, message } = describeError(error)
+        throw new LifeboatError('REMOTE_TEST_FAILED', `The remote "${name}" failed the test while ${what}: ${code}: ${message}`, { cause: error, data: { step: what, code } })
       }
     }
+    const timed = async (body: () => Promise<unknown>): Promise<number> => {
+      const start = performance.now()
+      await body()
+      return performance.now() - start
+    }
+    const unfaithful = (what: string) => new LifeboatError('REMOTE_CORRUPT', `it gave back other bytes than it was given (${what}): it does not store files faithfully. Check the storage underneath before backing up to it.`)
     try {
       await step('preparing it', () => handler.sync())
-      const writeStart = performance.now()
-      await step('writing a probe file', () => handler.outputStream(path, Readable.from(probeChunks(chunk, bytes)), { length: bytes }))
-      const writeMs = performance.now() - writeStart
-      const readStart = performance.now()
-      const read = await step('reading the probe back', async () => {
-        let total = 0
-        for await (const data of await handler.createReadStream(path)) total += (data as Buffer).length
-        return total
+      const writeMs = await step(`writing a ${formatBytes(bytes)} probe file`, () => timed(() => handler.outputStream(probe, Readable.from(probeChunks(chunk, 0, bytes)), { length: bytes })))
+      let read = 0
+      const readMs = await step('reading the probe back', () =>
+        timed(async () => {
+          for await (const data of await handler.createReadStream(probe)) {
+            if (!matchesProbe(chunk, read, data as Buffer)) throw unfaithful('the probe read back whole')
+            read += (data as Buffer).length
+          }
+          if (read !== bytes) throw unfaithful(`${read} bytes of a ${bytes}-byte probe`)
+        }),
+      )
+      // An odd offset across a chunk boundary: a backend that ignores or shifts ranges shows it here.
+      const start = Math.min(bytes - 1, Math.floor(bytes / 3) + 7)
+      const length = Math.min(RANGE_BYTES, bytes - start)
+      let ranged = 0
+      const rangeMs = await step('reading a range of the probe', () =>
+        timed(async () => {
+          for await (const data of await handler.createReadStream(probe, { start, end: start + length - 1 })) {
+            if (!matchesProbe(chunk, start + ranged, data as Buffer)) throw unfaithful(`the range ${start}-${start + length - 1}`)
+            ranged += (data as Buffer).length
+          }
+          if (ranged !== length) throw unfaithful(`${ranged} bytes of a ${length}-byte range`)
+        }),
+      )
+      const payload = randomBytes(SMALL_BYTES)
+      const latency = { write: [] as number[], read: [] as number[], stat: [] as number[], delete: [] as number[] }
+      for (const path of small) {
+        latency.write.push(await step('writing a small file', () => timed(() => handler.writeFile(path, payload))))
+        latency.stat.push(await step('reading the size of a small file', () => timed(() => handler.stat(path))))
+        latency.read.push(
+          await step('reading a small file', () =>
+            timed(async () => {
+              if (!(await handler.readFile(path)).equals(payload)) throw unfaithful('a small file read back')
+            }),
+          ),
+        )
+      }
+      for (const path of small) latency.delete.push(await step('deleting a small file', () => timed(() => handler.unlink(path))))
+      await step('deleting the probe file', () => handler.unlink(probe))
+      await step('checking that the probe file is gone', async () => {
+        if (await fileSystemAccess(handler).exists(probe)) throw new LifeboatError('REMOTE_DELETE_IGNORED', 'the probe file is still there after it was deleted.')
       })
-      const readMs = performance.now() - readStart
-      if (read !== bytes) throw new LifeboatError('REMOTE_TEST_FAILED', `The remote "${name}" gave back ${read} bytes of a ${bytes}-byte probe file; it does not store files faithfully.`)
-      await step('deleting the probe file', () => handler.unlink(path))
       entry.status = 'ok'
       delete entry.error
-      const mib = bytes / (1024 * 1024)
-      return { ok: true, writeMiBps: round(mib / (writeMs / 1000)), readMiBps: round(mib / (readMs / 1000)), bytes }
+      const mib = (n: number) => n / (1024 * 1024)
+      return {
+        ok: true,
+        bytes,
+        writeMiBps: round(mib(bytes) / (writeMs / 1000)),
+        readMiBps: round(mib(bytes) / (readMs / 1000)),
+        range: { start, length, ms: round(rangeMs) },
+        latencyMs: { write: round(median(latency.write)), read: round(median(latency.read)), stat: round(median(latency.stat)), delete: round(median(latency.delete)) },
+        samples: LATENCY_SAMPLES,
+      }
     } catch (error) {
-      await handler.unlink(path).catch(() => {})
+      await Promise.all([probe, ...small].map(path => handler.unlink(path).catch(() => {})))
       throw error
     }
   }
@@ -129,12 +194,33 @@ export class Remotes {
   }
 }
 
-function* probeChunks(chunk: Buffer, bytes: number): Generator<Buffer> {
-  for (let left = bytes; left > 0; left -= chunk.length) yield left >= chunk.length ? chunk : chunk.subarray(0, left)
+/** The probe is `chunk` repeated: bytes start..end of it, one chunk at most at a time. */
+function* probeChunks(chunk: Buffer, start: number, end: number): Generator<Buffer> {
+  for (let at = start; at < end; ) {
+    const offset = at % chunk.length
+    const piece = chunk.subarray(offset, Math.min(chunk.length, offset + end - at))
+    yield piece
+    at += piece.length
+  }
+}
+
+function matchesProbe(chunk: Buffer, offset: number, data: Buffer): boolean {
+  let at = 0
+  for (const piece of probeChunks(chunk, offset, offset + data.length)) {
+    if (!piece.equals(data.subarray(at, at + piece.length))) return false
+    at += piece.length
+  }
+  return true
+}
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b)
+  const middle = Math.floor(sorted.length / 2)
+  return sorted.length % 2 === 1 ? sorted[middle]! : (sorted[middle - 1]! + sorted[middle]!) / 2
 }
 
 function round(value: number): number {
-  return Math.round(value * 10) / 10
+  return Math.round(value * 100) / 100
 }
 
 export function remoteType(url: string): Remote['type'] {

@@ -96,8 +96,34 @@ export interface Remote {
 export interface RemoteTestResult {
   ok: true
   writeMiBps: number
+  /** The whole probe read back (and compared with what was written). */
   readMiBps: number
   bytes: number
+  /** A ranged read of the probe (compared too): where it started and how many bytes. */
+  range: { start: number; length: number; ms: number }
+  /** Milliseconds, the median of `samples` small (4 KiB) writes, reads, stats and deletes: what a backup's many small files cost. */
+  latencyMs: { write: number; read: number; stat: number; delete: number }
+  samples: number
+}
+
+/** What a backend does, in an administrator's words (from the handler's capabilities). */
+export interface RemoteCapabilities {
+  /** How a file becomes visible whole: renamed into place, or (object stores) written last. */
+  commit: 'rename' | 'written last'
+  locks: 'lock folder' | 'lock object' | 'lease'
+  /** Delta merges: in place in a VHD file, or block copies of a VhdDirectory. */
+  merges: 'in place' | 'block copies'
+  freeSpaceKnown: boolean
+  maxObjectSize?: number
+  connections: number
+}
+
+export interface RemoteInfo extends Remote {
+  /** encryptionKey is set: backups are encrypted at rest. */
+  encryption: boolean
+  /** Delta backups written as VhdDirectory (forced on S3 and Azure, as in XO). */
+  vhdDirectory: boolean
+  capabilities?: RemoteCapabilities
 }
 
 export interface RunSummary {
@@ -194,6 +220,7 @@ export const methodParams = {
   'remote.add': z.strictObject({ name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, { error: 'a remote name is 1-64 letters, digits, ".", "_" or "-", starting with a letter or digit.' }), url: text('url') }),
   'remote.list': none,
   'remote.test': z.strictObject({ name: text('name'), bytes: z.number().int().min(1).max(1024 * 1024 * 1024).optional() }),
+  'remote.info': z.strictObject({ name: text('name') }),
   'remote.remove': z.strictObject({ name: text('name') }),
   // The job itself is validated by parseJob (one sentence per field), not here.
   'job.create': z.strictObject({ job: z.unknown() }),
@@ -230,6 +257,7 @@ export interface MethodResults {
   'remote.add': Remote
   'remote.list': Remote[]
   'remote.test': RemoteTestResult
+  'remote.info': RemoteInfo
   'remote.remove': Empty
   'job.create': JobInfo
   'job.update': JobInfo

@@ -203,14 +203,14 @@ test('restore --sr takes an SR uuid or unique name, checked before anything star
 })
 
 test('remote add: a relative file:// URL, a missing folder and an unusable encryptionKey are refused and nothing is added', async () => {
-  const refusals: Array<[string, RegExp]> = [
-    [`file://${join(dir.path, 'remote').slice(1)}`, /^lifeboat: REMOTE_BAD_URL: .*does not name an absolute folder: .*file:\/\/\/var\/backups\/lifeboat \(three slashes\)/],
-    [`file://${join(dir.path, 'missing')}`, /^lifeboat: REMOTE_UNAVAILABLE: The remote "bad" was not added: .*missing does not exist/],
-    [`file://${join(dir.path, 'remote')}?encryptionKey=%22k%22`, /^lifeboat: REMOTE_BAD_URL: .*encryptionKey is not usable: it must be exactly 32 ASCII characters/],
+  const refusals: Array<[string[], RegExp]> = [
+    [[`file://${join(dir.path, 'remote').slice(1)}`], /^lifeboat: REMOTE_BAD_URL: .*does not name an absolute folder: .*file:\/\/\/var\/backups\/lifeboat \(three slashes\)/],
+    [[`file://${join(dir.path, 'missing')}`], /^lifeboat: REMOTE_UNAVAILABLE: The remote "bad" was not added: .*missing does not exist/],
+    [[`file://${join(dir.path, 'remote')}`, '--encryption-key-env', 'KEY'], /^lifeboat: REMOTE_BAD_URL: .*encryptionKey is not usable: it must be exactly 32 ASCII characters/],
   ]
-  for (const [url, reason] of refusals) {
-    const result = await cli(daemon.socket, ['remote', 'add', 'bad', url])
-    assert.equal(result.code, 1, url)
+  for (const [args, reason] of refusals) {
+    const result = await cli(daemon.socket, ['remote', 'add', 'bad', ...args], { KEY: 'k' })
+    assert.equal(result.code, 1, args.join(' '))
     assert.match(result.stderr, reason)
     assert.equal(result.stderr.trim().split('\n').length, 1)
   }

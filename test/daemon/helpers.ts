@@ -40,21 +40,23 @@ export interface CliResult {
   stderr: string
 }
 
-export function cli(socket: string, args: string[], env: Record<string, string> = {}): Promise<CliResult> {
+/** `input`, when given, is the command's standard input (else it has none). */
+export function cli(socket: string, args: string[], env: Record<string, string> = {}, input?: string): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [LIFEBOAT, ...args, '--socket', socket], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
+    const child = spawn(process.execPath, [LIFEBOAT, ...args, '--socket', socket], { env: { ...process.env, ...env }, stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'] })
+    child.stdin?.end(input)
     let stdout = ''
     let stderr = ''
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()))
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()))
+    child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()))
+    child.stderr!.on('data', (d: Buffer) => (stderr += d.toString()))
     child.on('error', reject)
     child.on('close', code => resolve({ code: code ?? -1, stdout, stderr }))
   })
 }
 
 /** Runs the CLI with --json and parses its one document; fails with its stderr otherwise. */
-export async function cliJson<T = any>(socket: string, args: string[], env: Record<string, string> = {}): Promise<T> {
-  const result = await cli(socket, [...args, '--json'], env)
+export async function cliJson<T = any>(socket: string, args: string[], env: Record<string, string> = {}, input?: string): Promise<T> {
+  const result = await cli(socket, [...args, '--json'], env, input)
   if (result.code !== 0) throw new Error(`lifeboat ${args.join(' ')} exited ${result.code}: ${result.stderr}`)
   return JSON.parse(result.stdout) as T
 }
