@@ -24,6 +24,12 @@ export function errorText(error: unknown): string {
   return terminalSafe(String(error))
 }
 
+/** "CODE: sentence" when the error has a code (what a refused add shows whole), else the sentence. */
+export function codedErrorText(error: unknown): string {
+  const code = (error as { code?: unknown } | null)?.code
+  return typeof code === 'string' && code !== '' ? `${terminalSafe(code)}: ${errorText(error)}` : errorText(error)
+}
+
 /** Every string in a daemon answer made safe for the terminal: VM names, remote listings and job names come from outside. */
 export function safeValue<T>(value: T): T {
   if (typeof value === 'string') return terminalSafe(value) as T

@@ -5,7 +5,7 @@ import { Box, Text, type Key } from 'ink'
 import { Caret, editText } from './input.tsx'
 import { fit, wrapText } from '../format.ts'
 import { useShell } from '../shell.tsx'
-import { errorText } from '../client.ts'
+import { codedErrorText, errorText } from '../client.ts'
 import { tone } from '../theme.ts'
 
 export type Field =
@@ -15,7 +15,12 @@ export type Field =
 
 export type FormValues = Record<string, string | boolean>
 
+/** A form's fields, fixed or following what was typed (the remote form shows the fields of the chosen type). */
+export type Fields = Field[] | ((values: FormValues) => Field[])
+
 export interface Form {
+  /** The fields shown now. */
+  fields: Field[]
   values: FormValues
   focus: number
   /** The focused field takes typing: the router must not read letters as commands. */
@@ -26,9 +31,10 @@ export interface Form {
   reset: () => void
 }
 
-export function useForm(fields: Field[], initial: FormValues): Form {
+export function useForm(fieldsOf: Fields, initial: FormValues): Form {
   const [values, setValues] = useState<FormValues>(initial)
   const [wanted, setFocus] = useState(0)
+  const fields = typeof fieldsOf === 'function' ? fieldsOf(values) : fieldsOf
   const focus = Math.min(wanted, Math.max(0, fields.length - 1))
   const field = fields[focus]
   const set = (name: string, value: string | boolean) => setValues(v => ({ ...v, [name]: value }))
@@ -54,13 +60,13 @@ export function useForm(fields: Field[], initial: FormValues): Form {
     setValues(initial)
     setFocus(0)
   }
-  return { values, focus, capturing: field?.kind === 'text', onKey, set, reset }
+  return { fields, values, focus, capturing: field?.kind === 'text', onKey, set, reset }
 }
 
-export function FormView({ fields, form, width, labelWidth = 18 }: { fields: Field[]; form: Form; width: number; labelWidth?: number }) {
+export function FormView({ form, width, labelWidth = 18 }: { form: Form; width: number; labelWidth?: number }) {
   return (
     <Box flexDirection="column">
-      {fields.map((field, i) => {
+      {form.fields.map((field, i) => {
         const focused = i === form.focus
         const value = form.values[field.name]
         const shown =
@@ -102,7 +108,7 @@ export interface AddForm {
  * The "add" form of a list screen (a pool, a remote): open with `a`, esc cancels, enter submits. A refused
  * form stays open with what was typed, except secret fields, which are cleared (and it says so).
  */
-export function useAddForm(fields: Field[], initial: FormValues, options: { submitLabel: string; label: (values: FormValues) => string; submit: (values: FormValues) => Promise<unknown> }): AddForm {
+export function useAddForm(fields: Fields, initial: FormValues, options: { submitLabel: string; label: (values: FormValues) => string; submit: (values: FormValues) => Promise<unknown> }): AddForm {
   const shell = useShell()
   const [adding, setAdding] = useState(false)
   const [failure, setFailure] = useState<string>()
@@ -119,10 +125,10 @@ export function useAddForm(fields: Field[], initial: FormValues, options: { subm
         form.reset()
       },
       (error: unknown) => {
-        const secrets = fields.filter(f => f.kind === 'text' && f.secret === true && String(values[f.name] ?? '') !== '')
+        const secrets = form.fields.filter(f => f.kind === 'text' && f.secret === true && String(values[f.name] ?? '') !== '')
         for (const field of secrets) form.set(field.name, '')
         const cleared = secrets.length === 0 ? '' : ` The ${secrets.map(f => f.label.toLowerCase()).join(' and ')} was cleared: type it again.`
-        setFailure(`${label} failed: ${errorText(error)}${cleared}`)
+        setFailure(`${label} failed: ${codedErrorText(error)}${cleared}`)
         shell.notify(`${label} failed: ${errorText(error)}`, 'error')
       },
     )
@@ -140,11 +146,11 @@ export function useAddForm(fields: Field[], initial: FormValues, options: { subm
 }
 
 /** An add form with its title and, after a refusal, the reason whole. */
-export function AddFormView({ title, fields, add, width, labelWidth }: { title: string; fields: Field[]; add: AddForm; width: number; labelWidth: number }) {
+export function AddFormView({ title, add, width, labelWidth }: { title: string; add: AddForm; width: number; labelWidth: number }) {
   return (
     <Box flexDirection="column">
       <Text bold>{title}</Text>
-      <FormView fields={fields} form={add.form} width={width} labelWidth={labelWidth} />
+      <FormView form={add.form} width={width} labelWidth={labelWidth} />
       {add.failure === undefined
         ? null
         : wrapText(`✖ ${add.failure}`, width).map((line, i) => (

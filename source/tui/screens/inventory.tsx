@@ -53,7 +53,7 @@ export function PoolsScreen() {
     },
   })
 
-  if (add.adding) return <AddFormView title="Connect a pool (its master)" fields={POOL_FIELDS} add={add} width={shell.columns} labelWidth={9} />
+  if (add.adding) return <AddFormView title="Connect a pool (its master)" add={add} width={shell.columns} labelWidth={9} />
   return (
     <Box flexDirection="column">
       <CountLine error={pools.error} count={view.rows.length} noun="pool" />

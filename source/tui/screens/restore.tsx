@@ -131,7 +131,7 @@ export function RestoreScreen() {
       {step === 'sr' ? (
         <Table columns={[{ title: 'SR', width: 0 }, { title: 'Pool', width: 12 }, { title: 'Free', width: 9, align: 'right' }, { title: 'Type', width: 6 }]} rows={srList.rows} rowKey={s => s.uuid} list={srList.list} height={srList.tableHeight} width={shell.columns} empty={srs.error ?? 'Loading the SRs…'} cells={s => [{ text: s.name }, { text: s.poolName }, { text: formatBytes(s.free), tone: point?.size !== undefined && s.free < point.size ? 'red' : undefined }, { text: s.type }]} />
       ) : null}
-      {step === 'options' ? <FormView fields={OPTION_FIELDS} form={options} width={shell.columns} labelWidth={20} /> : null}
+      {step === 'options' ? <FormView form={options} width={shell.columns} labelWidth={20} /> : null}
       {step === 'confirm' && point !== undefined && sr !== undefined ? (
         <Box flexDirection="column">
           <Text>Restore {point.vmName} as it was on {pointDate(point)} ({point.mode}, {formatBytes(point.size)})</Text>

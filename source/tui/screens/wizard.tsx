@@ -214,13 +214,13 @@ function Wizard({ initial }: { initial: Draft }) {
       <Text bold wrap="truncate">
         {trail}
       </Text>
-      {step === 'basics' ? <FormView fields={BASICS} form={basics} width={width} /> : null}
+      {step === 'basics' ? <FormView form={basics} width={width} /> : null}
       {step === 'basics' ? <Text wrap="wrap">{MODE_WORDS[shape.mode]}</Text> : null}
-      {step === 'schedule' ? <FormView fields={scheduleFields(draft)} form={schedule} width={width} /> : null}
+      {step === 'schedule' ? <FormView form={schedule} width={width} /> : null}
       {step === 'schedule' ? <NextRuns schedule={jobOf(current).schedules[0]!} problems={stepProblems(problems, 'schedule').filter(p => !isRetention(p))} width={width} /> : null}
       {step === 'schedule' ? <Problems problems={stepProblems(problems, 'schedule').filter(isRetention)} width={width} rows={3} /> : null}
       {step !== 'review' && step !== 'schedule' && changed ? <Problems problems={stepProblems(problems, step)} width={width} rows={3} /> : null}
-      {step === 'settings' ? <FormView fields={SETTINGS} form={settings} width={width} /> : null}
+      {step === 'settings' ? <FormView form={settings} width={width} /> : null}
       {step === 'vms' && draft.selection === 'pick' ? (
         <Box flexDirection="column">
           <Text wrap="truncate">Pick VMs with space ({draft.picked.size} picked) · p: build a smart selection instead</Text>
@@ -244,7 +244,7 @@ function Wizard({ initial }: { initial: Draft }) {
               {draft.smartPools.has(pool.id) ? '[x]' : '[ ]'} {pool.name}
             </Text>
           ))}
-          <FormView fields={SMART} form={{ ...smart, focus: smartFocus === 'fields' ? smart.focus : -1 }} width={width} />
+          <FormView form={{ ...smart, focus: smartFocus === 'fields' ? smart.focus : -1 }} width={width} />
           <Text wrap="truncate" color={tone(matched.length === 0 ? 'yellow' : 'green')}>
             Matches {matched.length} VM{matched.length === 1 ? '' : 's'} now{matched.length === 0 ? '' : ':'}
           </Text>
