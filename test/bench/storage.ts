@@ -3,13 +3,16 @@
 // Prints, for a local folder, s3rver and azurite (both started here, on loopback, and stopped at the end):
 // the MiB/s of writing a file of --mib MiB through the remote's handler (a stream, as a backup writes) and
 // of reading it back whole, each with its ratio to a plain copy of the same bytes on this machine's disk
-// (copyFile between two files of the same temporary folder). s3rver and azurite keep their data on that
-// same disk, so the ratio shows what the protocol, the SDK and the server cost.
-import { randomBytes } from 'node:crypto'
+// (copyFile between two files of the same temporary folder); then the MiB/s of a VhdDirectory merge (XO's
+// way, through aliases: a delta of a quarter of the blocks into a full of --mib MiB) against a plain copy
+// of the delta's bytes. s3rver and azurite keep their data on that same disk, so the ratios show what the
+// protocol, the SDK and the server cost.
+import { randomBytes, randomUUID } from 'node:crypto'
 import { copyFile, mkdir, rm, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
-import { openRemote, type RemoteHandler } from '../../source/storage/index.ts'
+import { mergeVhdChain, VHD_BLOCK_SIZE, writeVhdAlias, writeVhdDirectory, type FileSystemAccess } from '../../source/formats/vhd/index.ts'
+import { fileSystemAccess, openRemote, type RemoteHandler } from '../../source/storage/index.ts'
 import { startAzurite } from '../helpers/azurite.ts'
 import { startS3rver } from '../helpers/s3rver.ts'
 import { tempDir } from '../helpers/tools.ts'
@@ -24,8 +27,8 @@ const bytes = mib * MiB
 // Random bytes, so that no layer can compress or deduplicate them; one chunk repeated keeps memory flat.
 const chunk = randomBytes(CHUNK)
 
-async function* data(): AsyncGenerator<Buffer> {
-  for (let left = bytes; left > 0; left -= CHUNK) yield left >= CHUNK ? chunk : chunk.subarray(0, left)
+async function* data(length = bytes): AsyncGenerator<Buffer> {
+  for (let left = length; left > 0; left -= CHUNK) yield left >= CHUNK ? chunk : chunk.subarray(0, left)
 }
 
 async function seconds(body: () => Promise<unknown>): Promise<number> {
@@ -35,13 +38,40 @@ async function seconds(body: () => Promise<unknown>): Promise<number> {
 }
 
 /** The plain copy: the same bytes from one file to another of the same folder, in the page cache as the remotes get them. */
-async function copyRate(scratch: string): Promise<number> {
+async function copyRate(scratch: string, length = bytes): Promise<number> {
   const source = join(scratch, 'source')
-  await writeFile(source, data())
+  await writeFile(source, data(length))
   const taken = await seconds(() => copyFile(source, join(scratch, 'copy')))
   await rm(join(scratch, 'copy'))
   await rm(source)
-  return mib / taken
+  return length / MiB / taken
+}
+
+/** A full VhdDirectory of every block and a delta of a quarter of them, each behind its alias; the delta's stored bytes. */
+async function writeChain(fs: FileSystemAccess, dir: string): Promise<{ chain: string[]; deltaBytes: number }> {
+  const size = bytes
+  const blocks = Math.ceil(size / VHD_BLOCK_SIZE)
+  const write = async (name: string, uuid: string, indexes: number[], parent?: { uuid: string; unicodeName: string }) => {
+    async function* data() {
+      for (const index of indexes) yield { index, data: Buffer.concat([chunk, chunk]).subarray(0, VHD_BLOCK_SIZE) }
+    }
+    // No compression: random blocks do not shrink, and the merge then moves exactly the bytes the copy does.
+    const written = await writeVhdDirectory(`${dir}/data/${name}.vhd`, { fs, size, uuid, blockIndexes: indexes, blocks: data(), compression: 'none', ...(parent !== undefined && { parent }) })
+    await writeVhdAlias(fs, `${dir}/${name}.alias.vhd`, `${dir}/data/${name}.vhd`)
+    return written.storedBytes
+  }
+  const base = randomUUID()
+  await write('base', base, Array.from({ length: blocks }, (_, i) => i))
+  const deltaBytes = await write('delta', randomUUID(), Array.from({ length: blocks }, (_, i) => i).filter(i => i % 4 === 1), { uuid: base, unicodeName: 'base.vhd' })
+  return { chain: [`${dir}/base.alias.vhd`, `${dir}/delta.alias.vhd`], deltaBytes }
+}
+
+async function mergeRate(handler: RemoteHandler): Promise<{ merge: number; deltaMiB: number }> {
+  const fs = fileSystemAccess(handler)
+  const { chain, deltaBytes } = await writeChain(fs, 'bench/merge')
+  const taken = await seconds(() => mergeVhdChain(chain, { fs }))
+  await handler.rmtree('bench/merge')
+  return { merge: deltaBytes / MiB / taken, deltaMiB: deltaBytes / MiB }
 }
 
 async function measure(handler: RemoteHandler): Promise<{ write: number; read: number }> {
@@ -70,15 +100,22 @@ try {
     ['azurite', azurite.urlFor('bench')],
   ]
   await mkdir(join(scratch.path, 'local'))
+  const merges: Array<[string, { merge: number; deltaMiB: number }]> = []
   for (const [name, url] of backends) {
     const handler = openRemote(url)
     try {
       const { write, read } = await measure(handler)
       console.log(`${name.padEnd(14)} ${write.toFixed(1).padStart(12)} ${(write / copy).toFixed(2).padStart(7)} ${read.toFixed(1).padStart(12)} ${(read / copy).toFixed(2).padStart(7)}`)
+      merges.push([name, await mergeRate(handler)])
     } finally {
       await handler.close()
     }
   }
+  const deltaMiB = merges[0]![1].deltaMiB
+  const deltaCopy = await copyRate(scratch.path, Math.round(deltaMiB * MiB))
+  console.log(`\nVhdDirectory merge of a ${deltaMiB.toFixed(0)} MiB delta into a ${mib} MiB full; a plain copy of the delta's bytes: ${deltaCopy.toFixed(0)} MiB/s`)
+  console.log(`${'backend'.padEnd(14)} ${'merge MiB/s'.padStart(12)} ${'× copy'.padStart(7)}`)
+  for (const [name, { merge }] of merges) console.log(`${name.padEnd(14)} ${merge.toFixed(1).padStart(12)} ${(merge / deltaCopy).toFixed(2).padStart(7)}`)
 } finally {
   await Promise.all([s3.stop(), azurite.stop()])
   await scratch.cleanup()
