@@ -14,6 +14,7 @@ import type { StateKind } from '../protocol/events.ts'
 import { DaemonState, type StoredJob } from './state.ts'
 import { Pools, withoutUrlCredentials } from './pools.ts'
 import { Remotes } from './remotes.ts'
+import { openRemote } from '../storage/index.ts'
 import { Runs } from './runs.ts'
 import { Scheduler, systemClock, type Clock, type ScheduleEntry } from './scheduler.ts'
 import { LanesWatcher, lanesSnapshot } from './lanes.ts'
@@ -42,7 +43,7 @@ export class Daemon {
   readonly startedAt = Date.now()
   readonly log: (line: string) => void
   readonly pools: Pools
-  readonly remotes = new Remotes()
+  readonly remotes: Remotes
   /** The pool limits of this process, shared by every pool connection, run and the lanes view. */
   readonly poolLimits = new PoolLimitsRegistry()
   readonly runs: Runs
@@ -62,6 +63,8 @@ export class Daemon {
     this.dataDir = resolve(options.dataDir)
     this.socketPath = resolve(options.socketPath ?? join(this.dataDir, 'lifeboat.sock'))
     this.log = options.log ?? (line => process.stderr.write(`${new Date().toISOString()} ${line}\n`))
+    // Failed storage operations (each retry) go to the daemon's log, with the remote's masked URL.
+    this.remotes = new Remotes(url => openRemote(url, { log: this.log }))
     this.pools = new Pools({
       limits: this.poolLimits,
       log: this.log,

@@ -2,7 +2,7 @@
 // free space for the lists, what each can do (info), and the test (write, read back, time, delete a probe).
 import { randomBytes } from 'node:crypto'
 import { Readable } from 'node:stream'
-import { fileSystemAccess, openRemote, parseRemoteUrl, redactRemoteUrl, type RemoteHandler } from '../storage/index.ts'
+import { BackendHandler, fileSystemAccess, openRemote, parseRemoteUrl, redactRemoteUrl, type RemoteHandler } from '../storage/index.ts'
 import { describeError, LifeboatError, serializeError } from '../util/errors.ts'
 import { formatBytes } from '../util/human.ts'
 import type { Remote, RemoteInfo, RemoteTestResult } from '../protocol/methods.ts'
@@ -93,11 +93,28 @@ export class Remotes {
     return Promise.all([...this.#entries.keys()].map(name => this.describe(name)))
   }
 
-  /** What `remote info` shows: the description, encryption, VhdDirectory and what the backend can do. */
+  /** What `remote info` shows: the description, encryption, the VHD layout and what the backend can do. */
   async info(name: string): Promise<RemoteInfo> {
     const remote = await this.describe(name)
-    const { options } = parseRemoteUrl(this.#entries.get(name)!.url)
-    return { ...remote, encryption: options.encryptionKey !== undefined && options.encryptionKey !== '', vhdDirectory: remote.type === 's3' || remote.type === 'azure' || options.useVhdDirectory === true }
+    const { handler, url } = this.#entries.get(name)!
+    const { options } = parseRemoteUrl(url)
+    const vhdDirectory = remote.type === 's3' || remote.type === 'azure' || options.useVhdDirectory === true
+    const { capabilities } = handler
+    // A native lock is a lock folder where folders exist, a lease elsewhere (Azure); without one the handler keeps a lock object.
+    const native = handler instanceof BackendHandler && handler.backend.lock !== undefined
+    return {
+      ...remote,
+      encryption: typeof options.encryptionKey === 'string' && options.encryptionKey !== '',
+      vhdDirectory,
+      capabilities: {
+        commit: capabilities.atomicRename ? 'rename' : 'written last',
+        locks: !native ? 'lock object' : capabilities.folders ? 'lock folder' : 'lease',
+        merges: vhdDirectory || !capabilities.randomWrite ? 'block copies' : 'in place',
+        freeSpaceKnown: capabilities.freeSpaceKnown,
+        ...(capabilities.maxObjectSize !== undefined && { maxObjectSize: capabilities.maxObjectSize }),
+        connections: capabilities.connections,
+      },
+    }
   }
 
   /**

@@ -123,7 +123,7 @@ export interface RemoteInfo extends Remote {
   encryption: boolean
   /** Delta backups written as VhdDirectory (forced on S3 and Azure, as in XO). */
   vhdDirectory: boolean
-  capabilities?: RemoteCapabilities
+  capabilities: RemoteCapabilities
 }
 
 export interface RunSummary {

@@ -17,16 +17,14 @@ export function remoteInfoLines(info: RemoteInfo): Array<[string, string]> {
     ['encryption', info.encryption ? 'on (encryptionKey)' : 'off'],
     ['VHD layout', info.vhdDirectory ? `VhdDirectory${info.type === 's3' || info.type === 'azure' ? ' (always, on object stores)' : ' (useVhdDirectory)'}` : 'VHD files'],
   ]
-  const capabilities = info.capabilities
-  if (capabilities !== undefined) {
-    lines.push(
-      ['commit', capabilities.commit === 'rename' ? 'written aside, then renamed into place' : 'written whole, the final name last'],
-      ['locks', capabilities.locks],
-      ['merges', capabilities.merges === 'in place' ? 'in place (VHD files)' : 'block copies (VhdDirectory)'],
-      ['connections', String(capabilities.connections)],
-      ['largest file', capabilities.maxObjectSize === undefined ? 'no limit' : formatBytes(capabilities.maxObjectSize)],
-    )
-  }
+  const { capabilities } = info
+  lines.push(
+    ['commit', capabilities.commit === 'rename' ? 'written aside, then renamed into place' : 'written whole, the final name last'],
+    ['locks', capabilities.locks],
+    ['merges', capabilities.merges === 'in place' ? 'in place (VHD files)' : 'block copies (VhdDirectory)'],
+    ['connections', String(capabilities.connections)],
+    ['largest file', capabilities.maxObjectSize === undefined ? 'no limit' : formatBytes(capabilities.maxObjectSize)],
+  )
   return lines
 }
 

@@ -56,6 +56,31 @@ test('remote add: a secret typed in the URL is warned about and never printed ba
   assert.doesNotMatch(result.stdout + result.stderr, /Typed-Pa55/)
 })
 
+test('remote add --encryption-key-env: an encrypted local folder, shown as such and never with its key', async () => {
+  const folder = join(dir.path, 'sealed')
+  await mkdir(folder)
+  const key = 'Kq7-secret-encryption-key-32-chr'
+  const printed: string[] = []
+  const run = async (args: string[]) => {
+    const result = await cli(daemon.socket, args, { KEY: key })
+    printed.push(result.stdout, result.stderr)
+    assert.equal(result.code, 0, result.stderr)
+    return result.stdout
+  }
+  const added = JSON.parse(await run(['remote', 'add', 'sealed', `file://${folder}?useVhdDirectory=true`, '--encryption-key-env', 'KEY', '--json']))
+  assert.equal(added.status, 'ok')
+  assert.match(added.url, /encryptionKey=%22\*\*\*%22/)
+  const info = await run(['remote', 'info', 'sealed'])
+  assert.match(info, /^ {2}encryption +on \(encryptionKey\)$/m)
+  assert.match(info, /^ {2}VHD layout +VhdDirectory \(useVhdDirectory\)$/m)
+  assert.match(info, /^ {2}merges +block copies \(VhdDirectory\)$/m)
+  await run(['remote', 'list'])
+  await run(['remote', 'list', '--json'])
+  await run(['remote', 'test', 'sealed', '--mib', '1'])
+  for (const text of [...printed, daemon.log()]) assert.ok(!text.includes(key), 'the key is printed nowhere, nor in the daemon log')
+  await run(['remote', 'remove', 'sealed'])
+})
+
 test('remote list, info and test on a local folder, human and --json', async () => {
   const folder = join(dir.path, 'local')
   await mkdir(folder)
@@ -71,6 +96,9 @@ test('remote list, info and test on a local folder, human and --json', async () 
   assert.match(info.stdout, /^ {2}free space +[\d.]+ [KMGTP]iB free of [\d.]+ [KMGTP]iB \([\d.]+ [KMGTP]?i?B used\)$/m)
   assert.match(info.stdout, /^ {2}encryption +off$/m)
   assert.match(info.stdout, /^ {2}VHD layout +VHD files$/m)
+  assert.match(info.stdout, /^ {2}commit +written aside, then renamed into place$/m)
+  assert.match(info.stdout, /^ {2}locks +lock folder$/m)
+  assert.match(info.stdout, /^ {2}merges +in place \(VHD files\)$/m)
   const json = await cliJson(daemon.socket, ['remote', 'info', 'local'])
   assert.deepEqual([json.type, json.encryption, json.vhdDirectory], ['file', false, false])
 
