@@ -20,7 +20,8 @@ export async function startDaemon(dataDir: string, socket = join(dataDir, 'lifeb
   let log = ''
   child.stderr!.on('data', (data: Buffer) => (log += data.toString()))
   const exited = new Promise<number | string>(resolve => child.on('exit', (code, signal) => resolve(code ?? signal ?? -1)))
-  const deadline = Date.now() + 20_000
+  // Generous: on a loaded machine (CI, parallel helpers) a daemon can take tens of seconds to listen.
+  const deadline = Date.now() + 90_000
   for (;;) {
     try {
       const client = await DaemonClient.connect(socket)
