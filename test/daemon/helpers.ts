@@ -28,7 +28,11 @@ export async function startDaemon(dataDir: string, socket = join(dataDir, 'lifeb
       client.close()
       break
     } catch (error) {
-      if (child.exitCode !== null || Date.now() > deadline) throw new Error(`the daemon did not start: ${log}`, { cause: error })
+      if (child.exitCode !== null || Date.now() > deadline) {
+        // A daemon left running would keep the test process alive after the failure.
+        child.kill('SIGKILL')
+        throw new Error(`the daemon did not start: ${log}`, { cause: error })
+      }
       await new Promise(resolve => setTimeout(resolve, 100))
     }
   }
