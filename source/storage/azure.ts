@@ -4,8 +4,9 @@ import { randomBytes } from 'node:crypto'
 import { Readable } from 'node:stream'
 import { BlobServiceClient, RestError, StorageSharedKeyCredential, type BlobLeaseClient, type BlockBlobClient, type ContainerClient, type ContainerListBlobHierarchySegmentResponse } from '@azure/storage-blob'
 import { LifeboatError } from '../util/errors.ts'
-import { normalizePath, type Backend, type Capabilities, type EntryStat, type ListPage, type LockOptions, type RemoteLock, type RemoteSpace, type WriteData, type WriteOptions } from './backend.ts'
+import { normalizePath, OBJECT_STORE_CAPABILITIES, type Backend, type Capabilities, type EntryStat, type ListPage, type LockOptions, type RemoteLock, type RemoteSpace, type WriteData, type WriteOptions } from './backend.ts'
 import { remoteUnavailable, toRemoteError, writeIncomplete } from './errors.ts'
+import { heldLock } from './held-lock.ts'
 import type { RemoteUrl } from './url.ts'
 
 const MiB = 1024 * 1024
@@ -24,15 +25,7 @@ const DEFAULT_STALE_MS = 60_000
 
 export class AzureBackend implements Backend {
   readonly label: string
-  readonly capabilities: Capabilities = {
-    atomicRename: false,
-    randomWrite: false,
-    freeSpaceKnown: false,
-    conditionalCreate: true,
-    folders: false,
-    maxObjectSize: MAX_BLOCKS * MAX_BLOCK_SIZE,
-    connections: 16,
-  }
+  readonly capabilities: Capabilities = { ...OBJECT_STORE_CAPABILITIES, maxObjectSize: MAX_BLOCKS * MAX_BLOCK_SIZE }
 
   readonly #container: ContainerClient
   readonly #containerName: string
@@ -210,7 +203,7 @@ export class AzureBackend implements Backend {
           if (!isNotFound(error) || attempt >= 2) throw error
         }
       }
-      return new LeaseLock(lockPath, blob, lease, leaseS * 1000, refreshMs)
+      return leaseLock(lockPath, blob, lease, leaseS * 1000, refreshMs)
     })
   }
 
@@ -269,52 +262,24 @@ export class AzureBackend implements Backend {
   }
 }
 
-class LeaseLock implements RemoteLock {
-  readonly path: string
-  readonly #blob: BlockBlobClient
-  readonly #lease: BlobLeaseClient
-  #compromised = false
-  #released = false
-  #renewing: Promise<void> = Promise.resolve()
-  readonly #timer: NodeJS.Timeout
-
-  constructor(path: string, blob: BlockBlobClient, lease: BlobLeaseClient, leaseMs: number, refreshMs: number) {
-    this.path = path
-    this.#blob = blob
-    this.#lease = lease
-    let renewed = Date.now()
-    this.#timer = setInterval(() => {
-      this.#renewing = this.#lease.renewLease().then(
-        () => {
-          renewed = Date.now()
-        },
-        error => {
-          // Another holder took it (a lease ID mismatch), or we could not renew it before it expired.
-          if (error instanceof RestError && error.statusCode !== undefined && error.statusCode < 500) this.#lose()
-          else if (Date.now() - renewed >= leaseMs) this.#lose()
-        },
-      )
-    }, refreshMs)
-    this.#timer.unref()
-  }
-
-  get compromised(): boolean {
-    return this.#compromised
-  }
-
-  async release(): Promise<void> {
-    clearInterval(this.#timer)
-    await this.#renewing
-    if (this.#released || this.#compromised) return
-    this.#released = true
+/** A lease renewed every refreshMs; lost when another holder has it, or when it could not be renewed in time. */
+function leaseLock(path: string, blob: BlockBlobClient, lease: BlobLeaseClient, leaseMs: number, refreshMs: number): RemoteLock {
+  let renewed = Date.now()
+  return heldLock(path, refreshMs, {
+    async refresh() {
+      try {
+        await lease.renewLease()
+        renewed = Date.now()
+        return true
+      } catch (error) {
+        // Another holder took it (a lease ID mismatch), or we could not renew it before it expired.
+        if (error instanceof RestError && error.statusCode !== undefined && error.statusCode < 500) return false
+        return Date.now() - renewed < leaseMs
+      }
+    },
     // Deleting the blob with our lease ID ends the lease too, and leaves no .lock blob behind.
-    await this.#blob.delete({ conditions: { leaseId: this.#lease.leaseId } }).catch(() => this.#lease.releaseLease().catch(() => {}))
-  }
-
-  #lose(): void {
-    this.#compromised = true
-    clearInterval(this.#timer)
-  }
+    release: () => blob.delete({ conditions: { leaseId: lease.leaseId } }).then(() => {}, () => lease.releaseLease().then(() => {}, () => {})),
+  })
 }
 
 /**

@@ -24,6 +24,9 @@ export interface Capabilities {
   connections: number
 }
 
+/** What an object store (S3, Azure Blob) can do: the core and write-if-absent, nothing more. */
+export const OBJECT_STORE_CAPABILITIES: Capabilities = { atomicRename: false, randomWrite: false, freeSpaceKnown: false, conditionalCreate: true, folders: false, connections: 16 }
+
 export interface EntryStat {
   size: number
   mtimeMs: number

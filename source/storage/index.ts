@@ -2,7 +2,7 @@
 // come), XO's encryption and the decorators composed in one place, and the file-level handler built on the
 // core by capability.
 export type { Backend, Capabilities, EntryStat, ListEntry, ListPage, WriteOptions, WriteData, RemoteSpace, RemoteLock, LockOptions } from './backend.ts'
-export { listAll, normalizePath } from './backend.ts'
+export { listAll, normalizePath, OBJECT_STORE_CAPABILITIES } from './backend.ts'
 export type { RemoteHandler, RandomAccessFile, FileSystemAccess, RemoteEntryStat, OutputStreamOptions } from './handler.ts'
 export { BackendHandler, fileSystemAccess } from './handler.ts'
 export { parseRemoteUrl, formatRemoteUrl, redactRemoteUrl, type RemoteUrl, type RemoteType, type RemoteOptions } from './url.ts'

@@ -7,6 +7,7 @@ import { randomBytes } from 'node:crypto'
 import { hostname } from 'node:os'
 import { LifeboatError } from '../util/errors.ts'
 import type { LockOptions, RemoteLock } from './handler.ts'
+import { heldLock } from './held-lock.ts'
 
 const DEFAULT_STALE_MS = 60_000
 
@@ -41,41 +42,24 @@ export async function takeDirectoryLock(target: string, label: string, options: 
   await writeFile(`${lockDir}/${OWNER_FILE}`, JSON.stringify({ host: hostname(), pid: process.pid }))
 
   let lastMtime = (await stat(lockDir)).mtimeMs
-  let compromised = false
-  let released = false
-  let refreshing: Promise<void> | undefined
-  // One refresh at a time: on a loaded machine a tick can come before the last refresh ended.
-  const timer = setInterval(() => {
-    if (refreshing !== undefined) return
-    refreshing = (async () => {
+  return heldLock(lockDir, refreshMs, {
+    async refresh() {
       try {
         // Someone else touched or replaced our lock: it is no longer ours.
-        if ((await stat(lockDir)).mtimeMs !== lastMtime) throw new Error('lock replaced')
+        if ((await stat(lockDir)).mtimeMs !== lastMtime) return false
         const now = new Date()
         await utimes(lockDir, now, now)
         lastMtime = (await stat(lockDir)).mtimeMs
+        return true
       } catch {
-        compromised = true
-        clearInterval(timer)
+        return false
       }
-    })().finally(() => (refreshing = undefined))
-  }, refreshMs)
-  timer.unref()
-
-  return {
-    path: lockDir,
-    get compromised() {
-      return compromised
     },
     async release() {
-      clearInterval(timer)
-      await refreshing
-      if (released || compromised) return
-      released = true
       const current = await stat(lockDir).catch(() => undefined)
       if (current !== undefined && current.mtimeMs === lastMtime) await rm(lockDir, { recursive: true, force: true }).catch(() => {})
     },
-  }
+  })
 }
 
 const OWNER_FILE = 'owner.json'

@@ -8,6 +8,7 @@ import { randomBytes } from 'node:crypto'
 import { hostname } from 'node:os'
 import { LifeboatError, errorCode } from '../util/errors.ts'
 import { listAll, type Backend, type LockOptions, type RemoteLock } from './backend.ts'
+import { heldLock } from './held-lock.ts'
 
 const DEFAULT_STALE_MS = 60_000
 // A newer contender withdraws once it sees an older one; this is how long the older waits for that.
@@ -50,38 +51,19 @@ export async function takeObjectLock(backend: Backend, path: string, options: Lo
     throw error
   }
 
-  let compromised = false
-  let released = false
-  let refreshing: Promise<void> | undefined
-  // One refresh at a time: on a loaded machine a tick can come before the last refresh ended.
-  const timer = setInterval(() => {
-    if (refreshing !== undefined) return
-    refreshing = (async () => {
+  return heldLock(folder, refreshMs, {
+    async refresh() {
       try {
         await backend.stat(own) // gone: taken over as stale
-        await backend.write(own, body())
       } catch (error) {
-        if (errorCode(error) !== 'ENOENT') return // a passing failure: the next refresh tries again
-        compromised = true
-        clearInterval(timer)
+        if (errorCode(error) === 'ENOENT') return false
+        throw error
       }
-    })().finally(() => (refreshing = undefined))
-  }, refreshMs)
-  timer.unref()
-
-  return {
-    path: folder,
-    get compromised() {
-      return compromised
+      await backend.write(own, body())
+      return true
     },
-    async release() {
-      clearInterval(timer)
-      await refreshing
-      if (released || compromised) return
-      released = true
-      await backend.delete([own]).catch(() => {})
-    },
-  }
+    release: () => backend.delete([own]).catch(() => {}),
+  })
 }
 
 async function listCandidates(backend: Backend, folder: string): Promise<Candidate[]> {

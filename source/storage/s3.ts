@@ -17,7 +17,7 @@ import { Upload } from '@aws-sdk/lib-storage'
 import { Readable, addAbortSignal } from 'node:stream'
 import { abortReason, throwIfAborted } from '../util/abort.ts'
 import { LifeboatError } from '../util/errors.ts'
-import { normalizePath, type Backend, type Capabilities, type EntryStat, type ListPage, type RemoteSpace, type WriteData, type WriteOptions } from './backend.ts'
+import { normalizePath, OBJECT_STORE_CAPABILITIES, type Backend, type Capabilities, type EntryStat, type ListPage, type RemoteSpace, type WriteData, type WriteOptions } from './backend.ts'
 import { remoteFull, remoteUnavailable, writeIncomplete } from './errors.ts'
 import type { RemoteUrl } from './url.ts'
 
@@ -83,15 +83,7 @@ export function s3ClientConfig(remote: S3Remote): S3ClientConfig {
 
 export class S3Backend implements Backend {
   readonly label: string
-  readonly capabilities: Capabilities = {
-    atomicRename: false,
-    randomWrite: false,
-    freeSpaceKnown: false,
-    conditionalCreate: true,
-    folders: false,
-    maxObjectSize: MAX_OBJECT_SIZE,
-    connections: 16,
-  }
+  readonly capabilities: Capabilities = { ...OBJECT_STORE_CAPABILITIES, maxObjectSize: MAX_OBJECT_SIZE }
   readonly #client: S3Client
   readonly #bucket: string
   readonly #root: string

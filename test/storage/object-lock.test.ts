@@ -3,7 +3,7 @@
 // folder stripped of its native operations, so they are proven on a real store without a server.
 import { rmdir } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
-import { LocalBackend, normalizePath, type Backend } from '../../source/storage/index.ts'
+import { LocalBackend, normalizePath, OBJECT_STORE_CAPABILITIES, type Backend } from '../../source/storage/index.ts'
 import { tempDir } from '../helpers/tools.ts'
 import { runConformanceSuite } from './conformance.ts'
 
@@ -16,7 +16,7 @@ function coreOnly(local: LocalBackend): Backend {
   }
   return {
     label: local.label,
-    capabilities: { atomicRename: false, randomWrite: false, freeSpaceKnown: false, conditionalCreate: true, folders: false, connections: 8 },
+    capabilities: { ...OBJECT_STORE_CAPABILITIES, connections: 8 },
     sync: () => local.sync(),
     close: () => local.close(),
     info: async () => ({}),
