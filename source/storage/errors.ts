@@ -35,5 +35,6 @@ export async function toRemoteError(error: unknown, label: string, rootIsGone: (
 
 /** A stream that delivered another byte count than announced: the write must leave nothing visible. */
 export function writeIncomplete(path: string, label: string, received: number, expected: number): LifeboatError {
-  return new LifeboatError('REMOTE_WRITE_INCOMPLETE', `Writing ${path} on ${label} received ${received} bytes instead of ${expected}: the source stopped early; nothing was committed.`)
+  const why = received < expected ? 'the source stopped early' : 'the source gave more than it announced'
+  return new LifeboatError('REMOTE_WRITE_INCOMPLETE', `Writing ${path} on ${label} received ${received} bytes instead of ${expected}: ${why}; nothing was committed.`)
 }

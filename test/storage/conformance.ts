@@ -336,14 +336,14 @@ export function runConformanceSuite(name: string, createRemote: () => Promise<Co
 
   withRemote('lock: a refreshed lock stays held; an abandoned one is taken over, and its old holder cannot release it', async h => {
     const kept = await h.lock('vm', { staleMs, refreshMs: Math.floor(staleMs / 6) })
-    await sleep(staleMs * 2.5)
+    await sleep(staleMs * 1.6)
     await assert.rejects(h.lock('vm', { staleMs }), { code: 'REMOTE_LOCKED' })
     assert.equal(kept.compromised, false)
     await kept.release()
 
     // An abandoned lock (its holder hangs: it is never refreshed).
     const abandoned = await h.lock('vm', { staleMs, refreshMs: 1e9 })
-    await sleep(staleMs * 2.5)
+    await sleep(staleMs * 1.6)
     const takenOver = await h.lock('vm', { staleMs, refreshMs: Math.floor(staleMs / 6) })
     await assert.rejects(h.lock('vm', { staleMs }), { code: 'REMOTE_LOCKED' })
     // The old holder's release must not remove the new holder's lock.

@@ -56,7 +56,7 @@ test('errors that retrying cannot fix are not retried (XO: no retry on 401/403/4
   const dir = await tempDir()
   try {
     const local = new LocalBackend(dir.path)
-    for (const code of ['ENOENT', 'EEXIST', 'ENOTEMPTY', 'REMOTE_FULL', 'REMOTE_LOCKED', 'REMOTE_AUTH', 'NOT_SUPPORTED', 'REMOTE_WRITE_INCOMPLETE']) {
+    for (const code of ['ENOENT', 'EEXIST', 'ENOTEMPTY', 'REMOTE_FULL', 'REMOTE_LOCKED', 'REMOTE_AUTH', 'REMOTE_CERTIFICATE', 'REMOTE_BAD_URL', 'REMOTE_BAD_KEY', 'REMOTE_DECRYPT_FAILED', 'NOT_SUPPORTED', 'REMOTE_WRITE_INCOMPLETE']) {
       const inner = flaky(local, 'list', [code, code])
       await assert.rejects(withRetries(inner, { delaysMs: [1, 1] }).list(''), { code })
       assert.equal(inner.calls, 1, code)
