@@ -355,6 +355,22 @@ async function updateMergedMetadata(clean: Clean, vmUuid: string, backups: Backu
   }
 }
 
+/**
+ * The folders of the VhdDirectories kept in chain folders, and their `blocks/<n>` folders: a write killed there
+ * leaves a temporary file. Only where writes go through a temporary name (atomic rename): object stores leave none.
+ */
+async function vhdDirectoryFolders(clean: Clean, chainFolders: string[]): Promise<string[]> {
+  if (!clean.handler.capabilities.atomicRename) return []
+  const out: string[] = []
+  for (const folder of chainFolders) {
+    for (const name of await clean.handler.list(`${folder}/data`, { ignoreMissing: true })) {
+      const data = `${folder}/data/${name}`
+      out.push(data, ...(await clean.handler.list(`${data}/blocks`, { ignoreMissing: true }).catch(() => [])).map(group => `${data}/blocks/${group}`))
+    }
+  }
+  return out
+}
+
 /** Temporary files a crash left, and XVAs (with their checksums) that no backup names. */
 async function removeStrayFiles(clean: Clean, vmUuid: string, rootNames: string[], complete: Backup[], folders: string[], before: number): Promise<void> {
   const dir = vmDir(vmUuid)
@@ -367,7 +383,7 @@ async function removeStrayFiles(clean: Clean, vmUuid: string, rootNames: string[
       await clean.remove(path)
     }
   }
-  for (const folder of [dir, ...folders]) {
+  for (const folder of [dir, ...folders, ...(await vhdDirectoryFolders(clean, folders))]) {
     for (const name of await clean.handler.list(folder, { ignoreMissing: true })) {
       if (!TEMPORARY_FILE.test(name)) continue
       const path = `${folder}/${name}`

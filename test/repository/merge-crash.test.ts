@@ -133,11 +133,7 @@ for (const directory of [false, true]) {
     }
   })
 
-}
-
-{
-  const directory = false
-  test(`VHD file chains: a clean process SIGKILLed at a random merge step or after a random delay is resumed by the next clean`, async () => {
+  test(`${kind}: a clean process SIGKILLed at a random merge step or after a random delay is resumed by the next clean`, async () => {
     const dir = await tempDir('lifeboat-kill-')
     try {
       const template = join(dir.path, 'template')
