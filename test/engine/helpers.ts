@@ -134,3 +134,14 @@ export async function restoredDigests(env: EngineLab, remote: string, backup: Vm
     await destroyVmAndDisks(conn, restored.vmRef)
   }
 }
+
+/** Every object under a remote folder, recursively ('' is the remote's root). */
+export async function walkRemote(handler: RemoteHandler, dir: string): Promise<string[]> {
+  const out: string[] = []
+  for (const name of await handler.list(dir)) {
+    const path = dir === '' ? name : `${dir}/${name}`
+    if ((await handler.stat(path)).isDirectory) out.push(...(await walkRemote(handler, path)))
+    else out.push(path)
+  }
+  return out
+}

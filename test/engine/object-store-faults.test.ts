@@ -6,10 +6,9 @@ import { spawn } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import { after, before, describe, test } from 'node:test'
 import { cleanVm, listVmBackups, vmDir } from '../../source/repository/index.ts'
-import type { RemoteHandler } from '../../source/storage/index.ts'
 import { vmDisks } from '../../source/xapi/index.ts'
 import { startS3rver, type S3rver } from '../helpers/s3rver.ts'
-import { describeFailure, job, newestJobSnapshot, restoredDigests, runToEnd, startEngineLab, tasksOf, vmByName, vmDigests, type EngineLab } from './helpers.ts'
+import { describeFailure, job, newestJobSnapshot, restoredDigests, runToEnd, startEngineLab, tasksOf, vmByName, vmDigests, walkRemote, type EngineLab } from './helpers.ts'
 
 const MiB = 1024 * 1024
 const SCHEDULE = { id: 'schedule-1', name: 'daily', cron: '0 3 * * *', timezone: 'UTC' }
@@ -26,17 +25,6 @@ after(async () => {
   await env?.cleanup()
   await s3?.stop()
 })
-
-/** Every object under a folder, recursively. */
-async function walk(handler: RemoteHandler, dir: string): Promise<string[]> {
-  const out: string[] = []
-  for (const name of await handler.list(dir)) {
-    const path = `${dir}/${name}`
-    if ((await handler.stat(path)).isDirectory) out.push(...(await walk(handler, path)))
-    else out.push(path)
-  }
-  return out
-}
 
 async function eventually<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 120_000): Promise<T> {
   const end = Date.now() + timeoutMs
@@ -62,13 +50,13 @@ describe('s3rver killed in the middle of a delta upload', () => {
     const theJob = job({ id: 'killed', mode: 'delta', vms: { uuids: [vm.uuid] }, remotes: ['killed'], schedules: [{ ...SCHEDULE, retention: { backups: 3, snapshots: 1 } }] })
     const first = await runToEnd(env, theJob)
     assert.equal(first.status, 'success', describeFailure(first))
-    const before = new Set(await walk(handler, vmDir(vm.uuid)))
+    const before = new Set(await walkRemote(handler, vmDir(vm.uuid)))
 
     await guestWrite(3)
     // The export stops for a while once a block or two are through: the store dies in that pause.
     env.lab.control.addFault({ match: { endpoint: '/export_raw_vdi/' }, times: 1, action: { type: 'stall', ms: 4000, afterBytes: 2.5 * MiB } })
     const running = runToEnd(env, theJob)
-    await eventually('the first block of the delta on the store', async () => ((await walk(handler, vmDir(vm.uuid))).some(path => path.includes('/vdis/') && !before.has(path)) ? true : undefined))
+    await eventually('the first block of the delta on the store', async () => ((await walkRemote(handler, vmDir(vm.uuid))).some(path => path.includes('/vdis/') && !before.has(path)) ? true : undefined))
     await s3.kill()
     const failed = await running
     await s3.restart()
@@ -84,7 +72,7 @@ describe('s3rver killed in the middle of a delta upload', () => {
     const snapshot = await newestJobSnapshot(env, vm, theJob.id)
     // What the failed run wrote is gone: every object is the first backup's or the last one's.
     const last = backups.at(-1)!
-    const now = await walk(handler, vmDir(vm.uuid))
+    const now = await walkRemote(handler, vmDir(vm.uuid))
     const stray = now.filter(path => !before.has(path) && !path.includes(last.id.split('/').at(-1)!.replace('.json', '')) && !path.endsWith('cache.json.gz'))
     assert.deepEqual(stray, [], 'objects of the failed run are left')
     assert.deepEqual(await restoredDigests(env, 'killed', last), await vmDigests(conn, snapshot))
@@ -124,7 +112,7 @@ describe('a merge on S3 killed in the middle', () => {
     let output = ''
     child.stdout!.on('data', (data: Buffer) => (output += data.toString()))
     try {
-      await eventually('a merge in progress', async () => ((await walk(handler, vmDir(vm.uuid))).some(path => path.endsWith('.merge.json')) ? true : undefined))
+      await eventually('a merge in progress', async () => ((await walkRemote(handler, vmDir(vm.uuid))).some(path => path.endsWith('.merge.json')) ? true : undefined))
     } finally {
       child.kill('SIGKILL')
       await new Promise(resolve => (child.exitCode !== null || child.signalCode !== null ? resolve(undefined) : child.once('exit', resolve)))
@@ -135,7 +123,7 @@ describe('a merge on S3 killed in the middle', () => {
     const result = await cleanVm(handler, vm.uuid)
     assert.ok(result.merged > 0, `the interrupted merge was resumed (${JSON.stringify(result)})`)
     assert.deepEqual(result.warnings.filter(w => !w.startsWith('orphan')), [], 'no problem left')
-    assert.ok(!(await walk(handler, vmDir(vm.uuid))).some(path => path.endsWith('.merge.json')), 'no merge state is left')
+    assert.ok(!(await walkRemote(handler, vmDir(vm.uuid))).some(path => path.endsWith('.merge.json')), 'no merge state is left')
     const backups = await listVmBackups(handler, vm.uuid)
     assert.equal(backups.length, 2)
     assert.ok(Object.values(backups[0]!.mode === 'delta' ? backups[0]!.isVhdDifferencing ?? {} : {}).every(d => d === false), 'the oldest kept backup holds the merged data')

@@ -5,12 +5,12 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, test } from 'node:test'
 import { listVmBackups, type VmBackup } from '../../source/repository/index.ts'
-import { BackendHandler, parseRemoteUrl, type RemoteHandler } from '../../source/storage/index.ts'
+import { BackendHandler, parseRemoteUrl } from '../../source/storage/index.ts'
 import { S3Backend } from '../../source/storage/s3.ts'
 import { vmDisks } from '../../source/xapi/index.ts'
 import { startAzurite, type Azurite } from '../helpers/azurite.ts'
 import { startS3rver, type S3rver } from '../helpers/s3rver.ts'
-import { describeFailure, job, newestJobSnapshot, restoredDigests, runToEnd, startEngineLab, vmByName, vmDigests, type EngineLab } from './helpers.ts'
+import { describeFailure, job, newestJobSnapshot, restoredDigests, runToEnd, startEngineLab, vmByName, vmDigests, walkRemote, type EngineLab } from './helpers.ts'
 
 const MiB = 1024 * 1024
 const KEY = 'lifeboat-test-key-0123456789abcd' // 32 characters, as XO requires
@@ -66,22 +66,11 @@ async function checkRestores(remote: string, backups: VmBackup[], expected: Map<
   }
 }
 
-/** Every object under a folder, recursively. */
-async function walk(handler: RemoteHandler, dir: string): Promise<string[]> {
-  const out: string[] = []
-  for (const name of await handler.list(dir)) {
-    const path = dir === '' ? name : `${dir}/${name}`
-    if ((await handler.stat(path)).isDirectory) out.push(...(await walk(handler, path)))
-    else out.push(path)
-  }
-  return out
-}
-
 /** The store's bytes of every object of an S3 remote, read past any encryption. */
 async function storedObjects(url: string): Promise<Map<string, Buffer>> {
   const raw = new BackendHandler(new S3Backend(parseRemoteUrl(url.split('?')[0]!) as Extract<ReturnType<typeof parseRemoteUrl>, { type: 's3' }>, 'raw'))
   const objects = new Map<string, Buffer>()
-  for (const path of await walk(raw, '')) objects.set(path, await raw.readFile(path))
+  for (const path of await walkRemote(raw, '')) objects.set(path, await raw.readFile(path))
   return objects
 }
 
