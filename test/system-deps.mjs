@@ -1,6 +1,7 @@
 // The programs the tests need that npm cannot install: each with the Debian package that provides it.
 // `npm test` installs the missing ones when it runs as root, and otherwise stops with the install line.
 import { spawnSync } from 'node:child_process'
+import { existsSync } from 'node:fs'
 
 export const SYSTEM_DEPS = [
   { command: 'qemu-img', pkg: 'qemu-utils', why: 'independent reader of the VHD files Lifeboat writes' },
@@ -11,14 +12,24 @@ export const SYSTEM_DEPS = [
   { command: 'tar', pkg: 'tar', why: 'independent reader of the XVA files Lifeboat writes' },
   { command: 'unshare', pkg: 'util-linux', why: 'a tiny private tmpfs to test a remote that fills up, without root' },
   { command: 'tmux', pkg: 'tmux', why: 'end-to-end tests of the terminal UI in a real terminal' },
+  { command: 'smbd', pkg: 'samba', why: 'the SMB server the SMB remote is tested against' },
+  { command: 'smbclient', pkg: 'smbclient', why: 'independent reader of what Lifeboat writes to an SMB share' },
+  { command: 'ganesha.nfsd', pkg: 'nfs-ganesha', why: 'the NFS server the NFS remote is tested against' },
+  { file: '/usr/lib/x86_64-linux-gnu/ganesha/libfsalvfs.so', pkg: 'nfs-ganesha-vfs', why: "nfs-ganesha's backend that exports a local folder" },
+  { command: 'rpcbind', pkg: 'rpcbind', why: 'the portmapper nfs-ganesha registers NFSv3 with' },
+  { command: 'nfs-cp', pkg: 'libnfs-utils', why: 'independent reader of what Lifeboat writes to an NFS export' },
 ]
 
 export function hasCommand(command) {
   return spawnSync('sh', ['-c', `command -v ${command}`], { stdio: 'ignore' }).status === 0
 }
 
+function present(dep) {
+  return dep.command !== undefined ? hasCommand(dep.command) : existsSync(dep.file)
+}
+
 export function missingPackages() {
-  return [...new Set(SYSTEM_DEPS.filter(d => !hasCommand(d.command)).map(d => d.pkg))]
+  return [...new Set(SYSTEM_DEPS.filter(d => !present(d)).map(d => d.pkg))]
 }
 
 export function installLine(pkgs) {

@@ -10,7 +10,7 @@ import { pipeline } from 'node:stream/promises'
 import { normalizePath, type Backend, type Capabilities, type EntryStat, type ListPage, type LockOptions, type RemoteLock, type RemoteSpace, type WriteData, type WriteOptions } from './backend.ts'
 import { remoteUnavailable, toRemoteError, writeIncomplete } from './errors.ts'
 import { BackendHandler } from './handler.ts'
-import { takeDirectoryLock } from './lock.ts'
+import { localLockFolder, takeDirectoryLock } from './lock.ts'
 import type { RandomAccessFile } from '../formats/vhd/index.ts'
 
 // Backups hold whole VM disks: no access for others; the group may read (a restore host, an XO in the same group).
@@ -173,7 +173,7 @@ export class LocalBackend implements Backend {
     return this.#guard(async () => {
       const target = this.#resolve(path)
       await this.#mkdirp(dirname(target))
-      return takeDirectoryLock(target, `${normalizePath(path)} on ${this.label}`, options)
+      return takeDirectoryLock(localLockFolder, target, `${normalizePath(path)} on ${this.label}`, options)
     })
   }
 
