@@ -168,7 +168,7 @@ export function runConformanceSuite(name: string, createRemote: () => Promise<Co
     const storage = fileURLToPath(new URL('../../source/storage/index.ts', import.meta.url))
     const script = `
       import { openRemote } from ${JSON.stringify(storage)}
-      const remote = openRemote(process.env.REMOTE_URL)
+      const remote = openRemote(JSON.parse(process.env.REMOTE_URL))
       await remote.sync()
       async function* endless() {
         for (let i = 0; ; i++) {
@@ -178,7 +178,8 @@ export function runConformanceSuite(name: string, createRemote: () => Promise<Co
         }
       }
       await remote.outputStream('xo-vm-backups/vm/20260101T000000Z.xva', endless())`
-    const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { env: { ...process.env, REMOTE_URL: remote.url }, stdio: ['ignore', 'pipe', 'inherit'] })
+    // JSON-encoded: an SMB URL holds a NUL (XO's form), which an environment variable cannot.
+    const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', script], { env: { ...process.env, REMOTE_URL: JSON.stringify(remote.url) }, stdio: ['ignore', 'pipe', 'inherit'] })
     try {
       const started = await new Promise<boolean>(resolve => {
         child.stdout!.on('data', (data: Buffer) => data.toString().includes('writing') && resolve(true))
