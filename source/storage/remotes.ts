@@ -9,6 +9,7 @@ import { BackendHandler, type RemoteHandler } from './handler.ts'
 import { AzureBackend } from './azure.ts'
 import { LocalBackend } from './local.ts'
 import { S3Backend } from './s3.ts'
+import { SmbBackend } from './smb.ts'
 import { withRetries, type RetryPolicy } from './retry.ts'
 import { parseRemoteUrl, redactRemoteUrl, type RemoteType, type RemoteUrl } from './url.ts'
 
@@ -16,6 +17,7 @@ type BackendFactory = (remote: RemoteUrl, label: string) => Backend
 
 const backends: Partial<Record<RemoteType, BackendFactory>> = {
   file: (remote, label) => new LocalBackend(remote.path, label),
+  smb: (remote, label) => new SmbBackend(remote as Extract<RemoteUrl, { type: 'smb' }>, label),
   s3: (remote, label) => new S3Backend(remote as Extract<RemoteUrl, { type: 's3' }>, label),
   azure: (remote, label) => new AzureBackend(remote as Extract<RemoteUrl, { type: 'azure' }>, label),
   azurite: (remote, label) => new AzureBackend(remote as Extract<RemoteUrl, { type: 'azurite' }>, label),
