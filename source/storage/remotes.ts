@@ -8,6 +8,7 @@ import { remoteEncryptionKey, withEncryption } from './encryption.ts'
 import { BackendHandler, type RemoteHandler } from './handler.ts'
 import { AzureBackend } from './azure.ts'
 import { LocalBackend } from './local.ts'
+import { NfsBackend, type NfsRemote } from './nfs.ts'
 import { S3Backend } from './s3.ts'
 import { SmbBackend } from './smb.ts'
 import { withRetries, type RetryPolicy } from './retry.ts'
@@ -17,6 +18,7 @@ type BackendFactory = (remote: RemoteUrl, label: string) => Backend
 
 const backends: Partial<Record<RemoteType, BackendFactory>> = {
   file: (remote, label) => new LocalBackend(remote.path, label),
+  nfs: (remote, label) => new NfsBackend(remote as NfsRemote, label),
   smb: (remote, label) => new SmbBackend(remote as Extract<RemoteUrl, { type: 'smb' }>, label),
   s3: (remote, label) => new S3Backend(remote as Extract<RemoteUrl, { type: 's3' }>, label),
   azure: (remote, label) => new AzureBackend(remote as Extract<RemoteUrl, { type: 'azure' }>, label),
