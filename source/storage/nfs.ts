@@ -64,7 +64,7 @@ export class NfsBackend implements Backend {
     })
   }
 
-  /** Mounts the export and checks the remote's folder; a missing sub-folder of the export is created (never the export). */
+  /** Mounts the export and checks the remote's folder (never creates it: a wrong path must not become a new folder). */
   sync(): Promise<void> {
     return this.#guard('mount', async () => {
       this.#mounted = undefined
@@ -393,7 +393,12 @@ export class NfsBackend implements Backend {
     const exportPath = exports.filter(within).sort((a, b) => b.length - a.length)[0] ?? path
     let handle = await this.#client.mnt(exportPath)
     const rest = path.slice(exportPath.length).split('/').filter(Boolean)
-    for (const name of rest) handle = await this.#lookupOrCreate(handle, name, name)
+    try {
+      for (const name of rest) handle = (await this.#client.lookup(handle, name, `LOOKUP ${name}`)).handle
+    } catch (error) {
+      if ((error as NfsError).code !== 'ENOENT') throw error
+      throw remoteUnavailable(this.label, error, `its folder ${path} does not exist in the export ${exportPath} (create it on the server)`)
+    }
     const { type } = await this.#client.getattr(handle, `GETATTR ${path}`)
     if (type !== FileType.directory) throw remoteUnavailable(this.label, undefined, `${path} on the NFS server is not a folder`)
     const info = await this.#client.fsinfo(handle)

@@ -1,0 +1,385 @@
+// The NFS client against a fake server, for what a real ganesha cannot show on demand: replies out of order,
+// a reply split into fragments and TCP chunks, a connection dropped mid-call, a call never answered, the
+// statuses NOSPC/ACCES/STALE, a reply that does not decode, a server that restarts and loses unstable writes.
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { once } from 'node:events'
+import { createServer, type Server, type Socket } from 'node:net'
+import { NfsBackend, type NfsRemote } from '../../source/storage/nfs.ts'
+import { Nfs3Client } from '../../source/storage/nfs/nfs3.ts'
+import { XdrReader, XdrWriter } from '../../source/storage/nfs/xdr.ts'
+import { parseRemoteUrl } from '../../source/storage/url.ts'
+
+const MOUNT = 100005
+const NFS = 100003
+
+interface Call {
+  xid: number
+  program: number
+  procedure: number
+  /** A reader on the call's arguments (a new one each time). */
+  readonly args: XdrReader
+  socket: Socket
+  connection: number
+}
+
+type Answer = Buffer[] | 'drop' | 'silence'
+
+/** One RPC reply record: accepted, SUCCESS, then the results. */
+function record(xid: number, results: Buffer[]): Buffer {
+  const body = Buffer.concat([...new XdrWriter().uint(xid).uint(1).uint(0).uint(0).uint(0).uint(0).parts(), ...results])
+  const mark = Buffer.alloc(4)
+  mark.writeUInt32BE((0x80000000 | body.length) >>> 0)
+  return Buffer.concat([mark, body])
+}
+
+const w = () => new XdrWriter()
+
+function fattr(type: number, size: number, fileid = 7): XdrWriter {
+  return w().uint(type).uint(0o755).uint(1).uint(0).uint(0).uhyper(size).uhyper(size).uint(0).uint(0).uhyper(1).uhyper(fileid).uint(1).uint(0).uint(1).uint(0).uint(1).uint(0)
+}
+
+interface Fake {
+  port: number
+  calls: Call[]
+  connections: number
+  close(): Promise<void>
+}
+
+/** A fake server of both MOUNT and NFS on one port; `answer` gives the result buffers of a call, or drops it. */
+async function fakeServer(answer: (call: Call) => Answer | Promise<Answer>): Promise<Fake> {
+  const calls: Call[] = []
+  const sockets = new Set<Socket>()
+  const state = { connections: 0 }
+  const server: Server = createServer(socket => {
+    const connection = ++state.connections
+    sockets.add(socket)
+    socket.on('close', () => sockets.delete(socket))
+    socket.on('error', () => {})
+    let pending = Buffer.alloc(0)
+    socket.on('data', async chunk => {
+      pending = Buffer.concat([pending, chunk])
+      while (pending.length >= 4) {
+        const length = pending.readUInt32BE(0) & 0x7fffffff
+        if (pending.length < 4 + length) return
+        const body = pending.subarray(4, 4 + length)
+        pending = pending.subarray(4 + length)
+        const pad = (n: number) => n + ((4 - (n % 4)) % 4)
+        const credentials = pad(body.readUInt32BE(28))
+        const argsAt = 32 + credentials + 8 + pad(body.readUInt32BE(32 + credentials + 4))
+        const call = {
+          xid: body.readUInt32BE(0),
+          program: body.readUInt32BE(12),
+          procedure: body.readUInt32BE(20),
+          get args() {
+            return new XdrReader(body, argsAt)
+          },
+          socket,
+          connection,
+        }
+        calls.push(call)
+        const result = await answer(call)
+        if (result === 'drop') socket.destroy()
+        else if (result !== 'silence') socket.write(record(call.xid, result))
+      }
+    })
+  })
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  const port = (server.address() as { port: number }).port
+  return {
+    port,
+    calls,
+    get connections() {
+      return state.connections
+    },
+    close: async () => {
+      for (const socket of sockets) socket.destroy()
+      server.close()
+      await once(server, 'close')
+    },
+  }
+}
+
+/** What a server answers to the mount sequence (EXPORT, MNT, GETATTR of the root, FSINFO), else undefined. */
+function mountAnswers(call: Call): Buffer[] | undefined {
+  if (call.program === MOUNT && call.procedure === 5) return w().bool(true).string('/export').bool(false).bool(false).parts()
+  if (call.program === MOUNT && call.procedure === 1) return w().uint(0).opaque(Buffer.from('root')).uint(1).uint(1).parts()
+  if (call.program === MOUNT && call.procedure === 3) return []
+  if (call.program === NFS && call.procedure === 19) return w().uint(0).bool(false).uint(65536).uint(65536).uint(1).uint(65536).uint(65536).uint(1).uint(4096).uhyper(2 ** 40).uint(0).uint(1).uint(0).parts()
+  if (call.program === NFS && call.procedure === 1 && handleOf(call) === 'root') return w().uint(0).fixed(Buffer.concat(fattr(2, 4096).parts())).parts()
+  return undefined
+}
+
+function handleOf(call: Call): string {
+  return call.args.opaque().toString()
+}
+
+async function collect(stream: AsyncIterable<Buffer>): Promise<Buffer> {
+  const chunks: Buffer[] = []
+  for await (const chunk of stream) chunks.push(chunk)
+  return Buffer.concat(chunks)
+}
+
+function backendOn(fake: Fake, options: { timeoutMs?: number; retryDelaysMs?: number[] } = {}, query = ''): NfsBackend {
+  const url = `nfs://127.0.0.1:${fake.port}:/export?mountPort=${fake.port}&uid=1234&gid=5678${query}`
+  return new NfsBackend(parseRemoteUrl(url) as NfsRemote, url, { retryDelaysMs: [10, 10], ...options })
+}
+
+function client(fake: Fake, options: { timeoutMs?: number; retryDelaysMs?: number[] } = {}): Nfs3Client {
+  return new Nfs3Client({ host: '127.0.0.1', port: fake.port, mountPort: fake.port, credentials: { uid: 1, gid: 1 }, retryDelaysMs: [10, 10], ...options })
+}
+
+test('replies out of order reach their own calls (many calls in flight on one connection)', async () => {
+  const held: Call[] = []
+  const fake = await fakeServer(call => {
+    held.push(call)
+    // Hold the first five, then answer them last first.
+    if (held.length === 5) for (const c of held.slice().reverse()) c.socket.write(record(c.xid, w().uint(0).fixed(Buffer.concat(fattr(1, Number(handleOf(c)) * 100).parts())).parts()))
+    return 'silence'
+  })
+  const nfs = client(fake)
+  try {
+    const sizes = await Promise.all([1, 2, 3, 4, 5].map(n => nfs.getattr(Buffer.from(String(n))).then(a => a.size)))
+    assert.deepEqual(sizes, [100, 200, 300, 400, 500])
+    assert.equal(fake.connections, 1, 'the five calls shared one connection')
+  } finally {
+    nfs.close()
+    await fake.close()
+  }
+})
+
+test('a reply split into several record fragments, sent byte by byte, arrives whole and exact', async () => {
+  const payload = Buffer.from(Array.from({ length: 3001 }, (_, i) => (i * 7) & 0xff))
+  const fake = await fakeServer(async (call): Promise<Answer> => {
+    const body = Buffer.concat([...w().uint(call.xid).uint(1).uint(0).uint(0).uint(0).uint(0).uint(0).bool(false).uint(payload.length).bool(true).opaque(payload).parts()])
+    // Three fragments of uneven sizes; only the last has the last-fragment bit.
+    const cuts = [0, 5, 1500, body.length]
+    for (let i = 0; i < 3; i++) {
+      const part = body.subarray(cuts[i]!, cuts[i + 1]!)
+      const mark = Buffer.alloc(4)
+      mark.writeUInt32BE(((i === 2 ? 0x80000000 : 0) | part.length) >>> 0)
+      const bytes = Buffer.concat([mark, part])
+      for (let at = 0; at < bytes.length; at += 97) {
+        call.socket.write(bytes.subarray(at, at + 97))
+        await new Promise(resolve => setImmediate(resolve))
+      }
+    }
+    return 'silence'
+  })
+  const nfs = client(fake)
+  try {
+    const { data, eof } = await nfs.read(Buffer.from('f'), 0, 4096)
+    assert.deepEqual(data, payload)
+    assert.equal(eof, true)
+  } finally {
+    nfs.close()
+    await fake.close()
+  }
+})
+
+test('a connection dropped mid-call: the call is sent again on a new connection; a REMOVE resent and answered NOENT is done', async () => {
+  let dropped = 0
+  const fake = await fakeServer(call => {
+    if (call.procedure === 1) {
+      if (dropped++ === 0) return 'drop'
+      return w().uint(0).fixed(Buffer.concat(fattr(1, 42).parts())).parts()
+    }
+    if (call.procedure === 12) {
+      // The first REMOVE is done, then the connection is lost before its reply; the second finds nothing.
+      if (call.connection === 2) return 'drop'
+      return w().uint(2).bool(false).bool(false).parts()
+    }
+    return 'drop'
+  })
+  const nfs = client(fake)
+  try {
+    assert.equal((await nfs.getattr(Buffer.from('f'))).size, 42)
+    assert.equal(fake.connections, 2)
+    await nfs.remove(Buffer.from('dir'), 'name')
+    assert.equal(fake.calls.filter(c => c.procedure === 12).length, 2, 'the REMOVE was sent twice')
+    // A REMOVE answered NOENT the first time is an error.
+    await assert.rejects(nfs.remove(Buffer.from('dir'), 'other'), { code: 'ENOENT' })
+  } finally {
+    nfs.close()
+    await fake.close()
+  }
+})
+
+test('a server that keeps dropping the connection: REMOTE_UNAVAILABLE after a bounded number of attempts', async () => {
+  const fake = await fakeServer(call => mountAnswers(call) ?? 'drop')
+  const backend = backendOn(fake)
+  try {
+    await backend.sync()
+    await assert.rejects(backend.stat('x'), (error: Error & { code?: string }) => error.code === 'REMOTE_UNAVAILABLE' && /(closed|dropped) the connection.*, 3 times in a row/.test(error.message))
+    assert.equal(fake.calls.filter(c => c.procedure === 3).length, 3, 'the LOOKUP was sent 3 times, no more')
+  } finally {
+    await backend.close()
+    await fake.close()
+  }
+})
+
+test('a call never answered fails after the timeout, the connection is dropped, and the next call works', async () => {
+  let silent = true
+  const fake = await fakeServer(call => {
+    const mounted = mountAnswers(call)
+    if (mounted !== undefined) return mounted
+    if (silent) return 'silence'
+    if (call.procedure === 1) return w().uint(0).fixed(Buffer.concat(fattr(1, 9).parts())).parts()
+    return w().uint(0).opaque(Buffer.from('file')).bool(true).fixed(Buffer.concat(fattr(1, 9).parts())).bool(false).parts()
+  })
+  const backend = backendOn(fake, { timeoutMs: 300, retryDelaysMs: [] })
+  try {
+    await backend.sync()
+    await assert.rejects(backend.stat('x'), (error: Error & { code?: string }) => error.code === 'REMOTE_UNAVAILABLE' && /did not answer LOOKUP x within 0.3 s/.test(error.message))
+    silent = false
+    const before = fake.connections
+    assert.equal((await backend.stat('x')).size, 9)
+    assert.ok(fake.connections > before, 'a new connection replaced the dead one')
+  } finally {
+    await backend.close()
+    await fake.close()
+  }
+})
+
+test('NOSPC and DQUOT are REMOTE_FULL; ACCES at MNT and on a call name the export options to check; ROFS too', async () => {
+  let status = 28
+  let mountStatus = 0
+  const fake = await fakeServer(call => {
+    if (call.program === MOUNT && call.procedure === 1 && mountStatus !== 0) return w().uint(mountStatus).parts()
+    const mounted = mountAnswers(call)
+    if (mounted !== undefined) return mounted
+    if (call.procedure === 3) return w().uint(2).bool(false).parts()
+    // CREATE of the temporary file.
+    if (call.procedure === 8) return w().uint(status).bool(false).bool(false).parts()
+    return w().uint(10006).parts()
+  })
+  const backend = backendOn(fake)
+  try {
+    await backend.sync()
+    await assert.rejects(backend.write('a', 'x'), { code: 'REMOTE_FULL' })
+    status = 69
+    await assert.rejects(backend.write('a', 'x'), { code: 'REMOTE_FULL' })
+    for (status of [13, 1, 30]) {
+      await assert.rejects(backend.write('a', 'x'), (error: Error & { code?: string }) => {
+        assert.equal(error.code, 'REMOTE_AUTH')
+        for (const option of ['(rw)', 'client list', '`insecure`', 'above 1023', 'root squash / anonuid', 'uid 1234 and gid 5678']) assert.ok(error.message.includes(option), `the sentence names ${option}: ${error.message}`)
+        return true
+      })
+    }
+  } finally {
+    await backend.close()
+  }
+  mountStatus = 13
+  const refused = backendOn(fake)
+  try {
+    await assert.rejects(refused.sync(), (error: Error & { code?: string }) => error.code === 'REMOTE_AUTH' && /mounting \/export: permission denied \(MNT3ERR 13\)/.test(error.message) && /`insecure`/.test(error.message))
+  } finally {
+    await refused.close()
+    await fake.close()
+  }
+})
+
+test('STALE: the path is looked up again once (the export mounted again), then REMOTE_UNAVAILABLE', async () => {
+  let staleLeft = 1
+  const fake = await fakeServer(call => {
+    const mounted = mountAnswers(call)
+    if (mounted !== undefined) return mounted
+    if (call.procedure === 3) return w().uint(0).opaque(Buffer.from('file')).bool(false).bool(false).parts()
+    if (call.procedure === 1) {
+      if (staleLeft-- > 0) return w().uint(70).parts()
+      return w().uint(0).fixed(Buffer.concat(fattr(1, 5).parts())).parts()
+    }
+    return w().uint(10006).parts()
+  })
+  const backend = backendOn(fake)
+  try {
+    await backend.sync()
+    assert.equal((await backend.stat('x')).size, 5, 'one stale handle is recovered by looking the path up again')
+    const mounts = fake.calls.filter(c => c.program === MOUNT && c.procedure === 1).length
+    assert.equal(mounts, 2, 'the export was mounted again')
+    staleLeft = 100
+    await assert.rejects(backend.stat('x'), (error: Error & { code?: string }) => error.code === 'REMOTE_UNAVAILABLE' && /stale file handle/.test(error.message))
+  } finally {
+    await backend.close()
+    await fake.close()
+  }
+})
+
+test('a reply that does not decode is a clear error, not a crash; the connection goes on working', async () => {
+  let malformed = true
+  const fake = await fakeServer(call => {
+    const mounted = mountAnswers(call)
+    if (mounted !== undefined) return mounted
+    if (call.procedure === 3) return w().uint(0).opaque(Buffer.from('file')).bool(false).bool(false).parts()
+    if (call.procedure === 1) return malformed ? w().uint(0).uint(1).parts() : w().uint(0).fixed(Buffer.concat(fattr(1, 77).parts())).parts()
+    // A READ announcing 1000 bytes and holding 3.
+    if (call.procedure === 6) return w().uint(0).bool(false).uint(1000).bool(true).uint(1000).fixed(Buffer.from('abc\0')).parts()
+    return w().uint(10006).parts()
+  })
+  const backend = backendOn(fake)
+  try {
+    await backend.sync()
+    await assert.rejects(backend.stat('x'), (error: Error & { code?: string }) => error.code === 'REMOTE_UNAVAILABLE' && /does not decode as NFSv3 \(the reply ends after/.test(error.message))
+    malformed = false
+    await assert.rejects(collect(await backend.read('x')), (error: Error & { code?: string }) => error.code === 'REMOTE_UNAVAILABLE' && /does not decode/.test(error.message))
+    assert.equal((await backend.stat('x')).size, 77)
+  } finally {
+    await backend.close()
+    await fake.close()
+  }
+})
+
+test('a record too short for an RPC header drops the connection with a clear error; the call is not left waiting', async () => {
+  const fake = await fakeServer(call => {
+    call.socket.write(Buffer.from([0x80, 0, 0, 2, 1, 2]))
+    return 'silence'
+  })
+  const nfs = client(fake, { retryDelaysMs: [] })
+  try {
+    await assert.rejects(nfs.getattr(Buffer.from('f')), (error: Error & { code?: string }) => error.code === 'EBADRPC' && /too short for an RPC header/.test(error.message))
+  } finally {
+    nfs.close()
+    await fake.close()
+  }
+})
+
+test('a server that restarted before COMMIT (another write verifier): the lost writes are sent again FILE_SYNC', async () => {
+  const stored = new Map<number, Buffer>()
+  const fake = await fakeServer(call => {
+    const mounted = mountAnswers(call)
+    if (mounted !== undefined) return mounted
+    if (call.procedure === 3) return w().uint(2).bool(false).parts()
+    if (call.procedure === 8) return w().uint(0).bool(true).opaque(Buffer.from('tmp')).bool(false).bool(false).bool(false).parts()
+    if (call.procedure === 7) {
+      const args = call.args
+      args.opaque()
+      const offset = args.uhyper()
+      args.uint()
+      const stable = args.uint()
+      const data = Buffer.from(args.opaque())
+      stored.set(offset, data)
+      // UNSTABLE writes are answered under verifier A; the COMMIT comes after a "restart": verifier B.
+      return w().uint(0).bool(false).bool(false).uint(data.length).uint(stable).fixed(Buffer.from(stable === 0 ? 'AAAAAAAA' : 'BBBBBBBB')).parts()
+    }
+    if (call.procedure === 21) {
+      stored.clear()
+      return w().uint(0).bool(false).bool(false).fixed(Buffer.from('BBBBBBBB')).parts()
+    }
+    if (call.procedure === 14) return w().uint(0).bool(false).bool(false).bool(false).bool(false).parts()
+    return w().uint(10006).parts()
+  })
+  const backend = backendOn(fake)
+  const data = Buffer.from(Array.from({ length: 200_000 }, (_, i) => (i * 13) & 0xff))
+  try {
+    await backend.sync()
+    assert.equal(await backend.write('file', data), data.length)
+    const writes = fake.calls.filter(c => c.procedure === 7)
+    assert.ok(writes.length >= 2 * Math.ceil(data.length / 65536), 'every block was written twice')
+    const rebuilt = Buffer.concat([...stored.keys()].sort((a, b) => a - b).map(offset => stored.get(offset)!))
+    assert.deepEqual(rebuilt, data, 'what the server holds after the restart is the whole file')
+  } finally {
+    await backend.close()
+    await fake.close()
+  }
+})
