@@ -12,6 +12,7 @@ import { CONNECTION_LOST } from './nfs/rpc.ts'
 import type { RemoteUrl } from './url.ts'
 import type { RandomAccessFile } from '../formats/vhd/index.ts'
 import { LifeboatError } from '../util/errors.ts'
+import { terminalSafeLine } from '../util/terminal-text.ts'
 
 const FILE_MODE = 0o640
 const FOLDER_MODE = 0o750
@@ -32,6 +33,8 @@ export interface NfsBackendOptions {
   timeoutMs?: number
   /** Waits before resending calls after a lost connection (their count bounds the retries). */
   retryDelaysMs?: number[]
+  /** The portmapper's port: 111 everywhere but in tests. */
+  portmapperPort?: number
 }
 
 export class NfsBackend implements Backend {
@@ -391,7 +394,14 @@ export class NfsBackend implements Backend {
     const exports = await this.#client.exports().catch(() => [] as string[])
     const within = (exported: string) => exported === '/' || path === exported || path.startsWith(`${exported.replace(/\/+$/, '')}/`)
     const exportPath = exports.filter(within).sort((a, b) => b.length - a.length)[0] ?? path
-    let handle = await this.#client.mnt(exportPath)
+    let handle: FileHandle
+    try {
+      handle = await this.#client.mnt(exportPath)
+    } catch (error) {
+      // Some servers list only part of their exports: the path was tried anyway.
+      if (exports.length === 0 || exports.some(within) || !(error instanceof NfsError)) throw error
+      throw remoteUnavailable(this.label, error, `${path} is in none of the exports of ${this.#remote.host} (${exports.slice(0, 10).map(e => terminalSafeLine(e)).join(', ')}): correct the remote's path`)
+    }
     const rest = path.slice(exportPath.length).split('/').filter(Boolean)
     try {
       for (const name of rest) handle = (await this.#client.lookup(handle, name, `LOOKUP ${name}`)).handle

@@ -115,6 +115,15 @@ function handleOf(call: Call): string {
   return call.args.opaque().toString()
 }
 
+/** Waits for a condition (generous bound: the machine may be loaded). */
+async function until(condition: () => boolean, what: string): Promise<void> {
+  const deadline = Date.now() + 30_000
+  while (!condition()) {
+    if (Date.now() > deadline) assert.fail(`never came: ${what}`)
+    await new Promise(resolve => setTimeout(resolve, 10))
+  }
+}
+
 async function collect(stream: AsyncIterable<Buffer>): Promise<Buffer> {
   const chunks: Buffer[] = []
   for await (const chunk of stream) chunks.push(chunk)
@@ -378,6 +387,97 @@ test('a server that restarted before COMMIT (another write verifier): the lost w
     assert.ok(writes.length >= 2 * Math.ceil(data.length / 65536), 'every block was written twice')
     const rebuilt = Buffer.concat([...stored.keys()].sort((a, b) => a - b).map(offset => stored.get(offset)!))
     assert.deepEqual(rebuilt, data, 'what the server holds after the restart is the whole file')
+  } finally {
+    await backend.close()
+    await fake.close()
+  }
+})
+
+test('a read is pipelined with backpressure: a paused reader stops the READs after a few in flight', async () => {
+  const size = 64 * 1024 * 1024
+  const fake = await fakeServer(call => {
+    const mounted = mountAnswers(call)
+    if (mounted !== undefined) return mounted
+    if (call.procedure === 3) return w().uint(0).opaque(Buffer.from('file')).bool(false).bool(false).parts()
+    if (call.procedure === 1) return w().uint(0).fixed(Buffer.concat(fattr(1, size).parts())).parts()
+    if (call.procedure === 6) {
+      const args = call.args
+      args.opaque()
+      const offset = args.uhyper()
+      const count = Math.min(args.uint(), size - offset)
+      return w().uint(0).bool(false).uint(count).bool(offset + count === size).opaque(Buffer.alloc(count, offset / 65536)).parts()
+    }
+    return w().uint(10006).parts()
+  })
+  const backend = backendOn(fake)
+  try {
+    await backend.sync()
+    const stream = await backend.read('x')
+    const reads = () => fake.calls.filter(c => c.procedure === 6).length
+    const first: Buffer = await new Promise(resolve => stream.once('data', resolve))
+    stream.pause()
+    assert.equal(first[0], 0)
+    // Let whatever the stream would still ask for arrive.
+    await new Promise(resolve => setTimeout(resolve, 300))
+    assert.ok(reads() <= 12, `a paused reader keeps at most a few READs in flight (${reads()} of ${size / 65536} sent)`)
+    let total = first.length
+    let ordered = true
+    let expected = first.length / 65536
+    stream.on('data', (chunk: Buffer) => {
+      if (chunk[0] !== (expected++ & 0xff)) ordered = false
+      total += chunk.length
+    })
+    stream.resume()
+    await once(stream, 'end')
+    assert.equal(total, size)
+    assert.ok(ordered, 'the chunks arrive in file order')
+  } finally {
+    await backend.close()
+    await fake.close()
+  }
+})
+
+test('a stream write keeps several WRITEs in flight, and stops pulling from its source while they are unanswered', async () => {
+  const held: Call[] = []
+  const fake = await fakeServer(call => {
+    const mounted = mountAnswers(call)
+    if (mounted !== undefined) return mounted
+    if (call.procedure === 3) return w().uint(2).bool(false).parts()
+    if (call.procedure === 8) return w().uint(0).bool(true).opaque(Buffer.from('tmp')).bool(false).bool(false).bool(false).parts()
+    if (call.procedure === 7) {
+      held.push(call)
+      return 'silence'
+    }
+    if (call.procedure === 21) return w().uint(0).bool(false).bool(false).fixed(Buffer.from('AAAAAAAA')).parts()
+    if (call.procedure === 14) return w().uint(0).bool(false).bool(false).bool(false).bool(false).parts()
+    return w().uint(10006).parts()
+  })
+  const backend = backendOn(fake)
+  let pulled = 0
+  async function* source() {
+    for (let i = 0; i < 1000; i++) {
+      pulled++
+      yield Buffer.alloc(65536, i & 0xff)
+    }
+  }
+  try {
+    await backend.sync()
+    const writing = backend.write('file', source())
+    await until(() => held.length >= 8, 'eight WRITEs in flight at once')
+    // Let whatever the writer would still send arrive.
+    await new Promise(resolve => setTimeout(resolve, 300))
+    assert.equal(held.length, 8, 'no more than eight WRITEs in flight')
+    assert.ok(pulled <= 12, `the source is not read ahead while the WRITEs are unanswered (${pulled} chunks pulled)`)
+    const answer = (call: Call) => {
+      const args = call.args
+      args.opaque()
+      args.uhyper()
+      const count = args.uint()
+      call.socket.write(record(call.xid, w().uint(0).bool(false).bool(false).uint(count).uint(0).fixed(Buffer.from('AAAAAAAA')).parts()))
+    }
+    held.splice(0).forEach(answer)
+    held.push = (...calls: Call[]) => (calls.forEach(answer), 0)
+    assert.equal(await writing, 1000 * 65536)
   } finally {
     await backend.close()
     await fake.close()

@@ -106,11 +106,13 @@ export interface Nfs3Options {
   credentials: RpcCredentials
   timeoutMs?: number
   retryDelaysMs?: number[]
+  /** The portmapper's port: 111 everywhere but in tests. */
+  portmapperPort?: number
 }
 
-/** Asks the portmapper (port 111) where a program listens on TCP. */
-export async function portOf(host: string, program: number, version: number, options: Pick<ChannelOptions, 'credentials' | 'timeoutMs'>): Promise<number> {
-  const portmap = new RpcChannel({ host, port: 111, ...options, retryDelaysMs: [] })
+/** Asks the portmapper where a program listens on TCP. */
+export async function portOf(host: string, portmapperPort: number, program: number, version: number, options: Pick<ChannelOptions, 'credentials' | 'timeoutMs'>): Promise<number> {
+  const portmap = new RpcChannel({ host, port: portmapperPort, credentials: options.credentials, ...(options.timeoutMs !== undefined && { timeoutMs: options.timeoutMs }), retryDelaysMs: [] })
   try {
     const { reply } = await portmap.call(PORTMAP, 2, 3, () => new XdrWriter().uint(program).uint(version).uint(IPPROTO_TCP).uint(0), 'GETPORT')
     const port = reply.uint()
@@ -128,7 +130,7 @@ export class Nfs3Client {
   constructor(options: Nfs3Options) {
     const { host, credentials } = options
     const common = { host, credentials, ...(options.timeoutMs !== undefined && { timeoutMs: options.timeoutMs }), ...(options.retryDelaysMs !== undefined && { retryDelaysMs: options.retryDelaysMs }) }
-    const lookup = (program: number) => () => portOf(host, program, 3, common)
+    const lookup = (program: number) => () => portOf(host, options.portmapperPort ?? 111, program, 3, common)
     this.#nfs = new RpcChannel({ ...common, port: options.port ?? lookup(NFS) })
     this.#mount = new RpcChannel({ ...common, port: options.mountPort ?? lookup(MOUNT) })
   }
