@@ -8,6 +8,7 @@ import { S3Backend } from '../../source/storage/s3.ts'
 import { parseRemoteUrl, redactRemoteUrl } from '../../source/storage/url.ts'
 import { serializeError } from '../../source/util/errors.ts'
 import { startS3rver, type S3rver } from '../helpers/s3rver.ts'
+import { pattern } from '../helpers/pattern.ts'
 
 // An access key and a secret with the characters a URL must escape ('/' cannot be in an access key: SigV4 splits on it).
 const ODD_KEY = 'Odd+Key%41=:@'
@@ -41,19 +42,6 @@ async function collect(stream: AsyncIterable<Buffer>): Promise<Buffer> {
   const chunks: Buffer[] = []
   for await (const chunk of stream) chunks.push(chunk)
   return Buffer.concat(chunks)
-}
-
-// A deterministic stream of `total` bytes in 64 KiB chunks, and the sha256 of the same bytes.
-function pattern(total: number): { chunks: () => AsyncGenerator<Buffer>; sha256: string } {
-  const block = randomBytes(65536)
-  const hash = createHash('sha256')
-  for (let done = 0; done < total; done += block.length) hash.update(block.subarray(0, Math.min(block.length, total - done)))
-  return {
-    sha256: hash.digest('hex'),
-    async *chunks() {
-      for (let done = 0; done < total; done += block.length) yield Buffer.from(block.subarray(0, Math.min(block.length, total - done)))
-    },
-  }
 }
 
 test('buffers, strings and a 20 MiB + 12345 B stream round trip byte for byte', async () => {
