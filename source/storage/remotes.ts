@@ -1,7 +1,6 @@
 // From a remote URL to its handler, composed in this one place: the backend of its type (each backend is
 // one file plus its line in `backends`), XO's encryption right above it (what is stored), then the decorators
 // — logging, retries, the parallel-request bound — then the file-level handler the repository works with.
-import { LifeboatError } from '../util/errors.ts'
 import type { Backend } from './backend.ts'
 import { withConcurrencyLimit, withLogging } from './decorators.ts'
 import { remoteEncryptionKey, withEncryption } from './encryption.ts'
@@ -16,7 +15,7 @@ import { parseRemoteUrl, redactRemoteUrl, type RemoteType, type RemoteUrl } from
 
 type BackendFactory = (remote: RemoteUrl, label: string) => Backend
 
-const backends: Partial<Record<RemoteType, BackendFactory>> = {
+const backends: Record<RemoteType, BackendFactory> = {
   file: (remote, label) => new LocalBackend(remote.path, label),
   nfs: (remote, label) => new NfsBackend(remote as NfsRemote, label),
   smb: (remote, label) => new SmbBackend(remote as Extract<RemoteUrl, { type: 'smb' }>, label),
@@ -24,8 +23,6 @@ const backends: Partial<Record<RemoteType, BackendFactory>> = {
   azure: (remote, label) => new AzureBackend(remote as Extract<RemoteUrl, { type: 'azure' }>, label),
   azurite: (remote, label) => new AzureBackend(remote as Extract<RemoteUrl, { type: 'azurite' }>, label),
 }
-
-const NAMES: Record<RemoteType, string> = { file: 'Local folder', nfs: 'NFS', smb: 'SMB', s3: 'S3', azure: 'Azure Blob', azurite: 'Azurite' }
 
 export interface OpenRemoteOptions {
   /** The retry policy; false gives the bare backend (no retries, no bound, no log): what the conformance suite also runs on. */
@@ -37,14 +34,7 @@ export interface OpenRemoteOptions {
 /** The backend of a remote URL (encrypted when its URL has an encryptionKey), decorated unless `retry: false`. */
 export function openBackend(url: string, options: OpenRemoteOptions = {}): Backend {
   const remote = parseRemoteUrl(url)
-  const factory = backends[remote.type]
-  if (factory === undefined) {
-    throw new LifeboatError(
-      'REMOTE_TYPE_NOT_SUPPORTED',
-      `${NAMES[remote.type]} remotes are not supported by this version of Lifeboat yet; use a local folder (file:///path), for example the share mounted by the system.`,
-    )
-  }
-  const backend = withEncryption(factory(remote, redactRemoteUrl(url)), remoteEncryptionKey(remote))
+  const backend = withEncryption(backends[remote.type](remote, redactRemoteUrl(url)), remoteEncryptionKey(remote))
   return options.retry === false ? backend : decorate(backend, { ...(options.log && { log: options.log }), ...(options.retry && { retry: options.retry }) })
 }
 

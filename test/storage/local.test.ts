@@ -81,12 +81,3 @@ test('local: backup files are 0640 and folders 0750 on the remote, whatever the 
   }
 })
 
-test('remote types not built yet are refused with REMOTE_TYPE_NOT_SUPPORTED and a sentence', () => {
-  for (const url of ['nfs://host:/export']) {
-    assert.throws(() => openRemote(url), (error: Error & { code?: string }) => {
-      assert.equal(error.code, 'REMOTE_TYPE_NOT_SUPPORTED')
-      assert.match(error.message, /not supported .* yet/)
-      return true
-    })
-  }
-})
