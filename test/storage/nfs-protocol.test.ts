@@ -27,7 +27,16 @@ type Answer = Buffer[] | 'drop' | 'silence'
 
 /** One RPC reply record: accepted, SUCCESS, then the results. */
 function record(xid: number, results: Buffer[]): Buffer {
-  const body = Buffer.concat([...new XdrWriter().uint(xid).uint(1).uint(0).uint(0).uint(0).uint(0).parts(), ...results])
+  return frame(Buffer.concat([...new XdrWriter().uint(xid).uint(1).uint(0).uint(0).uint(0).uint(0).parts(), ...results]))
+}
+
+/** A reply MSG_DENIED with AUTH_ERROR. */
+function denied(xid: number, authStatus: number): Buffer {
+  return frame(Buffer.concat(new XdrWriter().uint(xid).uint(1).uint(1).uint(1).uint(authStatus).parts()))
+}
+
+/** One record of one fragment. */
+function frame(body: Buffer): Buffer {
   const mark = Buffer.alloc(4)
   mark.writeUInt32BE((0x80000000 | body.length) >>> 0)
   return Buffer.concat([mark, body])
@@ -478,6 +487,27 @@ test('a stream write keeps several WRITEs in flight, and stops pulling from its 
     held.splice(0).forEach(answer)
     held.push = (...calls: Call[]) => (calls.forEach(answer), 0)
     assert.equal(await writing, 1000 * 65536)
+  } finally {
+    await backend.close()
+    await fake.close()
+  }
+})
+
+test('AUTH_SYS refused as too weak (a `secure` export and a port above 1023): REMOTE_AUTH naming `insecure`', async () => {
+  const fake = await fakeServer(call => {
+    if (call.program === MOUNT) return mountAnswers(call)!
+    // MSG_DENIED, AUTH_ERROR, AUTH_TOOWEAK: what ganesha answers on an export with PrivilegedPort = true.
+    call.socket.write(denied(call.xid, 5))
+    return 'silence'
+  })
+  const backend = backendOn(fake)
+  try {
+    await assert.rejects(backend.sync(), (error: Error & { code?: string }) => {
+      assert.equal(error.code, 'REMOTE_AUTH')
+      assert.match(error.message, /credentials too weak \(the export wants a privileged source port, `secure`/)
+      assert.match(error.message, /with `insecure` \(Lifeboat connects from a port above 1023/)
+      return true
+    })
   } finally {
     await backend.close()
     await fake.close()

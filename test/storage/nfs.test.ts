@@ -239,3 +239,35 @@ test('an unprivileged user (nobody) writes and reads back a file through NfsBack
   assert.deepEqual(written, Buffer.from(Array.from({ length: 3_000_000 }, (_, i) => (i * 31) & 0xff)), 'the server holds the bytes the child wrote')
   assert.equal((await stat(join(server.root, sub, 'by-nobody.bin'))).uid, 65534, 'the file belongs to the uid the client sent')
 })
+
+test('the server killed and started again during a stream write: the WRITEs are sent again and the file is exact', async () => {
+  const own = await startGanesha()
+  // Long enough waits between attempts for the server to come back.
+  const backend = backendFor(own.urlFor('data'), { retryDelaysMs: [500, 1000, 2000, 4000, 8000] })
+  const block = randomBytes(1024 * 1024)
+  const hash = createHash('sha256')
+  async function* source() {
+    for (let i = 0; i < 48; i++) {
+      const chunk = Buffer.from(block)
+      chunk.writeUInt32BE(i, 0)
+      hash.update(chunk)
+      yield chunk
+      // Mid-transfer, with WRITEs in flight and uncommitted data on the server.
+      if (i === 20) {
+        await own.stop()
+        await own.restart()
+      }
+    }
+  }
+  try {
+    await backend.sync()
+    assert.equal(await backend.write('disk.vhd', source()), 48 * 1024 * 1024)
+    const expected = hash.digest('hex')
+    assert.equal(await sha256(await backend.read('disk.vhd')), expected)
+    assert.equal(createHash('sha256').update(await readFile(join(own.root, 'data', 'disk.vhd'))).digest('hex'), expected, 'the server holds the same bytes')
+    assert.deepEqual((await backend.list('')).entries.map(e => e.name), ['disk.vhd'], 'no temporary file is left')
+  } finally {
+    await backend.close()
+    await own.cleanup()
+  }
+})

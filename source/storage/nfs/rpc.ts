@@ -48,7 +48,7 @@ interface Pending {
 }
 
 const ACCEPT_ERRORS: Record<number, string> = { 1: 'does not serve this program', 2: 'does not serve this program version', 3: 'does not know this procedure', 4: 'could not decode the arguments', 5: 'had a system error' }
-const AUTH_ERRORS: Record<number, string> = { 1: 'bad credentials', 2: 'credentials rejected (the server wants a new session)', 3: 'bad verifier', 4: 'verifier rejected', 5: 'credentials too weak (the export may require Kerberos)' }
+const AUTH_ERRORS: Record<number, string> = { 1: 'bad credentials', 2: 'credentials rejected (the server wants a new session)', 3: 'bad verifier', 4: 'verifier rejected', 5: 'credentials too weak (the export wants a privileged source port, `secure`, or Kerberos)' }
 
 export class RpcConnection {
   readonly #socket: Socket
