@@ -55,6 +55,8 @@ export class NfsBackend implements Backend {
   constructor(remote: NfsRemote, label: string, options: NfsBackendOptions = {}) {
     this.#remote = remote
     this.label = label
+    const version = remote.options['version']
+    if (version !== undefined && Number(version) !== 3) throw new LifeboatError('REMOTE_BAD_URL', `Lifeboat speaks NFS version 3, not ${JSON.stringify(version)}: set version=3 in the remote's URL, or remove the option.`)
     this.#uid = numberOption(remote, 'uid', process.getuid?.() ?? 0)
     this.#gid = numberOption(remote, 'gid', process.getgid?.() ?? 0)
     const mountPort = remote.options['mountPort']

@@ -513,3 +513,46 @@ test('AUTH_SYS refused as too weak (a `secure` export and a port above 1023): RE
     await fake.close()
   }
 })
+
+test('calls that are not idempotent, resent after a lost connection, are checked: RENAME by lookup, MKDIR, LINK by file id', async () => {
+  // Each call's first sending is done by the server and its reply lost (the connection drops).
+  const seen = new Map<number, number>()
+  let targetThere = true
+  const fake = await fakeServer(call => {
+    const count = (seen.get(call.procedure) ?? 0) + 1
+    seen.set(call.procedure, count)
+    const first = count % 2 === 1
+    if (call.procedure === 14) return first ? 'drop' : w().uint(2).bool(false).bool(false).bool(false).bool(false).parts()
+    if (call.procedure === 9) return first ? 'drop' : w().uint(17).bool(false).bool(false).parts()
+    if (call.procedure === 15) return first ? 'drop' : w().uint(17).bool(false).bool(false).bool(false).parts()
+    if (call.procedure === 3) {
+      const args = call.args
+      args.opaque()
+      const name = args.string()
+      // After the "first sending": the source of the rename is gone, its target there (or not, below).
+      if (name === 'from' || (name === 'to' && !targetThere)) return w().uint(2).bool(false).parts()
+      return w().uint(0).opaque(Buffer.from(name)).bool(true).fixed(Buffer.concat(fattr(1, 1, name === 'linked' ? 99 : 7).parts())).bool(false).parts()
+    }
+    return w().uint(10006).parts()
+  })
+  const nfs = client(fake)
+  const dir = Buffer.from('dir')
+  try {
+    await nfs.rename(dir, 'from', dir, 'to')
+    targetThere = false
+    await assert.rejects(nfs.rename(dir, 'from', dir, 'to'), { code: 'ENOENT' }, 'neither name there: the rename did not happen')
+    assert.equal((await nfs.mkdir(dir, 'made', 0o750, false)).toString(), 'made', 'MKDIR resent and answered EXIST is done')
+    await assert.rejects(nfs.mkdir(dir, 'lock', 0o750, true), { code: 'EEXIST' }, 'an exclusive MKDIR (a lock folder) keeps its EEXIST')
+    await nfs.link(Buffer.from('file'), dir, 'linked', 99n)
+    await assert.rejects(nfs.link(Buffer.from('file'), dir, 'linked', 98n), { code: 'EEXIST' }, 'the name is another file: write-if-absent refuses')
+  } finally {
+    nfs.close()
+    await fake.close()
+  }
+})
+
+test('a URL asking for another NFS version than 3 is refused with a sentence', () => {
+  const url = 'nfs://127.0.0.1:2049:/export?version=4'
+  assert.throws(() => new NfsBackend(parseRemoteUrl(url) as NfsRemote, url), (error: Error & { code?: string }) => error.code === 'REMOTE_BAD_URL' && /speaks NFS version 3, not 4/.test(error.message))
+  assert.throws(() => new NfsBackend(parseRemoteUrl(`${url.replace('version=4', 'uid=-1')}`) as NfsRemote, url), { code: 'REMOTE_BAD_URL' })
+})

@@ -3,6 +3,7 @@
 // where resending is not idempotent (a REMOVE answered NOENT, a MKDIR answered EXIST: done).
 import { RpcChannel, type ChannelOptions, type RpcCredentials } from './rpc.ts'
 import { XdrReader, XdrWriter } from './xdr.ts'
+import { terminalSafeLine } from '../../util/terminal-text.ts'
 
 const PORTMAP = 100000
 const MOUNT = 100005
@@ -90,7 +91,8 @@ export class NfsError extends Error {
 
   constructor(protocol: 'nfs' | 'mount', status: number, what: string) {
     const [code, text] = NFS3_STATUS[status] ?? ['EIO', `status ${status}`]
-    super(`${what}: ${text} (${protocol === 'nfs' ? 'NFS3ERR' : 'MNT3ERR'} ${status})`)
+    // `what` may hold names listed by the server: made safe for the terminal the message may reach.
+    super(`${terminalSafeLine(what)}: ${text} (${protocol === 'nfs' ? 'NFS3ERR' : 'MNT3ERR'} ${status})`)
     this.code = code
     this.status = status
     this.protocol = protocol

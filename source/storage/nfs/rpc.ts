@@ -5,6 +5,7 @@ import { connect, type Socket } from 'node:net'
 import { randomBytes } from 'node:crypto'
 import { hostname } from 'node:os'
 import { XdrError, XdrReader, XdrWriter } from './xdr.ts'
+import { terminalSafeLine } from '../../util/terminal-text.ts'
 
 export interface RpcCredentials {
   uid: number
@@ -102,8 +103,10 @@ export class RpcConnection {
   }
 
   /** Sends one call; resolves with a reader on its results (after the accepted-reply header). */
-  call(program: number, version: number, procedure: number, args: XdrWriter | undefined, what: string): Promise<XdrReader> {
+  call(program: number, version: number, procedure: number, args: XdrWriter | undefined, description: string): Promise<XdrReader> {
     if (this.#failure !== undefined) return Promise.reject(this.#failure)
+    // The description may hold names listed by the server; it ends up in messages.
+    const what = terminalSafeLine(description)
     const xid = (this.#xid = (this.#xid + 1) >>> 0)
     const header = new XdrWriter().uint(xid).uint(CALL).uint(2).uint(program).uint(version).uint(procedure).uint(AUTH_SYS).opaque(this.#auth).uint(AUTH_NONE).uint(0)
     const parts = [...header.parts(), ...(args?.parts() ?? [])]
