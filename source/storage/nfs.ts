@@ -283,7 +283,7 @@ export class NfsBackend implements Backend {
       const { type } = await this.#client.getattr(handle, `GETATTR ${relative}`)
       if (type === FileType.directory) throw Object.assign(new Error(`${relative} on ${this.label} is a folder`), { code: 'EISDIR' })
       // A stale handle here is a file deleted or replaced under us: the same path would be another file.
-      return new NfsFile(this.#client, handle, relative, mode, (what, operation) => this.#guard(what, operation, false))
+      return new NfsFile(this.#client, handle, relative, mode, { read: this.#rsize, write: this.#wsize }, (what, operation) => this.#guard(what, operation, false))
     })
   }
 
@@ -575,7 +575,6 @@ class UnstableWrites {
       },
     )
     this.#inFlight.add(sending)
-    this.#uncommittedBytes += data.length
     if (this.#uncommittedBytes >= MAX_UNCOMMITTED) await this.commit()
   }
 
@@ -587,13 +586,15 @@ class UnstableWrites {
 
   async commit(): Promise<void> {
     await this.settle()
-    if (this.#uncommitted.length === 0) return
+    // The writes answered so far; those a concurrent caller sends meanwhile wait for the next COMMIT.
+    const batch = this.#uncommitted
+    this.#uncommitted = []
+    this.#uncommittedBytes -= batch.reduce((sum, write) => sum + write.data.length, 0)
+    if (batch.length === 0) return
     const verifier = await this.#client.commit(this.#handle, `COMMIT ${this.#what}`)
-    for (const write of this.#uncommitted) {
+    for (const write of batch) {
       if (!write.verifier.equals(verifier)) await this.#client.write(this.#handle, write.offset, write.data, Stable.fileSync, `WRITE ${this.#what} again (the server restarted before committing it)`)
     }
-    this.#uncommitted = []
-    this.#uncommittedBytes = 0
   }
 
   async #send(offset: number, data: Buffer): Promise<void> {
@@ -601,7 +602,10 @@ class UnstableWrites {
     while (done < data.length) {
       const reply = await this.#client.write(this.#handle, offset + done, data.subarray(done), Stable.unstable, `WRITE ${this.#what}`)
       if (reply.count === 0) throw Object.assign(new Error(`the NFS server wrote nothing of WRITE ${this.#what} at ${offset + done}`), { code: 'EIO' })
-      if (reply.committed === Stable.unstable) this.#uncommitted.push({ offset: offset + done, data: data.subarray(done, done + reply.count), verifier: reply.verifier })
+      if (reply.committed === Stable.unstable) {
+        this.#uncommitted.push({ offset: offset + done, data: data.subarray(done, done + reply.count), verifier: reply.verifier })
+        this.#uncommittedBytes += reply.count
+      }
       done += reply.count
     }
   }
@@ -613,33 +617,46 @@ class NfsFile implements RandomAccessFile {
   readonly #handle: FileHandle
   readonly #relative: string
   readonly #mode: 'r' | 'r+'
+  readonly #sizes: { read: number; write: number }
   readonly #guard: <T>(what: string, operation: () => Promise<T>) => Promise<T>
   readonly #writes: UnstableWrites
 
-  constructor(client: Nfs3Client, handle: FileHandle, relative: string, mode: 'r' | 'r+', guard: <T>(what: string, operation: () => Promise<T>) => Promise<T>) {
+  constructor(client: Nfs3Client, handle: FileHandle, relative: string, mode: 'r' | 'r+', sizes: { read: number; write: number }, guard: <T>(what: string, operation: () => Promise<T>) => Promise<T>) {
     this.#client = client
     this.#handle = handle
     this.#relative = relative
     this.#mode = mode
+    this.#sizes = sizes
     this.#guard = guard
     this.#writes = new UnstableWrites(client, handle, relative)
   }
 
+  /** READs of the server's size, all at once; what the writes before sent is read back. */
   read(buffer: Buffer, position: number): Promise<number> {
     return this.#guard(`read ${this.#relative}`, async () => {
       await this.#writes.settle()
-      const data = await readFully(this.#client, this.#handle, position, buffer.length, `READ ${this.#relative}`)
-      data.copy(buffer)
-      return data.length
+      const step = this.#sizes.read
+      const parts = await Promise.all(
+        Array.from({ length: Math.ceil(buffer.length / step) }, (_, i) => readFully(this.#client, this.#handle, position + i * step, Math.min(step, buffer.length - i * step), `READ ${this.#relative}`)),
+      )
+      let done = 0
+      for (const part of parts) {
+        part.copy(buffer, done)
+        done += part.length
+        // The end of the file: nothing after a short part.
+        if (part.length < step) break
+      }
+      return done
     })
   }
 
+  /** Write-behind, as a kernel NFS client does: returns once sent; a failed WRITE fails the next operation, at the latest close(). */
   write(buffer: Buffer, position: number): Promise<void> {
     return this.#guard(`write ${this.#relative}`, async () => {
       if (this.#mode !== 'r+') throw Object.assign(new Error(`${this.#relative} was opened for reading only`), { code: 'EBADF' })
       // A copy: the caller may reuse its buffer, and an uncommitted write may have to be sent again.
-      await this.#writes.write(position, Buffer.from(buffer))
-      await this.#writes.settle()
+      const data = Buffer.from(buffer)
+      for (let done = 0; done < data.length; done += this.#sizes.write) await this.#writes.write(position + done, data.subarray(done, done + this.#sizes.write))
     })
   }
 

@@ -556,3 +556,26 @@ test('a URL asking for another NFS version than 3 is refused with a sentence', (
   assert.throws(() => new NfsBackend(parseRemoteUrl(url) as NfsRemote, url), (error: Error & { code?: string }) => error.code === 'REMOTE_BAD_URL' && /speaks NFS version 3, not 4/.test(error.message))
   assert.throws(() => new NfsBackend(parseRemoteUrl(`${url.replace('version=4', 'uid=-1')}`) as NfsRemote, url), { code: 'REMOTE_BAD_URL' })
 })
+
+test('a file opened r+ writes behind: a WRITE refused (NOSPC) fails the file at the latest at close, never silently', async () => {
+  const fake = await fakeServer(call => {
+    const mounted = mountAnswers(call)
+    if (mounted !== undefined) return mounted
+    if (call.procedure === 3) return w().uint(0).opaque(Buffer.from('file')).bool(false).bool(false).parts()
+    if (call.procedure === 1) return w().uint(0).fixed(Buffer.concat(fattr(1, 0).parts())).parts()
+    if (call.procedure === 7) return w().uint(28).bool(false).bool(false).parts()
+    return w().uint(10006).parts()
+  })
+  const backend = backendOn(fake)
+  try {
+    await backend.sync()
+    const file = await backend.open('x', 'r+')
+    const outcomes = await Promise.allSettled([file.write(Buffer.alloc(1000, 1), 0), file.write(Buffer.alloc(1000, 2), 1000), file.close()])
+    const last = outcomes.at(-1)!
+    assert.equal(last.status, 'rejected', 'close reports the refused WRITE')
+    assert.equal((last as PromiseRejectedResult).reason.code, 'REMOTE_FULL')
+  } finally {
+    await backend.close()
+    await fake.close()
+  }
+})
