@@ -9,7 +9,7 @@ import { NULL_REF, vmDisks, type PoolConnection, type XapiRecord } from '../../s
 import { listReplicas, REPLICA_KEY } from '../../source/engine/targets/replicas.ts'
 import { describeFailure, job, restoredDigests, runToEnd, startEngineLab, tasksOf, vmByName, vmDigests, type EngineLab } from './helpers.ts'
 import { jobSnapshots } from '../../source/engine/run/snapshots.ts'
-import { readdir } from 'node:fs/promises'
+import { readdir, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 
 const MiB = 1024 * 1024
@@ -72,6 +72,10 @@ describe('targets dropped during a transfer', () => {
     const [backup] = await listVmBackups(env.remotes.get('a')!, vm.uuid)
     assert.ok(backup !== undefined && backup.mode === 'delta', 'remote a has the delta backup')
     assert.equal(Object.keys(backup.vhds).length, 2, 'both disks are in it')
+    const files = await vhdsUnder(env.remoteDirs.get('a')!)
+    const written = (await Promise.all(files.map(file => stat(file)))).reduce((sum, s) => sum + s.size, 0)
+    const transfer = tasksOf(tree).find(t => t.message === 'transfer' && t.status === 'success')!
+    assert.equal((transfer.result as { size: number }).size, written, 'the transfer size counts both disks, transferred in parallel')
     await conn.sync()
     const snapshot = jobSnapshots(conn, conn.get('VM', vm.uuid), 'job-1').at(-1)!.record
     assert.notEqual(snapshot.$ref, NULL_REF)

@@ -218,7 +218,9 @@ class VmBackup {
       live.map(async (target, i) => {
         const fork = forks[i]!
         try {
-          this.#transfers.get(target)!.size += await write(target, fork)
+          // Disks go in parallel: read the running total after the await, or each disk overwrites the others' bytes.
+          const written = await write(target, fork)
+          this.#transfers.get(target)!.size += written
         } catch (error) {
           await fork[Symbol.asyncIterator]().return?.()
           if (sourceError === undefined) this.#drop(target, error)
