@@ -325,7 +325,9 @@ export class SmbConnection {
     // SESSION_SETUP) is checked by #sessionSetup.
     if (waiter.signed && waiter.command !== Command.SESSION_SETUP) {
       if ((flags & FLAG_SIGNED) === 0 || !this.#verify(message)) {
-        return this.#fail(new SmbConnectionError('EPROTO', `the server ${this.#options.host}:${this.#options.port} sent an answer whose signature is ${(flags & FLAG_SIGNED) === 0 ? 'missing' : 'wrong'}; something between Lifeboat and the server alters the messages`))
+        const error = new SmbConnectionError('EPROTO', `the server ${this.#options.host}:${this.#options.port} sent an answer whose signature is ${(flags & FLAG_SIGNED) === 0 ? 'missing' : 'wrong'}; something between Lifeboat and the server alters the messages`)
+        waiter.reject(error)
+        return this.#fail(error)
       }
     }
     waiter.resolve({ status, body: message.subarray(HEADER), message, flags, sessionId: message.readBigUInt64LE(40) })
