@@ -52,6 +52,8 @@ interface Fake {
   port: number
   calls: Call[]
   connections: number
+  /** Connections still open. */
+  open: number
   close(): Promise<void>
 }
 
@@ -101,6 +103,9 @@ async function fakeServer(answer: (call: Call) => Answer | Promise<Answer>): Pro
     calls,
     get connections() {
       return state.connections
+    },
+    get open() {
+      return sockets.size
     },
     close: async () => {
       for (const socket of sockets) socket.destroy()
@@ -576,6 +581,37 @@ test('a file opened r+ writes behind: a WRITE refused (NOSPC) fails the file at 
     assert.equal((last as PromiseRejectedResult).reason.code, 'REMOTE_FULL')
   } finally {
     await backend.close()
+    await fake.close()
+  }
+})
+
+test('close unmounts the export it mounted (UMNT of the same path) and ends the connections', async () => {
+  const fake = await fakeServer(call => mountAnswers(call) ?? w().uint(10006).parts())
+  const backend = backendOn(fake)
+  await backend.sync()
+  await backend.close()
+  const unmounts = fake.calls.filter(c => c.program === MOUNT && c.procedure === 3)
+  assert.deepEqual(unmounts.map(c => c.args.string()), ['/export'])
+  const mounts = fake.calls.filter(c => c.program === MOUNT && c.procedure === 1)
+  assert.deepEqual(mounts.map(c => c.args.string()), ['/export'])
+  await until(() => fake.open === 0, 'every connection closed')
+  await fake.close()
+})
+
+test('JUKEBOX (the server busy): the call is sent again after a wait, a bounded number of times', async () => {
+  let busy = 2
+  const fake = await fakeServer(call => {
+    if (call.procedure === 1) return busy-- > 0 ? w().uint(10008).parts() : w().uint(0).fixed(Buffer.concat(fattr(1, 3).parts())).parts()
+    return w().uint(10006).parts()
+  })
+  const nfs = client(fake)
+  try {
+    assert.equal((await nfs.getattr(Buffer.from('f'))).size, 3)
+    busy = 100
+    await assert.rejects(nfs.getattr(Buffer.from('f')), { code: 'EJUKEBOX' })
+    assert.equal(fake.calls.length, 3 + 3, 'three sendings each time (the delays given are two)')
+  } finally {
+    nfs.close()
     await fake.close()
   }
 })

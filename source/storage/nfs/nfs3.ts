@@ -9,6 +9,7 @@ const PORTMAP = 100000
 const MOUNT = 100005
 const NFS = 100003
 const IPPROTO_TCP = 6
+const NFS3ERR_JUKEBOX = 10008
 
 export type FileHandle = Buffer
 
@@ -128,9 +129,11 @@ export async function portOf(host: string, portmapperPort: number, program: numb
 export class Nfs3Client {
   readonly #nfs: RpcChannel
   readonly #mount: RpcChannel
+  readonly #busyDelaysMs: number[]
 
   constructor(options: Nfs3Options) {
     const { host, credentials } = options
+    this.#busyDelaysMs = options.retryDelaysMs ?? [500, 1000, 2000, 4000]
     const common = { host, credentials, ...(options.timeoutMs !== undefined && { timeoutMs: options.timeoutMs }), ...(options.retryDelaysMs !== undefined && { retryDelaysMs: options.retryDelaysMs }) }
     const lookup = (program: number) => () => portOf(host, options.portmapperPort ?? 111, program, 3, common)
     this.#nfs = new RpcChannel({ ...common, port: options.port ?? lookup(NFS) })
@@ -169,8 +172,16 @@ export class Nfs3Client {
   // NFS3
 
   async #call(procedure: number, args: () => XdrWriter, what: string): Promise<{ reply: XdrReader; status: number; resent: boolean }> {
-    const { reply, resent } = await this.#nfs.call(NFS, 3, procedure, args, what)
-    return { reply, status: reply.uint(), resent }
+    let sentAgain = false
+    for (let attempt = 0; ; attempt++) {
+      const { reply, resent } = await this.#nfs.call(NFS, 3, procedure, args, what)
+      const status = reply.uint()
+      sentAgain ||= resent
+      // JUKEBOX: the server is busy with this file (RFC 1813 asks the client to wait and send the call again).
+      // (A JUKEBOX call was not done: sending it again is no resend of a call that may have been done.)
+      if (status !== NFS3ERR_JUKEBOX || attempt >= this.#busyDelaysMs.length) return { reply, status, resent: sentAgain }
+      await new Promise(resolve => setTimeout(resolve, this.#busyDelaysMs[attempt]))
+    }
   }
 
   async #ok(procedure: number, args: () => XdrWriter, what: string): Promise<XdrReader> {
