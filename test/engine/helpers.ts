@@ -11,6 +11,10 @@ import { parseJob, type JobInput } from '../../source/engine/jobs/index.ts'
 import { restoreBackup, startBackupRun, type EngineContext } from '../../source/engine/index.ts'
 import { jobSnapshots } from '../../source/engine/run/snapshots.ts'
 import type { TaskNode } from '../../source/tasks/index.ts'
+import assert from 'node:assert/strict'
+import { startGanesha } from '../helpers/ganesha.ts'
+import { startSamba } from '../helpers/samba.ts'
+import type { ShareServer, ShareServerOptions } from '../helpers/share-server.ts'
 import { tempDir } from '../helpers/tools.ts'
 
 export interface EngineLab {
@@ -145,3 +149,53 @@ export async function walkRemote(handler: RemoteHandler, dir: string): Promise<s
   }
   return out
 }
+
+const MiB = 1024 * 1024
+
+/** Waits until `probe` gives a value (its errors count as not yet), polling every 50 ms. */
+export async function eventually<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 120_000): Promise<T> {
+  const end = Date.now() + timeoutMs
+  for (;;) {
+    const value = await probe().catch(() => undefined)
+    if (value !== undefined) return value
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`)
+    await new Promise(resolve => setTimeout(resolve, 50))
+  }
+}
+
+/** A guest write of a little over 4 MiB at a place the seed picks. */
+export async function guestWrite(env: EngineLab, seed: number): Promise<void> {
+  const conn = env.conns[0]!
+  const disk = vmDisks(conn, conn.get('VM', vmByName(conn, 'tiny-running').uuid))[0]!.vdi
+  await env.lab.control.writeVdi(disk.uuid, { offset: (seed % 5) * 5 * MiB + MiB, length: 4 * MiB + 12345, seed })
+}
+
+/** Runs the job `runs` times with 3 MiB of guest writes before each; returns each snapshot's disk digests by its uuid. */
+export async function runWithWrites(env: EngineLab, theJob: ReturnType<typeof job>, runs: number, firstSeed: number): Promise<Map<string, string[]>> {
+  const conn = env.conns[0]!
+  const vm = vmByName(conn, 'tiny-running')
+  const expected = new Map<string, string[]>()
+  for (let runNumber = 0; runNumber < runs; runNumber++) {
+    const disk = vmDisks(conn, conn.get('VM', vm.uuid))[0]!.vdi
+    await env.lab.control.writeVdi(disk.uuid, { offset: (runNumber * 5 + 1) * MiB, length: 3 * MiB, seed: firstSeed + runNumber })
+    const tree = await runToEnd(env, theJob)
+    assert.equal(tree.status, 'success', describeFailure(tree))
+    const snapshot = await newestJobSnapshot(env, vm, theJob.id)
+    expected.set(snapshot.uuid, await vmDigests(conn, snapshot))
+  }
+  return expected
+}
+
+/** Restores every backup and compares its disks with those of the snapshot it was made from. */
+export async function checkRestores(env: EngineLab, remote: string, backups: VmBackup[], expected: Map<string, string[]>): Promise<void> {
+  for (const backup of backups) {
+    assert.ok(expected.has(backup.vmSnapshot.uuid), `${backup.id} names a snapshot this test made`)
+    assert.deepEqual(await restoredDigests(env, remote, backup), expected.get(backup.vmSnapshot.uuid), `restore of ${backup.id} from ${remote}`)
+  }
+}
+
+/** The file-share servers the SMB and NFS end-to-end tests run on: one suite, parameterised over both. */
+export const SHARE_SERVERS: Array<{ name: string; start: (options?: ShareServerOptions) => Promise<ShareServer> }> = [
+  { name: 'SMB (Samba)', start: startSamba },
+  { name: 'NFS (nfs-ganesha)', start: startGanesha },
+]

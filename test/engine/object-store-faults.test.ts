@@ -6,9 +6,8 @@ import { spawn } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import { after, before, describe, test } from 'node:test'
 import { cleanVm, listVmBackups, vmDir } from '../../source/repository/index.ts'
-import { vmDisks } from '../../source/xapi/index.ts'
 import { startS3rver, type S3rver } from '../helpers/s3rver.ts'
-import { describeFailure, job, newestJobSnapshot, restoredDigests, runToEnd, startEngineLab, tasksOf, vmByName, vmDigests, walkRemote, type EngineLab } from './helpers.ts'
+import { describeFailure, eventually, guestWrite, job, newestJobSnapshot, restoredDigests, runToEnd, startEngineLab, tasksOf, vmByName, vmDigests, walkRemote, type EngineLab } from './helpers.ts'
 
 const MiB = 1024 * 1024
 const SCHEDULE = { id: 'schedule-1', name: 'daily', cron: '0 3 * * *', timezone: 'UTC' }
@@ -26,22 +25,6 @@ after(async () => {
   await s3?.stop()
 })
 
-async function eventually<T>(what: string, probe: () => Promise<T | undefined>, timeoutMs = 120_000): Promise<T> {
-  const end = Date.now() + timeoutMs
-  for (;;) {
-    const value = await probe().catch(() => undefined)
-    if (value !== undefined) return value
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`)
-    await new Promise(resolve => setTimeout(resolve, 50))
-  }
-}
-
-async function guestWrite(seed: number): Promise<void> {
-  const conn = env.conns[0]!
-  const disk = vmDisks(conn, conn.get('VM', vmByName(conn, 'tiny-running').uuid))[0]!.vdi
-  await env.lab.control.writeVdi(disk.uuid, { offset: (seed % 5) * 5 * MiB + MiB, length: 4 * MiB + 12345, seed })
-}
-
 describe('s3rver killed in the middle of a delta upload', () => {
   test('the run fails with REMOTE_UNAVAILABLE and shows no partial backup; after a restart the next run succeeds and nothing of the failed one is left', async () => {
     const conn = env.conns[0]!
@@ -52,7 +35,7 @@ describe('s3rver killed in the middle of a delta upload', () => {
     assert.equal(first.status, 'success', describeFailure(first))
     const before = new Set(await walkRemote(handler, vmDir(vm.uuid)))
 
-    await guestWrite(3)
+    await guestWrite(env, 3)
     // The export stops for a while once a block or two are through: the store dies in that pause.
     env.lab.control.addFault({ match: { endpoint: '/export_raw_vdi/' }, times: 1, action: { type: 'stall', ms: 4000, afterBytes: 2.5 * MiB } })
     const running = runToEnd(env, theJob)
@@ -64,7 +47,7 @@ describe('s3rver killed in the middle of a delta upload', () => {
     assert.ok(tasksOf(failed).some(t => (t.result as { code?: string } | undefined)?.code === 'REMOTE_UNAVAILABLE'), describeFailure(failed))
     assert.equal((await listVmBackups(handler, vm.uuid)).length, 1, 'the failed run left no backup')
 
-    await guestWrite(4)
+    await guestWrite(env, 4)
     const next = await runToEnd(env, theJob)
     assert.equal(next.status, 'success', describeFailure(next))
     const backups = await listVmBackups(handler, vm.uuid)
@@ -87,7 +70,7 @@ describe('a merge on S3 killed in the middle', () => {
     const theJob = job({ id: 'merged', mode: 'delta', vms: { uuids: [vm.uuid] }, remotes: ['merged'], schedules: [{ ...SCHEDULE, retention: { backups: 10, snapshots: 1 } }] })
     const expected = new Map<string, string[]>()
     for (let run = 0; run < 4; run++) {
-      await guestWrite(10 + run)
+      await guestWrite(env, 10 + run)
       const tree = await runToEnd(env, theJob)
       assert.equal(tree.status, 'success', describeFailure(tree))
       const snapshot = await newestJobSnapshot(env, vm, theJob.id)

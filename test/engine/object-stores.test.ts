@@ -4,13 +4,13 @@
 // the guest's plaintext; every restore point restored onto the pool with the snapshot's bytes.
 import assert from 'node:assert/strict'
 import { after, before, describe, test } from 'node:test'
-import { listVmBackups, type VmBackup } from '../../source/repository/index.ts'
+import { listVmBackups } from '../../source/repository/index.ts'
 import { BackendHandler, parseRemoteUrl } from '../../source/storage/index.ts'
 import { S3Backend } from '../../source/storage/s3.ts'
 import { vmDisks } from '../../source/xapi/index.ts'
 import { startAzurite, type Azurite } from '../helpers/azurite.ts'
 import { startS3rver, type S3rver } from '../helpers/s3rver.ts'
-import { describeFailure, job, newestJobSnapshot, restoredDigests, runToEnd, startEngineLab, vmByName, vmDigests, walkRemote, type EngineLab } from './helpers.ts'
+import { checkRestores, describeFailure, job, newestJobSnapshot, runToEnd, runWithWrites, startEngineLab, vmByName, vmDigests, walkRemote, type EngineLab } from './helpers.ts'
 
 const MiB = 1024 * 1024
 const KEY = 'lifeboat-test-key-0123456789abcd' // 32 characters, as XO requires
@@ -43,29 +43,6 @@ after(async () => {
 
 const daily = (backups: number) => [{ id: 'schedule-1', name: 'daily', cron: '0 3 * * *', timezone: 'UTC', retention: { backups, snapshots: 1 } }]
 
-/** Runs the job `runs` times with guest writes between; returns each snapshot's disk digests by its uuid. */
-async function runWithWrites(theJob: ReturnType<typeof job>, runs: number, firstSeed: number): Promise<Map<string, string[]>> {
-  const conn = env.conns[0]!
-  const vm = vmByName(conn, 'tiny-running')
-  const expected = new Map<string, string[]>()
-  for (let runNumber = 0; runNumber < runs; runNumber++) {
-    const disk = vmDisks(conn, conn.get('VM', vm.uuid))[0]!.vdi
-    await env.lab.control.writeVdi(disk.uuid, { offset: (runNumber * 5 + 1) * MiB, length: 3 * MiB, seed: firstSeed + runNumber })
-    const tree = await runToEnd(env, theJob)
-    assert.equal(tree.status, 'success', describeFailure(tree))
-    const snapshot = await newestJobSnapshot(env, vm, theJob.id)
-    expected.set(snapshot.uuid, await vmDigests(conn, snapshot))
-  }
-  return expected
-}
-
-async function checkRestores(remote: string, backups: VmBackup[], expected: Map<string, string[]>): Promise<void> {
-  for (const backup of backups) {
-    assert.ok(expected.has(backup.vmSnapshot.uuid), `${backup.id} names a snapshot this test made`)
-    assert.deepEqual(await restoredDigests(env, remote, backup), expected.get(backup.vmSnapshot.uuid), `restore of ${backup.id} from ${remote}`)
-  }
-}
-
 /** The store's bytes of every object of an S3 remote, read past any encryption. */
 async function storedObjects(url: string): Promise<Map<string, Buffer>> {
   const raw = new BackendHandler(new S3Backend(parseRemoteUrl(url.split('?')[0]!) as Extract<ReturnType<typeof parseRemoteUrl>, { type: 's3' }>, 'raw'))
@@ -80,7 +57,7 @@ for (const remote of ['s3', 'azure'] as const) {
       const conn = env.conns[0]!
       const vm = vmByName(conn, 'tiny-running')
       const theJob = job({ id: `delta-${remote}`, mode: 'delta', vms: { uuids: [vm.uuid] }, remotes: [remote], schedules: daily(2) })
-      const expected = await runWithWrites(theJob, 4, remote === 's3' ? 10 : 20)
+      const expected = await runWithWrites(env, theJob, 4, remote === 's3' ? 10 : 20)
       const handler = env.remotes.get(remote)!
       const backups = await listVmBackups(handler, vm.uuid)
       assert.equal(backups.length, 2, 'retention keeps 2 backups')
@@ -97,7 +74,7 @@ for (const remote of ['s3', 'azure'] as const) {
         assert.equal((await handler.list(folder)).filter(name => name.endsWith('.alias.vhd')).length, 2, `${folder} holds the two kept aliases`)
         assert.equal((await handler.list(`${folder}/data`)).length, 2, `${folder}/data holds the two kept VhdDirectory folders`)
       }
-      await checkRestores(remote, backups, expected)
+      await checkRestores(env, remote, backups, expected)
     })
   })
 }
@@ -106,11 +83,11 @@ describe('full backups to S3 (s3rver)', () => {
   test('3 runs, retention 2: the XVAs are stored whole and restore to their snapshots', async () => {
     const vm = vmByName(env.conns[0]!, 'tiny-running')
     const theJob = job({ id: 'full-s3', mode: 'full', vms: { uuids: [vm.uuid] }, remotes: ['full'], schedules: daily(2) })
-    const expected = await runWithWrites(theJob, 3, 30)
+    const expected = await runWithWrites(env, theJob, 3, 30)
     const backups = await listVmBackups(env.remotes.get('full')!, vm.uuid)
     assert.equal(backups.length, 2, 'retention keeps 2 backups')
     for (const backup of backups) assert.equal(backup.mode, 'full')
-    await checkRestores('full', backups, expected)
+    await checkRestores(env, 'full', backups, expected)
   })
 })
 
@@ -148,6 +125,6 @@ describe('an encrypted S3 remote', () => {
     const handler = env.remotes.get('secret')!
     const backups = await listVmBackups(handler, vm.uuid)
     assert.deepEqual(backups.map(b => b.mode).sort(), ['delta', 'full'])
-    await checkRestores('secret', backups, expected)
+    await checkRestores(env, 'secret', backups, expected)
   })
 })
