@@ -37,32 +37,37 @@ export async function startEngineLab(options: { fixture?: FixtureName; remotes?:
   const labDir = await tempDir('lifeboat-engine-lab-')
   dirs.push(labDir)
   const lab = await startLab({ dataDir: labDir.path, fixture: options.fixture ?? 'tiny' })
-  const conns = await Promise.all(lab.pools.map(pool => PoolConnection.connect({ url: pool.url, username: pool.username, password: pool.password }, { stallTimeoutMs: 20_000 })))
+  const conns: PoolConnection[] = []
   const remotes = new Map<string, RemoteHandler>()
   const remoteDirs = new Map<string, string>()
-  for (const [name, url] of Object.entries(options.remoteUrls ?? {})) {
-    const handler = openRemote(url)
-    await handler.sync()
-    remotes.set(name, handler)
+  async function cleanup() {
+    for (const conn of conns) await conn.disconnect()
+    for (const handler of remotes.values()) await handler.close()
+    await lab.stop()
+    for (const dir of dirs) await dir.cleanup()
   }
-  for (const name of options.remotes ?? (options.remoteUrls === undefined ? ['a'] : [])) {
-    const dir = await tempDir(`lifeboat-remote-${name}-`)
-    dirs.push(dir)
-    const handler = new LocalHandler(dir.path, `file://${dir.path}${options.remoteQuery ?? ''}`)
-    await handler.sync()
-    remotes.set(name, handler)
-    remoteDirs.set(name, dir.path)
+  try {
+    conns.push(...(await Promise.all(lab.pools.map(pool => PoolConnection.connect({ url: pool.url, username: pool.username, password: pool.password }, { stallTimeoutMs: 20_000 })))))
+    for (const [name, url] of Object.entries(options.remoteUrls ?? {})) {
+      const handler = openRemote(url)
+      remotes.set(name, handler)
+      await handler.sync()
+    }
+    for (const name of options.remotes ?? (options.remoteUrls === undefined ? ['a'] : [])) {
+      const dir = await tempDir(`lifeboat-remote-${name}-`)
+      dirs.push(dir)
+      const handler = new LocalHandler(dir.path, `file://${dir.path}${options.remoteQuery ?? ''}`)
+      remotes.set(name, handler)
+      await handler.sync()
+      remoteDirs.set(name, dir.path)
+    }
+  } catch (error) {
+    // A remote that cannot be opened must not leave the lab listening: the test process would never end.
+    await cleanup().catch(() => {})
+    throw error
   }
   const context: EngineContext = { pools: new Map(conns.map(c => [c.poolUuid, c])), remotes }
-  return {
-    lab, conns, remotes, remoteDirs, context,
-    async cleanup() {
-      for (const conn of conns) await conn.disconnect()
-      for (const handler of remotes.values()) await handler.close()
-      await lab.stop()
-      for (const dir of dirs) await dir.cleanup()
-    },
-  }
+  return { lab, conns, remotes, remoteDirs, context, cleanup }
 }
 
 export function job(input: Partial<JobInput> & Pick<JobInput, 'mode' | 'vms'>): ReturnType<typeof parseJob> {
