@@ -129,6 +129,16 @@ export async function listAll(backend: Backend, dir: string): Promise<ListEntry[
   return entries
 }
 
+/** One page of a folder's entries, sorted by name, from after `cursor`: for backends that read a folder whole. */
+export function pageOf(entries: ListEntry[], options: { cursor?: string; limit?: number }, pageSize = 1000): ListPage {
+  const sorted = entries.slice().sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
+  const from = options.cursor === undefined ? 0 : sorted.findIndex(entry => entry.name > options.cursor!)
+  const start = from === -1 ? sorted.length : from
+  const page = sorted.slice(start, start + (options.limit ?? pageSize))
+  const more = start + page.length < sorted.length
+  return { entries: page, ...(more && { next: page.at(-1)!.name }) }
+}
+
 /** A path inside the remote: '/'-separated, relative, and never above the root ('..' stops there, as in XO). */
 export function normalizePath(path: string): string {
   const parts: string[] = []

@@ -7,7 +7,7 @@ import { once } from 'node:events'
 import { dirname, join, posix } from 'node:path'
 import { Readable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
-import { normalizePath, type Backend, type Capabilities, type EntryStat, type ListPage, type LockOptions, type RemoteLock, type RemoteSpace, type WriteData, type WriteOptions } from './backend.ts'
+import { normalizePath, pageOf, type Backend, type Capabilities, type EntryStat, type ListPage, type LockOptions, type RemoteLock, type RemoteSpace, type WriteData, type WriteOptions } from './backend.ts'
 import { remoteUnavailable, toRemoteError, writeIncomplete } from './errors.ts'
 import { BackendHandler } from './handler.ts'
 import { localLockFolder, takeDirectoryLock } from './lock.ts'
@@ -16,7 +16,6 @@ import type { RandomAccessFile } from '../formats/vhd/index.ts'
 // Backups hold whole VM disks: no access for others; the group may read (a restore host, an XO in the same group).
 const FILE_MODE = 0o640
 const FOLDER_MODE = 0o750
-const PAGE = 1000
 
 /** Temporary files of a write: what a crash leaves behind, for the cleaner to remove. */
 export const TEMPORARY_FILE = /^\..+\.[0-9a-f]{8}\.tmp$/
@@ -60,12 +59,7 @@ export class LocalBackend implements Backend {
         if (code === 'ENOENT' && (await this.#rootExists())) return { entries: [] }
         throw error
       }
-      const sorted = entries.map(entry => ({ name: entry.name, isDirectory: entry.isDirectory() })).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
-      const from = options.cursor === undefined ? 0 : sorted.findIndex(entry => entry.name > options.cursor!)
-      const start = from === -1 ? sorted.length : from
-      const page = sorted.slice(start, start + (options.limit ?? PAGE))
-      const more = start + page.length < sorted.length
-      return { entries: page, ...(more && { next: page.at(-1)!.name }) }
+      return pageOf(entries.map(entry => ({ name: entry.name, isDirectory: entry.isDirectory() })), options)
     })
   }
 

@@ -4,7 +4,7 @@
 import { randomBytes } from 'node:crypto'
 import { posix } from 'node:path'
 import { Readable } from 'node:stream'
-import { normalizePath, type Backend, type Capabilities, type EntryStat, type ListPage, type LockOptions, type RemoteLock, type RemoteSpace, type WriteData, type WriteOptions } from './backend.ts'
+import { normalizePath, pageOf, type Backend, type Capabilities, type EntryStat, type ListPage, type LockOptions, type RemoteLock, type RemoteSpace, type WriteData, type WriteOptions } from './backend.ts'
 import { remoteFull, remoteUnavailable, writeIncomplete } from './errors.ts'
 import { takeDirectoryLock, type LockFolderOps } from './lock.ts'
 import { FileType, Nfs3Client, NfsError, Stable, type FileHandle } from './nfs/nfs3.ts'
@@ -16,7 +16,6 @@ import { terminalSafeLine } from '../util/terminal-text.ts'
 
 const FILE_MODE = 0o640
 const FOLDER_MODE = 0o750
-const PAGE = 1000
 // READ and WRITE sizes are the server's maxima bounded by this; with IN_FLIGHT of them at once, a
 // transfer keeps the connection busy and its memory bounded whatever the file's size.
 const MAX_TRANSFER = 1024 * 1024
@@ -113,12 +112,7 @@ export class NfsBackend implements Backend {
           return { name: entry.name, isDirectory: type === FileType.directory }
         }),
       )
-      const sorted = listed.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
-      const from = options.cursor === undefined ? 0 : sorted.findIndex(entry => entry.name > options.cursor!)
-      const start = from === -1 ? sorted.length : from
-      const page = sorted.slice(start, start + (options.limit ?? PAGE))
-      const more = start + page.length < sorted.length
-      return { entries: page, ...(more && { next: page.at(-1)!.name }) }
+      return pageOf(listed, options)
     })
   }
 
