@@ -217,6 +217,12 @@ export class SmbBackend implements Backend {
         for await (const piece of data) {
           signal?.throwIfAborted()
           for (let used = 0; used < piece.length; ) {
+            // Whole chunks of the source go as they are; only the remainders are gathered (one copy).
+            if (filled === 0 && piece.length - used >= chunk) {
+              await send(Buffer.from(piece.buffer, piece.byteOffset + used, chunk))
+              used += chunk
+              continue
+            }
             const n = Math.min(chunk - filled, piece.length - used)
             block.set(piece.subarray(used, used + n), filled)
             filled += n

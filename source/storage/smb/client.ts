@@ -339,14 +339,13 @@ export class SmbClient {
   }
 
   async writeAt(connection: SmbConnection, fileId: Buffer, data: Buffer, offset: number): Promise<void> {
-    const body = Buffer.alloc(48 + data.length)
+    const body = Buffer.alloc(48)
     body.writeUInt16LE(49, 0)
     body.writeUInt16LE(HEADER + 48, 2)
     body.writeUInt32LE(data.length, 4)
     body.writeBigUInt64LE(BigInt(offset), 8)
     fileId.copy(body, 16)
-    data.copy(body, 48)
-    const reply = await connection.request(Command.WRITE, body, { charge: connection.chargeFor(data.length) })
+    const reply = await connection.request(Command.WRITE, body, { charge: connection.chargeFor(data.length), payload: data })
     const count = reply.body.readUInt32LE(4)
     if (count !== data.length) throw new SmbConnectionError('EPROTO', `the server wrote ${count} of ${data.length} bytes and said nothing of why`)
   }
