@@ -1,6 +1,7 @@
 // How the CLI shows things to a person: aligned tables, task trees, sizes, dates and durations.
 // (`--json` bypasses all of this: one JSON document, whose escapes keep control characters harmless.)
 import type { LaneHolder, TaskNode } from '../protocol/methods.ts'
+import { TaskFold, type TaskStatus } from '../tasks/index.ts'
 import type { TaskEvent } from '../protocol/events.ts'
 import { terminalSafe, terminalSafeLine } from '../util/terminal-text.ts'
 import { formatBytes, formatElapsed } from '../util/human.ts'
@@ -94,9 +95,32 @@ export class TaskNames {
   }
 }
 
-/** One line for a live event (logs --follow), naming the task (and its VM) through the names seen at its start. */
-export function eventLine(event: TaskEvent, names: TaskNames): string {
-  return terminalSafeLine(eventText(event, names))
+/** The lines `logs --follow` prints as a run's events come: each task named, each end with the status its tree gives it. */
+export class LiveRunLines {
+  readonly #names = new TaskNames()
+  // The tree so far: a VM whose export failed ends "failure" here too, as in the final tree, not "success".
+  readonly #fold = new TaskFold()
+
+  /** The tree fetched before the live events. */
+  learnTree(tree: TaskNode): void {
+    this.#names.learnTree(tree)
+    this.#fold.adopt(tree)
+  }
+
+  /** The line of an event; undefined for one not shown (a property other than progress). */
+  line(event: TaskEvent): string | undefined {
+    this.#fold.add(event)
+    if (event.type === 'property' && event.name !== 'progress') return undefined
+    return eventLine(event, this.#names, event.type === 'end' ? this.#fold.status(event.id) : undefined)
+  }
+}
+
+/**
+ * One line for a live event (logs --follow), naming the task (and its VM) through the names seen at its start.
+ * `status`: for an end, the status the task's tree gives it (a VM whose export failed has failed).
+ */
+export function eventLine(event: TaskEvent, names: TaskNames, status?: TaskStatus): string {
+  return terminalSafeLine(eventText(event, names, status))
 }
 
 /** One line of an export's or import's progress, from a lanes snapshot: bytes, % and speed where known. */
@@ -109,7 +133,7 @@ export function progressLine(holder: LaneHolder, at: number): string {
   return terminalSafeLine(`${formatDate(at).slice(11)} progress [${holder.vmName ?? holder.vm}] ${holder.disk === undefined ? '' : `${holder.disk} `}${holder.phase}: ${parts.join(', ')}`)
 }
 
-function eventText(event: TaskEvent, names: TaskNames): string {
+function eventText(event: TaskEvent, names: TaskNames, settled?: TaskStatus): string {
   const time = formatDate(event.timestamp).slice(11)
   switch (event.type) {
     case 'start': {
@@ -119,7 +143,7 @@ function eventText(event: TaskEvent, names: TaskNames): string {
     case 'end': {
       const result = event.result as { message?: unknown; size?: unknown } | undefined
       const detail = typeof result?.size === 'number' ? ` ${formatBytes(result.size)}` : event.status !== 'success' && typeof result?.message === 'string' ? ` ${result.message}` : ''
-      return `${time} ${event.status.padEnd(8)} ${names.label(event.id)}${detail}`
+      return `${time} ${(settled ?? event.status).padEnd(8)} ${names.label(event.id)}${detail}`
     }
     case 'info':
     case 'warning':

@@ -5,7 +5,7 @@ import { LifeboatError } from '../util/errors.ts'
 import { RUN_STATUSES, type LanesSnapshot, type RunStatus, type RunSummary, type TaskNode } from '../protocol/methods.ts'
 import type { TaskEvent } from '../protocol/events.ts'
 import { EXIT_FAILURE, EXIT_OK, UsageError, errorLine } from './command.ts'
-import { eventLine, printText, progressLine, formatBytes, formatDate, formatElapsed, table, tree, TaskNames } from './output.ts'
+import { LiveRunLines, printText, progressLine, formatBytes, formatDate, formatElapsed, table, tree } from './output.ts'
 import { integerOption, stringOption, type CommandContext, type Subcommand } from './index.ts'
 
 /**
@@ -59,17 +59,18 @@ const PROGRESS_EVERY_MS = 5000
  * (from the lanes). Resolves with the final tree.
  */
 function followAndPrint(client: DaemonClient, runId: string, stream: NodeJS.WritableStream, onTree?: (tree: TaskNode) => void): Promise<TaskNode> {
-  const names = new TaskNames()
+  const lines = new LiveRunLines()
   const printed = new Map<string, { at: number; finished: boolean }>()
   return followRun(
     client,
     runId,
     event => {
-      if (event.type !== 'property' || event.name === 'progress') printText(eventLine(event, names) + '\n', stream)
+      const line = lines.line(event)
+      if (line !== undefined) printText(line + '\n', stream)
     },
     node => {
       onTree?.(node)
-      names.learnTree(node)
+      lines.learnTree(node)
     },
     snapshot => {
       for (const pool of snapshot.pools) {

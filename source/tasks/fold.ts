@@ -37,31 +37,45 @@ export function isSkipResult(result: unknown): boolean {
 }
 
 /**
- * Folds events into trees, one per root task (normally one: the run). Events of unknown tasks are
- * ignored so that a truncated or interleaved event log still yields what it can.
+ * Folds events into trees as they come, one per root task (normally one: the run). Events of unknown tasks
+ * are ignored so that a truncated or interleaved event log still yields what it can. A live follower asks
+ * `status` when a task ends: the status its tree gives it, its children's failures included.
  */
-export function foldEvents(events: Iterable<TaskEvent>): TaskNode[] {
-  const nodes = new Map<string, TaskNode>()
-  const rootOf = new Map<string, TaskNode>()
-  const roots: TaskNode[] = []
-  for (const event of events) {
+export class TaskFold {
+  readonly roots: TaskNode[] = []
+  readonly #nodes = new Map<string, TaskNode>()
+  readonly #rootOf = new Map<string, TaskNode>()
+
+  /** Takes in a tree folded earlier (what the daemon returned before the live events). */
+  adopt(tree: TaskNode): void {
+    const walk = (node: TaskNode, root: TaskNode) => {
+      this.#nodes.set(node.id, node)
+      this.#rootOf.set(node.id, root)
+      for (const child of node.tasks ?? []) walk(child, root)
+    }
+    const copy = structuredClone(tree)
+    this.roots.push(copy)
+    walk(copy, copy)
+  }
+
+  add(event: TaskEvent): void {
     if (event.type === 'start') {
       const { name, ...data } = event.properties
       const node: TaskNode = { id: event.id, message: String(name), start: event.timestamp, status: 'pending' }
       if (Object.keys(data).length > 0) node.data = data
       if (event.parentId !== undefined) node.parentId = event.parentId
-      nodes.set(event.id, node)
-      const parent = event.parentId === undefined ? undefined : nodes.get(event.parentId)
-      if (parent === undefined) roots.push(node)
+      this.#nodes.set(event.id, node)
+      const parent = event.parentId === undefined ? undefined : this.#nodes.get(event.parentId)
+      if (parent === undefined) this.roots.push(node)
       else (parent.tasks ??= []).push(node)
-      const root = parent === undefined ? node : rootOf.get(parent.id)!
-      rootOf.set(event.id, root)
+      const root = parent === undefined ? node : this.#rootOf.get(parent.id)!
+      this.#rootOf.set(event.id, root)
       root.updatedAt = Math.max(root.updatedAt ?? 0, event.timestamp)
-      continue
+      return
     }
-    const node = nodes.get(event.id)
-    if (node === undefined) continue
-    const root = rootOf.get(event.id)!
+    const node = this.#nodes.get(event.id)
+    if (node === undefined) return
+    const root = this.#rootOf.get(event.id)!
     root.updatedAt = Math.max(root.updatedAt ?? 0, event.timestamp)
     switch (event.type) {
       case 'info':
@@ -81,8 +95,22 @@ export function foldEvents(events: Iterable<TaskEvent>): TaskNode[] {
         break
     }
   }
-  for (const root of roots) settleStatus(root)
-  return roots
+
+  /** A task's status as its tree shows it (a VM whose export failed has failed, though it ended normally). */
+  status(id: string): TaskStatus | undefined {
+    const node = this.#nodes.get(id)
+    if (node === undefined) return undefined
+    settleStatus(node)
+    return node.status
+  }
+}
+
+/** Folds a whole event log into its trees, statuses settled. */
+export function foldEvents(events: Iterable<TaskEvent>): TaskNode[] {
+  const fold = new TaskFold()
+  for (const event of events) fold.add(event)
+  for (const root of fold.roots) settleStatus(root)
+  return fold.roots
 }
 
 /** The tree of one run (the first root), or undefined when the events hold no task. */

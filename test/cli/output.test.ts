@@ -1,6 +1,6 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { eventLine, formatBytes, formatElapsed, progressLine, table, TaskNames, tree } from '../../source/cli/output.ts'
+import { eventLine, formatBytes, formatElapsed, LiveRunLines, progressLine, table, TaskNames, tree } from '../../source/cli/output.ts'
 import { foldRun, TaskLog } from '../../source/tasks/index.ts'
 
 test('tables align every column on its widest cell', () => {
@@ -105,4 +105,25 @@ test('logs --follow names the VM on every line of its tasks, and shows transfer 
   assert.match(progressLine(holder, Date.now()), /^\d\d:\d\d:\d\d progress \[web\] xvda export: 3\.0 GiB of 4\.0 GiB \(75%\), 50 MiB\/s$/)
   const { total, ...unknownSize } = holder
   assert.match(progressLine({ ...unknownSize, bytesPerSecond: 0 }, Date.now()), /progress \[web\] xvda export: 3\.0 GiB$/, 'no invented % or speed')
+})
+
+test('a live end line gives the status of the tree: a VM whose one export failed, and its run, end "failure" as the final tree shows', () => {
+  const run = TaskLog.start({ name: 'backup run', data: { jobName: 'nightly' } })
+  const vm = run.child('backup VM', { type: 'VM', id: 'vm-1', name_label: 'web' })
+  vm.child('export', { type: 'remote', id: 'nas' }).fail(Object.assign(new Error('the NFS server refused the connection'), { code: 'REMOTE_UNAVAILABLE' }))
+  vm.child('export', { type: 'remote', id: 'local' }).end()
+  vm.end()
+  run.end()
+  const final = foldRun(run.log.events)!
+  assert.equal(final.status, 'failure', 'the final tree: failed')
+  const events = run.log.events
+  const live = new LiveRunLines()
+  const lines = events.map(event => live.line(event)?.slice(9))
+  assert.deepEqual(lines.slice(-2), ['failure  backup VM (web, vm-1)', 'failure  backup run (nightly)'], 'the live lines agree with the final tree')
+
+  // Joining mid-run: the tree fetched first holds the failed export; the later end lines still say failure.
+  const split = events.findIndex(event => event.type === 'end' && event.id === vm.id)
+  const joined = new LiveRunLines()
+  joined.learnTree(foldRun(events.slice(0, split))!)
+  assert.deepEqual(events.slice(split).map(event => joined.line(event)?.slice(9)), ['failure  backup VM (web, vm-1)', 'failure  backup run (nightly)'])
 })
