@@ -20,7 +20,9 @@ function mebibytes(bytes: number, round: (n: number) => number): string {
 }
 
 export function remoteUnavailable(label: string, cause: unknown, detail = 'it cannot be reached'): LifeboatError {
-  return new LifeboatError('REMOTE_UNAVAILABLE', `The remote ${label} is unavailable: ${detail}. Check that it is mounted and reachable, then try again.`, { cause })
+  // A local folder goes away by being unmounted; NFS, SMB and the object stores by their server.
+  const check = label.startsWith('file://') ? 'that it is mounted' : 'that its server is up and reachable from this machine'
+  return new LifeboatError('REMOTE_UNAVAILABLE', `The remote ${label} is unavailable: ${detail}. Check ${check}, then try again.`, { cause })
 }
 
 /** Maps a backend error; `rootIsGone` is asked only for ENOENT, to tell a missing file from a vanished remote. */
