@@ -135,14 +135,7 @@ try {
   const fileMerges: Array<[string, { merge: number; copy: number; deltaMiB: number }]> = []
   let local: { write: number; read: number } | undefined
   for (const [name, url] of backends) {
-    let handler: RemoteHandler
-    try {
-      handler = openRemote(url)
-    } catch (error) {
-      // A remote type this build cannot open yet: say so and bench the others.
-      console.log(`${name.padEnd(14)} not measured: ${(error as Error).message}`)
-      continue
-    }
+    const handler = openRemote(url)
     try {
       const rates = await measure(handler)
       local ??= rates
