@@ -223,8 +223,8 @@ async function startFake(handle: (request: FakeRequest) => boolean | void = () =
         const request: FakeRequest = { command: message.readUInt16LE(12), messageId: message.readBigUInt64LE(24), charge: Math.max(1, message.readUInt16LE(6)), body: message.subarray(64), connection }
         if (request.messageId + BigInt(request.charge) > connection.windowEnd) violations.push(`message ${request.messageId} (charge ${request.charge}) beyond the window ending at ${connection.windowEnd}`)
         requests.push(request)
-        if (connection.handshake(request, { password: PASSWORD }, grant)) continue
         if (handle(request) === true) continue
+        if (connection.handshake(request, { password: PASSWORD }, grant)) continue
         defaultAnswer(request, file)
       }
     })
@@ -504,4 +504,57 @@ test('refused credentials are REMOTE_AUTH with a sentence naming the user, never
 
 test('the challenge parser refuses what is not an NTLM challenge', () => {
   assert.throws(() => parseChallenge(Buffer.from('not a challenge at all, just bytes in a row here')), /no valid NTLM challenge/)
+})
+
+test('a share that requires encryption is refused with NOT_SUPPORTED and a sentence saying what to change', async () => {
+  const fake = await startFake(request => {
+    if (request.command !== 3) return false
+    const body = Buffer.alloc(16)
+    body.writeUInt16LE(16, 0)
+    body.writeUInt8(1, 2)
+    body.writeUInt32LE(0x8000, 4) // SMB2_SHAREFLAG_ENCRYPT_DATA
+    request.connection.reply(request, 0, body)
+    return true
+  })
+  const backend = backendOf(fake)
+  try {
+    await assert.rejects(backend.sync(), (error: Error & { code?: string }) => error.code === 'NOT_SUPPORTED' && /requires encryption \(smb encrypt = required\).*set smb encrypt = desired/.test(error.message))
+  } finally {
+    await backend.close()
+    await fake.close()
+  }
+})
+
+test('a read stream reads ahead a few chunks only: a reader that stops holds the rest back (memory flat)', async () => {
+  const file = Buffer.alloc(32 << 20, 1)
+  const fake = await startFake(() => false, file)
+  const backend = backendOf(fake)
+  try {
+    const stream = await backend.read('f')
+    const iterator = stream[Symbol.asyncIterator]()
+    assert.equal(((await iterator.next()).value as Buffer).length, 1 << 20, 'the first chunk is 1 MiB')
+    // Let whatever the stream would read ahead arrive; a reader that ignored backpressure would read all 32.
+    await new Promise(resolve => setTimeout(resolve, 300))
+    const reads = fake.requests.filter(r => r.command === READ).length
+    assert.ok(reads <= 8, `${reads} of 32 chunks were read while the reader waited`)
+    await iterator.return?.()
+  } finally {
+    await backend.close()
+    await fake.close()
+  }
+})
+
+test('a server granting fewer credits than a 1 MiB read charges: the client asks for more with an ECHO, never waits forever', async () => {
+  const file = Buffer.from(Array.from({ length: 3 << 20 }, (_, i) => (i >> 10) & 0xff))
+  // 8 credits an answer, and 16 for each 1 MiB read.
+  const fake = await startFake(() => false, file)
+  const backend = backendOf(fake)
+  try {
+    assert.ok((await collect(await backend.read('f'))).equals(file), 'the file reads whole')
+    assert.ok(fake.requests.some(r => r.command === 13), 'the client asked for credits with an ECHO')
+    assert.deepEqual(fake.violations, [], 'and never went past the window')
+  } finally {
+    await backend.close()
+    await fake.close()
+  }
 })

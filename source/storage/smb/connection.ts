@@ -32,8 +32,9 @@ const TRANSFORM = 0x424d53fd // an encrypted message
 const FLAG_RESPONSE = 0x1
 const FLAG_ASYNC = 0x2
 const FLAG_SIGNED = 0x8
-const DIALECTS = [0x0210, 0x0300, 0x0302, 0x0311]
-const SMB311 = 0x0311
+export const Dialect = { SMB2_1: 0x0210, SMB3_0: 0x0300, SMB3_0_2: 0x0302, SMB3_1_1: 0x0311 } as const
+const DIALECTS: number[] = Object.values(Dialect)
+const SMB311 = Dialect.SMB3_1_1
 const CAP_LARGE_MTU = 0x4
 const SIGNING_ENABLED = 0x1
 const SESSION_GUEST = 0x1
@@ -50,6 +51,8 @@ export interface ConnectionOptions {
   credentials: Credentials
   /** Bound on a request without an answer (default 60 s). */
   timeoutMs?: number
+  /** The dialects offered (default 2.1, 3.0, 3.0.2 and 3.1.1; tests offer one at a time). */
+  dialects?: number[]
   /** Bound on a request the server said is pending (STATUS_PENDING): it is alive, the disk is slow (default 10 min). */
   pendingTimeoutMs?: number
 }
@@ -65,7 +68,7 @@ export class SmbConnectionError extends Error {
 
 /** A refusal that no retry changes: the credentials, the share, encryption. `kind` says which. */
 export class SmbRefusedError extends Error {
-  readonly kind: 'auth' | 'share' | 'encryption' | 'guest'
+  readonly kind: 'auth' | 'share' | 'encryption' | 'guest' | 'dialect'
   readonly status: number | undefined
   constructor(kind: SmbRefusedError['kind'], message: string, status?: number) {
     super(message)
@@ -220,7 +223,9 @@ export class SmbConnection {
   async #send(command: number, body: Buffer, treeId: number, charge: number, signal?: AbortSignal, payload?: Buffer): Promise<Answer> {
     // Never past the window the server granted: wait for credits, in order (#grant reserves them for us).
     if (this.#failure === undefined && (this.#credits < charge || this.#creditQueue.length > 0)) {
-      await new Promise<void>(go => this.#creditQueue.push({ charge, go }))
+      const granted = new Promise<void>(go => this.#creditQueue.push({ charge, go }))
+      this.#askForCredits()
+      await granted
     } else this.#credits -= charge
     if (signal?.aborted === true) {
       this.#grant(charge)
@@ -338,6 +343,13 @@ export class SmbConnection {
       }
     }
     waiter.resolve({ status, body: message.subarray(HEADER), message, flags, sessionId: message.readBigUInt64LE(40) })
+    this.#askForCredits()
+  }
+
+  // A request waits for more credits than we hold and nothing is in flight to bring any: ask with an ECHO.
+  #askForCredits(): void {
+    if (this.#failure !== undefined || this.#creditQueue.length === 0 || this.#waiters.size > 0 || this.#credits < 1) return
+    this.#transmit(Command.ECHO, Buffer.from([4, 0, 0, 0]), 0, 1).answer.catch(() => {})
   }
 
   #grant(credits: number): void {
@@ -350,27 +362,30 @@ export class SmbConnection {
   }
 
   async #negotiate(): Promise<void> {
-    const contexts = negotiateContexts()
-    const fixed = 36 + DIALECTS.length * 2
+    const dialects = this.#options.dialects ?? DIALECTS
+    // Contexts only with 3.1.1: for the others the same field is ClientStartTime, which must be zero.
+    const contexts = dialects.includes(SMB311) ? negotiateContexts() : Buffer.alloc(0)
+    const fixed = 36 + dialects.length * 2
     const contextOffset = HEADER + fixed + ((8 - ((HEADER + fixed) % 8)) % 8)
     const body = Buffer.alloc(contextOffset - HEADER + contexts.length)
     body.writeUInt16LE(36, 0)
-    body.writeUInt16LE(DIALECTS.length, 2)
+    body.writeUInt16LE(dialects.length, 2)
     body.writeUInt16LE(SIGNING_ENABLED, 4)
     body.writeUInt32LE(CAP_LARGE_MTU, 8)
     randomBytes(16).copy(body, 12)
-    body.writeUInt32LE(contextOffset, 28)
-    body.writeUInt16LE(1, 32)
-    DIALECTS.forEach((dialect, i) => body.writeUInt16LE(dialect, 36 + i * 2))
+    if (contexts.length > 0) {
+      body.writeUInt32LE(contextOffset, 28)
+      body.writeUInt16LE(1, 32)
+    }
+    dialects.forEach((dialect, i) => body.writeUInt16LE(dialect, 36 + i * 2))
     contexts.copy(body, contextOffset - HEADER)
     const { sent, answer } = this.#transmit(Command.NEGOTIATE, body, 0, 1)
     const reply = await answer
-    if (reply.status !== Status.SUCCESS) throw new SmbStatusError(reply.status, 'NEGOTIATE')
     const r = reply.body
-    if (r.length < 64) throw new SmbConnectionError('EPROTO', 'the server sent a truncated NEGOTIATE answer')
-    this.#dialect = r.readUInt16LE(4)
-    if (!DIALECTS.includes(this.#dialect)) {
-      throw new SmbConnectionError('EPROTO', `the server ${this.#options.host} speaks only SMB dialect 0x${this.#dialect.toString(16)}; Lifeboat needs SMB 2.1 or later (server min protocol = SMB2_10 or above is fine)`)
+    if (reply.status === Status.SUCCESS && r.length < 64) throw new SmbConnectionError('EPROTO', 'the server sent a truncated NEGOTIATE answer')
+    this.#dialect = reply.status === Status.SUCCESS ? r.readUInt16LE(4) : 0
+    if (!dialects.includes(this.#dialect)) {
+      throw new SmbRefusedError('dialect', `the server ${this.#options.host} speaks none of SMB 2.1, 3.0, 3.0.2 and 3.1.1 (${reply.status === Status.SUCCESS ? `it chose dialect 0x${this.#dialect.toString(16)}` : new SmbStatusError(reply.status, 'NEGOTIATE').message}); set its server max protocol to SMB2_10 or later`)
     }
     this.#largeMtu = (r.readUInt32LE(24) & CAP_LARGE_MTU) !== 0
     this.maxRead = Math.min(r.readUInt32LE(32), 8 * 1024 * 1024)
