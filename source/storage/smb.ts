@@ -71,7 +71,8 @@ export class SmbBackend implements Backend {
 
   constructor(remote: SmbRemote, label: string, options: SmbBackendOptions = {}) {
     const { host, port, share } = parseSmbTarget(remote.host)
-    this.label = label
+    // XO's form puts a NUL before the sub-folder: shown as the backslash it stands for, never raw in a log line.
+    this.label = label.replaceAll('\0', '\\')
     this.#share = share
     this.#host = host
     this.#user = remote.domain === '' ? remote.username : `${remote.domain}\\${remote.username}`
@@ -369,8 +370,9 @@ export class SmbBackend implements Backend {
     if (error instanceof LifeboatError || (error as Error | undefined)?.name === 'AbortError') return error
     const where = path === '' ? this.label : `${normalizePath(path)} on ${this.label}`
     if (error instanceof SmbRefusedError) {
-      if (error.kind === 'auth' || error.kind === 'guest') return new LifeboatError('REMOTE_AUTH', `The SMB remote ${this.label} refused the credentials: ${error.message}.`)
+      if (error.kind === 'auth' || error.kind === 'guest') return new LifeboatError('REMOTE_AUTH', `The SMB remote ${this.label} refused the credentials: ${error.message}; check the user name, the domain and the password of the remote.`)
       if (error.kind === 'encryption') return new LifeboatError('NOT_SUPPORTED', `The SMB remote ${this.label} cannot be used: ${error.message}; set smb encrypt = desired (or off) for the share.`)
+      if (error.kind === 'dialect') return new LifeboatError('NOT_SUPPORTED', `The SMB remote ${this.label} cannot be used: ${error.message}.`)
       if (error.status === Status.ACCESS_DENIED) return new LifeboatError('REMOTE_AUTH', `The SMB remote ${this.label} cannot be used: ${error.message}.`)
       return new LifeboatError('REMOTE_BAD_URL', `The SMB remote ${this.label} cannot be used: ${error.message}.`)
     }

@@ -5,10 +5,12 @@ import { after, before, test } from 'node:test'
 import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
 import { createHash, randomBytes } from 'node:crypto'
-import { readFile, writeFile, chmod } from 'node:fs/promises'
+import { chmod, mkdir, readdir, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { SmbBackend } from '../../source/storage/smb.ts'
+import { Access, Disposition, SmbClient } from '../../source/storage/smb/client.ts'
+import { Dialect } from '../../source/storage/smb/connection.ts'
 import { parseRemoteUrl, redactRemoteUrl } from '../../source/storage/url.ts'
 import { serializeError } from '../../source/util/errors.ts'
 import { SMB_PASSWORD, startSamba, type SambaServer } from '../helpers/samba.ts'
@@ -143,5 +145,56 @@ test('an unprivileged user (nobody) writes and reads back a file through the bac
     assert.equal(createHash('sha256').update(onDisk).digest('hex'), result.sha256, 'the share holds those bytes')
   } finally {
     await scratch.cleanup()
+  }
+})
+
+test('each dialect (2.1: HMAC-SHA256; 3.0, 3.0.2: AES-CMAC; 3.1.1: AES-CMAC over the preauth hash) signs what Samba checks', async () => {
+  for (const signing of ['default', 'mandatory'] as const) {
+    const server = servers[signing]!
+    for (const [name, dialect] of Object.entries(Dialect)) {
+      const client = new SmbClient({ host: '127.0.0.1', port: server.port, share: server.share, credentials: { username: server.user, password: server.password, domain: server.domain }, dialects: [dialect] })
+      try {
+        assert.equal((await client.connection()).dialect, dialect, `${name} was negotiated`)
+        const data = randomBytes(3 * 1024 * 1024 + 1)
+        const file = await client.open(`dialect-${name}.bin`, { access: Access.READ_DATA | Access.WRITE_DATA | Access.READ_ATTRIBUTES, disposition: Disposition.OVERWRITE_IF })
+        await Promise.all([0, 1, 2, 3].map(i => file.write(data.subarray(i * 1048576, (i + 1) * 1048576), i * 1048576)))
+        const back = Buffer.concat(await Promise.all([0, 1, 2, 3].map(i => file.read(i * 1048576, 1048576))))
+        await file.close()
+        assert.ok(back.equals(data), `${name} (${signing} signing): the bytes read are the bytes written`)
+        assert.ok((await readFile(join(server.root, `dialect-${name}.bin`))).equals(data), `${name} (${signing} signing): the share holds them`)
+      } finally {
+        await client.close()
+      }
+    }
+  }
+})
+
+test('a full share is REMOTE_FULL, and the failed write leaves nothing behind', async () => {
+  const server = await startSamba({ sizeLimitBytes: 8 * 1024 * 1024 })
+  const backend = smbBackend(server.urlFor('full'))
+  try {
+    await backend.write('small', 'fits')
+    async function* big() {
+      for (let i = 0; i < 16; i++) yield Buffer.alloc(1024 * 1024, i)
+    }
+    await assert.rejects(backend.write('disk.vhd', big()), (error: Error & { code?: string }) => error.code === 'REMOTE_FULL' && /is full/.test(error.message))
+    assert.deepEqual(await readdir(join(server.root, 'full')), ['small'], 'neither the file nor its temporary is left')
+  } finally {
+    await backend.close()
+    await server.cleanup()
+  }
+})
+
+test('a folder the share user may not write: EACCES with a sentence naming the user and the share', async () => {
+  const server = servers.default!
+  // Owned by root, 0755: the share user (smbd switches to it) cannot create anything in it.
+  await mkdir(join(server.root, 'locked'), { mode: 0o755 })
+  const backend = smbBackend(server.urlFor('locked'))
+  try {
+    const error = await backend.write('x.json', '{}').then(() => undefined, (e: unknown) => e)
+    assert.equal((error as { code?: string } | undefined)?.code, 'EACCES', `EACCES (${String(error)})`)
+    assert.match((error as Error).message, new RegExp(`user WORKGROUP\\\\${server.user} may not write x.json .*permissions of the share ${server.share}`), 'the sentence names the user, the file and the share')
+  } finally {
+    await backend.close()
   }
 })
