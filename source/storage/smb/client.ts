@@ -1,7 +1,7 @@
 // The file operations of an SMB share on one connection ([MS-SMB2] §2.2.13–2.2.40): CREATE, READ, WRITE,
 // QUERY_DIRECTORY, QUERY_INFO, SET_INFO, CLOSE. A dropped connection is replaced (new session and tree, open
 // handles re-opened) and an idempotent request is sent again, a bounded number of times.
-import { Command, SmbConnection, SmbConnectionError, type ConnectionOptions } from './connection.ts'
+import { answerPart, Command, SmbConnection, SmbConnectionError, type ConnectionOptions } from './connection.ts'
 import { SESSION_LOST, SmbStatusError, Status } from './status.ts'
 
 const HEADER = 64
@@ -211,10 +211,7 @@ function renameInfo(to: string, replace: boolean): Buffer {
 }
 
 function outputBuffer(body: Buffer): Buffer {
-  const offset = body.readUInt16LE(2) - HEADER
-  const length = body.readUInt32LE(4)
-  if (offset < 0 || offset + length > body.length) throw new SmbConnectionError('EPROTO', 'the server sent an answer whose output buffer lies outside it')
-  return body.subarray(offset, offset + length)
+  return answerPart(body, body.readUInt16LE(2), body.readUInt32LE(4), 'output buffer')
 }
 
 export class SmbClient {
@@ -332,10 +329,9 @@ export class SmbClient {
     fileId.copy(body, 16)
     const reply = await connection.request(Command.READ, body, { charge: connection.chargeFor(length), accept: [Status.END_OF_FILE] })
     if (reply.status === Status.END_OF_FILE) return Buffer.alloc(0)
-    const dataOffset = reply.body.readUInt8(2) - HEADER
-    const dataLength = reply.body.readUInt32LE(4)
-    if (dataOffset < 0 || dataOffset + dataLength > reply.body.length || dataLength > length) throw new SmbConnectionError('EPROTO', 'the server sent a READ answer whose data lies outside it')
-    return reply.body.subarray(dataOffset, dataOffset + dataLength)
+    const data = answerPart(reply.body, reply.body.readUInt8(2), reply.body.readUInt32LE(4), 'data')
+    if (data.length > length) throw new SmbConnectionError('EPROTO', `the server answered a READ of ${length} bytes with ${data.length}`)
+    return data
   }
 
   async writeAt(connection: SmbConnection, fileId: Buffer, data: Buffer, offset: number): Promise<void> {

@@ -415,7 +415,7 @@ export class SmbConnection {
     const first = await setup(negotiateMessage())
     if (first.status !== Status.MORE_PROCESSING_REQUIRED) throw authRefused(first.status, this.#options)
     this.#sessionId = first.sessionId
-    const challenge = parseChallenge(securityBuffer(first.body))
+    const challenge = parseChallenge(answerPart(first.body, first.body.readUInt16LE(4), first.body.readUInt16LE(6), 'security buffer'))
     const auth = authenticateMessage(this.#options.credentials, challenge)
     const second = await setup(auth.message)
     if (second.status !== Status.SUCCESS) throw authRefused(second.status, this.#options)
@@ -464,11 +464,11 @@ function negotiateContexts(): Buffer {
   return preauth
 }
 
-function securityBuffer(body: Buffer): Buffer {
-  const offset = body.readUInt16LE(4) - HEADER
-  const length = body.readUInt16LE(6)
-  if (offset < 0 || offset + length > body.length) throw new SmbConnectionError('EPROTO', 'the server sent a SESSION_SETUP answer whose security buffer is outside it')
-  return body.subarray(offset, offset + length)
+/** A variable part of an answer, by its offset (counted from the header) and length; EPROTO when it lies outside. */
+export function answerPart(body: Buffer, offset: number, length: number, what: string): Buffer {
+  const start = offset - HEADER
+  if (start < 0 || start + length > body.length) throw new SmbConnectionError('EPROTO', `the server sent an answer whose ${what} lies outside it`)
+  return body.subarray(start, start + length)
 }
 
 function authRefused(status: number, options: ConnectionOptions): Error {
