@@ -1,7 +1,8 @@
 // Directory locks like proper-lockfile (what XO uses on file, NFS and SMB remotes): `<path>.lock` is a
 // folder whose creation is atomic; its holder refreshes its mtime, and one left unrefreshed is stale.
-// The folder names its holder (host and pid), so a lock left by a dead process of this host is taken
-// over at once: a daemon restarted after a crash does not wait for its own old locks to go stale.
+// The folder names its holder (host, pid and a token of this taking), so a lock left by a dead process of
+// this host is taken over at once: a daemon restarted after a crash does not wait for its own old locks to go
+// stale; nor does a run after one whose release could not remove its lock (the share was gone then).
 // The same lock runs on the local folder (node:fs) and on NFS and SMB spoken from user space: each gives
 // the few folder operations below, so a Lifeboat and an XO sharing a remote exclude each other.
 import { mkdir, readFile, rename, rm, stat, utimes, writeFile } from 'node:fs/promises'
@@ -56,7 +57,7 @@ export async function takeDirectoryLock(fs: LockFolderOps, target: string, label
   } catch (error) {
     if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error
     const held = await fs.mtimeMs(lockDir)
-    if (held !== undefined && Date.now() - held < staleMs && !(await heldByDeadProcess(fs, lockDir))) throw locked(held)
+    if (held !== undefined && Date.now() - held < staleMs && !(await abandoned(fs, lockDir))) throw locked(held)
     try {
       // Stale: move it aside under a unique name (one contender wins the rename), then take it.
       // Gone meanwhile (its holder released it): just take it.
@@ -70,10 +71,12 @@ export async function takeDirectoryLock(fs: LockFolderOps, target: string, label
       throw locked(held ?? Date.now())
     }
   }
-  await fs.writeFile(`${lockDir}/${OWNER_FILE}`, JSON.stringify({ host: hostname(), pid: process.pid }))
+  const token = randomBytes(8).toString('hex')
+  await fs.writeFile(`${lockDir}/${OWNER_FILE}`, JSON.stringify({ host: hostname(), pid: process.pid, token }))
+  heldTokens.add(token)
 
   let lastMtime = await fs.mtimeMs(lockDir)
-  return heldLock(lockDir, refreshMs, {
+  const lock = heldLock(lockDir, refreshMs, {
     async refresh() {
       try {
         // Someone else touched or replaced our lock: it is no longer ours.
@@ -90,18 +93,32 @@ export async function takeDirectoryLock(fs: LockFolderOps, target: string, label
       if (current !== undefined && current === lastMtime) await fs.rmtree(lockDir).catch(() => {})
     },
   })
+  return {
+    path: lock.path,
+    get compromised() {
+      return lock.compromised
+    },
+    release() {
+      heldTokens.delete(token)
+      return lock.release()
+    },
+  }
 }
 
 const OWNER_FILE = 'owner.json'
+// The tokens of the lock folders this process holds now, whatever remote they are on.
+const heldTokens = new Set<string>()
 
-async function heldByDeadProcess(fs: LockFolderOps, lockDir: string): Promise<boolean> {
-  let owner: { host?: unknown; pid?: unknown }
+async function abandoned(fs: LockFolderOps, lockDir: string): Promise<boolean> {
+  let owner: { host?: unknown; pid?: unknown; token?: unknown }
   try {
     owner = JSON.parse(await fs.readFile(`${lockDir}/${OWNER_FILE}`))
   } catch {
     return false
   }
-  if (owner.host !== hostname() || typeof owner.pid !== 'number' || owner.pid === process.pid) return false
+  if (owner.host !== hostname() || typeof owner.pid !== 'number') return false
+  // Ours, from a taking already released: its release could not remove it.
+  if (owner.pid === process.pid) return typeof owner.token === 'string' && !heldTokens.has(owner.token)
   try {
     process.kill(owner.pid, 0)
     return false

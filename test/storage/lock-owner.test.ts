@@ -4,6 +4,8 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { spawn } from 'node:child_process'
 import { once } from 'node:events'
+import { cp, rename } from 'node:fs/promises'
+import { join } from 'node:path'
 import { LocalHandler } from '../../source/storage/index.ts'
 import { tempDir } from '../helpers/tools.ts'
 
@@ -37,6 +39,26 @@ test('a lock held by a live process is refused, one left by a killed process is 
     await lock.release()
     const again = await handler.lock('xo-vm-backups/vm1')
     await again.release()
+  } finally {
+    await dir.cleanup()
+  }
+})
+
+test("a lock of this very process that its release could not remove (the remote was gone) is taken over at once; one it still holds is refused", async () => {
+  const dir = await tempDir()
+  try {
+    const handler = new LocalHandler(dir.path)
+    await handler.sync()
+    const held = await handler.lock('xo-vm-backups/vm1')
+    await assert.rejects(handler.lock('xo-vm-backups/vm1'), { code: 'REMOTE_LOCKED' }, 'held by this process: refused')
+    // What a release leaves when the share is gone at that moment: the folder, still naming this process.
+    const lockDir = join(dir.path, 'xo-vm-backups/vm1.lock')
+    await cp(lockDir, `${lockDir}.kept`, { recursive: true })
+    await held.release()
+    await rename(`${lockDir}.kept`, lockDir)
+    const next = await handler.lock('xo-vm-backups/vm1', { staleMs: 60_000 })
+    assert.equal(next.compromised, false, 'the next run takes it without waiting a minute for it to go stale')
+    await next.release()
   } finally {
     await dir.cleanup()
   }
