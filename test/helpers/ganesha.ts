@@ -24,11 +24,26 @@ export interface GaneshaServer extends ShareServer {
   nfsCp(from: string, to: string): Promise<void>
 }
 
+/** The EXPORT block's options (ganesha-export-config(8)); the default is read-write, no root squash, for 127.0.0.1. */
+export interface GaneshaExportOptions {
+  accessType?: 'RW' | 'RO'
+  squash?: 'root_squash' | 'all_squash' | 'no_root_squash'
+  anonUid?: number
+  anonGid?: number
+  /** true is a `secure` export: calls from ports above 1023 are refused. */
+  privilegedPort?: boolean
+  clients?: string
+}
+
+export interface GaneshaOptions extends ShareServerOptions {
+  export?: GaneshaExportOptions
+}
+
 const PORTMAPPER = 111
 // When two ganesha start at once, each unregisters the NFS programs and registers its own: the loser exits.
 const REGISTER_ATTEMPTS = 5
 
-export async function startGanesha(options: ShareServerOptions = {}): Promise<GaneshaServer> {
+export async function startGanesha(options: GaneshaOptions = {}): Promise<GaneshaServer> {
   requireTool('ganesha.nfsd', 'nfs-ganesha nfs-ganesha-vfs')
   requireTool('rpcbind', 'rpcbind')
   requireTool('nfs-cp', 'libnfs-utils')
@@ -43,7 +58,7 @@ export async function startGanesha(options: ShareServerOptions = {}): Promise<Ga
   await writeFile(config, [
     `NFS_CORE_PARAM { Bind_addr = 127.0.0.1; NFS_Port = ${port}; MNT_Port = ${mountPort}; Enable_NLM = false; Enable_RQUOTA = false; Enable_UDP = false; Protocols = 3; }`,
     `NFSV4 { RecoveryBackend = fs; RecoveryRoot = ${join(scratch.path, 'recovery')}; Graceless = true; }`,
-    `EXPORT { Export_Id = 1; Path = ${exported.path}; Pseudo = /backups; Protocols = 3; Transports = TCP; Access_Type = RW; Squash = No_Root_Squash; FSAL { Name = VFS; } CLIENT { Clients = 127.0.0.1; } }`,
+    exportBlock(exported.path, options.export ?? {}),
     '',
   ].join('\n'))
   const log = join(scratch.path, 'ganesha.log')
@@ -90,6 +105,16 @@ export async function startGanesha(options: ShareServerOptions = {}): Promise<Ga
     },
     ...life,
   }
+}
+
+function exportBlock(path: string, options: GaneshaExportOptions): string {
+  const anonymous = [
+    ...(options.anonUid === undefined ? [] : [`Anonymous_Uid = ${options.anonUid};`]),
+    ...(options.anonGid === undefined ? [] : [`Anonymous_Gid = ${options.anonGid};`]),
+  ].join(' ')
+  // The access options are the client's: a client outside the list then gets the export's Access_Type, None.
+  return `EXPORT { Export_Id = 1; Path = ${path}; Pseudo = /backups; Protocols = 3; Transports = TCP; Access_Type = None; FSAL { Name = VFS; } ` +
+    `CLIENT { Clients = ${options.clients ?? '127.0.0.1'}; Access_Type = ${options.accessType ?? 'RW'}; Squash = ${options.squash ?? 'No_Root_Squash'}; ${anonymous} PrivilegedPort = ${options.privilegedPort === true}; } }`
 }
 
 // The CRIT lines about DBus and Kerberos are in every log and harmless: leave them out of the error.
