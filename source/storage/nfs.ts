@@ -8,7 +8,7 @@ import { normalizePath, pageOf, type Backend, type Capabilities, type EntryStat,
 import { remoteFull, remoteUnavailable, writeIncomplete } from './errors.ts'
 import { takeDirectoryLock, type LockFolderOps } from './lock.ts'
 import { FileType, Nfs3Client, NfsError, Stable, type FileHandle } from './nfs/nfs3.ts'
-import { CONNECTION_LOST } from './nfs/rpc.ts'
+import { AUTH_TOOWEAK, CONNECTION_LOST, type RpcError } from './nfs/rpc.ts'
 import type { RemoteUrl } from './url.ts'
 import type { RandomAccessFile } from '../formats/vhd/index.ts'
 import { LifeboatError } from '../util/errors.ts'
@@ -501,15 +501,26 @@ export class NfsBackend implements Backend {
     return error
   }
 
+  // One cause, one change: the sentence says which option of the export (or of the URL) refused.
   #refused(what: string, message: string, cause: unknown): LifeboatError {
-    const { host } = this.#remote
-    return new LifeboatError(
-      'REMOTE_AUTH',
-      `The NFS server ${host} refused ${what} on ${this.label} (${message}). Check the export's options on the server: that it is exported read-write (rw) to this machine (its client list), ` +
-        `with \`insecure\` (Lifeboat connects from a port above 1023, which an export marked \`secure\` refuses), and its root squash / anonuid against the uid ${this.#uid} and gid ${this.#gid} Lifeboat sends ` +
-        `(set ?uid= and ?gid= in the remote's URL to the owner of the exported folder).`,
-      { cause },
-    )
+    const code = (cause as { code?: string }).code
+    const ids = `uid ${this.#uid} and gid ${this.#gid}${this.#uid === 0 ? ' (root)' : ''}`
+    let change: string
+    if (cause instanceof NfsError && cause.protocol === 'mount') {
+      change = `The server does not export ${terminalSafeLine(this.#remote.path)} to this machine: add this machine's address to the export's client list (Linux: the host in /etc/exports; ganesha: Clients in the export's CLIENT block); ` +
+        'a Linux export marked `secure` also refuses the mount, as Lifeboat connects from a port above 1023: add `insecure` there.'
+    } else if (code === 'EAUTH' && (cause as RpcError).authStatus === AUTH_TOOWEAK) {
+      change = 'The export accepts only a privileged source port (`secure`; ganesha: PrivilegedPort = true), and Lifeboat runs unprivileged and connects from a port above 1023: ' +
+        'mark the export `insecure` (ganesha: PrivilegedPort = false).'
+    } else if (code === 'EAUTH') {
+      change = 'Lifeboat sends AUTH_SYS credentials (a uid and a gid) only: allow them on the export (Linux: sec=sys; ganesha: SecType = sys).'
+    } else if (code === 'EROFS') {
+      change = 'The export is read-only: export it read-write to this machine (Linux: `rw` in /etc/exports; ganesha: Access_Type = RW).'
+    } else {
+      change = `Lifeboat sends ${ids}; with root squash (the default) root becomes the export's anonuid, with all_squash every user does, and that user may not write here: ` +
+        "set ?uid= and ?gid= in the remote's URL to the owner of the exported folder, or give the anonuid write access to it (or export it with no_root_squash)."
+    }
+    return new LifeboatError('REMOTE_AUTH', `The NFS server ${this.#remote.host} refused ${what} on ${this.label} (${message}). ${change}`, { cause })
   }
 }
 

@@ -277,28 +277,35 @@ test('NOSPC and DQUOT are REMOTE_FULL; ACCES at MNT and on a call name the expor
     if (call.procedure === 8) return w().uint(status).bool(false).bool(false).parts()
     return w().uint(10006).parts()
   })
-  const backend = backendOn(fake)
+  // A fake left listening keeps the test file from ending, whatever fails.
   try {
-    await backend.sync()
-    await assert.rejects(backend.write('a', 'x'), { code: 'REMOTE_FULL' })
-    status = 69
-    await assert.rejects(backend.write('a', 'x'), { code: 'REMOTE_FULL' })
-    for (status of [13, 1, 30]) {
-      await assert.rejects(backend.write('a', 'x'), (error: Error & { code?: string }) => {
-        assert.equal(error.code, 'REMOTE_AUTH')
-        for (const option of ['(rw)', 'client list', '`insecure`', 'above 1023', 'root squash / anonuid', 'uid 1234 and gid 5678']) assert.ok(error.message.includes(option), `the sentence names ${option}: ${error.message}`)
-        return true
-      })
+    const backend = backendOn(fake)
+    try {
+      await backend.sync()
+      await assert.rejects(backend.write('a', 'x'), { code: 'REMOTE_FULL' })
+      status = 69
+      await assert.rejects(backend.write('a', 'x'), { code: 'REMOTE_FULL' })
+      for (status of [13, 1]) {
+        await assert.rejects(backend.write('a', 'x'), (error: Error & { code?: string }) => {
+          assert.equal(error.code, 'REMOTE_AUTH')
+          for (const option of ['Lifeboat sends uid 1234 and gid 5678;', 'root squash', 'anonuid', 'all_squash', '?uid= and ?gid=']) assert.ok(error.message.includes(option), `the sentence names ${option}: ${error.message}`)
+          assert.ok(!error.message.includes('insecure') && !error.message.includes('read-only'), `the sentence blames no other option: ${error.message}`)
+          return true
+        })
+      }
+      status = 30
+      await assert.rejects(backend.write('a', 'x'), (error: Error & { code?: string }) => error.code === 'REMOTE_AUTH' && /The export is read-only: export it read-write/.test(error.message) && !/squash|insecure/.test(error.message))
+    } finally {
+      await backend.close()
+    }
+    mountStatus = 13
+    const refused = backendOn(fake)
+    try {
+      await assert.rejects(refused.sync(), (error: Error & { code?: string }) => error.code === 'REMOTE_AUTH' && /mounting \/export: permission denied \(MNT3ERR 13\)/.test(error.message) && /does not export \/export to this machine: add this machine's address to the export's client list/.test(error.message) && /`insecure`/.test(error.message) && !/squash/.test(error.message))
+    } finally {
+      await refused.close()
     }
   } finally {
-    await backend.close()
-  }
-  mountStatus = 13
-  const refused = backendOn(fake)
-  try {
-    await assert.rejects(refused.sync(), (error: Error & { code?: string }) => error.code === 'REMOTE_AUTH' && /mounting \/export: permission denied \(MNT3ERR 13\)/.test(error.message) && /`insecure`/.test(error.message))
-  } finally {
-    await refused.close()
     await fake.close()
   }
 })
@@ -498,11 +505,12 @@ test('a stream write keeps several WRITEs in flight, and stops pulling from its 
   }
 })
 
-test('AUTH_SYS refused as too weak (a `secure` export and a port above 1023): REMOTE_AUTH naming `insecure`', async () => {
+test('AUTH_SYS refused as too weak (a `secure` export and a port above 1023): REMOTE_AUTH naming `insecure`; refused otherwise, naming sec=sys', async () => {
+  let authStatus = 5
   const fake = await fakeServer(call => {
     if (call.program === MOUNT) return mountAnswers(call)!
     // MSG_DENIED, AUTH_ERROR, AUTH_TOOWEAK: what ganesha answers on an export with PrivilegedPort = true.
-    call.socket.write(denied(call.xid, 5))
+    call.socket.write(denied(call.xid, authStatus))
     return 'silence'
   })
   const backend = backendOn(fake)
@@ -510,9 +518,13 @@ test('AUTH_SYS refused as too weak (a `secure` export and a port above 1023): RE
     await assert.rejects(backend.sync(), (error: Error & { code?: string }) => {
       assert.equal(error.code, 'REMOTE_AUTH')
       assert.match(error.message, /credentials too weak \(the export wants a privileged source port, `secure`/)
-      assert.match(error.message, /with `insecure` \(Lifeboat connects from a port above 1023/)
+      assert.match(error.message, /connects from a port above 1023: mark the export `insecure`/)
+      assert.doesNotMatch(error.message, /squash|client list/)
       return true
     })
+    // AUTH_BADCRED: an export that wants Kerberos.
+    authStatus = 1
+    await assert.rejects(backend.sync(), (error: Error & { code?: string }) => error.code === 'REMOTE_AUTH' && /bad credentials/.test(error.message) && /sends AUTH_SYS credentials \(a uid and a gid\) only: allow them on the export \(Linux: sec=sys; ganesha: SecType = sys\)/.test(error.message) && !/insecure/.test(error.message))
   } finally {
     await backend.close()
     await fake.close()

@@ -23,12 +23,17 @@ export interface RpcTarget {
 /** An RPC failure; `code` tells a dead connection (ECONNRESET, ETIMEDOUT, ECONNREFUSED) from a refusal. */
 export class RpcError extends Error {
   readonly code: string
+  /** EAUTH's auth_stat (RFC 5531): AUTH_TOOWEAK is a `secure` export, the others another security flavour. */
+  readonly authStatus: number | undefined
 
-  constructor(code: string, message: string, options?: { cause?: unknown }) {
+  constructor(code: string, message: string, options?: { cause?: unknown; authStatus?: number }) {
     super(message, options)
     this.code = code
+    this.authStatus = options?.authStatus
   }
 }
+
+export const AUTH_TOOWEAK = 5
 
 /** Codes after which the call may be sent again on a new connection. */
 export const CONNECTION_LOST = new Set(['ECONNRESET', 'ECONNREFUSED', 'ETIMEDOUT', 'EPIPE', 'ECONNABORTED', 'EHOSTUNREACH', 'ENETUNREACH', 'EADDRNOTAVAIL'])
@@ -220,7 +225,7 @@ export class RpcConnection {
     const reject = reader.uint()
     if (reject === 0) throw new RpcError('EPROGUNAVAIL', `the NFS server ${this.#name()} does not speak RPC version 2 (${what})`)
     const auth = reader.uint()
-    throw new RpcError('EAUTH', `the NFS server ${this.#name()} refused the AUTH_SYS credentials (uid ${this.#target.credentials.uid}, gid ${this.#target.credentials.gid}): ${AUTH_ERRORS[auth] ?? `auth status ${auth}`} (${what})`)
+    throw new RpcError('EAUTH', `the NFS server ${this.#name()} refused the AUTH_SYS credentials (uid ${this.#target.credentials.uid}, gid ${this.#target.credentials.gid}): ${AUTH_ERRORS[auth] ?? `auth status ${auth}`} (${what})`, { authStatus: auth })
   }
 }
 
