@@ -558,3 +558,20 @@ test('a server granting fewer credits than a 1 MiB read charges: the client asks
     await fake.close()
   }
 })
+
+test('a NetBIOS keepalive before an answer is skipped', async () => {
+  const fake = await startFake(request => {
+    if (request.command !== READ) return false
+    request.connection.socket.write(Buffer.from([0x85, 0, 0, 0]))
+    return false
+  }, Buffer.from('after a keepalive'))
+  const client = clientOf(fake)
+  try {
+    const handle = await client.open('f', READ_SPEC)
+    assert.equal((await handle.read(0, 100)).toString(), 'after a keepalive')
+    await handle.close()
+  } finally {
+    await client.close()
+    await fake.close()
+  }
+})

@@ -43,6 +43,7 @@ const SHARE_ENCRYPT = 0x8000
 // Above any answer we ask for (8 MiB reads plus headers): a larger length is a corrupt stream, not a message.
 const MAX_FRAME = 16 * 1024 * 1024 + 4096
 const CREDITS_WANTED = 256
+const CLOSE_WAIT_MS = 5000
 
 export interface ConnectionOptions {
   host: string
@@ -196,8 +197,14 @@ export class SmbConnection {
   /** Disconnects the tree and logs off, then closes the socket (errors ignored: the server may be gone). */
   async close(): Promise<void> {
     if (this.#failure === undefined) {
-      await this.#send(Command.TREE_DISCONNECT, Buffer.from([4, 0, 0, 0]), this.#treeId, 1).catch(() => {})
-      await this.#send(Command.LOGOFF, Buffer.from([4, 0, 0, 0]), 0, 1).catch(() => {})
+      // A courtesy to the server, bounded: a hung server must not hold up the close.
+      const goodbye = (async () => {
+        await this.#send(Command.TREE_DISCONNECT, Buffer.from([4, 0, 0, 0]), this.#treeId, 1).catch(() => {})
+        await this.#send(Command.LOGOFF, Buffer.from([4, 0, 0, 0]), 0, 1).catch(() => {})
+      })()
+      let timer: NodeJS.Timeout | undefined
+      await Promise.race([goodbye, new Promise(resolve => (timer = setTimeout(resolve, CLOSE_WAIT_MS)))])
+      clearTimeout(timer)
     }
     this.#fail(new SmbConnectionError('ECONNRESET', 'the connection was closed'))
   }
@@ -295,17 +302,26 @@ export class SmbConnection {
     this.#buffered += chunk.length
     while (this.#failure === undefined && this.#buffered >= 4) {
       const head = this.#chunks[0]!.length >= 4 ? this.#chunks[0]! : Buffer.concat(this.#chunks)
-      if (head[0] !== 0) return this.#malformed(`a NetBIOS frame of type 0x${head[0]!.toString(16)}`)
       const length = head.readUInt32BE(0) & 0xffffff
+      // A NetBIOS keepalive (type 0x85, empty) says nothing: skip it.
+      if (head[0] === 0x85 && length === 0) {
+        this.#consume(4)
+        continue
+      }
+      if (head[0] !== 0) return this.#malformed(`a NetBIOS frame of type 0x${head[0]!.toString(16)}`)
       if (length > MAX_FRAME) return this.#malformed(`a frame of ${length} bytes`)
       if (this.#buffered < 4 + length) return
-      const all = this.#chunks.length === 1 ? this.#chunks[0]! : Buffer.concat(this.#chunks)
-      const message = all.subarray(4, 4 + length)
-      const rest = all.subarray(4 + length)
-      this.#chunks = rest.length > 0 ? [rest] : []
-      this.#buffered = rest.length
-      this.#dispatch(message)
+      this.#dispatch(this.#consume(4 + length).subarray(4))
     }
+  }
+
+  /** Takes `length` bytes off the front of what was received. */
+  #consume(length: number): Buffer {
+    const all = this.#chunks.length === 1 ? this.#chunks[0]! : Buffer.concat(this.#chunks)
+    const rest = all.subarray(length)
+    this.#chunks = rest.length > 0 ? [rest] : []
+    this.#buffered = rest.length
+    return all.subarray(0, length)
   }
 
   #malformed(what: string): void {
