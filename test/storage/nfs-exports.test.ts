@@ -145,7 +145,7 @@ test('all_squash with anonuid: whatever ids Lifeboat sends, files land owned by 
   })
 })
 
-test('lifeboat remote add: a `secure` export and a client list without this machine are refused with the same sentences, and not added', async () => {
+test('lifeboat remote add: a `secure` export and a client list without this machine are refused with the same sentences, and not added; a read-only one fails remote test', async () => {
   const dir = await tempDir('lifeboat-nfs-exports-')
   const daemon = await startDaemon(join(dir.path, 'daemon'))
   try {
@@ -168,6 +168,18 @@ test('lifeboat remote add: a `secure` export and a client list without this mach
     }
     const names = (await cliJson(daemon.socket, ['remote', 'list'])).map((r: { name: string }) => r.name)
     assert.deepEqual(names, [], 'neither is added')
+
+    // A read-only export mounts, so it is added; `remote test` then fails at its first write, with the backend's sentence.
+    await withExport({ accessType: 'RO' }, async server => {
+      const url = server.urlFor('data')
+      const added = await cli(daemon.socket, ['remote', 'add', 'read-only', url])
+      assert.equal(added.code, 0, added.stderr)
+      const tested = await cli(daemon.socket, ['remote', 'test', 'read-only', '--mib', '1'])
+      assert.equal(tested.code, 1, `refused: ${tested.stdout}${tested.stderr}`)
+      assert.match(tested.stderr, /^lifeboat: REMOTE_TEST_FAILED: The remote "read-only" failed the test while writing a 1\.0 MiB probe file: REMOTE_AUTH: The NFS server 127\.0\.0\.1 refused write \.lifeboat-probe-/)
+      for (const said of READ_ONLY) assert.match(tested.stderr, said)
+      assert.deepEqual(await readdir(join(server.root, 'data')), [], 'the probe left nothing')
+    })
   } finally {
     daemon.child.kill('SIGTERM')
     await daemon.exited
