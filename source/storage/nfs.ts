@@ -96,7 +96,7 @@ export class NfsBackend implements Backend {
 
   list(dir: string, options: { cursor?: string; limit?: number } = {}): Promise<ListPage> {
     const relative = normalizePath(dir)
-    return this.#guard(`list ${relative}`, async () => {
+    return this.#guard(operation('list', relative), async () => {
       let handle: FileHandle
       try {
         handle = await this.#folder(relative, false)
@@ -118,7 +118,7 @@ export class NfsBackend implements Backend {
 
   stat(path: string): Promise<EntryStat> {
     const relative = normalizePath(path)
-    return this.#guard(`stat ${relative}`, async () => {
+    return this.#guard(operation('stat', relative), async () => {
       const attributes = await this.#client.getattr(await this.#resolve(relative), `GETATTR ${relative}`)
       return { size: attributes.size, mtimeMs: attributes.mtimeMs, isDirectory: attributes.type === FileType.directory }
     })
@@ -243,7 +243,7 @@ export class NfsBackend implements Backend {
   }
 
   delete(paths: string[]): Promise<void> {
-    return this.#guard(`delete ${paths[0] ?? ''}`, async () => {
+    return this.#guard(operation('delete', paths[0] ?? ''), async () => {
       for (const path of paths) {
         const relative = normalizePath(path)
         if (relative === '') continue
@@ -283,7 +283,7 @@ export class NfsBackend implements Backend {
 
   mkdir(path: string): Promise<void> {
     const relative = normalizePath(path)
-    return this.#guard(`mkdir ${relative}`, async () => void (await this.#folder(relative, true)))
+    return this.#guard(operation('mkdir', relative), async () => void (await this.#folder(relative, true)))
   }
 
   rmdir(path: string): Promise<void> {
@@ -298,7 +298,7 @@ export class NfsBackend implements Backend {
   /** Removes a folder and everything under it (a file too); a missing one is not an error. */
   rmtree(path: string): Promise<void> {
     const relative = normalizePath(path)
-    return this.#guard(`rmtree ${relative}`, async () => {
+    return this.#guard(operation('rmtree', relative), async () => {
       let target: { dir: FileHandle; name: string }
       let type: number | undefined
       try {
@@ -522,6 +522,11 @@ export class NfsBackend implements Backend {
     }
     return new LifeboatError('REMOTE_AUTH', `The NFS server ${this.#remote.host} refused ${what} on ${this.label} (${message}). ${change}`, { cause })
   }
+}
+
+// What a sentence says was refused: the remote's own folder is the path ''.
+function operation(verb: string, relative: string): string {
+  return relative === '' ? verb : `${verb} ${relative}`
 }
 
 function ignoreMissing(error: unknown): void {

@@ -73,6 +73,7 @@ test('a `secure` export (PrivilegedPort = true): the first operation is refused 
     try {
       await assert.rejects(backend.sync(), refusal('REMOTE_AUTH', url, SECURE))
       await assert.rejects(backend.write('x', 'y'), refusal('REMOTE_AUTH', url, SECURE))
+      await assert.rejects(backend.list(''), refusal('REMOTE_AUTH', url, [/ refused list on nfs:/, ...SECURE]))
       assert.deepEqual(await readdir(join(server.root, 'data')), [], 'nothing is written')
     } finally {
       await backend.close()
