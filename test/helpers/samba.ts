@@ -11,6 +11,8 @@ import { requireTool, run, tempDir } from './tools.ts'
 export interface SambaOptions extends ShareServerOptions {
   /** `server signing = mandatory`: the client must sign every message. */
   signing?: 'mandatory'
+  /** `smb encrypt = required`: a client that cannot encrypt is refused (Lifeboat's is, with a sentence). */
+  encrypt?: 'required'
   /** More shares besides `backups` (each its own folder, see shareRoot), e.g. one per test. */
   extraShares?: string[]
 }
@@ -116,6 +118,7 @@ async function writeConfig(config: string, scratch: string, exported: ExportedFo
     'printcap name = /dev/null',
     'disable spoolss = yes',
     ...(options.signing === 'mandatory' ? ['server signing = mandatory'] : []),
+    ...(options.encrypt === 'required' ? ['smb encrypt = required'] : []),
   ]
   const sections = shares.map(share => `[${share}]\npath = ${join(exported.path, share)}\nread only = no\nvalid users = ${SMB_USER}\n`)
   await writeFile(config, `[global]\n${global.join('\n')}\n\n${sections.join('\n')}`)
