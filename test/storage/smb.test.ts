@@ -198,3 +198,14 @@ test('a folder the share user may not write: EACCES with a sentence naming the u
     await backend.close()
   }
 })
+
+test('a Samba that requires encryption is refused with NOT_SUPPORTED and a sentence saying so', async () => {
+  const server = await startSamba({ encrypt: 'required' })
+  const backend = smbBackend(server.urlFor('encrypted'))
+  try {
+    await assert.rejects(backend.sync(), (error: Error & { code?: string }) => error.code === 'NOT_SUPPORTED' && /smb encrypt = required/.test(error.message) && !error.message.includes(server.password))
+  } finally {
+    await backend.close()
+    await server.cleanup()
+  }
+})

@@ -434,6 +434,10 @@ export class SmbConnection {
     const challenge = parseChallenge(answerPart(first.body, first.body.readUInt16LE(4), first.body.readUInt16LE(6), 'security buffer'))
     const auth = authenticateMessage(this.#options.credentials, challenge)
     const second = await setup(auth.message)
+    // Samba refuses the session of a client that cannot encrypt this way (a wrong password is LOGON_FAILURE).
+    if (second.status === Status.ACCESS_DENIED) {
+      throw new SmbRefusedError('encryption', `the server ${this.#options.host} refused a session to ${this.#options.credentials.username} (STATUS_ACCESS_DENIED after a valid logon), which Samba does when it requires encryption (smb encrypt = required); Lifeboat does not support SMB encryption`, second.status)
+    }
     if (second.status !== Status.SUCCESS) throw authRefused(second.status, this.#options)
     const flags = second.body.readUInt16LE(2)
     if ((flags & SESSION_GUEST) !== 0) throw new SmbRefusedError('guest', `the server logged ${this.#options.credentials.username} on as a guest (map to guest), which cannot sign; check the user name and the password`)
