@@ -13,7 +13,7 @@ import { randomBytes } from 'node:crypto'
 import { posix } from 'node:path'
 import { Readable } from 'node:stream'
 import { LifeboatError } from '../util/errors.ts'
-import { normalizePath, type Backend, type Capabilities, type EntryStat, type ListPage, type LockOptions, type RemoteLock, type RemoteSpace, type WriteData, type WriteOptions } from './backend.ts'
+import { normalizePath, pageOf, type Backend, type Capabilities, type EntryStat, type ListPage, type LockOptions, type RemoteLock, type RemoteSpace, type WriteData, type WriteOptions } from './backend.ts'
 import { remoteFull, remoteUnavailable, writeIncomplete } from './errors.ts'
 import { takeDirectoryLock, type LockFolderOps } from './lock.ts'
 import type { RemoteUrl } from './url.ts'
@@ -24,7 +24,6 @@ import { AUTH_FAILURES, SmbStatusError, Status, statusName } from './smb/status.
 
 export type SmbRemote = Extract<RemoteUrl, { type: 'smb' }>
 
-const PAGE = 1000
 // Requests of one stream in flight at once, each of at most CHUNK bytes: latency hidden, memory bounded.
 const DEPTH = 4
 const CHUNK = 1024 * 1024
@@ -107,12 +106,7 @@ export class SmbBackend implements Backend {
         if (error instanceof SmbStatusError && (NOT_FOUND.has(error.status) || error.status === Status.NOT_A_DIRECTORY)) return { entries: [] }
         throw error
       }
-      const sorted = entries.map(entry => ({ name: entry.name, isDirectory: entry.isDirectory })).sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0))
-      const from = options.cursor === undefined ? 0 : sorted.findIndex(entry => entry.name > options.cursor!)
-      const start = from === -1 ? sorted.length : from
-      const page = sorted.slice(start, start + (options.limit ?? PAGE))
-      const more = start + page.length < sorted.length
-      return { entries: page, ...(more && { next: page.at(-1)!.name }) }
+      return pageOf(entries.map(entry => ({ name: entry.name, isDirectory: entry.isDirectory })), options)
     })
   }
 
