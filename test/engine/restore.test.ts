@@ -278,7 +278,20 @@ function slowRemote(inner: LocalHandler, delayMs: number): RemoteHandler {
   const slowed: Partial<RemoteHandler> = {
     async createReadStream(path: string, range?: { start?: number; end?: number }) {
       const stream = await inner.createReadStream(path, range)
-      return stream.pipe(new Transform({ highWaterMark: 64 * 1024, transform: (chunk, _encoding, callback) => void wait().then(() => callback(null, chunk)) }))
+      // 64 KiB pieces, each delayed: the pace does not depend on the chunk size the remote reads with.
+      return stream.pipe(
+        new Transform({
+          highWaterMark: 64 * 1024,
+          transform(chunk: Buffer, _encoding, callback) {
+            void (async () => {
+              for (let offset = 0; offset < chunk.length; offset += 64 * 1024) {
+                await wait()
+                this.push(chunk.subarray(offset, offset + 64 * 1024))
+              }
+            })().then(() => callback(), callback)
+          },
+        }),
+      )
     },
     async openFile(path: string, mode: 'r' | 'r+') {
       const file = await inner.openFile(path, mode)
