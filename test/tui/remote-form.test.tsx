@@ -1,6 +1,7 @@
 // The remote form: the type first, then that type's fields; the URL it sends is Xen Orchestra's form of
-// what was typed; secrets are masked while typed and in the URL preview; esc leaves it at any field; a
-// refused add shows the daemon's code and sentence and keeps what was typed (secrets cleared, as it says).
+// what was typed (and parses back to it); secrets are masked while typed and in the URL preview; a wrong
+// entry is named with what it should be before anything is sent; esc leaves it at any field and drops what
+// was typed; a refused add shows the daemon's code and sentence and keeps what was typed, secrets too.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { renderApp, KEYS, goTo, frameFits, type Terminal } from './render.tsx'
@@ -60,15 +61,59 @@ test('remote form, NFS: host, port and export path', async () => {
   assert.equal(url, 'nfs://nas.example:2049:/export/backups')
 })
 
-test('remote form, SMB: domain, user, password masked, host, share and sub-folder', async () => {
-  const { url } = await added([null, 'backup', 'Pa55:w@rd', 'nas', 'backups', 'lifeboat/site-a'], 2, frame => {
-    assert.doesNotMatch(frame, /Pa55/, 'the password is not shown')
-    assert.match(frame, /•{9}/)
-    assert.match(frame, /URL: smb:\/\/backup:\*\*\*@WORKGROUP\\\\nas\\backups/)
+test('remote form, NFS: the uid and gid the server sees and the MOUNT port, in the query; their hints say the defaults', async () => {
+  const { url } = await added(['nas.example', null, '/export/backups', '1000', '1001', '20048'], 1, frame => {
+    assert.match(frame, /UID +1000/)
+    assert.match(frame, /MOUNT port +20048/)
+    assert.match(frame, /URL: nfs:\/\/nas\.example:\/export\/backups\?uid=1000&gid=1001&mountPort=20048/)
   })
-  assert.equal(url, 'smb://backup:Pa55:w@rd@WORKGROUP\\\\nas\\backups\0lifeboat\\site-a')
-  const parsed = parseRemoteUrl(url)
-  assert.ok(parsed.type === 'smb' && parsed.password === 'Pa55:w@rd' && parsed.username === 'backup' && parsed.domain === 'WORKGROUP', `the URL reads back as typed: ${JSON.stringify(parsed)}`)
+  assert.equal(url, 'nfs://nas.example:/export/backups?uid=1000&gid=1001&mountPort=20048')
+  assert.deepEqual(parseRemoteUrl(url), { type: 'nfs', host: 'nas.example', path: '/export/backups', options: { uid: 1000, gid: 1001, mountPort: 20048 } })
+  const t = await renderApp(fullDaemon(), { columns: 120, rows: 30 })
+  await openForm(t, 1, 'hints')
+  const frame = t.frame()
+  assert.match(frame, /UID +optional: the uid the server sees; default: the daemon's own/)
+  assert.match(frame, /GID +optional: the gid the server sees; default: the daemon's own/)
+  assert.match(frame, /MOUNT port +optional: else the portmapper on port 111 is asked/)
+  t.unmount()
+})
+
+test('remote form, SMB: a host with its port, the URL in XO\'s form, parsed back to what was typed', async () => {
+  const { url } = await added(['AD', 'backup', 'p@ss\\w:rd?x', 'nas.example:4445', 'backups', 'lifeboat/site-a'], 2)
+  assert.equal(url, 'smb://backup:p@ss\\w:rd?x@AD\\\\nas.example:4445\\backups\0lifeboat\\site-a')
+  assert.deepEqual(parseRemoteUrl(url), { type: 'smb', username: 'backup', password: 'p@ss\\w:rd?x', domain: 'AD', host: 'nas.example:4445\\backups', path: 'lifeboat\\site-a', options: {} })
+})
+
+/** The form filled with `fields` (after Name) and enter pressed: the sentence it shows; nothing is sent. */
+async function refusedByForm(steps: number, fields: Array<string | null | true>, expected: string): Promise<void> {
+  const client = fullDaemon()
+  const t = await renderApp(client, { columns: 120, rows: 30 })
+  try {
+    await openForm(t, steps, 'wrong')
+    await fill(t, fields)
+    await t.press(KEYS.enter)
+    const frame = await t.waitFor(`✖ add remote wrong failed: ${expected}`)
+    assert.match(frame, new RegExp(`^${expected.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}$`, 'm'), `the preview line says it too:\n${frame}`)
+    assert.equal(client.callsOf('remote.add').length, 0, `nothing is sent for ${JSON.stringify(fields)}`)
+  } finally {
+    t.unmount()
+  }
+}
+
+test('remote form: a wrong entry is named with what it should be, before anything is sent', async () => {
+  await refusedByForm(1, ['nas.example', 'nfs', '/export'], 'Port must be a number from 1 to 65535 (the NFS port, 2049 on most servers).')
+  await refusedByForm(1, ['nas.example', '70000', '/export'], 'Port must be a number from 1 to 65535 (the NFS port, 2049 on most servers).')
+  await refusedByForm(1, ['nas.example', null, 'export/backups'], 'Export path must be absolute, as the server exports it: /export/backups.')
+  await refusedByForm(1, ['nas.example:2049', null, '/export'], 'Host is the name or address alone: put the port in Port.')
+  await refusedByForm(1, ['nas', null, '/export', '-1'], 'UID must be a whole number from 0 to 4294967295 (as id -u shows it).')
+  await refusedByForm(1, ['nas', null, '/export', null, 'staff'], 'GID must be a whole number from 0 to 4294967295 (as id -g shows it).')
+  await refusedByForm(1, ['nas', null, '/export', null, null, 'x'], 'MOUNT port must be a number from 1 to 65535, or left empty.')
+  await refusedByForm(2, [null, 'u', 'p', 'nas', 'backups/lifeboat'], 'Share is the share\'s name alone, without / or \\: put the folders under it in Sub-folder.')
+  await refusedByForm(2, [null, 'u', 'p', '\\\\nas\\backups', 'backups'], 'Host is the name or address, with :port when it is not 445: put the share in Share.')
+  await refusedByForm(2, [null, 'u', 'p', 'nas:smb', 'backups'], 'Host is the name or address, with :port when it is not 445: put the share in Share.')
+  await refusedByForm(2, [null, 'u:x', 'p', 'nas', 'backups'], 'User cannot hold ":" (put a domain in Domain).')
+  await refusedByForm(1, ['nas', null, '/export', null, null, null, true, 'short'], 'Encryption key must be exactly 32 ASCII characters (it has 5).')
+  await refusedByForm(1, ['nas', null, '/export', null, null, null, null, 'k'.repeat(32)], 'An encryption key needs VhdDirectory: tick it (Xen Orchestra requires it too).')
 })
 
 test('remote form, S3: endpoint, http, bucket, folder, region, keys (the secret masked), self-signed, encryption key', async () => {
@@ -110,22 +155,46 @@ test('remote form: esc leaves it from any field, nothing is added; it fits 80×2
   t.unmount()
 })
 
-test('remote form: a refused add shows the code and the sentence and keeps what was typed; an empty required field is named', async () => {
-  const refusals = [Object.assign(new Error('The remote "offsite" was not added: the S3 server refused the access key.'), { code: 'REMOTE_AUTH' })]
-  const client = fullDaemon().answer('remote.add', () => Promise.reject(refusals.shift() ?? new Error('unexpected second add')))
+test('remote form: a refused add shows the code and the sentence and keeps all that was typed, the secret hidden; an empty required field is named', async () => {
+  const refusals = [Object.assign(new Error('The remote "offsite" was not added: the S3 server s3.exampel does not answer.'), { code: 'REMOTE_UNAVAILABLE' })]
+  const client = fullDaemon().answer('remote.add', () => (refusals.length > 0 ? Promise.reject(refusals.shift()) : Promise.resolve(data.remotes[0]!)))
   const t = await renderApp(client, { columns: 100, rows: 30 })
   await openForm(t, 3, 'offsite')
-  await fill(t, ['s3.example', null, 'backups'])
+  await fill(t, ['s3.exampel', null, 'backups'])
   await t.press(KEYS.enter)
   let frame = await t.waitFor('Fill in Access key, Secret key.')
   assert.equal(client.callsOf('remote.add').length, 0, 'nothing is sent without the required fields')
   await fill(t, [null, null, 'AKIAEXAMPLE', 'secret'])
   await t.press(KEYS.enter)
-  frame = await t.waitFor('REMOTE_AUTH')
-  assert.match(frame.replace(/\s*\n\s*/g, ' '), /✖ add remote offsite failed: REMOTE_AUTH: The remote "offsite" was not added: the S3 server refused the access key\. The secret key was cleared: type it again\./)
-  assert.match(frame, /s3\.example/, 'the endpoint is kept')
+  frame = await t.waitFor('REMOTE_UNAVAILABLE')
+  assert.match(frame.replace(/\s*\n\s*/g, ' '), /✖ add remote offsite failed: REMOTE_UNAVAILABLE: The remote "offsite" was not added: the S3 server s3\.exampel does not answer\./)
+  assert.doesNotMatch(frame, /cleared|type it again/)
+  assert.match(frame, /s3\.exampel/, 'the endpoint is kept')
   assert.match(frame, /AKIAEXAMPLE/, 'the access key is kept')
+  assert.match(frame, /Secret key +•{6}/, 'the secret key is kept, hidden')
+  assert.doesNotMatch(frame, /Secret key +s|AKIAEXAMPLE:secret/, 'and not shown')
   assert.match(frame, /Add a remote/, 'the form stays open')
+  // Only the endpoint was wrong: fix it, enter again, the secret goes with it.
+  await t.press(KEYS.up, KEYS.up, KEYS.up, KEYS.up, KEYS.up, KEYS.up, KEYS.backspace, KEYS.backspace, KEYS.backspace)
+  await t.type('ple')
+  await t.press(KEYS.enter)
+  await t.waitFor('add remote offsite: done')
+  const url = (client.callsOf('remote.add').at(-1) as { url: string }).url
+  assert.equal(url, 's3://AKIAEXAMPLE:secret@s3.example/backups')
+  t.unmount()
+})
+
+test('remote form: esc drops what was typed, secrets included; the form opens empty again', async () => {
+  const t = await renderApp(fullDaemon(), { columns: 100, rows: 30 })
+  await openForm(t, 2, 'dropped')
+  await fill(t, [null, 'backup', 'Pa55word', 'nas'])
+  assert.match(t.frame(), /•{8}/)
+  await t.press(KEYS.esc)
+  await t.waitFor('site-a')
+  await t.press('a')
+  const frame = await t.waitFor('Add a remote')
+  assert.match(frame, /Type +‹ local folder ›/, 'the type is back to the first')
+  assert.doesNotMatch(frame, /dropped|•/, 'nothing typed before is there')
   t.unmount()
 })
 

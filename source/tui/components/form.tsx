@@ -79,11 +79,13 @@ export function FormView({ form, width, labelWidth = 18 }: { form: Form; width: 
               : field.secret === true
                 ? '•'.repeat(String(value ?? '').length)
                 : String(value ?? '')
+        // A filled-in text field shows its hint only while focused: next to a value it reads as part of it.
+        const hinted = focused || field.kind !== 'text' || shown === ''
         return (
           <Text key={field.name} wrap="truncate">
             <Text bold={focused}>{(focused ? '› ' : '  ') + fit(field.label, labelWidth)}</Text> <Text inverse={focused}>{shown}</Text>
             {focused && field.kind === 'text' ? <Caret /> : null}
-            {field.hint === undefined ? null : <Text dimColor> {fit(field.hint, Math.max(0, width - labelWidth - shown.length - 6))}</Text>}
+            {field.hint === undefined || !hinted ? null : <Text dimColor> {fit(field.hint, Math.max(0, width - labelWidth - shown.length - 6))}</Text>}
           </Text>
         )
       })}
@@ -94,7 +96,7 @@ export function FormView({ form, width, labelWidth = 18 }: { form: Form; width: 
 export interface AddForm {
   adding: boolean
   form: Form
-  /** Why the last submission was refused, whole; what was typed is kept (secrets excepted). */
+  /** Why the last submission was refused, whole; what was typed is kept. */
   failure: string | undefined
   /** Opens the form (when the screen may change things). */
   open: () => void
@@ -105,8 +107,9 @@ export interface AddForm {
 }
 
 /**
- * The "add" form of a list screen (a pool, a remote): open with `a`, esc cancels, enter submits. A refused
- * form stays open with what was typed, except secret fields, which are cleared (and it says so).
+ * The "add" form of a list screen (a pool, a remote): open with `a`, esc cancels (what was typed is dropped),
+ * enter submits. A refused form stays open with all that was typed, secrets too (still hidden): often the
+ * host or a path was wrong, not the password.
  */
 export function useAddForm(fields: Fields, initial: FormValues, options: { submitLabel: string; label: (values: FormValues) => string; submit: (values: FormValues) => Promise<unknown> }): AddForm {
   const shell = useShell()
@@ -125,10 +128,7 @@ export function useAddForm(fields: Fields, initial: FormValues, options: { submi
         form.reset()
       },
       (error: unknown) => {
-        const secrets = form.fields.filter(f => f.kind === 'text' && f.secret === true && String(values[f.name] ?? '') !== '')
-        for (const field of secrets) form.set(field.name, '')
-        const cleared = secrets.length === 0 ? '' : ` The ${secrets.map(f => f.label.toLowerCase()).join(' and ')} was cleared: type it again.`
-        setFailure(`${label} failed: ${codedErrorText(error)}${cleared}`)
+        setFailure(`${label} failed: ${codedErrorText(error)}`)
         shell.notify(`${label} failed: ${errorText(error)}`, 'error')
       },
     )
@@ -138,6 +138,7 @@ export function useAddForm(fields: Fields, initial: FormValues, options: { submi
     if (key.escape) {
       setAdding(false)
       setFailure(undefined)
+      form.reset()
     } else if (key.return) submit()
     else form.onKey(input, key)
     return true

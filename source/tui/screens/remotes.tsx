@@ -8,7 +8,7 @@ import { Table, type Column } from '../components/list.tsx'
 import { FilterLine } from '../components/input.tsx'
 import { AddFormView, useAddForm, type Field, type FormValues } from '../components/form.tsx'
 import { fit, formatBytes, wrapText } from '../format.ts'
-import { formatRemoteUrl, remoteInfoLines, type RemoteUrl } from '../../protocol/remotes.ts'
+import { formatRemoteUrl, redactRemoteUrl, remoteInfoLines, type RemoteUrl } from '../../protocol/remotes.ts'
 import type { RemoteTestResult } from '../../protocol/methods.ts'
 import { tone } from '../theme.ts'
 import { CountLine, useFilteredList } from './common.tsx'
@@ -27,16 +27,38 @@ type FormType = (typeof TYPES)[number]
 
 const text = (name: string, label: string, hint?: string, secret?: boolean): Field => ({ name, label, kind: 'text', ...(hint !== undefined && { hint }), ...(secret === true && { secret }) })
 
+const SECRET_HINT = "hidden; kept only in the daemon's secrets file"
 const VHD_DIRECTORY: Field = { name: 'useVhdDirectory', label: 'VhdDirectory', kind: 'toggle', hint: 'store delta disks as VhdDirectory (as XO can)' }
 const ENCRYPTION: Field = text('encryptionKey', 'Encryption key', 'optional: 32 characters; encrypts the backups (keep a copy!)', true)
 
 /** The fields of each type, after Type and Name; `required` ones must not be empty. */
 const TYPE_FIELDS: Record<FormType, { fields: Field[]; required: string[] }> = {
-  'local folder': { fields: [text('path', 'Folder', '/srv/backups: absolute, must exist'), VHD_DIRECTORY, ENCRYPTION], required: ['path'] },
-  NFS: { fields: [text('host', 'Host', 'nas.example'), text('port', 'Port', 'optional'), text('path', 'Export path', '/export/backups'), VHD_DIRECTORY, ENCRYPTION], required: ['host', 'path'] },
+  'local folder': { fields: [text('path', 'Folder', 'absolute, must exist: /srv/backups'), VHD_DIRECTORY, ENCRYPTION], required: ['path'] },
+  NFS: {
+    fields: [
+      text('host', 'Host', 'the NFS server: nas.example'),
+      text('port', 'Port', 'optional: else the portmapper on port 111 is asked'),
+      text('path', 'Export path', 'absolute, as exported: /export/backups'),
+      text('uid', 'UID', "optional: the uid the server sees; default: the daemon's own"),
+      text('gid', 'GID', "optional: the gid the server sees; default: the daemon's own"),
+      text('mountPort', 'MOUNT port', 'optional: else the portmapper on port 111 is asked'),
+      VHD_DIRECTORY,
+      ENCRYPTION,
+    ],
+    required: ['host', 'path'],
+  },
   SMB: {
-    fields: [text('domain', 'Domain', 'WORKGROUP'), text('username', 'User'), text('password', 'Password', undefined, true), text('host', 'Host', 'nas.example'), text('share', 'Share', 'backups'), text('path', 'Sub-folder', 'optional: lifeboat/site-a'), VHD_DIRECTORY, ENCRYPTION],
-    required: ['domain', 'username', 'password', 'host', 'share'],
+    fields: [
+      text('domain', 'Domain', "optional: the user's domain; else WORKGROUP"),
+      text('username', 'User', 'a user with write access to the share'),
+      text('password', 'Password', SECRET_HINT, true),
+      text('host', 'Host', 'nas.example, or nas.example:port when not 445'),
+      text('share', 'Share', "the share's name: backups"),
+      text('path', 'Sub-folder', 'optional: lifeboat/site-a'),
+      VHD_DIRECTORY,
+      ENCRYPTION,
+    ],
+    required: ['username', 'password', 'host', 'share'],
   },
   S3: {
     fields: [
@@ -46,20 +68,20 @@ const TYPE_FIELDS: Record<FormType, { fields: Field[]; required: string[] }> = {
       text('path', 'Folder', 'optional: lifeboat/site-a'),
       text('region', 'Region', 'optional: taken from an AWS endpoint, else us-east-1'),
       text('username', 'Access key', 'the key id: AKIA…'),
-      text('password', 'Secret key', undefined, true),
+      text('password', 'Secret key', SECRET_HINT, true),
       { name: 'allowUnauthorized', label: 'Self-signed', kind: 'toggle', hint: 'accept a self-signed certificate (allowUnauthorized)' },
       ENCRYPTION,
     ],
     required: ['host', 'bucket', 'username', 'password'],
   },
   'Azure Blob': {
-    fields: [text('username', 'Account'), text('password', 'Account key', undefined, true), text('host', 'Host', 'account.blob.core.windows.net'), text('container', 'Container'), text('path', 'Folder', 'optional: lifeboat/site-a'), ENCRYPTION],
+    fields: [text('username', 'Account'), text('password', 'Account key', SECRET_HINT, true), text('host', 'Host', 'account.blob.core.windows.net'), text('container', 'Container'), text('path', 'Folder', 'optional: lifeboat/site-a'), ENCRYPTION],
     required: ['username', 'password', 'host', 'container'],
   },
   Azurite: {
     fields: [
       text('username', 'Account', 'devstoreaccount1'),
-      text('password', 'Account key', undefined, true),
+      text('password', 'Account key', SECRET_HINT, true),
       text('host', 'Host', '127.0.0.1:10000'),
       { name: 'protocol', label: 'Protocol', kind: 'choice', choices: ['https', 'http'] },
       text('container', 'Container'),
@@ -75,7 +97,7 @@ const COMMON_FIELDS: Field[] = [
   text('name', 'Name', 'letters, digits, . _ -'),
 ]
 
-const INITIAL: FormValues = { type: 'local folder', name: '', protocol: 'https', domain: 'WORKGROUP', useVhdDirectory: false, allowUnauthorized: false }
+const INITIAL: FormValues = { type: 'local folder', name: '', protocol: 'https', useVhdDirectory: false, allowUnauthorized: false }
 
 function formType(values: FormValues): FormType {
   return TYPES.includes(values.type as FormType) ? (values.type as FormType) : 'local folder'
@@ -85,16 +107,49 @@ function fieldsOf(values: FormValues): Field[] {
   return [...COMMON_FIELDS, ...TYPE_FIELDS[formType(values)].fields]
 }
 
-/** The URL of what the form holds, in Xen Orchestra's form; a required field left empty is said by its label. */
+const PORT = /^\d{1,5}$/
+const isPort = (text: string) => PORT.test(text) && Number(text) >= 1 && Number(text) <= 65535
+const isId = (text: string) => /^\d{1,10}$/.test(text) && Number(text) <= 0xffffffff
+
+/** What is wrong with a filled-in field, in a sentence saying what it should be; undefined when it is right. */
+function wrongEntry(type: FormType, value: (name: string) => string, values: FormValues): string | undefined {
+  const key = String(values.encryptionKey ?? '')
+  if (type === 'NFS') {
+    if (value('host').includes(':') || value('host').includes('/')) return 'Host is the name or address alone: put the port in Port.'
+    if (value('port') !== '' && !isPort(value('port'))) return 'Port must be a number from 1 to 65535 (the NFS port, 2049 on most servers).'
+    if (!value('path').startsWith('/')) return 'Export path must be absolute, as the server exports it: /export/backups.'
+    if (value('uid') !== '' && !isId(value('uid'))) return 'UID must be a whole number from 0 to 4294967295 (as id -u shows it).'
+    if (value('gid') !== '' && !isId(value('gid'))) return 'GID must be a whole number from 0 to 4294967295 (as id -g shows it).'
+    if (value('mountPort') !== '' && !isPort(value('mountPort'))) return 'MOUNT port must be a number from 1 to 65535, or left empty.'
+  }
+  if (type === 'SMB') {
+    const [host = '', port, ...more] = value('host').split(':')
+    if (/[\\/@]/.test(host) || host === '' || more.length > 0 || (port !== undefined && !isPort(port))) return 'Host is the name or address, with :port when it is not 445: put the share in Share.'
+    if (/[\\/]/.test(value('share'))) return "Share is the share's name alone, without / or \\: put the folders under it in Sub-folder."
+    if (value('username').includes(':')) return 'User cannot hold ":" (put a domain in Domain).'
+    if (/[@\\]/.test(value('domain'))) return 'Domain is the name alone (AD or WORKGROUP), without @ or \\.'
+  }
+  if (key !== '') {
+    // XO's rule: 32 characters that are 32 bytes.
+    if (key.length !== 32 || Buffer.byteLength(key) !== 32) return `Encryption key must be exactly 32 ASCII characters (it has ${key.length}).`
+    if (TYPE_FIELDS[type].fields.includes(VHD_DIRECTORY) && values.useVhdDirectory !== true) return 'An encryption key needs VhdDirectory: tick it (Xen Orchestra requires it too).'
+  }
+  return undefined
+}
+
+/** The URL of what the form holds, in Xen Orchestra's form; a required field left empty, or a wrong entry, is said by its label. */
 export function remoteFormUrl(values: FormValues): string {
   const type = formType(values)
   const value = (name: string) => String(values[name] ?? '').trim()
   const { fields, required } = TYPE_FIELDS[type]
   const missing = fields.filter(field => required.includes(field.name) && value(field.name) === '')
   if (missing.length > 0) throw new Error(`Fill in ${missing.map(field => field.label).join(', ')}.`)
+  const wrong = wrongEntry(type, value, values)
+  if (wrong !== undefined) throw new Error(wrong)
   const options: Record<string, unknown> = {}
   if (values.useVhdDirectory === true && fields.includes(VHD_DIRECTORY)) options.useVhdDirectory = true
   if (values.allowUnauthorized === true && type === 'S3') options.allowUnauthorized = true
+  if (type === 'NFS') for (const name of ['uid', 'gid', 'mountPort']) if (value(name) !== '') options[name] = Number(value(name))
   // A key is taken as typed: spaces may be part of it.
   if (String(values.encryptionKey ?? '') !== '') options.encryptionKey = String(values.encryptionKey)
   const credentials = { username: value('username'), password: String(values.password ?? '') }
@@ -105,7 +160,7 @@ export function remoteFormUrl(values: FormValues): string {
       : type === 'NFS'
         ? { type: 'nfs', host: value('host'), ...(value('port') !== '' && { port: value('port') }), path: value('path'), options }
         : type === 'SMB'
-          ? { type: 'smb', ...credentials, domain: value('domain'), host: `${value('host')}\\${value('share')}`, path: value('path'), options }
+          ? { type: 'smb', ...credentials, domain: value('domain') || 'WORKGROUP', host: `${value('host')}\\${value('share')}`, path: value('path'), options }
           : type === 'S3'
             ? { type: 's3', protocol, host: value('host'), path: `/${value('bucket')}/${value('path')}`, ...credentials, ...(value('region') !== '' && { region: value('region') }), options }
             : { type: type === 'Azurite' ? 'azurite' : 'azure', protocol: type === 'Azurite' ? protocol : 'https', host: value('host'), port: '', path: `/${value('container')}/${value('path')}`, ...credentials, options }
@@ -210,11 +265,10 @@ export function RemotesScreen() {
   )
 }
 
-/** The URL the form makes, secrets masked, or what is still missing. */
+/** The URL the form makes, secrets masked, or what is still missing or wrong. */
 function urlPreview(values: FormValues): string {
   try {
-    const masked = { ...values, ...(String(values.password ?? '') !== '' && { password: '***' }), ...(String(values.encryptionKey ?? '') !== '' && { encryptionKey: '***' }) }
-    return `URL: ${remoteFormUrl(masked)}`
+    return `URL: ${redactRemoteUrl(remoteFormUrl(values))}`
   } catch (error) {
     return (error as Error).message
   }
