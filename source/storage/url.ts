@@ -16,6 +16,8 @@ export type RemoteType = RemoteUrl['type']
 
 const NFS = /^([^:]+):(?:(\d+):)?([^:?]+)(\?[^?]*)?$/
 const SMB = /^([^:]+):(.+)@([^@]+)\\\\([^\0?]+)(?:\0([^?]*))?(\?[^?]*)?$/
+// Not XO's: no password (`user@DOMAIN…`, `user:@…`), as typed when it is given aside.
+const SMB_NO_PASSWORD = /^([^:]+?):?@([^@]+)\\\\([^\0?]+)(?:\0([^?]*))?(\?[^?]*)?$/
 // A URL is small; anything longer is not a remote URL and is refused before any regex runs on it.
 const MAX_URL_LENGTH = 8192
 
@@ -37,8 +39,9 @@ export function parseRemoteUrl(url: string): RemoteUrl {
     }
     case 'smb': {
       const match = SMB.exec(rest)
-      if (match === null) throw badUrl(url, 'the SMB form is smb://user:password@DOMAIN\\\\host\\share\\0sub\\dir')
-      const [, username = '', password = '', domain = '', host = '', path = '', search = ''] = match
+      const bare = match === null ? SMB_NO_PASSWORD.exec(rest) : null
+      if (match === null && bare === null) throw badUrl(url, 'the SMB form is smb://user:password@DOMAIN\\\\host\\share\\0sub\\dir')
+      const [, username = '', password = '', domain = '', host = '', path = '', search = ''] = match ?? [bare![0], bare![1], '', ...bare!.slice(2)]
       return { type: 'smb', username, password, domain, host, path, options: parseOptions(search) }
     }
     case 's3':

@@ -58,6 +58,8 @@ const PARSE_ONLY: Array<[string, string, RemoteUrl]> = [
   ['file without leading slash', 'file://var/lib/xoa/backup', { type: 'file', path: '/var/lib/xoa/backup', options: {} }],
   ['nfs without leading slash', 'nfs://192.168.100.225:media/nfs', { type: 'nfs', host: '192.168.100.225', path: '/media/nfs', options: {} }],
   ['smb without path', 'smb://Administrator:pas:sw@ord@toto\\\\192.168.100.225\\smb', { type: 'smb', host: '192.168.100.225\\smb', path: '', domain: 'toto', username: 'Administrator', password: 'pas:sw@ord', options: {} }],
+  ['smb without a password (given aside: --secret-*, the prompt)', 'smb://backup@WORKGROUP\\\\nas\\backups', { type: 'smb', host: 'nas\\backups', path: '', domain: 'WORKGROUP', username: 'backup', password: '', options: {} }],
+  ['smb without a password, a user@realm', 'smb://backup@corp.example@CORP\\\\nas:4445\\backups\0a', { type: 'smb', host: 'nas:4445\\backups', path: 'a', domain: 'CORP', username: 'backup@corp.example', password: '', options: {} }],
   ['s3 with empty region', 's3://AKIAS:XSuBupZ0mJlu%2B@s3-us-west-2.amazonaws.com/test-bucket/dir#', { type: 's3', protocol: 'https', host: 's3-us-west-2.amazonaws.com', path: '/test-bucket/dir', username: 'AKIAS', password: 'XSuBupZ0mJlu+', options: {} }],
   ['non-JSON option kept as a string', 'file:///b?encryptionKey=notjson', { type: 'file', path: '/b', options: { encryptionKey: 'notjson' } }],
   ['empty option value read as false (XO #6270)', 'file:///b?useVhdDirectory=', { type: 'file', path: '/b', options: { useVhdDirectory: false } }],
@@ -86,6 +88,33 @@ test('redactRemoteUrl hides passwords, keys and encryption keys, keeps the rest'
   assert.equal(redactRemoteUrl('file:///b?encryptionKey=%22s3cr3t%22&useVhdDirectory=true'), 'file:///b?encryptionKey=%22***%22&useVhdDirectory=true')
   assert.equal(redactRemoteUrl('nfs://h:/e'), 'nfs://h:/e')
   assert.equal(redactRemoteUrl('s3://k:se%ZZcret@host/b'), 's3://***')
+})
+
+test('property: format then parse is the identity on SMB and NFS remotes (what the TUI form builds)', () => {
+  const segment = fc.stringMatching(/^[A-Za-z0-9_-][A-Za-z0-9._ -]{0,11}$/).map(s => s.trim()).filter(s => s !== '')
+  const host = fc.oneof(fc.domain(), fc.ipV4())
+  const port = fc.option(fc.integer({ min: 1, max: 65535 }).map(String), { nil: undefined })
+  fc.assert(
+    fc.property(
+      fc.stringMatching(/^[^:\0]{1,20}$/),
+      fc.string({ maxLength: 20 }).filter(p => !p.includes('\0')),
+      fc.stringMatching(/^[A-Za-z0-9.-]{1,15}$/),
+      host,
+      port,
+      segment,
+      fc.array(segment, { maxLength: 3 }),
+      (username, password, domain, name, smbPort, share, sub) => {
+        const smb: RemoteUrl = { type: 'smb', username, password, domain, host: `${name}${smbPort === undefined ? '' : `:${smbPort}`}\\${share}`, path: sub.join('\\'), options: {} }
+        assert.deepEqual(parseRemoteUrl(formatRemoteUrl(smb)), smb)
+      },
+    ),
+  )
+  fc.assert(
+    fc.property(host, port, fc.array(segment, { minLength: 1, maxLength: 4 }), fc.record({ uid: fc.nat(), gid: fc.nat(), mountPort: fc.integer({ min: 1, max: 65535 }) }, { requiredKeys: [] }).map(o => ({ ...o })), (name, nfsPort, segments, options) => {
+      const nfs: RemoteUrl = { type: 'nfs', host: name, ...(nfsPort !== undefined && { port: nfsPort }), path: `/${segments.join('/')}`, options }
+      assert.deepEqual(parseRemoteUrl(formatRemoteUrl(nfs)), nfs)
+    }),
+  )
 })
 
 test('property: format then parse is the identity on S3 and Azure credentials and paths', () => {
