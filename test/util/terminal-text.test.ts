@@ -12,3 +12,8 @@ test('escape sequences, bells and C1 controls are replaced, printable text is ke
 test('one-line form flattens tabs and newlines too', () => {
   assert.equal(terminalSafeLine('a\tb\nc\u001b[2J'), 'a b c\ufffd[2J')
 })
+
+test('a NUL is shown as \\0, as XO writes the one between an SMB share and its sub-folder', () => {
+  assert.equal(terminalSafe('smb://u:***@D\\\\nas\\backups\0site-a\\vm'), 'smb://u:***@D\\\\nas\\backups\\0site-a\\vm')
+  assert.equal(terminalSafeLine('a\0b\u0001'), 'a\\0b\ufffd')
+})
