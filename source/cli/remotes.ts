@@ -1,9 +1,10 @@
 // `lifeboat remote add|list|info|test|remove`: where backups go.
-import { formatRemoteUrl, parseRemoteUrl, redactRemoteUrl, remoteInfoLines, type RemoteUrl } from '../protocol/remotes.ts'
+import { formatRemoteUrl, parseRemoteUrl, redactRemoteUrl, remoteInfoLines, typedRemoteUrl, type RemoteUrl } from '../protocol/remotes.ts'
 import { formatBytes, table } from './output.ts'
 import { UsageError } from './command.ts'
 import { secretOption } from './pools.ts'
 import { askHidden } from './prompt.ts'
+import { terminalSafeLine } from '../util/terminal-text.ts'
 import { integerOption, type CommandContext, type Subcommand } from './index.ts'
 
 const SECRET_NAMES: Partial<Record<RemoteUrl['type'], string>> = { smb: 'password', s3: 'secret access key', azure: 'account key', azurite: 'account key' }
@@ -16,7 +17,7 @@ async function remoteUrl(context: CommandContext): Promise<string> {
   const given = context.positionals[1]
   const hidden = await secretOption(context, 'url', { required: given === undefined })
   if (given !== undefined && hidden !== undefined) throw new UsageError('give the URL once: on the command line, or with --url-env / --url-file')
-  const url = (given ?? hidden)!
+  const url = typedRemoteUrl((given ?? hidden)!)
   const secret = await secretOption(context, 'secret', { required: false, stdin: true })
   const encryptionKey = await secretOption(context, 'encryption-key', { required: false, stdin: false })
   const remote = parseRemoteUrl(url)
@@ -31,7 +32,7 @@ async function remoteUrl(context: CommandContext): Promise<string> {
   if (secret !== undefined || (remote.password === '' && remote.username !== '' && process.stdin.isTTY === true)) {
     if (remote.password !== '') throw new UsageError(`the URL already holds the ${secretName}: give it once`)
     if (remote.username === '') throw new UsageError(`put the ${remote.type === 's3' ? 'access key id' : remote.type === 'smb' ? 'user' : 'account name'} in the URL (${exampleUser(remote.type)}) and only the ${secretName} aside`)
-    const value = secret ?? (await askHidden(`${secretName[0]!.toUpperCase()}${secretName.slice(1)} for ${redactRemoteUrl(url)} (not shown): `))
+    const value = secret ?? (await askHidden(`${secretName[0]!.toUpperCase()}${secretName.slice(1)} for ${terminalSafeLine(redactRemoteUrl(url))} (not shown): `))
     if (value === '') throw new UsageError(`the ${secretName} is empty`)
     filled = { ...remote, password: value }
   }

@@ -1,9 +1,22 @@
 // Remotes as the clients show them: the URL forms (the storage's own parser, the one definition, without
 // its backends) and what a remote is and can do in an administrator's words, for `remote info` and the TUI.
 import { formatBytes } from '../util/human.ts'
+import { formatRemoteUrl, parseRemoteUrl } from '../storage/url.ts'
 import type { RemoteInfo } from './methods.ts'
 
 export { formatRemoteUrl, parseRemoteUrl, redactRemoteUrl, type RemoteUrl, type RemoteType } from '../storage/url.ts'
+
+/** A URL typed in a shell, which cannot hold a NUL: in an smb:// URL, the first \0 after the share is XO's NUL (terminalSafe shows it so). */
+export function typedRemoteUrl(url: string): string {
+  if (!url.startsWith('smb://') || url.includes('\0')) return url
+  const remote = parseRemoteUrl(url)
+  if (remote.type !== 'smb') return url
+  // After host\share: a share's name may itself start with 0.
+  const share = remote.host.indexOf('\\')
+  const at = share === -1 ? -1 : remote.host.indexOf('\\0', share + 1)
+  if (at === -1) return url
+  return formatRemoteUrl({ ...remote, host: remote.host.slice(0, at), path: remote.host.slice(at + 2).replaceAll('\\', '/') })
+}
 
 export const REMOTE_TYPE_NAMES: Record<RemoteInfo['type'], string> = { file: 'local folder', nfs: 'NFS', smb: 'SMB', s3: 'S3', azure: 'Azure Blob' }
 

@@ -78,6 +78,19 @@ test('remote form, NFS: the uid and gid the server sees and the MOUNT port, in t
   t.unmount()
 })
 
+test('remote form, SMB: domain, user, password masked, host, share and sub-folder', async () => {
+  const { url } = await added([null, 'backup', 'Pa55:w@rd', 'nas', 'backups', 'lifeboat/site-a'], 2, frame => {
+    assert.doesNotMatch(frame, /Pa55/, 'the password is not shown')
+    assert.match(frame, /•{9}/)
+    // The NUL XO puts before the sub-folder is shown as \0, never sent to the terminal.
+    assert.match(frame, /URL: smb:\/\/backup:\*\*\*@WORKGROUP\\\\nas\\backups\\0lifeboat\\site-a$/m)
+    assert.ok(!frame.includes('\0') && !frame.includes('\ufffd'), 'no NUL, no replacement glyph')
+  })
+  assert.equal(url, 'smb://backup:Pa55:w@rd@WORKGROUP\\\\nas\\backups\0lifeboat\\site-a')
+  const parsed = parseRemoteUrl(url)
+  assert.ok(parsed.type === 'smb' && parsed.password === 'Pa55:w@rd' && parsed.username === 'backup' && parsed.domain === 'WORKGROUP', `the URL reads back as typed: ${JSON.stringify(parsed)}`)
+})
+
 test('remote form, SMB: a host with its port, the URL in XO\'s form, parsed back to what was typed', async () => {
   const { url } = await added(['AD', 'backup', 'p@ss\\w:rd?x', 'nas.example:4445', 'backups', 'lifeboat/site-a'], 2)
   assert.equal(url, 'smb://backup:p@ss\\w:rd?x@AD\\\\nas.example:4445\\backups\0lifeboat\\site-a')
@@ -226,5 +239,15 @@ test('remotes: i shows the info (free space unknown on S3, encryption, capabilit
   assert.match(frame, /latency +write 21\.50 ms, read 8\.25 ms, stat 4\.00 ms, delete 6\.50 ms/)
   await t.press(KEYS.esc)
   await t.waitFor('URL / problem')
+  t.unmount()
+})
+
+test('remotes: the list shows the NUL of an SMB URL as \\0 (as it is typed), never the character itself', async () => {
+  const smb = { name: 'nas', url: 'smb://backup:***@WORKGROUP\\\\nas\\backups\0lifeboat', type: 'smb' as const, status: 'ok' as const, space: { size: 1024 ** 4, used: 0, free: 1024 ** 4 } }
+  const t = await renderApp(fullDaemon().answer('remote.list', [smb]), { columns: 120 })
+  await goTo(t, 'remotes')
+  const frame = await t.waitFor('nas')
+  assert.match(frame, /smb:\/\/backup:\*\*\*@WORKGROUP\\\\nas\\backups\\0lifeboat/)
+  assert.ok(!frame.includes('\0') && !frame.includes('\ufffd'), 'no NUL, no replacement glyph')
   t.unmount()
 })

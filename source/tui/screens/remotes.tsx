@@ -11,6 +11,7 @@ import { fit, formatBytes, wrapText } from '../format.ts'
 import { formatRemoteUrl, redactRemoteUrl, remoteInfoLines, type RemoteUrl } from '../../protocol/remotes.ts'
 import type { RemoteTestResult } from '../../protocol/methods.ts'
 import { tone } from '../theme.ts'
+import { terminalSafeLine } from '../../util/terminal-text.ts'
 import { CountLine, useFilteredList } from './common.tsx'
 
 const COLUMNS: Column[] = [
@@ -268,7 +269,8 @@ export function RemotesScreen() {
 /** The URL the form makes, secrets masked, or what is still missing or wrong. */
 function urlPreview(values: FormValues): string {
   try {
-    return `URL: ${redactRemoteUrl(remoteFormUrl(values))}`
+    // Shown through terminalSafeLine: an SMB sub-folder follows a NUL (shown \0).
+    return `URL: ${terminalSafeLine(redactRemoteUrl(remoteFormUrl(values)))}`
   } catch (error) {
     return (error as Error).message
   }
