@@ -6,6 +6,7 @@ import { mkdir } from 'node:fs/promises'
 import { randomUUID } from 'node:crypto'
 import { RunLogStore, type TaskEvent } from '../tasks/index.ts'
 import { LifeboatError } from '../util/errors.ts'
+import { terminalSafeLine } from '../util/terminal-text.ts'
 import { sleep } from '../util/abort.ts'
 import { cleanupAfterCrash, startBackupRun, type EngineContext } from '../engine/index.ts'
 import { parseJob, type Job } from '../protocol/job.ts'
@@ -62,7 +63,8 @@ export class Daemon {
   ) {
     this.dataDir = resolve(options.dataDir)
     this.socketPath = resolve(options.socketPath ?? join(this.dataDir, 'lifeboat.sock'))
-    this.log = options.log ?? (line => process.stderr.write(`${new Date().toISOString()} ${line}\n`))
+    // One record a line, readable in a terminal and by journald: a NUL (SMB URLs), an escape or a newline from a remote would not be.
+    this.log = options.log ?? (line => process.stderr.write(`${new Date().toISOString()} ${terminalSafeLine(line)}\n`))
     // Failed storage operations (each retry) go to the daemon's log, with the remote's masked URL.
     this.remotes = new Remotes(url => openRemote(url, { log: this.log }))
     this.pools = new Pools({
