@@ -1,6 +1,6 @@
 // Forms: a column of fields moved through with ↑/↓ or tab; text fields take typing directly, choices
 // turn with ←/→ or space, toggles flip with space. Values stay text until the form is submitted.
-import { useState } from 'react'
+import { useRef, useState } from 'react'
 import { Box, Text, type Key } from 'ink'
 import { Caret, editText } from './input.tsx'
 import { fit, wrapText } from '../format.ts'
@@ -29,38 +29,50 @@ export interface Form {
   set: (name: string, value: string | boolean) => void
   /** Back to the values it started with, focus on the first field. */
   reset: () => void
+  /** The values with every key taken so far (`values` is what the last render showed). */
+  latest: () => FormValues
 }
 
 export function useForm(fieldsOf: Fields, initial: FormValues): Form {
-  const [values, setValues] = useState<FormValues>(initial)
-  const [wanted, setFocus] = useState(0)
-  const fields = typeof fieldsOf === 'function' ? fieldsOf(values) : fieldsOf
-  const focus = Math.min(wanted, Math.max(0, fields.length - 1))
-  const field = fields[focus]
-  const set = (name: string, value: string | boolean) => setValues(v => ({ ...v, [name]: value }))
+  // Keys read and change the latest state, not the last render's: over SSH several keys come in one read,
+  // and Ink hands them over one after the other before React renders (a down then a letter went to the old field).
+  const latest = useRef({ values: initial, focus: 0 })
+  const given = useRef(fieldsOf)
+  given.current = fieldsOf
+  const [, rendered] = useState(0)
+  const fieldsFor = (values: FormValues) => (typeof given.current === 'function' ? given.current(values) : given.current)
+  const commit = (values: FormValues, focus: number) => {
+    latest.current = { values, focus }
+    rendered(n => n + 1)
+  }
+  const set = (name: string, value: string | boolean) => commit({ ...latest.current.values, [name]: value }, latest.current.focus)
   const onKey = (input: string, key: Key): boolean => {
+    const { values, focus } = latest.current
+    const fields = fieldsFor(values)
+    const at = Math.min(focus, Math.max(0, fields.length - 1))
+    const field = fields[at]
     if (field === undefined) return false
-    if (key.upArrow || (key.tab && key.shift)) return (setFocus(Math.max(0, focus - 1)), true)
-    if (key.downArrow || key.tab) return (setFocus(Math.min(fields.length - 1, focus + 1)), true)
+    if (key.upArrow || (key.tab && key.shift)) return (commit(values, Math.max(0, at - 1)), true)
+    if (key.downArrow || key.tab) return (commit(values, Math.min(fields.length - 1, at + 1)), true)
     if (field.kind === 'text') {
-      // Through an updater: keys may arrive faster than renders.
-      setValues(v => ({ ...v, [field.name]: editText(String(v[field.name] ?? ''), input, key) ?? String(v[field.name] ?? '') }))
-      return editText('', input, key) !== undefined || key.backspace || key.delete
+      const edited = editText(String(values[field.name] ?? ''), input, key)
+      if (edited !== undefined) commit({ ...values, [field.name]: edited }, at)
+      return edited !== undefined
     }
     if (field.kind === 'toggle' && input === ' ') return (set(field.name, values[field.name] !== true), true)
     if (field.kind === 'choice' && (key.leftArrow || key.rightArrow || input === ' ')) {
-      const at = field.choices.indexOf(String(values[field.name]))
-      const next = (at + (key.leftArrow ? -1 : 1) + field.choices.length) % field.choices.length
+      const now = field.choices.indexOf(String(values[field.name]))
+      const next = (now + (key.leftArrow ? -1 : 1) + field.choices.length) % field.choices.length
       set(field.name, field.choices[next]!)
       return true
     }
     return false
   }
-  const reset = () => {
-    setValues(initial)
-    setFocus(0)
-  }
-  return { fields, values, focus, capturing: field?.kind === 'text', onKey, set, reset }
+  const reset = () => commit(initial, 0)
+  const { values, focus: wanted } = latest.current
+  const fields = fieldsFor(values)
+  const focus = Math.min(wanted, Math.max(0, fields.length - 1))
+  return { fields, values, focus, capturing: fields[focus]?.kind === 'text', onKey, set, reset, latest: () => latest.current.values }
 }
 
 export function FormView({ form, width, labelWidth = 18 }: { form: Form; width: number; labelWidth?: number }) {
@@ -117,7 +129,7 @@ export function useAddForm(fields: Fields, initial: FormValues, options: { submi
   const [failure, setFailure] = useState<string>()
   const form = useForm(fields, initial)
   const submit = () => {
-    const { values } = form
+    const values = form.latest()
     const label = options.label(values)
     if (!shell.canChange(label)) return
     options.submit(values).then(
