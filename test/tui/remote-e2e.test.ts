@@ -88,9 +88,9 @@ test('e2e in tmux: an SMB remote (a wrong password first, fixed in place) and an
     }
     await field('nas', /Name +nas/)
     tmux.keys('Down') // the domain: WORKGROUP when left empty
-    await field(samba.user, /User +lifeboat-smb/)
+    await field(samba.user, /User +lifeboat-smb█/)
     await field('Wrong-Pa55', /Password +•{10}/)
-    await field(`127.0.0.1:${samba.port}`, /Host +127\.0\.0\.1:\d+/)
+    await field(`127.0.0.1:${samba.port}`, new RegExp(`Host +127\\.0\\.0\\.1:${samba.port}█`))
     await field(samba.share, /Share +backups/)
     let screen = await field('tui', /URL: smb:\/\/lifeboat-smb:\*\*\*@WORKGROUP\\\\127\.0\.0\.1:\d+\\backups\\0tui/)
     assert.ok(!screen.includes('Wrong-Pa55'), `the password is not shown:\n${screen}`)
@@ -114,13 +114,13 @@ test('e2e in tmux: an SMB remote (a wrong password first, fixed in place) and an
     await tmux.press(['Right'], /MOUNT port/)
     await field('export', /Name +export/)
     await field('127.0.0.1', /Host +127\.0\.0\.1/)
-    await field(String(ganesha.port), /Port +\d+/)
-    await field(`${ganesha.exportPath}/tui`, /Export path +\//)
+    await field(String(ganesha.port), new RegExp(`Port +${ganesha.port}█`))
+    await field(`${ganesha.exportPath}/tui`, /Export path +\S+\/tui█/)
     await field('root', /UID must be a whole number from 0 to 4294967295 \(as id -u shows it\)\./)
     await tmux.press(['C-u'], /› UID +█/)
     tmux.type('0')
     await field('0', /GID +0/)
-    screen = await field(String(ganesha.mountPort), /MOUNT port +\d+/)
+    screen = await field(String(ganesha.mountPort), new RegExp(`MOUNT port +${ganesha.mountPort}█`))
     // The URL wraps at 80 columns: read it whole.
     assert.match(screen.replace(/\n/g, ''), new RegExp(`URL: ?nfs://127\\.0\\.0\\.1:${ganesha.port}:${ganesha.exportPath}/tui\\?uid=0&gid=0&mountPort=${ganesha.mountPort}`))
     screen = await tmux.press(['Enter'], /✔ ok +export +nfs/)
