@@ -91,6 +91,11 @@ test('remote form, SMB: domain, user, password masked, host, share and sub-folde
   assert.ok(parsed.type === 'smb' && parsed.password === 'Pa55:w@rd' && parsed.username === 'backup' && parsed.domain === 'WORKGROUP', `the URL reads back as typed: ${JSON.stringify(parsed)}`)
 })
 
+test('remote form, SMB: an IPv6 address in brackets, with its port', async () => {
+  const { url } = await added([null, 'backup', 'pw', '[fd00::5]:4445', 'backups'], 2)
+  assert.equal(url, 'smb://backup:pw@WORKGROUP\\\\[fd00::5]:4445\\backups\0')
+})
+
 test('remote form, SMB: a host with its port, the URL in XO\'s form, parsed back to what was typed', async () => {
   const { url } = await added(['AD', 'backup', 'p@ss\\w:rd?x', 'nas.example:4445', 'backups', 'lifeboat/site-a'], 2)
   assert.equal(url, 'smb://backup:p@ss\\w:rd?x@AD\\\\nas.example:4445\\backups\0lifeboat\\site-a')
@@ -124,6 +129,7 @@ test('remote form: a wrong entry is named with what it should be, before anythin
   await refusedByForm(2, [null, 'u', 'p', 'nas', 'backups/lifeboat'], 'Share is the share\'s name alone, without / or \\: put the folders under it in Sub-folder.')
   await refusedByForm(2, [null, 'u', 'p', '\\\\nas\\backups', 'backups'], 'Host is the name or address, with :port when it is not 445: put the share in Share.')
   await refusedByForm(2, [null, 'u', 'p', 'nas:smb', 'backups'], 'Host is the name or address, with :port when it is not 445: put the share in Share.')
+  await refusedByForm(2, [null, 'u', 'p', '[fd00::5', 'backups'], 'Host is the name or address, with :port when it is not 445: put the share in Share.')
   await refusedByForm(2, [null, 'u:x', 'p', 'nas', 'backups'], 'User cannot hold ":" (put a domain in Domain).')
   await refusedByForm(1, ['nas', null, '/export', null, null, null, true, 'short'], 'Encryption key must be exactly 32 ASCII characters (it has 5).')
   await refusedByForm(1, ['nas', null, '/export', null, null, null, null, 'k'.repeat(32)], 'An encryption key needs VhdDirectory: tick it (Xen Orchestra requires it too).')

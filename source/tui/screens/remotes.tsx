@@ -124,8 +124,9 @@ function wrongEntry(type: FormType, value: (name: string) => string, values: For
     if (value('mountPort') !== '' && !isPort(value('mountPort'))) return 'MOUNT port must be a number from 1 to 65535, or left empty.'
   }
   if (type === 'SMB') {
-    const [host = '', port, ...more] = value('host').split(':')
-    if (/[\\/@]/.test(host) || host === '' || more.length > 0 || (port !== undefined && !isPort(port))) return 'Host is the name or address, with :port when it is not 445: put the share in Share.'
+    // A name or IPv4 address, or an IPv6 one in brackets; then :port.
+    const target = /^(?:\[[0-9A-Fa-f:.]+\]|[^:\\/@[\]]+)(?::(\d+))?$/.exec(value('host'))
+    if (target === null || (target[1] !== undefined && !isPort(target[1]))) return 'Host is the name or address, with :port when it is not 445: put the share in Share.'
     if (/[\\/]/.test(value('share'))) return "Share is the share's name alone, without / or \\: put the folders under it in Sub-folder."
     if (value('username').includes(':')) return 'User cannot hold ":" (put a domain in Domain).'
     if (/[@\\]/.test(value('domain'))) return 'Domain is the name alone (AD or WORKGROUP), without @ or \\.'
