@@ -70,8 +70,8 @@ export class SmbBackend implements Backend {
 
   constructor(remote: SmbRemote, label: string, options: SmbBackendOptions = {}) {
     const { host, port, share } = parseSmbTarget(remote.host)
-    // XO's form puts a NUL before the sub-folder: shown as the backslash it stands for, never raw in a log line.
-    this.label = label.replaceAll('\0', '\\')
+    // XO's form puts a NUL before the sub-folder: shown as \0, as `remote list` shows it and a shell types it, never raw in a log line.
+    this.label = label.replaceAll('\0', '\\0')
     this.#share = share
     this.#host = host
     this.#user = remote.domain === '' ? remote.username : `${remote.domain}\\${remote.username}`

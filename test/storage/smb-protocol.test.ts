@@ -11,6 +11,7 @@ import { authenticateMessage, ntlmv2Response, ntowfv2, parseChallenge, type Cred
 import { SmbClient, Access, Disposition } from '../../source/storage/smb/client.ts'
 import { SmbBackend, parseSmbTarget } from '../../source/storage/smb.ts'
 import { serializeError } from '../../source/util/errors.ts'
+import { parseRemoteUrl, redactRemoteUrl } from '../../source/storage/url.ts'
 
 const hex = (s: string) => Buffer.from(s.replace(/\s/g, ''), 'hex')
 const u16 = (s: string) => Buffer.from(s, 'utf16le')
@@ -574,4 +575,10 @@ test('a NetBIOS keepalive before an answer is skipped', async () => {
     await client.close()
     await fake.close()
   }
+})
+
+test("the backend's label shows XO's NUL as \\0, as `remote list` shows it and a shell types it, and never the password", () => {
+  const url = 'smb://backup:S3cret@WORKGROUP\\\\nas:4445\\backups\0site-a\\lifeboat'
+  const backend = new SmbBackend(parseRemoteUrl(url) as Extract<ReturnType<typeof parseRemoteUrl>, { type: 'smb' }>, redactRemoteUrl(url))
+  assert.equal(backend.label, 'smb://backup:***@WORKGROUP\\\\nas:4445\\backups\\0site-a\\lifeboat')
 })
