@@ -40,3 +40,15 @@ export function writeIncomplete(path: string, label: string, received: number, e
   const why = received < expected ? 'the source stopped early' : 'the source gave more than it announced'
   return new LifeboatError('REMOTE_WRITE_INCOMPLETE', `Writing ${path} on ${label} received ${received} bytes instead of ${expected}: ${why}; nothing was committed.`)
 }
+
+const retried = new WeakSet<object>()
+
+/** Marks an error its backend already retried (reconnecting and resending): the retry decorator passes it on at once. */
+export function alreadyRetried<T extends object>(error: T): T {
+  retried.add(error)
+  return error
+}
+
+export function wasRetried(error: unknown): boolean {
+  return typeof error === 'object' && error !== null && retried.has(error)
+}

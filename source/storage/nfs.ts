@@ -5,7 +5,7 @@ import { randomBytes } from 'node:crypto'
 import { posix } from 'node:path'
 import { Readable } from 'node:stream'
 import { normalizePath, pageOf, type Backend, type Capabilities, type EntryStat, type ListPage, type LockOptions, type RemoteLock, type RemoteSpace, type WriteData, type WriteOptions } from './backend.ts'
-import { remoteFull, remoteUnavailable, writeIncomplete } from './errors.ts'
+import { alreadyRetried, remoteFull, remoteUnavailable, wasRetried, writeIncomplete } from './errors.ts'
 import { takeDirectoryLock, type LockFolderOps } from './lock.ts'
 import { FileType, Nfs3Client, NfsError, Stable, type FileHandle } from './nfs/nfs3.ts'
 import { AUTH_TOOWEAK, CONNECTION_LOST, type RpcError } from './nfs/rpc.ts'
@@ -494,7 +494,10 @@ export class NfsBackend implements Backend {
     if (code === 'ESTALE') return remoteUnavailable(this.label, error, `the NFS server no longer knows the files Lifeboat was using (stale file handle during ${what}, even after looking them up again): the export was probably replaced or re-created`)
     if (code === 'EACCES' || code === 'EPERM' || code === 'EROFS' || code === 'EAUTH') return this.#refused(what, message, error)
     if (code === 'EBADRPC') return remoteUnavailable(this.label, error, `the NFS server sent a reply that does not decode as NFSv3 (${message})`)
-    if (code !== undefined && (CONNECTION_LOST.has(code) || code === 'EPROGUNAVAIL' || code === 'EIO' || code === 'ESERVERFAULT' || code === 'EJUKEBOX' || code === 'EBADHANDLE')) return remoteUnavailable(this.label, error, message)
+    if (code !== undefined && (CONNECTION_LOST.has(code) || code === 'EPROGUNAVAIL' || code === 'EIO' || code === 'ESERVERFAULT' || code === 'EJUKEBOX' || code === 'EBADHANDLE')) {
+      const unavailable = remoteUnavailable(this.label, error, message)
+      return wasRetried(error) ? alreadyRetried(unavailable) : unavailable
+    }
     if (error instanceof NfsError && (code === 'ENOENT' || code === 'EEXIST' || code === 'ENOTEMPTY' || code === 'ENOTDIR' || code === 'EISDIR')) {
       return Object.assign(new Error(`${message} on ${this.label}`, { cause: error }), { code })
     }

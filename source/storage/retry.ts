@@ -2,6 +2,7 @@
 // one gets the same policy: XO's delays, and no retry where retrying cannot help.
 import { LifeboatError } from '../util/errors.ts'
 import type { Backend, WriteData, WriteOptions } from './backend.ts'
+import { wasRetried } from './errors.ts'
 
 export interface RetryPolicy {
   /** Waits between attempts; their count is the number of retries (XO: 100, 200, 500, 1000, 2000 ms). */
@@ -30,7 +31,8 @@ export function withRetries(backend: Backend, policy: RetryPolicy = {}): Backend
         return await withTimeout(fn(), timeoutMs, () => new LifeboatError('REMOTE_TIMEOUT', `${operation} on ${backend.label} did not answer within ${Math.round(timeoutMs / 1000)} s; check the remote's health and network.`))
       } catch (error) {
         const code = (error as { code?: unknown } | undefined)?.code
-        if (attempt >= delays.length || (typeof code === 'string' && FINAL.has(code))) throw error
+        // A backend that reconnected and resent already (NFS) has had its retries: ours on top multiplied the wait.
+        if (attempt >= delays.length || wasRetried(error) || (typeof code === 'string' && FINAL.has(code))) throw error
         policy.onRetry?.(operation, error, attempt + 1)
         await new Promise(resolve => setTimeout(resolve, delays[attempt]))
       }

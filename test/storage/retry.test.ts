@@ -3,6 +3,7 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { BackendHandler, LocalBackend, withConcurrencyLimit, withLogging, withRetries, type Backend } from '../../source/storage/index.ts'
+import { alreadyRetried } from '../../source/storage/errors.ts'
 import { tempDir } from '../helpers/tools.ts'
 
 function codedError(code: string): Error {
@@ -64,6 +65,24 @@ test('errors that retrying cannot fix are not retried (XO: no retry on 401/403/4
     const inner = flaky(local, 'list', ['EIO', 'EIO', 'EIO', 'EIO'])
     await assert.rejects(withRetries(inner, { delaysMs: [1, 1] }).list(''), { code: 'EIO' })
     assert.equal(inner.calls, 3)
+  } finally {
+    await dir.cleanup()
+  }
+})
+
+test('an error its backend already retried (NFS reconnected and resent) is not retried again: the waits would multiply', async () => {
+  const dir = await tempDir()
+  try {
+    const local = new LocalBackend(dir.path)
+    let calls = 0
+    const inner = override(local, {
+      list: async () => {
+        calls++
+        throw alreadyRetried(codedError('REMOTE_UNAVAILABLE'))
+      },
+    })
+    await assert.rejects(withRetries(inner, { delaysMs: [1, 1, 1] }).list(''), { code: 'REMOTE_UNAVAILABLE' })
+    assert.equal(calls, 1, 'one attempt: the backend had made its own')
   } finally {
     await dir.cleanup()
   }

@@ -4,6 +4,7 @@
 import { connect, type Socket } from 'node:net'
 import { randomBytes } from 'node:crypto'
 import { hostname } from 'node:os'
+import { alreadyRetried } from '../errors.ts'
 import { XdrError, XdrReader, XdrWriter } from './xdr.ts'
 import { terminalSafeLine } from '../../util/terminal-text.ts'
 
@@ -277,7 +278,7 @@ export class RpcChannel {
       } catch (error) {
         const code = (error as { code?: string }).code
         if (this.#closed || code === undefined || !CONNECTION_LOST.has(code) || attempt >= delays.length) {
-          if (attempt > 0 && error instanceof RpcError && CONNECTION_LOST.has(error.code)) throw new RpcError(error.code, `${error.message}, ${attempt + 1} times in a row`, { cause: error })
+          if (attempt > 0 && error instanceof RpcError && CONNECTION_LOST.has(error.code)) throw alreadyRetried(new RpcError(error.code, `${error.message}, ${attempt + 1} times in a row`, { cause: error }))
           throw error
         }
         await new Promise(resolve => setTimeout(resolve, delays[attempt]))
