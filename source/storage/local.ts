@@ -1,5 +1,5 @@
-// The local backend: a remote that is a folder of this machine (`file:///path`); NFS and SMB will be this
-// plus a mount. It has everything an object store lacks: atomic rename, random writes, folders, free space.
+// The local backend: a remote that is a folder of this machine (`file:///path`); nfs.ts and smb.ts give the
+// same over their protocols. It has everything an object store lacks: atomic rename, random writes, folders, free space.
 import { createWriteStream } from 'node:fs'
 import { link, mkdir, open, readdir, rename, rm, rmdir, stat, statfs, unlink, type FileHandle } from 'node:fs/promises'
 import { randomBytes } from 'node:crypto'
