@@ -15,6 +15,16 @@ import { startGanesha } from '../helpers/ganesha.ts'
 
 const root = fileURLToPath(new URL('../..', import.meta.url))
 
+/** The TUI on the daemon, in tmux, at the remote form of an empty remotes screen. */
+async function openRemoteForm(tmux: Tmux, socket: string): Promise<void> {
+  tmux.start(`CI=false ${process.execPath} --import tsx ${join(root, 'test/tui/start-tui.ts')} ${socket}`)
+  await tmux.waitFor('No jobs yet')
+  tmux.keys(':')
+  tmux.type('remotes')
+  await tmux.press(['Enter'], 'No remotes: press a to add one.')
+  await tmux.press(['a'], 'Add a remote')
+}
+
 test('e2e in tmux: a remote added through the form, its info and its test', { timeout: 180_000 }, async () => {
   requireTool('tmux', 'tmux')
   const dir = await tempDir('lifeboat-tui-remote-')
@@ -23,12 +33,7 @@ test('e2e in tmux: a remote added through the form, its info and its test', { ti
   try {
     daemon = await startDaemon(join(dir.path, 'state'))
     const folder = join(dir.path, 'backups')
-    tmux.start(`CI=false ${process.execPath} --import tsx ${join(root, 'test/tui/start-tui.ts')} ${daemon.socket}`)
-    await tmux.waitFor('No jobs yet')
-    tmux.keys(':')
-    tmux.type('remotes')
-    await tmux.press(['Enter'], 'No remotes: press a to add one.')
-    await tmux.press(['a'], 'Add a remote')
+    await openRemoteForm(tmux, daemon.socket)
     // The type's choices turn with →: NFS shows its own fields, ← comes back to a local folder.
     await tmux.press(['Right'], /Export path/)
     await tmux.press(['Left'], /Folder +absolute, must exist/)
@@ -74,12 +79,7 @@ test('e2e in tmux: an SMB remote (a wrong password first, fixed in place) and an
   let daemon: DaemonProcess | undefined
   try {
     daemon = await startDaemon(join(dir.path, 'state'))
-    tmux.start(`CI=false ${process.execPath} --import tsx ${join(root, 'test/tui/start-tui.ts')} ${daemon.socket}`)
-    await tmux.waitFor('No jobs yet')
-    tmux.keys(':')
-    tmux.type('remotes')
-    await tmux.press(['Enter'], 'No remotes: press a to add one.')
-    await tmux.press(['a'], 'Add a remote')
+    await openRemoteForm(tmux, daemon.socket)
     await tmux.press(['Right', 'Right'], /Share +the share's name/)
     const field = async (text: string, expect: RegExp) => {
       tmux.keys('Down')
