@@ -96,12 +96,28 @@ const scheduleSchema = z
     settings: settingsInputSchema.optional(),
   })
 
-export const jobSchema = z
+/** What a mirror job copies when its `vms` is absent: every VM found on the source remote. */
+export const ALL_VMS: VmSelection = { smart: { pools: [], notPools: [], tags: [], notTags: [] } }
+
+/** Settings that only mean something when a snapshot is taken: a mirror job (it copies backups) refuses them. */
+const SNAPSHOT_SETTINGS = ['offlineSnapshot', 'checkpointSnapshot', 'snapshotRetention', 'fullInterval', 'forceFull', 'compression', 'copyRetention', 'newMacAddresses'] as const
+/** Settings that apply to the whole job: a schedule or an override cannot set them. */
+const JOB_WIDE_SETTINGS = ['distributeBackups', 'distributeReplications'] as const
+
+const jobObject = z
   .strictObject({
     id: nonEmpty('the job id').optional(),
     name: nonEmpty('the job name'),
+    /**
+     * 'backup' (the default): snapshots of the pools' VMs, to remotes and SRs. 'mirror' (XO's mirror backup):
+     * copies the backups found on `sourceRemote` to `remotes`, in `mode` (full: XVA backups, delta: VHD chains).
+     */
+    type: z.enum(['backup', 'mirror'], { error: expect('type must be "backup" (snapshots of VMs) or "mirror" (copies of the backups on another remote).') }).default('backup'),
     mode: z.enum(['full', 'delta'], { error: expect('mode must be "full" or "delta".') }),
-    vms: vmSelection,
+    /** A backup job's VMs; a mirror job's filter over the VMs of its source remote (uuids, or tags as the metadata records them), absent: all. */
+    vms: vmSelection.optional(),
+    /** Mirror jobs: the remote whose backups are copied (by name). */
+    sourceRemote: nonEmpty('the source remote').optional(),
     /** Remotes by name. */
     remotes: uuidList('a remote name').default([]),
     /** Replication target SRs by uuid. */
@@ -117,6 +133,8 @@ export const jobSchema = z
       .default({ vms: {}, remotes: {}, srs: {} }),
     schedules: z.array(scheduleSchema, { error: 'schedules must be a list.' }).min(1, { error: 'a job needs at least one schedule (it may be disabled, for runs by hand).' }),
   })
+
+export const jobSchema = jobObject
   .superRefine((job, context) => {
     const problem = (path: Array<string | number>, message: string) => context.addIssue({ code: 'custom', path, message })
     const names = new Set<string>()
@@ -129,6 +147,12 @@ export const jobSchema = z
       if (schedule.id !== undefined) ids.add(schedule.id)
     })
     if (new Set(job.remotes).size !== job.remotes.length) problem(['remotes'], 'a remote is listed twice.')
+    if (job.type === 'mirror') return mirrorProblems(job, problem)
+    if (job.vms === undefined) problem(['vms'], 'this field is required.')
+    if (job.sourceRemote !== undefined) problem(['sourceRemote'], 'sourceRemote is for mirror jobs (type "mirror"); a backup job takes its VMs from the pools.')
+    jobWideProblems(job, problem)
+    if (job.settings.distributeBackups === true && job.remotes.length < 2) problem(['settings', 'distributeBackups'], `distributing backups needs at least 2 remotes to spread them over; the job has ${job.remotes.length}. Add a remote or set it to false.`)
+    if (job.settings.distributeReplications === true && job.srs.length < 2) problem(['settings', 'distributeReplications'], `distributing replications needs at least 2 SRs to spread them over; the job has ${job.srs.length}. Add an SR or set it to false.`)
     if (job.mode === 'delta' && (job.settings.compression ?? 'none') !== 'none') problem(['settings', 'compression'], 'compression applies to full backups only (delta backups are VHD files).')
     if (job.settings.newMacAddresses === true && (job.mode !== 'delta' || job.srs.length === 0)) problem(['settings', 'newMacAddresses'], 'newMacAddresses applies to continuous replication only (a delta job with SRs); disaster recovery keeps the MAC addresses of the XVA.')
     // XO asserts it too: a VM shut down for its snapshot has no memory to save. Said at the most specific layer that asks for one.
@@ -143,11 +167,49 @@ export const jobSchema = z
     })
     for (const path of excluding) problem(path.split('.'), 'offlineSnapshot (shut the VM down for the snapshot) and checkpointSnapshot (a snapshot with its memory) exclude each other: a halted VM has no memory to save; keep one.')
   })
+  .transform(job => ({ ...job, vms: job.vms ?? ALL_VMS }))
+
+type Problem = (path: Array<string | number>, message: string) => void
+type JobFields = z.output<typeof jobObject>
+
+/** Every settings layer of a job: the job's, each schedule's, each override's, with its path. */
+function settingsLayers(job: JobFields): Array<{ path: Array<string | number>; settings: SettingsOverrides | undefined }> {
+  return [
+    { path: ['settings'], settings: job.settings },
+    ...job.schedules.map((schedule, index) => ({ path: ['schedules', index, 'settings'], settings: schedule.settings })),
+    ...(['vms', 'remotes', 'srs'] as const).flatMap(kind => Object.entries(job.overrides[kind]).map(([key, settings]) => ({ path: ['overrides', kind, key], settings }))),
+  ]
+}
+
+function jobWideProblems(job: JobFields, problem: Problem): void {
+  for (const { path, settings } of settingsLayers(job).slice(1)) {
+    for (const key of JOB_WIDE_SETTINGS) if (settings?.[key] !== undefined) problem([...path, key], `${key} applies to the whole job: set it in the job's settings, not here.`)
+  }
+}
+
+/** A mirror job: a source remote, at least one other remote to copy to, no SR, nothing about snapshots. */
+function mirrorProblems(job: JobFields, problem: Problem): void {
+  if (job.sourceRemote === undefined) problem(['sourceRemote'], 'a mirror job copies the backups of a remote: name it in sourceRemote.')
+  if (job.remotes.length === 0) problem(['remotes'], 'a mirror job needs at least one remote to copy the backups to.')
+  if (job.sourceRemote !== undefined && job.remotes.includes(job.sourceRemote)) problem(['remotes', job.remotes.indexOf(job.sourceRemote)], `the source remote "${job.sourceRemote}" cannot also be a target of its own mirror.`)
+  if (job.srs.length > 0) problem(['srs'], 'a mirror job copies backups from remote to remote: it takes no SR (a replication is a backup job with SRs).')
+  if (job.vms !== undefined && 'smart' in job.vms && (job.vms.smart.pools.length > 0 || job.vms.smart.notPools.length > 0 || job.vms.smart.powerState !== undefined)) {
+    problem(['vms', 'smart'], "a mirror job filters the VMs of its source remote by uuid or by tags (as the backups recorded them); pools and power state do not apply.")
+  }
+  for (const { path, settings } of settingsLayers(job)) {
+    for (const key of SNAPSHOT_SETTINGS) if (settings?.[key] !== undefined) problem([...path, key], `${key} does not apply to a mirror job: it copies backups already made, it takes no snapshot. Remove it.`)
+    for (const key of JOB_WIDE_SETTINGS) if (settings?.[key] === true) problem([...path, key], `a mirror job copies every backup to every target remote: it cannot distribute them. Remove ${key}.`)
+  }
+  job.schedules.forEach((schedule, index) => {
+    if (schedule.retention.replicas !== undefined || schedule.retention.snapshots !== undefined) problem(['schedules', index, 'retention'], 'a mirror job keeps backups on its target remotes only: set retention.backups, not replicas or snapshots.')
+    if (schedule.fullInterval !== undefined) problem(['schedules', index, 'fullInterval'], 'fullInterval does not apply to a mirror job: it copies the chains as the source job made them.')
+  })
+}
 
 export type JobInput = z.input<typeof jobSchema>
 export type Job = z.output<typeof jobSchema>
 export type Schedule = Job['schedules'][number]
-export type VmSelection = Job['vms']
+export type VmSelection = z.output<typeof vmSelection>
 
 export interface JobProblem {
   path: string
@@ -177,7 +239,7 @@ export type SettingsTarget = { remote: string } | { sr: string }
  * The settings of one VM's backup on one target under one schedule, in XO's order: defaults → job →
  * schedule (its settings, then its retention and fullInterval) → VM → target.
  */
-export function resolveSettings(job: Job, schedule: Schedule, context: { vmUuid?: string; target?: SettingsTarget } = {}): Settings {
+export function resolveSettings(job: Pick<Job, 'settings' | 'overrides'>, schedule: Schedule, context: { vmUuid?: string; target?: SettingsTarget } = {}): Settings {
   const fromSchedule = {
     ...schedule.settings,
     ...(schedule.retention.backups !== undefined && { exportRetention: schedule.retention.backups }),
@@ -190,7 +252,8 @@ export function resolveSettings(job: Job, schedule: Schedule, context: { vmUuid?
 }
 
 /** What a job does, in the README's words: its mode on remotes and on SRs, or rolling snapshots when it has no target. */
-export function jobModes(job: Pick<Job, 'mode' | 'remotes' | 'srs'>): string[] {
+export function jobModes(job: Pick<Job, 'mode' | 'remotes' | 'srs'> & { type?: Job['type'] }): string[] {
+  if (job.type === 'mirror') return [`${job.mode} mirror`]
   const modes = [
     ...(job.remotes.length > 0 ? [`${job.mode} backup`] : []),
     ...(job.srs.length > 0 ? [job.mode === 'full' ? 'disaster recovery' : 'continuous replication'] : []),

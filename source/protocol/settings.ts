@@ -19,10 +19,6 @@ const duration = z
 
 const count = (what: string) => z.number({ error: `${what} must be a whole number ≥ 0.` }).int({ error: `${what} must be a whole number ≥ 0.` }).nonnegative({ error: `${what} must be a whole number ≥ 0.` })
 const flag = (what: string) => z.boolean({ error: `${what} must be true or false.` })
-/** A setting of XO's that the engine does not carry out yet: refused when asked for, never ignored in silence. */
-const notCarriedOut = (what: string, meaning: string, instead: string) =>
-  flag(what).refine(value => !value, { error: `${what} (${meaning}) is not carried out by Lifeboat yet: remove it or set it to false (${instead}).` }).optional()
-
 const longTermRule = z.strictObject({
   retention: z.number().int().positive({ error: 'A long-term retention must keep at least 1 backup.' }),
   settings: z.strictObject({ firstHourOfTheDay: z.number().int().min(0).max(23).optional(), firstDayOfWeek: z.number().int().min(0).max(6).optional(), firstDayOfMonth: z.number().int().min(0).max(27).optional(), firstDayOfYear: z.number().int().min(0).max(364).optional() }).optional(),
@@ -51,9 +47,13 @@ export const settingsInputSchema = z.strictObject({
   checkpointSnapshot: flag('checkpointSnapshot').optional(),
   /** Apply retention before the transfer instead of after (frees space first, at the cost of one backup less for a while). */
   deleteFirst: flag('deleteFirst').optional(),
-  /** XO's distributed mode (each VM to one remote, or one SR); accepted as false only, for XO's job files, until the engine carries it out. */
-  distributeBackups: notCarriedOut('distributeBackups', 'each VM to one remote only', 'every remote gets every VM'),
-  distributeReplications: notCarriedOut('distributeReplications', 'each VM to one SR only', 'every SR gets every VM'),
+  /**
+   * XO's distributed mode: each VM's backup goes to one of the job's remotes per run (the one with the most free
+   * space; a delta chain stays where it is), and retention counts backups across all of them. Job-wide only.
+   */
+  distributeBackups: flag('distributeBackups').optional(),
+  /** The same over the job's SRs: each VM replicated to one SR per run, replica retention across all of them. */
+  distributeReplications: flag('distributeReplications').optional(),
   /** Continuous replication: the replica's interfaces get new MAC addresses (default: the source's, for a replica never run beside it). */
   newMacAddresses: flag('newMacAddresses').optional(),
   /** Bytes per second for the whole run; 0 = no limit. */

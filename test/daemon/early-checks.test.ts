@@ -112,7 +112,7 @@ test('a job with no remote and no SR is refused unless it keeps snapshots (a rol
   await cliJson(daemon.socket, ['job', 'delete', rolling.job.id])
 })
 
-test('checkpointSnapshot with offlineSnapshot is refused at the layer that sets them; distributeBackups/distributeReplications are refused as not carried out', async () => {
+test('checkpointSnapshot with offlineSnapshot is refused at the layer that sets them; distributing needs 2 targets and is set job-wide', async () => {
   const both = await refused({ ...goodJob(), settings: { offlineSnapshot: true, checkpointSnapshot: true } })
   assert.match(both, /- settings: offlineSnapshot \(shut the VM down for the snapshot\) and checkpointSnapshot \(a snapshot with its memory\) exclude each other/)
   const perVm = await refused({ ...goodJob(), settings: { checkpointSnapshot: true }, overrides: { vms: { [vmUuid]: { offlineSnapshot: true } } } })
@@ -120,8 +120,8 @@ test('checkpointSnapshot with offlineSnapshot is refused at the layer that sets 
   const perSchedule = await refused({ ...goodJob(), settings: { checkpointSnapshot: true }, schedules: [{ ...schedule, settings: { offlineSnapshot: true } }] })
   assert.match(perSchedule, /- schedules\.0\.settings: offlineSnapshot .* exclude each other/)
   const distributed = await refused({ ...goodJob(), settings: { distributeBackups: true }, overrides: { srs: { [drSr.uuid]: { distributeReplications: true } } }, srs: [drSr.uuid] })
-  assert.match(distributed, /- settings\.distributeBackups: distributeBackups \(each VM to one remote only\) is not carried out by Lifeboat yet/)
-  assert.match(distributed, new RegExp(`- overrides\\.srs\\.${drSr.uuid}\\.distributeReplications: distributeReplications \\(each VM to one SR only\\) is not carried out by Lifeboat yet`))
+  assert.match(distributed, /- settings\.distributeBackups: distributing backups needs at least 2 remotes to spread them over; the job has 1\. Add a remote or set it to false\./)
+  assert.match(distributed, new RegExp(`- overrides\\.srs\\.${drSr.uuid}\\.distributeReplications: distributeReplications applies to the whole job: set it in the job's settings, not here\\.`))
   await writeFile(jobFile, JSON.stringify({ ...goodJob(), name: 'xo-defaults', settings: { distributeBackups: false, distributeReplications: false, checkpointSnapshot: true } }))
   await cliJson(daemon.socket, ['job', 'delete', (await cliJson(daemon.socket, ['job', 'create', '--file', jobFile])).job.id])
 })

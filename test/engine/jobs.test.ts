@@ -2,6 +2,7 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import fc from 'fast-check'
 import { DEFAULT_SETTINGS, findSchedule, formatDuration, parseDuration, parseJob, resolveSettings, selectVms, type VmCandidate } from '../../source/engine/jobs/index.ts'
+import { ALL_VMS } from '../../source/protocol/job.ts'
 
 // The job file of DESIGN.md, verbatim.
 const DESIGN_JOB = {
@@ -13,6 +14,27 @@ const DESIGN_JOB = {
   settings: { concurrency: 2, timeout: '4h', distributeBackups: false },
   schedules: [{ name: 'daily', cron: '0 3 * * *', timezone: 'Europe/Paris', enabled: true, retention: { backups: 7, replicas: 0, snapshots: 1 }, fullInterval: 7 }],
 }
+
+const MIRROR_JOB = {
+  name: 'offsite',
+  type: 'mirror',
+  mode: 'delta',
+  sourceRemote: 'site-a',
+  remotes: ['site-b'],
+  schedules: [{ name: 'nightly', cron: '0 5 * * *', timezone: 'UTC', retention: { backups: 14 } }],
+}
+
+test('a mirror job parses: without vms it copies every VM of its source; a backup job is of type "backup"', () => {
+  const mirror = parseJob(MIRROR_JOB)
+  assert.equal(mirror.type, 'mirror')
+  assert.deepEqual(mirror.vms, ALL_VMS)
+  assert.equal(resolveSettings(mirror, mirror.schedules[0]!, { target: { remote: 'site-b' } }).exportRetention, 14)
+  const filtered = parseJob({ ...MIRROR_JOB, vms: { smart: { tags: ['prod'] } } })
+  assert.deepEqual(filtered.vms, { smart: { pools: [], notPools: [], tags: ['prod'], notTags: [] } })
+  assert.equal(parseJob(DESIGN_JOB).type, 'backup')
+  const distributed = parseJob({ ...DESIGN_JOB, settings: { distributeBackups: true } })
+  assert.equal(resolveSettings(distributed, distributed.schedules[0]!).distributeBackups, true)
+})
 
 test("DESIGN.md's job file parses, durations become milliseconds, defaults fill the rest", () => {
   const job = parseJob(DESIGN_JOB)
@@ -78,7 +100,22 @@ const INVALID: Array<[string, unknown, string, RegExp]> = [
   ['bad compression', { ...DESIGN_JOB, mode: 'full', settings: { compression: 'brotli' } }, 'settings.compression', /"none", "gzip" or "zstd"/],
   ['compression in delta mode', { ...DESIGN_JOB, settings: { compression: 'zstd' } }, 'settings.compression', /full backups only/],
   ['new MACs without continuous replication', { ...DESIGN_JOB, settings: { newMacAddresses: true } }, 'settings.newMacAddresses', /continuous replication only/],
-  ['distributed (not carried out yet)', { ...DESIGN_JOB, settings: { distributeBackups: true } }, 'settings.distributeBackups', /not carried out by Lifeboat yet/],
+  ['distributed over one remote', { ...DESIGN_JOB, remotes: ['site-a'], settings: { distributeBackups: true } }, 'settings.distributeBackups', /at least 2 remotes to spread them over; the job has 1/],
+  ['distributed replications over no SR', { ...DESIGN_JOB, srs: [], settings: { distributeReplications: true } }, 'settings.distributeReplications', /at least 2 SRs to spread them over; the job has 0/],
+  ['distributed set by a schedule', { ...DESIGN_JOB, schedules: [{ ...DESIGN_JOB.schedules[0], settings: { distributeBackups: true } }] }, 'schedules.0.settings.distributeBackups', /applies to the whole job/],
+  ['distributed set for one remote', { ...DESIGN_JOB, overrides: { remotes: { 'site-a': { distributeBackups: false } } } }, 'overrides.remotes.site-a.distributeBackups', /applies to the whole job/],
+  ['backup job without vms', { ...DESIGN_JOB, vms: undefined }, 'vms', /required/],
+  ['backup job with a source remote', { ...DESIGN_JOB, sourceRemote: 'site-a' }, 'sourceRemote', /for mirror jobs/],
+  ['unknown job type', { ...DESIGN_JOB, type: 'copy' }, 'type', /"backup" .* or "mirror"/],
+  ['mirror without a source', { ...MIRROR_JOB, sourceRemote: undefined }, 'sourceRemote', /name it in sourceRemote/],
+  ['mirror without targets', { ...MIRROR_JOB, remotes: [] }, 'remotes', /at least one remote to copy the backups to/],
+  ['mirror onto its source', { ...MIRROR_JOB, remotes: ['site-b', 'site-a'] }, 'remotes.1', /cannot also be a target of its own mirror/],
+  ['mirror with an SR', { ...MIRROR_JOB, srs: ['sr-1'] }, 'srs', /takes no SR/],
+  ['mirror filtered by pool', { ...MIRROR_JOB, vms: { smart: { pools: ['p1'] } } }, 'vms.smart', /by uuid or by tags/],
+  ['mirror with a snapshot setting', { ...MIRROR_JOB, settings: { snapshotRetention: 2 } }, 'settings.snapshotRetention', /does not apply to a mirror job/],
+  ['mirror with a fullInterval', { ...MIRROR_JOB, schedules: [{ ...MIRROR_JOB.schedules[0], fullInterval: 7 }] }, 'schedules.0.fullInterval', /does not apply to a mirror job/],
+  ['mirror distributed', { ...MIRROR_JOB, remotes: ['site-b', 'site-c'], settings: { distributeBackups: true } }, 'settings.distributeBackups', /cannot distribute them/],
+  ['mirror keeping replicas', { ...MIRROR_JOB, schedules: [{ ...MIRROR_JOB.schedules[0], retention: { replicas: 2 } }] }, 'schedules.0.retention', /retention\.backups, not replicas/],
   ['offline and checkpoint snapshot', { ...DESIGN_JOB, settings: { offlineSnapshot: true, checkpointSnapshot: true } }, 'settings', /exclude each other/],
   ['no schedule', { ...DESIGN_JOB, schedules: [] }, 'schedules', /at least one schedule/],
   ['duplicate schedule names', { ...DESIGN_JOB, schedules: [DESIGN_JOB.schedules[0], DESIGN_JOB.schedules[0]] }, 'schedules.1.name', /already named/],
