@@ -14,6 +14,7 @@ import type { DeltaVmExport, DiskBlock, FullVmExport, SourceStream } from '../so
 import { XapiVmSource, vmTaskData } from '../sources/xapi-source.ts'
 import { createTargets } from '../targets/index.ts'
 import type { BackupTarget, DeltaBackupTarget, FullBackupTarget, TargetStep } from '../targets/target.ts'
+import { decideBases } from './bases.ts'
 import { forkAsyncIterable } from './fanout.ts'
 import type { RateLimit } from './rate-limit.ts'
 
@@ -99,26 +100,9 @@ class VmBackup {
   /** The bases each disk can use on every target (XO's intersection), and why the others go full. */
   async #selectBases(): Promise<Map<string, string>> {
     const offer = await this.source.offerBases(this.#vmStep)
-    const { bases } = offer
-    const reasons = new Map(offer.fullReasons)
-    // One target after the other: each removes what it cannot chain onto from what is left.
-    for (const target of this.#live as DeltaBackupTarget[]) {
-      if (bases.size === 0) break
-      try {
-        for (const [live, reason] of await target.checkBases(bases, this.#vmStep)) {
-          bases.delete(live)
-          reasons.set(live, reason)
-        }
-      } catch (error) {
-        this.#drop(target, error)
-      }
-    }
+    const { bases, fullReasons } = await decideBases(offer, this.#live as DeltaBackupTarget[], this.#vmStep, (target, error) => this.#drop(target, error))
     if (this.#live.length === 0) throw this.#allTargetsFailed('checkBases')
-    if (offer.forcedFull !== undefined) {
-      for (const live of bases.keys()) reasons.set(live, offer.forcedFull)
-      bases.clear()
-    }
-    for (const [disk, reason] of reasons) {
+    for (const [disk, reason] of fullReasons) {
       const message = `disk ${offer.labels.get(disk) ?? disk} is backed up in full: ${reason}`
       if (offer.continuesChain && offer.forcedFull === undefined) this.task.warning(message)
       else this.task.info(message)

@@ -85,21 +85,9 @@ export class XapiVmSource implements VmSource {
   }
 
   async offerBases(): Promise<BaseOffer> {
-    const { settings } = this.#options
-    const selection = selectBase(this.#conn, this.#vm, this.#liveDisks, this.#options.job.id)
-    this.#baseChainLength = selection.snapshot?.deltaChainLength ?? 0
-    const forcedFull = settings.forceFull
-      ? 'a full backup was asked (forceFull)'
-      : settings.fullInterval !== 0 && selection.snapshot !== undefined && settings.fullInterval <= selection.snapshot.deltaChainLength + 1
-        ? `the chain reached fullInterval (${settings.fullInterval} backups)`
-        : undefined
-    return {
-      bases: new Map([...selection.bases].map(([live, vdi]) => [live, vdi.uuid as string])),
-      fullReasons: selection.fullReasons,
-      forcedFull,
-      labels: new Map(this.#liveDisks.map(disk => [disk.uuid as string, `${disk.name_label} (${disk.uuid})`])),
-      continuesChain: selection.snapshot !== undefined,
-    }
+    const { offer, chainLength } = xapiBaseOffer(this.#conn, this.#vm, this.#liveDisks, this.#options.job.id, this.#options.settings)
+    this.#baseChainLength = chainLength
+    return offer
   }
 
   async capture(step: TargetStep): Promise<void> {
@@ -289,3 +277,24 @@ export function plainRecord(record: XapiRecord): PlainRecord {
   return JSON.parse(JSON.stringify(plain)) as PlainRecord
 }
 
+/**
+ * What a delta of this VM would be computed from (its disks' bases in the job's newest exported snapshot), and
+ * why disks go full: the source's half of the decision, read only, shared by the run and the plan of a run.
+ */
+export function xapiBaseOffer(conn: PoolConnection, vm: XapiRecord, liveDisks: XapiRecord[], jobId: string, settings: Settings): { offer: BaseOffer; chainLength: number } {
+  const selection = selectBase(conn, vm, liveDisks, jobId)
+  const chainLength = selection.snapshot?.deltaChainLength ?? 0
+  const forcedFull = settings.forceFull
+    ? 'a full backup was asked (forceFull)'
+    : settings.fullInterval !== 0 && selection.snapshot !== undefined && settings.fullInterval <= chainLength + 1
+      ? `the chain reached fullInterval (${settings.fullInterval} backups)`
+      : undefined
+  const offer: BaseOffer = {
+    bases: new Map([...selection.bases].map(([live, vdi]) => [live, vdi.uuid as string])),
+    fullReasons: selection.fullReasons,
+    forcedFull,
+    labels: new Map(liveDisks.map(disk => [disk.uuid as string, `${disk.name_label} (${disk.uuid})`])),
+    continuesChain: selection.snapshot !== undefined,
+  }
+  return { offer, chainLength }
+}
