@@ -2,8 +2,9 @@
 import { readFile } from 'node:fs/promises'
 import { parseJson } from '../util/json.ts'
 import { jobModes, type JobInput } from '../protocol/job.ts'
+import { planLines } from '../protocol/plan.ts'
 import type { JobInfo } from '../protocol/methods.ts'
-import { UsageError } from './command.ts'
+import { EXIT_FAILURE, EXIT_OK, UsageError } from './command.ts'
 import { formatDate, table } from './output.ts'
 import { integerOption, listOption, stringOption, type CommandContext, type Subcommand } from './index.ts'
 import { waitAndReport } from './runs.ts'
@@ -134,6 +135,20 @@ export const JOB_COMMANDS: Record<string, Record<string, Subcommand>> = {
         const { runId } = await (await context.client()).call('job.run', { id: context.positionals[0]!, ...(schedule !== undefined && { schedule }) })
         if (context.values.wait === true) return waitAndReport(context, runId)
         context.print({ runId }, () => `run ${runId} started; follow it with: npx lifeboat logs ${runId} --follow\n`)
+      },
+    },
+    plan: {
+      positionals: ['J'],
+      summary: 'Shows what the next run would do and what would stop it; changes nothing.',
+      notes: "J: its id or name. Per VM and disk: full or delta and why; per target: free space, bytes expected, retention; the run's cost and window; the problems it would hit, each with its remedy. Exits 1 when a problem would stop the run. --json: the shape in source/protocol/plan.ts.",
+      options: {
+        schedule: { value: 'S', help: 'the schedule whose next run is planned (default: the first)' },
+      },
+      async body(context) {
+        const schedule = stringOption(context, 'schedule')
+        const plan = await (await context.client()).call('job.plan', { id: context.positionals[0]!, ...(schedule !== undefined && { schedule }) })
+        context.print(plan, () => planLines(plan, ms => formatDate(ms, plan.timezone)).map(line => line.text).join('\n') + '\n')
+        return plan.problems.some(problem => problem.severity === 'error') ? EXIT_FAILURE : EXIT_OK
       },
     },
     enable: {

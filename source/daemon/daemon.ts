@@ -8,7 +8,9 @@ import { RunLogStore, type TaskEvent } from '../tasks/index.ts'
 import { LifeboatError } from '../util/errors.ts'
 import { terminalSafeLine } from '../util/terminal-text.ts'
 import { sleep } from '../util/abort.ts'
-import { cleanupAfterCrash, startBackupRun, type EngineContext } from '../engine/index.ts'
+import { cleanupAfterCrash, planBackupRun, startBackupRun, type EngineContext } from '../engine/index.ts'
+import type { JobPlan } from '../protocol/plan.ts'
+import type { TaskNode } from '../tasks/index.ts'
 import { parseJob, type Job } from '../protocol/job.ts'
 import type { JobInfo, DaemonInfo } from '../protocol/methods.ts'
 import type { StateKind } from '../protocol/events.ts'
@@ -37,6 +39,9 @@ export interface DaemonOptions {
 }
 
 const VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version
+
+/** How many of a job's last runs its plan reads its estimates from. */
+const PLAN_HISTORY_RUNS = 10
 
 export class Daemon {
   readonly dataDir: string
@@ -165,6 +170,30 @@ export class Daemon {
       }
     }
     this.scheduler.setSchedules(entries)
+  }
+
+  /** The plan of the job's next run of a schedule (job.plan): the engine's decisions, from the kept logs of its last runs. */
+  async planJob(stored: StoredJob, schedule?: string): Promise<JobPlan> {
+    const job = { ...stored.job, id: stored.job.id! }
+    const history: TaskNode[] = []
+    for (const run of this.runs.list({ jobId: job.id, limit: PLAN_HISTORY_RUNS })) {
+      if (run.status === 'pending') continue
+      const tree = await this.runs.tree(run.runId).catch(() => undefined)
+      if (tree !== undefined) history.push(tree)
+    }
+    const disconnectedPools = this.pools.list().filter(pool => pool.status !== 'connected').map(pool => ({ id: pool.id, name: pool.name, reason: pool.error?.message ?? pool.status }))
+    const busy = this.runs.activeJobs().flatMap(({ runId, jobId }) => {
+      const other = this.state.data.jobs.find(candidate => candidate.job.id === jobId)?.job
+      if (other === undefined) return []
+      const sameJob = jobId === job.id
+      return [{ runId, jobName: other.name, sameJob, remotes: other.remotes.filter(name => job.remotes.includes(name)), srs: other.srs.filter(uuid => job.srs.includes(uuid)) }]
+    })
+    const plan = await planBackupRun(job, this.context, { ...(schedule !== undefined && { schedule }), history, disconnectedPools, busy })
+    if (!stored.enabled) {
+      delete plan.nextRun
+      plan.problems.unshift({ code: 'JOB_DISABLED', severity: 'warning', message: `The job "${job.name}" is disabled: its schedules do not fire.`, remedy: `Enable it with 'npx lifeboat job enable ${job.name}', or run it by hand.` })
+    }
+    return plan
   }
 
   async runJob(stored: StoredJob, schedule?: string): Promise<string> {

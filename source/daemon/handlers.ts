@@ -106,6 +106,7 @@ export function buildHandlers(daemon: Daemon): Record<MethodName, MethodHandler>
       return daemon.jobInfo(stored)
     },
     'job.run': async ({ id, schedule }) => ({ runId: await daemon.runJob(daemon.findJob(id), schedule) }),
+    'job.plan': ({ id, schedule }) => daemon.planJob(daemon.findJob(id), schedule),
     'job.crSeed': async ({ id, schedule, vm, snapshot, targetVm }) => {
       const { job } = daemon.findJob(id)
       const running = runs.runningRunOf(job.id!)

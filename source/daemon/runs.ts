@@ -99,6 +99,11 @@ export class Runs {
     return stored
   }
 
+  /** The runs in progress and their jobs. */
+  activeJobs(): Array<{ runId: string; jobId: string }> {
+    return [...this.#byJob].map(([jobId, runId]) => ({ runId, jobId }))
+  }
+
   summary(runId: string): RunSummary | undefined {
     return this.options.state.data.runs.find(run => run.runId === runId)
   }

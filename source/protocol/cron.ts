@@ -131,3 +131,28 @@ export function nextFireTime(schedule: CronSchedule, after: number): number | un
   }
   return undefined
 }
+
+export interface FireTime {
+  instant: number
+  /** The wall-clock time the cron asked for; it differs from the instant's own when it falls in a DST gap. */
+  wall: Wall
+  /** True when that wall-clock time does not exist that day (spring forward): the run fires at the jump. */
+  inGap: boolean
+}
+
+/** The schedule's fire times after `after` up to `until` (at most `max` of them), each saying whether it falls in a DST gap. */
+export function fireTimes(schedule: CronSchedule, after: number, until: number, max = 5000): FireTime[] {
+  const c = compile(schedule.cron)
+  const times: FireTime[] = []
+  let wall: Wall | undefined = wallClock(after, schedule.timezone)
+  while (times.length < max) {
+    wall = nextWall(c, wall)
+    if (wall === undefined) break
+    const instant = instantOf(wall, schedule.timezone)
+    if (instant > until) break
+    if (instant <= after) continue
+    const actual = wallClock(instant, schedule.timezone)
+    times.push({ instant, wall, inGap: asUtc(actual) !== asUtc(wall) })
+  }
+  return times
+}

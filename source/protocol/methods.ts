@@ -4,6 +4,7 @@ import { z } from 'zod'
 import type { TaskNode } from '../tasks/fold.ts'
 import type { RestorePoint } from '../repository/listing.ts'
 import type { Job, JobInput } from './job.ts'
+import type { JobPlan } from './plan.ts'
 
 export type { TaskNode, RestorePoint }
 
@@ -230,6 +231,8 @@ export const methodParams = {
   'job.delete': z.strictObject({ id: text('id') }),
   'job.setEnabled': z.strictObject({ id: text('id'), enabled: z.boolean({ error: 'enabled must be true or false.' }) }),
   'job.run': z.strictObject({ id: text('id'), schedule: text('schedule').optional() }),
+  /** What the next run of the schedule (default: the first) would do, and what would stop it; changes nothing. */
+  'job.plan': z.strictObject({ id: text('id'), schedule: text('schedule').optional() }),
   /** XO's cr-seed: vm by uuid or unique name; snapshot and targetVm by uuid; schedule by name or id (default: the first). */
   'job.crSeed': z.strictObject({ id: text('id'), schedule: text('schedule').optional(), vm: text('vm'), snapshot: text('snapshot'), targetVm: text('targetVm') }),
   'run.list': z.strictObject({ jobId: text('jobId').optional(), limit: z.number().int().min(1).max(100_000).optional(), status: z.enum(RUN_STATUSES).optional() }).optional(),
@@ -266,6 +269,7 @@ export interface MethodResults {
   'job.delete': Empty
   'job.setEnabled': JobInfo
   'job.run': { runId: string }
+  'job.plan': JobPlan
   'job.crSeed': CrSeedResult
   'run.list': RunSummary[]
   /** eventCount (live runs): the tree folds events 0..eventCount-1; task.event notifications with seq ≥ eventCount are newer. */

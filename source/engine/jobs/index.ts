@@ -4,4 +4,4 @@
 export { jobSchema, parseJob, resolveSettings, findSchedule, isValidTimezone, type Job, type JobInput, type Schedule, type VmSelection, type JobProblem, type SettingsTarget } from '../../protocol/job.ts'
 export { settingsInputSchema, DEFAULT_SETTINGS, mergeSettings, type Settings, type SettingsInput, type SettingsOverrides } from '../../protocol/settings.ts'
 export { parseDuration, formatDuration } from '../../protocol/duration.ts'
-export { selectVms, exclusionReason, vmCandidate, type VmCandidate, type VmSelectionResult, type ExclusionReason } from './smart.ts'
+export { selectVms, exclusionReason, smartMismatch, vmCandidate, type VmCandidate, type VmSelectionResult, type ExclusionReason } from './smart.ts'

@@ -52,13 +52,15 @@ export function exclusionReason(vm: VmCandidate, jobId: string | undefined): Exc
   return undefined
 }
 
-function matchesSmart(vm: VmCandidate, smart: Extract<VmSelection, { smart: unknown }>['smart']): boolean {
-  if (smart.pools.length > 0 && !smart.pools.includes(vm.poolUuid)) return false
-  if (smart.notPools.includes(vm.poolUuid)) return false
-  if (smart.tags.length > 0 && !smart.tags.some(tag => vm.tags.includes(tag))) return false
-  if (smart.notTags.some(tag => vm.tags.includes(tag))) return false
-  if (smart.powerState !== undefined && vm.power_state.toLowerCase() !== smart.powerState) return false
-  return true
+/** Why a VM is outside a smart selection (the first criterion it fails), or undefined when it matches. */
+export function smartMismatch(vm: VmCandidate, smart: Extract<VmSelection, { smart: unknown }>['smart']): string | undefined {
+  if (smart.pools.length > 0 && !smart.pools.includes(vm.poolUuid)) return 'its pool is not among the pools of the selection'
+  if (smart.notPools.includes(vm.poolUuid)) return 'its pool is excluded by the selection'
+  if (smart.tags.length > 0 && !smart.tags.some(tag => vm.tags.includes(tag))) return `it has none of the tags ${smart.tags.map(tag => `"${tag}"`).join(', ')}`
+  const excludedTag = smart.notTags.find(tag => vm.tags.includes(tag))
+  if (excludedTag !== undefined) return `it has the excluded tag "${excludedTag}"`
+  if (smart.powerState !== undefined && vm.power_state.toLowerCase() !== smart.powerState) return `it is ${vm.power_state.toLowerCase()}, the selection takes ${smart.powerState} VMs only`
+  return undefined
 }
 
 /** Pure: the same records and job always give the same VMs. An empty `selected` means the run is skipped. */
@@ -78,7 +80,7 @@ export function selectVms(selection: VmSelection, vms: readonly VmCandidate[], j
     }
   } else {
     // Templates, snapshots and control domains are not VMs to a smart selection: left out without a word.
-    for (const vm of vms) if (!vm.is_a_template && !vm.is_a_snapshot && !vm.is_control_domain && matchesSmart(vm, selection.smart)) consider(vm)
+    for (const vm of vms) if (!vm.is_a_template && !vm.is_a_snapshot && !vm.is_control_domain && smartMismatch(vm, selection.smart) === undefined) consider(vm)
   }
   return result
 }

@@ -74,8 +74,7 @@ export function startRun(root: { name: string; data: Record<string, unknown> }, 
 
 async function runBackup(task: Task, signal: AbortSignal, job: Job & { id: string }, schedule: ReturnType<typeof findSchedule> & { id: string }, context: EngineContext): Promise<void> {
   const settings = resolveSettings(job, schedule)
-  const candidates: Array<VmCandidate & { conn: PoolConnection }> = []
-  for (const conn of context.pools.values()) for (const vm of conn.all('VM')) candidates.push({ ...vmCandidate(vm, conn.poolUuid), conn })
+  const candidates = runCandidates(context)
   const selection = selectVms(job.vms, candidates, job.id)
   task.info('vms', { vms: selection.selected })
   for (const excluded of selection.excluded) if ('uuids' in job.vms) task.warning(`VM ${excluded.uuid} is not backed up: ${excluded.reason}`)
@@ -84,19 +83,9 @@ async function runBackup(task: Task, signal: AbortSignal, job: Job & { id: strin
   }
   if (selection.selected.length === 0 && selection.missing.length === 0) throw new LifeboatError('NO_VMS', 'no VMs match this pattern')
 
-  const remotes = new Map<string, RemoteHandler>()
-  for (const name of job.remotes) {
-    const handler = context.remotes.get(name)
-    if (handler === undefined) task.child('get remote adapter', { remote: name }).fail(new LifeboatError('REMOTE_NOT_FOUND', `The remote "${name}" is not configured or not available; add it or fix it, then run the job again.`))
-    else remotes.set(name, handler)
-  }
-
-  const srs = new Map<string, { conn: PoolConnection; sr: XapiRecord }>()
-  for (const uuid of job.srs) {
-    const found = [...context.pools.values()].map(conn => ({ conn, sr: conn.byUuid(uuid) })).find(({ sr }) => sr !== undefined && sr.$type === 'SR')
-    if (found === undefined) task.child('get SR record', { id: uuid }).fail(new LifeboatError('SR_NOT_FOUND', `The SR ${uuid} is on no connected pool; connect its pool, or remove the SR from the job.`))
-    else srs.set(uuid, { conn: found.conn, sr: found.sr! })
-  }
+  const { remotes, srs, missingRemotes, missingSrs } = runTargets(job, context)
+  for (const name of missingRemotes) task.child('get remote adapter', { remote: name }).fail(remoteNotFound(name))
+  for (const uuid of missingSrs) task.child('get SR record', { id: uuid }).fail(srNotFound(uuid))
 
   const { concurrency, maxExportRate } = settings
   // One budget for the whole run, shared by every export (XO's job-wide throttle).
@@ -121,6 +110,40 @@ async function runBackup(task: Task, signal: AbortSignal, job: Job & { id: strin
   )
   if (signal.aborted) throw signal.reason
 }
+
+/** Every VM record of the connected pools, as selection reads it, with its pool's connection. */
+export function runCandidates(context: EngineContext): Array<VmCandidate & { conn: PoolConnection }> {
+  const candidates: Array<VmCandidate & { conn: PoolConnection }> = []
+  for (const conn of context.pools.values()) for (const vm of conn.all('VM')) candidates.push({ ...vmCandidate(vm, conn.poolUuid), conn })
+  return candidates
+}
+
+export interface RunTargets {
+  remotes: Map<string, RemoteHandler>
+  /** The job's SRs found on the connected pools, with their pool's connection. */
+  srs: Map<string, { conn: PoolConnection; sr: XapiRecord }>
+  missingRemotes: string[]
+  missingSrs: string[]
+}
+
+/** The job's remotes and SRs as this process has them now (the run and its plan both start from this). */
+export function runTargets(job: Job, context: EngineContext): RunTargets {
+  const targets: RunTargets = { remotes: new Map(), srs: new Map(), missingRemotes: [], missingSrs: [] }
+  for (const name of job.remotes) {
+    const handler = context.remotes.get(name)
+    if (handler === undefined) targets.missingRemotes.push(name)
+    else targets.remotes.set(name, handler)
+  }
+  for (const uuid of job.srs) {
+    const found = [...context.pools.values()].map(conn => ({ conn, sr: conn.byUuid(uuid) })).find(({ sr }) => sr !== undefined && sr.$type === 'SR')
+    if (found === undefined) targets.missingSrs.push(uuid)
+    else targets.srs.set(uuid, { conn: found.conn, sr: found.sr! })
+  }
+  return targets
+}
+
+export const remoteNotFound = (name: string) => new LifeboatError('REMOTE_NOT_FOUND', `The remote "${name}" is not configured or not available; add it or fix it, then run the job again.`)
+export const srNotFound = (uuid: string) => new LifeboatError('SR_NOT_FOUND', `The SR ${uuid} is on no connected pool; connect its pool, or remove the SR from the job.`)
 
 /** Failures a retry cannot change. */
 const NOT_RETRIED = new Set(['NO_DISKS', 'NO_TARGET', 'XAPI_UUID_INVALID'])

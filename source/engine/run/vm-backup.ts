@@ -44,7 +44,8 @@ export async function backupVm(context: VmBackupContext, vmUuid: string, runTask
 class VmBackup {
   readonly #failures = new Map<BackupTarget, unknown>()
   readonly #exportTasks = new Map<BackupTarget, Task>()
-  readonly #transfers = new Map<BackupTarget, { task: Task; size: number }>()
+  /** Per target: its transfer task, the bytes written, and (delta) the bytes of each disk by live VDI uuid. */
+  readonly #transfers = new Map<BackupTarget, { task: Task; size: number; disks: Record<string, number> }>()
   /** Targets that hold a complete backup of this run: never discarded, whatever fails after. */
   readonly #committed = new Set<BackupTarget>()
   readonly #discarded = new Set<BackupTarget>()
@@ -132,7 +133,7 @@ class VmBackup {
       await Promise.all(
         backup.disks.map(disk => {
           const stream = disks.get(disk.ref)!
-          return this.#feed(stream, this.#live, (target, fork) => (target as DeltaBackupTarget).transferDisk(backup, disk, fork, stream.report, this.#exportStep(target)))
+          return this.#feed(stream, this.#live, (target, fork) => (target as DeltaBackupTarget).transferDisk(backup, disk, fork, stream.report, this.#exportStep(target)), disk.liveVdiUuid)
         }),
       )
     } finally {
@@ -144,7 +145,7 @@ class VmBackup {
 
   /** One export task per live target, each with its transfer task. */
   #startExports(isFull: boolean): void {
-    for (const target of this.#live) this.#transfers.set(target, { task: this.#startExport(target, isFull).child('transfer'), size: 0 })
+    for (const target of this.#live) this.#transfers.set(target, { task: this.#startExport(target, isFull).child('transfer'), size: 0, disks: {} })
   }
 
   #startExport(target: BackupTarget, isFull?: boolean): Task {
@@ -182,7 +183,7 @@ class VmBackup {
    * Feeds one stream to the given live targets in lock-step. A target that fails is dropped (its fork
    * released so the others go on); an error of the stream itself fails the VM.
    */
-  async #feed<T>(stream: SourceStream<T>, targets: BackupTarget[], write: (target: BackupTarget, fork: AsyncIterable<T>) => Promise<number>): Promise<void> {
+  async #feed<T>(stream: SourceStream<T>, targets: BackupTarget[], write: (target: BackupTarget, fork: AsyncIterable<T>) => Promise<number>, disk?: string): Promise<void> {
     let sourceError: unknown
     const { rate, signal } = this
     const guarded = (async function* () {
@@ -204,7 +205,9 @@ class VmBackup {
         try {
           // Disks go in parallel: read the running total after the await, or each disk overwrites the others' bytes.
           const written = await write(target, fork)
-          this.#transfers.get(target)!.size += written
+          const transfer = this.#transfers.get(target)!
+          transfer.size += written
+          if (disk !== undefined) transfer.disks[disk] = written
         } catch (error) {
           await fork[Symbol.asyncIterator]().return?.()
           if (sourceError === undefined) this.#drop(target, error)
@@ -223,7 +226,8 @@ class VmBackup {
       try {
         await commit(target)
         this.#committed.add(target)
-        transfer.task.end({ size: transfer.size })
+        // The disks' sizes are what the plan of a later run estimates its deltas from.
+        transfer.task.end({ size: transfer.size, ...(Object.keys(transfer.disks).length > 0 && { disks: transfer.disks }) })
       } catch (error) {
         this.#drop(target, error)
         await this.#discard(target)
