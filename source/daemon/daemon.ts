@@ -34,6 +34,8 @@ export interface DaemonOptions {
   clock?: Clock
   /** Run logs kept per job (stored in the state; default 100). */
   keepRunsPerJob?: number
+  /** Whether scheduled runs are planned first (remembered in the state). */
+  planScheduledRuns?: boolean
   /** Where the daemon's own log lines go (journald reads stderr). */
   log?: (line: string) => void
 }
@@ -106,6 +108,7 @@ export class Daemon {
     try {
       const state = await DaemonState.open(dataDir)
       if (options.keepRunsPerJob !== undefined) await state.update(data => void (data.settings.keepRunsPerJob = options.keepRunsPerJob!))
+      if (options.planScheduledRuns !== undefined) await state.update(data => void (data.settings.planScheduledRuns = options.planScheduledRuns!))
       const daemon = new Daemon(state, lock, options)
       await daemon.#startUp()
       return daemon
@@ -196,12 +199,13 @@ export class Daemon {
     return plan
   }
 
-  async runJob(stored: StoredJob, schedule?: string): Promise<string> {
+  async runJob(stored: StoredJob, schedule?: string, options: { planFirst?: boolean } = {}): Promise<string> {
     await this.cleanedUp
     const job = stored.job
     const chosen = schedule === undefined ? job.schedules[0]! : job.schedules.find(s => s.name === schedule || s.id === schedule)
     if (chosen === undefined) throw new LifeboatError('SCHEDULE_NOT_FOUND', `The job "${job.name}" has no schedule "${schedule}"; its schedules are ${job.schedules.map(s => `"${s.name}"`).join(', ')}.`)
-    const runId = await this.runs.start('backup', { jobId: job.id!, jobName: job.name, scheduleName: chosen.name }, onEvent => startBackupRun(job, this.context, { schedule: chosen.id ?? chosen.name, onEvent }))
+    const plan = options.planFirst === true ? await this.planJob(stored, chosen.id).catch(error => void this.log(`job "${job.name}": the plan before the run failed: ${(error as Error).message}`)) : undefined
+    const runId = await this.runs.start('backup', { jobId: job.id!, jobName: job.name, scheduleName: chosen.name }, onEvent => startBackupRun(job, this.context, { schedule: chosen.id ?? chosen.name, onEvent, ...(plan !== undefined && { plan }) }))
     this.log(`job "${job.name}": run ${runId} started (schedule "${chosen.name}")`)
     return runId
   }
@@ -215,7 +219,7 @@ export class Daemon {
       return
     }
     try {
-      await this.runJob(stored, entry.scheduleId)
+      await this.runJob(stored, entry.scheduleId, { planFirst: this.state.data.settings.planScheduledRuns !== false })
     } catch (error) {
       this.log(`job "${stored.job.name}": the scheduled run could not start: ${(error as Error).message}`)
     }

@@ -16,6 +16,7 @@ export const DAEMON_COMMAND: CommandSpec = {
     data: { value: 'DIR', help: 'state, run logs and secrets (default $LIFEBOAT_DATA, else the data/ folder of the installation)' },
     socket: { value: 'PATH', help: 'the Unix socket clients connect to (default DIR/lifeboat.sock)' },
     'keep-runs': { value: 'N', help: 'run logs kept per job, older ones deleted (default 100; remembered)' },
+    'plan-runs': { value: 'on|off', help: "plan each scheduled run first and open its log with the plan (job plan's view; default on; remembered)" },
   },
 }
 
@@ -25,7 +26,14 @@ export async function main(args: string[]): Promise<void> {
     const socket = values.socket as string | undefined
     const keepRuns = values['keep-runs'] === undefined ? undefined : Number(values['keep-runs'])
     if (keepRuns !== undefined && (!Number.isInteger(keepRuns) || keepRuns < 1)) throw new UsageError('--keep-runs must be a whole number ≥ 1')
-    const daemon = await Daemon.start({ dataDir: data ?? defaultDataDir(), ...(socket !== undefined && { socketPath: socket }), ...(keepRuns !== undefined && { keepRunsPerJob: keepRuns }) })
+    const planRuns = values['plan-runs'] as string | undefined
+    if (planRuns !== undefined && planRuns !== 'on' && planRuns !== 'off') throw new UsageError('--plan-runs must be on or off')
+    const daemon = await Daemon.start({
+      dataDir: data ?? defaultDataDir(),
+      ...(socket !== undefined && { socketPath: socket }),
+      ...(keepRuns !== undefined && { keepRunsPerJob: keepRuns }),
+      ...(planRuns !== undefined && { planScheduledRuns: planRuns === 'on' }),
+    })
     await untilStopped(daemon)
   })
 }

@@ -29,6 +29,8 @@ export interface StoredJob {
 export interface DaemonSettings {
   /** Run logs kept per job (and for restores, together); older ones are deleted. */
   keepRunsPerJob: number
+  /** Plans each scheduled run first and puts the plan at the head of its log (absent: yes). */
+  planScheduledRuns?: boolean
 }
 
 export interface StateData {

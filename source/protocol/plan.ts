@@ -105,6 +105,15 @@ export interface JobPlan {
   problems: PlanProblem[]
 }
 
+/** The plan in one line: what a run's log opens with when the daemon planned it first. */
+export function planSummary(plan: JobPlan): string {
+  const full = plan.vms.filter(vm => vm.disks.some(disk => disk.mode === 'full')).length
+  const vms = `${plan.vms.length} VM${plan.vms.length === 1 ? '' : 's'}${plan.mode === 'delta' && full > 0 ? ` (${full} with a full disk)` : ''}`
+  const window = plan.cost.window === undefined ? '' : `, about ${formatElapsed(plan.cost.window.seconds * 1000)}`
+  const problems = plan.problems.length === 0 ? 'no problem foreseen' : `${plan.problems.length} problem${plan.problems.length === 1 ? '' : 's'} foreseen: ${[...new Set(plan.problems.map(problem => problem.code))].join(', ')}`
+  return `planned: ${vms}, ${formatBytes(plan.cost.expected.bytes)} expected${window}; ${problems}`
+}
+
 export interface PlanLine {
   text: string
   /** How a client colours it: a problem's severity, a heading, or plain. */

@@ -69,6 +69,10 @@ test('scheduled runs on a fake clock: one at a time per job, skips logged, logs 
     const runs = await client.call('run.list', { jobId: info.job.id! })
     assert.equal(runs.length, 2, 'only the last 2 runs are kept')
     assert.ok(runs.every(run => run.status === 'success'), JSON.stringify(runs))
+    // A scheduled run opens its log with the plan made just before it (the daemon's default).
+    const { tree } = await client.call('run.get', { runId: runs[0]!.runId })
+    assert.match(tree.infos?.[0]?.message ?? '', /^planned: 1 VM, .* expected, about .*; no problem foreseen$/, JSON.stringify(tree.infos))
+    assert.equal((tree.infos![0]!.data as { plan: { vms: Array<{ uuid: string }> } }).plan.vms[0]!.uuid, vm.uuid)
     // The index says a run ended before the pruning of the one it pushes out has deleted that one's log.
     const kept = runs.map(run => `${run.runId}.json`).sort().join(' ')
     await waitUntil('the pruned logs to go', async () => ((await readdir(join(dataDir, 'runs'))).filter(name => name.endsWith('.json')).sort().join(' ') === kept ? true : undefined))

@@ -9,6 +9,7 @@ import { foldRun, TaskLog, type TaskListener, type TaskNode, type Task } from '.
 import type { RemoteHandler } from '../../storage/index.ts'
 import type { PoolConnection, XapiRecord } from '../../xapi/index.ts'
 import { findSchedule, resolveSettings, selectVms, vmCandidate, type Job, type VmCandidate } from '../jobs/index.ts'
+import { planSummary, type JobPlan } from '../../protocol/plan.ts'
 import { RateLimit } from './rate-limit.ts'
 import { backupVm, vmTaskData } from './vm-backup.ts'
 
@@ -37,7 +38,7 @@ export interface RunOptions {
  * Starts a run and returns at once with its id. The job must carry ids (the daemon gives them);
  * a job without one uses its name, so that tests and one-off runs still chain their backups.
  */
-export function startBackupRun(job: Job, context: EngineContext, options: RunOptions & { schedule?: string } = {}): StartedRun {
+export function startBackupRun(job: Job, context: EngineContext, options: RunOptions & { schedule?: string; plan?: JobPlan } = {}): StartedRun {
   const schedule = findSchedule(job, options.schedule)
   const jobWithId = { ...job, id: job.id ?? job.name }
   const scheduleWithId = { ...schedule, id: schedule.id ?? schedule.name }
@@ -45,7 +46,11 @@ export function startBackupRun(job: Job, context: EngineContext, options: RunOpt
     { name: 'backup run', data: { jobId: jobWithId.id, jobName: job.name, mode: job.mode, scheduleId: scheduleWithId.id, scheduleName: schedule.name } },
     resolveSettings(job, schedule).timeout,
     options,
-    (task, signal) => runBackup(task, signal, jobWithId, scheduleWithId, context),
+    (task, signal) => {
+      // The plan made just before, at the head of the log: a failure reads against what was expected.
+      if (options.plan !== undefined) task.info(planSummary(options.plan), { plan: options.plan })
+      return runBackup(task, signal, jobWithId, scheduleWithId, context)
+    },
   )
 }
 
