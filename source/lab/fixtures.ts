@@ -6,7 +6,8 @@ import { NULL_REF } from './schema.ts'
 import { fillPattern } from './storage/index.ts'
 import type { Toolstack } from './toolstack.ts'
 import { createVdi, defineDiskMethods, leafOf, refreshSr } from './vdi.ts'
-import { bootVm, defineVmMethods, GUEST_TOOLS_KEY } from './vm.ts'
+import { GUEST_TOOLS_KEY, mbrBootSector } from './guest.ts'
+import { bootVm, defineVmMethods } from './vm.ts'
 
 export type FixtureName = 'default' | 'tiny' | 'pair'
 export const FIXTURE_NAMES: FixtureName[] = ['default', 'tiny', 'pair']
@@ -114,7 +115,7 @@ export async function seedPool(xapi: Toolstack, spec: PoolSpec, poolIndex: numbe
       ha_restart_priority: vmSpec.tags.includes('prod') ? 'restart' : '', bios_strings: { 'bios-vendor': 'Xen', 'system-manufacturer': 'Xen' } })
     for (const [diskIndex, size] of vmSpec.disks.entries()) {
       const vdi = await createVdi(xapi, { SR: sr, virtual_size: size, name_label: `${vmSpec.name} disk ${diskIndex}`, type: 'user' })
-      await writeFixtureContent(xapi, vdi, size, poolIndex * 1000 + vmIndex * 10 + diskIndex)
+      await writeFixtureContent(xapi, vdi, size, poolIndex * 1000 + vmIndex * 10 + diskIndex, diskIndex === 0)
       db.create('VBD', { VM: vm, VDI: vdi, userdevice: String(diskIndex), device: `xvd${String.fromCharCode(97 + diskIndex)}`,
         bootable: diskIndex === 0, mode: 'RW', type: 'Disk' })
     }
@@ -125,13 +126,17 @@ export async function seedPool(xapi: Toolstack, spec: PoolSpec, poolIndex: numbe
   }
 }
 
-/** A boot sector, a few scattered MiB of patterns, and a tail block: real content at a start-up cost of a few MiB per disk. */
-async function writeFixtureContent(xapi: Toolstack, vdi: string, size: number, seed: number): Promise<void> {
+/**
+ * A few scattered MiB of patterns and a tail block: real content at a start-up cost of a few MiB per disk; a first disk
+ * gets an MBR signature too, so that its VM boots (lab/guest.ts) and passes a health check.
+ */
+async function writeFixtureContent(xapi: Toolstack, vdi: string, size: number, seed: number, boot: boolean): Promise<void> {
   const leaf = leafOf(xapi, vdi)
   const extents = [0, Math.floor(size / 3 / MiB) * MiB, size - MiB]
   for (const [index, offset] of extents.entries()) {
     await fillPattern(xapi.store, leaf, { offset, length: index === 1 ? 2 * MiB : MiB, seed: seed * 7 + index })
   }
+  if (boot) await xapi.store.write(leaf, 0, mbrBootSector(await xapi.store.read(leaf, 0, 512)))
 }
 
 function mac(a: number, b: number, c: number): string {

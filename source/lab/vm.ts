@@ -8,9 +8,7 @@ import { NULL_REF } from './schema.ts'
 import { fillPattern, LAB_BLOCK_SIZE } from './storage/index.ts'
 import { delay, xapiDate, type CallContext, type Toolstack } from './toolstack.ts'
 import { copyOnWrite, createVdi, destroyVdi, leafOf, pick, refreshSr } from './vdi.ts'
-
-/** Marks a VM whose guest runs the PV tools (lab convention; copied with the VM like the guest's disks would be). */
-export const GUEST_TOOLS_KEY = 'lab:guest-tools'
+import { bootable, startGuest } from './guest.ts'
 
 type PowerState = 'Halted' | 'Running' | 'Paused' | 'Suspended'
 
@@ -250,7 +248,8 @@ export function defineVmMethods(xapi: Toolstack): void {
     assertNotBlocked(xapi, ref, 'start')
     assertPowerState(xapi, ref, ['Halted'])
     await withVmOperation(xapi, ref, 'start', context, () => delay(xapi.knobs.bootMs))
-    bootVm(xapi, ref)
+    // A disk without a boot sector starts as on a real host: the domain runs, its firmware finds nothing to boot.
+    bootVm(xapi, ref, await bootable(xapi, ref))
   }, asyncable)
   xapi.define('VM.clean_shutdown', 1, async (context, vm) => {
     const ref = vmRef(vm)
@@ -344,9 +343,9 @@ const LAB_CPU_FLAGS = { vendor: 'GenuineIntel', features: '1fcbfbff-f7fa3223-2d9
 
 /**
  * A started or resumed VM: Running with fresh guest metrics in the same commit, what it booted with recorded (as XAPI
- * keeps it for a later resume); the PV drivers report later if the guest has tools.
+ * keeps it for a later resume); the PV drivers report later if the guest has tools and its firmware found a boot sector (lab/guest.ts).
  */
-export function bootVm(xapi: Toolstack, vm: string): void {
+export function bootVm(xapi: Toolstack, vm: string, firmwareBoots = true): void {
   const { db } = xapi
   const record = db.row('VM', vm)
   if (db.has('VM_guest_metrics', record.guest_metrics as string)) db.delete('VM_guest_metrics', record.guest_metrics as string)
@@ -359,14 +358,7 @@ export function bootVm(xapi: Toolstack, vm: string): void {
   if (db.has('VM_metrics', record.metrics as string)) db.update('VM_metrics', record.metrics as string, { start_time: xapiDate(), memory_actual: record.memory_dynamic_max })
   // A resumed domain gets only the devices that were attached (xapi_xenops.ml create_metadata): the others stay unplugged.
   if (!resumed) for (const cls of ['VBD', 'VIF']) for (const device of db.refsWhere(cls, 'VM', vm)) db.update(cls, device, { currently_attached: true })
-  if ((record.other_config as Record<string, string>)[GUEST_TOOLS_KEY] === 'true') {
-    setTimeout(() => {
-      if (!db.has('VM_guest_metrics', guestMetrics)) return
-      db.update('VM_guest_metrics', guestMetrics, { PV_drivers_detected: true, PV_drivers_up_to_date: true, last_updated: xapiDate(),
-        PV_drivers_version: { major: '8', minor: '2', micro: '0', build: '1' }, os_version: { name: 'Debian GNU/Linux 12', distro: 'debian', major: '12' },
-        networks: { '0/ip': `10.0.0.${1 + Math.floor(Math.random() * 250)}`, '0/ipv4/0': '10.0.0.1' } })
-    }, xapi.knobs.toolsMs).unref()
-  }
+  startGuest(xapi, vm, guestMetrics, firmwareBoots)
 }
 
 export function haltVm(xapi: Toolstack, vm: string): void {

@@ -9,6 +9,8 @@ const SECTOR = 512
 const PATTERN_CHUNK = 64 * 1024
 const WRITE_SIZE = 64 * 1024
 const TICK_MS = 200
+/** A guest leaves its disk's first MiB alone (boot sector, partition table, boot loader): lab/guest.ts boots from it. */
+const BOOT_AREA = 1024 * 1024
 
 /** 32-bit integer hash (lowbias32): spreads seeds and positions so patterns never line up by accident. */
 function mix(value: number): number {
@@ -95,9 +97,11 @@ export function planGuestWrites(options: { locality: number; seed: number }): (d
     const blocks = Math.ceil(diskSize / LAB_BLOCK_SIZE)
     const hot = Math.max(1, Math.ceil(blocks / 8))
     const block = next() / 2 ** 32 < options.locality ? next() % hot : next() % blocks
-    const room = Math.min(LAB_BLOCK_SIZE, diskSize - block * LAB_BLOCK_SIZE)
+    const whole = Math.min(LAB_BLOCK_SIZE, diskSize - block * LAB_BLOCK_SIZE)
+    const skip = block === 0 && whole > BOOT_AREA ? BOOT_AREA : 0
+    const room = whole - skip
     const length = Math.min(WRITE_SIZE, room)
-    const offset = block * LAB_BLOCK_SIZE + Math.floor((next() % Math.max(1, room - length + 1)) / SECTOR) * SECTOR
+    const offset = block * LAB_BLOCK_SIZE + skip + Math.floor((next() % Math.max(1, room - length + 1)) / SECTOR) * SECTOR
     return { offset, length, dataSeed: next() }
   }
 }
