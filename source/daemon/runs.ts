@@ -2,7 +2,7 @@
 // subscribers and persisted per runId, indexed for run.list, pruned to the last N per job, cancelled on stop.
 import { unlink } from 'node:fs/promises'
 import { join } from 'node:path'
-import { foldRun, RunLogStore, type TaskEvent, type TaskNode } from '../tasks/index.ts'
+import { foldRun, HEALTH_CHECK_TASK, RunLogStore, type TaskEvent, type TaskNode } from '../tasks/index.ts'
 import { LifeboatError } from '../util/errors.ts'
 import { terminalSafeLine } from '../util/terminal-text.ts'
 import type { StartedRun } from '../engine/index.ts'
@@ -192,19 +192,21 @@ export class Runs {
 /** A run's status for the daemon's log, with the reason when it did not succeed (the root's error, e.g. "cancelled: the daemon was stopped (SIGTERM)"). */
 function outcomeLine(tree: TaskNode): string {
   const message = (tree.result as { message?: unknown } | undefined)?.message
-  return tree.status === 'success' || typeof message !== 'string' ? tree.status : `${tree.status}: ${terminalSafeLine(message)}`
+  const outcome = tree.status === 'success' || typeof message !== 'string' ? tree.status : `${tree.status}: ${terminalSafeLine(message)}`
+  return tree.healthCheck === undefined ? outcome : `${outcome}, health check ${tree.healthCheck}`
 }
 
-/** The index fields of a finished run: status, end, VMs and bytes written. */
-export function summarize(tree: TaskNode): Pick<RunSummary, 'status' | 'end' | 'vms' | 'size'> {
+/** The index fields of a finished run: status, its health checks', end, VMs and bytes written (a health check's restore writes no backup). */
+export function summarize(tree: TaskNode): Pick<RunSummary, 'status' | 'healthCheck' | 'end' | 'vms' | 'size'> {
   let vms = 0
   let size = 0
   const walk = (node: TaskNode) => {
     if (node.data?.type === 'VM') vms++
     const result = node.result as { size?: unknown } | undefined
     if (node.message === 'transfer' && typeof result?.size === 'number') size += result.size
-    for (const child of node.tasks ?? []) walk(child)
+    for (const child of node.tasks ?? []) if (child.message !== HEALTH_CHECK_TASK) walk(child)
   }
   walk(tree)
-  return { status: tree.status, ...(tree.end !== undefined && { end: tree.end }), vms, size }
+  const healthCheck = tree.message === HEALTH_CHECK_TASK ? tree.status : tree.healthCheck
+  return { status: tree.status, ...(healthCheck !== undefined && { healthCheck }), ...(tree.end !== undefined && { end: tree.end }), vms, size }
 }

@@ -129,13 +129,19 @@ export interface RemoteInfo extends Remote {
 
 export interface RunSummary {
   runId: string
-  kind: 'backup' | 'restore'
+  /** A health check run is a manual check of one restore point (backup.check); a backup run's checks are in its tree. */
+  kind: 'backup' | 'restore' | 'health check'
   jobId?: string
   jobName?: string
   scheduleName?: string
   start: number
   end?: number
   status: RunStatus
+  /**
+   * The worst status of the run's health checks, when it made any (the root's TaskNode.healthCheck): a backup run
+   * that succeeded keeps `status: 'success'` whatever its checks gave, and says here that a backup is not verified.
+   */
+  healthCheck?: RunStatus
   vms?: number
   size?: number
 }

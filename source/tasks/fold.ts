@@ -1,5 +1,6 @@
 // Rebuilds a run's task tree from its events (a client joining late, a restarted daemon) and applies
-// XO's status rules: skipped failures, parents failed or skipped by their children, interrupted runs.
+// XO's status rules: skipped failures, parents failed or skipped by their children, interrupted runs; and
+// Lifeboat's for health checks: a check's status is its own, shown beside its ancestors' (`healthCheck`).
 import type { TaskData, TaskEvent } from './task.ts'
 
 export type TaskStatus = 'success' | 'failure' | 'skipped' | 'interrupted' | 'pending' | 'cancelled'
@@ -24,10 +25,18 @@ export interface TaskNode {
   /** On a run (a root): the time of the last event of its tree, where an interrupted run ends. */
   updatedAt?: number
   properties?: Record<string, unknown>
+  /**
+   * On a task whose tree holds health checks (a target's export, a VM, the run): the worst of their statuses. A
+   * health check that fails or times out leaves its parents' status alone: the backup exists, it is not verified.
+   */
+  healthCheck?: TaskStatus
   infos?: TaskLogEntry[]
   warnings?: TaskLogEntry[]
   tasks?: TaskNode[]
 }
+
+/** The name of a health check's task (XO's): its status does not fold into its parent's. */
+export const HEALTH_CHECK_TASK = 'health check'
 
 /** Failure messages XO reports as "skipped" rather than "failure" (nothing was wrong, nothing to do). */
 export const SKIP_MESSAGES: ReadonlySet<string> = new Set(['no disks found', 'no VMs match this pattern', 'unhealthy VDI chain'])
@@ -126,13 +135,18 @@ function logEntry(event: { message: string; data?: unknown; timestamp: number })
 // a cancelled one cancels it, a skipped one makes it skipped (XO: "a parent is skipped if any child is").
 const SEVERITY: Record<TaskStatus, number> = { success: 0, pending: 0, skipped: 1, cancelled: 2, interrupted: 3, failure: 4 }
 
+// The same for the health checks a task holds, where a check still going outweighs the ones that passed.
+const CHECK_SEVERITY: Record<TaskStatus, number> = { success: 0, pending: 1, skipped: 1, cancelled: 2, interrupted: 3, failure: 4 }
+
 function settleStatus(node: TaskNode): void {
   if (node.tasks === undefined) return
   for (const child of node.tasks) settleStatus(child)
   node.tasks.sort((a, b) => (a.end ?? Infinity) - (b.end ?? Infinity) || a.start - b.start)
+  const checks = node.tasks.flatMap(child => (child.message === HEALTH_CHECK_TASK ? [child.status] : child.healthCheck !== undefined ? [child.healthCheck] : []))
+  if (checks.length > 0) node.healthCheck = checks.reduce((worst, status) => (CHECK_SEVERITY[status] > CHECK_SEVERITY[worst] ? status : worst))
   if (node.status === 'pending' || node.status === 'interrupted') return
   for (const child of node.tasks) {
-    if (supersededByRetry(child, node.tasks)) continue
+    if (child.message === HEALTH_CHECK_TASK || supersededByRetry(child, node.tasks)) continue
     if (SEVERITY[child.status] > SEVERITY[node.status]) node.status = child.status
   }
 }
@@ -153,6 +167,7 @@ export function markInterrupted(node: TaskNode, reason: string): TaskNode {
   const walk = (task: TaskNode): TaskNode => {
     const tasks = task.tasks?.map(walk)
     const out: TaskNode = { ...task, ...(tasks && { tasks }) }
+    if (task.healthCheck === 'pending') out.healthCheck = 'interrupted'
     if (task.status === 'pending') {
       out.status = 'interrupted'
       out.result = { code: 'INTERRUPTED', message: reason }
