@@ -60,6 +60,15 @@ export const settingsInputSchema = z.strictObject({
   maxExportRate: count('maxExportRate').optional(),
   /** A failed VM is tried again this many times within the run. */
   nRetriesVmBackupFailures: count('nRetriesVmBackupFailures').optional(),
+  /**
+   * XO's health check: after the transfer, the backup just written is restored (a replica cloned or copied) onto
+   * this SR (its uuid, or its name when the job is created), started, waited for, and destroyed. '' or null: none.
+   */
+  healthCheckSr: z.union([z.string({ error: 'healthCheckSr must be an SR uuid or name.' }).max(200), z.null()]).transform(value => value ?? '').optional(),
+  /** Only the VMs with one of these tags are checked (none: every VM); a VM tagged xo:no-health-check never is. */
+  healthCheckVmsWithTags: z.array(z.string({ error: 'healthCheckVmsWithTags must be a list of tags.' }).min(1).max(200), { error: 'healthCheckVmsWithTags must be a list of tags.' }).max(100).optional(),
+  /** One bound on every step of a health check (restore, start, guest agent, script), in ms once parsed; XO's default 10 min. */
+  healthCheckTimeout: duration.optional(),
 })
 export type SettingsInput = z.input<typeof settingsInputSchema>
 export type SettingsOverrides = z.output<typeof settingsInputSchema>
@@ -84,6 +93,9 @@ export const DEFAULT_SETTINGS = {
   newMacAddresses: false,
   maxExportRate: 0,
   nRetriesVmBackupFailures: 0,
+  healthCheckSr: '',
+  healthCheckVmsWithTags: [] as string[],
+  healthCheckTimeout: 10 * 60 * 1000,
 }
 export type Settings = typeof DEFAULT_SETTINGS
 

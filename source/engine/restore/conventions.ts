@@ -54,6 +54,11 @@ export async function applyConventions(conn: PoolConnection, vmRef: string, conv
   await conn.call('VM.set_name_label', vmRef, conventions.name)
   await conn.call('VM.set_name_description', vmRef, conventions.description)
   await conn.call('VM.add_tags', vmRef, RESTORED_TAG)
+  await clearVmBackupKeys(conn, vmRef)
+}
+
+/** Clears the backup keys of a VM and its disks: a copy of a backup or a replica is no restore point of any job. */
+export async function clearVmBackupKeys(conn: PoolConnection, vmRef: string): Promise<void> {
   await clearBackupKeys(conn, 'VM', vmRef)
   for (const vbdRef of (await conn.call('VM.get_VBDs', vmRef)) as string[]) {
     const vdiRef = (await conn.call('VBD.get_VDI', vbdRef)) as string

@@ -104,7 +104,7 @@ async function runBackup(task: Task, signal: AbortSignal, job: Job & { id: strin
         for (let attempt = 0; ; attempt++) {
           if (signal.aborted) return task.child('backup VM', vmTaskData(byUuid.get(uuid)!.get('VM', uuid))).fail(abortReason(signal))
           try {
-            return await backupVm({ conn: byUuid.get(uuid)!, job, schedule, runId: task.id, remotes, srs, signal }, uuid, task, rate)
+            return await backupVm({ conn: byUuid.get(uuid)!, job, schedule, runId: task.id, remotes, srs, pools: context.pools, signal }, uuid, task, rate)
           } catch (error) {
             if (signal.aborted || attempt >= retries || NOT_RETRIED.has(errorCode(error))) return
             task.warning('Retry the VM backup due to an error', { vm: uuid, attempt: attempt + 1, error: errorCode(error) })

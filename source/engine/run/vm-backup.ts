@@ -2,17 +2,20 @@
 // writer life cycle: targets' locks and repairs → the source's preparation (migration blocked, debris
 // removed) → bases (delta: each target removes what it cannot chain onto) → the point in time → one export
 // fed to every target in lock-step → commit → the snapshot marked exported → retention on the targets and
-// on the source. A target that fails is dropped and the others finish; the VM fails only when all do. With
-// no target (a rolling-snapshot job) the snapshot and the source's retention are the whole backup.
+// on the source; then, for a VM the settings name, a health check of each committed target, whose outcome is its
+// own task's and never the VM's. A target that fails is dropped and the others finish; the VM fails only when all
+// do. With no target (a rolling-snapshot job) the snapshot and the source's retention are the whole backup.
 import { abortReason, throwIfAborted } from '../../util/abort.ts'
 import type { RemoteHandler } from '../../storage/index.ts'
-import type { Task } from '../../tasks/index.ts'
+import { LifeboatError } from '../../util/errors.ts'
+import { HEALTH_CHECK_TASK, type Task } from '../../tasks/index.ts'
 import type { PoolConnection, XapiRecord } from '../../xapi/index.ts'
 import { resolveSettings, type Job, type Schedule } from '../jobs/index.ts'
 import type { VmSource } from '../sources/source.ts'
 import type { DeltaVmExport, DiskBlock, FullVmExport, SourceStream } from '../sources/vm-export.ts'
 import { XapiVmSource, vmTaskData } from '../sources/xapi-source.ts'
 import { createTargets } from '../targets/index.ts'
+import { notCheckedBecause } from '../restore/health-check.ts'
 import type { BackupTarget, DeltaBackupTarget, FullBackupTarget, TargetStep } from '../targets/target.ts'
 import { decideBases } from './bases.ts'
 import { forkAsyncIterable } from './fanout.ts'
@@ -28,7 +31,15 @@ export interface VmBackupContext {
   remotes: ReadonlyMap<string, RemoteHandler>
   /** The job's SRs found on the connected pools, by uuid, with their pool's connection. */
   srs: ReadonlyMap<string, { conn: PoolConnection; sr: XapiRecord }>
+  /** Every connected pool, by uuid: where the health check SR is looked for. */
+  pools: ReadonlyMap<string, PoolConnection>
   signal: AbortSignal
+}
+
+/** What a VM's health checks need: the SR (or why it cannot be had) and the budget of each check. */
+interface HealthCheckPlan {
+  sr: () => { conn: PoolConnection; sr: XapiRecord }
+  timeoutMs: number
 }
 
 export async function backupVm(context: VmBackupContext, vmUuid: string, runTask: Task, rate?: RateLimit): Promise<void> {
@@ -36,9 +47,31 @@ export async function backupVm(context: VmBackupContext, vmUuid: string, runTask
   const task = runTask.child('backup VM', vmTaskData(conn.get('VM', vmUuid)))
   await task.run(async () => {
     const targets = createTargets(context, vmUuid, task)
-    const source = new XapiVmSource({ conn, vmUuid, job, schedule, settings: resolveSettings(job, schedule, { vmUuid }), runId: context.runId, rolling: targets.length === 0 })
-    await new VmBackup(job.mode, source, targets, task, signal, rate).run()
+    const settings = resolveSettings(job, schedule, { vmUuid })
+    const source = new XapiVmSource({ conn, vmUuid, job, schedule, settings, runId: context.runId, rolling: targets.length === 0 })
+    await new VmBackup(job.mode, source, targets, task, signal, rate, targets.length > 0 ? healthCheckPlan(context, vmUuid, settings, task) : undefined).run()
   }, { signal })
+}
+
+/** The VM's health checks, when its settings and tags call for them (XO's rules); says why not otherwise. */
+function healthCheckPlan(context: VmBackupContext, vmUuid: string, settings: ReturnType<typeof resolveSettings>, task: Task): HealthCheckPlan | undefined {
+  if (settings.healthCheckSr === '') return undefined
+  const why = notCheckedBecause((context.conn.get('VM', vmUuid).tags as string[] | undefined) ?? [], settings)
+  if (why !== undefined) {
+    task.info(`no health check: ${why}`)
+    return undefined
+  }
+  const uuid = settings.healthCheckSr
+  return {
+    timeoutMs: settings.healthCheckTimeout,
+    sr: () => {
+      for (const conn of context.pools.values()) {
+        const sr = conn.byUuid(uuid)
+        if (sr?.$type === 'SR') return { conn, sr }
+      }
+      throw new LifeboatError('HEALTH_CHECK_SR_NOT_FOUND', `The health check SR ${uuid} is on no connected pool; connect its pool, or choose another SR in the job's healthCheckSr.`)
+    },
+  }
 }
 
 class VmBackup {
@@ -57,6 +90,7 @@ class VmBackup {
     readonly task: Task,
     readonly signal: AbortSignal,
     readonly rate: RateLimit | undefined,
+    readonly healthCheck: HealthCheckPlan | undefined,
   ) {}
 
   get #vmStep(): TargetStep {
@@ -78,7 +112,10 @@ class VmBackup {
         await this.source.complete(backup)
         for (const target of this.#live) {
           const step = this.#exportStep(target)
-          await target.afterBackup(step).then(() => step.task.end(), error => this.#drop(target, error))
+          await target.afterBackup(step).then(async () => {
+            await this.#checkHealth(target, step)
+            step.task.end()
+          }, error => this.#drop(target, error))
         }
       }
     } catch (error) {
@@ -96,6 +133,18 @@ class VmBackup {
     }
     await this.source.afterBackup(this.#vmStep)
     if (this.targets.length > 0 && this.#live.length === 0) throw this.#allTargetsFailed()
+  }
+
+  /** The target's health check, under its own task whose failure stays its own (tasks/fold.ts). Never throws. */
+  async #checkHealth(target: BackupTarget, step: TargetStep): Promise<void> {
+    const plan = this.healthCheck
+    if (plan === undefined) return
+    const task = step.task.child(HEALTH_CHECK_TASK)
+    await task.run(async () => {
+      const { conn, sr } = plan.sr()
+      task.set('sr', { uuid: sr.uuid, name_label: sr.name_label })
+      await target.healthCheck({ task, signal: this.signal, conn, sr, timeoutMs: plan.timeoutMs })
+    }, { signal: this.signal }).catch(() => {})
   }
 
   /** The bases each disk can use on every target (XO's intersection), and why the others go full. */

@@ -4,8 +4,10 @@
 import { errorCode } from '../../util/errors.ts'
 import { sleep } from '../../util/abort.ts'
 import type { RemoteHandler, RemoteLock } from '../../storage/index.ts'
-import { allocateBackupDate, applyRetention, cleanVm, discardBackupFile, vmDir } from '../../repository/index.ts'
+import { allocateBackupDate, applyRetention, backupId, cleanVm, discardBackupFile, vmDir } from '../../repository/index.ts'
 import type { Settings } from '../jobs/index.ts'
+import { restoreBackup } from '../restore/index.ts'
+import { runHealthCheck, type HealthCheckStep } from '../restore/health-check.ts'
 import type { TargetStep } from './target.ts'
 
 const LOCK_RETRY_MS = 1000
@@ -102,6 +104,15 @@ export abstract class RemoteTarget {
       const deleted = await applyRetention(this.handler, vmUuid, { jobId, scheduleId, keep, longTerm: settings.longTermRetention, timezone })
       const cleaned = mode === 'delta' || deleted.length > 0 ? summarize(await cleanVm(this.handler, vmUuid, { task: clean })) : { merge: false }
       return { ...cleaned, deleted: deleted.length }
+    })
+  }
+
+  /** XO's remote health check: the backup just written restored onto the health check SR, checked, destroyed. */
+  async healthCheck(step: HealthCheckStep): Promise<void> {
+    const id = backupId(this.options.vmUuid, this.committedDate.date)
+    await runHealthCheck(step, async signal => {
+      const restore = step.task.child('restore', { backupId: id, srUuid: step.sr.uuid })
+      return restore.run(async () => (await restoreBackup(this.handler, id, step.conn, step.sr.uuid, { remoteName: this.name, signal, task: restore })).vmRef, { signal })
     })
   }
 

@@ -20,6 +20,8 @@ import { exportedDiskVhd } from './disk-vhd.ts'
 import { countedForLanes } from './progress.ts'
 import { blockReplicaStart, CR_TAG, destroyReplicas, HA_DISABLED_TAG, listReplicas, markReplicaComplete, oldReplicas, REPLICA_KEY, REPLICA_START_BLOCKED, replicaName, replicaTimestamp, srExportTaskData } from './replicas.ts'
 import { VmBuild, type BuildDisk } from './sr-import.ts'
+import { checkReplica } from './replica-check.ts'
+import type { HealthCheckStep } from '../restore/health-check.ts'
 import type { DeltaBackupTarget, SrTargetOptions, TargetStep } from './target.ts'
 
 /** XO's reason on a replica's start while its disks are written. */
@@ -33,6 +35,8 @@ export class SrDeltaTarget implements DeltaBackupTarget {
   readonly #bases = new Map<string, string>()
   /** The replica this backup builds, until its completion mark: what discard removes. */
   #build: VmBuild | undefined
+  /** The replica this backup made, once complete: what a health check clones or copies. */
+  #replica: string | undefined
   #bytes = 0
   /** The disk uploads of this backup, and what stops them all when one fails. */
   readonly #uploads = new Set<Promise<void>>()
@@ -183,6 +187,7 @@ export class SrDeltaTarget implements DeltaBackupTarget {
     await setOtherConfigKey(conn, 'VM', vmRef, REPLICA_KEY.copyOf, vmSnapshot.uuid)
     await markReplicaComplete(conn, vmRef, { timestamp: backup.timestamp, jobId: job.id, scheduleId: schedule.id, vmUuid, srUuid: sr.uuid })
     this.#build = undefined
+    this.#replica = vmRef
   }
 
   async afterBackup(step: TargetStep): Promise<void> {
@@ -201,6 +206,10 @@ export class SrDeltaTarget implements DeltaBackupTarget {
     const build = this.#build
     this.#build = undefined
     await build?.discard(this.#task)
+  }
+
+  async healthCheck(step: HealthCheckStep): Promise<void> {
+    await checkReplica(this.options.conn, this.#replica, step)
   }
 
   async release(): Promise<void> {}

@@ -8,6 +8,8 @@ import { destroyVmAndDisks, importVmXva, type XapiRecord } from '../../xapi/inde
 import { discardImport, watchImport } from '../import-watch.ts'
 import type { FullVmExport, ProgressReporter } from '../sources/vm-export.ts'
 import { countedForLanes } from './progress.ts'
+import { checkReplica } from './replica-check.ts'
+import type { HealthCheckStep } from '../restore/health-check.ts'
 import { blockReplicaStart, destroyReplicas, disableReplicaHa, DR_TAG, listReplicas, markReplicaComplete, oldReplicas, replicaName, srExportTaskData } from './replicas.ts'
 import type { FullBackupTarget, SrTargetOptions, TargetStep } from './target.ts'
 
@@ -19,6 +21,8 @@ export class SrFullTarget implements FullBackupTarget {
   readonly mode = 'full'
   /** The replica this backup imported and has not marked complete yet: what discard removes. */
   #unfinished: string | undefined
+  /** The replica this backup made, once complete: what a health check clones or copies. */
+  #replica: string | undefined
   /** The replicas retention removes once this backup's is complete (listed before the import, as XO does). */
   #old: XapiRecord[] = []
   /** Where discard reports (the last step's task). */
@@ -83,6 +87,7 @@ export class SrFullTarget implements FullBackupTarget {
     if (vmRef === undefined) throw new Error('commit before a transfer')
     await markReplicaComplete(conn, vmRef, { timestamp: backup.timestamp, jobId: job.id, scheduleId: schedule.id, vmUuid, srUuid: sr.uuid })
     this.#unfinished = undefined
+    this.#replica = vmRef
   }
 
   async afterBackup(step: TargetStep): Promise<void> {
@@ -102,6 +107,10 @@ export class SrFullTarget implements FullBackupTarget {
     }
     if (failure === undefined) this.#unfinished = undefined
     else this.#task?.warning('the unfinished replica could not be removed; the next run of the schedule removes it', { vm: vmRef, error: (failure as Error).message })
+  }
+
+  async healthCheck(step: HealthCheckStep): Promise<void> {
+    await checkReplica(this.options.conn, this.#replica, step)
   }
 
   async release(): Promise<void> {}

@@ -11,6 +11,7 @@ import type { Task, TaskData } from '../../tasks/index.ts'
 import type { PoolConnection, XapiRecord } from '../../xapi/index.ts'
 import type { Job, Schedule, Settings } from '../jobs/index.ts'
 import type { DeltaVmExport, DiskBlock, ExportedDisk, FullVmExport, ProgressReporter } from '../sources/vm-export.ts'
+import type { HealthCheckStep } from '../restore/health-check.ts'
 
 export interface TargetStep {
   /** Where the target reports: the VM's `backup VM` task before the transfer, its own `export` task after. */
@@ -27,8 +28,11 @@ interface TargetLifeCycle {
   beforeBackup(step: TargetStep): Promise<void>
   /** After a successful commit: retention (task: this target's export task). */
   afterBackup(step: TargetStep): Promise<void>
-  /** A health check of what was just written (a later issue fills it in). */
-  healthCheck?(step: TargetStep): Promise<void>
+  /**
+   * After afterBackup, on a committed target, for a VM the settings check: a VM made from what was just written (a
+   * restore, a clone or copy of the replica) checked on the health check SR and destroyed (engine/restore/health-check.ts).
+   */
+  healthCheck(step: HealthCheckStep): Promise<void>
   /** After a failure: removes what this backup wrote (a half-written file, a half-imported VM). Never throws. */
   discard(): Promise<void>
   /** Always, last: releases the locks taken by beforeBackup. Never throws. */
