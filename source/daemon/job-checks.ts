@@ -1,5 +1,5 @@
 // What the job schema cannot know, checked when a job is created or changed (file, flags or wizard, all
-// through the RPC): its remotes, pools and SRs exist here, every remote and SR gets backups or replicas to
+// through the RPC): its remotes, pools and SRs (its health check SR too) exist here, every remote and SR gets backups or replicas to
 // keep, and a job without targets keeps snapshots (a rolling-snapshot job) rather than doing nothing.
 import { LifeboatError } from '../util/errors.ts'
 import { jobInvalid, resolveSettings, type Job, type JobProblem, type Schedule, type SettingsTarget } from '../protocol/job.ts'
@@ -39,10 +39,16 @@ export function checkJob(job: Job, known: KnownTargets): Job {
     vms = { smart: { ...smart, pools: uuids('pools'), notPools: uuids('notPools') } }
   }
   const srs = resolveSrs(job, known, problems)
-  const resolved: Job = { ...job, srs: srs.map(sr => sr.uuid), overrides: { ...job.overrides, srs: rekeyed(job.overrides.srs, srs) } }
+  const checkSr = (settings: Job['settings'] | undefined, path: string) => settings?.healthCheckSr === undefined || settings.healthCheckSr === '' ? settings
+    : { ...settings, healthCheckSr: usableSr(known, settings.healthCheckSr, `${path}.healthCheckSr`, problems, 'hold the VM a health check restores')?.uuid ?? settings.healthCheckSr }
+  const resolved: Job = {
+    ...job, srs: srs.map(sr => sr.uuid), settings: checkSr(job.settings, 'settings')!,
+    schedules: job.schedules.map((schedule, index) => ({ ...schedule, ...(schedule.settings !== undefined && { settings: checkSr(schedule.settings, `schedules.${index}.settings`) }) })),
+    overrides: { ...job.overrides, srs: rekeyed(job.overrides.srs, srs) },
+  }
   const vmUuids = [undefined, ...Object.keys(job.overrides.vms)]
   const settingsOf = (schedule: Schedule, target?: SettingsTarget) => vmUuids.map(vmUuid => resolveSettings(resolved, schedule, { ...(vmUuid !== undefined && { vmUuid }), ...(target !== undefined && { target }) }))
-  job.schedules.forEach((schedule, index) => {
+  resolved.schedules.forEach((schedule, index) => {
     const empty = job.remotes.filter(remote => settingsOf(schedule, { remote }).some(settings => settings.exportRetention === 0))
     if (empty.length > 0) {
       problems.push({
@@ -73,21 +79,28 @@ function resolveSrs(job: Job, known: KnownTargets, problems: JobProblem[]): Sr[]
   const found: Sr[] = []
   job.srs.forEach((uuidOrName, index) => {
     const path = `srs.${index}`
-    const unusable = known.unusableSrs.find(sr => sr.uuid === uuidOrName || sr.name === uuidOrName)
-    if (unusable !== undefined && !known.srs.some(sr => sr.uuid === uuidOrName || sr.name === uuidOrName)) {
-      problems.push({ path, message: `The SR "${unusable.name}" (${unusable.uuid}) is an ISO library or a removable device: it cannot hold replicas; 'npx lifeboat sr list' shows the SRs that can.` })
-      return
-    }
-    try {
-      const sr = findSr(known.srs, uuidOrName)
-      if (found.some(other => other.uuid === sr.uuid)) problems.push({ path, message: `the SR "${sr.name}" is listed twice.` })
-      else found.push(sr)
-    } catch (error) {
-      if (!(error instanceof LifeboatError)) throw error
-      problems.push({ path, message: error.message })
-    }
+    const sr = usableSr(known, uuidOrName, path, problems, 'hold replicas')
+    if (sr === undefined) return
+    if (found.some(other => other.uuid === sr.uuid)) problems.push({ path, message: `the SR "${sr.name}" is listed twice.` })
+    else found.push(sr)
   })
   return found
+}
+
+/** An SR of a connected pool that can hold VM disks, by uuid or unique name; a problem at `path` otherwise. */
+function usableSr(known: KnownTargets, uuidOrName: string, path: string, problems: JobProblem[], purpose: string): Sr | undefined {
+  const unusable = known.unusableSrs.find(sr => sr.uuid === uuidOrName || sr.name === uuidOrName)
+  if (unusable !== undefined && !known.srs.some(sr => sr.uuid === uuidOrName || sr.name === uuidOrName)) {
+    problems.push({ path, message: `The SR "${unusable.name}" (${unusable.uuid}) is an ISO library or a removable device: it cannot ${purpose}; 'npx lifeboat sr list' shows the SRs that can.` })
+    return undefined
+  }
+  try {
+    return findSr(known.srs, uuidOrName)
+  } catch (error) {
+    if (!(error instanceof LifeboatError)) throw error
+    problems.push({ path, message: error.message })
+    return undefined
+  }
 }
 
 /** Per-SR overrides keyed by the SRs' uuids, as the job stores them (an override may name its SR). */

@@ -90,6 +90,17 @@ test('SRs: one that does not exist or holds no VM disks is refused; one given by
   await cliJson(daemon.socket, ['job', 'delete', created.job.id])
 })
 
+test('the health check SR must exist and hold VM disks; given by name, it is stored as its uuid', async () => {
+  const missing = await refused({ ...goodJob(), settings: { healthCheckSr: 'no-such-sr' } })
+  assert.match(missing, /- settings\.healthCheckSr: No SR of a connected pool has the uuid or name "no-such-sr"/)
+  const iso = await refused({ ...goodJob(), schedules: [{ ...schedule, settings: { healthCheckSr: 'ISO library' } }] })
+  assert.match(iso, /- schedules\.0\.settings\.healthCheckSr: The SR "ISO library" \([0-9a-f-]+\) is an ISO library or a removable device: it cannot hold the VM a health check restores/)
+  await writeFile(jobFile, JSON.stringify({ ...goodJob(), name: 'checked-by-name', settings: { healthCheckSr: 'DR storage', healthCheckVmsWithTags: ['prod'], healthCheckTimeout: '5m' } }))
+  const created = await cliJson(daemon.socket, ['job', 'create', '--file', jobFile])
+  assert.deepEqual(created.job.settings, { healthCheckSr: drSr.uuid, healthCheckVmsWithTags: ['prod'], healthCheckTimeout: 300_000 })
+  await cliJson(daemon.socket, ['job', 'delete', created.job.id])
+})
+
 test('a job with SRs keeps at least 1 replica per SR: 0 is refused, no retention keeps 1', async () => {
   const zero = await refused({ ...goodJob(), srs: [drSr.uuid], schedules: [{ ...schedule, retention: { backups: 2, replicas: 0 } }] })
   assert.match(zero, /- schedules\.0\.retention\.replicas: The schedule "daily" keeps 0 replicas on the SR "DR storage": nothing would be replicated there\. Keep at least 1 \(without a retention, 1 is kept\)/)

@@ -117,7 +117,7 @@ describe('health check of a remote backup', () => {
       const passed = await runToEnd(env, checkedJob('delta', 'tiny-running'))
       const [ok] = checksOf(passed)
       assert.equal(ok?.status, 'success', JSON.stringify(ok?.result))
-      assert.ok((ok!.infos ?? []).some(info => info.message === 'the health check script succeeded'))
+      assert.ok((ok!.infos ?? []).some(info => info.message === 'the health check script succeeded'), 'the script answered success')
 
       await control.writeVdi(disk.uuid as string, { offset: HEALTH_CHECK_MARKER_OFFSET, data: healthCheckMarker('failure', 'the database does not open').toString('base64') })
       const failed = await runToEnd(env, checkedJob('delta', 'tiny-running'))
@@ -150,14 +150,14 @@ describe('health check of a remote backup', () => {
     const vm = vmByName(conn, 'tiny-running')
     const onlyWeb = await runToEnd(env, checkedJob('delta', 'tiny-running', { healthCheckVmsWithTags: ['web'] }))
     assert.deepEqual(checksOf(onlyWeb), [])
-    assert.ok((vmTask(onlyWeb).infos ?? []).some(info => info.message === 'no health check: the VM has none of the tags web'))
+    assert.ok((vmTask(onlyWeb).infos ?? []).some(info => info.message === 'no health check: the VM has none of the tags web'), 'the VM says why it is not checked')
     assert.equal(onlyWeb.healthCheck, undefined)
     await conn.call('VM.add_tags', vm.$ref, 'xo:no-health-check')
     await conn.sync()
     try {
       const tagged = await runToEnd(env, checkedJob('delta', 'tiny-running', { healthCheckVmsWithTags: ['prod'] }))
       assert.deepEqual(checksOf(tagged), [])
-      assert.ok((vmTask(tagged).infos ?? []).some(info => info.message === 'no health check: the VM is tagged xo:no-health-check'))
+      assert.ok((vmTask(tagged).infos ?? []).some(info => info.message === 'no health check: the VM is tagged xo:no-health-check'), 'the VM says it is tagged out')
     } finally {
       await conn.call('VM.remove_tags', vm.$ref, 'xo:no-health-check')
       await conn.sync()

@@ -4,7 +4,7 @@ import { join } from 'node:path'
 import { readdir, stat, writeFile } from 'node:fs/promises'
 import fc from 'fast-check'
 import { EventEmitter, once } from 'node:events'
-import { TaskLog, foldRun, foldEvents, markInterrupted, RunLogStore, newTaskId, type TaskEvent, type TaskNode } from '../../source/tasks/index.ts'
+import { TaskLog, foldRun, foldEvents, markInterrupted, RunLogStore, newTaskId, HEALTH_CHECK_TASK, type TaskEvent, type TaskNode } from '../../source/tasks/index.ts'
 import { cancelledError, timeoutError } from '../../source/util/abort.ts'
 import { LifeboatError } from '../../source/util/errors.ts'
 import { tempDir } from '../helpers/tools.ts'
@@ -88,6 +88,41 @@ for (const row of STATUS_TABLE) {
     if (row.vm !== undefined) assert.equal(tree.tasks![0]!.status, row.vm)
   })
 }
+
+test("a health check's status is its own: the backup it checks keeps its status, its ancestors show the worst check", () => {
+  const run = TaskLog.start({ name: 'backup run' }, { now: clock() })
+  const vms = ['a', 'b', 'c'].map(id => run.child('backup VM', { type: 'VM', id }))
+  const outcomes: Array<(task: ReturnType<typeof run.child>) => void> = [task => task.end(), task => task.fail(new LifeboatError('HEALTH_CHECK_TIMEOUT', 'no agent')), task => task.fail(cancelledError())]
+  vms.forEach((vm, index) => {
+    const exportTask = vm.child('export', { type: 'remote', id: 'r' })
+    exportTask.child('transfer').end({ size: 10 })
+    outcomes[index]!(exportTask.child(HEALTH_CHECK_TASK))
+    exportTask.end()
+    vm.end()
+  })
+  run.end()
+  const tree = foldRun(run.log.events)!
+  assert.equal(tree.status, 'success', 'a failed or cancelled check fails no backup')
+  assert.deepEqual(tree.tasks!.map(vm => [vm.status, vm.healthCheck, vm.tasks![0]!.status, vm.tasks![0]!.healthCheck]), [
+    ['success', 'success', 'success', 'success'],
+    ['success', 'failure', 'success', 'failure'],
+    ['success', 'cancelled', 'success', 'cancelled'],
+  ])
+  assert.equal(tree.healthCheck, 'failure', 'the run shows its worst check')
+  const noCheck = TaskLog.start({ name: 'backup run' }, { now: clock() })
+  noCheck.child('backup VM').end()
+  noCheck.end()
+  assert.equal(foldRun(noCheck.log.events)!.healthCheck, undefined, 'a run without checks says nothing of them')
+})
+
+test('a health check still going when the daemon stopped is interrupted, on its ancestors too', () => {
+  const run = TaskLog.start({ name: 'backup run' }, { now: clock() })
+  const vm = run.child('backup VM', { type: 'VM', id: 'a' })
+  vm.child('export').child(HEALTH_CHECK_TASK)
+  const tree = markInterrupted(foldRun(run.log.events)!, 'the daemon stopped')
+  assert.equal(tree.healthCheck, 'interrupted')
+  assert.equal(tree.tasks![0]!.healthCheck, 'interrupted')
+})
 
 test('errors are serialized with their code; AggregateError keeps its sub-errors', () => {
   const run = TaskLog.start({ name: 'backup run' })
