@@ -1,4 +1,5 @@
-// `lifeboat backup list` (the restore points on a remote) and `lifeboat restore` (one of them, to an SR).
+// `lifeboat backup list` (the restore points on a remote), `lifeboat backup check` (a health check of one of them)
+// and `lifeboat restore` (one of them, to an SR).
 import { formatBytes, formatDate, table } from './output.ts'
 import { stringOption, type Subcommand } from './index.ts'
 import { waitAndReport } from './runs.ts'
@@ -16,6 +17,25 @@ export const BACKUP_COMMANDS: Record<string, Record<string, Subcommand>> = {
         // Jobs by name; a deleted job's backups keep its id.
         const jobNames = new Map((await client.call('job.list')).map(({ job }) => [job.id, job.name]))
         context.print(points, () => table(['DATE', 'VM', 'JOB', 'MODE', 'SIZE', 'ID'], points.map(p => [formatDate(p.timestamp), p.vmName, jobNames.get(p.jobId) ?? p.jobId, p.mode, formatBytes(p.size), p.id])) || 'no backups on this remote\n')
+      },
+    },
+    check: {
+      summary: 'Health-checks a restore point: restored on an SR, started, its guest agent waited for, destroyed.',
+      notes: "A VM tagged xo-backup-health-check-xenstore also waits for its in-guest script (XO's protocol). The check runs as a run of its own (run list, logs).",
+      positionals: ['ID'],
+      options: {
+        remote: { value: 'R', required: true, help: 'the remote holding the backup (by name)' },
+        sr: { value: 'SR', required: true, help: 'the SR the VM is restored on for the check (uuid or unique name)' },
+        timeout: { value: 'D', help: 'bound on the whole check, e.g. 5m (default 10m)' },
+        wait: { help: 'follow the check to its end; exit 1 unless it passed' },
+      },
+      async body(context) {
+        const timeout = stringOption(context, 'timeout')
+        const { runId } = await (await context.client()).call('backup.check', {
+          remote: stringOption(context, 'remote')!, backupId: context.positionals[0]!, sr: stringOption(context, 'sr')!, ...(timeout !== undefined && { timeout }),
+        })
+        if (context.values.wait === true) return waitAndReport(context, runId)
+        context.print({ runId }, () => `health check ${runId} started; follow it with: npx lifeboat logs ${runId} --follow\n`)
       },
     },
   },

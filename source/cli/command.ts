@@ -6,6 +6,8 @@ import { terminalSafe, terminalSafeLine } from '../util/terminal-text.ts'
 export const EXIT_OK = 0
 export const EXIT_FAILURE = 1
 export const EXIT_USAGE = 2
+/** `job run --wait`: the run succeeded, but a health check of its backups did not pass (the backups exist, unverified). */
+export const EXIT_UNVERIFIED = 3
 
 export { UsageError }
 

@@ -35,13 +35,22 @@ function jobFromFlags(context: CommandContext): JobInput {
   if (uuids.length > 0 && (smart.pools.length > 0 || smart.tags.length > 0 || smart.notTags.length > 0)) throw new UsageError('--vm lists VMs by hand; --pool/--tag/--not-tag make a smart selection: use one or the other')
   const retention = integerOption(context, 'retention')
   const concurrency = integerOption(context, 'concurrency')
+  const healthCheckSr = stringOption(context, 'health-check-sr')
+  const healthCheckTags = listOption(context, 'health-check-tag')
+  const healthCheckTimeout = stringOption(context, 'health-check-timeout')
+  if (healthCheckSr === undefined && (healthCheckTags.length > 0 || healthCheckTimeout !== undefined)) throw new UsageError('--health-check-tag and --health-check-timeout go with --health-check-sr (where the checked VM is restored)')
   return {
     name,
     mode,
     vms: uuids.length > 0 ? { uuids } : { smart },
     remotes: listOption(context, 'remote'),
     srs: listOption(context, 'sr'),
-    settings: concurrency === undefined ? {} : { concurrency },
+    settings: {
+      ...(concurrency !== undefined && { concurrency }),
+      ...(healthCheckSr !== undefined && { healthCheckSr }),
+      ...(healthCheckTags.length > 0 && { healthCheckVmsWithTags: healthCheckTags }),
+      ...(healthCheckTimeout !== undefined && { healthCheckTimeout }),
+    },
     schedules: [
       {
         name: 'default',
@@ -96,6 +105,9 @@ export const JOB_COMMANDS: Record<string, Record<string, Subcommand>> = {
         timezone: { value: 'TZ', help: "the schedule's IANA timezone, e.g. Europe/Paris (default: this machine's)" },
         retention: { value: 'N', help: 'backups (and replicas) kept by the schedule' },
         concurrency: { value: 'N', help: 'VMs backed up at once (0: all)' },
+        'health-check-sr': { value: 'SR', help: 'health-check each backup after it is written: restored (a replica cloned) on this SR, started, destroyed' },
+        'health-check-tag': { value: 'T', multiple: true, help: 'only health-check the VMs with this tag (default: every VM but those tagged xo:no-health-check)' },
+        'health-check-timeout': { value: 'D', help: 'bound on each health check, every step included (default 10m)' },
         'disabled-schedule': { help: 'create the schedule switched off (job run still works)' },
       },
       async body(context) {

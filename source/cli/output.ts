@@ -1,6 +1,6 @@
 // How the CLI shows things to a person: aligned tables, task trees, sizes, dates and durations.
 // (`--json` bypasses all of this: one JSON document, whose escapes keep control characters harmless.)
-import type { LaneHolder, TaskNode } from '../protocol/methods.ts'
+import { healthCheckText, type LaneHolder, type TaskNode } from '../protocol/methods.ts'
 import { TaskFold, type TaskStatus } from '../tasks/index.ts'
 import type { TaskEvent } from '../protocol/events.ts'
 import { terminalSafe, terminalSafeLine } from '../util/terminal-text.ts'
@@ -57,7 +57,9 @@ export function tree(root: TaskNode): string {
   const lines: string[] = []
   const walk = (node: TaskNode, prefix: string, childPrefix: string) => {
     const extra = resultText(node)
-    lines.push(`${prefix}${terminalSafeLine(taskLabel(node))}  [${node.status}]${extra === '' ? '' : '  ' + terminalSafeLine(extra)}`)
+    // A VM or a run whose backups exist but did not pass their check says so beside its own status.
+    const check = node.healthCheck === undefined || node.healthCheck === 'success' ? '' : `, ${healthCheckText(node.healthCheck)}`
+    lines.push(`${prefix}${terminalSafeLine(taskLabel(node))}  [${node.status}${check}]${extra === '' ? '' : '  ' + terminalSafeLine(extra)}`)
     for (const warning of node.warnings ?? []) lines.push(`${childPrefix}  ! ${terminalSafeLine(warning.message)}`)
     const children = node.tasks ?? []
     children.forEach((child, i) => {

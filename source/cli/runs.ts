@@ -2,9 +2,9 @@
 // and the waiting that `job run --wait` and `restore --wait` share.
 import type { DaemonClient } from '../client/index.ts'
 import { LifeboatError } from '../util/errors.ts'
-import { RUN_STATUSES, type LanesSnapshot, type RunStatus, type RunSummary, type TaskNode } from '../protocol/methods.ts'
+import { RUN_STATUSES, healthCheckText, runStatusText, type LanesSnapshot, type RunStatus, type RunSummary, type TaskNode } from '../protocol/methods.ts'
 import type { TaskEvent } from '../protocol/events.ts'
-import { EXIT_FAILURE, EXIT_OK, UsageError, errorLine } from './command.ts'
+import { EXIT_FAILURE, EXIT_OK, EXIT_UNVERIFIED, UsageError, errorLine } from './command.ts'
 import { LiveRunLines, printText, progressLine, formatBytes, formatDate, formatElapsed, table, tree } from './output.ts'
 import { integerOption, stringOption, type CommandContext, type Subcommand } from './index.ts'
 
@@ -92,7 +92,11 @@ function followAndPrint(client: DaemonClient, runId: string, stream: NodeJS.Writ
 export async function waitAndReport(context: CommandContext, runId: string): Promise<number> {
   const client = await context.client()
   const final = context.json ? await followRun(client, runId) : await followAndPrint(client, runId, process.stderr)
-  context.print({ runId, status: final.status, tree: final }, () => tree(final))
+  context.print({ runId, status: final.status, ...(final.healthCheck !== undefined && { healthCheck: final.healthCheck }), tree: final }, () => tree(final))
+  if (final.status === 'success' && final.healthCheck !== undefined && final.healthCheck !== 'success') {
+    process.stderr.write(`lifeboat: the run succeeded, but its ${healthCheckText(final.healthCheck)}: its backup exists and is not verified (see the health check in the tree)\n`)
+    return EXIT_UNVERIFIED
+  }
   if (final.status === 'success') return EXIT_OK
   // The reason on stderr as every failure is, for the administrator and for scripts alike.
   const reason = final.result as { code?: unknown; message?: unknown } | undefined
@@ -103,7 +107,7 @@ export async function waitAndReport(context: CommandContext, runId: string): Pro
 function summaryRows(runs: RunSummary[]): string {
   return table(
     ['RUN', 'KIND', 'JOB', 'SCHEDULE', 'START', 'DURATION', 'STATUS', 'VMS', 'SIZE'],
-    runs.map(run => [run.runId, run.kind, run.jobName ?? '-', run.scheduleName ?? '-', formatDate(run.start), formatElapsed(run.end === undefined ? undefined : run.end - run.start), run.status, run.vms === undefined ? '-' : String(run.vms), formatBytes(run.size)]),
+    runs.map(run => [run.runId, run.kind, run.jobName ?? '-', run.scheduleName ?? '-', formatDate(run.start), formatElapsed(run.end === undefined ? undefined : run.end - run.start), runStatusText(run), run.vms === undefined ? '-' : String(run.vms), formatBytes(run.size)]),
   )
 }
 

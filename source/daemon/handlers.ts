@@ -3,8 +3,9 @@ import { z } from 'zod'
 import { LifeboatError } from '../util/errors.ts'
 import { listRestorePoints } from '../repository/index.ts'
 import { parseRemoteUrl, redactRemoteUrl } from '../storage/index.ts'
-import { crSeed, startRestoreRun } from '../engine/index.ts'
+import { crSeed, startHealthCheckRun, startRestoreRun } from '../engine/index.ts'
 import { findSchedule } from '../protocol/job.ts'
+import { DEFAULT_SETTINGS } from '../protocol/settings.ts'
 import type { methodParams, MethodName, MethodResults } from '../protocol/methods.ts'
 import type { Daemon } from './daemon.ts'
 import type { ClientConnection, MethodHandler } from './server.ts'
@@ -140,6 +141,17 @@ export function buildHandlers(daemon: Daemon): Record<MethodName, MethodHandler>
         startRestoreRun(daemon.context, { remote, backupId, srUuid, ...(name !== undefined && { name }), ...(start !== undefined && { start }) }, { onEvent }),
       )
       daemon.log(`restore ${runId} started (${backupId} from "${remote}" to SR ${srUuid})`)
+      return { runId }
+    },
+
+    'backup.check': async ({ remote, backupId, sr, timeout }) => {
+      remotes.get(remote)
+      const srUuid = findSr(listSrs([...pools.connections.values()]), sr).uuid
+      await daemon.cleanedUp
+      const runId = await runs.start('health check', {}, onEvent =>
+        startHealthCheckRun(daemon.context, { remote, backupId, srUuid, timeoutMs: timeout ?? DEFAULT_SETTINGS.healthCheckTimeout }, { onEvent }),
+      )
+      daemon.log(`health check ${runId} started (${backupId} from "${remote}" on SR ${srUuid})`)
       return { runId }
     },
 

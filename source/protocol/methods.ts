@@ -5,6 +5,7 @@ import type { TaskNode } from '../tasks/fold.ts'
 import type { RestorePoint } from '../repository/listing.ts'
 import type { Job, JobInput } from './job.ts'
 import type { JobPlan } from './plan.ts'
+import { settingsInputSchema } from './settings.ts'
 
 export type { TaskNode, RestorePoint }
 
@@ -146,6 +147,18 @@ export interface RunSummary {
   size?: number
 }
 
+const CHECK_WORDS: Record<RunStatus, string> = { success: 'passed', failure: 'failed', cancelled: 'cancelled', interrupted: 'interrupted', pending: 'running', skipped: 'skipped' }
+
+/** A health check's status in words: "health check failed". */
+export function healthCheckText(status: RunStatus): string {
+  return `health check ${CHECK_WORDS[status]}`
+}
+
+/** A run's status in words, its health checks' beside it ("success, health check failed"); a health check run's status is the check's. */
+export function runStatusText(run: Pick<RunSummary, 'kind' | 'status' | 'healthCheck'>): string {
+  return run.healthCheck === undefined || run.kind === 'health check' ? run.status : `${run.status}, ${healthCheckText(run.healthCheck)}`
+}
+
 export interface JobInfo {
   /** The job with its id and its schedules' ids. */
   job: Job
@@ -246,6 +259,8 @@ export const methodParams = {
   'run.cancel': z.strictObject({ runId: text('runId') }),
   'backup.list': z.strictObject({ remote: text('remote'), vm: text('vm').optional() }),
   'restore.start': z.strictObject({ remote: text('remote'), backupId: text('backupId'), sr: text('sr'), name: text('name').optional(), start: z.boolean().optional() }),
+  /** A manual health check of a restore point (XO's checkVmBackupNg): timeout a duration ("10m", default XO's 10 min) or ms. */
+  'backup.check': z.strictObject({ remote: text('remote'), backupId: text('backupId'), sr: text('sr'), timeout: settingsInputSchema.shape.healthCheckTimeout }),
   'lanes.get': none,
   subscribe: z.strictObject({ topics: z.array(z.enum(SUBSCRIPTION_TOPICS)).max(10), runId: text('runId').optional() }),
   unsubscribe: z.strictObject({ topics: z.array(z.enum(SUBSCRIPTION_TOPICS)).max(10) }),
@@ -283,6 +298,7 @@ export interface MethodResults {
   'run.cancel': Empty
   'backup.list': RestorePoint[]
   'restore.start': { runId: string }
+  'backup.check': { runId: string }
   'lanes.get': LanesSnapshot
   subscribe: { subscribed: SubscriptionTopic[] }
   unsubscribe: Empty

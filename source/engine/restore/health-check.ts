@@ -2,10 +2,12 @@
 // copy of a replica — is tagged so no job backs it up, cut off the network, started and waited for: Running, then its
 // guest agent, then the in-guest script when the VM is tagged for it. One time budget covers every step, the making
 // of the VM included; the VM is destroyed whatever happens, a cancel of the run included.
+import type { RemoteHandler } from '../../storage/index.ts'
 import type { Task } from '../../tasks/index.ts'
 import { LifeboatError } from '../../util/errors.ts'
 import { formatMs, sleep, withTimeout } from '../../util/abort.ts'
 import { clearVmBackupKeys } from './conventions.ts'
+import { restoreBackup } from './index.ts'
 import { destroyVmAndDisks, NULL_REF, type PoolConnection, type XapiRecord } from '../../xapi/index.ts'
 
 /** XO's tag on the VM being checked: no smart selection backs it up. */
@@ -73,6 +75,14 @@ export async function runHealthCheck(step: HealthCheckStep, make: (signal: Abort
     bound.dispose()
     if (vmRef !== undefined) await destroyCheckedVm(conn, vmRef, task)
   }
+}
+
+/** A backup on a remote (XO's remote writer's check, and the manual one): restored onto the SR, checked, destroyed. */
+export async function checkRemoteBackup(remote: { name: string; handler: RemoteHandler }, backupId: string, step: HealthCheckStep): Promise<void> {
+  await runHealthCheck(step, async signal => {
+    const restore = step.task.child('restore', { remote: remote.name, backupId, srUuid: step.sr.uuid })
+    return restore.run(async () => (await restoreBackup(remote.handler, backupId, step.conn, step.sr.uuid, { remoteName: remote.name, signal, task: restore })).vmRef, { signal })
+  })
 }
 
 type Within = <T>(promise: Promise<T>, what: string) => Promise<T>

@@ -6,8 +6,7 @@ import { sleep } from '../../util/abort.ts'
 import type { RemoteHandler, RemoteLock } from '../../storage/index.ts'
 import { allocateBackupDate, applyRetention, backupId, cleanVm, discardBackupFile, vmDir } from '../../repository/index.ts'
 import type { Settings } from '../jobs/index.ts'
-import { restoreBackup } from '../restore/index.ts'
-import { runHealthCheck, type HealthCheckStep } from '../restore/health-check.ts'
+import { checkRemoteBackup, type HealthCheckStep } from '../restore/health-check.ts'
 import type { TargetStep } from './target.ts'
 
 const LOCK_RETRY_MS = 1000
@@ -109,11 +108,7 @@ export abstract class RemoteTarget {
 
   /** XO's remote health check: the backup just written restored onto the health check SR, checked, destroyed. */
   async healthCheck(step: HealthCheckStep): Promise<void> {
-    const id = backupId(this.options.vmUuid, this.committedDate.date)
-    await runHealthCheck(step, async signal => {
-      const restore = step.task.child('restore', { backupId: id, srUuid: step.sr.uuid })
-      return restore.run(async () => (await restoreBackup(this.handler, id, step.conn, step.sr.uuid, { remoteName: this.name, signal, task: restore })).vmRef, { signal })
-    })
+    await checkRemoteBackup({ name: this.name, handler: this.handler }, backupId(this.options.vmUuid, this.committedDate.date), step)
   }
 
   /** Removes what a failed transfer left under its final name (nothing normally: writes are atomic). */
