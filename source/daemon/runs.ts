@@ -197,16 +197,26 @@ function outcomeLine(tree: TaskNode): string {
 }
 
 /** The index fields of a finished run: status, its health checks', end, VMs and bytes written (a health check's restore writes no backup). */
-export function summarize(tree: TaskNode): Pick<RunSummary, 'status' | 'healthCheck' | 'end' | 'vms' | 'size'> {
+export function summarize(tree: TaskNode): Pick<RunSummary, 'status' | 'healthCheck' | 'checkedBackups' | 'end' | 'vms' | 'size'> {
   let vms = 0
   let size = 0
+  const checkedBackups: NonNullable<RunSummary['checkedBackups']> = []
   const walk = (node: TaskNode) => {
+    if (node.message === HEALTH_CHECK_TASK) {
+      const backupId = node.data?.backupId ?? node.tasks?.find(child => child.message === 'restore')?.data?.backupId
+      if (typeof backupId === 'string') checkedBackups.push({ backupId: backupId.replace(/^\//, ''), status: node.status })
+      // What a check inside a backup run restores is no backup: only a health check run counts its bytes.
+      if (node !== tree) return
+    }
     if (node.data?.type === 'VM') vms++
     const result = node.result as { size?: unknown } | undefined
     if (node.message === 'transfer' && typeof result?.size === 'number') size += result.size
-    for (const child of node.tasks ?? []) if (child.message !== HEALTH_CHECK_TASK) walk(child)
+    for (const child of node.tasks ?? []) walk(child)
   }
   walk(tree)
   const healthCheck = tree.message === HEALTH_CHECK_TASK ? tree.status : tree.healthCheck
-  return { status: tree.status, ...(healthCheck !== undefined && { healthCheck }), ...(tree.end !== undefined && { end: tree.end }), vms, size }
+  return {
+    status: tree.status, ...(healthCheck !== undefined && { healthCheck }), ...(checkedBackups.length > 0 && { checkedBackups }),
+    ...(tree.end !== undefined && { end: tree.end }), vms, size,
+  }
 }

@@ -143,6 +143,8 @@ export interface RunSummary {
    * that succeeded keeps `status: 'success'` whatever its checks gave, and says here that a backup is not verified.
    */
   healthCheck?: RunStatus
+  /** The remote backups the run health-checked (their ids as backup.list gives them) and how each check ended. */
+  checkedBackups?: Array<{ backupId: string; status: RunStatus }>
   vms?: number
   size?: number
 }

@@ -162,6 +162,32 @@ test('wizard: Review says the settings in words, not JSON', async () => {
   t.unmount()
 })
 
+test('wizard: the How step sets the health check (SR, tags, timeout); Review says it in words', async () => {
+  const client = fullDaemon().answer('job.create', data.jobs(1)[0]!)
+  const t = await renderApp(client)
+  await t.waitFor('nightly')
+  await t.press('n')
+  await t.type('checked')
+  await t.press(KEYS.enter, KEYS.enter, ' ', KEYS.enter, KEYS.enter)
+  let frame = await t.waitFor('[How]')
+  assert.match(frame, /Health check SR/)
+  assert.match(frame, /Check VMs tagged/)
+  for (let i = 0; i < 6; i++) await t.press(KEYS.down)
+  await t.type('DR storage')
+  await t.press(KEYS.down)
+  await t.type('prod, web')
+  await t.press(KEYS.down)
+  await t.type('5m')
+  await t.press(KEYS.enter)
+  frame = await t.waitFor('Press enter to save')
+  assert.match(frame, /Check: VMs tagged prod, web · on SR DR storage \(pool dr-site\) · 5m at most/)
+  await t.press(KEYS.enter)
+  await t.waitFor('create checked: done')
+  const [params] = client.callsOf('job.create') as Array<{ job: { settings: Record<string, unknown> } }>
+  assert.deepEqual(params!.job.settings, { concurrency: 2, healthCheckSr: 'DR storage', healthCheckVmsWithTags: ['prod', 'web'], healthCheckTimeout: '5m' })
+  t.unmount()
+})
+
 test("wizard: the daemon's refusal is shown whole, however long, and the draft is kept", async () => {
   const problems = ['the remote "nowhere" does not exist; add it with "lifeboat remote add" or pick another', 'the pool "pool-x" is not known; connect it first', 'the schedule "daily" keeps 0 backups: a remote job keeps 7 by default; set at least 1']
   const client = fullDaemon().answer('job.create', () => {

@@ -32,6 +32,26 @@ export function statusCell(status: RunStatus | 'disabled' | undefined, width: 'g
   return { text: width === 'glyph' ? style.glyph : `${style.glyph} ${status === 'pending' ? 'running' : status}`, tone: style.tone }
 }
 
+const CHECK_WORDS: Record<RunStatus, string> = { success: 'passed', failure: 'failed', cancelled: 'cancelled', interrupted: 'interrupted', pending: 'running', skipped: 'skipped' }
+
+/** A health check's outcome in a word: passed, failed, running… */
+export function checkWord(status: RunStatus): string {
+  return CHECK_WORDS[status]
+}
+
+/** A health check's outcome with its status's glyph and colour; '-' when nothing was checked. */
+export function checkCell(status: RunStatus | undefined): Cell {
+  if (status === undefined) return { text: '-' }
+  const style = STATUS_STYLE[status]
+  return { text: `${style.glyph} ${CHECK_WORDS[status]}`, tone: style.tone }
+}
+
+/** What a run was: its job (and schedule), or the restore or health check it is. */
+export function runLabel(run: RunSummary): string {
+  if (run.kind !== 'backup') return `${run.kind} ${run.jobName ?? ''}`.trimEnd()
+  return `${run.jobName ?? run.jobId ?? '-'}${run.scheduleName === undefined ? '' : ` (${run.scheduleName})`}`
+}
+
 export function vmsLabel(job: Job): string {
   if ('uuids' in job.vms) return `${job.vms.uuids.length} VM${job.vms.uuids.length === 1 ? '' : 's'}`
   const smart = job.vms.smart
@@ -53,7 +73,7 @@ export function jobSearchText(info: JobInfo): string {
 }
 
 export function runSearchText(run: RunSummary): string {
-  return [run.runId, run.kind, run.jobName ?? '', run.scheduleName ?? '', run.status, formatDate(run.start)].join(' ')
+  return [run.runId, run.kind, run.jobName ?? '', run.scheduleName ?? '', run.status, run.healthCheck === undefined ? '' : `check ${CHECK_WORDS[run.healthCheck]}`, formatDate(run.start)].join(' ')
 }
 
 /** Compact date for tables: 11-22 03:00. */

@@ -20,9 +20,11 @@ export interface Draft {
   kept: { id?: string; scheduleId?: string; otherSchedules: Job['schedules']; overrides?: Job['overrides']; settings: Record<string, unknown> }
 }
 
-const EDITED_SETTINGS = ['concurrency', 'compression', 'timeout', 'offlineSnapshot', 'checkpointSnapshot', 'deleteFirst']
+const EDITED_SETTINGS = ['concurrency', 'compression', 'timeout', 'offlineSnapshot', 'checkpointSnapshot', 'deleteFirst', 'healthCheckSr', 'healthCheckVmsWithTags', 'healthCheckTimeout']
 
 const text = (value: unknown) => (value === undefined || value === null ? '' : String(value))
+/** A duration setting as the form shows it: whole minutes of the stored milliseconds, empty for none. */
+const durationText = (value: unknown) => (typeof value === 'number' && value > 0 ? `${Math.round(value / 60000)}m` : text(value === 0 ? '' : value))
 
 export function newDraft(): Draft {
   return {
@@ -34,7 +36,7 @@ export function newDraft(): Draft {
     remotes: new Set(),
     srs: new Set(),
     schedule: { name: 'daily', cron: '0 3 * * *', timezone: Intl.DateTimeFormat().resolvedOptions().timeZone || 'UTC', backups: '7', replicas: '', snapshots: '', fullInterval: '', enabled: true },
-    settings: { concurrency: '2', compression: 'none', timeout: '', offlineSnapshot: false, checkpointSnapshot: false, deleteFirst: false },
+    settings: { concurrency: '2', compression: 'none', timeout: '', offlineSnapshot: false, checkpointSnapshot: false, deleteFirst: false, healthCheckSr: '', healthCheckVmsWithTags: '', healthCheckTimeout: '' },
     kept: { otherSchedules: [], settings: {} },
   }
 }
@@ -64,10 +66,13 @@ export function draftFromJob(job: Job): Draft {
     settings: {
       concurrency: text(settings.concurrency ?? 2),
       compression: text(settings.compression ?? 'none'),
-      timeout: typeof settings.timeout === 'number' && settings.timeout > 0 ? `${Math.round(settings.timeout / 60000)}m` : text(settings.timeout === 0 ? '' : settings.timeout),
+      timeout: durationText(settings.timeout),
       offlineSnapshot: settings.offlineSnapshot === true,
       checkpointSnapshot: settings.checkpointSnapshot === true,
       deleteFirst: settings.deleteFirst === true,
+      healthCheckSr: text(settings.healthCheckSr),
+      healthCheckVmsWithTags: Array.isArray(settings.healthCheckVmsWithTags) ? settings.healthCheckVmsWithTags.join(', ') : '',
+      healthCheckTimeout: durationText(settings.healthCheckTimeout),
     },
     kept: {
       ...(job.id !== undefined && { id: job.id }),
@@ -112,6 +117,9 @@ export function jobOf(draft: Draft): JobInput {
   const mode = String(draft.basics.mode) as 'full' | 'delta'
   const s = draft.settings
   const timeout = String(s.timeout ?? '').trim()
+  const healthCheckSr = String(s.healthCheckSr ?? '').trim()
+  const checkTags = String(s.healthCheckVmsWithTags ?? '').split(',').map(tag => tag.trim()).filter(tag => tag !== '')
+  const checkTimeout = String(s.healthCheckTimeout ?? '').trim()
   const schedule = draft.schedule
   // A count for a kind of target the job does not have would keep nothing: it is dropped with its field.
   const kept = (['backups', 'replicas', 'snapshots'] as const).filter(k => (k === 'backups' ? draft.remotes.size > 0 : k === 'replicas' ? draft.srs.size > 0 : true))
@@ -132,6 +140,9 @@ export function jobOf(draft: Draft): JobInput {
       ...(s.offlineSnapshot === true && { offlineSnapshot: true }),
       ...(s.checkpointSnapshot === true && { checkpointSnapshot: true }),
       ...(s.deleteFirst === true && { deleteFirst: true }),
+      ...(healthCheckSr !== '' && { healthCheckSr }),
+      ...(healthCheckSr !== '' && checkTags.length > 0 && { healthCheckVmsWithTags: checkTags }),
+      ...(healthCheckSr !== '' && checkTimeout !== '' && { healthCheckTimeout: checkTimeout }),
     },
     ...(draft.kept.overrides !== undefined && { overrides: draft.kept.overrides }),
     schedules: [

@@ -1,14 +1,15 @@
 // Restore: remote → VM → restore point → SR (any connected pool) → name and start → confirm; then the
-// restore's own run opens, followed live. esc steps back.
+// restore's own run opens, followed live. `h` on a restore point health-checks it instead (restored on the SR,
+// started, destroyed: a run of its own); the points show how their last check went. esc steps back.
 import { useState } from 'react'
 import { Box, Text } from 'ink'
 import { runStarted, useRpc, useScreenKeys, useShell } from '../shell.tsx'
 import { Table } from '../components/list.tsx'
 import { FilterLine } from '../components/input.tsx'
 import { FormView, useForm, type Field } from '../components/form.tsx'
-import type { Remote, RestorePoint, Sr } from '../contract.ts'
+import type { Remote, RestorePoint, RunStatus, RunSummary, Sr } from '../contract.ts'
 import { formatBytes, formatDate } from '../format.ts'
-import { useFilteredList } from './common.tsx'
+import { checkCell, useFilteredList } from './common.tsx'
 
 type Step = 'remote' | 'vm' | 'point' | 'sr' | 'options' | 'confirm'
 const STEPS: Step[] = ['remote', 'vm', 'point', 'sr', 'options', 'confirm']
@@ -32,12 +33,15 @@ export function RestoreScreen() {
   const [vm, setVm] = useState<VmGroup>()
   const [point, setPoint] = useState<RestorePoint>()
   const [sr, setSr] = useState<Sr>()
+  const [purpose, setPurpose] = useState<'restore' | 'check'>('restore')
   const height = shell.bodyHeight - 2
 
   const remotes = useRpc('remote.list', {}, ['remotes'])
   const backups = useRpc('backup.list', remote === undefined ? undefined : { remote: remote.name })
   const srs = useRpc('sr.list', step === 'sr' ? {} : undefined)
   const jobs = useRpc('job.list', step === 'point' ? {} : undefined)
+  const runs = useRpc('run.list', step === 'point' ? { limit: 1000 } : undefined, ['runs'])
+  const lastCheck = lastChecks(runs.data ?? [])
   const jobName = (id: string) => jobs.data?.find(info => info.job.id === id)?.job.name ?? `job ${id.slice(0, 8)} (deleted or from elsewhere)`
   const groups = groupByVm(backups.data ?? [])
 
@@ -47,7 +51,7 @@ export function RestoreScreen() {
   const srList = useFilteredList(srs.data, s => `${s.name} ${s.poolName} ${s.type}`, height)
   const options = useForm(OPTION_FIELDS, { name: '', start: false })
 
-  const back = () => setStep(STEPS[Math.max(0, STEPS.indexOf(step) - 1)]!)
+  const back = () => setStep(purpose === 'check' && step === 'confirm' ? 'sr' : STEPS[Math.max(0, STEPS.indexOf(step) - 1)]!)
   const lists = { remote: remoteList, vm: vmList, point: pointList, sr: srList }
   const current = step === 'options' || step === 'confirm' ? undefined : lists[step]
 
@@ -62,9 +66,16 @@ export function RestoreScreen() {
     if (started !== undefined) shell.navigate({ screen: 'run', runId: started.runId, follow: true })
   }
 
+  const check = async () => {
+    if (remote === undefined || point === undefined || sr === undefined) return
+    const started = await shell.mutate(`health check of ${point.vmName}`, () => shell.client.call('backup.check', { remote: remote.name, backupId: point.id, sr: sr.uuid }), runStarted(`health check of ${point.vmName}`))
+    if (started !== undefined) shell.navigate({ screen: 'run', runId: started.runId, follow: true })
+  }
+
   useScreenKeys({
     keys: [
-      { key: 'enter', label: step === 'confirm' ? 'restore' : 'choose' },
+      { key: 'enter', label: step === 'confirm' ? (purpose === 'check' ? 'health check' : 'restore') : 'choose' },
+      ...(step === 'point' ? [{ key: 'h', label: 'health check' }] : []),
       { key: 'esc', label: 'step back' },
       ...(current === undefined ? [] : [{ key: '/', label: 'filter' }]),
     ],
@@ -83,12 +94,20 @@ export function RestoreScreen() {
       }
       if (step === 'confirm') {
         if (key.return || input === 'y') {
-          if (shell.canChange('restoring')) void start()
+          if (purpose === 'check') {
+            if (shell.canChange('health-checking')) void check()
+          } else if (shell.canChange('restoring')) void start()
           return true
         }
         return false
       }
       if (current!.onKey(input, key)) return true
+      if (step === 'point' && input === 'h' && pointList.selected !== undefined) {
+        setPoint(pointList.selected)
+        setPurpose('check')
+        setStep('sr')
+        return true
+      }
       if (!key.return) return false
       if (step === 'remote' && remoteList.selected !== undefined) {
         setRemote(remoteList.selected)
@@ -98,17 +117,18 @@ export function RestoreScreen() {
         setStep('point')
       } else if (step === 'point' && pointList.selected !== undefined) {
         setPoint(pointList.selected)
+        setPurpose('restore')
         options.set('name', `${pointList.selected.vmName} (restored ${formatDate(pointList.selected.timestamp)})`)
         setStep('sr')
       } else if (step === 'sr' && srList.selected !== undefined) {
         setSr(srList.selected)
-        setStep('options')
+        setStep(purpose === 'check' ? 'confirm' : 'options')
       }
       return true
     },
   })
 
-  const trail = STEPS.map(s => (s === step ? `[${STEP_TITLES[s]}]` : STEP_TITLES[s])).join(' → ')
+  const trail = STEPS.filter(s => purpose === 'restore' || s !== 'options').map(s => (s === step ? `[${STEP_TITLES[s]}]` : STEP_TITLES[s])).join(' → ')
   const chosen = [remote?.name, vm?.vmName, point === undefined ? undefined : pointDate(point), sr === undefined ? undefined : `${sr.name} (${sr.poolName})`].filter(Boolean).join(' ▸ ')
   return (
     <Box flexDirection="column">
@@ -126,13 +146,22 @@ export function RestoreScreen() {
         <Table columns={[{ title: 'VM', width: 0 }, { title: 'Backups', width: 7, align: 'right' }, { title: 'Latest', width: 16 }]} rows={vmList.rows} rowKey={g => g.vmUuid} list={vmList.list} height={vmList.tableHeight} width={shell.columns} empty={backups.error ?? (backups.loading ? 'Listing the backups…' : 'No backups on this remote.')} cells={g => [{ text: g.vmName }, { text: String(g.points.length) }, { text: formatDate(g.points[0]?.timestamp) }]} />
       ) : null}
       {step === 'point' ? (
-        <Table columns={[{ title: 'Date', width: 19 }, { title: 'Mode', width: 5 }, { title: 'Size', width: 9, align: 'right' }, { title: 'Job', width: 0 }]} rows={pointList.rows} rowKey={p => p.id} list={pointList.list} height={pointList.tableHeight} width={shell.columns} cells={p => [{ text: pointDate(p) }, { text: p.mode }, { text: formatBytes(p.size) }, { text: jobName(p.jobId) }]} />
+        <Table columns={[{ title: 'Date', width: 19 }, { title: 'Mode', width: 5 }, { title: 'Size', width: 9, align: 'right' }, { title: 'Checked', width: 9 }, { title: 'Job', width: 0 }]} rows={pointList.rows} rowKey={p => p.id} list={pointList.list} height={pointList.tableHeight} width={shell.columns} cells={p => [{ text: pointDate(p) }, { text: p.mode }, { text: formatBytes(p.size) }, checkCell(lastCheck.get(backupKey(p.id))), { text: jobName(p.jobId) }]} />
       ) : null}
       {step === 'sr' ? (
         <Table columns={[{ title: 'SR', width: 0 }, { title: 'Pool', width: 12 }, { title: 'Free', width: 9, align: 'right' }, { title: 'Type', width: 6 }]} rows={srList.rows} rowKey={s => s.uuid} list={srList.list} height={srList.tableHeight} width={shell.columns} empty={srs.error ?? 'Loading the SRs…'} cells={s => [{ text: s.name }, { text: s.poolName }, { text: formatBytes(s.free), tone: point?.size !== undefined && s.free < point.size ? 'red' : undefined }, { text: s.type }]} />
       ) : null}
       {step === 'options' ? <FormView form={options} width={shell.columns} labelWidth={20} /> : null}
-      {step === 'confirm' && point !== undefined && sr !== undefined ? (
+      {step === 'confirm' && purpose === 'check' && point !== undefined && sr !== undefined ? (
+        <Box flexDirection="column">
+          <Text>Health-check {point.vmName} as it was on {pointDate(point)} ({point.mode}, {formatBytes(point.size)})</Text>
+          <Text>  from the remote {remote?.name}: restored on the SR {sr.name} of the pool {sr.poolName},</Text>
+          <Text>  without network, started, its guest agent waited for (10 min at most), then destroyed</Text>
+          <Text> </Text>
+          <Text bold>Press enter to check, esc to change something.</Text>
+        </Box>
+      ) : null}
+      {step === 'confirm' && purpose === 'restore' && point !== undefined && sr !== undefined ? (
         <Box flexDirection="column">
           <Text>Restore {point.vmName} as it was on {pointDate(point)} ({point.mode}, {formatBytes(point.size)})</Text>
           <Text>  from the remote {remote?.name}</Text>
@@ -144,6 +173,18 @@ export function RestoreScreen() {
       ) : null}
     </Box>
   )
+}
+
+/** A backup id as a key: the same with or without its leading slash (XO writes both). */
+function backupKey(id: string): string {
+  return id.replace(/^\//, '')
+}
+
+/** The last health check of each backup (runs come newest first), by backupKey. */
+function lastChecks(runs: readonly RunSummary[]): Map<string, RunStatus> {
+  const last = new Map<string, RunStatus>()
+  for (const run of runs) for (const { backupId, status } of run.checkedBackups ?? []) if (!last.has(backupKey(backupId))) last.set(backupKey(backupId), status)
+  return last
 }
 
 /** A restore point's date to the second: two points of the same minute must be told apart. */

@@ -8,6 +8,7 @@ import { fit, formatDate, formatElapsed, wrapText } from '../format.ts'
 import { STATUS_STYLE, tone } from '../theme.ts'
 import type { TaskNode } from '../contract.ts'
 import { flattenTree, restoredVm } from './tree.ts'
+import { checkWord } from './common.tsx'
 import { holderLine, useLiveLanes, useSrNames } from './lanes.tsx'
 
 export function RunScreen({ runId, follow: followAtStart = false }: { runId: string; follow?: boolean }) {
@@ -92,13 +93,16 @@ export function RunScreen({ runId, follow: followAtStart = false }: { runId: str
   if (run.data === undefined) return <Text color={tone(run.error === undefined ? undefined : 'red')}>{run.error ?? 'Loading the task tree…'}</Text>
   const { summary } = run.data
   const style = STATUS_STYLE[summary.status]
+  // A health check run's status is the check's: only a backup run says its checks' beside its own.
+  const check = summary.kind === 'health check' ? undefined : summary.healthCheck
   const visible = lines.slice(list.offset, list.offset + list.window)
   return (
     <Box flexDirection="column">
       <Text wrap="truncate">
         <Text color={tone(style.tone)}>
           {style.glyph} {summary.status === 'pending' ? 'running' : summary.status}
-        </Text>{' '}
+        </Text>
+        {check === undefined ? null : <Text color={tone(STATUS_STYLE[check].tone)}>, {STATUS_STYLE[check].glyph} health check {checkWord(check)}</Text>}{' '}
         {summary.kind} {summary.jobName ?? ''} · started {formatDate(summary.start)} · {formatElapsed((summary.end ?? now) - summary.start)}
         {follow ? ' · following' : ''}
       </Text>

@@ -1,13 +1,15 @@
-// Runs: every backup and restore run, newest first, with its outcome; Enter opens its task tree.
+// Runs: every backup, restore and health check run, newest first, with its outcome and its health checks'
+// (a backup that succeeded and whose check failed shows both); Enter opens its task tree.
 import { Box } from 'ink'
 import { cancelAsked, useNow, useRpc, useScreenKeys, useShell } from '../shell.tsx'
 import { Table, type Column } from '../components/list.tsx'
 import { FilterLine } from '../components/input.tsx'
 import { formatBytes, formatElapsed } from '../format.ts'
-import { CountLine, runSearchText, shortDate, statusCell, useFilteredList } from './common.tsx'
+import { checkCell, CountLine, runLabel, runSearchText, shortDate, statusCell, useFilteredList } from './common.tsx'
 
 const COLUMNS: Column[] = [
   { title: 'Status', width: 13 },
+  { title: 'Check', width: 9 },
   { title: 'Job', width: 0 },
   { title: 'Started', width: 11 },
   { title: 'Duration', width: 8, align: 'right' },
@@ -63,7 +65,8 @@ export function RunsScreen({ jobId }: { jobId?: string }) {
         empty="No runs yet."
         cells={run => [
           statusCell(run.status),
-          { text: run.kind === 'restore' ? `restore ${run.jobName ?? ''}` : `${run.jobName ?? run.jobId ?? '-'}${run.scheduleName === undefined ? '' : ` (${run.scheduleName})`}` },
+          checkCell(run.healthCheck),
+          { text: runLabel(run) },
           { text: shortDate(run.start) },
           { text: formatElapsed((run.end ?? now) - run.start) },
           { text: run.vms === undefined ? '-' : String(run.vms) },

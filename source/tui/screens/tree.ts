@@ -2,6 +2,7 @@
 // checks (duration, size, speed) and, when open, its warnings and error as lines of their own.
 import type { RunStatus, Sr, TaskNode } from '../contract.ts'
 import { formatBytes, formatElapsed, formatSpeed } from '../format.ts'
+import { checkWord } from './common.tsx'
 
 export interface TreeLine {
   key: string
@@ -53,6 +54,8 @@ function label(node: TaskNode, srs: ReadonlyMap<string, Sr>): string {
   const data = node.data ?? {}
   const target = exportLabel(node, srs)
   if (target !== undefined) return target
+  const checkSr = node.properties?.sr as { name_label?: unknown } | undefined
+  if (typeof checkSr?.name_label === 'string') return `${node.message} on SR ${checkSr.name_label}`
   const name = [data.vmName, data.name_label, data.remote, data.sr].find(v => typeof v === 'string' && !node.message.includes(v))
   return name === undefined ? node.message : `${node.message} ${String(name)}`
 }
@@ -66,8 +69,11 @@ export function flattenTree(root: TaskNode, closed: ReadonlySet<string>, opened:
   const visit = (node: TaskNode, depth: number) => {
     const details = [...(node.warnings ?? []).map(w => ({ kind: 'warning' as const, text: `⚠ ${w.message}` })), ...(errorOf(node) === undefined ? [] : [{ kind: 'error' as const, text: `✖ ${errorOf(node)}` }])]
     const hasChildren = (node.tasks?.length ?? 0) > 0 || details.length > 0
-    const open = hasChildren && !closed.has(node.id) && (depth === 0 || opened.has(node.id) || node.status !== 'success')
-    lines.push({ key: node.id, depth, kind: 'task', text: `${label(node, srs)}  ${taskFigures(node, now)}`, status: node.status, node, hasChildren, open })
+    // A backup whose health check did not pass opens like a failure: the check is what needs looking at.
+    const unverified = node.healthCheck !== undefined && node.healthCheck !== 'success'
+    const open = hasChildren && !closed.has(node.id) && (depth === 0 || opened.has(node.id) || node.status !== 'success' || unverified)
+    const check = unverified ? `  · health check ${checkWord(node.healthCheck!)}` : ''
+    lines.push({ key: node.id, depth, kind: 'task', text: `${label(node, srs)}  ${taskFigures(node, now)}${check}`, status: node.status, node, hasChildren, open })
     if (!open) return
     details.forEach((detail, i) => lines.push({ key: `${node.id}:${i}`, depth: depth + 1, kind: detail.kind, text: detail.text, hasChildren: false, open: false }))
     for (const child of node.tasks ?? []) visit(child, depth + 1)

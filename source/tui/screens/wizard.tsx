@@ -44,6 +44,14 @@ const SETTINGS: Field[] = [
   { name: 'deleteFirst', label: 'Delete first', kind: 'toggle', hint: 'retention before transfer' },
 ]
 
+/** The How step's health check: after each backup, a VM made from it is started on this SR and destroyed (XO's settings). */
+const HEALTH_CHECK: Field[] = [
+  { name: 'healthCheckSr', label: 'Health check SR', kind: 'text', hint: 'uuid or name; empty: no check' },
+  { name: 'healthCheckVmsWithTags', label: 'Check VMs tagged', kind: 'text', hint: 'comma-separated; empty: every VM' },
+  { name: 'healthCheckTimeout', label: 'Check timeout', kind: 'text', hint: 'every step; empty: 10m' },
+]
+const HOW = [...SETTINGS, ...HEALTH_CHECK]
+
 /** The When step's fields: a count only for the kind of target the job has (backups per remote, replicas per SR). */
 function scheduleFields(draft: Draft): Field[] {
   return SCHEDULE.filter(f => (f.name === 'backups' ? draft.remotes.size > 0 : f.name === 'replicas' ? draft.srs.size > 0 : true))
@@ -52,7 +60,7 @@ function scheduleFields(draft: Draft): Field[] {
 /** Which problems each step shows under its fields, by the schema's paths. */
 const STEP_PATHS: Record<Step, string[]> = { basics: ['name', 'mode'], vms: ['vms'], targets: ['remotes', 'srs'], schedule: ['schedules'], settings: ['settings'], review: [''] }
 const labels = (fields: Field[]) => new Map(fields.map(f => [f.name, f.label]))
-const FIELD_LABELS = { schedules: labels(SCHEDULE), settings: labels(SETTINGS), vms: labels(SMART), job: labels(BASICS) }
+const FIELD_LABELS = { schedules: labels(SCHEDULE), settings: labels(HOW), vms: labels(SMART), job: labels(BASICS) }
 
 /** A problem in the wizard's words: the field's label instead of the schema's path. */
 function problemText(problem: Problem): string {
@@ -94,7 +102,7 @@ function Wizard({ initial }: { initial: Draft }) {
   const basics = useForm(BASICS, initial.basics)
   const smart = useForm(SMART, initial.smart)
   const schedule = useForm(scheduleFields(draft), initial.schedule)
-  const settings = useForm(SETTINGS, initial.settings)
+  const settings = useForm(HOW, initial.settings)
   const vms = useRpc('vm.list', {}, ['pools'])
   const pools = useRpc('pool.list', {}, ['pools'])
   const remotes = useRpc('remote.list', {}, ['remotes'])
@@ -328,10 +336,19 @@ function settingsInWords(settings: Record<string, unknown>): string {
     ...yes(settings.checkpointSnapshot, 'snapshot with memory'),
     ...yes(settings.deleteFirst, 'old backups deleted first'),
     ...Object.entries(settings)
-      .filter(([k, v]) => !['concurrency', 'compression', 'timeout', 'offlineSnapshot', 'checkpointSnapshot', 'deleteFirst'].includes(k) && v !== undefined)
+      .filter(([k, v]) => !['concurrency', 'compression', 'timeout', 'offlineSnapshot', 'checkpointSnapshot', 'deleteFirst', ...HEALTH_CHECK.map(f => f.name)].includes(k) && v !== undefined)
       .map(([k, v]) => `${k} ${typeof v === 'object' ? JSON.stringify(v) : String(v)}`),
   ].filter(w => w !== undefined)
   return words.length === 0 ? 'defaults' : words.join(' · ')
+}
+
+function healthCheckInWords(settings: Record<string, unknown>, srs: Parameters<typeof srLabel>[1]): string {
+  const sr = typeof settings.healthCheckSr === 'string' ? settings.healthCheckSr : ''
+  if (sr === '') return 'no health check'
+  const tags = Array.isArray(settings.healthCheckVmsWithTags) && settings.healthCheckVmsWithTags.length > 0 ? `VMs tagged ${settings.healthCheckVmsWithTags.join(', ')}` : 'every VM'
+  // The SR may be typed by name: the daemon stores its uuid.
+  const uuid = srs?.find(candidate => candidate.uuid === sr || candidate.name === sr)?.uuid ?? sr
+  return `${tags} · on ${srLabel(uuid, srs)} · ${settings.healthCheckTimeout === undefined ? '10m' : String(settings.healthCheckTimeout)} at most`
 }
 
 function retentionInWords(retention: { backups?: number; replicas?: number; snapshots?: number }): string {
@@ -360,6 +377,7 @@ function Review({ draft, matched, srs, problems, failure, width, rows }: { draft
       </Text>
       <Text wrap="truncate">Keep: {retentionInWords(schedule?.retention ?? {})}</Text>
       <Text wrap="truncate">How: {settingsInWords(job.settings as Record<string, unknown>)}</Text>
+      <Text wrap="truncate">Check: {healthCheckInWords(job.settings as Record<string, unknown>, srs)}</Text>
       <Text> </Text>
       {problems.length === 0 && failure === undefined ? <Text bold>Press enter to save, esc to leave, pgup to change something.</Text> : null}
       <Problems problems={problems} width={width} rows={Math.max(1, rows - failureLines.length)} />
