@@ -175,7 +175,7 @@ async function planVm(job: Job & { id: string }, schedule: Schedule & { id: stri
   const step = { task: scratch, signal }
   let targets: BackupTarget[] = []
   try {
-    targets = createTargets({ conn, job, schedule, runId: 'plan', remotes: found.remotes, srs: found.srs, signal }, vmUuid, scratch).filter(target => planned.get(targetId(target))?.readable !== false)
+    targets = createTargets({ conn, job, schedule, runId: 'plan', remotes: found.remotes, srs: found.srs, pools: found.context.pools, signal }, vmUuid, scratch).filter(target => planned.get(targetId(target))?.readable !== false)
   } catch (error) {
     problems.push({ code: errorCode(error) ?? 'NO_TARGET', severity: 'error', message: (error as Error).message, remedy: 'Check the job\'s targets and retention.', subject: vmUuid })
   }
