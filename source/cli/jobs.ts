@@ -3,7 +3,7 @@ import { readFile } from 'node:fs/promises'
 import { parseJson } from '../util/json.ts'
 import { jobModes, type JobInput } from '../protocol/job.ts'
 import { planLines } from '../protocol/plan.ts'
-import type { JobInfo } from '../protocol/methods.ts'
+import { runStatusText, type JobInfo } from '../protocol/methods.ts'
 import { EXIT_FAILURE, EXIT_OK, UsageError } from './command.ts'
 import { formatDate, table } from './output.ts'
 import { integerOption, listOption, stringOption, type CommandContext, type Subcommand } from './index.ts'
@@ -80,7 +80,7 @@ function jobRows(jobs: JobInfo[]): string {
       String(job.srs.length),
       job.schedules.map(s => `${s.name}: ${s.cron} ${s.timezone}${s.enabled ? '' : ' (off)'}`).join('; '),
       enabled ? 'yes' : 'no',
-      running !== undefined ? `running ${running}` : lastRun === undefined ? '-' : `${lastRun.status} ${formatDate(lastRun.start)}`,
+      running !== undefined ? `running ${running}` : lastRun === undefined ? '-' : `${runStatusText(lastRun)} ${formatDate(lastRun.start)}`,
       formatDate(nextRun, scheduleZone(job)),
     ]),
   )
