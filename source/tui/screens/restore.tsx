@@ -42,7 +42,8 @@ export function RestoreScreen() {
   const jobs = useRpc('job.list', step === 'point' ? {} : undefined)
   const runs = useRpc('run.list', step === 'point' ? { limit: 1000 } : undefined, ['runs'])
   const lastCheck = lastChecks(runs.data ?? [])
-  const jobName = (id: string) => jobs.data?.find(info => info.job.id === id)?.job.name ?? `job ${id.slice(0, 8)} (deleted or from elsewhere)`
+  // Until the jobs are listed, a job is not said to be deleted.
+  const jobName = (id: string) => (jobs.data === undefined ? '…' : (jobs.data.find(info => info.job.id === id)?.job.name ?? `job ${id.slice(0, 8)} (deleted or from elsewhere)`))
   const groups = groupByVm(backups.data ?? [])
 
   const remoteList = useFilteredList(remotes.data, r => `${r.name} ${r.url}`, height)
