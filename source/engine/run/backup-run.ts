@@ -99,18 +99,12 @@ async function runBackup(task: Task, signal: AbortSignal, job: Job & { id: strin
   const byUuid = new Map(candidates.map(c => [c.uuid, c.conn]))
   await Promise.all(
     selection.selected.map(uuid =>
-      limit(async () => {
-        const retries = resolveSettings(job, schedule, { vmUuid: uuid }).nRetriesVmBackupFailures
-        for (let attempt = 0; ; attempt++) {
-          if (signal.aborted) return task.child('backup VM', vmTaskData(byUuid.get(uuid)!.get('VM', uuid))).fail(abortReason(signal))
-          try {
-            return await backupVm({ conn: byUuid.get(uuid)!, job, schedule, runId: task.id, remotes, srs, pools: context.pools, signal }, uuid, task, rate)
-          } catch (error) {
-            if (signal.aborted || attempt >= retries || NOT_RETRIED.has(errorCode(error))) return
-            task.warning('Retry the VM backup due to an error', { vm: uuid, attempt: attempt + 1, error: errorCode(error) })
-          }
-        }
-      }),
+      limit(() =>
+        withRetries(task, signal, uuid, resolveSettings(job, schedule, { vmUuid: uuid }).nRetriesVmBackupFailures, {
+          cancelled: () => task.child('backup VM', vmTaskData(byUuid.get(uuid)!.get('VM', uuid))).fail(abortReason(signal)),
+          attempt: () => backupVm({ conn: byUuid.get(uuid)!, job, schedule, runId: task.id, remotes, srs, pools: context.pools, signal }, uuid, task, rate),
+        }),
+      ),
     ),
   )
   if (signal.aborted) throw signal.reason
@@ -150,6 +144,22 @@ export function runTargets(job: Job, context: EngineContext): RunTargets {
 export const remoteNotFound = (name: string) => new LifeboatError('REMOTE_NOT_FOUND', `The remote "${name}" is not configured or not available; add it or fix it, then run the job again.`)
 export const srNotFound = (uuid: string) => new LifeboatError('SR_NOT_FOUND', `The SR ${uuid} is on no connected pool; connect its pool, or remove the SR from the job.`)
 
+/**
+ * One VM's turn in a run, tried again up to `retries` times (nRetriesVmBackupFailures) unless the failure is one
+ * a retry cannot change; a VM whose turn comes after a cancel gets a cancelled task instead.
+ */
+export async function withRetries(task: Task, signal: AbortSignal, vmUuid: string, retries: number, body: { cancelled: () => void; attempt: () => Promise<void> }): Promise<void> {
+  for (let attempt = 0; ; attempt++) {
+    if (signal.aborted) return body.cancelled()
+    try {
+      return await body.attempt()
+    } catch (error) {
+      if (signal.aborted || attempt >= retries || NOT_RETRIED.has(errorCode(error))) return
+      task.warning('Retry the VM backup due to an error', { vm: vmUuid, attempt: attempt + 1, error: errorCode(error) })
+    }
+  }
+}
+
 /** Failures a retry cannot change. */
-const NOT_RETRIED = new Set(['NO_DISKS', 'NO_TARGET', 'XAPI_UUID_INVALID'])
+const NOT_RETRIED = new Set(['NO_DISKS', 'NO_TARGET', 'XAPI_UUID_INVALID', 'MIRROR_BASE_MISSING'])
 

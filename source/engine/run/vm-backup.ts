@@ -74,7 +74,8 @@ function healthCheckPlan(context: VmBackupContext, vmUuid: string, settings: Ret
   }
 }
 
-class VmBackup {
+/** One VM's backup from one source to its targets (a mirror run makes one per restore point it copies). */
+export class VmBackup {
   readonly #failures = new Map<BackupTarget, unknown>()
   readonly #exportTasks = new Map<BackupTarget, Task>()
   /** Per target: its transfer task, the bytes written, and (delta) the bytes of each disk by live VDI uuid. */
@@ -152,6 +153,12 @@ class VmBackup {
     const offer = await this.source.offerBases(this.#vmStep)
     const { bases, fullReasons } = await decideBases(offer, this.#live as DeltaBackupTarget[], this.#vmStep, (target, error) => this.#drop(target, error))
     if (this.#live.length === 0) throw this.#allTargetsFailed('checkBases')
+    if (offer.deltasOnly === true) {
+      const missing = [...offer.bases.keys()].find(disk => !bases.has(disk))
+      if (missing !== undefined) {
+        throw new LifeboatError('MIRROR_BASE_MISSING', `Missing vdi ${offer.bases.get(missing)} which is a base for a delta (disk ${offer.labels.get(missing) ?? missing}: ${fullReasons.get(missing)}). The target must hold the backup this delta follows: let the mirror copy the chain from its start (a full on the source job starts a new one).`)
+      }
+    }
     for (const [disk, reason] of fullReasons) {
       const message = `disk ${offer.labels.get(disk) ?? disk} is backed up in full: ${reason}`
       if (offer.continuesChain && offer.forcedFull === undefined) this.task.warning(message)

@@ -1,5 +1,5 @@
-// Where a VM backup's data comes from: the XAPI source (a snapshot of a live VM, exported over HTTP) today,
-// a repository source (a restore point read back from a remote, for mirror backups) later. A run drives a
+// Where a VM backup's data comes from: the XAPI source (a snapshot of a live VM, exported over HTTP) or a
+// repository source (a restore point read back from a remote, for mirror backups). A run drives a
 // source through these steps and feeds what it opens to every target, never knowing where it comes from.
 import type { TargetStep } from '../targets/target.ts'
 import type { DeltaVmExport, DiskBlock, FullVmExport, SourceStream } from './vm-export.ts'
@@ -16,6 +16,11 @@ export interface BaseOffer {
   labels: Map<string, string>
   /** True when an earlier backup exists at all: a disk going full is then worth a warning, not only an info. */
   continuesChain: boolean
+  /**
+   * True when the source holds only the deltas (a backup read back from a remote): a disk a target cannot chain
+   * onto fails the VM (XO's "Missing vdi … which is a base for a delta") instead of going full.
+   */
+  deltasOnly?: boolean
 }
 
 export interface VmSource {

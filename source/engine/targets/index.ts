@@ -18,19 +18,8 @@ export type { BackupTarget, DeltaBackupTarget, FullBackupTarget, TargetStep, SrT
  * and keeps snapshots); a job whose remotes and SRs are all unavailable or keep nothing fails the VM instead.
  */
 export function createTargets(context: VmBackupContext, vmUuid: string, task: Task): BackupTarget[] {
-  const { job, schedule, remotes } = context
-  const targets: BackupTarget[] = []
-  for (const name of job.remotes) {
-    const handler = remotes.get(name)
-    if (handler === undefined) continue
-    const settings = resolveSettings(job, schedule, { vmUuid, target: { remote: name } })
-    if (settings.exportRetention === 0) {
-      task.warning(`nothing is written to remote ${name}: the schedule "${schedule.name}" keeps 0 backups there (set retention.backups)`)
-      continue
-    }
-    const options = { name, handler, settings, vmUuid, jobId: job.id, scheduleId: schedule.id, timezone: schedule.timezone }
-    targets.push(job.mode === 'full' ? new RemoteFullTarget(options) : new RemoteDeltaTarget(options))
-  }
+  const { job, schedule } = context
+  const targets: BackupTarget[] = createRemoteTargets(context, vmUuid, task)
   for (const [uuid, { conn, sr }] of context.srs) {
     const settings = resolveSettings(job, schedule, { vmUuid, target: { sr: uuid } })
     if (settings.copyRetention === 0) {
@@ -46,6 +35,24 @@ export function createTargets(context: VmBackupContext, vmUuid: string, task: Ta
   }
   if (targets.length === 0 && resolveSettings(job, schedule, { vmUuid }).snapshotRetention === 0) {
     throw new LifeboatError('NO_TARGET', 'The job has no remote and no SR, and keeps no snapshot: there is nothing to do. Add a target, or keep snapshots (a rolling-snapshot job).')
+  }
+  return targets
+}
+
+/** The targets on the job's remotes found in `remotes` (a mirror passes those still lacking the backup it copies). */
+export function createRemoteTargets(context: Pick<VmBackupContext, 'job' | 'schedule' | 'remotes'>, vmUuid: string, task: Task): BackupTarget[] {
+  const { job, schedule, remotes } = context
+  const targets: BackupTarget[] = []
+  for (const name of job.remotes) {
+    const handler = remotes.get(name)
+    if (handler === undefined) continue
+    const settings = resolveSettings(job, schedule, { vmUuid, target: { remote: name } })
+    if (settings.exportRetention === 0) {
+      task.warning(`nothing is written to remote ${name}: the schedule "${schedule.name}" keeps 0 backups there (set retention.backups)`)
+      continue
+    }
+    const options = { name, handler, settings, vmUuid, jobId: job.id, scheduleId: schedule.id, timezone: schedule.timezone }
+    targets.push(job.mode === 'full' ? new RemoteFullTarget(options) : new RemoteDeltaTarget(options))
   }
   return targets
 }

@@ -56,25 +56,9 @@ export abstract class RemoteTarget {
     if (!this.options.settings.deleteFirst) await this.retention(step, 0)
   }
 
-  /**
-   * Takes the VM folder's lock, waiting while another run, merge or clean holds it (two jobs of the same VM
-   * on the same remote at 02:00 take turns instead of failing); the run's cancel or timeout ends the wait.
-   */
   async lock(step: TargetStep): Promise<void> {
-    const { vmUuid, name } = this.options
-    await this.handler.mkdir(vmDir(vmUuid))
-    let told = false
-    for (;;) {
-      try {
-        this.#lock = await this.handler.lock(vmDir(vmUuid))
-        return
-      } catch (error) {
-        if (errorCode(error) !== 'REMOTE_LOCKED') throw error
-        if (!told) step.task.info(`waiting for the VM's folder on remote ${name}: another backup, merge or clean holds it`)
-        told = true
-        await sleep(LOCK_RETRY_MS, step.signal)
-      }
-    }
+    await this.handler.mkdir(vmDir(this.options.vmUuid))
+    this.#lock = await lockVmFolder(this.handler, this.options.vmUuid, this.options.name, step)
   }
 
   /** Repairs the folder (an interrupted merge must finish before a new chain link). */
@@ -122,6 +106,24 @@ export abstract class RemoteTarget {
     await lock?.release().catch(() => {})
   }
 
+}
+
+/**
+ * Takes a VM folder's lock, waiting while another run, merge or clean holds it (two jobs of the same VM
+ * on the same remote at 02:00 take turns instead of failing); the run's cancel or timeout ends the wait.
+ */
+export async function lockVmFolder(handler: RemoteHandler, vmUuid: string, remoteName: string, step: TargetStep): Promise<RemoteLock> {
+  let told = false
+  for (;;) {
+    try {
+      return await handler.lock(vmDir(vmUuid))
+    } catch (error) {
+      if (errorCode(error) !== 'REMOTE_LOCKED') throw error
+      if (!told) step.task.info(`waiting for the VM's folder on remote ${remoteName}: another backup, merge or clean holds it`)
+      told = true
+      await sleep(LOCK_RETRY_MS, step.signal)
+    }
+  }
 }
 
 function summarize(result: { merged: number; mergedBytes: number; removed: string[] }): { merge: boolean; size?: number; removed?: number } {
