@@ -1,4 +1,4 @@
-// `lifeboat job create|list|show|run|delete`: backup jobs, from a JSON file (DESIGN.md's shape) or flags.
+// `lifeboat job create|list|show|run|delete`: backup and mirror jobs, from a JSON file (DESIGN.md's shape) or flags.
 import { readFile } from 'node:fs/promises'
 import { parseJson } from '../util/json.ts'
 import { jobModes, type JobInput } from '../protocol/job.ts'
@@ -39,10 +39,14 @@ function jobFromFlags(context: CommandContext): JobInput {
   const healthCheckTags = listOption(context, 'health-check-tag')
   const healthCheckTimeout = stringOption(context, 'health-check-timeout')
   if (healthCheckSr === undefined && (healthCheckTags.length > 0 || healthCheckTimeout !== undefined)) throw new UsageError('--health-check-tag and --health-check-timeout go with --health-check-sr (where the checked VM is restored)')
+  const sourceRemote = stringOption(context, 'source-remote')
+  const filtered = uuids.length > 0 || smart.pools.length > 0 || smart.tags.length > 0 || smart.notTags.length > 0
   return {
     name,
+    ...(sourceRemote !== undefined && { type: 'mirror', sourceRemote }),
     mode,
-    vms: uuids.length > 0 ? { uuids } : { smart },
+    // A mirror without --vm or --tag copies every VM of its source.
+    ...((sourceRemote === undefined || filtered) && { vms: uuids.length > 0 ? { uuids } : { smart } }),
     remotes: listOption(context, 'remote'),
     srs: listOption(context, 'sr'),
     settings: {
@@ -57,7 +61,7 @@ function jobFromFlags(context: CommandContext): JobInput {
         cron: stringOption(context, 'cron') ?? '0 3 * * *',
         timezone: stringOption(context, 'timezone') ?? Intl.DateTimeFormat().resolvedOptions().timeZone,
         enabled: context.values['disabled-schedule'] !== true,
-        ...(retention !== undefined && { retention: { backups: retention, replicas: retention } }),
+        ...(retention !== undefined && { retention: sourceRemote === undefined ? { backups: retention, replicas: retention } : { backups: retention } }),
       },
     ],
   }
@@ -76,7 +80,7 @@ function jobRows(jobs: JobInfo[]): string {
       job.id ?? '-',
       job.name,
       jobModes(job).join(' + '),
-      job.remotes.join(',') || '-',
+      `${job.sourceRemote === undefined ? '' : `${job.sourceRemote} → `}${job.remotes.join(',') || '-'}`,
       String(job.srs.length),
       job.schedules.map(s => `${s.name}: ${s.cron} ${s.timezone}${s.enabled ? '' : ' (off)'}`).join('; '),
       enabled ? 'yes' : 'no',
@@ -89,7 +93,7 @@ function jobRows(jobs: JobInfo[]): string {
 export const JOB_COMMANDS: Record<string, Record<string, Subcommand>> = {
   job: {
     create: {
-      summary: 'Creates a backup job from a job file or from flags.',
+      summary: 'Creates a backup or mirror job from a job file or from flags.',
       notes: "A job file's shape is in the README (job show J --json prints one); the flags cover the common case, one schedule.",
       options: {
         file: { value: 'job.json', help: 'the job file (- for stdin); the flags below are for jobs without one' },
@@ -100,6 +104,7 @@ export const JOB_COMMANDS: Record<string, Record<string, Subcommand>> = {
         tag: { value: 'T', multiple: true, help: 'smart selection: VMs with this tag' },
         'not-tag': { value: 'T', multiple: true, help: 'smart selection: not VMs with this tag' },
         remote: { value: 'R', multiple: true, help: 'a remote to write to (by name)' },
+        'source-remote': { value: 'R', help: 'a mirror job: copies the backups of this remote to the --remote ones (--vm and --tag filter its VMs)' },
         sr: { value: 'SR', multiple: true, help: 'an SR to replicate to (uuid or unique name; full mode: disaster recovery, delta: continuous replication)' },
         cron: { value: '"0 3 * * *"', help: 'when the schedule fires (default 0 3 * * *: 03:00 every day)' },
         timezone: { value: 'TZ', help: "the schedule's IANA timezone, e.g. Europe/Paris (default: this machine's)" },

@@ -8,7 +8,7 @@ import { RunLogStore, type TaskEvent } from '../tasks/index.ts'
 import { LifeboatError } from '../util/errors.ts'
 import { terminalSafeLine } from '../util/terminal-text.ts'
 import { sleep } from '../util/abort.ts'
-import { cleanupAfterCrash, planBackupRun, startBackupRun, type EngineContext } from '../engine/index.ts'
+import { cleanupAfterCrash, planBackupRun, startBackupRun, startMirrorRun, type EngineContext } from '../engine/index.ts'
 import type { JobPlan } from '../protocol/plan.ts'
 import type { TaskNode } from '../tasks/index.ts'
 import { parseJob, type Job } from '../protocol/job.ts'
@@ -178,6 +178,7 @@ export class Daemon {
   /** The plan of the job's next run of a schedule (job.plan): the engine's decisions, from the kept logs of its last runs. */
   async planJob(stored: StoredJob, schedule?: string): Promise<JobPlan> {
     const job = { ...stored.job, id: stored.job.id! }
+    if (job.type === 'mirror') throw new LifeboatError('PLAN_NOT_FOR_MIRROR', `The job "${job.name}" is a mirror: it copies the backups already on its source remote, there is no snapshot or export to plan. 'npx lifeboat backup list --remote ${job.sourceRemote}' shows what it would copy.`)
     const history: TaskNode[] = []
     for (const run of this.runs.list({ jobId: job.id, limit: PLAN_HISTORY_RUNS })) {
       if (run.status === 'pending') continue
@@ -204,10 +205,20 @@ export class Daemon {
     const job = stored.job
     const chosen = schedule === undefined ? job.schedules[0]! : job.schedules.find(s => s.name === schedule || s.id === schedule)
     if (chosen === undefined) throw new LifeboatError('SCHEDULE_NOT_FOUND', `The job "${job.name}" has no schedule "${schedule}"; its schedules are ${job.schedules.map(s => `"${s.name}"`).join(', ')}.`)
-    const plan = options.planFirst === true ? await this.planJob(stored, chosen.id).catch(error => void this.log(`job "${job.name}": the plan before the run failed: ${(error as Error).message}`)) : undefined
-    const runId = await this.runs.start('backup', { jobId: job.id!, jobName: job.name, scheduleName: chosen.name }, onEvent => startBackupRun(job, this.context, { schedule: chosen.id ?? chosen.name, onEvent, ...(plan !== undefined && { plan }) }))
+    const plan = options.planFirst === true && job.type !== 'mirror' ? await this.planJob(stored, chosen.id).catch(error => void this.log(`job "${job.name}": the plan before the run failed: ${(error as Error).message}`)) : undefined
+    const common = { schedule: chosen.id ?? chosen.name }
+    const runId = await this.runs.start('backup', { jobId: job.id!, jobName: job.name, scheduleName: chosen.name }, onEvent =>
+      job.type === 'mirror'
+        ? startMirrorRun(job, this.context, { ...common, onEvent, distributedJobs: this.#distributedJobs() })
+        : startBackupRun(job, this.context, { ...common, onEvent, ...(plan !== undefined && { plan }) }),
+    )
     this.log(`job "${job.name}": run ${runId} started (schedule "${chosen.name}")`)
     return runId
+  }
+
+  /** The jobs whose backups a mirror skips: they distribute them over several remotes, so no remote has their chains whole. */
+  #distributedJobs(): Set<string> {
+    return new Set(this.state.data.jobs.filter(stored => stored.job.settings.distributeBackups === true).map(stored => stored.job.id!))
   }
 
   async #scheduledRun(entry: ScheduleEntry, at: number): Promise<void> {

@@ -29,6 +29,9 @@ export function checkJob(job: Job, known: KnownTargets): Job {
       return undefined
     }
   }
+  if (job.sourceRemote !== undefined && !known.remotes.has(job.sourceRemote)) {
+    problems.push({ path: 'sourceRemote', message: `No remote is named "${job.sourceRemote}"; 'npx lifeboat remote list' shows them, 'npx lifeboat remote add' adds one.` })
+  }
   job.remotes.forEach((name, index) => {
     if (!known.remotes.has(name)) problems.push({ path: `remotes.${index}`, message: `No remote is named "${name}"; 'npx lifeboat remote list' shows them, 'npx lifeboat remote add' adds one.` })
   })
