@@ -107,7 +107,11 @@ export function buildHandlers(daemon: Daemon): Record<MethodName, MethodHandler>
       return daemon.jobInfo(stored)
     },
     'job.run': async ({ id, schedule }) => ({ runId: await daemon.runJob(daemon.findJob(id), schedule) }),
-    'job.plan': ({ id, schedule }) => daemon.planJob(daemon.findJob(id), schedule),
+    'job.plan': ({ id, job, schedule }) => {
+      if (job === undefined) return daemon.planJob(daemon.findJob(id!), schedule)
+      const saved = id === undefined ? undefined : daemon.findJob(id)
+      return daemon.planJob({ job: daemon.prepareJob(job, saved?.job), enabled: saved?.enabled ?? true }, schedule)
+    },
     'job.crSeed': async ({ id, schedule, vm, snapshot, targetVm }) => {
       const { job } = daemon.findJob(id)
       const running = runs.runningRunOf(job.id!)

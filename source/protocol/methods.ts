@@ -252,8 +252,13 @@ export const methodParams = {
   'job.delete': z.strictObject({ id: text('id') }),
   'job.setEnabled': z.strictObject({ id: text('id'), enabled: z.boolean({ error: 'enabled must be true or false.' }) }),
   'job.run': z.strictObject({ id: text('id'), schedule: text('schedule').optional() }),
-  /** What the next run of the schedule (default: the first) would do, and what would stop it; changes nothing. */
-  'job.plan': z.strictObject({ id: text('id'), schedule: text('schedule').optional() }),
+  /**
+   * What the next run of the schedule (default: the first) would do, and what would stop it; changes nothing.
+   * `id`: a saved job; `job`: a draft (the wizard's), checked as job.create would, with `id` when it edits that job.
+   */
+  'job.plan': z
+    .strictObject({ id: text('id').optional(), job: z.unknown().optional(), schedule: text('schedule').optional() })
+    .refine(params => params.id !== undefined || params.job !== undefined, { error: 'give the id of a job, or a job to plan.' }),
   /** XO's cr-seed: vm by uuid or unique name; snapshot and targetVm by uuid; schedule by name or id (default: the first). */
   'job.crSeed': z.strictObject({ id: text('id'), schedule: text('schedule').optional(), vm: text('vm'), snapshot: text('snapshot'), targetVm: text('targetVm') }),
   'run.list': z.strictObject({ jobId: text('jobId').optional(), limit: z.number().int().min(1).max(100_000).optional(), status: z.enum(RUN_STATUSES).optional() }).optional(),

@@ -10,6 +10,7 @@ import type { Focus, ScreenKey } from './keys.ts'
 export type Route =
   | { screen: 'jobs' }
   | { screen: 'job'; id: string; label: string }
+  | { screen: 'plan'; id: string; label: string }
   | { screen: 'wizard'; id?: string; label: string }
   | { screen: 'lanes' }
   | { screen: 'runs'; jobId?: string }

@@ -162,6 +162,20 @@ describe('job plan against the lab', () => {
     assert.deepEqual(plan.vms.map(v => v.uuid), [vm.uuid])
     assert.deepEqual(plan.excluded.map(v => [v.name, v.reason]), [['tiny-halted', 'it has none of the tags "prod"']])
 
+    // An SR whose allowed operations (XAPI's) leave out vdi_snapshot: the VM's backup would fail. The lab's SRs
+    // all snapshot, so the pool's records are seen through a view that changes that one SR's.
+    const srRef = vmDisks(conn, vm)[0]!.vdi.SR as string
+    const view = new Proxy(conn, {
+      get(target, property) {
+        if (property === 'byRef') return (ref: string) => (ref === srRef ? { ...target.byRef(ref)!, allowed_operations: ['vdi_create', 'vdi_destroy'] } : target.byRef(ref))
+        const value = Reflect.get(target, property, target) as unknown
+        return typeof value === 'function' ? value.bind(target) : value
+      },
+    })
+    const unsnapshottable = await planBackupRun(theJob, { ...env.context, pools: new Map([[conn.poolUuid, view]]) })
+    const refused = unsnapshottable.problems.find(problem => problem.code === 'SR_CANNOT_SNAPSHOT')
+    assert.ok(refused !== undefined && refused.severity === 'error' && refused.subject === vm.uuid, JSON.stringify(unsnapshottable.problems))
+
     const merging = await planBackupRun({ ...job({ mode: 'delta', vms: { uuids: [vm.uuid] }, remotes: ['a'] }), id: 'job-1' }, env.context, { mergeWarning: 0 })
     const many = merging.problems.find(problem => problem.code === 'RETENTION_MANY_MERGES')
     assert.ok(many !== undefined, `retention 3 over the 4 delta backups of the first test merges: ${JSON.stringify(merging.problems)}`)

@@ -1,6 +1,7 @@
 // Sample daemon data for frame tests: a realistic handful, or a thousand rows to check windowing.
 import { parseJob } from '../../source/protocol/job.ts'
 import type { JobInfo, LanesSnapshot, Pool, Remote, RestorePoint, RunSummary, Sr, TaskNode, Vm } from '../../source/tui/contract.ts'
+import type { JobPlan } from '../../source/protocol/plan.ts'
 
 export const NOW = Date.UTC(2026, 10, 22, 10, 0, 0)
 const MiB = 1024 * 1024
@@ -149,3 +150,17 @@ export function lanes(exports = 12, progress = 0.5): LanesSnapshot {
 }
 
 export const GB = GiB
+
+/** The plan of the next run of nightly: one VM going full on one disk, one problem, enough lines to scroll at 80×24. */
+export function plan(excluded = 12): JobPlan {
+  const delta = { uuid: 'vdi-1', name: 'root', virtualSize: 20 * 2 ** 30, mode: 'delta' as const, reason: "delta from the job's last exported snapshot (2026-11-30 03:00:12 UTC)", expected: { bytes: 300 * 2 ** 20, basis: 'median of the last 5 deltas of this disk' } }
+  const full = { uuid: 'vdi-2', name: 'data', virtualSize: 100 * 2 ** 30, mode: 'full' as const, reason: 'the newest backup of this disk on remote site-a (20261130T030012Z.vhd) is not the base snapshot: its chain was removed', refusedBy: 'site-a', expected: { bytes: 40 * 2 ** 30, basis: 'allocated size, from XAPI' } }
+  return {
+    jobId: 'job-0', jobName: 'nightly', mode: 'delta', scheduleId: 'sched-0', scheduleName: 'daily', timezone: 'Europe/Paris', plannedAt: NOW, nextRun: NOW + 3600_000,
+    vms: [{ uuid: 'vm-0001', name: 'web-01', poolId: 'pool-main', poolName: 'main', disks: [delta, full], targets: ['site-a'], expected: { bytes: 40 * 2 ** 30 + 300 * 2 ** 20, basis: 'recent deltas + allocated sizes' }, problems: [] }],
+    excluded: Array.from({ length: excluded }, (_, i) => ({ uuid: `vm-x${i}`, name: `other-${i}`, poolName: 'main', reason: 'it has none of the tags "prod"' })),
+    targets: [{ kind: 'remote', id: 'site-a', name: 'site-a', freeSpace: 30 * 2 ** 30, expected: { bytes: 40 * 2 ** 30 + 300 * 2 ** 20, basis: 'recent deltas + allocated sizes' }, deletions: 1, merges: 1 }],
+    cost: { snapshots: 1, exports: 2, merges: 1, expected: { bytes: 40 * 2 ** 30 + 300 * 2 ** 20, basis: 'recent deltas + allocated sizes' }, window: { seconds: 1500, basis: '1 at 30.0 MiB/s (median of recent transfers), 1 at a time' } },
+    problems: [{ code: 'TARGET_TOO_SMALL', severity: 'error', message: 'remote "site-a" has 30 GiB free; this run is expected to write 40 GiB there (recent deltas + allocated sizes).', remedy: 'Free space on it, lower the retention, or enable deleteFirst (retention before the transfer).', subject: 'site-a' }],
+  }
+}

@@ -2,6 +2,7 @@
 import type { Route } from '../shell.tsx'
 import { JobsScreen } from './jobs.tsx'
 import { JobScreen } from './job.tsx'
+import { PlanScreen } from './plan.tsx'
 import { WizardScreen } from './wizard.tsx'
 import { LanesScreen } from './lanes.tsx'
 import { RunsScreen } from './runs.tsx'
@@ -16,6 +17,7 @@ export function routeLabel(route: Route): string {
     case 'jobs':
       return 'Jobs'
     case 'job':
+    case 'plan':
     case 'wizard':
       return route.label
     case 'lanes':
@@ -45,6 +47,8 @@ export function Screen({ route }: { route: Route }) {
       return <JobsScreen />
     case 'job':
       return <JobScreen id={route.id} />
+    case 'plan':
+      return <PlanScreen id={route.id} />
     case 'wizard':
       return <WizardScreen {...(route.id !== undefined && { id: route.id })} />
     case 'lanes':

@@ -32,6 +32,7 @@ export function JobScreen({ id }: { id: string }) {
       if (is(JOB_KEYS.open) && view.selected !== undefined) shell.navigate({ screen: 'run', runId: view.selected.runId })
       else if (is(JOB_KEYS.run)) void shell.mutate(`run ${job.name}`, () => shell.client.call('job.run', { id: jobId }), runStarted(`run ${job.name}`))
       else if (is(JOB_KEYS.edit)) shell.canChange('editing') && shell.navigate({ screen: 'wizard', id: jobId, label: `edit ${job.name}` })
+      else if (is(JOB_KEYS.plan)) shell.navigate({ screen: 'plan', id: jobId, label: `plan of ${job.name}` })
       else if (is(JOB_KEYS.enable)) void shell.mutate(info.data.enabled ? 'disable' : 'enable', () => shell.client.call('job.setEnabled', { id: jobId, enabled: !info.data!.enabled }))
       else if (is(JOB_KEYS.seed)) {
         const refusal = seedRefusal(job)

@@ -42,6 +42,7 @@ export function JobsScreen() {
         shell.confirm({ message: `Delete the job ${info.job.name}? Its backups stay on the remotes.`, typed: info.job.name, onYes: () => void shell.mutate(`delete ${info.job.name}`, () => shell.client.call('job.delete', { id: jobIdOf(info.job) })) }),
     ),
     l: withJob(info => shell.navigate({ screen: 'runs', jobId: jobIdOf(info.job) })),
+    p: withJob(info => shell.navigate({ screen: 'plan', id: jobIdOf(info.job), label: `plan of ${info.job.name}` })),
   }
 
   useScreenKeys({
@@ -50,6 +51,7 @@ export function JobsScreen() {
       { key: 'n', label: 'new' },
       { key: 'r', label: 'run now' },
       { key: 'e', label: 'edit' },
+      { key: 'p', label: 'plan next run' },
       { key: 'c', label: 'cancel run', more: true },
       { key: 'space', label: 'enable/disable', more: true },
       { key: 'd', label: 'delete', more: true },

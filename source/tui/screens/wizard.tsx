@@ -11,6 +11,7 @@ import { nextFireTime } from '../../protocol/cron.ts'
 import type { JobInput, Sr } from '../contract.ts'
 import { draftFromJob, draftShape, jobOf, matchSmart, newDraft, POWER_CHOICES, problemsIn, problemsOf, smartOf, type Draft, type Problem } from './draft.ts'
 import { MODE_WORDS, modeParts, modeTitle, srLabel } from './modes.ts'
+import { PLAN_KEYS, useDraftPlan, usePlanView } from './plan.tsx'
 
 type Step = 'basics' | 'vms' | 'targets' | 'schedule' | 'settings' | 'review'
 const STEPS: Step[] = ['basics', 'vms', 'targets', 'schedule', 'settings', 'review']
@@ -183,8 +184,13 @@ function Wizard({ initial }: { initial: Draft }) {
   }
 
   const form = step === 'basics' ? basics : step === 'schedule' ? schedule : step === 'settings' ? settings : step === 'vms' && draft.selection === 'smart' && smartFocus === 'fields' ? smart : undefined
+  // The Review's p: the plan of the draft, in place of the Review until esc.
+  const draftPlan = useDraftPlan()
+  const planOpen = draftPlan.plan !== undefined || draftPlan.error !== undefined || draftPlan.loading
+  const planView = usePlanView(draftPlan.plan, shell.bodyHeight - 2)
   useScreenKeys({
-    keys: [
+    keys: planOpen ? [...PLAN_KEYS, { key: 'esc', label: 'back to the review' }] : [
+      ...(step === 'review' ? [{ key: 'p', label: current.kept.id === undefined ? 'plan the first run' : 'plan the next run' }] : []),
       { key: 'enter', label: step === 'review' ? 'save' : 'next' },
       ...(step === 'basics' ? [] : [{ key: 'pgup', label: 'previous' }]),
       { key: 'esc', label: 'leave' },
@@ -192,8 +198,13 @@ function Wizard({ initial }: { initial: Draft }) {
       ...(step === 'vms' || step === 'targets' ? [{ key: 'space', label: 'select' }] : []),
       { key: '↑/↓', label: 'field', more: true },
     ],
-    capturing: form?.capturing ?? false,
+    capturing: planOpen ? planView.capturing : (form?.capturing ?? false),
     onKey: (input, key) => {
+      if (planOpen) {
+        if (key.escape && !planView.capturing) return (draftPlan.close(), true)
+        return planView.onKey(input, key)
+      }
+      if (step === 'review' && input === 'p' && problems.length === 0) return (draftPlan.ask(jobOf(current), current.kept.id), true)
       if (key.escape) return (leave(), true)
       if (key.pageUp) return (move(-1), true)
       if (key.return) {
@@ -217,6 +228,16 @@ function Wizard({ initial }: { initial: Draft }) {
   const previewSpace = Math.max(0, shell.bodyHeight - 5 - poolHeight - SMART.length - stepProblems(problems, 'vms').length)
   const previewRows = matched.length > previewSpace ? Math.max(0, previewSpace - 1) : previewSpace
   const trail = STEPS.map(s => (s === step ? `[${TITLES[s]}]` : TITLES[s])).join(' → ')
+  if (planOpen) {
+    return (
+      <Box flexDirection="column">
+        <Text bold wrap="truncate">
+          {trail} · plan, not saved
+        </Text>
+        {draftPlan.plan !== undefined ? planView.view : <Text color={tone(draftPlan.error === undefined ? undefined : 'red')}>{draftPlan.error ?? 'Planning the first run…'}</Text>}
+      </Box>
+    )
+  }
   return (
     <Box flexDirection="column">
       <Text bold wrap="truncate">
