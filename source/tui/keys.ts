@@ -87,7 +87,7 @@ export const JOB_KEYS = {
   open: { key: 'enter', label: 'open run' },
   run: { key: 'r', label: 'run now' },
   edit: { key: 'e', label: 'edit' },
-  plan: { key: 'p', label: 'plan next run' },
+  plan: { key: 'p', label: 'plan next run', more: true },
   cancel: { key: 'c', label: 'cancel run' },
   seed: { key: 's', label: 'cr-seed' },
   enable: { key: 'space', label: 'enable/disable', more: true },

@@ -51,7 +51,7 @@ export function JobsScreen() {
       { key: 'n', label: 'new' },
       { key: 'r', label: 'run now' },
       { key: 'e', label: 'edit' },
-      { key: 'p', label: 'plan next run' },
+      { key: 'p', label: 'plan' },
       { key: 'c', label: 'cancel run', more: true },
       { key: 'space', label: 'enable/disable', more: true },
       { key: 'd', label: 'delete', more: true },
