@@ -11,6 +11,7 @@ import type { JobPlan } from '../../source/protocol/plan.ts'
 import type { TaskNode } from '../../source/tasks/index.ts'
 import type { RemoteHandler } from '../../source/storage/index.ts'
 import { vmDisks } from '../../source/xapi/index.ts'
+import { vmDir } from '../../source/repository/index.ts'
 import { describeFailure, job, runToEnd, startEngineLab, tasksOf, vmByName, type EngineLab } from './helpers.ts'
 
 const MiB = 1024 * 1024
@@ -175,6 +176,17 @@ describe('job plan against the lab', () => {
     const unsnapshottable = await planBackupRun(theJob, { ...env.context, pools: new Map([[conn.poolUuid, view]]) })
     const refused = unsnapshottable.problems.find(problem => problem.code === 'SR_CANNOT_SNAPSHOT')
     assert.ok(refused !== undefined && refused.severity === 'error' && refused.subject === vm.uuid, JSON.stringify(unsnapshottable.problems))
+
+    // Another backup, merge or clean holds the VM's folder on the remote: the run would wait for it.
+    const lock = await env.remotes.get('a')!.lock(vmDir(vm.uuid))
+    try {
+      const locked = await planBackupRun({ ...job({ mode: 'delta', vms: { uuids: [vm.uuid] }, remotes: ['a'] }), id: 'job-1' }, env.context)
+      assert.match(locked.problems.find(problem => problem.code === 'TARGET_LOCKED')?.message ?? '', /The folder of VM "tiny-running" on remote "a" is locked by a backup, merge or clean/, JSON.stringify(locked.problems))
+    } finally {
+      await lock.release()
+    }
+    const unlocked = await planBackupRun({ ...job({ mode: 'delta', vms: { uuids: [vm.uuid] }, remotes: ['a'] }), id: 'job-1' }, env.context)
+    assert.equal(unlocked.problems.find(problem => problem.code === 'TARGET_LOCKED'), undefined, 'released: no lock in the way')
 
     const merging = await planBackupRun({ ...job({ mode: 'delta', vms: { uuids: [vm.uuid] }, remotes: ['a'] }), id: 'job-1' }, env.context, { mergeWarning: 0 })
     const many = merging.problems.find(problem => problem.code === 'RETENTION_MANY_MERGES')

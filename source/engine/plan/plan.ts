@@ -7,7 +7,7 @@ import { formatBytes, formatElapsed, formatSpeed } from '../../util/human.ts'
 import { errorCode } from '../../util/errors.ts'
 import { terminalSafeLine } from '../../util/terminal-text.ts'
 import { TaskLog, type Task, type TaskNode } from '../../tasks/index.ts'
-import { getOldEntries, listVmBackups, parseBackupDate } from '../../repository/index.ts'
+import { getOldEntries, listVmBackups, parseBackupDate, vmDir } from '../../repository/index.ts'
 import { vmDisks, type PoolConnection, type XapiRecord } from '../../xapi/index.ts'
 import type { Estimate, JobPlan, PlanExclusion, PlannedDisk, PlannedTarget, PlannedVm, PlanProblem } from '../../protocol/plan.ts'
 import { findSchedule, resolveSettings, selectVms, smartMismatch, exclusionReason, type Job, type Schedule, type Settings } from '../jobs/index.ts'
@@ -115,6 +115,12 @@ export async function planBackupRun(job: Job & { id: string }, context: EngineCo
         : srRetention(found.srs.get(name)!.conn, job, vm.uuid, name, vmSettings)
       target.deletions += deletions
       target.merges += merges
+      if (target.kind === 'remote') {
+        const since = await lockedSince(found.remotes.get(name)!, vm.uuid, now)
+        if (since !== undefined) {
+          problem({ code: 'TARGET_LOCKED', severity: 'warning', message: `The folder of VM "${vm.name}" on remote "${name}" is locked by a backup, merge or clean (of this daemon or another tool), refreshed ${Math.round((now - since) / 1000)} s ago.`, remedy: 'The run waits for the lock; if nothing runs, the lock is taken over once it is 60 s old.', subject: vm.uuid })
+        }
+      }
       if (merges > mergeWarning) {
         problem({ code: 'RETENTION_MANY_MERGES', severity: 'warning', message: `On remote "${name}", retention would merge ${merges} deltas of VM "${vm.name}" in one run (more than ${mergeWarning}): the run's clean phase will be long.`, remedy: 'Lower the retention step by step over several runs, or run it at a quiet hour.', subject: vm.uuid })
       }
@@ -272,6 +278,19 @@ function sumEstimates(estimates: readonly Estimate[]): Estimate {
 const RECENT = 'recent deltas'
 const BOUND = "a full's size as the bound where no delta was seen"
 const ALLOCATED = 'allocated sizes'
+
+/** When the VM folder's lock (`<folder>.lock`, a lock folder or an object lock's candidates) was last refreshed, if it is held now. */
+async function lockedSince(handler: Parameters<typeof listVmBackups>[0], vmUuid: string, now: number): Promise<number | undefined> {
+  const lock = `${vmDir(vmUuid)}.lock`
+  const entries = await handler.list(lock, { ignoreMissing: true }).catch(() => [] as string[])
+  if (entries.length === 0) return undefined
+  const times = await Promise.all([lock, ...entries.map(entry => `${lock}/${entry}`)].map(path => handler.stat(path).then(stat => stat.mtimeMs, () => 0)))
+  const freshest = Math.max(...times)
+  return now - freshest < LOCK_STALE_MS ? freshest : undefined
+}
+
+/** A lock not refreshed for this long is taken over (storage/lock.ts and object-lock.ts). */
+const LOCK_STALE_MS = 60_000
 
 /** The remote's retention of this schedule's backups after the run: one more backup, the oldest beyond the count removed. */
 async function remoteRetention(handler: Parameters<typeof listVmBackups>[0], job: Job & { id: string }, schedule: Schedule & { id: string }, vmUuid: string, settings: Settings): Promise<{ deletions: number; merges: number }> {
