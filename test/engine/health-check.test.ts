@@ -215,3 +215,30 @@ describe('health check of a replica (SR targets)', () => {
     assert.equal(tree.status, 'success')
   })
 })
+
+describe('health check of a replica copied to another SR of its pool', () => {
+  let env: EngineLab
+
+  before(async () => {
+    env = await startEngineLab({ fixture: 'default' })
+  })
+  after(() => env.cleanup())
+
+  test('a replica whose disks are not on the health check SR is copied there, checked and destroyed', async () => {
+    const [production, dr] = env.conns as [PoolConnection, PoolConnection]
+    const replicaSr = dr.all('SR').find(s => s.name_label === 'DR storage')!
+    const checkSr = dr.all('SR').find(s => s.name_label === 'DR LVM')!
+    const before = await liveVdis(dr)
+    const tree = await runToEnd(env, job({
+      mode: 'delta', vms: { uuids: [vmByName(production, 'monitoring').uuid] }, remotes: [], srs: [replicaSr.uuid],
+      schedules: [{ id: 'schedule-1', name: 'daily', cron: '0 3 * * *', timezone: 'UTC', retention: { replicas: 2, snapshots: 1 } }],
+      settings: { healthCheckSr: checkSr.uuid, healthCheckTimeout: '2m' },
+    }))
+    const [check] = checksOf(tree)
+    assert.equal(check?.status, 'success', JSON.stringify(check?.result))
+    assert.ok(tasksOf(check!).some(task => task.message === 'copying-vm' && task.status === 'success'), 'copied onto the health check SR')
+    await assertNothingLeft(dr, before)
+    await dr.sync()
+    assert.deepEqual(dr.all('VDI').filter(vdi => vdi.SR === checkSr.$ref).map(vdi => vdi.name_label), [], 'nothing of the copy is left on the health check SR')
+  })
+})
