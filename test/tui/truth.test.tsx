@@ -120,7 +120,7 @@ test('a cancelled run reads ⏸ cancelled on the jobs, job, runs and tree screen
   assert.match(frame, /⏸ cancelled +11-22/)
   await goTo(t, 'runs')
   frame = await t.waitFor('run-00000')
-  assert.match(frame, /⏸ cancelled +- +nightl/)
+  assert.match(frame, /⏸ cancelled +- +nightly/)
   await t.press(KEYS.enter)
   frame = await t.waitFor('⏸ cancelled backup')
   assert.match(frame, /⏸ backup VM web-01/)

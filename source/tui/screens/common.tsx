@@ -39,11 +39,11 @@ export function checkWord(status: RunStatus): string {
   return CHECK_WORDS[status]
 }
 
-/** A health check's outcome with its status's glyph and colour; '-' when nothing was checked. */
-export function checkCell(status: RunStatus | undefined): Cell {
+/** A health check's outcome with its status's glyph and colour (and its word: passed, failed…); '-' when nothing was checked. */
+export function checkCell(status: RunStatus | undefined, width: 'glyph' | 'word' = 'word'): Cell {
   if (status === undefined) return { text: '-' }
   const style = STATUS_STYLE[status]
-  return { text: `${style.glyph} ${CHECK_WORDS[status]}`, tone: style.tone }
+  return { text: width === 'glyph' ? style.glyph : `${style.glyph} ${CHECK_WORDS[status]}`, tone: style.tone }
 }
 
 /** What a run was: its job (and schedule), or the restore or health check it is. */

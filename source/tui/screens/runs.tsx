@@ -9,7 +9,7 @@ import { checkCell, CountLine, runLabel, runSearchText, shortDate, statusCell, u
 
 const COLUMNS: Column[] = [
   { title: 'Status', width: 13 },
-  { title: 'Check', width: 9 },
+  { title: 'Check', width: 5 },
   { title: 'Job', width: 0 },
   { title: 'Started', width: 11 },
   { title: 'Duration', width: 8, align: 'right' },
@@ -65,7 +65,7 @@ export function RunsScreen({ jobId }: { jobId?: string }) {
         empty="No runs yet."
         cells={run => [
           statusCell(run.status),
-          checkCell(run.healthCheck),
+          checkCell(run.healthCheck, 'glyph'),
           { text: runLabel(run) },
           { text: shortDate(run.start) },
           { text: formatElapsed((run.end ?? now) - run.start) },
