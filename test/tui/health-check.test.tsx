@@ -52,6 +52,15 @@ test('runs: a successful backup whose health check failed shows both; a health c
   t.unmount()
 })
 
+test("jobs: a job whose last run succeeded with a failed check shows the check's glyph beside the status", async () => {
+  const [job, ...others] = data.jobs(2)
+  const client = fullDaemon().answer('job.list', [{ ...job!, lastRun: { ...job!.lastRun!, healthCheck: 'failure' } }, ...others])
+  const t = await renderApp(client)
+  const frame = await t.waitFor('nightly')
+  assert.match(frame, /nightly .*✔ success ✖/)
+  t.unmount()
+})
+
 test('restore: the points show their last check; h health-checks one on an SR and follows its run', async () => {
   const client = fullDaemon().answer('run.list', checkedRuns()).answer('backup.check', { runId: 'run-00009' })
   const t = await renderApp(client)

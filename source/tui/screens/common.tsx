@@ -46,6 +46,14 @@ export function checkCell(status: RunStatus | undefined, width: 'glyph' | 'word'
   return { text: width === 'glyph' ? style.glyph : `${style.glyph} ${CHECK_WORDS[status]}`, tone: style.tone }
 }
 
+/** A job's last run: its status, and the glyph of its health checks when they did not all pass (in the check's colour). */
+export function lastRunCell(run: RunSummary | undefined): Cell {
+  const cell = statusCell(run?.status)
+  if (run === undefined || run.kind === 'health check' || run.healthCheck === undefined || run.healthCheck === 'success') return cell
+  const check = STATUS_STYLE[run.healthCheck]
+  return { text: `${cell.text} ${check.glyph}`, tone: check.tone }
+}
+
 /** What a run was: its job (and schedule), or the restore or health check it is. */
 export function runLabel(run: RunSummary): string {
   if (run.kind !== 'backup') return `${run.kind} ${run.jobName ?? ''}`.trimEnd()

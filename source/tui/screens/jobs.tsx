@@ -3,7 +3,7 @@ import { cancelAsked, runStarted, useRpc, useScreenKeys, useShell } from '../she
 import { Table, type Column } from '../components/list.tsx'
 import { FilterLine } from '../components/input.tsx'
 import { jobIdOf, type JobInfo } from '../contract.ts'
-import { CountLine, jobSearchText, nextRunText, statusCell, targetsLabel, useFilteredList, vmsLabel } from './common.tsx'
+import { CountLine, jobSearchText, lastRunCell, nextRunText, statusCell, targetsLabel, useFilteredList, vmsLabel } from './common.tsx'
 import { Box } from 'ink'
 
 const COLUMNS: Column[] = [
@@ -88,7 +88,7 @@ export function JobsScreen() {
           { text: vmsLabel(info.job) },
           { text: targetsLabel(info.job) },
           { text: info.job.schedules.map(s => s.cron).join(' | ') },
-          info.running !== undefined ? statusCell('pending') : statusCell(info.lastRun?.status),
+          info.running !== undefined ? statusCell('pending') : lastRunCell(info.lastRun),
           { text: info.enabled ? nextRunText(info, true) : 'disabled' },
         ]}
       />
