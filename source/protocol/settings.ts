@@ -68,7 +68,7 @@ export const settingsInputSchema = z.strictObject({
   /** Only the VMs with one of these tags are checked (none: every VM); a VM tagged xo:no-health-check never is. */
   healthCheckVmsWithTags: z.array(z.string({ error: 'healthCheckVmsWithTags must be a list of tags.' }).min(1).max(200), { error: 'healthCheckVmsWithTags must be a list of tags.' }).max(100).optional(),
   /** One bound on every step of a health check (restore, start, guest agent, script), in ms once parsed; XO's default 10 min. */
-  healthCheckTimeout: duration.optional(),
+  healthCheckTimeout: duration.refine(ms => ms > 0, { error: 'healthCheckTimeout must be a duration above 0, like "10m": a check without a bound would never end on a guest that does not report.' }).optional(),
 })
 export type SettingsInput = z.input<typeof settingsInputSchema>
 export type SettingsOverrides = z.output<typeof settingsInputSchema>

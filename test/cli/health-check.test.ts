@@ -81,4 +81,7 @@ test('backup check ID --sr SR checks a restore point by hand, as a run of its ow
   const bad = await cli(daemon.socket, ['backup', 'check', good.id, '--remote', 'local', '--sr', 'Local storage', '--timeout', 'soon'])
   assert.equal(bad.code, 1)
   assert.match(bad.stderr, /"soon" is not a duration/)
+  const unbounded = await cli(daemon.socket, ['backup', 'check', good.id, '--remote', 'local', '--sr', 'Local storage', '--timeout', 'none'])
+  assert.equal(unbounded.code, 1)
+  assert.match(unbounded.stderr, /healthCheckTimeout must be a duration above 0/)
 })
