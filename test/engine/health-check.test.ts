@@ -1,7 +1,8 @@
 // Health checks through the engine against the lab: the backup just written (a remote's, full and delta) or the
 // replica just made (an SR's) becomes a VM on the health check SR that must start, run its guest agent and, when
 // tagged for it, its script; a disk with no boot sector and a guest without tools fail; the checked VM is destroyed
-// on every path, a cancel included; and the run and the VM stay successful with the check's failure beside them.
+// on every path, a cancel included (it runs without network meanwhile); and the run and the VM stay successful with
+// the check's failure beside them.
 import assert from 'node:assert/strict'
 import { after, before, beforeEach, describe, test } from 'node:test'
 import { startBackupRun } from '../../source/engine/index.ts'
@@ -136,7 +137,9 @@ describe('health check of a remote backup', () => {
     const before = await liveVdis(conn)
     // A guest without tools: the check waits for its agent until the cancel.
     const run = startBackupRun(checkedJob('delta', 'tiny-halted'), env.context)
-    await conn.waitFor(() => conn.all('VM').find(vm => ((vm.tags as string[]) ?? []).includes(HEALTH_CHECK_VM_TAG) && vm.power_state === 'Running'), { what: 'the checked VM to run', timeoutMs: 120_000 })
+    const checked = await conn.waitFor(() => conn.all('VM').find(vm => ((vm.tags as string[]) ?? []).includes(HEALTH_CHECK_VM_TAG) && vm.power_state === 'Running'), { what: 'the checked VM to run', timeoutMs: 120_000 })
+    assert.deepEqual(checked.VIFs, [], 'the checked VM runs without network')
+    assert.deepEqual(Object.keys(checked.other_config as Record<string, string>).filter(key => key.startsWith('xo:backup:')), [], 'no job takes it for its own')
     run.cancel()
     const tree = await run.done
     assert.equal(tree.status, 'cancelled')
