@@ -10,7 +10,7 @@ import { parseXvaChecksum } from './commit.ts'
 import { METADATA_FILE, resolveInVmDir, vmDir } from './layout.ts'
 import { mergeChain, resumeInterruptedMerges } from './merge-backups.ts'
 import { parseBackupMetadata, serializeBackupMetadata, type BackupMetadata, type DeltaBackupMetadata } from './metadata.ts'
-import { diskSize, listChainFolders, readChainFolder, unreferencedAncestors, type ChainDisk, type ChainFolder } from './vhd-chains.ts'
+import { deltaBackupProblem, diskSize, listChainFolders, readChainFolder, unreferencedAncestors, type ChainDisk, type ChainFolder } from './vhd-chains.ts'
 
 export interface CleanVmOptions {
   /** Merge unreferenced VHDs into the oldest kept backup that needs them (retention of delta chains). */
@@ -264,20 +264,7 @@ async function incompleteReason(clean: Clean, vmUuid: string, metadata: BackupMe
       throw error
     }
   }
-  for (const ref of Object.values(metadata.vhds)) {
-    let path: string
-    try {
-      path = resolveInVmDir(vmUuid, ref)
-    } catch (error) {
-      if (isLifeboatError(error, 'REPOSITORY_BAD_REFERENCE')) return error.message
-      throw error
-    }
-    if (blocked.has(posix.dirname(path))) continue
-    const disk = disks.get(path)
-    if (disk === undefined) return `its disk ${ref} is missing`
-    if (disk.broken !== undefined) return `its disk ${ref} is unusable: ${disk.broken}`
-  }
-  return undefined
+  return deltaBackupProblem(vmUuid, metadata, disks, blocked)?.reason
 }
 
 /** XO's `<xva>.checksum`, when there is one, against the XVA's md5: a mismatch is reported, never a reason to delete. */

@@ -10,3 +10,4 @@ export { allocateBackupDate, writeBackupFile, writeBackupVhdDirectory, discardBa
 export { getOldEntries, type LongTermRetention, type LongTermRule, type LongTermKind } from './retention.ts'
 export { applyRetention, type RetentionOptions } from './apply-retention.ts'
 export { cleanVm, type CleanVmOptions, type CleanVmResult } from './clean-vm.ts'
+export { verifyVm, type BackupVerdict, type VerifyFinding, type VerifyOptions } from './verify.ts'

@@ -7,7 +7,8 @@ import { DISK_TYPE_DIFFERENCING } from '../formats/vhd/structures.ts'
 import type { FileSystemAccess, RemoteHandler } from '../storage/index.ts'
 import { errorCode, isLifeboatError, type LifeboatError } from '../util/errors.ts'
 import { diskFormat, type DiskFormat } from './disk-format.ts'
-import { vmDir } from './layout.ts'
+import { resolveInVmDir, vmDir } from './layout.ts'
+import type { DeltaBackupMetadata } from './metadata.ts'
 
 /** One disk of a chain folder: a VHD file, or an alias and the VhdDirectory it points at. */
 export interface ChainDisk {
@@ -28,6 +29,8 @@ export interface ChainDisk {
   parent: string | undefined
   /** Why the disk cannot be read as a whole disk (it or an ancestor is unreadable or missing), else undefined. */
   broken: string | undefined
+  /** The error code of `broken` (VHD_TRUNCATED, VHD_PARENT_MISSING, VHD_BAD_ALIAS…), for reports. */
+  brokenCode: string | undefined
 }
 
 /** A `vdis/<job>/<vdi>` folder: its disks by path, and the files the cleaner looks at besides them. */
@@ -78,19 +81,19 @@ interface ParentName {
 /** Opens one disk of a folder (a VHD file, or an alias and its target), or says why it is broken; with its parent's name for a differencing disk. */
 async function readDisk(handler: RemoteHandler, fs: FileSystemAccess, folder: string, name: string): Promise<{ disk: ChainDisk; parent?: ParentName }> {
   const path = `${folder}/${name}`
-  const disk: ChainDisk = { path, target: undefined, folder: false, format: undefined, uuid: '', differencing: false, size: 0, parent: undefined, broken: undefined }
+  const disk: ChainDisk = { path, target: undefined, folder: false, format: undefined, uuid: '', differencing: false, size: 0, parent: undefined, broken: undefined, brokenCode: undefined }
   const stat = await handler.stat(path)
   if (isVhdAlias(name)) {
-    if (stat.isDirectory) return { disk: { ...disk, folder: true, broken: 'it is a VhdDirectory named like an alias' } }
+    if (stat.isDirectory) return { disk: { ...disk, folder: true, broken: 'it is a VhdDirectory named like an alias', brokenCode: 'VHD_BAD_ALIAS' } }
     let target: string
     try {
       target = await readVhdAlias(fs, path)
     } catch (error) {
       if (!isDiskProblem(error)) throw error
-      return { disk: { ...disk, broken: `its alias is unusable: ${error.message}` } }
+      return { disk: { ...disk, broken: `its alias is unusable: ${error.message}`, brokenCode: error.code } }
     }
     disk.target = target
-    if (!target.endsWith('.vhd')) return { disk: { ...disk, broken: `its alias points at ${posix.relative(folder, target)}, which is not a VHD` } }
+    if (!target.endsWith('.vhd')) return { disk: { ...disk, broken: `its alias points at ${posix.relative(folder, target)}, which is not a VHD`, brokenCode: 'VHD_BAD_ALIAS' } }
   } else {
     disk.size = stat.size
   }
@@ -99,7 +102,14 @@ async function readDisk(handler: RemoteHandler, fs: FileSystemAccess, folder: st
     vhd = await openVhd(path, { fs })
   } catch (error) {
     if (!isDiskProblem(error)) throw error
-    return { disk: { ...disk, broken: disk.target === undefined ? error.message : `the VhdDirectory of its alias is missing or unusable: ${error.message}` } }
+    const aliasToNowhere = disk.target !== undefined && error.code === 'FILE_NOT_FOUND'
+    return {
+      disk: {
+        ...disk,
+        broken: disk.target === undefined ? error.message : `the VhdDirectory of its alias is missing or unusable: ${error.message}`,
+        brokenCode: aliasToNowhere ? 'VHD_ALIAS_TARGET_MISSING' : error.code,
+      },
+    }
   }
   try {
     disk.format = diskFormat(vhd)
@@ -155,9 +165,10 @@ export async function readChainFolder(handler: RemoteHandler, fs: FileSystemAcce
     const disk = result.disks.get(path)!
     const parentPath = posix.join(folder, parentName)
     const parent = posix.dirname(parentPath) === folder ? result.disks.get(parentPath) : undefined
-    if (parent === undefined) disk.broken = `its parent "${parentName}" is missing`
-    else if (parent.broken === undefined && parent.uuid !== parentUuid) disk.broken = `its parent ${parentName} is not the disk it was made from (uuid ${parent.uuid}, expected ${parentUuid})`
-    else disk.parent = parentPath
+    if (parent === undefined) Object.assign(disk, { broken: `its parent "${parentName}" is missing`, brokenCode: 'VHD_PARENT_MISSING' })
+    else if (parent.broken === undefined && parent.uuid !== parentUuid) {
+      Object.assign(disk, { broken: `its parent ${parentName} is not the disk it was made from (uuid ${parent.uuid}, expected ${parentUuid})`, brokenCode: 'VHD_PARENT_MISMATCH' })
+    } else disk.parent = parentPath
   }
 
   const children = new Map<string, number>()
@@ -166,7 +177,7 @@ export async function readChainFolder(handler: RemoteHandler, fs: FileSystemAcce
 
   for (const disk of result.disks.values()) {
     const reason = ancestorProblem(result.disks, disk)
-    if (reason !== undefined && disk.broken === undefined) disk.broken = reason
+    if (reason !== undefined && disk.broken === undefined) Object.assign(disk, { broken: reason, brokenCode: 'VHD_BROKEN_CHAIN' })
   }
   return result
 }
@@ -190,4 +201,33 @@ export function unreferencedAncestors(folder: ChainFolder, disk: ChainDisk, refe
     out.unshift(folder.disks.get(parent)!)
   }
   return out
+}
+
+/** What keeps a delta backup from being restored: its code, a sentence, and the remote path it concerns. */
+export interface BackupProblem {
+  code: string
+  reason: string
+  path: string
+}
+
+/**
+ * Why a delta backup cannot be restored from the chain folders read (a disk it names is outside its folder,
+ * missing, or broken), else undefined. Disks in `skipped` folders are not judged. The cleaner removes such a
+ * backup; verify reports it.
+ */
+export function deltaBackupProblem(vmUuid: string, metadata: DeltaBackupMetadata, disks: ReadonlyMap<string, ChainDisk>, skipped: ReadonlySet<string> = new Set()): BackupProblem | undefined {
+  for (const ref of Object.values(metadata.vhds)) {
+    let path: string
+    try {
+      path = resolveInVmDir(vmUuid, ref)
+    } catch (error) {
+      if (isLifeboatError(error, 'REPOSITORY_BAD_REFERENCE')) return { code: error.code, reason: error.message, path: `${vmDir(vmUuid)}/${ref}` }
+      throw error
+    }
+    if (skipped.has(posix.dirname(path))) continue
+    const disk = disks.get(path)
+    if (disk === undefined) return { code: 'VHD_MISSING', reason: `its disk ${ref} is missing`, path }
+    if (disk.broken !== undefined) return { code: disk.brokenCode ?? 'VHD_BROKEN', reason: `its disk ${ref} is unusable: ${disk.broken}`, path }
+  }
+  return undefined
 }

@@ -13,5 +13,5 @@ export {
   VhdDirectory, openVhd, isVhdDirectory, writeVhdDirectory, vhdDirectoryBlockName,
   type VhdCompression, type VhdDirectoryOpenOptions, type VhdDirectoryWriteOptions,
 } from './directory.ts'
-export { VhdChain, checkVhdChain, openVhdFiles } from './chain.ts'
+export { VhdChain, ahead, checkVhdChain, openVhdFiles } from './chain.ts'
 export { mergeVhdChain, resumeVhdMergeIfAny, type MergeOptions } from './merge.ts'

@@ -1,0 +1,227 @@
+// Verify on real backups made from the lab: a clean repository verifies (VHD files, VhdDirectories, an encrypted
+// remote, S3 through s3rver) without a byte of it changed; then each corruption, made on a copy, is found and named
+// with its file — a truncated VHD, a missing parent, an alias to nowhere, a metadata file that does not parse, an
+// XVA chunk whose checksum is wrong, a flipped byte in an XVA chunk's data and a missing VhdDirectory block (those
+// two only with readData).
+import assert from 'node:assert/strict'
+import { createHash } from 'node:crypto'
+import { cp, readdir, readFile, rm, truncate, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { after, before, describe, test } from 'node:test'
+import { verifyVm, type BackupVerdict } from '../../source/repository/index.ts'
+import { openRemote, type RemoteHandler } from '../../source/storage/index.ts'
+import { vmDisks, type XapiRecord } from '../../source/xapi/index.ts'
+import { startS3rver, type S3rver } from '../helpers/s3rver.ts'
+import { tempDir } from '../helpers/tools.ts'
+import { describeFailure, job, runToEnd, startEngineLab, vmByName, walkRemote, type EngineLab } from '../engine/helpers.ts'
+
+const MiB = 1024 * 1024
+const KEY = '73c1838d7d8a6088ca2317fb5f29cd91'
+const SCHEDULES = [{ id: 'schedule-1', name: 'daily', cron: '0 3 * * *', timezone: 'UTC', retention: { backups: 3, snapshots: 1 } }]
+
+let env: EngineLab
+let s3: S3rver
+let vm: XapiRecord
+const dirs: Array<{ path: string; cleanup: () => Promise<void> }> = []
+/** Remote name → its URL (local remotes: their folder is the URL's path). */
+const urls = new Map<string, string>()
+
+async function folder(prefix: string): Promise<string> {
+  const dir = await tempDir(prefix)
+  dirs.push(dir)
+  return dir.path
+}
+
+async function open(name: string, url: string): Promise<RemoteHandler> {
+  const handler = openRemote(url)
+  await handler.sync()
+  env.remotes.set(name, handler)
+  urls.set(name, url)
+  return handler
+}
+
+before(async () => {
+  env = await startEngineLab({ remotes: [] })
+  s3 = await startS3rver()
+  await open('files', `file://${await folder('lifeboat-verify-files-')}`)
+  await open('dirs', `file://${await folder('lifeboat-verify-dirs-')}?useVhdDirectory=true`)
+  await open('vault', `file://${await folder('lifeboat-verify-vault-')}?useVhdDirectory=true&encryptionKey=${encodeURIComponent(JSON.stringify(KEY))}`)
+  await open('s3', s3.urlFor('verify'))
+  const conn = env.conns[0]!
+  vm = vmByName(conn, 'tiny-running')
+  const delta = job({ id: 'job-delta', mode: 'delta', vms: { uuids: [vm.uuid] }, remotes: ['files', 'dirs', 'vault', 's3'], schedules: SCHEDULES })
+  for (let run = 0; run < 2; run++) {
+    if (run > 0) await env.lab.control.writeVdi(vmDisks(conn, conn.get('VM', vm.uuid))[0]!.vdi.uuid, { offset: 3 * MiB, length: 3 * MiB, seed: 70 + run })
+    const tree = await runToEnd(env, delta)
+    assert.equal(tree.status, 'success', describeFailure(tree))
+  }
+  const full = await runToEnd(env, job({ id: 'job-full', mode: 'full', vms: { uuids: [vm.uuid] }, remotes: ['files'], schedules: SCHEDULES }))
+  assert.equal(full.status, 'success', describeFailure(full))
+})
+
+after(async () => {
+  await env?.cleanup()
+  await s3?.stop()
+  for (const dir of dirs) await dir.cleanup()
+})
+
+/** Every file of a remote with the sha256 of its bytes, to show verify changed nothing. */
+async function fingerprint(handler: RemoteHandler): Promise<Map<string, string>> {
+  const out = new Map<string, string>()
+  for (const path of await walkRemote(handler, '')) out.set(path, createHash('sha256').update(await handler.readFile(path)).digest('hex'))
+  return out
+}
+
+function failures(verdicts: BackupVerdict[]): Array<{ id: string; codes: string[]; paths: string[] }> {
+  return verdicts.filter(v => v.findings.length > 0).map(v => ({ id: v.id, codes: v.findings.map(f => f.code), paths: v.findings.map(f => f.path) }))
+}
+
+describe('a clean repository', () => {
+  for (const name of ['files', 'dirs', 'vault', 's3']) {
+    test(`${name}: every backup verifies, structure and data, and the remote is left byte for byte as it was`, async () => {
+      const handler = env.remotes.get(name)!
+      const before = await fingerprint(handler)
+      for (const readData of [false, true]) {
+        let bytes = 0
+        const verdicts = await verifyVm(handler, vm.uuid, { readData, onRead: n => void (bytes += n) })
+        assert.equal(verdicts.length, name === 'files' ? 3 : 2, 'each backup judged')
+        assert.deepEqual(failures(verdicts), [], `readData ${readData}: no findings`)
+        if (readData) assert.ok(bytes >= 4 * MiB, `the data was read (${bytes} bytes)`)
+      }
+      assert.deepEqual(await fingerprint(handler), before, 'nothing written, renamed or removed')
+    })
+  }
+})
+
+interface Copy {
+  handler: RemoteHandler
+  /** The VM's folder in the copy. */
+  vmDir: string
+  /** Backup JSON names, oldest first. */
+  jsons: string[]
+  metadata(json: string): Promise<Record<string, any>>
+}
+
+/** A copy of a local remote to corrupt, opened as the original is. */
+async function copyOf(name: string): Promise<Copy> {
+  const url = new URL(urls.get(name)!)
+  const root = await folder(`lifeboat-verify-copy-${name}-`)
+  await cp(url.pathname, root, { recursive: true })
+  const handler = openRemote(`file://${root}${url.search}`)
+  await handler.sync()
+  dirs.push({ path: root, cleanup: () => handler.close() })
+  const vmDir = join(root, 'xo-vm-backups', vm.uuid)
+  const jsons = (await readdir(vmDir)).filter(n => /^\d{8}T\d{6}Z\.json$/.test(n)).sort()
+  return { handler, vmDir, jsons, metadata: async json => JSON.parse((await handler.readFile(`xo-vm-backups/${vm.uuid}/${json}`)).toString()) }
+}
+
+async function newestOf(copy: Copy, mode: 'full' | 'delta'): Promise<{ json: string; metadata: Record<string, any> }> {
+  for (const json of [...copy.jsons].reverse()) {
+    const metadata = await copy.metadata(json)
+    if (metadata.mode === mode) return { json, metadata }
+  }
+  throw new Error(`no ${mode} backup`)
+}
+
+const id = (json: string) => `/xo-vm-backups/${vm.uuid}/${json}`
+
+describe('each corruption is found and named', () => {
+  test('a truncated VHD: its backup fails (VHD_TRUNCATED) naming the file; the others verify', async () => {
+    const copy = await copyOf('files')
+    const { json, metadata } = await newestOf(copy, 'delta')
+    const vhd = Object.values(metadata.vhds)[0] as string
+    await truncate(join(copy.vmDir, vhd), 4096)
+    const found = failures(await verifyVm(copy.handler, vm.uuid))
+    assert.deepEqual(found.map(f => f.id), [id(json)])
+    assert.equal(found[0]!.codes[0], 'VHD_TRUNCATED')
+    assert.equal(found[0]!.paths[0], `xo-vm-backups/${vm.uuid}/${vhd}`)
+  })
+
+  test('a missing parent: the delta on it fails (VHD_PARENT_MISSING), the backup whose disk it was fails (VHD_MISSING)', async () => {
+    const copy = await copyOf('files')
+    const deltas: string[] = []
+    for (const json of copy.jsons) if ((await copy.metadata(json)).mode === 'delta') deltas.push(json)
+    const oldest = await copy.metadata(deltas[0]!)
+    await rm(join(copy.vmDir, Object.values(oldest.vhds)[0] as string))
+    const found = failures(await verifyVm(copy.handler, vm.uuid))
+    assert.deepEqual(found.map(f => [f.id, f.codes[0]]), [
+      [id(deltas[0]!), 'VHD_MISSING'],
+      [id(deltas[1]!), 'VHD_PARENT_MISSING'],
+    ])
+  })
+
+  test('an alias to nowhere: VHD_ALIAS_TARGET_MISSING, naming the alias', async () => {
+    const copy = await copyOf('dirs')
+    const { json, metadata } = await newestOf(copy, 'delta')
+    const alias = Object.values(metadata.vhds)[0] as string
+    await writeFile(join(copy.vmDir, alias), 'data/20000101T000000Z.vhd')
+    const found = failures(await verifyVm(copy.handler, vm.uuid))
+    assert.deepEqual(found.map(f => [f.id, f.codes[0], f.paths[0]]), [[id(json), 'VHD_ALIAS_TARGET_MISSING', `xo-vm-backups/${vm.uuid}/${alias}`]])
+  })
+
+  test('a metadata file that does not parse: REPOSITORY_BAD_METADATA for that backup', async () => {
+    const copy = await copyOf('files')
+    const json = copy.jsons[0]!
+    const text = await readFile(join(copy.vmDir, json), 'utf8')
+    await writeFile(join(copy.vmDir, json), text.slice(0, text.length / 2))
+    const found = failures(await verifyVm(copy.handler, vm.uuid))
+    assert.deepEqual(found.map(f => [f.id, f.codes[0]]), [[id(json), 'REPOSITORY_BAD_METADATA']])
+  })
+
+  test('an XVA chunk whose checksum entry is wrong: XVA_BAD_CHECKSUM with readData', async () => {
+    const copy = await copyOf('files')
+    const { json, metadata } = await newestOf(copy, 'full')
+    const xva = join(copy.vmDir, metadata.xva)
+    const bytes = await readFile(xva)
+    // The first chunk's .xxhash entry: 16 hex digits after its tar header.
+    const header = bytes.indexOf('/00000000.xxhash')
+    assert.ok(header > 0, 'the XVA has xxhash entries, as XAPI writes them')
+    const digest = Math.ceil((header + 1) / 512) * 512
+    bytes[digest] = bytes[digest] === 0x30 ? 0x31 : 0x30
+    await writeFile(xva, bytes)
+    assert.deepEqual(failures(await verifyVm(copy.handler, vm.uuid)), [], 'the structure alone holds')
+    const found = failures(await verifyVm(copy.handler, vm.uuid, { readData: true }))
+    assert.deepEqual(found.map(f => [f.id, f.codes[0], f.paths[0]]), [[id(json), 'XVA_BAD_CHECKSUM', `xo-vm-backups/${vm.uuid}/${metadata.xva.replace('./', '')}`]])
+  })
+
+  test('a flipped byte in a data block: found only with readData (the XVA chunk fails its checksum)', async () => {
+    const copy = await copyOf('files')
+    const { json, metadata } = await newestOf(copy, 'full')
+    const xva = join(copy.vmDir, metadata.xva)
+    const bytes = await readFile(xva)
+    const header = bytes.indexOf('/00000000\0')
+    assert.ok(header > 0)
+    const data = Math.ceil((header + 1) / 512) * 512 + 1000
+    bytes[data] = bytes[data]! ^ 0x01
+    await writeFile(xva, bytes)
+    assert.deepEqual(failures(await verifyVm(copy.handler, vm.uuid)), [], 'the structure holds: only reading the data finds it')
+    const found = failures(await verifyVm(copy.handler, vm.uuid, { readData: true }))
+    assert.deepEqual(found.map(f => [f.id, f.codes[0]]), [[id(json), 'XVA_BAD_CHECKSUM']])
+    assert.match((await verifyVm(copy.handler, vm.uuid, { readData: true })).find(v => v.id === id(json))!.findings[0]!.reason, /00000000 fails its checksum/)
+  })
+
+  test('a VhdDirectory block file gone: VHD_BLOCK_MISSING with readData, for every backup that needs it', async () => {
+    const copy = await copyOf('dirs')
+    const { metadata } = await newestOf(copy, 'delta')
+    const alias = join(copy.vmDir, Object.values(metadata.vhds)[0] as string)
+    const data = join(alias, '..', (await readFile(alias, 'utf8')).trim())
+    const group = (await readdir(join(data, 'blocks')))[0]!
+    const block = (await readdir(join(data, 'blocks', group)))[0]!
+    await rm(join(data, 'blocks', group, block))
+    assert.deepEqual(failures(await verifyVm(copy.handler, vm.uuid)), [], 'the structure holds')
+    const found = failures(await verifyVm(copy.handler, vm.uuid, { readData: true }))
+    assert.ok(found.length >= 1 && found.every(f => f.codes.includes('VHD_BLOCK_MISSING')), JSON.stringify(found))
+  })
+
+  test('an encrypted block altered: REMOTE_DECRYPT_FAILED with readData', async () => {
+    const copy = await copyOf('vault')
+    const found: string[] = []
+    for (const path of await walkRemote(copy.handler, `xo-vm-backups/${vm.uuid}`)) if (/\/blocks\/\d+\/\d+$/.test(path)) found.push(path)
+    const raw = join(copy.vmDir, '..', '..', found[0]!)
+    const bytes = await readFile(raw)
+    bytes[bytes.length - 20] = bytes[bytes.length - 20]! ^ 0xff
+    await writeFile(raw, bytes)
+    const failed = failures(await verifyVm(copy.handler, vm.uuid, { readData: true }))
+    assert.ok(failed.length >= 1 && failed.every(f => f.codes.includes('REMOTE_DECRYPT_FAILED')), JSON.stringify(failed))
+  })
+})
