@@ -3,6 +3,7 @@
 import { formatBytes, formatDate, table } from './output.ts'
 import { stringOption, type Subcommand } from './index.ts'
 import { waitAndReport } from './runs.ts'
+import { verificationLabel } from '../protocol/verification.ts'
 
 export const BACKUP_COMMANDS: Record<string, Record<string, Subcommand>> = {
   backup: {
@@ -16,7 +17,7 @@ export const BACKUP_COMMANDS: Record<string, Record<string, Subcommand>> = {
         if (context.json) return context.print(points, () => '')
         // Jobs by name; a deleted job's backups keep its id.
         const jobNames = new Map((await client.call('job.list')).map(({ job }) => [job.id, job.name]))
-        context.print(points, () => table(['DATE', 'VM', 'JOB', 'MODE', 'SIZE', 'ID'], points.map(p => [formatDate(p.timestamp), p.vmName, jobNames.get(p.jobId) ?? p.jobId, p.mode, formatBytes(p.size), p.id])) || 'no backups on this remote\n')
+        context.print(points, () => table(['DATE', 'VM', 'JOB', 'MODE', 'SIZE', 'VERIFIED', 'ID'], points.map(p => [formatDate(p.timestamp), p.vmName, jobNames.get(p.jobId) ?? p.jobId, p.mode, formatBytes(p.size), verificationLabel(p.verification, at => formatDate(at)), p.id])) || 'no backups on this remote\n')
       },
     },
     check: {

@@ -6,6 +6,7 @@ import { secretOption } from './pools.ts'
 import { askHidden } from './prompt.ts'
 import { terminalSafeLine } from '../util/terminal-text.ts'
 import { integerOption, type CommandContext, type Subcommand } from './index.ts'
+import { VERIFY_COMMAND } from './verify.ts'
 
 const SECRET_NAMES: Partial<Record<RemoteUrl['type'], string>> = { smb: 'password', s3: 'secret access key', azure: 'account key', azurite: 'account key' }
 
@@ -120,6 +121,7 @@ export const REMOTE_COMMANDS: Record<string, Record<string, Subcommand>> = {
         context.print(result, () => `remote "${context.positionals[0]}" removed (its backups are still there)\n`)
       },
     },
+    verify: VERIFY_COMMAND,
   },
 }
 

@@ -58,7 +58,7 @@ const PROGRESS_EVERY_MS = 5000
  * Follows a run and prints it live on `stream`: each event naming its VM, and the progress of its transfers
  * (from the lanes). Resolves with the final tree.
  */
-function followAndPrint(client: DaemonClient, runId: string, stream: NodeJS.WritableStream, onTree?: (tree: TaskNode) => void): Promise<TaskNode> {
+export function followAndPrint(client: DaemonClient, runId: string, stream: NodeJS.WritableStream, onTree?: (tree: TaskNode) => void): Promise<TaskNode> {
   const lines = new LiveRunLines()
   const printed = new Map<string, { at: number; finished: boolean }>()
   return followRun(

@@ -8,10 +8,10 @@ import { RunLogStore, type TaskEvent } from '../tasks/index.ts'
 import { LifeboatError } from '../util/errors.ts'
 import { terminalSafeLine } from '../util/terminal-text.ts'
 import { sleep } from '../util/abort.ts'
-import { cleanupAfterCrash, planBackupRun, startBackupRun, startMirrorRun, type EngineContext } from '../engine/index.ts'
+import { cleanupAfterCrash, planBackupRun, startBackupRun, startMirrorRun, startVerifyRun, type EngineContext, type VerifiedBackup, type VerifyRequest } from '../engine/index.ts'
 import type { JobPlan } from '../protocol/plan.ts'
 import type { TaskNode } from '../tasks/index.ts'
-import { parseJob, type Job } from '../protocol/job.ts'
+import { parseJob, resolveSettings, type Job } from '../protocol/job.ts'
 import type { JobInfo, DaemonInfo } from '../protocol/methods.ts'
 import type { StateKind } from '../protocol/events.ts'
 import { DaemonState, type StoredJob } from './state.ts'
@@ -19,6 +19,7 @@ import { Pools, withoutUrlCredentials } from './pools.ts'
 import { Remotes } from './remotes.ts'
 import { openRemote } from '../storage/index.ts'
 import { Runs } from './runs.ts'
+import { Verifications } from './verifications.ts'
 import { Scheduler, systemClock, type Clock, type ScheduleEntry } from './scheduler.ts'
 import { LanesWatcher, lanesSnapshot } from './lanes.ts'
 import { RpcServer } from './server.ts'
@@ -55,6 +56,7 @@ export class Daemon {
   /** The pool limits of this process, shared by every pool connection, run and the lanes view. */
   readonly poolLimits = new PoolLimitsRegistry()
   readonly runs: Runs
+  readonly verifications: Verifications
   readonly scheduler: Scheduler
   readonly server: RpcServer
   readonly lanes: LanesWatcher
@@ -92,6 +94,7 @@ export class Daemon {
         this.stateChanged('jobs')
       },
     })
+    this.verifications = new Verifications(state)
     this.scheduler = new Scheduler((entry, at) => void this.#scheduledRun(entry, at), options.clock ?? systemClock)
     this.server = new RpcServer({ socketPath: this.socketPath, handlers: buildHandlers(this) })
     this.lanes = new LanesWatcher(this.poolLimits, () => {
@@ -205,9 +208,15 @@ export class Daemon {
     const job = stored.job
     const chosen = schedule === undefined ? job.schedules[0]! : job.schedules.find(s => s.name === schedule || s.id === schedule)
     if (chosen === undefined) throw new LifeboatError('SCHEDULE_NOT_FOUND', `The job "${job.name}" has no schedule "${schedule}"; its schedules are ${job.schedules.map(s => `"${s.name}"`).join(', ')}.`)
+    const info = { jobId: job.id!, jobName: job.name, scheduleName: chosen.name }
+    if (job.type === 'verify') {
+      const runId = await this.startVerify({ remotes: job.remotes, vms: 'uuids' in job.vms ? job.vms.uuids : [], readData: job.readData === true, timeout: resolveSettings(job, chosen).timeout }, info)
+      this.log(`job "${job.name}": run ${runId} started (schedule "${chosen.name}")`)
+      return runId
+    }
     const plan = options.planFirst === true && job.type !== 'mirror' ? await this.planJob(stored, chosen.id).catch(error => void this.log(`job "${job.name}": the plan before the run failed: ${(error as Error).message}`)) : undefined
     const common = { schedule: chosen.id ?? chosen.name }
-    const runId = await this.runs.start('backup', { jobId: job.id!, jobName: job.name, scheduleName: chosen.name }, onEvent =>
+    const runId = await this.runs.start('backup', info, onEvent =>
       job.type === 'mirror'
         ? startMirrorRun(job, this.context, { ...common, onEvent, distributedJobs: this.#distributedJobs() })
         : startBackupRun(job, this.context, { ...common, onEvent, ...(plan !== undefined && { plan }) }),
@@ -219,6 +228,22 @@ export class Daemon {
   /** The jobs whose backups a mirror skips: they distribute them over several remotes, so no remote has their chains whole. */
   #distributedJobs(): Set<string> {
     return new Set(this.state.data.jobs.filter(stored => stored.job.settings.distributeBackups === true).map(stored => stored.job.id!))
+  }
+
+  /** A verify run (by hand or of a verify job); each backup's verdict is kept in the state as it comes. */
+  async startVerify(request: Omit<VerifyRequest, 'onVerdict'>, info: { jobId?: string; jobName?: string; scheduleName?: string } = {}): Promise<string> {
+    return this.runs.start('verify', info, onEvent => {
+      const judged: VerifiedBackup[] = []
+      let runId = ''
+      const started = startVerifyRun(this.context, { ...request, onVerdict: verdict => (judged.push(verdict), this.verifications.record(runId, request.readData === true, verdict)) }, { onEvent })
+      runId = started.runId
+      // Recorded before the run counts as ended, so that a client seeing its end finds the states.
+      const done = started.done.then(async tree => {
+        await this.verifications.finish(judged, tree.status === 'success' || tree.status === 'failure').catch(error => this.log(`run ${runId}: cannot record the verification states: ${(error as Error).message}`))
+        return tree
+      })
+      return { ...started, done }
+    })
   }
 
   async #scheduledRun(entry: ScheduleEntry, at: number): Promise<void> {

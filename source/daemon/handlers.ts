@@ -68,6 +68,7 @@ export function buildHandlers(daemon: Daemon): Record<MethodName, MethodHandler>
       await remotes.remove(name)
       await state.update(data => void (data.remotes = data.remotes.filter(r => r.name !== name)))
       await state.updateSecrets(data => void delete data.remotes[name])
+      await daemon.verifications.forget(name)
       daemon.stateChanged('remotes')
       return {}
     },
@@ -127,7 +128,7 @@ export function buildHandlers(daemon: Daemon): Record<MethodName, MethodHandler>
     'run.get': async ({ runId }) => {
       const live = runs.liveTree(runId)
       const tree = live?.tree ?? (await runs.tree(runId))
-      const summary = runs.summary(runId) ?? { runId, kind: tree.message === 'restore' ? 'restore' : 'backup', start: tree.start, status: tree.status }
+      const summary = runs.summary(runId) ?? { runId, kind: tree.message === 'restore' || tree.message === 'verify' ? tree.message : 'backup', start: tree.start, status: tree.status }
       return { summary, tree, ...(live !== undefined && { eventCount: live.eventCount }) }
     },
     'run.cancel': ({ runId }) => {
@@ -135,7 +136,13 @@ export function buildHandlers(daemon: Daemon): Record<MethodName, MethodHandler>
       return {}
     },
 
-    'backup.list': ({ remote, vm }) => listRestorePoints(remotes.get(remote), vm === undefined ? {} : { vmUuid: vm }),
+    'backup.list': async ({ remote, vm }) => daemon.verifications.annotate(remote, await listRestorePoints(remotes.get(remote), vm === undefined ? {} : { vmUuid: vm })),
+    'remote.verify': async ({ remote, vms, readData }) => {
+      remotes.get(remote)
+      const runId = await daemon.startVerify({ remotes: [remote], ...(vms !== undefined && { vms }), readData: readData === true })
+      daemon.log(`verify ${runId} started (remote "${remote}"${readData === true ? ', reading the data' : ''})`)
+      return { runId }
+    },
     'restore.start': async ({ remote, backupId, sr, name, start }) => {
       // REMOTE_NOT_FOUND and SR_NOT_FOUND now rather than as a failed run.
       remotes.get(remote)

@@ -6,7 +6,7 @@ import { basename, dirname, join } from 'node:path'
 import { Low, type Adapter } from 'lowdb'
 import { LifeboatError } from '../util/errors.ts'
 import type { Job } from '../protocol/job.ts'
-import type { RunSummary } from '../protocol/methods.ts'
+import type { RunSummary, VerificationState } from '../protocol/methods.ts'
 
 export interface StoredPool {
   id: string
@@ -41,6 +41,8 @@ export interface StateData {
   jobs: StoredJob[]
   /** Newest last. */
   runs: RunSummary[]
+  /** The last verification of each backup: remote name → backup id → state. Verify never writes on the remote. */
+  verifications: Record<string, Record<string, VerificationState>>
 }
 
 export interface SecretsData {
@@ -48,7 +50,10 @@ export interface SecretsData {
   remotes: Record<string, { url: string }>
 }
 
-const EMPTY_STATE = (): StateData => ({ version: 1, settings: { keepRunsPerJob: 100 }, pools: [], remotes: [], jobs: [], runs: [] })
+/** How long updateSoon gathers changes before it writes them. */
+const SOON_MS = 500
+
+const EMPTY_STATE = (): StateData => ({ version: 1, settings: { keepRunsPerJob: 100 }, pools: [], remotes: [], jobs: [], runs: [], verifications: {} })
 const EMPTY_SECRETS = (): SecretsData => ({ pools: {}, remotes: {} })
 
 /** lowdb's adapter, atomic (temporary file + rename) with mode 0600, writes applied in order. */
@@ -110,6 +115,19 @@ export class DaemonState {
 
   get data(): Readonly<StateData> {
     return this.state.data
+  }
+
+  #soon: Promise<void> | undefined
+
+  /** Changes the state at once and writes it within a second: many changes in a row cost one write. */
+  updateSoon(change: (data: StateData) => void): void {
+    change(this.state.data)
+    this.#soon ??= new Promise(resolve => setTimeout(resolve, SOON_MS).unref()).then(() => {
+      this.#soon = undefined
+      return this.state.write()
+    })
+    // A failed write is retried by the next one; update() reports its own.
+    this.#soon.catch(() => {})
   }
 
   /** Changes the state and writes it; the change is visible at once, the promise resolves once on disk. */

@@ -7,4 +7,4 @@ export { startRestoreRun, startHealthCheckRun, type RestoreRequest, type HealthC
 export { restoreBackup, type RestoreOptions, type RestoredVm } from './restore/index.ts'
 export { crSeed, type CrSeedRequest } from './replication/cr-seed.ts'
 export { planBackupRun, type PlanOptions } from './plan/plan.ts'
-export { startVerifyRun, type VerifyRequest, type VerifyRunResult } from './run/verify-run.ts'
+export { startVerifyRun, type VerifyRequest, type VerifyRunResult, type VerifiedBackup } from './run/verify-run.ts'

@@ -111,9 +111,13 @@ const jobObject = z
     /**
      * 'backup' (the default): snapshots of the pools' VMs, to remotes and SRs. 'mirror' (XO's mirror backup):
      * copies the backups found on `sourceRemote` to `remotes`, in `mode` (full: XVA backups, delta: VHD chains).
+     * 'verify': reads the backups on `remotes` and records each one's verification state; it writes nothing.
      */
-    type: z.enum(['backup', 'mirror'], { error: expect('type must be "backup" (snapshots of VMs) or "mirror" (copies of the backups on another remote).') }).default('backup'),
-    mode: z.enum(['full', 'delta'], { error: expect('mode must be "full" or "delta".') }),
+    type: z.enum(['backup', 'mirror', 'verify'], { error: expect('type must be "backup" (snapshots of VMs), "mirror" (copies of the backups on another remote) or "verify" (checks of the backups on remotes).') }).default('backup'),
+    /** Required but for verify jobs, which have none (stored as "full"). */
+    mode: z.enum(['full', 'delta'], { error: expect('mode must be "full" or "delta".') }).optional(),
+    /** Verify jobs: read every block and chunk back (checksums checked), not only the structure. */
+    readData: z.boolean({ error: 'readData must be true or false.' }).optional(),
     /** A backup job's VMs; a mirror job's filter over the VMs of its source remote (uuids, or tags as the metadata records them), absent: all. */
     vms: vmSelection.optional(),
     /** Mirror jobs: the remote whose backups are copied (by name). */
@@ -147,6 +151,9 @@ export const jobSchema = jobObject
       if (schedule.id !== undefined) ids.add(schedule.id)
     })
     if (new Set(job.remotes).size !== job.remotes.length) problem(['remotes'], 'a remote is listed twice.')
+    if (job.type === 'verify') return verifyProblems(job, problem)
+    if (job.mode === undefined) problem(['mode'], 'this field is required.')
+    if (job.readData !== undefined) problem(['readData'], 'readData is for verify jobs (type "verify").')
     if (job.type === 'mirror') return mirrorProblems(job, problem)
     if (job.vms === undefined) problem(['vms'], 'this field is required.')
     if (job.sourceRemote !== undefined) problem(['sourceRemote'], 'sourceRemote is for mirror jobs (type "mirror"); a backup job takes its VMs from the pools.')
@@ -167,7 +174,7 @@ export const jobSchema = jobObject
     })
     for (const path of excluding) problem(path.split('.'), 'offlineSnapshot (shut the VM down for the snapshot) and checkpointSnapshot (a snapshot with its memory) exclude each other: a halted VM has no memory to save; keep one.')
   })
-  .transform(job => ({ ...job, vms: job.vms ?? ALL_VMS }))
+  .transform(job => ({ ...job, mode: job.mode ?? 'full', vms: job.vms ?? ALL_VMS }))
 
 type Problem = (path: Array<string | number>, message: string) => void
 type JobFields = z.output<typeof jobObject>
@@ -203,6 +210,22 @@ function mirrorProblems(job: JobFields, problem: Problem): void {
   job.schedules.forEach((schedule, index) => {
     if (schedule.retention.replicas !== undefined || schedule.retention.snapshots !== undefined) problem(['schedules', index, 'retention'], 'a mirror job keeps backups on its target remotes only: set retention.backups, not replicas or snapshots.')
     if (schedule.fullInterval !== undefined) problem(['schedules', index, 'fullInterval'], 'fullInterval does not apply to a mirror job: it copies the chains as the source job made them.')
+  })
+}
+
+/** A verify job: remotes to read, a VM filter by uuid, no SR, no mode, nothing about snapshots or retention. */
+function verifyProblems(job: JobFields, problem: Problem): void {
+  if (job.remotes.length === 0) problem(['remotes'], 'a verify job checks the backups on remotes: list at least one.')
+  if (job.mode !== undefined) problem(['mode'], 'a verify job checks full and delta backups alike: remove mode.')
+  if (job.srs.length > 0) problem(['srs'], 'a verify job checks backups on remotes: it takes no SR.')
+  if (job.sourceRemote !== undefined) problem(['sourceRemote'], 'sourceRemote is for mirror jobs; a verify job checks the remotes it lists.')
+  if (job.vms !== undefined && 'smart' in job.vms) problem(['vms', 'smart'], 'a verify job picks VMs by uuid ({ "uuids": [...] }), or all the remotes hold when vms is absent.')
+  for (const { path, settings } of settingsLayers(job)) {
+    for (const key of Object.keys(settings ?? {})) if (key !== 'timeout') problem([...path, key], `${key} does not apply to a verify job: it only reads backups (timeout is its one setting). Remove it.`)
+  }
+  job.schedules.forEach((schedule, index) => {
+    if (Object.keys(schedule.retention).length > 0) problem(['schedules', index, 'retention'], 'a verify job keeps nothing: remove the retention.')
+    if (schedule.fullInterval !== undefined) problem(['schedules', index, 'fullInterval'], 'fullInterval does not apply to a verify job.')
   })
 }
 
@@ -254,6 +277,7 @@ export function resolveSettings(job: Pick<Job, 'settings' | 'overrides'>, schedu
 /** What a job does, in the README's words: its mode on remotes and on SRs, or rolling snapshots when it has no target. */
 export function jobModes(job: Pick<Job, 'mode' | 'remotes' | 'srs'> & { type?: Job['type'] }): string[] {
   if (job.type === 'mirror') return [`${job.mode} mirror`]
+  if (job.type === 'verify') return ['verify']
   const modes = [
     ...(job.remotes.length > 0 ? [`${job.mode} backup`] : []),
     ...(job.srs.length > 0 ? [job.mode === 'full' ? 'disaster recovery' : 'continuous replication'] : []),

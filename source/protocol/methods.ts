@@ -3,11 +3,12 @@
 import { z } from 'zod'
 import type { TaskNode } from '../tasks/fold.ts'
 import type { RestorePoint } from '../repository/listing.ts'
+import type { VerifyFinding } from '../repository/verify.ts'
 import type { Job, JobInput } from './job.ts'
 import type { JobPlan } from './plan.ts'
 import { settingsInputSchema } from './settings.ts'
 
-export type { TaskNode, RestorePoint }
+export type { TaskNode, RestorePoint, VerifyFinding }
 
 const text = (what: string) => z.string({ error: `${what} must be a text.` }).min(1, { error: `${what} must not be empty.` }).max(2000, { error: `${what} is too long.` })
 const none = z.strictObject({}).optional()
@@ -128,10 +129,24 @@ export interface RemoteInfo extends Remote {
   capabilities: RemoteCapabilities
 }
 
+/** A restore point's last verification (kept by the daemon, never on the remote): absent, never verified. */
+export interface VerificationState {
+  status: 'verified' | 'failed'
+  /** When it was judged (ms epoch). */
+  at: number
+  /** Every block and chunk was read back, not only the structure. */
+  readData: boolean
+  runId: string
+  /** What failed (the first few); empty when verified. */
+  findings: VerifyFinding[]
+}
+
+export type BackupListEntry = RestorePoint & { verification?: VerificationState }
+
 export interface RunSummary {
   runId: string
   /** A health check run is a manual check of one restore point (backup.check); a backup run's checks are in its tree. */
-  kind: 'backup' | 'restore' | 'health check'
+  kind: 'backup' | 'restore' | 'health check' | 'verify'
   jobId?: string
   jobName?: string
   scheduleName?: string
@@ -268,6 +283,8 @@ export const methodParams = {
   'restore.start': z.strictObject({ remote: text('remote'), backupId: text('backupId'), sr: text('sr'), name: text('name').optional(), start: z.boolean().optional() }),
   /** A manual health check of a restore point (XO's checkVmBackupNg): timeout a duration ("10m", default XO's 10 min) or ms. */
   'backup.check': z.strictObject({ remote: text('remote'), backupId: text('backupId'), sr: text('sr'), timeout: settingsInputSchema.shape.healthCheckTimeout }),
+  /** Verifies the backups on a remote (all its VMs, or these), as a run; it only reads. */
+  'remote.verify': z.strictObject({ remote: text('remote'), vms: z.array(text('a VM uuid')).max(10_000).optional(), readData: z.boolean({ error: 'readData must be true or false.' }).optional() }),
   'lanes.get': none,
   subscribe: z.strictObject({ topics: z.array(z.enum(SUBSCRIPTION_TOPICS)).max(10), runId: text('runId').optional() }),
   unsubscribe: z.strictObject({ topics: z.array(z.enum(SUBSCRIPTION_TOPICS)).max(10) }),
@@ -303,9 +320,10 @@ export interface MethodResults {
   /** eventCount (live runs): the tree folds events 0..eventCount-1; task.event notifications with seq ≥ eventCount are newer. */
   'run.get': { summary: RunSummary; tree: TaskNode; eventCount?: number }
   'run.cancel': Empty
-  'backup.list': RestorePoint[]
+  'backup.list': BackupListEntry[]
   'restore.start': { runId: string }
   'backup.check': { runId: string }
+  'remote.verify': { runId: string }
   'lanes.get': LanesSnapshot
   subscribe: { subscribed: SubscriptionTopic[] }
   unsubscribe: Empty

@@ -32,6 +32,8 @@ export interface VerifyOptions {
   task?: Task
   /** Told the bytes of each read, as they come (progress, throughput). */
   onRead?: (bytes: number) => void
+  /** Told each backup's verdict once judged. */
+  onVerdict?: (verdict: BackupVerdict) => void
 }
 
 /** A file system over the remote that refuses every change: verify can never repair, even by mistake. */
@@ -86,6 +88,7 @@ export async function verifyVm(handler: RemoteHandler, vmUuid: string, options: 
       throw error
     }
     verdicts.push(result)
+    options.onVerdict?.(result)
     if (task !== undefined) reportVerdict(task, result)
   }
   return verdicts
@@ -192,10 +195,7 @@ class DataChecks {
     const md5 = expectedMd5 === undefined ? undefined : createHash('md5')
     try {
       const stream = await this.handler.createReadStream(path)
-      for await (const entry of readXva(counted(stream, this.options, md5), { verifyChecksums: readData })) {
-        this.options.signal?.throwIfAborted()
-        void entry
-      }
+      for await (const _entry of readXva(counted(stream, this.options, md5), { verifyChecksums: readData })) this.options.signal?.throwIfAborted()
     } catch (error) {
       this.options.signal?.throwIfAborted()
       findings.push(asFinding(error, path))

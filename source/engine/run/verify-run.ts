@@ -1,58 +1,85 @@
-// A verification of a remote as a run of its own (RPC remote.verify, verify jobs): each VM folder, then each
-// backup in it, in the task tree; the result lists every backup's verdict for the daemon to keep.
+// A verification of remotes as a run of its own (RPC remote.verify, verify jobs): each remote, each VM folder,
+// then each backup in it, in the task tree; every backup's verdict is handed over as it comes, for the daemon to keep.
 import { abortReason } from '../../util/abort.ts'
 import { LifeboatError } from '../../util/errors.ts'
 import { listBackedUpVms, verifyVm, type BackupVerdict } from '../../repository/index.ts'
+import type { Task } from '../../tasks/index.ts'
 import { startRun, type EngineContext, type RunOptions, type StartedRun } from './backup-run.ts'
 
 export interface VerifyRequest {
-  remote: string
-  /** Only these VMs' backups (uuids); all the remote holds when absent or empty. */
+  /** By the names jobs use. */
+  remotes: string[]
+  /** Only these VMs' backups (uuids); all each remote holds when absent or empty. */
   vms?: string[]
   readData?: boolean
   /** Milliseconds; 0 or absent: none. */
   timeout?: number
+  /** Told each backup's verdict once judged (a cancelled run has told those judged before it stopped). */
+  onVerdict?: (verdict: VerifiedBackup) => void
 }
 
-/** The run's result: what the daemon records as each backup's verification state. */
-export interface VerifyRunResult {
+export interface VerifiedBackup extends BackupVerdict {
   remote: string
+  vmUuid: string
+}
+
+/** The run's result (also the root task's): counts, and the bytes read back. */
+export interface VerifyRunResult {
   readData: boolean
   verified: number
   failed: number
   bytesRead: number
-  backups: Array<BackupVerdict & { vmUuid: string }>
 }
 
 export function startVerifyRun(context: EngineContext, request: VerifyRequest, options: RunOptions & { data?: Record<string, unknown> } = {}): StartedRun {
   const readData = request.readData === true
-  return startRun({ name: 'verify', data: { remote: request.remote, readData, ...options.data } }, request.timeout ?? 0, options, async (task, signal) => {
-    const handler = context.remotes.get(request.remote)
-    if (handler === undefined) throw new LifeboatError('REMOTE_NOT_FOUND', `The remote "${request.remote}" is not configured or not available; add it or fix it first.`)
-    const vms = request.vms !== undefined && request.vms.length > 0 ? request.vms : await listBackedUpVms(handler)
-    const result: VerifyRunResult = { remote: request.remote, readData, verified: 0, failed: 0, bytesRead: 0, backups: [] }
-    for (const vmUuid of vms) {
+  return startRun({ name: 'verify', data: { remotes: request.remotes, readData, ...options.data } }, request.timeout ?? 0, options, async (task, signal) => {
+    const result: VerifyRunResult = { readData, verified: 0, failed: 0, bytesRead: 0 }
+    for (const remote of request.remotes) {
       signal.throwIfAborted()
-      const vmTask = task.child('verify VM', { type: 'VM', id: vmUuid })
-      let bytesRead = 0
-      let verdicts: BackupVerdict[]
+      const remoteTask = task.child('verify remote', { remote })
       try {
-        verdicts = await verifyVm(handler, vmUuid, { readData, signal, task: vmTask, onRead: bytes => void (bytesRead += bytes) })
-        if (verdicts.length === 0) throw new LifeboatError('VERIFY_NO_BACKUPS', `The remote "${request.remote}" holds no backup of VM ${vmUuid}; 'npx lifeboat backup list --remote ${request.remote}' lists those it holds.`)
+        await verifyRemote(context, remote, request, remoteTask, signal, result)
       } catch (error) {
-        vmTask.fail(signal.aborted ? abortReason(signal) : error)
+        remoteTask.fail(signal.aborted ? abortReason(signal) : error)
         if (signal.aborted) throw error
         continue
-      } finally {
-        result.bytesRead += bytesRead
       }
-      const failed = verdicts.filter(verdict => verdict.findings.length > 0).length
-      result.verified += verdicts.length - failed
-      result.failed += failed
-      for (const verdict of verdicts) result.backups.push({ ...verdict, vmUuid })
-      // A failed backup fails its VM, and the run, by the tree's own rules.
-      vmTask.end({ backups: verdicts.length, failed, bytesRead })
+      remoteTask.end()
     }
     return result
   })
+}
+
+async function verifyRemote(context: EngineContext, remote: string, request: VerifyRequest, task: Task, signal: AbortSignal, result: VerifyRunResult): Promise<void> {
+  const handler = context.remotes.get(remote)
+  if (handler === undefined) throw new LifeboatError('REMOTE_NOT_FOUND', `The remote "${remote}" is not configured or not available; add it or fix it first.`)
+  const vms = request.vms !== undefined && request.vms.length > 0 ? request.vms : await listBackedUpVms(handler)
+  for (const vmUuid of vms) {
+    signal.throwIfAborted()
+    const vmTask = task.child('verify VM', { type: 'VM', id: vmUuid })
+    let bytesRead = 0
+    let verdicts: BackupVerdict[]
+    try {
+      verdicts = await verifyVm(handler, vmUuid, {
+        readData: result.readData,
+        signal,
+        task: vmTask,
+        onRead: bytes => void (bytesRead += bytes),
+        onVerdict: verdict => request.onVerdict?.({ ...verdict, remote, vmUuid }),
+      })
+      if (verdicts.length === 0) throw new LifeboatError('VERIFY_NO_BACKUPS', `The remote "${remote}" holds no backup of VM ${vmUuid}; 'npx lifeboat backup list --remote ${remote}' lists those it holds.`)
+    } catch (error) {
+      vmTask.fail(signal.aborted ? abortReason(signal) : error)
+      if (signal.aborted) throw error
+      continue
+    } finally {
+      result.bytesRead += bytesRead
+    }
+    const failed = verdicts.filter(verdict => verdict.findings.length > 0).length
+    result.verified += verdicts.length - failed
+    result.failed += failed
+    // A failed backup fails its VM, its remote and the run, by the tree's own rules.
+    vmTask.end({ backups: verdicts.length, failed, bytesRead })
+  }
 }

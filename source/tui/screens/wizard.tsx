@@ -390,7 +390,7 @@ function Review({ draft, matched, srs, problems, failure, width, rows }: { draft
       <Text wrap="truncate">
         {job.name || '(no name)'} · {job.mode} · {draft.selection === 'pick' ? `${draft.picked.size} VMs picked` : `smart selection (${matched} VMs now)`}
       </Text>
-      <Text wrap="truncate">Does: {modeTitle({ mode: job.mode, remotes: job.remotes?.length ?? 0, srs: job.srs?.length ?? 0, memory: job.settings?.checkpointSnapshot === true })}</Text>
+      <Text wrap="truncate">Does: {modeTitle({ mode: job.mode ?? 'full', remotes: job.remotes?.length ?? 0, srs: job.srs?.length ?? 0, memory: job.settings?.checkpointSnapshot === true })}</Text>
       <Text wrap="truncate">To: {[...(job.remotes ?? []).map(r => `remote ${r}`), ...(job.srs ?? []).map(sr => srLabel(sr, srs))].join(', ') || 'nowhere: snapshots only'}</Text>
       <Text wrap="truncate">
         When: {schedule?.name} at "{schedule?.cron}" ({schedule?.timezone}){schedule?.enabled === false ? ', disabled' : ''}
