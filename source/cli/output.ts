@@ -35,7 +35,7 @@ export function table(headers: string[], rows: string[][]): string {
 /** What a task is, in a few words: its name and the most telling data (VM, remote, disk…). */
 export function taskLabel(node: TaskNode): string {
   const data = node.data ?? {}
-  const detail = ['name_label', 'vmName', 'jobName', 'remote', 'id', 'disk', 'srUuid']
+  const detail = ['name_label', 'vmName', 'jobName', 'remote', 'id', 'disk', 'srUuid', 'backupId']
     .map(key => data[key])
     .filter(value => typeof value === 'string' && value !== '')
     .slice(0, 2)

@@ -227,7 +227,7 @@ export function deltaBackupProblem(vmUuid: string, metadata: DeltaBackupMetadata
     if (skipped.has(posix.dirname(path))) continue
     const disk = disks.get(path)
     if (disk === undefined) return { code: 'VHD_MISSING', reason: `its disk ${ref} is missing`, path }
-    if (disk.broken !== undefined) return { code: disk.brokenCode ?? 'VHD_BROKEN', reason: `its disk ${ref} is unusable: ${disk.broken}`, path }
+    if (disk.broken !== undefined) return { code: disk.brokenCode ?? 'VHD_BROKEN', reason: `its disk ${ref} is unusable: ${disk.broken.replaceAll(`${path}: `, '')}`, path }
   }
   return undefined
 }
