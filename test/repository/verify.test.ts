@@ -190,7 +190,7 @@ describe('each corruption is found and named', () => {
     const xva = join(copy.vmDir, metadata.xva)
     const bytes = await readFile(xva)
     const header = bytes.indexOf('/00000000\0')
-    assert.ok(header > 0)
+    assert.ok(header > 0, 'the XVA has the first chunk of its disk')
     const data = Math.ceil((header + 1) / 512) * 512 + 1000
     bytes[data] = bytes[data]! ^ 0x01
     await writeFile(xva, bytes)

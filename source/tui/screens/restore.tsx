@@ -7,7 +7,8 @@ import { runStarted, useRpc, useScreenKeys, useShell } from '../shell.tsx'
 import { Table } from '../components/list.tsx'
 import { FilterLine } from '../components/input.tsx'
 import { FormView, useForm, type Field } from '../components/form.tsx'
-import type { Remote, RestorePoint, RunStatus, RunSummary, Sr } from '../contract.ts'
+import type { BackupListEntry, Remote, RunStatus, RunSummary, Sr } from '../contract.ts'
+import { verificationLabel } from '../../protocol/verification.ts'
 import { formatBytes, formatDate } from '../format.ts'
 import { checkCell, useFilteredList } from './common.tsx'
 
@@ -18,7 +19,7 @@ const STEP_TITLES: Record<Step, string> = { remote: 'Remote', vm: 'VM', point: '
 interface VmGroup {
   vmUuid: string
   vmName: string
-  points: RestorePoint[]
+  points: BackupListEntry[]
 }
 
 const OPTION_FIELDS: Field[] = [
@@ -31,7 +32,7 @@ export function RestoreScreen() {
   const [step, setStep] = useState<Step>('remote')
   const [remote, setRemote] = useState<Remote>()
   const [vm, setVm] = useState<VmGroup>()
-  const [point, setPoint] = useState<RestorePoint>()
+  const [point, setPoint] = useState<BackupListEntry>()
   const [sr, setSr] = useState<Sr>()
   const [purpose, setPurpose] = useState<'restore' | 'check'>('restore')
   const height = shell.bodyHeight - 2
@@ -147,7 +148,15 @@ export function RestoreScreen() {
         <Table columns={[{ title: 'VM', width: 0 }, { title: 'Backups', width: 7, align: 'right' }, { title: 'Latest', width: 16 }]} rows={vmList.rows} rowKey={g => g.vmUuid} list={vmList.list} height={vmList.tableHeight} width={shell.columns} empty={backups.error ?? (backups.loading ? 'Listing the backups…' : 'No backups on this remote.')} cells={g => [{ text: g.vmName }, { text: String(g.points.length) }, { text: formatDate(g.points[0]?.timestamp) }]} />
       ) : null}
       {step === 'point' ? (
-        <Table columns={[{ title: 'Date', width: 19 }, { title: 'Mode', width: 5 }, { title: 'Size', width: 9, align: 'right' }, { title: 'Checked', width: 9 }, { title: 'Job', width: 0 }]} rows={pointList.rows} rowKey={p => p.id} list={pointList.list} height={pointList.tableHeight} width={shell.columns} cells={p => [{ text: pointDate(p) }, { text: p.mode }, { text: formatBytes(p.size) }, checkCell(lastCheck.get(backupKey(p.id))), { text: jobName(p.jobId) }]} />
+        <Table
+          columns={[{ title: 'Date', width: 19 }, { title: 'Mode', width: 5 }, { title: 'Size', width: 9, align: 'right' }, { title: 'Checked', width: 9 }, { title: 'Verified', width: 0 }, { title: 'Job', width: 12 }]}
+          rows={pointList.rows}
+          rowKey={p => p.id}
+          list={pointList.list}
+          height={pointList.tableHeight}
+          width={shell.columns}
+          cells={p => [{ text: pointDate(p) }, { text: p.mode }, { text: formatBytes(p.size) }, checkCell(lastCheck.get(backupKey(p.id))), verificationCell(p), { text: jobName(p.jobId) }]}
+        />
       ) : null}
       {step === 'sr' ? (
         <Table columns={[{ title: 'SR', width: 0 }, { title: 'Pool', width: 12 }, { title: 'Free', width: 9, align: 'right' }, { title: 'Type', width: 6 }]} rows={srList.rows} rowKey={s => s.uuid} list={srList.list} height={srList.tableHeight} width={shell.columns} empty={srs.error ?? 'Loading the SRs…'} cells={s => [{ text: s.name }, { text: s.poolName }, { text: formatBytes(s.free), tone: point?.size !== undefined && s.free < point.size ? 'red' : undefined }, { text: s.type }]} />
@@ -166,6 +175,9 @@ export function RestoreScreen() {
         <Box flexDirection="column">
           <Text>Restore {point.vmName} as it was on {pointDate(point)} ({point.mode}, {formatBytes(point.size)})</Text>
           <Text>  from the remote {remote?.name}</Text>
+          <Text color={verificationCell(point).tone} wrap="truncate">
+            {'  '}verification: {verificationLine(point)}
+          </Text>
           <Text>  to the SR {sr.name} on the pool {sr.poolName}</Text>
           <Text>  as "{String(options.values.name)}"{options.values.start === true ? ', started afterwards' : ', left halted'}</Text>
           <Text> </Text>
@@ -188,13 +200,28 @@ function lastChecks(runs: readonly RunSummary[]): Map<string, RunStatus> {
   return last
 }
 
+/** The Verified column: never (gray), verified (green), failed (red), with when and whether the data was read. */
+function verificationCell(point: BackupListEntry): { text: string; tone: 'gray' | 'green' | 'red' } {
+  const state = point.verification
+  return { text: verificationLabel(state, at => formatDate(at).slice(5)), tone: state === undefined ? 'gray' : state.status === 'verified' ? 'green' : 'red' }
+}
+
+/** The confirm step's verification line: a failure says why, in full. */
+function verificationLine(point: BackupListEntry): string {
+  const state = point.verification
+  if (state === undefined) return "never verified ('npx lifeboat remote verify' checks it)"
+  const first = state.findings[0]
+  if (state.status === 'failed' && first !== undefined) return `FAILED on ${formatDate(state.at)}: ${first.code}, ${first.reason}`
+  return `${verificationLabel(state, at => formatDate(at))}${state.readData ? ', every block read back' : ', structure only'}`
+}
+
 /** A restore point's date to the second: two points of the same minute must be told apart. */
-function pointDate(point: RestorePoint): string {
+function pointDate(point: BackupListEntry): string {
   return formatDate(point.timestamp, { seconds: true })
 }
 
 /** Restore points grouped by VM, newest first within each VM, VMs by name. */
-function groupByVm(points: readonly RestorePoint[]): VmGroup[] {
+function groupByVm(points: readonly BackupListEntry[]): VmGroup[] {
   const byVm = new Map<string, VmGroup>()
   for (const point of points) {
     const group = byVm.get(point.vmUuid) ?? { vmUuid: point.vmUuid, vmName: point.vmName, points: [] }
