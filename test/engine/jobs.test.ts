@@ -106,7 +106,7 @@ const INVALID: Array<[string, unknown, string, RegExp]> = [
   ['distributed set for one remote', { ...DESIGN_JOB, overrides: { remotes: { 'site-a': { distributeBackups: false } } } }, 'overrides.remotes.site-a.distributeBackups', /applies to the whole job/],
   ['backup job without vms', { ...DESIGN_JOB, vms: undefined }, 'vms', /required/],
   ['backup job with a source remote', { ...DESIGN_JOB, sourceRemote: 'site-a' }, 'sourceRemote', /for mirror jobs/],
-  ['unknown job type', { ...DESIGN_JOB, type: 'copy' }, 'type', /"backup" .* or "mirror"/],
+  ['unknown job type', { ...DESIGN_JOB, type: 'copy' }, 'type', /"backup" .*, "mirror" .* or "verify"/],
   ['mirror without a source', { ...MIRROR_JOB, sourceRemote: undefined }, 'sourceRemote', /name it in sourceRemote/],
   ['mirror without targets', { ...MIRROR_JOB, remotes: [] }, 'remotes', /at least one remote to copy the backups to/],
   ['mirror onto its source', { ...MIRROR_JOB, remotes: ['site-b', 'site-a'] }, 'remotes.1', /cannot also be a target of its own mirror/],

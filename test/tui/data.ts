@@ -1,6 +1,6 @@
 // Sample daemon data for frame tests: a realistic handful, or a thousand rows to check windowing.
 import { parseJob } from '../../source/protocol/job.ts'
-import type { JobInfo, LanesSnapshot, Pool, Remote, RestorePoint, RunSummary, Sr, TaskNode, Vm } from '../../source/tui/contract.ts'
+import type { BackupListEntry, JobInfo, LanesSnapshot, Pool, Remote, RunSummary, Sr, TaskNode, Vm } from '../../source/tui/contract.ts'
 import type { JobPlan } from '../../source/protocol/plan.ts'
 
 export const NOW = Date.UTC(2026, 10, 22, 10, 0, 0)
@@ -110,11 +110,17 @@ export function runTree(runId = 'run-00000', status: TaskNode['status'] = 'failu
   }
 }
 
-export function restorePoints(): RestorePoint[] {
+export function restorePoints(): BackupListEntry[] {
   return [
-    { id: 'xo-vm-backups/vm-0000/20261121T030000Z.json', vmUuid: 'vm-0000', vmName: 'web-01', date: '20261121T030000Z', timestamp: NOW - 86400_000, mode: 'delta', size: 2 * GiB, jobId: 'job-0', scheduleId: 'sched-0', filename: 'f' },
+    {
+      id: 'xo-vm-backups/vm-0000/20261121T030000Z.json', vmUuid: 'vm-0000', vmName: 'web-01', date: '20261121T030000Z', timestamp: NOW - 86400_000, mode: 'delta', size: 2 * GiB, jobId: 'job-0', scheduleId: 'sched-0', filename: 'f',
+      verification: { status: 'failed', at: NOW - 3600_000, readData: true, runId: 'run-verify', findings: [{ code: 'VHD_TRUNCATED', path: 'xo-vm-backups/vm-0000/vdis/job-0/vdi-0/20261121T030000Z.vhd', reason: 'its disk is unusable: The VHD has no closing footer' }] },
+    },
     { id: 'xo-vm-backups/vm-0000/20261122T030000Z.json', vmUuid: 'vm-0000', vmName: 'web-01', date: '20261122T030000Z', timestamp: NOW, mode: 'delta', size: 100 * MiB, jobId: 'job-0', scheduleId: 'sched-0', filename: 'f' },
-    { id: 'xo-vm-backups/vm-0001/20261122T030000Z.json', vmUuid: 'vm-0001', vmName: 'db-01', date: '20261122T030000Z', timestamp: NOW, mode: 'full', size: 8 * GiB, jobId: 'job-1', scheduleId: 'sched-1', filename: 'f' },
+    {
+      id: 'xo-vm-backups/vm-0001/20261122T030000Z.json', vmUuid: 'vm-0001', vmName: 'db-01', date: '20261122T030000Z', timestamp: NOW, mode: 'full', size: 8 * GiB, jobId: 'job-1', scheduleId: 'sched-1', filename: 'f',
+      verification: { status: 'verified', at: NOW - 3600_000, readData: false, runId: 'run-verify', findings: [] },
+    },
   ]
 }
 

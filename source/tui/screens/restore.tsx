@@ -200,10 +200,12 @@ function lastChecks(runs: readonly RunSummary[]): Map<string, RunStatus> {
   return last
 }
 
-/** The Verified column: never (gray), verified (green), failed (red), with when and whether the data was read. */
+/** The Verified column, short enough for 80 columns: never (gray), ✔ when (+ "data": every block read back), ✖ and the first finding's code. */
 function verificationCell(point: BackupListEntry): { text: string; tone: 'gray' | 'green' | 'red' } {
   const state = point.verification
-  return { text: verificationLabel(state, at => formatDate(at).slice(5)), tone: state === undefined ? 'gray' : state.status === 'verified' ? 'green' : 'red' }
+  if (state === undefined) return { text: 'never', tone: 'gray' }
+  if (state.status === 'failed') return { text: `✖ ${state.findings[0]?.code ?? 'failed'}`, tone: 'red' }
+  return { text: `✔ ${formatDate(state.at).slice(5)}${state.readData ? ' data' : ''}`, tone: 'green' }
 }
 
 /** The confirm step's verification line: a failure says why, in full. */
