@@ -2,7 +2,8 @@
 // file and reason, and the exit code says whether every backup verified.
 import type { TaskNode, VerifyFinding } from '../protocol/methods.ts'
 import { terminalSafeLine } from '../util/terminal-text.ts'
-import { EXIT_FAILURE, EXIT_OK } from './command.ts'
+import { LifeboatError } from '../util/errors.ts'
+import { EXIT_FAILURE, EXIT_OK, errorLine } from './command.ts'
 import { formatBytes } from './output.ts'
 import { followAndPrint, followRun } from './runs.ts'
 import { listOption, type Subcommand } from './index.ts'
@@ -67,6 +68,9 @@ export const VERIFY_COMMAND: Subcommand = {
     const final = context.json ? await followRun(client, runId) : await followAndPrint(client, runId, process.stderr)
     const report = verifyReport(final)
     context.print({ runId, status: final.status, ...report }, () => reportText(report, readData))
-    return final.status === 'success' ? EXIT_OK : EXIT_FAILURE
+    if (final.status === 'success') return EXIT_OK
+    const why = report.failed > 0 ? `${report.failed} backup(s) on "${remote}" failed verification; the findings are above ('npx lifeboat run show ${runId}' has them too).` : `the verify of "${remote}" did not finish: ${report.errors[0] ?? final.status}.`
+    process.stderr.write(errorLine(new LifeboatError(report.failed > 0 ? 'VERIFY_FAILED' : 'VERIFY_INCOMPLETE', why)))
+    return EXIT_FAILURE
   },
 }

@@ -78,6 +78,7 @@ test('a truncated VHD: exit 1, the backup, the file and the reason printed; the 
   assert.match(result.stdout, new RegExp(`✖ /xo-vm-backups/${vmUuid}/${jsons.at(-1)!.replace('.', '\\.')} \\(local\\)`), result.stdout)
   assert.match(result.stdout, /VHD_TRUNCATED {2}xo-vm-backups\/.*\.vhd: its disk .* is unusable: The VHD has no closing footer/, result.stdout)
   assert.match(result.stdout, /✖ 1 verified, 1 failed/, result.stdout)
+  assert.match(result.stderr, /lifeboat: VERIFY_FAILED: 1 backup\(s\) on "local" failed verification/, 'the one-line reason on stderr')
   const json = await cliJson(daemon.socket, ['remote', 'verify', 'local']).catch(() => undefined)
   assert.equal(json, undefined, '--json exits 1 as well')
   const report = JSON.parse((await cli(daemon.socket, ['remote', 'verify', 'local', '--json'])).stdout)
