@@ -181,6 +181,7 @@ export class Daemon {
   /** The plan of the job's next run of a schedule (job.plan): the engine's decisions, from the kept logs of its last runs. */
   async planJob(stored: StoredJob, schedule?: string): Promise<JobPlan> {
     const job = { ...stored.job, id: stored.job.id! }
+    if (job.type === 'verify') throw new LifeboatError('PLAN_NOT_FOR_VERIFY', `The job "${job.name}" verifies backups: it takes no snapshot and exports nothing, there is nothing to plan. 'npx lifeboat backup list --remote ${job.remotes[0]}' shows what it reads and how each backup was last verified.`)
     if (job.type === 'mirror') throw new LifeboatError('PLAN_NOT_FOR_MIRROR', `The job "${job.name}" is a mirror: it copies the backups already on its source remote, there is no snapshot or export to plan. 'npx lifeboat backup list --remote ${job.sourceRemote}' shows what it would copy.`)
     const history: TaskNode[] = []
     for (const run of this.runs.list({ jobId: job.id, limit: PLAN_HISTORY_RUNS })) {
