@@ -6,6 +6,8 @@ import { listBackedUpVms, verifyVm, type BackupVerdict } from '../../repository/
 import type { Task } from '../../tasks/index.ts'
 import { startRun, type EngineContext, type RunOptions, type StartedRun } from './backup-run.ts'
 
+const PROGRESS_EVERY_MS = 1000
+
 export interface VerifyRequest {
   /** By the names jobs use. */
   remotes: string[]
@@ -59,13 +61,21 @@ async function verifyRemote(context: EngineContext, remote: string, request: Ver
     signal.throwIfAborted()
     const vmTask = task.child('verify VM', { type: 'VM', id: vmUuid })
     let bytesRead = 0
+    let shownAt = 0
+    // The bytes read so far as the task's size, at most once a second: the TUI's tree shows it with a speed.
+    const onRead = (bytes: number) => {
+      bytesRead += bytes
+      if (Date.now() - shownAt < PROGRESS_EVERY_MS) return
+      shownAt = Date.now()
+      vmTask.set('size', bytesRead)
+    }
     let verdicts: BackupVerdict[]
     try {
       verdicts = await verifyVm(handler, vmUuid, {
         readData: result.readData,
         signal,
         task: vmTask,
-        onRead: bytes => void (bytesRead += bytes),
+        onRead,
         onVerdict: verdict => request.onVerdict?.({ ...verdict, remote, vmUuid }),
       })
       if (verdicts.length === 0) throw new LifeboatError('VERIFY_NO_BACKUPS', `The remote "${remote}" holds no backup of VM ${vmUuid}; 'npx lifeboat backup list --remote ${remote}' lists those it holds.`)
@@ -80,6 +90,6 @@ async function verifyRemote(context: EngineContext, remote: string, request: Ver
     result.verified += verdicts.length - failed
     result.failed += failed
     // A failed backup fails its VM, its remote and the run, by the tree's own rules.
-    vmTask.end({ backups: verdicts.length, failed, bytesRead })
+    vmTask.end({ backups: verdicts.length, failed, size: bytesRead })
   }
 }
