@@ -84,7 +84,16 @@ export function WizardScreen({ id }: { id?: string }) {
   const existing = useRpc('job.get', id === undefined ? undefined : { id })
   if (id === undefined) return <Wizard initial={newDraft()} />
   if (existing.data === undefined) return <Text color={tone(existing.error === undefined ? undefined : 'red')}>{existing.error ?? 'Loading the job…'}</Text>
-  return <Wizard initial={draftFromJob(existing.data.job)} />
+  const { job } = existing.data
+  // The wizard writes backup jobs: saving a verify job through it would make it one.
+  if (job.type === 'verify') {
+    return (
+      <Text color={tone('yellow')} wrap="wrap">
+        The job {job.name} is a verify job: the wizard makes backup jobs. Change it with its job file (npx lifeboat job show {job.name} --json), then delete it and create it again from the file. esc goes back.
+      </Text>
+    )
+  }
+  return <Wizard initial={draftFromJob(job)} />
 }
 
 function toggle(set: ReadonlySet<string>, item: string): ReadonlySet<string> {
