@@ -58,7 +58,7 @@ test('a clean remote verifies: exit 0, one line saying so, and backup list shows
   assert.equal(data.code, 0, data.stderr)
   assert.match(data.stdout, /✔ 2 verified, 0 failed \(structure and data, [\d.]+ MiB read\)/, data.stdout)
   const log = (await cli(daemon.socket, ['logs'])).stdout
-  assert.match(log, new RegExp(`verify VM \\(${vmUuid}\\)  \\[success\\]  [\\d.]+ MiB`), `the VM's task says how much it read: ${log}`)
+  assert.match(log, new RegExp(`verify VM \\(tiny-running, ${vmUuid}\\)  \\[success\\]  [\\d.]+ MiB`), `the VM's task says how much it read: ${log}`)
 
   const points = await cliJson(daemon.socket, ['backup', 'list', '--remote', 'local'])
   for (const point of points) {

@@ -2,7 +2,8 @@
 // then each backup in it, in the task tree; every backup's verdict is handed over as it comes, for the daemon to keep.
 import { abortReason } from '../../util/abort.ts'
 import { LifeboatError } from '../../util/errors.ts'
-import { listBackedUpVms, verifyVm, type BackupVerdict } from '../../repository/index.ts'
+import { listBackedUpVms, readCache, verifyVm, type BackupVerdict } from '../../repository/index.ts'
+import type { RemoteHandler } from '../../storage/index.ts'
 import type { Task } from '../../tasks/index.ts'
 import { startRun, type EngineContext, type RunOptions, type StartedRun } from './backup-run.ts'
 
@@ -59,7 +60,8 @@ async function verifyRemote(context: EngineContext, remote: string, request: Ver
   const vms = request.vms !== undefined && request.vms.length > 0 ? request.vms : await listBackedUpVms(handler)
   for (const vmUuid of vms) {
     signal.throwIfAborted()
-    const vmTask = task.child('verify VM', { type: 'VM', id: vmUuid })
+    const vmName = await nameOf(handler, vmUuid)
+    const vmTask = task.child('verify VM', { type: 'VM', id: vmUuid, ...(vmName !== undefined && { vmName }) })
     let bytesRead = 0
     let shownAt = 0
     // The bytes read so far as the task's size, at most once a second: the TUI's tree shows it with a speed.
@@ -92,4 +94,11 @@ async function verifyRemote(context: EngineContext, remote: string, request: Ver
     // A failed backup fails its VM, its remote and the run, by the tree's own rules.
     vmTask.end({ backups: verdicts.length, failed, size: bytesRead })
   }
+}
+
+/** The VM's name as its backup cache records it (read only; a missing or unreadable cache: none). */
+async function nameOf(handler: RemoteHandler, vmUuid: string): Promise<string | undefined> {
+  const cache = await readCache(handler, vmUuid).catch(() => undefined)
+  const backup = cache === undefined ? undefined : Object.values(cache).at(-1)
+  return backup?.vm.name_label
 }
