@@ -2,7 +2,7 @@
 // remote, S3 through s3rver) without a byte of it changed; then each corruption, made on a copy, is found and named
 // with its file — a truncated VHD, a missing parent, an alias to nowhere, a metadata file that does not parse, an
 // XVA chunk whose checksum is wrong, a flipped byte in an XVA chunk's data and a missing VhdDirectory block (those
-// two only with readData).
+// two only with readData); block reads stay within the remote's connections.
 import assert from 'node:assert/strict'
 import { createHash } from 'node:crypto'
 import { cp, readdir, readFile, rm, truncate, writeFile } from 'node:fs/promises'
@@ -224,4 +224,40 @@ describe('each corruption is found and named', () => {
     const failed = failures(await verifyVm(copy.handler, vm.uuid, { readData: true }))
     assert.ok(failed.length >= 1 && failed.every(f => f.codes.includes('REMOTE_DECRYPT_FAILED')), JSON.stringify(failed))
   })
+})
+
+describe('within the remote connection limits', () => {
+  for (const connections of [1, 16]) {
+    test(`a remote of ${connections} connection(s): at most ${Math.min(4, connections)} block reads in flight, and every block read`, async () => {
+      const inner = env.remotes.get('dirs')!
+      let inFlight = 0
+      let most = 0
+      let reads = 0
+      // The same remote, saying it allows `connections`, counting the reads under way at once.
+      const counted = new Proxy(inner, {
+        get(target, name, receiver) {
+          if (name === 'capabilities') return { ...target.capabilities, connections }
+          if (name === 'readFile') {
+            return async (path: string) => {
+              inFlight++
+              reads++
+              most = Math.max(most, inFlight)
+              try {
+                return await target.readFile(path)
+              } finally {
+                inFlight--
+              }
+            }
+          }
+          const value = Reflect.get(target, name, receiver)
+          return typeof value === 'function' ? value.bind(target) : value
+        },
+      })
+      const verdicts = await verifyVm(counted, vm.uuid, { readData: true })
+      assert.deepEqual(failures(verdicts), [], 'verified')
+      assert.ok(reads > 4, `the blocks were read (${reads} reads)`)
+      assert.ok(most <= Math.min(4, connections), `at most ${Math.min(4, connections)} at once, saw ${most}`)
+      if (connections > 1) assert.ok(most > 1, `reads overlap when the remote allows it (saw ${most})`)
+    })
+  }
 })
