@@ -1,7 +1,7 @@
 // Entry point of `lifeboat`: routes argv to the TUI, the daemon, the lab or a CLI subcommand.
 // Each route is imported on demand so that one command never pays for loading the others.
 
-const CLIENT_COMMANDS = new Set(['pool', 'vm', 'sr', 'remote', 'job', 'run', 'logs', 'backup', 'restore', 'cr-seed'])
+const CLIENT_COMMANDS = new Set(['pool', 'vm', 'sr', 'remote', 'job', 'run', 'logs', 'backup', 'restore', 'cr-seed', 'file-restore'])
 
 /** `lifeboat --help`: every command in one line, made from the tables their parsers use. */
 async function overview(): Promise<string> {

@@ -17,6 +17,10 @@ export const SYSTEM_DEPS = [
   { command: 'ganesha.nfsd', pkg: 'nfs-ganesha', why: 'the NFS server the NFS remote is tested against' },
   { file: '/usr/lib/x86_64-linux-gnu/ganesha/libfsalvfs.so', pkg: 'nfs-ganesha-vfs', why: "nfs-ganesha's backend that exports a local folder" },
   { command: 'rpcbind', pkg: 'rpcbind', why: 'the portmapper nfs-ganesha registers NFSv3 with' },
+  { command: 'sfdisk', pkg: 'fdisk', why: 'partition tables of the disks the file-level restore tests build' },
+  { command: 'mkfs.xfs', pkg: 'xfsprogs', why: 'XFS volumes for the file-level restore tests' },
+  { command: 'mkfs.ntfs', pkg: 'ntfs-3g', why: 'NTFS volumes for the file-level restore tests (ntfs-3g also mounts them)' },
+  { command: 'unzip', pkg: 'unzip', why: 'independent reader of the zip archives a file-level restore writes' },
   { command: 'nfs-cp', pkg: 'libnfs-utils', why: 'independent reader of what Lifeboat writes to an NFS export' },
 ]
 

@@ -1,4 +1,4 @@
-// The CLI's daemon subcommands (pool, vm, sr, remote, job, run, logs, backup, restore, cr-seed): parse the
+// The CLI's daemon subcommands (pool, vm, sr, remote, job, run, logs, backup, restore, cr-seed, file-restore): parse the
 // arguments, call the daemon over its socket, print a table or a tree, or one JSON document with --json.
 import { DaemonClient, defaultSocketPath } from '../client/index.ts'
 import type { CommandSpec, OptionSpec, OptionValues } from '../util/args.ts'
@@ -10,6 +10,7 @@ import { JOB_COMMANDS } from './jobs.ts'
 import { RUN_COMMANDS } from './runs.ts'
 import { BACKUP_COMMANDS } from './backups.ts'
 import { CR_SEED_COMMANDS } from './cr-seed.ts'
+import { FILE_RESTORE_COMMANDS } from './file-restore.ts'
 
 export interface CommandContext {
   positionals: string[]
@@ -32,6 +33,7 @@ export const COMMANDS: Record<string, Record<string, Subcommand>> = {
   ...RUN_COMMANDS,
   ...BACKUP_COMMANDS,
   ...CR_SEED_COMMANDS,
+  ...FILE_RESTORE_COMMANDS,
 }
 
 const COMMON: Record<string, OptionSpec> = {

@@ -8,10 +8,11 @@ import { RunLogStore, type TaskEvent } from '../tasks/index.ts'
 import { LifeboatError } from '../util/errors.ts'
 import { terminalSafeLine } from '../util/terminal-text.ts'
 import { sleep } from '../util/abort.ts'
-import { cleanupAfterCrash, planBackupRun, startBackupRun, startMirrorRun, startVerifyRun, type EngineContext, type VerifiedBackup, type VerifyRequest } from '../engine/index.ts'
+import { cleanFileRestoreLeftovers, cleanupAfterCrash, planBackupRun, startBackupRun, startMirrorRun, startVerifyRun, type EngineContext, type VerifiedBackup, type VerifyRequest } from '../engine/index.ts'
 import type { JobPlan } from '../protocol/plan.ts'
 import type { TaskNode } from '../tasks/index.ts'
 import { parseJob, resolveSettings, type Job } from '../protocol/job.ts'
+import { FileRestoreSessions } from './file-restore.ts'
 import type { JobInfo, DaemonInfo } from '../protocol/methods.ts'
 import type { StateKind } from '../protocol/events.ts'
 import { DaemonState, type StoredJob } from './state.ts'
@@ -60,6 +61,8 @@ export class Daemon {
   readonly scheduler: Scheduler
   readonly server: RpcServer
   readonly lanes: LanesWatcher
+  /** Restore points opened for file-level restore; their kernel mounts live under <data>/file-restore. */
+  readonly fileRestore: FileRestoreSessions
   /** Runs wait for the crash clean-up: it removes temporary snapshots, which a new run would also have. */
   cleanedUp: Promise<void> = Promise.resolve()
   #stopping: Promise<void> | undefined
@@ -96,6 +99,7 @@ export class Daemon {
     })
     this.verifications = new Verifications(state)
     this.scheduler = new Scheduler((entry, at) => void this.#scheduledRun(entry, at), options.clock ?? systemClock)
+    this.fileRestore = new FileRestoreSessions(join(this.dataDir, 'file-restore'), this.log)
     this.server = new RpcServer({ socketPath: this.socketPath, handlers: buildHandlers(this) })
     this.lanes = new LanesWatcher(this.poolLimits, () => {
       const snapshot = lanesSnapshot(this.poolLimits, this.laneNames)
@@ -283,6 +287,7 @@ export class Daemon {
       await this.state.update(data => void (data.pools = data.pools.map(pool => ({ ...pool, url: withoutUrlCredentials(pool.url) }))))
       this.log('the credentials stored in pool URLs were removed from the state (the secrets file holds the passwords)')
     }
+    for (const line of await cleanFileRestoreLeftovers(join(this.dataDir, 'file-restore'))) this.log(`file restore clean-up: ${line}`)
     for (const pool of this.state.data.pools) this.pools.manage(pool, this.state.poolPassword(pool.id) ?? '')
     this.refreshSchedules()
     await this.server.listen()
@@ -312,6 +317,7 @@ export class Daemon {
       await this.cleanedUp
       if (this.runs.activeCount > 0) this.log(`cancelling ${this.runs.activeCount} run(s): ${reason}`)
       await this.runs.cancelAll(reason, 60_000)
+      await this.fileRestore.closeAll()
       await this.server.close()
       await this.pools.closeAll()
       await this.remotes.closeAll()

@@ -3,7 +3,7 @@ import { z } from 'zod'
 import { LifeboatError } from '../util/errors.ts'
 import { listRestorePoints } from '../repository/index.ts'
 import { parseRemoteUrl, redactRemoteUrl } from '../storage/index.ts'
-import { crSeed, startHealthCheckRun, startRestoreRun } from '../engine/index.ts'
+import { crSeed, startFileFetchRun, startHealthCheckRun, startRestoreRun } from '../engine/index.ts'
 import { findSchedule } from '../protocol/job.ts'
 import { DEFAULT_SETTINGS } from '../protocol/settings.ts'
 import type { methodParams, MethodName, MethodResults } from '../protocol/methods.ts'
@@ -12,6 +12,7 @@ import type { ClientConnection, MethodHandler } from './server.ts'
 import { findSr, listSrs, listVms, selectPools } from './inventory.ts'
 import { lanesSnapshot } from './lanes.ts'
 import { refuseUrlCredentials } from './pools.ts'
+import { IDLE_MS } from './file-restore.ts'
 
 type Params<M extends MethodName> = NonNullable<z.output<(typeof methodParams)[M]>>
 type Handler<M extends MethodName> = (params: Params<M>, client: ClientConnection) => Promise<MethodResults[M]> | MethodResults[M]
@@ -164,6 +165,33 @@ export function buildHandlers(daemon: Daemon): Record<MethodName, MethodHandler>
       )
       daemon.log(`health check ${runId} started (${backupId} from "${remote}" on SR ${srUuid})`)
       return { runId }
+    },
+    'fileRestore.open': async ({ remote, backupId }) => {
+      const { id, session } = await daemon.fileRestore.open(remotes.get(remote), remote, backupId)
+      const { vm, timestamp } = session.metadata
+      return { session: id, vm: String(vm.name_label ?? vm.uuid), backupDate: timestamp, disks: session.disks.map(({ id: disk, name, size }) => ({ id: disk, name, size })), idleSeconds: IDLE_MS / 1000 }
+    },
+    'fileRestore.volumes': ({ session, disk }) => daemon.fileRestore.get(session).volumes(disk),
+    'fileRestore.list': async ({ session, disk, volume, path, after, limit }) =>
+      (await daemon.fileRestore.browser(session, disk, volume)).list(path, { ...(after !== undefined && { after }), ...(limit !== undefined && { limit }) }),
+    'fileRestore.find': async ({ session, disk, volume, path, query, limit }) =>
+      (await daemon.fileRestore.browser(session, disk, volume)).find(path, query, { ...(limit !== undefined && { limit }) }),
+    'fileRestore.fetch': async ({ session, disk, volume, paths, format, destination }) => {
+      const browser = await daemon.fileRestore.browser(session, disk, volume)
+      const use = daemon.fileRestore.use(session)
+      try {
+        const request = { remote: use.remote, backupId: use.backupId, disk, volume, paths, format, destination }
+        const runId = await runs.start('file-restore', {}, onEvent => startFileFetchRun(browser, request, { onEvent, onEnd: use.release }))
+        daemon.log(`file restore ${runId} started (${paths.length} path(s) of ${use.backupId} to ${destination} as ${format})`)
+        return { runId }
+      } catch (error) {
+        use.release()
+        throw error
+      }
+    },
+    'fileRestore.close': async ({ session }) => {
+      await daemon.fileRestore.close(session)
+      return {}
     },
 
     'lanes.get': () => lanesSnapshot(daemon.poolLimits, daemon.laneNames),

@@ -8,3 +8,5 @@ export { restoreBackup, type RestoreOptions, type RestoredVm } from './restore/i
 export { crSeed, type CrSeedRequest } from './replication/cr-seed.ts'
 export { planBackupRun, type PlanOptions } from './plan/plan.ts'
 export { startVerifyRun, type VerifyRequest, type VerifyRunResult, type VerifiedBackup } from './run/verify-run.ts'
+export { startFileFetchRun, type FileFetchRequest } from './run/file-restore-run.ts'
+export { FileRestoreSession, cleanFileRestoreLeftovers, type FileSystemBrowser } from './file-restore/index.ts'

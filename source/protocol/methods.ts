@@ -7,8 +7,10 @@ import type { VerifyFinding } from '../repository/verify.ts'
 import type { Job, JobInput } from './job.ts'
 import type { JobPlan } from './plan.ts'
 import { settingsInputSchema } from './settings.ts'
+import { fileRestoreParams, type FileRestoreResults } from './file-restore.ts'
 
 export type { TaskNode, RestorePoint, VerifyFinding }
+export type { FileRestoreDisk, FileRestoreVolume, FileRestoreEntry } from './file-restore.ts'
 
 const text = (what: string) => z.string({ error: `${what} must be a text.` }).min(1, { error: `${what} must not be empty.` }).max(2000, { error: `${what} is too long.` })
 const none = z.strictObject({}).optional()
@@ -146,7 +148,7 @@ export type BackupListEntry = RestorePoint & { verification?: VerificationState 
 export interface RunSummary {
   runId: string
   /** A health check run is a manual check of one restore point (backup.check); a backup run's checks are in its tree. */
-  kind: 'backup' | 'restore' | 'health check' | 'verify'
+  kind: 'backup' | 'restore' | 'health check' | 'verify' | 'file-restore'
   jobId?: string
   jobName?: string
   scheduleName?: string
@@ -285,6 +287,7 @@ export const methodParams = {
   'backup.check': z.strictObject({ remote: text('remote'), backupId: text('backupId'), sr: text('sr'), timeout: settingsInputSchema.shape.healthCheckTimeout }),
   /** Verifies the backups on a remote (all its VMs, or these), as a run; it only reads. */
   'remote.verify': z.strictObject({ remote: text('remote'), vms: z.array(text('a VM uuid')).max(10_000).optional(), readData: z.boolean({ error: 'readData must be true or false.' }).optional() }),
+  ...fileRestoreParams,
   'lanes.get': none,
   subscribe: z.strictObject({ topics: z.array(z.enum(SUBSCRIPTION_TOPICS)).max(10), runId: text('runId').optional() }),
   unsubscribe: z.strictObject({ topics: z.array(z.enum(SUBSCRIPTION_TOPICS)).max(10) }),
@@ -295,7 +298,7 @@ export type MethodName = keyof typeof methodParams
 type Empty = Record<string, never>
 
 /** What each method returns. */
-export interface MethodResults {
+export interface MethodResults extends FileRestoreResults {
   'daemon.info': DaemonInfo
   'pool.add': Pool
   'pool.list': Pool[]

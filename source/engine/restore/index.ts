@@ -56,7 +56,8 @@ export async function restoreBackup(handler: RemoteHandler, backupId: string, co
   return { vmRef, vmUuid, vmName: context.conventions.name }
 }
 
-function parseBackupId(backupId: string): { path: string; vmDirUuid: string } {
+/** The metadata path and VM folder a backup id (as listRestorePoints gives it) names. */
+export function parseBackupId(backupId: string): { path: string; vmDirUuid: string } {
   const match = BACKUP_ID.exec(posix.normalize(backupId))
   if (match === null) {
     throw new LifeboatError('RESTORE_BAD_BACKUP_ID', `"${backupId}" is not a backup id; pick one from the list of restore points (xo-vm-backups/<vm>/<date>.json).`)
@@ -64,7 +65,7 @@ function parseBackupId(backupId: string): { path: string; vmDirUuid: string } {
   return { path: match[1]!, vmDirUuid: match[2]! }
 }
 
-async function readMetadata(handler: RemoteHandler, path: string): Promise<BackupMetadata> {
+export async function readMetadata(handler: RemoteHandler, path: string): Promise<BackupMetadata> {
   let json: Buffer
   try {
     json = await handler.readFile(path)

@@ -10,7 +10,6 @@ import { DISK_TYPE_DIFFERENCING, VHD_BLOCK_SIZE, VHD_SECTOR_SIZE, isBitmapFull, 
 import { createVhdStream } from './stream.ts'
 import type { Vhd } from './vhd.ts'
 
-const MAX_CHAIN_LENGTH = 1000
 const READ_AHEAD = 4
 
 /** A read started ahead of its consumer: its failure is reported when awaited, never as an unhandled rejection. */
@@ -23,19 +22,21 @@ export function ahead<T>(promise: Promise<T>): Promise<T> {
 export async function openVhdFiles(path: string, options: { fs?: FileSystemAccess; force?: boolean; until?: string } = {}): Promise<Vhd[]> {
   const fs = options.fs ?? localFileSystem
   const files: Vhd[] = []
+  // No cap on the length (XO refuses beyond 99): a loop is what must stop the walk.
+  const seen = new Set<string>()
   try {
     let current = await openVhd(path, { fs, force: options.force })
     files.push(current)
+    seen.add(current.path)
     while (current.footer.diskType === DISK_TYPE_DIFFERENCING && current.path !== options.until) {
       const parentPath = join(dirname(current.path), current.header.parentUnicodeName)
       if (current.header.parentUnicodeName === '' || !(await fs.exists(parentPath))) {
         throw new LifeboatError('VHD_PARENT_MISSING', `${current.path} needs its parent "${current.header.parentUnicodeName}", which is missing; the backup chain is broken.`, { data: { path: current.path } })
       }
-      if (files.length >= MAX_CHAIN_LENGTH || files.some(f => f.path === parentPath)) {
-        throw new LifeboatError('VHD_BAD_CHAIN', `${current.path}: the parent chain loops or is longer than ${MAX_CHAIN_LENGTH} files.`)
-      }
+      if (seen.has(parentPath)) throw new LifeboatError('VHD_BAD_CHAIN', `${current.path}: the parent chain loops back to ${parentPath}.`)
       const parent = await openVhd(parentPath, { fs, force: options.force })
       files.push(parent)
+      seen.add(parent.path)
       if (parent.footer.uuid !== current.header.parentUuid) {
         throw new LifeboatError('VHD_PARENT_MISMATCH', `${current.path} expects parent ${current.header.parentUuid} but ${parentPath} is ${parent.footer.uuid}; the chain was mixed up.`)
       }

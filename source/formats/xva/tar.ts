@@ -2,41 +2,18 @@
 // blocks at the end. Reads what GNU tar, ocaml-tar and XAPI write (ustar, GNU and pax headers).
 import { LifeboatError } from '../../util/errors.ts'
 import type { ByteReader } from './byte-reader.ts'
+import { TAR_BLOCK, tarHeader, tarPadding } from '../archive/index.ts'
 
-export const TAR_BLOCK = 512
+export { TAR_BLOCK, tarPadding }
 export const TAR_END = Buffer.alloc(2 * TAR_BLOCK)
 
 /** Metadata entries (pax, GNU long names) are tiny; anything bigger is damage. */
 const MAX_META_SIZE = 64 * 1024
 
-export function tarPadding(size: number): Buffer {
-  return Buffer.alloc((TAR_BLOCK - (size % TAR_BLOCK)) % TAR_BLOCK)
-}
-
 /** A ustar header for a regular file; names are at most 100 bytes (XVA's are ~30). */
 export function renderTarHeader(name: string, size: number, mtime: number): Buffer {
-  const header = Buffer.alloc(TAR_BLOCK)
-  const nameBytes = Buffer.from(name)
-  if (nameBytes.length > 100) throw new LifeboatError('XVA_BAD_REF', `The tar entry name "${name}" is longer than 100 bytes; use a shorter disk reference.`)
-  nameBytes.copy(header, 0)
-  writeOctal(header, 100, 8, 0o644)
-  writeOctal(header, 108, 8, 0)
-  writeOctal(header, 116, 8, 0)
-  writeOctal(header, 124, 12, size)
-  writeOctal(header, 136, 12, Math.max(0, Math.floor(mtime)))
-  header.write('        ', 148, 'latin1')
-  header.write('0', 156, 'latin1')
-  header.write('ustar\u000000', 257, 'latin1')
-  header.write('root', 265, 'latin1')
-  header.write('root', 297, 'latin1')
-  let sum = 0
-  for (const byte of header) sum += byte
-  header.write(`${sum.toString(8).padStart(6, '0')}\u0000 `, 148, 'latin1')
-  return header
-}
-
-function writeOctal(header: Buffer, offset: number, length: number, value: number): void {
-  header.write(`${value.toString(8).padStart(length - 1, '0')}\u0000`, offset, 'latin1')
+  if (Buffer.byteLength(name) > 100) throw new LifeboatError('XVA_BAD_REF', `The tar entry name "${name}" is longer than 100 bytes; use a shorter disk reference.`)
+  return tarHeader({ name, type: 'file', size, mtime, mode: 0o644 })
 }
 
 export interface TarEntry {
