@@ -15,7 +15,7 @@ export interface OptionSpec {
 export interface CommandSpec {
   /** The words after `lifeboat` (`job run`). */
   name: string
-  /** Their names in order; an optional one is written `[RUNID]`. */
+  /** Their names in order; an optional one is written `[RUNID]`, a last one that takes several `PATH...`. */
   positionals?: string[]
   /** One short line (the overview lists every command with it). */
   summary: string
@@ -83,7 +83,8 @@ export function parseCommandLine(spec: CommandSpec, args: string[]): { help: boo
   const names = spec.positionals ?? []
   const required = names.filter(name => !name.startsWith('[')).length
   if (positionals.length < required) throw new UsageError(`missing ${names[positionals.length]}`)
-  if (positionals.length > names.length) throw new UsageError(`unexpected argument '${positionals[names.length]}'`)
+  const variadic = names.at(-1)?.endsWith('...') === true
+  if (!variadic && positionals.length > names.length) throw new UsageError(`unexpected argument '${positionals[names.length]}'`)
   return { help: false, values, positionals }
 }
 

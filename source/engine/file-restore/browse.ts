@@ -2,7 +2,7 @@
 // at a time after a name (a cursor), names searched, and the tree under a selection walked for an archive.
 import { posix } from 'node:path'
 import type { ArchiveEntry } from '../../formats/archive/index.ts'
-import { LifeboatError } from '../../util/errors.ts'
+import { LifeboatError, errorCode } from '../../util/errors.ts'
 import type { BrowsableFileSystem, FileEntry } from './filesystem.ts'
 
 export const DEFAULT_PAGE = 200
@@ -161,5 +161,10 @@ function matcher(query: string): (name: string) => boolean {
 
 function notFound(path: string, error: unknown): LifeboatError {
   if (error instanceof LifeboatError) return error
-  return new LifeboatError('FILE_RESTORE_NOT_FOUND', `${path} is not in this backup (${(error as Error).message}); list its folder to see what is there.`, { cause: error })
+  // The message of a mounted file system's error names the mount point: the code is what matters.
+  const code = errorCode(error)
+  if (code === 'ENOENT' || code === 'ENOTDIR' || /not found|no such/i.test((error as Error).message)) {
+    return new LifeboatError('FILE_RESTORE_NOT_FOUND', `${path} is not in this backup; list its folder to see what is there.`, { cause: error })
+  }
+  return new LifeboatError('FILE_RESTORE_READ_FAILED', `${path} cannot be read from this backup (${code}); the file system may be damaged.`, { cause: error })
 }

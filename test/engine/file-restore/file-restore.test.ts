@@ -173,7 +173,7 @@ test('file-level restore: GPT, ext4, LVM linear and striped, XFS and NTFS, from 
       do {
         const page = await browser.list('/many', { limit: 1000, ...(after !== undefined && { after }) })
         assert.equal(page.total, ENTRIES)
-        assert.ok(page.entries.length <= 1000)
+        assert.ok(page.entries.length <= 1000, `a page holds at most its limit, not ${page.entries.length}`)
         names.push(...page.entries.map(e => e.name))
         after = page.next
       } while (after !== undefined)
