@@ -1,10 +1,11 @@
-// Retention of one job schedule on one remote: which backups go (getOldEntries) and deleting their JSON;
-// the VHDs they leave unreferenced are merged or removed by the cleaner afterwards.
+// Retention of one job schedule on one remote: the backups it acts on (this job schedule's), which of them
+// go (getOldEntries), and deleting their JSON; the VHDs they leave unreferenced are merged or removed by the
+// cleaner afterwards. The engine's targets use the listing and the choice; the deletion is deleteBackups.
 import type { RemoteHandler } from '../storage/index.ts'
 import { deleteBackups } from './commit.ts'
 import { listVmBackups } from './listing.ts'
 import type { VmBackup } from './metadata.ts'
-import { getOldEntries, type LongTermRetention } from './retention.ts'
+import { oldCopies, type LongTermRetention } from './retention.ts'
 
 export interface RetentionOptions {
   jobId: string
@@ -16,16 +17,22 @@ export interface RetentionOptions {
   timezone?: string
 }
 
+/** The VM's backups a retention of (jobId, scheduleId) acts on, oldest first: other jobs' and schedules' are never touched. */
+export async function scheduleBackups(handler: RemoteHandler, vmUuid: string, schedule: { jobId: string; scheduleId: string }): Promise<VmBackup[]> {
+  return (await listVmBackups(handler, vmUuid)).filter(backup => backup.jobId === schedule.jobId && backup.scheduleId === schedule.scheduleId)
+}
+
 /**
  * Keeps the newest `keep` backups of (jobId, scheduleId) plus those long-term rules keep, deletes the
- * others' JSON and returns them. Other jobs' and schedules' backups are never touched. Caller holds the VM's lock.
+ * others' JSON and returns them. Caller holds the VM's lock.
  */
 export async function applyRetention(handler: RemoteHandler, vmUuid: string, options: RetentionOptions): Promise<VmBackup[]> {
-  const backups = (await listVmBackups(handler, vmUuid)).filter(backup => backup.jobId === options.jobId && backup.scheduleId === options.scheduleId)
-  const old = getOldEntries(options.keep, backups, {
-    ...(options.longTerm !== undefined && { longTermRetention: options.longTerm }),
-    ...(options.timezone !== undefined && { timezone: options.timezone }),
-  })
+  const old = oldCopies(options.keep, await scheduleBackups(handler, vmUuid, options), retentionRules(options))
   await deleteBackups(handler, old)
   return old
+}
+
+/** The long-term part of a retention as getOldEntries takes it. */
+export function retentionRules(options: { longTerm?: LongTermRetention; timezone?: string }): { longTermRetention?: LongTermRetention; timezone?: string } {
+  return { ...(options.longTerm !== undefined && { longTermRetention: options.longTerm }), ...(options.timezone !== undefined && { timezone: options.timezone }) }
 }

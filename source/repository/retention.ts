@@ -57,6 +57,22 @@ export function getOldEntries<T extends { timestamp?: number }>(minCount: number
   return entries.filter(entry => !kept.has(entry))
 }
 
+/**
+ * Retention over restore points that may lie on several targets (distributed mode), in any order: copies of
+ * one restore point (the same timestamp, on several targets since a job was not distributed) count once and
+ * are kept or deleted together. Returns the entries to delete. One target is the case of a single place.
+ */
+export function oldCopies<T extends { timestamp: number }>(minCount: number, entries: readonly T[], options: { longTermRetention?: LongTermRetention; timezone?: string } = {}): T[] {
+  const points = new Map<number, T[]>()
+  for (const entry of [...entries].sort((a, b) => a.timestamp - b.timestamp)) {
+    const copies = points.get(entry.timestamp)
+    if (copies === undefined) points.set(entry.timestamp, [entry])
+    else copies.push(entry)
+  }
+  const grouped = [...points].map(([timestamp, copies]) => ({ timestamp, copies }))
+  return getOldEntries(minCount, grouped, options).flatMap(point => point.copies)
+}
+
 interface LocalDate {
   year: number
   month: number

@@ -1,7 +1,7 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import fc from 'fast-check'
-import { getOldEntries, type LongTermRetention } from '../../source/repository/index.ts'
+import { getOldEntries, oldCopies, type LongTermRetention } from '../../source/repository/index.ts'
 
 // Xen Orchestra's own vectors (_getOldEntries.test.mjs), dates read as UTC.
 const t = (text: string) => Date.parse(`${text.replace(' ', 'T')}Z`)
@@ -113,4 +113,15 @@ test('property: long-term retention only ever keeps more, and keeps one backup i
       assert.equal(keptDays.size >= Math.min(days, new Set(list.map(day)).size), true)
     }),
   )
+})
+
+test('oldCopies: restore points on several targets, in any order, counted together; copies of one point kept or deleted together', () => {
+  const at = (target: string, day: number) => ({ target, timestamp: Date.UTC(2026, 0, day) })
+  // Days 1-6 spread over a, b and c; day 2 exists on a and b (the job was not distributed then).
+  const entries = [at('c', 6), at('a', 1), at('b', 2), at('a', 2), at('c', 5), at('b', 3), at('a', 4)]
+  const old = oldCopies(3, entries)
+  assert.deepEqual(old.map(e => `${e.target}${new Date(e.timestamp).getUTCDate()}`).sort(), ['a1', 'a2', 'b2', 'b3'], 'the 3 newest points (days 4, 5, 6) are kept wherever they are; both copies of day 2 go')
+  assert.deepEqual(oldCopies(5, entries).map(e => `${e.target}${new Date(e.timestamp).getUTCDate()}`), ['a1'], 'day 2 counts once: 5 points kept out of 6')
+  const daily = oldCopies(1, entries, { longTermRetention: { daily: { retention: 2 } }, timezone: 'UTC' })
+  assert.deepEqual(daily.map(e => new Date(e.timestamp).getUTCDate()).sort(), [1, 2, 2, 3, 4], 'long-term rules apply across targets too')
 })

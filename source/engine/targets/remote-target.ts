@@ -1,12 +1,14 @@
 // What the full and the delta remote targets share: the VM's folder on the remote, its lock held from before
 // the snapshot to after retention, the backup's date, and the retention of this schedule's backups of the
 // target's mode with the merges it makes necessary (deleteFirst: before the transfer, leaving room for one).
+// In distributed mode the distributed target applies retention over all its remotes instead.
 import { errorCode } from '../../util/errors.ts'
 import { sleep } from '../../util/abort.ts'
 import type { RemoteHandler, RemoteLock } from '../../storage/index.ts'
-import { allocateBackupDate, applyRetention, backupId, cleanVm, discardBackupFile, vmDir } from '../../repository/index.ts'
+import { allocateBackupDate, backupId, cleanVm, deleteBackups, discardBackupFile, scheduleBackups, vmDir, type VmBackup } from '../../repository/index.ts'
 import type { Settings } from '../jobs/index.ts'
 import { checkRemoteBackup, type HealthCheckStep } from '../restore/health-check.ts'
+import { retainAcross, type RetentionHolder } from './retention.ts'
 import type { TargetStep } from './target.ts'
 
 const LOCK_RETRY_MS = 1000
@@ -21,9 +23,11 @@ export interface RemoteTargetOptions {
   jobId: string
   scheduleId: string
   timezone: string
+  /** One remote of a distributed target: retention is the distributed target's, across all its remotes. */
+  distributed?: boolean
 }
 
-export abstract class RemoteTarget {
+export abstract class RemoteTarget implements RetentionHolder<VmBackup> {
   abstract readonly mode: 'full' | 'delta'
   #lock: RemoteLock | undefined
   #date: { timestamp: number; date: string } | undefined
@@ -49,11 +53,15 @@ export abstract class RemoteTarget {
     await this.lock(step)
     // A delta chains onto what is there: an interrupted merge must finish first.
     if (this.mode === 'delta') await this.clean(step)
-    if (this.options.settings.deleteFirst) await this.retention(step, 1)
+    if (this.#ownRetention && this.options.settings.deleteFirst) await this.retention(step, 1)
   }
 
   async afterBackup(step: TargetStep): Promise<void> {
-    if (!this.options.settings.deleteFirst) await this.retention(step, 0)
+    if (this.#ownRetention && !this.options.settings.deleteFirst) await this.retention(step, 0)
+  }
+
+  get #ownRetention(): boolean {
+    return this.options.distributed !== true
   }
 
   async lock(step: TargetStep): Promise<void> {
@@ -77,16 +85,24 @@ export abstract class RemoteTarget {
     return this.#date
   }
 
-  /** Retention of this schedule's backups of the mode, then the merges it makes necessary (XO's clean-vm task). */
+  /** Retention of this schedule's backups on this remote, then the merges it makes necessary (XO's clean-vm task). */
   async retention(step: TargetStep, extraRoom: number): Promise<void> {
-    const { mode } = this
-    const { settings, vmUuid, jobId, scheduleId, timezone, name } = this.options
-    const keep = Math.max(0, settings.exportRetention - extraRoom)
+    const { settings, timezone } = this.options
+    await retainAcross([this], { keep: settings.exportRetention - extraRoom, longTerm: settings.longTermRetention, timezone }, step)
+  }
+
+  retentionEntries(): Promise<VmBackup[]> {
+    return scheduleBackups(this.handler, this.options.vmUuid, this.options)
+  }
+
+  /** Deletes the backups' JSON, then merges what they released (a delta folder is always cleaned: earlier deletions may wait). */
+  async deleteEntries(old: VmBackup[], step: TargetStep): Promise<void> {
+    const { vmUuid, name } = this.options
     // The clean's task takes its warnings and one 'merge' task per merge: a merge that fails fails the run.
     await step.task.child('clean-vm', { remote: name }).run(async clean => {
-      const deleted = await applyRetention(this.handler, vmUuid, { jobId, scheduleId, keep, longTerm: settings.longTermRetention, timezone })
-      const cleaned = mode === 'delta' || deleted.length > 0 ? summarize(await cleanVm(this.handler, vmUuid, { task: clean })) : { merge: false }
-      return { ...cleaned, deleted: deleted.length }
+      await deleteBackups(this.handler, old)
+      const cleaned = this.mode === 'delta' || old.length > 0 ? summarize(await cleanVm(this.handler, vmUuid, { task: clean })) : { merge: false }
+      return { ...cleaned, deleted: old.length }
     })
   }
 

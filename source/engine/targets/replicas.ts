@@ -66,9 +66,16 @@ export function listReplicas(conn: PoolConnection, query: ReplicaQuery): XapiRec
     .sort((a, b) => replicaTimestamp(a) - replicaTimestamp(b))
 }
 
-/** The replicas retention removes: all but the newest `keep` (XO's getOldEntries, without long-term retention). */
-export function oldReplicas(replicas: readonly XapiRecord[], keep: number): XapiRecord[] {
-  return replicas.slice(0, Math.max(0, replicas.length - keep))
+/** A complete replica as retention counts it: its date, the source snapshot's. */
+export interface ReplicaEntry {
+  timestamp: number
+  replica: XapiRecord
+}
+
+/** What a retention of the schedule acts on at one SR: the VM's complete replicas there, read after a sync (the last completion mark in). */
+export async function scheduleReplicas(conn: PoolConnection, query: { scheduleId: string; vmUuid: string; srUuid: string }, signal: AbortSignal): Promise<ReplicaEntry[]> {
+  await conn.sync(signal)
+  return listReplicas(conn, { jobOrScheduleId: query.scheduleId, vmUuid: query.vmUuid, srUuid: query.srUuid }).map(replica => ({ timestamp: replicaTimestamp(replica), replica }))
 }
 
 /**

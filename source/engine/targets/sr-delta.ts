@@ -18,7 +18,8 @@ import type { DeltaVmExport, DiskBlock, ExportedDisk, ProgressReporter } from '.
 import { withoutBackupKeys } from '../restore/conventions.ts'
 import { exportedDiskVhd } from './disk-vhd.ts'
 import { countedForLanes } from './progress.ts'
-import { blockReplicaStart, CR_TAG, destroyReplicas, HA_DISABLED_TAG, listReplicas, markReplicaComplete, oldReplicas, REPLICA_KEY, REPLICA_START_BLOCKED, replicaName, replicaTimestamp, srExportTaskData } from './replicas.ts'
+import { blockReplicaStart, CR_TAG, destroyReplicas, HA_DISABLED_TAG, listReplicas, markReplicaComplete, REPLICA_KEY, REPLICA_START_BLOCKED, replicaName, replicaTimestamp } from './replicas.ts'
+import { SrTarget } from './sr-target.ts'
 import { VmBuild, type BuildDisk } from './sr-import.ts'
 import { checkReplica } from './replica-check.ts'
 import type { HealthCheckStep } from '../restore/health-check.ts'
@@ -29,7 +30,7 @@ const IMPORTING_REASON = 'Importing…'
 /** A suspended replica resumes like a started one breaks its chain: resume is blocked as start is. */
 const SUSPENDED_REPLICA_BLOCKED_OPERATIONS = ['resume', 'resume_on'] as const
 
-export class SrDeltaTarget implements DeltaBackupTarget {
+export class SrDeltaTarget extends SrTarget implements DeltaBackupTarget {
   readonly mode = 'delta'
   /** Live VDI uuid → the VDI of the base replica a delta of that disk is written onto (a clone of it). */
   readonly #bases = new Map<string, string>()
@@ -43,16 +44,6 @@ export class SrDeltaTarget implements DeltaBackupTarget {
   #failed = new AbortController()
   /** Where discard reports (the last step's task). */
   #task: Task | undefined
-
-  constructor(readonly options: SrTargetOptions) {}
-
-  get name(): string {
-    return this.options.sr.uuid
-  }
-
-  get taskData(): Record<string, unknown> {
-    return srExportTaskData(this.options.sr)
-  }
 
   /** Destroys what interrupted runs of the schedule left (no completion key), before any target of this run builds a replica. */
   async beforeBackup(step: TargetStep): Promise<void> {
@@ -103,10 +94,7 @@ export class SrDeltaTarget implements DeltaBackupTarget {
     this.#bytes = 0
     this.#uploads.clear()
     this.#failed = new AbortController()
-    if (settings.deleteFirst) {
-      // Room first, but never the replica this backup's deltas are cloned from.
-      await this.#retention(step, Math.max(settings.copyRetention - 1, backup.disks.some(disk => disk.baseUuid !== undefined) ? 1 : 0))
-    }
+    if (this.ownRetention && settings.deleteFirst) await this.retention(step, roomFirstKeep(settings.copyRetention, backup))
     const { vm, vmSnapshot, vdis, vbds, vifs } = backup.records
     const suspendRef = vmSnapshot.suspend_VDI
     const disks: BuildDisk[] = backup.disks.map(disk => {
@@ -191,15 +179,9 @@ export class SrDeltaTarget implements DeltaBackupTarget {
   }
 
   async afterBackup(step: TargetStep): Promise<void> {
-    await this.#retention(step, this.options.settings.copyRetention)
+    if (this.ownRetention) await this.retention(step, this.options.settings.copyRetention)
   }
 
-  /** Keeps the `keep` newest complete replicas of this schedule, VM and SR; never the one just made. */
-  async #retention(step: TargetStep, keep: number): Promise<void> {
-    const { conn, sr, schedule, vmUuid } = this.options
-    await conn.sync(step.signal)
-    await destroyReplicas(conn, oldReplicas(listReplicas(conn, { jobOrScheduleId: schedule.id, vmUuid, srUuid: sr.uuid }), keep), step.task, 'an old replica')
-  }
 
   /** Removes the replica this backup was building (its VM and the VDIs it created; the base replica is untouched). */
   async discard(): Promise<void> {
@@ -213,6 +195,11 @@ export class SrDeltaTarget implements DeltaBackupTarget {
   }
 
   async release(): Promise<void> {}
+}
+
+/** With deleteFirst, the replicas kept before the transfer: room for the new one, but never the replica its deltas are cloned from. */
+export function roomFirstKeep(copyRetention: number, backup: DeltaVmExport): number {
+  return Math.max(copyRetention - 1, backup.disks.some(disk => disk.baseUuid !== undefined) ? 1 : 0)
 }
 
 const otherConfig = (record: XapiRecord): Record<string, string> => (record.other_config as Record<string, string> | undefined) ?? {}

@@ -4,50 +4,38 @@
 import { Readable } from 'node:stream'
 import type { Task } from '../../tasks/index.ts'
 import { sleep } from '../../util/abort.ts'
-import { destroyVmAndDisks, importVmXva, type XapiRecord } from '../../xapi/index.ts'
+import { destroyVmAndDisks, importVmXva } from '../../xapi/index.ts'
 import { discardImport, watchImport } from '../import-watch.ts'
 import type { FullVmExport, ProgressReporter } from '../sources/vm-export.ts'
 import { countedForLanes } from './progress.ts'
 import { checkReplica } from './replica-check.ts'
 import type { HealthCheckStep } from '../restore/health-check.ts'
-import { blockReplicaStart, destroyReplicas, disableReplicaHa, DR_TAG, listReplicas, markReplicaComplete, oldReplicas, replicaName, srExportTaskData } from './replicas.ts'
-import type { FullBackupTarget, SrTargetOptions, TargetStep } from './target.ts'
+import { blockReplicaStart, destroyReplicas, disableReplicaHa, DR_TAG, listReplicas, markReplicaComplete, replicaName } from './replicas.ts'
+import { SrTarget } from './sr-target.ts'
+import type { FullBackupTarget, TargetStep } from './target.ts'
 
 /** Tries at removing a half-imported replica (about 30 s): the target pool may be restarting its toolstack. */
 const DISCARD_ATTEMPTS = 10
 const DISCARD_RETRY_MS = 3000
 
-export class SrFullTarget implements FullBackupTarget {
+export class SrFullTarget extends SrTarget implements FullBackupTarget {
   readonly mode = 'full'
   /** The replica this backup imported and has not marked complete yet: what discard removes. */
   #unfinished: string | undefined
   /** The replica this backup made, once complete: what a health check clones or copies. */
   #replica: string | undefined
-  /** The replicas retention removes once this backup's is complete (listed before the import, as XO does). */
-  #old: XapiRecord[] = []
   /** Where discard reports (the last step's task). */
   #task: Task | undefined
-
-  constructor(readonly options: SrTargetOptions) {}
-
-  get name(): string {
-    return this.options.sr.uuid
-  }
-
-  get taskData(): Record<string, unknown> {
-    return srExportTaskData(this.options.sr)
-  }
 
   async beforeBackup(): Promise<void> {}
 
   async prepare(_backup: FullVmExport, step: TargetStep): Promise<void> {
-    const { conn, sr, schedule, vmUuid, settings } = this.options
+    const { conn, schedule, vmUuid, settings } = this.options
     this.#task = step.task
     // The completion keys of the last run must be in the cache before replicas are judged on them.
     await conn.sync(step.signal)
     await destroyReplicas(conn, listReplicas(conn, { jobOrScheduleId: schedule.id, vmUuid, srUuid: null }), step.task, 'the unfinished replica of an earlier run')
-    this.#old = oldReplicas(listReplicas(conn, { jobOrScheduleId: schedule.id, vmUuid, srUuid: sr.uuid }), Math.max(0, settings.copyRetention - 1))
-    if (settings.deleteFirst) await this.#applyRetention(step)
+    if (this.ownRetention && settings.deleteFirst) await this.retention(step, settings.copyRetention - 1)
   }
 
   async transferXva(backup: FullVmExport, xva: AsyncIterable<Buffer>, report: ProgressReporter, step: TargetStep): Promise<number> {
@@ -91,7 +79,7 @@ export class SrFullTarget implements FullBackupTarget {
   }
 
   async afterBackup(step: TargetStep): Promise<void> {
-    if (!this.options.settings.deleteFirst) await this.#applyRetention(step)
+    if (this.ownRetention && !this.options.settings.deleteFirst) await this.retention(step, this.options.settings.copyRetention)
   }
 
   /** Removes the replica of a backup that failed before its completion mark. Never throws. */
@@ -124,8 +112,4 @@ export class SrFullTarget implements FullBackupTarget {
     await conn.call('VM.set_name_label', vmRef, replicaName(String(backup.records.vm.name_label ?? ''), job.name, backup.timestamp))
   }
 
-  async #applyRetention(step: TargetStep): Promise<void> {
-    await destroyReplicas(this.options.conn, this.#old, step.task, 'an old replica')
-    this.#old = []
-  }
 }

@@ -80,4 +80,6 @@ export interface SrTargetOptions {
   vmUuid: string
   /** The source VM's pool: what a base snapshot is on the source (its size, for continuous replication). */
   source: PoolConnection
+  /** One SR of a distributed target: retention is the distributed target's, across all its SRs. */
+  distributed?: boolean
 }
