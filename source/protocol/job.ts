@@ -103,6 +103,8 @@ export const ALL_VMS: VmSelection = { smart: { pools: [], notPools: [], tags: []
 const SNAPSHOT_SETTINGS = ['offlineSnapshot', 'checkpointSnapshot', 'snapshotRetention', 'fullInterval', 'forceFull', 'compression', 'copyRetention', 'newMacAddresses'] as const
 /** Settings that apply to the whole job: a schedule or an override cannot set them. */
 const JOB_WIDE_SETTINGS = ['distributeBackups', 'distributeReplications'] as const
+/** What a distributed job's retention is made of: counted across all its remotes (or SRs), it cannot differ from one to another. */
+const POOLED_SETTINGS = { remotes: ['exportRetention', 'longTermRetention', 'deleteFirst'], srs: ['copyRetention', 'deleteFirst'] } as const
 
 const jobObject = z
   .strictObject({
@@ -158,6 +160,7 @@ export const jobSchema = jobObject
     if (job.vms === undefined) problem(['vms'], 'this field is required.')
     if (job.sourceRemote !== undefined) problem(['sourceRemote'], 'sourceRemote is for mirror jobs (type "mirror"); a backup job takes its VMs from the pools.')
     jobWideProblems(job, problem)
+    pooledProblems(job, problem)
     if (job.settings.distributeBackups === true && job.remotes.length < 2) problem(['settings', 'distributeBackups'], `distributing backups needs at least 2 remotes to spread them over; the job has ${job.remotes.length}. Add a remote or set it to false.`)
     if (job.settings.distributeReplications === true && job.srs.length < 2) problem(['settings', 'distributeReplications'], `distributing replications needs at least 2 SRs to spread them over; the job has ${job.srs.length}. Add an SR or set it to false.`)
     if (job.mode === 'delta' && (job.settings.compression ?? 'none') !== 'none') problem(['settings', 'compression'], 'compression applies to full backups only (delta backups are VHD files).')
@@ -191,6 +194,19 @@ function settingsLayers(job: JobFields): Array<{ path: Array<string | number>; s
 function jobWideProblems(job: JobFields, problem: Problem): void {
   for (const { path, settings } of settingsLayers(job).slice(1)) {
     for (const key of JOB_WIDE_SETTINGS) if (settings?.[key] !== undefined) problem([...path, key], `${key} applies to the whole job: set it in the job's settings, not here.`)
+  }
+}
+
+/** A distributed job's remotes (or SRs) share one retention: a per-target override of it is refused. */
+function pooledProblems(job: JobFields, problem: Problem): void {
+  const pooled = { remotes: job.settings.distributeBackups === true, srs: job.settings.distributeReplications === true }
+  for (const kind of ['remotes', 'srs'] as const) {
+    if (!pooled[kind]) continue
+    for (const [key, settings] of Object.entries(job.overrides[kind])) {
+      for (const name of POOLED_SETTINGS[kind]) {
+        if (settings[name] !== undefined) problem(['overrides', kind, key, name], `${name} cannot be set for one ${kind === 'remotes' ? 'remote' : 'SR'} of a distributed job: its retention counts the ${kind === 'remotes' ? 'backups of all its remotes' : 'replicas of all its SRs'} together. Set it for the whole job or the schedule.`)
+      }
+    }
   }
 }
 

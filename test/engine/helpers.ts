@@ -2,6 +2,8 @@
 // through source/xapi, local remotes in temporary folders, runs awaited to their final tree, and the
 // digests that prove a restore gives back the snapshot's bytes.
 import { createHash } from 'node:crypto'
+import { readdir, stat } from 'node:fs/promises'
+import { join } from 'node:path'
 import { CancelToken } from 'promise-toolbox'
 import { startLab, type Lab, type FixtureName } from '../../source/lab/index.ts'
 import { LocalHandler, openRemote, type RemoteHandler } from '../../source/storage/index.ts'
@@ -32,7 +34,7 @@ export interface EngineLab {
  * which the handlers' labels carry as the daemon's do; `remoteUrls`: remotes opened from their URL, as the daemon
  * opens them (S3, Azure…).
  */
-export async function startEngineLab(options: { fixture?: FixtureName; remotes?: string[]; remoteQuery?: string; remoteUrls?: Record<string, string> } = {}): Promise<EngineLab> {
+export async function startEngineLab(options: { fixture?: FixtureName; remotes?: string[]; remoteQuery?: string; remoteUrls?: Record<string, string>; remoteCapacities?: Record<string, number> } = {}): Promise<EngineLab> {
   const dirs: Array<Awaited<ReturnType<typeof tempDir>>> = []
   const labDir = await tempDir('lifeboat-engine-lab-')
   dirs.push(labDir)
@@ -56,7 +58,9 @@ export async function startEngineLab(options: { fixture?: FixtureName; remotes?:
     for (const name of options.remotes ?? (options.remoteUrls === undefined ? ['a'] : [])) {
       const dir = await tempDir(`lifeboat-remote-${name}-`)
       dirs.push(dir)
-      const handler = new LocalHandler(dir.path, `file://${dir.path}${options.remoteQuery ?? ''}`)
+      const label = `file://${dir.path}${options.remoteQuery ?? ''}`
+      const capacity = options.remoteCapacities?.[name]
+      const handler = capacity === undefined ? new LocalHandler(dir.path, label) : new SizedLocalHandler(dir.path, label, capacity)
       remotes.set(name, handler)
       await handler.sync()
       remoteDirs.set(name, dir.path)
@@ -68,6 +72,31 @@ export async function startEngineLab(options: { fixture?: FixtureName; remotes?:
   }
   const context: EngineContext = { pools: new Map(conns.map(c => [c.poolUuid, c])), remotes }
   return { lab, conns, remotes, remoteDirs, context, cleanup }
+}
+
+/**
+ * A local remote that reports a file system of `capacity` bytes less what its folder holds (test-only, as the
+ * issue allows): remotes of different free space without mounts. `capacity` may change between runs.
+ */
+export class SizedLocalHandler extends LocalHandler {
+  constructor(root: string, label: string, public capacity: number) {
+    super(root, label)
+  }
+
+  override async getInfo(): Promise<{ size: number; used: number; available: number }> {
+    const used = await bytesUnder(this.root)
+    return { size: this.capacity, used, available: Math.max(0, this.capacity - used) }
+  }
+}
+
+async function bytesUnder(dir: string): Promise<number> {
+  let total = 0
+  // A file written or removed meanwhile (a temporary one) counts as nothing.
+  for (const entry of await readdir(dir, { withFileTypes: true }).catch(() => [])) {
+    const path = join(dir, entry.name)
+    total += entry.isDirectory() ? await bytesUnder(path) : await stat(path).then(s => s.size, () => 0)
+  }
+  return total
 }
 
 export function job(input: Partial<JobInput> & Pick<JobInput, 'mode' | 'vms'>): ReturnType<typeof parseJob> {

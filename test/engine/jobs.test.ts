@@ -104,6 +104,8 @@ const INVALID: Array<[string, unknown, string, RegExp]> = [
   ['distributed replications over no SR', { ...DESIGN_JOB, srs: [], settings: { distributeReplications: true } }, 'settings.distributeReplications', /at least 2 SRs to spread them over; the job has 0/],
   ['distributed set by a schedule', { ...DESIGN_JOB, schedules: [{ ...DESIGN_JOB.schedules[0], settings: { distributeBackups: true } }] }, 'schedules.0.settings.distributeBackups', /applies to the whole job/],
   ['distributed set for one remote', { ...DESIGN_JOB, overrides: { remotes: { 'site-a': { distributeBackups: false } } } }, 'overrides.remotes.site-a.distributeBackups', /applies to the whole job/],
+  ['a per-remote retention in a distributed job', { ...DESIGN_JOB, settings: { distributeBackups: true }, overrides: { remotes: { 'site-b': { exportRetention: 3 } } } }, 'overrides.remotes.site-b.exportRetention', /cannot be set for one remote of a distributed job: its retention counts the backups of all its remotes together/],
+  ['a per-SR deleteFirst in a distributed replication', { ...DESIGN_JOB, srs: ['sr-1', 'sr-2'], settings: { distributeReplications: true }, overrides: { srs: { 'sr-2': { deleteFirst: true } } } }, 'overrides.srs.sr-2.deleteFirst', /cannot be set for one SR of a distributed job/],
   ['backup job without vms', { ...DESIGN_JOB, vms: undefined }, 'vms', /required/],
   ['backup job with a source remote', { ...DESIGN_JOB, sourceRemote: 'site-a' }, 'sourceRemote', /for mirror jobs/],
   ['unknown job type', { ...DESIGN_JOB, type: 'copy' }, 'type', /"backup" .*, "mirror" .* or "verify"/],

@@ -13,6 +13,7 @@ import type { Estimate, JobPlan, PlanExclusion, PlannedDisk, PlannedTarget, Plan
 import { findSchedule, resolveSettings, selectVms, smartMismatch, exclusionReason, type Job, type Schedule, type Settings } from '../jobs/index.ts'
 import { xapiBaseOffer } from '../sources/xapi-source.ts'
 import { createTargets } from '../targets/index.ts'
+import { mixedSpaceProblem } from '../targets/choose-target.ts'
 import { listReplicas } from '../targets/replicas.ts'
 import type { BackupTarget, DeltaBackupTarget } from '../targets/target.ts'
 import { decideBases } from '../run/bases.ts'
@@ -76,6 +77,10 @@ export async function planBackupRun(job: Job & { id: string }, context: EngineCo
   const found = runTargets(job, context)
   for (const name of found.missingRemotes) problem({ code: 'REMOTE_NOT_FOUND', severity: 'error', message: `The remote "${name}" is not configured or could not be opened.`, remedy: "Fix it with 'npx lifeboat remote test' or add it, then plan again.", subject: name })
   for (const uuid of found.missingSrs) problem({ code: 'SR_NOT_FOUND', severity: 'error', message: `The SR ${uuid} is on no connected pool.`, remedy: 'Connect its pool, or remove the SR from the job.', subject: uuid })
+  if (settings.distributeBackups) {
+    const mixed = mixedSpaceProblem([...found.remotes].map(([name, handler]) => ({ name, freeSpaceKnown: handler.capabilities.freeSpaceKnown })))
+    if (mixed !== undefined) problem({ code: mixed.code, severity: 'error', message: mixed.message, remedy: 'Keep only remotes of one kind in the job (file shares or object stores), or turn distributeBackups off.' })
+  }
   const targets = new Map<string, PlannedTarget & { readable: boolean }>()
   for (const [name, handler] of found.remotes) {
     const target: PlannedTarget & { readable: boolean } = { kind: 'remote', id: name, name, expected: { bytes: 0, basis: '' }, deletions: 0, merges: 0, readable: true }

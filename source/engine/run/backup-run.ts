@@ -10,6 +10,7 @@ import type { RemoteHandler } from '../../storage/index.ts'
 import type { PoolConnection, XapiRecord } from '../../xapi/index.ts'
 import { findSchedule, resolveSettings, selectVms, vmCandidate, type Job, type VmCandidate } from '../jobs/index.ts'
 import { planSummary, type JobPlan } from '../../protocol/plan.ts'
+import { mixedSpaceProblem } from '../targets/choose-target.ts'
 import { RateLimit } from './rate-limit.ts'
 import { backupVm, vmTaskData } from './vm-backup.ts'
 
@@ -91,6 +92,11 @@ async function runBackup(task: Task, signal: AbortSignal, job: Job & { id: strin
   const { remotes, srs, missingRemotes, missingSrs } = runTargets(job, context)
   for (const name of missingRemotes) task.child('get remote adapter', { remote: name }).fail(remoteNotFound(name))
   for (const uuid of missingSrs) task.child('get SR record', { id: uuid }).fail(srNotFound(uuid))
+  // Checked when the job was saved; the remotes may have changed since.
+  if (settings.distributeBackups) {
+    const mixed = mixedSpaceProblem([...remotes].map(([name, handler]) => ({ name, freeSpaceKnown: handler.capabilities.freeSpaceKnown })))
+    if (mixed !== undefined) throw mixed
+  }
 
   const { concurrency, maxExportRate } = settings
   // One budget for the whole run, shared by every export (XO's job-wide throttle).

@@ -1,5 +1,6 @@
 // Which disks of a VM a delta backup exports as deltas (XO's intersection): the source offers a base per disk,
-// each delta target in turn removes the ones it cannot chain onto, and forceFull or fullInterval drop them all.
+// each delta target in turn removes the ones it cannot chain onto, and forceFull or fullInterval drop them all
+// (forceFull before the targets are asked: a new chain; fullInterval after, so that they know their chains).
 // The run and the plan of a run (`job plan`) both decide through this one function, so they cannot disagree.
 import type { BaseOffer } from '../sources/source.ts'
 import type { DeltaBackupTarget, TargetStep } from '../targets/target.ts'
@@ -22,7 +23,7 @@ export async function decideBases(offer: BaseOffer, targets: readonly DeltaBacku
   const fullReasons = new Map(offer.fullReasons)
   const refusedBy = new Map<string, string>()
   for (const target of targets) {
-    if (bases.size === 0) break
+    if (bases.size === 0 || offer.forcedBy === 'forceFull') break
     try {
       for (const [live, reason] of await target.checkBases(bases, step)) {
         bases.delete(live)

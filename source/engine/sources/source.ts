@@ -12,6 +12,12 @@ export interface BaseOffer {
   fullReasons: Map<string, string>
   /** Why every disk goes full whatever the targets hold (forceFull, fullInterval reached). */
   forcedFull: string | undefined
+  /**
+   * What forced it. 'forceFull' starts a new chain: no target is asked what it holds (a distributed target
+   * places it by free space). 'fullInterval' ends a chain: the targets are asked first, as XO does, so a
+   * distributed target keeps the full on the chain's target.
+   */
+  forcedBy?: 'forceFull' | 'fullInterval'
   /** Live VDI uuid → how the log names the disk ("name (uuid)"). */
   labels: Map<string, string>
   /** True when an earlier backup exists at all: a disk going full is then worth a warning, not only an info. */

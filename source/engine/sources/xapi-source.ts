@@ -284,15 +284,12 @@ export function plainRecord(record: XapiRecord): PlainRecord {
 export function xapiBaseOffer(conn: PoolConnection, vm: XapiRecord, liveDisks: XapiRecord[], jobId: string, settings: Settings): { offer: BaseOffer; chainLength: number } {
   const selection = selectBase(conn, vm, liveDisks, jobId)
   const chainLength = selection.snapshot?.deltaChainLength ?? 0
-  const forcedFull = settings.forceFull
-    ? 'a full backup was asked (forceFull)'
-    : settings.fullInterval !== 0 && selection.snapshot !== undefined && settings.fullInterval <= chainLength + 1
-      ? `the chain reached fullInterval (${settings.fullInterval} backups)`
-      : undefined
+  const forcedBy = settings.forceFull ? 'forceFull' : settings.fullInterval !== 0 && selection.snapshot !== undefined && settings.fullInterval <= chainLength + 1 ? 'fullInterval' : undefined
   const offer: BaseOffer = {
     bases: new Map([...selection.bases].map(([live, vdi]) => [live, vdi.uuid as string])),
     fullReasons: selection.fullReasons,
-    forcedFull,
+    forcedFull: forcedBy === 'forceFull' ? 'a full backup was asked (forceFull)' : forcedBy === 'fullInterval' ? `the chain reached fullInterval (${settings.fullInterval} backups)` : undefined,
+    ...(forcedBy !== undefined && { forcedBy }),
     labels: new Map(liveDisks.map(disk => [disk.uuid as string, `${disk.name_label} (${disk.uuid})`])),
     continuesChain: selection.snapshot !== undefined,
   }
