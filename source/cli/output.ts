@@ -60,6 +60,8 @@ export function tree(root: TaskNode): string {
     // A VM or a run whose backups exist but did not pass their check says so beside its own status.
     const check = node.healthCheck === undefined || node.healthCheck === 'success' ? '' : `, ${healthCheckText(node.healthCheck)}`
     lines.push(`${prefix}${terminalSafeLine(taskLabel(node))}  [${node.status}${check}]${extra === '' ? '' : '  ' + terminalSafeLine(extra)}`)
+    const distributed = (node.data?.distributed as { why?: unknown } | undefined)?.why
+    if (typeof distributed === 'string') lines.push(`${childPrefix}  i distributed: ${terminalSafeLine(distributed)}`)
     for (const warning of node.warnings ?? []) lines.push(`${childPrefix}  ! ${terminalSafeLine(warning.message)}`)
     const children = node.tasks ?? []
     children.forEach((child, i) => {

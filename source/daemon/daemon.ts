@@ -161,7 +161,8 @@ export class Daemon {
 
   /** Validates a job and gives it (and its schedules) ids; an update keeps the ids of schedules it keeps. */
   prepareJob(input: unknown, previous?: Job): Job {
-    const job = checkJob(parseJob(input), { remotes: new Set(this.state.data.remotes.map(remote => remote.name)), pools: this.pools.list(), srs: listSrs([...this.pools.connections.values()]), unusableSrs: listSrs([...this.pools.connections.values()], 'unusable') })
+    const remotes = new Map(this.state.data.remotes.map(remote => [remote.name, { freeSpaceKnown: this.remotes.freeSpaceKnown(remote.name) }]))
+    const job = checkJob(parseJob(input), { remotes, pools: this.pools.list(), srs: listSrs([...this.pools.connections.values()]), unusableSrs: listSrs([...this.pools.connections.values()], 'unusable') })
     const other = this.state.data.jobs.find(s => s.job.name === job.name && s.job.id !== previous?.id)
     if (other !== undefined) throw new LifeboatError('JOB_NAME_TAKEN', `Another job is already named "${job.name}"; choose another name.`)
     return {

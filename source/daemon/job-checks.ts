@@ -1,14 +1,17 @@
 // What the job schema cannot know, checked when a job is created or changed (file, flags or wizard, all
 // through the RPC): its remotes, pools and SRs (its health check SR too) exist here, every remote and SR gets backups or replicas to
-// keep, and a job without targets keeps snapshots (a rolling-snapshot job) rather than doing nothing.
+// keep, a job without targets keeps snapshots (a rolling-snapshot job) rather than doing nothing, and a
+// distributed job does not pool remotes that tell their free space with remotes that cannot.
 import { LifeboatError } from '../util/errors.ts'
 import { jobInvalid, resolveSettings, type Job, type JobProblem, type Schedule, type SettingsTarget } from '../protocol/job.ts'
 import { DEFAULT_SETTINGS } from '../protocol/settings.ts'
 import type { Pool, Sr } from '../protocol/methods.ts'
+import { mixedSpaceProblem } from '../engine/targets/choose-target.ts'
 import { findPool, findSr } from './inventory.ts'
 
 export interface KnownTargets {
-  remotes: ReadonlySet<string>
+  /** The configured remotes by name: whether each tells its free space (undefined: it could not be opened). */
+  remotes: ReadonlyMap<string, { freeSpaceKnown: boolean | undefined }>
   /** Every configured pool, connected or not. */
   pools: Pool[]
   /** The SRs of the connected pools that can hold VM disks. */
@@ -35,6 +38,14 @@ export function checkJob(job: Job, known: KnownTargets): Job {
   job.remotes.forEach((name, index) => {
     if (!known.remotes.has(name)) problems.push({ path: `remotes.${index}`, message: `No remote is named "${name}"; 'npx lifeboat remote list' shows them, 'npx lifeboat remote add' adds one.` })
   })
+  if (job.settings.distributeBackups === true) {
+    const classes = job.remotes.flatMap(name => {
+      const freeSpaceKnown = known.remotes.get(name)?.freeSpaceKnown
+      return freeSpaceKnown === undefined ? [] : [{ name, freeSpaceKnown }]
+    })
+    const mixed = mixedSpaceProblem(classes)
+    if (mixed !== undefined) problems.push({ path: 'settings.distributeBackups', message: mixed.message })
+  }
   let vms = job.vms
   if ('smart' in vms) {
     const smart = vms.smart

@@ -38,6 +38,11 @@ export class Remotes {
     return this.#entries.has(name)
   }
 
+  /** Whether the remote's backend tells its free space (file shares) or cannot (object stores); undefined when it could not be opened. */
+  freeSpaceKnown(name: string): boolean | undefined {
+    return this.#entries.get(name)?.handler.capabilities.freeSpaceKnown
+  }
+
   get(name: string): RemoteHandler {
     const entry = this.#entries.get(name)
     if (entry === undefined) throw new LifeboatError('REMOTE_NOT_FOUND', `No remote is named "${name}"; 'npx lifeboat remote list' shows them.`)

@@ -69,3 +69,29 @@ test('lanes: an SR target is named, and the writer holding the export back is ma
   assert.doesNotMatch(frame, /slowest/)
   t.unmount()
 })
+
+test('logs: an export of a distributed job says why the VM went to that target, in the label and, unfolded, whole', async () => {
+  const runs = data.runs(1)
+  const task = (id: string, parentId: string, message: string, extra: Partial<TaskNode> = {}): TaskNode => ({ id, parentId, message, start: NOW, end: NOW + 60_000, duration: 60_000, status: 'success', ...extra })
+  const why = "b, it holds the VM's chain, which this backup continues (a 1.0 GiB free, b 512 MiB free, c 2.0 GiB free)"
+  const tree: TaskNode = {
+    ...task(runs[0]!.runId, '', 'backup', { data: { jobName: 'spread' } }),
+    tasks: [
+      task('t-vm', runs[0]!.runId, 'backup VM', {
+        data: { type: 'VM', id: 'vm-0000', name_label: 'web-01' },
+        tasks: [task('t-b', 't-vm', 'export', { data: { type: 'remote', id: 'b', name_label: 'file:///srv/b', isFull: false, distributed: { reason: 'chain', why } }, tasks: [task('t-b-transfer', 't-b', 'transfer', { result: { size: GiB } })] })],
+      }),
+    ],
+  }
+  const client = fullDaemon().answer('run.list', runs).answer('run.get', { summary: runs[0]!, tree })
+  const t = await renderApp(client, { columns: 140 })
+  await goTo(t, 'runs')
+  await t.waitFor(runs[0]!.runId)
+  await t.press(KEYS.enter)
+  await t.waitFor('backup VM')
+  await t.press('e')
+  const frame = await t.waitFor('ⓘ b, it holds')
+  assert.match(frame, /export to remote b · delta · distributed: chain kept/)
+  assert.match(frame, /ⓘ b, it holds the VM's chain, which this backup continues \(a 1\.0 GiB free, b 512 MiB free, c 2\.0 GiB free\)/)
+  t.unmount()
+})

@@ -76,7 +76,7 @@ export function RunScreen({ runId, follow: followAtStart = false }: { runId: str
         return true
       }
       if (key.leftArrow || input === 'h') fold(false)
-      else if (key.return && line !== undefined && !line.hasChildren) shell.showDetail(line.kind === 'task' ? 'Task' : line.kind === 'error' ? 'Error' : 'Warning', line.text)
+      else if (key.return && line !== undefined && !line.hasChildren) shell.showDetail(line.kind === 'task' ? 'Task' : line.kind === 'error' ? 'Error' : line.kind === 'info' ? 'Why this target' : 'Warning', line.text)
       else if (key.rightArrow || input === 'l' || key.return) fold(true)
       else if (input === 'f') setFollow(f => !f)
       else if (input === 'e') {
@@ -124,7 +124,7 @@ export function RunScreen({ runId, follow: followAtStart = false }: { runId: str
         const selected = list.offset + i === list.cursor
         const marker = l.kind !== 'task' ? ' ' : l.hasChildren ? (l.open ? '▾' : '▸') : ' '
         const glyph = l.status === undefined ? '' : `${STATUS_STYLE[l.status].glyph} `
-        const color = l.status !== undefined ? STATUS_STYLE[l.status].tone : l.kind === 'error' ? 'red' : l.kind === 'warning' ? 'yellow' : undefined
+        const color = l.status !== undefined ? STATUS_STYLE[l.status].tone : l.kind === 'error' ? 'red' : l.kind === 'warning' ? 'yellow' : l.kind === 'info' ? 'cyan' : undefined
         return (
           <Text key={l.key} inverse={selected} wrap="truncate" color={tone(color)}>
             {fit(`${cursorMark(selected)}${'  '.repeat(l.depth)}${marker} ${glyph}${l.text}`, shell.columns)}

@@ -39,10 +39,19 @@ function errorOf(node: TaskNode): string | undefined {
   return `${typeof result.code === 'string' ? `${result.code}: ` : ''}${String(result.message ?? '')}`
 }
 
-/** An export task names its target as the administrator knows it: the remote, or the SR with its pool; full or delta. */
+const DISTRIBUTED_WORDS: Record<string, string> = { chain: 'chain kept', 'most free space': 'most free space', tie: 'tie, at random', random: 'at random' }
+
+/** Why a distributed job sent the VM there, when it did: { reason, why } in the export task's data. */
+export function distribution(node: TaskNode): { reason: string; why: string } | undefined {
+  const value = node.data?.distributed as { reason?: unknown; why?: unknown } | undefined
+  return typeof value?.reason === 'string' && typeof value.why === 'string' ? { reason: value.reason, why: value.why } : undefined
+}
+
+/** An export task names its target as the administrator knows it: the remote, or the SR with its pool; full or delta; why there (distributed). */
 function exportLabel(node: TaskNode, srs: ReadonlyMap<string, Sr>): string | undefined {
   const data = node.data ?? {}
-  const kind = data.isFull === true ? ' · full' : data.isFull === false ? ' · delta' : ''
+  const chosen = distribution(node)
+  const kind = (data.isFull === true ? ' · full' : data.isFull === false ? ' · delta' : '') + (chosen === undefined ? '' : ` · distributed: ${DISTRIBUTED_WORDS[chosen.reason] ?? chosen.reason}`)
   if (data.type === 'remote' && typeof data.id === 'string') return `${node.message} to remote ${data.id}${kind}`
   if (data.type !== 'SR') return undefined
   const sr = typeof data.id === 'string' ? srs.get(data.id) : undefined
@@ -67,7 +76,12 @@ function label(node: TaskNode, srs: ReadonlyMap<string, Sr>): string {
 export function flattenTree(root: TaskNode, closed: ReadonlySet<string>, opened: ReadonlySet<string>, now: number, srs: ReadonlyMap<string, Sr> = new Map()): TreeLine[] {
   const lines: TreeLine[] = []
   const visit = (node: TaskNode, depth: number) => {
-    const details = [...(node.warnings ?? []).map(w => ({ kind: 'warning' as const, text: `⚠ ${w.message}` })), ...(errorOf(node) === undefined ? [] : [{ kind: 'error' as const, text: `✖ ${errorOf(node)}` }])]
+    const chosen = distribution(node)
+    const details = [
+      ...(chosen === undefined ? [] : [{ kind: 'info' as const, text: `ⓘ ${chosen.why}` }]),
+      ...(node.warnings ?? []).map(w => ({ kind: 'warning' as const, text: `⚠ ${w.message}` })),
+      ...(errorOf(node) === undefined ? [] : [{ kind: 'error' as const, text: `✖ ${errorOf(node)}` }]),
+    ]
     const hasChildren = (node.tasks?.length ?? 0) > 0 || details.length > 0
     // A backup whose health check did not pass opens like a failure: the check is what needs looking at.
     const unverified = node.healthCheck !== undefined && node.healthCheck !== 'success'
