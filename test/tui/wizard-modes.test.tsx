@@ -1,6 +1,7 @@
 // The wizard offers every mode of a job by what it sends where: remotes (Full / Delta backup), SRs
-// (Disaster Recovery / Continuous Replication, with memory), both, or nothing (Rolling snapshot), with
-// the retention each one needs, and the daemon's own sentences at the step they are about.
+// (Disaster Recovery / Continuous Replication, with memory), both, or nothing (Rolling snapshot), each
+// distributed over 2 targets or more, with the retention each one needs, and the daemon's own sentences
+// at the step they are about.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { renderApp, KEYS, type Terminal } from './render.tsx'
@@ -101,9 +102,16 @@ test('wizard: continuous replication with memory is named so on the review', asy
   await t.press(KEYS.enter)
   let frame = await t.waitFor('[How]')
   assert.match(frame, /With memory +\[ \] RAM in the snapshot: a CR replica resumes, no boot/)
-  assert.doesNotMatch(frame, /Distribute/, 'the daemon refuses distributed backups: the wizard does not offer them')
-  await t.press(KEYS.down, KEYS.down, KEYS.down, KEYS.down, ' ')
-  await t.waitFor('With memory        [x]')
+  // One SR and no remote: both distributed toggles are greyed, with the reason, and space does not switch them on.
+  assert.match(frame, /Distribute backups +\[-\] needs at least 2 remotes; 0 picked on Where/)
+  assert.match(frame, /Distribute replicas +\[-\] needs at least 2 SRs; 1 picked on Where/)
+  for (let i = 0; i < 10; i++) await t.press(KEYS.down)
+  await t.press(' ')
+  await t.waitFor('› Distribute replicas')
+  assert.match(t.frame(), /Distribute replicas +\[-\]/)
+  for (let i = 0; i < 6; i++) await t.press(KEYS.up)
+  await t.press(' ')
+  await t.waitFor('With memory          [x]')
   await t.press(KEYS.enter)
   frame = await t.waitFor('Press enter to save')
   assert.match(frame, /Does: Continuous Replication with memory \(1 SR\)/)
@@ -114,6 +122,66 @@ test('wizard: continuous replication with memory is named so on the review', asy
   assert.equal(params!.job.mode, 'delta')
   assert.equal(params!.job.settings.checkpointSnapshot, true)
   assert.deepEqual(params!.job.schedules[0]!.retention, { replicas: 3 })
+  t.unmount()
+})
+
+test('wizard: distributed backups and replications over 2 remotes and 2 SRs, switched on at How, named on the Review', async () => {
+  const client = fullDaemon().answer('job.create', data.jobs(1)[0]!)
+  const t = await renderApp(client, { columns: 120 })
+  await toWhere(t, 'spread', 'delta')
+  await t.press(' ', KEYS.down, ' ', KEYS.down, ' ', KEYS.down, ' ')
+  let frame = await t.waitFor('(2 remotes, 2 SRs)')
+  await t.press(KEYS.enter)
+  frame = await t.waitFor('[When]')
+  await t.press(KEYS.enter)
+  frame = await t.waitFor('[How]')
+  assert.match(frame, /Distribute backups +\[ \] across remotes: each VM to one, the most free space/)
+  assert.match(frame, /Distribute replicas +\[ \] across SRs: each VM to one, the most free space/)
+  for (let i = 0; i < 9; i++) await t.press(KEYS.down)
+  await t.press(' ', KEYS.down, ' ')
+  await t.waitFor('Distribute replicas  [x]')
+  assert.match(t.frame(), /Distribute backups   \[x\]/)
+  // The When step counts the backups across the remotes now.
+  await t.press(KEYS.pageUp)
+  frame = await t.waitFor('[When]')
+  assert.match(frame, /Keep backups +7 *\n|Keep backups +7$/m)
+  await t.press(KEYS.down, KEYS.down, KEYS.down)
+  frame = await t.waitFor('across all the remotes (empty: 7)')
+  await t.press(KEYS.enter, KEYS.enter)
+  frame = await t.waitFor('Press enter to save')
+  assert.match(frame, /Does: Delta backup \(2 remotes, distributed\) \+ Continuous Replication \(2 SRs, distributed\)/)
+  assert.match(frame, /Keep: 7 backups across all the remotes/)
+  assert.match(frame, /How: 2 VMs at once · each VM to one remote · each VM to one SR/)
+  await t.press(KEYS.enter)
+  await t.waitFor('create spread: done')
+  const [params] = client.callsOf('job.create') as Array<{ job: CreatedJob }>
+  assert.deepEqual([params!.job.settings.distributeBackups, params!.job.settings.distributeReplications], [true, true])
+  t.unmount()
+})
+
+test('wizard: a distributed job with one remote left is greyed again and saved without it', async () => {
+  const client = fullDaemon().answer('job.create', data.jobs(1)[0]!)
+  const t = await renderApp(client)
+  await toWhere(t, 'shrunk', 'delta')
+  await t.press(' ', KEYS.down, ' ', KEYS.enter, KEYS.enter)
+  await t.waitFor('[How]')
+  for (let i = 0; i < 9; i++) await t.press(KEYS.down)
+  await t.press(' ')
+  await t.waitFor('Distribute backups   [x]')
+  await t.press(KEYS.pageUp, KEYS.pageUp)
+  await t.waitFor('[Where]')
+  await t.press(' ')
+  await t.waitFor('(1 remote, 0 SRs)')
+  await t.press(KEYS.enter, KEYS.enter)
+  const frame = await t.waitFor('[How]')
+  assert.match(frame, /Distribute backups +\[-\] needs at least 2 remotes; 1 picked on Where/)
+  await t.press(KEYS.enter)
+  await t.waitFor('Press enter to save')
+  assert.doesNotMatch(t.frame(), /distributed|each VM to one/)
+  await t.press(KEYS.enter)
+  await t.waitFor('create shrunk: done')
+  const [params] = client.callsOf('job.create') as Array<{ job: CreatedJob }>
+  assert.equal(params!.job.settings.distributeBackups, undefined)
   t.unmount()
 })
 

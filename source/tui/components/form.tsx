@@ -11,7 +11,8 @@ import { tone } from '../theme.ts'
 export type Field =
   | { name: string; label: string; kind: 'text'; secret?: boolean; hint?: string }
   | { name: string; label: string; kind: 'choice'; choices: string[]; hint?: string }
-  | { name: string; label: string; kind: 'toggle'; hint?: string }
+  /** `unavailable`: why it cannot be switched on now (shown greyed, with the reason in place of the hint). */
+  | { name: string; label: string; kind: 'toggle'; hint?: string; unavailable?: string }
 
 export type FormValues = Record<string, string | boolean>
 
@@ -59,7 +60,7 @@ export function useForm(fieldsOf: Fields, initial: FormValues): Form {
       if (edited !== undefined) commit({ ...values, [field.name]: edited }, at)
       return edited !== undefined
     }
-    if (field.kind === 'toggle' && input === ' ') return (set(field.name, values[field.name] !== true), true)
+    if (field.kind === 'toggle' && input === ' ') return (field.unavailable === undefined && set(field.name, values[field.name] !== true), true)
     if (field.kind === 'choice' && (key.leftArrow || key.rightArrow || input === ' ')) {
       const now = field.choices.indexOf(String(values[field.name]))
       const next = (now + (key.leftArrow ? -1 : 1) + field.choices.length) % field.choices.length
@@ -81,9 +82,13 @@ export function FormView({ form, width, labelWidth = 18 }: { form: Form; width: 
       {form.fields.map((field, i) => {
         const focused = i === form.focus
         const value = form.values[field.name]
+        const unavailable = field.kind === 'toggle' ? field.unavailable : undefined
+        const hint = unavailable ?? field.hint
         const shown =
           field.kind === 'toggle'
-            ? value === true
+            ? unavailable !== undefined
+              ? '[-]'
+              : value === true
               ? '[x]'
               : '[ ]'
             : field.kind === 'choice'
@@ -94,10 +99,10 @@ export function FormView({ form, width, labelWidth = 18 }: { form: Form; width: 
         // A filled-in text field shows its hint only while focused: next to a value it reads as part of it.
         const hinted = focused || field.kind !== 'text' || shown === ''
         return (
-          <Text key={field.name} wrap="truncate">
+          <Text key={field.name} wrap="truncate" dimColor={unavailable !== undefined}>
             <Text bold={focused}>{(focused ? '› ' : '  ') + fit(field.label, labelWidth)}</Text> <Text inverse={focused}>{shown}</Text>
             {focused && field.kind === 'text' ? <Caret /> : null}
-            {field.hint === undefined || !hinted ? null : <Text dimColor> {fit(field.hint, Math.max(0, width - labelWidth - shown.length - 6))}</Text>}
+            {hint === undefined || !hinted ? null : <Text dimColor> {fit(hint, Math.max(0, width - labelWidth - shown.length - 6))}</Text>}
           </Text>
         )
       })}

@@ -20,7 +20,7 @@ export interface Draft {
   kept: { id?: string; scheduleId?: string; otherSchedules: Job['schedules']; overrides?: Job['overrides']; settings: Record<string, unknown> }
 }
 
-const EDITED_SETTINGS = ['concurrency', 'compression', 'timeout', 'offlineSnapshot', 'checkpointSnapshot', 'deleteFirst', 'healthCheckSr', 'healthCheckVmsWithTags', 'healthCheckTimeout']
+const EDITED_SETTINGS = ['concurrency', 'compression', 'timeout', 'offlineSnapshot', 'checkpointSnapshot', 'deleteFirst', 'healthCheckSr', 'healthCheckVmsWithTags', 'healthCheckTimeout', 'distributeBackups', 'distributeReplications']
 
 const text = (value: unknown) => (value === undefined || value === null ? '' : String(value))
 /** A duration setting as the form shows it: whole minutes of the stored milliseconds, empty for none. */
@@ -36,7 +36,7 @@ export function newDraft(): Draft {
     remotes: new Set(),
     srs: new Set(),
     schedule: { name: 'daily', cron: '0 3 * * *', timezone: Intl.DateTimeFormat().resolvedOptions().timeZone || 'UTC', backups: '7', replicas: '', snapshots: '', fullInterval: '', enabled: true },
-    settings: { concurrency: '2', compression: 'none', timeout: '', offlineSnapshot: false, checkpointSnapshot: false, deleteFirst: false, healthCheckSr: '', healthCheckVmsWithTags: '', healthCheckTimeout: '' },
+    settings: { concurrency: '2', compression: 'none', timeout: '', offlineSnapshot: false, checkpointSnapshot: false, deleteFirst: false, healthCheckSr: '', healthCheckVmsWithTags: '', healthCheckTimeout: '', distributeBackups: false, distributeReplications: false },
     kept: { otherSchedules: [], settings: {} },
   }
 }
@@ -73,6 +73,8 @@ export function draftFromJob(job: Job): Draft {
       healthCheckSr: text(settings.healthCheckSr),
       healthCheckVmsWithTags: Array.isArray(settings.healthCheckVmsWithTags) ? settings.healthCheckVmsWithTags.join(', ') : '',
       healthCheckTimeout: durationText(settings.healthCheckTimeout),
+      distributeBackups: settings.distributeBackups === true,
+      distributeReplications: settings.distributeReplications === true,
     },
     kept: {
       ...(job.id !== undefined && { id: job.id }),
@@ -143,6 +145,9 @@ export function jobOf(draft: Draft): JobInput {
       ...(healthCheckSr !== '' && { healthCheckSr }),
       ...(healthCheckSr !== '' && checkTags.length > 0 && { healthCheckVmsWithTags: checkTags }),
       ...(healthCheckSr !== '' && checkTimeout !== '' && { healthCheckTimeout: checkTimeout }),
+      // Greyed below 2 targets: a choice made with more is dropped with the targets that allowed it.
+      ...(s.distributeBackups === true && draft.remotes.size >= 2 && { distributeBackups: true }),
+      ...(s.distributeReplications === true && draft.srs.size >= 2 && { distributeReplications: true }),
     },
     ...(draft.kept.overrides !== undefined && { overrides: draft.kept.overrides }),
     schedules: [
@@ -187,6 +192,14 @@ export function problemsIn(error: unknown): Problem[] | undefined {
   return Array.isArray(problems) ? problems.filter((p): p is Problem => typeof p?.path === 'string' && typeof p?.message === 'string') : undefined
 }
 
+/** Why a distributed toggle is greyed: fewer than 2 targets of its kind picked; undefined when it can be switched on. */
+export function distributeUnavailable(draft: Pick<Draft, 'remotes' | 'srs'>, kind: 'remotes' | 'srs'): string | undefined {
+  const count = draft[kind].size
+  if (count >= 2) return undefined
+  const noun = kind === 'remotes' ? 'remote' : 'SR'
+  return `needs at least 2 ${noun}s; ${count} picked on Where`
+}
+
 /** Below 1 where a count must keep something; a count that is not a whole number is the schema's to report. */
 const keepsNothing = (value: number | undefined) => value === undefined || (Number.isInteger(value) && value < 1)
 
@@ -202,7 +215,8 @@ function retentionProblems(job: JobInput): Problem[] {
   }
   // Left empty, the daemon's default applies (and its checks speak); an explicit 0 is a mistake seen here.
   if (srs > 0 && retention.replicas !== undefined && keepsNothing(retention.replicas)) {
-    problems.push({ path: at('replicas'), message: `the job replicates to ${srs} SR${srs === 1 ? '' : 's'}: keep at least 1 replica per SR (with 0, nothing is written there).` })
+    const where = job.settings?.distributeReplications === true ? `across its ${srs} SRs: keep at least 1 replica` : `to ${srs} SR${srs === 1 ? '' : 's'}: keep at least 1 replica per SR`
+    problems.push({ path: at('replicas'), message: `the job replicates ${where} (with 0, nothing is written there).` })
   }
   if (remotes > 0 && retention.backups !== undefined && keepsNothing(retention.backups)) {
     problems.push({ path: at('backups'), message: 'with 0, nothing is written to the remotes: keep at least 1 (left empty, 7 are kept).' })

@@ -8,6 +8,8 @@ export interface JobShape {
   srs: number
   /** checkpointSnapshot: the snapshot holds the RAM. */
   memory: boolean
+  /** distributeBackups, distributeReplications: each VM to one of the remotes, or SRs. */
+  distributed?: { backups: boolean; replications: boolean }
 }
 
 const plural = (count: number, noun: string) => `${count} ${noun}${count === 1 ? '' : 's'}`
@@ -25,24 +27,31 @@ export interface ModePart {
   sentence: string
 }
 
+/** Where each VM goes, said of a kind of target: on each of them, or (distributed) on one of them. */
+const SPREAD = 'each VM on one of them, the one with the most free space'
+
 export function modeParts(shape: JobShape): ModePart[] {
   const parts: ModePart[] = []
+  const spread = shape.distributed ?? { backups: false, replications: false }
   if (shape.remotes > 0) {
+    const where = `${plural(shape.remotes, 'remote')}${spread.backups ? ', distributed' : ''}`
     parts.push(
       shape.mode === 'delta'
-        ? { name: 'Delta backup', where: plural(shape.remotes, 'remote'), sentence: 'VHD chains on each remote: the first run writes the whole disks, later runs only the changed blocks.' }
-        : { name: 'Full backup', where: plural(shape.remotes, 'remote'), sentence: 'every run writes the whole VM as one XVA file on each remote.' },
+        ? { name: 'Delta backup', where, sentence: spread.backups ? `VHD chains, ${SPREAD} (a chain stays where it is until a new full): the first run writes the whole disks, later runs only the changed blocks.` : 'VHD chains on each remote: the first run writes the whole disks, later runs only the changed blocks.' }
+        : { name: 'Full backup', where, sentence: spread.backups ? `every run writes the whole VM as one XVA file, ${SPREAD}.` : 'every run writes the whole VM as one XVA file on each remote.' },
     )
   }
   if (shape.srs > 0) {
+    const where = `${plural(shape.srs, 'SR')}${spread.replications ? ', distributed' : ''}`
+    const onEach = spread.replications ? `, ${SPREAD}` : ' on each SR'
     parts.push(
       shape.mode === 'delta'
         ? {
             name: shape.memory ? 'Continuous Replication with memory' : 'Continuous Replication',
-            where: plural(shape.srs, 'SR'),
-            sentence: `a replica VM on each SR, copied whole once, then only the changed blocks${shape.memory ? '; it is kept suspended with the RAM and its clone resumes without a boot' : ''}; clone the replica to start it.`,
+            where,
+            sentence: `a replica VM${onEach}, copied whole once, then only the changed blocks${shape.memory ? '; it is kept suspended with the RAM and its clone resumes without a boot' : ''}; clone the replica to start it.`,
           }
-        : { name: 'Disaster Recovery', where: plural(shape.srs, 'SR'), sentence: 'every run copies the whole VM onto each SR as a new replica; clone the replica to start it.' },
+        : { name: 'Disaster Recovery', where, sentence: spread.replications ? `every run copies the whole VM as a new replica, ${SPREAD}; clone the replica to start it.` : 'every run copies the whole VM onto each SR as a new replica; clone the replica to start it.' },
     )
   }
   if (parts.length === 0) parts.push({ name: 'Rolling snapshot', where: 'no target', sentence: 'nothing is sent anywhere: each run snapshots the VMs and keeps the newest snapshots on their own pool (how many: the When step).' })
@@ -63,7 +72,7 @@ export function srLabel(uuid: string, srs: readonly Sr[] | undefined): string {
 }
 
 export function shapeOf(job: Job): JobShape {
-  return { mode: job.mode, remotes: job.remotes.length, srs: job.srs.length, memory: job.settings.checkpointSnapshot === true }
+  return { mode: job.mode, remotes: job.remotes.length, srs: job.srs.length, memory: job.settings.checkpointSnapshot === true, distributed: { backups: job.settings.distributeBackups === true, replications: job.settings.distributeReplications === true } }
 }
 
 /** Why cr-seed does not apply to this job (it seeds a continuous replication: delta mode, an SR), or undefined. */

@@ -9,7 +9,7 @@ import { fit, formatBytes, formatDate, localTimezone, wrapText } from '../format
 import { tone } from '../theme.ts'
 import { nextFireTime } from '../../protocol/cron.ts'
 import type { JobInput, Sr } from '../contract.ts'
-import { draftFromJob, draftShape, jobOf, matchSmart, newDraft, POWER_CHOICES, problemsIn, problemsOf, smartOf, type Draft, type Problem } from './draft.ts'
+import { distributeUnavailable, draftFromJob, draftShape, jobOf, matchSmart, newDraft, POWER_CHOICES, problemsIn, problemsOf, smartOf, type Draft, type Problem } from './draft.ts'
 import { MODE_WORDS, modeParts, modeTitle, srLabel } from './modes.ts'
 import { PLAN_KEYS, useDraftPlan, usePlanView } from './plan.tsx'
 
@@ -51,11 +51,36 @@ const HEALTH_CHECK: Field[] = [
   { name: 'healthCheckVmsWithTags', label: 'Check VMs tagged', kind: 'text', hint: 'comma-separated; empty: every VM' },
   { name: 'healthCheckTimeout', label: 'Check timeout', kind: 'text', hint: 'every step; empty: 10m' },
 ]
-const HOW = [...SETTINGS, ...HEALTH_CHECK]
+/** Distributed mode: each VM's backup to one of the remotes (or SRs), not to all. */
+const DISTRIBUTE: Field[] = [
+  { name: 'distributeBackups', label: 'Distribute backups', kind: 'toggle', hint: 'across remotes: each VM to one, the most free space' },
+  { name: 'distributeReplications', label: 'Distribute replicas', kind: 'toggle', hint: 'across SRs: each VM to one, the most free space' },
+]
+const HOW = [...SETTINGS, ...HEALTH_CHECK, ...DISTRIBUTE]
+/** The How step's labels are this wide (the longest, "Distribute replicas", whole). */
+const SETTINGS_LABEL_WIDTH = 20
+
+/** The How step's fields: the distributed toggles greyed, with the reason, while fewer than 2 remotes (or SRs) are picked. */
+function settingsFields(draft: Draft): Field[] {
+  return HOW.map(f => {
+    const unavailable = f.name === 'distributeBackups' ? distributeUnavailable(draft, 'remotes') : f.name === 'distributeReplications' ? distributeUnavailable(draft, 'srs') : undefined
+    return f.kind === 'toggle' && unavailable !== undefined ? { ...f, unavailable } : f
+  })
+}
 
 /** The When step's fields: a count only for the kind of target the job has (backups per remote, replicas per SR). */
 function scheduleFields(draft: Draft): Field[] {
-  return SCHEDULE.filter(f => (f.name === 'backups' ? draft.remotes.size > 0 : f.name === 'replicas' ? draft.srs.size > 0 : true))
+  const across = (name: string, hint: string) => ({ name, label: name === 'backups' ? 'Keep backups' : 'Keep replicas', kind: 'text' as const, hint })
+  return SCHEDULE.filter(f => (f.name === 'backups' ? draft.remotes.size > 0 : f.name === 'replicas' ? draft.srs.size > 0 : true)).map(f =>
+    f.name === 'backups' && distributes(draft, 'distributeBackups') ? across('backups', 'across all the remotes (empty: 7)')
+      : f.name === 'replicas' && distributes(draft, 'distributeReplications') ? across('replicas', 'across all the SRs (empty: 1)')
+        : f,
+  )
+}
+
+/** The draft distributes its backups (or replicas): switched on, with the 2 targets it needs. */
+function distributes(draft: Draft, setting: 'distributeBackups' | 'distributeReplications'): boolean {
+  return draft.settings[setting] === true && distributeUnavailable(draft, setting === 'distributeBackups' ? 'remotes' : 'srs') === undefined
 }
 
 /** Which problems each step shows under its fields, by the schema's paths. */
@@ -111,8 +136,8 @@ function Wizard({ initial }: { initial: Draft }) {
   const [refused, setRefused] = useState<{ problems: Problem[]; shape: string }>()
   const basics = useForm(BASICS, initial.basics)
   const smart = useForm(SMART, initial.smart)
-  const schedule = useForm(scheduleFields(draft), initial.schedule)
-  const settings = useForm(HOW, initial.settings)
+  const settings = useForm(settingsFields(draft), initial.settings)
+  const schedule = useForm(scheduleFields({ ...draft, settings: settings.values }), initial.schedule)
   const vms = useRpc('vm.list', {}, ['pools'])
   const pools = useRpc('pool.list', {}, ['pools'])
   const remotes = useRpc('remote.list', {}, ['remotes'])
@@ -128,7 +153,7 @@ function Wizard({ initial }: { initial: Draft }) {
   // The VMs step in smart mode: the pool toggles first, then the tag and power fields.
   const [smartFocus, setSmartFocus] = useState<'pools' | 'fields'>('pools')
   const width = shell.columns
-  const shape = { mode: String(current.basics.mode) as 'full' | 'delta', remotes: draft.remotes.size, srs: draft.srs.size, memory: current.settings.checkpointSnapshot === true }
+  const shape = { mode: String(current.basics.mode) as 'full' | 'delta', remotes: draft.remotes.size, srs: draft.srs.size, memory: current.settings.checkpointSnapshot === true, distributed: { backups: distributes(current, 'distributeBackups'), replications: distributes(current, 'distributeReplications') } }
   const kindLines = modeParts(shape).flatMap(part => wrapText(`${part.name} (${part.where}): ${part.sentence}`, width))
   const listHeight = shell.bodyHeight - 4
   const vmList = useListCursor((vms.data ?? []).length, listHeight)
@@ -258,7 +283,7 @@ function Wizard({ initial }: { initial: Draft }) {
       {step === 'schedule' ? <NextRuns schedule={jobOf(current).schedules[0]!} problems={stepProblems(problems, 'schedule').filter(p => !isRetention(p))} width={width} /> : null}
       {step === 'schedule' ? <Problems problems={stepProblems(problems, 'schedule').filter(isRetention)} width={width} rows={3} /> : null}
       {step !== 'review' && step !== 'schedule' && changed ? <Problems problems={stepProblems(problems, step)} width={width} rows={3} /> : null}
-      {step === 'settings' ? <FormView form={settings} width={width} /> : null}
+      {step === 'settings' ? <FormView form={settings} width={width} labelWidth={SETTINGS_LABEL_WIDTH} /> : null}
       {step === 'vms' && draft.selection === 'pick' ? (
         <Box flexDirection="column">
           <Text wrap="truncate">Pick VMs with space ({draft.picked.size} picked) · p: build a smart selection instead</Text>
@@ -365,8 +390,10 @@ function settingsInWords(settings: Record<string, unknown>): string {
     ...yes(settings.offlineSnapshot, 'offline snapshot'),
     ...yes(settings.checkpointSnapshot, 'snapshot with memory'),
     ...yes(settings.deleteFirst, 'old backups deleted first'),
+    ...yes(settings.distributeBackups, 'each VM to one remote'),
+    ...yes(settings.distributeReplications, 'each VM to one SR'),
     ...Object.entries(settings)
-      .filter(([k, v]) => !['concurrency', 'compression', 'timeout', 'offlineSnapshot', 'checkpointSnapshot', 'deleteFirst', ...HEALTH_CHECK.map(f => f.name)].includes(k) && v !== undefined)
+      .filter(([k, v]) => !['concurrency', 'compression', 'timeout', 'offlineSnapshot', 'checkpointSnapshot', 'deleteFirst', ...HEALTH_CHECK.map(f => f.name), ...DISTRIBUTE.map(f => f.name)].includes(k) && v !== undefined)
       .map(([k, v]) => `${k} ${typeof v === 'object' ? JSON.stringify(v) : String(v)}`),
   ].filter(w => w !== undefined)
   return words.length === 0 ? 'defaults' : words.join(' · ')
@@ -381,10 +408,10 @@ function healthCheckInWords(settings: Record<string, unknown>, srs: Parameters<t
   return `${tags} · on ${srLabel(uuid, srs)} · ${settings.healthCheckTimeout === undefined ? '10m' : String(settings.healthCheckTimeout)} at most`
 }
 
-function retentionInWords(retention: { backups?: number; replicas?: number; snapshots?: number }): string {
+function retentionInWords(retention: { backups?: number; replicas?: number; snapshots?: number }, distributed: { backups: boolean; replications: boolean }): string {
   const parts = [
-    retention.backups === undefined ? undefined : `${retention.backups} backup${retention.backups === 1 ? '' : 's'} per remote`,
-    retention.replicas === undefined ? undefined : `${retention.replicas} replica${retention.replicas === 1 ? '' : 's'} per SR`,
+    retention.backups === undefined ? undefined : `${retention.backups} backup${retention.backups === 1 ? '' : 's'} ${distributed.backups ? 'across all the remotes' : 'per remote'}`,
+    retention.replicas === undefined ? undefined : `${retention.replicas} replica${retention.replicas === 1 ? '' : 's'} ${distributed.replications ? 'across all the SRs' : 'per SR'}`,
     retention.snapshots === undefined ? undefined : `${retention.snapshots} snapshot${retention.snapshots === 1 ? '' : 's'} on the source`,
   ].filter(p => p !== undefined)
   return parts.length === 0 ? 'the defaults' : parts.join(', ')
@@ -399,13 +426,13 @@ function Review({ draft, matched, srs, problems, failure, width, rows }: { draft
       <Text wrap="truncate">
         {job.name || '(no name)'} · {job.mode} · {draft.selection === 'pick' ? `${draft.picked.size} VMs picked` : `smart selection (${matched} VMs now)`}
       </Text>
-      <Text wrap="truncate">Does: {modeTitle({ mode: job.mode ?? 'full', remotes: job.remotes?.length ?? 0, srs: job.srs?.length ?? 0, memory: job.settings?.checkpointSnapshot === true })}</Text>
+      <Text wrap="truncate">Does: {modeTitle({ mode: job.mode ?? 'full', remotes: job.remotes?.length ?? 0, srs: job.srs?.length ?? 0, memory: job.settings?.checkpointSnapshot === true, distributed: { backups: job.settings?.distributeBackups === true, replications: job.settings?.distributeReplications === true } })}</Text>
       <Text wrap="truncate">To: {[...(job.remotes ?? []).map(r => `remote ${r}`), ...(job.srs ?? []).map(sr => srLabel(sr, srs))].join(', ') || 'nowhere: snapshots only'}</Text>
       <Text wrap="truncate">
         When: {schedule?.name} at "{schedule?.cron}" ({schedule?.timezone}){schedule?.enabled === false ? ', disabled' : ''}
         {schedule?.fullInterval === undefined ? '' : ` · a full every ${schedule.fullInterval}`}
       </Text>
-      <Text wrap="truncate">Keep: {retentionInWords(schedule?.retention ?? {})}</Text>
+      <Text wrap="truncate">Keep: {retentionInWords(schedule?.retention ?? {}, { backups: job.settings?.distributeBackups === true, replications: job.settings?.distributeReplications === true })}</Text>
       <Text wrap="truncate">How: {settingsInWords(job.settings as Record<string, unknown>)}</Text>
       <Text wrap="truncate">Check: {healthCheckInWords(job.settings as Record<string, unknown>, srs)}</Text>
       <Text> </Text>
