@@ -64,7 +64,7 @@ abstract class DistributedTarget<T extends Member> {
     const { settings, kind } = this.options
     if (kind === 'remote' && settings.deleteFirst) await this.#retain(step, this.#retention.keep - 1)
     await this.readSpace(step)
-    this.#choose(undefined)
+    this.choose(undefined)
   }
 
   /** Reads every live member's free space (the plan of a run, which takes no lock, reads it at checkBases). */
@@ -104,11 +104,6 @@ abstract class DistributedTarget<T extends Member> {
     await Promise.all(this.options.members.map(member => member.release()))
   }
 
-  /** Chooses among the live members: the chain's holders when a delta continues one, else by free space. */
-  protected choose(chainHolders: readonly T[] | undefined): void {
-    this.#choose(chainHolders)
-  }
-
   protected get live(): readonly T[] {
     return this.#live
   }
@@ -119,7 +114,8 @@ abstract class DistributedTarget<T extends Member> {
     step.task.warning(`${this.options.kind} ${this.options.label(member)} is left out of this VM's backup: ${errorCode(error)}: ${(error as Error).message}`, { target: member.name })
   }
 
-  #choose(chainHolders: readonly T[] | undefined): void {
+  /** Chooses among the live members: the chain's holders when a delta continues one, else by free space. */
+  protected choose(chainHolders: readonly T[] | undefined): void {
     const candidates: Candidate[] = this.#live.map(member => ({ name: member.name, label: this.options.label(member), free: this.#space.get(member) }))
     this.#choice = chooseTarget({ candidates, chainHolders: chainHolders?.map(member => member.name), random: this.options.random })
     this.#chosen = this.#live.find(member => member.name === this.#choice!.target)
