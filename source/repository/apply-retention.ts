@@ -27,7 +27,9 @@ export async function scheduleBackups(handler: RemoteHandler, vmUuid: string, sc
  * others' JSON and returns them. Caller holds the VM's lock.
  */
 export async function applyRetention(handler: RemoteHandler, vmUuid: string, options: RetentionOptions): Promise<VmBackup[]> {
-  const old = oldCopies(options.keep, await scheduleBackups(handler, vmUuid, options), retentionRules(options))
+  // One remote's backups are each a restore point of their own.
+  const entries = (await scheduleBackups(handler, vmUuid, options)).map(backup => ({ timestamp: backup.timestamp, point: backup.id, backup }))
+  const old = oldCopies(options.keep, entries, retentionRules(options)).map(entry => entry.backup)
   await deleteBackups(handler, old)
   return old
 }

@@ -58,19 +58,28 @@ export function getOldEntries<T extends { timestamp?: number }>(minCount: number
 }
 
 /**
- * Retention over restore points that may lie on several targets (distributed mode), in any order: copies of
- * one restore point (the same timestamp, on several targets since a job was not distributed) count once and
- * are kept or deleted together. Returns the entries to delete. One target is the case of a single place.
+ * Retention over restore points that may lie on several targets (distributed mode), in any order. Entries with
+ * the same `point` (the snapshot they were made from) are copies of one restore point, on several targets since
+ * the job was not distributed: they count once and are kept or deleted together. Two points of the same second
+ * (two targets' clocks are the snapshots', to the second) are ordered by their point and count as two.
+ * Returns the entries to delete. One target is the case of a single place.
  */
-export function oldCopies<T extends { timestamp: number }>(minCount: number, entries: readonly T[], options: { longTermRetention?: LongTermRetention; timezone?: string } = {}): T[] {
-  const points = new Map<number, T[]>()
-  for (const entry of [...entries].sort((a, b) => a.timestamp - b.timestamp)) {
-    const copies = points.get(entry.timestamp)
-    if (copies === undefined) points.set(entry.timestamp, [entry])
-    else copies.push(entry)
+export function oldCopies<T extends { timestamp: number; point: string }>(minCount: number, entries: readonly T[], options: { longTermRetention?: LongTermRetention; timezone?: string } = {}): T[] {
+  const points = new Map<string, { timestamp: number; point: string; copies: T[] }>()
+  for (const entry of entries) {
+    const known = points.get(entry.point)
+    if (known === undefined) points.set(entry.point, { timestamp: entry.timestamp, point: entry.point, copies: [entry] })
+    else known.copies.push(entry)
   }
-  const grouped = [...points].map(([timestamp, copies]) => ({ timestamp, copies }))
-  return getOldEntries(minCount, grouped, options).flatMap(point => point.copies)
+  const sorted = [...points.values()].sort((a, b) => a.timestamp - b.timestamp || (a.point < b.point ? -1 : a.point > b.point ? 1 : 0))
+  // getOldEntries wants strictly increasing timestamps: a point of the same millisecond as the one before is a millisecond later.
+  let previous = -Infinity
+  const ordered = sorted.map(point => {
+    const timestamp = Math.max(point.timestamp, previous + 1)
+    previous = timestamp
+    return { timestamp, copies: point.copies }
+  })
+  return getOldEntries(minCount, ordered, options).flatMap(point => point.copies)
 }
 
 interface LocalDate {

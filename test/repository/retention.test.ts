@@ -116,7 +116,7 @@ test('property: long-term retention only ever keeps more, and keeps one backup i
 })
 
 test('oldCopies: restore points on several targets, in any order, counted together; copies of one point kept or deleted together', () => {
-  const at = (target: string, day: number) => ({ target, timestamp: Date.UTC(2026, 0, day) })
+  const at = (target: string, day: number) => ({ target, timestamp: Date.UTC(2026, 0, day), point: `snapshot-${day}` })
   // Days 1-6 spread over a, b and c; day 2 exists on a and b (the job was not distributed then).
   const entries = [at('c', 6), at('a', 1), at('b', 2), at('a', 2), at('c', 5), at('b', 3), at('a', 4)]
   const old = oldCopies(3, entries)
@@ -124,4 +124,11 @@ test('oldCopies: restore points on several targets, in any order, counted togeth
   assert.deepEqual(oldCopies(5, entries).map(e => `${e.target}${new Date(e.timestamp).getUTCDate()}`), ['a1'], 'day 2 counts once: 5 points kept out of 6')
   const daily = oldCopies(1, entries, { longTermRetention: { daily: { retention: 2 } }, timezone: 'UTC' })
   assert.deepEqual(daily.map(e => new Date(e.timestamp).getUTCDate()).sort(), [1, 2, 2, 3, 4], 'long-term rules apply across targets too')
+})
+
+test('oldCopies: two restore points of the same second on two targets are two points, ordered, not copies of one', () => {
+  const second = Date.UTC(2026, 0, 1, 3)
+  const entries = [{ target: 'a', timestamp: second, point: 'snapshot-x' }, { target: 'b', timestamp: second, point: 'snapshot-y' }, { target: 'a', timestamp: second - 1000, point: 'snapshot-w' }]
+  assert.deepEqual(oldCopies(2, entries).map(e => e.point), ['snapshot-w'])
+  assert.deepEqual(oldCopies(1, entries).map(e => e.point).sort(), ['snapshot-w', 'snapshot-x'])
 })

@@ -95,6 +95,10 @@ export abstract class RemoteTarget implements RetentionHolder<VmBackup> {
     return scheduleBackups(this.handler, this.options.vmUuid, this.options)
   }
 
+  restorePoint(backup: VmBackup): string {
+    return backup.vmSnapshot.uuid
+  }
+
   /** Deletes the backups' JSON, then merges what they released (a delta folder is always cleaned: earlier deletions may wait). */
   async deleteEntries(old: VmBackup[], step: TargetStep): Promise<void> {
     const { vmUuid, name } = this.options

@@ -69,13 +69,15 @@ export function listReplicas(conn: PoolConnection, query: ReplicaQuery): XapiRec
 /** A complete replica as retention counts it: its date, the source snapshot's. */
 export interface ReplicaEntry {
   timestamp: number
+  /** The source snapshot it copies (xo:copy_of; a disaster recovery replica has none: itself). */
+  point: string
   replica: XapiRecord
 }
 
 /** What a retention of the schedule acts on at one SR: the VM's complete replicas there, read after a sync (the last completion mark in). */
 export async function scheduleReplicas(conn: PoolConnection, query: { scheduleId: string; vmUuid: string; srUuid: string }, signal: AbortSignal): Promise<ReplicaEntry[]> {
   await conn.sync(signal)
-  return listReplicas(conn, { jobOrScheduleId: query.scheduleId, vmUuid: query.vmUuid, srUuid: query.srUuid }).map(replica => ({ timestamp: replicaTimestamp(replica), replica }))
+  return listReplicas(conn, { jobOrScheduleId: query.scheduleId, vmUuid: query.vmUuid, srUuid: query.srUuid }).map(replica => ({ timestamp: replicaTimestamp(replica), point: otherConfig(replica)[REPLICA_KEY.copyOf] ?? String(replica.uuid), replica }))
 }
 
 /**

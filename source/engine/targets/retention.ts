@@ -8,6 +8,8 @@ import type { TargetStep } from './target.ts'
 export interface RetentionHolder<Entry extends { timestamp: number } = { timestamp: number }> {
   /** This schedule's restore points of the VM on this target (backups, replicas), in any order. */
   retentionEntries(step: TargetStep): Promise<Entry[]>
+  /** The snapshot an entry was made from: entries of one snapshot on several targets are copies of one restore point. */
+  restorePoint(entry: Entry): string
   /**
    * Deletes those entries (perhaps none: a remote still merges what earlier deletions released), reporting
    * under the step's task.
@@ -28,7 +30,16 @@ export interface RetentionRules {
  * part even when another fails; the first failure is thrown after all have run.
  */
 export async function retainAcross<Entry extends { timestamp: number }>(holders: ReadonlyArray<RetentionHolder<Entry>>, rules: RetentionRules, step: TargetStep): Promise<number[]> {
-  const held = await Promise.all(holders.map(async (holder, index) => (await holder.retentionEntries(step)).map(entry => ({ timestamp: entry.timestamp, entry, index }))))
+  const held = await Promise.all(holders.map(async (holder, index) => {
+    // Copies are on different targets: two entries of one target are two points even when made from one snapshot.
+    const seen = new Map<string, number>()
+    return (await holder.retentionEntries(step)).map(entry => {
+      const snapshot = holder.restorePoint(entry)
+      const count = seen.get(snapshot) ?? 0
+      seen.set(snapshot, count + 1)
+      return { timestamp: entry.timestamp, point: count === 0 ? snapshot : `${snapshot} #${count}`, entry, index }
+    })
+  }))
   const old = oldCopies(Math.max(0, rules.keep), held.flat(), retentionRules(rules))
   const parts = holders.map((_, index) => old.filter(item => item.index === index).map(item => item.entry))
   const outcomes = await Promise.allSettled(holders.map((holder, index) => holder.deleteEntries(parts[index]!, step)))

@@ -31,6 +31,10 @@ export abstract class SrTarget implements RetentionHolder<ReplicaEntry> {
     return scheduleReplicas(conn, { scheduleId: schedule.id, vmUuid, srUuid: sr.uuid }, step.signal)
   }
 
+  restorePoint(entry: ReplicaEntry): string {
+    return entry.point
+  }
+
   async deleteEntries(old: ReplicaEntry[], step: TargetStep): Promise<void> {
     await destroyReplicas(this.options.conn, old.map(entry => entry.replica), step.task, 'an old replica')
   }
