@@ -1,5 +1,5 @@
 // `lifeboat file-restore` through a real daemon on the lab: an ext4 partition written into a VM's disk, backed
-// up twice (a chain of two), then its disks and volumes listed, a folder paged, a name found, and files
+// up twice (a chain of two VhdDirectories behind aliases), then its disks and volumes listed, a folder paged, a name found, and files
 // fetched as tar to a file and as zip to stdout, which the system's tar and unzip unpack to the bytes written.
 import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
@@ -25,7 +25,8 @@ before(async () => {
   const pool = lab.pools[0]!
   await cliJson(daemon.socket, ['pool', 'add', pool.url, '--user', pool.username, '--password-env', 'LAB_PASSWORD'], { LAB_PASSWORD: pool.password })
   await mkdir(join(dir.path, 'remote'))
-  await cliJson(daemon.socket, ['remote', 'add', 'r', `file://${join(dir.path, 'remote')}`])
+  // VhdDirectory behind aliases (what XO writes on object stores): the engine's test reads VHD files.
+  await cliJson(daemon.socket, ['remote', 'add', 'r', `file://${join(dir.path, 'remote')}?useVhdDirectory=true`])
   const vms = await cliJson(daemon.socket, ['vm', 'list'])
   const vm = vms.find((v: { name: string }) => v.name === 'tiny-halted')
   await mkdir(join(files(), 'etc', 'ssh'), { recursive: true })
@@ -46,6 +47,8 @@ before(async () => {
   const points = await cliJson(daemon.socket, ['backup', 'list', '--remote', 'r'])
   assert.equal(points.length, 2, 'two restore points')
   backupId = points.sort((a: { timestamp: number }, b: { timestamp: number }) => b.timestamp - a.timestamp)[0].id
+  const aliases = (await run('find', [join(dir.path, 'remote'), '-name', '*.alias.vhd'])).stdout.toString().trim().split('\n')
+  assert.equal(aliases.length, 2, `the chain is two aliases to VhdDirectories: ${aliases.join(', ')}`)
 })
 
 after(async () => {
