@@ -178,3 +178,26 @@ test('e on a verify job does not open the wizard (it would save it as a backup j
   assert.doesNotMatch(frame, /Basics|Which VMs/, 'no wizard step is shown')
   t.unmount()
 })
+
+test("a verify run's tree names each VM and each backup by its date, and shows why one failed", async () => {
+  const summary = { runId: 'run-verify', kind: 'verify' as const, start: data.NOW, end: data.NOW + 5000, status: 'failure' as const }
+  const at = { start: data.NOW, end: data.NOW + 5000, duration: 5000 }
+  const backup = (date: string, failed: boolean): TaskNode => ({
+    id: `b-${date}`, parentId: 'vm', message: 'verify backup', data: { backupId: `/xo-vm-backups/vm-0000/${date}.json` }, ...at,
+    status: failed ? 'failure' : 'success', ...(failed && { result: { code: 'VHD_PARENT_MISSING', message: 'its parent "20261120T030000Z.vhd" is missing' } }),
+  })
+  const tree: TaskNode = {
+    id: 'run-verify', message: 'verify', ...at, status: 'failure',
+    tasks: [{ id: 'remote', parentId: 'run-verify', message: 'verify remote', data: { remote: 'site-a' }, ...at, status: 'failure',
+      tasks: [{ id: 'vm', parentId: 'remote', message: 'verify VM', data: { type: 'VM', id: 'vm-0000', vmName: 'web-01' }, ...at, status: 'failure', tasks: [backup('20261121T030000Z', true), backup('20261122T030000Z', false)] }] }],
+  }
+  const t = await renderApp(fullDaemon().answer('run.list', [summary]).answer('run.get', { summary, tree }))
+  await goTo(t, 'runs')
+  await t.waitFor('run-verify')
+  await t.press(KEYS.enter)
+  const frame = await t.waitFor('verify VM web-01')
+  assert.match(frame, /verify remote site-a/, frame)
+  assert.match(frame, /verify backup 20261121T030000Z/, 'the failed backup is named by its date')
+  assert.match(frame, /VHD_PARENT_MISSING: its parent "20261120T030000Z\.vhd" is missing/, 'and says why')
+  t.unmount()
+})

@@ -65,7 +65,9 @@ function label(node: TaskNode, srs: ReadonlyMap<string, Sr>): string {
   if (target !== undefined) return target
   const checkSr = node.properties?.sr as { name_label?: unknown } | undefined
   if (typeof checkSr?.name_label === 'string') return `${node.message} on SR ${checkSr.name_label}`
-  const name = [data.vmName, data.name_label, data.remote, data.sr].find(v => typeof v === 'string' && !node.message.includes(v))
+  // A verified backup is named by its date (its id is the metadata's path, `…/<date>.json`).
+  const backup = typeof data.backupId === 'string' ? data.backupId.split('/').at(-1)!.replace(/\.json$/, '') : undefined
+  const name = [data.vmName, data.name_label, data.remote, data.sr, backup].find(v => typeof v === 'string' && !node.message.includes(v))
   return name === undefined ? node.message : `${node.message} ${String(name)}`
 }
 
