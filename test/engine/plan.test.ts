@@ -7,7 +7,7 @@ import { join } from 'node:path'
 import { after, before, describe, test } from 'node:test'
 import { planBackupRun } from '../../source/engine/index.ts'
 import { scheduleProblems } from '../../source/engine/plan/schedule-checks.ts'
-import type { JobPlan } from '../../source/protocol/plan.ts'
+import { planLines, type JobPlan } from '../../source/protocol/plan.ts'
 import type { TaskNode } from '../../source/tasks/index.ts'
 import type { RemoteHandler } from '../../source/storage/index.ts'
 import { vmDisks } from '../../source/xapi/index.ts'
@@ -15,6 +15,7 @@ import { vmDir } from '../../source/repository/index.ts'
 import { describeFailure, job, runToEnd, startEngineLab, tasksOf, vmByName, type EngineLab } from './helpers.ts'
 
 const MiB = 1024 * 1024
+const GiB = 1024 * MiB
 
 interface Decisions {
   targets: string[]
@@ -177,6 +178,13 @@ describe('job plan against the lab', () => {
     const refused = unsnapshottable.problems.find(problem => problem.code === 'SR_CANNOT_SNAPSHOT')
     assert.ok(refused !== undefined && refused.severity === 'error' && refused.subject === vm.uuid, JSON.stringify(unsnapshottable.problems))
 
+    // A job that health-checks VMs tagged prod: the plan says which VM is checked, where, and why the other is not.
+    const checkSr = conn.byRef(vmDisks(conn, vm)[0]!.vdi.SR as string)!
+    const checking = await planBackupRun({ ...job({ mode: 'delta', vms: { uuids: [vm.uuid, vmByName(conn, 'tiny-halted').uuid] }, remotes: ['a'], settings: { healthCheckSr: checkSr.uuid, healthCheckVmsWithTags: ['prod'] } }), id: 'job-checks' }, env.context)
+    assert.deepEqual(checking.vms.map(planned => [planned.name, planned.healthCheck?.checked]), [['tiny-running', true], ['tiny-halted', false]])
+    assert.match(checking.vms[0]!.healthCheck!.detail, new RegExp(`onto SR ${String(checkSr.name_label)}, started, within 10m00s`))
+    assert.equal(checking.vms[1]!.healthCheck!.detail, 'the VM has none of the tags prod')
+
     // Another backup, merge or clean holds the VM's folder on the remote: the run would wait for it.
     const lock = await env.remotes.get('a')!.lock(vmDir(vm.uuid))
     try {
@@ -208,4 +216,31 @@ test('schedules: the next run, a DST gap told with the time it really fires, a s
   const leap = scheduleProblems({ name: 'leap', cron: '0 3 29 2 *', timezone: 'UTC', enabled: true, retention: {} }, Date.UTC(2028, 2, 1))
   assert.deepEqual(leap.problems.map(problem => problem.code), ['SCHEDULE_RARE'])
   assert.deepEqual(scheduleProblems({ name: 'off', cron: '0 3 * * *', timezone: 'UTC', enabled: false, retention: {} }, now).problems.map(problem => problem.code), ['SCHEDULE_DISABLED'])
+})
+
+describe('job plan of a distributed job', () => {
+  let env: EngineLab
+  before(async () => {
+    env = await startEngineLab({ remotes: ['a', 'b', 'c'], remoteCapacities: { a: 1 * GiB, b: 3 * GiB, c: 2 * GiB } })
+  })
+  after(async () => env.cleanup())
+
+  for (const mode of ['delta', 'full'] as const) {
+    test(`${mode}: the plan names the remote each VM goes to and why, and the run sends it there`, async () => {
+      const conn = env.conns[0]!
+      const vms = ['tiny-running', 'tiny-halted'].map(name => vmByName(conn, name))
+      const theJob = { ...job({ mode, vms: { uuids: vms.map(vm => vm.uuid) }, remotes: ['a', 'b', 'c'], settings: { distributeBackups: true } }), id: `job-distributed-${mode}` }
+      for (let run = 0; run < 2; run++) {
+        const plan = await planBackupRun(theJob, env.context)
+        for (const vm of plan.vms) {
+          assert.deepEqual(vm.targets, ['b'], `run ${run}: ${vm.name} goes to the remote with the most free space, or its chain`)
+          assert.match(vm.choice?.reason ?? '', run === 0 || mode === 'full' ? /^b, the most free space \(a .* free, b .* free, c .* free\)$/ : /^b, it holds the VM's chain/, JSON.stringify(vm.choice))
+        }
+        const tree = await runToEnd(env, theJob)
+        assert.equal(tree.status, 'success', describeFailure(tree))
+        assert.deepEqual(runDecisions(tree), planDecisions(plan), `run ${run}: the run went where the plan said`)
+        assert.ok(planLines(plan, String).some(line => line.text.startsWith('    distributed: b, ')), 'the text of the plan says it')
+      }
+    })
+  }
 })

@@ -16,7 +16,9 @@ import { createTargets } from '../targets/index.ts'
 import { mixedSpaceProblem } from '../targets/choose-target.ts'
 import { listReplicas } from '../targets/replicas.ts'
 import type { BackupTarget, DeltaBackupTarget } from '../targets/target.ts'
+import { DistributedDeltaTarget, DistributedFullTarget } from '../targets/distributed.ts'
 import { decideBases } from '../run/bases.ts'
+import { notCheckedBecause } from '../restore/health-check.ts'
 import { runCandidates, runTargets, type EngineContext } from '../run/backup-run.ts'
 import { median, readHistory, type RunHistory } from './history.ts'
 import { scheduleProblems } from './schedule-checks.ts'
@@ -225,6 +227,27 @@ async function planVm(job: Job & { id: string }, schedule: Schedule & { id: stri
       }
     }
   }
+  // A distributed job: the one target this VM's backup goes to, and why (the chain's holder, or the rule).
+  let choice: PlannedVm['choice']
+  for (const target of targets) {
+    if (!(target instanceof DistributedDeltaTarget || target instanceof DistributedFullTarget)) continue
+    try {
+      const placed = await target.place(step)
+      choice = { target: placed.target, reason: placed.why }
+    } catch (error) {
+      problems.push({ code: errorCode(error) ?? 'TARGET_FAILED', severity: 'error', message: (error as Error).message, remedy: 'Check the remotes or SRs of the distributed job.', subject: vmUuid })
+      targets = targets.filter(other => other !== target)
+    }
+  }
+  let healthCheck: PlannedVm['healthCheck']
+  if (settings.healthCheckSr !== '' && targets.length > 0) {
+    const why = notCheckedBecause((vm.tags as string[] | undefined) ?? [], settings)
+    const sr = [...found.context.pools.values()].map(pool => pool.byUuid(settings.healthCheckSr)).find(record => record?.$type === 'SR')
+    healthCheck = why !== undefined ? { checked: false, detail: why } : { checked: true, detail: `restored (or cloned) onto SR ${sr === undefined ? settings.healthCheckSr : terminalSafeLine(String(sr.name_label))}, started, within ${formatElapsed(settings.healthCheckTimeout)}` }
+    if (why === undefined && sr === undefined) {
+      problems.push({ code: 'HEALTH_CHECK_SR_NOT_FOUND', severity: 'warning', message: `The health check SR ${settings.healthCheckSr} is on no connected pool: the backup of "${vm.name_label}" would be made, its check would fail.`, remedy: "Connect the SR's pool, or choose another healthCheckSr.", subject: vmUuid })
+    }
+  }
   const pool = conn.all('pool')[0]
   return {
     uuid: vmUuid,
@@ -234,6 +257,8 @@ async function planVm(job: Job & { id: string }, schedule: Schedule & { id: stri
     disks: plannedDisks,
     targets: targets.map(targetId),
     expected: sumEstimates(plannedDisks.map(disk => disk.expected)),
+    ...(choice !== undefined && { choice }),
+    ...(healthCheck !== undefined && { healthCheck }),
     problems,
   }
 }

@@ -67,6 +67,16 @@ abstract class DistributedTarget<T extends Member> {
     this.choose(undefined)
   }
 
+  /**
+   * The plan of a run (which takes no lock, so never calls beforeBackup): the choice as the run would make it
+   * now — the one checkBases made, or, when no chain was asked about, the rule's over the free space read now.
+   */
+  async place(step: TargetStep): Promise<TargetChoice> {
+    if (!this.spaceRead) await this.readSpace(step)
+    if (this.#choice === undefined) this.choose(undefined)
+    return this.#choice!
+  }
+
   /** Reads every live member's free space (the plan of a run, which takes no lock, reads it at checkBases). */
   protected async readSpace(step: TargetStep): Promise<void> {
     await this.#onEach(async member => this.#space.set(member, await this.options.freeSpace(member)), step)
