@@ -29,6 +29,8 @@ export interface RestorePoint {
   id: string
   vmUuid: string
   vmName: string
+  /** The VM's tags as the backup recorded them (what a mirror job's filter matches). */
+  vmTags?: string[]
   /** File-name date (UTC) and exact timestamp (ms). */
   date: string
   timestamp: number
@@ -44,6 +46,7 @@ export function toRestorePoint(backup: VmBackup): RestorePoint {
     id: backup.id,
     vmUuid: backup.vm.uuid,
     vmName: backup.vm.name_label ?? backup.vm.uuid,
+    vmTags: backup.vm.tags ?? [],
     date: formatFilenameDate(backup.timestamp),
     timestamp: backup.timestamp,
     mode: backup.mode,

@@ -1,12 +1,13 @@
 // The new-job wizard's working copy: text as typed, turned into a job (checked with the protocol's own
 // schema, so mistakes show before anything is sent) and back from an existing job for editing.
 import { parseJob } from '../../protocol/job.ts'
-import type { Job, JobInput, SmartSelection, Vm } from '../contract.ts'
+import type { Job, JobInput, RestorePoint, SmartSelection, Vm } from '../contract.ts'
 import type { FormValues } from '../components/form.tsx'
 
 export const POWER_CHOICES = ['any', 'running', 'halted', 'suspended', 'paused'] as const
 
 export interface Draft {
+  /** name, type ('backup' | 'mirror'), source (a mirror's source remote), mode. */
   basics: FormValues
   selection: 'pick' | 'smart'
   picked: ReadonlySet<string>
@@ -28,7 +29,7 @@ const durationText = (value: unknown) => (typeof value === 'number' && value > 0
 
 export function newDraft(): Draft {
   return {
-    basics: { name: '', mode: 'delta' },
+    basics: { name: '', type: 'backup', source: '', mode: 'delta' },
     selection: 'smart',
     picked: new Set(),
     smart: { tags: '', notTags: '', power: 'any' },
@@ -46,7 +47,7 @@ export function draftFromJob(job: Job): Draft {
   const settings = job.settings as Record<string, unknown>
   const smart: SmartSelection | undefined = 'smart' in job.vms ? job.vms.smart : undefined
   return {
-    basics: { name: job.name, mode: job.mode },
+    basics: { name: job.name, type: job.type, source: job.sourceRemote ?? '', mode: job.mode },
     selection: smart === undefined ? 'pick' : 'smart',
     picked: new Set('uuids' in job.vms ? job.vms.uuids : []),
     smart: { tags: smart?.tags.join(', ') ?? '', notTags: smart?.notTags.join(', ') ?? '', power: smart?.powerState ?? 'any' },
@@ -103,19 +104,43 @@ export function smartOf(draft: Draft): SmartSelection {
   return { pools: [...draft.smartPools], notPools: [], tags: list(draft.smart.tags), notTags: list(draft.smart.notTags), ...(power !== 'any' && { powerState: power as NonNullable<SmartSelection['powerState']> }) }
 }
 
+/** A VM as the wizard lists it: a pool's (with its power state), or one found on a mirror's source remote. */
+export type ListedVm = Pick<Vm, 'uuid' | 'name' | 'poolId' | 'poolName' | 'tags'> & { powerState?: Vm['powerState'] }
+
 /** The VMs a smart selection matches now (the daemon decides again when each run starts). */
-export function matchSmart(smart: SmartSelection, vms: readonly Vm[]): Vm[] {
+export function matchSmart<V extends ListedVm>(smart: SmartSelection, vms: readonly V[]): V[] {
   return vms.filter(
     vm =>
       (smart.pools.length === 0 || smart.pools.includes(vm.poolId)) &&
       !smart.notPools.includes(vm.poolId) &&
       (smart.tags.length === 0 || smart.tags.some(tag => vm.tags.includes(tag))) &&
       !smart.notTags.some(tag => vm.tags.includes(tag)) &&
-      (smart.powerState === undefined || vm.powerState.toLowerCase() === smart.powerState),
+      (smart.powerState === undefined || vm.powerState?.toLowerCase() === smart.powerState),
   )
 }
 
+/** The VMs found on a mirror's source remote, one per VM with its newest backup's name and tags (as the filter matches them). */
+export function sourceVms(points: readonly RestorePoint[], source: string): ListedVm[] {
+  const byVm = new Map<string, { point: RestorePoint; count: number }>()
+  for (const point of points) {
+    const seen = byVm.get(point.vmUuid)
+    if (seen === undefined || seen.point.timestamp < point.timestamp) byVm.set(point.vmUuid, { point, count: (seen?.count ?? 0) + 1 })
+    else seen.count++
+  }
+  return [...byVm.values()].map(({ point, count }) => ({ uuid: point.vmUuid, name: point.vmName, poolId: '', poolName: `${count} backup${count === 1 ? '' : 's'} on ${source}`, tags: point.vmTags ?? [] }))
+}
+
+/** A mirror job copies the backups of a remote: it has no pools, no SR and nothing about snapshots. */
+export const isMirror = (draft: Draft) => draft.basics.type === 'mirror'
+
+/** Settings the wizard edits that mean something for a mirror (the others are about snapshots or exports from a pool). */
+export const MIRROR_SETTINGS = ['concurrency', 'timeout', 'deleteFirst']
+
 export function jobOf(draft: Draft): JobInput {
+  return isMirror(draft) ? mirrorJobOf(draft) : backupJobOf(draft)
+}
+
+function backupJobOf(draft: Draft): JobInput {
   const mode = String(draft.basics.mode) as 'full' | 'delta'
   const s = draft.settings
   const timeout = String(s.timeout ?? '').trim()
@@ -162,6 +187,28 @@ export function jobOf(draft: Draft): JobInput {
       },
       ...draft.kept.otherSchedules,
     ],
+  } as JobInput
+}
+
+/** The mirror job of a draft: its source, the filter over the source's VMs (absent: all of them), its target remotes. */
+function mirrorJobOf(draft: Draft): JobInput {
+  const full = backupJobOf(draft)
+  const smart = smartOf(draft)
+  const filter = draft.selection === 'pick' ? (draft.picked.size > 0 ? { uuids: [...draft.picked] } : undefined) : smart.tags.length > 0 || smart.notTags.length > 0 ? { smart: { tags: smart.tags, notTags: smart.notTags } } : undefined
+  const source = String(draft.basics.source ?? '').trim()
+  const [{ fullInterval: _, retention, ...schedule }, ...others] = full.schedules as [JobInput['schedules'][number], ...JobInput['schedules']]
+  const settings = full.settings as Record<string, unknown>
+  return {
+    ...(full.id !== undefined && { id: full.id }),
+    name: full.name,
+    type: 'mirror',
+    mode: full.mode,
+    ...(source !== '' && { sourceRemote: source }),
+    ...(filter !== undefined && { vms: filter }),
+    remotes: [...draft.remotes].filter(remote => remote !== source),
+    settings: Object.fromEntries(Object.entries(settings).filter(([key]) => MIRROR_SETTINGS.includes(key) || !EDITED_SETTINGS.includes(key))),
+    ...(full.overrides !== undefined && { overrides: full.overrides }),
+    schedules: [{ ...schedule, retention: retention?.backups === undefined ? {} : { backups: retention.backups } }, ...others],
   } as JobInput
 }
 

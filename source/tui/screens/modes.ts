@@ -10,6 +10,8 @@ export interface JobShape {
   memory: boolean
   /** distributeBackups, distributeReplications: each VM to one of the remotes, or SRs. */
   distributed?: { backups: boolean; replications: boolean }
+  /** A mirror job's source remote: it copies that remote's backups instead of snapshotting VMs. */
+  source?: string
 }
 
 const plural = (count: number, noun: string) => `${count} ${noun}${count === 1 ? '' : 's'}`
@@ -31,6 +33,14 @@ export interface ModePart {
 const SPREAD = 'each VM on one of them, the one with the most free space'
 
 export function modeParts(shape: JobShape): ModePart[] {
+  if (shape.source !== undefined) {
+    const where = `${shape.source || '(no source)'} → ${plural(shape.remotes, 'remote')}`
+    return [
+      shape.mode === 'delta'
+        ? { name: 'Delta mirror', where, sentence: `copies the VHD chains found on remote ${shape.source || '(no source)'} to each remote, what they lack only, each backup keeping its date; retention and merges on the targets.` }
+        : { name: 'Full mirror', where, sentence: `copies the XVA backups found on remote ${shape.source || '(no source)'} to each remote, what they lack only, each backup keeping its date.` },
+    ]
+  }
   const parts: ModePart[] = []
   const spread = shape.distributed ?? { backups: false, replications: false }
   if (shape.remotes > 0) {
@@ -72,7 +82,7 @@ export function srLabel(uuid: string, srs: readonly Sr[] | undefined): string {
 }
 
 export function shapeOf(job: Job): JobShape {
-  return { mode: job.mode, remotes: job.remotes.length, srs: job.srs.length, memory: job.settings.checkpointSnapshot === true, distributed: { backups: job.settings.distributeBackups === true, replications: job.settings.distributeReplications === true } }
+  return { mode: job.mode, remotes: job.remotes.length, srs: job.srs.length, memory: job.settings.checkpointSnapshot === true, distributed: { backups: job.settings.distributeBackups === true, replications: job.settings.distributeReplications === true }, ...(job.type === 'mirror' && { source: job.sourceRemote ?? '' }) }
 }
 
 /** Why cr-seed does not apply to this job (it seeds a continuous replication: delta mode, an SR), or undefined. */

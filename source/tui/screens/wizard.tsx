@@ -1,5 +1,7 @@
 // The job wizard, for a new job and for editing one: which VMs (picked, or a smart selection with a
 // live preview of what it matches) → where (remotes, SRs) → when (schedule, retention) → how → review.
+// A mirror job (type mirror on the first step) names its source remote there; its VMs are those found on
+// the source (picked, or by the tags their backups recorded), its targets other remotes.
 import { useState } from 'react'
 import { Box, Text, type Key } from 'ink'
 import { useRpc, useScreenKeys, useShell } from '../shell.tsx'
@@ -9,7 +11,7 @@ import { fit, formatBytes, formatDate, localTimezone, wrapText } from '../format
 import { tone } from '../theme.ts'
 import { nextFireTime } from '../../protocol/cron.ts'
 import type { JobInput, Sr } from '../contract.ts'
-import { distributeUnavailable, draftFromJob, draftShape, jobOf, matchSmart, newDraft, POWER_CHOICES, problemsIn, problemsOf, smartOf, type Draft, type Problem } from './draft.ts'
+import { distributeUnavailable, draftFromJob, draftShape, jobOf, matchSmart, MIRROR_SETTINGS, newDraft, POWER_CHOICES, problemsIn, problemsOf, smartOf, sourceVms, type Draft, type ListedVm, type Problem } from './draft.ts'
 import { MODE_WORDS, modeParts, modeTitle, srLabel } from './modes.ts'
 import { PLAN_KEYS, useDraftPlan, usePlanView } from './plan.tsx'
 
@@ -20,7 +22,19 @@ const TITLES: Record<Step, string> = { basics: 'Job', vms: 'Which VMs', targets:
 const BASICS: Field[] = [
   { name: 'name', label: 'Name', kind: 'text' },
   { name: 'mode', label: 'Mode', kind: 'choice', choices: ['delta', 'full'], hint: '←/→ changes it' },
+  { name: 'type', label: 'Type', kind: 'choice', choices: ['backup', 'mirror'], hint: 'mirror: copies the backups of a remote to others' },
+  { name: 'source', label: 'Source remote', kind: 'choice', choices: [], hint: 'whose backups are copied; ←/→ changes it' },
 ]
+
+/** The first step's fields: the source remote only for a mirror, chosen among the remotes there are. */
+function basicsFields(remoteNames: string[]): (values: Record<string, unknown>) => Field[] {
+  return values =>
+    BASICS.flatMap(field => {
+      if (field.name !== 'source') return [field]
+      if (values.type !== 'mirror') return []
+      return [{ ...field, kind: 'choice' as const, choices: remoteNames.length > 0 ? remoteNames : [''], hint: remoteNames.length > 0 ? field.hint : 'no remote yet: add one first (Remotes screen)' }]
+    })
+}
 const SMART: Field[] = [
   { name: 'tags', label: 'Tags (any of)', kind: 'text', hint: 'comma-separated; empty: any' },
   { name: 'notTags', label: 'Not tags', kind: 'text' },
@@ -68,8 +82,9 @@ function settingsFields(draft: Draft): Field[] {
   })
 }
 
-/** The When step's fields: a count only for the kind of target the job has (backups per remote, replicas per SR). */
-function scheduleFields(draft: Draft): Field[] {
+/** The When step's fields: a count only for the kind of target the job has (backups per remote, replicas per SR); a mirror keeps backups only. */
+function scheduleFields(draft: Draft, mirror: boolean): Field[] {
+  if (mirror) return SCHEDULE.filter(f => !['replicas', 'snapshots', 'fullInterval'].includes(f.name))
   const across = (name: string, hint: string) => ({ name, label: name === 'backups' ? 'Keep backups' : 'Keep replicas', kind: 'text' as const, hint })
   return SCHEDULE.filter(f => (f.name === 'backups' ? draft.remotes.size > 0 : f.name === 'replicas' ? draft.srs.size > 0 : true)).map(f =>
     f.name === 'backups' && distributes(draft, 'distributeBackups') ? across('backups', 'across all the remotes (empty: 7)')
@@ -82,6 +97,10 @@ function scheduleFields(draft: Draft): Field[] {
 function distributes(draft: Draft, setting: 'distributeBackups' | 'distributeReplications'): boolean {
   return draft.settings[setting] === true && distributeUnavailable(draft, setting === 'distributeBackups' ? 'remotes' : 'srs') === undefined
 }
+
+/** A mirror takes no snapshot and exports nothing from a pool: the How step keeps what applies to copies. */
+const MIRROR_HOW = SETTINGS.filter(f => MIRROR_SETTINGS.includes(f.name))
+const MIRROR_SMART = SMART.filter(f => f.name !== 'power')
 
 /** Which problems each step shows under its fields, by the schema's paths. */
 const STEP_PATHS: Record<Step, string[]> = { basics: ['name', 'mode'], vms: ['vms'], targets: ['remotes', 'srs'], schedule: ['schedules'], settings: ['settings'], review: [''] }
@@ -134,26 +153,31 @@ function Wizard({ initial }: { initial: Draft }) {
   const [failure, setFailure] = useState<string>()
   // The daemon's own sentences, per field, shown at their steps until the draft changes.
   const [refused, setRefused] = useState<{ problems: Problem[]; shape: string }>()
-  const basics = useForm(BASICS, initial.basics)
-  const smart = useForm(SMART, initial.smart)
-  const settings = useForm(settingsFields(draft), initial.settings)
-  const schedule = useForm(scheduleFields({ ...draft, settings: settings.values }), initial.schedule)
-  const vms = useRpc('vm.list', {}, ['pools'])
-  const pools = useRpc('pool.list', {}, ['pools'])
   const remotes = useRpc('remote.list', {}, ['remotes'])
+  const basics = useForm(basicsFields((remotes.data ?? []).map(r => r.name)), initial.basics)
+  const mirror = basics.values.type === 'mirror'
+  const source = mirror ? String(basics.values.source ?? '') : ''
+  const smart = useForm(mirror ? MIRROR_SMART : SMART, initial.smart)
+  const settings = useForm(mirror ? MIRROR_HOW : settingsFields(draft), initial.settings)
+  const schedule = useForm(scheduleFields({ ...draft, settings: settings.values }, mirror), initial.schedule)
+  const poolVms = useRpc('vm.list', {}, ['pools'])
+  const sourcePoints = useRpc('backup.list', source === '' ? undefined : { remote: source }, ['remotes'])
+  const vms: { data?: readonly ListedVm[] } = mirror ? { data: sourcePoints.data === undefined ? undefined : sourceVms(sourcePoints.data, source) } : poolVms
+  const pools = useRpc('pool.list', {}, ['pools'])
   const srs = useRpc('sr.list', {}, ['pools'])
 
   const current: Draft = { ...draft, basics: basics.values, smart: smart.values, schedule: schedule.values, settings: settings.values }
   const matched = matchSmart(smartOf(current), vms.data ?? [])
   const targets = [
-    ...(remotes.data ?? []).map(r => ({ kind: 'remote' as const, id: r.name, label: `remote ${r.name}`, detail: `${r.type} · ${formatBytes(r.space?.free)} free` })),
-    ...(srs.data ?? []).map(sr => ({ kind: 'sr' as const, id: sr.uuid, label: `SR ${sr.name}`, detail: `pool ${sr.poolName} · ${sr.type} · ${formatBytes(sr.free)} free` })),
+    ...(remotes.data ?? []).filter(r => !mirror || r.name !== source).map(r => ({ kind: 'remote' as const, id: r.name, label: `remote ${r.name}`, detail: `${r.type} · ${formatBytes(r.space?.free)} free` })),
+    ...(mirror ? [] : (srs.data ?? [])).map(sr => ({ kind: 'sr' as const, id: sr.uuid, label: `SR ${sr.name}`, detail: `pool ${sr.poolName} · ${sr.type} · ${formatBytes(sr.free)} free` })),
   ]
-  const poolRows = pools.data ?? []
+  // A mirror's filter has no pools: its VMs are those on the source remote.
+  const poolRows = mirror ? [] : (pools.data ?? [])
   // The VMs step in smart mode: the pool toggles first, then the tag and power fields.
   const [smartFocus, setSmartFocus] = useState<'pools' | 'fields'>('pools')
   const width = shell.columns
-  const shape = { mode: String(current.basics.mode) as 'full' | 'delta', remotes: draft.remotes.size, srs: draft.srs.size, memory: current.settings.checkpointSnapshot === true, distributed: { backups: distributes(current, 'distributeBackups'), replications: distributes(current, 'distributeReplications') } }
+  const shape = { mode: String(current.basics.mode) as 'full' | 'delta', remotes: mirror ? [...draft.remotes].filter(r => r !== source).length : draft.remotes.size, srs: mirror ? 0 : draft.srs.size, memory: current.settings.checkpointSnapshot === true, distributed: { backups: distributes(current, 'distributeBackups'), replications: distributes(current, 'distributeReplications') }, ...(mirror && { source }) }
   const kindLines = modeParts(shape).flatMap(part => wrapText(`${part.name} (${part.where}): ${part.sentence}`, width))
   const listHeight = shell.bodyHeight - 4
   const vmList = useListCursor((vms.data ?? []).length, listHeight)
@@ -192,7 +216,7 @@ function Wizard({ initial }: { initial: Draft }) {
   }
 
   const vmsKey = (input: string, key: Key): boolean => {
-    if (input === 'p' && !(draft.selection === 'smart' && smartFocus === 'fields' && smart.capturing)) {
+    if (input === 'p' && !(draft.selection === 'smart' && smartFields && smart.capturing)) {
       setDraft(d => ({ ...d, selection: d.selection === 'pick' ? 'smart' : 'pick' }))
       return true
     }
@@ -217,14 +241,15 @@ function Wizard({ initial }: { initial: Draft }) {
     return smart.onKey(input, key)
   }
 
-  const form = step === 'basics' ? basics : step === 'schedule' ? schedule : step === 'settings' ? settings : step === 'vms' && draft.selection === 'smart' && smartFocus === 'fields' ? smart : undefined
+  const smartFields = smartFocus === 'fields'
+  const form = step === 'basics' ? basics : step === 'schedule' ? schedule : step === 'settings' ? settings : step === 'vms' && draft.selection === 'smart' && smartFields ? smart : undefined
   // The Review's p: the plan of the draft, in place of the Review until esc.
   const draftPlan = useDraftPlan()
   const planOpen = draftPlan.plan !== undefined || draftPlan.error !== undefined || draftPlan.loading
   const planView = usePlanView(draftPlan.plan, shell.bodyHeight - 2)
   useScreenKeys({
     keys: planOpen ? [...PLAN_KEYS, { key: 'esc', label: 'back to the review' }] : [
-      ...(step === 'review' ? [{ key: 'p', label: current.kept.id === undefined ? 'plan the first run' : 'plan the next run' }] : []),
+      ...(step === 'review' && !mirror ? [{ key: 'p', label: current.kept.id === undefined ? 'plan the first run' : 'plan the next run' }] : []),
       { key: 'enter', label: step === 'review' ? 'save' : 'next' },
       ...(step === 'basics' ? [] : [{ key: 'pgup', label: 'previous' }]),
       { key: 'esc', label: 'leave' },
@@ -238,7 +263,7 @@ function Wizard({ initial }: { initial: Draft }) {
         if (key.escape && !planView.capturing) return (draftPlan.close(), true)
         return planView.onKey(input, key)
       }
-      if (step === 'review' && input === 'p' && problems.length === 0) return (draftPlan.ask(jobOf(current), current.kept.id), true)
+      if (step === 'review' && !mirror && input === 'p' && problems.length === 0) return (draftPlan.ask(jobOf(current), current.kept.id), true)
       if (key.escape) return (leave(), true)
       if (key.pageUp) return (move(-1), true)
       if (key.return) {
@@ -286,10 +311,14 @@ function Wizard({ initial }: { initial: Draft }) {
       {step === 'settings' ? <FormView form={settings} width={width} labelWidth={SETTINGS_LABEL_WIDTH} /> : null}
       {step === 'vms' && draft.selection === 'pick' ? (
         <Box flexDirection="column">
-          <Text wrap="truncate">Pick VMs with space ({draft.picked.size} picked) · p: build a smart selection instead</Text>
+          <Text wrap="truncate">
+            {mirror
+              ? source === '' ? 'Choose the source remote on the first step: its VMs are listed here.' : `VMs with backups on remote ${source}: space picks (${draft.picked.size} picked; none: every VM) · p: filter by tags instead`
+              : `Pick VMs with space (${draft.picked.size} picked) · p: build a smart selection instead`}
+          </Text>
           {(vms.data ?? []).slice(vmList.offset, vmList.offset + vmList.window).map((vm, i) => (
             <Text key={vm.uuid} wrap="truncate" inverse={vmList.offset + i === vmList.cursor}>
-              {fit(`${cursorMark(vmList.offset + i === vmList.cursor)}${draft.picked.has(vm.uuid) ? '[x]' : '[ ]'} ${vm.name}  ${vm.poolName}  ${vm.powerState}  ${vm.tags.join(' ')}`, width)}
+              {fit(`${cursorMark(vmList.offset + i === vmList.cursor)}${draft.picked.has(vm.uuid) ? '[x]' : '[ ]'} ${vm.name}  ${vm.poolName}  ${vm.powerState ?? ''}  ${vm.tags.join(' ')}`, width)}
             </Text>
           ))}
           <MoreLine list={vmList} />
@@ -297,24 +326,30 @@ function Wizard({ initial }: { initial: Draft }) {
       ) : null}
       {step === 'vms' && draft.selection === 'smart' ? (
         <Box flexDirection="column">
-          <Text wrap="truncate">Smart selection, evaluated at each run · p: pick VMs instead</Text>
-          <Text wrap="truncate" bold={smartFocus === 'pools'}>
-            Pools (none = all){poolRows.length > poolHeight ? ` · ${poolList.cursor + 1}/${poolRows.length}, ${draft.smartPools.size} chosen` : ''}:
-          </Text>
+          <Text wrap="truncate">{mirror ? `Filter by the tags the backups on ${source || '(no source)'} recorded (empty: every VM), evaluated at each run · p: pick VMs instead` : 'Smart selection, evaluated at each run · p: pick VMs instead'}</Text>
+          {mirror ? (
+            <Text wrap="truncate" bold={smartFocus === 'pools'}>
+              {cursorMark(smartFocus === 'pools')} ↓: type the tags
+            </Text>
+          ) : (
+            <Text wrap="truncate" bold={smartFocus === 'pools'}>
+              Pools (none = all){poolRows.length > poolHeight ? ` · ${poolList.cursor + 1}/${poolRows.length}, ${draft.smartPools.size} chosen` : ''}:
+            </Text>
+          )}
           {poolRows.slice(poolList.offset, poolList.offset + poolHeight).map((pool, i) => (
             <Text key={pool.id} wrap="truncate" inverse={smartFocus === 'pools' && poolList.offset + i === poolList.cursor}>
               {cursorMark(smartFocus === 'pools' && poolList.offset + i === poolList.cursor)}{' '}
               {draft.smartPools.has(pool.id) ? '[x]' : '[ ]'} {pool.name}
             </Text>
           ))}
-          <FormView form={{ ...smart, focus: smartFocus === 'fields' ? smart.focus : -1 }} width={width} />
+          <FormView form={{ ...smart, focus: smartFields ? smart.focus : -1 }} width={width} />
           <Text wrap="truncate" color={tone(matched.length === 0 ? 'yellow' : 'green')}>
             Matches {matched.length} VM{matched.length === 1 ? '' : 's'} now{matched.length === 0 ? '' : ':'}
           </Text>
           {matched.slice(0, previewRows).map(vm => (
             <Text key={vm.uuid} wrap="truncate" dimColor>
               {'  '}
-              {vm.name} · {vm.poolName} · {vm.powerState} · {vm.tags.join(' ')}
+              {[vm.name, vm.poolName, vm.powerState, vm.tags.join(' ')].filter(part => part !== undefined && part !== '').join(' · ')}
             </Text>
           ))}
           {matched.length > previewRows ? <Text dimColor>  … {matched.length - previewRows} more</Text> : null}
@@ -323,7 +358,9 @@ function Wizard({ initial }: { initial: Draft }) {
       {step === 'targets' ? (
         <Box flexDirection="column">
           <Text wrap="truncate">
-            Where the VMs go ({draft.remotes.size} remote{draft.remotes.size === 1 ? '' : 's'}, {draft.srs.size} SR{draft.srs.size === 1 ? '' : 's'}): remotes keep backups, SRs replicas; space selects
+            {mirror
+              ? `Where the backups of ${source || '(no source)'} are copied (${shape.remotes} remote${shape.remotes === 1 ? '' : 's'}): space selects`
+              : `Where the VMs go (${draft.remotes.size} remote${draft.remotes.size === 1 ? '' : 's'}, ${draft.srs.size} SR${draft.srs.size === 1 ? '' : 's'}): remotes keep backups, SRs replicas; space selects`}
           </Text>
           {kindLines.map((line, i) => (
             <Text key={`k${i}`} color={tone('cyan')}>
@@ -421,12 +458,17 @@ function Review({ draft, matched, srs, problems, failure, width, rows }: { draft
   const job = jobOf(draft)
   const schedule = job.schedules[0]
   const failureLines = failure === undefined ? [] : wrapText(`✖ ${failure}`, width)
+  const mirror = job.type === 'mirror'
+  const vms = mirror
+    ? job.vms === undefined ? `every VM found on ${job.sourceRemote ?? '(no source)'}` : 'uuids' in job.vms ? `${job.vms.uuids?.length ?? 0} VMs picked on ${job.sourceRemote}` : `the VMs of ${job.sourceRemote} whose backups are tagged as filtered (${matched} now)`
+    : draft.selection === 'pick' ? `${draft.picked.size} VMs picked` : `smart selection (${matched} VMs now)`
   return (
     <Box flexDirection="column">
       <Text wrap="truncate">
-        {job.name || '(no name)'} · {job.mode} · {draft.selection === 'pick' ? `${draft.picked.size} VMs picked` : `smart selection (${matched} VMs now)`}
+        {job.name || '(no name)'} · {job.mode} · {vms}
       </Text>
-      <Text wrap="truncate">Does: {modeTitle({ mode: job.mode ?? 'full', remotes: job.remotes?.length ?? 0, srs: job.srs?.length ?? 0, memory: job.settings?.checkpointSnapshot === true, distributed: { backups: job.settings?.distributeBackups === true, replications: job.settings?.distributeReplications === true } })}</Text>
+      <Text wrap="truncate">Does: {modeTitle({ mode: job.mode ?? 'full', remotes: job.remotes?.length ?? 0, srs: job.srs?.length ?? 0, memory: job.settings?.checkpointSnapshot === true, distributed: { backups: job.settings?.distributeBackups === true, replications: job.settings?.distributeReplications === true }, ...(mirror && { source: job.sourceRemote ?? '' }) })}</Text>
+      {mirror ? <Text wrap="truncate">From: remote {job.sourceRemote ?? '(none chosen)'} (its folder of each VM locked while it is read; backups of a distributed job are not copied: no remote holds their chains whole)</Text> : null}
       <Text wrap="truncate">To: {[...(job.remotes ?? []).map(r => `remote ${r}`), ...(job.srs ?? []).map(sr => srLabel(sr, srs))].join(', ') || 'nowhere: snapshots only'}</Text>
       <Text wrap="truncate">
         When: {schedule?.name} at "{schedule?.cron}" ({schedule?.timezone}){schedule?.enabled === false ? ', disabled' : ''}
@@ -434,7 +476,7 @@ function Review({ draft, matched, srs, problems, failure, width, rows }: { draft
       </Text>
       <Text wrap="truncate">Keep: {retentionInWords(schedule?.retention ?? {}, { backups: job.settings?.distributeBackups === true, replications: job.settings?.distributeReplications === true })}</Text>
       <Text wrap="truncate">How: {settingsInWords(job.settings as Record<string, unknown>)}</Text>
-      <Text wrap="truncate">Check: {healthCheckInWords(job.settings as Record<string, unknown>, srs)}</Text>
+      {mirror ? null : <Text wrap="truncate">Check: {healthCheckInWords(job.settings as Record<string, unknown>, srs)}</Text>}
       <Text> </Text>
       {problems.length === 0 && failure === undefined ? <Text bold>Press enter to save, esc to leave, pgup to change something.</Text> : null}
       <Problems problems={problems} width={width} rows={Math.max(1, rows - failureLines.length)} />
