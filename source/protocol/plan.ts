@@ -133,7 +133,7 @@ export function planLines(plan: JobPlan, formatDate: (ms: number) => string): Pl
   add(`VMs: ${plan.vms.length} backed up, ${plan.excluded.length} left out`, 'heading')
   for (const vm of plan.vms) {
     add(`  ${vm.name} (${vm.poolName}) → ${vm.targets.length === 0 ? 'no target' : vm.targets.map(id => plan.targets.find(target => target.id === id)?.name ?? id).join(', ')}: ${expected(vm.expected)}`)
-    if (vm.choice !== undefined) add(`    distributed: ${vm.choice.reason}`, 'dim')
+    if (vm.choice !== undefined) add(`    distributed: ${vm.choice.reason}${/at random/.test(vm.choice.reason) ? '; the run draws again' : ''}`, 'dim')
     if (vm.healthCheck !== undefined) add(`    ${vm.healthCheck.checked ? 'health check' : 'no health check'}: ${vm.healthCheck.detail}`, 'dim')
     for (const disk of vm.disks) add(`    ${disk.mode === 'full' ? 'full ' : 'delta'} ${disk.name} (${formatBytes(disk.virtualSize)}): ${disk.reason}; ${expected(disk.expected)}`, disk.mode === 'full' && plan.mode === 'delta' ? 'warning' : 'dim')
   }
