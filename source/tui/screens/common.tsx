@@ -63,6 +63,8 @@ export function runLabel(run: RunSummary): string {
 export function vmsLabel(job: Job): string {
   if ('uuids' in job.vms) return `${job.vms.uuids.length} VM${job.vms.uuids.length === 1 ? '' : 's'}`
   const smart = job.vms.smart
+  // A mirror's VMs are those of its source remote, filtered by the tags their backups recorded.
+  if (job.type === 'mirror') return [...smart.tags.map(t => `#${t}`), ...smart.notTags.map(t => `!#${t}`)].join(' ') || `all on ${job.sourceRemote ?? '?'}`
   const parts = [
     smart.pools.length > 0 ? `${smart.pools.length} pool${smart.pools.length === 1 ? '' : 's'}` : 'all pools',
     ...smart.tags.map(t => `#${t}`),
@@ -73,6 +75,7 @@ export function vmsLabel(job: Job): string {
 }
 
 export function targetsLabel(job: Job): string {
+  if (job.type === 'mirror') return `${job.sourceRemote ?? '?'} → ${job.remotes.join(', ')}`
   return [...(job.remotes ?? []), ...(job.srs ?? []).map(sr => `sr:${sr.slice(0, 8)}`)].join(', ') || '-'
 }
 
