@@ -201,7 +201,11 @@ export class Daemon {
       const sameJob = jobId === job.id
       return [{ runId, jobName: other.name, sameJob, remotes: other.remotes.filter(name => job.remotes.includes(name)), srs: other.srs.filter(uuid => job.srs.includes(uuid)) }]
     })
-    const plan = await planBackupRun(job, this.context, { ...(schedule !== undefined && { schedule }), history, disconnectedPools, busy })
+    const remoteProblems = new Map(job.remotes.flatMap(name => {
+      const problem = this.remotes.problem(name)
+      return problem === undefined ? [] : [[name, problem] as const]
+    }))
+    const plan = await planBackupRun(job, this.context, { ...(schedule !== undefined && { schedule }), history, disconnectedPools, busy, remoteProblems })
     if (!stored.enabled) {
       delete plan.nextRun
       plan.problems.unshift({ code: 'JOB_DISABLED', severity: 'warning', message: `The job "${job.name}" is disabled: its schedules do not fire.`, remedy: `Enable it with 'npx lifeboat job enable ${job.name}', or run it by hand.` })

@@ -13,6 +13,8 @@ interface RemoteEntry {
   handler: RemoteHandler
   status: Remote['status']
   error?: { code: string; message: string }
+  /** The last `remote test` that failed (cleared by one that passes): what a plan of a run warns of (a read-only share). */
+  testFailure?: { code: string; message: string; at: number }
 }
 
 export const PROBE_BYTES = 64 * 1024 * 1024
@@ -193,6 +195,7 @@ export class Remotes {
       })
       entry.status = 'ok'
       delete entry.error
+      delete entry.testFailure
       const mib = (n: number) => n / (1024 * 1024)
       return {
         ok: true,
@@ -205,8 +208,15 @@ export class Remotes {
       }
     } catch (error) {
       await Promise.all([probe, ...small].map(path => handler.unlink(path).catch(() => {})))
+      entry.testFailure = { ...serializeError(error), at: Date.now() }
       throw error
     }
+  }
+
+  /** What is known to be wrong with a remote: it could not be opened, or its last test failed. */
+  problem(name: string): { code: string; message: string; at?: number } | undefined {
+    const entry = this.#entries.get(name)
+    return entry?.error ?? entry?.testFailure
   }
 
   async closeAll(): Promise<void> {

@@ -30,6 +30,8 @@ export interface PlanOptions {
   history?: readonly TaskNode[]
   /** Pools configured but not connected now: a VM there is out of the run. */
   disconnectedPools?: ReadonlyArray<{ id: string; name: string; reason: string }>
+  /** What the daemon knows is wrong with a remote (it could not be opened, its last test failed: a read-only share, a full one). */
+  remoteProblems?: ReadonlyMap<string, { code: string; message: string; at?: number }>
   /** Runs in progress that hold targets of this job (the run would wait for their locks). */
   busy?: ReadonlyArray<{ runId: string; jobName: string; sameJob: boolean; remotes: readonly string[]; srs: readonly string[] }>
   now?: number
@@ -85,6 +87,11 @@ export async function planBackupRun(job: Job & { id: string }, context: EngineCo
   }
   const targets = new Map<string, PlannedTarget & { readable: boolean }>()
   for (const [name, handler] of found.remotes) {
+    const known = options.remoteProblems?.get(name)
+    if (known !== undefined) {
+      const when = known.at === undefined ? 'when it was opened' : `in its last test (${new Date(known.at).toISOString().slice(0, 16).replace('T', ' ')} UTC)`
+      problem({ code: known.code, severity: 'error', message: `The remote "${name}" failed ${when}: ${known.message}`, remedy: `Fix it, then check it with 'npx lifeboat remote test ${name}' (a passing test clears this).`, subject: name })
+    }
     const target: PlannedTarget & { readable: boolean } = { kind: 'remote', id: name, name, expected: { bytes: 0, basis: '' }, deletions: 0, merges: 0, readable: true }
     try {
       const space = await handler.getInfo()
