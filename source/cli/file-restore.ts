@@ -9,6 +9,7 @@ import { extname, join, resolve } from 'node:path'
 import { pipeline } from 'node:stream/promises'
 import type { DaemonClient } from '../client/index.ts'
 import type { FileRestoreEntry, FileRestoreVolume } from '../protocol/methods.ts'
+import { modeText } from '../protocol/file-restore.ts'
 import { LifeboatError } from '../util/errors.ts'
 import { EXIT_FAILURE, EXIT_OK, UsageError } from './command.ts'
 import { formatBytes, formatDate, table } from './output.ts'
@@ -40,13 +41,6 @@ async function withSession<T>(context: CommandContext, body: (client: DaemonClie
 
 function volumeParams(context: CommandContext, session: string, disk: string) {
   return { session, disk, volume: stringOption(context, 'volume')! }
-}
-
-const TYPE_GLYPH: Record<FileRestoreEntry['type'], string> = { file: '-', directory: 'd', symlink: 'l', other: '?' }
-
-function modeText(entry: FileRestoreEntry): string {
-  const bits = ['r', 'w', 'x']
-  return TYPE_GLYPH[entry.type] + [6, 3, 0].map(shift => bits.map((bit, k) => ((entry.mode >> (shift + 2 - k)) & 1 ? bit : '-')).join('')).join('')
 }
 
 function entryRows(entries: Array<FileRestoreEntry & { path?: string }>): string[][] {

@@ -59,3 +59,11 @@ export interface FileRestoreResults {
   'fileRestore.fetch': { runId: string }
   'fileRestore.close': Record<string, never>
 }
+
+const TYPE_GLYPH: Record<FileRestoreEntry['type'], string> = { file: '-', directory: 'd', symlink: 'l', other: '?' }
+
+/** An entry's type and permissions as `ls -l` shows them: drwxr-xr-x. */
+export function modeText(entry: Pick<FileRestoreEntry, 'type' | 'mode'>): string {
+  const bits = ['r', 'w', 'x']
+  return TYPE_GLYPH[entry.type] + [6, 3, 0].map(shift => bits.map((bit, k) => ((entry.mode >> (shift + 2 - k)) & 1 ? bit : '-')).join('')).join('')
+}

@@ -17,6 +17,7 @@ export type Route =
   | { screen: 'run'; runId: string; follow?: boolean }
   | { screen: 'seed'; id: string; label: string }
   | { screen: 'restore' }
+  | { screen: 'files'; remote: string; backupId: string; label: string }
   | { screen: 'remotes' }
   | { screen: 'pools' }
   | { screen: 'vms'; pool?: { id: string; name: string } }

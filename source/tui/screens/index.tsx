@@ -9,6 +9,7 @@ import { RunsScreen } from './runs.tsx'
 import { RunScreen } from './run.tsx'
 import { SeedScreen } from './seed.tsx'
 import { RestoreScreen } from './restore.tsx'
+import { FileRestoreScreen } from './files.tsx'
 import { RemotesScreen } from './remotes.tsx'
 import { PoolsScreen, SrsScreen, VmsScreen } from './inventory.tsx'
 
@@ -30,6 +31,8 @@ export function routeLabel(route: Route): string {
       return route.label
     case 'restore':
       return 'Restore'
+    case 'files':
+      return route.label
     case 'remotes':
       return 'Remotes'
     case 'pools':
@@ -61,6 +64,8 @@ export function Screen({ route }: { route: Route }) {
       return <SeedScreen id={route.id} />
     case 'restore':
       return <RestoreScreen />
+    case 'files':
+      return <FileRestoreScreen remote={route.remote} backupId={route.backupId} />
     case 'remotes':
       return <RemotesScreen />
     case 'pools':

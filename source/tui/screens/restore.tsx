@@ -1,6 +1,7 @@
 // Restore: remote → VM → restore point → SR (any connected pool) → name and start → confirm; then the
 // restore's own run opens, followed live. `h` on a restore point health-checks it instead (restored on the SR,
-// started, destroyed: a run of its own); the points show how their last check went. esc steps back.
+// started, destroyed: a run of its own); the points show how their last check went; `f` browses a delta
+// point's files (the files screen). esc steps back.
 import { useState } from 'react'
 import { Box, Text } from 'ink'
 import { runStarted, useRpc, useScreenKeys, useShell } from '../shell.tsx'
@@ -77,7 +78,7 @@ export function RestoreScreen() {
   useScreenKeys({
     keys: [
       { key: 'enter', label: step === 'confirm' ? (purpose === 'check' ? 'health check' : 'restore') : 'choose' },
-      ...(step === 'point' ? [{ key: 'h', label: 'health check' }] : []),
+      ...(step === 'point' ? [{ key: 'h', label: 'health check' }, { key: 'f', label: 'browse files' }] : []),
       { key: 'esc', label: 'step back' },
       ...(current === undefined ? [] : [{ key: '/', label: 'filter' }]),
     ],
@@ -108,6 +109,10 @@ export function RestoreScreen() {
         setPoint(pointList.selected)
         setPurpose('check')
         setStep('sr')
+        return true
+      }
+      if (step === 'point' && input === 'f' && pointList.selected !== undefined && remote !== undefined) {
+        shell.navigate({ screen: 'files', remote: remote.name, backupId: pointList.selected.id, label: `Files of ${pointList.selected.vmName} ${pointDate(pointList.selected)}` })
         return true
       }
       if (!key.return) return false
