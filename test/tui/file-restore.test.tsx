@@ -81,6 +81,8 @@ test('files: volumes with a refused one, a folder in and out, a big folder page 
 
   await t.press(KEYS.up, KEYS.up, KEYS.enter) // big
   frame = await t.waitFor('1000 entries: 1–200, page 1')
+  assert.match(frame, /Mode +Size +Modified +Name/, 'a full page keeps its header')
+  assert.match(frame, /… \d+ more/, 'the rows of the page that do not fit are counted')
   fits(t)
   await t.press(']')
   frame = await t.waitFor('201–400, page 2')

@@ -84,9 +84,12 @@ export function FileRestoreScreen({ remote, backupId }: { remote: string; backup
   const entries: Row[] = (page.data?.entries ?? []).map(e => ({ ...e, path: childPath(path, e.name) }))
   const view = volume === undefined ? 'volumes' : found === undefined ? 'folder' : 'found'
   const rows = view === 'found' ? (found?.matches ?? []) : entries
-  const height = shell.bodyHeight - 3 - (query.editing ? 1 : 0)
+  const failure = opened.error ?? volumes.error ?? (view === 'folder' ? page.error : found?.error)
+  const failureLines = failure === undefined ? [] : wrapText(`✖ ${failure}`, shell.columns).slice(0, 3)
+  // Below the title and the trail: the failure, the table (with the line above it), the search line.
+  const height = shell.bodyHeight - 2 - failureLines.length - (query.editing ? 1 : 0)
   const volumeList = useListCursor(volumes.rows?.length ?? 0, height - 4)
-  const entryList = useListCursor(rows.length, height - 1)
+  const entryList = useListCursor(rows.length, height - 2)
   const chosenVolume = volumes.rows?.[volumeList.cursor]
   const entry = rows[entryList.cursor]
 
@@ -194,7 +197,6 @@ export function FileRestoreScreen({ remote, backupId }: { remote: string; backup
 
   const title = opened.data === undefined ? backupId : `${terminalSafe(opened.data.vm)} as of ${formatDate(opened.data.backupDate, { seconds: true })}`
   const trail = volume === undefined ? 'Volumes' : `disk ${volume.disk} ▸ volume ${volume.id} (${volume.content}) ▸ ${terminalSafe(path)}`
-  const failure = opened.error ?? volumes.error ?? (view === 'folder' ? page.error : found?.error)
   return (
     <Box flexDirection="column">
       <Text wrap="truncate" bold>
@@ -204,7 +206,7 @@ export function FileRestoreScreen({ remote, backupId }: { remote: string; backup
         {trail}
         {marked.size > 0 ? `  · ${marked.size} marked` : ''}
       </Text>
-      {failure === undefined ? null : wrapText(`✖ ${failure}`, shell.columns).slice(0, 3).map((line, i) => (
+      {failureLines.map((line, i) => (
         <Text key={i} color={tone('red')}>
           {line}
         </Text>
