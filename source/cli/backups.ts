@@ -9,6 +9,7 @@ export const BACKUP_COMMANDS: Record<string, Record<string, Subcommand>> = {
   backup: {
     list: {
       summary: 'Lists the restore points on a remote, newest first.',
+      notes: '--json gives them as the daemon lists them: by VM, oldest first within each VM.',
       options: { remote: { value: 'R', required: true, help: 'the remote (by name)' }, vm: { value: 'UUID', help: "only this VM's" } },
       async body(context) {
         const vm = stringOption(context, 'vm')
@@ -17,7 +18,8 @@ export const BACKUP_COMMANDS: Record<string, Record<string, Subcommand>> = {
         if (context.json) return context.print(points, () => '')
         // Jobs by name; a deleted job's backups keep its id.
         const jobNames = new Map((await client.call('job.list')).map(({ job }) => [job.id, job.name]))
-        context.print(points, () => table(['DATE', 'VM', 'JOB', 'MODE', 'SIZE', 'VERIFIED', 'ID'], points.map(p => [formatDate(p.timestamp), p.vmName, jobNames.get(p.jobId) ?? p.jobId, p.mode, formatBytes(p.size), verificationLabel(p.verification, at => formatDate(at)), p.id])) || 'no backups on this remote\n')
+        const newestFirst = [...points].sort((a, b) => b.timestamp - a.timestamp)
+        context.print(points, () => table(['DATE', 'VM', 'JOB', 'MODE', 'SIZE', 'VERIFIED', 'ID'], newestFirst.map(p => [formatDate(p.timestamp), p.vmName, jobNames.get(p.jobId) ?? p.jobId, p.mode, formatBytes(p.size), verificationLabel(p.verification, at => formatDate(at)), p.id])) || 'no backups on this remote\n')
       },
     },
     check: {

@@ -92,7 +92,7 @@ test('restore --wait names the VM it created with its uuid; a failed restore say
   assert.match(failed.stderr.trimEnd().split('\n').at(-1)!, /^lifeboat: SR_NOT_FOUND: .*'npx lifeboat sr list'/)
 })
 
-test('job list shows a schedule’s next run in its own timezone when it is not the local one; backup list names the job, to the second', async () => {
+test('job list shows a schedule’s next run in its own timezone when it is not the local one; backup list names the job, to the second, newest first', async () => {
   await cliJson(daemon.socket, ['job', 'create', '--name', 'paris', '--mode', 'full', '--vm', vmUuid, '--remote', 'local', '--cron', '0 3 * * *', '--timezone', 'Europe/Paris', '--retention', '1'])
   const row = (stdout: string) => stdout.split('\n').find(line => /\bparis\b/.test(line))!
   const utc = await cli(daemon.socket, ['job', 'list'], { TZ: 'UTC' })
@@ -106,8 +106,11 @@ test('job list shows a schedule’s next run in its own timezone when it is not 
   const points = await cliJson(daemon.socket, ['backup', 'list', '--remote', 'local'])
   const listed = await cli(daemon.socket, ['backup', 'list', '--remote', 'local'])
   const lines = listed.stdout.trimEnd().split('\n')
-  assert.match(lines[0]!, /^DATE\s+VM\s+JOB\s+MODE\s+SIZE\s+ID/)
+  assert.match(lines[0]!, /^DATE\s+VM\s+JOB\s+MODE\s+SIZE\s+VERIFIED\s+ID/)
   assert.equal(lines.length, points.length + 1)
+  const dates = lines.slice(1).map(line => line.slice(0, 19))
+  assert.ok(new Set(dates).size >= 2, `two backups of different seconds to order: ${dates.join(', ')}`)
+  assert.deepEqual(dates, [...dates].sort().reverse(), 'newest first, as its help says')
   for (const point of points) {
     const line = lines.find(l => l.endsWith(point.id))!
     const job = jobs.find((j: { job: { id: string } }) => j.job.id === point.jobId)
