@@ -23,6 +23,7 @@ import { Runs } from './runs.ts'
 import { Verifications } from './verifications.ts'
 import { Scheduler, systemClock, type Clock, type ScheduleEntry } from './scheduler.ts'
 import { LanesWatcher, lanesSnapshot } from './lanes.ts'
+import { RemoteLanes } from '../engine/run/remote-lanes.ts'
 import { RpcServer } from './server.ts'
 import { buildHandlers } from './handlers.ts'
 import { lockDataDir, type DataDirLock } from './lock.ts'
@@ -56,6 +57,8 @@ export class Daemon {
   readonly remotes: Remotes
   /** The pool limits of this process, shared by every pool connection, run and the lanes view. */
   readonly poolLimits = new PoolLimitsRegistry()
+  /** The reads of remotes by runs without a pool (mirror, verify), shown in the lanes view beside the pools. */
+  readonly remoteLanes = new RemoteLanes()
   readonly runs: Runs
   readonly verifications: Verifications
   readonly scheduler: Scheduler
@@ -102,9 +105,9 @@ export class Daemon {
     this.fileRestore = new FileRestoreSessions(join(this.dataDir, 'file-restore'), this.log)
     this.server = new RpcServer({ socketPath: this.socketPath, handlers: buildHandlers(this) })
     this.lanes = new LanesWatcher(this.poolLimits, () => {
-      const snapshot = lanesSnapshot(this.poolLimits, this.laneNames)
+      const snapshot = lanesSnapshot(this.poolLimits, this.laneNames, Date.now(), this.remoteLanes)
       this.server.broadcast('lanes', { snapshot }, client => client.topics.has('lanes'))
-    })
+    }, this.remoteLanes)
   }
 
   static async start(options: DaemonOptions): Promise<Daemon> {
@@ -126,7 +129,7 @@ export class Daemon {
   }
 
   get context(): EngineContext {
-    return { pools: this.pools.connections, remotes: this.remotes.handlers }
+    return { pools: this.pools.connections, remotes: this.remotes.handlers, remoteLanes: this.remoteLanes }
   }
 
   get info(): DaemonInfo {

@@ -194,7 +194,7 @@ export function buildHandlers(daemon: Daemon): Record<MethodName, MethodHandler>
       return {}
     },
 
-    'lanes.get': () => lanesSnapshot(daemon.poolLimits, daemon.laneNames),
+    'lanes.get': () => lanesSnapshot(daemon.poolLimits, daemon.laneNames, Date.now(), daemon.remoteLanes),
     subscribe: ({ topics, runId }, client) => {
       for (const topic of topics) client.topics.add(topic)
       client.runId = runId

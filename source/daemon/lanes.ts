@@ -1,6 +1,7 @@
 // The lanes view: for each pool, who holds which snapshot and export slot, how far each export got and
 // at what speed; sent to subscribers at most 4 times a second while anything changes.
 import type { PoolLimitsRegistry, Slots, SlotLease } from '../xapi/index.ts'
+import type { RemoteLanes } from '../engine/run/remote-lanes.ts'
 import { LANES_INTERVAL_MS } from '../protocol/events.ts'
 import type { Lane, LanesSnapshot } from '../protocol/methods.ts'
 
@@ -47,7 +48,7 @@ function rateOf(lease: SlotLease, now: number): number | undefined {
   return sample.rate
 }
 
-export function lanesSnapshot(limits: PoolLimitsRegistry, names: LaneNames, now = Date.now()): LanesSnapshot {
+export function lanesSnapshot(limits: PoolLimitsRegistry, names: LaneNames, now = Date.now(), remoteLanes?: RemoteLanes): LanesSnapshot {
   let totalBytesPerSecond = 0
   const lane = (slots: Slots, exports: boolean): Lane => ({
     limit: slots.limit,
@@ -73,7 +74,9 @@ export function lanesSnapshot(limits: PoolLimitsRegistry, names: LaneNames, now 
     vdiExports: lane(limits.vdiExports, true),
     vmExports: lane(limits.vmExports, true),
   }))
-  return { at: now, pools, totalBytesPerSecond }
+  // Remotes read by runs without a pool (mirror, verify): shown while something reads them.
+  const remotes = (remoteLanes?.all() ?? []).filter(({ slots }) => slots.holders.length + slots.waiting.length > 0).map(({ remote, slots }) => ({ remote, reads: lane(slots, true) }))
+  return { at: now, pools, ...(remotes.length > 0 && { remotes }), totalBytesPerSecond }
 }
 
 /** Watches every pool's slots (pools appear as they connect) and calls `send` at most every LANES_INTERVAL_MS. */
@@ -86,19 +89,23 @@ export class LanesWatcher {
   constructor(
     private readonly limits: PoolLimitsRegistry,
     private readonly send: () => void,
-  ) {}
+    remoteLanes?: RemoteLanes,
+  ) {
+    remoteLanes?.on('added', (slots: Slots) => this.#watch(slots))
+    for (const { slots } of remoteLanes?.all() ?? []) this.#watch(slots)
+  }
 
   /** Call when pools change: starts watching the slots of new ones (creating them, so none is missed). */
   refresh(poolIds: Iterable<string>): void {
     for (const id of poolIds) this.limits.of(id)
-    for (const limits of this.limits.all()) {
-      for (const slots of [limits.snapshots, limits.vdiExports, limits.vmExports]) {
-        if (this.#watched.has(slots)) continue
-        this.#watched.add(slots)
-        slots.on('change', this.#changed)
-        slots.on('progress', this.#changed)
-      }
-    }
+    for (const limits of this.limits.all()) for (const slots of [limits.snapshots, limits.vdiExports, limits.vmExports]) this.#watch(slots)
+  }
+
+  #watch(slots: Slots): void {
+    if (this.#watched.has(slots) || this.#stopped) return
+    this.#watched.add(slots)
+    slots.on('change', this.#changed)
+    slots.on('progress', this.#changed)
   }
 
   stop(): void {

@@ -245,6 +245,8 @@ export interface Lane {
 export interface LanesSnapshot {
   at: number
   pools: Array<{ poolId: string; poolName: string; snapshots: Lane; vdiExports: Lane; vmExports: Lane }>
+  /** Remotes being read by runs without a pool (mirror copies, verifies), while they are: one holder per VM at work. */
+  remotes?: Array<{ remote: string; reads: Lane }>
   totalBytesPerSecond: number
 }
 

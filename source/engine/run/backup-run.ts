@@ -12,6 +12,7 @@ import { findSchedule, resolveSettings, selectVms, vmCandidate, type Job, type V
 import { planSummary, type JobPlan } from '../../protocol/plan.ts'
 import { mixedSpaceProblem } from '../targets/choose-target.ts'
 import { RateLimit } from './rate-limit.ts'
+import type { RemoteLanes } from './remote-lanes.ts'
 import { backupVm, vmTaskData } from './vm-backup.ts'
 
 export interface EngineContext {
@@ -19,6 +20,8 @@ export interface EngineContext {
   pools: ReadonlyMap<string, PoolConnection>
   /** Opened remotes, by the name jobs use. */
   remotes: ReadonlyMap<string, RemoteHandler>
+  /** Where runs without a pool (mirror, verify) show their reads of a remote in the lanes view; absent: nowhere. */
+  remoteLanes?: RemoteLanes
 }
 
 export interface StartedRun {

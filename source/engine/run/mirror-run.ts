@@ -14,6 +14,8 @@ import { createRemoteTargets } from '../targets/index.ts'
 import { lockVmFolder } from '../targets/remote-target.ts'
 import { remoteNotFound, runTargets, startRun, withRetries, type EngineContext, type RunOptions, type StartedRun } from './backup-run.ts'
 import { RateLimit } from './rate-limit.ts'
+import type { RemoteLanes } from './remote-lanes.ts'
+import type { ProgressReporter } from '../sources/vm-export.ts'
 import { VmBackup } from './vm-backup.ts'
 
 export interface MirrorOptions extends RunOptions {
@@ -49,7 +51,7 @@ async function runMirror(task: Task, signal: AbortSignal, job: MirrorJob, schedu
   const settings = resolveSettings(job, schedule)
   const rate = settings.maxExportRate > 0 ? new RateLimit(settings.maxExportRate) : undefined
   const limit = pLimit(settings.concurrency === 0 ? Math.max(1, vms.length) : settings.concurrency)
-  const mirror = new VmMirror(job, schedule, source, targets, distributed, task, signal, rate)
+  const mirror = new VmMirror(job, schedule, source, targets, distributed, task, signal, rate, context.remoteLanes)
   await Promise.all(
     vms.map(vmUuid =>
       limit(async () => {
@@ -77,6 +79,7 @@ class VmMirror {
     readonly runTask: Task,
     readonly signal: AbortSignal,
     readonly rate: RateLimit | undefined,
+    readonly lanes: RemoteLanes | undefined,
   ) {}
 
   async copyVm(vmUuid: string, task: Task): Promise<{ transferred: number }> {
@@ -89,9 +92,19 @@ class VmMirror {
         const targets = createRemoteTargets({ job: this.job, schedule: this.schedule, remotes }, vmUuid, task)
         if (targets.length === 0) throw new LifeboatError('NO_TARGET', `The VM has no target in this run: the schedule "${this.schedule.name}" keeps 0 backups on every target remote. Set retention.backups.`)
         task.info('mirroring a backup', { backup: backup.id, date: formatFilenameDate(backup.timestamp), to: targets.map(target => target.name) })
-        const repository = new RepositoryVmSource({ handler: this.source, remote: this.job.sourceRemote, backup, jobId: this.job.id, scheduleId: this.schedule.id })
-        // A health check of the copies is not made yet (XO makes one when data was transferred).
-        await new VmBackup(this.job.mode, repository, targets, task, this.signal, this.rate, undefined).run()
+        // The copy in the lanes view: a slot of the source remote's lane, each target's bytes as it writes them.
+        const lease = await this.lanes?.of(this.job.sourceRemote, this.source.capabilities.connections).acquire({ runId: this.runTask.id, jobId: this.job.id, vm: vmUuid, vmName: String(backup.vm.name_label ?? vmUuid), phase: 'mirror' }, this.signal)
+        const report: ProgressReporter = (target, progress) => {
+          lease?.reportTarget(target, progress)
+          lease?.report({ done: Math.max(...Object.values(lease.targets).map(entry => entry.done)), ...(backup.size !== undefined && { total: backup.size }) })
+        }
+        try {
+          const repository = new RepositoryVmSource({ handler: this.source, remote: this.job.sourceRemote, backup, jobId: this.job.id, scheduleId: this.schedule.id, report })
+          // A health check of the copies is not made yet (XO makes one when data was transferred).
+          await new VmBackup(this.job.mode, repository, targets, task, this.signal, this.rate, undefined).run()
+        } finally {
+          lease?.release()
+        }
       }
       return { transferred: pending.length }
     } finally {

@@ -85,6 +85,12 @@ export function laneLines(snapshot: LanesSnapshot, now: number, width: number, s
       }
     }
   }
+  // Runs without a pool (mirror copies, verifies) reading a remote.
+  for (const { remote, reads } of snapshot.remotes ?? []) {
+    lines.push({ key: `remote:${remote}`, text: `Remote ${remote}`, bold: true })
+    lines.push({ key: `remote:${remote}:reads`, text: ` ${fit('Reads', 12)} ${reads.holders.length} at work` })
+    reads.holders.forEach((holder, i) => lines.push({ key: `remote:${remote}:${i}`, text: holderLine(holder, now, width, srs) }))
+  }
   return lines
 }
 
@@ -116,7 +122,7 @@ export function useLiveLanes(): { snapshot: LanesSnapshot | undefined; busy: boo
     return shell.client.on('lanes', ({ snapshot }) => setLive(snapshot))
   }, [shell.client, shell.generation])
   const snapshot = live !== undefined && (initial.data === undefined || live.at >= initial.data.at) ? live : initial.data
-  const busy = snapshot?.pools.some(p => p.snapshots.holders.length + p.vdiExports.holders.length + p.vmExports.holders.length > 0) === true
+  const busy = snapshot?.pools.some(p => p.snapshots.holders.length + p.vdiExports.holders.length + p.vmExports.holders.length > 0) === true || (snapshot?.remotes ?? []).length > 0
   const now = useNow(busy)
   const [received, setReceived] = useState({ at: 0, local: 0 })
   if (snapshot !== undefined && received.at !== snapshot.at) setReceived({ at: snapshot.at, local: Date.now() })
