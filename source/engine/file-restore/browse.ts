@@ -109,11 +109,16 @@ export class FileSystemBrowser {
    * `ssh/…`; `/` gives the root's content), folders before their content. Devices, sockets and pipes are
    * counted in `skipped`, not archived.
    */
+  /**
+   * The archive's entries: each path (a file, or a folder and all under it) named relative to the folder that
+   * holds every selected path (one selection: its own folder, as `tar -C`), so that two files of the same name
+   * from different folders never collide: /etc/fstab and /srv/fstab are etc/fstab and srv/fstab.
+   */
   async *entries(paths: string[], skipped: { count: number } = { count: 0 }): AsyncGenerator<ArchiveEntry> {
-    for (const path of paths) {
-      const absolute = await this.resolve(path)
+    const absolutes = [...new Set(await Promise.all(paths.map(path => this.resolve(path))))]
+    const base = commonFolder(absolutes.map(path => posix.dirname(path)))
+    for (const absolute of absolutes) {
       const root = await this.stat(absolute)
-      const base = posix.dirname(absolute)
       yield* this.#tree(absolute, root, absolute === '/' ? '' : posix.relative(base, absolute), skipped)
     }
   }
@@ -167,4 +172,17 @@ function notFound(path: string, error: unknown): LifeboatError {
     return new LifeboatError('FILE_RESTORE_NOT_FOUND', `${path} is not in this backup; list its folder to see what is there.`, { cause: error })
   }
   return new LifeboatError('FILE_RESTORE_READ_FAILED', `${path} cannot be read from this backup (${code}); the file system may be damaged.`, { cause: error })
+}
+
+/** The deepest folder that holds every one of these folders ('/' at worst). */
+export function commonFolder(folders: readonly string[]): string {
+  if (folders.length === 0) return '/'
+  let parts = folders[0]!.split('/').filter(Boolean)
+  for (const folder of folders.slice(1)) {
+    const other = folder.split('/').filter(Boolean)
+    let k = 0
+    while (k < parts.length && k < other.length && parts[k] === other[k]) k++
+    parts = parts.slice(0, k)
+  }
+  return `/${parts.join('/')}`
 }
