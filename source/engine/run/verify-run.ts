@@ -64,9 +64,12 @@ async function verifyRemote(context: EngineContext, remote: string, request: Ver
     const vmTask = task.child('verify VM', { type: 'VM', id: vmUuid, ...(vmName !== undefined && { vmName }) })
     let bytesRead = 0
     let shownAt = 0
+    // The VM's reads in the lanes view: a slot of the remote's lane while it is verified, with its bytes.
+    const lease = await context.remoteLanes?.of(remote, handler.capabilities.connections).acquire({ runId: task.log.events[0]?.id ?? task.id, vm: vmUuid, ...(vmName !== undefined && { vmName }), phase: 'verify' }, signal)
     // The bytes read so far as the task's size, at most once a second: the TUI's tree shows it with a speed.
     const onRead = (bytes: number) => {
       bytesRead += bytes
+      lease?.report({ done: bytesRead })
       if (Date.now() - shownAt < PROGRESS_EVERY_MS) return
       shownAt = Date.now()
       vmTask.set('size', bytesRead)
@@ -87,6 +90,7 @@ async function verifyRemote(context: EngineContext, remote: string, request: Ver
       continue
     } finally {
       result.bytesRead += bytesRead
+      lease?.release()
     }
     const failed = verdicts.filter(verdict => verdict.findings.length > 0).length
     result.verified += verdicts.length - failed

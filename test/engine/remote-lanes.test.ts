@@ -1,4 +1,4 @@
-// A mirror's copies in the lanes view: while a mirror copies a backup, the source remote's lane holds a slot
+// A mirror's copies and a verify's reads in the lanes view: while a mirror copies a backup, the source remote's lane holds a slot
 // for that VM with the bytes each target took (slowed by maxExportRate so that it is seen), the daemon's
 // lanes snapshot lists the remote, and the TUI's lanes lines show it; the slot is gone once the copy is done.
 import assert from 'node:assert/strict'
@@ -6,6 +6,7 @@ import { after, before, test } from 'node:test'
 import { LocalHandler } from '../../source/storage/index.ts'
 import { parseJob } from '../../source/engine/jobs/index.ts'
 import { startMirrorRun } from '../../source/engine/index.ts'
+import { startVerifyRun } from '../../source/engine/run/verify-run.ts'
 import { RemoteLanes } from '../../source/engine/run/remote-lanes.ts'
 import { lanesSnapshot } from '../../source/daemon/lanes.ts'
 import { PoolLimitsRegistry } from '../../source/xapi/index.ts'
@@ -47,4 +48,18 @@ test("a mirror's copy holds a slot of the source remote's lane, with each target
   assert.equal(tree.status, 'success', describeFailure(tree))
   assert.equal(lanes.all()[0]!.slots.holders.length, 0, 'the slot is released once the copy is done')
   assert.equal(lanesSnapshot(new PoolLimitsRegistry(), { poolName: id => id, jobName: () => undefined }, Date.now(), lanes).remotes, undefined, 'an idle remote is not shown')
+})
+
+test("a verify's reads of a VM hold a slot of the remote's lane, with the bytes read, until the VM is done", async () => {
+  const lanes = new RemoteLanes()
+  const seen: Array<{ phase: string; done: number | undefined; vm: string }> = []
+  const run = startVerifyRun({ ...env.context, remoteLanes: lanes }, {
+    remotes: ['src'], readData: true,
+    onVerdict: () => void seen.push(...(lanes.all()[0]?.slots.holders ?? []).map(lease => ({ phase: lease.holder.phase, done: lease.progress?.done, vm: lease.holder.vm }))),
+  })
+  const tree = await run.done
+  assert.equal(tree.status, 'success', describeFailure(tree))
+  const vm = vmByName(env.conns[0]!, 'tiny-running')
+  assert.ok(seen.some(entry => entry.phase === 'verify' && entry.vm === vm.uuid && (entry.done ?? 0) > 0), `the VM's verify was in the lane with its bytes read: ${JSON.stringify(seen)}`)
+  assert.equal(lanes.all()[0]!.slots.holders.length, 0, 'released once the VM is verified')
 })
