@@ -1,12 +1,12 @@
 // The CLI against a real daemon process backing up the tiny lab pool: what a person reads in the terminal.
 import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
-import { mkdir, writeFile } from 'node:fs/promises'
+import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { startLab, type Lab } from '../../source/lab/index.ts'
 import { PoolConnection } from '../../source/xapi/index.ts'
 import { tempDir } from '../helpers/tools.ts'
-import { cli, cliJson, startDaemon, type DaemonProcess } from '../daemon/helpers.ts'
+import { cli, cliJson, addLabPoolAndRemote, startDaemon, type DaemonProcess } from '../daemon/helpers.ts'
 
 const CONTROL = /[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/
 const EVIL = '\u001b]0;pwned\u0007\u001b[2J'
@@ -20,14 +20,7 @@ before(async () => {
   dir = await tempDir('lifeboat-cli-')
   lab = await startLab({ dataDir: join(dir.path, 'lab'), fixture: 'tiny' })
   daemon = await startDaemon(join(dir.path, 'daemon'))
-  const pool = lab.pools[0]!
-  const passwordFile = join(dir.path, 'password')
-  await writeFile(passwordFile, pool.password, { mode: 0o600 })
-  await cliJson(daemon.socket, ['pool', 'add', pool.url, '--user', pool.username, '--password-file', passwordFile])
-  await mkdir(join(dir.path, 'remote'))
-  await cliJson(daemon.socket, ['remote', 'add', 'local', `file://${join(dir.path, 'remote')}`])
-  const vms = await cliJson(daemon.socket, ['vm', 'list'])
-  vmUuid = vms.find((vm: { name: string }) => vm.name === 'tiny-running').uuid
+  vmUuid = (await addLabPoolAndRemote(daemon.socket, lab, dir.path))['tiny-running']!
 })
 
 after(async () => {

@@ -4,11 +4,10 @@
 // point by hand as a run of its own, exit 0 when it passes and 1 when it does not.
 import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
-import { mkdir, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { startLab, type Lab } from '../../source/lab/index.ts'
 import { tempDir } from '../helpers/tools.ts'
-import { cli, cliJson, startDaemon, type DaemonProcess } from '../daemon/helpers.ts'
+import { cli, cliJson, addLabPoolAndRemote, startDaemon, type DaemonProcess } from '../daemon/helpers.ts'
 
 let dir: { path: string; cleanup: () => Promise<void> }
 let lab: Lab
@@ -19,13 +18,7 @@ before(async () => {
   dir = await tempDir('lifeboat-cli-check-')
   lab = await startLab({ dataDir: join(dir.path, 'lab'), fixture: 'tiny' })
   daemon = await startDaemon(join(dir.path, 'daemon'))
-  const pool = lab.pools[0]!
-  const passwordFile = join(dir.path, 'password')
-  await writeFile(passwordFile, pool.password, { mode: 0o600 })
-  await cliJson(daemon.socket, ['pool', 'add', pool.url, '--user', pool.username, '--password-file', passwordFile])
-  await mkdir(join(dir.path, 'remote'))
-  await cliJson(daemon.socket, ['remote', 'add', 'local', `file://${join(dir.path, 'remote')}`])
-  for (const vm of await cliJson(daemon.socket, ['vm', 'list'])) vms[vm.name] = vm.uuid
+  Object.assign(vms, await addLabPoolAndRemote(daemon.socket, lab, dir.path))
 })
 
 after(async () => {

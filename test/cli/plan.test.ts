@@ -3,12 +3,12 @@
 // run, with its remedy, and the command exits 1; a passing test clears it. Planning changes nothing.
 import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
-import { mkdir, readdir, rename, writeFile } from 'node:fs/promises'
+import { readdir, rename } from 'node:fs/promises'
 import { join } from 'node:path'
 import { startLab, type Lab } from '../../source/lab/index.ts'
 import type { JobPlan } from '../../source/protocol/plan.ts'
 import { tempDir } from '../helpers/tools.ts'
-import { cli, cliJson, startDaemon, type DaemonProcess } from '../daemon/helpers.ts'
+import { cli, cliJson, addLabPoolAndRemote, startDaemon, type DaemonProcess } from '../daemon/helpers.ts'
 
 let dir: { path: string; cleanup: () => Promise<void> }
 let lab: Lab
@@ -18,12 +18,7 @@ before(async () => {
   dir = await tempDir('lifeboat-cli-plan-')
   lab = await startLab({ dataDir: join(dir.path, 'lab'), fixture: 'tiny' })
   daemon = await startDaemon(join(dir.path, 'daemon'))
-  const pool = lab.pools[0]!
-  const passwordFile = join(dir.path, 'password')
-  await writeFile(passwordFile, pool.password, { mode: 0o600 })
-  await cliJson(daemon.socket, ['pool', 'add', pool.url, '--user', pool.username, '--password-file', passwordFile])
-  await mkdir(join(dir.path, 'remote'))
-  await cliJson(daemon.socket, ['remote', 'add', 'local', `file://${join(dir.path, 'remote')}`])
+  await addLabPoolAndRemote(daemon.socket, lab, dir.path)
   await cliJson(daemon.socket, ['job', 'create', '--name', 'nightly', '--mode', 'delta', '--tag', 'prod', '--remote', 'local', '--timezone', 'UTC'])
 })
 

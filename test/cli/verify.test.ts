@@ -4,11 +4,11 @@
 // when it asks for what a verify cannot do.
 import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
-import { mkdir, readdir, readFile, truncate, writeFile } from 'node:fs/promises'
+import { readdir, readFile, truncate, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { startLab, type Lab } from '../../source/lab/index.ts'
 import { tempDir } from '../helpers/tools.ts'
-import { cli, cliJson, startDaemon, type DaemonProcess } from '../daemon/helpers.ts'
+import { cli, cliJson, addLabPoolAndRemote, startDaemon, type DaemonProcess } from '../daemon/helpers.ts'
 
 let dir: { path: string; cleanup: () => Promise<void> }
 let lab: Lab
@@ -24,14 +24,7 @@ before(async () => {
   dir = await tempDir('lifeboat-cli-verify-')
   lab = await startLab({ dataDir: join(dir.path, 'lab'), fixture: 'tiny' })
   daemon = await startDaemon(join(dir.path, 'daemon'))
-  const pool = lab.pools[0]!
-  const passwordFile = join(dir.path, 'password')
-  await writeFile(passwordFile, pool.password, { mode: 0o600 })
-  await cliJson(daemon.socket, ['pool', 'add', pool.url, '--user', pool.username, '--password-file', passwordFile])
-  await mkdir(join(dir.path, 'remote'))
-  await cliJson(daemon.socket, ['remote', 'add', 'local', `file://${join(dir.path, 'remote')}`])
-  const vms = await cliJson(daemon.socket, ['vm', 'list'])
-  vmUuid = vms.find((vm: { name: string }) => vm.name === 'tiny-running').uuid
+  vmUuid = (await addLabPoolAndRemote(daemon.socket, lab, dir.path))['tiny-running']!
   await cliJson(daemon.socket, ['job', 'create', '--name', 'nightly', '--mode', 'delta', '--vm', vmUuid, '--remote', 'local', '--retention', '3'])
   for (let run = 0; run < 2; run++) {
     const result = await cli(daemon.socket, ['job', 'run', 'nightly', '--wait'])

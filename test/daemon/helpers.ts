@@ -1,5 +1,6 @@
 // A real daemon process on a temporary data directory, and the CLI run as a real process against it.
 import { spawn, type ChildProcess } from 'node:child_process'
+import { mkdir, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { DaemonClient } from '../../source/client/index.ts'
@@ -74,4 +75,20 @@ export async function waitUntil<T>(what: string, probe: () => Promise<T | undefi
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
     await new Promise(resolve => setTimeout(resolve, 100))
   }
+}
+
+/**
+ * What most CLI tests start from: the lab's first pool added through the CLI (its password in a 0600 file) and a
+ * local remote named `local` in `<dir>/remote`; returns the pool's VMs, uuid by name.
+ */
+export async function addLabPoolAndRemote(socket: string, lab: { pools: Array<{ url: string; username: string; password: string }> }, dir: string): Promise<Record<string, string>> {
+  const pool = lab.pools[0]!
+  const passwordFile = join(dir, 'password')
+  await writeFile(passwordFile, pool.password, { mode: 0o600 })
+  await cliJson(socket, ['pool', 'add', pool.url, '--user', pool.username, '--password-file', passwordFile])
+  await mkdir(join(dir, 'remote'), { recursive: true })
+  await cliJson(socket, ['remote', 'add', 'local', `file://${join(dir, 'remote')}`])
+  const vms: Record<string, string> = {}
+  for (const vm of await cliJson<Array<{ name: string; uuid: string }>>(socket, ['vm', 'list'])) vms[vm.name] = vm.uuid
+  return vms
 }
