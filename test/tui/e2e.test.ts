@@ -115,7 +115,7 @@ test('e2e in tmux: wizard left with esc → wizard → run → lanes → cancel 
     tmux.keys(':')
     tmux.type('logs')
     await tmux.press(['Enter'], 'Lifeboat ▸ Runs')
-    await tmux.waitFor(/⏸ cancelled +e2e-delta/, 60_000)
+    await tmux.waitFor(/⏸ cancelled +\S+ +e2e-delta/, 60_000)
     const cancelledTree = await tmux.press(['Enter'], /⏸ cancelled backup/)
     assert.doesNotMatch(cancelledTree, /✖|ABORT_ERR/)
     const cancelledRunId = /^(\S+)$/m.exec(cancelledTree.split('\n')[2]!.trim())?.[1]
@@ -139,7 +139,7 @@ test('e2e in tmux: wizard left with esc → wizard → run → lanes → cancel 
     tmux.keys(':')
     tmux.type('logs')
     await tmux.press(['Enter'], 'Lifeboat ▸ Runs')
-    await tmux.waitFor(/✔ success +e2e-delta/, 60_000)
+    await tmux.waitFor(/✔ success +\S+ +e2e-delta/, 60_000)
     const tree = await tmux.press(['Enter'], /✔ success backup/)
     assert.match(tree, /▾ ✔/)
     // Unfold the VM: its subtasks (snapshot, export, transfer…) with their figures.
@@ -153,7 +153,7 @@ test('e2e in tmux: wizard left with esc → wizard → run → lanes → cancel 
     // Each Enter waits for the rows it picks from: the daemon answers after the screen is drawn.
     await tmux.waitFor('›lab')
     await tmux.press(['Enter'], /›tiny-running/)
-    await tmux.press(['Enter'], /\[Restore point\][\s\S]*›\d{4}-\d\d-\d\d \d\d:\d\d:\d\d +delta +\S+ \S+ +e2e-delta/)
+    await tmux.press(['Enter'], /\[Restore point\][\s\S]*›\d{4}-\d\d-\d\d \d\d:\d\d:\d\d +delta +\S+ \S+ .*e2e-delta/)
     await tmux.press(['Enter'], '[Target SR]')
     await tmux.waitFor('DR storage')
     tmux.keys('/')
