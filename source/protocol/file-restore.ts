@@ -43,10 +43,13 @@ export interface FileRestoreEntry {
   name: string
   type: 'file' | 'directory' | 'symlink' | 'other'
   size: number
+  /** ms epoch. */
   mtime: number
+  /** Permission bits (0o755…), without the type. */
   mode: number
   uid: number
   gid: number
+  /** A symbolic link's target. */
   target?: string
 }
 

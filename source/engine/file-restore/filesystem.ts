@@ -1,22 +1,11 @@
 // The file systems file-level restore browses, behind one small interface: ext2/3/4 read in user space
 // (ext2fs), XFS and NTFS mounted read-only by the kernel (root only).
 import type { Readable } from 'node:stream'
+import type { FileRestoreEntry } from '../../protocol/file-restore.ts'
 
-export type EntryType = 'file' | 'directory' | 'symlink' | 'other'
-
-export interface FileEntry {
-  name: string
-  type: EntryType
-  size: number
-  /** ms epoch. */
-  mtime: number
-  /** Permission bits (0o755…), without the type. */
-  mode: number
-  uid: number
-  gid: number
-  /** A symbolic link's target. */
-  target?: string
-}
+/** An entry as the daemon sends it (protocol/file-restore.ts): one definition for the engine and the clients. */
+export type FileEntry = FileRestoreEntry
+export type EntryType = FileEntry['type']
 
 export interface BrowsableFileSystem {
   readonly kind: 'ext' | 'xfs' | 'ntfs'
