@@ -4,7 +4,7 @@
 import { open, read, write, close, constants } from 'node:fs'
 import { promisify } from 'node:util'
 import { spawn } from 'node:child_process'
-import { setTimeout } from 'node:timers/promises'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { LifeboatError } from '../../util/errors.ts'
 import type { DiskReader } from '../../formats/disk/index.ts'
 
@@ -43,7 +43,7 @@ export async function mountFuseFile(dir: string, name: string, disk: DiskReader)
   let closed = false
   const serve = serveRequests(fd, name, disk, () => closed)
   try {
-    await run('mount', ['-i', '-t', 'fuse.lifeboat', '-o', `ro,fd=3,rootmode=${(S_IFDIR).toString(8)},user_id=0,group_id=0,allow_other,default_permissions`, 'lifeboat', dir], fd)
+    await run('mount', ['-i', '-t', 'fuse.lifeboat', '-o', `ro,fd=3,rootmode=${(S_IFDIR).toString(8)},user_id=0,group_id=0,allow_other,default_permissions`, 'lifeboat', dir], { fd })
   } catch (error) {
     closed = true
     await closeAsync(fd).catch(() => {})
@@ -63,24 +63,36 @@ export async function mountFuseFile(dir: string, name: string, disk: DiskReader)
 }
 
 /** Lazily unmounts a mount point; an already unmounted one is no error. */
-export async function unmount(dir: string): Promise<void> {
-  await run('umount', ['-l', dir]).catch(error => {
+export async function unmount(dir: string, options: { timeoutMs?: number } = {}): Promise<void> {
+  await run('umount', ['-l', dir], options).catch(error => {
     if (!/not mounted|no mount point|not found/i.test((error as Error).message)) throw error
   })
 }
 
-/** Runs a system command; its stderr is the error's message when it fails. `fd` is passed in as descriptor 3. */
-export function run(command: string, args: string[], fd?: number): Promise<string> {
+/**
+ * Runs a system command; its stderr is the error's message when it fails. `fd` is passed in as descriptor 3.
+ * `timeoutMs`: the command is killed and the promise rejected then, without waiting for a child stuck in the kernel.
+ */
+export function run(command: string, args: string[], options: { fd?: number; timeoutMs?: number } = {}): Promise<string> {
   return new Promise((resolve, reject) => {
     const stdio: Array<'ignore' | 'pipe' | number> = ['ignore', 'pipe', 'pipe']
-    if (fd !== undefined) stdio.push(fd)
+    if (options.fd !== undefined) stdio.push(options.fd)
     const child = spawn(command, args, { stdio })
     let out = ''
     let err = ''
+    const timer = options.timeoutMs === undefined ? undefined : setTimeout(() => {
+      child.kill('SIGKILL')
+      reject(new LifeboatError('FILE_RESTORE_SYSTEM_COMMAND', `${command} ${args.join(' ')} did not end within ${options.timeoutMs! / 1000} s`))
+    }, options.timeoutMs)
+    timer?.unref()
     child.stdout!.on('data', chunk => (out += chunk))
     child.stderr!.on('data', chunk => (err += chunk))
-    child.on('error', error => reject(new LifeboatError('FILE_RESTORE_TOOL_MISSING', `${command} could not be run (${error.message}); install it (util-linux, lvm2, ntfs-3g or xfsprogs).`, { cause: error })))
+    child.on('error', error => {
+      clearTimeout(timer)
+      reject(new LifeboatError('FILE_RESTORE_TOOL_MISSING', `${command} could not be run (${error.message}); install it (util-linux, lvm2, ntfs-3g or xfsprogs).`, { cause: error }))
+    })
     child.on('close', code => {
+      clearTimeout(timer)
       if (code === 0) resolve(out)
       else reject(new LifeboatError('FILE_RESTORE_SYSTEM_COMMAND', `${command} ${args.join(' ')} failed: ${err.trim() || `exit ${code}`}`))
     })
@@ -102,7 +114,7 @@ async function serveRequests(fd: number, name: string, disk: DiskReader, closed:
       // EINTR/EAGAIN: try again; ENOENT: a request interrupted before it was read.
       if (code === 'ENODEV' || closed()) return
       // Nothing to read: wait a little longer each time, up to 20 ms, so that an idle mount costs nothing.
-      if (code === 'EPERM' || code === 'EAGAIN') await setTimeout((idle = Math.min(20, idle + 1)))
+      if (code === 'EPERM' || code === 'EAGAIN') await sleep((idle = Math.min(20, idle + 1)))
       if (code === 'EPERM' || code === 'EINTR' || code === 'EAGAIN' || code === 'ENOENT') continue
       return
     }
