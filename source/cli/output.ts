@@ -1,7 +1,7 @@
 // How the CLI shows things to a person: aligned tables, task trees, sizes, dates and durations.
 // (`--json` bypasses all of this: one JSON document, whose escapes keep control characters harmless.)
 import { healthCheckText, type LaneHolder, type TaskNode } from '../protocol/methods.ts'
-import { TaskFold, type TaskStatus } from '../tasks/index.ts'
+import { TaskFold } from '../tasks/index.ts'
 import type { TaskEvent } from '../protocol/events.ts'
 import { terminalSafe, terminalSafeLine } from '../util/terminal-text.ts'
 import { formatBytes, formatElapsed } from '../util/human.ts'
@@ -52,14 +52,18 @@ function resultText(node: TaskNode): string {
   return parts.join(', ')
 }
 
+/** A task's status, and beside it its health checks' when they did not pass: a VM whose backup exists but is not verified says so. */
+function statusWithCheck(node: Pick<TaskNode, 'status' | 'healthCheck'>): string {
+  return node.healthCheck === undefined || node.healthCheck === 'success' ? node.status : `${node.status}, ${healthCheckText(node.healthCheck)}`
+}
+
 /** The task tree as indented lines with status, sizes, durations, warnings and errors. */
 export function tree(root: TaskNode): string {
   const lines: string[] = []
   const walk = (node: TaskNode, prefix: string, childPrefix: string) => {
     const extra = resultText(node)
     // A VM or a run whose backups exist but did not pass their check says so beside its own status.
-    const check = node.healthCheck === undefined || node.healthCheck === 'success' ? '' : `, ${healthCheckText(node.healthCheck)}`
-    lines.push(`${prefix}${terminalSafeLine(taskLabel(node))}  [${node.status}${check}]${extra === '' ? '' : '  ' + terminalSafeLine(extra)}`)
+    lines.push(`${prefix}${terminalSafeLine(taskLabel(node))}  [${statusWithCheck(node)}]${extra === '' ? '' : '  ' + terminalSafeLine(extra)}`)
     const distributed = (node.data?.distributed as { why?: unknown } | undefined)?.why
     if (typeof distributed === 'string') lines.push(`${childPrefix}  i distributed: ${terminalSafeLine(distributed)}`)
     for (const warning of node.warnings ?? []) lines.push(`${childPrefix}  ! ${terminalSafeLine(warning.message)}`)
@@ -115,7 +119,7 @@ export class LiveRunLines {
   line(event: TaskEvent): string | undefined {
     this.#fold.add(event)
     if (event.type === 'property' && event.name !== 'progress') return undefined
-    return eventLine(event, this.#names, event.type === 'end' ? this.#fold.status(event.id) : undefined)
+    return eventLine(event, this.#names, event.type === 'end' ? this.#fold.settled(event.id) : undefined)
   }
 }
 
@@ -123,7 +127,7 @@ export class LiveRunLines {
  * One line for a live event (logs --follow), naming the task (and its VM) through the names seen at its start.
  * `status`: for an end, the status the task's tree gives it (a VM whose export failed has failed).
  */
-export function eventLine(event: TaskEvent, names: TaskNames, status?: TaskStatus): string {
+export function eventLine(event: TaskEvent, names: TaskNames, status?: Pick<TaskNode, 'status' | 'healthCheck'>): string {
   return terminalSafeLine(eventText(event, names, status))
 }
 
@@ -137,7 +141,7 @@ export function progressLine(holder: LaneHolder, at: number): string {
   return terminalSafeLine(`${formatDate(at).slice(11)} progress [${holder.vmName ?? holder.vm}] ${holder.disk === undefined ? '' : `${holder.disk} `}${holder.phase}: ${parts.join(', ')}`)
 }
 
-function eventText(event: TaskEvent, names: TaskNames, settled?: TaskStatus): string {
+function eventText(event: TaskEvent, names: TaskNames, settled?: Pick<TaskNode, 'status' | 'healthCheck'>): string {
   const time = formatDate(event.timestamp).slice(11)
   switch (event.type) {
     case 'start': {
@@ -147,7 +151,7 @@ function eventText(event: TaskEvent, names: TaskNames, settled?: TaskStatus): st
     case 'end': {
       const result = event.result as { message?: unknown; size?: unknown } | undefined
       const detail = typeof result?.size === 'number' ? ` ${formatBytes(result.size)}` : event.status !== 'success' && typeof result?.message === 'string' ? ` ${result.message}` : ''
-      return `${time} ${(settled ?? event.status).padEnd(8)} ${names.label(event.id)}${detail}`
+      return `${time} ${statusWithCheck(settled ?? event).padEnd(8)} ${names.label(event.id)}${detail}`
     }
     case 'info':
     case 'warning':

@@ -105,12 +105,15 @@ export class TaskFold {
     }
   }
 
-  /** A task's status as its tree shows it (a VM whose export failed has failed, though it ended normally). */
-  status(id: string): TaskStatus | undefined {
+  /**
+   * A task's status as its tree shows it (a VM whose export failed has failed, though it ended normally), with
+   * the status of the health checks it holds.
+   */
+  settled(id: string): Pick<TaskNode, 'status' | 'healthCheck'> | undefined {
     const node = this.#nodes.get(id)
     if (node === undefined) return undefined
     settleStatus(node)
-    return node.status
+    return { status: node.status, ...(node.healthCheck !== undefined && { healthCheck: node.healthCheck }) }
   }
 }
 

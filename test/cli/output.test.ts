@@ -1,7 +1,7 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { eventLine, formatBytes, formatElapsed, LiveRunLines, progressLine, table, TaskNames, tree } from '../../source/cli/output.ts'
-import { foldRun, TaskLog } from '../../source/tasks/index.ts'
+import { foldRun, HEALTH_CHECK_TASK, TaskLog } from '../../source/tasks/index.ts'
 
 test('tables align every column on its widest cell', () => {
   const text = table(['NAME', 'SIZE'], [['a', '1 KiB'], ['longer name', '2 MiB']])
@@ -126,4 +126,20 @@ test('a live end line gives the status of the tree: a VM whose one export failed
   const joined = new LiveRunLines()
   joined.learnTree(foldRun(events.slice(0, split))!)
   assert.deepEqual(events.slice(split).map(event => joined.line(event)?.slice(9)), ['failure  backup VM (web, vm-1)', 'failure  backup run (nightly)'])
+})
+
+test('a live end line says when the backup exists but its health check did not pass, as the final tree does', () => {
+  const run = TaskLog.start({ name: 'backup run', data: { jobName: 'nightly' } })
+  const vm = run.child('backup VM', { type: 'VM', id: 'vm-1', name_label: 'web' })
+  vm.child('export', { type: 'remote', id: 'local' }).end()
+  vm.child(HEALTH_CHECK_TASK).fail(Object.assign(new Error('the VM did not start its guest tools in 600s'), { code: 'HEALTH_CHECK_TIMEOUT' }))
+  vm.end()
+  const passed = run.child('backup VM', { type: 'VM', id: 'vm-2', name_label: 'db' })
+  passed.child(HEALTH_CHECK_TASK).end()
+  passed.end()
+  run.end()
+  const live = new LiveRunLines()
+  const ends = run.log.events.map(event => live.line(event)).filter(line => line !== undefined && /backup (VM|run)/.test(line) && !/ start /.test(line))
+  assert.deepEqual(ends.map(line => line!.slice(9)), ['success, health check failed backup VM (web, vm-1)', 'success  backup VM (db, vm-2)', 'success, health check failed backup run (nightly)'])
+  assert.match(tree(foldRun(run.log.events)!), /backup VM \(web, vm-1\)  \[success, health check failed\]/, 'the tree says the same')
 })
