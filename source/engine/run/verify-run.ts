@@ -3,8 +3,10 @@
 import { abortReason } from '../../util/abort.ts'
 import { LifeboatError } from '../../util/errors.ts'
 import { listBackedUpVms, readCache, verifyVm, type BackupVerdict } from '../../repository/index.ts'
-import type { RemoteHandler } from '../../storage/index.ts'
+import type { RemoteHandler, RemoteLock } from '../../storage/index.ts'
 import type { Task } from '../../tasks/index.ts'
+import { lockVmFolder } from '../targets/remote-target.ts'
+import type { TargetStep } from '../targets/target.ts'
 import { startRun, type EngineContext, type RunOptions, type StartedRun } from './backup-run.ts'
 
 const PROGRESS_EVERY_MS = 1000
@@ -75,7 +77,9 @@ async function verifyRemote(context: EngineContext, remote: string, request: Ver
       vmTask.set('size', bytesRead)
     }
     let verdicts: BackupVerdict[]
+    let lock: RemoteLock | undefined
     try {
+      lock = await lockForReading(handler, vmUuid, remote, { task: vmTask, signal })
       verdicts = await verifyVm(handler, vmUuid, {
         readData: result.readData,
         signal,
@@ -91,12 +95,28 @@ async function verifyRemote(context: EngineContext, remote: string, request: Ver
     } finally {
       result.bytesRead += bytesRead
       lease?.release()
+      await lock?.release().catch(() => {})
     }
     const failed = verdicts.filter(verdict => verdict.findings.length > 0).length
     result.verified += verdicts.length - failed
     result.failed += failed
     // A failed backup fails its VM, its remote and the run, by the tree's own rules.
     vmTask.end({ backups: verdicts.length, failed, size: bytesRead })
+  }
+}
+
+/**
+ * The VM folder's lock while it is verified, so that a backup, merge or clean of it waits (and verify waits for
+ * them): a chain read half before and half after a merge would look broken. A remote that refuses the lock's
+ * write (a read-only copy, where nothing else writes either) is verified without it, saying so.
+ */
+async function lockForReading(handler: RemoteHandler, vmUuid: string, remote: string, step: TargetStep): Promise<RemoteLock | undefined> {
+  try {
+    return await lockVmFolder(handler, vmUuid, remote, step)
+  } catch (error) {
+    if (step.signal.aborted) throw error
+    step.task.info(`verified without the VM folder's lock: the remote refused to write it (${error instanceof Error ? error.message : String(error)})`)
+    return undefined
   }
 }
 
