@@ -19,6 +19,7 @@ export const SYSTEM_DEPS = [
   { command: 'rpcbind', pkg: 'rpcbind', why: 'the portmapper nfs-ganesha registers NFSv3 with' },
   { command: 'sfdisk', pkg: 'fdisk', why: 'partition tables of the disks the file-level restore tests build' },
   { command: 'mkfs.xfs', pkg: 'xfsprogs', why: 'XFS volumes for the file-level restore tests' },
+  { command: 'pvcreate', pkg: 'lvm2', why: 'LVM2 metadata written by the real tools (pvcreate, vgcreate, lvcreate) for the file-level restore tests' },
   { command: 'mkfs.ntfs', pkg: 'ntfs-3g', why: 'NTFS volumes for the file-level restore tests (ntfs-3g also mounts them)' },
   { command: 'unzip', pkg: 'unzip', why: 'independent reader of the zip archives a file-level restore writes' },
   { command: 'nfs-cp', pkg: 'libnfs-utils', why: 'independent reader of what Lifeboat writes to an NFS export' },

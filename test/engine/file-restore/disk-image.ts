@@ -1,7 +1,7 @@
 // Disk images built by the tests with the system's tools: a GPT or MBR table (sfdisk), ext4 filled from a
 // folder (mkfs.ext4 -d), XFS and NTFS filled through a loop mount (root), and LVM2 physical volumes whose
 // label, metadata area and text metadata the test writes itself, with one linear (two segments) and one
-// striped logical volume across two PVs.
+// striped logical volume across two PVs — or that lvm2's own commands write (lvmByTools).
 import { mkdir, open, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { run, requireTool } from '../../helpers/tools.ts'
@@ -156,3 +156,64 @@ export async function writeLvm(disk: string, layout: LvmLayout): Promise<void> {
 }
 
 export const LV_SIZE = 16 * MiB
+
+/** lvm2's own commands, kept to `devices` and away from device-mapper (absent in containers; never wanted here). */
+function lvmCommand(devices: string[]) {
+  const config = 'activation { udev_sync = 0 udev_rules = 0 monitoring = 0 } devices { obtain_device_list_from_udev = 0 }'
+  return async (command: string, args: string[]): Promise<string> =>
+    (await run('timeout', ['60', command, ...args, '--driverloaded', 'n', '--devices', devices.join(','), '--config', config])).stdout.toString()
+}
+
+interface ReportedSegment { lv_name: string; seg_start: string; seg_size: string; segtype: string; stripes: string; stripe_size: string; seg_pe_ranges: string }
+
+/**
+ * LVM2 written by pvcreate, vgcreate, lvcreate and lvextend on loop devices over two partitions of `disk`, VG `vg`
+ * (default 4 MiB extents): `one`, linear, 8 MiB on the first PV then, extended after `two`, 8 MiB on the second;
+ * `two`, striped over both PVs in 64 KiB chunks, 16 MiB. Each volume's image is written through the extents that
+ * lvs reports, as the kernel would map them; the VG is deactivated and the loops detached on every path out.
+ */
+export async function lvmByTools(disk: string, vg: string, pvs: Array<{ offset: number; size: number }>, images: { one: string; two: string }): Promise<string> {
+  const loops: string[] = []
+  let report = ''
+  try {
+    for (const pv of pvs) loops.push((await run('losetup', ['--find', '--show', '--offset', String(pv.offset), '--sizelimit', String(pv.size), disk])).stdout.toString().trim())
+    const lvm = lvmCommand(loops)
+    await lvm('pvcreate', ['-q', ...loops])
+    await lvm('vgcreate', ['-q', vg, ...loops])
+    try {
+      await lvm('lvcreate', ['-q', '-an', '-Zn', '-L', '8M', '-n', 'one', vg, loops[0]!])
+      await lvm('lvcreate', ['-q', '-an', '-Zn', '-L', '16M', '-i', '2', '-I', '64k', '-n', 'two', vg])
+      await lvm('lvextend', ['-q', '-L', '+8M', `${vg}/one`, loops[1]!])
+      const extentSize = Number((await lvm('vgs', ['--noheadings', '--units', 'b', '--nosuffix', '-o', 'vg_extent_size', vg])).trim())
+      const peStart = new Map((await lvm('pvs', ['--noheadings', '--units', 'b', '--nosuffix', '-o', 'pv_name,pe_start'])).trim().split('\n').map(line => {
+        const [name, start] = line.trim().split(/\s+/)
+        return [name!, Number(start)] as const
+      }))
+      report = await lvm('lvs', ['--segments', '--units', 'b', '--nosuffix', '--reportformat', 'json', '-o', 'lv_name,seg_start,seg_size,segtype,stripes,stripe_size,seg_pe_ranges', vg])
+      const segments = (JSON.parse(report) as { report: Array<{ seg: ReportedSegment[] }> }).report[0]!.seg
+      for (const segment of segments) {
+        const image = await readFile(images[segment.lv_name as 'one' | 'two'])
+        // "/dev/loop0:2-3 /dev/loop1:0-1": where each stripe's extents lie (one range for a linear segment).
+        const stripes = segment.seg_pe_ranges.trim().split(/\s+/).map(range => {
+          const [device, extents] = range.split(':')
+          return { device: device!, at: peStart.get(device!)! + Number(extents!.split('-')[0]) * extentSize }
+        })
+        const chunk = stripes.length === 1 ? Number(segment.seg_size) : Number(segment.stripe_size)
+        for (let k = 0; k * chunk < Number(segment.seg_size); k++) {
+          const stripe = stripes[k % stripes.length]!
+          const target = await open(stripe.device, 'r+')
+          try {
+            await target.write(image, Number(segment.seg_start) + k * chunk, chunk, stripe.at + Math.floor(k / stripes.length) * chunk)
+          } finally {
+            await target.close()
+          }
+        }
+      }
+    } finally {
+      await lvm('vgchange', ['-q', '-an', vg])
+    }
+  } finally {
+    for (const loop of loops) await run('losetup', ['-d', loop])
+  }
+  return report
+}
