@@ -1,6 +1,7 @@
 // VHD throughput and memory: write, parse, chain raw read and merge of a disk with half its blocks allocated,
-// each compared with a plain copy of the same bytes. Run: node --import tsx test/bench/formats.ts [--size-gib 1]
-import { spawnSync } from 'node:child_process'
+// each compared with a plain copy of the same bytes; and whether a merge's cost follows the changed blocks or
+// the disk's size (a 1% delta merged into a 4 GiB disk and into a 1 GiB one).
+// Run: node --import tsx test/bench/formats.ts [--size-gib 1]
 import { createReadStream, createWriteStream } from 'node:fs'
 import { copyFile, mkdtemp, rm, stat } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
@@ -9,22 +10,19 @@ import { pipeline } from 'node:stream/promises'
 import { parseArgs } from 'node:util'
 import { fileURLToPath } from 'node:url'
 import { VHD_BLOCK_SIZE, VhdChain, createVhdStream, mergeVhdChain, openVhdStream } from '../../source/formats/vhd/index.ts'
+import { cpuSeconds, GiB, isMain, median, MiB, plainCopy, printFigures, runScript, syncDisks, type ChildFigures, type Figure } from './measure.ts'
 
-const MiB = 1024 * 1024
 const CHAIN_LENGTH = 5
 const RUNS = 3
-
-const { values } = parseArgs({ options: { 'size-gib': { type: 'string', default: '1' }, op: { type: 'string' }, dir: { type: 'string' } } })
-const size = Math.round(Number(values['size-gib']) * 1024) * MiB
-const blockCount = size / VHD_BLOCK_SIZE
+const SCRIPT = fileURLToPath(import.meta.url)
 
 function uuid(n: number): string {
   return `00000000-0000-4000-8000-${String(n).padStart(12, '0')}`
 }
 
-/** Writes generation `generation` of the disk: the blocks `pick` selects, as a dynamic or differencing VHD. */
-async function writeLayer(path: string, generation: number, pick: (index: number) => boolean, parentName?: string): Promise<void> {
-  const blockIndexes = Array.from({ length: blockCount }, (_, i) => i).filter(pick)
+/** Writes generation `generation` of a disk of `size` bytes: the blocks `pick` selects, as a dynamic or differencing VHD. */
+async function writeLayer(path: string, size: number, generation: number, pick: (index: number) => boolean, parentName?: string): Promise<void> {
+  const blockIndexes = Array.from({ length: size / VHD_BLOCK_SIZE }, (_, i) => i).filter(pick)
   async function* blocks() {
     for (const index of blockIndexes) yield { index, data: Buffer.allocUnsafe(VHD_BLOCK_SIZE).fill((index + generation) & 0xff) }
   }
@@ -34,11 +32,18 @@ async function writeLayer(path: string, generation: number, pick: (index: number
 
 const layerName = (k: number) => `layer${k}.vhd`
 
-/** One measured operation, run in its own process so that its peak RSS is its own. Returns the bytes it moved. */
-async function runOp(op: string, dir: string): Promise<{ bytes: number; copyOf: string; note?: string }> {
+interface OpResult extends ChildFigures {
+  bytes: number
+  /** The file a plain copy of the same bytes copies. */
+  copyOf: string
+  note?: string
+}
+
+/** One measured operation (in its own process, so that its peak RSS and CPU are its own); the bytes it moved. */
+async function runOp(op: string, dir: string, size: number): Promise<{ bytes: number; copyOf: string; note?: string }> {
   switch (op) {
     case 'write': {
-      await writeLayer(join(dir, 'full.vhd'), 1, i => i % 2 === 0)
+      await writeLayer(join(dir, 'full.vhd'), size, 1, i => i % 2 === 0)
       return { bytes: (await stat(join(dir, 'full.vhd'))).size, copyOf: join(dir, 'full.vhd') }
     }
     case 'parse': {
@@ -53,90 +58,143 @@ async function runOp(op: string, dir: string): Promise<{ bytes: number; copyOf: 
       return { bytes: size, copyOf: join(dir, 'disk.raw') }
     }
     case 'merge': {
-      const delta = join(dir, 'merge-delta.vhd')
+      // BENCH_MERGE names the pair: <prefix>-base.vhd and <prefix>-delta.vhd (copies the orchestrator made).
+      const prefix = process.env.BENCH_MERGE ?? 'merge'
+      const delta = join(dir, `${prefix}-delta.vhd`)
       const deltaBytes = (await stat(delta)).size
       let blocksStarted = 0
       let blocksEnded = 0
-      await mergeVhdChain([join(dir, 'merge-base.vhd'), delta], {
+      const started = performance.now()
+      await mergeVhdChain([join(dir, `${prefix}-base.vhd`), delta], {
         onProgress: () => {
           blocksEnded = performance.now()
           if (blocksStarted === 0) blocksStarted = blocksEnded
         },
       })
-      // The rest is opening, the footer, and deleting/renaming files (the kernel frees the replaced file's pages).
-      return { bytes: deltaBytes, copyOf: join(dir, 'merge-copy-source.vhd'), note: `block phase ${(blocksEnded - blocksStarted).toFixed(0)} ms (${(deltaBytes / MiB / ((blocksEnded - blocksStarted) / 1000)).toFixed(0)} MiB/s)` }
+      const ended = performance.now()
+      // Before the first block: opening, the state file; after the last: the footer, deleting and renaming files.
+      return { bytes: deltaBytes, copyOf: join(dir, `${prefix}-copy-source.vhd`), note: `open ${(blocksStarted - started).toFixed(0)} ms, blocks ${(blocksEnded - blocksStarted).toFixed(0)} ms, end ${(ended - blocksEnded).toFixed(0)} ms` }
     }
     case 'idle':
       return { bytes: 0, copyOf: '' }
-    case 'copy': {
-      const source = join(dir, process.env.BENCH_COPY_SOURCE ?? '')
-      await pipeline(createReadStream(source, { highWaterMark: MiB }), createWriteStream(join(dir, 'copy.out')))
-      await rm(join(dir, 'copy.out'))
-      return { bytes: (await stat(source)).size, copyOf: source }
-    }
     default:
       throw new Error(`unknown op ${op}`)
   }
 }
 
-async function child(op: string, dir: string): Promise<void> {
-  const started = performance.now()
-  const result = await runOp(op, dir)
-  const seconds = (performance.now() - started) / 1000
-  process.stdout.write(JSON.stringify({ ...result, seconds, maxRssKiB: process.resourceUsage().maxRSS }) + '\n')
+async function child(op: string, dir: string, size: number): Promise<void> {
+  const [started, cpu] = [performance.now(), cpuSeconds()]
+  const result = await runOp(op, dir, size)
+  const figures: ChildFigures = { seconds: (performance.now() - started) / 1000, cpuSeconds: cpuSeconds() - cpu, maxRssMiB: process.resourceUsage().maxRSS / 1024 }
+  process.stdout.write(`${JSON.stringify({ ...result, ...figures })}\n`)
 }
 
-type Measure = { bytes: number; seconds: number; maxRssKiB: number; copyOf: string; note?: string }
-
-/** The fastest of a few runs (this machine's disk is noisy); the peak RSS is the largest seen. */
-function best(runOnce: () => Measure): Measure {
-  const runs = Array.from({ length: RUNS }, runOnce)
-  const fastest = runs.reduce((a, b) => (b.seconds < a.seconds ? b : a))
-  return { ...fastest, maxRssKiB: Math.max(...runs.map(r => r.maxRssKiB)) }
+async function measure(op: string, dir: string, size: number, env: Record<string, string> = {}): Promise<OpResult> {
+  await syncDisks()
+  return runScript<OpResult>(SCRIPT, ['--op', op, '--dir', dir, '--size', String(size)], env)
 }
 
-function measure(op: string, dir: string, env: Record<string, string> = {}): Measure {
-  // Flush the dirty pages of the previous step first, so that neither side pays for the other's writeback.
-  spawnSync('sync')
-  const script = fileURLToPath(import.meta.url)
-  const result = spawnSync(process.execPath, ['--import', 'tsx', script, '--op', op, '--dir', dir, '--size-gib', values['size-gib']!], {
-    env: { ...process.env, ...env }, encoding: 'utf8', maxBuffer: 1 << 20,
-  })
-  if (result.status !== 0) throw new Error(`${op} failed: ${result.stderr}`)
-  return JSON.parse(result.stdout.trim().split('\n').pop()!)
+/** The median of a few runs by time (this machine's disk is noisy); the peak RSS is the largest seen. */
+async function medianOf(runs: number, runOnce: (run: number) => Promise<OpResult>): Promise<OpResult> {
+  const results: OpResult[] = []
+  for (let run = 0; run < runs; run++) results.push(await runOnce(run))
+  const middle = median(results.map(r => r.seconds))
+  return { ...results.find(r => r.seconds === middle)!, maxRssMiB: Math.max(...results.map(r => r.maxRssMiB)) }
 }
 
-async function orchestrate(): Promise<void> {
-  const dir = await mkdtemp(join(values.dir ?? tmpdir(), 'lifeboat-bench-'))
+/** An operation and a plain copy of the same bytes, alternated run by run so that both see the same noise. */
+async function againstCopy(runs: number, dir: string, runOnce: (run: number) => Promise<OpResult>): Promise<{ op: OpResult; copy: OpResult; ratio: number }> {
+  const ops: OpResult[] = []
+  const copies: OpResult[] = []
+  for (let run = 0; run < runs; run++) {
+    const op = await runOnce(run)
+    ops.push(op)
+    copies.push({ ...(await plainCopy(op.copyOf, join(dir, 'copy.out'))), copyOf: op.copyOf })
+  }
+  const rate = (r: OpResult) => r.bytes / r.seconds
+  const ratios = ops.map((op, k) => rate(op) / rate(copies[k]!))
+  const middle = median(ratios)
+  const k = ratios.indexOf(middle)
+  return { op: { ...ops[k]!, maxRssMiB: Math.max(...ops.map(r => r.maxRssMiB)) }, copy: copies[k]!, ratio: middle }
+}
+
+export interface FormatOptions {
+  sizeGiB: number
+  /** Figures to measure (ids); all when undefined. */
+  only?: ReadonlySet<string>
+}
+
+export const FORMAT_FIGURES = ['vhd-write', 'chain-raw', 'merge', 'merge-scale'] as const
+
+/** Measures the VHD figures, printing each operation's detail; returns the figures of issue #18. */
+export async function formatFigures(options: FormatOptions): Promise<Figure[]> {
+  const wanted = (id: string) => options.only === undefined || options.only.has(id)
+  const size = Math.round(options.sizeGiB * 1024) * MiB
+  const blockCount = size / VHD_BLOCK_SIZE
+  const dir = await mkdtemp(join(tmpdir(), 'lifeboat-bench-'))
+  const figures: Figure[] = []
+  const rate = (r: OpResult) => (r.bytes / MiB / r.seconds).toFixed(0)
+  const cpuPerGiB = (r: OpResult) => (r.cpuSeconds / (r.bytes / GiB)).toFixed(2)
+  const show = (name: string, r: { op: OpResult; copy: OpResult; ratio: number }) =>
+    console.log(`  ${name.padEnd(40)} ${rate(r.op).padStart(6)} MiB/s, copy ${rate(r.copy).padStart(5)} MiB/s, ratio ${r.ratio.toFixed(2)}; CPU ${cpuPerGiB(r.op)} s/GiB (copy ${cpuPerGiB(r.copy)}); peak RSS ${r.op.maxRssMiB.toFixed(0)} MiB${r.op.note === undefined ? '' : `; ${r.op.note}`}`)
+  const push = (id: string, name: string, today: string, r: { op: OpResult; copy: OpResult; ratio: number }) =>
+    figures.push({ id, name, today, goal: { atLeast: 0.9 }, value: r.ratio, baseline: `${rate(r.op)} vs ${rate(r.copy)} MiB/s` })
   try {
-    console.log(`VHD benchmark: ${size / MiB} MiB disk, ${blockCount / 2} of ${blockCount} blocks allocated, in ${dir}`)
-    // Chain of 5 for the raw read: the full, then 4 deltas of 5% of the blocks each.
-    const rows: Array<[string, Measure]> = []
-    rows.push(['VHD write (stream → file)', best(() => measure('write', dir))])
-    rows.push(['VHD parse (file → stream parser)', best(() => measure('parse', dir))])
-    await copyFile(join(dir, 'full.vhd'), join(dir, layerName(0)))
-    for (let k = 1; k < CHAIN_LENGTH; k++) await writeLayer(join(dir, layerName(k)), k + 1, i => (i * 7 + k) % 20 === 0, layerName(k - 1))
-    rows.push([`chain raw read (chain of ${CHAIN_LENGTH} → raw file)`, best(() => measure('raw', dir))])
-    await writeLayer(join(dir, 'merge-copy-source.vhd'), 2, i => i % 4 === 1, 'merge-base.vhd')
-    const mergeRuns: Measure[] = []
-    for (let run = 0; run < RUNS; run++) {
-      await copyFile(join(dir, 'full.vhd'), join(dir, 'merge-base.vhd'))
-      await copyFile(join(dir, 'merge-copy-source.vhd'), join(dir, 'merge-delta.vhd'))
-      mergeRuns.push(measure('merge', dir))
+    console.log(`VHD benchmark: ${size / MiB} MiB disk, ${blockCount / 2} of ${blockCount} blocks allocated, in ${dir}; median of ${RUNS} runs, each against a plain copy of the same bytes run right after it`)
+    console.log(`  a process that loads the code and does nothing peaks at ${(await measure('idle', dir, size)).maxRssMiB.toFixed(0)} MiB RSS`)
+    // The written full is the base of the chain and of the 25% merge.
+    if (wanted('vhd-write') || wanted('chain-raw') || wanted('merge')) {
+      const write = await againstCopy(RUNS, dir, () => measure('write', dir, size))
+      show('VHD write (stream → file)', write)
+      if (wanted('vhd-write')) push('vhd-write', 'VHD write (stream → file) vs a plain copy', '0.67', write)
     }
-    rows.push(['merge of a 25% delta (delta bytes)', best(() => mergeRuns.shift()!)])
-    console.log(`best of ${RUNS} runs each; a process that loads the code and does nothing peaks at ${(measure('idle', dir).maxRssKiB / 1024).toFixed(0)} MiB RSS`)
-    console.log(`${'operation'.padEnd(44)} ${'MiB/s'.padStart(8)} ${'copy MiB/s'.padStart(11)} ${'ratio'.padStart(6)} ${'peak RSS'.padStart(10)}`)
-    for (const [name, row] of rows) {
-      const copy = best(() => measure('copy', dir, { BENCH_COPY_SOURCE: row.copyOf.slice(dir.length + 1) }))
-      const rate = row.bytes / MiB / row.seconds
-      const copyRate = copy.bytes / MiB / copy.seconds
-      console.log(`${name.padEnd(44)} ${rate.toFixed(0).padStart(8)} ${copyRate.toFixed(0).padStart(11)} ${(rate / copyRate).toFixed(2).padStart(6)} ${`${(row.maxRssKiB / 1024).toFixed(0)} MiB`.padStart(10)}${row.note === undefined ? '' : `  ${row.note}`}`)
+    // Not a figure of the issue: measured only when this benchmark runs alone.
+    if (isMain(import.meta)) show('VHD parse (file → stream parser)', await againstCopy(RUNS, dir, () => measure('parse', dir, size)))
+    if (wanted('chain-raw')) {
+      // Chain of 5 for the raw read: the full, then 4 deltas of 5% of the blocks each.
+      await copyFile(join(dir, 'full.vhd'), join(dir, layerName(0)))
+      for (let k = 1; k < CHAIN_LENGTH; k++) await writeLayer(join(dir, layerName(k)), size, k + 1, i => (i * 7 + k) % 20 === 0, layerName(k - 1))
+      const raw = await againstCopy(RUNS, dir, () => measure('raw', dir, size))
+      show(`chain raw read (chain of ${CHAIN_LENGTH} → raw file)`, raw)
+      push('chain-raw', `chain raw read (chain of ${CHAIN_LENGTH} → raw file) vs a plain copy`, '0.47', raw)
     }
+    // A merge changes its base: each run merges fresh copies.
+    const mergeRun = async (prefix: string, base: string, delta: string) => {
+      await copyFile(join(dir, base), join(dir, `${prefix}-base.vhd`))
+      await copyFile(join(dir, delta), join(dir, `${prefix}-delta.vhd`))
+      return measure('merge', dir, size, { BENCH_MERGE: prefix })
+    }
+    if (wanted('merge')) {
+      await writeLayer(join(dir, 'merge-copy-source.vhd'), size, 2, i => i % 4 === 1, 'merge-base.vhd')
+      const merge = await againstCopy(RUNS, dir, () => mergeRun('merge', 'full.vhd', 'merge-copy-source.vhd'))
+      show('merge of a 25% delta (delta bytes)', merge)
+      push('merge', 'merge of a 25% delta vs a copy of the delta\'s bytes', '0.42', merge)
+    }
+    if (wanted('merge-scale')) {
+      // Bases with a quarter of their blocks, deltas of 1% of the blocks (none of them in the base: appended).
+      const perChangedMiB: Record<string, { op: OpResult; msPerMiB: number }> = {}
+      for (const gib of [1, 4]) {
+        const scaleSize = gib * GiB
+        await writeLayer(join(dir, `scale${gib}-source-base.vhd`), scaleSize, 1, i => i % 4 === 0)
+        await writeLayer(join(dir, `scale${gib}-copy-source.vhd`), scaleSize, 2, i => i % 100 === 1, `scale${gib}-base.vhd`)
+        const op = await medianOf(RUNS, () => mergeRun(`scale${gib}`, `scale${gib}-source-base.vhd`, `scale${gib}-copy-source.vhd`))
+        perChangedMiB[gib] = { op, msPerMiB: (op.seconds * 1000) / (op.bytes / MiB) }
+        console.log(`  merge of a 1% delta into a ${gib} GiB disk: ${(op.bytes / MiB).toFixed(0)} MiB in ${(op.seconds * 1000).toFixed(0)} ms, ${perChangedMiB[gib]!.msPerMiB.toFixed(2)} ms per changed MiB (${op.note})`)
+      }
+      const [one, four] = [perChangedMiB[1]!, perChangedMiB[4]!]
+      figures.push({
+        id: 'merge-scale', name: 'merge of a 1% delta, 4 GiB vs 1 GiB disk (time per changed MiB)', today: '—', goal: { atMost: 1.2 }, value: four.msPerMiB / one.msPerMiB,
+        baseline: `${four.msPerMiB.toFixed(2)} vs ${one.msPerMiB.toFixed(2)} ms/MiB`,
+      })
+    }
+    return figures
   } finally {
     await rm(dir, { recursive: true, force: true })
   }
 }
 
-if (values.op !== undefined) await child(values.op, values.dir!)
-else await orchestrate()
+if (isMain(import.meta)) {
+  const { values } = parseArgs({ options: { 'size-gib': { type: 'string', default: '1' }, op: { type: 'string' }, dir: { type: 'string' }, size: { type: 'string' } } })
+  if (values.op !== undefined) await child(values.op, values.dir!, Number(values.size))
+  else printFigures(await formatFigures({ sizeGiB: Number(values['size-gib']) }))
+}

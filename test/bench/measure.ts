@@ -1,0 +1,112 @@
+// What every benchmark measures the same way: a plain copy of the same bytes (its time and CPU), the best or
+// median of a few runs, a child process's figures, and the figures of issue #18 as one table (goal, baseline,
+// holds or not). Run as a script, it is the plain copy: node --import tsx test/bench/measure.ts --copy FROM TO
+import { spawn } from 'node:child_process'
+import { createReadStream, createWriteStream } from 'node:fs'
+import { rm, stat } from 'node:fs/promises'
+import { pipeline } from 'node:stream/promises'
+import { fileURLToPath } from 'node:url'
+
+export const MiB = 1024 * 1024
+export const GiB = 1024 * MiB
+
+/** A goal of issue #18: the figure must be at least, or at most, `value`. */
+export interface Goal {
+  atLeast?: number
+  atMost?: number
+}
+
+export interface Figure {
+  /** Short name for --only (e.g. `vhd-write`). */
+  id: string
+  name: string
+  /** The issue's "today" (before this work), as it printed it. */
+  today: string
+  goal: Goal
+  value: number
+  /** What the figure is a ratio to, with both sides (e.g. `756 vs 931 MiB/s`). */
+  baseline: string
+}
+
+export const holds = (figure: Figure): boolean =>
+  Number.isFinite(figure.value) && (figure.goal.atLeast === undefined || figure.value >= figure.goal.atLeast) && (figure.goal.atMost === undefined || figure.value <= figure.goal.atMost)
+
+const goalText = (goal: Goal) => [goal.atLeast !== undefined && `≥ ${goal.atLeast}`, goal.atMost !== undefined && `≤ ${goal.atMost}`].filter(Boolean).join(' and ')
+
+/** The table `npm run bench` prints, ending with `N of M goals hold`. */
+export function printFigures(figures: Figure[]): void {
+  const rows = figures.map(f => [f.name, f.today, Number.isFinite(f.value) ? f.value.toFixed(2) : 'failed', goalText(f.goal), holds(f) ? 'yes' : 'NO', f.baseline])
+  const header = ['figure', 'issue', 'now', 'goal', 'holds', 'baseline (this run)']
+  const widths = header.map((h, k) => Math.max(h.length, ...rows.map(r => r[k]!.length)))
+  const line = (cells: string[]) => cells.map((c, k) => (k === 2 || k === 1 ? c.padStart(widths[k]!) : c.padEnd(widths[k]!))).join('  ').trimEnd()
+  console.log(line(header))
+  console.log(widths.map(w => '-'.repeat(w)).join('  '))
+  for (const row of rows) console.log(line(row))
+  console.log(`${figures.filter(holds).length} of ${figures.length} goals hold`)
+}
+
+/** Median of a few numbers (the middle one, the lower of the two middles). */
+export function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b)
+  return sorted[Math.floor((sorted.length - 1) / 2)]!
+}
+
+/** CPU seconds (user + system) this process has used so far: its threads and libuv's pool included. */
+export function cpuSeconds(): number {
+  const { user, system } = process.cpuUsage()
+  return (user + system) / 1e6
+}
+
+export interface ChildFigures {
+  seconds: number
+  cpuSeconds: number
+  maxRssMiB: number
+}
+
+/** Runs `script` with `args` in its own process; its last stdout line is its result (JSON). */
+export function runScript<T>(script: string, args: string[], env: Record<string, string> = {}): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const proc = spawn(process.execPath, ['--import', 'tsx', ...(process.env.BENCH_PROFILE_DIR === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', process.env.BENCH_PROFILE_DIR]), script, ...args], {
+      stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env },
+    })
+    let out = ''
+    let err = ''
+    proc.stdout.on('data', chunk => (out += chunk))
+    proc.stderr.on('data', chunk => (err += chunk))
+    proc.on('exit', code => {
+      const line = out.trim().split('\n').at(-1) ?? ''
+      try {
+        if (code !== 0) throw new Error()
+        resolve(JSON.parse(line) as T)
+      } catch {
+        reject(new Error(`${script} ${args.join(' ')} exited ${code}: ${err.slice(-2000)}${out.slice(-2000)}`))
+      }
+    })
+  })
+}
+
+/** A plain copy of `file` (read and written by node's streams, 1 MiB at a time) in its own process: time and CPU. */
+export async function plainCopy(file: string, to: string): Promise<ChildFigures & { bytes: number }> {
+  await syncDisks()
+  const result = await runScript<ChildFigures & { bytes: number }>(fileURLToPath(import.meta.url), ['--copy', file, to])
+  await rm(to, { force: true })
+  return result
+}
+
+function spawnSyncQuiet(command: string): Promise<void> {
+  return new Promise(resolve => spawn(command, { stdio: 'ignore' }).on('exit', () => resolve()))
+}
+
+/** Flushes dirty pages, so that a measured step does not pay for the previous one's writeback. */
+export const syncDisks = () => spawnSyncQuiet('sync')
+
+/** True when the module is the script node was started with (a benchmark run alone, not imported by run.ts). */
+export const isMain = (meta: ImportMeta): boolean => process.argv[1] !== undefined && fileURLToPath(meta.url) === process.argv[1]
+
+if (isMain(import.meta) && process.argv[2] === '--copy') {
+  const [from, to] = [process.argv[3]!, process.argv[4]!]
+  const [started, cpu] = [performance.now(), cpuSeconds()]
+  await pipeline(createReadStream(from, { highWaterMark: MiB }), createWriteStream(to))
+  const seconds = (performance.now() - started) / 1000
+  process.stdout.write(`${JSON.stringify({ seconds, cpuSeconds: cpuSeconds() - cpu, maxRssMiB: process.resourceUsage().maxRSS / 1024, bytes: (await stat(from)).size })}\n`)
+}
