@@ -28,27 +28,48 @@ export async function main(args: string[]): Promise<void> {
     if (keepRuns !== undefined && (!Number.isInteger(keepRuns) || keepRuns < 1)) throw new UsageError('--keep-runs must be a whole number ≥ 1')
     const planRuns = values['plan-runs'] as string | undefined
     if (planRuns !== undefined && planRuns !== 'on' && planRuns !== 'off') throw new UsageError('--plan-runs must be on or off')
-    const daemon = await Daemon.start({
+    // The signal handlers go in before the daemon starts: a SIGTERM while it starts (systemd stopping it at once)
+    // stops it cleanly once it has started, instead of killing it with its lock and half-open state.
+    await untilStopped(Daemon.start({
       dataDir: data ?? defaultDataDir(),
       ...(socket !== undefined && { socketPath: socket }),
       ...(keepRuns !== undefined && { keepRunsPerJob: keepRuns }),
       ...(planRuns !== undefined && { planScheduledRuns: planRuns === 'on' }),
-    })
-    await untilStopped(daemon)
+    }))
   })
 }
 
-/** Resolves once SIGTERM or SIGINT has stopped the daemon cleanly (runs cancelled and logged). */
-export function untilStopped(daemon: Daemon): Promise<void> {
-  return new Promise(resolve => {
+/**
+ * Resolves once SIGTERM or SIGINT has stopped the daemon cleanly (runs cancelled and logged). Given the daemon
+ * still starting, a signal received meanwhile stops it as soon as it has started; a failed start rejects.
+ */
+export function untilStopped(daemon: Daemon | Promise<Daemon>): Promise<void> {
+  return new Promise((resolve, reject) => {
+    let started: Daemon | undefined
+    let received: NodeJS.Signals | undefined
     const stop = (signal: NodeJS.Signals) => {
-      daemon.log(`${signal} received: stopping`)
-      void daemon.stop(`the daemon was stopped (${signal})`).then(resolve, error => {
-        daemon.log(`stop failed: ${(error as Error).message}`)
+      process.off('SIGTERM', stop)
+      process.off('SIGINT', stop)
+      received = signal
+      if (started === undefined) return
+      started.log(`${signal} received: stopping`)
+      void started.stop(`the daemon was stopped (${signal})`).then(resolve, error => {
+        started!.log(`stop failed: ${(error as Error).message}`)
         resolve()
       })
     }
-    process.once('SIGTERM', stop)
-    process.once('SIGINT', stop)
+    process.on('SIGTERM', stop)
+    process.on('SIGINT', stop)
+    Promise.resolve(daemon).then(
+      value => {
+        started = value
+        if (received !== undefined) stop(received)
+      },
+      error => {
+        process.off('SIGTERM', stop)
+        process.off('SIGINT', stop)
+        reject(error)
+      },
+    )
   })
 }
