@@ -55,10 +55,17 @@ export function checkJob(job: Job, known: KnownTargets): Job {
   const srs = resolveSrs(job, known, problems)
   const checkSr = (settings: Job['settings'] | undefined, path: string) => settings?.healthCheckSr === undefined || settings.healthCheckSr === '' ? settings
     : { ...settings, healthCheckSr: usableSr(known, settings.healthCheckSr, `${path}.healthCheckSr`, problems, 'hold the VM a health check restores')?.uuid ?? settings.healthCheckSr }
+  const checkedEach = <T extends Job['settings']>(overrides: Record<string, T>, path: string) => Object.fromEntries(Object.entries(overrides).map(([key, settings]) => [key, checkSr(settings, `${path}.${key}`)!]))
   const resolved: Job = {
     ...job, srs: srs.map(sr => sr.uuid), settings: checkSr(job.settings, 'settings')!,
     schedules: job.schedules.map((schedule, index) => ({ ...schedule, ...(schedule.settings !== undefined && { settings: checkSr(schedule.settings, `schedules.${index}.settings`) }) })),
-    overrides: { ...job.overrides, srs: rekeyed(job.overrides.srs, srs) },
+    // A health check SR named anywhere (a VM's, a remote's or an SR's own settings) is resolved as the job's is.
+    overrides: {
+      ...job.overrides,
+      vms: checkedEach(job.overrides.vms, 'overrides.vms'),
+      remotes: checkedEach(job.overrides.remotes, 'overrides.remotes'),
+      srs: checkedEach(rekeyed(job.overrides.srs, srs), 'overrides.srs'),
+    },
   }
   const vmUuids = [undefined, ...Object.keys(job.overrides.vms)]
   const settingsOf = (schedule: Schedule, target?: SettingsTarget) => vmUuids.map(vmUuid => resolveSettings(resolved, schedule, { ...(vmUuid !== undefined && { vmUuid }), ...(target !== undefined && { target }) }))

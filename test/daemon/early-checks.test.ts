@@ -90,7 +90,7 @@ test('SRs: one that does not exist or holds no VM disks is refused; one given by
   await cliJson(daemon.socket, ['job', 'delete', created.job.id])
 })
 
-test('the health check SR must exist and hold VM disks; given by name, it is stored as its uuid', async () => {
+test('the health check SR must exist and hold VM disks; given by name (for the job, a schedule, a VM or a remote), it is stored as its uuid', async () => {
   const missing = await refused({ ...goodJob(), settings: { healthCheckSr: 'no-such-sr' } })
   assert.match(missing, /- settings\.healthCheckSr: No SR of a connected pool has the uuid or name "no-such-sr"/)
   const iso = await refused({ ...goodJob(), schedules: [{ ...schedule, settings: { healthCheckSr: 'ISO library' } }] })
@@ -99,6 +99,15 @@ test('the health check SR must exist and hold VM disks; given by name, it is sto
   const created = await cliJson(daemon.socket, ['job', 'create', '--file', jobFile])
   assert.deepEqual(created.job.settings, { healthCheckSr: drSr.uuid, healthCheckVmsWithTags: ['prod'], healthCheckTimeout: 300_000 })
   await cliJson(daemon.socket, ['job', 'delete', created.job.id])
+
+  // The same in a VM's or a remote's own settings: checked, and stored as the uuid the engine looks up.
+  const overridden = await refused({ ...goodJob(), overrides: { vms: { [vmUuid]: { healthCheckSr: 'no-such-sr' } } } })
+  assert.match(overridden, new RegExp(`- overrides\\.vms\\.${vmUuid}\\.healthCheckSr: No SR of a connected pool has the uuid or name "no-such-sr"`))
+  await writeFile(jobFile, JSON.stringify({ ...goodJob(), name: 'checked-per-vm', overrides: { vms: { [vmUuid]: { healthCheckSr: 'DR storage' } }, remotes: { local: { healthCheckSr: 'DR storage' } } } }))
+  const perVm = await cliJson(daemon.socket, ['job', 'create', '--file', jobFile])
+  assert.deepEqual(perVm.job.overrides.vms, { [vmUuid]: { healthCheckSr: drSr.uuid } })
+  assert.deepEqual(perVm.job.overrides.remotes, { local: { healthCheckSr: drSr.uuid } })
+  await cliJson(daemon.socket, ['job', 'delete', perVm.job.id])
 })
 
 test('a job with SRs keeps at least 1 replica per SR: 0 is refused, no retention keeps 1', async () => {
