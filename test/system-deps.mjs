@@ -23,6 +23,8 @@ export const SYSTEM_DEPS = [
   { command: 'mkfs.ntfs', pkg: 'ntfs-3g', why: 'NTFS volumes for the file-level restore tests (ntfs-3g also mounts them)' },
   { command: 'unzip', pkg: 'unzip', why: 'independent reader of the zip archives a file-level restore writes' },
   { command: 'nfs-cp', pkg: 'libnfs-utils', why: 'independent reader of what Lifeboat writes to an NFS export' },
+  { file: '/usr/sbin/sshd', pkg: 'openssh-server', why: 'the real sshd the proxy tests reach a proxy through, on a loopback port' },
+  { command: 'ssh', pkg: 'openssh-client', why: "the daemon's transport to its proxies (ssh, ssh-keygen, ssh-keyscan)" },
 ]
 
 export function hasCommand(command) {

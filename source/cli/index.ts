@@ -1,4 +1,4 @@
-// The CLI's daemon subcommands (pool, vm, sr, remote, job, run, logs, backup, restore, cr-seed, file-restore): parse the
+// The CLI's daemon subcommands (pool, vm, sr, remote, proxy, job, run, logs, backup, restore, cr-seed, file-restore): parse the
 // arguments, call the daemon over its socket, print a table or a tree, or one JSON document with --json.
 import { DaemonClient, defaultSocketPath } from '../client/index.ts'
 import type { CommandSpec, OptionSpec, OptionValues } from '../util/args.ts'
@@ -6,6 +6,7 @@ import { printJson, runGroupHelp, runSpec, UsageError } from './command.ts'
 import { printText } from './output.ts'
 import { POOL_COMMANDS } from './pools.ts'
 import { REMOTE_COMMANDS } from './remotes.ts'
+import { PROXY_COMMANDS } from './proxies.ts'
 import { JOB_COMMANDS } from './jobs.ts'
 import { RUN_COMMANDS } from './runs.ts'
 import { BACKUP_COMMANDS } from './backups.ts'
@@ -29,6 +30,7 @@ export interface Subcommand extends Omit<CommandSpec, 'name'> {
 export const COMMANDS: Record<string, Record<string, Subcommand>> = {
   ...POOL_COMMANDS,
   ...REMOTE_COMMANDS,
+  ...PROXY_COMMANDS,
   ...JOB_COMMANDS,
   ...RUN_COMMANDS,
   ...BACKUP_COMMANDS,

@@ -1,12 +1,14 @@
 // The typed client of the daemon's socket, used by the TUI and the CLI: calls with typed params and
-// results, notifications by name, and (optionally) reconnection with the subscriptions restored.
+// results, notifications by name, and (optionally) reconnection with the subscriptions restored. Its core,
+// RpcClient, is any JSON-RPC line connection: the daemon reaches its proxies with it over ssh.
 import { connect, type Socket } from 'node:net'
 import { EventEmitter } from 'node:events'
 import { resolve } from 'node:path'
 import { LifeboatError } from '../util/errors.ts'
 import { defaultDataDir } from '../util/paths.ts'
 import { LineSplitter, MAX_LINE_BYTES, MAX_NESTING, RPC_ERRORS, encodeMessage, leadingId, type RpcErrorObject } from '../protocol/jsonrpc.ts'
-import type { MethodName, MethodParams, MethodResults, SubscriptionTopic } from '../protocol/methods.ts'
+import type { Duplex } from 'node:stream'
+import type { Methods, SubscriptionTopic } from '../protocol/methods.ts'
 import type { NotificationName, Notifications } from '../protocol/events.ts'
 
 export { defaultDataDir }
@@ -17,7 +19,7 @@ export function defaultSocketPath(dataDir?: string): string {
   return resolve(dataDir ?? defaultDataDir(), 'lifeboat.sock')
 }
 
-/** An error the daemon answered with; `code` is Lifeboat's code (JOB_NOT_FOUND…) or the JSON-RPC one (INVALID_PARAMS…). */
+/** An error the daemon (or a proxy) answered with; `code` is Lifeboat's code (JOB_NOT_FOUND…) or the JSON-RPC one (INVALID_PARAMS…). */
 export class DaemonError extends LifeboatError {
   readonly rpcCode: number
   constructor(error: RpcErrorObject) {
@@ -46,6 +48,27 @@ export interface ClientOptions {
   callTimeoutMs?: number
 }
 
+/** A method table: each method's params as a client writes them, and its result. */
+export type MethodTable = Record<string, { params: unknown; result: unknown }>
+
+/** How the failures of a connection read, for the peer it reaches (the daemon, a proxy). */
+export interface PeerWords {
+  /** "the daemon", "the proxy \"edge\"": in the sentences of the errors below and of refused calls. */
+  name: string
+  /** Nobody answers (the connection is gone before a call is sent). */
+  unreachable(cause?: unknown): LifeboatError
+  /** The connection dropped before the answer came. */
+  lost(): LifeboatError
+  timeout(method: string, ms: number): LifeboatError
+}
+
+const daemonWords = (socketPath: string): PeerWords => ({
+  name: 'the daemon',
+  unreachable: cause => daemonNotRunning(socketPath, cause),
+  lost: () => new LifeboatError('DAEMON_DISCONNECTED', `The connection to the daemon (${socketPath}) was lost before it answered; check 'systemctl status lifeboat'.`, { cause: daemonNotRunning(socketPath) }),
+  timeout: (method, ms) => new LifeboatError('DAEMON_TIMEOUT', `The daemon did not answer ${method} within ${ms} ms; check that it is not overloaded ('npx lifeboat run list').`),
+})
+
 interface Pending {
   resolve(value: unknown): void
   reject(error: unknown): void
@@ -53,38 +76,34 @@ interface Pending {
 }
 
 /**
- * Events: 'close' (the connection dropped), 'reconnect' (back, subscriptions restored),
- * 'error' is never emitted: failures surface as rejected calls.
+ * A JSON-RPC connection over one byte stream (a Unix socket, an ssh process's pipes) to a peer serving the
+ * methods of `T`. Events: 'close' (the connection dropped), 'reconnect' (back, when `reopen` is given and
+ * reconnect asked); 'error' is never emitted: failures surface as rejected calls.
  */
-export class DaemonClient extends EventEmitter {
-  #socket: Socket
+export class RpcClient<T extends MethodTable> extends EventEmitter {
+  #stream: Duplex
   #nextId = 1
   readonly #pending = new Map<number, Pending>()
-  readonly #topics = new Set<SubscriptionTopic>()
-  #runId: string | undefined
   #closed = false
 
-  private constructor(
-    readonly socketPath: string,
-    socket: Socket,
-    private readonly options: ClientOptions,
+  constructor(
+    stream: Duplex,
+    private readonly words: PeerWords,
+    private readonly options: ClientOptions = {},
+    private readonly reopen?: () => Promise<Duplex>,
   ) {
     super()
-    this.#socket = socket
-    this.#attach(socket)
-  }
-
-  static async connect(socketPath: string = defaultSocketPath(), options: ClientOptions = {}): Promise<DaemonClient> {
-    return new DaemonClient(socketPath, await openSocket(socketPath), options)
+    this.#stream = stream
+    this.#attach(stream)
   }
 
   get connected(): boolean {
-    return !this.#closed && !this.#socket.destroyed
+    return !this.#closed && !this.#stream.destroyed
   }
 
-  call<M extends MethodName>(method: M, ...params: undefined extends MethodParams[M] ? [params?: MethodParams[M]] : [params: MethodParams[M]]): Promise<MethodResults[M]> {
-    if (this.#closed) return Promise.reject(new LifeboatError('CLIENT_CLOSED', 'This connection to the daemon was closed.'))
-    if (this.#socket.destroyed) return Promise.reject(daemonNotRunning(this.socketPath))
+  call<M extends keyof T & string>(method: M, ...params: undefined extends T[M]['params'] ? [params?: T[M]['params']] : [params: T[M]['params']]): Promise<T[M]['result']> {
+    if (this.#closed) return Promise.reject(new LifeboatError('CLIENT_CLOSED', `This connection to ${this.words.name} was closed.`))
+    if (this.#stream.destroyed) return Promise.reject(this.words.unreachable())
     const id = this.#nextId++
     let line: string
     try {
@@ -94,56 +113,51 @@ export class DaemonClient extends EventEmitter {
       if (!(error instanceof RangeError)) throw error
       return Promise.reject(new LifeboatError('REQUEST_TOO_DEEP', `The ${method} request nests arrays or objects deeper than ${MAX_NESTING} levels; no method takes that.`))
     }
-    // The daemon would skip it: said here, at once, rather than sent for nothing.
+    // The peer would skip it: said here, at once, rather than sent for nothing.
     if (Buffer.byteLength(line) > MAX_LINE_BYTES) {
-      return Promise.reject(new LifeboatError('REQUEST_TOO_LARGE', `The ${method} request is ${Buffer.byteLength(line)} bytes, more than the daemon takes (${MAX_LINE_BYTES}); make it smaller (a job file that big is a mistake).`))
+      return Promise.reject(new LifeboatError('REQUEST_TOO_LARGE', `The ${method} request is ${Buffer.byteLength(line)} bytes, more than ${this.words.name} takes (${MAX_LINE_BYTES}); make it smaller (a job file that big is a mistake).`))
     }
     return new Promise((resolve, reject) => {
       const pending: Pending = { resolve: resolve as (value: unknown) => void, reject }
       if (this.options.callTimeoutMs !== undefined) {
+        const ms = this.options.callTimeoutMs
         pending.timer = setTimeout(() => {
           this.#pending.delete(id)
-          reject(new LifeboatError('DAEMON_TIMEOUT', `The daemon did not answer ${method} within ${this.options.callTimeoutMs} ms; check that it is not overloaded ('npx lifeboat run list').`))
-        }, this.options.callTimeoutMs)
+          reject(this.words.timeout(method, ms))
+        }, ms)
       }
       this.#pending.set(id, pending)
-      this.#socket.write(line)
+      this.#stream.write(line)
     })
   }
 
   /** Listens to one notification; returns the function that stops listening. */
-  onNotification<N extends NotificationName>(name: N, listener: (params: Notifications[N]) => void): () => void {
-    const wrapped = (params: unknown) => listener(params as Notifications[N])
-    super.on(`notification:${name}`, wrapped)
-    return () => super.off(`notification:${name}`, wrapped)
-  }
-
-  /** Subscribes to topics (remembered and restored after a reconnection). */
-  async subscribe(topics: SubscriptionTopic[], runId?: string): Promise<SubscriptionTopic[]> {
-    for (const topic of topics) this.#topics.add(topic)
-    this.#runId = runId
-    const { subscribed } = await this.call('subscribe', { topics, ...(runId !== undefined && { runId }) })
-    return subscribed
+  onNotification(name: string, listener: (params: unknown) => void): () => void {
+    super.on(`notification:${name}`, listener)
+    return () => super.off(`notification:${name}`, listener)
   }
 
   close(): void {
     this.#closed = true
-    this.#socket.end()
-    this.#socket.destroy()
+    this.#stream.end()
+    this.#stream.destroy()
   }
 
-  #attach(socket: Socket): void {
+  /** After a reconnection, before 'reconnect' is emitted: what the connection must set up again. */
+  protected async restore(): Promise<void> {}
+
+  #attach(stream: Duplex): void {
     const splitter = new LineSplitter(
       line => this.#receive(line),
-      // An answer too long to read fails its call (the daemon writes the id first) instead of leaving it waiting.
+      // An answer too long to read fails its call (the peer writes the id first) instead of leaving it waiting.
       start => {
         const id = leadingId(start)
-        if (typeof id === 'number') this.#settle(id, { error: { code: RPC_ERRORS.INTERNAL_ERROR, message: `The daemon's answer is longer than ${MAX_LINE_BYTES} bytes; ask for less (a --limit, one run).`, data: { code: 'RESPONSE_TOO_LARGE' } } })
+        if (typeof id === 'number') this.#settle(id, { error: { code: RPC_ERRORS.INTERNAL_ERROR, message: `The answer of ${this.words.name} is longer than ${MAX_LINE_BYTES} bytes; ask for less (a --limit, one run).`, data: { code: 'RESPONSE_TOO_LARGE' } } })
       },
     )
-    socket.on('data', chunk => splitter.push(chunk))
-    socket.on('error', () => {})
-    socket.on('close', () => this.#onClose())
+    stream.on('data', (chunk: Buffer) => splitter.push(chunk))
+    stream.on('error', () => {})
+    stream.on('close', () => this.#onClose())
   }
 
   #receive(line: string): void {
@@ -158,7 +172,7 @@ export class DaemonClient extends EventEmitter {
       this.emit(`notification:${message.method}`, message.params)
       return
     }
-    // A refusal the daemon could not tie to a request: one of the calls in flight will never be answered.
+    // A refusal the peer could not tie to a request: one of the calls in flight will never be answered.
     if (message.id === null && message.error !== undefined) {
       for (const id of [...this.#pending.keys()]) this.#settle(id, message)
       return
@@ -176,35 +190,69 @@ export class DaemonClient extends EventEmitter {
   }
 
   #onClose(): void {
-    const lost = daemonNotRunning(this.socketPath)
     for (const pending of this.#pending.values()) {
       clearTimeout(pending.timer)
-      pending.reject(new LifeboatError('DAEMON_DISCONNECTED', `The connection to the daemon (${this.socketPath}) was lost before it answered; check 'systemctl status lifeboat'.`, { cause: lost }))
+      pending.reject(this.words.lost())
     }
     this.#pending.clear()
     this.emit('close')
-    if (!this.#closed && this.options.reconnect === true) void this.#reconnect()
+    if (!this.#closed && this.options.reconnect === true && this.reopen !== undefined) void this.#reconnect(this.reopen)
   }
 
-  async #reconnect(): Promise<void> {
+  async #reconnect(reopen: () => Promise<Duplex>): Promise<void> {
     for (let delay = 250; !this.#closed; delay = Math.min(delay * 2, 5000)) {
       await new Promise(resolve => setTimeout(resolve, delay))
       if (this.#closed) return
       try {
-        const socket = await openSocket(this.socketPath)
+        const stream = await reopen()
         if (this.#closed) {
-          socket.destroy()
+          stream.destroy()
           return
         }
-        this.#socket = socket
-        this.#attach(socket)
-        if (this.#topics.size > 0) await this.call('subscribe', { topics: [...this.#topics], ...(this.#runId !== undefined && { runId: this.#runId }) }).catch(() => {})
+        this.#stream = stream
+        this.#attach(stream)
+        await this.restore().catch(() => {})
         this.emit('reconnect')
         return
       } catch {
-        // the daemon is still down: try again later
+        // the peer is still down: try again later
       }
     }
+  }
+}
+
+/** The daemon's client (TUI, CLI): its socket, its methods, and subscriptions restored after a reconnection. */
+export class DaemonClient extends RpcClient<Methods> {
+  readonly #topics = new Set<SubscriptionTopic>()
+  #runId: string | undefined
+
+  private constructor(
+    readonly socketPath: string,
+    socket: Socket,
+    options: ClientOptions,
+  ) {
+    super(socket, daemonWords(socketPath), options, () => openSocket(socketPath))
+  }
+
+  static async connect(socketPath: string = defaultSocketPath(), options: ClientOptions = {}): Promise<DaemonClient> {
+    return new DaemonClient(socketPath, await openSocket(socketPath), options)
+  }
+
+  /** Listens to one notification; returns the function that stops listening. */
+  override onNotification<N extends NotificationName>(name: N, listener: (params: Notifications[N]) => void): () => void {
+    return super.onNotification(name, params => listener(params as Notifications[N]))
+  }
+
+  /** Subscribes to topics (remembered and restored after a reconnection). */
+  async subscribe(topics: SubscriptionTopic[], runId?: string): Promise<SubscriptionTopic[]> {
+    for (const topic of topics) this.#topics.add(topic)
+    this.#runId = runId
+    const { subscribed } = await this.call('subscribe', { topics, ...(runId !== undefined && { runId }) })
+    return subscribed
+  }
+
+  protected override async restore(): Promise<void> {
+    if (this.#topics.size > 0) await this.call('subscribe', { topics: [...this.#topics], ...(this.#runId !== undefined && { runId: this.#runId }) })
   }
 }
 

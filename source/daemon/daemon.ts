@@ -13,11 +13,12 @@ import type { JobPlan } from '../protocol/plan.ts'
 import type { TaskNode } from '../tasks/index.ts'
 import { parseJob, resolveSettings, type Job } from '../protocol/job.ts'
 import { FileRestoreSessions } from './file-restore.ts'
-import type { JobInfo, DaemonInfo } from '../protocol/methods.ts'
+import { methodParams, type JobInfo, type DaemonInfo, type MethodName } from '../protocol/methods.ts'
 import type { StateKind } from '../protocol/events.ts'
 import { DaemonState, type StoredJob } from './state.ts'
 import { Pools, withoutUrlCredentials } from './pools.ts'
 import { Remotes } from './remotes.ts'
+import { Proxies } from './proxies.ts'
 import { openRemote } from '../storage/index.ts'
 import { Runs } from './runs.ts'
 import { Verifications } from './verifications.ts'
@@ -55,6 +56,8 @@ export class Daemon {
   readonly log: (line: string) => void
   readonly pools: Pools
   readonly remotes: Remotes
+  /** The proxies runs can be delegated to (ssh, pinned host keys, the daemon's own key in <data>/ssh). */
+  readonly proxies: Proxies
   /** The pool limits of this process, shared by every pool connection, run and the lanes view. */
   readonly poolLimits = new PoolLimitsRegistry()
   /** The reads of remotes by runs without a pool (mirror, verify), shown in the lanes view beside the pools. */
@@ -62,7 +65,7 @@ export class Daemon {
   readonly runs: Runs
   readonly verifications: Verifications
   readonly scheduler: Scheduler
-  readonly server: RpcServer
+  readonly server: RpcServer<MethodName>
   readonly lanes: LanesWatcher
   /** Restore points opened for file-level restore; their kernel mounts live under <data>/file-restore. */
   readonly fileRestore: FileRestoreSessions
@@ -82,6 +85,7 @@ export class Daemon {
     this.log = options.log ?? (line => process.stderr.write(`${new Date().toISOString()} ${terminalSafeLine(line)}\n`))
     // Failed storage operations (each retry) go to the daemon's log, with the remote's masked URL.
     this.remotes = new Remotes(url => openRemote(url, { log: this.log }))
+    this.proxies = new Proxies(state, this.dataDir, VERSION, this.log)
     this.pools = new Pools({
       limits: this.poolLimits,
       log: this.log,
@@ -103,7 +107,7 @@ export class Daemon {
     this.verifications = new Verifications(state)
     this.scheduler = new Scheduler((entry, at) => void this.#scheduledRun(entry, at), options.clock ?? systemClock)
     this.fileRestore = new FileRestoreSessions(join(this.dataDir, 'file-restore'), this.log)
-    this.server = new RpcServer({ socketPath: this.socketPath, handlers: buildHandlers(this) })
+    this.server = new RpcServer({ socketPath: this.socketPath, methods: methodParams, handlers: buildHandlers(this) })
     this.lanes = new LanesWatcher(this.poolLimits, () => {
       const snapshot = lanesSnapshot(this.poolLimits, this.laneNames, Date.now(), this.remoteLanes)
       this.server.broadcast('lanes', { snapshot }, client => client.topics.has('lanes'))

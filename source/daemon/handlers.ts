@@ -74,6 +74,20 @@ export function buildHandlers(daemon: Daemon): Record<MethodName, MethodHandler>
       return {}
     },
 
+    'proxy.add': async ({ name, url, fingerprint, replace }) => {
+      const added = await daemon.proxies.add(name, url, { ...(fingerprint !== undefined && { fingerprint }), ...(replace !== undefined && { replace }) })
+      daemon.stateChanged('proxies')
+      return added
+    },
+    'proxy.list': () => daemon.proxies.list(),
+    'proxy.test': ({ name }) => daemon.proxies.test(name),
+    'proxy.remove': async ({ name }) => {
+      await daemon.proxies.remove(name, [])
+      daemon.stateChanged('proxies')
+      return {}
+    },
+    'proxy.key': () => daemon.proxies.key(),
+
     'job.create': async ({ job: input }) => {
       const job = daemon.prepareJob(input)
       const stored = { job, enabled: true }

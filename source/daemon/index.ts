@@ -4,8 +4,10 @@ import { defaultDataDir } from '../util/paths.ts'
 import { runSpec, UsageError } from '../cli/command.ts'
 import type { CommandSpec } from '../util/args.ts'
 import { Daemon } from './daemon.ts'
+import { untilStopped } from './stop-signals.ts'
 
 export { Daemon, type DaemonOptions } from './daemon.ts'
+export { untilStopped } from './stop-signals.ts'
 export { Scheduler, systemClock, type Clock, type ScheduleEntry } from './scheduler.ts'
 
 export const DAEMON_COMMAND: CommandSpec = {
@@ -36,40 +38,5 @@ export async function main(args: string[]): Promise<void> {
       ...(keepRuns !== undefined && { keepRunsPerJob: keepRuns }),
       ...(planRuns !== undefined && { planScheduledRuns: planRuns === 'on' }),
     }))
-  })
-}
-
-/**
- * Resolves once SIGTERM or SIGINT has stopped the daemon cleanly (runs cancelled and logged). Given the daemon
- * still starting, a signal received meanwhile stops it as soon as it has started; a failed start rejects.
- */
-export function untilStopped(daemon: Daemon | Promise<Daemon>): Promise<void> {
-  return new Promise((resolve, reject) => {
-    let started: Daemon | undefined
-    let received: NodeJS.Signals | undefined
-    const stop = (signal: NodeJS.Signals) => {
-      process.off('SIGTERM', stop)
-      process.off('SIGINT', stop)
-      received = signal
-      if (started === undefined) return
-      started.log(`${signal} received: stopping`)
-      void started.stop(`the daemon was stopped (${signal})`).then(resolve, error => {
-        started!.log(`stop failed: ${(error as Error).message}`)
-        resolve()
-      })
-    }
-    process.on('SIGTERM', stop)
-    process.on('SIGINT', stop)
-    Promise.resolve(daemon).then(
-      value => {
-        started = value
-        if (received !== undefined) stop(received)
-      },
-      error => {
-        process.off('SIGTERM', stop)
-        process.off('SIGINT', stop)
-        reject(error)
-      },
-    )
   })
 }

@@ -18,7 +18,15 @@ export interface DataDirLock {
   release(): Promise<void>
 }
 
-export async function lockDataDir(dataDir: string): Promise<DataDirLock> {
+/** Who locks a data directory, for the refusal of a second one: the daemon, or the proxy service. */
+export interface LockOwner {
+  name: string
+  stopCommand: string
+}
+
+const DAEMON: LockOwner = { name: 'daemon', stopCommand: 'systemctl stop lifeboat' }
+
+export async function lockDataDir(dataDir: string, who: LockOwner = DAEMON): Promise<DataDirLock> {
   const path = join(dataDir, LOCK_FILE)
   const text = JSON.stringify(describe(process.pid)) + '\n'
   for (let attempt = 0; attempt < 5; attempt++) {
@@ -26,7 +34,7 @@ export async function lockDataDir(dataDir: string): Promise<DataDirLock> {
     const held = await readFile(path, 'utf8').catch(() => undefined)
     if (held === undefined) continue // released meanwhile
     const owner = parseOwner(held)
-    if (owner !== undefined && isAlive(owner)) throw alreadyRunning(dataDir, owner.pid)
+    if (owner !== undefined && isAlive(owner)) throw alreadyRunning(who, dataDir, owner.pid)
     // Stale: move it aside under a unique name (one contender wins the rename), then check it is the one judged.
     const aside = `${path}.stale-${randomBytes(4).toString('hex')}`
     if (!(await rename(path, aside).then(() => true, () => false))) continue
@@ -35,7 +43,7 @@ export async function lockDataDir(dataDir: string): Promise<DataDirLock> {
     if (moved !== held) await link(aside, path).catch(() => {})
     await unlink(aside).catch(() => {})
   }
-  throw alreadyRunning(dataDir)
+  throw alreadyRunning(who, dataDir)
 }
 
 /** Creates the lock whole or not at all (link fails when it exists), so no one ever reads a half-written lock. */
@@ -92,9 +100,9 @@ function processStart(pid: number): string | undefined {
   return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]
 }
 
-function alreadyRunning(dataDir: string, pid?: number): LifeboatError {
+function alreadyRunning(who: LockOwner, dataDir: string, pid?: number): LifeboatError {
   return new LifeboatError(
-    'DAEMON_ALREADY_RUNNING',
-    `Another Lifeboat daemon${pid === undefined ? '' : ` (pid ${pid})`} uses the data directory ${dataDir}; stop it first (systemctl stop lifeboat) or give this one another --data.`,
+    `${who.name.toUpperCase()}_ALREADY_RUNNING`,
+    `Another Lifeboat ${who.name}${pid === undefined ? '' : ` (pid ${pid})`} uses the data directory ${dataDir}; stop it first (${who.stopCommand}) or give this one another --data.`,
   )
 }

@@ -6,7 +6,7 @@ import { chmod, unlink } from 'node:fs/promises'
 import { z } from 'zod'
 import { LifeboatError, errorCode, isLifeboatError } from '../util/errors.ts'
 import { LineBudget, LineSplitter, MAX_LINE_BYTES, MAX_NESTING, RPC_ERRORS, encodeMessage, leadingId, nestsDeeperThan, requestSchema, type RpcErrorObject } from '../protocol/jsonrpc.ts'
-import { isMethodName, methodParams, type MethodName, type SubscriptionTopic } from '../protocol/methods.ts'
+import type { SubscriptionTopic } from '../protocol/methods.ts'
 import type { NotificationName, Notifications } from '../protocol/events.ts'
 
 /** Notifications stop being written to a client once this much is waiting in its socket. */
@@ -54,22 +54,29 @@ export class ClientConnection {
 
 export type MethodHandler = (params: unknown, client: ClientConnection) => Promise<unknown> | unknown
 
-export interface RpcServerOptions {
+export interface RpcServerOptions<M extends string> {
   socketPath: string
-  handlers: Record<MethodName, MethodHandler>
+  /** The params schema of each method served (the daemon's methodParams, the proxy's proxyMethodParams). */
+  methods: Record<M, z.ZodType>
+  handlers: Record<M, MethodHandler>
   onDisconnect?: (client: ClientConnection) => void
+  /** Who answers here, for the refusals a client reads ("daemon", "proxy"). */
+  serverName?: string
+  /** The command that stops whoever else listens on the socket (default: the daemon's). */
+  stopCommand?: string
 }
 
-export class RpcServer {
+/** The JSON-RPC line server of a Unix socket, for one table of methods (the daemon's, or the proxy's). */
+export class RpcServer<M extends string = string> {
   readonly clients = new Set<ClientConnection>()
   #server: Server | undefined
   readonly #buffered = new LineBudget(MAX_BUFFERED_BYTES)
 
-  constructor(private readonly options: RpcServerOptions) {}
+  constructor(private readonly options: RpcServerOptions<M>) {}
 
   async listen(): Promise<void> {
     const { socketPath } = this.options
-    await removeStaleSocket(socketPath)
+    await removeStaleSocket(socketPath, this.options.serverName ?? 'daemon', this.options.stopCommand ?? 'systemctl stop lifeboat')
     const server = createServer(socket => this.#accept(socket))
     // The socket is created 0600 from the start (umask), not tightened after: no window where others can connect.
     const umask = process.umask(0o177)
@@ -105,7 +112,7 @@ export class RpcServer {
   #accept(socket: Socket): void {
     socket.on('error', () => {})
     if (this.clients.size >= MAX_CONNECTIONS) {
-      socket.end(errorResponse(null, RPC_ERRORS.APPLICATION_ERROR, `The daemon already serves ${MAX_CONNECTIONS} connections; close some (TUIs, 'logs --follow') and try again.`, 'DAEMON_BUSY'))
+      socket.end(errorResponse(null, RPC_ERRORS.APPLICATION_ERROR, `The ${this.options.serverName ?? 'daemon'} already serves ${MAX_CONNECTIONS} connections; close some (TUIs, 'logs --follow') and try again.`, 'DAEMON_BUSY'))
       return
     }
     const client = new ClientConnection(socket)
@@ -149,17 +156,18 @@ export class RpcServer {
     const reply = (message: string) => {
       if (id !== undefined) client.respond(message)
     }
-    if (!isMethodName(method)) {
+    if (!Object.hasOwn(this.options.methods, method)) {
       reply(errorResponse(id ?? null, RPC_ERRORS.METHOD_NOT_FOUND, `Unknown method "${method.slice(0, 100)}".`))
       return
     }
-    const parsed = methodParams[method].safeParse(params)
+    const known = method as M
+    const parsed = this.options.methods[known].safeParse(params)
     if (!parsed.success) {
       reply(errorResponse(id ?? null, RPC_ERRORS.INVALID_PARAMS, `Bad params for ${method}: ${describeIssues(parsed.error)}.`))
       return
     }
     try {
-      const result = await this.options.handlers[method](parsed.data, client)
+      const result = await this.options.handlers[known](parsed.data, client)
       reply(encodeMessage({ jsonrpc: '2.0', id: id ?? null, result: result ?? {} }))
     } catch (error) {
       reply(encodeMessage({ jsonrpc: '2.0', id: id ?? null, error: toRpcError(error) }))
@@ -192,7 +200,7 @@ export function toRpcError(error: unknown): RpcErrorObject {
 }
 
 /** A socket file left by a daemon that died is removed; one a live daemon answers on is an error. */
-async function removeStaleSocket(socketPath: string): Promise<void> {
+async function removeStaleSocket(socketPath: string, serverName: string, stopCommand: string): Promise<void> {
   const alive = await new Promise<boolean>(resolve => {
     const probe = connect(socketPath)
     probe.once('connect', () => {
@@ -201,6 +209,6 @@ async function removeStaleSocket(socketPath: string): Promise<void> {
     })
     probe.once('error', () => resolve(false))
   })
-  if (alive) throw new LifeboatError('DAEMON_ALREADY_RUNNING', `Another Lifeboat daemon is already listening on ${socketPath}; stop it first (systemctl stop lifeboat) or use another --socket.`)
+  if (alive) throw new LifeboatError(`${serverName.toUpperCase()}_ALREADY_RUNNING`, `Another Lifeboat ${serverName} is already listening on ${socketPath}; stop it first (${stopCommand}) or use another --socket.`)
   await unlink(socketPath).catch(() => {})
 }

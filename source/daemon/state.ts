@@ -1,4 +1,4 @@
-// The daemon's lasting state: pools, remotes, jobs and the run index in <data>/state.json, secrets
+// The daemon's lasting state: pools, remotes, proxies, jobs and the run index in <data>/state.json, secrets
 // (pool passwords, remote URLs with their keys) in <data>/secrets.json; both lowdb, mode 0600, atomic.
 import { mkdir, readFile, rename, unlink, writeFile, chmod } from 'node:fs/promises'
 import { randomBytes } from 'node:crypto'
@@ -21,6 +21,14 @@ export interface StoredRemote {
   url: string
 }
 
+/** A proxy jobs can run on: ssh://user@host[:port]; its pinned host keys are in <data>/ssh/known_hosts. */
+export interface StoredProxy {
+  name: string
+  url: string
+  fingerprint: string
+  addedAt: number
+}
+
 export interface StoredJob {
   job: Job
   enabled: boolean
@@ -38,6 +46,7 @@ export interface StateData {
   settings: DaemonSettings
   pools: StoredPool[]
   remotes: StoredRemote[]
+  proxies: StoredProxy[]
   jobs: StoredJob[]
   /** Newest last. */
   runs: RunSummary[]
@@ -53,7 +62,7 @@ export interface SecretsData {
 /** How long updateSoon gathers changes before it writes them. */
 const SOON_MS = 500
 
-const EMPTY_STATE = (): StateData => ({ version: 1, settings: { keepRunsPerJob: 100 }, pools: [], remotes: [], jobs: [], runs: [], verifications: {} })
+const EMPTY_STATE = (): StateData => ({ version: 1, settings: { keepRunsPerJob: 100 }, pools: [], remotes: [], proxies: [], jobs: [], runs: [], verifications: {} })
 const EMPTY_SECRETS = (): SecretsData => ({ pools: {}, remotes: {} })
 
 /** lowdb's adapter, atomic (temporary file + rename) with mode 0600, writes applied in order. */

@@ -5,7 +5,7 @@ import type { LanesSnapshot } from './methods.ts'
 
 export type { TaskEvent }
 
-export type StateKind = 'jobs' | 'remotes' | 'pools' | 'runs'
+export type StateKind = 'jobs' | 'remotes' | 'pools' | 'runs' | 'proxies'
 
 export interface Notifications {
   /** `seq`: the event's index in the run's log (run.get's `eventCount` tells which ones its tree already holds). */

@@ -8,8 +8,9 @@ import type { Job, JobInput } from './job.ts'
 import type { JobPlan } from './plan.ts'
 import { settingsInputSchema } from './settings.ts'
 import { fileRestoreParams, type FileRestoreResults } from './file-restore.ts'
+import { PROXY_NAME, type Proxy, type ProxyTestResult } from './proxy.ts'
 
-export type { TaskNode, RestorePoint, VerifyFinding }
+export type { TaskNode, RestorePoint, VerifyFinding, Proxy, ProxyTestResult }
 export type { FileRestoreDisk, FileRestoreVolume, FileRestoreEntry } from './file-restore.ts'
 
 const text = (what: string) => z.string({ error: `${what} must be a text.` }).min(1, { error: `${what} must not be empty.` }).max(2000, { error: `${what} is too long.` })
@@ -143,6 +144,19 @@ export interface VerificationState {
   findings: VerifyFinding[]
 }
 
+/** The daemon's ssh key for its proxies, and the line the proxy's authorized_keys takes (restricted to the bridge). */
+export interface ProxyKey {
+  publicKey: string
+  authorizedKeysLine: string
+}
+
+/** proxy.add: the proxy registered (host key pinned) and its first test, or why that test failed (the proxy is kept). */
+export interface ProxyAddResult extends ProxyKey {
+  proxy: Proxy
+  test?: ProxyTestResult
+  problem?: CodedError
+}
+
 export type BackupListEntry = RestorePoint & { verification?: VerificationState }
 
 export interface RunSummary {
@@ -264,6 +278,17 @@ export const methodParams = {
   'remote.info': z.strictObject({ name: text('name') }),
   'remote.remove': z.strictObject({ name: text('name') }),
   // The job itself is validated by parseJob (one sentence per field), not here.
+  /** fingerprint: the host key the administrator checked on the proxy's console (refused if not offered); replace: pin again. */
+  'proxy.add': z.strictObject({
+    name: PROXY_NAME,
+    url: text('url'),
+    fingerprint: z.string().regex(/^SHA256:[A-Za-z0-9+/]{43}=?$/, { error: 'a fingerprint is SHA256: and 43 characters, as ssh-keygen -l prints it.' }).optional(),
+    replace: z.boolean().optional(),
+  }),
+  'proxy.list': none,
+  'proxy.test': z.strictObject({ name: text('name') }),
+  'proxy.remove': z.strictObject({ name: text('name') }),
+  'proxy.key': none,
   'job.create': z.strictObject({ job: z.unknown() }),
   'job.update': z.strictObject({ id: text('id'), job: z.unknown() }),
   'job.get': z.strictObject({ id: text('id') }),
@@ -312,6 +337,11 @@ export interface MethodResults extends FileRestoreResults {
   'remote.test': RemoteTestResult
   'remote.info': RemoteInfo
   'remote.remove': Empty
+  'proxy.add': ProxyAddResult
+  'proxy.list': Proxy[]
+  'proxy.test': ProxyTestResult
+  'proxy.remove': Empty
+  'proxy.key': ProxyKey
   'job.create': JobInfo
   'job.update': JobInfo
   'job.get': JobInfo
@@ -340,7 +370,3 @@ export type MethodParams = {
 }
 
 export type Methods = { [M in MethodName]: { params: MethodParams[M]; result: MethodResults[M] } }
-
-export function isMethodName(name: string): name is MethodName {
-  return Object.hasOwn(methodParams, name)
-}

@@ -8,10 +8,10 @@ import { once } from 'node:events'
 import { DaemonClient } from '../../source/client/index.ts'
 import { CLIENT_QUEUE_BYTES, RpcServer } from '../../source/daemon/server.ts'
 import type { MethodHandler } from '../../source/daemon/server.ts'
-import type { MethodName } from '../../source/protocol/methods.ts'
+import { methodParams, type MethodName } from '../../source/protocol/methods.ts'
 import { tempDir } from '../helpers/tools.ts'
 
-function server(socketPath: string): RpcServer {
+function server(socketPath: string): RpcServer<MethodName> {
   const handlers = {
     'daemon.info': () => ({ pid: process.pid }),
     subscribe: ((params: { topics: Array<'tasks' | 'lanes' | 'state'> }, client) => {
@@ -19,7 +19,7 @@ function server(socketPath: string): RpcServer {
       return { subscribed: [...client.topics] }
     }) as MethodHandler,
   } as unknown as Record<MethodName, MethodHandler>
-  return new RpcServer({ socketPath, handlers })
+  return new RpcServer({ socketPath, methods: methodParams, handlers })
 }
 
 test('a client that stops reading is skipped (bounded), then gets resync; a reading client gets everything', async () => {

@@ -72,7 +72,7 @@ function checkAnswer(response: Response): void {
 }
 
 // Methods whose side effects reach outside the daemon (connections, probes, files, runs) only get params that can never be valid.
-const OUTSIDE = ['pool.add', 'remote.add', 'remote.test', 'job.run', 'job.crSeed', 'restore.start', 'backup.check', 'job.create', 'job.update']
+const OUTSIDE = ['pool.add', 'remote.add', 'remote.test', 'proxy.add', 'job.run', 'job.crSeed', 'restore.start', 'backup.check', 'job.create', 'job.update']
 const HARMLESS = Object.keys(methodParams).filter(method => !OUTSIDE.includes(method))
 const ALL = Object.keys(methodParams)
 

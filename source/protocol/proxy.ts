@@ -1,0 +1,70 @@
+// The proxy's methods: what the appliance's daemon calls on a Lifeboat proxy over its ssh channel (the same
+// JSON-RPC line framing as the daemon's socket), and what the administrator's CLI shows of a proxy.
+import { z } from 'zod'
+import { LifeboatError } from '../util/errors.ts'
+
+const none = z.strictObject({}).optional()
+
+/** The proxy service's socket, in its data folder. */
+export const PROXY_SOCKET = 'proxy.sock'
+
+/** A proxy's name: what jobs name it by. */
+export const PROXY_NAME = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, { error: 'a proxy name is 1-64 letters, digits, ".", "_" or "-", starting with a letter or digit.' })
+
+export const proxyMethodParams = {
+  /** The appliance says who it is; the proxy answers with its own version (the appliance refuses another one). */
+  'hello': z.strictObject({ version: z.string().min(1).max(100) }),
+  'ping': none,
+} as const
+
+export type ProxyMethodName = keyof typeof proxyMethodParams
+
+/** What a proxy service says of itself. */
+export interface ProxyServiceInfo {
+  version: string
+  pid: number
+  hostname: string
+  dataDir: string
+  socket: string
+  startedAt: number
+}
+
+export interface ProxyMethodResults {
+  'hello': ProxyServiceInfo
+  'ping': Record<string, never>
+}
+
+export type ProxyMethods = { [M in ProxyMethodName]: { params: z.input<(typeof proxyMethodParams)[M]>; result: ProxyMethodResults[M] } }
+
+/** A proxy registered on the appliance (proxy.list): where it is and the host key pinned when it was added. */
+export interface Proxy {
+  name: string
+  /** ssh://user@host[:port] */
+  url: string
+  /** The SHA256 fingerprint of the host key pinned at `proxy add`. */
+  fingerprint: string
+  addedAt: number
+}
+
+/** What `proxy add` and `proxy test` saw: the pinned host key, the proxy's version and the channel's latency. */
+export interface ProxyTestResult {
+  name: string
+  url: string
+  fingerprint: string
+  version: string
+  hostname: string
+  /** Milliseconds for ssh to connect and the proxy to answer its first call. */
+  connectMs: number
+  /** Milliseconds, the median of a few pings over the open channel. */
+  latencyMs: number
+}
+
+/** `ssh://user@host[:port]`, read strictly: a user and a host are required; nothing after the port. */
+export function parseProxyUrl(url: string): { user: string; host: string; port: number } {
+  const match = /^ssh:\/\/([A-Za-z0-9._][A-Za-z0-9._-]{0,31})@(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(?::(\d{1,5}))?\/?$/.exec(url)
+  const port = match?.[3] === undefined ? 22 : Number(match[3])
+  if (match === null || port < 1 || port > 65535) {
+    throw new LifeboatError('PROXY_BAD_URL', `The proxy URL ${JSON.stringify(url.slice(0, 200))} is not ssh://user@host[:port] (for example ssh://lifeboat@proxy1.example.net:22); give the user the proxy's key is authorized for, and its host.`)
+  }
+  return { user: match[1]!, host: match[2]!.replace(/^\[|\]$/g, ''), port }
+}

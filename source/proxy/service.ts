@@ -1,0 +1,86 @@
+// The proxy service (`lifeboat proxy`): the same program as the daemon in another mode, headless on a host
+// near the pools or the storage. It has its own data folder (locked like the daemon's), its own per-pool
+// limits and start-up clean-up, and serves the appliance's daemon on a Unix socket in that folder, which
+// `lifeboat proxy --stdio` bridges to over ssh. It keeps no secrets: credentials come with each run, in memory.
+import { join, resolve } from 'node:path'
+import { hostname } from 'node:os'
+import { mkdir } from 'node:fs/promises'
+import { readFileSync } from 'node:fs'
+import { terminalSafeLine } from '../util/terminal-text.ts'
+import { cleanFileRestoreLeftovers } from '../engine/index.ts'
+import { PoolLimitsRegistry } from '../xapi/index.ts'
+import { RpcServer, type MethodHandler } from '../daemon/server.ts'
+import { lockDataDir, type DataDirLock } from '../daemon/lock.ts'
+import { PROXY_SOCKET, proxyMethodParams, type ProxyMethodName, type ProxyMethodResults, type ProxyServiceInfo } from '../protocol/proxy.ts'
+
+export const PROXY_VERSION = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version
+
+export const PROXY_SERVICE = { name: 'proxy', stopCommand: 'systemctl stop lifeboat-proxy' }
+
+export interface ProxyServiceOptions {
+  dataDir: string
+  socketPath?: string
+  log?: (line: string) => void
+}
+
+export class ProxyService {
+  readonly dataDir: string
+  readonly socketPath: string
+  readonly startedAt = Date.now()
+  readonly log: (line: string) => void
+  /** This proxy's own per-pool limits, for the runs it is given. */
+  readonly poolLimits = new PoolLimitsRegistry()
+  readonly server: RpcServer<ProxyMethodName>
+  #stopping: Promise<void> | undefined
+
+  private constructor(
+    private readonly lock: DataDirLock,
+    options: ProxyServiceOptions,
+  ) {
+    this.dataDir = resolve(options.dataDir)
+    this.socketPath = resolve(options.socketPath ?? join(this.dataDir, PROXY_SOCKET))
+    this.log = options.log ?? (line => process.stderr.write(`${new Date().toISOString()} ${terminalSafeLine(line)}\n`))
+    this.server = new RpcServer({ socketPath: this.socketPath, methods: proxyMethodParams, handlers: this.#handlers(), serverName: PROXY_SERVICE.name, stopCommand: PROXY_SERVICE.stopCommand })
+  }
+
+  static async start(options: ProxyServiceOptions): Promise<ProxyService> {
+    const dataDir = resolve(options.dataDir)
+    await mkdir(dataDir, { recursive: true, mode: 0o700 })
+    const lock = await lockDataDir(dataDir, PROXY_SERVICE)
+    try {
+      const service = new ProxyService(lock, options)
+      await service.#startUp()
+      return service
+    } catch (error) {
+      await lock.release()
+      throw error
+    }
+  }
+
+  get info(): ProxyServiceInfo {
+    return { version: PROXY_VERSION, pid: process.pid, hostname: hostname(), dataDir: this.dataDir, socket: this.socketPath, startedAt: this.startedAt }
+  }
+
+  #handlers(): Record<ProxyMethodName, MethodHandler> {
+    const handlers: { [M in ProxyMethodName]: (params: never) => ProxyMethodResults[M] | Promise<ProxyMethodResults[M]> } = {
+      hello: () => this.info,
+      ping: () => ({}),
+    }
+    return handlers as unknown as Record<ProxyMethodName, MethodHandler>
+  }
+
+  async #startUp(): Promise<void> {
+    // What a proxy that died left mounted for a file-level restore (FUSE, loop devices) is undone first, as the daemon does.
+    for (const line of await cleanFileRestoreLeftovers(join(this.dataDir, 'file-restore'))) this.log(`file restore clean-up: ${line}`)
+    await this.server.listen()
+    this.log(`lifeboat ${PROXY_VERSION} proxy listening on ${this.socketPath} (data ${this.dataDir})`)
+  }
+
+  stop(): Promise<void> {
+    this.#stopping ??= (async () => {
+      await this.server.close()
+      await this.lock.release()
+    })()
+    return this.#stopping
+  }
+}
