@@ -36,8 +36,10 @@ describe('s3rver killed in the middle of a delta upload', () => {
     const before = new Set(await walkRemote(handler, vmDir(vm.uuid)))
 
     await guestWrite(env, 3)
-    // The export stops for a while once a block or two are through: the store dies in that pause.
-    env.lab.control.addFault({ match: { endpoint: '/export_raw_vdi/' }, times: 1, action: { type: 'stall', ms: 4000, afterBytes: 2.5 * MiB } })
+    // The export stops for a while once a block or two are through: the store dies in that pause. The pause is
+    // long enough for a loaded machine to see the first block and kill the store within it (4 s was not, in CI:
+    // the delta was whole, and committed, before the store died).
+    env.lab.control.addFault({ match: { endpoint: '/export_raw_vdi/' }, times: 1, action: { type: 'stall', ms: 15_000, afterBytes: 2.5 * MiB } })
     const running = runToEnd(env, theJob)
     await eventually('the first block of the delta on the store', async () => ((await walkRemote(handler, vmDir(vm.uuid))).some(path => path.includes('/vdis/') && !before.has(path)) ? true : undefined))
     await s3.kill()
