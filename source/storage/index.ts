@@ -7,7 +7,7 @@ export type { RemoteHandler, RandomAccessFile, FileSystemAccess, RemoteEntryStat
 export { BackendHandler, fileSystemAccess } from './handler.ts'
 export { parseRemoteUrl, formatRemoteUrl, redactRemoteUrl, type RemoteUrl, type RemoteType, type RemoteOptions } from './url.ts'
 export { openRemote, openBackend, decorate, type OpenRemoteOptions } from './remotes.ts'
-export { LocalBackend, LocalHandler, TEMPORARY_FILE } from './local.ts'
+export { LocalBackend, LocalHandler, TEMPORARY_FILE, WRITE_WINDOW } from './local.ts'
 export { withRetries, type RetryPolicy } from './retry.ts'
 export { withConcurrencyLimit, withLogging } from './decorators.ts'
 export { takeObjectLock } from './object-lock.ts'

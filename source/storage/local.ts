@@ -17,6 +17,13 @@ import type { RandomAccessFile } from '../formats/vhd/index.ts'
 const FILE_MODE = 0o640
 const FOLDER_MODE = 0o750
 const READ_CHUNK = 1024 * 1024
+/**
+ * Bytes a file being written accepts ahead of the disk: two VHD blocks. With node's 16 KiB the stream refuses
+ * every 2 MiB chunk until it is on disk, so a block's bitmap and its data were two writes, each waited for,
+ * and the source stood still meanwhile; with room for two blocks, what arrives during a write goes down
+ * together in one writev (a VHD file written 2.5 times as fast here). Memory: this much per file written.
+ */
+export const WRITE_WINDOW = 4 * 1024 * 1024
 
 /** Temporary files of a write: what a crash leaves behind, for the cleaner to remove. */
 export const TEMPORARY_FILE = /^\..+\.[0-9a-f]{8}\.tmp$/
@@ -112,7 +119,7 @@ export class LocalBackend implements Backend {
       return Buffer.byteLength(data)
     }
     let size = 0
-    const file = createWriteStream(temporary, { flags: 'wx', flush: true, mode: FILE_MODE })
+    const file = createWriteStream(temporary, { flags: 'wx', flush: true, mode: FILE_MODE, highWaterMark: WRITE_WINDOW })
     try {
       await pipeline(
         async function* () {

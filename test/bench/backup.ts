@@ -64,10 +64,11 @@ async function runChild(request: ChildRequest): Promise<ChildResult> {
   return result
 }
 
-async function startLabProcess(dataDir: string): Promise<{ info: LabInfo; stop: () => void }> {
+async function startLabProcess(dataDir: string): Promise<{ info: LabInfo; stop: () => Promise<unknown> }> {
   const proc = spawn(process.execPath, ['bin/lifeboat.js', 'lab', 'serve', '--fixture', 'default', '--data', dataDir, '--json'], { stdio: ['ignore', 'pipe', 'inherit'] })
   const line = await new Promise<string>(resolve => createInterface({ input: proc.stdout }).once('line', resolve))
-  return { info: JSON.parse(line) as LabInfo, stop: () => proc.kill('SIGTERM') }
+  const exited = new Promise(resolve => proc.once('exit', resolve))
+  return { info: JSON.parse(line) as LabInfo, stop: () => (proc.kill('SIGTERM'), exited) }
 }
 
 /** Grows the VM's disk and fills `bytes` of it with a pattern (guest writes through the control plane). */
@@ -268,7 +269,7 @@ async function uncapped(options: BackupOptions, root: string): Promise<Figure[]>
     return figures
   } finally {
     await conn.disconnect()
-    lab.stop()
+    await lab.stop()
   }
 }
 

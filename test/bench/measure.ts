@@ -3,9 +3,12 @@
 // holds or not). Run as a script, it is the plain copy: node --import tsx test/bench/measure.ts --copy FROM TO
 import { spawn } from 'node:child_process'
 import { createReadStream, createWriteStream } from 'node:fs'
-import { rm, stat } from 'node:fs/promises'
+import { mkdtemp, rm, stat } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { basename, join } from 'node:path'
 import { pipeline } from 'node:stream/promises'
 import { fileURLToPath } from 'node:url'
+import { describeProfiles } from './profile.ts'
 
 export const MiB = 1024 * 1024
 export const GiB = 1024 * MiB
@@ -63,10 +66,15 @@ export interface ChildFigures {
   maxRssMiB: number
 }
 
-/** Runs `script` with `args` in its own process; its last stdout line is its result (JSON). */
-export function runScript<T>(script: string, args: string[], env: Record<string, string> = {}): Promise<T> {
-  return new Promise((resolve, reject) => {
-    const proc = spawn(process.execPath, ['--import', 'tsx', ...(process.env.BENCH_PROFILE_DIR === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', process.env.BENCH_PROFILE_DIR]), script, ...args], {
+/**
+ * Runs `script` with `args` in its own process; its last stdout line is its result (JSON). With BENCH_PROFILE=1
+ * the process runs under node --cpu-prof and where its time went is printed, stage by stage (profile.ts); with
+ * BENCH_PROFILE_KEEP=1 too, the profiles are kept (their folder is printed).
+ */
+export async function runScript<T>(script: string, args: string[], env: Record<string, string> = {}): Promise<T> {
+  const profileDir = process.env.BENCH_PROFILE === '1' ? await mkdtemp(join(tmpdir(), 'lifeboat-bench-profile-')) : undefined
+  const result = await new Promise<T>((resolve, reject) => {
+    const proc = spawn(process.execPath, ['--import', 'tsx', ...(profileDir === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', profileDir]), script, ...args], {
       stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env },
     })
     let out = ''
@@ -83,6 +91,13 @@ export function runScript<T>(script: string, args: string[], env: Record<string,
       }
     })
   })
+  if (profileDir !== undefined) {
+    const what = `${basename(script)} ${args.filter(a => !a.startsWith('{') && !a.startsWith('/')).join(' ')}`.trim()
+    console.log(`    where the time goes (${what}): ${await describeProfiles(profileDir)}`)
+    if (process.env.BENCH_PROFILE_KEEP === undefined) await rm(profileDir, { recursive: true, force: true })
+    else console.log(`    profile kept in ${profileDir}`)
+  }
+  return result
 }
 
 /** A plain copy of `file` (read and written by node's streams, 1 MiB at a time) in its own process: time and CPU. */

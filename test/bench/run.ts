@@ -1,7 +1,7 @@
 // `npm run bench`: every figure of issue #18 (performance) measured in one run, as one table — the figure, the
 // issue's value before this work, the value now, the goal, whether it holds, and the baseline it is a ratio to,
 // both sides as measured in this run. Each benchmark prints its own detail first.
-// Run: npm run bench [-- --only vhd-write,merge] [--gib 1] [--size-gib 1] [--list]
+// Run: npm run bench [-- --only vhd-write,merge] [--gib 1] [--size-gib 1] [--list] [--profile]
 import { parseArgs } from 'node:util'
 import { BACKUP_FIGURES, backupFigures } from './backup.ts'
 import { cleanFigures } from './clean.ts'
@@ -9,7 +9,8 @@ import { FORMAT_FIGURES, formatFigures } from './formats.ts'
 import { printFigures, type Figure } from './measure.ts'
 
 const ALL = [...FORMAT_FIGURES, 'clean', ...BACKUP_FIGURES]
-const { values } = parseArgs({ options: { only: { type: 'string' }, gib: { type: 'string', default: '1' }, 'size-gib': { type: 'string', default: '1' }, list: { type: 'boolean' } } })
+const { values } = parseArgs({ options: { only: { type: 'string' }, gib: { type: 'string', default: '1' }, 'size-gib': { type: 'string', default: '1' }, list: { type: 'boolean' }, profile: { type: 'boolean' } } })
+if (values.profile === true) process.env.BENCH_PROFILE = '1'
 if (values.list === true) {
   console.log(ALL.join('\n'))
   process.exit(0)
