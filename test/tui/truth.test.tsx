@@ -168,17 +168,6 @@ test("a running run's tree shows its transfers now: bytes, %, speed and ETA", as
   t.unmount()
 })
 
-test('e on a verify job does not open the wizard (it would save it as a backup job): it says how to change it', async () => {
-  const verifyJob = { ...data.jobs(1)[0]!, job: { ...data.jobs(1)[0]!.job, type: 'verify' as const, readData: true } }
-  const t = await renderApp(fullDaemon().answer('job.get', () => verifyJob))
-  await t.waitFor('nightly')
-  await t.press('e')
-  const frame = await t.waitFor('is a verify job')
-  assert.match(frame, /the wizard makes backup jobs\. Change it with\s+its job file \(npx lifeboat job show nightly --json\)/, frame)
-  assert.doesNotMatch(frame, /Basics|Which VMs/, 'no wizard step is shown')
-  t.unmount()
-})
-
 test("a verify run's tree names each VM and each backup by its date, and shows why one failed", async () => {
   const summary = { runId: 'run-verify', kind: 'verify' as const, start: data.NOW, end: data.NOW + 5000, status: 'failure' as const }
   const at = { start: data.NOW, end: data.NOW + 5000, duration: 5000 }

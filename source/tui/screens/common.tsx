@@ -63,6 +63,8 @@ export function runLabel(run: RunSummary): string {
 export function vmsLabel(job: Job): string {
   if ('uuids' in job.vms) return `${job.vms.uuids.length} VM${job.vms.uuids.length === 1 ? '' : 's'}`
   const smart = job.vms.smart
+  // A verify job without a VM list checks every VM its remotes hold.
+  if (job.type === 'verify') return 'all'
   // A mirror's VMs are those of its source remote, filtered by the tags their backups recorded.
   if (job.type === 'mirror') return [...smart.tags.map(t => `#${t}`), ...smart.notTags.map(t => `!#${t}`)].join(' ') || `all on ${job.sourceRemote ?? '?'}`
   const parts = [

@@ -7,7 +7,7 @@ import type { FormValues } from '../components/form.tsx'
 export const POWER_CHOICES = ['any', 'running', 'halted', 'suspended', 'paused'] as const
 
 export interface Draft {
-  /** name, type ('backup' | 'mirror'), source (a mirror's source remote), mode. */
+  /** name, type ('backup' | 'mirror' | 'verify'), source (a mirror's source remote), mode, readData (a verify's). */
   basics: FormValues
   selection: 'pick' | 'smart'
   picked: ReadonlySet<string>
@@ -29,7 +29,7 @@ const durationText = (value: unknown) => (typeof value === 'number' && value > 0
 
 export function newDraft(): Draft {
   return {
-    basics: { name: '', type: 'backup', source: '', mode: 'delta' },
+    basics: { name: '', type: 'backup', source: '', mode: 'delta', readData: false },
     selection: 'smart',
     picked: new Set(),
     smart: { tags: '', notTags: '', power: 'any' },
@@ -47,7 +47,7 @@ export function draftFromJob(job: Job): Draft {
   const settings = job.settings as Record<string, unknown>
   const smart: SmartSelection | undefined = 'smart' in job.vms ? job.vms.smart : undefined
   return {
-    basics: { name: job.name, type: job.type, source: job.sourceRemote ?? '', mode: job.mode },
+    basics: { name: job.name, type: job.type, source: job.sourceRemote ?? '', mode: job.mode, readData: job.readData === true },
     selection: smart === undefined ? 'pick' : 'smart',
     picked: new Set('uuids' in job.vms ? job.vms.uuids : []),
     smart: { tags: smart?.tags.join(', ') ?? '', notTags: smart?.notTags.join(', ') ?? '', power: smart?.powerState ?? 'any' },
@@ -136,8 +136,14 @@ export const isMirror = (draft: Draft) => draft.basics.type === 'mirror'
 /** Settings the wizard edits that mean something for a mirror (the others are about snapshots or exports from a pool). */
 export const MIRROR_SETTINGS = ['concurrency', 'timeout', 'deleteFirst']
 
+/** A verify job reads the backups on remotes: no mode, no SR, no snapshot, nothing kept. */
+export const isVerify = (draft: Draft) => draft.basics.type === 'verify'
+
+/** Its one setting: it only reads. */
+export const VERIFY_SETTINGS = ['timeout']
+
 export function jobOf(draft: Draft): JobInput {
-  return isMirror(draft) ? mirrorJobOf(draft) : backupJobOf(draft)
+  return isMirror(draft) ? mirrorJobOf(draft) : isVerify(draft) ? verifyJobOf(draft) : backupJobOf(draft)
 }
 
 function backupJobOf(draft: Draft): JobInput {
@@ -209,6 +215,24 @@ function mirrorJobOf(draft: Draft): JobInput {
     settings: Object.fromEntries(Object.entries(settings).filter(([key]) => MIRROR_SETTINGS.includes(key) || !EDITED_SETTINGS.includes(key))),
     ...(full.overrides !== undefined && { overrides: full.overrides }),
     schedules: [{ ...schedule, retention: retention?.backups === undefined ? {} : { backups: retention.backups } }, ...others],
+  } as JobInput
+}
+
+/** The verify job of a draft: its remotes, the VMs picked on them (none: every VM they hold), read data or not. */
+function verifyJobOf(draft: Draft): JobInput {
+  const full = backupJobOf(draft)
+  const [{ fullInterval: _, retention: _kept, ...schedule }, ...others] = full.schedules as [JobInput['schedules'][number], ...JobInput['schedules']]
+  const settings = full.settings as Record<string, unknown>
+  return {
+    ...(full.id !== undefined && { id: full.id }),
+    name: full.name,
+    type: 'verify',
+    ...(draft.basics.readData === true && { readData: true }),
+    ...(draft.picked.size > 0 && { vms: { uuids: [...draft.picked] } }),
+    remotes: [...draft.remotes],
+    settings: Object.fromEntries(Object.entries(settings).filter(([key]) => VERIFY_SETTINGS.includes(key) || !EDITED_SETTINGS.includes(key))),
+    ...(full.overrides !== undefined && { overrides: full.overrides }),
+    schedules: [{ ...schedule, retention: {} }, ...others],
   } as JobInput
 }
 

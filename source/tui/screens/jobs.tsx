@@ -9,7 +9,7 @@ import { Box } from 'ink'
 const COLUMNS: Column[] = [
   { title: ' ', width: 1 },
   { title: 'Job', width: 0 },
-  { title: 'Mode', width: 5 },
+  { title: 'Mode', width: 6 },
   { title: 'VMs', width: 0 },
   { title: 'Targets', width: 0 },
   { title: 'Schedule', width: 9 },
@@ -84,7 +84,8 @@ export function JobsScreen() {
         cells={info => [
           info.running !== undefined ? statusCell('pending', 'glyph') : info.enabled ? { text: ' ' } : statusCell('disabled', 'glyph'),
           { text: info.job.name },
-          { text: info.job.mode },
+          // A verify job has no mode (it checks full and delta backups alike).
+          { text: info.job.type === 'verify' ? 'verify' : info.job.mode },
           { text: vmsLabel(info.job) },
           { text: targetsLabel(info.job) },
           { text: info.job.schedules.map(s => s.cron).join(' | ') },

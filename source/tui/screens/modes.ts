@@ -12,6 +12,8 @@ export interface JobShape {
   distributed?: { backups: boolean; replications: boolean }
   /** A mirror job's source remote: it copies that remote's backups instead of snapshotting VMs. */
   source?: string
+  /** A verify job: it reads the backups on its remotes (every block too with readData) and writes nothing. */
+  verify?: { readData: boolean }
 }
 
 const plural = (count: number, noun: string) => `${count} ${noun}${count === 1 ? '' : 's'}`
@@ -32,7 +34,19 @@ export interface ModePart {
 /** Where each VM goes, said of a kind of target: on each of them, or (distributed) on one of them. */
 const SPREAD = 'each VM on one of them, the one with the most free space'
 
+/** What a verify job does, on the first step of the wizard. */
+export const VERIFY_WORDS = 'Verify: reads the backups on remotes and records each one verified or failed, with the reason; it writes and repairs nothing.'
+
 export function modeParts(shape: JobShape): ModePart[] {
+  if (shape.verify !== undefined) {
+    return [{
+      name: shape.verify.readData ? 'Verify with read data' : 'Verify',
+      where: plural(shape.remotes, 'remote'),
+      sentence: shape.verify.readData
+        ? 'checks every backup on each remote (metadata, VHD structure, chains, XVA framing) and reads every block back, checking its checksum; it writes nothing.'
+        : 'checks every backup on each remote (metadata, VHD structure, chains, XVA framing) without reading the blocks (Read data does); it writes nothing.',
+    }]
+  }
   if (shape.source !== undefined) {
     const where = `${shape.source || '(no source)'} → ${plural(shape.remotes, 'remote')}`
     return [
@@ -82,7 +96,7 @@ export function srLabel(uuid: string, srs: readonly Sr[] | undefined): string {
 }
 
 export function shapeOf(job: Job): JobShape {
-  return { mode: job.mode, remotes: job.remotes.length, srs: job.srs.length, memory: job.settings.checkpointSnapshot === true, distributed: { backups: job.settings.distributeBackups === true, replications: job.settings.distributeReplications === true }, ...(job.type === 'mirror' && { source: job.sourceRemote ?? '' }) }
+  return { mode: job.mode, remotes: job.remotes.length, srs: job.srs.length, memory: job.settings.checkpointSnapshot === true, distributed: { backups: job.settings.distributeBackups === true, replications: job.settings.distributeReplications === true }, ...(job.type === 'mirror' && { source: job.sourceRemote ?? '' }), ...(job.type === 'verify' && { verify: { readData: job.readData === true } }) }
 }
 
 /** Why cr-seed does not apply to this job (it seeds a continuous replication: delta mode, an SR), or undefined. */

@@ -1,8 +1,9 @@
 // The job wizard, for a new job and for editing one: which VMs (picked, or a smart selection with a
 // live preview of what it matches) → where (remotes, SRs) → when (schedule, retention) → how → review.
 // A mirror job (type mirror on the first step) names its source remote there; its VMs are those found on
-// the source (picked, or by the tags their backups recorded), its targets other remotes.
-import { useState } from 'react'
+// the source (picked, or by the tags their backups recorded), its targets other remotes. A verify job (type
+// verify) picks its remotes first, then VMs among those they hold; it keeps nothing and has one setting, its timeout.
+import { useEffect, useState } from 'react'
 import { Box, Text, type Key } from 'ink'
 import { useRpc, useScreenKeys, useShell } from '../shell.tsx'
 import { FormView, useForm, type Field } from '../components/form.tsx'
@@ -10,26 +11,32 @@ import { cursorMark, MoreLine, useListCursor } from '../components/list.tsx'
 import { fit, formatBytes, formatDate, localTimezone, wrapText } from '../format.ts'
 import { tone } from '../theme.ts'
 import { nextFireTime } from '../../protocol/cron.ts'
-import type { JobInput, Sr } from '../contract.ts'
-import { distributeUnavailable, draftFromJob, draftShape, jobOf, matchSmart, MIRROR_SETTINGS, newDraft, POWER_CHOICES, problemsIn, problemsOf, smartOf, sourceVms, type Draft, type ListedVm, type Problem } from './draft.ts'
-import { MODE_WORDS, modeParts, modeTitle, srLabel } from './modes.ts'
+import type { JobInput, RestorePoint, Sr } from '../contract.ts'
+import { distributeUnavailable, draftFromJob, draftShape, jobOf, matchSmart, MIRROR_SETTINGS, newDraft, POWER_CHOICES, problemsIn, problemsOf, smartOf, sourceVms, VERIFY_SETTINGS, type Draft, type ListedVm, type Problem } from './draft.ts'
+import { MODE_WORDS, modeParts, modeTitle, srLabel, VERIFY_WORDS } from './modes.ts'
 import { PLAN_KEYS, useDraftPlan, usePlanView } from './plan.tsx'
 
 type Step = 'basics' | 'vms' | 'targets' | 'schedule' | 'settings' | 'review'
 const STEPS: Step[] = ['basics', 'vms', 'targets', 'schedule', 'settings', 'review']
+/** A verify job's VMs are those its remotes hold: the remotes come first. */
+const VERIFY_STEPS: Step[] = ['basics', 'targets', 'vms', 'schedule', 'settings', 'review']
 const TITLES: Record<Step, string> = { basics: 'Job', vms: 'Which VMs', targets: 'Where', schedule: 'When', settings: 'How', review: 'Review' }
 
 const BASICS: Field[] = [
   { name: 'name', label: 'Name', kind: 'text' },
   { name: 'mode', label: 'Mode', kind: 'choice', choices: ['delta', 'full'], hint: '←/→ changes it' },
-  { name: 'type', label: 'Type', kind: 'choice', choices: ['backup', 'mirror'], hint: 'mirror: copies the backups of a remote to others' },
+  { name: 'type', label: 'Type', kind: 'choice', choices: ['backup', 'mirror', 'verify'], hint: 'mirror: copies the backups of a remote to others; verify: checks them' },
   { name: 'source', label: 'Source remote', kind: 'choice', choices: [], hint: 'whose backups are copied; ←/→ changes it' },
 ]
+
+/** A verify job's choice in the place of the mode it does not have (so the focus stays on Type when it changes). */
+const READ_DATA: Field = { name: 'readData', label: 'Read data', kind: 'toggle', hint: 'every block read back and its checksum checked (slower)' }
 
 /** The first step's fields: the source remote only for a mirror, chosen among the remotes there are. */
 function basicsFields(remoteNames: string[]): (values: Record<string, unknown>) => Field[] {
   return values =>
     BASICS.flatMap(field => {
+      if (field.name === 'mode' && values.type === 'verify') return [READ_DATA]
       if (field.name !== 'source') return [field]
       if (values.type !== 'mirror') return []
       return [{ ...field, kind: 'choice' as const, choices: remoteNames.length > 0 ? remoteNames : [''], hint: remoteNames.length > 0 ? field.hint : 'no remote yet: add one first (Remotes screen)' }]
@@ -82,8 +89,9 @@ function settingsFields(draft: Draft): Field[] {
   })
 }
 
-/** The When step's fields: a count only for the kind of target the job has (backups per remote, replicas per SR); a mirror keeps backups only. */
-function scheduleFields(draft: Draft, mirror: boolean): Field[] {
+/** The When step's fields: a count only for the kind of target the job has (backups per remote, replicas per SR); a mirror keeps backups only, a verify nothing. */
+function scheduleFields(draft: Draft, mirror: boolean, verify: boolean): Field[] {
+  if (verify) return SCHEDULE.filter(f => !['backups', 'replicas', 'snapshots', 'fullInterval'].includes(f.name))
   if (mirror) return SCHEDULE.filter(f => !['replicas', 'snapshots', 'fullInterval'].includes(f.name))
   const across = (name: string, hint: string) => ({ name, label: name === 'backups' ? 'Keep backups' : 'Keep replicas', kind: 'text' as const, hint })
   return SCHEDULE.filter(f => (f.name === 'backups' ? draft.remotes.size > 0 : f.name === 'replicas' ? draft.srs.size > 0 : true)).map(f =>
@@ -101,11 +109,12 @@ function distributes(draft: Draft, setting: 'distributeBackups' | 'distributeRep
 /** A mirror takes no snapshot and exports nothing from a pool: the How step keeps what applies to copies. */
 const MIRROR_HOW = SETTINGS.filter(f => MIRROR_SETTINGS.includes(f.name))
 const MIRROR_SMART = SMART.filter(f => f.name !== 'power')
+const VERIFY_HOW = SETTINGS.filter(f => VERIFY_SETTINGS.includes(f.name))
 
 /** Which problems each step shows under its fields, by the schema's paths. */
-const STEP_PATHS: Record<Step, string[]> = { basics: ['name', 'mode'], vms: ['vms'], targets: ['remotes', 'srs'], schedule: ['schedules'], settings: ['settings'], review: [''] }
+const STEP_PATHS: Record<Step, string[]> = { basics: ['name', 'mode', 'readData'], vms: ['vms'], targets: ['remotes', 'srs'], schedule: ['schedules'], settings: ['settings'], review: [''] }
 const labels = (fields: Field[]) => new Map(fields.map(f => [f.name, f.label]))
-const FIELD_LABELS = { schedules: labels(SCHEDULE), settings: labels(HOW), vms: labels(SMART), job: labels(BASICS) }
+const FIELD_LABELS = { schedules: labels(SCHEDULE), settings: labels(HOW), vms: labels(SMART), job: labels([...BASICS, READ_DATA]) }
 
 /** A problem in the wizard's words: the field's label instead of the schema's path. */
 function problemText(problem: Problem): string {
@@ -128,16 +137,23 @@ export function WizardScreen({ id }: { id?: string }) {
   const existing = useRpc('job.get', id === undefined ? undefined : { id })
   if (id === undefined) return <Wizard initial={newDraft()} />
   if (existing.data === undefined) return <Text color={tone(existing.error === undefined ? undefined : 'red')}>{existing.error ?? 'Loading the job…'}</Text>
-  const { job } = existing.data
-  // The wizard writes backup jobs: saving a verify job through it would make it one.
-  if (job.type === 'verify') {
-    return (
-      <Text color={tone('yellow')} wrap="wrap">
-        The job {job.name} is a verify job: the wizard makes backup jobs. Change it with its job file (npx lifeboat job show {job.name} --json), then delete it and create it again from the file. esc goes back.
-      </Text>
-    )
-  }
-  return <Wizard initial={draftFromJob(job)} />
+  return <Wizard initial={draftFromJob(existing.data.job)} />
+}
+
+/** The restore points on each of `remotes`, together (a verify job's VMs are those they hold); undefined while loading. */
+function usePointsOn(remotes: readonly string[]): readonly RestorePoint[] | undefined {
+  const shell = useShell()
+  const [points, setPoints] = useState<{ key: string; points: readonly RestorePoint[] }>()
+  const key = remotes.join('\n')
+  useEffect(() => {
+    let current = true
+    // A remote that cannot be listed now adds no VM; the verify run will say why it failed.
+    void Promise.all(key.split('\n').filter(remote => remote !== '').map(remote => shell.client.call('backup.list', { remote }).catch(() => []))).then(lists => current && setPoints({ key, points: lists.flat() }))
+    return () => {
+      current = false
+    }
+  }, [shell.client, key])
+  return points?.key === key ? points.points : undefined
 }
 
 function toggle(set: ReadonlySet<string>, item: string): ReadonlySet<string> {
@@ -156,13 +172,20 @@ function Wizard({ initial }: { initial: Draft }) {
   const remotes = useRpc('remote.list', {}, ['remotes'])
   const basics = useForm(basicsFields((remotes.data ?? []).map(r => r.name)), initial.basics)
   const mirror = basics.values.type === 'mirror'
+  const verify = basics.values.type === 'verify'
+  const steps = verify ? VERIFY_STEPS : STEPS
+  // A verify job picks VMs by uuid only.
+  const selection = verify ? 'pick' : draft.selection
   const source = mirror ? String(basics.values.source ?? '') : ''
   const smart = useForm(mirror ? MIRROR_SMART : SMART, initial.smart)
-  const settings = useForm(mirror ? MIRROR_HOW : settingsFields(draft), initial.settings)
-  const schedule = useForm(scheduleFields({ ...draft, settings: settings.values }, mirror), initial.schedule)
+  const settings = useForm(verify ? VERIFY_HOW : mirror ? MIRROR_HOW : settingsFields(draft), initial.settings)
+  const schedule = useForm(scheduleFields({ ...draft, settings: settings.values }, mirror, verify), initial.schedule)
   const poolVms = useRpc('vm.list', {}, ['pools'])
   const sourcePoints = useRpc('backup.list', source === '' ? undefined : { remote: source }, ['remotes'])
-  const vms: { data?: readonly ListedVm[] } = mirror ? { data: sourcePoints.data === undefined ? undefined : sourceVms(sourcePoints.data, source) } : poolVms
+  const checkedPoints = usePointsOn(verify ? [...draft.remotes] : [])
+  const checked = [...draft.remotes].join(', ')
+  const vms: { data?: readonly ListedVm[] } = mirror ? { data: sourcePoints.data === undefined ? undefined : sourceVms(sourcePoints.data, source) }
+    : verify ? { data: checkedPoints === undefined ? undefined : sourceVms(checkedPoints, checked) } : poolVms
   const pools = useRpc('pool.list', {}, ['pools'])
   const srs = useRpc('sr.list', {}, ['pools'])
 
@@ -170,14 +193,14 @@ function Wizard({ initial }: { initial: Draft }) {
   const matched = matchSmart(smartOf(current), vms.data ?? [])
   const targets = [
     ...(remotes.data ?? []).filter(r => !mirror || r.name !== source).map(r => ({ kind: 'remote' as const, id: r.name, label: `remote ${r.name}`, detail: `${r.type} · ${formatBytes(r.space?.free)} free` })),
-    ...(mirror ? [] : (srs.data ?? [])).map(sr => ({ kind: 'sr' as const, id: sr.uuid, label: `SR ${sr.name}`, detail: `pool ${sr.poolName} · ${sr.type} · ${formatBytes(sr.free)} free` })),
+    ...(mirror || verify ? [] : (srs.data ?? [])).map(sr => ({ kind: 'sr' as const, id: sr.uuid, label: `SR ${sr.name}`, detail: `pool ${sr.poolName} · ${sr.type} · ${formatBytes(sr.free)} free` })),
   ]
   // A mirror's filter has no pools: its VMs are those on the source remote.
-  const poolRows = mirror ? [] : (pools.data ?? [])
+  const poolRows = mirror || verify ? [] : (pools.data ?? [])
   // The VMs step in smart mode: the pool toggles first, then the tag and power fields.
   const [smartFocus, setSmartFocus] = useState<'pools' | 'fields'>('pools')
   const width = shell.columns
-  const shape = { mode: String(current.basics.mode) as 'full' | 'delta', remotes: mirror ? [...draft.remotes].filter(r => r !== source).length : draft.remotes.size, srs: mirror ? 0 : draft.srs.size, memory: current.settings.checkpointSnapshot === true, distributed: { backups: distributes(current, 'distributeBackups'), replications: distributes(current, 'distributeReplications') }, ...(mirror && { source }) }
+  const shape = { mode: String(current.basics.mode) as 'full' | 'delta', remotes: mirror ? [...draft.remotes].filter(r => r !== source).length : draft.remotes.size, srs: mirror || verify ? 0 : draft.srs.size, memory: current.settings.checkpointSnapshot === true, distributed: { backups: distributes(current, 'distributeBackups'), replications: distributes(current, 'distributeReplications') }, ...(mirror && { source }), ...(verify && { verify: { readData: current.basics.readData === true } }) }
   const kindLines = modeParts(shape).flatMap(part => wrapText(`${part.name} (${part.where}): ${part.sentence}`, width))
   const listHeight = shell.bodyHeight - 4
   const vmList = useListCursor((vms.data ?? []).length, listHeight)
@@ -190,7 +213,7 @@ function Wizard({ initial }: { initial: Draft }) {
 
   const move = (by: number) => {
     setFailure(undefined)
-    setStep(STEPS[Math.min(STEPS.length - 1, Math.max(0, STEPS.indexOf(step) + by))]!)
+    setStep(steps[Math.min(steps.length - 1, Math.max(0, steps.indexOf(step) + by))]!)
   }
   const leave = () => {
     if (!changed) return shell.back()
@@ -216,11 +239,11 @@ function Wizard({ initial }: { initial: Draft }) {
   }
 
   const vmsKey = (input: string, key: Key): boolean => {
-    if (input === 'p' && !(draft.selection === 'smart' && smartFields && smart.capturing)) {
+    if (input === 'p' && !verify && !(draft.selection === 'smart' && smartFields && smart.capturing)) {
       setDraft(d => ({ ...d, selection: d.selection === 'pick' ? 'smart' : 'pick' }))
       return true
     }
-    if (draft.selection === 'pick') {
+    if (selection === 'pick') {
       if (input === ' ') {
         const vm = vms.data?.[vmList.cursor]
         if (vm !== undefined) setDraft(d => ({ ...d, picked: toggle(d.picked, vm.uuid) }))
@@ -242,18 +265,18 @@ function Wizard({ initial }: { initial: Draft }) {
   }
 
   const smartFields = smartFocus === 'fields'
-  const form = step === 'basics' ? basics : step === 'schedule' ? schedule : step === 'settings' ? settings : step === 'vms' && draft.selection === 'smart' && smartFields ? smart : undefined
+  const form = step === 'basics' ? basics : step === 'schedule' ? schedule : step === 'settings' ? settings : step === 'vms' && selection === 'smart' && smartFields ? smart : undefined
   // The Review's p: the plan of the draft, in place of the Review until esc.
   const draftPlan = useDraftPlan()
   const planOpen = draftPlan.plan !== undefined || draftPlan.error !== undefined || draftPlan.loading
   const planView = usePlanView(draftPlan.plan, shell.bodyHeight - 2)
   useScreenKeys({
     keys: planOpen ? [...PLAN_KEYS, { key: 'esc', label: 'back to the review' }] : [
-      ...(step === 'review' && !mirror ? [{ key: 'p', label: current.kept.id === undefined ? 'plan the first run' : 'plan the next run' }] : []),
+      ...(step === 'review' && !mirror && !verify ? [{ key: 'p', label: current.kept.id === undefined ? 'plan the first run' : 'plan the next run' }] : []),
       { key: 'enter', label: step === 'review' ? 'save' : 'next' },
       ...(step === 'basics' ? [] : [{ key: 'pgup', label: 'previous' }]),
       { key: 'esc', label: 'leave' },
-      ...(step === 'vms' ? [{ key: 'p', label: draft.selection === 'pick' ? 'smart selection' : 'pick VMs' }] : []),
+      ...(step === 'vms' && !verify ? [{ key: 'p', label: draft.selection === 'pick' ? 'smart selection' : 'pick VMs' }] : []),
       ...(step === 'vms' || step === 'targets' ? [{ key: 'space', label: 'select' }] : []),
       { key: '↑/↓', label: 'field', more: true },
     ],
@@ -263,7 +286,7 @@ function Wizard({ initial }: { initial: Draft }) {
         if (key.escape && !planView.capturing) return (draftPlan.close(), true)
         return planView.onKey(input, key)
       }
-      if (step === 'review' && !mirror && input === 'p' && problems.length === 0) return (draftPlan.ask(jobOf(current), current.kept.id), true)
+      if (step === 'review' && !mirror && !verify && input === 'p' && problems.length === 0) return (draftPlan.ask(jobOf(current), current.kept.id), true)
       if (key.escape) return (leave(), true)
       if (key.pageUp) return (move(-1), true)
       if (key.return) {
@@ -286,7 +309,7 @@ function Wizard({ initial }: { initial: Draft }) {
 
   const previewSpace = Math.max(0, shell.bodyHeight - 5 - poolHeight - SMART.length - stepProblems(problems, 'vms').length)
   const previewRows = matched.length > previewSpace ? Math.max(0, previewSpace - 1) : previewSpace
-  const trail = STEPS.map(s => (s === step ? `[${TITLES[s]}]` : TITLES[s])).join(' → ')
+  const trail = steps.map(s => (s === step ? `[${TITLES[s]}]` : TITLES[s])).join(' → ')
   if (planOpen) {
     return (
       <Box flexDirection="column">
@@ -303,16 +326,18 @@ function Wizard({ initial }: { initial: Draft }) {
         {trail}
       </Text>
       {step === 'basics' ? <FormView form={basics} width={width} /> : null}
-      {step === 'basics' ? <Text wrap="wrap">{MODE_WORDS[shape.mode]}</Text> : null}
+      {step === 'basics' ? <Text wrap="wrap">{verify ? VERIFY_WORDS : MODE_WORDS[shape.mode]}</Text> : null}
       {step === 'schedule' ? <FormView form={schedule} width={width} /> : null}
       {step === 'schedule' ? <NextRuns schedule={jobOf(current).schedules[0]!} problems={stepProblems(problems, 'schedule').filter(p => !isRetention(p))} width={width} /> : null}
       {step === 'schedule' ? <Problems problems={stepProblems(problems, 'schedule').filter(isRetention)} width={width} rows={3} /> : null}
       {step !== 'review' && step !== 'schedule' && changed ? <Problems problems={stepProblems(problems, step)} width={width} rows={3} /> : null}
       {step === 'settings' ? <FormView form={settings} width={width} labelWidth={SETTINGS_LABEL_WIDTH} /> : null}
-      {step === 'vms' && draft.selection === 'pick' ? (
+      {step === 'vms' && selection === 'pick' ? (
         <Box flexDirection="column">
           <Text wrap="truncate">
-            {mirror
+            {verify
+              ? draft.remotes.size === 0 ? 'Pick remotes on Where first (pgup): the VMs they hold are listed here.' : `VMs with backups on ${checked}: space picks (${draft.picked.size} picked; none: every VM)`
+              : mirror
               ? source === '' ? 'Choose the source remote on the first step: its VMs are listed here.' : `VMs with backups on remote ${source}: space picks (${draft.picked.size} picked; none: every VM) · p: filter by tags instead`
               : `Pick VMs with space (${draft.picked.size} picked) · p: build a smart selection instead`}
           </Text>
@@ -324,7 +349,7 @@ function Wizard({ initial }: { initial: Draft }) {
           <MoreLine list={vmList} />
         </Box>
       ) : null}
-      {step === 'vms' && draft.selection === 'smart' ? (
+      {step === 'vms' && selection === 'smart' ? (
         <Box flexDirection="column">
           <Text wrap="truncate">{mirror ? `Filter by the tags the backups on ${source || '(no source)'} recorded (empty: every VM), evaluated at each run · p: pick VMs instead` : 'Smart selection, evaluated at each run · p: pick VMs instead'}</Text>
           {mirror ? (
@@ -358,7 +383,9 @@ function Wizard({ initial }: { initial: Draft }) {
       {step === 'targets' ? (
         <Box flexDirection="column">
           <Text wrap="truncate">
-            {mirror
+            {verify
+              ? `The remotes whose backups are checked (${draft.remotes.size} remote${draft.remotes.size === 1 ? '' : 's'}): space selects`
+              : mirror
               ? `Where the backups of ${source || '(no source)'} are copied (${shape.remotes} remote${shape.remotes === 1 ? '' : 's'}): space selects`
               : `Where the VMs go (${draft.remotes.size} remote${draft.remotes.size === 1 ? '' : 's'}, ${draft.srs.size} SR${draft.srs.size === 1 ? '' : 's'}): remotes keep backups, SRs replicas; space selects`}
           </Text>
@@ -459,24 +486,27 @@ function Review({ draft, matched, srs, problems, failure, width, rows }: { draft
   const schedule = job.schedules[0]
   const failureLines = failure === undefined ? [] : wrapText(`✖ ${failure}`, width)
   const mirror = job.type === 'mirror'
-  const vms = mirror
+  const verify = job.type === 'verify'
+  const vms = verify
+    ? job.vms === undefined ? 'every VM on its remotes' : `${draft.picked.size} VM${draft.picked.size === 1 ? '' : 's'} picked`
+    : mirror
     ? job.vms === undefined ? `every VM found on ${job.sourceRemote ?? '(no source)'}` : 'uuids' in job.vms ? `${job.vms.uuids?.length ?? 0} VMs picked on ${job.sourceRemote}` : `the VMs of ${job.sourceRemote} whose backups are tagged as filtered (${matched} now)`
     : draft.selection === 'pick' ? `${draft.picked.size} VMs picked` : `smart selection (${matched} VMs now)`
   return (
     <Box flexDirection="column">
       <Text wrap="truncate">
-        {job.name || '(no name)'} · {job.mode} · {vms}
+        {job.name || '(no name)'} · {verify ? (job.readData === true ? 'verify, reading every block' : 'verify, structure only') : job.mode} · {vms}
       </Text>
-      <Text wrap="truncate">Does: {modeTitle({ mode: job.mode ?? 'full', remotes: job.remotes?.length ?? 0, srs: job.srs?.length ?? 0, memory: job.settings?.checkpointSnapshot === true, distributed: { backups: job.settings?.distributeBackups === true, replications: job.settings?.distributeReplications === true }, ...(mirror && { source: job.sourceRemote ?? '' }) })}</Text>
+      <Text wrap="truncate">Does: {modeTitle({ mode: job.mode ?? 'full', remotes: job.remotes?.length ?? 0, srs: job.srs?.length ?? 0, memory: job.settings?.checkpointSnapshot === true, distributed: { backups: job.settings?.distributeBackups === true, replications: job.settings?.distributeReplications === true }, ...(mirror && { source: job.sourceRemote ?? '' }), ...(verify && { verify: { readData: job.readData === true } }) })}</Text>
       {mirror ? <Text wrap="truncate">From: remote {job.sourceRemote ?? '(none chosen)'} (its folder of each VM locked while it is read; backups of a distributed job are not copied: no remote holds their chains whole)</Text> : null}
-      <Text wrap="truncate">To: {[...(job.remotes ?? []).map(r => `remote ${r}`), ...(job.srs ?? []).map(sr => srLabel(sr, srs))].join(', ') || 'nowhere: snapshots only'}</Text>
+      <Text wrap="truncate">{verify ? 'Checks' : 'To'}: {[...(job.remotes ?? []).map(r => `remote ${r}`), ...(job.srs ?? []).map(sr => srLabel(sr, srs))].join(', ') || 'nowhere: snapshots only'}</Text>
       <Text wrap="truncate">
         When: {schedule?.name} at "{schedule?.cron}" ({schedule?.timezone}){schedule?.enabled === false ? ', disabled' : ''}
         {schedule?.fullInterval === undefined ? '' : ` · a full every ${schedule.fullInterval}`}
       </Text>
-      <Text wrap="truncate">Keep: {retentionInWords(schedule?.retention ?? {}, { backups: job.settings?.distributeBackups === true, replications: job.settings?.distributeReplications === true })}</Text>
+      <Text wrap="truncate">Keep: {verify ? 'nothing (it only reads)' : retentionInWords(schedule?.retention ?? {}, { backups: job.settings?.distributeBackups === true, replications: job.settings?.distributeReplications === true })}</Text>
       <Text wrap="truncate">How: {settingsInWords(job.settings as Record<string, unknown>)}</Text>
-      {mirror ? null : <Text wrap="truncate">Check: {healthCheckInWords(job.settings as Record<string, unknown>, srs)}</Text>}
+      {mirror || verify ? null : <Text wrap="truncate">Check: {healthCheckInWords(job.settings as Record<string, unknown>, srs)}</Text>}
       <Text> </Text>
       {problems.length === 0 && failure === undefined ? <Text bold>Press enter to save, esc to leave, pgup to change something.</Text> : null}
       <Problems problems={problems} width={width} rows={Math.max(1, rows - failureLines.length)} />
