@@ -9,5 +9,6 @@ export { listVmBackups, listBackedUpVms, listRestorePoints, toRestorePoint, type
 export { allocateBackupDate, writeBackupFile, writeBackupVhdDirectory, discardBackupFile, writeBackupMetadata, commitBackup, deleteBackups, type BackupFile } from './commit.ts'
 export { getOldEntries, oldCopies, type LongTermRetention, type LongTermRule, type LongTermKind } from './retention.ts'
 export { applyRetention, scheduleBackups, retentionRules, type RetentionOptions } from './apply-retention.ts'
+export { findBaseDisk } from './vhd-chains.ts'
 export { cleanVm, type CleanVmOptions, type CleanVmResult } from './clean-vm.ts'
 export { verifyVm, type BackupVerdict, type VerifyFinding, type VerifyOptions } from './verify.ts'

@@ -4,7 +4,7 @@
 import { posix } from 'node:path'
 import { isVhdAlias, openVhd, readVhdAlias, vhdStreamLength, type Vhd } from '../formats/vhd/index.ts'
 import { DISK_TYPE_DIFFERENCING } from '../formats/vhd/structures.ts'
-import type { FileSystemAccess, RemoteHandler } from '../storage/index.ts'
+import { fileSystemAccess, type FileSystemAccess, type RemoteHandler } from '../storage/index.ts'
 import { errorCode, isLifeboatError, type LifeboatError } from '../util/errors.ts'
 import { diskFormat, type DiskFormat } from './disk-format.ts'
 import { resolveInVmDir, vmDir } from './layout.ts'
@@ -230,4 +230,28 @@ export function deltaBackupProblem(vmUuid: string, metadata: DeltaBackupMetadata
     if (disk.broken !== undefined) return { code: disk.brokenCode ?? 'VHD_BROKEN', reason: `its disk ${ref} is unusable: ${disk.broken.replaceAll(`${path}: `, '')}`, path }
   }
   return undefined
+}
+
+/**
+ * The disk of a chain folder whose footer is the base snapshot's, newest first, or why none can take a delta. A
+ * disk that does not open is passed over (the base may be another; the clean removes what is broken).
+ */
+export async function findBaseDisk(handler: RemoteHandler, folder: string, baseUuid: string, remote: string): Promise<{ disk: string } | { refusal: string }> {
+  const names = (await handler.list(folder, { ignoreMissing: true })).filter(file => file.endsWith('.vhd') && !file.startsWith('.')).sort()
+  if (names.length === 0) return { refusal: `no earlier backup of this disk on remote ${remote}` }
+  const fs = fileSystemAccess(handler)
+  // Children are newer than their parent: by the time the base is reached, every disk that could name it is read.
+  const parents = new Set<string>()
+  for (const name of names.reverse()) {
+    const vhd = await openVhd(`${folder}/${name}`, { fs }).catch(error => (isDiskProblem(error) ? undefined : Promise.reject(error)))
+    if (vhd === undefined) continue
+    const { uuid } = vhd.footer
+    const parent = vhd.footer.diskType === DISK_TYPE_DIFFERENCING ? posix.basename(vhd.header.parentUnicodeName) : undefined
+    await vhd.close()
+    if (uuid === baseUuid) {
+      return parents.has(name) ? { refusal: `the backup of the base snapshot on remote ${remote} (${name}) already has a delta after it: another would fork its chain` } : { disk: name }
+    }
+    if (parent !== undefined) parents.add(parent)
+  }
+  return { refusal: `no backup of this disk on remote ${remote} is of the base snapshot ${baseUuid} (its chain was removed, or made by another job)` }
 }

@@ -10,7 +10,7 @@ import { LocalHandler, openRemote, type RemoteHandler } from '../../source/stora
 import { destroyVmAndDisks, PoolConnection, vmDisks, type XapiRecord } from '../../source/xapi/index.ts'
 import type { VmBackup } from '../../source/repository/index.ts'
 import { parseJob, type JobInput } from '../../source/engine/jobs/index.ts'
-import { restoreBackup, startBackupRun, type EngineContext } from '../../source/engine/index.ts'
+import { restoreBackup, startBackupRun, startMirrorRun, type EngineContext } from '../../source/engine/index.ts'
 import { jobSnapshots } from '../../source/engine/run/snapshots.ts'
 import type { TaskNode } from '../../source/tasks/index.ts'
 import assert from 'node:assert/strict'
@@ -107,6 +107,22 @@ export function job(input: Partial<JobInput> & Pick<JobInput, 'mode' | 'vms'>): 
     schedules: [{ id: 'schedule-1', name: 'daily', cron: '0 3 * * *', timezone: 'UTC', retention: { backups: 3, snapshots: 1 } }],
     ...input,
   })
+}
+
+/** A mirror job (XO's mirror backup) of `sourceRemote`'s backups to `remotes`, delta unless told. */
+export function mirrorJob(input: Partial<JobInput> & Pick<JobInput, 'sourceRemote' | 'remotes'>): ReturnType<typeof parseJob> {
+  return parseJob({
+    id: 'mirror-1',
+    name: 'offsite',
+    type: 'mirror',
+    mode: 'delta',
+    schedules: [{ id: 'mirror-schedule', name: 'nightly', cron: '0 5 * * *', timezone: 'UTC', retention: { backups: 10 } }],
+    ...input,
+  })
+}
+
+export async function mirrorToEnd(env: EngineLab, theJob: ReturnType<typeof parseJob>, distributedJobs?: Set<string>): Promise<TaskNode> {
+  return startMirrorRun(theJob, env.context, { ...(distributedJobs !== undefined && { distributedJobs }) }).done
 }
 
 export async function runToEnd(env: EngineLab, jobValue: ReturnType<typeof parseJob>, options: { schedule?: string; onStart?: (cancel: (reason?: string) => void) => void } = {}): Promise<TaskNode> {

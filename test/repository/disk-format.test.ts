@@ -1,10 +1,11 @@
 // The writer's choice of disk format (XO's useVhdDirectory: forced on object stores, asked by the URL
 // elsewhere) and XO's isMergeableParent: a delta chains only onto a chain of the tip's snapshot, all of the
-// format the remote writes, VhdDirectories with the same compression.
+// format the remote writes, VhdDirectories with the same compression; the base is looked for among every disk of
+// the chain folder (two chains may share it), never one that already has a child.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { VHD_BLOCK_SIZE, writeVhdAlias, writeVhdDirectory } from '../../source/formats/vhd/index.ts'
-import { aliasDataPath, chainRefusal, formatFilenameDate, usesVhdDirectory } from '../../source/repository/index.ts'
+import { aliasDataPath, chainRefusal, findBaseDisk, formatFilenameDate, usesVhdDirectory } from '../../source/repository/index.ts'
 import { fileSystemAccess, LocalHandler, type RemoteHandler } from '../../source/storage/index.ts'
 import { tempDir } from '../helpers/tools.ts'
 import { DISKS, START, VM, newDisks, random, snapshotVdiUuid, vhdPath, writeDeltaBackup } from './clean-fixtures.ts'
@@ -59,5 +60,24 @@ test('a chain of VHD files takes deltas on a file remote only; a VhdDirectory ch
     await writeVhdAlias(fs, alias, aliasDataPath(alias))
     assert.match((await chainRefusal(directories, alias, snapshotVdiUuid(0, 4)))!, /compressed with gzip, and Lifeboat writes brotli/)
     assert.equal(alias, `xo-vm-backups/${VM}/vdis/59af07fc-2222-4a2b-8c3d-000000000002/${DISKS[0]}/${formatFilenameDate(START + 4 * 3_600_000)}.alias.vhd`)
+  })
+})
+
+test('the base of a delta is found among all the disks of its chain folder, newest first; a disk that has a child already is refused', async () => {
+  await withRemote(async root => {
+    const files = new LocalHandler(root)
+    const folder = vhdPath(0, 0).replace(/\/[^/]+$/, '')
+    assert.deepEqual(await findBaseDisk(files, folder, snapshotVdiUuid(0, 0), 'r'), { refusal: 'no earlier backup of this disk on remote r' })
+    const disks = newDisks(1, 4)
+    const rand = random(5)
+    // A chain g0 ← g1 ← g2, then a new chain at g3 (a key, as another job's full would be).
+    for (let g = 0; g < 4; g++) await writeDeltaBackup(files, disks, g, rand, { full: g === 3 })
+    const name = (g: number) => vhdPath(0, g).split('/').at(-1)!
+    assert.deepEqual(await findBaseDisk(files, folder, snapshotVdiUuid(0, 3), 'r'), { disk: name(3) })
+    assert.deepEqual(await findBaseDisk(files, folder, snapshotVdiUuid(0, 2), 'r'), { disk: name(2) }, 'found behind a newer disk of another chain')
+    for (const g of [0, 1]) {
+      assert.deepEqual(await findBaseDisk(files, folder, snapshotVdiUuid(0, g), 'r'), { refusal: `the backup of the base snapshot on remote r (${name(g)}) already has a delta after it: another would fork its chain` })
+    }
+    assert.match((await findBaseDisk(files, folder, snapshotVdiUuid(0, 9), 'r') as { refusal: string }).refusal, /^no backup of this disk on remote r is of the base snapshot cccccccc-/)
   })
 })

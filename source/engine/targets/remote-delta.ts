@@ -3,7 +3,7 @@
 // the same format, dynamic otherwise — then the metadata JSON, then retention of this schedule's delta
 // backups and the merges it releases.
 import { posix } from 'node:path'
-import { chainRefusal, METADATA_VERSION, usesVhdDirectory, vdiDirRef, vhdAliasRef, vhdRef, vmDir, writeBackupFile, writeBackupMetadata, writeBackupVhdDirectory, type BackupMetadata } from '../../repository/index.ts'
+import { chainRefusal, findBaseDisk, METADATA_VERSION, usesVhdDirectory, vdiDirRef, vhdAliasRef, vhdRef, vmDir, writeBackupFile, writeBackupMetadata, writeBackupVhdDirectory, type BackupMetadata } from '../../repository/index.ts'
 import type { DeltaVmExport, DiskBlock, ExportedDisk, ProgressReporter } from '../sources/vm-export.ts'
 import { KEY } from '../run/snapshots.ts'
 import { exportedDiskVhd, exportedDiskVhdOptions } from './disk-vhd.ts'
@@ -13,7 +13,7 @@ import type { DeltaBackupTarget, TargetStep } from './target.ts'
 
 export class RemoteDeltaTarget extends RemoteTarget implements DeltaBackupTarget {
   readonly mode = 'delta'
-  /** Live VDI uuid → the chain tip's path (relative to the VM folder) a delta of that disk chains onto. */
+  /** Live VDI uuid → the path (relative to the VM folder) of the disk a delta of that disk chains onto. */
   readonly #parents = new Map<string, string>()
   /** Data files written for the backup in progress, by snapshot VDI ref. */
   readonly #vhds: Record<string, string> = {}
@@ -24,26 +24,28 @@ export class RemoteDeltaTarget extends RemoteTarget implements DeltaBackupTarget
   }
 
   /**
-   * Keeps the bases whose chain on this remote ends with that snapshot (footer uuid) and is of the format this
-   * remote writes (XO's isMergeableParent); says why each other disk goes full.
+   * Keeps the bases this remote holds a disk of (footer uuid) whose chain is of the format this remote writes
+   * (XO's isMergeableParent); says why each other disk goes full. The disk is looked for among all the VHDs of
+   * the chain folder, newest first (XO's search): a mirror of two source jobs of one VM files both jobs' chains
+   * in the same folder, so a delta's parent is not always its newest VHD. A disk that is already the parent of
+   * another is refused: a second child would fork the chain, which no clean could merge.
    */
   async checkBases(bases: ReadonlyMap<string, string>): Promise<Map<string, string>> {
     const { handler, vmUuid, jobId, name } = this.options
     const refused = new Map<string, string>()
     for (const [liveVdiUuid, baseUuid] of bases) {
-      const dir = `${vmDir(vmUuid)}/${vdiDirRef(jobId, liveVdiUuid)}`
-      const vhds = (await handler.list(dir, { ignoreMissing: true })).filter(file => file.endsWith('.vhd') && !file.startsWith('.')).sort()
-      const tip = vhds.at(-1)
-      if (tip === undefined) {
-        refused.set(liveVdiUuid, `no earlier backup of this disk on remote ${name}`)
+      const folder = `${vmDir(vmUuid)}/${vdiDirRef(jobId, liveVdiUuid)}`
+      const found = await findBaseDisk(handler, folder, baseUuid, name)
+      if ('refusal' in found) {
+        refused.set(liveVdiUuid, found.refusal)
         continue
       }
-      const reason = await chainRefusal(handler, `${dir}/${tip}`, baseUuid).catch((error: Error) => `cannot be read with its chain (${error.message})`)
+      const reason = await chainRefusal(handler, `${folder}/${found.disk}`, baseUuid).catch((error: Error) => `cannot be read with its chain (${error.message})`)
       if (reason !== undefined) {
-        refused.set(liveVdiUuid, `the newest backup of this disk on remote ${name} (${tip}) ${reason}`)
+        refused.set(liveVdiUuid, `the backup of the base snapshot on remote ${name} (${found.disk}) ${reason}`)
         continue
       }
-      this.#parents.set(liveVdiUuid, `${vdiDirRef(jobId, liveVdiUuid)}/${tip}`)
+      this.#parents.set(liveVdiUuid, `${vdiDirRef(jobId, liveVdiUuid)}/${found.disk}`)
     }
     return refused
   }
@@ -55,7 +57,7 @@ export class RemoteDeltaTarget extends RemoteTarget implements DeltaBackupTarget
     const { jobId, vmUuid } = this.options
     const parent = disk.baseUuid === undefined ? undefined : this.#parents.get(disk.liveVdiUuid)
     if (disk.baseUuid !== undefined && parent === undefined) {
-      throw new Error(`BUG: disk ${disk.liveVdiUuid} is exported as a delta but remote ${this.name} has no chain tip for it`)
+      throw new Error(`BUG: disk ${disk.liveVdiUuid} is exported as a delta but remote ${this.name} has no parent for it`)
     }
     // The parent is named relative to the new disk's name (the alias for a VhdDirectory), in the same folder.
     const parentName = parent === undefined ? undefined : posix.basename(parent)
