@@ -1,9 +1,11 @@
 // Health checks from the command line against a real daemon and the tiny lab: a job created with --health-check-sr
 // checks its backups (run list says "success, health check passed"); one whose VM never gets an agent stays a
 // successful run, says its check failed, and `job run --wait` exits 3; `backup check ID --sr SR` checks a restore
-// point by hand as a run of its own, exit 0 when it passes and 1 when it does not.
+// point by hand as a run of its own, exit 0 when it passes and 1 when it does not. A mirror job with --health-check-sr
+// checks the copy its target received the same way: passed, exit 3 when the copy does not boot, no check when nothing was copied.
 import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
+import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import { startLab, type Lab } from '../../source/lab/index.ts'
 import { tempDir } from '../helpers/tools.ts'
@@ -77,4 +79,31 @@ test('backup check ID --sr SR checks a restore point by hand, as a run of its ow
   const unbounded = await cli(daemon.socket, ['backup', 'check', good.id, '--remote', 'local', '--sr', 'Local storage', '--timeout', 'none'])
   assert.equal(unbounded.code, 1)
   assert.match(unbounded.stderr, /healthCheckTimeout must be a duration above 0/)
+})
+
+test('a mirror job with --health-check-sr checks the copy on its target: passed, exit 3 when the copy does not boot, none when nothing is copied', async () => {
+  await mkdir(join(dir.path, 'copies'))
+  await cliJson(daemon.socket, ['remote', 'add', 'copies', `file://${join(dir.path, 'copies')}`])
+  // The delta backups are of tiny-running (it boots), the full ones of tiny-halted (no guest agent).
+  const mirror = (name: string, mode: string, timeout: string) => cliJson(daemon.socket, ['job', 'create', '--name', name, '--mode', mode, '--source-remote', 'local', '--remote', 'copies', '--retention', '3',
+    '--health-check-sr', 'Local storage', '--health-check-timeout', timeout])
+  await mirror('copy-deltas', 'delta', '2m')
+  const passed = await cli(daemon.socket, ['job', 'run', 'copy-deltas', '--wait'])
+  assert.equal(passed.code, 0, passed.stderr)
+  assert.match(passed.stdout, /health check {2}\[success\]/)
+  assert.equal((await newestRun()).healthCheck, 'success')
+
+  const idle = await cliJson(daemon.socket, ['job', 'run', 'copy-deltas', '--wait'])
+  assert.equal(idle.status, 'success')
+  assert.equal(idle.healthCheck, undefined, 'nothing copied, nothing checked')
+  const vmTask = idle.tree.tasks.find((task: { message: string }) => task.message === 'backup VM')
+  assert.ok(vmTask.infos.some((info: { message: string }) => info.message === 'no health check: no backup was copied (nothing to check on the targets)'), 'the VM says why it was not checked')
+
+  await mirror('copy-fulls', 'full', '3s')
+  const failed = await cli(daemon.socket, ['job', 'run', 'copy-fulls', '--wait'])
+  assert.equal(failed.code, 3, failed.stderr)
+  assert.match(failed.stderr, /the run succeeded, but its health check failed: its backup exists and is not verified/)
+  assert.match(failed.stdout, /health check {2}\[failure\].*HEALTH_CHECK_TIMEOUT/)
+  const list = await cli(daemon.socket, ['run', 'list', '--limit', '1'])
+  assert.match(list.stdout, /success, health check failed/)
 })

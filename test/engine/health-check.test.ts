@@ -2,15 +2,17 @@
 // replica just made (an SR's) becomes a VM on the health check SR that must start, run its guest agent and, when
 // tagged for it, its script; a disk with no boot sector and a guest without tools fail; the checked VM is destroyed
 // on every path, a cancel included (it runs without network meanwhile); and the run and the VM stay successful with
-// the check's failure beside them.
+// the check's failure beside them. A mirror checks the last copy each target received, and says why it checks
+// nothing when nothing was copied.
 import assert from 'node:assert/strict'
 import { after, before, beforeEach, describe, test } from 'node:test'
 import { startBackupRun } from '../../source/engine/index.ts'
 import { HEALTH_CHECK_SCRIPT_TAG, HEALTH_CHECK_VM_TAG } from '../../source/engine/restore/health-check.ts'
 import { healthCheckMarker, HEALTH_CHECK_MARKER_OFFSET } from '../../source/lab/guest.ts'
 import { HEALTH_CHECK_TASK, type TaskNode } from '../../source/tasks/index.ts'
+import { listVmBackups } from '../../source/repository/index.ts'
 import { vmDisks, type PoolConnection, type XapiRecord } from '../../source/xapi/index.ts'
-import { job, runToEnd, startEngineLab, tasksOf, vmByName, type EngineLab } from './helpers.ts'
+import { describeFailure, job, mirrorJob, mirrorToEnd, runToEnd, startEngineLab, tasksOf, vmByName, type EngineLab } from './helpers.ts'
 
 const checksOf = (tree: TaskNode) => tasksOf(tree).filter(task => task.message === HEALTH_CHECK_TASK)
 const vmTask = (tree: TaskNode) => tasksOf(tree).find(task => task.message === 'backup VM')!
@@ -173,6 +175,90 @@ describe('health check of a remote backup', () => {
     assert.equal(errorOf(check!).code, 'HEALTH_CHECK_SR_NOT_FOUND')
     assert.equal(tree.status, 'success')
     assert.equal(tree.healthCheck, 'failure')
+  })
+})
+
+describe('health check of mirrored copies', () => {
+  let env: EngineLab
+  let conn: PoolConnection
+  let sr: XapiRecord
+  let vmUuid: string
+
+  const backUp = async () => {
+    const tree = await runToEnd(env, job({ mode: 'delta', vms: { uuids: [vmUuid] }, remotes: ['src'], schedules: [{ id: 'schedule-1', name: 'daily', cron: '0 3 * * *', timezone: 'UTC', retention: { backups: 10, snapshots: 1 } }] }))
+    assert.equal(tree.status, 'success', describeFailure(tree))
+  }
+  const checkedMirror = (settings: Record<string, unknown> = {}) => mirrorJob({ sourceRemote: 'src', remotes: ['copy-a', 'copy-b'], settings: { healthCheckSr: sr.uuid, healthCheckTimeout: '2m', ...settings } })
+  const checkedBackup = (check: TaskNode) => tasksOf(check).find(task => task.message === 'restore')?.data as { remote?: string; backupId?: string } | undefined
+
+  before(async () => {
+    env = await startEngineLab({ fixture: 'tiny', remotes: ['src', 'copy-a', 'copy-b'] })
+    conn = env.conns[0]!
+    sr = conn.all('SR').find(s => s.name_label === 'Local storage')!
+    vmUuid = vmByName(conn, 'tiny-running').uuid as string
+  })
+  after(() => env.cleanup())
+  beforeEach(() => env.lab.pools[0]!.control.reset())
+
+  test('each target checks the last copy it received, once: restored from the target, started, passed, destroyed', async () => {
+    await backUp()
+    await backUp()
+    const before = await liveVdis(conn)
+    const tree = await mirrorToEnd(env, checkedMirror())
+    assert.equal(tree.status, 'success', describeFailure(tree))
+    assert.equal(tasksOf(tree).filter(task => task.message === 'export').length, 4, 'two backups copied to each of the two targets')
+    const checks = checksOf(tree)
+    assert.equal(checks.length, 2, 'one check per target, not per copy')
+    for (const check of checks) assert.equal(check.status, 'success', JSON.stringify(check.result))
+    for (const name of ['copy-a', 'copy-b']) {
+      const newest = (await listVmBackups(env.remotes.get(name)!, vmUuid)).at(-1)!
+      assert.ok(checks.some(check => checkedBackup(check)?.remote === name && checkedBackup(check)?.backupId === newest.id), `the newest copy on ${name} is the one checked, from ${name}`)
+    }
+    const exports = tasksOf(tree).filter(task => task.message === 'export')
+    assert.ok(exports.filter(task => (task.tasks ?? []).some(child => child.message === HEALTH_CHECK_TASK)).every(task => exports.indexOf(task) >= 2), 'the checks hang under the exports of the last copy')
+    assert.equal(tree.healthCheck, 'success')
+    assert.equal(vmTask(tree).healthCheck, 'success')
+    await assertNothingLeft(conn, before)
+  })
+
+  test('nothing to copy: no check, and the VM says why; the tags the backup recorded pick the VMs checked', async () => {
+    const idle = await mirrorToEnd(env, checkedMirror())
+    assert.equal(idle.status, 'success', describeFailure(idle))
+    assert.deepEqual(checksOf(idle), [])
+    assert.ok((vmTask(idle).infos ?? []).some(info => info.message === 'no health check: no backup was copied (nothing to check on the targets)'), 'the VM says it was not checked, and why')
+    assert.equal(idle.healthCheck, undefined)
+
+    await backUp()
+    const untagged = await mirrorToEnd(env, checkedMirror({ healthCheckVmsWithTags: ['web'] }))
+    assert.equal(untagged.status, 'success', describeFailure(untagged))
+    assert.equal(tasksOf(untagged).filter(task => task.message === 'export').length, 2, 'the new backup is copied')
+    assert.deepEqual(checksOf(untagged), [])
+    assert.ok((vmTask(untagged).infos ?? []).some(info => info.message === 'no health check: the VM has none of the tags web'), 'the VM says why it is not checked')
+  })
+
+  test('a copy of a disk with no boot sector fails its checks; the copies and the run stay successful', async () => {
+    const disk = vmDisks(conn, vmByName(conn, 'tiny-running'))[0]!.vdi
+    const control = env.lab.pools[0]!.control
+    await control.writeVdi(disk.uuid as string, { offset: 0, data: Buffer.alloc(1024).toString('base64') })
+    try {
+      await backUp()
+    } finally {
+      await control.writeVdi(disk.uuid as string, { offset: 510, data: Buffer.from([0x55, 0xaa]).toString('base64') })
+    }
+    const before = await liveVdis(conn)
+    const tree = await mirrorToEnd(env, checkedMirror({ healthCheckTimeout: '3s' }))
+    const checks = checksOf(tree)
+    assert.equal(checks.length, 2)
+    for (const check of checks) {
+      assert.equal(check.status, 'failure')
+      assert.equal(errorOf(check).code, 'HEALTH_CHECK_TIMEOUT')
+      assert.match(errorOf(check).message!, /guest agent/)
+    }
+    assert.equal(tree.status, 'success', 'not verified is not a failed copy')
+    assert.equal(vmTask(tree).status, 'success')
+    assert.ok(tasksOf(tree).filter(task => task.message === 'export').every(task => task.status === 'success'), 'each target holds its copy')
+    assert.equal(tree.healthCheck, 'failure')
+    await assertNothingLeft(conn, before)
   })
 })
 

@@ -34,6 +34,12 @@ test('a mirror job parses: without vms it copies every VM of its source; a backu
   assert.equal(parseJob(DESIGN_JOB).type, 'backup')
   const distributed = parseJob({ ...DESIGN_JOB, settings: { distributeBackups: true } })
   assert.equal(resolveSettings(distributed, distributed.schedules[0]!).distributeBackups, true)
+  // The copies are health-checked as backups are: job or schedule settings.
+  const checked = parseJob({ ...MIRROR_JOB, settings: { healthCheckSr: 'sr-1', healthCheckVmsWithTags: ['prod'] }, schedules: [{ ...MIRROR_JOB.schedules[0], settings: { healthCheckTimeout: '5m' } }] })
+  assert.deepEqual(
+    (({ healthCheckSr, healthCheckVmsWithTags, healthCheckTimeout }) => ({ healthCheckSr, healthCheckVmsWithTags, healthCheckTimeout }))(resolveSettings(checked, checked.schedules[0]!)),
+    { healthCheckSr: 'sr-1', healthCheckVmsWithTags: ['prod'], healthCheckTimeout: 300_000 },
+  )
 })
 
 test("DESIGN.md's job file parses, durations become milliseconds, defaults fill the rest", () => {

@@ -1,6 +1,7 @@
 // The wizard makes mirror jobs: type mirror and its source remote on the first step; the VMs step lists the
 // VMs found on the source (picked, or filtered by the tags their backups recorded); Where offers the other
-// remotes only; When keeps backups only; How only what applies to copies; Review names the mirror.
+// remotes only; When keeps backups only; How only what applies to copies, with the health check of the copies;
+// Review names the mirror.
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { renderApp, KEYS, type Terminal } from './render.tsx'
@@ -51,10 +52,16 @@ test('wizard: a delta mirror from site-a filtered by tag, to the other remote, k
   await t.type('14')
   await t.press(KEYS.enter)
   frame = await t.waitFor('[How]')
-  assert.doesNotMatch(frame, /Compression|Offline snapshot|Health check SR/, 'nothing about snapshots or exports')
+  assert.doesNotMatch(frame, /Compression|Offline snapshot|With memory|Distribute/, 'nothing about snapshots or exports')
   assert.match(frame, /VMs at once/)
+  assert.match(frame, /Health check SR/, 'the copies can be health-checked')
+  for (let i = 0; i < 3; i++) await t.press(KEYS.down)
+  await t.type('DR storage')
+  await t.press(KEYS.down)
+  await t.type('prod')
   await t.press(KEYS.enter)
   frame = await t.waitFor('Press enter to save')
+  assert.match(frame, /Check: VMs tagged prod · on SR DR storage \(pool dr-site\) · 10m at most/)
   assert.match(frame, /Does: Delta mirror \(site-a → 1 remote\)/)
   assert.match(frame, /From: remote site-a/)
   assert.match(frame, /To: remote offsite/)
@@ -67,6 +74,7 @@ test('wizard: a delta mirror from site-a filtered by tag, to the other remote, k
     { type: 'mirror', sourceRemote: 'site-a', mode: 'delta', vms: { smart: { tags: ['prod'], notTags: [] } }, remotes: ['offsite'], srs: undefined },
   )
   assert.deepEqual((params!.job.schedules as Array<{ retention: unknown; fullInterval?: unknown }>)[0]!.retention, { backups: 14 })
+  assert.deepEqual(params!.job.settings, { concurrency: 2, healthCheckSr: 'DR storage', healthCheckVmsWithTags: ['prod'] })
   t.unmount()
 })
 

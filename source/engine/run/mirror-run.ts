@@ -1,12 +1,14 @@
 // A mirror run (XO's VmsRemote): the backups of the job's source remote copied to its target remotes. Per VM
 // (its source folder locked while it is read) and per source job, what is newer than the last backup present
 // on every target is copied in order, each keeping its timestamp, through the same VmBackup as any backup
-// (a RepositoryVmSource and the job's remote targets, retention and merges on the targets included).
+// (a RepositoryVmSource and the job's remote targets, retention and merges on the targets included). When the
+// job's settings name a health check SR, each target that received copies has the last of them checked (XO's).
 import pLimit from 'p-limit'
 import { LifeboatError } from '../../util/errors.ts'
 import { abortReason } from '../../util/abort.ts'
 import type { Task } from '../../tasks/index.ts'
 import type { RemoteHandler } from '../../storage/index.ts'
+import type { PoolConnection } from '../../xapi/index.ts'
 import { formatFilenameDate, listBackedUpVms, listVmBackups, type VmBackup as SourceBackup } from '../../repository/index.ts'
 import { findSchedule, resolveSettings, smartMismatch, vmCandidate, type Job, type Schedule } from '../jobs/index.ts'
 import { RepositoryVmSource } from '../sources/repository-source.ts'
@@ -16,7 +18,7 @@ import { remoteNotFound, runTargets, startRun, withRetries, type EngineContext, 
 import { RateLimit } from './rate-limit.ts'
 import type { RemoteLanes } from './remote-lanes.ts'
 import type { ProgressReporter } from '../sources/vm-export.ts'
-import { VmBackup } from './vm-backup.ts'
+import { healthCheckPlan, VmBackup, type HealthCheckPlan } from './vm-backup.ts'
 
 export interface MirrorOptions extends RunOptions {
   schedule?: string
@@ -51,7 +53,7 @@ async function runMirror(task: Task, signal: AbortSignal, job: MirrorJob, schedu
   const settings = resolveSettings(job, schedule)
   const rate = settings.maxExportRate > 0 ? new RateLimit(settings.maxExportRate) : undefined
   const limit = pLimit(settings.concurrency === 0 ? Math.max(1, vms.length) : settings.concurrency)
-  const mirror = new VmMirror(job, schedule, source, targets, distributed, task, signal, rate, context.remoteLanes)
+  const mirror = new VmMirror(job, schedule, source, targets, distributed, task, signal, rate, context.remoteLanes, context.pools)
   await Promise.all(
     vms.map(vmUuid =>
       limit(async () => {
@@ -80,6 +82,8 @@ class VmMirror {
     readonly signal: AbortSignal,
     readonly rate: RateLimit | undefined,
     readonly lanes: RemoteLanes | undefined,
+    /** Where the health check SR is looked for. */
+    readonly pools: ReadonlyMap<string, PoolConnection>,
   ) {}
 
   async copyVm(vmUuid: string, task: Task): Promise<{ transferred: number }> {
@@ -87,7 +91,11 @@ class VmMirror {
     const lock = await lockVmFolder(this.source, vmUuid, this.job.sourceRemote, step)
     try {
       const pending = await this.#pending(vmUuid, task)
-      for (const { backup, lacking } of pending) {
+      const check = this.#healthCheck(vmUuid, pending, task)
+      // Each target is checked once, on the last copy it received (XO's writer checks its last transfer).
+      const lastCopy = new Map<string, number>()
+      pending.forEach(({ lacking }, index) => lacking.forEach(name => lastCopy.set(name, index)))
+      for (const [index, { backup, lacking }] of pending.entries()) {
         const remotes = new Map([...this.targets].filter(([name]) => lacking.has(name)))
         const targets = createRemoteTargets({ job: this.job, schedule: this.schedule, remotes }, vmUuid, task)
         if (targets.length === 0) throw new LifeboatError('NO_TARGET', `The VM has no target in this run: the schedule "${this.schedule.name}" keeps 0 backups on every target remote. Set retention.backups.`)
@@ -100,8 +108,8 @@ class VmMirror {
         }
         try {
           const repository = new RepositoryVmSource({ handler: this.source, remote: this.job.sourceRemote, backup, jobId: this.job.id, scheduleId: this.schedule.id, report })
-          // A health check of the copies is not made yet (XO makes one when data was transferred).
-          await new VmBackup(this.job.mode, repository, targets, task, this.signal, this.rate, undefined).run()
+          const checked = new Set([...lastCopy].filter(([, last]) => last === index).map(([name]) => name))
+          await new VmBackup(this.job.mode, repository, targets, task, this.signal, this.rate, check === undefined || checked.size === 0 ? undefined : { ...check, targets: checked }).run()
         } finally {
           lease?.release()
         }
@@ -110,6 +118,17 @@ class VmMirror {
     } finally {
       await lock.release().catch(() => {})
     }
+  }
+
+  /** The health check of the VM's copies, by the tags the last backup copied recorded (XO's); says why not when there is none. */
+  #healthCheck(vmUuid: string, pending: ReadonlyArray<{ backup: SourceBackup }>, task: Task): HealthCheckPlan | undefined {
+    const settings = resolveSettings(this.job, this.schedule, { vmUuid })
+    if (settings.healthCheckSr === '') return undefined
+    if (pending.length === 0) {
+      task.info('no health check: no backup was copied (nothing to check on the targets)')
+      return undefined
+    }
+    return healthCheckPlan(this.pools, (pending.at(-1)!.backup.vm.tags as string[] | undefined) ?? [], settings, task)
   }
 
   /**

@@ -37,9 +37,11 @@ export interface VmBackupContext {
 }
 
 /** What a VM's health checks need: the SR (or why it cannot be had) and the budget of each check. */
-interface HealthCheckPlan {
+export interface HealthCheckPlan {
   sr: () => { conn: PoolConnection; sr: XapiRecord }
   timeoutMs: number
+  /** The targets checked, by name (a mirror checks each target on the last copy it received); absent: every target. */
+  targets?: ReadonlySet<string>
 }
 
 export async function backupVm(context: VmBackupContext, vmUuid: string, runTask: Task, rate?: RateLimit): Promise<void> {
@@ -49,14 +51,18 @@ export async function backupVm(context: VmBackupContext, vmUuid: string, runTask
     const targets = createTargets(context, vmUuid, task)
     const settings = resolveSettings(job, schedule, { vmUuid })
     const source = new XapiVmSource({ conn, vmUuid, job, schedule, settings, runId: context.runId, rolling: targets.length === 0 })
-    await new VmBackup(job.mode, source, targets, task, signal, rate, targets.length > 0 ? healthCheckPlan(context, vmUuid, settings, task) : undefined).run()
+    const tags = (conn.get('VM', vmUuid).tags as string[] | undefined) ?? []
+    await new VmBackup(job.mode, source, targets, task, signal, rate, targets.length > 0 ? healthCheckPlan(context.pools, tags, settings, task) : undefined).run()
   }, { signal })
 }
 
-/** The VM's health checks, when its settings and tags call for them (XO's rules); says why not otherwise. */
-function healthCheckPlan(context: VmBackupContext, vmUuid: string, settings: ReturnType<typeof resolveSettings>, task: Task): HealthCheckPlan | undefined {
+/**
+ * A VM's health checks, when its settings and its tags (the pool's, or for a copy those its backup recorded) call
+ * for them (XO's rules); says why not on the VM's task otherwise. The SR is looked for on every connected pool.
+ */
+export function healthCheckPlan(pools: ReadonlyMap<string, PoolConnection>, tags: readonly string[], settings: ReturnType<typeof resolveSettings>, task: Task): HealthCheckPlan | undefined {
   if (settings.healthCheckSr === '') return undefined
-  const why = notCheckedBecause((context.conn.get('VM', vmUuid).tags as string[] | undefined) ?? [], settings)
+  const why = notCheckedBecause(tags, settings)
   if (why !== undefined) {
     task.info(`no health check: ${why}`)
     return undefined
@@ -65,7 +71,7 @@ function healthCheckPlan(context: VmBackupContext, vmUuid: string, settings: Ret
   return {
     timeoutMs: settings.healthCheckTimeout,
     sr: () => {
-      for (const conn of context.pools.values()) {
+      for (const conn of pools.values()) {
         const sr = conn.byUuid(uuid)
         if (sr?.$type === 'SR') return { conn, sr }
       }
@@ -139,7 +145,7 @@ export class VmBackup {
   /** The target's health check, under its own task whose failure stays its own (tasks/fold.ts). Never throws. */
   async #checkHealth(target: BackupTarget, step: TargetStep): Promise<void> {
     const plan = this.healthCheck
-    if (plan === undefined) return
+    if (plan === undefined || (plan.targets !== undefined && !plan.targets.has(target.name))) return
     const task = step.task.child(HEALTH_CHECK_TASK)
     await task.run(async () => {
       const { conn, sr } = plan.sr()

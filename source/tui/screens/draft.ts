@@ -133,8 +133,8 @@ export function sourceVms(points: readonly RestorePoint[], source: string): List
 /** A mirror job copies the backups of a remote: it has no pools, no SR and nothing about snapshots. */
 export const isMirror = (draft: Draft) => draft.basics.type === 'mirror'
 
-/** Settings the wizard edits that mean something for a mirror (the others are about snapshots or exports from a pool). */
-export const MIRROR_SETTINGS = ['concurrency', 'timeout', 'deleteFirst']
+/** Settings the wizard edits that mean something for a mirror (the others are about snapshots or exports from a pool); its health check checks the copies. */
+export const MIRROR_SETTINGS = ['concurrency', 'timeout', 'deleteFirst', 'healthCheckSr', 'healthCheckVmsWithTags', 'healthCheckTimeout']
 
 /** A verify job reads the backups on remotes: no mode, no SR, no snapshot, nothing kept. */
 export const isVerify = (draft: Draft) => draft.basics.type === 'verify'

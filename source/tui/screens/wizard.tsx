@@ -106,8 +106,8 @@ function distributes(draft: Draft, setting: 'distributeBackups' | 'distributeRep
   return draft.settings[setting] === true && distributeUnavailable(draft, setting === 'distributeBackups' ? 'remotes' : 'srs') === undefined
 }
 
-/** A mirror takes no snapshot and exports nothing from a pool: the How step keeps what applies to copies. */
-const MIRROR_HOW = SETTINGS.filter(f => MIRROR_SETTINGS.includes(f.name))
+/** A mirror takes no snapshot and exports nothing from a pool: the How step keeps what applies to copies, and the check of the last copy on each target. */
+const MIRROR_HOW = [...SETTINGS, ...HEALTH_CHECK].filter(f => MIRROR_SETTINGS.includes(f.name))
 const MIRROR_SMART = SMART.filter(f => f.name !== 'power')
 const VERIFY_HOW = SETTINGS.filter(f => VERIFY_SETTINGS.includes(f.name))
 
@@ -506,7 +506,7 @@ function Review({ draft, matched, srs, problems, failure, width, rows }: { draft
       </Text>
       <Text wrap="truncate">Keep: {verify ? 'nothing (it only reads)' : retentionInWords(schedule?.retention ?? {}, { backups: job.settings?.distributeBackups === true, replications: job.settings?.distributeReplications === true })}</Text>
       <Text wrap="truncate">How: {settingsInWords(job.settings as Record<string, unknown>)}</Text>
-      {mirror || verify ? null : <Text wrap="truncate">Check: {healthCheckInWords(job.settings as Record<string, unknown>, srs)}</Text>}
+      {verify ? null : <Text wrap="truncate">Check: {healthCheckInWords(job.settings as Record<string, unknown>, srs)}</Text>}
       <Text> </Text>
       {problems.length === 0 && failure === undefined ? <Text bold>Press enter to save, esc to leave, pgup to change something.</Text> : null}
       <Problems problems={problems} width={width} rows={Math.max(1, rows - failureLines.length)} />
