@@ -16,6 +16,11 @@ const MAX_BLOCK_SIZE = 4000 * MiB
 const MIN_BLOCK_SIZE = 4 * MiB
 // Blocks staged at once by one write: memory stays at (this + 1) blocks whatever the stream's size.
 const STAGING = 3
+/**
+ * A write's request (a block, a commit, a small blob) that Azure does not answer within this long fails the write
+ * as an unavailable remote, instead of hanging the run on a server that accepted the connection and went silent.
+ */
+export const REQUEST_TIMEOUT_MS = 10 * 60_000
 // Azure's limit of sub-requests in one batch.
 const BATCH_SIZE = 256
 // Azure's bounds on a lease's duration, in seconds.
@@ -33,8 +38,11 @@ export class AzureBackend implements Backend {
   /** The remote's folder inside the container, '' or ending with '/'. */
   readonly #root: string
 
-  constructor(remote: Extract<RemoteUrl, { type: 'azure' | 'azurite' }>, label: string) {
+  readonly #requestTimeoutMs: number
+
+  constructor(remote: Extract<RemoteUrl, { type: 'azure' | 'azurite' }>, label: string, options: { requestTimeoutMs?: number } = {}) {
     this.label = label
+    this.#requestTimeoutMs = options.requestTimeoutMs ?? REQUEST_TIMEOUT_MS
     const [container = '', ...dir] = remote.path.split('/').filter(Boolean)
     this.#containerName = container
     this.#account = remote.username
@@ -130,33 +138,41 @@ export class AzureBackend implements Backend {
   write(path: string, data: WriteData, options: WriteOptions = {}): Promise<number> {
     return this.#guard(async () => {
       const blob = this.#container.getBlockBlobClient(this.#name(path))
-      const request = { conditions: options.ifAbsent === true ? { ifNoneMatch: '*' } : {}, ...(options.signal !== undefined && { abortSignal: options.signal }) }
+      // Each request its own deadline: the write as a whole may take hours, one request never minutes.
+      const bounded = () => ({ abortSignal: AbortSignal.any([...(options.signal !== undefined ? [options.signal] : []), AbortSignal.timeout(this.#requestTimeoutMs)]) })
+      const request = () => ({ conditions: options.ifAbsent === true ? { ifNoneMatch: '*' } : {}, ...bounded() })
       const refused = (error: unknown) => options.ifAbsent === true && error instanceof RestError && (error.statusCode === 409 || error.statusCode === 412)
       const checkLength = (size: number) => {
         if (options.length !== undefined && size !== options.length) throw writeIncomplete(path, this.label, size, options.length)
       }
       const upload = async (body: Buffer) => {
         checkLength(body.length)
-        await blob.upload(body, body.length, request).catch(error => Promise.reject(refused(error) ? alreadyExists(path, this.label) : error))
+        await blob.upload(body, body.length, request()).catch(error => Promise.reject(refused(error) ? alreadyExists(path, this.label) : error))
         return body.length
       }
       if (typeof data === 'string' || Buffer.isBuffer(data)) return upload(Buffer.from(data))
 
-      const staged = await stageBlocks(blob, data, options, received => writeIncomplete(path, this.label, received, options.length ?? 0))
+      const staged = await stageBlocks(blob, data, options, bounded, received => writeIncomplete(path, this.label, received, options.length ?? 0))
       // A stream smaller than one block is one request, like a buffer.
       if (staged.ids.length === 0) return upload(staged.rest)
       checkLength(staged.size)
       // Until this commit nothing of that name is visible; a write that fails before never commits its
       // blocks, and Azure discards uncommitted blocks on its own after a week.
       try {
-        await blob.commitBlockList(staged.ids, request)
+        await blob.commitBlockList(staged.ids, request())
       } catch (error) {
         // Another writer's commit of the same name discards our staged blocks (InvalidBlockList): it exists.
         if (refused(error) || (options.ifAbsent === true && (await blob.exists()))) throw alreadyExists(path, this.label)
         throw error
       }
       return staged.size
-    })
+    }).catch(error => Promise.reject(this.#timedOut(error, options.signal)))
+  }
+
+  /** The SDK's abort of a request whose deadline passed (not the run's cancel): the server went silent. */
+  #timedOut(error: unknown, signal: AbortSignal | undefined): unknown {
+    if (signal?.aborted === true || !(error instanceof Error) || error.name !== 'AbortError') return error
+    return remoteUnavailable(this.label, error, `a request got no answer within ${Math.round(this.#requestTimeoutMs / 1000)} s (the server accepted the connection and went silent)`)
   }
 
   delete(paths: string[]): Promise<void> {
@@ -286,7 +302,7 @@ function leaseLock(path: string, blob: BlockBlobClient, lease: BlobLeaseClient, 
  * Stages a stream's blocks, a few at once (memory stays at a few blocks whatever its size). A stream that
  * ends within its first block stages nothing: its bytes come back as `rest`. More bytes than `length` fail.
  */
-async function stageBlocks(blob: BlockBlobClient, data: AsyncIterable<Buffer | Uint8Array>, options: WriteOptions, tooLong: (received: number) => Error): Promise<{ ids: string[]; size: number; rest: Buffer }> {
+async function stageBlocks(blob: BlockBlobClient, data: AsyncIterable<Buffer | Uint8Array>, options: WriteOptions, bounded: () => { abortSignal: AbortSignal }, tooLong: (received: number) => Error): Promise<{ ids: string[]; size: number; rest: Buffer }> {
   const minimum = options.length === undefined ? 0 : Math.ceil(options.length / MAX_BLOCKS)
   // Without a length, blocks double every 10,000 so that any stream fits in 50,000 blocks.
   const blockSize = (index: number) => Math.min(MAX_BLOCK_SIZE, Math.max(minimum, MIN_BLOCK_SIZE * 2 ** Math.floor(index / 10_000)))
@@ -299,7 +315,7 @@ async function stageBlocks(blob: BlockBlobClient, data: AsyncIterable<Buffer | U
     const id = Buffer.from(`${nonce}-${String(ids.length).padStart(6, '0')}`).toString('base64')
     ids.push(id)
     const staged: Promise<void> = blob
-      .stageBlock(id, block, block.length, options.signal !== undefined ? { abortSignal: options.signal } : {})
+      .stageBlock(id, block, block.length, bounded())
       .then(
         () => {},
         error => {

@@ -22,6 +22,9 @@ export interface Azurite {
   kill(): Promise<void>
   /** Starts it again on the same port and data folder (after kill, or while it runs). */
   restart(): Promise<void>
+  /** SIGSTOP: it keeps its connections and answers nothing (a hung server); thaw() lets it go on. */
+  freeze(): void
+  thaw(): void
 }
 
 // azurite's well-known development account (public, in Microsoft's documentation).
@@ -96,6 +99,8 @@ export async function startAzurite(options: { container?: string; dir?: string }
       await scratch.cleanup()
     },
     kill: () => end('SIGKILL'),
+    freeze: () => void child?.kill('SIGSTOP'),
+    thaw: () => void child?.kill('SIGCONT'),
     async restart() {
       await end('SIGTERM')
       await start()
@@ -104,8 +109,8 @@ export async function startAzurite(options: { container?: string; dir?: string }
 }
 
 /** The bare Azure backend of an azure or azurite URL (no decorators), labelled with the URL redacted. */
-export function azureBackendOf(url: string): AzureBackend {
+export function azureBackendOf(url: string, options: { requestTimeoutMs?: number } = {}): AzureBackend {
   const remote = parseRemoteUrl(url)
   if (remote.type !== 'azurite' && remote.type !== 'azure') throw new Error(`${redactRemoteUrl(url)} is not an Azure remote`)
-  return new AzureBackend(remote, redactRemoteUrl(url))
+  return new AzureBackend(remote, redactRemoteUrl(url), options)
 }
