@@ -26,7 +26,7 @@ test("verify waits for the VM folder's lock that a backup or merge holds, then v
     const vmTask = tree?.tasks?.[0]?.tasks?.[0]
     return vmTask?.infos?.find(info => /waiting for the VM's folder/.test(info.message))
   }, 30_000)
-  assert.ok(waiting)
+  assert.ok(waiting, 'verify said it waits for the lock')
   assert.equal(foldRun(run.log.events)!.status, 'pending', 'nothing verified while the lock is held')
   await held.release()
   const tree = await run.done
