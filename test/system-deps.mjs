@@ -17,6 +17,8 @@ export const SYSTEM_DEPS = [
   { command: 'ganesha.nfsd', pkg: 'nfs-ganesha', why: 'the NFS server the NFS remote is tested against' },
   { file: '/usr/lib/x86_64-linux-gnu/ganesha/libfsalvfs.so', pkg: 'nfs-ganesha-vfs', why: "nfs-ganesha's backend that exports a local folder" },
   { command: 'rpcbind', pkg: 'rpcbind', why: 'the portmapper nfs-ganesha registers NFSv3 with' },
+  { command: 'mkfs.ext4', pkg: 'e2fsprogs', why: 'ext2/3/4 images (mkfs -d) the ext reader and file-level restore tests read' },
+  { command: 'debugfs', pkg: 'e2fsprogs', why: 'marks an ext journal as needing recovery in the ext reader test' },
   { command: 'sfdisk', pkg: 'fdisk', why: 'partition tables of the disks the file-level restore tests build' },
   { command: 'mkfs.xfs', pkg: 'xfsprogs', why: 'XFS volumes for the file-level restore tests' },
   { command: 'pvcreate', pkg: 'lvm2', why: 'LVM2 metadata written by the real tools (pvcreate, vgcreate, lvcreate) for the file-level restore tests' },

@@ -61,7 +61,7 @@ export const FILE_RESTORE_COMMANDS: Record<string, Record<string, Subcommand>> =
           for (const disk of opened.disks) disks.push({ ...disk, volumes: await client.call('fileRestore.volumes', { session: opened.session, disk: disk.id }) })
           context.print({ vm: opened.vm, backupDate: opened.backupDate, disks }, () =>
             disks.map(disk => `disk ${disk.id}: ${disk.name} (${formatBytes(disk.size)})\n` + table(['VOLUME', 'SIZE', 'TYPE', 'CONTENT', 'LABEL', 'BROWSABLE'],
-              disk.volumes.map(v => [v.id, formatBytes(v.size), v.kind, v.content, v.label ?? '', v.browsable ? 'yes' : `no: ${v.reason}`]))).join('\n'))
+              disk.volumes.map(v => [v.id, formatBytes(v.size), v.kind, v.content, v.label ?? '', v.browsable ? (v.warning === undefined ? 'yes' : `yes: ${v.warning}`) : `no: ${v.reason}`]))).join('\n'))
         } finally {
           await client.call('fileRestore.close', { session: opened.session }).catch(() => {})
         }

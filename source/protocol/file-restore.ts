@@ -37,6 +37,8 @@ export interface FileRestoreVolume {
   label?: string
   browsable: boolean
   reason?: string
+  /** Browsable, but with a caveat (an ext journal that was not replayed). */
+  warning?: string
 }
 
 export interface FileRestoreEntry {

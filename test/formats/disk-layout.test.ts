@@ -1,5 +1,5 @@
 // The disk layout readers on images built here: MBR with logical partitions, GPT, no table; the bounded block
-// cache; LVM text metadata; and ext4 read in user space with ext2fs (the path taken without root).
+// cache; LVM text metadata; and ext4 read in user space through the browser (test/formats/ext.test.ts has the rest).
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { createHash, randomBytes } from 'node:crypto'
@@ -89,7 +89,7 @@ test('LVM text metadata: comments, escapes, lists; hidden volumes left out; a th
   assert.throws(() => parseLvmText('vg { a = '), { code: 'LVM_BAD_METADATA' })
 })
 
-test('ext4 read in user space (ext2fs, no root): pages, a symbolic link, binary bytes as written', async () => {
+test('ext4 read in user space (no root): pages, a symbolic link, binary bytes as written', async () => {
   const dir = await tempDir()
   try {
     const root = join(dir.path, 'root')

@@ -1,54 +1,41 @@
-// ext2/3/4 read in user space with ext2fs (libext2fs in wasm) over the restore point's disk: no root, no mount.
-import { posix } from 'node:path'
-import ext2fs, { type Ext2Fs } from 'ext2fs'
-import { Disk, type ReadResult, type WriteResult } from 'file-disk'
+// ext2/3/4 browsed with the project's own reader (formats/ext) over the restore point's disk: no root, no mount,
+// a folder read in one pass over its blocks.
+import { Readable } from 'node:stream'
 import type { DiskReader } from '../../formats/disk/index.ts'
+import { ExtFileSystem, isSymlink, readSuperblock, type Inode } from '../../formats/ext/index.ts'
 import { LifeboatError } from '../../util/errors.ts'
 import { byteOrder, entryType, type BrowsableFileSystem, type FileEntry } from './filesystem.ts'
 
-/** file-disk's Disk over our reader: read-only; the few writes a mount makes stay in memory (recordWrites). */
-class ReaderDisk extends Disk {
-  constructor(private readonly reader: DiskReader) {
-    super(true, true, false, false)
-  }
-
-  protected async _getCapacity(): Promise<number> {
-    return this.reader.size
-  }
-
-  protected async _read(buffer: Buffer, bufferOffset: number, length: number, fileOffset: number): Promise<ReadResult> {
-    const count = Math.max(0, Math.min(length, this.reader.size - fileOffset))
-    if (count > 0) (await this.reader.read(fileOffset, count)).copy(buffer, bufferOffset)
-    return { bytesRead: count, buffer }
-  }
-
-  protected async _write(): Promise<WriteResult> {
-    throw new LifeboatError('NOT_SUPPORTED', 'A backup is read-only.')
-  }
-
-  protected async _flush(): Promise<void> {}
-}
-
 export async function openExt(reader: DiskReader): Promise<BrowsableFileSystem> {
-  let fs: Ext2Fs
-  try {
-    fs = await ext2fs.mount(new ReaderDisk(reader))
-  } catch (error) {
-    throw new LifeboatError('FILE_RESTORE_BAD_FILESYSTEM', `The ext file system cannot be opened (${(error as Error).message}); it may be damaged or use a feature ext2fs does not read.`, { cause: error })
+  const fs = await ExtFileSystem.open(reader)
+  const find = async (path: string): Promise<Inode> => {
+    const inode = await fs.lookup(path)
+    if (inode === undefined) throw new LifeboatError('FILE_RESTORE_NOT_FOUND', `${path} is not in this backup; list its folder to see what is there.`)
+    return inode
   }
   return {
     kind: 'ext',
     async names(dir) {
-      return (await fs.promises.readdir(dir)).filter(name => name !== '.' && name !== '..').sort(byteOrder)
+      return [...(await fs.folder(await find(dir))).keys()].sort(byteOrder)
     },
     async stat(path) {
-      const stats = await fs.promises.lstat(path)
-      const type = entryType(stats.mode)
-      const entry: FileEntry = { name: posix.basename(path), type, size: type === 'directory' ? 0 : stats.size, mtime: stats.mtime.getTime(), mode: stats.mode & 0o7777, uid: stats.uid, gid: stats.gid }
-      if (type === 'symlink') entry.target = await fs.promises.readlink(path)
+      const inode = await find(path)
+      const type = entryType(inode.mode)
+      const name = path.slice(path.lastIndexOf('/') + 1)
+      const entry: FileEntry = { name, type, size: type === 'directory' ? 0 : inode.size, mtime: inode.mtimeMs, mode: inode.mode & 0o7777, uid: inode.uid, gid: inode.gid }
+      if (isSymlink(inode)) entry.target = await fs.readLink(inode)
       return entry
     },
-    createReadStream: path => fs.createReadStream(path),
-    close: () => ext2fs.umount(fs),
+    createReadStream: path => Readable.from((async function* () {
+      yield* fs.content(await find(path))
+    })(), { objectMode: false }),
+    async close() {},
   }
+}
+
+/** What an administrator browsing the volume should know: a journal not replayed (undefined when nothing, or when the superblock does not read: opening says why). */
+export async function extWarning(reader: DiskReader): Promise<string | undefined> {
+  const superblock = await readSuperblock(reader).catch(() => undefined)
+  if (superblock?.needsRecovery !== true) return undefined
+  return 'its journal holds changes not yet written in place (the system was not shut down cleanly); they are not replayed (a backup is read-only), so the newest changes may be missing or half written'
 }

@@ -1,5 +1,5 @@
 // The file systems file-level restore browses, behind one small interface: ext2/3/4 read in user space
-// (ext2fs), XFS and NTFS mounted read-only by the kernel (root only).
+// (formats/ext), XFS and NTFS mounted read-only by the kernel (root only).
 import type { Readable } from 'node:stream'
 import type { FileRestoreEntry } from '../../protocol/file-restore.ts'
 

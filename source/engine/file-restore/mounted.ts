@@ -1,8 +1,7 @@
-// File systems mounted by the kernel: the volume is shown as a FUSE file (read from the chain on demand, never
-// copied), then mounted read-only — XFS and ext on a read-only loop device without replaying their log
-// (`norecovery`, `noload`), NTFS by ntfs-3g `ro` — and unmounted on every path out. XFS and NTFS have no
-// user-space reader here; ext goes this way too when root, as the kernel looks names up in a folder of
-// 100 000 entries by its hash index where ext2fs scans the folder for each one.
+// File systems mounted by the kernel, for the ones without a user-space reader here (XFS, NTFS): the volume is
+// shown as a FUSE file (read from the chain on demand, never copied), then mounted read-only — XFS on a
+// read-only loop device without replaying its log (`norecovery`), NTFS by ntfs-3g `ro` — and unmounted on every
+// path out. ext is read by Lifeboat's own reader (formats/ext), root or not.
 import { createReadStream } from 'node:fs'
 import { lstat, mkdir, mkdtemp, readdir, readlink, rm } from 'node:fs/promises'
 import { join, posix } from 'node:path'
@@ -11,23 +10,21 @@ import { LifeboatError } from '../../util/errors.ts'
 import { byteOrder, entryType, type BrowsableFileSystem, type FileEntry } from './filesystem.ts'
 import { mountFuseFile, run, unmount, type FuseFile } from './fuse.ts'
 
-export type MountedKind = 'ext' | 'xfs' | 'ntfs'
+export type MountedKind = 'xfs' | 'ntfs'
 
 const NEEDS: Record<MountedKind, string> = {
-  ext: 'util-linux (losetup, mount) and /dev/fuse',
   xfs: 'the kernel\'s xfs module, util-linux (losetup, mount) and /dev/fuse',
   ntfs: 'ntfs-3g (Debian package ntfs-3g) and /dev/fuse',
 }
-const LOOP_OPTIONS = { ext: ['-t', 'ext4', '-o', 'ro,noload'], xfs: ['-t', 'xfs', '-o', 'ro,norecovery,nouuid'] } as const
 
-/** Whether this process may mount (root); without it XFS and NTFS cannot be read, ext goes through ext2fs. */
+/** Whether this process may mount (root); without it XFS and NTFS cannot be read. */
 export function canMount(): boolean {
   return process.getuid?.() === 0
 }
 
 /** Mounts the volume read-only under `workDir` (a folder of its own is made in it). */
 export async function openMounted(kind: MountedKind, reader: DiskReader, workDir: string): Promise<BrowsableFileSystem> {
-  if (kind !== 'ext' && !canMount()) throw needsRoot(kind)
+  if (!canMount()) throw needsRoot(kind)
   await mkdir(workDir, { recursive: true, mode: 0o700 })
   const dir = await mkdtemp(join(workDir, `${kind}-`))
   const undo: Array<() => Promise<unknown>> = [() => rm(dir, { recursive: true, force: true })]
@@ -41,10 +38,10 @@ export async function openMounted(kind: MountedKind, reader: DiskReader, workDir
     await mkdir(root)
     const fuse: FuseFile = await mountFuseFile(view, 'disk', reader)
     undo.push(() => fuse.close())
-    if (kind !== 'ntfs') {
+    if (kind === 'xfs') {
       const loop = (await run('losetup', ['--read-only', '--find', '--show', fuse.path])).trim()
       undo.push(() => run('losetup', ['-d', loop]))
-      await run('mount', [...LOOP_OPTIONS[kind], loop, root])
+      await run('mount', ['-t', 'xfs', '-o', 'ro,norecovery,nouuid', loop, root])
     } else {
       await run('ntfs-3g', ['-o', 'ro', fuse.path, root])
     }
@@ -79,6 +76,6 @@ function mountedFileSystem(kind: MountedKind, root: string, cleanUp: () => Promi
   }
 }
 
-export function needsRoot(kind: 'xfs' | 'ntfs'): LifeboatError {
+export function needsRoot(kind: MountedKind): LifeboatError {
   return new LifeboatError('FILE_RESTORE_NEEDS_ROOT', `Reading ${kind.toUpperCase()} needs root: the daemon shows the disk to the kernel through FUSE and mounts it read-only, which needs ${NEEDS[kind]}. Run the Lifeboat daemon as root (ext2/3/4 is read without root), or restore the whole VM.`)
 }

@@ -1,6 +1,7 @@
 // One restore point opened for file-level restore: its disks read straight from their chains on the remote
 // (one cached random-access reader each, never a copy), their partitions and LVM volumes found, and each
-// file system opened when first browsed. close() releases everything (kernel mounts included).
+// file system opened when first browsed (ext by Lifeboat's own reader, XFS and NTFS by the kernel). close()
+// releases everything (kernel mounts included).
 import { VhdChain } from '../../formats/vhd/index.ts'
 import {
   cachedBlockReader, fileSystemLabel, logicalVolumeReader, probeContent, readPartitionTable, readPhysicalVolume, sliceReader, volumeGroupOf,
@@ -11,7 +12,7 @@ import { resolveInVmDir, type BackupMetadata } from '../../repository/index.ts'
 import { LifeboatError } from '../../util/errors.ts'
 import { parseBackupId, readMetadata } from '../restore/index.ts'
 import { FileSystemBrowser } from './browse.ts'
-import { openExt } from './ext.ts'
+import { extWarning, openExt } from './ext.ts'
 import { canMount, needsRoot, openMounted } from './mounted.ts'
 import type { BrowsableFileSystem } from './filesystem.ts'
 
@@ -36,6 +37,8 @@ export interface Volume {
   /** Whether it can be browsed here, and if not why. */
   browsable: boolean
   reason?: string
+  /** Browsable, with a caveat: an ext journal holding changes that are not replayed. */
+  warning?: string
 }
 
 interface OpenDisk {
@@ -134,7 +137,8 @@ export class FileRestoreSession {
       const reader = sliceReader(disk, place.offset, place.size)
       const content = await probeContent(reader)
       const label = await fileSystemLabel(reader, content)
-      out.push({ volume: { ...place, content, ...(label !== undefined && { label }), ...browsability(content) }, reader })
+      const warning = content === 'ext' ? await extWarning(reader) : undefined
+      out.push({ volume: { ...place, content, ...(label !== undefined && { label }), ...browsability(content), ...(warning !== undefined && { warning }) }, reader })
       if (content === 'lvm') out.push(...(await this.#logicalVolumes(place.id, reader, groups)))
     }
     return out
@@ -154,7 +158,8 @@ export class FileRestoreSession {
         const reader = logicalVolumeReader(vg, lv, uuid => pvs.get(uuid))
         const content = await probeContent(reader)
         const label = await fileSystemLabel(reader, content)
-        out.push({ volume: { id, offset: 0, size: lv.size, kind: 'logical volume', content, ...(label !== undefined && { label }), ...browsability(content) }, reader })
+        const warning = content === 'ext' ? await extWarning(reader) : undefined
+        out.push({ volume: { id, offset: 0, size: lv.size, kind: 'logical volume', content, ...(label !== undefined && { label }), ...browsability(content), ...(warning !== undefined && { warning }) }, reader })
       } catch (error) {
         if (!(error instanceof LifeboatError)) throw error
         out.push({ volume: { id, offset: 0, size: lv.size, kind: 'logical volume', content: 'unknown', browsable: false, reason: error.message } })
@@ -200,7 +205,7 @@ export class FileRestoreSession {
     const { volume, reader } = found
     if (!volume.browsable || reader === undefined) throw new LifeboatError('FILE_RESTORE_NOT_BROWSABLE', `Volume ${volumeId} of disk ${diskId} cannot be browsed: ${volume.reason}.`)
     const kind = volume.content as 'ext' | 'xfs' | 'ntfs'
-    const fs: BrowsableFileSystem = kind === 'ext' && !canMount() ? await openExt(reader) : await openMounted(kind, reader, this.#workDir)
+    const fs: BrowsableFileSystem = kind === 'ext' ? await openExt(reader) : await openMounted(kind, reader, this.#workDir)
     if (this.#closed) {
       await fs.close()
       throw new LifeboatError('FILE_RESTORE_SESSION_CLOSED', 'This file-restore session was closed while the volume was being opened.')

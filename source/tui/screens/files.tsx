@@ -266,6 +266,11 @@ function VolumesView({ rows, list, height, width }: { rows: VolumeRow[] | undefi
           {line}
         </Text>
       ))}
+      {chosen?.browsable === true && chosen.warning !== undefined ? wrapText(`⚠ ${chosen.warning}`, width).slice(0, 3).map((line, i) => (
+        <Text key={i} color={tone('yellow')}>
+          {line}
+        </Text>
+      )) : null}
     </Box>
   )
 }

@@ -1,4 +1,4 @@
-// Without root, XFS and NTFS are refused with what they need (and ext is still read, through ext2fs): run here
+// Without root, XFS and NTFS are refused with what they need (ext is read by Lifeboat's own reader): run here
 // as the unprivileged user `nobody` (runuser, so the test itself runs as root).
 import { test } from 'node:test'
 import assert from 'node:assert/strict'

@@ -1,4 +1,4 @@
-// The part of ext2fs 4.2.5 (libext2fs compiled to wasm, no types of its own) that file-level restore uses.
+// The part of ext2fs 4.2.5 (libext2fs compiled to wasm, no types of its own) that the file-restore benchmark compares with.
 declare module 'ext2fs' {
   import type { Readable } from 'node:stream'
   import type { Disk } from 'file-disk'
