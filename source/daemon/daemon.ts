@@ -233,7 +233,7 @@ export class Daemon {
     }
     const plan = options.planFirst === true && job.type !== 'mirror' ? await this.planJob(stored, chosen.id).catch(error => void this.log(`job "${job.name}": the plan before the run failed: ${(error as Error).message}`)) : undefined
     const common = { schedule: chosen.id ?? chosen.name }
-    const runId = await this.runs.start('backup', info, onEvent =>
+    const runId = await this.runs.start(job.type === 'mirror' ? 'mirror' : 'backup', info, onEvent =>
       job.type === 'mirror'
         ? startMirrorRun(job, this.context, { ...common, onEvent, distributedJobs: this.#distributedJobs() })
         : startBackupRun(job, this.context, { ...common, onEvent, ...(plan !== undefined && { plan }) }),

@@ -143,7 +143,7 @@ export function buildHandlers(daemon: Daemon): Record<MethodName, MethodHandler>
     'run.get': async ({ runId }) => {
       const live = runs.liveTree(runId)
       const tree = live?.tree ?? (await runs.tree(runId))
-      const summary = runs.summary(runId) ?? { runId, kind: tree.message === 'restore' || tree.message === 'verify' ? tree.message : 'backup', start: tree.start, status: tree.status }
+      const summary = runs.summary(runId) ?? { runId, kind: tree.message === 'restore' || tree.message === 'verify' ? tree.message : tree.data?.type === 'mirror' ? 'mirror' : 'backup', start: tree.start, status: tree.status }
       return { summary, tree, ...(live !== undefined && { eventCount: live.eventCount }) }
     },
     'run.cancel': ({ runId }) => {

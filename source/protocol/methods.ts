@@ -162,7 +162,7 @@ export type BackupListEntry = RestorePoint & { verification?: VerificationState 
 export interface RunSummary {
   runId: string
   /** A health check run is a manual check of one restore point (backup.check); a backup run's checks are in its tree. */
-  kind: 'backup' | 'restore' | 'health check' | 'verify' | 'file-restore'
+  kind: 'backup' | 'mirror' | 'restore' | 'health check' | 'verify' | 'file-restore'
   jobId?: string
   jobName?: string
   scheduleName?: string

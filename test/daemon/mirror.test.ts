@@ -122,7 +122,9 @@ test('4 delta backups, a mirror killed with -9 mid-copy, the next run resumes: e
   assert.ok(partial.length < 4, `the kill came before the end (${partial.length} copied)`)
 
   daemon = await startDaemon(dataDir)
-  assert.equal((await cliJson(daemon.socket, ['run', 'show', runId])).summary.status, 'interrupted')
+  const killed = (await cliJson(daemon.socket, ['run', 'show', runId])).summary
+  assert.equal(killed.status, 'interrupted')
+  assert.equal(killed.kind, 'mirror', 'a mirror run is listed as one (it said backup)')
   const resumed = await cliJson(daemon.socket, ['job', 'run', 'offsite', '--wait'])
   assert.equal(resumed.status, 'success', JSON.stringify(resumed.tree))
 

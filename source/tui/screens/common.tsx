@@ -54,10 +54,10 @@ export function lastRunCell(run: RunSummary | undefined): Cell {
   return { text: `${cell.text} ${check.glyph}`, tone: check.tone }
 }
 
-/** What a run was: its job (and schedule), or the restore or health check it is. */
+/** What a run was: its job (and schedule), a mirror's said so, or the restore or health check it is. */
 export function runLabel(run: RunSummary): string {
-  if (run.kind !== 'backup') return `${run.kind} ${run.jobName ?? ''}`.trimEnd()
-  return `${run.jobName ?? run.jobId ?? '-'}${run.scheduleName === undefined ? '' : ` (${run.scheduleName})`}`
+  if (run.kind !== 'backup' && run.kind !== 'mirror') return `${run.kind} ${run.jobName ?? ''}`.trimEnd()
+  return `${run.kind === 'mirror' ? 'mirror ' : ''}${run.jobName ?? run.jobId ?? '-'}${run.scheduleName === undefined ? '' : ` (${run.scheduleName})`}`
 }
 
 export function vmsLabel(job: Job): string {
