@@ -49,6 +49,7 @@ function jobFromFlags(context: CommandContext): JobInput {
     ...((sourceRemote === undefined || filtered) && { vms: uuids.length > 0 ? { uuids } : { smart } }),
     remotes: listOption(context, 'remote'),
     srs: listOption(context, 'sr'),
+    ...(stringOption(context, 'proxy') !== undefined && { proxy: stringOption(context, 'proxy') }),
     settings: {
       ...(concurrency !== undefined && { concurrency }),
       ...(healthCheckSr !== undefined && { healthCheckSr }),
@@ -105,6 +106,7 @@ export const JOB_COMMANDS: Record<string, Record<string, Subcommand>> = {
         'not-tag': { value: 'T', multiple: true, help: 'smart selection: not VMs with this tag' },
         remote: { value: 'R', multiple: true, help: 'a remote to write to (by name)' },
         'source-remote': { value: 'R', help: 'a mirror job: copies the backups of this remote to the --remote ones (--vm and --tag filter its VMs)' },
+        proxy: { value: 'NAME', help: "run the job on this proxy ('proxy list'): the data goes from the pool to the remotes through it, not the appliance" },
         sr: { value: 'SR', multiple: true, help: 'an SR to replicate to (uuid or unique name; full mode: disaster recovery, delta: continuous replication)' },
         cron: { value: '"0 3 * * *"', help: 'when the schedule fires (default 0 3 * * *: 03:00 every day)' },
         timezone: { value: 'TZ', help: "the schedule's IANA timezone, e.g. Europe/Paris (default: this machine's)" },

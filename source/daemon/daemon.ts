@@ -19,6 +19,7 @@ import { DaemonState, type StoredJob } from './state.ts'
 import { Pools, withoutUrlCredentials } from './pools.ts'
 import { Remotes } from './remotes.ts'
 import { Proxies } from './proxies.ts'
+import { startDelegatedRun } from './delegated-run.ts'
 import { openRemote } from '../storage/index.ts'
 import { Runs } from './runs.ts'
 import { Verifications } from './verifications.ts'
@@ -169,7 +170,7 @@ export class Daemon {
   /** Validates a job and gives it (and its schedules) ids; an update keeps the ids of schedules it keeps. */
   prepareJob(input: unknown, previous?: Job): Job {
     const remotes = new Map(this.state.data.remotes.map(remote => [remote.name, { freeSpaceKnown: this.remotes.freeSpaceKnown(remote.name) }]))
-    const job = checkJob(parseJob(input), { remotes, pools: this.pools.list(), srs: listSrs([...this.pools.connections.values()]), unusableSrs: listSrs([...this.pools.connections.values()], 'unusable') })
+    const job = checkJob(parseJob(input), { remotes, pools: this.pools.list(), srs: listSrs([...this.pools.connections.values()]), unusableSrs: listSrs([...this.pools.connections.values()], 'unusable'), proxies: new Set(this.state.data.proxies.map(proxy => proxy.name)) })
     const other = this.state.data.jobs.find(s => s.job.name === job.name && s.job.id !== previous?.id)
     if (other !== undefined) throw new LifeboatError('JOB_NAME_TAKEN', `Another job is already named "${job.name}"; choose another name.`)
     return {
@@ -233,6 +234,11 @@ export class Daemon {
     }
     const plan = options.planFirst === true && job.type !== 'mirror' ? await this.planJob(stored, chosen.id).catch(error => void this.log(`job "${job.name}": the plan before the run failed: ${(error as Error).message}`)) : undefined
     const common = { schedule: chosen.id ?? chosen.name }
+    if (job.proxy !== undefined) {
+      const runId = await this.runs.start('backup', { ...info, proxy: job.proxy }, onEvent => this.#delegatedRun(job, common.schedule, onEvent))
+      this.log(`job "${job.name}": run ${runId} started on the proxy "${job.proxy}" (schedule "${chosen.name}")`)
+      return runId
+    }
     const runId = await this.runs.start(job.type === 'mirror' ? 'mirror' : 'backup', info, onEvent =>
       job.type === 'mirror'
         ? startMirrorRun(job, this.context, { ...common, onEvent, distributedJobs: this.#distributedJobs() })
@@ -240,6 +246,24 @@ export class Daemon {
     )
     this.log(`job "${job.name}": run ${runId} started (schedule "${chosen.name}")`)
     return runId
+  }
+
+  /**
+   * A backup run on the job's proxy: the job and its schedule, with the credentials of the run (its pools'
+   * passwords, its remotes' URLs): the pools of its smart selection, else every pool (the proxy selects the VMs).
+   */
+  #delegatedRun(job: Job, schedule: string, onEvent: (event: TaskEvent) => void) {
+    const wanted = 'smart' in job.vms && job.vms.smart.pools.length > 0 ? new Set(job.vms.smart.pools) : undefined
+    const pools = this.state.data.pools.filter(pool => wanted === undefined || wanted.has(pool.id)).map(pool => ({ url: pool.url, username: pool.username, password: this.state.poolPassword(pool.id) ?? '' }))
+    const remotes = job.remotes.map(name => ({ name, url: this.state.remoteUrl(name) ?? '' })).filter(remote => remote.url !== '')
+    const schedules = job.schedules.find(s => s.id === schedule || s.name === schedule)!
+    return startDelegatedRun(this.proxies, {
+      proxy: job.proxy!,
+      root: { name: 'backup run', data: { jobId: job.id!, jobName: job.name, mode: job.mode, scheduleId: schedules.id ?? schedules.name, scheduleName: schedules.name } },
+      spec: { job, schedule, pools, remotes },
+      onEvent,
+      log: this.log,
+    })
   }
 
   /** The jobs whose backups a mirror skips: they distribute them over several remotes, so no remote has their chains whole. */

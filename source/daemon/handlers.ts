@@ -82,7 +82,7 @@ export function buildHandlers(daemon: Daemon): Record<MethodName, MethodHandler>
     'proxy.list': () => daemon.proxies.list(),
     'proxy.test': ({ name }) => daemon.proxies.test(name),
     'proxy.remove': async ({ name }) => {
-      await daemon.proxies.remove(name, [])
+      await daemon.proxies.remove(name, state.data.jobs.filter(stored => stored.job.proxy === name).map(stored => stored.job.name))
       daemon.stateChanged('proxies')
       return {}
     },

@@ -18,6 +18,8 @@ export interface KnownTargets {
   srs: Sr[]
   /** Their ISO libraries and removable devices. */
   unusableSrs: Sr[]
+  /** The proxies' names. */
+  proxies: ReadonlySet<string>
 }
 
 /** The job with its smart selection's pools and its SRs stored as uuids (they may be given by name); JOB_INVALID lists every mistake. */
@@ -35,6 +37,10 @@ export function checkJob(job: Job, known: KnownTargets): Job {
   if (job.sourceRemote !== undefined && !known.remotes.has(job.sourceRemote)) {
     problems.push({ path: 'sourceRemote', message: `No remote is named "${job.sourceRemote}"; 'npx lifeboat remote list' shows them, 'npx lifeboat remote add' adds one.` })
   }
+  if (job.proxy !== undefined && !known.proxies.has(job.proxy)) {
+    problems.push({ path: 'proxy', message: `No proxy is named "${job.proxy}"; 'npx lifeboat proxy list' shows them, 'npx lifeboat proxy add' adds one.` })
+  }
+  if (job.proxy !== undefined && job.type !== 'backup') problems.push({ path: 'proxy', message: `a ${job.type} job runs on the appliance: only backup jobs are delegated to a proxy for now.` })
   job.remotes.forEach((name, index) => {
     if (!known.remotes.has(name)) problems.push({ path: `remotes.${index}`, message: `No remote is named "${name}"; 'npx lifeboat remote list' shows them, 'npx lifeboat remote add' adds one.` })
   })

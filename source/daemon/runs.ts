@@ -46,7 +46,7 @@ export class Runs {
   }
 
   /** Starts a run through `start` (the engine); a job already running is refused with JOB_RUNNING. */
-  async start(kind: RunSummary['kind'], info: { jobId?: string; jobName?: string; scheduleName?: string }, start: RunStarter): Promise<string> {
+  async start(kind: RunSummary['kind'], info: { jobId?: string; jobName?: string; scheduleName?: string; proxy?: string }, start: RunStarter): Promise<string> {
     if (info.jobId !== undefined) {
       const running = this.#byJob.get(info.jobId)
       if (running !== undefined) {

@@ -33,6 +33,11 @@ export class ClientConnection {
   }
 
   notify<N extends NotificationName>(method: N, params: Notifications[N]): void {
+    this.send(method, params)
+  }
+
+  /** A notification of another table than the daemon's (the proxy's run.event). */
+  send(method: string, params: unknown): void {
     if (this.socket.destroyed) return
     if (this.#dropping) return
     if (this.socket.writableLength > CLIENT_QUEUE_BYTES) {

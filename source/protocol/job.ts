@@ -128,6 +128,8 @@ const jobObject = z
     remotes: uuidList('a remote name').default([]),
     /** Replication target SRs by uuid. */
     srs: uuidList('an SR uuid').default([]),
+    /** The proxy its runs execute on (by name, 'lifeboat proxy list'); absent: on the appliance. */
+    proxy: z.string({ error: 'proxy must be the name of a proxy.' }).min(1).max(64).optional(),
     settings: settingsInputSchema.default({}),
     /** Per-VM and per-target settings (XO's settings keyed by VM uuid, remote or SR). */
     overrides: z

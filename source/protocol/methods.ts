@@ -163,6 +163,8 @@ export interface RunSummary {
   runId: string
   /** A health check run is a manual check of one restore point (backup.check); a backup run's checks are in its tree. */
   kind: 'backup' | 'mirror' | 'restore' | 'health check' | 'verify' | 'file-restore'
+  /** The proxy the run executes on; absent: the appliance. */
+  proxy?: string
   jobId?: string
   jobName?: string
   scheduleName?: string

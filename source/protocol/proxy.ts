@@ -2,6 +2,7 @@
 // JSON-RPC line framing as the daemon's socket), and what the administrator's CLI shows of a proxy.
 import { z } from 'zod'
 import { LifeboatError } from '../util/errors.ts'
+import type { TaskEvent } from '../tasks/task.ts'
 
 const none = z.strictObject({}).optional()
 
@@ -11,10 +12,32 @@ export const PROXY_SOCKET = 'proxy.sock'
 /** A proxy's name: what jobs name it by. */
 export const PROXY_NAME = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, { error: 'a proxy name is 1-64 letters, digits, ".", "_" or "-", starting with a letter or digit.' })
 
+const secretText = z.string().max(4000)
+
+/**
+ * A delegated run's specification: the job (with its ids) and the schedule it runs under (the proxy, of the same
+ * version, resolves the settings and selects the VMs exactly as the appliance would), and the credentials the run
+ * needs: its pools' and its remotes' (URLs with their keys). The proxy holds them in memory for the run only.
+ */
+export const runSpecSchema = z.strictObject({
+  /** The appliance's runId: the proxy's log lines name it. */
+  applianceRunId: z.string().min(1).max(200),
+  job: z.unknown(),
+  schedule: z.string().min(1).max(200),
+  pools: z.array(z.strictObject({ url: z.string().min(1).max(2000), username: z.string().max(2000), password: secretText })).max(100),
+  remotes: z.array(z.strictObject({ name: z.string().min(1).max(200), url: secretText })).max(100),
+})
+export type RunSpec = z.infer<typeof runSpecSchema>
+
 export const proxyMethodParams = {
   /** The appliance says who it is; the proxy answers with its own version (the appliance refuses another one). */
   'hello': z.strictObject({ version: z.string().min(1).max(100) }),
   'ping': none,
+  /** Starts a delegated run; its events are sent to the connections that attach to it. */
+  'run.start': runSpecSchema,
+  /** The run's events after `after` (-1: all kept), then each new one as a run.event notification on this connection. */
+  'run.attach': z.strictObject({ runId: z.string().min(1).max(200), after: z.number().int().min(-1) }),
+  'run.cancel': z.strictObject({ runId: z.string().min(1).max(200), reason: z.string().max(2000).optional() }),
 } as const
 
 export type ProxyMethodName = keyof typeof proxyMethodParams
@@ -29,10 +52,23 @@ export interface ProxyServiceInfo {
   startedAt: number
 }
 
+/** One event of a delegated run, numbered from 0 in the order the run emitted them. */
+export interface SequencedEvent {
+  seq: number
+  event: TaskEvent
+}
+
 export interface ProxyMethodResults {
   'hello': ProxyServiceInfo
   'ping': Record<string, never>
+  'run.start': { runId: string }
+  'run.attach': { events: SequencedEvent[]; ended: boolean }
+  'run.cancel': Record<string, never>
 }
+
+/** The proxy's notification: a delegated run's next event, to each connection attached to it. */
+export const RUN_EVENT = 'run.event'
+export type RunEventNotification = { runId: string } & SequencedEvent
 
 export type ProxyMethods = { [M in ProxyMethodName]: { params: z.input<(typeof proxyMethodParams)[M]>; result: ProxyMethodResults[M] } }
 

@@ -1,7 +1,8 @@
 // The proxy service (`lifeboat proxy`): the same program as the daemon in another mode, headless on a host
 // near the pools or the storage. It has its own data folder (locked like the daemon's), its own per-pool
 // limits and start-up clean-up, and serves the appliance's daemon on a Unix socket in that folder, which
-// `lifeboat proxy --stdio` bridges to over ssh. It keeps no secrets: credentials come with each run, in memory.
+// `lifeboat proxy --stdio` bridges to over ssh. It keeps no secrets: credentials come with each run, in memory
+// (runs.ts).
 import { join, resolve } from 'node:path'
 import { hostname } from 'node:os'
 import { mkdir } from 'node:fs/promises'
@@ -9,7 +10,9 @@ import { readFileSync } from 'node:fs'
 import { terminalSafeLine } from '../util/terminal-text.ts'
 import { cleanFileRestoreLeftovers } from '../engine/index.ts'
 import { PoolLimitsRegistry } from '../xapi/index.ts'
-import { RpcServer, type MethodHandler } from '../daemon/server.ts'
+import type { z } from 'zod'
+import { RpcServer, type ClientConnection, type MethodHandler } from '../daemon/server.ts'
+import { DelegatedRuns } from './runs.ts'
 import { lockDataDir, type DataDirLock } from '../daemon/lock.ts'
 import { PROXY_SOCKET, proxyMethodParams, type ProxyMethodName, type ProxyMethodResults, type ProxyServiceInfo } from '../protocol/proxy.ts'
 
@@ -31,6 +34,7 @@ export class ProxyService {
   /** This proxy's own per-pool limits, for the runs it is given. */
   readonly poolLimits = new PoolLimitsRegistry()
   readonly server: RpcServer<ProxyMethodName>
+  readonly runs: DelegatedRuns
   #stopping: Promise<void> | undefined
 
   private constructor(
@@ -40,7 +44,11 @@ export class ProxyService {
     this.dataDir = resolve(options.dataDir)
     this.socketPath = resolve(options.socketPath ?? join(this.dataDir, PROXY_SOCKET))
     this.log = options.log ?? (line => process.stderr.write(`${new Date().toISOString()} ${terminalSafeLine(line)}\n`))
-    this.server = new RpcServer({ socketPath: this.socketPath, methods: proxyMethodParams, handlers: this.#handlers(), serverName: PROXY_SERVICE.name, stopCommand: PROXY_SERVICE.stopCommand })
+    this.runs = new DelegatedRuns(this.poolLimits, this.log)
+    this.server = new RpcServer({
+      socketPath: this.socketPath, methods: proxyMethodParams, handlers: this.#handlers(), serverName: PROXY_SERVICE.name, stopCommand: PROXY_SERVICE.stopCommand,
+      onDisconnect: client => this.runs.detach(client),
+    })
   }
 
   static async start(options: ProxyServiceOptions): Promise<ProxyService> {
@@ -62,9 +70,15 @@ export class ProxyService {
   }
 
   #handlers(): Record<ProxyMethodName, MethodHandler> {
-    const handlers: { [M in ProxyMethodName]: (params: never) => ProxyMethodResults[M] | Promise<ProxyMethodResults[M]> } = {
+    const handlers: { [M in ProxyMethodName]: (params: z.output<(typeof proxyMethodParams)[M]>, client: ClientConnection) => ProxyMethodResults[M] | Promise<ProxyMethodResults[M]> } = {
       hello: () => this.info,
       ping: () => ({}),
+      'run.start': spec => this.runs.start(spec),
+      'run.attach': ({ runId, after }, client) => this.runs.attach(runId, after, client),
+      'run.cancel': ({ runId, reason }) => {
+        this.runs.cancel(runId, reason)
+        return {}
+      },
     }
     return handlers as unknown as Record<ProxyMethodName, MethodHandler>
   }
@@ -76,8 +90,11 @@ export class ProxyService {
     this.log(`lifeboat ${PROXY_VERSION} proxy listening on ${this.socketPath} (data ${this.dataDir})`)
   }
 
-  stop(): Promise<void> {
+  /** Cancels the runs in progress (the appliances attached see them end cancelled), then closes the socket. */
+  stop(reason = 'the proxy service is stopping'): Promise<void> {
     this.#stopping ??= (async () => {
+      if (this.runs.activeCount > 0) this.log(`cancelling ${this.runs.activeCount} run(s): ${reason}`)
+      await this.runs.cancelAll(reason, 60_000)
       await this.server.close()
       await this.lock.release()
     })()
