@@ -14,6 +14,8 @@ export interface VerifyReport {
   bytesRead: number
   /** The backups that failed, each with every finding. */
   failures: Array<{ remote: string; backupId: string; findings: VerifyFinding[] }>
+  /** What was checked for structure only (disks without block hashes), once per disk, with the backups that read it. */
+  notes: Array<VerifyFinding & { remote: string; backups: number }>
   /** What stopped a VM or a remote from being verified at all (a remote unreachable, a VM with no backup). */
   errors: string[]
 }
@@ -21,7 +23,7 @@ export interface VerifyReport {
 /** The report a verify run's tree gives: its backups' findings are the warnings of their failed tasks. */
 export function verifyReport(root: TaskNode): VerifyReport {
   const result = root.result as { verified?: number; failed?: number; bytesRead?: number } | undefined
-  const report: VerifyReport = { verified: result?.verified ?? 0, failed: result?.failed ?? 0, bytesRead: result?.bytesRead ?? 0, failures: [], errors: [] }
+  const report: VerifyReport = { verified: result?.verified ?? 0, failed: result?.failed ?? 0, bytesRead: result?.bytesRead ?? 0, failures: [], notes: [], errors: [] }
   const message = (node: TaskNode) => String((node.result as { message?: unknown } | undefined)?.message ?? node.status)
   for (const remote of root.tasks ?? []) {
     const name = String(remote.data?.remote ?? '')
@@ -30,6 +32,13 @@ export function verifyReport(root: TaskNode): VerifyReport {
       const backups = vm.tasks ?? []
       if (vm.status !== 'success' && !backups.some(backup => backup.status === 'failure')) report.errors.push(`VM ${String(vm.data?.id)} on "${name}": ${message(vm)}`)
       for (const backup of backups) {
+        for (const info of backup.infos ?? []) {
+          const note = info.data as VerifyFinding | undefined
+          if (typeof note?.code !== 'string') continue
+          const known = report.notes.find(other => other.remote === name && other.path === note.path && other.code === note.code)
+          if (known === undefined) report.notes.push({ ...note, remote: name, backups: 1 })
+          else known.backups++
+        }
         if (backup.status !== 'failure') continue
         const findings = (backup.warnings ?? []).map(warning => warning.data as VerifyFinding).filter(finding => typeof finding?.code === 'string')
         report.failures.push({ remote: name, backupId: String(backup.data?.backupId), findings })
@@ -46,6 +55,9 @@ function reportText(report: VerifyReport, readData: boolean): string {
     for (const finding of failure.findings) lines.push(`    ${finding.code}  ${terminalSafeLine(finding.path)}: ${terminalSafeLine(finding.reason)}`)
   }
   for (const error of report.errors) lines.push(`✖ ${terminalSafeLine(error)}`)
+  for (const note of report.notes) {
+    lines.push(`ℹ ${note.code}  ${terminalSafeLine(note.path)} (${note.remote}, ${note.backups} backup${note.backups === 1 ? '' : 's'}): ${terminalSafeLine(note.reason)}`)
+  }
   const level = readData ? `structure and data, ${formatBytes(report.bytesRead)} read` : 'structure only; --read-data reads every block'
   lines.push(`${report.failed === 0 && report.errors.length === 0 ? '✔' : '✖'} ${report.verified} verified, ${report.failed} failed (${level})`)
   return lines.join('\n') + '\n'

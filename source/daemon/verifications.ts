@@ -7,12 +7,18 @@ import type { DaemonState } from './state.ts'
 /** Findings kept per backup: the run's log has them all. */
 const KEPT_FINDINGS = 10
 
+/** One note per disk and kind (a disk shared along a chain is noted once). */
+function distinctNotes(notes: VerifiedBackup['notes']): VerifiedBackup['notes'] {
+  const seen = new Set<string>()
+  return notes.filter(note => !seen.has(`${note.code}\n${note.path}`) && seen.add(`${note.code}\n${note.path}`) !== undefined)
+}
+
 export class Verifications {
   constructor(private readonly state: DaemonState) {}
 
   /** Records one verdict now (in memory at once, on disk soon after). */
   record(runId: string, readData: boolean, verdict: VerifiedBackup, at = Date.now()): void {
-    const entry: VerificationState = { status: verdict.findings.length === 0 ? 'verified' : 'failed', at, readData, runId, findings: verdict.findings.slice(0, KEPT_FINDINGS) }
+    const entry: VerificationState = { status: verdict.findings.length === 0 ? 'verified' : 'failed', at, readData, runId, findings: verdict.findings.slice(0, KEPT_FINDINGS), ...(verdict.notes.length > 0 && { notes: distinctNotes(verdict.notes).slice(0, KEPT_FINDINGS) }) }
     this.state.updateSoon(data => void ((data.verifications[verdict.remote] ??= {})[verdict.id] = entry))
   }
 

@@ -142,6 +142,8 @@ export interface VerificationState {
   runId: string
   /** What failed (the first few); empty when verified. */
   findings: VerifyFinding[]
+  /** What was checked for structure only, for information (disks without block hashes); absent: none. */
+  notes?: VerifyFinding[]
 }
 
 /** The daemon's ssh key for its proxies, and the line the proxy's authorized_keys takes (restricted to the bridge). */

@@ -2,6 +2,7 @@
 // unreferenced into the backups that need it, and removes what a crash left broken, incomplete or stray.
 import { createHash } from 'node:crypto'
 import { posix } from 'node:path'
+import { BLOCK_HASHES_SUFFIX, blockHashesPath } from '../formats/vhd/index.ts'
 import { fileSystemAccess, TEMPORARY_FILE, type FileSystemAccess, type RemoteHandler } from '../storage/index.ts'
 import type { Task } from '../tasks/index.ts'
 import { errorCode, isLifeboatError } from '../util/errors.ts'
@@ -97,6 +98,7 @@ class Clean {
    * entry, which the next clean removes). A target outside the folder's data/ is never touched.
    */
   async removeDisk(folder: string, disk: ChainDisk): Promise<void> {
+    await this.remove(blockHashesPath(disk.path))
     if (disk.folder) return this.removeTree(disk.path)
     await this.remove(disk.path)
     if (disk.target === undefined || !disk.target.startsWith(`${folder}/data/`)) return
@@ -370,6 +372,7 @@ async function removeStrayFiles(clean: Clean, vmUuid: string, rootNames: string[
       await clean.remove(path)
     }
   }
+  for (const folder of folders) await removeOrphanBlockHashes(clean, folder)
   for (const folder of [dir, ...folders, ...(await vhdDirectoryFolders(clean, folders))]) {
     for (const name of await clean.handler.list(folder, { ignoreMissing: true })) {
       if (!TEMPORARY_FILE.test(name)) continue
@@ -379,6 +382,21 @@ async function removeStrayFiles(clean: Clean, vmUuid: string, rootNames: string[
       clean.warn('temporary file left by an interrupted write', { path })
       await clean.remove(path)
     }
+  }
+}
+
+/**
+ * Block hash sidecars whose VHD is gone (removed or renamed by XO, which does not know them), and the merged hashes a
+ * merge keeps beside its state file (`.<ancestor>.merge.lifeboat-hashes`) once that state file is gone.
+ */
+async function removeOrphanBlockHashes(clean: Clean, folder: string): Promise<void> {
+  const names = new Set(await clean.handler.list(folder, { ignoreMissing: true }))
+  for (const name of names) {
+    if (!name.endsWith(BLOCK_HASHES_SUFFIX)) continue
+    const owner = name.slice(0, -BLOCK_HASHES_SUFFIX.length)
+    if (names.has(owner) || names.has(`${owner}.json`)) continue
+    clean.info('block hashes of a VHD that is gone', { path: `${folder}/${name}` })
+    await clean.remove(`${folder}/${name}`)
   }
 }
 

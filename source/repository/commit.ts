@@ -1,7 +1,9 @@
 // Writing and deleting backups in XO's commit order: data via temporary name + rename (a VhdDirectory: its
 // alias last), then the metadata JSON (the commit marker: a JSON present means a complete backup), then the cache.
 import { createHash, type Hash } from 'node:crypto'
-import { isVhdAlias, writeVhdAlias, writeVhdDirectory, type VhdStreamOptions } from '../formats/vhd/index.ts'
+import {
+  BlockHashRecorder, createVhdStream, isVhdAlias, openVhd, removeBlockHashes, writeBlockHashes, writeVhdAlias, writeVhdDirectory, type VhdStreamOptions,
+} from '../formats/vhd/index.ts'
 import { fileSystemAccess, type OutputStreamOptions, type RemoteHandler } from '../storage/index.ts'
 import { updateCache } from './cache.ts'
 import { formatFilenameDate, parseBackupDate, uniqueBackupTimestamp } from './dates.ts'
@@ -50,9 +52,41 @@ export async function writeBackupVhdDirectory(handler: RemoteHandler, vmUuid: st
   const alias = resolveInVmDir(vmUuid, ref)
   const data = aliasDataPath(alias)
   const fs = fileSystemAccess(handler)
-  const { length } = await writeVhdDirectory(data, { ...vhd, blocks: untilAborted(vhd.blocks, options.signal), fs, compression: VHD_DIRECTORY_COMPRESSION })
+  const hashes = await BlockHashRecorder.create(vhd.blockIndexes.length)
+  const { length } = await writeVhdDirectory(data, { ...vhd, blocks: hashes.record(untilAborted(vhd.blocks, options.signal)), fs, compression: VHD_DIRECTORY_COMPRESSION })
   await writeVhdAlias(fs, alias, data)
+  await writeBackupBlockHashes(handler, alias, hashes)
   return length
+}
+
+/**
+ * Writes one delta disk of a backup as a VHD file (temporary name + rename), `through` seeing its bytes on the way
+ * (progress), then the sidecar of its block hashes. Returns its size.
+ */
+export async function writeBackupVhdFile(
+  handler: RemoteHandler, vmUuid: string, ref: string, vhd: VhdStreamOptions,
+  options: { signal?: AbortSignal; through?: (stream: AsyncIterable<Buffer>) => AsyncIterable<Buffer> } = {},
+): Promise<number> {
+  const path = resolveInVmDir(vmUuid, ref)
+  const hashes = await BlockHashRecorder.create(vhd.blockIndexes.length)
+  const { length, stream } = createVhdStream({ ...vhd, blocks: hashes.record(vhd.blocks) })
+  const size = await handler.outputStream(path, options.through?.(stream) ?? stream, { length, ...(options.signal && { signal: options.signal }) })
+  await writeBackupBlockHashes(handler, path, hashes)
+  return size
+}
+
+/**
+ * The sidecar of a disk just written, fingerprinted from the disk as it lies on the remote. Written after the disk
+ * and before the metadata: a crash between the two leaves a disk no metadata names (the cleaner removes it).
+ */
+async function writeBackupBlockHashes(handler: RemoteHandler, path: string, hashes: BlockHashRecorder): Promise<void> {
+  const fs = fileSystemAccess(handler)
+  const vhd = await openVhd(path, { fs })
+  try {
+    await writeBlockHashes(fs, vhd, hashes.table())
+  } finally {
+    await vhd.close()
+  }
 }
 
 /** The blocks, stopped with the signal's reason (a cancel, a timeout) between two of them. */
@@ -68,6 +102,7 @@ export async function discardBackupFile(handler: RemoteHandler, vmUuid: string, 
   const path = resolveInVmDir(vmUuid, ref)
   await ignoreMissing(handler.unlink(path))
   if (isVhdAlias(path)) await handler.rmtree(aliasDataPath(path))
+  if (path.endsWith('.vhd')) await removeBlockHashes(fileSystemAccess(handler), path)
 }
 
 async function* hashed(source: AsyncIterable<Buffer | Uint8Array>, hash: Hash): AsyncGenerator<Buffer | Uint8Array> {

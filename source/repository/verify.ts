@@ -1,8 +1,10 @@
 // Verification of one VM folder of a repository: every backup judged with the cleaner's structural checks
-// (shared, in vhd-chains.ts), and with `readData` every block and chunk read back. It reads, never writes.
+// (shared, in vhd-chains.ts), and with `readData` every block and chunk read back, each VHD block against the hash
+// Lifeboat recorded when it wrote it (block-hashes.ts). It reads, never writes.
 import { createHash, type Hash } from 'node:crypto'
 import { posix } from 'node:path'
-import { ahead, openVhd, type Vhd } from '../formats/vhd/index.ts'
+import { ahead, mergeStatePath, openVhd, readBlockHashes, type BlockHashTable, type Vhd } from '../formats/vhd/index.ts'
+import { loadXxh64 } from '../formats/xxhash.ts'
 import { readXva } from '../formats/xva/index.ts'
 import { fileSystemAccess, type FileSystemAccess, type RemoteHandler } from '../storage/index.ts'
 import type { Task } from '../tasks/index.ts'
@@ -12,8 +14,8 @@ import { backupId, METADATA_FILE, resolveInVmDir, vmDir } from './layout.ts'
 import { parseBackupMetadata, type BackupMetadata, type FullBackupMetadata } from './metadata.ts'
 import { deltaBackupProblem, listChainFolders, readChainFolder, type BackupProblem, type ChainDisk } from './vhd-chains.ts'
 
-/** One thing wrong: its code, the remote path it concerns, and why. */
-export type VerifyFinding = BackupProblem
+/** One thing wrong: its code, the remote path it concerns, and why; a block that changed also names its blocks and the restore points that read them. */
+export type VerifyFinding = BackupProblem & { blocks?: number[]; restorePoints?: string[] }
 
 export interface BackupVerdict {
   /** The backup's id (its metadata path with a leading slash), as `backup list` names it. */
@@ -22,6 +24,8 @@ export interface BackupVerdict {
   mode: 'full' | 'delta' | undefined
   /** Empty: the backup verified. */
   findings: VerifyFinding[]
+  /** What could not be checked, for information (never a failure): disks without block hashes, checked for structure only. */
+  notes: VerifyFinding[]
 }
 
 export interface VerifyOptions {
@@ -63,21 +67,25 @@ export async function verifyVm(handler: RemoteHandler, vmUuid: string, options: 
     options.signal?.throwIfAborted()
     for (const disk of (await readChainFolder(handler, fs, folder)).disks.values()) disks.set(disk.path, disk)
   }
-  const dataChecks = new DataChecks(handler, fs, options)
-  const verdicts: BackupVerdict[] = []
+  const backups: Array<{ path: string; name: string; metadata: BackupMetadata | LifeboatError }> = []
   for (const name of names.filter(name => METADATA_FILE.test(name)).sort()) {
     options.signal?.throwIfAborted()
     const path = `${dir}/${name}`
+    try {
+      backups.push({ path, name, metadata: parseBackupMetadata(await handler.readFile(path), path) })
+    } catch (error) {
+      if (!isLifeboatError(error, 'REPOSITORY_BAD_METADATA')) throw error
+      backups.push({ path, name, metadata: error })
+    }
+  }
+  const dataChecks = new DataChecks(handler, fs, options, restorePointsByDisk(vmUuid, backups, disks))
+  const verdicts: BackupVerdict[] = []
+  for (const { path, name, metadata } of backups) {
+    options.signal?.throwIfAborted()
     const verdict = async (): Promise<BackupVerdict> => {
-      let metadata: BackupMetadata
-      try {
-        metadata = parseBackupMetadata(await handler.readFile(path), path)
-      } catch (error) {
-        if (!isLifeboatError(error, 'REPOSITORY_BAD_METADATA')) throw error
-        return { id: `/${path}`, mode: undefined, findings: [{ code: error.code, path, reason: error.message }] }
-      }
-      const findings = metadata.mode === 'full' ? await dataChecks.xva(vmUuid, metadata) : await deltaFindings(vmUuid, metadata, disks, dataChecks)
-      return { id: backupId(vmUuid, name.slice(0, -'.json'.length)), mode: metadata.mode, findings }
+      if (metadata instanceof LifeboatError) return { id: `/${path}`, mode: undefined, findings: [{ code: metadata.code, path, reason: metadata.message }], notes: [] }
+      const checked = metadata.mode === 'full' ? { findings: await dataChecks.xva(vmUuid, metadata), notes: [] } : await deltaFindings(vmUuid, metadata, disks, dataChecks)
+      return { id: backupId(vmUuid, name.slice(0, -'.json'.length)), mode: metadata.mode, ...checked }
     }
     const task = options.task?.child('verify backup', { backupId: `/${path}` })
     let result: BackupVerdict
@@ -94,46 +102,84 @@ export async function verifyVm(handler: RemoteHandler, vmUuid: string, options: 
   return verdicts
 }
 
-async function deltaFindings(vmUuid: string, metadata: Extract<BackupMetadata, { mode: 'delta' }>, disks: Map<string, ChainDisk>, dataChecks: DataChecks): Promise<VerifyFinding[]> {
+/** Each disk of a delta chain, with the dates of the restore points whose chain includes it (a disk serves every newer delta of its chain). */
+function restorePointsByDisk(vmUuid: string, backups: ReadonlyArray<{ name: string; metadata: BackupMetadata | LifeboatError }>, disks: ReadonlyMap<string, ChainDisk>): Map<string, string[]> {
+  const out = new Map<string, string[]>()
+  for (const { name, metadata } of backups) {
+    if (metadata instanceof LifeboatError || metadata.mode !== 'delta') continue
+    for (const ref of Object.values(metadata.vhds)) {
+      let path: string
+      try {
+        path = resolveInVmDir(vmUuid, ref)
+      } catch {
+        continue
+      }
+      const seen = new Set<string>()
+      for (let disk = disks.get(path); disk !== undefined && !seen.has(disk.path); disk = disk.parent === undefined ? undefined : disks.get(disk.parent)) {
+        seen.add(disk.path)
+        const points = out.get(disk.path) ?? []
+        const date = name.slice(0, -'.json'.length)
+        if (!points.includes(date)) points.push(date)
+        out.set(disk.path, points)
+      }
+    }
+  }
+  return out
+}
+
+async function deltaFindings(vmUuid: string, metadata: Extract<BackupMetadata, { mode: 'delta' }>, disks: Map<string, ChainDisk>, dataChecks: DataChecks): Promise<{ findings: VerifyFinding[]; notes: VerifyFinding[] }> {
   const problem = deltaBackupProblem(vmUuid, metadata, disks)
-  if (problem !== undefined) return [problem]
+  if (problem !== undefined) return { findings: [problem], notes: [] }
   const findings: VerifyFinding[] = []
+  const notes: VerifyFinding[] = []
   for (const ref of Object.values(metadata.vhds)) {
     // Each disk of the chain, newest first; a file shared by several backups is read once.
     for (let disk = disks.get(resolveInVmDir(vmUuid, ref)); disk !== undefined; disk = disk.parent === undefined ? undefined : disks.get(disk.parent)) {
-      const finding = await dataChecks.vhd(disk.path)
-      if (finding !== undefined) findings.push(finding)
+      const checked = await dataChecks.vhd(disk.path)
+      findings.push(...checked.findings)
+      notes.push(...checked.notes)
     }
   }
-  return findings
+  return { findings, notes }
 }
 
-/** A failed backup's task lists every finding as a warning and fails with the first; a verified one ends as such. */
+/** A failed backup's task lists every finding as a warning and fails with the first; a verified one ends as such. Notes are infos either way. */
 function reportVerdict(task: Task, verdict: BackupVerdict): void {
+  for (const note of verdict.notes) task.info(`${note.path}: ${note.reason}`, note)
   const [first, ...others] = verdict.findings
-  if (first === undefined) return task.end({ verified: true })
+  if (first === undefined) return task.end({ verified: true, ...(verdict.notes.length > 0 && { structureOnly: verdict.notes.length }) })
   for (const finding of verdict.findings) task.warning(`${finding.path}: ${finding.reason}`, finding)
   const more = others.length === 0 ? '' : ` (and ${others.length} more finding${others.length === 1 ? '' : 's'})`
   task.fail(new LifeboatError(first.code, `${first.path}: ${first.reason}${more}`, { data: { path: first.path } }))
 }
 
+/** Block numbers named in a finding; the rest are counted. */
+const NAMED_BLOCKS = 8
+
+interface VhdCheck {
+  findings: VerifyFinding[]
+  notes: VerifyFinding[]
+}
+
 /** The reads of `readData`, each file read once per verify even when several backups share it. */
 class DataChecks {
-  readonly #vhds = new Map<string, Promise<VerifyFinding | undefined>>()
+  readonly #vhds = new Map<string, Promise<VhdCheck>>()
   readonly #depth: number
 
   constructor(
     private readonly handler: RemoteHandler,
     private readonly fs: FileSystemAccess,
     private readonly options: VerifyOptions,
+    /** Disk path → the restore points (dates) whose chain includes it. */
+    private readonly restorePoints: ReadonlyMap<string, string[]>,
   ) {
     // A few reads in flight, never more than the remote's connections.
     this.#depth = Math.max(1, Math.min(4, handler.capabilities.connections))
   }
 
-  /** Every allocated block of the VHD (file, VhdDirectory, or alias to one) read and decoded. */
-  vhd(path: string): Promise<VerifyFinding | undefined> {
-    if (this.options.readData !== true) return Promise.resolve(undefined)
+  /** Every allocated block of the VHD (file, VhdDirectory, or alias to one) read and decoded, and checked against its recorded hash. */
+  vhd(path: string): Promise<VhdCheck> {
+    if (this.options.readData !== true) return Promise.resolve({ findings: [], notes: [] })
     let checked = this.#vhds.get(path)
     if (checked === undefined) {
       checked = this.#readVhd(path)
@@ -142,14 +188,17 @@ class DataChecks {
     return checked
   }
 
-  async #readVhd(path: string): Promise<VerifyFinding | undefined> {
+  async #readVhd(path: string): Promise<VhdCheck> {
     let vhd: Vhd
     try {
       vhd = await openVhd(path, { fs: this.fs })
     } catch (error) {
-      return asFinding(error, path)
+      return { findings: [asFinding(error, path)], notes: [] }
     }
     try {
+      const hashes = await this.#hashes(vhd)
+      const h64 = await loadXxh64()
+      const differing: number[] = []
       const blocks = vhd.allocatedBlocks()
       const pending: Array<Promise<{ bitmap: Buffer; data: Buffer }>> = []
       let next = 0
@@ -158,12 +207,40 @@ class DataChecks {
         while (next < blocks.length && pending.length < this.#depth) pending.push(ahead(vhd.readBlock(blocks[next++]!)))
         const { bitmap, data } = await pending.shift()!
         this.options.onRead?.(bitmap.length + data.length)
+        // The table lists exactly the allocated blocks (checked with its fingerprint): entry k is block k's.
+        if (hashes.table !== undefined && (h64(data) !== hashes.table.dataHashAt(k) || h64(bitmap) !== hashes.table.bitmapHashAt(k))) differing.push(blocks[k]!)
       }
-      return undefined
+      return { findings: differing.length === 0 ? [] : [this.#hashMismatch(path, differing)], notes: hashes.note === undefined ? [] : [hashes.note] }
     } catch (error) {
-      return asFinding(error, path)
+      return { findings: [asFinding(error, path)], notes: [] }
     } finally {
       await vhd.close()
+    }
+  }
+
+  /** The recorded hashes that describe the VHD as it is, or the note that says why its blocks are checked for structure only. */
+  async #hashes(vhd: Vhd): Promise<{ table?: BlockHashTable; note?: VerifyFinding }> {
+    const path = vhd.path
+    if (await this.fs.exists(mergeStatePath(path))) {
+      return { note: { code: 'VHD_MERGE_PENDING', path, reason: 'a merge into this disk is in progress or was interrupted (the cleaner finishes it); structure checked only' } }
+    }
+    const read = await readBlockHashes(this.fs, vhd)
+    if (read.kind === 'hashes') return { table: read.table }
+    if (read.kind === 'damaged') return { note: { code: 'VHD_BLOCK_HASHES_DAMAGED', path, reason: `its block hash file is damaged (${read.reason}); structure checked only` } }
+    return { note: { code: 'VHD_NO_BLOCK_HASHES', path, reason: 'no block hashes for this disk (written or changed by another tool); structure checked only' } }
+  }
+
+  #hashMismatch(path: string, blocks: number[]): VerifyFinding {
+    const named = blocks.slice(0, NAMED_BLOCKS).join(', ')
+    const which = blocks.length === 1 ? `block ${named}` : `${blocks.length} blocks (${named}${blocks.length > NAMED_BLOCKS ? ', …' : ''})`
+    const points = this.restorePoints.get(path) ?? []
+    const pointsText = points.length === 0 ? 'no restore point names this disk' : `the restore point${points.length === 1 ? '' : 's'} ${points.join(', ')} read${points.length === 1 ? 's' : ''} it and cannot be trusted`
+    return {
+      code: 'VHD_BLOCK_HASH_MISMATCH',
+      path,
+      reason: `${which} of this disk no longer match${blocks.length === 1 ? 'es' : ''} the hash recorded when Lifeboat wrote it: the data changed on the remote since; ${pointsText}. Run a full backup of this VM (a schedule with forceFull) and do not restore from ${points.length === 1 ? 'it' : 'them'}.`,
+      blocks: blocks.slice(0, NAMED_BLOCKS),
+      restorePoints: points,
     }
   }
 

@@ -6,6 +6,7 @@ import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { mkdir, readdir, rm, writeFile } from 'node:fs/promises'
 import { join, posix } from 'node:path'
+import { BLOCK_HASHES_SUFFIX } from '../../source/formats/vhd/index.ts'
 import { applyRetention, cleanVm, formatFilenameDate, listVmBackups } from '../../source/repository/index.ts'
 import { LocalHandler, type RemoteHandler } from '../../source/storage/index.ts'
 import { TaskLog, type TaskEvent } from '../../source/tasks/index.ts'
@@ -40,7 +41,10 @@ async function assertPointsIntact(root: string, disks: DiskHistory[], generation
 async function folderOf(root: string, d: number): Promise<{ aliases: string[]; data: string[] }> {
   const folder = join(root, posix.dirname(aliasPath(d, 0)))
   const names = await readdir(folder)
-  return { aliases: names.filter(name => name !== 'data').sort(), data: names.includes('data') ? (await readdir(join(folder, 'data'))).sort() : [] }
+  const aliases = names.filter(name => name !== 'data' && !name.endsWith(BLOCK_HASHES_SUFFIX)).sort()
+  // Each alias Lifeboat wrote or merged keeps its block hashes beside it, and no hashes outlive their alias.
+  assert.deepEqual(names.filter(name => name.endsWith(BLOCK_HASHES_SUFFIX)).sort(), aliases.map(alias => `${alias}${BLOCK_HASHES_SUFFIX}`), `disk ${d}: one block hash file per alias`)
+  return { aliases, data: names.includes('data') ? (await readdir(join(folder, 'data'))).sort() : [] }
 }
 
 test('a healthy VhdDirectory chain is left as it is', async () => {
@@ -115,6 +119,7 @@ test('a data/ entry no alias points at (a write cut before its alias) is removed
     const disks = await history(handler, 3)
     await handler.unlink(jsonPath(2))
     await handler.unlink(aliasPath(0, 2)) // the run died after disk 0's VhdDirectory, before its alias
+    await handler.unlink(`${aliasPath(0, 2)}${BLOCK_HASHES_SUFFIX}`) // (its block hashes come after the alias)
     const reported = await cleanVm(handler, VM, { remove: false })
     assert.deepEqual(reported.removed, [])
     assert.ok(reported.warnings.some(w => w.includes('orphaned data') && w.includes(dataPath(0, 2))), `the orphan VhdDirectory is reported (${reported.warnings.join(' | ')})`)

@@ -3,10 +3,10 @@
 // the same format, dynamic otherwise — then the metadata JSON, then retention of this schedule's delta
 // backups and the merges it releases.
 import { posix } from 'node:path'
-import { chainRefusal, findBaseDisk, METADATA_VERSION, usesVhdDirectory, vdiDirRef, vhdAliasRef, vhdRef, vmDir, writeBackupFile, writeBackupMetadata, writeBackupVhdDirectory, type BackupMetadata } from '../../repository/index.ts'
+import { chainRefusal, findBaseDisk, METADATA_VERSION, usesVhdDirectory, vdiDirRef, vhdAliasRef, vhdRef, vmDir, writeBackupMetadata, writeBackupVhdDirectory, writeBackupVhdFile, type BackupMetadata } from '../../repository/index.ts'
 import type { DeltaVmExport, DiskBlock, ExportedDisk, ProgressReporter } from '../sources/vm-export.ts'
 import { KEY } from '../run/snapshots.ts'
-import { exportedDiskVhd, exportedDiskVhdOptions } from './disk-vhd.ts'
+import { exportedDiskVhdOptions } from './disk-vhd.ts'
 import { countedForLanes } from './progress.ts'
 import { RemoteTarget } from './remote-target.ts'
 import type { DeltaBackupTarget, TargetStep } from './target.ts'
@@ -70,9 +70,10 @@ export class RemoteDeltaTarget extends RemoteTarget implements DeltaBackupTarget
       size = await writeBackupVhdDirectory(this.handler, vmUuid, ref, exportedDiskVhdOptions(disk, counted, backup.timestamp, parentName), { signal: step.signal })
     } else {
       ref = vhdRef(jobId, disk.liveVdiUuid, date)
-      const vhd = exportedDiskVhd(disk, blocks, backup.timestamp, parentName)
       this.written.push(ref)
-      size = await writeBackupFile(this.handler, vmUuid, { ref, source: countedForLanes(vhd.stream, this.name, report), options: { length: vhd.length, signal: step.signal } })
+      size = await writeBackupVhdFile(this.handler, vmUuid, ref, exportedDiskVhdOptions(disk, blocks, backup.timestamp, parentName), {
+        signal: step.signal, through: stream => countedForLanes(stream, this.name, report),
+      })
     }
     this.#vhds[disk.ref] = ref
     this.size += size

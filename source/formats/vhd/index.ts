@@ -15,3 +15,8 @@ export {
 } from './directory.ts'
 export { VhdChain, ahead, checkVhdChain, openVhdFiles } from './chain.ts'
 export { mergeVhdChain, resumeVhdMergeIfAny, type MergeOptions } from './merge.ts'
+export { statePathOf as mergeStatePath } from './merge-state.ts'
+export {
+  BLOCK_HASHES_SUFFIX, BlockHashRecorder, BlockHashTable, blockHashesPath, pendingMergeHashesPath, readBlockHashes, removeBlockHashes, writeBlockHashes,
+  type BlockHashesUnavailable,
+} from './block-hashes.ts'

@@ -5,6 +5,7 @@ import { dirname, join } from 'node:path'
 import { throwIfAborted } from '../../util/abort.ts'
 import { LifeboatError, isLifeboatError } from '../../util/errors.ts'
 import { isVhdAlias, readVhdAlias, writeVhdAlias } from './aliases.ts'
+import { finishMergedBlockHashes, prepareMergedBlockHashes } from './block-hashes.ts'
 import { ahead, readSyntheticBlock } from './chain.ts'
 import { VhdDirectory, openVhd } from './directory.ts'
 import { localFileSystem } from './fileSystem.ts'
@@ -39,6 +40,7 @@ export async function mergeVhdDirectoryChain(chain: string[], options: MergeOpti
     await unlinkIfAny(fs, chain[0]!)
   }
   for (const folder of state.remove ?? []) await fs.rmtree(join(dirname(statePath), folder))
+  await finishMergedBlockHashes(fs, statePath, chain)
   await unlinkIfAny(fs, statePath)
   return { mergedBytes: state.mergedDataSize, path: newest }
 }
@@ -74,6 +76,7 @@ async function mergeBlocks(chain: string[], statePath: string, saved: MergeState
   const { blockSize } = parent.header
   // At most: every block new to the ancestor, stored uncompressed (moved blocks add nothing, but are not known yet).
   await options.checkSpace?.(remaining.filter(index => !parent.isAllocated(index)).length * (bitmapSize(blockSize) + blockSize))
+  if (!resuming) await prepareMergedBlockHashes(fs, statePath, parent, children)
   if (!resuming) await writeState(fs, statePath, state)
   parent.growTable(newest.blockCount)
   // XO moves blocks only from a single child (a synthetic of several is copied), and only between the same compression.

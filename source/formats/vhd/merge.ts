@@ -4,6 +4,7 @@ import { join } from 'node:path'
 import { throwIfAborted } from '../../util/abort.ts'
 import { LifeboatError } from '../../util/errors.ts'
 import { isVhdAlias } from './aliases.ts'
+import { finishMergedBlockHashes, prepareMergedBlockHashes } from './block-hashes.ts'
 import { ahead, readSyntheticBlock } from './chain.ts'
 import { isVhdDirectory } from './directory.ts'
 import { VhdFile } from './file.ts'
@@ -53,6 +54,7 @@ async function mergeVhdFiles(fs: FileSystemAccess, chain: string[], pending: Mer
   for (const intermediate of chain.slice(1, -1)) await unlinkIfAny(fs, intermediate)
   // Renaming over the newest child replaces it atomically.
   if (!renamed) await fs.rename(chain[0]!, target)
+  await finishMergedBlockHashes(fs, statePath, chain)
   await unlinkIfAny(fs, statePath)
   return { mergedBytes: state.mergedDataSize, path: target }
 }
@@ -72,6 +74,7 @@ async function mergeBlocks(fs: FileSystemAccess, chain: string[], statePath: str
     const toMerge: number[] = []
     for (let index = 0; index < newest.blockCount; index++) if (children.some(c => c.isAllocated(index))) toMerge.push(index)
     await options.checkSpace?.(parent.growth(newest.blockCount, toMerge.filter(index => index >= state.currentBlock)))
+    if (!resuming) await prepareMergedBlockHashes(fs, statePath, parent, children)
     if (!resuming) await writeState(fs, statePath, state)
     await parent.growTable(newest.blockCount)
     const newestFirst = [...children].reverse()

@@ -219,7 +219,8 @@ function verificationLine(point: BackupListEntry): string {
   if (state === undefined) return "never verified ('npx lifeboat remote verify' checks it)"
   const first = state.findings[0]
   if (state.status === 'failed' && first !== undefined) return `FAILED on ${formatDate(state.at)}: ${first.code}, ${first.reason}`
-  return `${verificationLabel(state, at => formatDate(at))}${state.readData ? ', every block read back' : ', structure only'}`
+  const note = state.notes?.[0]
+  return `${verificationLabel(state, at => formatDate(at))}${state.readData ? ', every block read back' : ', structure only'}${note === undefined || !state.readData ? '' : ` (${note.reason})`}`
 }
 
 /** A restore point's date to the second: two points of the same minute must be told apart. */
