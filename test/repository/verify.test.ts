@@ -2,14 +2,18 @@
 // remote, S3 through s3rver) without a byte of it changed; then each corruption, made on a copy, is found and named
 // with its file — a truncated VHD, a missing parent, an alias to nowhere, a metadata file that does not parse, an
 // XVA chunk whose checksum is wrong, a flipped byte in an XVA chunk's data and a missing VhdDirectory block (those
-// two only with readData); block reads stay within the remote's connections.
+// two only with readData); block reads stay within the remote's connections. A flipped byte inside a VHD block (a
+// VHD file, a VhdDirectory block on a folder and on S3) is found against the block hashes Lifeboat recorded, also
+// after a retention merge; a VHD another tool rewrote is checked for structure only, and says so.
 import assert from 'node:assert/strict'
 import { createHash } from 'node:crypto'
-import { cp, readdir, readFile, rm, truncate, writeFile } from 'node:fs/promises'
+import { cp, readdir, readFile, rename, rm, truncate, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { after, before, describe, test } from 'node:test'
-import { verifyVm, type BackupVerdict } from '../../source/repository/index.ts'
-import { openRemote, type RemoteHandler } from '../../source/storage/index.ts'
+import { brotliCompressSync, brotliDecompressSync } from 'node:zlib'
+import { BLOCK_HASHES_SUFFIX, VhdChain, VhdDirectory, VhdFile } from '../../source/formats/vhd/index.ts'
+import { cleanVm, verifyVm, type BackupVerdict } from '../../source/repository/index.ts'
+import { fileSystemAccess, openRemote, type RemoteHandler } from '../../source/storage/index.ts'
 import { vmDisks, type XapiRecord } from '../../source/xapi/index.ts'
 import { startS3rver, type S3rver } from '../helpers/s3rver.ts'
 import { tempDir } from '../helpers/tools.ts'
@@ -87,8 +91,15 @@ describe('a clean repository', () => {
         assert.equal(verdicts.length, name === 'files' ? 3 : 2, 'each backup judged')
         assert.deepEqual(failures(verdicts), [], `readData ${readData}: no findings`)
         if (readData) assert.ok(bytes >= 4 * MiB, `the data was read (${bytes} bytes)`)
+        if (readData) assert.deepEqual(verdicts.flatMap(v => v.notes), [], 'every disk Lifeboat wrote is checked against its block hashes')
       }
       assert.deepEqual(await fingerprint(handler), before, 'nothing written, renamed or removed')
+      const sidecars = [...before.keys()].filter(path => path.endsWith(BLOCK_HASHES_SUFFIX))
+      assert.equal(sidecars.length, 2, 'one block hash file per disk written')
+      if (name === 'vault') {
+        const raw = await readFile(join(new URL(urls.get(name)!).pathname, sidecars[0]!))
+        assert.ok(!raw.includes('lifeboat-block-hashes'), 'on an encrypted remote the block hashes are encrypted like every file')
+      }
     })
   }
 })
@@ -223,6 +234,132 @@ describe('each corruption is found and named', () => {
     await writeFile(raw, bytes)
     const failed = failures(await verifyVm(copy.handler, vm.uuid, { readData: true }))
     assert.ok(failed.length >= 1 && failed.every(f => f.codes.includes('REMOTE_DECRYPT_FAILED')), JSON.stringify(failed))
+  })
+})
+
+/** Flips one byte inside the data of a block of a VHD file (a local path); returns the block's number. */
+async function flipInVhdFile(path: string): Promise<number> {
+  const vhd = await VhdFile.open(path)
+  const block = vhd.allocatedBlocks().at(-1)!
+  const { tableOffset } = vhd.header
+  await vhd.close()
+  const bytes = await readFile(path)
+  const at = bytes.readUInt32BE(tableOffset + block * 4) * 512 + 512 + 12345 // past the block's 512-byte sector bitmap
+  bytes[at] = bytes[at]! ^ 0x01
+  await writeFile(path, bytes)
+  return block
+}
+
+/** Flips one byte inside a VhdDirectory block (decompressed, flipped, compressed again: only its content changes); returns the block and how to put it back. */
+async function flipInVhdDirectory(handler: RemoteHandler, alias: string): Promise<{ block: number; undo: () => Promise<void> }> {
+  const vhd = await VhdDirectory.open(alias, { fs: fileSystemAccess(handler) })
+  const block = vhd.allocatedBlocks().at(-1)!
+  const path = vhd.blockPath(block)
+  const stored = await handler.readFile(path)
+  const raw = brotliDecompressSync(stored)
+  raw[512 + 4242] = raw[512 + 4242]! ^ 0x01
+  await handler.writeFile(path, brotliCompressSync(raw))
+  return { block, undo: () => handler.writeFile(path, stored) }
+}
+
+const date = (json: string) => json.slice(0, -'.json'.length)
+
+async function deltaJsons(copy: Pick<Copy, 'jsons' | 'metadata'>): Promise<string[]> {
+  const out: string[] = []
+  for (const json of copy.jsons) if ((await copy.metadata(json)).mode === 'delta') out.push(json)
+  return out
+}
+
+/** The one hash finding of each failed backup: [backup id, code, disk, blocks, restore points]. */
+function hashFindings(verdicts: BackupVerdict[]): Array<[string, string, string, number[] | undefined, string[] | undefined]> {
+  return verdicts.filter(v => v.findings.length > 0).map(v => [v.id, v.findings[0]!.code, v.findings[0]!.path, v.findings[0]!.blocks, v.findings[0]!.restorePoints])
+}
+
+describe('a flipped byte inside a VHD block is found against the block hashes (readData)', () => {
+  test('a VHD file: every backup whose chain includes the disk fails, naming the disk, the block and those restore points', async () => {
+    const copy = await copyOf('files')
+    const deltas = await deltaJsons(copy)
+    const disk = Object.values((await copy.metadata(deltas[0]!)).vhds)[0] as string
+    const block = await flipInVhdFile(join(copy.vmDir, disk))
+    assert.deepEqual(failures(await verifyVm(copy.handler, vm.uuid)), [], 'the structure holds: only the data tells')
+    const verdicts = await verifyVm(copy.handler, vm.uuid, { readData: true })
+    const path = `xo-vm-backups/${vm.uuid}/${disk}`
+    assert.deepEqual(hashFindings(verdicts), deltas.map(json => [id(json), 'VHD_BLOCK_HASH_MISMATCH', path, [block], deltas.map(date)]))
+    const reason = verdicts.find(v => v.findings.length > 0)!.findings[0]!.reason
+    assert.match(reason, new RegExp(`block ${block} of this disk no longer matches`))
+    assert.match(reason, new RegExp(`${date(deltas[0]!)}, ${date(deltas[1]!)} read it and cannot be trusted`))
+    assert.match(reason, /Run a full backup of this VM/)
+  })
+
+  for (const name of ['dirs', 's3']) {
+    test(`a VhdDirectory block on ${name === 's3' ? 'S3 (s3rver)' : 'a local folder'}: the backup that reads it fails, naming disk, block and restore point`, async () => {
+      const copy = name === 'dirs' ? await copyOf('dirs') : undefined
+      const handler = copy?.handler ?? env.remotes.get('s3')!
+      const jsons = (await handler.list(`xo-vm-backups/${vm.uuid}`)).filter(n => /^\d{8}T\d{6}Z\.json$/.test(n)).sort()
+      const newest = jsons.at(-1)!
+      const alias = `xo-vm-backups/${vm.uuid}/${Object.values(JSON.parse((await handler.readFile(`xo-vm-backups/${vm.uuid}/${newest}`)).toString()).vhds)[0] as string}`
+      const { block, undo } = await flipInVhdDirectory(handler, alias)
+      try {
+        assert.deepEqual(failures(await verifyVm(handler, vm.uuid)), [], 'the structure holds')
+        assert.deepEqual(hashFindings(await verifyVm(handler, vm.uuid, { readData: true })), [[id(newest), 'VHD_BLOCK_HASH_MISMATCH', alias, [block], [date(newest)]]])
+      } finally {
+        if (copy === undefined) await undo() // the shared S3 remote is put back as it was
+      }
+      if (copy === undefined) assert.deepEqual(failures(await verifyVm(handler, vm.uuid, { readData: true })), [], 'and verifies again once the block is back')
+    })
+  }
+
+  for (const name of ['files', 'dirs']) {
+    test(`${name}: after a retention merge the merged disk's hashes verify, and a byte flipped after the merge is found`, async () => {
+      const copy = await copyOf(name)
+      const [oldest, kept] = await deltaJsons(copy)
+      await copy.handler.unlink(`xo-vm-backups/${vm.uuid}/${oldest}`)
+      const cleaned = await cleanVm(copy.handler, vm.uuid)
+      assert.ok(cleaned.merged >= 1, `the released delta is merged (${JSON.stringify(cleaned)})`)
+      const verdicts = await verifyVm(copy.handler, vm.uuid, { readData: true })
+      assert.deepEqual(failures(verdicts), [])
+      assert.deepEqual(verdicts.flatMap(v => v.notes), [], 'the merged disk has true block hashes')
+      const disk = Object.values((await copy.metadata(kept!)).vhds)[0] as string
+      const path = `xo-vm-backups/${vm.uuid}/${disk}`
+      const block = name === 'files' ? await flipInVhdFile(join(copy.vmDir, disk)) : (await flipInVhdDirectory(copy.handler, path)).block
+      assert.deepEqual(hashFindings(await verifyVm(copy.handler, vm.uuid, { readData: true })), [[id(kept!), 'VHD_BLOCK_HASH_MISMATCH', path, [block], [date(kept!)]]])
+    })
+  }
+
+  test('a byte flipped in a delta before its merge is still found in the merged disk (the hashes are carried, not recomputed)', async () => {
+    const copy = await copyOf('files')
+    const [oldest, kept] = await deltaJsons(copy)
+    const disk = Object.values((await copy.metadata(kept!)).vhds)[0] as string
+    const block = await flipInVhdFile(join(copy.vmDir, disk))
+    await copy.handler.unlink(`xo-vm-backups/${vm.uuid}/${oldest}`)
+    assert.ok((await cleanVm(copy.handler, vm.uuid)).merged >= 1)
+    assert.deepEqual(hashFindings(await verifyVm(copy.handler, vm.uuid, { readData: true })), [[id(kept!), 'VHD_BLOCK_HASH_MISMATCH', `xo-vm-backups/${vm.uuid}/${disk}`, [block], [date(kept!)]]])
+  })
+
+  test('a VHD merged by another tool (rewritten, its block hashes not updated): structure checked only, said as information, never a failure', async () => {
+    const copy = await copyOf('files')
+    const [oldest, kept] = await deltaJsons(copy)
+    const older = join(copy.vmDir, Object.values((await copy.metadata(oldest!)).vhds)[0] as string)
+    const disk = Object.values((await copy.metadata(kept!)).vhds)[0] as string
+    const newer = join(copy.vmDir, disk)
+    // What XO's merge leaves: the chain's content as one VHD under the newest name, the older VHD gone, no sidecar touched.
+    await copy.handler.unlink(`xo-vm-backups/${vm.uuid}/${oldest}`)
+    const chain = await VhdChain.open(newer)
+    const { stream } = chain.toVhdStream()
+    const chunks: Buffer[] = []
+    for await (const chunk of stream) chunks.push(chunk as Buffer)
+    await chain.close()
+    await writeFile(`${newer}.xo`, Buffer.concat(chunks))
+    await rename(`${newer}.xo`, newer)
+    await rm(older)
+    const verdicts = await verifyVm(copy.handler, vm.uuid, { readData: true })
+    assert.deepEqual(failures(verdicts), [], 'not a corruption')
+    assert.deepEqual(verdicts.find(v => v.id === id(kept!))!.notes, [{
+      code: 'VHD_NO_BLOCK_HASHES', path: `xo-vm-backups/${vm.uuid}/${disk}`,
+      reason: 'no block hashes for this disk (written or changed by another tool); structure checked only',
+    }])
+    const cleaned = await cleanVm(copy.handler, vm.uuid)
+    assert.ok(cleaned.removed.some(path => path.endsWith(`${older.split('/').at(-1)}${BLOCK_HASHES_SUFFIX}`)), `the hashes of the VHD gone are removed by the cleaner (${cleaned.removed.join(', ')})`)
   })
 })
 
