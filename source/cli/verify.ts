@@ -58,7 +58,9 @@ function reportText(report: VerifyReport, readData: boolean): string {
   for (const note of report.notes) {
     lines.push(`ℹ ${note.code}  ${terminalSafeLine(note.path)} (${note.remote}, ${note.backups} backup${note.backups === 1 ? '' : 's'}): ${terminalSafeLine(note.reason)}`)
   }
-  const level = readData ? `structure and data, ${formatBytes(report.bytesRead)} read` : 'structure only; --read-data reads every block'
+  const disks = new Set(report.notes.map(note => `${note.remote}\n${note.path}`)).size
+  const partly = disks === 0 ? '' : `; ${disks} disk${disks === 1 ? '' : 's'} without block hashes, structure only`
+  const level = readData ? `structure and data, ${formatBytes(report.bytesRead)} read${partly}` : 'structure only; --read-data reads every block'
   lines.push(`${report.failed === 0 && report.errors.length === 0 ? '✔' : '✖'} ${report.verified} verified, ${report.failed} failed (${level})`)
   return lines.join('\n') + '\n'
 }

@@ -33,13 +33,15 @@ export interface VerifyRunResult {
   readData: boolean
   verified: number
   failed: number
+  /** Backups that verified with a disk checked for structure only (no block hashes: written or changed by another tool). */
+  structureOnly: number
   bytesRead: number
 }
 
 export function startVerifyRun(context: EngineContext, request: VerifyRequest, options: RunOptions & { data?: Record<string, unknown> } = {}): StartedRun {
   const readData = request.readData === true
   return startRun({ name: 'verify', data: { remotes: request.remotes, readData, ...options.data } }, request.timeout ?? 0, options, async (task, signal) => {
-    const result: VerifyRunResult = { readData, verified: 0, failed: 0, bytesRead: 0 }
+    const result: VerifyRunResult = { readData, verified: 0, failed: 0, structureOnly: 0, bytesRead: 0 }
     for (const remote of request.remotes) {
       signal.throwIfAborted()
       const remoteTask = task.child('verify remote', { remote })
@@ -100,6 +102,7 @@ async function verifyRemote(context: EngineContext, remote: string, request: Ver
     const failed = verdicts.filter(verdict => verdict.findings.length > 0).length
     result.verified += verdicts.length - failed
     result.failed += failed
+    result.structureOnly += verdicts.filter(verdict => verdict.findings.length === 0 && verdict.notes.length > 0).length
     // A failed backup fails its VM, its remote and the run, by the tree's own rules.
     vmTask.end({ backups: verdicts.length, failed, size: bytesRead })
   }
