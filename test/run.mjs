@@ -42,7 +42,9 @@ if (files.length === 0) {
   process.exit(1)
 }
 const concurrency = process.env.LIFEBOAT_TEST_CONCURRENCY ?? '2'
-const run = spawnSync(process.execPath, ['--import', 'tsx', '--test', `--test-concurrency=${concurrency}`, ...files], {
+// --test-force-exit: a file whose tests have all ended exits even if a failed test left a handle open (an Ink
+// app not unmounted, a timer): in CI such a file hung the run for good instead of reporting its failure.
+const run = spawnSync(process.execPath, ['--import', 'tsx', '--test', '--test-force-exit', `--test-concurrency=${concurrency}`, ...files], {
   cwd: root,
   stdio: 'inherit',
   env: { ...process.env, LIFEBOAT_REPO: root },
