@@ -332,7 +332,7 @@ describe('a flipped byte inside a VHD block is found against the block hashes (r
     const disk = Object.values((await copy.metadata(kept!)).vhds)[0] as string
     const block = await flipInVhdFile(join(copy.vmDir, disk))
     await copy.handler.unlink(`xo-vm-backups/${vm.uuid}/${oldest}`)
-    assert.ok((await cleanVm(copy.handler, vm.uuid)).merged >= 1)
+    assert.ok((await cleanVm(copy.handler, vm.uuid)).merged >= 1, 'the clean merged the flipped disk into its child')
     assert.deepEqual(hashFindings(await verifyVm(copy.handler, vm.uuid, { readData: true })), [[id(kept!), 'VHD_BLOCK_HASH_MISMATCH', `xo-vm-backups/${vm.uuid}/${disk}`, [block], [date(kept!)]]])
   })
 
