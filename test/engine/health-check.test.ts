@@ -178,6 +178,32 @@ describe('health check of a remote backup', () => {
   })
 })
 
+describe('health check of a distributed backup', () => {
+  let env: EngineLab
+  let conn: PoolConnection
+  before(async () => {
+    // b has the most free space: each run's backup lands there.
+    env = await startEngineLab({ fixture: 'tiny', remotes: ['a', 'b'], remoteCapacities: { a: 1024 ** 3, b: 3 * 1024 ** 3 } })
+    conn = env.conns[0]!
+  })
+  after(() => env.cleanup())
+
+  test('the check restores the backup from the remote that holds it, the other remote holding nothing', async () => {
+    const vm = vmByName(conn, 'tiny-running')
+    const sr = conn.all('SR').find(s => s.name_label === 'Local storage')!
+    const tree = await runToEnd(env, job({ mode: 'delta', vms: { uuids: [vm.uuid] }, remotes: ['a', 'b'], settings: { distributeBackups: true, healthCheckSr: sr.uuid, healthCheckTimeout: '2m' } }))
+    assert.equal(tree.status, 'success', describeFailure(tree))
+    const checks = checksOf(tree)
+    assert.equal(checks.length, 1, 'one check, on the one remote written')
+    assert.equal(checks[0]!.status, 'success', JSON.stringify(checks[0]!.result))
+    const holder = tasksOf(tree).find(task => task.message === 'export' && (task.tasks ?? []).includes(checks[0]!))
+    assert.equal(holder?.data?.id, 'b', 'the check sits under the export to the remote chosen')
+    assert.equal((await listVmBackups(env.remotes.get('b')!, vm.uuid)).length, 1)
+    assert.equal((await listVmBackups(env.remotes.get('a')!, vm.uuid)).length, 0, 'nothing on the other remote: the check could only read b')
+    assert.equal(tree.healthCheck, 'success')
+  })
+})
+
 describe('health check of mirrored copies', () => {
   let env: EngineLab
   let conn: PoolConnection
