@@ -17,8 +17,9 @@ const MIN_BLOCK_SIZE = 4 * MiB
 // Blocks staged at once by one write: memory stays at (this + 1) blocks whatever the stream's size.
 const STAGING = 3
 /**
- * A write's request (a block, a commit, a small blob) that Azure does not answer within this long fails the write
- * as an unavailable remote, instead of hanging the run on a server that accepted the connection and went silent.
+ * A write's request (a block, a commit, a small blob) that Azure does not answer within this long, or a read that
+ * waits this long for its next bytes, fails as an unavailable remote, instead of hanging the run on a server that
+ * accepted the connection and went silent.
  */
 export const REQUEST_TIMEOUT_MS = 10 * 60_000
 // Azure's limit of sub-requests in one batch.
@@ -110,23 +111,45 @@ export class AzureBackend implements Backend {
         await blob.getProperties().catch(error => Promise.reject(isNotFound(error) ? notFound(path, this.label) : error))
         return Readable.from([])
       }
+      // A server that goes silent (before its answer or in the middle of the body) is given up after the same
+      // deadline as a write's request, counted only while this read waits for bytes: a slow consumer is not a stall.
+      const stalled = new AbortController()
+      let timer: NodeJS.Timeout | undefined
+      const waiting = (on: boolean) => {
+        clearTimeout(timer)
+        if (on) timer = setTimeout(() => stalled.abort(), this.#requestTimeoutMs)
+      }
+      const silent = (error: unknown) => remoteUnavailable(this.label, error, `no byte came for ${Math.round(this.#requestTimeoutMs / 1000)} s during a read (the server accepted the connection and went silent)`)
       try {
-        const body = (await blob.download(start, count)).readableStreamBody as Readable
-        // The body's own failures (the server gone mid-read) get the codes the requests' get. A read has no
-        // signal of its own: an AbortError here is the SDK giving up on a broken connection.
+        waiting(true)
+        const body = await blob.download(start, count, { abortSignal: stalled.signal }).then(response => response.readableStreamBody as Readable, error => Promise.reject(stalled.signal.aborted ? silent(error) : error))
+        waiting(false)
+        // The body's own failures (the server gone mid-read) get the codes the requests' get. An AbortError not
+        // of the deadline is the SDK giving up on a broken connection.
         const mapError = (error: unknown) =>
-          error instanceof Error && error.name === 'AbortError' ? remoteUnavailable(this.label, error, 'the connection broke during a read') : this.#remoteError(error)
+          stalled.signal.aborted ? silent(error) : error instanceof Error && error.name === 'AbortError' ? remoteUnavailable(this.label, error, 'the connection broke during a read') : this.#remoteError(error)
         return Readable.from(
           (async function* () {
+            const chunks = body[Symbol.asyncIterator]()
             try {
-              yield* body
+              for (;;) {
+                waiting(true)
+                const next = await chunks.next()
+                waiting(false)
+                if (next.done === true) return
+                yield next.value as Buffer
+              }
             } catch (error) {
               throw await mapError(error)
+            } finally {
+              waiting(false)
+              await chunks.return?.()
             }
           })(),
           { objectMode: false },
         )
       } catch (error) {
+        waiting(false)
         if (isNotFound(error)) throw notFound(path, this.label)
         // A range that starts at or past the end (Azure answers 416): no bytes, as node's file streams give.
         if (error instanceof RestError && error.statusCode === 416) return Readable.from([])
@@ -139,15 +162,15 @@ export class AzureBackend implements Backend {
     return this.#guard(async () => {
       const blob = this.#container.getBlockBlobClient(this.#name(path))
       // Each request its own deadline: the write as a whole may take hours, one request never minutes.
-      const bounded = () => ({ abortSignal: AbortSignal.any([...(options.signal !== undefined ? [options.signal] : []), AbortSignal.timeout(this.#requestTimeoutMs)]) })
-      const request = () => ({ conditions: options.ifAbsent === true ? { ifNoneMatch: '*' } : {}, ...bounded() })
+      const bounded: Bounded = call => withDeadline(options.signal, this.#requestTimeoutMs, call)
+      const conditions = options.ifAbsent === true ? { ifNoneMatch: '*' } : {}
       const refused = (error: unknown) => options.ifAbsent === true && error instanceof RestError && (error.statusCode === 409 || error.statusCode === 412)
       const checkLength = (size: number) => {
         if (options.length !== undefined && size !== options.length) throw writeIncomplete(path, this.label, size, options.length)
       }
       const upload = async (body: Buffer) => {
         checkLength(body.length)
-        await blob.upload(body, body.length, request()).catch(error => Promise.reject(refused(error) ? alreadyExists(path, this.label) : error))
+        await bounded(abortSignal => blob.upload(body, body.length, { conditions, abortSignal })).catch(error => Promise.reject(refused(error) ? alreadyExists(path, this.label) : error))
         return body.length
       }
       if (typeof data === 'string' || Buffer.isBuffer(data)) return upload(Buffer.from(data))
@@ -159,7 +182,7 @@ export class AzureBackend implements Backend {
       // Until this commit nothing of that name is visible; a write that fails before never commits its
       // blocks, and Azure discards uncommitted blocks on its own after a week.
       try {
-        await blob.commitBlockList(staged.ids, request())
+        await bounded(abortSignal => blob.commitBlockList(staged.ids, { conditions, abortSignal }))
       } catch (error) {
         // Another writer's commit of the same name discards our staged blocks (InvalidBlockList): it exists.
         if (refused(error) || (options.ifAbsent === true && (await blob.exists()))) throw alreadyExists(path, this.label)
@@ -298,11 +321,32 @@ function leaseLock(path: string, blob: BlockBlobClient, lease: BlobLeaseClient, 
   })
 }
 
+type Bounded = <T>(call: (signal: AbortSignal) => Promise<T>) => Promise<T>
+
+/**
+ * Runs one request with a signal that aborts at `ms` or with `signal` (the run's cancel), whichever comes first.
+ * Its own controller and timer, not AbortSignal.any over AbortSignal.timeout: on Node 20 such a composite can be
+ * collected before its timeout fires, and the request then waits for ever (seen: a write to a silent server hung).
+ */
+async function withDeadline<T>(signal: AbortSignal | undefined, ms: number, call: (signal: AbortSignal) => Promise<T>): Promise<T> {
+  const controller = new AbortController()
+  const cancel = () => controller.abort(signal?.reason)
+  if (signal?.aborted === true) cancel()
+  signal?.addEventListener('abort', cancel, { once: true })
+  const timer = setTimeout(() => controller.abort(), ms)
+  try {
+    return await call(controller.signal)
+  } finally {
+    clearTimeout(timer)
+    signal?.removeEventListener('abort', cancel)
+  }
+}
+
 /**
  * Stages a stream's blocks, a few at once (memory stays at a few blocks whatever its size). A stream that
  * ends within its first block stages nothing: its bytes come back as `rest`. More bytes than `length` fail.
  */
-async function stageBlocks(blob: BlockBlobClient, data: AsyncIterable<Buffer | Uint8Array>, options: WriteOptions, bounded: () => { abortSignal: AbortSignal }, tooLong: (received: number) => Error): Promise<{ ids: string[]; size: number; rest: Buffer }> {
+async function stageBlocks(blob: BlockBlobClient, data: AsyncIterable<Buffer | Uint8Array>, options: WriteOptions, bounded: Bounded, tooLong: (received: number) => Error): Promise<{ ids: string[]; size: number; rest: Buffer }> {
   const minimum = options.length === undefined ? 0 : Math.ceil(options.length / MAX_BLOCKS)
   // Without a length, blocks double every 10,000 so that any stream fits in 50,000 blocks.
   const blockSize = (index: number) => Math.min(MAX_BLOCK_SIZE, Math.max(minimum, MIN_BLOCK_SIZE * 2 ** Math.floor(index / 10_000)))
@@ -314,8 +358,7 @@ async function stageBlocks(blob: BlockBlobClient, data: AsyncIterable<Buffer | U
   const stage = async (block: Buffer) => {
     const id = Buffer.from(`${nonce}-${String(ids.length).padStart(6, '0')}`).toString('base64')
     ids.push(id)
-    const staged: Promise<void> = blob
-      .stageBlock(id, block, block.length, bounded())
+    const staged: Promise<void> = bounded(abortSignal => blob.stageBlock(id, block, block.length, { abortSignal }))
       .then(
         () => {},
         error => {

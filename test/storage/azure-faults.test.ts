@@ -77,3 +77,86 @@ test('azure: azurite killed mid-read fails the read stream REMOTE_UNAVAILABLE', 
     await azurite.stop()
   }
 })
+
+test('azure: a read whose server goes silent mid-body fails REMOTE_UNAVAILABLE once no byte came for the deadline; a slow reader is not a stall', { timeout: 120_000 }, async () => {
+  const azurite = await startAzurite({ container: 'faults' })
+  try {
+    const backend = azureBackendOf(azurite.urlFor('silent-read', 'faults'), { requestTimeoutMs: 8000 })
+    const size = 64 * 1024 * 1024
+    async function* data() {
+      for (let i = 0; i < 64; i++) yield Buffer.alloc(1024 * 1024, i)
+    }
+    await backend.write('disk.vhd', data(), { length: size })
+
+    // A reader that pauses longer than the deadline between its reads still gets every byte.
+    let slowBytes = 0
+    let paused = false
+    for await (const chunk of await backend.read('disk.vhd')) {
+      if (!paused) {
+        paused = true
+        await new Promise(resolve => setTimeout(resolve, 9000))
+      }
+      slowBytes += (chunk as Buffer).length
+    }
+    assert.equal(slowBytes, size)
+
+    let read = 0
+    await assert.rejects(
+      (async () => {
+        for await (const chunk of await backend.read('disk.vhd')) {
+          read += (chunk as Buffer).length
+          if (read >= 4 * 1024 * 1024) azurite.freeze()
+        }
+      })(),
+      (error: Error & { code?: string }) => {
+        assert.equal(error.code, 'REMOTE_UNAVAILABLE')
+        assert.match(error.message, /no byte came for 8 s during a read/)
+        return true
+      },
+    )
+    assert.ok(read < size, `the read stopped before the end (${read} bytes)`)
+  } finally {
+    azurite.thaw()
+    await azurite.stop()
+  }
+})
+
+test('azure: a server that accepts the connection and goes silent fails the write REMOTE_UNAVAILABLE once a request passes its deadline', { timeout: 120_000 }, async () => {
+  const azurite = await startAzurite({ container: 'faults' })
+  try {
+    const backend = azureBackendOf(azurite.urlFor('hung', 'faults'), { requestTimeoutMs: 8000 })
+    await backend.sync()
+    const chunk = Buffer.alloc(1024 * 1024, 5)
+    let frozen = false
+    async function* export_() {
+      for (let i = 0; i < 20; i++) {
+        // A block or two staged, then the server stops answering (SIGSTOP: its sockets stay open).
+        if (i === 9) {
+          azurite.freeze()
+          frozen = true
+        }
+        yield chunk
+      }
+    }
+    await assert.rejects(backend.write('xo-vm-backups/vm/disk.vhd', export_(), { length: 20 * chunk.length }), (error: Error & { code?: string }) => {
+      assert.equal(error.code, 'REMOTE_UNAVAILABLE')
+      assert.match(error.message, /got no answer within 8 s/)
+      return true
+    })
+    assert.ok(frozen, 'the server went silent during the upload')
+    azurite.thaw()
+    await assert.rejects(backend.stat('xo-vm-backups/vm/disk.vhd'), { code: 'ENOENT' }, 'nothing committed')
+
+    // The run's own cancel stays a cancel, not an unavailable remote.
+    const cancel = new AbortController()
+    async function* cancelled() {
+      yield chunk
+      cancel.abort(new Error('cancelled by the administrator'))
+      yield chunk
+    }
+    await assert.rejects(backend.write('cancelled.vhd', cancelled(), { length: 2 * chunk.length, signal: cancel.signal }), (error: Error & { code?: string }) => error.code !== 'REMOTE_UNAVAILABLE')
+  } finally {
+    azurite.thaw()
+    await azurite.stop()
+  }
+})
