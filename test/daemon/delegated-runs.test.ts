@@ -5,7 +5,7 @@
 // cancel on the appliance stops the run on the proxy.
 import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
-import { readFile, writeFile, mkdir } from 'node:fs/promises'
+import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { DaemonClient } from '../../source/client/index.ts'
 import { startLab, type Lab } from '../../source/lab/index.ts'
@@ -16,7 +16,7 @@ import { tempDir } from '../helpers/tools.ts'
 import { startSshd, type Sshd } from '../helpers/sshd.ts'
 import { bridgeKeyLine, startProxy, type ProxyProcess } from '../helpers/proxy.ts'
 import { describeFailure, diskDigest, tasksOf } from '../engine/helpers.ts'
-import { cli, cliJson, startDaemon, waitUntil, type DaemonProcess } from './helpers.ts'
+import { addLabPoolAndRemote, cli, cliJson, startDaemon, waitUntil, type DaemonProcess } from './helpers.ts'
 
 const MiB = 1024 * 1024
 
@@ -33,9 +33,7 @@ before(async () => {
   ;[lab, sshd] = await Promise.all([startLab({ dataDir: join(dir.path, 'lab'), fixture: 'tiny' }), startSshd(join(dir.path, 'sshd'))])
   ;[proxy, daemon] = await Promise.all([startProxy(join(dir.path, 'proxy')), startDaemon(join(dir.path, 'daemon'))])
   const pool = lab.pools[0]!
-  await cliJson(daemon.socket, ['pool', 'add', pool.url, '--user', pool.username, '--password-env', 'LAB_PASSWORD'], { LAB_PASSWORD: pool.password })
-  await mkdir(join(dir.path, 'near'))
-  await cliJson(daemon.socket, ['remote', 'add', 'near', `file://${join(dir.path, 'near')}`])
+  await addLabPoolAndRemote(daemon.socket, lab, dir.path)
   const { publicKey } = await cliJson<{ publicKey: string }>(daemon.socket, ['proxy', 'key'])
   await sshd.authorize([bridgeKeyLine(publicKey, proxy.dataDir)])
   const added = await cliJson(daemon.socket, ['proxy', 'add', 'edge', `ssh://${sshd.user}@127.0.0.1:${sshd.port}`])
@@ -60,7 +58,7 @@ after(async () => {
 async function createJob(name: string, mode: 'full' | 'delta', proxyName?: string): Promise<void> {
   const file = join(dir.path, `${name}.json`)
   await writeFile(file, JSON.stringify({
-    name, mode, vms: { uuids: [vmUuid] }, remotes: ['near'], ...(proxyName !== undefined && { proxy: proxyName }),
+    name, mode, vms: { uuids: [vmUuid] }, remotes: ['local'], ...(proxyName !== undefined && { proxy: proxyName }),
     schedules: [{ name: 'daily', cron: '0 3 * * *', timezone: 'UTC', retention: { backups: 3 } }],
   }))
   await cliJson(daemon.socket, ['job', 'create', '--file', file])
@@ -83,7 +81,7 @@ async function runJob(name: string): Promise<{ tree: TaskNode; read: number; siz
 
 async function restoredMatches(backupId: string): Promise<void> {
   const [sr] = await cliJson(daemon.socket, ['sr', 'list'])
-  const restored = await cliJson(daemon.socket, ['restore', '--remote', 'near', '--backup', backupId, '--sr', sr.uuid, '--wait'])
+  const restored = await cliJson(daemon.socket, ['restore', '--remote', 'local', '--backup', backupId, '--sr', sr.uuid, '--wait'])
   assert.equal(restored.tree.status, 'success', describeFailure(restored.tree))
   await waitUntil('the restored VM in the cache', async () => (conn.all('VM').some(vm => vm.uuid === restored.tree.result.vmUuid) ? true : undefined))
   const source = conn.all('VM').find(vm => vm.uuid === vmUuid)!
@@ -93,7 +91,7 @@ async function restoredMatches(backupId: string): Promise<void> {
 
 test('a job that names a proxy that does not exist is refused', async () => {
   const file = join(dir.path, 'bad.json')
-  await writeFile(file, JSON.stringify({ name: 'bad', mode: 'full', vms: { uuids: [vmUuid] }, remotes: ['near'], proxy: 'nowhere', schedules: [{ name: 'daily', cron: '0 3 * * *', timezone: 'UTC' }] }))
+  await writeFile(file, JSON.stringify({ name: 'bad', mode: 'full', vms: { uuids: [vmUuid] }, remotes: ['local'], proxy: 'nowhere', schedules: [{ name: 'daily', cron: '0 3 * * *', timezone: 'UTC' }] }))
   const result = await cli(daemon.socket, ['job', 'create', '--file', file])
   assert.equal(result.code, 1)
   assert.match(result.stderr, /- proxy: No proxy is named "nowhere"/)
@@ -116,7 +114,7 @@ test('a full and a delta job delegated to the proxy: the tree in the appliance, 
     const [summary] = await cliJson(daemon.socket, ['run', 'list', '--job', name, '--limit', '1'])
     assert.equal(summary.proxy, 'edge')
   }
-  const points = await cliJson<Array<{ id: string; mode: string; jobId: string }>>(daemon.socket, ['backup', 'list', '--remote', 'near', '--vm', vmUuid])
+  const points = await cliJson<Array<{ id: string; mode: string; jobId: string }>>(daemon.socket, ['backup', 'list', '--remote', 'local', '--vm', vmUuid])
   const jobs = await cliJson<Array<{ job: { id: string; name: string } }>>(daemon.socket, ['job', 'list'])
   const ids = new Set(jobs.filter(info => info.job.name.startsWith('edge-')).map(info => info.job.id))
   const delegated = points.filter(point => ids.has(point.jobId))
