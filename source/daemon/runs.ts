@@ -59,6 +59,9 @@ export class Runs {
     const started = start(event => {
       // The root's start event comes before start() returns: its id is the runId.
       runId ??= event.id
+      // The job is free from its root's end on: a client that saw the end (job run --wait) may start the next run at once,
+      // before the log and the index are written.
+      if (event.type === 'end' && event.id === runId && info.jobId !== undefined && this.#byJob.get(info.jobId) === runId) this.#byJob.delete(info.jobId)
       if (this.#active.has(runId)) this.options.onTaskEvent(runId, event, seq)
       else early.push(event)
       seq++
@@ -161,7 +164,6 @@ export class Runs {
 
   async #finish(active: ActiveRun, tree: TaskNode, jobName: string | undefined): Promise<void> {
     const runId = active.started.runId
-    // The job is free as soon as its run has ended (a client that saw the end may start the next one at once).
     if (active.jobId !== undefined && this.#byJob.get(active.jobId) === runId) this.#byJob.delete(active.jobId)
     this.#save(active)
     await active.saving

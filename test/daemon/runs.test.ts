@@ -34,3 +34,28 @@ test('a run is pending in the index from its first event on, and ends cancelled 
     await dir.cleanup()
   }
 })
+
+test('a job is free from its run root end event on, before the log and the index are written', async () => {
+  const dir = await tempDir('lifeboat-runs-')
+  try {
+    const state = await DaemonState.open(dir.path)
+    const runningAtEnd: Array<string | undefined> = []
+    const runs: Runs = new Runs({
+      state, store: new RunLogStore(join(dir.path, 'runs')), onRunsChanged: () => {}, log: () => {},
+      onTaskEvent: (runId, event) => {
+        if (event.type === 'end' && event.id === runId) runningAtEnd.push(runs.runningRunOf('job-1'))
+      },
+    })
+    const runId = await runs.start('backup', { jobId: 'job-1', jobName: 'nightly' }, onEvent =>
+      startRun({ name: 'backup run', data: {} }, 0, { onEvent }, async task => {
+        task.info('vms', { vms: [] })
+      }),
+    )
+    assert.ok(runId.length > 0, 'the run started')
+    for (let i = 0; i < 250 && runs.summary(runId)?.status === 'pending'; i++) await sleep(20)
+    assert.equal(runs.summary(runId)?.status, 'success', 'the run ended and its index entry says so')
+    assert.deepEqual(runningAtEnd, [undefined], 'a client told of the end (job run --wait) can start the job again at once')
+  } finally {
+    await dir.cleanup()
+  }
+})
