@@ -13,13 +13,13 @@ import type { JobPlan } from '../protocol/plan.ts'
 import type { TaskNode } from '../tasks/index.ts'
 import { parseJob, resolveSettings, type Job } from '../protocol/job.ts'
 import { FileRestoreSessions } from './file-restore.ts'
-import { methodParams, type JobInfo, type DaemonInfo, type MethodName } from '../protocol/methods.ts'
+import { methodParams, type JobInfo, type DaemonInfo, type MethodName, type RunSummary } from '../protocol/methods.ts'
 import type { StateKind } from '../protocol/events.ts'
 import { DaemonState, type StoredJob } from './state.ts'
 import { Pools, withoutUrlCredentials } from './pools.ts'
 import { Remotes } from './remotes.ts'
 import { Proxies } from './proxies.ts'
-import { startDelegatedRun } from './delegated-run.ts'
+import { PROXY_RUN_PROPERTY, startDelegatedRun } from './delegated-run.ts'
 import { openRemote } from '../storage/index.ts'
 import { Runs } from './runs.ts'
 import { Verifications } from './verifications.ts'
@@ -266,6 +266,33 @@ export class Daemon {
     })
   }
 
+  /**
+   * Start-up: the runs an earlier process of this daemon delegated to proxies and left going (it stopped, or
+   * died) are followed again, from their logs' root (its data and the proxy's run id): their index entries and logs.
+   */
+  async #delegatedRunsLeft(): Promise<Array<{ summary: RunSummary; tree: TaskNode }>> {
+    const left: Array<{ summary: RunSummary; tree: TaskNode }> = []
+    for (const summary of this.state.data.runs) {
+      if (summary.status !== 'pending' || summary.proxy === undefined) continue
+      const tree = await this.runs.tree(summary.runId).catch(() => undefined)
+      if (tree?.status === 'pending' && typeof tree.properties?.[PROXY_RUN_PROPERTY] === 'string') left.push({ summary, tree })
+    }
+    return left
+  }
+
+  async #resumeDelegatedRun({ summary, tree }: { summary: RunSummary; tree: TaskNode }): Promise<void> {
+    const { proxy: _proxy, ...data } = tree.data ?? {}
+    await this.runs.resume(summary, onEvent =>
+      startDelegatedRun(this.proxies, {
+        proxy: summary.proxy!,
+        root: { name: tree.message, data },
+        resume: { id: tree.id, start: tree.start, proxyRunId: tree.properties![PROXY_RUN_PROPERTY] as string },
+        onEvent,
+        log: this.log,
+      }),
+    )
+  }
+
   /** The jobs whose backups a mirror skips: they distribute them over several remotes, so no remote has their chains whole. */
   #distributedJobs(): Set<string> {
     return new Set(this.state.data.jobs.filter(stored => stored.job.settings.distributeBackups === true).map(stored => stored.job.id!))
@@ -309,7 +336,8 @@ export class Daemon {
   // ---- life cycle
 
   async #startUp(): Promise<void> {
-    const interrupted = await this.runs.markInterrupted('the daemon stopped while this run was in progress (crash, kill or power loss); its leftovers are cleaned up at start-up')
+    const delegated = await this.#delegatedRunsLeft()
+    const interrupted = await this.runs.markInterrupted('the daemon stopped while this run was in progress (crash, kill or power loss); its leftovers are cleaned up at start-up', new Set(delegated.map(run => run.summary.runId)))
     for (const runId of interrupted) this.log(`run ${runId}: marked interrupted`)
     for (const remote of this.state.data.remotes) {
       const url = this.state.remoteUrl(remote.name)
@@ -325,32 +353,38 @@ export class Daemon {
     }
     for (const line of await cleanFileRestoreLeftovers(join(this.dataDir, 'file-restore'))) this.log(`file restore clean-up: ${line}`)
     for (const pool of this.state.data.pools) this.pools.manage(pool, this.state.poolPassword(pool.id) ?? '')
+    // Followed again before the schedules fire: a job whose run goes on on a proxy is running.
+    for (const run of delegated) await this.#resumeDelegatedRun(run)
     this.refreshSchedules()
     await this.server.listen()
-    this.cleanedUp = this.#cleanUp()
+    this.cleanedUp = this.#cleanUp(new Set(delegated.flatMap(run => (run.summary.jobId === undefined ? [] : [run.summary.jobId]))))
     this.log(`lifeboat ${VERSION} daemon listening on ${this.socketPath} (data ${this.dataDir})`)
   }
 
-  async #cleanUp(): Promise<void> {
+  /** `spareJobs`: the jobs of the runs taken up again on proxies: their snapshots and blocks are in use there. */
+  async #cleanUp(spareJobs: ReadonlySet<string>): Promise<void> {
     // Give the stored pools a moment to connect, so their leftover snapshots are seen.
     const signal = this.#stopped.signal
     const deadline = Date.now() + 30_000
     while (this.pools.list().some(pool => pool.status === 'connecting') && Date.now() < deadline && !signal.aborted) await sleep(200, signal).catch(() => {})
     if (signal.aborted) return
     try {
-      for (const line of await cleanupAfterCrash(this.context, { signal })) this.log(`clean-up: ${line}`)
+      for (const line of await cleanupAfterCrash(this.context, { signal, spareJobs })) this.log(`clean-up: ${line}`)
     } catch (error) {
       this.log(`clean-up ${signal.aborted ? 'stopped' : 'failed'}: ${(error as Error).message}`)
     }
   }
 
-  /** Cancels the runs (their logs say why), closes the socket and the connections. */
+  /** Leaves the runs delegated to proxies going there (followed again at the next start), cancels the others (their logs say why), closes the socket and the connections. */
   stop(reason = 'the daemon is stopping'): Promise<void> {
     this.#stopping ??= (async () => {
       this.scheduler.stop()
       this.lanes.stop()
       this.#stopped.abort()
       await this.cleanedUp
+      // A run delegated to a proxy goes on there: it is left going, and followed again at the next start.
+      const detached = await this.runs.detachAll(10_000)
+      if (detached > 0) this.log(`${detached} run(s) delegated to proxies go on there; the next start follows them again`)
       if (this.runs.activeCount > 0) this.log(`cancelling ${this.runs.activeCount} run(s): ${reason}`)
       await this.runs.cancelAll(reason, 60_000)
       await this.fileRestore.closeAll()

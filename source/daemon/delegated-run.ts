@@ -1,9 +1,13 @@
 // A run delegated to a proxy, seen from the appliance as a StartedRun like a local one: its root task is made
 // here (its id is the runId), the proxy's events are replayed under it as they come (the proxy's root becomes
 // this root), so the log, the tree and the live view are the appliance's as for a local run. Cancel (and the
-// job's timeout, which the proxy enforces itself) stop the run on the proxy. A channel that drops is opened
-// again and the run re-attached from the last event seen; a proxy that no longer knows the run (it restarted)
-// fails it with PROXY_RUN_INTERRUPTED.
+// job's timeout, which the proxy enforces itself) stop the run on the proxy.
+//
+// Faults. A channel that drops is opened again and the run re-attached from the last event seen (the proxy
+// goes on meanwhile and keeps the events). A proxy that no longer has the run (its service died or restarted:
+// its runs live in its memory) ends every task still going, and the run, `interrupted`. The proxy's run id is a
+// property of the root, in the log the daemon keeps: a daemon that restarts takes the run up again (`resume`),
+// replaying its events from the first. A daemon that stops detaches (`detach`): the run goes on on the proxy.
 import { foldRun, TaskLog, type TaskEvent, type TaskListener } from '../tasks/index.ts'
 import { LifeboatError, errorCode } from '../util/errors.ts'
 import { sleep } from '../util/abort.ts'
@@ -11,28 +15,49 @@ import type { StartedRun } from '../engine/index.ts'
 import { RUN_EVENT, type RunEventNotification, type RunSpec, type SequencedEvent } from '../protocol/proxy.ts'
 import type { OpenChannel, Proxies } from './proxies.ts'
 
+/** The root's property that names the run on the proxy: what a restarted daemon re-attaches to. */
+export const PROXY_RUN_PROPERTY = 'proxyRunId'
+
 /** Re-attaching after a dropped channel is tried this long before the run is given up as interrupted. */
 const REATTACH_MS = 10 * 60_000
+
+/** What a proxy answers when the run is gone with it: the run cannot be caught up, it is interrupted. */
+const RUN_GONE = new Set(['RUN_NOT_FOUND', 'PROXY_NOT_RUNNING', 'RUN_EVENTS_LOST'])
 
 export interface DelegatedRunRequest {
   proxy: string
   root: { name: string; data: Record<string, unknown> }
-  spec: Omit<RunSpec, 'applianceRunId'>
+  /** A new run: what the proxy runs. */
+  spec?: Omit<RunSpec, 'applianceRunId'>
+  /** A run an earlier daemon process delegated, taken up again: its root (id, start) and its run on the proxy. */
+  resume?: { id: string; start: number; proxyRunId: string }
   onEvent: TaskListener
   log: (line: string) => void
 }
 
-export function startDelegatedRun(proxies: Proxies, request: DelegatedRunRequest): StartedRun {
-  const root = TaskLog.start({ name: request.root.name, data: { ...request.root.data, proxy: request.proxy } }, { onEvent: request.onEvent })
+export interface DelegatedRun extends StartedRun {
+  /** Stops following the run (the daemon is stopping): it goes on on the proxy; `done` resolves with the tree as far as seen. */
+  detach(): void
+}
+
+export function startDelegatedRun(proxies: Proxies, request: DelegatedRunRequest): DelegatedRun {
+  const root = TaskLog.start(
+    { name: request.root.name, data: { ...request.root.data, proxy: request.proxy } },
+    { onEvent: request.onEvent, ...(request.resume !== undefined && { resume: { id: request.resume.id, start: request.resume.start } }) },
+  )
   const log = root.log
+  const label = `run ${root.id}`
   let proxyRoot: string | undefined
   let lastSeq = -1
   let ended = false
-  let remoteRunId: string | undefined
+  let detached = false
+  let remoteRunId = request.resume?.proxyRunId
   let open: OpenChannel | undefined
   let cancelReason: string | undefined
-  let endSeen: () => void = () => {}
-  const endArrived = new Promise<void>(resolve => (endSeen = resolve))
+  /** The proxy's tasks started and not ended yet, in start order, with their parents (the root mapped). */
+  const going = new Map<string, string>()
+  let wake: () => void = () => {}
+  const woken = new Promise<void>(resolve => (wake = resolve))
 
   const relay = ({ seq, event }: SequencedEvent) => {
     if (seq <= lastSeq || ended) return
@@ -42,59 +67,97 @@ export function startDelegatedRun(proxies: Proxies, request: DelegatedRunRequest
       return
     }
     const mapped = { ...event, ...(event.id === proxyRoot && { id: root.id }), ...(event.parentId !== undefined && event.parentId === proxyRoot && { parentId: root.id }) } as TaskEvent
+    if (mapped.type === 'start') going.set(mapped.id, mapped.parentId!)
+    else if (mapped.type === 'end') going.delete(mapped.id)
     log.emit(mapped)
     if (mapped.id === root.id && mapped.type === 'end') {
       ended = true
-      endSeen()
+      wake()
     }
   }
 
   const attach = async (): Promise<void> => {
     open = await proxies.connect(request.proxy)
     const channel = open.channel
+    // Events the proxy sends before its answer to run.attach (it may, once the connection is attached) wait for
+    // that answer: relayed first, they would make the catch-up's earlier events look already seen.
+    let waiting: SequencedEvent[] | undefined = []
     channel.client.onNotification(RUN_EVENT, params => {
       const notification = params as RunEventNotification
-      if (notification.runId === remoteRunId) relay(notification)
+      if (notification.runId !== remoteRunId) return
+      if (waiting !== undefined) waiting.push(notification)
+      else relay(notification)
     })
     if (remoteRunId === undefined) {
-      remoteRunId = (await channel.client.call('run.start', { ...request.spec, applianceRunId: root.id })).runId
-      request.log(`run ${root.id}: delegated to the proxy "${request.proxy}" (its run ${remoteRunId})`)
+      remoteRunId = (await channel.client.call('run.start', { ...request.spec!, applianceRunId: root.id })).runId
+      // In the log the daemon keeps: a restarted daemon finds the run on the proxy by it.
+      root.set(PROXY_RUN_PROPERTY, remoteRunId)
+      request.log(`${label}: delegated to the proxy "${request.proxy}" (its run ${remoteRunId})`)
     }
     const caught = await channel.client.call('run.attach', { runId: remoteRunId, after: lastSeq })
     caught.events.forEach(relay)
+    waiting.forEach(relay)
+    waiting = undefined
     if (cancelReason !== undefined) await channel.client.call('run.cancel', { runId: remoteRunId, reason: cancelReason })
+  }
+
+  /** Every task still going on the proxy, deepest first, then the run: interrupted, with the reason. */
+  const interruptAll = (error: LifeboatError) => {
+    const result = { code: error.code, message: error.message }
+    for (const [id, parentId] of [...going].reverse()) log.emit({ type: 'end', id, parentId, timestamp: log.now(), status: 'interrupted', result })
+    going.clear()
+    root.interrupt(error)
+    ended = true
   }
 
   const done = (async () => {
     try {
-      await attach()
+      if (request.resume !== undefined) request.log(`${label}: taking up again its run ${remoteRunId} on the proxy "${request.proxy}"`)
+      try {
+        await attach()
+      } catch (error) {
+        // A run the proxy has (taken up again, or started before the channel failed) is retried as a dropped channel is; one not started fails at once.
+        if (remoteRunId === undefined || RUN_GONE.has(errorCode(error) ?? '')) throw error
+        await reattach(error)
+      }
       for (;;) {
         const closed = new Promise<void>(resolve => open!.channel.client.once('close', () => resolve()))
-        await Promise.race([endArrived, closed])
-        if (ended) break
+        await Promise.race([woken, closed])
+        if (ended || detached) break
         // The channel dropped; the proxy goes on with the run: open it again and catch up from the last event seen.
-        request.log(`run ${root.id}: the channel to the proxy "${request.proxy}" dropped; re-attaching`)
-        const deadline = Date.now() + REATTACH_MS
-        for (let delay = 1000; ; delay = Math.min(delay * 2, 30_000)) {
-          try {
-            await attach()
-            break
-          } catch (error) {
-            if (errorCode(error) === 'RUN_NOT_FOUND' || Date.now() > deadline) throw interrupted(request.proxy, error)
-            await sleep(delay)
-          }
-        }
+        request.log(`${label}: the channel to the proxy "${request.proxy}" dropped; re-attaching`)
+        await reattach(undefined)
       }
     } catch (error) {
-      if (!ended) {
-        root.fail(errorCode(error) === 'RUN_NOT_FOUND' ? interrupted(request.proxy, error) : error)
-        ended = true
+      if (!ended && !detached) {
+        if (errorCode(error) === 'PROXY_RUN_INTERRUPTED') interruptAll(error as LifeboatError)
+        else if (remoteRunId !== undefined && RUN_GONE.has(errorCode(error) ?? '')) interruptAll(interrupted(request.proxy, error))
+        else root.fail(error)
       }
     } finally {
       open?.channel.close()
     }
     return foldRun(log.events)!
   })()
+
+  /** Opens the channel again until the run is re-attached; the run is given up when the proxy no longer has it, or after REATTACH_MS. */
+  async function reattach(first: unknown): Promise<void> {
+    const deadline = Date.now() + REATTACH_MS
+    let last = first
+    for (let delay = 1000; ; delay = Math.min(delay * 2, 30_000)) {
+      if (last !== undefined) {
+        if (RUN_GONE.has(errorCode(last) ?? '') || Date.now() > deadline) throw interrupted(request.proxy, last)
+        request.log(`${label}: the proxy "${request.proxy}" is not reached (${errorCode(last) ?? 'error'}: ${(last as Error).message}); trying again in ${delay / 1000} s`)
+        await Promise.race([sleep(delay), woken])
+        if (detached) return
+      }
+      try {
+        return await attach()
+      } catch (error) {
+        last = error
+      }
+    }
+  }
 
   return {
     runId: root.id,
@@ -104,9 +167,20 @@ export function startDelegatedRun(proxies: Proxies, request: DelegatedRunRequest
       cancelReason = reason ?? 'cancelled by the administrator'
       if (remoteRunId !== undefined && open !== undefined) void open.channel.client.call('run.cancel', { runId: remoteRunId, reason: cancelReason }).catch(() => {})
     },
+    detach: () => {
+      if (ended) return
+      detached = true
+      request.log(`${label}: no longer followed (the daemon is stopping); it goes on on the proxy "${request.proxy}", and is taken up again at the daemon's next start`)
+      open?.channel.close()
+      wake()
+    },
   }
 }
 
 function interrupted(proxy: string, cause: unknown): LifeboatError {
-  return new LifeboatError('PROXY_RUN_INTERRUPTED', `The proxy "${proxy}" no longer runs this run (its service stopped or restarted, or it stayed out of reach): the run is interrupted; its leftovers are cleaned at the proxy's next run.`, { cause })
+  return new LifeboatError(
+    'PROXY_RUN_INTERRUPTED',
+    `The proxy "${proxy}" no longer runs this run (its service stopped or restarted, or it stayed out of reach): the run is interrupted. What it left (an unfinished snapshot, a partial backup) is removed by the next backup of each VM.`,
+    { cause },
+  )
 }

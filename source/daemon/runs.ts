@@ -9,8 +9,15 @@ import type { StartedRun } from '../engine/index.ts'
 import type { RunStatus, RunSummary } from '../protocol/methods.ts'
 import type { DaemonState } from './state.ts'
 
+/** A run as the daemon follows it: the engine's, or one delegated to a proxy, which can be left going there. */
+type FollowedRun = StartedRun & { detach?: () => void }
+
+type RunInfo = { jobId?: string; jobName?: string; scheduleName?: string; proxy?: string }
+
 interface ActiveRun {
-  started: StartedRun
+  started: FollowedRun
+  /** Left going elsewhere as the daemon stops (detachAll): its index entry stays pending. */
+  detached: boolean
   jobId?: string
   /** Writes of the log, chained so the final one lands last. */
   saving: Promise<void>
@@ -26,7 +33,7 @@ export interface RunsOptions {
   log: (line: string) => void
 }
 
-export type RunStarter = (onEvent: (event: TaskEvent) => void) => StartedRun
+export type RunStarter = (onEvent: (event: TaskEvent) => void) => FollowedRun
 
 /** How often a running run's pending tree is rewritten, so a crash loses little of its log. */
 const SAVE_INTERVAL_MS = 5000
@@ -46,16 +53,28 @@ export class Runs {
   }
 
   /** Starts a run through `start` (the engine); a job already running is refused with JOB_RUNNING. */
-  async start(kind: RunSummary['kind'], info: { jobId?: string; jobName?: string; scheduleName?: string; proxy?: string }, start: RunStarter): Promise<string> {
+  async start(kind: RunSummary['kind'], info: RunInfo, start: RunStarter): Promise<string> {
     if (info.jobId !== undefined) {
       const running = this.#byJob.get(info.jobId)
       if (running !== undefined) {
         throw new LifeboatError('JOB_RUNNING', `The job "${info.jobName ?? info.jobId}" is already running (run ${running}); wait for it to end or cancel it with 'npx lifeboat run cancel ${running}'.`, { data: { runId: running } })
       }
     }
+    return this.#track(info, start, (runId, started) => ({ runId, kind, ...info, start: started.log.events[0]?.timestamp ?? Date.now(), status: 'pending' }))
+  }
+
+  /** Takes up again a run an earlier daemon process left going elsewhere (on a proxy): its index entry stays, pending until it ends. */
+  async resume(summary: RunSummary, start: RunStarter): Promise<string> {
+    const info: RunInfo = { ...(summary.jobId !== undefined && { jobId: summary.jobId }), ...(summary.jobName !== undefined && { jobName: summary.jobName }) }
+    return this.#track(info, start, () => undefined)
+  }
+
+  /** Follows a run started by `start`: its events to subscribers, its log saved as it goes and at its end, its index entry (`summary`, when new) kept. */
+  async #track(info: RunInfo, start: RunStarter, summary: (runId: string, started: FollowedRun) => RunSummary | undefined): Promise<string> {
     let runId: string | undefined
     let seq = 0
     const early: TaskEvent[] = []
+    let active: ActiveRun | undefined
     const started = start(event => {
       // The root's start event comes before start() returns: its id is the runId.
       runId ??= event.id
@@ -65,23 +84,26 @@ export class Runs {
       if (this.#active.has(runId)) this.options.onTaskEvent(runId, event, seq)
       else early.push(event)
       seq++
+      // What the root records of itself (a proxy's run id) is on disk at once: a restarted daemon needs it.
+      if (event.type === 'property' && event.id === runId && active !== undefined) this.#save(active)
     })
     runId = started.runId
-    const active: ActiveRun = { started, ...(info.jobId !== undefined && { jobId: info.jobId }), saving: Promise.resolve(), finished: Promise.resolve() }
+    active = { started, ...(info.jobId !== undefined && { jobId: info.jobId }), saving: Promise.resolve(), finished: Promise.resolve(), detached: false }
     this.#active.set(runId, active)
     if (info.jobId !== undefined) this.#byJob.set(info.jobId, runId)
     // Indexed (pending) before anyone hears of its first event: a client reacting to it finds the run.
-    const summary: RunSummary = { runId, kind, ...info, start: started.log.events[0]?.timestamp ?? Date.now(), status: 'pending' }
-    const indexed = this.options.state.update(data => void data.runs.push(summary))
+    const entry = summary(runId, started)
+    const indexed = entry === undefined ? Promise.resolve() : this.options.state.update(data => void data.runs.push(entry))
     early.forEach((event, index) => this.options.onTaskEvent(runId!, event, index))
     await indexed
     this.#save(active)
     this.options.onRunsChanged()
     const timer = setInterval(() => this.#save(active), SAVE_INTERVAL_MS)
     timer.unref()
+    const tracked = active
     active.finished = started.done.then(async tree => {
       clearInterval(timer)
-      await this.#finish(active, tree, info.jobName)
+      await this.#finish(tracked, tree, info.jobName)
     })
     return runId
   }
@@ -132,6 +154,20 @@ export class Runs {
     active.started.cancel(reason)
   }
 
+  /**
+   * Stops following the runs that go on elsewhere (delegated to a proxy): their logs stay pending, to be taken
+   * up again at the next start. Returns how many.
+   */
+  async detachAll(timeoutMs: number): Promise<number> {
+    const runs = [...this.#active.values()].filter(run => run.started.detach !== undefined)
+    for (const run of runs) {
+      run.detached = true
+      run.started.detach!()
+    }
+    await Promise.race([Promise.all(runs.map(run => run.finished)), new Promise(resolve => setTimeout(resolve, timeoutMs).unref())])
+    return runs.length
+  }
+
   /** Cancels every run and waits (at most `timeoutMs`) for their logs and the index to say so. */
   async cancelAll(reason: string, timeoutMs: number): Promise<void> {
     const runs = [...this.#active.values()]
@@ -141,14 +177,14 @@ export class Runs {
   }
 
   /** Start-up: runs left pending by a dead daemon become interrupted, in their logs and in the index (ending at their last event). */
-  async markInterrupted(reason: string): Promise<string[]> {
-    const trees = new Map((await this.options.store.markInterruptedRuns(reason)).map(tree => [tree.id, tree]))
+  async markInterrupted(reason: string, except: ReadonlySet<string> = new Set()): Promise<string[]> {
+    const trees = new Map((await this.options.store.markInterruptedRuns(reason, except)).map(tree => [tree.id, tree]))
     const interrupted = new Set(trees.keys())
     await this.options.state.update(data => {
       for (const run of data.runs) {
         const tree = trees.get(run.runId)
         if (tree !== undefined) Object.assign(run, summarize(tree))
-        else if (run.status === 'pending') run.status = 'interrupted'
+        else if (run.status === 'pending' && !except.has(run.runId)) run.status = 'interrupted'
         else continue
         interrupted.add(run.runId)
       }
@@ -168,6 +204,10 @@ export class Runs {
     this.#save(active)
     await active.saving
     this.#active.delete(runId)
+    if (active.detached && tree.status === 'pending') {
+      this.options.log(`run ${runId} is no longer followed by this daemon; it is taken up again at its next start`)
+      return
+    }
     const outcome = summarize(tree)
     await this.options.state.update(data => {
       const run = data.runs.find(r => r.runId === runId)

@@ -81,10 +81,11 @@ export class RunLogStore {
     })
   }
 
-  /** Marks the stored runs still pending as interrupted; returns their marked trees. Unreadable logs are left alone. */
-  async markInterruptedRuns(reason: string): Promise<TaskNode[]> {
+  /** Marks the stored runs still pending as interrupted, but those of `except` (taken up again); returns their marked trees. Unreadable logs are left alone. */
+  async markInterruptedRuns(reason: string, except: ReadonlySet<string> = new Set()): Promise<TaskNode[]> {
     const interrupted: TaskNode[] = []
     for (const runId of await this.list()) {
+      if (except.has(runId)) continue
       const run = await this.load(runId).catch(() => undefined)
       if (run === undefined || run.status !== 'pending') continue
       const marked = markInterrupted(run, reason)

@@ -5,7 +5,8 @@ import { LifeboatError, errorCode, serializeError, type SerializedError } from '
 import { abortReason, unwrapAbort } from '../util/abort.ts'
 
 export type TaskData = Record<string, unknown>
-export type EndStatus = 'success' | 'failure' | 'cancelled'
+/** 'interrupted': the task was still going where it ran when that place was lost (a proxy that died mid-run). */
+export type EndStatus = 'success' | 'failure' | 'cancelled' | 'interrupted'
 
 interface EventBase {
   id: string
@@ -45,11 +46,17 @@ export class TaskLog {
     this.now = options.now ?? Date.now
   }
 
-  /** Starts a run: the root task, whose id is the runId. */
-  static start(properties: { name: string; data?: TaskData }, options: TaskLogOptions & { onEvent?: TaskListener } = {}): Task {
+  /**
+   * Starts a run: the root task, whose id is the runId. `resume` starts again the root of a run begun by an
+   * earlier process (its id and start time), whose events are then replayed under it.
+   */
+  static start(properties: { name: string; data?: TaskData }, options: TaskLogOptions & { onEvent?: TaskListener; resume?: { id: string; start: number } } = {}): Task {
     const log = new TaskLog(options)
     if (options.onEvent !== undefined) log.subscribe(options.onEvent)
-    return log.startTask(properties.name, properties.data)
+    if (options.resume === undefined) return log.startTask(properties.name, properties.data)
+    const root = new Task(log, options.resume.id, properties.name)
+    log.emit({ type: 'start', id: root.id, timestamp: options.resume.start, properties: { ...properties.data, name: properties.name } })
+    return root
   }
 
   subscribe(listener: TaskListener): () => void {
@@ -126,6 +133,11 @@ export class Task {
   fail(error: unknown): void {
     const coded = unwrapAbort(error)
     this.#finish(errorCode(coded) === 'CANCELLED' ? 'cancelled' : 'failure', serializeError(coded))
+  }
+
+  /** Ends the task interrupted: it was going where it ran when that place was lost; `error` says how. */
+  interrupt(error: unknown): void {
+    this.#finish('interrupted', serializeError(error))
   }
 
   /**

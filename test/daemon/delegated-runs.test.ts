@@ -2,14 +2,18 @@
 // daemon as their own processes. A full and a delta job that name the proxy run there: the appliance's log holds
 // the whole tree (seen live while it goes), the restore points restore byte-exact, and the appliance's daemon
 // reads under 1% of the bytes backed up (the same job run locally reads them all: the counter can fail); a
-// cancel on the appliance stops the run on the proxy.
+// cancel on the appliance stops the run on the proxy. The faults: the ssh channel dropped mid-run (the run goes on
+// and the appliance catches up), the proxy killed (the run ends interrupted at once), the appliance's daemon
+// killed or stopped mid-run (the next start follows the run again and its log ends whole).
 import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
 import { readFile, writeFile } from 'node:fs/promises'
+import { execFile } from 'node:child_process'
+import { promisify } from 'node:util'
 import { join } from 'node:path'
 import { DaemonClient } from '../../source/client/index.ts'
 import { startLab, type Lab } from '../../source/lab/index.ts'
-import { PoolConnection } from '../../source/xapi/index.ts'
+import { PoolConnection, TEMPORARY_SNAPSHOT_NAME } from '../../source/xapi/index.ts'
 import { vmDisks } from '../../source/xapi/vm.ts'
 import type { TaskNode } from '../../source/protocol/methods.ts'
 import { tempDir } from '../helpers/tools.ts'
@@ -27,6 +31,7 @@ let proxy: ProxyProcess
 let daemon: DaemonProcess
 let conn: PoolConnection
 let vmUuid: string
+let vdiUuid: string
 
 before(async () => {
   dir = await tempDir('lifeboat-delegated-')
@@ -42,7 +47,8 @@ before(async () => {
   const vm = conn.all('VM').find(record => record.name_label === 'tiny-halted' && record.is_a_snapshot !== true)!
   vmUuid = vm.uuid as string
   // Enough data that 1% of it stands well above what the daemon reads of the run's events.
-  await lab.pools[0]!.control.writeVdi(vmDisks(conn, vm)[0]!.vdi.uuid as string, { offset: 0, length: 15 * MiB, seed: 7 })
+  vdiUuid = vmDisks(conn, vm)[0]!.vdi.uuid as string
+  await lab.pools[0]!.control.writeVdi(vdiUuid, { offset: 0, length: 15 * MiB, seed: 7 })
 })
 
 after(async () => {
@@ -147,5 +153,117 @@ test('a delegated run is seen live in the appliance, and a cancel there stops it
   } finally {
     client.close()
     lab.pools[0]!.control.setKnobs({ exportPerStreamMiBs: undefined })
+  }
+})
+
+async function jobIdOf(name: string): Promise<string> {
+  const jobs = await cliJson<Array<{ job: { id: string; name: string } }>>(daemon.socket, ['job', 'list'])
+  return jobs.find(info => info.job.name === name)!.job.id
+}
+
+/** Starts the job (already created) with the export slowed, and waits until its transfer is seen going in the appliance. */
+async function startSlowRun(name: string): Promise<string> {
+  lab.pools[0]!.control.setKnobs({ exportPerStreamMiBs: 1 })
+  const { runId } = await cliJson(daemon.socket, ['job', 'run', name])
+  await waitUntil('the transfer going', async () => {
+    const { tree } = await cliJson(daemon.socket, ['run', 'show', runId])
+    assert.equal(tree.status, 'pending', `the run ended before its transfer was seen going: ${describeFailure(tree)}`)
+    return tasksOf(tree).some(task => task.message === 'transfer' && task.status === 'pending') ? true : undefined
+  }, 120_000)
+  return runId
+}
+
+async function runEnded(runId: string): Promise<{ summary: { status: string }; tree: TaskNode }> {
+  return waitUntil('the run ended', async () => {
+    const shown = await cliJson(daemon.socket, ['run', 'show', runId])
+    return shown.summary.status === 'pending' ? undefined : shown
+  }, 180_000)
+}
+
+/** The run's log is whole: every task ended, the transfers succeeded with their bytes. */
+function assertWhole(tree: TaskNode): void {
+  assert.equal(tree.status, 'success', describeFailure(tree))
+  assert.deepEqual(tasksOf(tree).filter(task => task.status === 'pending').map(task => task.message), [], 'no task is left pending')
+  const transfers = tasksOf(tree).filter(task => task.message === 'transfer')
+  assert.ok(transfers.length > 0 && transfers.every(task => task.status === 'success' && ((task.result as { size?: number }).size ?? 0) > 0), 'the transfers are in the log with their bytes')
+}
+
+const unslow = () => lab.pools[0]!.control.setKnobs({ exportPerStreamMiBs: undefined })
+
+test('the ssh channel drops mid-run: the proxy finishes the run, the appliance re-attaches and its log ends complete', async () => {
+  await createJob('edge-drop', 'full', 'edge')
+  try {
+    const runId = await startSlowRun('edge-drop')
+    // The proxy's end of the channel: the bridge sshd runs for the daemon's key.
+    await promisify(execFile)('pkill', ['-f', `proxy --stdio --data ${proxy.dataDir}`])
+    await waitUntil('the daemon re-attaching', async () => (daemon.log().includes(`run ${runId}: the channel to the proxy "edge" dropped; re-attaching`) ? true : undefined))
+    unslow()
+    const { summary, tree } = await runEnded(runId)
+    assert.equal(summary.status, 'success')
+    assertWhole(tree)
+    assert.ok(proxy.log().includes(`(the appliance's ${runId}) ended success`), 'the proxy ran the run to its end')
+    const points = await cliJson<Array<{ id: string; jobId: string }>>(daemon.socket, ['backup', 'list', '--remote', 'local', '--vm', vmUuid])
+    const written = points.filter(point => point.jobId === tree.data?.jobId)
+    assert.equal(written.length, 1, 'the run wrote its restore point')
+    await restoredMatches(written[0]!.id)
+  } finally {
+    unslow()
+  }
+})
+
+test('the proxy dies mid-run: the run is interrupted on the appliance at once; the next run cleans what it left and succeeds', async () => {
+  await createJob('edge-killed', 'full', 'edge')
+  try {
+    const runId = await startSlowRun('edge-killed')
+    proxy.child.kill('SIGKILL')
+    const { summary, tree } = await runEnded(runId)
+    assert.equal(summary.status, 'interrupted')
+    assert.equal((tree.result as { code?: string }).code, 'PROXY_RUN_INTERRUPTED', describeFailure(tree))
+    assert.deepEqual(tasksOf(tree).filter(task => task.status === 'pending').map(task => task.message), [], 'every task the proxy had going ends interrupted')
+    assert.ok(tasksOf(tree).some(task => task.message === 'transfer' && task.status === 'interrupted'), 'the transfer is interrupted')
+    unslow()
+    proxy = await startProxy(proxy.dataDir)
+    const next = await runJob('edge-killed')
+    assertWhole(next.tree)
+    await conn.sync()
+    const left = conn.all('VM').filter(vm => vm.is_a_snapshot === true && vm.name_label === TEMPORARY_SNAPSHOT_NAME)
+    assert.deepEqual(left.map(vm => vm.uuid), [], 'no unfinished snapshot is left on the pool')
+  } finally {
+    unslow()
+    if (proxy.child.exitCode !== null || proxy.child.signalCode !== null) proxy = await startProxy(proxy.dataDir)
+  }
+})
+
+test('the appliance dies mid-run (kill -9), or stops: its next start follows the run on the proxy again, and the log ends whole', async () => {
+  await createJob('edge-appliance', 'delta', 'edge')
+  const daemonDir = join(dir.path, 'daemon')
+  try {
+    for (const [index, stop] of (['SIGKILL', 'SIGTERM'] as const).entries()) {
+      // A delta of the whole disk each time: long enough under the slowed export to stop the daemon mid-transfer.
+      await lab.pools[0]!.control.writeVdi(vdiUuid, { offset: 0, length: 15 * MiB, seed: 100 + index })
+      const runId = await startSlowRun('edge-appliance')
+      daemon.child.kill(stop)
+      await daemon.exited
+      if (stop === 'SIGTERM') assert.match(daemon.log(), /1 run\(s\) delegated to proxies go on there/)
+      assert.ok(!proxy.log().includes(`(the appliance's ${runId}) ended`), `the run goes on on the proxy after the daemon's ${stop}`)
+      daemon = await startDaemon(daemonDir)
+      const takenUp = new RegExp(`run ${runId}: taking up again its run \\S+ on the proxy "edge"`)
+      await waitUntil('the daemon taking the run up again', async () => (takenUp.test(daemon.log()) ? true : undefined))
+      const running = await cliJson<Array<{ job: { name: string }; running?: string }>>(daemon.socket, ['job', 'list'])
+      assert.equal(running.find(info => info.job.name === 'edge-appliance')?.running, runId, 'the job is running again in the appliance')
+      unslow()
+      const { summary, tree } = await runEnded(runId)
+      assert.equal(summary.status, 'success')
+      assertWhole(tree)
+      assert.equal(tree.id, runId)
+    }
+    // The last delta, written while no daemon followed its run, restores the disk as it is now.
+    const points = await cliJson<Array<{ id: string; jobId: string; timestamp: number }>>(daemon.socket, ['backup', 'list', '--remote', 'local', '--vm', vmUuid])
+    const jobId = await jobIdOf('edge-appliance')
+    const ours = points.filter(point => point.jobId === jobId).sort((a, b) => a.timestamp - b.timestamp)
+    assert.equal(ours.length, 2, 'both runs wrote their restore points')
+    await restoredMatches(ours[1]!.id)
+  } finally {
+    unslow()
   }
 })

@@ -5,17 +5,24 @@
 import { errorCode } from '../../util/errors.ts'
 import { cleanVm, listBackedUpVms, vmDir } from '../../repository/index.ts'
 import { destroyVmAndDisks, liftLeftoverBlocks, TEMPORARY_SNAPSHOT_NAME } from '../../xapi/index.ts'
+import type { XapiRecord } from '../../xapi/index.ts'
 import type { EngineContext } from './backup-run.ts'
+import { KEY } from './snapshots.ts'
 
 // An upload older than this is no longer written by anyone (another Lifeboat or XO on the same bucket may be mid-upload).
 const STALE_UPLOAD_MS = 24 * 3600_000
 
-/** Returns one line per thing it did or could not do, for the daemon's log. */
-export async function cleanupAfterCrash(context: EngineContext, options: { signal?: AbortSignal } = {}): Promise<string[]> {
+/**
+ * Returns one line per thing it did or could not do, for the daemon's log. `spareJobs`: jobs whose runs go on
+ * elsewhere (delegated to a proxy, taken up again): their snapshots and the blocks on their VMs are theirs.
+ */
+export async function cleanupAfterCrash(context: EngineContext, options: { signal?: AbortSignal; spareJobs?: ReadonlySet<string> } = {}): Promise<string[]> {
   const lines: string[] = []
+  const spareJobs = options.spareJobs ?? new Set()
+  const sparedJob = (vm: XapiRecord) => spareJobs.has((vm.other_config as Record<string, string> | undefined)?.[KEY.job] ?? '')
   for (const conn of context.pools.values()) {
     for (const vm of conn.all('VM')) {
-      if (vm.is_a_snapshot !== true || vm.name_label !== TEMPORARY_SNAPSHOT_NAME) continue
+      if (vm.is_a_snapshot !== true || vm.name_label !== TEMPORARY_SNAPSHOT_NAME || sparedJob(vm)) continue
       try {
         await destroyVmAndDisks(conn, vm.$ref, { signal: options.signal })
         lines.push(`pool ${conn.poolName}: removed the unfinished snapshot ${vm.uuid}`)
@@ -26,7 +33,8 @@ export async function cleanupAfterCrash(context: EngineContext, options: { signa
   }
   for (const conn of context.pools.values()) {
     try {
-      for (const vm of await liftLeftoverBlocks(conn)) lines.push(`pool ${conn.poolName}: lifted the migration block an earlier run left on VM ${vm.uuid}`)
+      const spared = new Set(conn.all('VM').filter(vm => vm.is_a_snapshot === true && sparedJob(vm)).map(vm => vm.snapshot_of as string))
+      for (const vm of await liftLeftoverBlocks(conn, spared)) lines.push(`pool ${conn.poolName}: lifted the migration block an earlier run left on VM ${vm.uuid}`)
     } catch (error) {
       lines.push(`pool ${conn.poolName}: could not lift the migration blocks earlier runs left (${errorCode(error)}); the next backup of each VM lifts them`)
     }

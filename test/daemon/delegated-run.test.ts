@@ -1,0 +1,86 @@
+// The appliance's side of a delegated run against a scripted proxy channel: the orders in which a real proxy's
+// answers and notifications can arrive, and what each fault leaves in the run's tree.
+import { test } from 'node:test'
+import assert from 'node:assert/strict'
+import { EventEmitter } from 'node:events'
+import { startDelegatedRun } from '../../source/daemon/delegated-run.ts'
+import type { Proxies } from '../../source/daemon/proxies.ts'
+import { LifeboatError } from '../../source/util/errors.ts'
+import type { SequencedEvent } from '../../source/protocol/proxy.ts'
+import type { TaskEvent } from '../../source/tasks/index.ts'
+
+const PROXY_ROOT = 'proxy-root'
+
+/** The events of a small run on the proxy: its root, a VM and a transfer under it (ended or not). */
+function proxyEvents(ended: boolean): SequencedEvent[] {
+  const events: TaskEvent[] = [
+    { type: 'start', id: PROXY_ROOT, timestamp: 1, properties: { name: 'backup run' } },
+    { type: 'info', id: PROXY_ROOT, timestamp: 2, message: 'vms', data: { vms: ['vm-1'] } },
+    { type: 'start', id: 'vm', parentId: PROXY_ROOT, timestamp: 3, properties: { name: 'backup VM', type: 'VM', id: 'vm-1' } },
+    { type: 'start', id: 'transfer', parentId: 'vm', timestamp: 4, properties: { name: 'transfer' } },
+    ...(ended
+      ? ([
+          { type: 'end', id: 'transfer', parentId: 'vm', timestamp: 5, status: 'success', result: { size: 10 } },
+          { type: 'end', id: 'vm', parentId: PROXY_ROOT, timestamp: 6, status: 'success' },
+          { type: 'end', id: PROXY_ROOT, timestamp: 7, status: 'success' },
+        ] as TaskEvent[])
+      : []),
+  ]
+  return events.map((event, seq) => ({ seq, event }))
+}
+
+/** A proxy channel whose run.attach answer is scripted: `notifyFirst` events are sent as notifications before it. */
+function scriptedProxies(script: { attach: (after: number) => { answer: SequencedEvent[]; notifyFirst?: SequencedEvent[] } | Error }): Proxies {
+  return {
+    connect: async () => {
+      const client = new EventEmitter() as EventEmitter & Record<string, unknown>
+      let onEvent: (params: unknown) => void = () => {}
+      client.onNotification = (_method: string, handler: (params: unknown) => void) => void (onEvent = handler)
+      client.call = async (method: string, params: { after?: number }) => {
+        if (method === 'run.start') return { runId: 'remote-1' }
+        if (method !== 'run.attach') return {}
+        const scripted = script.attach(params.after!)
+        if (scripted instanceof Error) throw scripted
+        for (const sequenced of scripted.notifyFirst ?? []) onEvent({ runId: 'remote-1', ...sequenced })
+        return { events: scripted.answer, ended: false }
+      }
+      return { channel: { client, close: () => client.emit('close') }, info: {}, connectMs: 0 }
+    },
+  } as unknown as Proxies
+}
+
+const request = { proxy: 'edge', root: { name: 'backup run', data: {} }, spec: { job: {}, schedule: 's', pools: [], remotes: [] }, onEvent: () => {}, log: () => {} }
+
+test('events notified before the answer to run.attach are relayed after it: the catch-up is not taken for already seen', async () => {
+  const events = proxyEvents(true)
+  const run = startDelegatedRun(scriptedProxies({ attach: () => ({ answer: events.slice(0, 5), notifyFirst: events.slice(5) }) }), request)
+  const tree = await run.done
+  assert.equal(tree.status, 'success')
+  assert.deepEqual(tree.tasks?.map(task => task.message), ['backup VM'], 'the VM hangs under the run\'s root')
+  assert.equal(tree.tasks?.[0]?.tasks?.[0]?.status, 'success', 'the transfer ended')
+  assert.deepEqual(tree.infos?.map(info => info.message), ['vms'], 'the proxy root\'s info is the run\'s')
+})
+
+test('a proxy that no longer has the run ends every task it had going, and the run, interrupted', async () => {
+  let attaches = 0
+  const proxies = scriptedProxies({
+    attach: () => (attaches++ === 0 ? { answer: proxyEvents(false) } : new LifeboatError('RUN_NOT_FOUND', 'This proxy has no run remote-1.')),
+  })
+  let channelClose: (() => void) | undefined
+  const connect = proxies.connect.bind(proxies)
+  proxies.connect = async name => {
+    const open = await connect(name)
+    channelClose = () => open.channel.close()
+    return open
+  }
+  const run = startDelegatedRun(proxies, request)
+  while (attaches === 0) await new Promise(resolve => setImmediate(resolve))
+  await new Promise(resolve => setImmediate(resolve))
+  channelClose!()
+  const tree = await run.done
+  assert.equal(tree.status, 'interrupted')
+  assert.equal((tree.result as { code?: string }).code, 'PROXY_RUN_INTERRUPTED')
+  const vm = tree.tasks?.[0]
+  assert.equal(vm?.status, 'interrupted', 'the VM was going')
+  assert.equal(vm?.tasks?.[0]?.status, 'interrupted', 'the transfer was going')
+})
