@@ -3,8 +3,8 @@
 import type { JobInfo, Methods, MethodName as ProtocolMethodName } from '../protocol/methods.ts'
 import type { NotificationName as ProtocolNotificationName, Notifications } from '../protocol/events.ts'
 
-export type { BackupListEntry, JobInfo, Lane, LaneHolder, LanesSnapshot, Pool, Remote, RestorePoint, RunStatus, RunSummary, Sr, TaskNode, Vm } from '../protocol/methods.ts'
-export type { TaskEvent } from '../protocol/events.ts'
+export type { BackupListEntry, JobInfo, Lane, LaneHolder, LanesSnapshot, Pool, Proxy, Remote, RestorePoint, RunStatus, RunSummary, Sr, TaskNode, Vm } from '../protocol/methods.ts'
+export type { StateKind, TaskEvent } from '../protocol/events.ts'
 export type { JobInput } from '../protocol/job.ts'
 
 export type Job = JobInfo['job']

@@ -4,7 +4,7 @@ import { createContext, useCallback, useContext, useEffect, useRef, useState } f
 import type { Key } from 'ink'
 import type { TuiClient } from './client.ts'
 import { errorText } from './client.ts'
-import type { MethodName, TuiMethods } from './contract.ts'
+import type { MethodName, StateKind, TuiMethods } from './contract.ts'
 import type { Focus, ScreenKey } from './keys.ts'
 
 export type Route =
@@ -104,7 +104,7 @@ export interface RpcState<T> {
  * One daemon call's result, fetched on mount, when its params change, when the daemon comes back, and
  * when the daemon says one of `refreshOn` changed (state.changed).
  */
-export function useRpc<M extends MethodName>(method: M, params: TuiMethods[M]['params'] | undefined, refreshOn: Array<'jobs' | 'remotes' | 'pools' | 'runs'> = []): RpcState<TuiMethods[M]['result']> {
+export function useRpc<M extends MethodName>(method: M, params: TuiMethods[M]['params'] | undefined, refreshOn: StateKind[] = []): RpcState<TuiMethods[M]['result']> {
   const { client, generation } = useShell()
   const [state, setState] = useState<{ data?: TuiMethods[M]['result']; error?: string; loading: boolean }>({ loading: params !== undefined })
   const [tick, setTick] = useState(0)

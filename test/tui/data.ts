@@ -1,6 +1,6 @@
 // Sample daemon data for frame tests: a realistic handful, or a thousand rows to check windowing.
 import { parseJob } from '../../source/protocol/job.ts'
-import type { BackupListEntry, JobInfo, LanesSnapshot, Pool, Remote, RunSummary, Sr, TaskNode, Vm } from '../../source/tui/contract.ts'
+import type { BackupListEntry, JobInfo, LanesSnapshot, Pool, Proxy, Remote, RunSummary, Sr, TaskNode, Vm } from '../../source/tui/contract.ts'
 import type { JobPlan } from '../../source/protocol/plan.ts'
 
 export const NOW = Date.UTC(2026, 10, 22, 10, 0, 0)
@@ -34,6 +34,11 @@ export const srs: Sr[] = [
 export const remotes: Remote[] = [
   { name: 'site-a', url: 'file:///srv/backups', type: 'file', status: 'ok', space: { size: 2000 * GiB, used: 500 * GiB, free: 1500 * GiB } },
   { name: 'offsite', url: 's3://backup.example/lifeboat', type: 's3', status: 'error', error: { code: 'REMOTE_UNREACHABLE', message: 'The S3 endpoint does not answer.' } },
+]
+
+export const proxies: Proxy[] = [
+  { name: 'edge', url: 'ssh://lifeboat@proxy1.example.net', fingerprint: 'SHA256:3mK0m1c2uQfFv7yq0i9yQ3b6lQyq8cQm6kq7Xr3w2pE', addedAt: NOW - 86400_000 },
+  { name: 'dc2', url: 'ssh://lifeboat@10.0.2.15:2222', fingerprint: 'SHA256:Jq2o6m0bW1a8x6kX9r3hQ5s2Yv0u7cN4pL1tD8eF3gA', addedAt: NOW - 3600_000 },
 ]
 
 export function jobs(count = 2): JobInfo[] {

@@ -15,4 +15,5 @@ export function fullDaemon(rows?: number): FakeClient {
     .answer('vm.list', params => data.vms(rows ?? 6).filter(vm => params?.pool === undefined || vm.poolId === params.pool))
     .answer('sr.list', params => (rows === undefined ? data.srs : Array.from({ length: rows }, (_, i) => ({ ...data.srs[0]!, uuid: `sr-${i}`, name: `sr-${i}` }))).filter(sr => params?.pool === undefined || sr.poolId === params.pool))
     .answer('backup.list', data.restorePoints())
+    .answer('proxy.list', data.proxies)
 }

@@ -10,8 +10,8 @@ import { tone } from '../theme.ts'
 
 export type Field =
   | { name: string; label: string; kind: 'text'; secret?: boolean; hint?: string }
-  | { name: string; label: string; kind: 'choice'; choices: string[]; hint?: string }
-  /** `unavailable`: why it cannot be switched on now (shown greyed, with the reason in place of the hint). */
+  /** `unavailable` (a choice or a toggle): why it cannot be changed now (shown greyed, with the reason in place of the hint). */
+  | { name: string; label: string; kind: 'choice'; choices: string[]; hint?: string; unavailable?: string }
   | { name: string; label: string; kind: 'toggle'; hint?: string; unavailable?: string }
 
 export type FormValues = Record<string, string | boolean>
@@ -62,6 +62,7 @@ export function useForm(fieldsOf: Fields, initial: FormValues): Form {
     }
     if (field.kind === 'toggle' && input === ' ') return (field.unavailable === undefined && set(field.name, values[field.name] !== true), true)
     if (field.kind === 'choice' && (key.leftArrow || key.rightArrow || input === ' ')) {
+      if (field.unavailable !== undefined) return true
       const now = field.choices.indexOf(String(values[field.name]))
       const next = (now + (key.leftArrow ? -1 : 1) + field.choices.length) % field.choices.length
       set(field.name, field.choices[next]!)
@@ -82,7 +83,7 @@ export function FormView({ form, width, labelWidth = 18 }: { form: Form; width: 
       {form.fields.map((field, i) => {
         const focused = i === form.focus
         const value = form.values[field.name]
-        const unavailable = field.kind === 'toggle' ? field.unavailable : undefined
+        const unavailable = field.kind === 'text' ? undefined : field.unavailable
         const hint = unavailable ?? field.hint
         const shown =
           field.kind === 'toggle'

@@ -76,9 +76,11 @@ export function vmsLabel(job: Job): string {
   return `smart: ${parts.join(' ')}`
 }
 
+/** Where a job's backups go; a job run on a proxy names it first ("on edge: site-a"): cut at 80 columns, the proxy stays. */
 export function targetsLabel(job: Job): string {
   if (job.type === 'mirror') return `${job.sourceRemote ?? '?'} → ${job.remotes.join(', ')}`
-  return [...(job.remotes ?? []), ...(job.srs ?? []).map(sr => `sr:${sr.slice(0, 8)}`)].join(', ') || '-'
+  const targets = [...(job.remotes ?? []), ...(job.srs ?? []).map(sr => `sr:${sr.slice(0, 8)}`)].join(', ') || '-'
+  return job.proxy === undefined ? targets : `on ${job.proxy}: ${targets}`
 }
 
 export function jobSearchText(info: JobInfo): string {
@@ -86,7 +88,7 @@ export function jobSearchText(info: JobInfo): string {
 }
 
 export function runSearchText(run: RunSummary): string {
-  return [run.runId, run.kind, run.jobName ?? '', run.scheduleName ?? '', run.status, run.healthCheck === undefined ? '' : `check ${CHECK_WORDS[run.healthCheck]}`, formatDate(run.start)].join(' ')
+  return [run.runId, run.kind, run.jobName ?? '', run.scheduleName ?? '', run.proxy === undefined ? '' : `proxy ${run.proxy}`, run.status, run.healthCheck === undefined ? '' : `check ${CHECK_WORDS[run.healthCheck]}`, formatDate(run.start)].join(' ')
 }
 
 /** Compact date for tables: 11-22 03:00. */

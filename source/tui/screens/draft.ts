@@ -7,7 +7,7 @@ import type { FormValues } from '../components/form.tsx'
 export const POWER_CHOICES = ['any', 'running', 'halted', 'suspended', 'paused'] as const
 
 export interface Draft {
-  /** name, type ('backup' | 'mirror' | 'verify'), source (a mirror's source remote), mode, readData (a verify's). */
+  /** name, type ('backup' | 'mirror' | 'verify'), source (a mirror's source remote), mode, readData (a verify's), proxy (a backup's: a proxy's name or ON_APPLIANCE). */
   basics: FormValues
   selection: 'pick' | 'smart'
   picked: ReadonlySet<string>
@@ -23,13 +23,22 @@ export interface Draft {
 
 const EDITED_SETTINGS = ['concurrency', 'compression', 'timeout', 'offlineSnapshot', 'checkpointSnapshot', 'deleteFirst', 'healthCheckSr', 'healthCheckVmsWithTags', 'healthCheckTimeout', 'distributeBackups', 'distributeReplications']
 
+/** The Runs on choice of a job run by the appliance itself (no proxy): no proxy's name has spaces. */
+export const ON_APPLIANCE = 'the appliance (none)'
+
+/** The proxy a backup draft runs on; undefined: the appliance. */
+export function proxyOf(draft: Draft): string | undefined {
+  const proxy = String(draft.basics.proxy ?? '').trim()
+  return proxy === '' || proxy === ON_APPLIANCE ? undefined : proxy
+}
+
 const text = (value: unknown) => (value === undefined || value === null ? '' : String(value))
 /** A duration setting as the form shows it: whole minutes of the stored milliseconds, empty for none. */
 const durationText = (value: unknown) => (typeof value === 'number' && value > 0 ? `${Math.round(value / 60000)}m` : text(value === 0 ? '' : value))
 
 export function newDraft(): Draft {
   return {
-    basics: { name: '', type: 'backup', source: '', mode: 'delta', readData: false },
+    basics: { name: '', type: 'backup', source: '', mode: 'delta', readData: false, proxy: ON_APPLIANCE },
     selection: 'smart',
     picked: new Set(),
     smart: { tags: '', notTags: '', power: 'any' },
@@ -47,7 +56,7 @@ export function draftFromJob(job: Job): Draft {
   const settings = job.settings as Record<string, unknown>
   const smart: SmartSelection | undefined = 'smart' in job.vms ? job.vms.smart : undefined
   return {
-    basics: { name: job.name, type: job.type, source: job.sourceRemote ?? '', mode: job.mode, readData: job.readData === true },
+    basics: { name: job.name, type: job.type, source: job.sourceRemote ?? '', mode: job.mode, readData: job.readData === true, proxy: job.proxy ?? ON_APPLIANCE },
     selection: smart === undefined ? 'pick' : 'smart',
     picked: new Set('uuids' in job.vms ? job.vms.uuids : []),
     smart: { tags: smart?.tags.join(', ') ?? '', notTags: smart?.notTags.join(', ') ?? '', power: smart?.powerState ?? 'any' },
@@ -158,6 +167,7 @@ function backupJobOf(draft: Draft): JobInput {
   const kept = (['backups', 'replicas', 'snapshots'] as const).filter(k => (k === 'backups' ? draft.remotes.size > 0 : k === 'replicas' ? draft.srs.size > 0 : true))
   const retention = Object.fromEntries(kept.flatMap(k => (count(schedule[k]) === undefined ? [] : [[k, count(schedule[k])]])))
   const fullInterval = count(schedule.fullInterval)
+  const proxy = proxyOf(draft)
   return {
     ...(draft.kept.id !== undefined && { id: draft.kept.id }),
     name: String(draft.basics.name).trim(),
@@ -165,6 +175,7 @@ function backupJobOf(draft: Draft): JobInput {
     vms: draft.selection === 'pick' ? { uuids: [...draft.picked] } : { smart: smartOf(draft) },
     remotes: [...draft.remotes],
     srs: [...draft.srs],
+    ...(proxy !== undefined && { proxy }),
     settings: {
       ...draft.kept.settings,
       ...(count(s.concurrency) !== undefined && { concurrency: count(s.concurrency) }),

@@ -1,4 +1,4 @@
-// One job: its selection, targets, settings and schedules, and its recent runs (Enter opens one).
+// One job: its selection, targets, the proxy it runs on, settings and schedules, and its recent runs (Enter opens one).
 import { Box, Text } from 'ink'
 import { cancelAsked, runStarted, useNow, useRpc, useScreenKeys, useShell } from '../shell.tsx'
 import { Table } from '../components/list.tsx'
@@ -16,7 +16,7 @@ export function JobScreen({ id }: { id: string }) {
   const srs = useRpc('sr.list', {}, ['pools'])
   const job = info.data?.job
   const settings = Object.entries(job?.settings ?? {}).filter(([, v]) => v !== undefined)
-  const headerLines = 5 + (job?.schedules.length ?? 0)
+  const headerLines = 5 + (job?.proxy === undefined ? 0 : 1) + (job?.schedules.length ?? 0)
   const view = useFilteredList(runs.data, runSearchText, Math.max(3, shell.bodyHeight - headerLines))
   const now = useNow((runs.data ?? []).some(r => r.status === 'pending'))
 
@@ -55,6 +55,7 @@ export function JobScreen({ id }: { id: string }) {
       </Text>
       <Text wrap="truncate">VMs: {vmsLabel(job)}</Text>
       <Text wrap="truncate">Targets: {[...job.remotes.map(r => `remote ${r}`), ...job.srs.map(sr => srLabel(sr, srs.data))].join(', ') || 'none: snapshots kept on the source pool'}</Text>
+      {job.proxy === undefined ? null : <Text wrap="truncate">Runs on: proxy {job.proxy} (the disks go from the pools to the targets through it)</Text>}
       <Text wrap="truncate">Settings: {settings.length === 0 ? 'defaults' : settings.map(([k, v]) => `${k}=${typeof v === 'object' ? JSON.stringify(v) : String(v)}`).join(' ')}</Text>
       {job.schedules.map(s => (
         <Text key={s.name} wrap="truncate">

@@ -103,7 +103,8 @@ export function RunScreen({ runId, follow: followAtStart = false }: { runId: str
           {style.glyph} {summary.status === 'pending' ? 'running' : summary.status}
         </Text>
         {check === undefined ? null : <Text color={tone(STATUS_STYLE[check].tone)}>, {STATUS_STYLE[check].glyph} health check {checkWord(check)}</Text>}{' '}
-        {summary.kind} {summary.jobName ?? ''} · started {formatDate(summary.start)} · {formatElapsed((summary.end ?? now) - summary.start)}
+        {summary.kind} {summary.jobName ?? ''}
+        {summary.proxy === undefined ? '' : ` on proxy ${summary.proxy}`} · started {formatDate(summary.start)} · {formatElapsed((summary.end ?? now) - summary.start)}
         {follow ? ' · following' : ''}
       </Text>
       <Text dimColor wrap="truncate">

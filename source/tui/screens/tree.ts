@@ -63,6 +63,8 @@ function label(node: TaskNode, srs: ReadonlyMap<string, Sr>): string {
   const data = node.data ?? {}
   const target = exportLabel(node, srs)
   if (target !== undefined) return target
+  // A delegated run's root: its tasks ran on that proxy.
+  if (node.parentId === undefined && typeof data.proxy === 'string') return `${node.message} on proxy ${data.proxy}`
   const checkSr = node.properties?.sr as { name_label?: unknown } | undefined
   if (typeof checkSr?.name_label === 'string') return `${node.message} on SR ${checkSr.name_label}`
   // A verified backup is named by its date (its id is the metadata's path, `…/<date>.json`).

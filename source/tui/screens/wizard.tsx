@@ -3,6 +3,7 @@
 // A mirror job (type mirror on the first step) names its source remote there; its VMs are those found on
 // the source (picked, or by the tags their backups recorded), its targets other remotes. A verify job (type
 // verify) picks its remotes first, then VMs among those they hold; it keeps nothing and has one setting, its timeout.
+// A backup job may run on a proxy (Runs on, the first step), chosen among those `proxy.list` gives.
 import { useEffect, useState } from 'react'
 import { Box, Text, type Key } from 'ink'
 import { useRpc, useScreenKeys, useShell } from '../shell.tsx'
@@ -11,8 +12,8 @@ import { cursorMark, MoreLine, useListCursor } from '../components/list.tsx'
 import { fit, formatBytes, formatDate, localTimezone, wrapText } from '../format.ts'
 import { tone } from '../theme.ts'
 import { nextFireTime } from '../../protocol/cron.ts'
-import type { JobInput, RestorePoint, Sr } from '../contract.ts'
-import { distributeUnavailable, draftFromJob, draftShape, jobOf, matchSmart, MIRROR_SETTINGS, newDraft, POWER_CHOICES, problemsIn, problemsOf, smartOf, sourceVms, VERIFY_SETTINGS, type Draft, type ListedVm, type Problem } from './draft.ts'
+import type { JobInput, Proxy, RestorePoint, Sr } from '../contract.ts'
+import { distributeUnavailable, draftFromJob, draftShape, jobOf, matchSmart, MIRROR_SETTINGS, newDraft, ON_APPLIANCE, POWER_CHOICES, problemsIn, problemsOf, proxyOf, smartOf, sourceVms, VERIFY_SETTINGS, type Draft, type ListedVm, type Problem } from './draft.ts'
 import { MODE_WORDS, modeParts, modeTitle, srLabel, VERIFY_WORDS } from './modes.ts'
 import { PLAN_KEYS, useDraftPlan, usePlanView } from './plan.tsx'
 
@@ -27,16 +28,43 @@ const BASICS: Field[] = [
   { name: 'mode', label: 'Mode', kind: 'choice', choices: ['delta', 'full'], hint: '←/→ changes it' },
   { name: 'type', label: 'Type', kind: 'choice', choices: ['backup', 'mirror', 'verify'], hint: 'mirror: copies the backups of a remote to others; verify: checks them' },
   { name: 'source', label: 'Source remote', kind: 'choice', choices: [], hint: 'whose backups are copied; ←/→ changes it' },
+  { name: 'proxy', label: 'Runs on', kind: 'choice', choices: [ON_APPLIANCE], hint: '←/→: the appliance or a proxy' },
 ]
+
+/** The proxies registered (proxy.list): their names once listed, or why they could not be. */
+interface Proxies {
+  list?: readonly Proxy[]
+  error?: string
+}
+
+/** The Runs on field: the appliance, then the proxies; greyed for a mirror or a verify job (they run on the appliance). */
+function proxyField(field: Field, values: Record<string, unknown>, proxies: Proxies): Field {
+  const chosen = String(values.proxy ?? ON_APPLIANCE)
+  // The job's own proxy stays offered while the list loads, or when it cannot be listed.
+  const choices = [...new Set([ON_APPLIANCE, ...(proxies.list ?? []).map(p => p.name), chosen])]
+  if (values.type === 'mirror' || values.type === 'verify') return { ...field, kind: 'choice', choices, unavailable: `${String(values.type)} jobs run on the appliance` }
+  const hint = proxies.error !== undefined ? 'the proxies could not be listed' : proxies.list?.length === 0 ? 'no proxy yet: lifeboat proxy add' : field.hint
+  return { ...field, kind: 'choice', choices, ...(hint !== undefined && { hint }) }
+}
+
+/** What the first step says under its fields about Runs on while it has the focus. */
+function proxyWords(type: unknown, proxies: Proxies): string {
+  if (type === 'mirror' || type === 'verify') return `Only backup jobs take a proxy: ${String(type)} jobs run on the appliance.`
+  if (proxies.error !== undefined) return `The proxies could not be listed (${proxies.error}); the job runs on the appliance unless it names one.`
+  if (proxies.list === undefined) return 'Listing the proxies…'
+  if (proxies.list.length === 0) return 'No proxy is registered: add one with `npx lifeboat proxy add NAME ssh://user@host` (see Proxies in the README) and it is offered here. Without one, the appliance runs the job.'
+  return `A proxy runs the job near the pools or the storage: the disks go from the pools to the remotes through it, not through the appliance. Registered: ${proxies.list.map(p => `${p.name} (${p.url})`).join(', ')}.`
+}
 
 /** A verify job's choice in the place of the mode it does not have (so the focus stays on Type when it changes). */
 const READ_DATA: Field = { name: 'readData', label: 'Read data', kind: 'toggle', hint: 'every block read back and its checksum checked (slower)' }
 
-/** The first step's fields: the source remote only for a mirror, chosen among the remotes there are. */
-function basicsFields(remoteNames: string[]): (values: Record<string, unknown>) => Field[] {
+/** The first step's fields: the source remote only for a mirror, chosen among the remotes there are; the proxy a backup runs on. */
+function basicsFields(remoteNames: string[], proxies: Proxies): (values: Record<string, unknown>) => Field[] {
   return values =>
     BASICS.flatMap(field => {
       if (field.name === 'mode' && values.type === 'verify') return [READ_DATA]
+      if (field.name === 'proxy') return [proxyField(field, values, proxies)]
       if (field.name !== 'source') return [field]
       if (values.type !== 'mirror') return []
       return [{ ...field, kind: 'choice' as const, choices: remoteNames.length > 0 ? remoteNames : [''], hint: remoteNames.length > 0 ? field.hint : 'no remote yet: add one first (Remotes screen)' }]
@@ -112,7 +140,7 @@ const MIRROR_SMART = SMART.filter(f => f.name !== 'power')
 const VERIFY_HOW = SETTINGS.filter(f => VERIFY_SETTINGS.includes(f.name))
 
 /** Which problems each step shows under its fields, by the schema's paths. */
-const STEP_PATHS: Record<Step, string[]> = { basics: ['name', 'mode', 'readData'], vms: ['vms'], targets: ['remotes', 'srs'], schedule: ['schedules'], settings: ['settings'], review: [''] }
+const STEP_PATHS: Record<Step, string[]> = { basics: ['name', 'mode', 'readData', 'proxy'], vms: ['vms'], targets: ['remotes', 'srs'], schedule: ['schedules'], settings: ['settings'], review: [''] }
 const labels = (fields: Field[]) => new Map(fields.map(f => [f.name, f.label]))
 const FIELD_LABELS = { schedules: labels(SCHEDULE), settings: labels(HOW), vms: labels(SMART), job: labels([...BASICS, READ_DATA]) }
 
@@ -170,7 +198,9 @@ function Wizard({ initial }: { initial: Draft }) {
   // The daemon's own sentences, per field, shown at their steps until the draft changes.
   const [refused, setRefused] = useState<{ problems: Problem[]; shape: string }>()
   const remotes = useRpc('remote.list', {}, ['remotes'])
-  const basics = useForm(basicsFields((remotes.data ?? []).map(r => r.name)), initial.basics)
+  const proxyList = useRpc('proxy.list', {}, ['proxies'])
+  const proxies: Proxies = { ...(proxyList.data !== undefined && { list: proxyList.data }), ...(proxyList.data === undefined && proxyList.error !== undefined && { error: proxyList.error }) }
+  const basics = useForm(basicsFields((remotes.data ?? []).map(r => r.name), proxies), initial.basics)
   const mirror = basics.values.type === 'mirror'
   const verify = basics.values.type === 'verify'
   const steps = verify ? VERIFY_STEPS : STEPS
@@ -326,7 +356,7 @@ function Wizard({ initial }: { initial: Draft }) {
         {trail}
       </Text>
       {step === 'basics' ? <FormView form={basics} width={width} /> : null}
-      {step === 'basics' ? <Text wrap="wrap">{verify ? VERIFY_WORDS : MODE_WORDS[shape.mode]}</Text> : null}
+      {step === 'basics' ? <Text wrap="wrap">{basics.fields[basics.focus]?.name === 'proxy' ? proxyWords(basics.values.type, proxies) : verify ? VERIFY_WORDS : MODE_WORDS[shape.mode]}</Text> : null}
       {step === 'schedule' ? <FormView form={schedule} width={width} /> : null}
       {step === 'schedule' ? <NextRuns schedule={jobOf(current).schedules[0]!} problems={stepProblems(problems, 'schedule').filter(p => !isRetention(p))} width={width} /> : null}
       {step === 'schedule' ? <Problems problems={stepProblems(problems, 'schedule').filter(isRetention)} width={width} rows={3} /> : null}
@@ -484,9 +514,13 @@ function retentionInWords(retention: { backups?: number; replicas?: number; snap
 function Review({ draft, matched, srs, problems, failure, width, rows }: { draft: Draft; matched: number; srs: readonly Sr[] | undefined; problems: Problem[]; failure: string | undefined; width: number; rows: number }) {
   const job = jobOf(draft)
   const schedule = job.schedules[0]
-  const failureLines = failure === undefined ? [] : wrapText(`✖ ${failure}`, width)
   const mirror = job.type === 'mirror'
   const verify = job.type === 'verify'
+  // Mirror and verify jobs always run on the appliance: only a backup says where.
+  const proxy = proxyOf(draft)
+  const runsOn = mirror || verify ? undefined : proxy === undefined ? 'the appliance' : `proxy ${proxy}`
+  const failureLines = failure === undefined ? [] : wrapText(`✖ ${failure}`, width)
+  const problemRows = rows - failureLines.length - (runsOn === undefined ? 0 : 1)
   const vms = verify
     ? job.vms === undefined ? 'every VM on its remotes' : `${draft.picked.size} VM${draft.picked.size === 1 ? '' : 's'} picked`
     : mirror
@@ -500,6 +534,7 @@ function Review({ draft, matched, srs, problems, failure, width, rows }: { draft
       <Text wrap="truncate">Does: {modeTitle({ mode: job.mode ?? 'full', remotes: job.remotes?.length ?? 0, srs: job.srs?.length ?? 0, memory: job.settings?.checkpointSnapshot === true, distributed: { backups: job.settings?.distributeBackups === true, replications: job.settings?.distributeReplications === true }, ...(mirror && { source: job.sourceRemote ?? '' }), ...(verify && { verify: { readData: job.readData === true } }) })}</Text>
       {mirror ? <Text wrap="truncate">From: remote {job.sourceRemote ?? '(none chosen)'} (its folder of each VM locked while it is read; backups of a distributed job are not copied: no remote holds their chains whole)</Text> : null}
       <Text wrap="truncate">{verify ? 'Checks' : 'To'}: {[...(job.remotes ?? []).map(r => `remote ${r}`), ...(job.srs ?? []).map(sr => srLabel(sr, srs))].join(', ') || 'nowhere: snapshots only'}</Text>
+      {runsOn === undefined ? null : <Text wrap="truncate">Runs on: {runsOn}</Text>}
       <Text wrap="truncate">
         When: {schedule?.name} at "{schedule?.cron}" ({schedule?.timezone}){schedule?.enabled === false ? ', disabled' : ''}
         {schedule?.fullInterval === undefined ? '' : ` · a full every ${schedule.fullInterval}`}
@@ -509,7 +544,7 @@ function Review({ draft, matched, srs, problems, failure, width, rows }: { draft
       {verify ? null : <Text wrap="truncate">Check: {healthCheckInWords(job.settings as Record<string, unknown>, srs)}</Text>}
       <Text> </Text>
       {problems.length === 0 && failure === undefined ? <Text bold>Press enter to save, esc to leave, pgup to change something.</Text> : null}
-      <Problems problems={problems} width={width} rows={Math.max(1, rows - failureLines.length)} />
+      <Problems problems={problems} width={width} rows={Math.max(1, problemRows)} />
       {failureLines.slice(0, Math.max(1, rows)).map((line, i) => (
         <Text key={i} color={tone('red')}>
           {line}
