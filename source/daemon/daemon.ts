@@ -263,6 +263,7 @@ export class Daemon {
       spec: { job, schedule, pools, remotes },
       onEvent,
       log: this.log,
+      limits: this.poolLimits,
     })
   }
 
@@ -289,6 +290,7 @@ export class Daemon {
         resume: { id: tree.id, start: tree.start, proxyRunId: tree.properties![PROXY_RUN_PROPERTY] as string },
         onEvent,
         log: this.log,
+        limits: this.poolLimits,
       }),
     )
   }

@@ -8,11 +8,17 @@
 // its runs live in its memory) ends every task still going, and the run, `interrupted`. The proxy's run id is a
 // property of the root, in the log the daemon keeps: a daemon that restarts takes the run up again (`resume`),
 // replaying its events from the first. A daemon that stops detaches (`detach`): the run goes on on the proxy.
+//
+// Pool slots. The proxy asks the appliance for each snapshot and export slot its run takes (slot.request); they
+// come from the daemon's own limits, so a pool's limits hold across the appliance's runs and all its proxies',
+// and the lanes view shows the proxy's holders. After a re-attach the proxy asks again for what it waits for or
+// holds (`held`: counted again as it is, by a restarted daemon).
 import { foldRun, TaskLog, type TaskEvent, type TaskListener } from '../tasks/index.ts'
 import { LifeboatError, errorCode } from '../util/errors.ts'
 import { sleep } from '../util/abort.ts'
 import type { StartedRun } from '../engine/index.ts'
-import { RUN_EVENT, type RunEventNotification, type RunSpec, type SequencedEvent } from '../protocol/proxy.ts'
+import { RUN_EVENT, SLOT_PROGRESS, SLOT_RELEASE, SLOT_REQUEST, type RunEventNotification, type RunSpec, type SequencedEvent, type SlotProgressNotification, type SlotReleaseNotification, type SlotRequestNotification } from '../protocol/proxy.ts'
+import type { PoolLimitsRegistry, SlotHolder, SlotLease } from '../xapi/index.ts'
 import type { OpenChannel, Proxies } from './proxies.ts'
 
 /** The root's property that names the run on the proxy: what a restarted daemon re-attaches to. */
@@ -33,6 +39,8 @@ export interface DelegatedRunRequest {
   resume?: { id: string; start: number; proxyRunId: string }
   onEvent: TaskListener
   log: (line: string) => void
+  /** The daemon's pool limits: the proxy's runs take their slots from them, beside the appliance's own runs. */
+  limits: PoolLimitsRegistry
 }
 
 export interface DelegatedRun extends StartedRun {
@@ -56,6 +64,36 @@ export function startDelegatedRun(proxies: Proxies, request: DelegatedRunRequest
   let cancelReason: string | undefined
   /** The proxy's tasks started and not ended yet, in start order, with their parents (the root mapped). */
   const going = new Map<string, string>()
+  /** The pool slots held (or waited for) here for the run on the proxy, by its request id. */
+  const slots = new Map<string, { lease?: SlotLease; abort: AbortController }>()
+  const grant = (requestId: string) => {
+    if (remoteRunId !== undefined) void open?.channel.client.call('slot.grant', { runId: remoteRunId, requestId }).catch(() => {})
+  }
+  const onSlotRequest = ({ requestId, pool, kind, holder, held }: SlotRequestNotification) => {
+    const known = slots.get(requestId)
+    // Asked again after a re-attach: granted here already, or still waiting.
+    if (known !== undefined) return void (known.lease !== undefined && grant(requestId))
+    const ours: SlotHolder = { ...holder, runId: root.id, proxy: request.proxy }
+    const entry: { lease?: SlotLease; abort: AbortController } = { abort: new AbortController() }
+    slots.set(requestId, entry)
+    const limits = request.limits.of(pool)[kind]
+    // One the proxy holds since before this daemon started is counted again as it is.
+    if (held) entry.lease = limits.hold(ours)
+    if (entry.lease !== undefined) return grant(requestId)
+    limits.acquire(ours, entry.abort.signal).then(
+      lease => {
+        entry.lease = lease
+        grant(requestId)
+      },
+      () => {},
+    )
+  }
+  const onSlotRelease = ({ requestId }: SlotReleaseNotification) => {
+    const entry = slots.get(requestId)
+    slots.delete(requestId)
+    entry?.abort.abort()
+    entry?.lease?.release()
+  }
   let wake: () => void = () => {}
   const woken = new Promise<void>(resolve => (wake = resolve))
 
@@ -87,6 +125,21 @@ export function startDelegatedRun(proxies: Proxies, request: DelegatedRunRequest
       if (notification.runId !== remoteRunId) return
       if (waiting !== undefined) waiting.push(notification)
       else relay(notification)
+    })
+    channel.client.onNotification(SLOT_REQUEST, params => {
+      const notification = params as SlotRequestNotification
+      if (notification.runId === remoteRunId && !ended) onSlotRequest(notification)
+    })
+    channel.client.onNotification(SLOT_PROGRESS, params => {
+      const { runId, requestId, progress, targets } = params as SlotProgressNotification
+      const lease = runId === remoteRunId ? slots.get(requestId)?.lease : undefined
+      if (lease === undefined) return
+      for (const [name, target] of Object.entries(targets)) lease.targets[name] = target
+      lease.report(progress)
+    })
+    channel.client.onNotification(SLOT_RELEASE, params => {
+      const notification = params as SlotReleaseNotification
+      if (notification.runId === remoteRunId) onSlotRelease(notification)
     })
     if (remoteRunId === undefined) {
       remoteRunId = (await channel.client.call('run.start', { ...request.spec!, applianceRunId: root.id })).runId
@@ -136,6 +189,8 @@ export function startDelegatedRun(proxies: Proxies, request: DelegatedRunRequest
       }
     } finally {
       open?.channel.close()
+      // The run is over here (ended, given up, or detached: a restarted daemon hears of its slots again).
+      for (const requestId of [...slots.keys()]) onSlotRelease({ runId: remoteRunId ?? '', requestId })
     }
     return foldRun(log.events)!
   })()

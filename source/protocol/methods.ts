@@ -235,6 +235,8 @@ export interface LaneHolder {
   runId: string
   jobId?: string
   jobName?: string
+  /** A delegated run's slot: the proxy it is held for. */
+  proxy?: string
   vm: string
   vmName?: string
   disk?: string

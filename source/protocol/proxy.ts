@@ -3,6 +3,7 @@
 import { z } from 'zod'
 import { LifeboatError } from '../util/errors.ts'
 import type { TaskEvent } from '../tasks/task.ts'
+import type { SlotHolder, SlotKind } from '../xapi/slots.ts'
 
 const none = z.strictObject({}).optional()
 
@@ -38,6 +39,8 @@ export const proxyMethodParams = {
   /** The run's events after `after` (-1: all kept), then each new one as a run.event notification on this connection. */
   'run.attach': z.strictObject({ runId: z.string().min(1).max(200), after: z.number().int().min(-1) }),
   'run.cancel': z.strictObject({ runId: z.string().min(1).max(200), reason: z.string().max(2000).optional() }),
+  /** The appliance grants a pool slot the run asked for (slot.request). */
+  'slot.grant': z.strictObject({ runId: z.string().min(1).max(200), requestId: z.string().min(1).max(200) }),
 } as const
 
 export type ProxyMethodName = keyof typeof proxyMethodParams
@@ -64,6 +67,35 @@ export interface ProxyMethodResults {
   'run.start': { runId: string }
   'run.attach': { events: SequencedEvent[]; ended: boolean }
   'run.cancel': Record<string, never>
+  'slot.grant': Record<string, never>
+}
+
+/**
+ * The proxy's notifications of a run's pool slots, handed out by the appliance so that each pool's limits hold
+ * across the appliance and all its proxies: a slot asked for (again after a re-attach; `held` when it was granted
+ * before), and one given back (or no longer wanted).
+ */
+export const SLOT_REQUEST = 'slot.request'
+export const SLOT_RELEASE = 'slot.release'
+export interface SlotRequestNotification {
+  runId: string
+  requestId: string
+  pool: string
+  kind: SlotKind
+  holder: SlotHolder
+  held: boolean
+}
+export interface SlotReleaseNotification {
+  runId: string
+  requestId: string
+}
+/** A held slot's progress (an export's bytes, its writers'), for the appliance's lanes. */
+export const SLOT_PROGRESS = 'slot.progress'
+export interface SlotProgressNotification {
+  runId: string
+  requestId: string
+  progress: { done: number; total?: number; bytesPerSecond?: number }
+  targets: Record<string, { done: number; state: 'writing' | 'done' | 'failed' }>
 }
 
 /** The proxy's notification: a delegated run's next event, to each connection attached to it. */

@@ -5,15 +5,25 @@
 import { LifeboatError } from '../util/errors.ts'
 import { startBackupRun, type StartedRun } from '../engine/index.ts'
 import { parseJob } from '../protocol/job.ts'
-import { PoolConnection, type PoolLimitsRegistry } from '../xapi/index.ts'
+import { PoolConnection, PoolLimitsRegistry, type SlotHolder, type SlotKind, type UpstreamSlot } from '../xapi/index.ts'
+import { abortReason } from '../util/abort.ts'
 import { openRemote, type RemoteHandler } from '../storage/index.ts'
-import { RUN_EVENT, type RunSpec, type SequencedEvent } from '../protocol/proxy.ts'
+import { RUN_EVENT, SLOT_PROGRESS, SLOT_RELEASE, SLOT_REQUEST, type RunSpec, type SequencedEvent, type SlotProgressNotification, type SlotRequestNotification } from '../protocol/proxy.ts'
 import type { ClientConnection } from '../daemon/server.ts'
 
 /** Events kept per run for a re-attach: far more than a run's few hundred; a longer gap than this cannot be caught up. */
 export const RUN_EVENTS_KEPT = 20_000
+/** How often a held slot's progress is sent to the appliance's lanes. */
+const PROGRESS_MS = 1000
 /** How long a finished run's events stay for an appliance that has not seen its end yet. */
 const FINISHED_KEPT_MS = 30 * 60_000
+
+/** A pool slot a run asked its appliance for: waiting, or granted (held until the run gives it back). */
+interface SlotRequest {
+  notification: SlotRequestNotification
+  granted: boolean
+  grant: () => void
+}
 
 interface DelegatedRun {
   started: StartedRun
@@ -22,15 +32,19 @@ interface DelegatedRun {
   nextSeq: number
   ended: boolean
   attached: Set<ClientConnection>
+  slots: Map<string, SlotRequest>
 }
 
 export class DelegatedRuns {
   readonly #runs = new Map<string, DelegatedRun>()
+  #nextRequest = 0
+  /**
+   * The pools' slots of this proxy's runs: each is asked of the appliance, which hands out the slots of every pool
+   * across its own runs and all its proxies' (its limits hold); none is counted here.
+   */
+  readonly limits = new PoolLimitsRegistry((pool, kind) => (holder, signal) => this.#requestSlot(pool, kind, holder, signal))
 
-  constructor(
-    private readonly limits: PoolLimitsRegistry,
-    private readonly log: (line: string) => void,
-  ) {}
+  constructor(private readonly log: (line: string) => void) {}
 
   get activeCount(): number {
     return [...this.#runs.values()].filter(run => !run.ended).length
@@ -70,7 +84,7 @@ export class DelegatedRuns {
         this.#record(run, sequenced)
       },
     })
-    run = { started, applianceRunId: spec.applianceRunId, events: [], nextSeq: 0, ended: false, attached: new Set() }
+    run = { started, applianceRunId: spec.applianceRunId, events: [], nextSeq: 0, ended: false, attached: new Set(), slots: new Map() }
     this.#runs.set(started.runId, run)
     for (const sequenced of early) this.#record(run, sequenced)
     this.log(`run ${started.runId} started for the appliance's run ${spec.applianceRunId} (job "${job.name}")`)
@@ -90,7 +104,69 @@ export class DelegatedRuns {
     const first = run.events[0]?.seq ?? run.nextSeq
     if (after + 1 < first) throw new LifeboatError('RUN_EVENTS_LOST', `The proxy keeps the last ${RUN_EVENTS_KEPT} events of run ${runId}; events ${after + 1}-${first - 1} are gone, the appliance cannot catch up with them.`)
     run.attached.add(client)
+    // After the answer: the slots the run waits for or holds, asked again of this appliance (a new channel, or a
+    // restarted daemon that knows none of them).
+    setImmediate(() => {
+      for (const request of run.slots.values()) client.send(SLOT_REQUEST, { ...request.notification, held: request.granted })
+    })
     return { events: run.events.filter(sequenced => sequenced.seq > after), ended: run.ended }
+  }
+
+  /** The appliance grants a slot; one no longer wanted (its wait was aborted) is given back at once. */
+  grantSlot(runId: string, requestId: string): void {
+    const run = this.#get(runId)
+    const request = run.slots.get(requestId)
+    if (request === undefined) return this.#broadcast(run, SLOT_RELEASE, { runId, requestId })
+    if (!request.granted) request.grant()
+  }
+
+  /** A slot of a run asked of the appliances attached to it (of the next one to attach, when none is). */
+  #requestSlot(pool: string, kind: SlotKind, holder: SlotHolder, signal: AbortSignal | undefined): Promise<UpstreamSlot> {
+    const run = this.#runs.get(holder.runId)
+    // A run of this proxy has always its record; anything else is no delegated run's and needs no appliance.
+    if (run === undefined) return Promise.resolve({ release: () => {}, report: () => {} })
+    if (signal?.aborted === true) return Promise.reject(abortReason(signal))
+    const requestId = `${holder.runId}-${this.#nextRequest++}`
+    const notification: SlotRequestNotification = { runId: holder.runId, requestId, pool, kind, holder, held: false }
+    // Progress goes to the appliance's lanes at most every PROGRESS_MS, the latest figures.
+    let latest: Omit<SlotProgressNotification, 'runId' | 'requestId'> | undefined
+    let timer: NodeJS.Timeout | undefined
+    const giveBack = () => {
+      clearTimeout(timer)
+      if (run.slots.delete(requestId)) this.#broadcast(run, SLOT_RELEASE, { runId: holder.runId, requestId })
+    }
+    const upstream: UpstreamSlot = {
+      release: giveBack,
+      report: (progress, targets) => {
+        latest = { progress, targets: { ...targets } }
+        timer ??= setTimeout(() => {
+          timer = undefined
+          if (run.slots.has(requestId)) this.#broadcast(run, SLOT_PROGRESS, { runId: holder.runId, requestId, ...latest! })
+        }, PROGRESS_MS)
+      },
+    }
+    return new Promise((resolve, reject) => {
+      const onAbort = () => {
+        giveBack()
+        reject(abortReason(signal!))
+      }
+      const request: SlotRequest = {
+        notification,
+        granted: false,
+        grant: () => {
+          request.granted = true
+          signal?.removeEventListener('abort', onAbort)
+          resolve(upstream)
+        },
+      }
+      run.slots.set(requestId, request)
+      signal?.addEventListener('abort', onAbort, { once: true })
+      this.#broadcast(run, SLOT_REQUEST, notification)
+    })
+  }
+
+  #broadcast(run: DelegatedRun, method: string, params: unknown): void {
+    for (const client of run.attached) client.send(method, params)
   }
 
   detach(client: ClientConnection): void {
@@ -119,6 +195,6 @@ export class DelegatedRuns {
     run.events.push(sequenced)
     run.nextSeq = sequenced.seq + 1
     if (run.events.length > RUN_EVENTS_KEPT) run.events.splice(0, run.events.length - RUN_EVENTS_KEPT)
-    for (const client of run.attached) client.send(RUN_EVENT, { runId: run.started.runId, ...sequenced })
+    this.#broadcast(run, RUN_EVENT, { runId: run.started.runId, ...sequenced })
   }
 }

@@ -1,6 +1,6 @@
 // The proxy service (`lifeboat proxy`): the same program as the daemon in another mode, headless on a host
-// near the pools or the storage. It has its own data folder (locked like the daemon's), its own per-pool
-// limits and start-up clean-up, and serves the appliance's daemon on a Unix socket in that folder, which
+// near the pools or the storage. It has its own data folder (locked like the daemon's) and start-up clean-up
+// (the pools' slots of its runs are handed out by the appliance: runs.ts), and serves the appliance's daemon on a Unix socket in that folder, which
 // `lifeboat proxy --stdio` bridges to over ssh. It keeps no secrets: credentials come with each run, in memory
 // (runs.ts).
 import { join, resolve } from 'node:path'
@@ -9,7 +9,6 @@ import { mkdir } from 'node:fs/promises'
 import { readFileSync } from 'node:fs'
 import { terminalSafeLine } from '../util/terminal-text.ts'
 import { cleanFileRestoreLeftovers } from '../engine/index.ts'
-import { PoolLimitsRegistry } from '../xapi/index.ts'
 import type { z } from 'zod'
 import { RpcServer, type ClientConnection, type MethodHandler } from '../daemon/server.ts'
 import { DelegatedRuns } from './runs.ts'
@@ -31,8 +30,6 @@ export class ProxyService {
   readonly socketPath: string
   readonly startedAt = Date.now()
   readonly log: (line: string) => void
-  /** This proxy's own per-pool limits, for the runs it is given. */
-  readonly poolLimits = new PoolLimitsRegistry()
   readonly server: RpcServer<ProxyMethodName>
   readonly runs: DelegatedRuns
   #stopping: Promise<void> | undefined
@@ -44,7 +41,7 @@ export class ProxyService {
     this.dataDir = resolve(options.dataDir)
     this.socketPath = resolve(options.socketPath ?? join(this.dataDir, PROXY_SOCKET))
     this.log = options.log ?? (line => process.stderr.write(`${new Date().toISOString()} ${terminalSafeLine(line)}\n`))
-    this.runs = new DelegatedRuns(this.poolLimits, this.log)
+    this.runs = new DelegatedRuns(this.log)
     this.server = new RpcServer({
       socketPath: this.socketPath, methods: proxyMethodParams, handlers: this.#handlers(), serverName: PROXY_SERVICE.name, stopCommand: PROXY_SERVICE.stopCommand,
       onDisconnect: client => this.runs.detach(client),
@@ -77,6 +74,10 @@ export class ProxyService {
       'run.attach': ({ runId, after }, client) => this.runs.attach(runId, after, client),
       'run.cancel': ({ runId, reason }) => {
         this.runs.cancel(runId, reason)
+        return {}
+      },
+      'slot.grant': ({ runId, requestId }) => {
+        this.runs.grantSlot(runId, requestId)
         return {}
       },
     }

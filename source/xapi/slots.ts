@@ -11,6 +11,8 @@ export interface SlotHolder {
   vmName?: string
   disk?: string
   phase: string
+  /** The proxy a delegated run's slot is held for (on the appliance, which hands out its proxies' slots). */
+  proxy?: string
 }
 
 export interface SlotProgress {
@@ -41,6 +43,18 @@ interface Waiter {
   grant: (lease: SlotLease) => void
 }
 
+/**
+ * A slot another process hands out (a proxy's, from its appliance): taken after the local one, released with
+ * it; resolves with its release once granted.
+ */
+export type SlotGate = (holder: SlotHolder, signal: AbortSignal | undefined) => Promise<UpstreamSlot>
+
+/** A slot granted elsewhere: given back with the local one, and told its progress (the appliance's lanes show it). */
+export interface UpstreamSlot {
+  release(): void
+  report(progress: SlotProgress, targets: Record<string, TargetProgress>): void
+}
+
 /** A counting semaphore with FIFO waiters, abortable waits and visible holders. */
 export class Slots extends EventEmitter {
   readonly #held = new Set<SlotLease>()
@@ -49,6 +63,7 @@ export class Slots extends EventEmitter {
   constructor(
     readonly name: string,
     public limit: number,
+    private readonly gate?: SlotGate,
   ) {
     super()
   }
@@ -62,6 +77,40 @@ export class Slots extends EventEmitter {
   }
 
   acquire(holder: SlotHolder, signal?: AbortSignal): Promise<SlotLease> {
+    const local = this.#acquireLocal(holder, signal)
+    const gate = this.gate
+    if (gate === undefined) return local
+    return local.then(async lease => {
+      let upstream: UpstreamSlot
+      try {
+        upstream = await gate(holder, signal)
+      } catch (error) {
+        lease.release()
+        throw error
+      }
+      const { release, report, reportTarget } = lease
+      lease.release = () => {
+        release()
+        upstream.release()
+      }
+      lease.report = progress => {
+        report(progress)
+        upstream.report(progress, lease.targets)
+      }
+      lease.reportTarget = (name, progress) => {
+        reportTarget(name, progress)
+        if (lease.progress !== undefined) upstream.report(lease.progress, lease.targets)
+      }
+      return lease
+    })
+  }
+
+  /** A slot held whatever the limit: one granted before this process started (a restarted daemon hears of it again). */
+  hold(holder: SlotHolder): SlotLease {
+    return this.#grant(holder)
+  }
+
+  #acquireLocal(holder: SlotHolder, signal?: AbortSignal): Promise<SlotLease> {
     if (signal?.aborted === true) return Promise.reject(abortReason(signal))
     if (this.#held.size < this.limit && this.#waiting.length === 0) return Promise.resolve(this.#grant(holder))
     return new Promise((resolve, reject) => {
@@ -143,6 +192,12 @@ export interface PoolLimitSettings {
 
 export const DEFAULT_POOL_LIMITS: PoolLimitSettings = { snapshots: 2, vdiExports: 12, vmExports: 2 }
 
+export type SlotKind = keyof PoolLimitSettings
+export const SLOT_KINDS: readonly SlotKind[] = ['snapshots', 'vdiExports', 'vmExports']
+
+/** Where the slots of a pool are handed out when not only here: each kind's gate (a proxy asks its appliance). */
+export type PoolGate = (poolUuid: string, kind: SlotKind) => SlotGate
+
 export class PoolLimits {
   readonly snapshots: Slots
   readonly vdiExports: Slots
@@ -151,10 +206,11 @@ export class PoolLimits {
   constructor(
     readonly poolUuid: string,
     settings: PoolLimitSettings = DEFAULT_POOL_LIMITS,
+    gate?: PoolGate,
   ) {
-    this.snapshots = new Slots('snapshot', settings.snapshots)
-    this.vdiExports = new Slots('VDI export', settings.vdiExports)
-    this.vmExports = new Slots('VM export', settings.vmExports)
+    this.snapshots = new Slots('snapshot', settings.snapshots, gate?.(poolUuid, 'snapshots'))
+    this.vdiExports = new Slots('VDI export', settings.vdiExports, gate?.(poolUuid, 'vdiExports'))
+    this.vmExports = new Slots('VM export', settings.vmExports, gate?.(poolUuid, 'vmExports'))
   }
 
   configure(settings: Partial<PoolLimitSettings>): void {
@@ -171,10 +227,14 @@ export class PoolLimits {
 export class PoolLimitsRegistry {
   readonly #byPool = new Map<string, PoolLimits>()
 
+  /** `gate`: the slots are handed out elsewhere too (a proxy's registry: by its appliance, whose limits hold; no limit of its own). */
+  constructor(private readonly gate?: PoolGate) {}
+
   /** The limits of a pool, made with the defaults the first time it is asked for. */
   of(poolUuid: string): PoolLimits {
     let limits = this.#byPool.get(poolUuid)
-    if (limits === undefined) this.#byPool.set(poolUuid, (limits = new PoolLimits(poolUuid)))
+    const unbounded = { snapshots: Infinity, vdiExports: Infinity, vmExports: Infinity }
+    if (limits === undefined) this.#byPool.set(poolUuid, (limits = new PoolLimits(poolUuid, this.gate === undefined ? DEFAULT_POOL_LIMITS : unbounded, this.gate)))
     return limits
   }
 

@@ -6,7 +6,8 @@ import { EventEmitter } from 'node:events'
 import { startDelegatedRun } from '../../source/daemon/delegated-run.ts'
 import type { Proxies } from '../../source/daemon/proxies.ts'
 import { LifeboatError } from '../../source/util/errors.ts'
-import type { SequencedEvent } from '../../source/protocol/proxy.ts'
+import { RUN_EVENT, SLOT_RELEASE, SLOT_REQUEST, type SequencedEvent } from '../../source/protocol/proxy.ts'
+import { PoolLimitsRegistry } from '../../source/xapi/index.ts'
 import type { TaskEvent } from '../../source/tasks/index.ts'
 
 const PROXY_ROOT = 'proxy-root'
@@ -29,19 +30,27 @@ function proxyEvents(ended: boolean): SequencedEvent[] {
   return events.map((event, seq) => ({ seq, event }))
 }
 
+/** The calls the appliance made on the scripted proxy, and a way to notify it as the proxy would. */
+interface ScriptedChannel {
+  calls: Array<{ method: string; params: Record<string, unknown> }>
+  notify(method: string, params: unknown): void
+}
+
 /** A proxy channel whose run.attach answer is scripted: `notifyFirst` events are sent as notifications before it. */
-function scriptedProxies(script: { attach: (after: number) => { answer: SequencedEvent[]; notifyFirst?: SequencedEvent[] } | Error }): Proxies {
+function scriptedProxies(script: { attach: (after: number) => { answer: SequencedEvent[]; notifyFirst?: SequencedEvent[] } | Error }, seen?: ScriptedChannel): Proxies {
   return {
     connect: async () => {
       const client = new EventEmitter() as EventEmitter & Record<string, unknown>
-      let onEvent: (params: unknown) => void = () => {}
-      client.onNotification = (_method: string, handler: (params: unknown) => void) => void (onEvent = handler)
-      client.call = async (method: string, params: { after?: number }) => {
+      const handlers = new Map<string, (params: unknown) => void>()
+      client.onNotification = (method: string, handler: (params: unknown) => void) => void handlers.set(method, handler)
+      if (seen !== undefined) seen.notify = (method, params) => handlers.get(method)?.(params)
+      client.call = async (method: string, params: Record<string, unknown>) => {
+        seen?.calls.push({ method, params })
         if (method === 'run.start') return { runId: 'remote-1' }
         if (method !== 'run.attach') return {}
-        const scripted = script.attach(params.after!)
+        const scripted = script.attach(params.after as number)
         if (scripted instanceof Error) throw scripted
-        for (const sequenced of scripted.notifyFirst ?? []) onEvent({ runId: 'remote-1', ...sequenced })
+        for (const sequenced of scripted.notifyFirst ?? []) handlers.get(RUN_EVENT)?.({ runId: 'remote-1', ...sequenced })
         return { events: scripted.answer, ended: false }
       }
       return { channel: { client, close: () => client.emit('close') }, info: {}, connectMs: 0 }
@@ -49,7 +58,7 @@ function scriptedProxies(script: { attach: (after: number) => { answer: Sequence
   } as unknown as Proxies
 }
 
-const request = { proxy: 'edge', root: { name: 'backup run', data: {} }, spec: { job: {}, schedule: 's', pools: [], remotes: [] }, onEvent: () => {}, log: () => {} }
+const request = { proxy: 'edge', root: { name: 'backup run', data: {} }, spec: { job: {}, schedule: 's', pools: [], remotes: [] }, onEvent: () => {}, log: () => {}, limits: new PoolLimitsRegistry() }
 
 test('events notified before the answer to run.attach are relayed after it: the catch-up is not taken for already seen', async () => {
   const events = proxyEvents(true)
@@ -83,4 +92,36 @@ test('a proxy that no longer has the run ends every task it had going, and the r
   const vm = tree.tasks?.[0]
   assert.equal(vm?.status, 'interrupted', 'the VM was going')
   assert.equal(vm?.tasks?.[0]?.status, 'interrupted', 'the transfer was going')
+})
+
+test('the proxy\'s pool slots come from the appliance\'s limits: granted while free, the next when one is given back; held ones counted again', async () => {
+  const seen: ScriptedChannel = { calls: [], notify: () => {} }
+  const limits = new PoolLimitsRegistry()
+  const run = startDelegatedRun(scriptedProxies({ attach: () => ({ answer: proxyEvents(false) }) }, seen), { ...request, limits })
+  while (!seen.calls.some(call => call.method === 'run.attach')) await new Promise(resolve => setImmediate(resolve))
+  const granted = () => seen.calls.filter(call => call.method === 'slot.grant').map(call => call.params.requestId)
+  const ask = (requestId: string, held = false) =>
+    seen.notify(SLOT_REQUEST, { runId: 'remote-1', requestId, pool: 'pool-1', kind: 'vmExports', holder: { runId: 'remote-1', vm: 'vm-1', phase: 'export' }, held })
+  const exports = limits.of('pool-1').vmExports
+  // A local run of the appliance holds one of the pool's 2 VM export slots.
+  const local = await exports.acquire({ runId: 'local-run', vm: 'vm-9', phase: 'export' })
+  ask('r1')
+  ask('r2')
+  await new Promise(resolve => setImmediate(resolve))
+  assert.deepEqual(granted(), ['r1'], 'one slot left for the proxy')
+  assert.deepEqual(exports.holders.map(lease => [lease.holder.runId, lease.holder.proxy]), [['local-run', undefined], [run.runId, 'edge']], 'the lanes see the proxy\'s slot under the appliance\'s run')
+  local.release()
+  await new Promise(resolve => setImmediate(resolve))
+  assert.deepEqual(granted(), ['r1', 'r2'], 'the next one granted when a slot is given back')
+  ask('r1')
+  assert.deepEqual(granted(), ['r1', 'r2', 'r1'], 'asked again after a re-attach: granted again, not counted twice')
+  assert.equal(exports.holders.length, 2)
+  seen.notify(SLOT_RELEASE, { runId: 'remote-1', requestId: 'r1' })
+  assert.equal(exports.holders.length, 1, 'given back by the proxy')
+  ask('r3', true)
+  ask('r4', true)
+  assert.equal(exports.holders.length, 3, 'slots the proxy held before a restart are counted again as they are')
+  run.detach()
+  await run.done
+  assert.equal(exports.holders.length, 0, 'a run no longer followed holds no slot here')
 })

@@ -7,7 +7,7 @@
 // killed or stopped mid-run (the next start follows the run again and its log ends whole).
 import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
-import { readFile, writeFile } from 'node:fs/promises'
+import { mkdir, readFile, writeFile } from 'node:fs/promises'
 import { execFile } from 'node:child_process'
 import { promisify } from 'node:util'
 import { join } from 'node:path'
@@ -15,7 +15,7 @@ import { DaemonClient } from '../../source/client/index.ts'
 import { startLab, type Lab } from '../../source/lab/index.ts'
 import { PoolConnection, TEMPORARY_SNAPSHOT_NAME } from '../../source/xapi/index.ts'
 import { vmDisks } from '../../source/xapi/vm.ts'
-import type { TaskNode } from '../../source/protocol/methods.ts'
+import type { LanesSnapshot, TaskNode } from '../../source/protocol/methods.ts'
 import { tempDir } from '../helpers/tools.ts'
 import { startSshd, type Sshd } from '../helpers/sshd.ts'
 import { bridgeKeyLine, startProxy, type ProxyProcess } from '../helpers/proxy.ts'
@@ -32,6 +32,8 @@ let daemon: DaemonProcess
 let conn: PoolConnection
 let vmUuid: string
 let vdiUuid: string
+/** The tiny pool's own VMs (restores add copies of the same names). */
+let fixtureVms: string[]
 
 before(async () => {
   dir = await tempDir('lifeboat-delegated-')
@@ -46,6 +48,7 @@ before(async () => {
   conn = await PoolConnection.connect(pool)
   const vm = conn.all('VM').find(record => record.name_label === 'tiny-halted' && record.is_a_snapshot !== true)!
   vmUuid = vm.uuid as string
+  fixtureVms = conn.all('VM').filter(record => record.is_a_snapshot !== true && record.is_a_template !== true && String(record.name_label).startsWith('tiny-')).map(record => record.uuid as string)
   // Enough data that 1% of it stands well above what the daemon reads of the run's events.
   vdiUuid = vmDisks(conn, vm)[0]!.vdi.uuid as string
   await lab.pools[0]!.control.writeVdi(vdiUuid, { offset: 0, length: 15 * MiB, seed: 7 })
@@ -264,6 +267,56 @@ test('the appliance dies mid-run (kill -9), or stops: its next start follows the
     assert.equal(ours.length, 2, 'both runs wrote their restore points')
     await restoredMatches(ours[1]!.id)
   } finally {
+    unslow()
+  }
+})
+
+test('a pool\'s export limit holds across the appliance and the proxy: the appliance hands out the slots, and its lanes show the proxy\'s', async () => {
+  await mkdir(join(dir.path, 'remote2'))
+  await cliJson(daemon.socket, ['remote', 'add', 'local2', `file://${join(dir.path, 'remote2')}`])
+  const both = fixtureVms
+  assert.equal(both.length, 2, 'the tiny pool has two VMs')
+  for (const [name, remote, proxyName] of [['xva-here', 'local2', undefined], ['xva-edge', 'local', 'edge']] as const) {
+    const file = join(dir.path, `${name}.json`)
+    await writeFile(file, JSON.stringify({
+      name, mode: 'full', vms: { uuids: both }, remotes: [remote], settings: { concurrency: 2 }, ...(proxyName !== undefined && { proxy: proxyName }),
+      schedules: [{ name: 'daily', cron: '0 3 * * *', timezone: 'UTC', retention: { backups: 3 } }],
+    }))
+    await cliJson(daemon.socket, ['job', 'create', '--file', file])
+  }
+  // Four XVA exports at once (two VMs in each job), slow enough to overlap: the pool allows 2 (DEFAULT_POOL_LIMITS.vmExports).
+  lab.pools[0]!.control.setKnobs({ exportPerStreamMiBs: 4 })
+  const client = await DaemonClient.connect(daemon.socket)
+  try {
+    const runs = await Promise.all(['xva-here', 'xva-edge'].map(name => cliJson<{ runId: string }>(daemon.socket, ['job', 'run', name])))
+    let most = 0
+    let proxyHeld = false
+    let proxyProgress = false
+    let waited = false
+    const ended = async () => {
+      for (const { runId } of runs) if ((await cliJson(daemon.socket, ['run', 'show', runId])).summary.status === 'pending') return false
+      return true
+    }
+    for (let i = 0; !(await ended()); i++) {
+      const snapshot = (await client.call('lanes.get')) as LanesSnapshot
+      const lane = snapshot.pools[0]!.vmExports
+      most = Math.max(most, lane.holders.length)
+      proxyHeld ||= lane.holders.some(holder => holder.proxy === 'edge' && holder.runId === runs[1]!.runId)
+      proxyProgress ||= lane.holders.some(holder => holder.proxy === 'edge' && (holder.done ?? 0) > 0)
+      waited ||= lane.waiting.length > 0
+      assert.ok(i < 1200, 'the two runs end')
+      await new Promise(resolve => setTimeout(resolve, 100))
+    }
+    assert.ok(proxyHeld, 'the appliance\'s lanes show the proxy\'s run holding an export slot')
+    assert.ok(proxyProgress, 'the proxy\'s export shows its bytes in the appliance\'s lanes')
+    assert.ok(waited, 'an export waited for a slot: the four did not all run at once')
+    assert.ok(most <= 2, `at most 2 VM exports at a time on the pool (seen ${most})`)
+    for (const { runId } of runs) {
+      const { tree } = await cliJson(daemon.socket, ['run', 'show', runId])
+      assert.equal(tree.status, 'success', describeFailure(tree))
+    }
+  } finally {
+    client.close()
     unslow()
   }
 })

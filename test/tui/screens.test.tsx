@@ -22,6 +22,18 @@ test('lanes: slots per lane, full lanes, the waiting queue, per-target writers; 
   t.unmount()
 })
 
+test('lanes: a slot held for a run delegated to a proxy says the proxy, with the bytes it sends back', async () => {
+  const snapshot = data.lanes(1)
+  snapshot.pools[0]!.vmExports.holders = [{ runId: 'run-00003', jobName: 'edge-xva', proxy: 'edge', vm: 'vm-7', vmName: 'mail', phase: 'export', since: data.NOW - 20_000, done: 3 * data.GB, bytesPerSecond: 50 * 2 ** 20 }]
+  snapshot.pools[0]!.snapshots.holders = [{ runId: 'run-00003', jobName: 'edge-xva', proxy: 'edge', vm: 'vm-8', vmName: 'web', phase: 'snapshot', since: data.NOW - 2000 }]
+  const t = await renderApp(fullDaemon().answer('lanes.get', snapshot))
+  await goTo(t, 'lanes')
+  const frame = await t.waitFor('VM exports')
+  assert.match(frame, /mail +export +3\.0 GiB +50\.0 MiB\/s +20s so far +on edge edge-xva/)
+  assert.match(frame, /web +snapshot +2s +on edge edge-xva/)
+  t.unmount()
+})
+
 test('logs: runs with status glyphs → Enter → the task tree, folded with ←, unfolded with →, filtered with /', async () => {
   const t = await renderApp(fullDaemon())
   await goTo(t, 'runs')

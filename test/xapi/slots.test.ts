@@ -1,6 +1,6 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { PoolLimitsRegistry, Slots } from '../../source/xapi/slots.ts'
+import { PoolLimitsRegistry, Slots, type UpstreamSlot } from '../../source/xapi/slots.ts'
 import { isLifeboatError } from '../../source/util/errors.ts'
 import { cancelledError, sleep, withTimeout } from '../../source/util/abort.ts'
 
@@ -81,4 +81,27 @@ test('withTimeout aborts with a TIMEOUT error that names what was late', async (
   const bound = withTimeout(undefined, 20, 'the snapshot')
   await assert.rejects(sleep(1000, bound.signal), (e: unknown) => isLifeboatError(e, 'TIMEOUT') && /the snapshot/.test((e as Error).message))
   bound.dispose()
+})
+
+test('a gated slot is taken after the local one and given back with it; a gate that refuses gives the local one back', async () => {
+  const calls: string[] = []
+  let open: () => void = () => {}
+  const gate = (holder: { vm: string }) =>
+    holder.vm === 'refused'
+      ? Promise.reject(new Error('the appliance is gone'))
+      : new Promise<UpstreamSlot>(resolve => (open = () => resolve({ release: () => calls.push(`released ${holder.vm}`), report: progress => calls.push(`progress ${progress.done}`) })))
+  const slots = new Slots('VM export', 1, gate)
+  let granted = false
+  const pending = slots.acquire({ runId: 'r', vm: 'a', phase: 'export' }).then(lease => ((granted = true), lease))
+  await new Promise(resolve => setImmediate(resolve))
+  assert.equal(granted, false, 'waits for the gate')
+  assert.equal(slots.holders.length, 1, 'the local slot is held meanwhile')
+  open()
+  const lease = await pending
+  lease.report({ done: 5 })
+  lease.release()
+  assert.deepEqual(calls, ['progress 5', 'released a'], 'the gate is told the progress, and its slot is given back with the local one')
+  assert.equal(slots.holders.length, 0)
+  await assert.rejects(slots.acquire({ runId: 'r', vm: 'refused', phase: 'export' }), /the appliance is gone/)
+  assert.equal(slots.holders.length, 0, 'a refused gate leaves no local slot held')
 })

@@ -57,12 +57,15 @@ function targetsText(holder: LaneHolder, srs: ReadonlyMap<string, Sr>, markSlowe
 export function holderLine(holder: LaneHolder, now: number, width: number, srs: ReadonlyMap<string, Sr> = new Map()): string {
   const name = fit(slotLabel(holder.vmName ?? holder.vm, holder.disk), 17)
   const elapsed = formatElapsed(now - holder.since)
-  if (holder.done === undefined) return fit(`  ${name} ${fit(holder.phase, 10)} ${elapsed}  ${holder.jobName ?? ''}`, width)
+  // A delegated run's slot: the proxy it is held for.
+  const where = holder.proxy === undefined ? '' : `on ${holder.proxy} `
+  const owner = `${where}${holder.jobName ?? ''}`
+  if (holder.done === undefined) return fit(`  ${name} ${fit(holder.phase, 10)} ${elapsed}  ${owner}`, width)
   const moved = `${formatBytes(holder.done).padStart(8)} ${formatSpeed(holder.bytesPerSecond).padStart(10)}`
   // Size unknown (a full XVA export): what moved and how fast, and no ETA that would be invented.
-  if (holder.total === undefined) return fit(`  ${name} ${fit(holder.phase, 6)} ${moved}  ${elapsed} so far  ${holder.jobName ?? ''}`, width)
+  if (holder.total === undefined) return fit(`  ${name} ${fit(holder.phase, 6)} ${moved}  ${elapsed} so far  ${owner}`, width)
   const figures = `${percent(holder.done, holder.total)} ${moved} ${formatEta(holder.done, holder.total, holder.bytesPerSecond).padStart(6)}`
-  const line = (markSlowest: boolean) => `  ${name} ${progressBar(holder.done, holder.total, 4)} ${figures} ${targetsText(holder, srs, markSlowest) || holder.jobName || ''}`
+  const line = (markSlowest: boolean) => `  ${name} ${progressBar(holder.done, holder.total, 4)} ${figures} ${where}${targetsText(holder, srs, markSlowest) || holder.jobName || ''}`
   // On a narrow terminal every target's figure matters more than the mark of the slowest one.
   const marked = line(true)
   return fit(textWidth(marked) <= width ? marked : line(false), width)
