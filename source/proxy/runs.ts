@@ -15,8 +15,11 @@ import type { ClientConnection } from '../daemon/server.ts'
 export const RUN_EVENTS_KEPT = 20_000
 /** How often a held slot's progress is sent to the appliance's lanes. */
 const PROGRESS_MS = 1000
-/** How long a finished run's events stay for an appliance that has not seen its end yet. */
-const FINISHED_KEPT_MS = 30 * 60_000
+/**
+ * How long a finished run's events stay for an appliance that has not seen its end yet (its daemon was down: an
+ * upgrade, a reboot): a day, a few MB at most for a busy proxy.
+ */
+const FINISHED_KEPT_MS = 24 * 3600_000
 
 /** A pool slot a run asked its appliance for: waiting, or granted (held until the run gives it back). */
 interface SlotRequest {
