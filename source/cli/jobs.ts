@@ -74,13 +74,16 @@ function scheduleZone(job: JobInfo['job']): string | undefined {
   return zones.size === 1 ? [...zones][0] : undefined
 }
 
+/** The jobs as a table; a PROXY column (where each runs) when one of them runs on a proxy. */
 function jobRows(jobs: JobInfo[]): string {
+  const proxies = jobs.some(({ job }) => job.proxy !== undefined)
   return table(
-    ['ID', 'NAME', 'MODE', 'REMOTES', 'SRS', 'SCHEDULES', 'ENABLED', 'LAST RUN', 'NEXT RUN'],
+    ['ID', 'NAME', 'MODE', ...(proxies ? ['PROXY'] : []), 'REMOTES', 'SRS', 'SCHEDULES', 'ENABLED', 'LAST RUN', 'NEXT RUN'],
     jobs.map(({ job, enabled, running, lastRun, nextRun }) => [
       job.id ?? '-',
       job.name,
       jobModes(job).join(' + '),
+      ...(proxies ? [job.proxy ?? '-'] : []),
       `${job.sourceRemote === undefined ? '' : `${job.sourceRemote} → `}${job.remotes.join(',') || '-'}`,
       String(job.srs.length),
       job.schedules.map(s => `${s.name}: ${s.cron} ${s.timezone}${s.enabled ? '' : ' (off)'}`).join('; '),

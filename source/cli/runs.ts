@@ -104,10 +104,15 @@ export async function waitAndReport(context: CommandContext, runId: string): Pro
   return EXIT_FAILURE
 }
 
+/** The runs as a table; a PROXY column (where each ran: a proxy, or '-' for the appliance) when one of them ran on a proxy. */
 function summaryRows(runs: RunSummary[]): string {
+  const proxies = runs.some(run => run.proxy !== undefined)
   return table(
-    ['RUN', 'KIND', 'JOB', 'SCHEDULE', 'START', 'DURATION', 'STATUS', 'VMS', 'SIZE'],
-    runs.map(run => [run.runId, run.kind, run.jobName ?? '-', run.scheduleName ?? '-', formatDate(run.start), formatElapsed(run.end === undefined ? undefined : run.end - run.start), runStatusText(run), run.vms === undefined ? '-' : String(run.vms), formatBytes(run.size)]),
+    ['RUN', 'KIND', 'JOB', ...(proxies ? ['PROXY'] : []), 'SCHEDULE', 'START', 'DURATION', 'STATUS', 'VMS', 'SIZE'],
+    runs.map(run => [
+      run.runId, run.kind, run.jobName ?? '-', ...(proxies ? [run.proxy ?? '-'] : []), run.scheduleName ?? '-', formatDate(run.start),
+      formatElapsed(run.end === undefined ? undefined : run.end - run.start), runStatusText(run), run.vms === undefined ? '-' : String(run.vms), formatBytes(run.size),
+    ]),
   )
 }
 

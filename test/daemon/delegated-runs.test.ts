@@ -123,6 +123,14 @@ test('a full and a delta job delegated to the proxy: the tree in the appliance, 
     const [summary] = await cliJson(daemon.socket, ['run', 'list', '--job', name, '--limit', '1'])
     assert.equal(summary.proxy, 'edge')
   }
+  // The tables say where each job runs and each run ran ('-': the appliance).
+  const runTable = (await cli(daemon.socket, ['run', 'list'])).stdout
+  assert.match(runTable, /^RUN +KIND +JOB +PROXY +SCHEDULE/m)
+  assert.match(runTable, / edge-delta +edge +daily /)
+  assert.match(runTable, / local-full +- +daily /)
+  const jobTable = (await cli(daemon.socket, ['job', 'list'])).stdout
+  assert.match(jobTable, / edge-full +full backup +edge +local /)
+  assert.match(jobTable, / local-full +full backup +- +local /)
   const points = await cliJson<Array<{ id: string; mode: string; jobId: string }>>(daemon.socket, ['backup', 'list', '--remote', 'local', '--vm', vmUuid])
   const jobs = await cliJson<Array<{ job: { id: string; name: string } }>>(daemon.socket, ['job', 'list'])
   const ids = new Set(jobs.filter(info => info.job.name.startsWith('edge-')).map(info => info.job.id))
