@@ -293,27 +293,33 @@ test('a pool\'s export limit holds across the appliance and the proxy: the appli
     await cliJson(daemon.socket, ['job', 'create', '--file', file])
   }
   // Four XVA exports at once (two VMs in each job), slow enough to overlap: the pool allows 2 (DEFAULT_POOL_LIMITS.vmExports).
-  lab.pools[0]!.control.setKnobs({ exportPerStreamMiBs: 4 })
+  lab.pools[0]!.control.setKnobs({ exportPerStreamMiBs: 2 })
   const client = await DaemonClient.connect(daemon.socket)
   try {
-    const runs = await Promise.all(['xva-here', 'xva-edge'].map(name => cliJson<{ runId: string }>(daemon.socket, ['job', 'run', name])))
     let most = 0
     let proxyHeld = false
     let proxyProgress = false
     let waited = false
+    const runs: Array<{ runId: string }> = []
+    // Every change the lanes view is told of, and a poll beside it.
+    const observe = (snapshot: LanesSnapshot) => {
+      const lane = snapshot.pools[0]!.vmExports
+      most = Math.max(most, lane.holders.length)
+      proxyHeld ||= lane.holders.some(holder => holder.proxy === 'edge' && holder.runId === runs[1]?.runId)
+      proxyProgress ||= lane.holders.some(holder => holder.proxy === 'edge' && (holder.done ?? 0) > 0)
+      waited ||= lane.waiting.length > 0
+    }
+    await client.subscribe(['lanes'])
+    client.onNotification('lanes', ({ snapshot }) => observe(snapshot))
+    for (const name of ['xva-here', 'xva-edge']) runs.push(await client.call('job.run', { id: name }))
     const ended = async () => {
-      for (const { runId } of runs) if ((await cliJson(daemon.socket, ['run', 'show', runId])).summary.status === 'pending') return false
+      for (const { runId } of runs) if ((await client.call('run.get', { runId })).tree.status === 'pending') return false
       return true
     }
     for (let i = 0; !(await ended()); i++) {
-      const snapshot = (await client.call('lanes.get')) as LanesSnapshot
-      const lane = snapshot.pools[0]!.vmExports
-      most = Math.max(most, lane.holders.length)
-      proxyHeld ||= lane.holders.some(holder => holder.proxy === 'edge' && holder.runId === runs[1]!.runId)
-      proxyProgress ||= lane.holders.some(holder => holder.proxy === 'edge' && (holder.done ?? 0) > 0)
-      waited ||= lane.waiting.length > 0
-      assert.ok(i < 1200, 'the two runs end')
-      await new Promise(resolve => setTimeout(resolve, 100))
+      observe(await client.call('lanes.get'))
+      assert.ok(i < 3000, 'the two runs end')
+      await new Promise(resolve => setTimeout(resolve, 50))
     }
     assert.ok(proxyHeld, 'the appliance\'s lanes show the proxy\'s run holding an export slot')
     assert.ok(proxyProgress, 'the proxy\'s export shows its bytes in the appliance\'s lanes')
