@@ -201,6 +201,26 @@ function assertWhole(tree: TaskNode): void {
 
 const unslow = () => lab.pools[0]!.control.setKnobs({ exportPerStreamMiBs: undefined })
 
+test('a delegated job\'s timeout stops the run on the proxy and fails it with TIMEOUT in the appliance', async () => {
+  const file = join(dir.path, 'edge-timeout.json')
+  await writeFile(file, JSON.stringify({
+    name: 'edge-timeout', mode: 'full', vms: { uuids: [vmUuid] }, remotes: ['local'], proxy: 'edge', settings: { timeout: '4s' },
+    schedules: [{ name: 'daily', cron: '0 3 * * *', timezone: 'UTC', retention: { backups: 3 } }],
+  }))
+  await cliJson(daemon.socket, ['job', 'create', '--file', file])
+  lab.pools[0]!.control.setKnobs({ exportPerStreamMiBs: 1 })
+  try {
+    const run = await cli(daemon.socket, ['job', 'run', 'edge-timeout', '--wait', '--json'])
+    const { runId, tree } = JSON.parse(run.stdout) as { runId: string; tree: TaskNode }
+    assert.equal(run.code, 1, run.stderr)
+    assert.equal(tree.status, 'failure', describeFailure(tree))
+    assert.equal((tree.result as { code?: string }).code, 'TIMEOUT')
+    await waitUntil('the proxy says it ended', async () => (proxy.log().includes(`(the appliance's ${runId}) ended failure`) ? true : undefined))
+  } finally {
+    unslow()
+  }
+})
+
 test('the ssh channel drops mid-run: the proxy finishes the run, the appliance re-attaches and its log ends complete', async () => {
   await createJob('edge-drop', 'full', 'edge')
   try {
