@@ -264,6 +264,7 @@ export class Daemon {
       onEvent,
       log: this.log,
       limits: this.poolLimits,
+      cleanUp: this.#cleanUpLostRun(job.id!),
     })
   }
 
@@ -291,8 +292,17 @@ export class Daemon {
         onEvent,
         log: this.log,
         limits: this.poolLimits,
+        ...(summary.jobId !== undefined && { cleanUp: this.#cleanUpLostRun(summary.jobId) }),
       }),
     )
+  }
+
+  /** What a run lost with its proxy left, cleaned by the appliance (which has the credentials): its job's snapshots, its VMs' blocks and folders on the job's remotes. */
+  #cleanUpLostRun(jobId: string): (vms: ReadonlySet<string>) => Promise<string[]> {
+    return vms => {
+      const remotes = new Set(this.state.data.jobs.find(stored => stored.job.id === jobId)?.job.remotes ?? [])
+      return cleanupAfterCrash(this.context, { only: { jobId, vms, remotes } })
+    }
   }
 
   /** The jobs whose backups a mirror skips: they distribute them over several remotes, so no remote has their chains whole. */

@@ -41,6 +41,11 @@ export interface DelegatedRunRequest {
   log: (line: string) => void
   /** The daemon's pool limits: the proxy's runs take their slots from them, beside the appliance's own runs. */
   limits: PoolLimitsRegistry
+  /**
+   * The run was lost with its proxy: what it left on the pools and the remotes for these VMs is cleaned here (the
+   * appliance has the credentials, the proxy keeps none). Returns what was done, for the run's log.
+   */
+  cleanUp?: (vms: ReadonlySet<string>) => Promise<string[]>
 }
 
 export interface DelegatedRun extends StartedRun {
@@ -64,6 +69,8 @@ export function startDelegatedRun(proxies: Proxies, request: DelegatedRunRequest
   let cancelReason: string | undefined
   /** The proxy's tasks started and not ended yet, in start order, with their parents (the root mapped). */
   const going = new Map<string, string>()
+  /** The VMs the run began backing up: what a lost run may have left something of. */
+  const vms = new Set<string>()
   /** The pool slots held (or waited for) here for the run on the proxy, by its request id. */
   const slots = new Map<string, { lease?: SlotLease; abort: AbortController }>()
   const grant = (requestId: string) => {
@@ -106,6 +113,7 @@ export function startDelegatedRun(proxies: Proxies, request: DelegatedRunRequest
     }
     const mapped = { ...event, ...(event.id === proxyRoot && { id: root.id }), ...(event.parentId !== undefined && event.parentId === proxyRoot && { parentId: root.id }) } as TaskEvent
     if (mapped.type === 'start') going.set(mapped.id, mapped.parentId!)
+    if (mapped.type === 'start' && mapped.properties.type === 'VM' && typeof mapped.properties.id === 'string') vms.add(mapped.properties.id)
     else if (mapped.type === 'end') going.delete(mapped.id)
     log.emit(mapped)
     if (mapped.id === root.id && mapped.type === 'end') {
@@ -154,13 +162,23 @@ export function startDelegatedRun(proxies: Proxies, request: DelegatedRunRequest
     if (cancelReason !== undefined) await channel.client.call('run.cancel', { runId: remoteRunId, reason: cancelReason })
   }
 
-  /** Every task still going on the proxy, deepest first, then the run: interrupted, with the reason. */
-  const interruptAll = (error: LifeboatError) => {
+  /** Every task still going on the proxy, deepest first, then what the run left cleaned, then the run: interrupted, with the reason. */
+  const interruptAll = async (error: LifeboatError) => {
+    ended = true
     const result = { code: error.code, message: error.message }
     for (const [id, parentId] of [...going].reverse()) log.emit({ type: 'end', id, parentId, timestamp: log.now(), status: 'interrupted', result })
     going.clear()
+    // Only a run the proxy no longer has (it restarted, or its service is down) is over there; one out of reach may still be going.
+    const lost = ['RUN_NOT_FOUND', 'PROXY_NOT_RUNNING'].includes(errorCode(error.cause) ?? '')
+    if (request.cleanUp !== undefined && lost && vms.size > 0) {
+      try {
+        const lines = await request.cleanUp(vms)
+        root.info('what the run left was cleaned by the appliance', { lines })
+      } catch (cleanUpError) {
+        root.warning('what the run left could not be cleaned now; the next backup of each VM does it', { error: errorCode(cleanUpError) ?? (cleanUpError as Error).message })
+      }
+    }
     root.interrupt(error)
-    ended = true
   }
 
   const done = (async () => {
@@ -183,8 +201,8 @@ export function startDelegatedRun(proxies: Proxies, request: DelegatedRunRequest
       }
     } catch (error) {
       if (!ended && !detached) {
-        if (errorCode(error) === 'PROXY_RUN_INTERRUPTED') interruptAll(error as LifeboatError)
-        else if (remoteRunId !== undefined && RUN_GONE.has(errorCode(error) ?? '')) interruptAll(interrupted(request.proxy, error))
+        if (errorCode(error) === 'PROXY_RUN_INTERRUPTED') await interruptAll(error as LifeboatError)
+        else if (remoteRunId !== undefined && RUN_GONE.has(errorCode(error) ?? '')) await interruptAll(interrupted(request.proxy, error))
         else root.fail(error)
       }
     } finally {
@@ -235,7 +253,7 @@ export function startDelegatedRun(proxies: Proxies, request: DelegatedRunRequest
 function interrupted(proxy: string, cause: unknown): LifeboatError {
   return new LifeboatError(
     'PROXY_RUN_INTERRUPTED',
-    `The proxy "${proxy}" no longer runs this run (its service stopped or restarted, or it stayed out of reach): the run is interrupted. What it left (an unfinished snapshot, a partial backup) is removed by the next backup of each VM.`,
+    `The proxy "${proxy}" no longer runs this run (its service stopped or restarted, or it stayed out of reach): the run is interrupted. What it left (an unfinished snapshot, a migration block, a partial backup) is cleaned by the appliance (see the run's log), or else by the next backup of each VM.`,
     { cause },
   )
 }

@@ -234,11 +234,11 @@ function leftoverBlocks(vm: XapiRecord): PreviousBlocks {
   }
 }
 
-/** Lifts the blocks earlier Lifeboat runs left on the pool's VMs (those this process holds are in use, those of `except`, VM refs, are held by a run elsewhere); returns those VMs. */
-export async function liftLeftoverBlocks(conn: PoolConnection, except: ReadonlySet<string> = new Set()): Promise<XapiRecord[]> {
+/** Lifts the blocks earlier Lifeboat runs left on the pool's VMs (those this process holds are in use, those `leave` names are another's); returns those VMs. */
+export async function liftLeftoverBlocks(conn: PoolConnection, leave: (vm: XapiRecord) => boolean = () => false): Promise<XapiRecord[]> {
   const lifted: XapiRecord[] = []
   for (const vm of conn.all('VM')) {
-    if (vm.is_a_snapshot === true || vm.is_a_template === true || heldBlocks.has(`${conn.poolUuid}/${vm.uuid}`) || except.has(vm.$ref)) continue
+    if (vm.is_a_snapshot === true || vm.is_a_template === true || heldBlocks.has(`${conn.poolUuid}/${vm.uuid}`) || leave(vm)) continue
     if ((vm.other_config as Record<string, string> | undefined)?.[BLOCKED_OPERATIONS_KEY] === undefined) continue
     await liftBlocks(conn, vm.$ref, leftoverBlocks(vm))
     lifted.push(vm)

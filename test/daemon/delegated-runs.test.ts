@@ -242,7 +242,7 @@ test('the ssh channel drops mid-run: the proxy finishes the run, the appliance r
   }
 })
 
-test('the proxy dies mid-run: the run is interrupted on the appliance at once; the next run cleans what it left and succeeds', async () => {
+test('the proxy dies mid-run: the appliance cleans what the run left and ends it interrupted at once; the next run succeeds', async () => {
   await createJob('edge-killed', 'full', 'edge')
   try {
     const runId = await startSlowRun('edge-killed')
@@ -252,6 +252,15 @@ test('the proxy dies mid-run: the run is interrupted on the appliance at once; t
     assert.equal((tree.result as { code?: string }).code, 'PROXY_RUN_INTERRUPTED', describeFailure(tree))
     assert.deepEqual(tasksOf(tree).filter(task => task.status === 'pending').map(task => task.message), [], 'every task the proxy had going ends interrupted')
     assert.ok(tasksOf(tree).some(task => task.message === 'transfer' && task.status === 'interrupted'), 'the transfer is interrupted')
+    // The appliance, which has the credentials, cleaned what the lost run left before ending it.
+    const cleaned = tree.infos?.find(info => info.message === 'what the run left was cleaned by the appliance')
+    assert.ok(cleaned !== undefined, `the run's log says what was cleaned: ${JSON.stringify(tree.infos)}`)
+    const lines = (cleaned.data as { lines: string[] }).lines
+    for (const done of ['removed the unexported snapshot', 'lifted the migration block', 'leftover(s) removed']) assert.ok(lines.some(line => line.includes(done)), `${done}: ${lines.join('; ')}`)
+    await conn.sync()
+    const vm = conn.all('VM').find(record => record.uuid === vmUuid)!
+    assert.deepEqual((vm.snapshots as string[]).map(ref => conn.byRef(ref)).filter(snapshot => (snapshot?.other_config as Record<string, string>)['xo:backup:job'] === tree.data?.jobId), [], 'no snapshot of the lost run is left')
+    assert.equal((vm.blocked_operations as Record<string, string>).pool_migrate, undefined, 'migration is allowed again')
     unslow()
     proxy = await startProxy(proxy.dataDir)
     const next = await runJob('edge-killed')

@@ -7,19 +7,29 @@ import { cleanVm, listBackedUpVms, vmDir } from '../../repository/index.ts'
 import { destroyVmAndDisks, liftLeftoverBlocks, TEMPORARY_SNAPSHOT_NAME } from '../../xapi/index.ts'
 import type { XapiRecord } from '../../xapi/index.ts'
 import type { EngineContext } from './backup-run.ts'
-import { KEY } from './snapshots.ts'
+import { KEY, removeUnexportedSnapshots } from './snapshots.ts'
 
 // An upload older than this is no longer written by anyone (another Lifeboat or XO on the same bucket may be mid-upload).
 const STALE_UPLOAD_MS = 24 * 3600_000
 
+/** What one run that died elsewhere (on a proxy) left: its job's snapshots, its VMs' blocks and folders on its remotes. */
+export interface RunLeftovers {
+  jobId: string
+  vms: ReadonlySet<string>
+  remotes: ReadonlySet<string>
+}
+
 /**
  * Returns one line per thing it did or could not do, for the daemon's log. `spareJobs`: jobs whose runs go on
  * elsewhere (delegated to a proxy, taken up again): their snapshots and the blocks on their VMs are theirs.
+ * `only`: the leftovers of one run, and nothing else (other runs may be going).
  */
-export async function cleanupAfterCrash(context: EngineContext, options: { signal?: AbortSignal; spareJobs?: ReadonlySet<string> } = {}): Promise<string[]> {
+export async function cleanupAfterCrash(context: EngineContext, options: { signal?: AbortSignal; spareJobs?: ReadonlySet<string>; only?: RunLeftovers } = {}): Promise<string[]> {
   const lines: string[] = []
+  const { only } = options
   const spareJobs = options.spareJobs ?? new Set()
-  const sparedJob = (vm: XapiRecord) => spareJobs.has((vm.other_config as Record<string, string> | undefined)?.[KEY.job] ?? '')
+  const jobOf = (vm: XapiRecord) => (vm.other_config as Record<string, string> | undefined)?.[KEY.job] ?? ''
+  const sparedJob = (vm: XapiRecord) => spareJobs.has(jobOf(vm)) || (only !== undefined && jobOf(vm) !== only.jobId)
   for (const conn of context.pools.values()) {
     for (const vm of conn.all('VM')) {
       if (vm.is_a_snapshot !== true || vm.name_label !== TEMPORARY_SNAPSHOT_NAME || sparedJob(vm)) continue
@@ -31,24 +41,42 @@ export async function cleanupAfterCrash(context: EngineContext, options: { signa
       }
     }
   }
+  // A lost run's snapshots that it took and never exported (a job with targets exports each one it keeps).
+  for (const conn of only !== undefined && only.remotes.size > 0 ? context.pools.values() : []) {
+    for (const vmUuid of only!.vms) {
+      const vm = conn.byUuid(vmUuid)
+      if (vm === undefined || vm.is_a_snapshot === true) continue
+      try {
+        const removed = await removeUnexportedSnapshots(conn, vm, only!.jobId, options.signal)
+        if (removed.length > 0) lines.push(`pool ${conn.poolName}: removed the unexported snapshot(s) ${removed.join(', ')} of VM ${vmUuid}`)
+      } catch (error) {
+        lines.push(`pool ${conn.poolName}: could not remove the unexported snapshots of VM ${vmUuid} (${errorCode(error)}); the next backup of the VM does`)
+      }
+    }
+  }
   for (const conn of context.pools.values()) {
     try {
-      const spared = new Set(conn.all('VM').filter(vm => vm.is_a_snapshot === true && sparedJob(vm)).map(vm => vm.snapshot_of as string))
-      for (const vm of await liftLeftoverBlocks(conn, spared)) lines.push(`pool ${conn.poolName}: lifted the migration block an earlier run left on VM ${vm.uuid}`)
+      const spared = new Set(conn.all('VM').filter(vm => vm.is_a_snapshot === true && spareJobs.has(jobOf(vm))).map(vm => vm.snapshot_of as string))
+      const leave = (vm: XapiRecord) => spared.has(vm.$ref) || (only !== undefined && !only.vms.has(vm.uuid as string))
+      for (const vm of await liftLeftoverBlocks(conn, leave)) lines.push(`pool ${conn.poolName}: lifted the migration block an earlier run left on VM ${vm.uuid}`)
     } catch (error) {
       lines.push(`pool ${conn.poolName}: could not lift the migration blocks earlier runs left (${errorCode(error)}); the next backup of each VM lifts them`)
     }
   }
   for (const [name, handler] of context.remotes) {
-    try {
-      const aborted = await handler.abortStaleUploads(STALE_UPLOAD_MS)
-      if (aborted > 0) lines.push(`remote ${name}: aborted ${aborted} upload(s) left unfinished`)
-    } catch (error) {
-      lines.push(`remote ${name}: could not abort the uploads left unfinished (${errorCode(error)})`)
+    if (only !== undefined && !only.remotes.has(name)) continue
+    // An upload is stale after a day: one run's are not yet (the next start aborts them).
+    if (only === undefined) {
+      try {
+        const aborted = await handler.abortStaleUploads(STALE_UPLOAD_MS)
+        if (aborted > 0) lines.push(`remote ${name}: aborted ${aborted} upload(s) left unfinished`)
+      } catch (error) {
+        lines.push(`remote ${name}: could not abort the uploads left unfinished (${errorCode(error)})`)
+      }
     }
     let vms: string[]
     try {
-      vms = await listBackedUpVms(handler)
+      vms = (await listBackedUpVms(handler)).filter(vmUuid => only === undefined || only.vms.has(vmUuid))
     } catch (error) {
       lines.push(`remote ${name}: not readable (${errorCode(error)}), not cleaned`)
       continue
