@@ -89,6 +89,8 @@ export function startDelegatedRun(proxies: Proxies, request: DelegatedRunRequest
     if (entry.lease !== undefined) return grant(requestId)
     limits.acquire(ours, entry.abort.signal).then(
       lease => {
+        // Given back (or the run over) between the grant and this callback: the slot goes back at once.
+        if (slots.get(requestId) !== entry) return lease.release()
         entry.lease = lease
         grant(requestId)
       },
@@ -112,9 +114,12 @@ export function startDelegatedRun(proxies: Proxies, request: DelegatedRunRequest
       return
     }
     const mapped = { ...event, ...(event.id === proxyRoot && { id: root.id }), ...(event.parentId !== undefined && event.parentId === proxyRoot && { parentId: root.id }) } as TaskEvent
-    if (mapped.type === 'start') going.set(mapped.id, mapped.parentId!)
-    if (mapped.type === 'start' && mapped.properties.type === 'VM' && typeof mapped.properties.id === 'string') vms.add(mapped.properties.id)
-    else if (mapped.type === 'end') going.delete(mapped.id)
+    if (mapped.type === 'start') {
+      going.set(mapped.id, mapped.parentId!)
+      if (mapped.properties.type === 'VM' && typeof mapped.properties.id === 'string') vms.add(mapped.properties.id)
+    } else if (mapped.type === 'end') {
+      going.delete(mapped.id)
+    }
     log.emit(mapped)
     if (mapped.id === root.id && mapped.type === 'end') {
       ended = true

@@ -125,3 +125,23 @@ test('the proxy\'s pool slots come from the appliance\'s limits: granted while f
   await run.done
   assert.equal(exports.holders.length, 0, 'a run no longer followed holds no slot here')
 })
+
+test('a slot given back by the proxy in the same tick as the appliance grants it goes back at once (none is left held)', async () => {
+  const seen: ScriptedChannel = { calls: [], notify: () => {} }
+  const limits = new PoolLimitsRegistry()
+  const run = startDelegatedRun(scriptedProxies({ attach: () => ({ answer: proxyEvents(false) }) }, seen), { ...request, limits })
+  while (!seen.calls.some(call => call.method === 'run.attach')) await new Promise(resolve => setImmediate(resolve))
+  const snapshots = limits.of('pool-1').snapshots
+  const locals = [await snapshots.acquire({ runId: 'local', vm: 'a', phase: 'snapshot' }), await snapshots.acquire({ runId: 'local', vm: 'b', phase: 'snapshot' })]
+  seen.notify(SLOT_REQUEST, { runId: 'remote-1', requestId: 'late', pool: 'pool-1', kind: 'snapshots', holder: { runId: 'remote-1', vm: 'vm-1', phase: 'snapshot' }, held: false })
+  assert.equal(snapshots.waiting.length, 1, 'the proxy\'s request waits for a slot')
+  // The slot is handed to the waiting request, and the proxy gives it up before the grant reaches it.
+  locals[0]!.release()
+  seen.notify(SLOT_RELEASE, { runId: 'remote-1', requestId: 'late' })
+  await new Promise(resolve => setImmediate(resolve))
+  assert.deepEqual(snapshots.holders.map(lease => lease.holder.vm), ['b'], 'only the local run\'s slot is held')
+  assert.ok(!seen.calls.some(call => call.method === 'slot.grant' && call.params.requestId === 'late'), 'nothing is granted for a request given up')
+  locals[1]!.release()
+  run.detach()
+  await run.done
+})
