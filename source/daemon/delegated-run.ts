@@ -27,8 +27,10 @@ export const PROXY_RUN_PROPERTY = 'proxyRunId'
 /** Re-attaching after a dropped channel is tried this long before the run is given up as interrupted. */
 const REATTACH_MS = 10 * 60_000
 
-/** What a proxy answers when the run is gone with it: the run cannot be caught up, it is interrupted. */
-const RUN_GONE = new Set(['RUN_NOT_FOUND', 'PROXY_NOT_RUNNING', 'RUN_EVENTS_LOST'])
+/** What a proxy answers when the run is over there (it restarted, or its service is down): it left what it had going. */
+const RUN_LOST = new Set(['RUN_NOT_FOUND', 'PROXY_NOT_RUNNING'])
+/** ...and when the run cannot be caught up any more (it may still be going there): either way it is interrupted here. */
+const RUN_GONE = new Set([...RUN_LOST, 'RUN_EVENTS_LOST'])
 
 export interface DelegatedRunRequest {
   proxy: string
@@ -174,7 +176,7 @@ export function startDelegatedRun(proxies: Proxies, request: DelegatedRunRequest
     for (const [id, parentId] of [...going].reverse()) log.emit({ type: 'end', id, parentId, timestamp: log.now(), status: 'interrupted', result })
     going.clear()
     // Only a run the proxy no longer has (it restarted, or its service is down) is over there; one out of reach may still be going.
-    const lost = ['RUN_NOT_FOUND', 'PROXY_NOT_RUNNING'].includes(errorCode(error.cause) ?? '')
+    const lost = RUN_LOST.has(errorCode(error.cause) ?? '')
     if (request.cleanUp !== undefined && lost && vms.size > 0) {
       try {
         const lines = await request.cleanUp(vms)

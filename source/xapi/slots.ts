@@ -191,6 +191,8 @@ export interface PoolLimitSettings {
 }
 
 export const DEFAULT_POOL_LIMITS: PoolLimitSettings = { snapshots: 2, vdiExports: 12, vmExports: 2 }
+/** The local limits of a registry whose slots are handed out elsewhere (a proxy's): none. */
+const UNBOUNDED: PoolLimitSettings = { snapshots: Infinity, vdiExports: Infinity, vmExports: Infinity }
 
 export type SlotKind = keyof PoolLimitSettings
 export const SLOT_KINDS: readonly SlotKind[] = ['snapshots', 'vdiExports', 'vmExports']
@@ -233,8 +235,7 @@ export class PoolLimitsRegistry {
   /** The limits of a pool, made with the defaults the first time it is asked for. */
   of(poolUuid: string): PoolLimits {
     let limits = this.#byPool.get(poolUuid)
-    const unbounded = { snapshots: Infinity, vdiExports: Infinity, vmExports: Infinity }
-    if (limits === undefined) this.#byPool.set(poolUuid, (limits = new PoolLimits(poolUuid, this.gate === undefined ? DEFAULT_POOL_LIMITS : unbounded, this.gate)))
+    if (limits === undefined) this.#byPool.set(poolUuid, (limits = new PoolLimits(poolUuid, this.gate === undefined ? DEFAULT_POOL_LIMITS : UNBOUNDED, this.gate)))
     return limits
   }
 

@@ -64,11 +64,13 @@ after(async () => {
   await dir.cleanup()
 })
 
-async function createJob(name: string, mode: 'full' | 'delta', proxyName?: string): Promise<void> {
+/** A job of the one VM to the local remote, daily, keeping 3; `more` overrides or adds fields of the job file. */
+async function createJob(name: string, mode: 'full' | 'delta', proxyName?: string, more: Record<string, unknown> = {}): Promise<void> {
   const file = join(dir.path, `${name}.json`)
   await writeFile(file, JSON.stringify({
     name, mode, vms: { uuids: [vmUuid] }, remotes: ['local'], ...(proxyName !== undefined && { proxy: proxyName }),
     schedules: [{ name: 'daily', cron: '0 3 * * *', timezone: 'UTC', retention: { backups: 3 } }],
+    ...more,
   }))
   await cliJson(daemon.socket, ['job', 'create', '--file', file])
 }
@@ -202,12 +204,7 @@ function assertWhole(tree: TaskNode): void {
 const unslow = () => lab.pools[0]!.control.setKnobs({ exportPerStreamMiBs: undefined })
 
 test('a delegated job\'s timeout stops the run on the proxy and fails it with TIMEOUT in the appliance', async () => {
-  const file = join(dir.path, 'edge-timeout.json')
-  await writeFile(file, JSON.stringify({
-    name: 'edge-timeout', mode: 'full', vms: { uuids: [vmUuid] }, remotes: ['local'], proxy: 'edge', settings: { timeout: '4s' },
-    schedules: [{ name: 'daily', cron: '0 3 * * *', timezone: 'UTC', retention: { backups: 3 } }],
-  }))
-  await cliJson(daemon.socket, ['job', 'create', '--file', file])
+  await createJob('edge-timeout', 'full', 'edge', { settings: { timeout: '4s' } })
   lab.pools[0]!.control.setKnobs({ exportPerStreamMiBs: 1 })
   try {
     const run = await cli(daemon.socket, ['job', 'run', 'edge-timeout', '--wait', '--json'])
@@ -313,14 +310,8 @@ test('a pool\'s export limit holds across the appliance and the proxy: the appli
   await cliJson(daemon.socket, ['remote', 'add', 'local2', `file://${join(dir.path, 'remote2')}`])
   const both = fixtureVms
   assert.equal(both.length, 2, 'the tiny pool has two VMs')
-  for (const [name, remote, proxyName] of [['xva-here', 'local2', undefined], ['xva-edge', 'local', 'edge']] as const) {
-    const file = join(dir.path, `${name}.json`)
-    await writeFile(file, JSON.stringify({
-      name, mode: 'full', vms: { uuids: both }, remotes: [remote], settings: { concurrency: 2 }, ...(proxyName !== undefined && { proxy: proxyName }),
-      schedules: [{ name: 'daily', cron: '0 3 * * *', timezone: 'UTC', retention: { backups: 3 } }],
-    }))
-    await cliJson(daemon.socket, ['job', 'create', '--file', file])
-  }
+  await createJob('xva-here', 'full', undefined, { vms: { uuids: both }, remotes: ['local2'], settings: { concurrency: 2 } })
+  await createJob('xva-edge', 'full', 'edge', { vms: { uuids: both }, settings: { concurrency: 2 } })
   // Four XVA exports at once (two VMs in each job), slow enough to overlap: the pool allows 2 (DEFAULT_POOL_LIMITS.vmExports).
   lab.pools[0]!.control.setKnobs({ exportPerStreamMiBs: 2 })
   const client = await DaemonClient.connect(daemon.socket)
