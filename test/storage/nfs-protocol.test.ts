@@ -627,3 +627,51 @@ test('JUKEBOX (the server busy): the call is sent again after a wait, a bounded 
     await fake.close()
   }
 })
+
+test('a file opened r+: a write over bytes whose WRITE is still unanswered waits for it, so the server ends with the last data written (a merge rewrites its BAT sector)', async () => {
+  const file = Buffer.alloc(8192)
+  let delayed = 0
+  const fake = await fakeServer(call => {
+    const mounted = mountAnswers(call)
+    if (mounted !== undefined) return mounted
+    if (call.procedure === 3) return w().uint(0).opaque(Buffer.from('file')).bool(false).bool(false).parts()
+    if (call.procedure === 1) return w().uint(0).fixed(Buffer.concat(fattr(1, file.length).parts())).parts()
+    if (call.procedure === 7) {
+      const args = call.args
+      args.opaque()
+      const offset = Number(args.uhyper())
+      args.uint()
+      args.uint()
+      const data = Buffer.from(args.opaque())
+      const reply = w().uint(0).bool(false).bool(false).uint(data.length).uint(2).fixed(Buffer.from('VVVVVVVV')).parts()
+      // The first WRITE is applied and answered late, as a server thread that got it first but ran last.
+      if (delayed++ === 0) {
+        setTimeout(() => {
+          data.copy(file, offset)
+          call.socket.write(record(call.xid, reply))
+        }, 150)
+        return 'silence'
+      }
+      data.copy(file, offset)
+      return reply
+    }
+    if (call.procedure === 21) return w().uint(0).bool(false).bool(false).fixed(Buffer.from('VVVVVVVV')).parts()
+    return w().uint(10006).parts()
+  })
+  const backend = backendOn(fake)
+  try {
+    await backend.sync()
+    const opened = await backend.open('x', 'r+')
+    await opened.write(Buffer.alloc(512, 0xaa), 1024)
+    await opened.write(Buffer.alloc(512, 0xbb), 4096)
+    await opened.write(Buffer.alloc(512, 0xcc), 1024)
+    await opened.close()
+    assert.deepEqual(file.subarray(1024, 1536), Buffer.alloc(512, 0xcc), 'the sector holds the second write to it, not the first that was answered late')
+    assert.deepEqual(file.subarray(4096, 4608), Buffer.alloc(512, 0xbb), 'a write elsewhere went out meanwhile')
+    const writes = fake.calls.filter(c => c.procedure === 7).length
+    assert.equal(writes, 3, 'three WRITEs, none sent twice')
+  } finally {
+    await backend.close()
+    await fake.close()
+  }
+})

@@ -23,15 +23,19 @@ export async function readFully(client: Nfs3Client, handle: FileHandle, offset: 
 
 /**
  * UNSTABLE WRITEs, several in flight, then a COMMIT. The server's write verifier changes when it restarts
- * and loses what it had not committed: the writes made under another verifier are sent again, FILE_SYNC.
+ * and loses what it had not committed: the writes made under another verifier are sent again, FILE_SYNC, in
+ * the order they were made. Two WRITEs in flight at once may be applied in either order, so a write that
+ * overlaps one in flight waits for it (a merge rewrites the same BAT sector, and a block overwrites the footer
+ * it moves): what the file holds is always what the last write of each byte said.
  */
 export class UnstableWrites {
   readonly #client: Nfs3Client
   readonly #handle: FileHandle
   readonly #what: string
-  readonly #inFlight = new Set<Promise<void>>()
-  #uncommitted: Array<{ offset: number; data: Buffer; verifier: Buffer }> = []
+  readonly #inFlight = new Map<Promise<void>, { start: number; end: number }>()
+  #uncommitted: Array<{ order: number; offset: number; data: Buffer; verifier: Buffer }> = []
   #uncommittedBytes = 0
+  #issued = 0
   #failure: unknown
 
   constructor(client: Nfs3Client, handle: FileHandle, what: string) {
@@ -42,29 +46,36 @@ export class UnstableWrites {
 
   /** Sends a WRITE and returns once there is room for another; `data` must not change until commit(). */
   async write(offset: number, data: Buffer): Promise<void> {
-    while (this.#inFlight.size >= IN_FLIGHT) await Promise.race(this.#inFlight)
+    const range = { start: offset, end: offset + data.length }
+    for (;;) {
+      const overlapping = [...this.#inFlight].filter(([, other]) => other.start < range.end && range.start < other.end).map(([sending]) => sending)
+      if (overlapping.length > 0) await Promise.all(overlapping)
+      else if (this.#inFlight.size >= IN_FLIGHT) await Promise.race(this.#inFlight.keys())
+      else break
+    }
     if (this.#failure !== undefined) throw this.#failure
-    const sending: Promise<void> = this.#send(offset, data).then(
+    const order = this.#issued++
+    const sending: Promise<void> = this.#send(order, offset, data).then(
       () => void this.#inFlight.delete(sending),
       error => {
         this.#failure ??= error
         this.#inFlight.delete(sending)
       },
     )
-    this.#inFlight.add(sending)
+    this.#inFlight.set(sending, range)
     if (this.#uncommittedBytes >= MAX_UNCOMMITTED) await this.commit()
   }
 
   /** Waits for the WRITEs in flight: what they wrote is then visible to READs. */
   async settle(): Promise<void> {
-    await Promise.all(this.#inFlight)
+    await Promise.all(this.#inFlight.keys())
     if (this.#failure !== undefined) throw this.#failure
   }
 
   async commit(): Promise<void> {
     await this.settle()
     // The writes answered so far; those a concurrent caller sends meanwhile wait for the next COMMIT.
-    const batch = this.#uncommitted
+    const batch = this.#uncommitted.sort((a, b) => a.order - b.order)
     this.#uncommitted = []
     this.#uncommittedBytes -= batch.reduce((sum, write) => sum + write.data.length, 0)
     if (batch.length === 0) return
@@ -74,13 +85,13 @@ export class UnstableWrites {
     }
   }
 
-  async #send(offset: number, data: Buffer): Promise<void> {
+  async #send(order: number, offset: number, data: Buffer): Promise<void> {
     let done = 0
     while (done < data.length) {
       const reply = await this.#client.write(this.#handle, offset + done, data.subarray(done), Stable.unstable, `WRITE ${this.#what}`)
       if (reply.count === 0) throw Object.assign(new Error(`the NFS server wrote nothing of WRITE ${this.#what} at ${offset + done}`), { code: 'EIO' })
       if (reply.committed === Stable.unstable) {
-        this.#uncommitted.push({ offset: offset + done, data: data.subarray(done, done + reply.count), verifier: reply.verifier })
+        this.#uncommitted.push({ order, offset: offset + done, data: data.subarray(done, done + reply.count), verifier: reply.verifier })
         this.#uncommittedBytes += reply.count
       }
       done += reply.count
