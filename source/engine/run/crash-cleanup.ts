@@ -3,11 +3,27 @@
 // on the remotes the temporary files, half-done merges and incomplete backups the cleaner can repair, and the
 // uploads an object store keeps unfinished (S3's multipart uploads, billed until aborted).
 import { errorCode } from '../../util/errors.ts'
+import { sleep } from '../../util/abort.ts'
 import { cleanVm, listBackedUpVms, vmDir } from '../../repository/index.ts'
 import { destroyVmAndDisks, liftLeftoverBlocks, TEMPORARY_SNAPSHOT_NAME } from '../../xapi/index.ts'
 import type { XapiRecord } from '../../xapi/index.ts'
 import type { EngineContext } from './backup-run.ts'
 import { KEY, removeUnexportedSnapshots } from './snapshots.ts'
+
+// Waits between tries of an operation refused because another is going on the object (XAPI's OTHER_OPERATION_IN_PROGRESS).
+const BUSY_WAITS_MS = [500, 1000, 2000, 4000, 8000, 15_000]
+
+async function whileBusy<T>(operation: () => Promise<T>, signal?: AbortSignal): Promise<T> {
+  for (const wait of BUSY_WAITS_MS) {
+    try {
+      return await operation()
+    } catch (error) {
+      if (!['XAPI_OTHER_OPERATION_IN_PROGRESS', 'OTHER_OPERATION_IN_PROGRESS'].includes(errorCode(error))) throw error
+      await sleep(wait, signal)
+    }
+  }
+  return operation()
+}
 
 // An upload older than this is no longer written by anyone (another Lifeboat or XO on the same bucket may be mid-upload).
 const STALE_UPLOAD_MS = 24 * 3600_000
@@ -47,7 +63,8 @@ export async function cleanupAfterCrash(context: EngineContext, options: { signa
       const vm = conn.byUuid(vmUuid)
       if (vm === undefined || vm.is_a_snapshot === true) continue
       try {
-        const removed = await removeUnexportedSnapshots(conn, vm, only!.jobId, options.signal)
+        // The lost run's export may still be going on the pool a moment (until it sees its connection gone).
+        const removed = await whileBusy(() => removeUnexportedSnapshots(conn, vm, only!.jobId, options.signal), options.signal)
         if (removed.length > 0) lines.push(`pool ${conn.poolName}: removed the unexported snapshot(s) ${removed.join(', ')} of VM ${vmUuid}`)
       } catch (error) {
         lines.push(`pool ${conn.poolName}: could not remove the unexported snapshots of VM ${vmUuid} (${errorCode(error)}); the next backup of the VM does`)
