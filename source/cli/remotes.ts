@@ -58,8 +58,10 @@ export const REMOTE_COMMANDS: Record<string, Record<string, Subcommand>> = {
       notes:
         'URL: file:///path, nfs://host:/export, smb://user@DOMAIN\\\\host\\share, s3://KEYID@host/bucket/dir, azure://account@host/container (every form: the README). ' +
         'Leave the secret (S3 secret key, Azure account key, SMB password) out of the URL: it is asked for, not shown, when a terminal is there, or read with --secret-stdin / --secret-env / --secret-file. ' +
-        'It is never shown again: list, info and --json show the URL with *** in its place.',
+        'It is never shown again: list, info and --json show the URL with *** in its place. ' +
+        'With --proxy, the URL is opened on that proxy (a folder or a share it reaches, file:///srv/backups on the proxy host): the jobs that back up to it run there, and the appliance lists, restores and verifies through the proxy.',
       options: {
+        proxy: { value: 'P', help: 'the remote lives on this proxy (proxy list): opened there, reached through it' },
         'url-env': { value: 'VAR', help: 'read the whole URL from this environment variable' },
         'url-file': { value: 'F', help: 'read the whole URL from this file (one trailing newline ignored)' },
         'secret-stdin': { help: "read the URL's secret from standard input (echo \"$KEY\" | lifeboat remote add …)" },
@@ -71,15 +73,17 @@ export const REMOTE_COMMANDS: Record<string, Record<string, Subcommand>> = {
       async body(context) {
         const name = context.positionals[0]!
         const url = await remoteUrl(context)
-        const remote = await (await context.client()).call('remote.add', { name, url })
-        context.print(remote, () => `remote "${remote.name}" added (${remote.url}): ${remote.status}${remote.error === undefined ? '' : ` (${remote.error.code}: ${remote.error.message})`}\n`)
+        const proxy = context.values.proxy as string | undefined
+        const remote = await (await context.client()).call('remote.add', { name, url, ...(proxy !== undefined && { proxy }) })
+        context.print(remote, () => `remote "${remote.name}" added (${remote.url}${remote.proxy === undefined ? '' : ` on the proxy "${remote.proxy}"`}): ${remote.status}${remote.error === undefined ? '' : ` (${remote.error.code}: ${remote.error.message})`}\n`)
       },
     },
     list: {
       summary: 'Lists the remotes with their status and free space.',
       async body(context) {
         const remotes = await (await context.client()).call('remote.list')
-        context.print(remotes, () => table(['NAME', 'TYPE', 'URL', 'STATUS', 'SIZE', 'FREE'], remotes.map(r => [r.name, r.type, r.url, r.error === undefined ? r.status : `${r.status}: ${r.error.code}`, formatBytes(r.space?.size), r.space === undefined && r.status === 'ok' ? 'unknown' : formatBytes(r.space?.free)])) || 'no remotes; add one with npx lifeboat remote add\n')
+        const onProxies = remotes.some(r => r.proxy !== undefined)
+        context.print(remotes, () => table(['NAME', 'TYPE', ...(onProxies ? ['PROXY'] : []), 'URL', 'STATUS', 'SIZE', 'FREE'], remotes.map(r => [r.name, r.type, ...(onProxies ? [r.proxy ?? '-'] : []), r.url, r.error === undefined ? r.status : `${r.status}: ${r.error.code}`, formatBytes(r.space?.size), r.space === undefined && r.status === 'ok' ? 'unknown' : formatBytes(r.space?.free)])) || 'no remotes; add one with npx lifeboat remote add\n')
       },
     },
     info: {

@@ -20,7 +20,8 @@ import { Pools, withoutUrlCredentials } from './pools.ts'
 import { Remotes } from './remotes.ts'
 import { Proxies } from './proxies.ts'
 import { PROXY_RUN_PROPERTY, startDelegatedRun } from './delegated-run.ts'
-import { openRemote } from '../storage/index.ts'
+import { BackendHandler, decorate, openRemote } from '../storage/index.ts'
+import { ProxiedBackend } from './proxy-storage.ts'
 import { Runs } from './runs.ts'
 import { Verifications } from './verifications.ts'
 import { Scheduler, systemClock, type Clock, type ScheduleEntry } from './scheduler.ts'
@@ -85,7 +86,9 @@ export class Daemon {
     // One record a line, readable in a terminal and by journald: a NUL (SMB URLs), an escape or a newline from a remote would not be.
     this.log = options.log ?? (line => process.stderr.write(`${new Date().toISOString()} ${terminalSafeLine(line)}\n`))
     // Failed storage operations (each retry) go to the daemon's log, with the remote's masked URL.
-    this.remotes = new Remotes(url => openRemote(url, { log: this.log }))
+    this.remotes = new Remotes((url, proxy) =>
+      proxy === undefined ? openRemote(url, { log: this.log }) : new BackendHandler(decorate(new ProxiedBackend(url, proxy, name => this.proxies.storageChannel(name)), { log: this.log })),
+    )
     this.proxies = new Proxies(state, this.dataDir, VERSION, this.log)
     this.pools = new Pools({
       limits: this.poolLimits,
@@ -169,7 +172,7 @@ export class Daemon {
 
   /** Validates a job and gives it (and its schedules) ids; an update keeps the ids of schedules it keeps. */
   prepareJob(input: unknown, previous?: Job): Job {
-    const remotes = new Map(this.state.data.remotes.map(remote => [remote.name, { freeSpaceKnown: this.remotes.freeSpaceKnown(remote.name) }]))
+    const remotes = new Map(this.state.data.remotes.map(remote => [remote.name, { freeSpaceKnown: this.remotes.freeSpaceKnown(remote.name), proxy: remote.proxy }]))
     const job = checkJob(parseJob(input), { remotes, pools: this.pools.list(), srs: listSrs([...this.pools.connections.values()]), unusableSrs: listSrs([...this.pools.connections.values()], 'unusable'), proxies: new Set(this.state.data.proxies.map(proxy => proxy.name)) })
     const other = this.state.data.jobs.find(s => s.job.name === job.name && s.job.id !== previous?.id)
     if (other !== undefined) throw new LifeboatError('JOB_NAME_TAKEN', `Another job is already named "${job.name}"; choose another name.`)
@@ -357,7 +360,7 @@ export class Daemon {
         this.log(`remote "${remote.name}": its URL is missing from secrets.json; add the remote again`)
         continue
       }
-      await this.remotes.open(remote.name, url).catch(error => this.log(`remote "${remote.name}": ${(error as Error).message}`))
+      await this.remotes.open(remote.name, url, { proxy: remote.proxy }).catch(error => this.log(`remote "${remote.name}": ${(error as Error).message}`))
     }
     if (this.state.data.pools.some(pool => withoutUrlCredentials(pool.url) !== pool.url)) {
       await this.state.update(data => void (data.pools = data.pools.map(pool => ({ ...pool, url: withoutUrlCredentials(pool.url) }))))
@@ -403,6 +406,7 @@ export class Daemon {
       await this.server.close()
       await this.pools.closeAll()
       await this.remotes.closeAll()
+      this.proxies.closeChannels()
       await this.lock.release()
     })()
     return this.#stopping

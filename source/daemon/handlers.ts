@@ -48,15 +48,16 @@ export function buildHandlers(daemon: Daemon): Record<MethodName, MethodHandler>
     'vm.list': params => listVms(selectPools(pools.connections, params?.pool), { templates: params?.templates === true }),
     'sr.list': params => listSrs(selectPools(pools.connections, params?.pool)),
 
-    'remote.add': async ({ name, url }) => {
+    'remote.add': async ({ name, url, proxy }) => {
+      if (proxy !== undefined) daemon.proxies.get(proxy)
       if (remotes.has(name)) throw new LifeboatError('REMOTE_EXISTS', `A remote is already named "${name}"; remove it first or choose another name.`)
       // XO reads file://var/x as /var/x; a new remote says what it means: file:///var/x.
       if (parseRemoteUrl(url).type === 'file' && !url.startsWith('file:///')) {
         throw new LifeboatError('REMOTE_BAD_URL', `The remote URL ${url.split('?')[0]} does not name an absolute folder: write the folder's absolute path after file://, like file:///var/backups/lifeboat (three slashes).`)
       }
-      await remotes.open(name, url, { mustBeReachable: true })
+      await remotes.open(name, url, { mustBeReachable: true, proxy })
       await state.updateSecrets(data => void (data.remotes[name] = { url }))
-      await state.update(data => void data.remotes.push({ name, url: redactRemoteUrl(url) }))
+      await state.update(data => void data.remotes.push({ name, url: redactRemoteUrl(url), ...(proxy !== undefined && { proxy }) }))
       daemon.stateChanged('remotes')
       return remotes.describe(name)
     },
@@ -82,7 +83,7 @@ export function buildHandlers(daemon: Daemon): Record<MethodName, MethodHandler>
     'proxy.list': () => daemon.proxies.list(),
     'proxy.test': ({ name }) => daemon.proxies.test(name),
     'proxy.remove': async ({ name }) => {
-      await daemon.proxies.remove(name, state.data.jobs.filter(stored => stored.job.proxy === name).map(stored => stored.job.name))
+      await daemon.proxies.remove(name, state.data.jobs.filter(stored => stored.job.proxy === name).map(stored => stored.job.name), state.data.remotes.filter(remote => remote.proxy === name).map(remote => remote.name))
       daemon.stateChanged('proxies')
       return {}
     },

@@ -11,7 +11,8 @@ import { findPool, findSr } from './inventory.ts'
 
 export interface KnownTargets {
   /** The configured remotes by name: whether each tells its free space (undefined: it could not be opened). */
-  remotes: ReadonlyMap<string, { freeSpaceKnown: boolean | undefined }>
+  /** Each remote: whether it tells its free space, and the proxy it lives on (`remote add --proxy`). */
+  remotes: ReadonlyMap<string, { freeSpaceKnown: boolean | undefined; proxy?: string | undefined }>
   /** Every configured pool, connected or not. */
   pools: Pool[]
   /** The SRs of the connected pools that can hold VM disks. */
@@ -43,6 +44,11 @@ export function checkJob(job: Job, known: KnownTargets): Job {
   if (job.proxy !== undefined && job.type !== 'backup') problems.push({ path: 'proxy', message: `a ${job.type} job runs on the appliance: only backup jobs are delegated to a proxy for now.` })
   job.remotes.forEach((name, index) => {
     if (!known.remotes.has(name)) problems.push({ path: `remotes.${index}`, message: `No remote is named "${name}"; 'npx lifeboat remote list' shows them, 'npx lifeboat remote add' adds one.` })
+    // A remote on a proxy is written by that proxy's runs only: the appliance reaches it through the proxy's channel.
+    const on = known.remotes.get(name)?.proxy
+    if (on !== undefined && job.type === 'backup' && job.proxy !== on) {
+      problems.push({ path: `remotes.${index}`, message: `The remote "${name}" lives on the proxy "${on}": a backup job that writes to it runs there. Set "proxy": "${on}" (the wizard's Runs on), or choose a remote the ${job.proxy === undefined ? 'appliance' : `proxy "${job.proxy}"`} reaches itself.` })
+    }
   })
   if (job.settings.distributeBackups === true) {
     const classes = job.remotes.flatMap(name => {

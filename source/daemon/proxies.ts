@@ -2,7 +2,8 @@
 // at `proxy add` (a key that changes later is refused, both fingerprints named), reached over the system's
 // ssh with the daemon's own key; a proxy of another Lifeboat version is refused with both versions named.
 import { LifeboatError } from '../util/errors.ts'
-import { parseProxyUrl, type Proxy, type ProxyServiceInfo, type ProxyTestResult } from '../protocol/proxy.ts'
+import { parseProxyUrl, type Proxy, type ProxyMethods, type ProxyServiceInfo, type ProxyTestResult } from '../protocol/proxy.ts'
+import type { RpcClient } from '../client/index.ts'
 import type { ProxyAddResult, ProxyKey } from '../protocol/methods.ts'
 import type { DaemonState, StoredProxy } from './state.ts'
 import { BRIDGE_COMMAND, SshChannel, SshKeys, type HostKey, type SshTarget } from './ssh.ts'
@@ -19,6 +20,8 @@ export interface OpenChannel {
 
 export class Proxies {
   readonly keys: SshKeys
+  /** The channel of each proxy's remotes (`remote add --proxy`), shared by them, opened again once it closed. */
+  readonly #storage = new Map<string, Promise<SshChannel>>()
 
   constructor(
     private readonly state: DaemonState,
@@ -93,12 +96,32 @@ export class Proxies {
     }
   }
 
-  async remove(name: string, usedBy: string[]): Promise<void> {
+  async remove(name: string, usedBy: string[], remotes: string[] = []): Promise<void> {
     this.get(name)
     if (usedBy.length > 0) throw new LifeboatError('PROXY_IN_USE', `The proxy "${name}" runs the job(s) ${usedBy.map(job => `"${job}"`).join(', ')}; change or delete them first.`)
+    if (remotes.length > 0) throw new LifeboatError('PROXY_IN_USE', `The remote(s) ${remotes.map(remote => `"${remote}"`).join(', ')} live on the proxy "${name}"; remove them first ('npx lifeboat remote remove NAME': their backups stay on the proxy's storage).`)
     await this.keys.unpin(name)
     await this.state.update(data => void (data.proxies = data.proxies.filter(proxy => proxy.name !== name)))
     this.log(`proxy "${name}" removed`)
+  }
+
+  /** The open channel the remotes on this proxy are worked on through (a new one once the last closed). */
+  async storageChannel(name: string): Promise<RpcClient<ProxyMethods>> {
+    let opening = this.#storage.get(name)
+    const open = await opening?.catch(() => undefined)
+    if (open === undefined || !open.client.connected) {
+      if (open !== undefined) open.close()
+      opening = this.connect(name).then(({ channel }) => channel)
+      this.#storage.set(name, opening)
+      opening.catch(() => this.#storage.delete(name))
+    }
+    return (await opening!).client
+  }
+
+  /** Closes the remotes' channels (the daemon stops). */
+  closeChannels(): void {
+    for (const opening of this.#storage.values()) void opening.then(channel => channel.close(), () => {})
+    this.#storage.clear()
   }
 
   /** An ssh channel to the proxy whose service answered and runs this daemon's version; every failure says what to do. */

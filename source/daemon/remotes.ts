@@ -10,6 +10,7 @@ import type { Remote, RemoteInfo, RemoteTestResult } from '../protocol/methods.t
 interface RemoteEntry {
   name: string
   url: string
+  proxy?: string
   handler: RemoteHandler
   status: Remote['status']
   error?: { code: string; message: string }
@@ -25,10 +26,10 @@ const LATENCY_SAMPLES = 5
 
 export class Remotes {
   readonly #entries = new Map<string, RemoteEntry>()
-  readonly #open: (url: string) => RemoteHandler
+  readonly #open: (url: string, proxy?: string) => RemoteHandler
 
-  /** `open` gives a URL's handler (tests wrap it to make a backend misbehave). */
-  constructor(open: (url: string) => RemoteHandler = openRemote) {
+  /** `open` gives a URL's handler, or a remote's on the proxy it lives on (tests wrap it to make a backend misbehave). */
+  constructor(open: (url: string, proxy?: string) => RemoteHandler = url => openRemote(url)) {
     this.#open = open
   }
 
@@ -55,9 +56,9 @@ export class Remotes {
    * Opens a remote; a URL that cannot be parsed, a backend or an option not supported fails at once. An
    * unreachable remote is kept with status error (it may come back), unless `mustBeReachable` (remote.add).
    */
-  async open(name: string, url: string, options: { mustBeReachable?: boolean } = {}): Promise<void> {
-    const handler = this.#open(url)
-    const entry: RemoteEntry = { name, url, handler, status: 'ok' }
+  async open(name: string, url: string, options: { mustBeReachable?: boolean; proxy?: string | undefined } = {}): Promise<void> {
+    const handler = this.#open(url, options.proxy)
+    const entry: RemoteEntry = { name, url, handler, status: 'ok', ...(options.proxy !== undefined && { proxy: options.proxy }) }
     try {
       await handler.sync()
     } catch (error) {
@@ -83,7 +84,7 @@ export class Remotes {
   async describe(name: string): Promise<Remote> {
     const entry = this.#entries.get(name)
     if (entry === undefined) throw new LifeboatError('REMOTE_NOT_FOUND', `No remote is named "${name}".`)
-    const remote: Remote = { name, url: redactRemoteUrl(entry.url), type: remoteType(entry.url), status: entry.status, ...(entry.error !== undefined && { error: entry.error }) }
+    const remote: Remote = { name, url: redactRemoteUrl(entry.url), type: remoteType(entry.url), status: entry.status, ...(entry.error !== undefined && { error: entry.error }), ...(entry.proxy !== undefined && { proxy: entry.proxy }) }
     if (entry.status === 'ok') {
       try {
         const info = await entry.handler.getInfo()

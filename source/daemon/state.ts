@@ -19,6 +19,8 @@ export interface StoredRemote {
   name: string
   /** Redacted: the URL with its secrets is in secrets.json. */
   url: string
+  /** The proxy the remote lives on: its URL is opened there, and the appliance works on it over the proxy's channel. */
+  proxy?: string
 }
 
 /** A proxy jobs can run on: ssh://user@host[:port]; its pinned host keys are in <data>/ssh/known_hosts. */

@@ -97,6 +97,8 @@ export interface Remote {
   status: 'ok' | 'error'
   error?: CodedError
   space?: { size: number; used: number; free: number }
+  /** The proxy it lives on (`remote add --proxy`): opened there, reached through it. */
+  proxy?: string
 }
 
 export interface RemoteTestResult {
@@ -278,7 +280,7 @@ export const methodParams = {
   'pool.remove': z.strictObject({ id: text('id') }),
   'vm.list': z.strictObject({ pool: text('pool').optional(), templates: z.boolean({ error: 'templates must be true or false.' }).optional() }).optional(),
   'sr.list': z.strictObject({ pool: text('pool').optional() }).optional(),
-  'remote.add': z.strictObject({ name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, { error: 'a remote name is 1-64 letters, digits, ".", "_" or "-", starting with a letter or digit.' }), url: text('url') }),
+  'remote.add': z.strictObject({ name: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, { error: 'a remote name is 1-64 letters, digits, ".", "_" or "-", starting with a letter or digit.' }), url: text('url'), proxy: text('proxy').optional() }),
   'remote.list': none,
   'remote.test': z.strictObject({ name: text('name'), bytes: z.number().int().min(1).max(1024 * 1024 * 1024).optional() }),
   'remote.info': z.strictObject({ name: text('name') }),

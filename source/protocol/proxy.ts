@@ -4,6 +4,7 @@ import { z } from 'zod'
 import { LifeboatError } from '../util/errors.ts'
 import type { TaskEvent } from '../tasks/task.ts'
 import type { SlotHolder, SlotKind } from '../xapi/slots.ts'
+import type { Capabilities } from '../storage/backend.ts'
 
 const none = z.strictObject({}).optional()
 
@@ -30,6 +31,24 @@ export const runSpecSchema = z.strictObject({
 })
 export type RunSpec = z.infer<typeof runSpecSchema>
 
+/** The storage contract's calls whose arguments and answers are plain data (streams, files and locks have their own). */
+export const STORAGE_OPS = ['sync', 'info', 'list', 'stat', 'delete', 'rename', 'mkdir', 'rmdir', 'rmtree', 'abortStaleUploads'] as const
+export type StorageOp = (typeof STORAGE_OPS)[number]
+/** Bytes a storage call carries at most (base64 in the JSON line: a third more, well under the line's bound). */
+export const STORAGE_CHUNK = 1024 * 1024
+const handle = z.string().min(1).max(100)
+const remotePath = z.string().max(4096)
+const chunk = z.base64().max(Math.ceil(STORAGE_CHUNK / 3) * 4)
+
+/** What a proxy says of a remote it opened: its label (no secret) and what its backend can do. */
+export interface StorageSession {
+  session: string
+  label: string
+  capabilities: Capabilities
+  /** The backend's optional operations that exist (open, rename, lock…). */
+  methods: string[]
+}
+
 export const proxyMethodParams = {
   /** The appliance says who it is; the proxy answers with its own version (the appliance refuses another one). */
   'hello': z.strictObject({ version: z.string().min(1).max(100) }),
@@ -41,6 +60,26 @@ export const proxyMethodParams = {
   'run.cancel': z.strictObject({ runId: z.string().min(1).max(200), reason: z.string().max(2000).optional() }),
   /** The appliance grants a pool slot the run asked for (slot.request). */
   'slot.grant': z.strictObject({ runId: z.string().min(1).max(200), requestId: z.string().min(1).max(200) }),
+  // A remote that lives on the proxy (`remote add --proxy`): the appliance opens it here, over its channel, and
+  // works on it through these calls (the storage contract's, one session per remote and connection).
+  'storage.open': z.strictObject({ url: secretText }),
+  'storage.call': z.strictObject({ session: handle, op: z.enum(STORAGE_OPS), args: z.array(z.unknown()).max(4) }),
+  'storage.read': z.strictObject({ session: handle, path: remotePath, range: z.strictObject({ start: z.number().int().min(0), end: z.number().int().min(0).optional() }).optional() }),
+  'storage.pull': z.strictObject({ stream: handle }),
+  'storage.write': z.strictObject({ session: handle, path: remotePath, length: z.number().int().min(0).optional(), ifAbsent: z.boolean().optional() }),
+  'storage.push': z.strictObject({ stream: handle, data: chunk }),
+  'storage.finish': z.strictObject({ stream: handle }),
+  'storage.abort': z.strictObject({ stream: handle }),
+  'storage.file': z.strictObject({ session: handle, path: remotePath, mode: z.enum(['r', 'r+']) }),
+  'storage.fileRead': z.strictObject({ file: handle, position: z.number().int().min(0), length: z.number().int().min(0).max(STORAGE_CHUNK) }),
+  'storage.fileWrite': z.strictObject({ file: handle, position: z.number().int().min(0), data: chunk }),
+  'storage.fileSize': z.strictObject({ file: handle }),
+  'storage.fileTruncate': z.strictObject({ file: handle, size: z.number().int().min(0) }),
+  'storage.fileClose': z.strictObject({ file: handle }),
+  'storage.lock': z.strictObject({ session: handle, path: remotePath, staleMs: z.number().int().min(1).optional(), refreshMs: z.number().int().min(1).optional() }),
+  'storage.lockState': z.strictObject({ lock: handle }),
+  'storage.unlock': z.strictObject({ lock: handle }),
+  'storage.close': z.strictObject({ session: handle }),
 } as const
 
 export type ProxyMethodName = keyof typeof proxyMethodParams
@@ -68,6 +107,25 @@ export interface ProxyMethodResults {
   'run.attach': { events: SequencedEvent[]; ended: boolean }
   'run.cancel': Record<string, never>
   'slot.grant': Record<string, never>
+  'storage.open': StorageSession
+  'storage.call': { result?: unknown }
+  'storage.read': { stream: string }
+  /** The next bytes (base64), and whether the stream ended after them. */
+  'storage.pull': { data: string; end: boolean }
+  'storage.write': { stream: string }
+  'storage.push': Record<string, never>
+  'storage.finish': { size: number }
+  'storage.abort': Record<string, never>
+  'storage.file': { file: string }
+  'storage.fileRead': { data: string }
+  'storage.fileWrite': Record<string, never>
+  'storage.fileSize': { size: number }
+  'storage.fileTruncate': Record<string, never>
+  'storage.fileClose': Record<string, never>
+  'storage.lock': { lock: string; path: string }
+  'storage.lockState': { compromised: boolean }
+  'storage.unlock': Record<string, never>
+  'storage.close': Record<string, never>
 }
 
 /**

@@ -25,6 +25,7 @@ export function remoteInfoLines(info: RemoteInfo): Array<[string, string]> {
   const lines: Array<[string, string]> = [
     ['type', REMOTE_TYPE_NAMES[info.type]],
     ['URL', info.url],
+    ...(info.proxy === undefined ? [] : [['lives on', `the proxy "${info.proxy}" (opened there; the appliance reaches it through the proxy)`] as [string, string]]),
     ['status', info.status === 'ok' ? '✔ ok' : `✖ ${info.error === undefined ? 'error' : `${info.error.code}: ${info.error.message}`}`],
     ['free space', freeSpace(info)],
     ['encryption', info.encryption ? 'on (encryptionKey)' : 'off'],

@@ -12,6 +12,7 @@ import { cleanFileRestoreLeftovers } from '../engine/index.ts'
 import type { z } from 'zod'
 import { RpcServer, type ClientConnection, type MethodHandler } from '../daemon/server.ts'
 import { DelegatedRuns } from './runs.ts'
+import { ProxyStorage } from './storage.ts'
 import { lockDataDir, type DataDirLock } from '../daemon/lock.ts'
 import { PROXY_SOCKET, proxyMethodParams, type ProxyMethodName, type ProxyMethodResults, type ProxyServiceInfo } from '../protocol/proxy.ts'
 
@@ -32,6 +33,7 @@ export class ProxyService {
   readonly log: (line: string) => void
   readonly server: RpcServer<ProxyMethodName>
   readonly runs: DelegatedRuns
+  readonly storage: ProxyStorage
   #stopping: Promise<void> | undefined
 
   private constructor(
@@ -42,9 +44,13 @@ export class ProxyService {
     this.socketPath = resolve(options.socketPath ?? join(this.dataDir, PROXY_SOCKET))
     this.log = options.log ?? (line => process.stderr.write(`${new Date().toISOString()} ${terminalSafeLine(line)}\n`))
     this.runs = new DelegatedRuns(this.log)
+    this.storage = new ProxyStorage(this.log)
     this.server = new RpcServer({
       socketPath: this.socketPath, methods: proxyMethodParams, handlers: this.#handlers(), serverName: PROXY_SERVICE.name, stopCommand: PROXY_SERVICE.stopCommand,
-      onDisconnect: client => this.runs.detach(client),
+      onDisconnect: client => {
+        this.runs.detach(client)
+        void this.storage.detach(client)
+      },
     })
   }
 
@@ -80,6 +86,24 @@ export class ProxyService {
         this.runs.grantSlot(runId, requestId)
         return {}
       },
+      'storage.open': ({ url }, client) => this.storage.open(client, url),
+      'storage.call': ({ session, op, args }, client) => this.storage.call(client, session, op, args),
+      'storage.read': ({ session, path, range }, client) => this.storage.read(client, session, path, range),
+      'storage.pull': ({ stream }, client) => this.storage.pull(client, stream),
+      'storage.write': ({ session, path, length, ifAbsent }, client) => this.storage.write(client, session, path, { ...(length !== undefined && { length }), ...(ifAbsent !== undefined && { ifAbsent }) }),
+      'storage.push': async ({ stream, data }, client) => (await this.storage.push(client, stream, data), {}),
+      'storage.finish': ({ stream }, client) => this.storage.finish(client, stream),
+      'storage.abort': ({ stream }, client) => (this.storage.abort(client, stream), {}),
+      'storage.file': ({ session, path, mode }, client) => this.storage.file(client, session, path, mode),
+      'storage.fileRead': ({ file, position, length }, client) => this.storage.fileRead(client, file, position, length),
+      'storage.fileWrite': async ({ file, position, data }, client) => (await this.storage.openFile(client, file).write(Buffer.from(data, 'base64'), position), {}),
+      'storage.fileSize': async ({ file }, client) => ({ size: await this.storage.openFile(client, file).size() }),
+      'storage.fileTruncate': async ({ file, size }, client) => (await this.storage.openFile(client, file).truncate(size), {}),
+      'storage.fileClose': async ({ file }, client) => (await this.storage.fileClose(client, file), {}),
+      'storage.lock': ({ session, path, staleMs, refreshMs }, client) => this.storage.lock(client, session, path, { ...(staleMs !== undefined && { staleMs }), ...(refreshMs !== undefined && { refreshMs }) }),
+      'storage.lockState': ({ lock }, client) => this.storage.lockState(client, lock),
+      'storage.unlock': async ({ lock }, client) => (await this.storage.unlock(client, lock), {}),
+      'storage.close': async ({ session }, client) => (await this.storage.close(client, session), {}),
     }
     return handlers as unknown as Record<ProxyMethodName, MethodHandler>
   }

@@ -7,7 +7,7 @@
 // killed or stopped mid-run (the next start follows the run again and its log ends whole).
 import { test, before, after } from 'node:test'
 import assert from 'node:assert/strict'
-import { mkdir, readFile, writeFile } from 'node:fs/promises'
+import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises'
 import { execFile } from 'node:child_process'
 import { promisify } from 'node:util'
 import { join } from 'node:path'
@@ -90,14 +90,23 @@ async function runJob(name: string): Promise<{ tree: TaskNode; read: number; siz
   return { tree, read, size }
 }
 
-async function restoredMatches(backupId: string): Promise<void> {
+/** Restores the point onto the pool's SR; the restored VM's disk digest. */
+async function restoredDigest(backupId: string, remote = 'local'): Promise<string> {
   const [sr] = await cliJson(daemon.socket, ['sr', 'list'])
-  const restored = await cliJson(daemon.socket, ['restore', '--remote', 'local', '--backup', backupId, '--sr', sr.uuid, '--wait'])
+  const restored = await cliJson(daemon.socket, ['restore', '--remote', remote, '--backup', backupId, '--sr', sr.uuid, '--wait'])
   assert.equal(restored.tree.status, 'success', describeFailure(restored.tree))
   await waitUntil('the restored VM in the cache', async () => (conn.all('VM').some(vm => vm.uuid === restored.tree.result.vmUuid) ? true : undefined))
-  const source = conn.all('VM').find(vm => vm.uuid === vmUuid)!
   const copy = conn.all('VM').find(vm => vm.uuid === restored.tree.result.vmUuid)!
-  assert.equal(await diskDigest(conn, vmDisks(conn, copy)[0]!.vdi.$ref), await diskDigest(conn, vmDisks(conn, source)[0]!.vdi.$ref))
+  return diskDigest(conn, vmDisks(conn, copy)[0]!.vdi.$ref)
+}
+
+/** The VM's disk as it is now. */
+async function sourceDigest(): Promise<string> {
+  return diskDigest(conn, vmDisks(conn, conn.all('VM').find(vm => vm.uuid === vmUuid)!)[0]!.vdi.$ref)
+}
+
+async function restoredMatches(backupId: string): Promise<void> {
+  assert.equal(await restoredDigest(backupId), await sourceDigest(), `the restore of ${backupId} has the VM's disk`)
 }
 
 test('a job that names a proxy that does not exist is refused', async () => {
@@ -139,6 +148,52 @@ test('a full and a delta job delegated to the proxy: the tree in the appliance, 
   const delegated = points.filter(point => ids.has(point.jobId))
   assert.equal(delegated.length, 3)
   for (const point of delegated) await restoredMatches(point.id)
+})
+
+test('a remote that lives on the proxy: written by the proxy\'s runs, listed, tested, verified and restored by the appliance through the proxy; a job on the appliance cannot use it', async () => {
+  // The proxy host's own folder (one machine here: the appliance never opens it itself, it asks the proxy).
+  const folder = join(dir.path, 'proxy-host-backups')
+  await mkdir(folder)
+  const added = await cliJson(daemon.socket, ['remote', 'add', 'edge-store', `file://${folder}`, '--proxy', 'edge'])
+  assert.equal(added.proxy, 'edge', 'the remote is on the proxy')
+  assert.equal(added.status, 'ok', 'the proxy opened it')
+  assert.match((await cli(daemon.socket, ['remote', 'list'])).stdout, /^edge-store +file +edge +file:\/\//m, 'remote list names the proxy')
+  assert.match((await cli(daemon.socket, ['remote', 'info', 'edge-store'])).stdout, /lives on +the proxy "edge"/, 'remote info says where it lives')
+  const tested = await cli(daemon.socket, ['remote', 'test', 'edge-store', '--mib', '4'])
+  assert.equal(tested.code, 0, `remote test through the proxy: ${tested.stderr}`)
+
+  const file = join(dir.path, 'appliance-to-edge.json')
+  await writeFile(file, JSON.stringify({ name: 'appliance-to-edge', mode: 'delta', vms: { uuids: [vmUuid] }, remotes: ['edge-store'], schedules: [{ name: 'daily', cron: '0 3 * * *', timezone: 'UTC' }] }))
+  const refused = await cli(daemon.socket, ['job', 'create', '--file', file])
+  assert.equal(refused.code, 1, 'a job on the appliance that writes to a remote on a proxy is refused')
+  assert.match(refused.stderr, /remotes\.0: The remote "edge-store" lives on the proxy "edge": a backup job that writes to it runs there/)
+  assert.equal((await cli(daemon.socket, ['proxy', 'remove', 'edge'])).code, 1, 'a proxy a remote lives on is not removed')
+
+  await createJob('edge-own', 'delta', 'edge', { remotes: ['edge-store'] })
+  const digests: string[] = []
+  for (let i = 0; i < 2; i++) {
+    await lab.pools[0]!.control.writeVdi(vdiUuid, { offset: (i + 2) * MiB, length: MiB, seed: 40 + i })
+    const { tree, read, size } = await runJob('edge-own')
+    assert.equal(tree.data?.proxy, 'edge', 'the run was delegated')
+    assert.ok(read < Math.max(size, 15 * MiB) / 100, `the daemon read ${read} bytes for ${size} backed up on the proxy's remote`)
+    digests.push(await sourceDigest())
+  }
+  const points = await cliJson<Array<{ id: string; mode: string }>>(daemon.socket, ['backup', 'list', '--remote', 'edge-store', '--vm', vmUuid])
+  assert.equal(points.length, 2, 'the appliance lists the two restore points through the proxy')
+  assert.ok((await readdir(join(folder, 'xo-vm-backups', vmUuid))).some(name => name.endsWith('.json')), 'the backups are in the proxy host\'s folder')
+  const verified = await cli(daemon.socket, ['remote', 'verify', 'edge-store', '--read-data'])
+  assert.equal(verified.code, 0, `verify reads every block through the proxy: ${verified.stdout}${verified.stderr}`)
+  // The second is a delta: its restore reads the chain through the proxy. Each has the disk of its own run.
+  for (const [index, point] of points.entries()) assert.equal(await restoredDigest(point.id, 'edge-store'), digests[index], `the restore of ${point.id} through the proxy is byte-exact`)
+
+  // A full job to the proxy's remote too: its XVA restores byte-exact through the proxy.
+  await createJob('edge-own-full', 'full', 'edge', { remotes: ['edge-store'] })
+  const full = await runJob('edge-own-full')
+  assert.ok(full.read < Math.max(full.size, 15 * MiB) / 100, `the daemon read ${full.read} bytes for a full backup of ${full.size} on the proxy's remote`)
+  const fullPoints = await cliJson<Array<{ id: string; mode: string }>>(daemon.socket, ['backup', 'list', '--remote', 'edge-store', '--vm', vmUuid])
+  const xva = fullPoints.find(point => point.mode === 'full')
+  assert.ok(xva !== undefined, 'the full backup is listed through the proxy')
+  assert.equal(await restoredDigest(xva.id, 'edge-store'), await sourceDigest(), 'the full restore point restores byte-exact through the proxy')
 })
 
 test('a delegated run is seen live in the appliance, and a cancel there stops it on the proxy', async () => {

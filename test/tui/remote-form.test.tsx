@@ -257,3 +257,12 @@ test('remotes: the list shows the NUL of an SMB URL as \\0 (as it is typed), nev
   assert.ok(!frame.includes('\0') && !frame.includes('\ufffd'), 'no NUL, no replacement glyph')
   t.unmount()
 })
+
+test('remotes: a remote that lives on a proxy says so in the list, before its URL (on the proxy host)', async () => {
+  const edge = { name: 'edge-store', url: 'file:///srv/backups', type: 'file' as const, status: 'ok' as const, proxy: 'edge', space: { size: 1024 ** 4, used: 0, free: 1024 ** 4 } }
+  const t = await renderApp(fullDaemon().answer('remote.list', [edge]), { columns: 100 })
+  await goTo(t, 'remotes')
+  const frame = await t.waitFor('edge-store')
+  assert.match(frame, /on proxy edge · file:\/\/\/srv\/backups/, 'the row names the proxy the remote lives on')
+  t.unmount()
+})

@@ -172,7 +172,7 @@ export function remoteFormUrl(values: FormValues): string {
 export function RemotesScreen() {
   const shell = useShell()
   const remotes = useRpc('remote.list', {}, ['remotes'])
-  const view = useFilteredList(remotes.data, r => `${r.name} ${r.url} ${r.type} ${r.status}`, shell.bodyHeight - 1)
+  const view = useFilteredList(remotes.data, r => `${r.name} ${r.url} ${r.type} ${r.status} ${r.proxy ?? ''}`, shell.bodyHeight - 1)
   const [detail, setDetail] = useState<string>()
   const [tests, setTests] = useState<Record<string, RemoteTestResult>>({})
   const add = useAddForm(fieldsOf, INITIAL, {
@@ -260,7 +260,7 @@ export function RemotesScreen() {
           { text: r.type },
           { text: r.space === undefined && r.status === 'ok' ? 'unknown' : formatBytes(r.space?.free) },
           { text: formatBytes(r.space?.size) },
-          r.error === undefined ? { text: r.url } : { text: r.error.message, tone: 'red' },
+          r.error === undefined ? { text: r.proxy === undefined ? r.url : `on proxy ${r.proxy} · ${r.url}` } : { text: r.error.message, tone: 'red' },
         ]}
       />
     </Box>
