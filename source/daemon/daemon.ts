@@ -360,7 +360,8 @@ export class Daemon {
         this.log(`remote "${remote.name}": its URL is missing from secrets.json; add the remote again`)
         continue
       }
-      await this.remotes.open(remote.name, url, { proxy: remote.proxy }).catch(error => this.log(`remote "${remote.name}": ${(error as Error).message}`))
+      // A remote on a proxy is opened in the background: a proxy out of reach does not hold the daemon's start.
+      await this.remotes.open(remote.name, url, { proxy: remote.proxy, inBackground: remote.proxy !== undefined }).catch(error => this.log(`remote "${remote.name}": ${(error as Error).message}`))
     }
     if (this.state.data.pools.some(pool => withoutUrlCredentials(pool.url) !== pool.url)) {
       await this.state.update(data => void (data.pools = data.pools.map(pool => ({ ...pool, url: withoutUrlCredentials(pool.url) }))))

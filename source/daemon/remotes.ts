@@ -56,9 +56,20 @@ export class Remotes {
    * Opens a remote; a URL that cannot be parsed, a backend or an option not supported fails at once. An
    * unreachable remote is kept with status error (it may come back), unless `mustBeReachable` (remote.add).
    */
-  async open(name: string, url: string, options: { mustBeReachable?: boolean; proxy?: string | undefined } = {}): Promise<void> {
+  async open(name: string, url: string, options: { mustBeReachable?: boolean; proxy?: string | undefined; inBackground?: boolean } = {}): Promise<void> {
     const handler = this.#open(url, options.proxy)
     const entry: RemoteEntry = { name, url, handler, status: 'ok', ...(options.proxy !== undefined && { proxy: options.proxy }) }
+    if (options.inBackground === true) {
+      // Kept at once and made ready meanwhile (a remote on a proxy: ssh may take its connect timeout); a failure is its status.
+      await this.#entries.get(name)?.handler.close().catch(() => {})
+      this.#entries.set(name, entry)
+      handler.sync().catch(error => {
+        const { code, message } = serializeError(error)
+        entry.status = 'error'
+        entry.error = { code, message }
+      })
+      return
+    }
     try {
       await handler.sync()
     } catch (error) {

@@ -112,3 +112,31 @@ test('remote info: type, redacted URL, free space, encryption off, VHD files or 
   await withRemote(remotes, async () => assert.equal((await remotes.info('r')).vhdDirectory, true, 'useVhdDirectory=true is shown'), '?useVhdDirectory=true')
   await assert.rejects(remotes.info('nope'), { code: 'REMOTE_NOT_FOUND' })
 })
+
+test('a remote opened in the background (on a proxy, at start-up) is kept at once; a sync that fails later is its status, with its code', async () => {
+  let fail: (error: Error) => void = () => {}
+  const remotes = new Remotes(url => {
+    const real = openRemote(url, { retry: false })
+    return new Proxy(real, {
+      get(target, key) {
+        if (key === 'sync') return () => new Promise<void>((_, reject) => (fail = reject))
+        const value = Reflect.get(target, key)
+        return typeof value === 'function' ? value.bind(target) : value
+      },
+    })
+  })
+  const dir = await tempDir('lifeboat-remote-background-')
+  try {
+    await remotes.open('edge-store', `file://${dir.path}`, { proxy: 'edge', inBackground: true })
+    assert.ok(remotes.has('edge-store'), 'the remote is there before its sync ended')
+    assert.equal((await remotes.describe('edge-store')).proxy, 'edge', 'it says which proxy it lives on')
+    fail(new LifeboatError('PROXY_UNREACHABLE', 'ssh could not reach the proxy "edge"'))
+    await new Promise(resolve => setImmediate(resolve))
+    const described = await remotes.describe('edge-store')
+    assert.equal(described.status, 'error', 'a failed sync makes its status error')
+    assert.equal(described.error?.code, 'PROXY_UNREACHABLE', 'with the code of the failure')
+  } finally {
+    await remotes.closeAll()
+    await dir.cleanup()
+  }
+})
