@@ -59,30 +59,34 @@ export class Remotes {
   async open(name: string, url: string, options: { mustBeReachable?: boolean; proxy?: string | undefined; inBackground?: boolean } = {}): Promise<void> {
     const handler = this.#open(url, options.proxy)
     const entry: RemoteEntry = { name, url, handler, status: 'ok', ...(options.proxy !== undefined && { proxy: options.proxy }) }
+    const failed = (error: unknown) => {
+      const { code, message } = serializeError(error)
+      entry.status = 'error'
+      entry.error = { code, message }
+    }
     if (options.inBackground === true) {
       // Kept at once and made ready meanwhile (a remote on a proxy: ssh may take its connect timeout); a failure is its status.
-      await this.#entries.get(name)?.handler.close().catch(() => {})
-      this.#entries.set(name, entry)
-      handler.sync().catch(error => {
-        const { code, message } = serializeError(error)
-        entry.status = 'error'
-        entry.error = { code, message }
-      })
+      await this.#keep(entry)
+      handler.sync().catch(failed)
       return
     }
     try {
       await handler.sync()
     } catch (error) {
-      const { code, message } = serializeError(error)
       if (options.mustBeReachable === true) {
         await handler.close().catch(() => {})
+        const { code, message } = serializeError(error)
         throw new LifeboatError(code, `The remote "${name}" was not added: ${message}`, { cause: error })
       }
-      entry.status = 'error'
-      entry.error = { code, message }
+      failed(error)
     }
-    await this.#entries.get(name)?.handler.close().catch(() => {})
-    this.#entries.set(name, entry)
+    await this.#keep(entry)
+  }
+
+  /** Keeps the entry under its name, closing the one it replaces. */
+  async #keep(entry: RemoteEntry): Promise<void> {
+    await this.#entries.get(entry.name)?.handler.close().catch(() => {})
+    this.#entries.set(entry.name, entry)
   }
 
   async remove(name: string): Promise<void> {
