@@ -78,7 +78,12 @@ test('cr-seed marks the snapshot as the job\'s exported base and the imported VM
   const vm = vmNamed(source, 'tiny-halted')
   const timestamp = parseBackupDate(String(snapshot.snapshot_time))!
   const marks = { 'xo:backup:job': job.id, 'xo:backup:schedule': job.schedules[0]!.id, 'xo:backup:vm': vm.uuid, 'xo:backup:datetime': formatOtherConfigDate(timestamp), 'xo:backup:exported': 'true', 'xo:backup:deltaChainLength': '0' }
-  const base = await source.waitFor(() => (config(source.byUuid(snapshot.uuid))['xo:backup:exported'] === 'true' ? source.byUuid(snapshot.uuid) : undefined), { what: 'the marks', timeoutMs: 20_000 })
+  // The VM and each of its disks are separate records, whose events may come apart: wait for all of them.
+  const marked = (record: XapiRecord) => config(record)['xo:backup:exported'] === 'true'
+  const base = await source.waitFor(() => {
+    const record = source.byUuid(snapshot.uuid)
+    return record !== undefined && marked(record) && vmDisks(source, record).every(disk => marked(disk.vdi)) ? record : undefined
+  }, { what: 'the marks on the snapshot and its disks', timeoutMs: 20_000 })
   for (const record of [base, ...vmDisks(source, base).map(disk => disk.vdi)]) assert.deepEqual(Object.fromEntries(Object.keys(marks).map(key => [key, config(record)[key]])), marks, record.$type)
   // The engine's base selection picks it: the next run of the job goes delta from it.
   const selection = selectBase(source, vm, vmDisks(source, vm).map(disk => disk.vdi), job.id)

@@ -49,7 +49,16 @@ describe('distributed delta backups over 3 local remotes of different free space
     schedules: [{ id: 'schedule-1', name: 'daily', cron: '0 3 * * *', timezone: 'UTC', retention: { backups: 5, snapshots: 1 }, ...(fullInterval !== undefined && { fullInterval }) }],
   })
 
+  // Snapshot times are to the second, as XAPI's: two runs in one second would tie in retention's order, and
+  // which of the two is "the oldest" would be a toss-up. Each run starts in a second of its own.
+  let lastRunSecond = 0
+  async function inNextSecond(): Promise<void> {
+    while (Math.floor(Date.now() / 1000) <= lastRunSecond) await new Promise(resolve => setTimeout(resolve, 1000 - (Date.now() % 1000) + 5))
+    lastRunSecond = Math.floor(Date.now() / 1000)
+  }
+
   async function backup(runNumber: number, theJob = distributedJob()): Promise<ReturnType<typeof placement>> {
+    await inNextSecond()
     const conn = env.conns[0]!
     const disk = vmDisks(conn, conn.get('VM', vm.uuid))[0]!.vdi
     await env.lab.control.writeVdi(disk.uuid, { offset: (runNumber * 3 + 1) * MiB, length: 2 * MiB + 777, seed: 500 + runNumber })
@@ -115,6 +124,7 @@ describe('distributed delta backups over 3 local remotes of different free space
       return count
     }
     const theJob = distributedJob({ deleteFirst: true })
+    await inNextSecond()
     let tree = await runToEnd(env, theJob)
     assert.equal(tree.status, 'success', describeFailure(tree))
     const vmTask = (node: TaskNode) => tasksOf(node).find(t => t.message === 'backup VM')!
@@ -124,6 +134,7 @@ describe('distributed delta backups over 3 local remotes of different free space
 
     const dirA = env.remoteDirs.get('a')!
     await rename(dirA, `${dirA}.away`)
+    await inNextSecond()
     try {
       tree = await runToEnd(env, theJob)
     } finally {
