@@ -5,13 +5,15 @@ import { posix } from 'node:path'
 import { BLOCK_HASHES_SUFFIX, blockHashesPath } from '../formats/vhd/index.ts'
 import { fileSystemAccess, TEMPORARY_FILE, type FileSystemAccess, type RemoteHandler } from '../storage/index.ts'
 import type { Task } from '../tasks/index.ts'
+import { mapConcurrently } from '../util/concurrency.ts'
 import { errorCode, isLifeboatError } from '../util/errors.ts'
 import { writeCache, type VmBackupCache } from './cache.ts'
+import { forgetFiles, knownFile, rememberFile } from './known-files.ts'
 import { parseXvaChecksum } from './commit.ts'
 import { METADATA_FILE, resolveInVmDir, vmDir } from './layout.ts'
 import { mergeChain, resumeInterruptedMerges } from './merge-backups.ts'
 import { parseBackupMetadata, serializeBackupMetadata, type BackupMetadata, type DeltaBackupMetadata } from './metadata.ts'
-import { deltaBackupProblem, diskSize, listChainFolders, readChainFolder, unreferencedAncestors, type ChainDisk, type ChainFolder } from './vhd-chains.ts'
+import { deltaBackupProblem, diskSize, folderReads, listChainFolders, readChainFolder, unreferencedAncestors, type ChainDisk, type ChainFolder } from './vhd-chains.ts'
 
 export interface CleanVmOptions {
   /** Merge unreferenced VHDs into the oldest kept backup that needs them (retention of delta chains). */
@@ -82,6 +84,7 @@ class Clean {
       if (errorCode(error) !== 'ENOENT') throw error
       return
     }
+    forgetFiles(this.handler, [path])
     await this.handler.unlink(path)
     this.result.removed.push(path)
   }
@@ -168,7 +171,7 @@ async function readFolders(clean: Clean, folderPaths: string[], blocked: Set<str
   for (const path of folderPaths) {
     clean.checkpoint()
     if (blocked.has(path)) continue
-    const folder = await readChainFolder(clean.handler, clean.fs, path)
+    const folder = await readChainFolder(clean.handler, clean.fs, path, { remember: true })
     if (folder.forks.length > 0) {
       blocked.add(path)
       clean.warn(`this disk folder is left as it is: a disk has several children (${folder.forks.join(', ')})`, { folder: path })
@@ -232,15 +235,26 @@ async function runMerges(clean: Clean, merges: ChainDisk[][]): Promise<Map<strin
 /** Every backup JSON of the folder; one that does not parse is unusable and removed. */
 async function readBackups(clean: Clean, vmUuid: string, rootNames: string[]): Promise<Backup[]> {
   const dir = vmDir(vmUuid)
-  const backups: Backup[] = []
-  for (const name of rootNames) {
-    if (!METADATA_FILE.test(name)) continue
-    const path = `${dir}/${name}`
+  const paths = rootNames.filter(name => METADATA_FILE.test(name)).map(name => `${dir}/${name}`)
+  const read = await mapConcurrently(paths, folderReads(clean.handler), async path => {
     try {
-      backups.push({ path, metadata: parseBackupMetadata(await clean.handler.readFile(path), path) })
+      const statAt = Date.now()
+      const stat = await clean.handler.stat(path)
+      const known = knownFile<BackupMetadata>(clean.handler, path, stat)
+      if (known !== undefined) return { path, metadata: known, error: undefined }
+      const metadata = parseBackupMetadata(await clean.handler.readFile(path), path)
+      rememberFile(clean.handler, path, stat, metadata, statAt)
+      return { path, metadata, error: undefined }
     } catch (error) {
       if (!isLifeboatError(error, 'REPOSITORY_BAD_METADATA')) throw error
-      clean.warn('unreadable backup metadata', { path, error: error.message })
+      return { path, metadata: undefined, error }
+    }
+  })
+  const backups: Backup[] = []
+  for (const { path, metadata, error } of read) {
+    if (metadata !== undefined) backups.push({ path, metadata })
+    else {
+      clean.warn('unreadable backup metadata', { path, error: error?.message })
       await clean.remove(path)
     }
   }
@@ -333,6 +347,7 @@ async function updateMergedMetadata(clean: Clean, vmUuid: string, backups: Backu
     if (!merged && !stale) continue
     const updated: DeltaBackupMetadata = { ...metadata, size, isVhdDifferencing }
     try {
+      forgetFiles(clean.handler, [backup.path])
       await clean.handler.writeFile(backup.path, serializeBackupMetadata(updated))
     } catch (error) {
       if (!isLifeboatError(error, 'REPOSITORY_BAD_METADATA')) throw error

@@ -4,6 +4,7 @@ import { mergeVhdChain, resumeVhdMergeIfAny } from '../formats/vhd/index.ts'
 import { remoteFull, type FileSystemAccess, type RemoteHandler } from '../storage/index.ts'
 import type { Task } from '../tasks/index.ts'
 import { isLifeboatError } from '../util/errors.ts'
+import { forgetFiles } from './known-files.ts'
 
 const MERGE_STATE_FILE = /^\..+\.merge\.json$/
 // Progress is a task property: a few updates per second at most, whatever the disk size.
@@ -67,6 +68,7 @@ function spaceGuard(handler: RemoteHandler, what: string) {
 /** Merges `chain` (remote paths, oldest first) into one file named like its last, in a 'merge' task. */
 export async function mergeChain(handler: RemoteHandler, fs: FileSystemAccess, chain: string[], options: { task?: Task; signal?: AbortSignal } = {}): Promise<MergeOutcome> {
   const merge = async (task?: Task): Promise<MergeOutcome> => {
+    forgetFiles(handler, chain)
     let lastProgress = 0
     const onProgress = (done: number, total: number) => {
       const now = Date.now()

@@ -4,9 +4,11 @@
 import { posix } from 'node:path'
 import { isVhdAlias, openVhd, readVhdAlias, vhdStreamLength, type Vhd } from '../formats/vhd/index.ts'
 import { DISK_TYPE_DIFFERENCING } from '../formats/vhd/structures.ts'
-import { fileSystemAccess, type FileSystemAccess, type RemoteHandler } from '../storage/index.ts'
+import { fileSystemAccess, type EntryStat, type FileSystemAccess, type RemoteHandler } from '../storage/index.ts'
+import { mapConcurrently } from '../util/concurrency.ts'
 import { errorCode, isLifeboatError, type LifeboatError } from '../util/errors.ts'
 import { diskFormat, type DiskFormat } from './disk-format.ts'
+import { knownFile, rememberFile } from './known-files.ts'
 import { resolveInVmDir, vmDir } from './layout.ts'
 import type { DeltaBackupMetadata } from './metadata.ts'
 
@@ -45,6 +47,12 @@ export interface ChainFolder {
 
 const VHD_FILE = /^[^.].*\.vhd$/
 const DATA_FOLDER = 'data'
+/**
+ * Files of a VM folder read at once (a disk's header, footer and table; a backup's JSON), within the remote's
+ * connection limit: each is a few small reads, so a folder of 30 restore points costs a few round trips more
+ * than one of 3, not ten times as many.
+ */
+export const folderReads = (handler: RemoteHandler): number => Math.max(1, Math.min(8, handler.capabilities.connections))
 
 /** The chain folders of a VM (`vdis/<jobId>/<vdiUuid>`), remote paths. */
 export async function listChainFolders(handler: RemoteHandler, vmUuid: string): Promise<string[]> {
@@ -79,10 +87,22 @@ interface ParentName {
 }
 
 /** Opens one disk of a folder (a VHD file, or an alias and its target), or says why it is broken; with its parent's name for a differencing disk. */
-async function readDisk(handler: RemoteHandler, fs: FileSystemAccess, folder: string, name: string): Promise<{ disk: ChainDisk; parent?: ParentName }> {
+async function readDisk(handler: RemoteHandler, fs: FileSystemAccess, folder: string, name: string, remember: boolean): Promise<FoundDisk> {
   const path = `${folder}/${name}`
-  const disk: ChainDisk = { path, target: undefined, folder: false, format: undefined, uuid: '', differencing: false, size: 0, parent: undefined, broken: undefined, brokenCode: undefined }
+  const statAt = Date.now()
   const stat = await handler.stat(path)
+  // Only VHD files: an alias keeps its size and time while a merge changes the VhdDirectory it points at.
+  const known = remember && !isVhdAlias(name) ? knownFile<FoundDisk>(handler, path, stat) : undefined
+  if (known !== undefined) return { disk: { ...known.disk }, ...(known.parent && { parent: { ...known.parent } }) }
+  const found = await openDisk(fs, folder, path, name, stat)
+  if (remember && !isVhdAlias(name) && found.disk.broken === undefined) rememberFile(handler, path, stat, { disk: { ...found.disk }, parent: found.parent }, statAt)
+  return found
+}
+
+type FoundDisk = { disk: ChainDisk; parent?: ParentName }
+
+async function openDisk(fs: FileSystemAccess, folder: string, path: string, name: string, stat: EntryStat): Promise<FoundDisk> {
+  const disk: ChainDisk = { path, target: undefined, folder: false, format: undefined, uuid: '', differencing: false, size: 0, parent: undefined, broken: undefined, brokenCode: undefined }
   if (isVhdAlias(name)) {
     if (stat.isDirectory) return { disk: { ...disk, folder: true, broken: 'it is a VhdDirectory named like an alias', brokenCode: 'VHD_BAD_ALIAS' } }
     let target: string
@@ -143,13 +163,12 @@ export async function diskSize(handler: RemoteHandler, fs: FileSystemAccess, pat
  * empty, missing its target or pointing at no VHD too); so is a differencing disk whose parent is missing,
  * broken, or not the disk its header names (uuid). Remote failures are thrown.
  */
-export async function readChainFolder(handler: RemoteHandler, fs: FileSystemAccess, folder: string): Promise<ChainFolder> {
+export async function readChainFolder(handler: RemoteHandler, fs: FileSystemAccess, folder: string, options: { remember?: boolean } = {}): Promise<ChainFolder> {
   const names = await handler.list(folder)
   const result: ChainFolder = { path: folder, disks: new Map(), orphanData: [], forks: [] }
   const headers = new Map<string, ParentName>()
-  for (const name of names) {
-    if (!VHD_FILE.test(name)) continue
-    const { disk, parent } = await readDisk(handler, fs, folder, name)
+  const read = await mapConcurrently(names.filter(name => VHD_FILE.test(name)), folderReads(handler), name => readDisk(handler, fs, folder, name, options.remember === true))
+  for (const { disk, parent } of read) {
     result.disks.set(disk.path, disk)
     if (parent !== undefined) headers.set(disk.path, parent)
   }
