@@ -60,7 +60,8 @@ export async function readSyntheticBlock(files: readonly Vhd[], index: number): 
     if (!file.isAllocated(index)) continue
     const block = await file.readBlock(index)
     if (result === undefined) {
-      result = { bitmap: Buffer.from(block.bitmap), data: block.data }
+      // Taken as read (each read is a new buffer, the bitmap right before the data): a merge writes it in one piece.
+      result = block
     } else {
       for (let s = 0; s < sectors; s++) {
         if (isSectorSet(result.bitmap, s) || !isSectorSet(block.bitmap, s)) continue

@@ -8,6 +8,15 @@ import {
   checkBlockTable, decodeFooter, decodeHeader, encodeFooter, encodeHeader, fullBitmap, type VhdFooter, type VhdHeader,
 } from './structures.ts'
 
+/** Bytes read at once when a VHD file is opened: its footer, header and the block table of a disk up to 30 GiB. */
+const OPEN_PREFIX = 64 * 1024
+
+/** A block's bitmap and data as one buffer when they lie side by side in memory (a block as read): one write, not two. */
+function sideBySide(bitmap: Buffer, data: Buffer): Buffer | undefined {
+  if (bitmap.buffer !== data.buffer || bitmap.byteOffset + bitmap.length !== data.byteOffset) return undefined
+  return Buffer.from(bitmap.buffer, bitmap.byteOffset, bitmap.length + data.length)
+}
+
 export interface VhdFileOptions {
   fs?: FileSystemAccess
   writable?: boolean
@@ -68,8 +77,12 @@ export class VhdFile implements Vhd {
   private static async load(path: string, file: RandomAccessFile, force: boolean): Promise<VhdFile> {
     const size = await file.size()
     if (size < VHD_FOOTER_SIZE) throw new LifeboatError('VHD_TRUNCATED', `The file has ${size} bytes, too few for a VHD footer.`)
-    const headBytes = await readAt(file, 0, VHD_FOOTER_SIZE)
-    const tailBytes = await readAt(file, size - VHD_FOOTER_SIZE, VHD_FOOTER_SIZE)
+    // The footer, header and block table of most disks lie in the first kibibytes: one read serves them all
+    // (a clean opens every VHD of a folder, and each read is a round trip on a share).
+    const prefix = await readAt(file, 0, Math.min(size, OPEN_PREFIX))
+    const bytesAt = (position: number, length: number) => (position + length <= prefix.length ? Promise.resolve(prefix.subarray(position, position + length)) : readAt(file, position, length))
+    const headBytes = await bytesAt(0, VHD_FOOTER_SIZE)
+    const tailBytes = await bytesAt(size - VHD_FOOTER_SIZE, VHD_FOOTER_SIZE)
     let footer: VhdFooter
     try {
       footer = decodeFooter(headBytes)
@@ -99,12 +112,13 @@ export class VhdFile implements Vhd {
       if (!tailBytes.equals(headBytes)) throw new LifeboatError('VHD_FOOTER_MISMATCH', 'The two copies of the VHD footer differ; the file was changed by an interrupted write.')
     }
     const limit = force ? size : size - VHD_FOOTER_SIZE
-    const headerBytes = await readAt(file, footer.dataOffset, VHD_HEADER_SIZE)
+    const headerBytes = await bytesAt(footer.dataOffset, VHD_HEADER_SIZE)
     if (footer.dataOffset + VHD_HEADER_SIZE > limit) throw new LifeboatError('VHD_TRUNCATED', 'The VHD ends before its header.')
     const header = decodeHeader(headerBytes, footer)
     const tableEnd = header.tableOffset + batSize(header.maxTableEntries)
     if (tableEnd > limit) throw new LifeboatError('VHD_BAD_TABLE', `The VHD block table (${header.tableOffset}…${tableEnd}) lies outside the file (${size} bytes).`)
-    const bat = await readAt(file, header.tableOffset, batSize(header.maxTableEntries))
+    // A copy: the table is changed in place by merges, and must not hold the whole prefix alive.
+    const bat = Buffer.from(await bytesAt(header.tableOffset, batSize(header.maxTableEntries)))
     const allocated = checkBlockTable(bat, header, limit)
     const blockBytes = bitmapSize(header.blockSize) + header.blockSize
     let endOfData = tableEnd
@@ -161,17 +175,15 @@ export class VhdFile implements Vhd {
   async writeBlock(index: number, bitmap: Buffer, data: Buffer): Promise<void> {
     const bat = this.dynamicTable()
     if (index >= this.headerValue.maxTableEntries) throw new LifeboatError('VHD_BAD_TABLE', `${this.path}: block ${index} is beyond the block table; grow it first.`)
-    if (this.isAllocated(index)) {
-      const position = this.blockPosition(index)
+    const writeAt = async (position: number) => {
+      const whole = sideBySide(bitmap, data)
+      if (whole !== undefined) return this.file.write(whole, position)
       await this.file.write(bitmap, position)
       await this.file.write(data, position + bitmap.length)
-      return
     }
+    if (this.isAllocated(index)) return writeAt(this.blockPosition(index))
     const position = this.endOfData
-    await this.extend(position + bitmap.length + data.length, async () => {
-      await this.file.write(bitmap, position)
-      await this.file.write(data, position + bitmap.length)
-    })
+    await this.extend(position + bitmap.length + data.length, () => writeAt(position))
     bat.writeUInt32BE(position / VHD_SECTOR_SIZE, index * 4)
     await this.writeTableEntry(index)
   }

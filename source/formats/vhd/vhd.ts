@@ -11,7 +11,7 @@ export interface Vhd {
   isAllocated(index: number): boolean
   /** Allocated block indexes, ascending. */
   allocatedBlocks(): number[]
-  /** A block with its sector bitmap; an unallocated block reads as an empty bitmap and zeros. */
+  /** A block with its sector bitmap, in buffers of its own (the caller may change them); an unallocated block reads as an empty bitmap and zeros. */
   readBlock(index: number): Promise<{ bitmap: Buffer; data: Buffer }>
   close(): Promise<void>
 }
