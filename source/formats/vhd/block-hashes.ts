@@ -96,6 +96,9 @@ class TableBuilder {
  * The hashes of the blocks of a VHD being written, taken as they pass (each writer stores every block with a full
  * sector bitmap, hashed once). `record` hands the blocks on unchanged; `table` is complete once they have all passed.
  */
+/** Blocks already hashed, while their buffer lives (the blocks of a source are never changed once read). */
+const hashed = new WeakMap<Buffer, bigint>()
+
 export class BlockHashRecorder {
   readonly #builder: TableBuilder
   readonly #h64: (data: Uint8Array) => bigint
@@ -113,9 +116,16 @@ export class BlockHashRecorder {
 
   async *record<T extends { index: number; data: Buffer }>(blocks: AsyncIterable<T>): AsyncGenerator<T> {
     for await (const block of blocks) {
-      this.#builder.add(block.index, this.#bitmapHash, this.#h64(block.data))
+      this.#builder.add(block.index, this.#bitmapHash, this.#hashOf(block.data))
       yield block
     }
+  }
+
+  /** A block fanned out to several remotes is one buffer handed to each: hashed once, by the first. */
+  #hashOf(data: Buffer): bigint {
+    let hash = hashed.get(data)
+    if (hash === undefined) hashed.set(data, (hash = this.#h64(data)))
+    return hash
   }
 
   table(): BlockHashTable {
