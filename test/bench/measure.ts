@@ -2,6 +2,7 @@
 // median of a few runs, a child process's figures, and the figures of issue #18 as one table (goal, baseline,
 // holds or not). Run as a script, it is the plain copy: node --import tsx test/bench/measure.ts --copy FROM TO
 import { spawn } from 'node:child_process'
+import { once } from 'node:events'
 import { createReadStream, createWriteStream } from 'node:fs'
 import { mkdtemp, rm, stat } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
@@ -60,9 +61,14 @@ export function cpuSeconds(): number {
   return (user + system) / 1e6
 }
 
+/** The kernel's part of cpuSeconds (system time: copies into and out of the page cache and sockets). */
+export const systemSeconds = (): number => process.cpuUsage().system / 1e6
+
 export interface ChildFigures {
   seconds: number
   cpuSeconds: number
+  /** Of cpuSeconds, the kernel's (when the child measured it). */
+  systemSeconds?: number
   maxRssMiB: number
 }
 
@@ -118,10 +124,35 @@ export const syncDisks = () => spawnSyncQuiet('sync')
 /** True when the module is the script node was started with (a benchmark run alone, not imported by run.ts). */
 export const isMain = (meta: ImportMeta): boolean => process.argv[1] !== undefined && fileURLToPath(meta.url) === process.argv[1]
 
+/**
+ * A plain copy of `file` into `count` files at once (read once, each chunk written to all, the next read when
+ * every file took it): what writing one backup to `count` folders of this disk costs at the least. Time and CPU.
+ */
+export async function plainTee(file: string, count: number, dir: string): Promise<ChildFigures & { bytes: number }> {
+  await syncDisks()
+  const outputs = Array.from({ length: count }, (_, k) => join(dir, `tee-${k}.out`))
+  const result = await runScript<ChildFigures & { bytes: number }>(fileURLToPath(import.meta.url), ['--tee', file, ...outputs])
+  await Promise.all(outputs.map(path => rm(path, { force: true })))
+  return result
+}
+
+if (isMain(import.meta) && process.argv[2] === '--tee') {
+  const [from, ...to] = process.argv.slice(3)
+  const [started, cpu, system] = [performance.now(), cpuSeconds(), systemSeconds()]
+  const files = to.map(path => createWriteStream(path, { highWaterMark: 4 * MiB }))
+  for await (const chunk of createReadStream(from!, { highWaterMark: MiB })) {
+    const full = files.filter(file => !file.write(chunk))
+    await Promise.all(full.map(file => once(file, 'drain')))
+  }
+  await Promise.all(files.map(file => new Promise(resolve => file.end(resolve))))
+  const seconds = (performance.now() - started) / 1000
+  process.stdout.write(`${JSON.stringify({ seconds, cpuSeconds: cpuSeconds() - cpu, systemSeconds: systemSeconds() - system, maxRssMiB: process.resourceUsage().maxRSS / 1024, bytes: (await stat(from!)).size })}\n`)
+}
+
 if (isMain(import.meta) && process.argv[2] === '--copy') {
   const [from, to] = [process.argv[3]!, process.argv[4]!]
-  const [started, cpu] = [performance.now(), cpuSeconds()]
+  const [started, cpu, system] = [performance.now(), cpuSeconds(), systemSeconds()]
   await pipeline(createReadStream(from, { highWaterMark: MiB }), createWriteStream(to))
   const seconds = (performance.now() - started) / 1000
-  process.stdout.write(`${JSON.stringify({ seconds, cpuSeconds: cpuSeconds() - cpu, maxRssMiB: process.resourceUsage().maxRSS / 1024, bytes: (await stat(from)).size })}\n`)
+  process.stdout.write(`${JSON.stringify({ seconds, cpuSeconds: cpuSeconds() - cpu, systemSeconds: systemSeconds() - system, maxRssMiB: process.resourceUsage().maxRSS / 1024, bytes: (await stat(from)).size })}\n`)
 }
