@@ -11,7 +11,7 @@ import { parseArgs } from 'node:util'
 import { fileURLToPath } from 'node:url'
 import { VHD_BLOCK_SIZE, VhdChain, createVhdStream, mergeVhdChain, openVhdStream } from '../../source/formats/vhd/index.ts'
 import { WRITE_WINDOW } from '../../source/storage/index.ts'
-import { cpuSeconds, GiB, isMain, median, MiB, plainCopy, printFigures, runScript, syncDisks, type ChildFigures, type Figure } from './measure.ts'
+import { cpuSeconds, peakRssMiB, GiB, isMain, median, MiB, plainCopy, printFigures, runScript, syncDisks, type ChildFigures, type Figure } from './measure.ts'
 
 const CHAIN_LENGTH = 5
 const RUNS = 3
@@ -91,7 +91,7 @@ async function runOp(op: string, dir: string, size: number): Promise<{ bytes: nu
 async function child(op: string, dir: string, size: number): Promise<void> {
   const [started, cpu] = [performance.now(), cpuSeconds()]
   const result = await runOp(op, dir, size)
-  const figures: ChildFigures = { seconds: (performance.now() - started) / 1000, cpuSeconds: cpuSeconds() - cpu, maxRssMiB: process.resourceUsage().maxRSS / 1024 }
+  const figures: ChildFigures = { seconds: (performance.now() - started) / 1000, cpuSeconds: cpuSeconds() - cpu, maxRssMiB: peakRssMiB() }
   process.stdout.write(`${JSON.stringify({ ...result, ...figures })}\n`)
 }
 

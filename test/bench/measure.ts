@@ -3,7 +3,7 @@
 // holds or not). Run as a script, it is the plain copy: node --import tsx test/bench/measure.ts --copy FROM TO
 import { spawn } from 'node:child_process'
 import { once } from 'node:events'
-import { createReadStream, createWriteStream } from 'node:fs'
+import { createReadStream, createWriteStream, readFileSync } from 'node:fs'
 import { mkdtemp, rm, stat } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { basename, join } from 'node:path'
@@ -59,6 +59,18 @@ export function median(values: number[]): number {
 export function cpuSeconds(): number {
   const { user, system } = process.cpuUsage()
   return (user + system) / 1e6
+}
+
+/**
+ * This process's peak RSS in MiB: VmHWM, which starts afresh at exec. getrusage's maxrss does not: Linux
+ * carries it over from the parent at fork, so a child of a bench that had grown reported the bench's peak.
+ */
+export function peakRssMiB(): number {
+  try {
+    const hwm = /^VmHWM:\s+(\d+) kB$/m.exec(readFileSync('/proc/self/status', 'utf8'))
+    if (hwm !== null) return Number(hwm[1]) / 1024
+  } catch {}
+  return process.resourceUsage().maxRSS / 1024
 }
 
 /** The kernel's part of cpuSeconds (system time: copies into and out of the page cache and sockets). */
@@ -146,7 +158,7 @@ if (isMain(import.meta) && process.argv[2] === '--tee') {
   }
   await Promise.all(files.map(file => new Promise(resolve => file.end(resolve))))
   const seconds = (performance.now() - started) / 1000
-  process.stdout.write(`${JSON.stringify({ seconds, cpuSeconds: cpuSeconds() - cpu, systemSeconds: systemSeconds() - system, maxRssMiB: process.resourceUsage().maxRSS / 1024, bytes: (await stat(from!)).size })}\n`)
+  process.stdout.write(`${JSON.stringify({ seconds, cpuSeconds: cpuSeconds() - cpu, systemSeconds: systemSeconds() - system, maxRssMiB: peakRssMiB(), bytes: (await stat(from!)).size })}\n`)
 }
 
 if (isMain(import.meta) && process.argv[2] === '--copy') {
@@ -154,5 +166,5 @@ if (isMain(import.meta) && process.argv[2] === '--copy') {
   const [started, cpu, system] = [performance.now(), cpuSeconds(), systemSeconds()]
   await pipeline(createReadStream(from, { highWaterMark: MiB }), createWriteStream(to))
   const seconds = (performance.now() - started) / 1000
-  process.stdout.write(`${JSON.stringify({ seconds, cpuSeconds: cpuSeconds() - cpu, systemSeconds: systemSeconds() - system, maxRssMiB: process.resourceUsage().maxRSS / 1024, bytes: (await stat(from)).size })}\n`)
+  process.stdout.write(`${JSON.stringify({ seconds, cpuSeconds: cpuSeconds() - cpu, systemSeconds: systemSeconds() - system, maxRssMiB: peakRssMiB(), bytes: (await stat(from)).size })}\n`)
 }
